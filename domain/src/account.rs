@@ -1,0 +1,417 @@
+//! The customer account: the consistency boundary for registrations. Everything that must
+//! be decided together lives here: the registrations, their protection windows and
+//! attribution, direct-sales opportunities, conflicts, incumbency and renewal ownership.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::attribution::Attribution;
+use crate::event::{ConflictKind, ConflictParty, Event};
+use crate::ids::{AccountKey, ConflictId, OpportunityId, PartnerId, RegistrationId};
+use crate::money::Money;
+use crate::motion::{DealKind, Motion};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegistrationStatus {
+    Pending,
+    Protected,
+    Declined,
+    Withdrawn,
+    Expired,
+    Won,
+    Lost,
+    Released,
+}
+
+impl RegistrationStatus {
+    /// Pending or protected: counts against capacity and takes part in conflicts.
+    pub fn is_open(self) -> bool {
+        matches!(
+            self,
+            RegistrationStatus::Pending | RegistrationStatus::Protected
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Registration {
+    pub id: RegistrationId,
+    pub partner_id: PartnerId,
+    pub company: String,
+    pub product_line: String,
+    pub motion: Motion,
+    pub kind: DealKind,
+    pub estimated_amount: Money,
+    pub status: RegistrationStatus,
+    pub certified: bool,
+    pub incumbent: bool,
+    pub submitted_at: DateTime<Utc>,
+    /// When the current approval decision is due (resets when an appeal reinstates it).
+    pub approval_due_at: DateTime<Utc>,
+    pub sla_breach_recorded: bool,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub extensions: u32,
+    /// The expiry a reminder was sent for (a new one after an extension).
+    pub reminded_for: Option<DateTime<Utc>>,
+    pub last_touch: DateTime<Utc>,
+    pub inactive_flagged_at: Option<DateTime<Utc>>,
+    pub appeal_until: Option<DateTime<Utc>>,
+    pub appeal_filed: bool,
+    pub appeal_decided: bool,
+    pub stage: usize,
+    pub attribution: Attribution,
+    pub won_amount: Option<Money>,
+    pub reversed_minor: i64,
+    pub holds_slot: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DirectOpportunity {
+    pub id: OpportunityId,
+    pub owner: String,
+    pub product_line: String,
+    pub amount: Money,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictStatus {
+    Open,
+    Acknowledged,
+    Resolved,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Conflict {
+    pub id: ConflictId,
+    pub kind: ConflictKind,
+    pub product_line: String,
+    pub parties: Vec<ConflictParty>,
+    pub status: ConflictStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenewalOwnership {
+    pub owner: PartnerId,
+    pub confirmed_for: Option<NaiveDate>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct AccountState {
+    pub key: Option<AccountKey>,
+    pub company: String,
+    /// Keyed by UUID v7 id: iteration is submission order.
+    pub registrations: BTreeMap<RegistrationId, Registration>,
+    pub direct_opportunities: Vec<DirectOpportunity>,
+    pub conflicts: BTreeMap<ConflictId, Conflict>,
+    /// Product line -> the partner that won it last (the incumbent).
+    pub incumbents: BTreeMap<String, PartnerId>,
+    /// Product line -> who owns the renewal (the incumbent unless reassigned).
+    pub renewals: BTreeMap<String, RenewalOwnership>,
+}
+
+impl AccountState {
+    pub fn registration(&self, id: &RegistrationId) -> Option<&Registration> {
+        self.registrations.get(id)
+    }
+
+    /// The registration holding protection on `product_line`, if any.
+    pub fn protected_on(&self, product_line: &str) -> Option<&Registration> {
+        self.registrations
+            .values()
+            .find(|r| r.status == RegistrationStatus::Protected && r.product_line == product_line)
+    }
+
+    /// The renewal owner of a product line: the reassigned owner, else the incumbent.
+    pub fn renewal_owner(&self, product_line: &str) -> Option<PartnerId> {
+        self.renewals
+            .get(product_line)
+            .map(|r| r.owner)
+            .or_else(|| self.incumbents.get(product_line).copied())
+    }
+
+    /// The id the next conflict on `product_line` gets.
+    pub fn next_conflict_id(&self, product_line: &str, offset: usize) -> ConflictId {
+        let key = self.key.as_ref().map(|k| k.0.as_str()).unwrap_or("account");
+        ConflictId(format!(
+            "{key}/{product_line}/{}",
+            self.conflicts.len() + offset + 1
+        ))
+    }
+
+    pub fn evolve(&mut self, event: &Event) {
+        let mut with = |id: &RegistrationId, f: &mut dyn FnMut(&mut Registration)| {
+            if let Some(r) = self.registrations.get_mut(id) {
+                f(r);
+            }
+        };
+        match event {
+            Event::RegistrationSubmitted {
+                account,
+                registration_id,
+                partner_id,
+                customer,
+                product_line,
+                motion,
+                kind,
+                estimated_amount,
+                certified,
+                incumbent,
+                approval_due_at,
+                at,
+                ..
+            } => {
+                self.key = Some(account.clone());
+                if self.company.is_empty() {
+                    self.company = customer.company.clone();
+                }
+                self.registrations.insert(
+                    *registration_id,
+                    Registration {
+                        id: *registration_id,
+                        partner_id: *partner_id,
+                        company: customer.company.clone(),
+                        product_line: product_line.clone(),
+                        motion: *motion,
+                        kind: *kind,
+                        estimated_amount: estimated_amount.clone(),
+                        status: RegistrationStatus::Pending,
+                        certified: *certified,
+                        incumbent: *incumbent,
+                        submitted_at: *at,
+                        approval_due_at: *approval_due_at,
+                        sla_breach_recorded: false,
+                        expires_at: None,
+                        extensions: 0,
+                        reminded_for: None,
+                        last_touch: *at,
+                        inactive_flagged_at: None,
+                        appeal_until: None,
+                        appeal_filed: false,
+                        appeal_decided: false,
+                        stage: 0,
+                        attribution: Attribution::default(),
+                        won_amount: None,
+                        reversed_minor: 0,
+                        holds_slot: true,
+                    },
+                );
+            }
+            Event::RegistrationApproved {
+                registration_id,
+                expires_at,
+                at,
+                ..
+            } => with(registration_id, &mut |r| {
+                r.status = RegistrationStatus::Protected;
+                r.expires_at = Some(*expires_at);
+                r.last_touch = *at;
+            }),
+            Event::RegistrationDeclined {
+                registration_id,
+                appeal_until,
+                ..
+            } => with(registration_id, &mut |r| {
+                r.status = RegistrationStatus::Declined;
+                r.appeal_until = Some(*appeal_until);
+                r.holds_slot = false;
+            }),
+            Event::ProtectionExtended {
+                registration_id,
+                expires_at,
+                at,
+                ..
+            } => with(registration_id, &mut |r| {
+                r.extensions += 1;
+                r.expires_at = Some(*expires_at);
+                r.last_touch = *at;
+            }),
+            Event::RegistrationWithdrawn {
+                registration_id, ..
+            } => with(registration_id, &mut |r| {
+                r.status = RegistrationStatus::Withdrawn;
+                r.holds_slot = false;
+            }),
+            Event::ProtectionExpired {
+                registration_id, ..
+            } => with(registration_id, &mut |r| {
+                r.status = RegistrationStatus::Expired;
+                r.holds_slot = false;
+            }),
+            Event::ExpiryReminderSent {
+                registration_id,
+                expires_at,
+                ..
+            } => with(registration_id, &mut |r| r.reminded_for = Some(*expires_at)),
+            Event::RegistrationFlaggedInactive {
+                registration_id,
+                at,
+                ..
+            } => with(registration_id, &mut |r| r.inactive_flagged_at = Some(*at)),
+            Event::ApprovalSlaBreached {
+                registration_id, ..
+            } => with(registration_id, &mut |r| r.sla_breach_recorded = true),
+            Event::AppealFiled {
+                registration_id, ..
+            } => with(registration_id, &mut |r| r.appeal_filed = true),
+            Event::AppealDecided {
+                registration_id,
+                upheld,
+                approval_due_at,
+                at,
+                ..
+            } => with(registration_id, &mut |r| {
+                r.appeal_decided = true;
+                if *upheld {
+                    r.status = RegistrationStatus::Pending;
+                    r.holds_slot = true;
+                    r.approval_due_at = approval_due_at.unwrap_or(*at);
+                    r.sla_breach_recorded = false;
+                    r.last_touch = *at;
+                }
+            }),
+            Event::StageAdvanced {
+                registration_id,
+                at,
+                ..
+            } => with(registration_id, &mut |r| {
+                r.stage += 1;
+                r.last_touch = *at;
+                r.inactive_flagged_at = None;
+            }),
+            Event::SourcingPartnerSet {
+                registration_id,
+                partner_id,
+                at,
+                ..
+            } => with(registration_id, &mut |r| {
+                r.attribution.sourcing = Some(*partner_id);
+                r.last_touch = *at;
+            }),
+            Event::InfluencerAdded {
+                registration_id,
+                partner_id,
+                percent,
+                at,
+                ..
+            } => with(registration_id, &mut |r| {
+                r.attribution.influencers.insert(*partner_id, *percent);
+                r.last_touch = *at;
+            }),
+            Event::InfluencerRemoved {
+                registration_id,
+                partner_id,
+                ..
+            } => with(registration_id, &mut |r| {
+                r.attribution.influencers.remove(partner_id);
+            }),
+            Event::DealWon {
+                registration_id,
+                partner_id,
+                product_line,
+                amount,
+                ..
+            } => {
+                with(registration_id, &mut |r| {
+                    r.status = RegistrationStatus::Won;
+                    r.won_amount = Some(amount.clone());
+                    r.holds_slot = false;
+                });
+                self.incumbents.insert(product_line.clone(), *partner_id);
+                self.renewals.remove(product_line);
+            }
+            Event::DealLost {
+                registration_id, ..
+            } => with(registration_id, &mut |r| {
+                r.status = RegistrationStatus::Lost;
+                r.holds_slot = false;
+            }),
+            Event::RevenueReversed {
+                registration_id,
+                amount,
+                ..
+            } => with(registration_id, &mut |r| {
+                r.reversed_minor += amount.amount_minor
+            }),
+            Event::RegistrationReleased {
+                registration_id, ..
+            } => with(registration_id, &mut |r| {
+                r.status = RegistrationStatus::Released;
+                r.holds_slot = false;
+            }),
+            Event::DirectOpportunityRecorded {
+                account,
+                opportunity_id,
+                owner,
+                product_line,
+                amount,
+                ..
+            } => {
+                self.key = Some(account.clone());
+                self.direct_opportunities.push(DirectOpportunity {
+                    id: *opportunity_id,
+                    owner: owner.clone(),
+                    product_line: product_line.clone(),
+                    amount: amount.clone(),
+                });
+            }
+            Event::ConflictDetected {
+                conflict_id,
+                kind,
+                product_line,
+                parties,
+                ..
+            } => {
+                self.conflicts.insert(
+                    conflict_id.clone(),
+                    Conflict {
+                        id: conflict_id.clone(),
+                        kind: *kind,
+                        product_line: product_line.clone(),
+                        parties: parties.clone(),
+                        status: ConflictStatus::Open,
+                    },
+                );
+            }
+            Event::ConflictAcknowledged { conflict_id, .. } => {
+                if let Some(c) = self.conflicts.get_mut(conflict_id) {
+                    c.status = ConflictStatus::Acknowledged;
+                }
+            }
+            Event::ConflictResolved { conflict_id, .. } => {
+                if let Some(c) = self.conflicts.get_mut(conflict_id) {
+                    c.status = ConflictStatus::Resolved;
+                }
+            }
+            Event::RenewalOwnershipConfirmed {
+                product_line,
+                partner_id,
+                renewal_date,
+                ..
+            } => {
+                self.renewals.insert(
+                    product_line.clone(),
+                    RenewalOwnership {
+                        owner: *partner_id,
+                        confirmed_for: Some(*renewal_date),
+                    },
+                );
+            }
+            Event::RenewalOwnershipReassigned {
+                product_line, to, ..
+            } => {
+                self.renewals.insert(
+                    product_line.clone(),
+                    RenewalOwnership {
+                        owner: *to,
+                        confirmed_for: None,
+                    },
+                );
+            }
+            _ => {}
+        }
+    }
+}

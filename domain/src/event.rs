@@ -1,0 +1,439 @@
+//! Events: the immutable facts. Every variant carries `at`, the time it was decided (the
+//! clock adapter's time passed in the context), and every decision records the policy
+//! version it applied.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::attribution::Attribution;
+use crate::boundary::Boundary;
+use crate::command::{Customer, StageEvidence};
+use crate::error::RejectionCode;
+use crate::ids::{AccountKey, ConflictId, OpportunityId, PartnerId, RegistrationId};
+use crate::money::Money;
+use crate::motion::{DealKind, Motion, Tier};
+use crate::partner::Territory;
+use crate::policy::Policy;
+
+/// The kinds of channel conflict (RULES.md, "Conflict types and signals").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictKind {
+    /// Two partners pursue the same account and product line.
+    Horizontal,
+    /// Direct sales works an account a partner registered.
+    Vertical,
+    /// Different motions (referral, reseller, marketplace, SI) overlap on one account.
+    MultiChannel,
+    /// A renewal is claimed where ownership is not clear.
+    RenewalOwnership,
+    /// Price protection of two registrations would overlap.
+    OverlappingProtection,
+}
+
+/// Who is in a conflict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ConflictParty {
+    Registration {
+        registration_id: RegistrationId,
+        partner_id: PartnerId,
+    },
+    DirectSales {
+        opportunity_id: OpportunityId,
+        owner: String,
+    },
+}
+
+/// A registration a partner leaves open when it is offboarded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenSlot {
+    pub registration_id: RegistrationId,
+    pub account: AccountKey,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    PolicyAdopted {
+        policy: Policy,
+        at: DateTime<Utc>,
+    },
+
+    PartnerOnboarded {
+        partner_id: PartnerId,
+        name: String,
+        motions: Vec<Motion>,
+        tier: Tier,
+        territories: Vec<Territory>,
+        capacity: u32,
+        at: DateTime<Utc>,
+    },
+    PartnerTierChanged {
+        partner_id: PartnerId,
+        from: Tier,
+        to: Tier,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    PartnerCertified {
+        partner_id: PartnerId,
+        product_line: String,
+        expires_on: NaiveDate,
+        at: DateTime<Utc>,
+    },
+    PartnerTerritoriesSet {
+        partner_id: PartnerId,
+        territories: Vec<Territory>,
+        at: DateTime<Utc>,
+    },
+    PartnerCapacitySet {
+        partner_id: PartnerId,
+        capacity: u32,
+        at: DateTime<Utc>,
+    },
+    /// The partner leaves; `open_registrations` are released on their accounts next.
+    PartnerOffboarded {
+        partner_id: PartnerId,
+        reason: String,
+        open_registrations: Vec<OpenSlot>,
+        at: DateTime<Utc>,
+    },
+    /// A registration counts against the partner's capacity (appended atomically with it).
+    CapacitySlotTaken {
+        partner_id: PartnerId,
+        registration_id: RegistrationId,
+        account: AccountKey,
+        at: DateTime<Utc>,
+    },
+    CapacitySlotReleased {
+        partner_id: PartnerId,
+        registration_id: RegistrationId,
+        account: AccountKey,
+        at: DateTime<Utc>,
+    },
+
+    RegistrationSubmitted {
+        account: AccountKey,
+        registration_id: RegistrationId,
+        partner_id: PartnerId,
+        customer: Customer,
+        product_line: String,
+        motion: Motion,
+        kind: DealKind,
+        estimated_amount: Money,
+        expected_close: NaiveDate,
+        proof_of_work: String,
+        /// The partner's certification in the product line was valid at submission.
+        certified: bool,
+        /// The partner was the account's incumbent for the product line.
+        incumbent: bool,
+        approval_due_at: DateTime<Utc>,
+        policy_version: u32,
+        at: DateTime<Utc>,
+    },
+    ConflictDetected {
+        account: AccountKey,
+        conflict_id: ConflictId,
+        kind: ConflictKind,
+        product_line: String,
+        parties: Vec<ConflictParty>,
+        reasons: Vec<String>,
+        acknowledge_by: DateTime<Utc>,
+        policy_version: u32,
+        at: DateTime<Utc>,
+    },
+    RegistrationApproved {
+        account: AccountKey,
+        registration_id: RegistrationId,
+        partner_id: PartnerId,
+        rationale: String,
+        protection_days: u32,
+        expires_at: DateTime<Utc>,
+        policy_version: u32,
+        at: DateTime<Utc>,
+    },
+    RegistrationDeclined {
+        account: AccountKey,
+        registration_id: RegistrationId,
+        partner_id: PartnerId,
+        reason_code: String,
+        rationale: String,
+        appeal_until: DateTime<Utc>,
+        policy_version: u32,
+        at: DateTime<Utc>,
+    },
+    ProtectionExtended {
+        account: AccountKey,
+        registration_id: RegistrationId,
+        partner_id: PartnerId,
+        extension_number: u32,
+        days: u32,
+        expires_at: DateTime<Utc>,
+        reason: String,
+        policy_version: u32,
+        at: DateTime<Utc>,
+    },
+    RegistrationWithdrawn {
+        account: AccountKey,
+        registration_id: RegistrationId,
+        partner_id: PartnerId,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    /// Protection ended: the registered partner is cleared and the product line is free.
+    ProtectionExpired {
+        account: AccountKey,
+        registration_id: RegistrationId,
+        partner_id: PartnerId,
+        expired_at: DateTime<Utc>,
+        policy_version: u32,
+        at: DateTime<Utc>,
+    },
+    ExpiryReminderSent {
+        account: AccountKey,
+        registration_id: RegistrationId,
+        partner_id: PartnerId,
+        expires_at: DateTime<Utc>,
+        policy_version: u32,
+        at: DateTime<Utc>,
+    },
+    RegistrationFlaggedInactive {
+        account: AccountKey,
+        registration_id: RegistrationId,
+        partner_id: PartnerId,
+        last_touch: DateTime<Utc>,
+        policy_version: u32,
+        at: DateTime<Utc>,
+    },
+    ApprovalSlaBreached {
+        account: AccountKey,
+        registration_id: RegistrationId,
+        partner_id: PartnerId,
+        due_at: DateTime<Utc>,
+        policy_version: u32,
+        at: DateTime<Utc>,
+    },
+    AppealFiled {
+        account: AccountKey,
+        registration_id: RegistrationId,
+        partner_id: PartnerId,
+        evidence: String,
+        at: DateTime<Utc>,
+    },
+    /// An upheld appeal reinstates the registration as pending, due for a decision by `approval_due_at`.
+    AppealDecided {
+        account: AccountKey,
+        registration_id: RegistrationId,
+        partner_id: PartnerId,
+        upheld: bool,
+        rationale: String,
+        approval_due_at: Option<DateTime<Utc>>,
+        policy_version: u32,
+        at: DateTime<Utc>,
+    },
+    StageAdvanced {
+        account: AccountKey,
+        registration_id: RegistrationId,
+        partner_id: PartnerId,
+        from_stage: String,
+        to_stage: String,
+        evidence: StageEvidence,
+        policy_version: u32,
+        at: DateTime<Utc>,
+    },
+    SourcingPartnerSet {
+        account: AccountKey,
+        registration_id: RegistrationId,
+        partner_id: PartnerId,
+        previous: Option<PartnerId>,
+        actor: String,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    InfluencerAdded {
+        account: AccountKey,
+        registration_id: RegistrationId,
+        partner_id: PartnerId,
+        percent: u32,
+        actor: String,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    InfluencerRemoved {
+        account: AccountKey,
+        registration_id: RegistrationId,
+        partner_id: PartnerId,
+        actor: String,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    /// The deal is won; the attribution recorded here is locked.
+    DealWon {
+        account: AccountKey,
+        registration_id: RegistrationId,
+        partner_id: PartnerId,
+        motion: Motion,
+        product_line: String,
+        amount: Money,
+        attribution: Attribution,
+        policy_version: u32,
+        at: DateTime<Utc>,
+    },
+    DealLost {
+        account: AccountKey,
+        registration_id: RegistrationId,
+        partner_id: PartnerId,
+        reason: String,
+        policy_version: u32,
+        at: DateTime<Utc>,
+    },
+    RevenueReversed {
+        account: AccountKey,
+        registration_id: RegistrationId,
+        amount: Money,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    RegistrationReleased {
+        account: AccountKey,
+        registration_id: RegistrationId,
+        partner_id: PartnerId,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    DirectOpportunityRecorded {
+        account: AccountKey,
+        opportunity_id: OpportunityId,
+        owner: String,
+        product_line: String,
+        amount: Money,
+        at: DateTime<Utc>,
+    },
+    ConflictAcknowledged {
+        account: AccountKey,
+        conflict_id: ConflictId,
+        by: String,
+        note: String,
+        at: DateTime<Utc>,
+    },
+    ConflictResolved {
+        account: AccountKey,
+        conflict_id: ConflictId,
+        winner: Option<RegistrationId>,
+        rationale: String,
+        at: DateTime<Utc>,
+    },
+    RenewalOwnershipConfirmed {
+        account: AccountKey,
+        product_line: String,
+        partner_id: PartnerId,
+        renewal_date: NaiveDate,
+        policy_version: u32,
+        at: DateTime<Utc>,
+    },
+    RenewalOwnershipReassigned {
+        account: AccountKey,
+        product_line: String,
+        from: Option<PartnerId>,
+        to: PartnerId,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+
+    /// A refused command, recorded by the engine so every attempt is in the log.
+    CommandRejected {
+        boundary: Boundary,
+        command: String,
+        code: RejectionCode,
+        message: String,
+        details: serde_json::Value,
+        at: DateTime<Utc>,
+    },
+}
+
+impl Event {
+    /// The stream this event belongs to.
+    pub fn boundary(&self) -> Boundary {
+        use Event::*;
+        match self {
+            PolicyAdopted { .. } => Boundary::Program,
+            PartnerOnboarded { partner_id, .. }
+            | PartnerTierChanged { partner_id, .. }
+            | PartnerCertified { partner_id, .. }
+            | PartnerTerritoriesSet { partner_id, .. }
+            | PartnerCapacitySet { partner_id, .. }
+            | PartnerOffboarded { partner_id, .. }
+            | CapacitySlotTaken { partner_id, .. }
+            | CapacitySlotReleased { partner_id, .. } => Boundary::Partner(*partner_id),
+            RegistrationSubmitted { account, .. }
+            | ConflictDetected { account, .. }
+            | RegistrationApproved { account, .. }
+            | RegistrationDeclined { account, .. }
+            | ProtectionExtended { account, .. }
+            | RegistrationWithdrawn { account, .. }
+            | ProtectionExpired { account, .. }
+            | ExpiryReminderSent { account, .. }
+            | RegistrationFlaggedInactive { account, .. }
+            | ApprovalSlaBreached { account, .. }
+            | AppealFiled { account, .. }
+            | AppealDecided { account, .. }
+            | StageAdvanced { account, .. }
+            | SourcingPartnerSet { account, .. }
+            | InfluencerAdded { account, .. }
+            | InfluencerRemoved { account, .. }
+            | DealWon { account, .. }
+            | DealLost { account, .. }
+            | RevenueReversed { account, .. }
+            | RegistrationReleased { account, .. }
+            | DirectOpportunityRecorded { account, .. }
+            | ConflictAcknowledged { account, .. }
+            | ConflictResolved { account, .. }
+            | RenewalOwnershipConfirmed { account, .. }
+            | RenewalOwnershipReassigned { account, .. } => Boundary::Account(account.clone()),
+            CommandRejected { boundary, .. } => boundary.clone(),
+        }
+    }
+
+    /// The event's wire name (its `type` tag).
+    pub fn event_type(&self) -> &'static str {
+        use Event::*;
+        match self {
+            PolicyAdopted { .. } => "policy_adopted",
+            PartnerOnboarded { .. } => "partner_onboarded",
+            PartnerTierChanged { .. } => "partner_tier_changed",
+            PartnerCertified { .. } => "partner_certified",
+            PartnerTerritoriesSet { .. } => "partner_territories_set",
+            PartnerCapacitySet { .. } => "partner_capacity_set",
+            PartnerOffboarded { .. } => "partner_offboarded",
+            CapacitySlotTaken { .. } => "capacity_slot_taken",
+            CapacitySlotReleased { .. } => "capacity_slot_released",
+            RegistrationSubmitted { .. } => "registration_submitted",
+            ConflictDetected { .. } => "conflict_detected",
+            RegistrationApproved { .. } => "registration_approved",
+            RegistrationDeclined { .. } => "registration_declined",
+            ProtectionExtended { .. } => "protection_extended",
+            RegistrationWithdrawn { .. } => "registration_withdrawn",
+            ProtectionExpired { .. } => "protection_expired",
+            ExpiryReminderSent { .. } => "expiry_reminder_sent",
+            RegistrationFlaggedInactive { .. } => "registration_flagged_inactive",
+            ApprovalSlaBreached { .. } => "approval_sla_breached",
+            AppealFiled { .. } => "appeal_filed",
+            AppealDecided { .. } => "appeal_decided",
+            StageAdvanced { .. } => "stage_advanced",
+            SourcingPartnerSet { .. } => "sourcing_partner_set",
+            InfluencerAdded { .. } => "influencer_added",
+            InfluencerRemoved { .. } => "influencer_removed",
+            DealWon { .. } => "deal_won",
+            DealLost { .. } => "deal_lost",
+            RevenueReversed { .. } => "revenue_reversed",
+            RegistrationReleased { .. } => "registration_released",
+            DirectOpportunityRecorded { .. } => "direct_opportunity_recorded",
+            ConflictAcknowledged { .. } => "conflict_acknowledged",
+            ConflictResolved { .. } => "conflict_resolved",
+            RenewalOwnershipConfirmed { .. } => "renewal_ownership_confirmed",
+            RenewalOwnershipReassigned { .. } => "renewal_ownership_reassigned",
+            CommandRejected { .. } => "command_rejected",
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! `given(events).when(command).then(events | error)`: the scenario runner for rule tests.
+//!
+//! `given` events may span boundaries: partner events fold into the partner facts the
+//! context carries; events of the command's boundary fold into its state. Failures panic
+//! with both sides printed, so a failing rule reads like the rule.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use crate::{
+    decide, evolve, Actor, Boundary, Command, Context, DomainError, Event, PartnerState, Policy,
+    RejectionCode, State, VendorRole,
+};
+
+pub struct Scenario {
+    given: Vec<Event>,
+    policy: Policy,
+    now: DateTime<Utc>,
+    actor: Actor,
+}
+
+/// The default scenario clock: 2026-03-02 09:00 UTC.
+pub fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+impl Scenario {
+    pub fn given(events: impl IntoIterator<Item = Event>) -> Scenario {
+        Scenario {
+            given: events.into_iter().collect(),
+            policy: Policy::default_program(),
+            now: t0(),
+            actor: Actor::Vendor {
+                role: VendorRole::ChannelManager,
+                user: "cm@vendor.example".into(),
+            },
+        }
+    }
+
+    pub fn with_policy(mut self, policy: Policy) -> Scenario {
+        self.policy = policy;
+        self
+    }
+
+    pub fn at(mut self, now: DateTime<Utc>) -> Scenario {
+        self.now = now;
+        self
+    }
+
+    pub fn by(mut self, actor: Actor) -> Scenario {
+        self.actor = actor;
+        self
+    }
+
+    /// Decides `command` against the given history.
+    pub fn when(self, command: Command) -> Outcome {
+        let boundary = match command.boundary() {
+            Ok(b) => b,
+            Err(e) => {
+                return Outcome {
+                    result: Err(e),
+                    command,
+                }
+            }
+        };
+        let mut state = State::initial(&boundary);
+        let mut partners: BTreeMap<_, PartnerState> = BTreeMap::new();
+        for event in &self.given {
+            let target = event.boundary();
+            if target == boundary {
+                evolve(&mut state, event);
+            }
+            if let Boundary::Partner(id) = target {
+                partners.entry(id).or_default().evolve(event);
+            }
+        }
+        let ctx = Context {
+            now: self.now,
+            actor: &self.actor,
+            policy: &self.policy,
+            partners: &partners,
+        };
+        let result = decide(&state, &command, &ctx);
+        Outcome { result, command }
+    }
+}
+
+pub struct Outcome {
+    pub result: Result<Vec<Event>, DomainError>,
+    command: Command,
+}
+
+impl Outcome {
+    /// Asserts the decision produced exactly `expected`.
+    pub fn then(self, expected: Vec<Event>) -> Vec<Event> {
+        match self.result {
+            Ok(events) => {
+                if events != expected {
+                    panic!(
+                        "{} produced\n{}\nbut the rule expects\n{}",
+                        self.command.name(),
+                        pretty(&events),
+                        pretty(&expected)
+                    );
+                }
+                events
+            }
+            Err(e) => panic!(
+                "{} was refused ({e}) but the rule expects\n{}",
+                self.command.name(),
+                pretty(&expected)
+            ),
+        }
+    }
+
+    /// Asserts the decision succeeded and returns its events for finer checks.
+    pub fn then_ok(self) -> Vec<Event> {
+        match self.result {
+            Ok(events) => events,
+            Err(e) => panic!(
+                "{} was refused ({e}; details {}) but the rule expects it to pass",
+                self.command.name(),
+                e.details
+            ),
+        }
+    }
+
+    /// Asserts the decision was refused with `code`, returning the error for detail checks.
+    pub fn then_error(self, code: RejectionCode) -> DomainError {
+        match self.result {
+            Err(e) if e.code == code => e,
+            Err(e) => panic!(
+                "{} was refused with {} ({}) but the rule expects {code}",
+                self.command.name(),
+                e.code,
+                e.message
+            ),
+            Ok(events) => panic!(
+                "{} was accepted with\n{}\nbut the rule expects refusal {code}",
+                self.command.name(),
+                pretty(&events)
+            ),
+        }
+    }
+}
+
+fn pretty(events: &[Event]) -> String {
+    serde_json::to_string_pretty(events).unwrap_or_else(|e| format!("<unprintable: {e}>"))
+}

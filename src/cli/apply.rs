@@ -1,0 +1,176 @@
+//! `dealreg apply FILE.jsonl`: applies commands from a file, one JSON command a line, and
+//! prints one JSON reply a line, in order.
+//!
+//! Why it never stops on a bad line: a file from another system will contain mistakes; each
+//! gets a structured error line (with its line number) and the rest still applies.
+
+use std::io::{BufRead, Write};
+
+use dealreg_clock::Clock;
+use dealreg_store::EventStore;
+use serde::Serialize;
+
+use crate::engine::Engine;
+use crate::envelope::MAX_COMMAND_BYTES;
+use crate::reply::{RefusalBody, ReplyLine};
+
+/// Counts of what happened to the lines of one run.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ApplySummary {
+    pub lines: usize,
+    pub applied: usize,
+    pub rejected: usize,
+    pub refused: usize,
+    pub replayed: usize,
+}
+
+/// Reads commands from `input` and writes one reply line per non-blank input line.
+pub async fn apply<S, C, R, W>(
+    engine: &Engine<S, C>,
+    mut input: R,
+    output: &mut W,
+) -> std::io::Result<ApplySummary>
+where
+    S: EventStore + Clone,
+    C: Clock,
+    R: BufRead,
+    W: Write,
+{
+    let mut summary = ApplySummary::default();
+    let mut line_number = 0usize;
+    let mut buffer = Vec::new();
+    loop {
+        buffer.clear();
+        let (read, overflow) = read_bounded_line(&mut input, &mut buffer, MAX_COMMAND_BYTES)?;
+        if read == 0 {
+            break;
+        }
+        line_number += 1;
+        let trimmed = trim_ascii(&buffer);
+        if trimmed.is_empty() && !overflow {
+            continue;
+        }
+        summary.lines += 1;
+        let mut line = if overflow {
+            ReplyLine::Refused {
+                ok: false,
+                error: RefusalBody {
+                    code: "payload_too_large".into(),
+                    message: format!(
+                        "line {line_number} is longer than {MAX_COMMAND_BYTES} bytes; split it or move large evidence elsewhere"
+                    ),
+                    details: serde_json::Value::Null,
+                },
+            }
+        } else {
+            engine.execute_line(trimmed).await
+        };
+        match &mut line {
+            ReplyLine::Executed { reply, replayed } => {
+                if *replayed {
+                    summary.replayed += 1;
+                }
+                if reply.ok {
+                    summary.applied += 1;
+                } else {
+                    summary.rejected += 1;
+                }
+            }
+            ReplyLine::Refused { error, .. } => {
+                summary.refused += 1;
+                if error.details.is_null() {
+                    error.details = serde_json::json!({ "input_line": line_number });
+                } else if let Some(map) = error.details.as_object_mut() {
+                    map.insert("input_line".into(), serde_json::json!(line_number));
+                }
+            }
+        }
+        serde_json::to_writer(&mut *output, &line)?;
+        output.write_all(b"\n")?;
+        output.flush()?;
+    }
+    Ok(summary)
+}
+
+/// Reads one line into `buffer`, keeping at most `limit + 1` bytes of it so a huge line
+/// cannot exhaust memory. Returns the bytes consumed and whether the line was too long.
+fn read_bounded_line<R: BufRead>(
+    input: &mut R,
+    buffer: &mut Vec<u8>,
+    limit: usize,
+) -> std::io::Result<(usize, bool)> {
+    let mut consumed = 0usize;
+    let mut overflow = false;
+    loop {
+        let available = match input.fill_buf() {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            return Ok((consumed, overflow));
+        }
+        let (chunk, done) = match available.iter().position(|b| *b == b'\n') {
+            Some(i) => (&available[..=i], true),
+            None => (available, false),
+        };
+        let take = chunk.len();
+        if !overflow {
+            let room = (limit + 1).saturating_sub(buffer.len());
+            buffer.extend_from_slice(&chunk[..take.min(room)]);
+            if buffer.len() > limit
+                && !(done && buffer.len() == limit + 1 && buffer.last() == Some(&b'\n'))
+            {
+                overflow = true;
+            }
+        }
+        consumed += take;
+        input.consume(take);
+        if done {
+            return Ok((consumed, overflow));
+        }
+    }
+}
+
+fn trim_ascii(bytes: &[u8]) -> &[u8] {
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |i| i + 1);
+    &bytes[start..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_reader_flags_long_lines_and_keeps_reading() {
+        let text = b"short\n0123456789abcdef\nnext\n";
+        let mut input = &text[..];
+        let mut buffer = Vec::new();
+        assert_eq!(
+            read_bounded_line(&mut input, &mut buffer, 8).unwrap(),
+            (6, false)
+        );
+        assert_eq!(buffer, b"short\n");
+        buffer.clear();
+        let (consumed, overflow) = read_bounded_line(&mut input, &mut buffer, 8).unwrap();
+        assert_eq!((consumed, overflow), (17, true));
+        buffer.clear();
+        assert_eq!(
+            read_bounded_line(&mut input, &mut buffer, 8).unwrap(),
+            (5, false)
+        );
+        assert_eq!(buffer, b"next\n");
+        buffer.clear();
+        assert_eq!(
+            read_bounded_line(&mut input, &mut buffer, 8).unwrap(),
+            (0, false)
+        );
+    }
+}

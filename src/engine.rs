@@ -1,0 +1,623 @@
+//! The engine: load state, decide, append with the expected version, retry on conflicts.
+//!
+//! Why it is shaped this way: the domain is pure (`decide`/`evolve`), so everything that
+//! touches the world happens here, in one loop:
+//!
+//! 1. read the clock once (the command's `now`) and the policy in force;
+//! 2. fold the command's boundary (the customer account, the partner or the program) from
+//!    its stream, plus the read-only facts of the partners the decision needs;
+//! 3. `decide`; a rejection becomes a `command_rejected` event so every attempt is in the log;
+//! 4. append every resulting event atomically, each stream with the exact version it was
+//!    decided on (invariant 6: optimistic concurrency on the account boundary), with the
+//!    caller's idempotency key (invariant 4);
+//! 5. on a concurrency conflict go back to 2 — callers see conflicts only when the business
+//!    rule says no.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use dealreg_clock::Clock;
+use dealreg_domain::{
+    decide, evolve, partners_needed, Actor, Boundary, Command, Context, DomainError, Event,
+    PartnerId, PartnerState, Policy, State,
+};
+use dealreg_store::{
+    AppendOutcome, AppendRequest, EventStore, ExpectedVersion, Idempotency, NewEvent,
+    RecordedEvent, StoreError, StreamRevision, StreamWrite,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::envelope::CommandEnvelope;
+use crate::reply::{PositionedEvent, RefusalBody, Reply, ReplyLine};
+
+/// How many times a command is decided again after losing an optimistic-concurrency race
+/// before the caller is told to retry. Generous: a busy account with dozens of concurrent
+/// writers settles within a few rounds.
+const RETRY_LIMIT: u32 = 200;
+
+/// Streams whose folded state the engine keeps between commands. Each load still reads the
+/// stream forward from the cached version, so another process's writes are never missed.
+const STATE_CACHE_LIMIT: usize = 100_000;
+
+/// Page size when folding a stream.
+const READ_PAGE: usize = 1024;
+
+/// Stored next to every event; not part of the hashed domain payload's meaning but part of
+/// the stored (and hashed) bytes, so an auditor sees who, when, under which policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventMetadata {
+    /// Version of the event payload encoding; upcasters key on it (invariant 2).
+    pub schema: u32,
+    pub command_id: Uuid,
+    pub command: String,
+    pub actor: Actor,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    pub policy_version: u32,
+    /// The clock adapter's time when the command was decided.
+    pub decided_at: DateTime<Utc>,
+}
+
+/// Current payload encoding of events written by this build.
+pub const EVENT_SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("event at position {position} in stream `{stream}` cannot be decoded ({reason}); it was written by a newer dealreg or altered: run `dealreg verify`")]
+    Decode {
+        stream: String,
+        position: u64,
+        reason: String,
+    },
+    #[error("gave up after {attempts} attempts because `{stream}` kept changing underneath; retry the command with the same idempotency key")]
+    Contention { stream: String, attempts: u32 },
+    #[error("the decision produced an event for `{stream}`, which the engine did not load for this command; this is a bug in dealreg, please report it with the command")]
+    UnloadedBoundary { stream: String },
+    #[error(
+        "no policy has been adopted; start the engine with a policy file or the default policy"
+    )]
+    NoPolicy,
+    #[error("could not encode an event: {0}")]
+    Encode(String),
+}
+
+impl EngineError {
+    /// The stable code a caller sees for this failure.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EngineError::Store(StoreError::IdempotencyKeyReused { .. }) => "idempotency_key_reused",
+            EngineError::Store(StoreError::Closed) => "store_unavailable",
+            EngineError::Store(_) => "store_failed",
+            EngineError::Decode { .. } => "undecodable_event",
+            EngineError::Contention { .. } => "contention",
+            EngineError::UnloadedBoundary { .. } => "internal",
+            EngineError::NoPolicy => "no_policy",
+            EngineError::Encode(_) => "internal",
+        }
+    }
+}
+
+/// A command's reply, and whether it is the replay of an earlier identical command.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Executed {
+    pub reply: Reply,
+    pub replayed: bool,
+}
+
+/// A boundary's folded state and the revision of the last event folded into it.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub state: State,
+    pub version: Option<StreamRevision>,
+}
+
+impl Loaded {
+    fn expected(&self) -> ExpectedVersion {
+        match self.version {
+            Some(revision) => ExpectedVersion::Exact(revision),
+            None => ExpectedVersion::NoStream,
+        }
+    }
+}
+
+pub struct Engine<S, C> {
+    store: S,
+    clock: C,
+    states: Mutex<HashMap<String, Loaded>>,
+}
+
+impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
+    /// Opens the engine on a store. When the program has no policy yet, `policy` (or the
+    /// built-in default program policy) is adopted first, so every decision can record the
+    /// policy version it applied.
+    pub async fn open(store: S, clock: C, policy: Option<Policy>) -> Result<Self, EngineError> {
+        Self::open_as(store, clock, policy, "engine-bootstrap").await
+    }
+
+    /// Like [`Engine::open`], recording `component` as the system actor that adopted the
+    /// first policy (the demo marks its stores this way).
+    pub async fn open_as(
+        store: S,
+        clock: C,
+        policy: Option<Policy>,
+        component: &str,
+    ) -> Result<Self, EngineError> {
+        let engine = Engine {
+            store,
+            clock,
+            states: Mutex::new(HashMap::new()),
+        };
+        let program = engine.load(&Boundary::Program).await?;
+        let adopted = match &program.state {
+            State::Program(p) => p.policy().is_some(),
+            _ => false,
+        };
+        if !adopted {
+            let policy = policy.unwrap_or_else(Policy::default_program);
+            let envelope = CommandEnvelope {
+                idempotency_key: Some(format!("bootstrap-policy-v{}", policy.version)),
+                actor: Actor::System {
+                    component: component.into(),
+                },
+                command: Command::AdoptPolicy { policy },
+            };
+            let executed = engine.execute(envelope).await?;
+            if let Some(error) = executed.reply.error {
+                tracing::error!(%error, "the bootstrap policy was refused");
+                return Err(EngineError::NoPolicy);
+            }
+        }
+        Ok(engine)
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
+
+    /// The policy in force now.
+    pub async fn policy(&self) -> Result<Policy, EngineError> {
+        match self.load(&Boundary::Program).await?.state {
+            State::Program(p) => p.policy().cloned().ok_or(EngineError::NoPolicy),
+            _ => Err(EngineError::NoPolicy),
+        }
+    }
+
+    /// Reads one line of input (any interface) and always answers with a line: the engine's
+    /// reply, or a structured refusal. Never panics and never stops on bad input.
+    pub async fn execute_line(&self, bytes: &[u8]) -> ReplyLine {
+        let envelope = match CommandEnvelope::parse(bytes) {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                return ReplyLine::Refused {
+                    ok: false,
+                    error: RefusalBody::from(&e),
+                }
+            }
+        };
+        match self.execute(envelope).await {
+            Ok(executed) => ReplyLine::Executed {
+                reply: executed.reply,
+                replayed: executed.replayed,
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "command not executed");
+                ReplyLine::Refused {
+                    ok: false,
+                    error: RefusalBody {
+                        code: e.code().to_string(),
+                        message: e.to_string(),
+                        details: serde_json::Value::Null,
+                    },
+                }
+            }
+        }
+    }
+
+    /// Executes one command: decide, append, retry on conflict. A business rejection is an
+    /// `Ok` reply with `ok: false` (and is recorded); `Err` means the command had no effect
+    /// and may be retried with the same idempotency key.
+    pub async fn execute(&self, envelope: CommandEnvelope) -> Result<Executed, EngineError> {
+        let now = self.clock.now();
+        let command_name = envelope.command.name().to_string();
+        let boundary = match envelope.command.boundary() {
+            Ok(boundary) => boundary,
+            // The command does not even name a valid boundary (a malformed domain, say):
+            // there is no stream to record it on, so it is answered and not recorded.
+            Err(error) => {
+                return Ok(Executed {
+                    reply: Reply {
+                        ok: false,
+                        command: command_name,
+                        events: Vec::new(),
+                        error: Some(error),
+                    },
+                    replayed: false,
+                })
+            }
+        };
+        let idempotency = envelope.idempotency_key.as_ref().map(|key| Idempotency {
+            key: format!("{}/{}", actor_scope(&envelope.actor), key),
+            fingerprint: fingerprint(&envelope),
+        });
+        let command_id = Uuid::now_v7();
+        let primary_stream = boundary.stream_name();
+
+        for attempt in 1..=RETRY_LIMIT {
+            let policy = match (self.policy().await, &envelope.command) {
+                (Ok(policy), _) => policy,
+                // The very first policy is decided under itself.
+                (Err(EngineError::NoPolicy), Command::AdoptPolicy { policy }) => policy.clone(),
+                (Err(e), _) => return Err(e),
+            };
+            let primary = self.load(&boundary).await?;
+            let mut partner_loads: BTreeMap<PartnerId, Loaded> = BTreeMap::new();
+            for partner_id in partners_needed(&primary.state, &envelope.command) {
+                if partner_loads.contains_key(&partner_id) {
+                    continue;
+                }
+                let loaded = if Boundary::Partner(partner_id) == boundary {
+                    primary.clone()
+                } else {
+                    self.load(&Boundary::Partner(partner_id)).await?
+                };
+                partner_loads.insert(partner_id, loaded);
+            }
+            let partner_facts: BTreeMap<PartnerId, PartnerState> = partner_loads
+                .iter()
+                .filter_map(|(id, loaded)| match &loaded.state {
+                    State::Partner(p) => Some((*id, p.clone())),
+                    _ => None,
+                })
+                .collect();
+            let context = Context {
+                now,
+                actor: &envelope.actor,
+                policy: &policy,
+                partners: &partner_facts,
+            };
+            let events = match decide(&primary.state, &envelope.command, &context) {
+                Ok(events) => events,
+                Err(rejection) => vec![rejection_event(&boundary, &command_name, rejection, now)],
+            };
+
+            let metadata = EventMetadata {
+                schema: EVENT_SCHEMA_VERSION,
+                command_id,
+                command: command_name.clone(),
+                actor: envelope.actor.clone(),
+                idempotency_key: envelope.idempotency_key.clone(),
+                policy_version: policy.version,
+                decided_at: now,
+            };
+            let (request, grouped) = build_append(
+                &boundary,
+                &primary,
+                &partner_loads,
+                events,
+                &metadata,
+                idempotency.clone(),
+            )?;
+            match self.store.append(request).await {
+                Ok(outcome) if outcome.deduplicated => {
+                    let reply = self.replay(&command_name, &outcome).await?;
+                    // A replay completes follow-ups a crash may have cut short.
+                    self.follow_up(&reply).await;
+                    return Ok(Executed {
+                        reply,
+                        replayed: true,
+                    });
+                }
+                Ok(outcome) => {
+                    self.remember(&grouped, &outcome);
+                    let reply = reply_from(&command_name, &outcome, grouped)?;
+                    self.follow_up(&reply).await;
+                    return Ok(Executed {
+                        reply,
+                        replayed: false,
+                    });
+                }
+                Err(StoreError::WrongExpectedVersion { stream, .. }) => {
+                    tracing::debug!(%stream, attempt, "lost a concurrency race; deciding again");
+                    // Back off a little, more with each attempt, with jitter so that racing
+                    // writers spread out instead of colliding again in lockstep.
+                    let jitter = u64::from(Uuid::now_v7().as_bytes()[15]);
+                    let micros = (u64::from(attempt.min(20)) * 50) + jitter * 2;
+                    tokio::time::sleep(Duration::from_micros(micros)).await;
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(EngineError::Contention {
+            stream: primary_stream,
+            attempts: RETRY_LIMIT,
+        })
+    }
+
+    /// Commands that follow from recorded facts. Today: an offboarded partner's open
+    /// registrations are released on their accounts, each as its own durable command with
+    /// an idempotency key derived from the registration, so a crash midway is completed by
+    /// replaying the offboarding (nothing is lost, nothing released twice).
+    fn follow_up<'a>(&'a self, reply: &'a Reply) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            for positioned in &reply.events {
+                let Event::PartnerOffboarded {
+                    open_registrations,
+                    reason,
+                    ..
+                } = &positioned.event
+                else {
+                    continue;
+                };
+                for slot in open_registrations {
+                    let envelope = CommandEnvelope {
+                        idempotency_key: Some(format!(
+                            "offboarding-release/{}",
+                            slot.registration_id
+                        )),
+                        actor: Actor::System {
+                            component: "offboarding".into(),
+                        },
+                        command: Command::ReleaseRegistration {
+                            account: slot.account.0.clone(),
+                            registration_id: slot.registration_id,
+                            reason: format!("partner offboarded: {reason}"),
+                        },
+                    };
+                    match self.execute(envelope).await {
+                        Ok(done) if done.reply.ok => {}
+                        Ok(done) => {
+                            tracing::info!(registration = %slot.registration_id, error = ?done.reply.error, "registration not released (already closed)")
+                        }
+                        Err(e) => {
+                            tracing::error!(registration = %slot.registration_id, error = %e, "releasing an offboarded partner's registration failed; replay the offboarding to finish")
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    /// Folds a boundary's stream, starting from the cached state when there is one.
+    pub async fn load(&self, boundary: &Boundary) -> Result<Loaded, EngineError> {
+        let stream = boundary.stream_name();
+        let cached = self
+            .states
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&stream)
+            .cloned();
+        let mut loaded = cached.unwrap_or_else(|| Loaded {
+            state: State::initial(boundary),
+            version: None,
+        });
+        let start_version = loaded.version;
+        loop {
+            let from = loaded.version.map_or(0, |v| v + 1);
+            let page = self.store.read_stream(&stream, from, READ_PAGE).await?;
+            let full = page.len() == READ_PAGE;
+            for recorded in &page {
+                let event = decode_event(recorded)?;
+                evolve(&mut loaded.state, &event);
+                loaded.version = Some(recorded.revision);
+            }
+            if !full {
+                break;
+            }
+        }
+        if loaded.version != start_version {
+            self.cache(stream, loaded.clone());
+        }
+        Ok(loaded)
+    }
+
+    fn cache(&self, stream: String, loaded: Loaded) {
+        let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
+        if states.len() >= STATE_CACHE_LIMIT && !states.contains_key(&stream) {
+            states.clear();
+        }
+        match states.get(&stream) {
+            Some(existing) if existing.version >= loaded.version => {}
+            _ => {
+                states.insert(stream, loaded);
+            }
+        }
+    }
+
+    /// After a successful append, fold the new events into the cached states so the next
+    /// command on the same account does not re-read them.
+    fn remember(&self, grouped: &[(Boundary, Loaded, Vec<Event>)], outcome: &AppendOutcome) {
+        for ((boundary, loaded, events), write) in grouped.iter().zip(&outcome.writes) {
+            let Some(last) = write.revisions.last() else {
+                continue;
+            };
+            let mut state = loaded.state.clone();
+            for event in events {
+                evolve(&mut state, event);
+            }
+            self.cache(
+                boundary.stream_name(),
+                Loaded {
+                    state,
+                    version: Some(*last),
+                },
+            );
+        }
+    }
+
+    /// Rebuilds the first reply of a deduplicated command from what the store recorded.
+    async fn replay(&self, command: &str, outcome: &AppendOutcome) -> Result<Reply, EngineError> {
+        let mut grouped = Vec::new();
+        for write in &outcome.writes {
+            let mut events = Vec::new();
+            if let (Some(first), Some(last)) = (write.revisions.first(), write.revisions.last()) {
+                let count = usize::try_from(last - first + 1).unwrap_or(usize::MAX);
+                let recorded = self.store.read_stream(&write.stream, *first, count).await?;
+                for r in &recorded {
+                    events.push(decode_event(r)?);
+                }
+            }
+            let boundary = Boundary::from_stream_name(&write.stream).unwrap_or(Boundary::Program);
+            grouped.push((
+                boundary.clone(),
+                Loaded {
+                    state: State::initial(&boundary),
+                    version: None,
+                },
+                events,
+            ));
+        }
+        reply_from(command, outcome, grouped)
+    }
+}
+
+/// Decodes a stored event, upcasting older payload versions (invariant 2). Version 1 is the
+/// only one written so far; the `schema` field of the metadata selects the upcaster.
+pub fn decode_event(recorded: &RecordedEvent) -> Result<Event, EngineError> {
+    serde_json::from_slice::<Event>(&recorded.data).map_err(|e| EngineError::Decode {
+        stream: recorded.stream.clone(),
+        position: recorded.position.0,
+        reason: e.to_string(),
+    })
+}
+
+fn rejection_event(
+    boundary: &Boundary,
+    command: &str,
+    rejection: DomainError,
+    now: DateTime<Utc>,
+) -> Event {
+    Event::CommandRejected {
+        boundary: boundary.clone(),
+        command: command.to_string(),
+        code: rejection.code,
+        message: rejection.message,
+        details: rejection.details,
+        at: now,
+    }
+}
+
+type Grouped = Vec<(Boundary, Loaded, Vec<Event>)>;
+
+/// Groups the decided events by stream (primary boundary first) with the exact version
+/// each stream was decided on.
+fn build_append(
+    primary_boundary: &Boundary,
+    primary: &Loaded,
+    partners: &BTreeMap<PartnerId, Loaded>,
+    events: Vec<Event>,
+    metadata: &EventMetadata,
+    idempotency: Option<Idempotency>,
+) -> Result<(AppendRequest, Grouped), EngineError> {
+    let mut grouped: Grouped = vec![(primary_boundary.clone(), primary.clone(), Vec::new())];
+    for event in events {
+        let target = event.boundary();
+        if let Some(slot) = grouped.iter_mut().find(|(b, _, _)| *b == target) {
+            slot.2.push(event);
+            continue;
+        }
+        let loaded = match &target {
+            Boundary::Partner(id) => partners.get(id).cloned(),
+            _ => None,
+        }
+        .ok_or_else(|| EngineError::UnloadedBoundary {
+            stream: target.stream_name(),
+        })?;
+        grouped.push((target, loaded, vec![event]));
+    }
+    let metadata_bytes =
+        serde_json::to_vec(metadata).map_err(|e| EngineError::Encode(e.to_string()))?;
+    let mut writes = Vec::with_capacity(grouped.len());
+    for (boundary, loaded, events) in &grouped {
+        let mut new_events = Vec::with_capacity(events.len());
+        for event in events {
+            new_events.push(NewEvent {
+                event_id: Uuid::now_v7(),
+                event_type: event.event_type().to_string(),
+                data: serde_json::to_vec(event).map_err(|e| EngineError::Encode(e.to_string()))?,
+                metadata: metadata_bytes.clone(),
+            });
+        }
+        writes.push(StreamWrite {
+            stream: boundary.stream_name(),
+            expected: loaded.expected(),
+            events: new_events,
+        });
+    }
+    Ok((
+        AppendRequest {
+            idempotency,
+            writes,
+        },
+        grouped,
+    ))
+}
+
+fn reply_from(
+    command: &str,
+    outcome: &AppendOutcome,
+    grouped: Grouped,
+) -> Result<Reply, EngineError> {
+    let mut positioned = Vec::new();
+    for ((_, _, events), write) in grouped.into_iter().zip(&outcome.writes) {
+        for ((event, revision), position) in events
+            .into_iter()
+            .zip(&write.revisions)
+            .zip(&write.positions)
+        {
+            positioned.push(PositionedEvent {
+                stream: write.stream.clone(),
+                revision: *revision,
+                position: *position,
+                event,
+            });
+        }
+    }
+    let error = positioned.iter().find_map(|p| match &p.event {
+        Event::CommandRejected {
+            code,
+            message,
+            details,
+            ..
+        } => Some(DomainError {
+            code: *code,
+            message: message.clone(),
+            details: details.clone(),
+        }),
+        _ => None,
+    });
+    Ok(Reply {
+        ok: error.is_none(),
+        command: command.to_string(),
+        events: positioned,
+        error,
+    })
+}
+
+/// Idempotency keys are scoped to who sends them, so one partner's key can never return
+/// another partner's reply (invariant 7).
+fn actor_scope(actor: &Actor) -> String {
+    match actor {
+        Actor::Partner { partner_id, .. } => format!("partner:{partner_id}"),
+        Actor::Vendor { .. } => "vendor".to_string(),
+        Actor::System { .. } => "system".to_string(),
+    }
+}
+
+/// What makes two commands "the same" for idempotency: the actor and the command, as JSON.
+fn fingerprint(envelope: &CommandEnvelope) -> String {
+    let bytes = serde_json::to_vec(&(&envelope.actor, &envelope.command)).unwrap_or_default();
+    let digest = Sha256::digest(&bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,167 @@
+//! The `dealreg` command line.
+
+use std::fs::File;
+use std::io::{BufReader, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+use dealreg::cli;
+use dealreg::clock::{ControlledClock, SharedClock, SystemClock};
+use dealreg::domain::Policy;
+use dealreg::store::sqlite::SqliteStore;
+use dealreg::store::GlobalPosition;
+use dealreg::Engine;
+
+#[derive(Parser)]
+#[command(
+    name = "dealreg",
+    version,
+    about = "Event-sourced deal registration for partner programs"
+)]
+struct Cli {
+    /// The embedded event store (a SQLite file; created when missing).
+    #[arg(long, global = true, default_value = "./dealreg.db")]
+    store: PathBuf,
+    #[command(subcommand)]
+    job: Job,
+}
+
+#[derive(Subcommand)]
+enum Job {
+    /// Run a realistic 120-day partner program on a fresh store and show what a channel
+    /// manager wants to see.
+    Demo {
+        /// Replace an existing store file instead of refusing.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Apply commands from a file (one JSON command a line; `-` for stdin) and print one
+    /// JSON reply a line.
+    Apply {
+        file: PathBuf,
+        /// Policy TOML adopted when the store has no policy yet (default: the built-in one).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Decide every command at this fixed UTC time (RFC 3339) instead of the system
+        /// clock: for replays and repeatable runs.
+        #[arg(long)]
+        at: Option<DateTime<Utc>>,
+    },
+    /// Print the log as JSON lines in global order.
+    Events {
+        /// Only events after this global position.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// Only events of this stream (e.g. `account-acme.com`).
+        #[arg(long)]
+        stream: Option<String>,
+    },
+    /// Check every stream's hash chain; exits non-zero when any chain is broken.
+    Verify,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, String> {
+    match cli.job {
+        Job::Demo { force } => cli::demo::run(&cli.store, force).await,
+        Job::Apply { file, policy, at } => {
+            let policy = match policy {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .map_err(|e| format!("cannot read policy {}: {e}", path.display()))?;
+                    Some(
+                        Policy::from_toml(&text)
+                            .map_err(|e| format!("policy {}: {e}", path.display()))?,
+                    )
+                }
+                None => None,
+            };
+            let clock = match at {
+                Some(at) => SharedClock::new(ControlledClock::starting_at(at)),
+                None => SharedClock::new(SystemClock),
+            };
+            let store = open_store(&cli.store)?;
+            let engine = Engine::open(store, clock, policy)
+                .await
+                .map_err(|e| e.to_string())?;
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            let summary = if file.as_os_str() == "-" {
+                cli::apply::apply(&engine, std::io::stdin().lock(), &mut out).await
+            } else {
+                let input = File::open(&file)
+                    .map_err(|e| format!("cannot open {}: {e}", file.display()))?;
+                cli::apply::apply(&engine, BufReader::new(input), &mut out).await
+            }
+            .map_err(|e| format!("apply stopped on an I/O error: {e}"))?;
+            eprintln!(
+                "{} lines: {} applied, {} rejected by the rules, {} refused as unreadable, {} replayed; store {}",
+                summary.lines,
+                summary.applied,
+                summary.rejected,
+                summary.refused,
+                summary.replayed,
+                cli.store.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Job::Events { after, stream } => {
+            let store = open_store(&cli.store)?;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            cli::events::print_events(&store, GlobalPosition(after), stream.as_deref(), &mut out)
+                .await
+                .map_err(|e| e.to_string())?;
+            out.flush().map_err(|e| e.to_string())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Job::Verify => {
+            let store = open_store(&cli.store)?;
+            let report = cli::verify::verify_chains(&store)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+            );
+            if report.breaks.is_empty() {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                Ok(ExitCode::from(2))
+            }
+        }
+    }
+}
+
+fn open_store(path: &std::path::Path) -> Result<SqliteStore, String> {
+    SqliteStore::open(path).map_err(|e| format!("cannot open the store {}: {e}", path.display()))
+}

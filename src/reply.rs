@@ -1,0 +1,69 @@
+//! The reply to a command: the events it produced with their positions, or a coded error.
+//!
+//! Why replies are built from recorded events: a retried command (same idempotency key) must
+//! get exactly the first caller's reply. Building both from what the store recorded makes
+//! that true by construction.
+
+use dealreg_domain::{DomainError, Event};
+use dealreg_store::{GlobalPosition, StreamRevision};
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::InputError;
+
+/// One event of a reply, with where it landed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PositionedEvent {
+    pub stream: String,
+    pub revision: StreamRevision,
+    pub position: GlobalPosition,
+    pub event: Event,
+}
+
+/// What a caller gets back for a command that reached the engine.
+///
+/// A rejected command is still recorded (as a `command_rejected` event, so an auditor sees
+/// every attempt); `ok` is false and `error` carries the stable code.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    pub ok: bool,
+    pub command: String,
+    pub events: Vec<PositionedEvent>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<DomainError>,
+}
+
+/// One line of `dealreg apply` output (and the NATS reply body): either the engine's reply,
+/// or why the input could not be read or executed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ReplyLine {
+    Executed {
+        #[serde(flatten)]
+        reply: Reply,
+        /// True when the idempotency key had been seen and this is the first reply again.
+        replayed: bool,
+    },
+    Refused {
+        ok: bool,
+        error: RefusalBody,
+    },
+}
+
+/// The error body of a refused line: a stable code, a message that says what to do next.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefusalBody {
+    pub code: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub details: serde_json::Value,
+}
+
+impl From<&InputError> for RefusalBody {
+    fn from(e: &InputError) -> Self {
+        RefusalBody {
+            code: e.code.to_string(),
+            message: e.message.clone(),
+            details: serde_json::json!({ "line": e.line, "column": e.column }),
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! Invariant 5: an acknowledged command is durable. A child `dealreg apply` is killed with
+//! SIGKILL in the middle of a stream of commands; the reopened store holds every
+//! acknowledged command's events, no partial command, and intact hash chains.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+use dealreg::store::sqlite::SqliteStore;
+use dealreg::store::{EventStore, GlobalPosition};
+use serde_json::{json, Value};
+use support::*;
+use uuid::Uuid;
+
+#[tokio::test]
+async fn sigkill_mid_stream_loses_nothing_acknowledged_and_leaves_no_partial_command() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("crash.db");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dealreg"))
+        .arg("--store")
+        .arg(&path)
+        .args(["apply", "--at", "2026-03-02T09:00:00Z", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn dealreg apply");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+
+    // The writer runs ahead of the acknowledgements so the child is always mid-command.
+    let writer = std::thread::spawn(move || {
+        let partners: Vec<Uuid> = (0..4).map(|_| Uuid::now_v7()).collect();
+        let mut lines = Vec::new();
+        for (i, p) in partners.iter().enumerate() {
+            lines.push(json!({ "actor": channel_manager(), "command": onboard(*p, &format!("Partner {i}"), &["reseller"], "gold", 100_000) }));
+            lines.push(json!({ "actor": channel_manager(), "command": certify(*p, "analytics", "2030-01-01") }));
+        }
+        for n in 0..20_000 {
+            let p = partners[n % partners.len()];
+            let registration = Uuid::now_v7();
+            let domain = format!("customer-{n}.com");
+            lines.push(json!({ "idempotency_key": format!("s-{n}"), "actor": partner_actor(p), "command": submit(registration, p, &domain, "analytics", "reseller") }));
+            lines.push(json!({ "idempotency_key": format!("a-{n}"), "actor": channel_manager(), "command": approve(registration, &domain) }));
+        }
+        for line in lines {
+            if writeln!(stdin, "{line}").is_err() {
+                return; // the child is gone
+            }
+        }
+    });
+
+    let mut acknowledged: Vec<Value> = Vec::new();
+    for line in stdout.lines() {
+        let Ok(line) = line else { break };
+        let reply: Value = serde_json::from_str(&line).expect("reply is JSON");
+        assert_eq!(
+            reply["ok"],
+            json!(true),
+            "every command in this stream is valid: {reply}"
+        );
+        acknowledged.push(reply);
+        if acknowledged.len() == 300 {
+            child.kill().expect("SIGKILL the child");
+            break;
+        }
+    }
+    let _ = child.wait();
+    let _ = writer.join();
+    assert_eq!(
+        acknowledged.len(),
+        300,
+        "the child acknowledged commands before it was killed"
+    );
+
+    let store = SqliteStore::open(&path).expect("the store reopens after SIGKILL");
+    let mut log = Vec::new();
+    let mut after = GlobalPosition::ORIGIN;
+    loop {
+        let page = store.read_all(after, 4096).await.expect("read");
+        let Some(last) = page.last() else { break };
+        after = last.position;
+        log.extend(page);
+    }
+    let by_position: BTreeMap<u64, _> = log.iter().map(|r| (r.position.0, r)).collect();
+    for reply in &acknowledged {
+        for e in reply["events"].as_array().expect("events") {
+            let position = e["position"].as_u64().expect("position");
+            let stored = by_position
+                .get(&position)
+                .unwrap_or_else(|| panic!("acknowledged event at {position} is missing"));
+            assert_eq!(json!(stored.stream), e["stream"]);
+            assert_eq!(json!(stored.revision), e["revision"]);
+            assert_eq!(json!(stored.event_type), e["event"]["type"]);
+        }
+    }
+
+    // No partial command: every submission's account event and partner capacity slot are
+    // both there, or neither is.
+    let mut per_command: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for r in &log {
+        let metadata: Value = serde_json::from_slice(&r.metadata).expect("metadata");
+        let id = metadata["command_id"]
+            .as_str()
+            .expect("command id")
+            .to_string();
+        per_command.entry(id).or_default().push(&r.event_type);
+    }
+    for (command, types) in &per_command {
+        let submitted = types.contains(&"registration_submitted");
+        let slot = types.contains(&"capacity_slot_taken");
+        assert_eq!(submitted, slot, "command {command} is partial: {types:?}");
+    }
+    assert!(
+        log.len() >= acknowledged.len(),
+        "the log holds at least what was acknowledged"
+    );
+
+    let report = dealreg::cli::verify::verify_chains(&store)
+        .await
+        .expect("verify");
+    assert!(
+        report.breaks.is_empty(),
+        "chains intact after SIGKILL: {:?}",
+        report.breaks
+    );
+    assert_eq!(report.events as usize, log.len());
+}

@@ -1,0 +1,116 @@
+//! Shared test fixtures: commands written as the JSON a real client sends.
+#![allow(dead_code)]
+
+use chrono::{DateTime, TimeZone, Utc};
+use dealreg::clock::ControlledClock;
+use dealreg::{CommandEnvelope, Engine, Reply};
+use dealreg_store::EventStore;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+pub fn start() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0)
+        .single()
+        .expect("valid date")
+}
+
+pub fn envelope(key: Option<&str>, actor: Value, command: Value) -> CommandEnvelope {
+    let mut body = json!({ "actor": actor, "command": command });
+    if let Some(key) = key {
+        body["idempotency_key"] = json!(key);
+    }
+    CommandEnvelope::parse(body.to_string().as_bytes()).expect("test envelope parses")
+}
+
+pub fn channel_manager() -> Value {
+    json!({ "kind": "vendor", "role": "channel_manager", "user": "cm@vendor.example" })
+}
+
+pub fn system() -> Value {
+    json!({ "kind": "system", "component": "timekeeper" })
+}
+
+pub fn partner_actor(partner: Uuid) -> Value {
+    json!({ "kind": "partner", "partner_id": partner, "user": "rep@partner.example" })
+}
+
+pub fn onboard(partner: Uuid, name: &str, motions: &[&str], tier: &str, capacity: u32) -> Value {
+    json!({
+        "type": "onboard_partner",
+        "partner_id": partner,
+        "name": name,
+        "motions": motions,
+        "tier": tier,
+        "territories": [{ "region": "emea", "vertical": "manufacturing" }],
+        "capacity": capacity
+    })
+}
+
+pub fn certify(partner: Uuid, product_line: &str, expires_on: &str) -> Value {
+    json!({ "type": "certify_partner", "partner_id": partner, "product_line": product_line, "expires_on": expires_on })
+}
+
+pub fn submit(
+    registration: Uuid,
+    partner: Uuid,
+    domain: &str,
+    product_line: &str,
+    motion: &str,
+) -> Value {
+    json!({
+        "type": "submit_registration",
+        "registration_id": registration,
+        "partner_id": partner,
+        "customer": {
+            "company": format!("Customer of {domain}"),
+            "domain": domain,
+            "contact": { "name": "Dana Buyer", "email": format!("dana@{domain}") }
+        },
+        "product_line": product_line,
+        "motion": motion,
+        "estimated_amount": { "amount_minor": 4_800_000, "currency": "EUR" },
+        "expected_close": "2026-06-30",
+        "proof_of_work": "Discovery workshop held with the CFO on 2026-02-20; notes attached",
+        "kind": "new_business"
+    })
+}
+
+pub fn approve(registration: Uuid, domain: &str) -> Value {
+    json!({ "type": "approve_registration", "account": domain, "registration_id": registration, "rationale": "Qualified, proof of work checked" })
+}
+
+/// Onboards and certifies a partner for `analytics`, asserting each step succeeds.
+pub async fn ready_partner<S: EventStore + Clone>(
+    engine: &Engine<S, ControlledClock>,
+    name: &str,
+    motion: &str,
+) -> Uuid {
+    let partner = Uuid::now_v7();
+    for command in [
+        onboard(partner, name, &[motion], "gold", 50),
+        certify(partner, "analytics", "2027-12-31"),
+    ] {
+        let reply = must(
+            engine
+                .execute(envelope(None, channel_manager(), command))
+                .await,
+        );
+        assert!(reply.ok, "setting up {name}: {reply:?}");
+    }
+    partner
+}
+
+pub fn must(result: Result<dealreg::Executed, dealreg::EngineError>) -> Reply {
+    match result {
+        Ok(executed) => executed.reply,
+        Err(e) => panic!("engine failed: {e}"),
+    }
+}
+
+pub fn event_types(reply: &Reply) -> Vec<String> {
+    reply
+        .events
+        .iter()
+        .map(|e| e.event.event_type().to_string())
+        .collect()
+}
