@@ -1242,6 +1242,9 @@ fn submit(
         partner_id: *partner_id,
     };
     let mut detected = 0;
+    // Other partners' open registrations on the same product line: the same motion is a
+    // horizontal conflict (two partners at the same level), a different motion a
+    // multi-channel one (say a referral and a reseller on one deal).
     let rivals: Vec<&Registration> = state
         .registrations
         .values()
@@ -1249,8 +1252,18 @@ fn submit(
             r.status.is_open() && r.partner_id != *partner_id && r.product_line == *product_line
         })
         .collect();
-    if !rivals.is_empty() {
-        let mut parties: Vec<ConflictParty> = rivals
+    for (kind, same_motion) in [
+        (ConflictKind::Horizontal, true),
+        (ConflictKind::MultiChannel, false),
+    ] {
+        let involved: Vec<&&Registration> = rivals
+            .iter()
+            .filter(|r| (r.motion == *motion) == same_motion)
+            .collect();
+        if involved.is_empty() {
+            continue;
+        }
+        let mut parties: Vec<ConflictParty> = involved
             .iter()
             .map(|r| ConflictParty::Registration {
                 registration_id: r.id,
@@ -1258,49 +1271,29 @@ fn submit(
             })
             .collect();
         parties.push(me.clone());
-        events.push(conflict(
-            state,
-            account,
-            ConflictKind::Horizontal,
-            product_line,
-            parties,
-            vec![format!(
-                "{} partners registered `{product_line}` at {account}",
-                rivals.len() + 1
-            )],
-            detected,
-            ctx,
-        ));
-        detected += 1;
-    }
-    let other_motions: Vec<&Registration> = state
-        .registrations
-        .values()
-        .filter(|r| r.status.is_open() && r.partner_id != *partner_id && r.motion != *motion)
-        .collect();
-    if !other_motions.is_empty() {
-        let mut parties: Vec<ConflictParty> = other_motions
-            .iter()
-            .map(|r| ConflictParty::Registration {
-                registration_id: r.id,
-                partner_id: r.partner_id,
-            })
-            .collect();
-        parties.push(me.clone());
-        let mut motions: Vec<&str> = other_motions.iter().map(|r| r.motion.as_str()).collect();
-        motions.sort();
-        motions.dedup();
-        events.push(conflict(
-            state,
-            account,
-            ConflictKind::MultiChannel,
-            product_line,
-            parties,
-            vec![format!(
-                "{} overlaps {} on one account",
+        let reason = if same_motion {
+            format!(
+                "{} {} partners registered `{product_line}` at {account}",
+                involved.len() + 1,
+                motion.as_str()
+            )
+        } else {
+            let mut motions: Vec<&str> = involved.iter().map(|r| r.motion.as_str()).collect();
+            motions.sort();
+            motions.dedup();
+            format!(
+                "{} overlaps {} on `{product_line}` at {account}",
                 motion.as_str(),
                 motions.join(", ")
-            )],
+            )
+        };
+        events.push(conflict(
+            state,
+            account,
+            kind,
+            product_line,
+            parties,
+            vec![reason],
             detected,
             ctx,
         ));

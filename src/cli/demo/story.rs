@@ -529,8 +529,7 @@ impl<S: EventStore + Clone> Story<'_, S, ControlledClock> {
             let expires_at = self.deals[i].expires_at.unwrap_or(now);
             if expires_at - now <= Duration::days(10)
                 && self.deals[i].extensions == 0
-                && self.deals[i].stage >= 1
-                && self.dice.chance(70)
+                && self.dice.chance(60)
             {
                 let reply = self
                     .send(cmd::channel_manager(), cmd::extend(&account, id))
@@ -643,40 +642,52 @@ impl<S: EventStore + Clone> Story<'_, S, ControlledClock> {
                 lines[self.dice.below(lines.len())].0
             };
             // One registration in five lands on an account another partner already works.
-            let open: Vec<usize> = (0..self.deals.len())
+            // Rivals mostly chase deals still pending (a race the hierarchy settles); now
+            // and then one tries a deal already protected (the uniqueness test says no).
+            let pending: Vec<usize> = (0..self.deals.len())
                 .filter(|i| {
-                    matches!(self.deals[*i].status, Status::Pending | Status::Protected)
-                        && self.deals[*i].partner != who
+                    self.deals[*i].status == Status::Pending && self.deals[*i].partner != who
                 })
                 .collect();
-            let (company, domain) = if !open.is_empty() && self.dice.chance(20) {
+            let protected: Vec<usize> = (0..self.deals.len())
+                .filter(|i| {
+                    self.deals[*i].status == Status::Protected && self.deals[*i].partner != who
+                })
+                .collect();
+            let open = if !pending.is_empty() && self.dice.chance(85) {
+                pending
+            } else {
+                protected
+            };
+            // One registration in four lands on a deal another partner already works,
+            // spelled as partners spell it (sometimes with `www.`): still one account.
+            let (company, domain, line) = if !open.is_empty() && self.dice.chance(30) {
                 let other = &self.deals[open[self.dice.below(open.len())]];
                 let (company, domain) = CUSTOMERS
                     .iter()
-                    .find(|(_, d)| other.account.ends_with(*d))
+                    .find(|(_, d)| other.account == *d)
                     .copied()
                     .unwrap_or(CUSTOMERS[0]);
-                (
-                    company,
-                    if self.dice.chance(50) {
-                        format!("www.{domain}")
-                    } else {
-                        domain.to_string()
-                    },
-                )
+                let spelled = if self.dice.chance(50) {
+                    format!("www.{domain}")
+                } else {
+                    domain.to_string()
+                };
+                (company, spelled, other.line)
             } else {
                 let (company, domain) = CUSTOMERS[self.dice.below(CUSTOMERS.len())];
-                (company, domain.to_string())
+                (company, domain.to_string(), line)
             };
-            let line = if domain.starts_with("www.") {
-                self.deals
-                    .iter()
-                    .find(|d| domain.ends_with(&d.account))
-                    .map(|d| d.line)
-                    .unwrap_or(line)
-            } else {
-                line
-            };
+            let account = domain.trim_start_matches("www.").to_string();
+            // A partner does not register a deal it already has open.
+            if self.deals.iter().any(|d| {
+                d.partner == who
+                    && d.account == account
+                    && d.line == line
+                    && matches!(d.status, Status::Pending | Status::Protected)
+            }) {
+                continue;
+            }
             let id = Uuid::now_v7();
             let amount_minor = (20 + self.dice.below(180) as i64) * 100_000;
             let close = (now + Duration::days(60 + self.dice.below(60) as i64))
@@ -705,7 +716,6 @@ impl<S: EventStore + Clone> Story<'_, S, ControlledClock> {
                 )
                 .await?;
             if reply.ok {
-                let account = domain.trim_start_matches("www.").to_string();
                 self.deals.push(Deal {
                     id,
                     partner: who,

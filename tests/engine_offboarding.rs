@@ -1,0 +1,197 @@
+//! Offboarding is orderly: the partner's open registrations are released on their
+//! accounts (nothing lost: they keep their history), and every decision records the
+//! policy version it applied.
+
+mod support;
+
+use dealreg::clock::ControlledClock;
+use dealreg::domain::{Boundary, PartnerId, RegistrationStatus, State};
+use dealreg::store::memory::MemoryStore;
+use dealreg::store::{EventStore, GlobalPosition};
+use dealreg::Engine;
+use serde_json::{json, Value};
+use support::*;
+use uuid::Uuid;
+
+#[tokio::test]
+async fn offboarding_releases_open_registrations_and_keeps_their_history() {
+    let store = MemoryStore::new();
+    let engine = Engine::open(store.clone(), ControlledClock::starting_at(start()), None)
+        .await
+        .expect("engine opens");
+    let partner = ready_partner(&engine, "Litware", "reseller").await;
+    let mut registrations = Vec::new();
+    for (i, domain) in ["alpha.com", "beta.com", "gamma.com"].iter().enumerate() {
+        let id = Uuid::now_v7();
+        let reply = must(
+            engine
+                .execute(envelope(
+                    None,
+                    partner_actor(partner),
+                    submit(id, partner, domain, "analytics", "reseller"),
+                ))
+                .await,
+        );
+        assert!(reply.ok, "{reply:?}");
+        if i == 0 {
+            let approved = must(
+                engine
+                    .execute(envelope(None, channel_manager(), approve(id, domain)))
+                    .await,
+            );
+            assert!(approved.ok, "{approved:?}");
+        }
+        registrations.push((id, *domain));
+    }
+
+    let offboarded = must(
+        engine
+            .execute(envelope(
+                Some("offboard-litware"),
+                channel_manager(),
+                json!({ "type": "offboard_partner", "partner_id": partner, "reason": "agreement ended" }),
+            ))
+            .await,
+    );
+    assert!(offboarded.ok, "{offboarded:?}");
+    let open = serde_json::to_value(&offboarded.events[0].event).expect("json")
+        ["open_registrations"]
+        .clone();
+    assert_eq!(
+        open.as_array().map(Vec::len),
+        Some(3),
+        "all three open registrations are listed: {open}"
+    );
+
+    for (id, domain) in &registrations {
+        let loaded = engine
+            .load(&Boundary::Account(dealreg::domain::AccountKey(
+                domain.to_string(),
+            )))
+            .await
+            .expect("load");
+        let State::Account(account) = loaded.state else {
+            panic!("account state")
+        };
+        let registration = account
+            .registration(&dealreg::domain::RegistrationId(*id))
+            .expect("kept");
+        assert_eq!(
+            registration.status,
+            RegistrationStatus::Released,
+            "{domain}"
+        );
+    }
+    let loaded = engine
+        .load(&Boundary::Partner(PartnerId(partner)))
+        .await
+        .expect("load partner");
+    let State::Partner(facts) = loaded.state else {
+        panic!("partner state")
+    };
+    assert!(
+        facts.open_slots.is_empty(),
+        "every capacity slot was released"
+    );
+
+    // The released protection frees the product line for another partner.
+    let rival = ready_partner(&engine, "Contoso", "reseller").await;
+    let reply = must(
+        engine
+            .execute(envelope(
+                None,
+                partner_actor(rival),
+                submit(Uuid::now_v7(), rival, "alpha.com", "analytics", "reseller"),
+            ))
+            .await,
+    );
+    assert!(reply.ok, "the account is free again: {reply:?}");
+
+    // Replaying the offboarding (same key) changes nothing more.
+    let events_before = store
+        .read_all(GlobalPosition::ORIGIN, 10_000)
+        .await
+        .expect("read")
+        .len();
+    let again = engine
+        .execute(envelope(
+            Some("offboard-litware"),
+            channel_manager(),
+            json!({ "type": "offboard_partner", "partner_id": partner, "reason": "agreement ended" }),
+        ))
+        .await
+        .expect("replay");
+    assert!(again.replayed);
+    assert_eq!(
+        store
+            .read_all(GlobalPosition::ORIGIN, 10_000)
+            .await
+            .expect("read")
+            .len(),
+        events_before
+    );
+}
+
+#[tokio::test]
+async fn every_event_records_the_policy_version_and_the_clock_time() {
+    let store = MemoryStore::new();
+    let mut policy = dealreg::domain::Policy::default_program();
+    policy.version = 7;
+    let engine = Engine::open(
+        store.clone(),
+        ControlledClock::starting_at(start()),
+        Some(policy),
+    )
+    .await
+    .expect("engine opens");
+    let partner = ready_partner(&engine, "Fabrikam", "reseller").await;
+    let id = Uuid::now_v7();
+    assert!(
+        must(
+            engine
+                .execute(envelope(
+                    None,
+                    partner_actor(partner),
+                    submit(id, partner, "delta.com", "analytics", "reseller")
+                ))
+                .await
+        )
+        .ok
+    );
+    let approved = must(
+        engine
+            .execute(envelope(None, channel_manager(), approve(id, "delta.com")))
+            .await,
+    );
+    let event = serde_json::to_value(&approved.events[0].event).expect("json");
+    assert_eq!(
+        event["policy_version"],
+        json!(7),
+        "the decision names its policy"
+    );
+    assert_eq!(
+        event["at"],
+        json!("2026-03-02T09:00:00Z"),
+        "time comes from the clock adapter"
+    );
+    assert_eq!(
+        event["expires_at"],
+        json!("2026-05-31T09:00:00Z"),
+        "90 days of reseller protection"
+    );
+    for recorded in store
+        .read_all(GlobalPosition::ORIGIN, 1000)
+        .await
+        .expect("read")
+    {
+        let metadata: Value = serde_json::from_slice(&recorded.metadata).expect("metadata");
+        assert_eq!(
+            metadata["policy_version"],
+            json!(7),
+            "{}",
+            recorded.event_type
+        );
+        assert_eq!(metadata["decided_at"], json!("2026-03-02T09:00:00Z"));
+        assert!(metadata["command_id"].is_string() && metadata["actor"].is_object());
+    }
+}
