@@ -283,11 +283,25 @@ fn row_to_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<RecordedEvent> {
         revision: row.get::<_, i64>(2)? as u64,
         event_id,
         event_type: row.get(4)?,
-        data: row.get(5)?,
-        metadata: row.get(6)?,
+        data: stored_bytes(row, 5)?,
+        metadata: stored_bytes(row, 6)?,
         prev_hash: row.get(7)?,
         hash: row.get(8)?,
     })
+}
+
+/// The stored bytes of a payload column. Written as BLOB; read as bytes whatever the
+/// storage class, so a row edited by hand (SQL string functions turn BLOBs into TEXT)
+/// still reads, and the hash chain reports it as altered instead of the read failing.
+fn stored_bytes(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Vec<u8>> {
+    use rusqlite::types::ValueRef;
+    match row.get_ref(index)? {
+        ValueRef::Blob(b) => Ok(b.to_vec()),
+        ValueRef::Text(t) => Ok(t.to_vec()),
+        ValueRef::Null => Ok(Vec::new()),
+        ValueRef::Integer(i) => Ok(i.to_string().into_bytes()),
+        ValueRef::Real(r) => Ok(r.to_string().into_bytes()),
+    }
 }
 
 fn writer_loop(
