@@ -60,6 +60,28 @@ enum Job {
     },
     /// Check every stream's hash chain; exits non-zero when any chain is broken.
     Verify,
+    /// Show a read model.
+    View {
+        #[command(subcommand)]
+        what: ViewKind,
+    },
+}
+
+#[derive(Subcommand)]
+enum ViewKind {
+    /// Registrations grouped by motion and stage: a partner's own (safe fields only), or
+    /// the vendor's full view.
+    Pipeline {
+        /// Show this partner's view (its own registrations, no pricing or notes).
+        #[arg(long, conflicts_with = "vendor", required_unless_present = "vendor")]
+        partner: Option<uuid::Uuid>,
+        /// Show the vendor's full view.
+        #[arg(long)]
+        vendor: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -142,6 +164,43 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 .await
                 .map_err(|e| e.to_string())?;
             out.flush().map_err(|e| e.to_string())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Job::View {
+            what:
+                ViewKind::Pipeline {
+                    partner,
+                    vendor: _,
+                    json,
+                },
+        } => {
+            let store = open_store(&cli.store)?;
+            let pipeline = cli::view::fold_pipeline(&store)
+                .await
+                .map_err(|e| e.to_string())?;
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            let written = match partner {
+                Some(id) => {
+                    let view = pipeline.partner_view(dealreg::domain::PartnerId(id));
+                    if json {
+                        serde_json::to_writer_pretty(&mut out, &view).map_err(std::io::Error::from)
+                    } else {
+                        cli::view::print_partner_table(&mut out, &view)
+                    }
+                }
+                None => {
+                    let view = pipeline.vendor_view();
+                    if json {
+                        serde_json::to_writer_pretty(&mut out, &view).map_err(std::io::Error::from)
+                    } else {
+                        cli::view::print_vendor_table(&mut out, &view)
+                    }
+                }
+            };
+            written
+                .and_then(|()| writeln!(out))
+                .map_err(|e| e.to_string())?;
             Ok(ExitCode::SUCCESS)
         }
         Job::Verify => {

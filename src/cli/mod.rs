@@ -4,3 +4,4 @@ pub mod apply;
 pub mod demo;
 pub mod events;
 pub mod verify;
+pub mod view;

@@ -1,0 +1,18 @@
+//! Read models of dealreg, each a pure fold over the log.
+//!
+//! Why pure: a projection must rebuild from the log alone and give the same bytes every
+//! time (ENGINE.md, invariant 3). So a projection is a value with `apply(event)`, and all
+//! state is in ordered maps; the runner that feeds it and stores its output lives outside.
+
+pub mod pipeline;
+
+use dealreg_domain::Event;
+
+/// A fold from events to a read model.
+pub trait Projection {
+    /// Stable name, used for checkpoints and `dealreg rebuild NAME`.
+    const NAME: &'static str;
+
+    /// Folds one event at its global position.
+    fn apply(&mut self, position: u64, event: &Event);
+}

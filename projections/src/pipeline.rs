@@ -1,0 +1,399 @@
+//! Pipeline views: the vendor's full view of every registration, and each partner's view of
+//! its own registrations with safe fields only.
+//!
+//! Why two types rather than one with optional fields: a partner view is built from
+//! [`PartnerRow`], which has no field that could carry pricing, discounts, internal notes,
+//! attribution or another partner's identity. What is not in the type cannot leak
+//! (ENGINE.md, invariant 7; RULES.md, "Visibility").
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use dealreg_domain::stages::stage_name;
+use dealreg_domain::{AccountKey, Attribution, Event, Money, Motion, PartnerId, RegistrationId};
+use serde::Serialize;
+
+use crate::Projection;
+
+/// Where a registration's protection stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProtectionStatus {
+    /// Submitted, not decided yet.
+    AwaitingDecision,
+    Protected,
+    /// Protected, and the expiry reminder has gone out.
+    ExpiringSoon,
+    Expired,
+    /// Closed for another reason (declined, withdrawn, won, lost, released).
+    Ended,
+}
+
+/// Everything the vendor knows about one registration.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VendorRow {
+    pub registration_id: RegistrationId,
+    pub partner_id: PartnerId,
+    pub partner: String,
+    pub account: AccountKey,
+    pub company: String,
+    pub product_line: String,
+    pub motion: Motion,
+    pub stage: String,
+    pub status: String,
+    pub protection: ProtectionStatus,
+    pub protection_expires_at: Option<DateTime<Utc>>,
+    pub next_step: Option<String>,
+    pub estimated_amount: Money,
+    pub won_amount: Option<Money>,
+    pub last_quoted_discount_percent: Option<u32>,
+    pub attribution: Attribution,
+    /// Rationales and reasons recorded by the vendor: internal notes, never shown to partners.
+    pub internal_notes: Vec<String>,
+    pub submitted_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What a partner may see of its own registration: stage, owner, next step, protection
+/// status and expiry, motion.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PartnerRow {
+    pub registration_id: RegistrationId,
+    pub account: AccountKey,
+    pub company: String,
+    pub product_line: String,
+    pub motion: Motion,
+    pub stage: String,
+    pub status: String,
+    /// The partner organisation that owns the registration (the viewer itself).
+    pub owner: String,
+    pub next_step: Option<String>,
+    pub protection: ProtectionStatus,
+    pub protection_expires_at: Option<DateTime<Utc>>,
+}
+
+impl From<&VendorRow> for PartnerRow {
+    fn from(v: &VendorRow) -> Self {
+        PartnerRow {
+            registration_id: v.registration_id,
+            account: v.account.clone(),
+            company: v.company.clone(),
+            product_line: v.product_line.clone(),
+            motion: v.motion,
+            stage: v.stage.clone(),
+            status: v.status.clone(),
+            owner: v.partner.clone(),
+            next_step: v.next_step.clone(),
+            protection: v.protection,
+            protection_expires_at: v.protection_expires_at,
+        }
+    }
+}
+
+/// Rows grouped by motion, then stage.
+pub type Grouped<R> = BTreeMap<Motion, BTreeMap<String, Vec<R>>>;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Pipeline {
+    partners: BTreeMap<PartnerId, String>,
+    rows: BTreeMap<RegistrationId, VendorRow>,
+    stage_index: BTreeMap<RegistrationId, usize>,
+    last_position: u64,
+}
+
+impl Pipeline {
+    /// The vendor's view: every registration, every field.
+    pub fn vendor_view(&self) -> Grouped<VendorRow> {
+        group(self.rows.values().cloned())
+    }
+
+    /// One partner's view: its own registrations, safe fields only.
+    pub fn partner_view(&self, partner: PartnerId) -> Grouped<PartnerRow> {
+        group(
+            self.rows
+                .values()
+                .filter(|r| r.partner_id == partner)
+                .map(PartnerRow::from),
+        )
+    }
+
+    pub fn partners(&self) -> impl Iterator<Item = (&PartnerId, &String)> {
+        self.partners.iter()
+    }
+
+    pub fn last_position(&self) -> u64 {
+        self.last_position
+    }
+}
+
+trait Grouping {
+    fn motion(&self) -> Motion;
+    fn stage(&self) -> &str;
+}
+
+impl Grouping for VendorRow {
+    fn motion(&self) -> Motion {
+        self.motion
+    }
+    fn stage(&self) -> &str {
+        &self.stage
+    }
+}
+
+impl Grouping for PartnerRow {
+    fn motion(&self) -> Motion {
+        self.motion
+    }
+    fn stage(&self) -> &str {
+        &self.stage
+    }
+}
+
+fn group<R: Grouping>(rows: impl Iterator<Item = R>) -> Grouped<R> {
+    let mut grouped: Grouped<R> = BTreeMap::new();
+    for row in rows {
+        grouped
+            .entry(row.motion())
+            .or_default()
+            .entry(row.stage().to_string())
+            .or_default()
+            .push(row);
+    }
+    grouped
+}
+
+impl Projection for Pipeline {
+    const NAME: &'static str = "pipeline";
+
+    fn apply(&mut self, position: u64, event: &Event) {
+        self.last_position = position;
+        let mut update =
+            |id: &RegistrationId, at: &DateTime<Utc>, f: &mut dyn FnMut(&mut VendorRow)| {
+                if let Some(row) = self.rows.get_mut(id) {
+                    f(row);
+                    row.updated_at = *at;
+                }
+            };
+        match event {
+            Event::PartnerOnboarded {
+                partner_id, name, ..
+            } => {
+                self.partners.insert(*partner_id, name.clone());
+            }
+            Event::RegistrationSubmitted {
+                account,
+                registration_id,
+                partner_id,
+                customer,
+                product_line,
+                motion,
+                estimated_amount,
+                at,
+                ..
+            } => {
+                self.stage_index.insert(*registration_id, 0);
+                self.rows.insert(
+                    *registration_id,
+                    VendorRow {
+                        registration_id: *registration_id,
+                        partner_id: *partner_id,
+                        partner: self.partners.get(partner_id).cloned().unwrap_or_default(),
+                        account: account.clone(),
+                        company: customer.company.clone(),
+                        product_line: product_line.clone(),
+                        motion: *motion,
+                        stage: stage_name(*motion, 0).to_string(),
+                        status: "pending".into(),
+                        protection: ProtectionStatus::AwaitingDecision,
+                        protection_expires_at: None,
+                        next_step: Some("awaiting the vendor's decision".into()),
+                        estimated_amount: estimated_amount.clone(),
+                        won_amount: None,
+                        last_quoted_discount_percent: None,
+                        attribution: Attribution::default(),
+                        internal_notes: Vec::new(),
+                        submitted_at: *at,
+                        updated_at: *at,
+                    },
+                );
+            }
+            Event::RegistrationApproved {
+                registration_id,
+                expires_at,
+                rationale,
+                at,
+                ..
+            } => update(registration_id, at, &mut |r| {
+                r.status = "protected".into();
+                r.protection = ProtectionStatus::Protected;
+                r.protection_expires_at = Some(*expires_at);
+                r.next_step = Some(format!("advance from {}", r.stage));
+                r.internal_notes.push(format!("approved: {rationale}"));
+            }),
+            Event::RegistrationDeclined {
+                registration_id,
+                reason_code,
+                rationale,
+                at,
+                ..
+            } => update(registration_id, at, &mut |r| {
+                r.status = "declined".into();
+                r.protection = ProtectionStatus::Ended;
+                r.next_step = Some("appeal within the window, or close".into());
+                r.internal_notes
+                    .push(format!("declined ({reason_code}): {rationale}"));
+            }),
+            Event::ProtectionExtended {
+                registration_id,
+                expires_at,
+                reason,
+                at,
+                ..
+            } => update(registration_id, at, &mut |r| {
+                r.protection = ProtectionStatus::Protected;
+                r.protection_expires_at = Some(*expires_at);
+                r.internal_notes.push(format!("extended: {reason}"));
+            }),
+            Event::ExpiryReminderSent {
+                registration_id,
+                at,
+                ..
+            } => update(registration_id, at, &mut |r| {
+                r.protection = ProtectionStatus::ExpiringSoon;
+                r.next_step =
+                    Some("progress the deal or request an extension before expiry".into());
+            }),
+            Event::ProtectionExpired {
+                registration_id,
+                at,
+                ..
+            } => update(registration_id, at, &mut |r| {
+                r.status = "expired".into();
+                r.protection = ProtectionStatus::Expired;
+                r.next_step = None;
+            }),
+            Event::AppealFiled {
+                registration_id,
+                at,
+                ..
+            } => update(registration_id, at, &mut |r| {
+                r.status = "appealed".into();
+                r.next_step = Some("awaiting the appeal decision".into());
+            }),
+            Event::AppealDecided {
+                registration_id,
+                upheld,
+                rationale,
+                at,
+                ..
+            } => update(registration_id, at, &mut |r| {
+                if *upheld {
+                    r.status = "pending".into();
+                    r.protection = ProtectionStatus::AwaitingDecision;
+                    r.next_step = Some("awaiting the vendor's decision".into());
+                } else {
+                    r.status = "declined".into();
+                    r.next_step = None;
+                }
+                r.internal_notes.push(format!(
+                    "appeal {}: {rationale}",
+                    if *upheld { "upheld" } else { "denied" }
+                ));
+            }),
+            Event::StageAdvanced {
+                registration_id,
+                to_stage,
+                evidence,
+                at,
+                ..
+            } => {
+                let index = self.stage_index.entry(*registration_id).or_default();
+                *index += 1;
+                update(registration_id, at, &mut |r| {
+                    r.stage = to_stage.clone();
+                    r.next_step = evidence
+                        .next_step
+                        .clone()
+                        .or_else(|| Some(format!("advance from {to_stage}")));
+                    if let Some(pct) = evidence.discount_percent {
+                        r.last_quoted_discount_percent = Some(pct);
+                    }
+                    if !evidence.note.is_empty() {
+                        r.internal_notes
+                            .push(format!("stage note: {}", evidence.note));
+                    }
+                })
+            }
+            Event::SourcingPartnerSet {
+                registration_id,
+                partner_id,
+                at,
+                ..
+            } => update(registration_id, at, &mut |r| {
+                r.attribution.sourcing = Some(*partner_id)
+            }),
+            Event::InfluencerAdded {
+                registration_id,
+                partner_id,
+                percent,
+                at,
+                ..
+            } => update(registration_id, at, &mut |r| {
+                r.attribution.influencers.insert(*partner_id, *percent);
+            }),
+            Event::InfluencerRemoved {
+                registration_id,
+                partner_id,
+                at,
+                ..
+            } => update(registration_id, at, &mut |r| {
+                r.attribution.influencers.remove(partner_id);
+            }),
+            Event::DealWon {
+                registration_id,
+                amount,
+                attribution,
+                at,
+                ..
+            } => update(registration_id, at, &mut |r| {
+                r.status = "won".into();
+                r.protection = ProtectionStatus::Ended;
+                r.won_amount = Some(amount.clone());
+                r.attribution = attribution.clone();
+                r.next_step = None;
+            }),
+            Event::DealLost {
+                registration_id,
+                reason,
+                at,
+                ..
+            } => update(registration_id, at, &mut |r| {
+                r.status = "lost".into();
+                r.protection = ProtectionStatus::Ended;
+                r.next_step = None;
+                r.internal_notes.push(format!("lost: {reason}"));
+            }),
+            Event::RegistrationWithdrawn {
+                registration_id,
+                at,
+                ..
+            } => update(registration_id, at, &mut |r| {
+                r.status = "withdrawn".into();
+                r.protection = ProtectionStatus::Ended;
+                r.next_step = None;
+            }),
+            Event::RegistrationReleased {
+                registration_id,
+                reason,
+                at,
+                ..
+            } => update(registration_id, at, &mut |r| {
+                r.status = "released".into();
+                r.protection = ProtectionStatus::Ended;
+                r.next_step = None;
+                r.internal_notes.push(format!("released: {reason}"));
+            }),
+            _ => {}
+        }
+    }
+}

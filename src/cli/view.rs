@@ -1,0 +1,84 @@
+//! `dealreg view pipeline --partner ID | --vendor`: pipeline views folded from the log.
+//!
+//! Today the views are folded from the whole log on each call (a pure fold, so the answer
+//! is exactly what a rebuild gives). Checkpointed, incrementally maintained views arrive
+//! with the projection runner.
+
+use std::io::Write;
+
+use dealreg_projections::pipeline::{Grouped, PartnerRow, Pipeline, VendorRow};
+use dealreg_projections::Projection;
+use dealreg_store::{EventStore, GlobalPosition};
+
+use crate::engine::decode_event;
+use crate::EngineError;
+
+/// Folds the whole log into the pipeline projection.
+pub async fn fold_pipeline<S: EventStore>(store: &S) -> Result<Pipeline, EngineError> {
+    let mut pipeline = Pipeline::default();
+    let mut after = GlobalPosition::ORIGIN;
+    loop {
+        let page = store.read_all(after, 4096).await?;
+        let Some(last) = page.last() else { break };
+        after = last.position;
+        for recorded in &page {
+            pipeline.apply(recorded.position.0, &decode_event(recorded)?);
+        }
+    }
+    Ok(pipeline)
+}
+
+fn date(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
+    t.map(|t| t.format("%Y-%m-%d").to_string())
+        .unwrap_or_else(|| "-".into())
+}
+
+pub fn print_partner_table<W: Write>(
+    out: &mut W,
+    view: &Grouped<PartnerRow>,
+) -> std::io::Result<()> {
+    for (motion, stages) in view {
+        writeln!(out, "{}", motion.as_str())?;
+        for (stage, rows) in stages {
+            writeln!(out, "  {stage} ({})", rows.len())?;
+            for r in rows {
+                writeln!(
+                    out,
+                    "    {:<28} {:<10} {:<10} {:<18} expires {:<10}  next: {}",
+                    r.company,
+                    r.product_line,
+                    r.status,
+                    format!("{:?}", r.protection),
+                    date(r.protection_expires_at),
+                    r.next_step.as_deref().unwrap_or("-")
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn print_vendor_table<W: Write>(out: &mut W, view: &Grouped<VendorRow>) -> std::io::Result<()> {
+    for (motion, stages) in view {
+        writeln!(out, "{}", motion.as_str())?;
+        for (stage, rows) in stages {
+            writeln!(out, "  {stage} ({})", rows.len())?;
+            for r in rows {
+                writeln!(
+                    out,
+                    "    {:<24} {:<26} {:<10} {:<10} {:>16} expires {:<10}",
+                    r.partner,
+                    r.company,
+                    r.product_line,
+                    r.status,
+                    r.won_amount
+                        .as_ref()
+                        .unwrap_or(&r.estimated_amount)
+                        .to_string(),
+                    date(r.protection_expires_at),
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
