@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use dealreg_store::{EventStore, GlobalPosition, RecordedEvent};
+use dealreg_store::{EventStore, GlobalPosition, LogPages, RecordedEvent};
 use serde::Serialize;
 
 /// One printed line: the stored event with its payload and metadata as JSON, not bytes.
@@ -47,14 +47,9 @@ pub async fn print_events<S: EventStore, W: Write>(
     stream: Option<&str>,
     output: &mut W,
 ) -> Result<u64, crate::EngineError> {
-    let mut position = after;
     let mut count = 0u64;
-    loop {
-        let page = store.read_all(position, 1024).await?;
-        let Some(last) = page.last() else {
-            break;
-        };
-        position = last.position;
+    let mut pages = LogPages::new(store, after, 1024);
+    while let Some(page) = pages.next_page().await? {
         for recorded in &page {
             if stream.is_some_and(|s| s != recorded.stream) {
                 continue;

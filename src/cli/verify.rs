@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use dealreg_store::chain::{event_hash, GENESIS_HASH};
-use dealreg_store::{EventStore, GlobalPosition};
+use dealreg_store::{EventStore, GlobalPosition, LogPages};
 use serde::Serialize;
 
 /// What the walk found.
@@ -33,13 +33,8 @@ pub async fn verify_chains<S: EventStore>(store: &S) -> Result<ChainReport, crat
         streams: 0,
         breaks: Vec::new(),
     };
-    let mut position = GlobalPosition::ORIGIN;
-    loop {
-        let page = store.read_all(position, 2048).await?;
-        let Some(tail) = page.last() else {
-            break;
-        };
-        position = tail.position;
+    let mut pages = LogPages::new(store, GlobalPosition::ORIGIN, 2048);
+    while let Some(page) = pages.next_page().await? {
         for e in page {
             report.events += 1;
             let (expected_revision, expected_prev) = match last.get(&e.stream) {

@@ -8,7 +8,7 @@ use std::io::Write;
 
 use dealreg_projections::pipeline::{Grouped, PartnerRow, Pipeline, VendorRow};
 use dealreg_projections::Projection;
-use dealreg_store::{EventStore, GlobalPosition};
+use dealreg_store::{EventStore, GlobalPosition, LogPages};
 
 use crate::engine::decode_event;
 use crate::EngineError;
@@ -16,11 +16,8 @@ use crate::EngineError;
 /// Folds the whole log into the pipeline projection.
 pub async fn fold_pipeline<S: EventStore>(store: &S) -> Result<Pipeline, EngineError> {
     let mut pipeline = Pipeline::default();
-    let mut after = GlobalPosition::ORIGIN;
-    loop {
-        let page = store.read_all(after, 4096).await?;
-        let Some(last) = page.last() else { break };
-        after = last.position;
+    let mut pages = LogPages::new(store, GlobalPosition::ORIGIN, 4096);
+    while let Some(page) = pages.next_page().await? {
         for recorded in &page {
             pipeline.apply(recorded.position.0, &decode_event(recorded)?);
         }
@@ -33,52 +30,54 @@ fn date(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-pub fn print_partner_table<W: Write>(
+/// Prints rows grouped by motion, then stage, one line per row.
+fn print_grouped<W: Write, R>(
     out: &mut W,
-    view: &Grouped<PartnerRow>,
+    view: &Grouped<R>,
+    line: impl Fn(&R) -> String,
 ) -> std::io::Result<()> {
     for (motion, stages) in view {
         writeln!(out, "{}", motion.as_str())?;
         for (stage, rows) in stages {
             writeln!(out, "  {stage} ({})", rows.len())?;
-            for r in rows {
-                writeln!(
-                    out,
-                    "    {:<28} {:<10} {:<10} {:<18} expires {:<10}  next: {}",
-                    r.company,
-                    r.product_line,
-                    r.status,
-                    format!("{:?}", r.protection),
-                    date(r.protection_expires_at),
-                    r.next_step.as_deref().unwrap_or("-")
-                )?;
+            for row in rows {
+                writeln!(out, "    {}", line(row))?;
             }
         }
     }
     Ok(())
 }
 
+pub fn print_partner_table<W: Write>(
+    out: &mut W,
+    view: &Grouped<PartnerRow>,
+) -> std::io::Result<()> {
+    print_grouped(out, view, |r| {
+        format!(
+            "{:<28} {:<10} {:<10} {:<18} expires {:<10}  next: {}",
+            r.company,
+            r.product_line,
+            r.status,
+            format!("{:?}", r.protection),
+            date(r.protection_expires_at),
+            r.next_step.as_deref().unwrap_or("-")
+        )
+    })
+}
+
 pub fn print_vendor_table<W: Write>(out: &mut W, view: &Grouped<VendorRow>) -> std::io::Result<()> {
-    for (motion, stages) in view {
-        writeln!(out, "{}", motion.as_str())?;
-        for (stage, rows) in stages {
-            writeln!(out, "  {stage} ({})", rows.len())?;
-            for r in rows {
-                writeln!(
-                    out,
-                    "    {:<24} {:<26} {:<10} {:<10} {:>16} expires {:<10}",
-                    r.partner,
-                    r.company,
-                    r.product_line,
-                    r.status,
-                    r.won_amount
-                        .as_ref()
-                        .unwrap_or(&r.estimated_amount)
-                        .to_string(),
-                    date(r.protection_expires_at),
-                )?;
-            }
-        }
-    }
-    Ok(())
+    print_grouped(out, view, |r| {
+        format!(
+            "{:<24} {:<26} {:<10} {:<10} {:>16} expires {:<10}",
+            r.partner,
+            r.company,
+            r.product_line,
+            r.status,
+            r.won_amount
+                .as_ref()
+                .unwrap_or(&r.estimated_amount)
+                .to_string(),
+            date(r.protection_expires_at),
+        )
+    })
 }

@@ -195,3 +195,33 @@ pub trait EventStore: Send + Sync + 'static {
         Subscription::new(self.clone(), after)
     }
 }
+
+/// Reads the whole log (after a position) page by page: the loop every reader of the log
+/// would otherwise write again.
+pub struct LogPages<'s, S> {
+    store: &'s S,
+    after: GlobalPosition,
+    page: usize,
+}
+
+impl<'s, S: EventStore> LogPages<'s, S> {
+    pub fn new(store: &'s S, after: GlobalPosition, page: usize) -> Self {
+        LogPages {
+            store,
+            after,
+            page: page.max(1),
+        }
+    }
+
+    /// The next page in position order, or `None` at the end of the log.
+    pub async fn next_page(&mut self) -> Result<Option<Vec<RecordedEvent>>, StoreError> {
+        let page = self.store.read_all(self.after, self.page).await?;
+        match page.last() {
+            Some(last) => {
+                self.after = last.position;
+                Ok(Some(page))
+            }
+            None => Ok(None),
+        }
+    }
+}

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use dealreg_store::{EventStore, GlobalPosition};
+use dealreg_store::{EventStore, GlobalPosition, LogPages};
 use serde_json::Value;
 
 use super::story::StoryReport;
@@ -49,11 +49,8 @@ fn text(v: &Value, key: &str) -> String {
 
 pub async fn fold<S: EventStore>(store: &S) -> Result<Summary, crate::EngineError> {
     let mut summary = Summary::default();
-    let mut after = GlobalPosition::ORIGIN;
-    loop {
-        let page = store.read_all(after, 2048).await?;
-        let Some(last) = page.last() else { break };
-        after = last.position;
+    let mut pages = LogPages::new(store, GlobalPosition::ORIGIN, 2048);
+    while let Some(page) = pages.next_page().await? {
         for recorded in &page {
             summary.events += 1;
             let Ok(event) = serde_json::from_slice::<Value>(&recorded.data) else {
