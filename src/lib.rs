@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod engine;
 pub mod envelope;
+pub mod projector;
 pub mod reply;
 
 pub use dealreg_clock as clock;

@@ -10,9 +10,12 @@ use clap::{Parser, Subcommand};
 use dealreg::cli;
 use dealreg::clock::{ControlledClock, SharedClock, SystemClock};
 use dealreg::domain::Policy;
+use dealreg::projector::{catch_up, ViewStore};
 use dealreg::store::sqlite::SqliteStore;
-use dealreg::store::GlobalPosition;
+use dealreg::store::{EventStore, GlobalPosition};
 use dealreg::Engine;
+use dealreg_projections::pipeline::Pipeline;
+use dealreg_projections::Projection;
 
 #[derive(Parser)]
 #[command(
@@ -60,6 +63,11 @@ enum Job {
     },
     /// Check every stream's hash chain; exits non-zero when any chain is broken.
     Verify,
+    /// Rebuild projections from the log (all, or the one named), with a progress bar.
+    Rebuild {
+        /// `pipeline` (the only projection so far); all when left out.
+        projection: Option<String>,
+    },
     /// Show a read model.
     View {
         #[command(subcommand)]
@@ -201,6 +209,33 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             written
                 .and_then(|()| writeln!(out))
                 .map_err(|e| e.to_string())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Job::Rebuild { projection } => {
+            if let Some(name) = projection.as_deref().filter(|n| *n != Pipeline::NAME) {
+                return Err(format!(
+                    "there is no projection `{name}`; known: {}",
+                    Pipeline::NAME
+                ));
+            }
+            let store = open_store(&cli.store)?;
+            let views = ViewStore::open(&cli.store).map_err(|e| e.to_string())?;
+            views.reset::<Pipeline>().map_err(|e| e.to_string())?;
+            let started = std::time::Instant::now();
+            let (_, _pipeline) = catch_up::<Pipeline, _>(&store, &views, 50_000, None, |p| {
+                cli::view::progress_bar(Pipeline::NAME, p)
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            eprintln!();
+            let seconds = started.elapsed().as_secs_f64();
+            let events = *store.head().borrow();
+            eprintln!(
+                "rebuilt {} from {} events in {seconds:.2} s ({:.0} events/s)",
+                Pipeline::NAME,
+                events.0,
+                events.0 as f64 / seconds.max(1e-9)
+            );
             Ok(ExitCode::SUCCESS)
         }
         Job::Verify => {

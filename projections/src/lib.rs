@@ -9,7 +9,10 @@ pub mod pipeline;
 use dealreg_domain::Event;
 
 /// A fold from events to a read model.
-pub trait Projection {
+///
+/// The state is serde-serialisable so the runner can store it with its checkpoint in one
+/// atomic write, and its maps are ordered so the same log always gives the same bytes.
+pub trait Projection: Default + serde::Serialize + serde::de::DeserializeOwned {
     /// Stable name, used for checkpoints and `dealreg rebuild NAME`.
     const NAME: &'static str;
 

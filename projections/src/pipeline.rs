@@ -11,12 +11,12 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use dealreg_domain::stages::stage_name;
 use dealreg_domain::{AccountKey, Attribution, Event, Money, Motion, PartnerId, RegistrationId};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::Projection;
 
 /// Where a registration's protection stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProtectionStatus {
     /// Submitted, not decided yet.
@@ -30,7 +30,7 @@ pub enum ProtectionStatus {
 }
 
 /// Everything the vendor knows about one registration.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VendorRow {
     pub registration_id: RegistrationId,
     pub partner_id: PartnerId,
@@ -93,7 +93,7 @@ impl From<&VendorRow> for PartnerRow {
 /// Rows grouped by motion, then stage.
 pub type Grouped<R> = BTreeMap<Motion, BTreeMap<String, Vec<R>>>;
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Pipeline {
     partners: BTreeMap<PartnerId, String>,
     rows: BTreeMap<RegistrationId, VendorRow>,

@@ -25,6 +25,20 @@ pub async fn fold_pipeline<S: EventStore>(store: &S) -> Result<Pipeline, EngineE
     Ok(pipeline)
 }
 
+/// A one-line progress bar on stderr.
+pub fn progress_bar(name: &str, p: crate::projector::Progress) {
+    let done = p.position.0 as f64 / p.head.0.max(1) as f64;
+    let filled = (done * 30.0).round().clamp(0.0, 30.0) as usize;
+    eprint!(
+        "\rrebuilding {name} [{}{}] {:>3.0}% {}/{} events",
+        "#".repeat(filled),
+        "-".repeat(30 - filled),
+        done * 100.0,
+        p.position.0,
+        p.head.0
+    );
+}
+
 fn date(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
     t.map(|t| t.format("%Y-%m-%d").to_string())
         .unwrap_or_else(|| "-".into())
