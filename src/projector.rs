@@ -129,7 +129,7 @@ pub async fn catch_up<P: Projection, S: EventStore>(
             if stop_after == Some(events) {
                 return Ok((position, state));
             }
-            if events % checkpoint_every.max(1) == 0 {
+            if events.is_multiple_of(checkpoint_every.max(1)) {
                 views.save(position, &state)?;
                 progress(Progress {
                     position,
