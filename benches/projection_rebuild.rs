@@ -1,0 +1,142 @@
+//! Projection rebuild throughput over a large log, next to the floor of reading and
+//! decoding the same events without projecting, measured in the same run.
+//!
+//! Run: `cargo bench --bench projection_rebuild` (env `DEALREG_BENCH_EVENTS`, default
+//! 1_000_000). The log is written through the engine (partners submit, the channel manager
+//! approves; 3 events per registration), so it is a real log, not a synthetic table.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{TimeZone, Utc};
+use dealreg::clock::ControlledClock;
+use dealreg::engine::decode_event;
+use dealreg::projector::{catch_up, ViewStore};
+use dealreg::store::sqlite::SqliteStore;
+use dealreg::store::{EventStore, GlobalPosition, LogPages};
+use dealreg::{CommandEnvelope, Engine};
+use dealreg_projections::pipeline::Pipeline;
+use serde_json::json;
+use uuid::Uuid;
+
+fn envelope(actor: serde_json::Value, command: serde_json::Value) -> CommandEnvelope {
+    let body = json!({ "actor": actor, "command": command });
+    match CommandEnvelope::parse(body.to_string().as_bytes()) {
+        Ok(envelope) => envelope,
+        Err(e) => panic!("benchmark command does not parse: {e}"),
+    }
+}
+
+fn main() {
+    let target: usize = std::env::var("DEALREG_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+    let path = dir.path().join("rebuild.db");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("runtime: {e}"));
+    let store = SqliteStore::open(&path).unwrap_or_else(|e| panic!("store: {e}"));
+
+    let fill_started = Instant::now();
+    runtime.block_on(async {
+        let clock = ControlledClock::starting_at(Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).single().unwrap_or_default());
+        let engine = Arc::new(Engine::open(store.clone(), clock, None).await.unwrap_or_else(|e| panic!("engine: {e}")));
+        let cm = json!({ "kind": "vendor", "role": "channel_manager", "user": "cm" });
+        let partners: Vec<Uuid> = (0..256).map(|_| Uuid::now_v7()).collect();
+        for (i, p) in partners.iter().enumerate() {
+            for command in [
+                json!({ "type": "onboard_partner", "partner_id": p, "name": format!("Partner {i}"), "motions": ["reseller"], "tier": "gold",
+                        "territories": [], "capacity": 1_000_000 }),
+                json!({ "type": "certify_partner", "partner_id": p, "product_line": "analytics", "expires_on": "2030-01-01" }),
+            ] {
+                let ok = engine.execute(envelope(cm.clone(), command)).await.map(|e| e.reply.ok);
+                assert!(matches!(ok, Ok(true)), "setup failed");
+            }
+        }
+        let registrations = target / 3 + 1;
+        let semaphore = Arc::new(tokio::sync::Semaphore::new(128));
+        let mut tasks = Vec::new();
+        for n in 0..registrations {
+            let permit = Arc::clone(&semaphore).acquire_owned().await.unwrap_or_else(|e| panic!("semaphore: {e}"));
+            let engine = Arc::clone(&engine);
+            let partner = partners[n % partners.len()];
+            let cm = cm.clone();
+            tasks.push(tokio::spawn(async move {
+                let _permit = permit;
+                let registration = Uuid::now_v7();
+                let domain = format!("customer-{n}.com");
+                let submit = json!({
+                    "type": "submit_registration", "registration_id": registration, "partner_id": partner,
+                    "customer": { "company": format!("Customer {n}"), "domain": domain, "contact": { "name": "Dana", "email": format!("dana@{domain}") } },
+                    "product_line": "analytics", "motion": "reseller",
+                    "estimated_amount": { "amount_minor": 1_250_000, "currency": "USD" }, "expected_close": "2026-06-30",
+                    "proof_of_work": "Joint discovery call held", "kind": "new_business" });
+                let approve = json!({ "type": "approve_registration", "account": domain, "registration_id": registration, "rationale": "ok" });
+                let actor = json!({ "kind": "partner", "partner_id": partner, "user": "rep" });
+                for (actor, command) in [(actor, submit), (cm, approve)] {
+                    let ok = engine.execute(envelope(actor, command)).await.map(|e| e.reply.ok);
+                    assert!(matches!(ok, Ok(true)), "fill command failed: {ok:?}");
+                }
+            }));
+            if tasks.len() >= 4096 {
+                for task in tasks.drain(..) {
+                    let _ = task.await;
+                }
+            }
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+    });
+    let events = store.head().borrow().0;
+    let fill = fill_started.elapsed();
+
+    // Floor: read and decode every event, nothing else.
+    let (floor_secs, decoded) = runtime.block_on(async {
+        let started = Instant::now();
+        let mut pages = LogPages::new(&store, GlobalPosition::ORIGIN, 4096);
+        let mut decoded = 0u64;
+        while let Ok(Some(page)) = pages.next_page().await {
+            for recorded in &page {
+                if decode_event(recorded).is_ok() {
+                    decoded += 1;
+                }
+            }
+        }
+        (started.elapsed().as_secs_f64(), decoded)
+    });
+    assert_eq!(decoded, events, "every event decodes");
+
+    // Rebuild: read, decode, fold, checkpoint every 50k events and at the end.
+    let views = ViewStore::open(&path).unwrap_or_else(|e| panic!("views: {e}"));
+    let (rebuild_secs, rows) = runtime.block_on(async {
+        let started = Instant::now();
+        let (_, pipeline) = catch_up::<Pipeline, _>(&store, &views, 50_000, None, |_| {})
+            .await
+            .unwrap_or_else(|e| panic!("rebuild: {e}"));
+        let rows: usize = pipeline
+            .vendor_view()
+            .values()
+            .flat_map(|s| s.values())
+            .map(Vec::len)
+            .sum();
+        (started.elapsed().as_secs_f64(), rows)
+    });
+    println!("dealreg projection rebuild (pipeline view, SQLite store)");
+    println!(
+        "  log    : {events} events written through the engine in {:.1} s",
+        fill.as_secs_f64()
+    );
+    println!(
+        "  floor  : read + decode         {:>10.0} events/s ({floor_secs:.2} s)",
+        events as f64 / floor_secs
+    );
+    println!("  rebuild: read + decode + fold  {:>10.0} events/s ({rebuild_secs:.2} s, {rows} registrations, checkpoints every 50k)", events as f64 / rebuild_secs);
+    println!(
+        "  ratio  : rebuild ÷ floor = {:.3}",
+        floor_secs / rebuild_secs
+    );
+}
