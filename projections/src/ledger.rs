@@ -1,0 +1,232 @@
+//! The commission ledger: accruals when a deal is won, by the attribution locked on it, and
+//! clawbacks when revenue reverses within the policy's window. Exact integer minor units.
+//!
+//! Rounding: each entry is `amount × share% × rate_bps / 1_000_000`, rounded down to the
+//! minor unit (never up: the vendor never pays a fraction it does not owe). A clawback takes
+//! back the same proportion of each accrual that the reversal is of the won amount, rounded
+//! down, and never more than what is left of that accrual.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use dealreg_domain::policy::{CommissionRule, Credit};
+use dealreg_domain::{Currency, Event, Motion, PartnerId, Policy, RegistrationId, Tier};
+use serde::{Deserialize, Serialize};
+
+use crate::Projection;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    Accrual,
+    Clawback,
+}
+
+/// One line of the ledger. Clawbacks are negative.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub position: u64,
+    pub at: DateTime<Utc>,
+    pub partner_id: PartnerId,
+    pub registration_id: RegistrationId,
+    pub kind: EntryKind,
+    pub credit: Credit,
+    pub rate_bps: u32,
+    pub amount_minor: i64,
+    pub currency: Currency,
+    pub policy_version: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct WonDeal {
+    won_at: Option<DateTime<Utc>>,
+    amount_minor: i64,
+    reversed_minor: i64,
+    /// Indexes of this deal's accrual entries.
+    accruals: Vec<usize>,
+    /// Already clawed back from each accrual, same order.
+    clawed: Vec<i64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Ledger {
+    policy: Option<Policy>,
+    tiers: BTreeMap<PartnerId, Tier>,
+    deals: BTreeMap<RegistrationId, WonDeal>,
+    entries: Vec<Entry>,
+    /// (partner, currency) -> balance in minor units.
+    balances: BTreeMap<PartnerId, BTreeMap<Currency, i64>>,
+}
+
+impl Ledger {
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    pub fn entries_for(&self, partner: PartnerId) -> impl Iterator<Item = &Entry> {
+        self.entries.iter().filter(move |e| e.partner_id == partner)
+    }
+
+    pub fn balance(&self, partner: PartnerId, currency: &Currency) -> i64 {
+        self.balances
+            .get(&partner)
+            .and_then(|b| b.get(currency))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn balances(&self) -> &BTreeMap<PartnerId, BTreeMap<Currency, i64>> {
+        &self.balances
+    }
+
+    fn post(&mut self, entry: Entry) -> usize {
+        *self
+            .balances
+            .entry(entry.partner_id)
+            .or_default()
+            .entry(entry.currency.clone())
+            .or_default() += entry.amount_minor;
+        self.entries.push(entry);
+        self.entries.len() - 1
+    }
+}
+
+/// The rate for a credit: the most specific matching rule wins (motion and tier, then
+/// motion, then tier, then neither); no rule means no commission.
+pub fn rate(rules: &[CommissionRule], motion: Motion, tier: Tier, credit: Credit) -> u32 {
+    rules
+        .iter()
+        .filter(|r| {
+            r.credit == credit
+                && r.motion.is_none_or(|m| m == motion)
+                && r.tier.is_none_or(|t| t == tier)
+        })
+        .max_by_key(|r| (r.motion.is_some() as u8) * 2 + r.tier.is_some() as u8)
+        .map_or(0, |r| r.rate_bps)
+}
+
+/// `amount × percent% × rate_bps`, rounded down to the minor unit.
+pub fn commission(amount_minor: i64, percent: u32, rate_bps: u32) -> i64 {
+    let exact = i128::from(amount_minor) * i128::from(percent) * i128::from(rate_bps);
+    i64::try_from(exact.div_euclid(1_000_000)).unwrap_or(i64::MAX)
+}
+
+impl Projection for Ledger {
+    const NAME: &'static str = "ledger";
+
+    fn apply(&mut self, position: u64, event: &Event) {
+        match event {
+            Event::PolicyAdopted { policy, .. } => self.policy = Some(policy.clone()),
+            Event::PartnerOnboarded {
+                partner_id, tier, ..
+            } => {
+                self.tiers.insert(*partner_id, *tier);
+            }
+            Event::PartnerTierChanged { partner_id, to, .. } => {
+                self.tiers.insert(*partner_id, *to);
+            }
+            Event::DealWon {
+                registration_id,
+                motion,
+                amount,
+                attribution,
+                policy_version,
+                at,
+                ..
+            } => {
+                let rules = self
+                    .policy
+                    .as_ref()
+                    .map(|p| p.commission.rules.clone())
+                    .unwrap_or_default();
+                let mut shares: Vec<(PartnerId, u32, Credit)> = Vec::new();
+                if let Some(sourcing) = attribution.sourcing {
+                    shares.push((sourcing, attribution.sourcing_share(), Credit::Sourced));
+                }
+                shares.extend(
+                    attribution
+                        .influencers
+                        .iter()
+                        .map(|(p, pct)| (*p, *pct, Credit::Influenced)),
+                );
+                let mut deal = WonDeal {
+                    won_at: Some(*at),
+                    amount_minor: amount.amount_minor,
+                    ..WonDeal::default()
+                };
+                for (partner_id, percent, credit) in shares {
+                    let tier = self
+                        .tiers
+                        .get(&partner_id)
+                        .copied()
+                        .unwrap_or(Tier::Registered);
+                    let rate_bps = rate(&rules, *motion, tier, credit);
+                    let amount_minor = commission(amount.amount_minor, percent, rate_bps);
+                    if amount_minor == 0 {
+                        continue;
+                    }
+                    let index = self.post(Entry {
+                        position,
+                        at: *at,
+                        partner_id,
+                        registration_id: *registration_id,
+                        kind: EntryKind::Accrual,
+                        credit,
+                        rate_bps,
+                        amount_minor,
+                        currency: amount.currency.clone(),
+                        policy_version: *policy_version,
+                    });
+                    deal.accruals.push(index);
+                    deal.clawed.push(0);
+                }
+                self.deals.insert(*registration_id, deal);
+            }
+            Event::RevenueReversed {
+                registration_id,
+                amount,
+                at,
+                ..
+            } => {
+                let window = self
+                    .policy
+                    .as_ref()
+                    .map_or(0, |p| p.commission.clawback_window_days);
+                let Some(mut deal) = self.deals.remove(registration_id) else {
+                    return;
+                };
+                let within = deal
+                    .won_at
+                    .is_some_and(|won| *at <= won + Duration::days(i64::from(window)));
+                if within && deal.amount_minor > 0 {
+                    deal.reversed_minor =
+                        (deal.reversed_minor + amount.amount_minor).min(deal.amount_minor);
+                    for (slot, &index) in deal.accruals.iter().enumerate() {
+                        let accrual = self.entries[index].clone();
+                        // What should have been clawed in total after this reversal.
+                        let due = i64::try_from(
+                            i128::from(accrual.amount_minor) * i128::from(deal.reversed_minor)
+                                / i128::from(deal.amount_minor),
+                        )
+                        .unwrap_or(accrual.amount_minor)
+                        .min(accrual.amount_minor);
+                        let take = due - deal.clawed[slot];
+                        if take <= 0 {
+                            continue;
+                        }
+                        deal.clawed[slot] += take;
+                        self.post(Entry {
+                            position,
+                            at: *at,
+                            kind: EntryKind::Clawback,
+                            amount_minor: -take,
+                            ..accrual
+                        });
+                    }
+                }
+                self.deals.insert(*registration_id, deal);
+            }
+            _ => {}
+        }
+    }
+}
