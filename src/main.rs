@@ -14,6 +14,7 @@ use dealreg::projector::{catch_up, ViewStore};
 use dealreg::store::sqlite::SqliteStore;
 use dealreg::store::{EventStore, GlobalPosition};
 use dealreg::Engine;
+use dealreg_projections::ledger::Ledger;
 use dealreg_projections::pipeline::Pipeline;
 use dealreg_projections::Projection;
 
@@ -65,7 +66,7 @@ enum Job {
     Verify,
     /// Rebuild projections from the log (all, or the one named), with a progress bar.
     Rebuild {
-        /// `pipeline` (the only projection so far); all when left out.
+        /// `pipeline` or `ledger`; all when left out.
         projection: Option<String>,
     },
     /// Show a read model.
@@ -86,6 +87,14 @@ enum ViewKind {
         /// Show the vendor's full view.
         #[arg(long)]
         vendor: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The commission ledger: accruals and clawbacks with balances, for one partner or all.
+    Ledger {
+        #[arg(long)]
+        partner: Option<uuid::Uuid>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -212,30 +221,55 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Job::Rebuild { projection } => {
-            if let Some(name) = projection.as_deref().filter(|n| *n != Pipeline::NAME) {
+            let known = [Pipeline::NAME, Ledger::NAME];
+            if let Some(name) = projection.as_deref().filter(|n| !known.contains(n)) {
                 return Err(format!(
                     "there is no projection `{name}`; known: {}",
-                    Pipeline::NAME
+                    known.join(", ")
                 ));
             }
             let store = open_store(&cli.store)?;
             let views = ViewStore::open(&cli.store).map_err(|e| e.to_string())?;
-            views.reset::<Pipeline>().map_err(|e| e.to_string())?;
-            let started = std::time::Instant::now();
-            let (_, _pipeline) = catch_up::<Pipeline, _>(&store, &views, 50_000, None, |p| {
-                cli::view::progress_bar(Pipeline::NAME, p)
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-            eprintln!();
-            let seconds = started.elapsed().as_secs_f64();
-            let events = *store.head().borrow();
-            eprintln!(
-                "rebuilt {} from {} events in {seconds:.2} s ({:.0} events/s)",
-                Pipeline::NAME,
-                events.0,
-                events.0 as f64 / seconds.max(1e-9)
-            );
+            let wanted = |name: &str| projection.as_deref().is_none_or(|p| p == name);
+            if wanted(Pipeline::NAME) {
+                rebuild::<Pipeline>(&store, &views).await?;
+            }
+            if wanted(Ledger::NAME) {
+                rebuild::<Ledger>(&store, &views).await?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Job::View {
+            what: ViewKind::Ledger { partner, json },
+        } => {
+            let store = open_store(&cli.store)?;
+            let views = ViewStore::open(&cli.store).map_err(|e| e.to_string())?;
+            let (_, ledger) = catch_up::<Ledger, _>(&store, &views, 10_000, None, |_| {})
+                .await
+                .map_err(|e| e.to_string())?;
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            let partner = partner.map(dealreg::domain::PartnerId);
+            if json {
+                let entries: Vec<_> = ledger
+                    .entries()
+                    .iter()
+                    .filter(|e| partner.is_none_or(|p| p == e.partner_id))
+                    .collect();
+                let balances: Vec<_> = ledger
+                    .balances()
+                    .iter()
+                    .filter(|(p, _)| partner.is_none_or(|q| q == **p))
+                    .collect();
+                serde_json::to_writer_pretty(
+                    &mut out,
+                    &serde_json::json!({ "entries": entries, "balances": balances }),
+                )
+                .map_err(|e| e.to_string())?;
+                writeln!(out).map_err(|e| e.to_string())?;
+            } else {
+                cli::view::print_ledger(&mut out, &ledger, partner).map_err(|e| e.to_string())?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Job::Verify => {
@@ -254,6 +288,26 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             }
         }
     }
+}
+
+/// Rebuilds one projection from the origin with a progress bar and its throughput.
+async fn rebuild<P: Projection>(store: &SqliteStore, views: &ViewStore) -> Result<(), String> {
+    views.reset::<P>().map_err(|e| e.to_string())?;
+    let started = std::time::Instant::now();
+    catch_up::<P, _>(store, views, 50_000, None, |p| {
+        cli::view::progress_bar(P::NAME, p)
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    eprintln!();
+    let seconds = started.elapsed().as_secs_f64();
+    let events = store.head().borrow().0;
+    eprintln!(
+        "rebuilt {} from {events} events in {seconds:.2} s ({:.0} events/s)",
+        P::NAME,
+        events as f64 / seconds.max(1e-9)
+    );
+    Ok(())
 }
 
 fn open_store(path: &std::path::Path) -> Result<SqliteStore, String> {

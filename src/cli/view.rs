@@ -95,3 +95,46 @@ pub fn print_vendor_table<W: Write>(out: &mut W, view: &Grouped<VendorRow>) -> s
         )
     })
 }
+
+/// The ledger as a table: balances, then entries, in exact currency units.
+pub fn print_ledger<W: Write>(
+    out: &mut W,
+    ledger: &dealreg_projections::ledger::Ledger,
+    partner: Option<dealreg_domain::PartnerId>,
+) -> std::io::Result<()> {
+    let money = |minor: i64, currency: &dealreg_domain::Currency| {
+        dealreg_domain::Money {
+            amount_minor: minor,
+            currency: currency.clone(),
+        }
+        .to_string()
+    };
+    writeln!(out, "balances")?;
+    for (p, by_currency) in ledger.balances() {
+        if partner.is_some_and(|q| q != *p) {
+            continue;
+        }
+        for (currency, minor) in by_currency {
+            writeln!(out, "  {p}  {:>18}", money(*minor, currency))?;
+        }
+    }
+    writeln!(out, "entries")?;
+    for e in ledger
+        .entries()
+        .iter()
+        .filter(|e| partner.is_none_or(|p| p == e.partner_id))
+    {
+        writeln!(
+            out,
+            "  {}  {:<8?} {:<10?} {:>5} bps  {:>16}  {}  policy v{}",
+            e.at.format("%Y-%m-%d"),
+            e.kind,
+            e.credit,
+            e.rate_bps,
+            money(e.amount_minor, &e.currency),
+            e.registration_id,
+            e.policy_version
+        )?;
+    }
+    Ok(())
+}
