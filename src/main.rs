@@ -14,6 +14,7 @@ use dealreg::projector::{catch_up, ViewStore};
 use dealreg::store::sqlite::SqliteStore;
 use dealreg::store::{EventStore, GlobalPosition};
 use dealreg::Engine;
+use dealreg_projections::conflicts::ConflictFlags;
 use dealreg_projections::ledger::Ledger;
 use dealreg_projections::pipeline::Pipeline;
 use dealreg_projections::Projection;
@@ -87,6 +88,15 @@ enum ViewKind {
         /// Show the vendor's full view.
         #[arg(long)]
         vendor: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Conflict flags per account (with SLA clocks) and likely duplicate accounts.
+    Conflicts {
+        /// Only this account (any spelling of its domain).
+        #[arg(long)]
+        account: Option<String>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -221,7 +231,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Job::Rebuild { projection } => {
-            let known = [Pipeline::NAME, Ledger::NAME];
+            let known = [Pipeline::NAME, Ledger::NAME, ConflictFlags::NAME];
             if let Some(name) = projection.as_deref().filter(|n| !known.contains(n)) {
                 return Err(format!(
                     "there is no projection `{name}`; known: {}",
@@ -236,6 +246,43 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             if wanted(Ledger::NAME) {
                 rebuild::<Ledger>(&store, &views).await?;
+            }
+            if wanted(ConflictFlags::NAME) {
+                rebuild::<ConflictFlags>(&store, &views).await?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Job::View {
+            what: ViewKind::Conflicts { account, json },
+        } => {
+            let account = account
+                .map(|a| dealreg::domain::AccountKey::from_domain(&a).map_err(|e| e.message))
+                .transpose()?;
+            let store = open_store(&cli.store)?;
+            let views = ViewStore::open(&cli.store).map_err(|e| e.to_string())?;
+            let (_, flags) = catch_up::<ConflictFlags, _>(&store, &views, 10_000, None, |_| {})
+                .await
+                .map_err(|e| e.to_string())?;
+            let conflicts: Vec<_> = flags
+                .all()
+                .filter(|(k, _)| account.as_ref().is_none_or(|a| a == *k))
+                .collect();
+            let duplicates: Vec<_> = flags
+                .duplicates()
+                .filter(|d| account.as_ref().is_none_or(|a| d.accounts.contains(a)))
+                .collect();
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            if json {
+                serde_json::to_writer_pretty(
+                    &mut out,
+                    &serde_json::json!({ "conflicts": conflicts, "likely_duplicates": duplicates }),
+                )
+                .map_err(|e| e.to_string())?;
+                writeln!(out).map_err(|e| e.to_string())?;
+            } else {
+                cli::view::print_conflicts(&mut out, &conflicts, &duplicates)
+                    .map_err(|e| e.to_string())?;
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -138,3 +138,44 @@ pub fn print_ledger<W: Write>(
     }
     Ok(())
 }
+
+/// Conflict flags and likely duplicates as a table.
+pub fn print_conflicts<W: Write>(
+    out: &mut W,
+    conflicts: &[(
+        &dealreg_domain::AccountKey,
+        &dealreg_projections::conflicts::ConflictFlag,
+    )],
+    duplicates: &[&dealreg_projections::conflicts::DuplicateFlag],
+) -> std::io::Result<()> {
+    writeln!(out, "conflicts ({})", conflicts.len())?;
+    for (account, f) in conflicts {
+        writeln!(
+            out,
+            "  {:<22} {:<24} {:<10} {:<7?} ack by {} {}  plan by {}  {}",
+            account.0,
+            format!("{:?}", f.kind),
+            f.product_line,
+            f.status,
+            f.acknowledge_by.format("%Y-%m-%d %H:%M"),
+            if f.acknowledged_at.is_some() {
+                "(done)"
+            } else {
+                "      "
+            },
+            f.resolution_plan_by.format("%Y-%m-%d"),
+            f.reasons.join("; ")
+        )?;
+    }
+    writeln!(out, "likely duplicate accounts ({})", duplicates.len())?;
+    for d in duplicates {
+        writeln!(
+            out,
+            "  {} ~ {}  {}",
+            d.accounts[0],
+            d.accounts[1],
+            d.reasons.join("; ")
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,298 @@
+//! Conflict flags per customer account, with their SLA clocks, and likely duplicates
+//! across accounts.
+//!
+//! Detected conflicts (horizontal, vertical, multi-channel, renewal ownership, overlapping
+//! protection) come from the log as decided by the domain. Likely duplicates are a signal
+//! the domain cannot see, because they span accounts: two accounts with the same
+//! registrable name under different public suffixes (`acme.com`, `acme.de`, `acme.co.uk`;
+//! the account key is already the registrable domain, via the public suffix list), or
+//! company names that match after removing legal suffixes and punctuation (`Acme Inc.`,
+//! `ACME Corporation`, `Acme GmbH`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Datelike, Duration, Utc, Weekday};
+use dealreg_domain::{AccountKey, ConflictId, ConflictKind, ConflictParty, Event};
+use serde::{Deserialize, Serialize};
+
+use crate::Projection;
+
+/// Jaro-Winkler similarity at or above which two normalised company names are flagged.
+pub const NAME_SIMILARITY: f64 = 0.92;
+
+/// How many accounts sharing a name's first word a new account is compared with. Bounds
+/// the work per account on very large programs; exact name and suffix matches are found
+/// regardless.
+const MAX_COMPARED: usize = 256;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlagStatus {
+    None,
+    Risk,
+    Active,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConflictFlag {
+    pub conflict_id: ConflictId,
+    pub kind: ConflictKind,
+    pub product_line: String,
+    pub status: FlagStatus,
+    pub parties: Vec<ConflictParty>,
+    pub reasons: Vec<String>,
+    pub detected_at: DateTime<Utc>,
+    /// Acknowledge within 24 h (policy).
+    pub acknowledge_by: DateTime<Utc>,
+    /// Resolution plan within 5 business days (policy).
+    pub resolution_plan_by: DateTime<Utc>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub winner: Option<dealreg_domain::RegistrationId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DuplicateFlag {
+    pub accounts: [AccountKey; 2],
+    pub status: FlagStatus,
+    pub reasons: Vec<String>,
+    pub detected_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConflictFlags {
+    resolution_business_days: u32,
+    accounts: BTreeMap<AccountKey, BTreeMap<ConflictId, ConflictFlag>>,
+    /// Normalised company name per account (first seen).
+    names: BTreeMap<AccountKey, String>,
+    by_label: BTreeMap<String, BTreeSet<AccountKey>>,
+    by_first_word: BTreeMap<String, Vec<AccountKey>>,
+    duplicates: BTreeMap<(AccountKey, AccountKey), DuplicateFlag>,
+}
+
+impl ConflictFlags {
+    /// Flags of one account (conflicts on it and duplicates it is part of).
+    pub fn account(&self, key: &AccountKey) -> (Vec<&ConflictFlag>, Vec<&DuplicateFlag>) {
+        let conflicts = self
+            .accounts
+            .get(key)
+            .map(|m| m.values().collect())
+            .unwrap_or_default();
+        let duplicates = self
+            .duplicates
+            .values()
+            .filter(|d| d.accounts.contains(key))
+            .collect();
+        (conflicts, duplicates)
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = (&AccountKey, &ConflictFlag)> {
+        self.accounts
+            .iter()
+            .flat_map(|(k, m)| m.values().map(move |f| (k, f)))
+    }
+
+    pub fn duplicates(&self) -> impl Iterator<Item = &DuplicateFlag> {
+        self.duplicates.values()
+    }
+
+    fn note_account(&mut self, key: &AccountKey, company: &str, at: DateTime<Utc>) {
+        if self.names.contains_key(key) {
+            return;
+        }
+        let name = normalise_company(company);
+        let label = key.0.split('.').next().unwrap_or_default().to_string();
+        let mut found: BTreeMap<AccountKey, Vec<String>> = BTreeMap::new();
+        for other in self.by_label.get(&label).into_iter().flatten() {
+            found.entry(other.clone()).or_default().push(format!(
+                "same registrable name `{label}` under another suffix ({other}, {key})"
+            ));
+        }
+        let first_word = name.split(' ').next().unwrap_or_default().to_string();
+        if let Some(candidates) = self.by_first_word.get(&first_word) {
+            for other in candidates.iter().rev().take(MAX_COMPARED) {
+                let Some(other_name) = self.names.get(other) else {
+                    continue;
+                };
+                let score = strsim::jaro_winkler(&name, other_name);
+                if score >= NAME_SIMILARITY {
+                    found.entry(other.clone()).or_default().push(format!(
+                        "similar company names `{other_name}` ~ `{name}` ({score:.2})"
+                    ));
+                }
+            }
+        }
+        for (other, reasons) in found {
+            let pair = if other < *key {
+                (other.clone(), key.clone())
+            } else {
+                (key.clone(), other.clone())
+            };
+            self.duplicates
+                .entry(pair.clone())
+                .or_insert(DuplicateFlag {
+                    accounts: [pair.0, pair.1],
+                    status: FlagStatus::Risk,
+                    reasons,
+                    detected_at: at,
+                });
+        }
+        self.names.insert(key.clone(), name);
+        self.by_label.entry(label).or_default().insert(key.clone());
+        self.by_first_word
+            .entry(first_word)
+            .or_default()
+            .push(key.clone());
+    }
+}
+
+/// Lower-case, punctuation removed, legal suffixes dropped: `ACME Corporation` → `acme`.
+pub fn normalise_company(name: &str) -> String {
+    const LEGAL: &[&str] = &[
+        "inc",
+        "incorporated",
+        "corp",
+        "corporation",
+        "co",
+        "company",
+        "ltd",
+        "limited",
+        "llc",
+        "llp",
+        "lp",
+        "plc",
+        "gmbh",
+        "ag",
+        "kg",
+        "sa",
+        "sas",
+        "sarl",
+        "srl",
+        "spa",
+        "bv",
+        "nv",
+        "oy",
+        "ab",
+        "as",
+        "aps",
+        "pty",
+        "kk",
+        "the",
+    ];
+    let cleaned: String = name
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                ' '
+            }
+        })
+        .collect();
+    let words: Vec<&str> = cleaned
+        .split_whitespace()
+        .filter(|w| !LEGAL.contains(w))
+        .collect();
+    if words.is_empty() {
+        cleaned.split_whitespace().collect::<Vec<_>>().join(" ")
+    } else {
+        words.join(" ")
+    }
+}
+
+/// `from` plus `days` business days (Monday to Friday).
+pub fn add_business_days(from: DateTime<Utc>, days: u32) -> DateTime<Utc> {
+    let mut at = from;
+    let mut left = days;
+    while left > 0 {
+        at += Duration::days(1);
+        if !matches!(at.weekday(), Weekday::Sat | Weekday::Sun) {
+            left -= 1;
+        }
+    }
+    at
+}
+
+impl Projection for ConflictFlags {
+    const NAME: &'static str = "conflicts";
+
+    fn apply(&mut self, _position: u64, event: &Event) {
+        match event {
+            Event::PolicyAdopted { policy, .. } => {
+                self.resolution_business_days = policy.sla.conflict_resolution_business_days
+            }
+            Event::RegistrationSubmitted {
+                account,
+                customer,
+                at,
+                ..
+            } => self.note_account(account, &customer.company, *at),
+            Event::ConflictDetected {
+                account,
+                conflict_id,
+                kind,
+                product_line,
+                parties,
+                reasons,
+                acknowledge_by,
+                at,
+                ..
+            } => {
+                let days = if self.resolution_business_days == 0 {
+                    5
+                } else {
+                    self.resolution_business_days
+                };
+                self.accounts.entry(account.clone()).or_default().insert(
+                    conflict_id.clone(),
+                    ConflictFlag {
+                        conflict_id: conflict_id.clone(),
+                        kind: *kind,
+                        product_line: product_line.clone(),
+                        status: FlagStatus::Active,
+                        parties: parties.clone(),
+                        reasons: reasons.clone(),
+                        detected_at: *at,
+                        acknowledge_by: *acknowledge_by,
+                        resolution_plan_by: add_business_days(*at, days),
+                        acknowledged_at: None,
+                        resolved_at: None,
+                        winner: None,
+                    },
+                );
+            }
+            Event::ConflictAcknowledged {
+                account,
+                conflict_id,
+                at,
+                ..
+            } => {
+                if let Some(flag) = self
+                    .accounts
+                    .get_mut(account)
+                    .and_then(|m| m.get_mut(conflict_id))
+                {
+                    flag.acknowledged_at = Some(*at);
+                }
+            }
+            Event::ConflictResolved {
+                account,
+                conflict_id,
+                winner,
+                at,
+                ..
+            } => {
+                if let Some(flag) = self
+                    .accounts
+                    .get_mut(account)
+                    .and_then(|m| m.get_mut(conflict_id))
+                {
+                    flag.resolved_at = Some(*at);
+                    flag.winner = *winner;
+                    flag.status = FlagStatus::None;
+                }
+            }
+            _ => {}
+        }
+    }
+}
