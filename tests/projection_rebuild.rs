@@ -6,7 +6,10 @@ use std::process::Command;
 
 use dealreg::projector::{catch_up, ViewStore};
 use dealreg::store::sqlite::SqliteStore;
+use dealreg_projections::conflicts::ConflictFlags;
+use dealreg_projections::ledger::Ledger;
 use dealreg_projections::pipeline::Pipeline;
+use dealreg_projections::Projection;
 
 fn demo_store(dir: &tempfile::TempDir) -> std::path::PathBuf {
     let path = dir.path().join("demo.db");
@@ -93,4 +96,50 @@ async fn a_runner_killed_between_checkpoints_resumes_without_gaps_or_doubles() {
         bytes(&uninterrupted),
         "resumed equals uninterrupted"
     );
+}
+
+/// Every projection, not only the pipeline, stores, resumes and rebuilds to the same bytes.
+async fn same_bytes_every_way<P: Projection>(path: &std::path::Path) {
+    let store = SqliteStore::open(path).expect("open");
+    let views = ViewStore::open(path).expect("views");
+    views.reset::<P>().expect("reset");
+    let (_, first) = catch_up::<P, _>(&store, &views, 500, None, |_| {})
+        .await
+        .expect("rebuild");
+    views.reset::<P>().expect("reset");
+    catch_up::<P, _>(&store, &views, 100, Some(450), |_| {})
+        .await
+        .expect("partial");
+    let (_, resumed) = catch_up::<P, _>(
+        &store,
+        &ViewStore::open(path).expect("views"),
+        100,
+        None,
+        |_| {},
+    )
+    .await
+    .expect("resume");
+    let (_, loaded) = views.load::<P>().expect("load");
+    let bytes = |p: &P| serde_json::to_vec(p).expect("json");
+    assert_eq!(
+        bytes(&first),
+        bytes(&resumed),
+        "{}: resumed equals rebuilt",
+        P::NAME
+    );
+    assert_eq!(
+        bytes(&first),
+        bytes(&loaded),
+        "{}: the saved state reads back",
+        P::NAME
+    );
+}
+
+#[tokio::test]
+async fn ledger_and_conflict_flags_also_rebuild_and_resume_to_the_same_bytes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = demo_store(&dir);
+    same_bytes_every_way::<Ledger>(&path).await;
+    same_bytes_every_way::<ConflictFlags>(&path).await;
+    same_bytes_every_way::<Pipeline>(&path).await;
 }

@@ -67,7 +67,8 @@ pub struct ConflictFlags {
     names: BTreeMap<AccountKey, String>,
     by_label: BTreeMap<String, BTreeSet<AccountKey>>,
     by_first_word: BTreeMap<String, Vec<AccountKey>>,
-    duplicates: BTreeMap<(AccountKey, AccountKey), DuplicateFlag>,
+    /// Keyed by `"<first account> <second account>"` (ordered): JSON maps need string keys.
+    duplicates: BTreeMap<String, DuplicateFlag>,
 }
 
 impl ConflictFlags {
@@ -129,7 +130,7 @@ impl ConflictFlags {
                 (key.clone(), other.clone())
             };
             self.duplicates
-                .entry(pair.clone())
+                .entry(format!("{} {}", pair.0, pair.1))
                 .or_insert(DuplicateFlag {
                     accounts: [pair.0, pair.1],
                     status: FlagStatus::Risk,

@@ -12,6 +12,10 @@ pub fn direct_sales() -> Value {
     json!({ "kind": "vendor", "role": "direct_sales", "user": "tom.ae@vendor.example" })
 }
 
+pub fn revops() -> Value {
+    json!({ "kind": "vendor", "role": "rev_ops", "user": "ines.revops@vendor.example" })
+}
+
 pub fn timekeeper() -> Value {
     json!({ "kind": "system", "component": "demo-timekeeper" })
 }
@@ -133,4 +137,17 @@ pub fn lost(account: &str, registration: Uuid) -> Value {
 pub fn direct_opportunity(account: &str, product_line: &str, amount_minor: i64) -> Value {
     json!({ "type": "record_direct_opportunity", "account": account, "opportunity_id": Uuid::now_v7(), "owner": "tom.ae@vendor.example",
             "product_line": product_line, "amount": { "amount_minor": amount_minor, "currency": "USD" } })
+}
+
+pub fn acknowledge_conflict(account: &str, conflict_id: &str) -> Value {
+    json!({ "type": "acknowledge_conflict", "account": account, "conflict_id": conflict_id, "note": "Both partners contacted; reviewing proof of work" })
+}
+
+pub fn resolve_conflict(account: &str, conflict_id: &str) -> Value {
+    json!({ "type": "resolve_conflict", "account": account, "conflict_id": conflict_id, "rationale": "Resolved under the conflict hierarchy; the protected registration stands" })
+}
+
+pub fn revenue_reversal(account: &str, registration: Uuid, amount_minor: i64) -> Value {
+    json!({ "type": "record_revenue_reversal", "account": account, "registration_id": registration,
+            "amount": { "amount_minor": amount_minor, "currency": "USD" }, "reason": "Partial refund: seats reduced at go-live" })
 }

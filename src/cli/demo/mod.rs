@@ -9,6 +9,7 @@
 mod commands;
 mod story;
 mod summary;
+mod views;
 
 use std::path::Path;
 
@@ -43,6 +44,7 @@ pub async fn run(path: &Path, force: bool) -> Result<std::process::ExitCode, Str
         .await
         .map_err(|e| e.to_string())?;
     summary::print(&summary, &report, &chains, path);
+    views::print(&store, path).await?;
     if chains.breaks.is_empty() {
         Ok(std::process::ExitCode::SUCCESS)
     } else {

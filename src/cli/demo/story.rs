@@ -103,6 +103,9 @@ const CUSTOMERS: &[(&str, &str)] = &[
     ("Genco Olive Oil", "genco.it"),
     ("Rekall", "rekall.com"),
     ("Weyland-Yutani", "weyland-yutani.com"),
+    // The same customers again under other domains and legal names: likely duplicates.
+    ("Acme Robotics GmbH", "acme-robotics.de"),
+    ("Globex Corp.", "globex.co.uk"),
 ];
 
 const STAGES: &[(&str, [&str; 5])] = &[
@@ -193,6 +196,10 @@ struct Story<'e, S, C> {
     deals: Vec<Deal>,
     dice: Dice,
     report: StoryReport,
+    /// Conflicts seen in replies: (account, conflict id, detected at, acknowledged).
+    conflicts: Vec<(String, String, DateTime<Utc>, bool)>,
+    /// Won deals: (account, registration, won at, amount, reversed already).
+    wins: Vec<(String, Uuid, DateTime<Utc>, i64, bool)>,
 }
 
 pub async fn play<S: EventStore + Clone>(
@@ -207,6 +214,8 @@ pub async fn play<S: EventStore + Clone>(
         deals: Vec::new(),
         dice: Dice(0x5EED_DEA1_2026_0105),
         report: StoryReport::default(),
+        conflicts: Vec::new(),
+        wins: Vec::new(),
     };
     story.onboard_partners().await?;
     for day in 0..=DAYS {
@@ -217,6 +226,8 @@ pub async fn play<S: EventStore + Clone>(
         story.deals_progress().await?;
         story.partners_register(day).await?;
         story.program_events(day).await?;
+        story.conflict_desk().await?;
+        story.revenue_desk().await?;
         story.report.days = day;
     }
     Ok(story.report)
@@ -308,6 +319,18 @@ impl<S: EventStore + Clone> Story<'_, S, ControlledClock> {
             .await
             .map_err(|e| e.to_string())?;
         self.report.commands += 1;
+        for e in &executed.reply.events {
+            if let dealreg_domain::Event::ConflictDetected {
+                account,
+                conflict_id,
+                at,
+                ..
+            } = &e.event
+            {
+                self.conflicts
+                    .push((account.0.clone(), conflict_id.0.clone(), *at, false));
+            }
+        }
         if executed.reply.ok {
             self.report.accepted += 1;
         } else {
@@ -593,6 +616,8 @@ impl<S: EventStore + Clone> Story<'_, S, ControlledClock> {
                         .await?;
                     if reply.ok {
                         self.deals[i].status = Status::Closed;
+                        self.wins
+                            .push((account.clone(), id, now, amount.max(100_000), false));
                     }
                 } else if roll < 85 {
                     let reply = self
@@ -737,6 +762,50 @@ impl<S: EventStore + Clone> Story<'_, S, ControlledClock> {
                     sourcing_set: false,
                     amount_minor,
                 });
+            }
+        }
+        Ok(())
+    }
+
+    /// The channel manager acknowledges conflicts (one in six after the 24 h SLA) and
+    /// resolves them three days after detection.
+    async fn conflict_desk(&mut self) -> Result<(), String> {
+        let now = self.now();
+        for i in 0..self.conflicts.len() {
+            let (account, id, detected, acknowledged) = self.conflicts[i].clone();
+            if !acknowledged && now >= detected {
+                let late = self.dice.chance(16);
+                if late && now < detected + Duration::hours(30) {
+                    continue;
+                }
+                self.conflicts[i].3 = true;
+                self.send(
+                    cmd::channel_manager(),
+                    cmd::acknowledge_conflict(&account, &id),
+                )
+                .await?;
+            } else if acknowledged && now >= detected + Duration::days(3) && !id.is_empty() {
+                self.conflicts[i].1 = String::new();
+                self.send(cmd::channel_manager(), cmd::resolve_conflict(&account, &id))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// RevOps records refunds on about one win in eight, within the clawback window.
+    async fn revenue_desk(&mut self) -> Result<(), String> {
+        let now = self.now();
+        for i in 0..self.wins.len() {
+            let (account, id, won_at, amount, reversed) = self.wins[i].clone();
+            if reversed || now < won_at + Duration::days(20) {
+                continue;
+            }
+            self.wins[i].4 = true;
+            if self.dice.chance(12) {
+                let refund = amount / 4;
+                self.send(cmd::revops(), cmd::revenue_reversal(&account, id, refund))
+                    .await?;
             }
         }
         Ok(())

@@ -148,7 +148,7 @@ fn apply(s: &mut Summary, event_type: &str, e: &Value) {
     }
 }
 
-fn money(minor: i64) -> String {
+pub(super) fn money(minor: i64) -> String {
     let units = minor / 100;
     let mut digits = units.to_string();
     let mut out = String::new();
