@@ -9,6 +9,7 @@ pub mod engine;
 pub mod envelope;
 pub mod projector;
 pub mod reply;
+pub mod timekeeper;
 
 pub use dealreg_clock as clock;
 pub use dealreg_domain as domain;

@@ -15,6 +15,7 @@ use dealreg::store::sqlite::SqliteStore;
 use dealreg::store::{EventStore, GlobalPosition};
 use dealreg::Engine;
 use dealreg_projections::conflicts::ConflictFlags;
+use dealreg_projections::deadlines::Deadlines;
 use dealreg_projections::ledger::Ledger;
 use dealreg_projections::pipeline::Pipeline;
 use dealreg_projections::Projection;
@@ -65,6 +66,13 @@ enum Job {
     },
     /// Check every stream's hash chain; exits non-zero when any chain is broken.
     Verify,
+    /// Issue the system commands whose deadlines have fallen due (approval SLA breaches,
+    /// expiry reminders, expiries, inactivity), once; run it from cron or a service loop.
+    Timekeeper {
+        /// Decide at this UTC time (RFC 3339) instead of the system clock.
+        #[arg(long)]
+        at: Option<DateTime<Utc>>,
+    },
     /// Rebuild projections from the log (all, or the one named), with a progress bar.
     Rebuild {
         /// `pipeline` or `ledger`; all when left out.
@@ -317,6 +325,31 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             } else {
                 cli::view::print_ledger(&mut out, &ledger, partner).map_err(|e| e.to_string())?;
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Job::Timekeeper { at } => {
+            let clock = match at {
+                Some(at) => SharedClock::new(ControlledClock::starting_at(at)),
+                None => SharedClock::new(SystemClock),
+            };
+            let store = open_store(&cli.store)?;
+            let views = ViewStore::open(&cli.store).map_err(|e| e.to_string())?;
+            let engine = Engine::open(store.clone(), clock, None)
+                .await
+                .map_err(|e| e.to_string())?;
+            let (_, deadlines) = catch_up::<Deadlines, _>(&store, &views, 10_000, None, |_| {})
+                .await
+                .map_err(|e| e.to_string())?;
+            let done = dealreg::timekeeper::tick(&engine, &deadlines)
+                .await
+                .map_err(|e| e.to_string())?;
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            for (deadline, executed) in &done.issued {
+                let line = serde_json::json!({ "deadline": deadline, "reply": executed.reply, "replayed": executed.replayed });
+                writeln!(out, "{line}").map_err(|e| e.to_string())?;
+            }
+            eprintln!("{} deadlines were due", done.issued.len());
             Ok(ExitCode::SUCCESS)
         }
         Job::Verify => {

@@ -5,6 +5,7 @@
 //! state is in ordered maps; the runner that feeds it and stores its output lives outside.
 
 pub mod conflicts;
+pub mod deadlines;
 pub mod ledger;
 pub mod pipeline;
 

@@ -1,0 +1,73 @@
+//! The timekeeper: issues the system commands whose deadlines have fallen due.
+//!
+//! Why restarts are safe: each command's idempotency key is derived from what it is for
+//! (`timekeeper/<kind>/<registration>/<due time>`), so a command re-issued after a crash
+//! replays the first reply instead of acting twice; and the domain itself refuses what is
+//! not due or already recorded.
+
+use chrono::{DateTime, Utc};
+use dealreg_clock::Clock;
+use dealreg_domain::{Actor, Command};
+use dealreg_projections::deadlines::{Deadline, DeadlineKind, Deadlines};
+use dealreg_store::EventStore;
+
+use crate::engine::{Engine, EngineError, Executed};
+use crate::envelope::CommandEnvelope;
+
+/// What one tick did.
+#[derive(Debug, Default)]
+pub struct Tick {
+    pub issued: Vec<(Deadline, Executed)>,
+}
+
+fn command(deadline: &Deadline) -> Command {
+    let account = deadline.account.0.clone();
+    let registration_id = deadline.registration_id;
+    match deadline.kind {
+        DeadlineKind::ApprovalSla => Command::FlagApprovalSlaBreached {
+            account,
+            registration_id,
+        },
+        DeadlineKind::ExpiryReminder => Command::SendExpiryReminder {
+            account,
+            registration_id,
+        },
+        DeadlineKind::ProtectionExpiry => Command::ExpireProtection {
+            account,
+            registration_id,
+        },
+        DeadlineKind::Inactivity => Command::FlagInactive {
+            account,
+            registration_id,
+        },
+    }
+}
+
+/// Issues every command due at the clock's `now` according to `deadlines`.
+pub async fn tick<S: EventStore + Clone, C: Clock>(
+    engine: &Engine<S, C>,
+    deadlines: &Deadlines,
+) -> Result<Tick, EngineError> {
+    let now: DateTime<Utc> = engine.clock().now();
+    let mut tick = Tick::default();
+    for deadline in deadlines.due(now) {
+        let envelope = CommandEnvelope {
+            idempotency_key: Some(format!(
+                "timekeeper/{:?}/{}/{}",
+                deadline.kind,
+                deadline.registration_id,
+                deadline.due_at.timestamp()
+            )),
+            actor: Actor::System {
+                component: "timekeeper".into(),
+            },
+            command: command(&deadline),
+        };
+        let executed = engine.execute(envelope).await?;
+        if !executed.reply.ok {
+            tracing::warn!(?deadline, error = ?executed.reply.error, "the timekeeper's command was refused");
+        }
+        tick.issued.push((deadline, executed));
+    }
+    Ok(tick)
+}

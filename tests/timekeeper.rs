@@ -1,0 +1,243 @@
+//! Advancing the clock across 120 days makes the timekeeper issue exactly the expected
+//! reminders, breaches, inactivity flags and expiries, once each, on time, even when it
+//! restarts midway and re-issues what it had already sent.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use chrono::Duration;
+use dealreg::clock::ControlledClock;
+use dealreg::projector::{catch_up, ViewStore};
+use dealreg::store::sqlite::SqliteStore;
+use dealreg::store::{EventStore, GlobalPosition};
+use dealreg::timekeeper::tick;
+use dealreg::Engine;
+use dealreg_projections::deadlines::Deadlines;
+use serde_json::{json, Value};
+use support::*;
+use uuid::Uuid;
+
+#[tokio::test]
+async fn one_hundred_twenty_days_of_deadlines_fire_once_each_across_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("time.db");
+    let store = SqliteStore::open(&path).expect("open");
+    let clock = ControlledClock::starting_at(start());
+    let engine = Engine::open(store.clone(), clock.clone(), None)
+        .await
+        .expect("engine");
+    let p = ready_partner(&engine, "Contoso", "reseller").await;
+    let mut regs = BTreeMap::new();
+    for (name, domain) in [
+        ("r1", "one.com"),
+        ("r2", "two.com"),
+        ("r3", "three.com"),
+        ("r4", "four.com"),
+        ("r5", "five.com"),
+    ] {
+        let id = Uuid::now_v7();
+        assert!(
+            must(
+                engine
+                    .execute(envelope(
+                        None,
+                        partner_actor(p),
+                        submit(id, p, domain, "analytics", "reseller")
+                    ))
+                    .await
+            )
+            .ok
+        );
+        regs.insert(name, (id, domain));
+    }
+    clock.advance(Duration::hours(20));
+    for name in ["r1", "r2", "r3"] {
+        let (id, domain) = regs[name];
+        assert!(
+            must(
+                engine
+                    .execute(envelope(None, channel_manager(), approve(id, domain)))
+                    .await
+            )
+            .ok
+        );
+    }
+    let (r4, d4) = regs["r4"];
+    let decline = json!({ "type": "decline_registration", "account": d4, "registration_id": r4, "reason_code": "no_proof", "rationale": "no notes" });
+    assert!(
+        must(
+            engine
+                .execute(envelope(None, channel_manager(), decline))
+                .await
+        )
+        .ok
+    );
+
+    let mut views = ViewStore::open(&path).expect("views");
+    let mut stale: Option<Deadlines> = None;
+    let step = Duration::hours(6);
+    for n in 1..=(120 * 4) {
+        clock.set(start() + step * n);
+        let now = start() + step * n;
+        if now == start() + Duration::days(20) {
+            let (id, domain) = regs["r2"];
+            let touch = json!({ "type": "set_sourcing_partner", "account": domain, "registration_id": id, "partner_id": p, "reason": "originated" });
+            assert!(
+                must(
+                    engine
+                        .execute(envelope(None, partner_actor(p), touch))
+                        .await
+                )
+                .ok
+            );
+        }
+        if now == start() + Duration::days(80) {
+            let (id, domain) = regs["r3"];
+            let extend = json!({ "type": "extend_protection", "account": domain, "registration_id": id, "reason": "procurement" });
+            assert!(
+                must(
+                    engine
+                        .execute(envelope(None, channel_manager(), extend))
+                        .await
+                )
+                .ok
+            );
+        }
+        if now == start() + Duration::days(60) {
+            // Restart: a new runner reads its checkpoint from the store file; then it
+            // re-issues an old tick's commands from a stale view, as after a crash between
+            // issuing and checkpointing. Nothing may happen twice.
+            views = ViewStore::open(&path).expect("views after restart");
+            if let Some(old) = stale.take() {
+                let before = store
+                    .read_all(GlobalPosition::ORIGIN, 100_000)
+                    .await
+                    .expect("read")
+                    .len();
+                clock.set(now);
+                let replayed = tick(&engine, &old).await.expect("stale tick");
+                assert!(
+                    replayed
+                        .issued
+                        .iter()
+                        .all(|(_, e)| e.replayed || !e.reply.ok),
+                    "re-issued commands replay"
+                );
+                assert_eq!(
+                    store
+                        .read_all(GlobalPosition::ORIGIN, 100_000)
+                        .await
+                        .expect("read")
+                        .len(),
+                    before,
+                    "a re-issue adds nothing"
+                );
+            }
+        }
+        let (_, deadlines) = catch_up::<Deadlines, _>(&store, &views, 1_000, None, |_| {})
+            .await
+            .expect("deadlines");
+        let done = tick(&engine, &deadlines).await.expect("tick");
+        if !done.issued.is_empty() && now < start() + Duration::days(60) {
+            stale = Some(deadlines);
+        }
+    }
+
+    let mut fired: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for e in store
+        .read_all(GlobalPosition::ORIGIN, 100_000)
+        .await
+        .expect("read")
+    {
+        let metadata: Value = serde_json::from_slice(&e.metadata).expect("metadata");
+        if metadata["actor"]["component"] != "timekeeper" {
+            continue;
+        }
+        assert_ne!(
+            e.event_type,
+            "command_rejected",
+            "the timekeeper only sends what is due: {}",
+            String::from_utf8_lossy(&e.data)
+        );
+        let data: Value = serde_json::from_slice(&e.data).expect("data");
+        let name = regs
+            .iter()
+            .find(|(_, (id, _))| json!(id) == data["registration_id"])
+            .map(|(n, _)| n.to_string())
+            .expect("known");
+        fired
+            .entry((e.event_type.clone(), name))
+            .or_default()
+            .push(data["at"].as_str().unwrap_or_default().to_string());
+    }
+    let approved = start() + Duration::hours(20);
+    let at =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    // Due times rounded up to the next 6-hour tick.
+    let tick_after = |due: chrono::DateTime<chrono::Utc>| {
+        let n = ((due - start()).num_seconds() + step.num_seconds() - 1) / step.num_seconds();
+        at(start() + step * i32::try_from(n).expect("ticks"))
+    };
+    let expected: BTreeMap<(String, String), Vec<String>> = [
+        (
+            ("approval_sla_breached", "r5"),
+            vec![tick_after(start() + Duration::hours(48))],
+        ),
+        (
+            ("registration_flagged_inactive", "r5"),
+            vec![tick_after(start() + Duration::days(30))],
+        ),
+        (
+            ("registration_flagged_inactive", "r1"),
+            vec![tick_after(approved + Duration::days(30))],
+        ),
+        (
+            ("registration_flagged_inactive", "r2"),
+            vec![tick_after(start() + Duration::days(50))],
+        ),
+        (
+            ("registration_flagged_inactive", "r3"),
+            vec![
+                tick_after(approved + Duration::days(30)),
+                tick_after(start() + Duration::days(110)),
+            ],
+        ),
+        (
+            ("expiry_reminder_sent", "r1"),
+            vec![tick_after(approved + Duration::days(83))],
+        ),
+        (
+            ("expiry_reminder_sent", "r2"),
+            vec![tick_after(approved + Duration::days(83))],
+        ),
+        (
+            ("expiry_reminder_sent", "r3"),
+            vec![tick_after(approved + Duration::days(113))],
+        ),
+        (
+            ("protection_expired", "r1"),
+            vec![tick_after(approved + Duration::days(90))],
+        ),
+        (
+            ("protection_expired", "r2"),
+            vec![tick_after(approved + Duration::days(90))],
+        ),
+        // Expiry frees the partner's capacity slot in the same atomic append.
+        (
+            ("capacity_slot_released", "r1"),
+            vec![tick_after(approved + Duration::days(90))],
+        ),
+        (
+            ("capacity_slot_released", "r2"),
+            vec![tick_after(approved + Duration::days(90))],
+        ),
+    ]
+    .into_iter()
+    .map(|((kind, name), times)| ((kind.to_string(), name.to_string()), times))
+    .collect();
+    assert_eq!(
+        fired, expected,
+        "exactly the expected deadlines, once each, on the first tick after they fell due"
+    );
+}
