@@ -17,6 +17,7 @@ use dealreg::Engine;
 use dealreg_projections::conflicts::ConflictFlags;
 use dealreg_projections::deadlines::Deadlines;
 use dealreg_projections::ledger::Ledger;
+use dealreg_projections::metrics::ProgramMetrics;
 use dealreg_projections::pipeline::Pipeline;
 use dealreg_projections::Projection;
 
@@ -105,6 +106,13 @@ enum ViewKind {
         /// Only this account (any spelling of its domain).
         #[arg(long)]
         account: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Program metrics: sourced and influenced amounts, win rate and cycle time by motion,
+    /// approval SLA compliance, conflicts by kind and time to resolution.
+    Metrics {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -239,7 +247,13 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Job::Rebuild { projection } => {
-            let known = [Pipeline::NAME, Ledger::NAME, ConflictFlags::NAME];
+            let known = [
+                Pipeline::NAME,
+                Ledger::NAME,
+                ConflictFlags::NAME,
+                Deadlines::NAME,
+                ProgramMetrics::NAME,
+            ];
             if let Some(name) = projection.as_deref().filter(|n| !known.contains(n)) {
                 return Err(format!(
                     "there is no projection `{name}`; known: {}",
@@ -257,6 +271,12 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             if wanted(ConflictFlags::NAME) {
                 rebuild::<ConflictFlags>(&store, &views).await?;
+            }
+            if wanted(Deadlines::NAME) {
+                rebuild::<Deadlines>(&store, &views).await?;
+            }
+            if wanted(ProgramMetrics::NAME) {
+                rebuild::<ProgramMetrics>(&store, &views).await?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -291,6 +311,24 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             } else {
                 cli::view::print_conflicts(&mut out, &conflicts, &duplicates)
                     .map_err(|e| e.to_string())?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Job::View {
+            what: ViewKind::Metrics { json },
+        } => {
+            let store = open_store(&cli.store)?;
+            let views = ViewStore::open(&cli.store).map_err(|e| e.to_string())?;
+            let (_, metrics) = catch_up::<ProgramMetrics, _>(&store, &views, 10_000, None, |_| {})
+                .await
+                .map_err(|e| e.to_string())?;
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            if json {
+                serde_json::to_writer_pretty(&mut out, &metrics).map_err(|e| e.to_string())?;
+                writeln!(out).map_err(|e| e.to_string())?;
+            } else {
+                cli::view::print_metrics(&mut out, &metrics).map_err(|e| e.to_string())?;
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -7,6 +7,7 @@
 pub mod conflicts;
 pub mod deadlines;
 pub mod ledger;
+pub mod metrics;
 pub mod pipeline;
 
 use dealreg_domain::Event;

@@ -179,3 +179,72 @@ pub fn print_conflicts<W: Write>(
     }
     Ok(())
 }
+
+/// Program metrics as a table.
+pub fn print_metrics<W: Write>(
+    out: &mut W,
+    m: &dealreg_projections::metrics::ProgramMetrics,
+) -> std::io::Result<()> {
+    let pct =
+        |bps: Option<u64>| bps.map_or("-".to_string(), |b| format!("{}.{:02} %", b / 100, b % 100));
+    let amounts = |by: &std::collections::BTreeMap<dealreg_domain::Currency, i64>| {
+        if by.is_empty() {
+            return "-".to_string();
+        }
+        by.iter()
+            .map(|(c, minor)| {
+                dealreg_domain::Money {
+                    amount_minor: *minor,
+                    currency: c.clone(),
+                }
+                .to_string()
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    writeln!(
+        out,
+        "{:<12} {:>9} {:>5} {:>5} {:>9} {:>10} {:>20} {:>20}",
+        "motion", "submitted", "won", "lost", "win rate", "cycle", "sourced", "influenced"
+    )?;
+    for (motion, x) in &m.motions {
+        writeln!(
+            out,
+            "{:<12} {:>9} {:>5} {:>5} {:>9} {:>10} {:>20} {:>20}",
+            motion.as_str(),
+            x.submitted,
+            x.won,
+            x.lost,
+            pct(x.win_rate_bps()),
+            x.average_cycle_days()
+                .map_or("-".to_string(), |d| format!("{d} days")),
+            amounts(&x.sourced_minor),
+            amounts(&x.influenced_minor)
+        )?;
+    }
+    writeln!(
+        out,
+        "approval SLA compliance: {} of {} decisions on time ({})",
+        m.decisions_on_time,
+        m.decisions,
+        pct(m.sla_compliance_bps())
+    )?;
+    for (kind, c) in &m.conflicts {
+        let hours = if c.resolved > 0 {
+            format!(
+                "{} h average to resolve",
+                c.resolution_hours_total / c.resolved as i64
+            )
+        } else {
+            "none resolved".into()
+        };
+        writeln!(
+            out,
+            "conflicts {:<24} {:>4} detected, {:>4} resolved, {hours}",
+            format!("{kind:?}"),
+            c.detected,
+            c.resolved
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,165 @@
+//! Program metrics: what a partner program reviews (RULES.md, "Metrics the program
+//! reviews"): partner-sourced and influenced amounts by motion, win rate and cycle time by
+//! motion, approval SLA compliance, conflicts by kind and their time to resolution.
+//!
+//! Counting rules: a won deal with a sourcing partner counts as sourced (all of its
+//! amount); one with influencers only counts as influenced. Amounts are per currency.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use dealreg_domain::{ConflictId, ConflictKind, Currency, Event, Motion, RegistrationId};
+use serde::{Deserialize, Serialize};
+
+use crate::Projection;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MotionMetrics {
+    pub submitted: u64,
+    pub won: u64,
+    pub lost: u64,
+    /// Won amount with a sourcing partner, per currency (minor units).
+    pub sourced_minor: BTreeMap<Currency, i64>,
+    /// Won amount with influencers and no sourcing partner, per currency.
+    pub influenced_minor: BTreeMap<Currency, i64>,
+    /// Sum of days from submission to win, to average.
+    pub cycle_days_total: i64,
+}
+
+impl MotionMetrics {
+    /// Won ÷ (won + lost), in basis points; None before any deal closed.
+    pub fn win_rate_bps(&self) -> Option<u64> {
+        let closed = self.won + self.lost;
+        (closed > 0).then(|| self.won * 10_000 / closed)
+    }
+
+    pub fn average_cycle_days(&self) -> Option<i64> {
+        (self.won > 0).then(|| self.cycle_days_total / self.won as i64)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConflictMetrics {
+    pub detected: u64,
+    pub resolved: u64,
+    pub resolution_hours_total: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProgramMetrics {
+    pub motions: BTreeMap<Motion, MotionMetrics>,
+    /// Decisions (approve or decline) made within the approval SLA, and in all.
+    pub decisions_on_time: u64,
+    pub decisions: u64,
+    pub conflicts: BTreeMap<ConflictKind, ConflictMetrics>,
+    submitted: BTreeMap<RegistrationId, (Motion, DateTime<Utc>, DateTime<Utc>)>,
+    open_conflicts: BTreeMap<ConflictId, (ConflictKind, DateTime<Utc>)>,
+}
+
+impl ProgramMetrics {
+    /// Share of decisions made within the SLA, in basis points.
+    pub fn sla_compliance_bps(&self) -> Option<u64> {
+        (self.decisions > 0).then(|| self.decisions_on_time * 10_000 / self.decisions)
+    }
+
+    fn decided(&mut self, registration: &RegistrationId, at: DateTime<Utc>) {
+        if let Some((_, _, due)) = self.submitted.get(registration) {
+            self.decisions += 1;
+            if at <= *due {
+                self.decisions_on_time += 1;
+            }
+        }
+    }
+}
+
+impl Projection for ProgramMetrics {
+    const NAME: &'static str = "metrics";
+
+    fn apply(&mut self, _position: u64, event: &Event) {
+        match event {
+            Event::RegistrationSubmitted {
+                registration_id,
+                motion,
+                approval_due_at,
+                at,
+                ..
+            } => {
+                self.motions.entry(*motion).or_default().submitted += 1;
+                self.submitted
+                    .insert(*registration_id, (*motion, *at, *approval_due_at));
+            }
+            Event::AppealDecided {
+                registration_id,
+                approval_due_at: Some(due),
+                ..
+            } => {
+                if let Some(entry) = self.submitted.get_mut(registration_id) {
+                    entry.2 = *due;
+                }
+            }
+            Event::RegistrationApproved {
+                registration_id,
+                at,
+                ..
+            }
+            | Event::RegistrationDeclined {
+                registration_id,
+                at,
+                ..
+            } => {
+                self.decided(registration_id, *at);
+            }
+            Event::DealWon {
+                registration_id,
+                motion,
+                amount,
+                attribution,
+                at,
+                ..
+            } => {
+                let m = self.motions.entry(*motion).or_default();
+                m.won += 1;
+                if let Some((_, submitted_at, _)) = self.submitted.get(registration_id) {
+                    m.cycle_days_total += (*at - *submitted_at).num_days();
+                }
+                let bucket = if attribution.sourcing.is_some() {
+                    Some(&mut m.sourced_minor)
+                } else if !attribution.influencers.is_empty() {
+                    Some(&mut m.influenced_minor)
+                } else {
+                    None
+                };
+                if let Some(bucket) = bucket {
+                    *bucket.entry(amount.currency.clone()).or_default() += amount.amount_minor;
+                }
+            }
+            Event::DealLost {
+                registration_id, ..
+            } => {
+                if let Some((motion, _, _)) = self.submitted.get(registration_id) {
+                    self.motions.entry(*motion).or_default().lost += 1;
+                }
+            }
+            Event::ConflictDetected {
+                conflict_id,
+                kind,
+                at,
+                ..
+            } => {
+                self.conflicts.entry(*kind).or_default().detected += 1;
+                self.open_conflicts
+                    .insert(conflict_id.clone(), (*kind, *at));
+            }
+            Event::ConflictResolved {
+                conflict_id, at, ..
+            } => {
+                if let Some((kind, detected_at)) = self.open_conflicts.remove(conflict_id) {
+                    let c = self.conflicts.entry(kind).or_default();
+                    c.resolved += 1;
+                    c.resolution_hours_total += (*at - detected_at).num_hours();
+                }
+            }
+            _ => {}
+        }
+    }
+}
