@@ -79,6 +79,12 @@ pub enum Command {
         partner_id: PartnerId,
         reason: String,
     },
+    /// Finance paid a partner from its commission balance (`reference`: the payment's id).
+    RecordCommissionPayout {
+        partner_id: PartnerId,
+        amount: Money,
+        reference: String,
+    },
 
     // ---- registrations on an account ----
     SubmitRegistration {
@@ -233,7 +239,8 @@ impl Command {
             | CertifyPartner { partner_id, .. }
             | SetTerritories { partner_id, .. }
             | SetCapacity { partner_id, .. }
-            | OffboardPartner { partner_id, .. } => Ok(Boundary::Partner(*partner_id)),
+            | OffboardPartner { partner_id, .. }
+            | RecordCommissionPayout { partner_id, .. } => Ok(Boundary::Partner(*partner_id)),
             SubmitRegistration { customer, .. } => account(&customer.domain),
             ApproveRegistration { account: a, .. }
             | DeclineRegistration { account: a, .. }
@@ -272,6 +279,7 @@ impl Command {
             SetTerritories { .. } => "set_territories",
             SetCapacity { .. } => "set_capacity",
             OffboardPartner { .. } => "offboard_partner",
+            RecordCommissionPayout { .. } => "record_commission_payout",
             SubmitRegistration { .. } => "submit_registration",
             ApproveRegistration { .. } => "approve_registration",
             DeclineRegistration { .. } => "decline_registration",

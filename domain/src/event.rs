@@ -99,6 +99,13 @@ pub enum Event {
         open_registrations: Vec<OpenSlot>,
         at: DateTime<Utc>,
     },
+    /// Commission paid out to the partner; settles part of its ledger balance.
+    CommissionPaidOut {
+        partner_id: PartnerId,
+        amount: Money,
+        reference: String,
+        at: DateTime<Utc>,
+    },
     /// A registration counts against the partner's capacity (appended atomically with it).
     CapacitySlotTaken {
         partner_id: PartnerId,
@@ -364,6 +371,7 @@ impl Event {
             | PartnerTerritoriesSet { partner_id, .. }
             | PartnerCapacitySet { partner_id, .. }
             | PartnerOffboarded { partner_id, .. }
+            | CommissionPaidOut { partner_id, .. }
             | CapacitySlotTaken { partner_id, .. }
             | CapacitySlotReleased { partner_id, .. } => Boundary::Partner(*partner_id),
             RegistrationSubmitted { account, .. }
@@ -406,6 +414,7 @@ impl Event {
             PartnerTerritoriesSet { .. } => "partner_territories_set",
             PartnerCapacitySet { .. } => "partner_capacity_set",
             PartnerOffboarded { .. } => "partner_offboarded",
+            CommissionPaidOut { .. } => "commission_paid_out",
             CapacitySlotTaken { .. } => "capacity_slot_taken",
             CapacitySlotReleased { .. } => "capacity_slot_released",
             RegistrationSubmitted { .. } => "registration_submitted",

@@ -150,6 +150,40 @@ pub(crate) fn decide(
     actor: &Actor,
     now: DateTime<Utc>,
 ) -> Result<Vec<Event>, DomainError> {
+    if let Command::RecordCommissionPayout {
+        partner_id,
+        amount,
+        reference,
+    } = command
+    {
+        // Finance pays out, also after offboarding: balances outlive the agreement.
+        if !actor.is_role(VendorRole::RevOps) {
+            return refuse(
+                RejectionCode::NotAuthorised,
+                "commission payouts are recorded by RevOps/finance",
+            );
+        }
+        if state.status == PartnerStatus::Unknown {
+            return refuse(
+                RejectionCode::UnknownPartner,
+                "this partner is not onboarded",
+            );
+        }
+        non_empty(reference, "reference")?;
+        if amount.amount_minor <= 0 {
+            return Err(DomainError::new(
+                RejectionCode::InvalidField,
+                "a payout amount must be positive",
+            )
+            .with_details(serde_json::json!({ "field": "amount" })));
+        }
+        return Ok(vec![Event::CommissionPaidOut {
+            partner_id: *partner_id,
+            amount: amount.clone(),
+            reference: reference.clone(),
+            at: now,
+        }]);
+    }
     vendor_admin(actor)?;
     let exists = || {
         if state.status == PartnerStatus::Unknown {

@@ -1638,3 +1638,47 @@ fn partners_only_see_and_change_their_own_registrations() {
         })
         .then_error(RejectionCode::NotAuthorised);
 }
+
+#[test]
+fn commission_payouts_are_recorded_by_finance_even_after_offboarding() {
+    let mut w = World::new();
+    let p = w.partner(Motion::Reseller, Tier::Gold, 10);
+    let payout = |minor| Command::RecordCommissionPayout {
+        partner_id: p,
+        amount: usd(minor),
+        reference: "PAY-1".into(),
+    };
+    w.scenario(cm(), t0())
+        .when(payout(100))
+        .then_error(RejectionCode::NotAuthorised);
+    w.scenario(partner(p), t0())
+        .when(payout(100))
+        .then_error(RejectionCode::NotAuthorised);
+    w.scenario(revops(), t0())
+        .when(payout(0))
+        .then_error(RejectionCode::InvalidField);
+    w.run(
+        cm(),
+        t0(),
+        Command::OffboardPartner {
+            partner_id: p,
+            reason: "ended".into(),
+        },
+    );
+    w.scenario(revops(), t0())
+        .when(payout(12_345))
+        .then(vec![Event::CommissionPaidOut {
+            partner_id: p,
+            amount: usd(12_345),
+            reference: "PAY-1".into(),
+            at: t0(),
+        }]);
+    Scenario::given(vec![])
+        .by(revops())
+        .when(Command::RecordCommissionPayout {
+            partner_id: PartnerId(Uuid::now_v7()),
+            amount: usd(1),
+            reference: "x".into(),
+        })
+        .then_error(RejectionCode::UnknownPartner);
+}

@@ -1,6 +1,9 @@
 //! The commission ledger: accruals when a deal is won, by the attribution locked on it, and
 //! clawbacks when revenue reverses within the policy's window. Exact integer minor units.
 //!
+//! Payouts (`commission_paid_out`, recorded by finance) are negative entries that settle
+//! the balance; a clawback after a payout can leave a partner owing (a negative balance).
+//!
 //! Rounding: each entry is `amount × share% × rate_bps / 1_000_000`, rounded down to the
 //! minor unit (never up: the vendor never pays a fraction it does not owe). A clawback takes
 //! back the same proportion of each accrual that the reversal is of the won amount, rounded
@@ -20,17 +23,21 @@ use crate::Projection;
 pub enum EntryKind {
     Accrual,
     Clawback,
+    /// Money paid to the partner: settles its balance.
+    Payout,
 }
 
-/// One line of the ledger. Clawbacks are negative.
+/// One line of the ledger. Clawbacks and payouts are negative.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     pub position: u64,
     pub at: DateTime<Utc>,
     pub partner_id: PartnerId,
-    pub registration_id: RegistrationId,
+    /// The deal the entry is for (none for payouts).
+    pub registration_id: Option<RegistrationId>,
     pub kind: EntryKind,
-    pub credit: Credit,
+    /// Sourced or influenced (none for payouts).
+    pub credit: Option<Credit>,
     pub rate_bps: u32,
     pub amount_minor: i64,
     pub currency: Currency,
@@ -169,9 +176,9 @@ impl Projection for Ledger {
                         position,
                         at: *at,
                         partner_id,
-                        registration_id: *registration_id,
+                        registration_id: Some(*registration_id),
                         kind: EntryKind::Accrual,
-                        credit,
+                        credit: Some(credit),
                         rate_bps,
                         amount_minor,
                         currency: amount.currency.clone(),
@@ -181,6 +188,25 @@ impl Projection for Ledger {
                     deal.clawed.push(0);
                 }
                 self.deals.insert(*registration_id, deal);
+            }
+            Event::CommissionPaidOut {
+                partner_id,
+                amount,
+                at,
+                ..
+            } => {
+                self.post(Entry {
+                    position,
+                    at: *at,
+                    partner_id: *partner_id,
+                    registration_id: None,
+                    kind: EntryKind::Payout,
+                    credit: None,
+                    rate_bps: 0,
+                    amount_minor: -amount.amount_minor,
+                    currency: amount.currency.clone(),
+                    policy_version: self.policy.as_ref().map_or(0, |p| p.version),
+                });
             }
             Event::RevenueReversed {
                 registration_id,

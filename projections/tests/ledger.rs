@@ -127,6 +127,24 @@ fn worked_example_in_exact_cents() {
     assert_eq!(ledger.balance(reseller, &usd), 144_840, "USD 1,448.40");
     assert_eq!(ledger.balance(tech, &usd), 9_312, "USD 93.12");
 
+    // Finance pays the reseller what it is owed: the balance settles to zero.
+    let mut paid = events.clone();
+    paid.push(Event::CommissionPaidOut {
+        partner_id: reseller,
+        amount: Money::new(144_840, "USD").expect("usd"),
+        reference: "PAY-2026-04-001".into(),
+        at: t0() + Duration::days(40),
+    });
+    let settled = fold(&paid);
+    assert_eq!(settled.balance(reseller, &usd), 0);
+    assert_eq!(
+        settled
+            .entries()
+            .last()
+            .map(|e| (e.kind, e.amount_minor, e.registration_id)),
+        Some((EntryKind::Payout, -144_840, None))
+    );
+
     // Outside the window nothing is clawed back.
     let mut late = events.clone();
     late[4] = reversed(deal, 200_000, t0() + Duration::days(91));
@@ -147,6 +165,10 @@ enum Step {
         deal: usize,
         minor: i64,
         day: i64,
+    },
+    Payout {
+        partner: usize,
+        minor: i64,
     },
 }
 
@@ -175,6 +197,7 @@ fn step() -> impl Strategy<Value = Step> {
             minor,
             day
         }),
+        (0..4usize, 1..500_000i64).prop_map(|(partner, minor)| Step::Payout { partner, minor }),
     ]
 }
 
@@ -189,6 +212,7 @@ proptest! {
         // Only histories the domain allows: a deal is won once; reversals after the win,
         // never beyond what is left of the won amount.
         let mut won_amounts: BTreeMap<usize, (i64, i64)> = BTreeMap::new();
+        let mut payouts = [0i64; 4];
         for s in &steps {
             match s {
                 Step::Win { deal, minor, sourcing, influencers, day, motion } => {
@@ -206,6 +230,10 @@ proptest! {
                     }
                     won_amounts.insert(*deal, (*minor, 0));
                     events.push(won(deals[*deal], partners[0], motions[*motion], *minor, attribution, t0() + Duration::days(*day)));
+                }
+                Step::Payout { partner, minor } => {
+                    payouts[*partner] += *minor;
+                    events.push(Event::CommissionPaidOut { partner_id: partners[*partner], amount: usd(*minor), reference: "PAY".into(), at: t0() + Duration::days(250) });
                 }
                 Step::Reverse { deal, minor, day } => {
                     let Some((amount, reversed_so_far)) = won_amounts.get_mut(deal) else { continue };
@@ -236,7 +264,7 @@ proptest! {
         // exceed the highest rate on the whole amount, and a fully reversed deal nets zero
         // when every reversal fell inside the window.
         for (index, (amount, reversed_total)) in &won_amounts {
-            let entries: Vec<_> = ledger.entries().iter().filter(|e| e.registration_id == deals[*index]).collect();
+            let entries: Vec<_> = ledger.entries().iter().filter(|e| e.registration_id == Some(deals[*index])).collect();
             let accrued: i64 = entries.iter().filter(|e| e.kind == EntryKind::Accrual).map(|e| e.amount_minor).sum();
             let clawed: i64 = -entries.iter().filter(|e| e.kind == EntryKind::Clawback).map(|e| e.amount_minor).sum::<i64>();
             prop_assert!(clawed >= 0 && clawed <= accrued, "clawed {} of {}", clawed, accrued);
@@ -248,6 +276,12 @@ proptest! {
                     prop_assert_eq!(accrued, clawed, "a fully reversed deal nets zero");
                 }
             }
+        }
+
+        // Every payout is in the ledger as a negative entry of the same amount.
+        for (i, paid) in payouts.iter().enumerate() {
+            let booked: i64 = ledger.entries_for(partners[i]).filter(|e| e.kind == EntryKind::Payout).map(|e| e.amount_minor).sum();
+            prop_assert_eq!(booked, -paid);
         }
 
         // The same log gives the same bytes.

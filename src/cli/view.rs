@@ -126,13 +126,14 @@ pub fn print_ledger<W: Write>(
     {
         writeln!(
             out,
-            "  {}  {:<8?} {:<10?} {:>5} bps  {:>16}  {}  policy v{}",
+            "  {}  {:<8?} {:<10} {:>5} bps  {:>16}  {}  policy v{}",
             e.at.format("%Y-%m-%d"),
             e.kind,
-            e.credit,
+            e.credit.map_or("-".to_string(), |c| format!("{c:?}")),
             e.rate_bps,
             money(e.amount_minor, &e.currency),
-            e.registration_id,
+            e.registration_id
+                .map_or("payout".to_string(), |r| r.to_string()),
             e.policy_version
         )?;
     }
