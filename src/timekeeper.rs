@@ -1,13 +1,13 @@
 //! The timekeeper: issues the system commands whose deadlines have fallen due.
 //!
 //! Why restarts are safe: each command's idempotency key is derived from what it is for
-//! (`timekeeper/<kind>/<registration>/<due time>`), so a command re-issued after a crash
-//! replays the first reply instead of acting twice; and the domain itself refuses what is
-//! not due or already recorded.
+//! (`timekeeper/<kind>/<registration or conflict>/<due time>`), so a command re-issued
+//! after a crash replays the first reply instead of acting twice; and the domain itself
+//! refuses what is not due or already recorded.
 
 use chrono::{DateTime, Utc};
 use dealreg_clock::Clock;
-use dealreg_domain::{Actor, Command};
+use dealreg_domain::{Actor, Command, ConflictSla};
 use dealreg_projections::deadlines::{Deadline, DeadlineKind, Deadlines};
 use dealreg_store::EventStore;
 
@@ -20,27 +20,40 @@ pub struct Tick {
     pub issued: Vec<(Deadline, Executed)>,
 }
 
-fn command(deadline: &Deadline) -> Command {
+/// The system command that answers a deadline.
+fn command(deadline: &Deadline) -> Option<Command> {
     let account = deadline.account.0.clone();
-    let registration_id = deadline.registration_id;
-    match deadline.kind {
+    let conflict = |sla| {
+        deadline
+            .conflict_id
+            .clone()
+            .map(|conflict_id| Command::FlagConflictSlaBreached {
+                account: account.clone(),
+                conflict_id,
+                sla,
+            })
+    };
+    let registration = deadline.registration_id;
+    Some(match deadline.kind {
         DeadlineKind::ApprovalSla => Command::FlagApprovalSlaBreached {
             account,
-            registration_id,
+            registration_id: registration?,
         },
         DeadlineKind::ExpiryReminder => Command::SendExpiryReminder {
             account,
-            registration_id,
+            registration_id: registration?,
         },
         DeadlineKind::ProtectionExpiry => Command::ExpireProtection {
             account,
-            registration_id,
+            registration_id: registration?,
         },
         DeadlineKind::Inactivity => Command::FlagInactive {
             account,
-            registration_id,
+            registration_id: registration?,
         },
-    }
+        DeadlineKind::ConflictAcknowledgement => conflict(ConflictSla::Acknowledgement)?,
+        DeadlineKind::ConflictResolutionPlan => conflict(ConflictSla::ResolutionPlan)?,
+    })
 }
 
 /// Issues every command due at the clock's `now` according to `deadlines`.
@@ -51,17 +64,24 @@ pub async fn tick<S: EventStore + Clone, C: Clock>(
     let now: DateTime<Utc> = engine.clock().now();
     let mut tick = Tick::default();
     for deadline in deadlines.due(now) {
+        let Some(command) = command(&deadline) else {
+            continue;
+        };
+        let subject = match (&deadline.registration_id, &deadline.conflict_id) {
+            (Some(r), _) => r.to_string(),
+            (None, Some(c)) => c.to_string(),
+            (None, None) => continue,
+        };
         let envelope = CommandEnvelope {
             idempotency_key: Some(format!(
-                "timekeeper/{:?}/{}/{}",
+                "timekeeper/{:?}/{subject}/{}",
                 deadline.kind,
-                deadline.registration_id,
                 deadline.due_at.timestamp()
             )),
             actor: Actor::System {
                 component: "timekeeper".into(),
             },
-            command: command(&deadline),
+            command,
         };
         let executed = engine.execute(envelope).await?;
         if !executed.reply.ok {

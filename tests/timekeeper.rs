@@ -241,3 +241,86 @@ async fn one_hundred_twenty_days_of_deadlines_fire_once_each_across_a_restart() 
         "exactly the expected deadlines, once each, on the first tick after they fell due"
     );
 }
+
+#[tokio::test]
+async fn conflict_slas_are_flagged_once_by_the_timekeeper() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("conflicts.db");
+    let store = SqliteStore::open(&path).expect("open");
+    let clock = ControlledClock::starting_at(start());
+    let engine = Engine::open(store.clone(), clock.clone(), None)
+        .await
+        .expect("engine");
+    let a = ready_partner(&engine, "Contoso", "reseller").await;
+    let b = ready_partner(&engine, "Fabrikam", "reseller").await;
+    assert!(
+        must(
+            engine
+                .execute(envelope(
+                    None,
+                    partner_actor(a),
+                    submit(Uuid::now_v7(), a, "acme.com", "analytics", "reseller")
+                ))
+                .await
+        )
+        .ok
+    );
+    let second = must(
+        engine
+            .execute(envelope(
+                None,
+                partner_actor(b),
+                submit(Uuid::now_v7(), b, "acme.com", "analytics", "reseller"),
+            ))
+            .await,
+    );
+    let conflict = second
+        .events
+        .iter()
+        .map(|e| serde_json::to_value(&e.event).expect("json"))
+        .find(|e| e["type"] == "conflict_detected")
+        .expect("a horizontal conflict")["conflict_id"]
+        .clone();
+    let views = ViewStore::open(&path).expect("views");
+    for hour in 1..=(10 * 24) {
+        clock.set(start() + Duration::hours(hour));
+        if hour == 30 {
+            let ack = json!({ "type": "acknowledge_conflict", "account": "acme.com", "conflict_id": conflict, "note": "looking" });
+            assert!(must(engine.execute(envelope(None, channel_manager(), ack)).await).ok);
+        }
+        let (_, deadlines) = catch_up::<Deadlines, _>(&store, &views, 1_000, None, |_| {})
+            .await
+            .expect("deadlines");
+        tick(&engine, &deadlines).await.expect("tick");
+    }
+    let breaches: Vec<(String, String)> = store
+        .read_all(GlobalPosition::ORIGIN, 10_000)
+        .await
+        .expect("read")
+        .into_iter()
+        .filter(|e| e.event_type == "conflict_sla_breached" || e.event_type == "command_rejected")
+        .map(|e| {
+            let data: Value = serde_json::from_slice(&e.data).expect("data");
+            (
+                data["sla"].as_str().unwrap_or(&e.event_type).to_string(),
+                data["at"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let at =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    assert_eq!(
+        breaches,
+        vec![
+            (
+                "acknowledgement".to_string(),
+                at(start() + Duration::hours(24))
+            ),
+            (
+                "resolution_plan".to_string(),
+                at(start() + Duration::days(7))
+            ),
+        ],
+        "the late acknowledgement and the missing plan are each flagged once, on time"
+    );
+}

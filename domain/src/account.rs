@@ -8,7 +8,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::attribution::Attribution;
-use crate::event::{ConflictKind, ConflictParty, Event};
+use crate::event::{ConflictKind, ConflictParty, ConflictSla, Event};
 use crate::ids::{AccountKey, ConflictId, OpportunityId, PartnerId, RegistrationId};
 use crate::money::Money;
 use crate::motion::{DealKind, Motion};
@@ -91,6 +91,11 @@ pub struct Conflict {
     pub product_line: String,
     pub parties: Vec<ConflictParty>,
     pub status: ConflictStatus,
+    pub detected_at: DateTime<Utc>,
+    pub acknowledge_by: DateTime<Utc>,
+    pub resolution_plan_by: Option<DateTime<Utc>>,
+    /// SLAs already recorded as breached.
+    pub breached: Vec<ConflictSla>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -363,6 +368,9 @@ impl AccountState {
                 kind,
                 product_line,
                 parties,
+                acknowledge_by,
+                resolution_plan_by,
+                at,
                 ..
             } => {
                 self.conflicts.insert(
@@ -373,8 +381,19 @@ impl AccountState {
                         product_line: product_line.clone(),
                         parties: parties.clone(),
                         status: ConflictStatus::Open,
+                        detected_at: *at,
+                        acknowledge_by: *acknowledge_by,
+                        resolution_plan_by: *resolution_plan_by,
+                        breached: Vec::new(),
                     },
                 );
+            }
+            Event::ConflictSlaBreached {
+                conflict_id, sla, ..
+            } => {
+                if let Some(c) = self.conflicts.get_mut(conflict_id) {
+                    c.breached.push(*sla);
+                }
             }
             Event::ConflictAcknowledged { conflict_id, .. } => {
                 if let Some(c) = self.conflicts.get_mut(conflict_id) {

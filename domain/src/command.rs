@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::boundary::Boundary;
 use crate::error::DomainError;
+use crate::event::ConflictSla;
 use crate::ids::{AccountKey, ConflictId, OpportunityId, PartnerId, RegistrationId};
 use crate::money::Money;
 use crate::motion::{DealKind, Motion, Tier};
@@ -207,6 +208,12 @@ pub enum Command {
         #[serde(default)]
         note: String,
     },
+    /// The timekeeper's: a conflict SLA fell due unmet.
+    FlagConflictSlaBreached {
+        account: String,
+        conflict_id: ConflictId,
+        sla: ConflictSla,
+    },
     ResolveConflict {
         account: String,
         conflict_id: ConflictId,
@@ -262,6 +269,7 @@ impl Command {
             | ReleaseRegistration { account: a, .. }
             | RecordDirectOpportunity { account: a, .. }
             | AcknowledgeConflict { account: a, .. }
+            | FlagConflictSlaBreached { account: a, .. }
             | ResolveConflict { account: a, .. }
             | ConfirmRenewalOwnership { account: a, .. }
             | ReassignRenewalOwnership { account: a, .. } => account(a),
@@ -302,6 +310,7 @@ impl Command {
             RecordDirectOpportunity { .. } => "record_direct_opportunity",
             AcknowledgeConflict { .. } => "acknowledge_conflict",
             ResolveConflict { .. } => "resolve_conflict",
+            FlagConflictSlaBreached { .. } => "flag_conflict_sla_breached",
             ConfirmRenewalOwnership { .. } => "confirm_renewal_ownership",
             ReassignRenewalOwnership { .. } => "reassign_renewal_ownership",
         }

@@ -31,6 +31,16 @@ pub enum ConflictKind {
     OverlappingProtection,
 }
 
+/// The two SLAs of a conflict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictSla {
+    /// Acknowledged within 24 hours.
+    Acknowledgement,
+    /// A resolution plan within 5 business days.
+    ResolutionPlan,
+}
+
 /// Who is in a conflict.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -147,6 +157,9 @@ pub enum Event {
         parties: Vec<ConflictParty>,
         reasons: Vec<String>,
         acknowledge_by: DateTime<Utc>,
+        /// When the resolution plan is due (absent in events written before it was recorded).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resolution_plan_by: Option<DateTime<Utc>>,
         policy_version: u32,
         at: DateTime<Utc>,
     },
@@ -324,6 +337,15 @@ pub enum Event {
         note: String,
         at: DateTime<Utc>,
     },
+    /// A conflict SLA passed without the acknowledgement or resolution plan.
+    ConflictSlaBreached {
+        account: AccountKey,
+        conflict_id: ConflictId,
+        sla: ConflictSla,
+        due_at: DateTime<Utc>,
+        policy_version: u32,
+        at: DateTime<Utc>,
+    },
     ConflictResolved {
         account: AccountKey,
         conflict_id: ConflictId,
@@ -397,6 +419,7 @@ impl Event {
             | DirectOpportunityRecorded { account, .. }
             | ConflictAcknowledged { account, .. }
             | ConflictResolved { account, .. }
+            | ConflictSlaBreached { account, .. }
             | RenewalOwnershipConfirmed { account, .. }
             | RenewalOwnershipReassigned { account, .. } => Boundary::Account(account.clone()),
             CommandRejected { boundary, .. } => boundary.clone(),
@@ -440,6 +463,7 @@ impl Event {
             DirectOpportunityRecorded { .. } => "direct_opportunity_recorded",
             ConflictAcknowledged { .. } => "conflict_acknowledged",
             ConflictResolved { .. } => "conflict_resolved",
+            ConflictSlaBreached { .. } => "conflict_sla_breached",
             RenewalOwnershipConfirmed { .. } => "renewal_ownership_confirmed",
             RenewalOwnershipReassigned { .. } => "renewal_ownership_reassigned",
             CommandRejected { .. } => "command_rejected",

@@ -10,7 +10,7 @@ use crate::actor::{Actor, VendorRole};
 use crate::boundary::Boundary;
 use crate::command::Command;
 use crate::error::{refuse, DomainError, RejectionCode};
-use crate::event::{ConflictKind, ConflictParty, Event};
+use crate::event::{ConflictKind, ConflictParty, ConflictSla, Event};
 use crate::hierarchy::{rank, Claim};
 use crate::ids::{AccountKey, PartnerId, RegistrationId};
 use crate::motion::{DealKind, Motion};
@@ -916,6 +916,52 @@ pub(crate) fn decide(
             }])
         }
 
+        Command::FlagConflictSlaBreached {
+            conflict_id, sla, ..
+        } => {
+            system(ctx.actor)?;
+            let c = state.conflicts.get(conflict_id).ok_or_else(|| {
+                DomainError::new(
+                    RejectionCode::UnknownConflict,
+                    format!("no conflict {conflict_id} on this account"),
+                )
+            })?;
+            let (due_at, met) = match sla {
+                ConflictSla::Acknowledgement => {
+                    (c.acknowledge_by, c.status != ConflictStatus::Open)
+                }
+                ConflictSla::ResolutionPlan => (
+                    c.resolution_plan_by.unwrap_or_else(|| {
+                        crate::calendar::add_business_days(
+                            c.detected_at,
+                            policy.sla.conflict_resolution_business_days,
+                        )
+                    }),
+                    c.status == ConflictStatus::Resolved,
+                ),
+            };
+            if met {
+                return refuse(RejectionCode::InvalidTransition, "that SLA was met");
+            }
+            if now < due_at {
+                return not_due("the conflict SLA is breached", due_at);
+            }
+            if c.breached.contains(sla) {
+                return refuse(
+                    RejectionCode::AlreadyRecorded,
+                    "this SLA breach is already recorded",
+                );
+            }
+            Ok(vec![Event::ConflictSlaBreached {
+                account,
+                conflict_id: conflict_id.clone(),
+                sla: *sla,
+                due_at,
+                policy_version: version,
+                at: now,
+            }])
+        }
+
         Command::ResolveConflict {
             conflict_id,
             winner,
@@ -1083,6 +1129,10 @@ fn conflict(
         parties,
         reasons,
         acknowledge_by: ctx.now + Duration::hours(i64::from(ctx.policy.sla.conflict_ack_hours)),
+        resolution_plan_by: Some(crate::calendar::add_business_days(
+            ctx.now,
+            ctx.policy.sla.conflict_resolution_business_days,
+        )),
         policy_version: ctx.policy.version,
         at: ctx.now,
     }

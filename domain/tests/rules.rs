@@ -1682,3 +1682,78 @@ fn commission_payouts_are_recorded_by_finance_even_after_offboarding() {
         })
         .then_error(RejectionCode::UnknownPartner);
 }
+
+#[test]
+fn conflict_slas_breach_at_24_hours_and_5_business_days_once() {
+    use dealreg_domain::ConflictSla;
+    let mut w = World::new();
+    let a = w.partner(Motion::Reseller, Tier::Gold, 10);
+    let b = w.partner(Motion::Reseller, Tier::Gold, 10);
+    w.submit(a, "acme.com", "analytics", Motion::Reseller);
+    let events = w.run(
+        partner(b),
+        t0(),
+        submit(new_id(), b, "acme.com", "analytics", Motion::Reseller),
+    );
+    let Event::ConflictDetected {
+        conflict_id,
+        resolution_plan_by,
+        ..
+    } = &events[2]
+    else {
+        panic!("conflict")
+    };
+    // Monday 09:00 + 5 business days = next Monday 09:00.
+    assert_eq!(*resolution_plan_by, Some(t0() + Duration::days(7)));
+    let flag = |sla| Command::FlagConflictSlaBreached {
+        account: "acme.com".into(),
+        conflict_id: conflict_id.clone(),
+        sla,
+    };
+    w.scenario(system(), t0() + Duration::hours(24) - Duration::seconds(1))
+        .when(flag(ConflictSla::Acknowledgement))
+        .then_error(RejectionCode::NotDue);
+    w.scenario(cm(), t0() + Duration::hours(24))
+        .when(flag(ConflictSla::Acknowledgement))
+        .then_error(RejectionCode::NotAuthorised);
+    w.run(
+        system(),
+        t0() + Duration::hours(24),
+        flag(ConflictSla::Acknowledgement),
+    );
+    w.scenario(system(), t0() + Duration::hours(25))
+        .when(flag(ConflictSla::Acknowledgement))
+        .then_error(RejectionCode::AlreadyRecorded);
+    w.run(
+        cm(),
+        t0() + Duration::hours(30),
+        Command::AcknowledgeConflict {
+            account: "acme.com".into(),
+            conflict_id: conflict_id.clone(),
+            note: "late".into(),
+        },
+    );
+    w.scenario(system(), t0() + Duration::days(7) - Duration::seconds(1))
+        .when(flag(ConflictSla::ResolutionPlan))
+        .then_error(RejectionCode::NotDue);
+    let breached = w
+        .scenario(system(), t0() + Duration::days(7))
+        .when(flag(ConflictSla::ResolutionPlan))
+        .then_ok();
+    assert!(
+        matches!(&breached[0], Event::ConflictSlaBreached { due_at, policy_version: 1, .. } if *due_at == t0() + Duration::days(7))
+    );
+    w.run(
+        cm(),
+        t0() + Duration::days(2),
+        Command::ResolveConflict {
+            account: "acme.com".into(),
+            conflict_id: conflict_id.clone(),
+            winner: None,
+            rationale: "plan agreed".into(),
+        },
+    );
+    w.scenario(system(), t0() + Duration::days(8))
+        .when(flag(ConflictSla::ResolutionPlan))
+        .then_error(RejectionCode::InvalidTransition);
+}

@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, Datelike, Duration, Utc, Weekday};
+use chrono::{DateTime, Utc};
 use dealreg_domain::{AccountKey, ConflictId, ConflictKind, ConflictParty, Event};
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +49,9 @@ pub struct ConflictFlag {
     pub acknowledged_at: Option<DateTime<Utc>>,
     pub resolved_at: Option<DateTime<Utc>>,
     pub winner: Option<dealreg_domain::RegistrationId>,
+    /// SLAs the timekeeper recorded as breached.
+    #[serde(default)]
+    pub breached: Vec<dealreg_domain::ConflictSla>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -201,18 +204,7 @@ pub fn normalise_company(name: &str) -> String {
     }
 }
 
-/// `from` plus `days` business days (Monday to Friday).
-pub fn add_business_days(from: DateTime<Utc>, days: u32) -> DateTime<Utc> {
-    let mut at = from;
-    let mut left = days;
-    while left > 0 {
-        at += Duration::days(1);
-        if !matches!(at.weekday(), Weekday::Sat | Weekday::Sun) {
-            left -= 1;
-        }
-    }
-    at
-}
+pub use dealreg_domain::calendar::add_business_days;
 
 impl Projection for ConflictFlags {
     const NAME: &'static str = "conflicts";
@@ -236,6 +228,7 @@ impl Projection for ConflictFlags {
                 parties,
                 reasons,
                 acknowledge_by,
+                resolution_plan_by,
                 at,
                 ..
             } => {
@@ -255,12 +248,28 @@ impl Projection for ConflictFlags {
                         reasons: reasons.clone(),
                         detected_at: *at,
                         acknowledge_by: *acknowledge_by,
-                        resolution_plan_by: add_business_days(*at, days),
+                        resolution_plan_by: resolution_plan_by
+                            .unwrap_or_else(|| add_business_days(*at, days)),
                         acknowledged_at: None,
                         resolved_at: None,
                         winner: None,
+                        breached: Vec::new(),
                     },
                 );
+            }
+            Event::ConflictSlaBreached {
+                account,
+                conflict_id,
+                sla,
+                ..
+            } => {
+                if let Some(flag) = self
+                    .accounts
+                    .get_mut(account)
+                    .and_then(|m| m.get_mut(conflict_id))
+                {
+                    flag.breached.push(*sla);
+                }
             }
             Event::ConflictAcknowledged {
                 account,

@@ -8,7 +8,12 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
-use dealreg_domain::{AccountKey, AccountState, Event, Policy, RegistrationId, RegistrationStatus};
+use dealreg_domain::account::ConflictStatus;
+use dealreg_domain::calendar::add_business_days;
+use dealreg_domain::{
+    AccountKey, AccountState, ConflictId, ConflictSla, Event, Policy, RegistrationId,
+    RegistrationStatus,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::Projection;
@@ -24,6 +29,10 @@ pub enum DeadlineKind {
     ProtectionExpiry,
     /// No touch for 30 days.
     Inactivity,
+    /// A conflict acknowledged within 24 h.
+    ConflictAcknowledgement,
+    /// A conflict's resolution plan within 5 business days.
+    ConflictResolutionPlan,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,7 +40,10 @@ pub struct Deadline {
     pub due_at: DateTime<Utc>,
     pub kind: DeadlineKind,
     pub account: AccountKey,
-    pub registration_id: RegistrationId,
+    /// The registration it is about (registration deadlines).
+    pub registration_id: Option<RegistrationId>,
+    /// The conflict it is about (conflict SLAs).
+    pub conflict_id: Option<ConflictId>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -56,7 +68,8 @@ impl Deadlines {
                         due_at,
                         kind,
                         account: account.clone(),
-                        registration_id: r.id,
+                        registration_id: Some(r.id),
+                        conflict_id: None,
                     })
                 };
                 match r.status {
@@ -82,8 +95,42 @@ impl Deadlines {
                 }
             }
         }
+        for (account, state) in &self.accounts {
+            for c in state.conflicts.values() {
+                let mut push = |kind, due_at| {
+                    out.push(Deadline {
+                        due_at,
+                        kind,
+                        account: account.clone(),
+                        registration_id: None,
+                        conflict_id: Some(c.id.clone()),
+                    })
+                };
+                if c.status == ConflictStatus::Open
+                    && !c.breached.contains(&ConflictSla::Acknowledgement)
+                {
+                    push(DeadlineKind::ConflictAcknowledgement, c.acknowledge_by);
+                }
+                if c.status != ConflictStatus::Resolved
+                    && !c.breached.contains(&ConflictSla::ResolutionPlan)
+                {
+                    let due = c.resolution_plan_by.unwrap_or_else(|| {
+                        add_business_days(
+                            c.detected_at,
+                            policy.sla.conflict_resolution_business_days,
+                        )
+                    });
+                    push(DeadlineKind::ConflictResolutionPlan, due);
+                }
+            }
+        }
         out.sort_by(|a, b| {
-            (a.due_at, a.kind, &a.registration_id).cmp(&(b.due_at, b.kind, &b.registration_id))
+            (a.due_at, a.kind, &a.registration_id, &a.conflict_id).cmp(&(
+                b.due_at,
+                b.kind,
+                &b.registration_id,
+                &b.conflict_id,
+            ))
         });
         out
     }
@@ -91,7 +138,7 @@ impl Deadlines {
     /// The deadlines due at `now`. An expiry that is due makes its reminder moot.
     pub fn due(&self, now: DateTime<Utc>) -> Vec<Deadline> {
         let open = self.open();
-        let expiring: Vec<RegistrationId> = open
+        let expiring: Vec<Option<RegistrationId>> = open
             .iter()
             .filter(|d| d.kind == DeadlineKind::ProtectionExpiry && d.due_at <= now)
             .map(|d| d.registration_id)
