@@ -127,6 +127,7 @@ fn a_detected_conflict_carries_its_sla_clock_until_resolved() {
             parties: vec![],
             reasons: vec!["two partners".into()],
             acknowledge_by: friday() + Duration::hours(24),
+            resolution_plan_by: None,
             policy_version: 1,
             at: friday(),
         },

@@ -117,6 +117,7 @@ fn sourced_influenced_win_rate_cycle_time_sla_and_conflicts() {
             parties: vec![],
             reasons: vec![],
             acknowledge_by: t0(),
+            resolution_plan_by: None,
             policy_version: 1,
             at: t0(),
         },
