@@ -107,13 +107,40 @@ pub struct Progress {
     pub events: u64,
 }
 
-/// Brings `P` up to the log's head from its checkpoint, saving every `checkpoint_every`
-/// events and at the end. `stop_after` ends the run after that many events *without* the
-/// final save, exactly as a crash would (tests use it; `None` in service).
+/// Saves during a long catch-up are at least this far apart: each save writes the whole
+/// state, so saving by event count alone made a 1M-event rebuild spend most of its time
+/// serialising (26k events/s with a save every 50k events, 140k events/s without).
+pub const MIN_CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Brings `P` up to the log's head from its checkpoint, saving after every
+/// `checkpoint_every` events (but at most once per [`MIN_CHECKPOINT_INTERVAL`]) and at the
+/// end. `stop_after` ends the run after that many events *without* the final save, exactly
+/// as a crash would (tests use it; `None` in service).
 pub async fn catch_up<P: Projection, S: EventStore>(
     store: &S,
     views: &ViewStore,
     checkpoint_every: u64,
+    stop_after: Option<u64>,
+    progress: impl FnMut(Progress),
+) -> Result<(GlobalPosition, P), ViewError> {
+    catch_up_with(
+        store,
+        views,
+        checkpoint_every,
+        MIN_CHECKPOINT_INTERVAL,
+        stop_after,
+        progress,
+    )
+    .await
+}
+
+/// [`catch_up`] with an explicit minimum time between saves (tests pass zero so that
+/// resuming from a mid-stream checkpoint is exercised).
+pub async fn catch_up_with<P: Projection, S: EventStore>(
+    store: &S,
+    views: &ViewStore,
+    checkpoint_every: u64,
+    min_interval: std::time::Duration,
     stop_after: Option<u64>,
     mut progress: impl FnMut(Progress),
 ) -> Result<(GlobalPosition, P), ViewError> {
@@ -121,6 +148,7 @@ pub async fn catch_up<P: Projection, S: EventStore>(
     let head = *store.head().borrow();
     let mut pages = LogPages::new(store, position, 2048);
     let mut events = 0u64;
+    let mut last_save = std::time::Instant::now();
     while let Some(page) = pages.next_page().await.map_err(EngineError::from)? {
         for recorded in &page {
             state.apply(recorded.position.0, &decode_event(recorded)?);
@@ -130,7 +158,10 @@ pub async fn catch_up<P: Projection, S: EventStore>(
                 return Ok((position, state));
             }
             if events.is_multiple_of(checkpoint_every.max(1)) {
-                views.save(position, &state)?;
+                if last_save.elapsed() >= min_interval {
+                    views.save(position, &state)?;
+                    last_save = std::time::Instant::now();
+                }
                 progress(Progress {
                     position,
                     head,

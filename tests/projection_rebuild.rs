@@ -4,10 +4,31 @@
 
 use std::process::Command;
 
-use dealreg::projector::{catch_up, ViewStore};
+use dealreg::projector::{catch_up_with, ViewStore};
+
+/// Tests save at every checkpoint, however fast they run.
+async fn catch_up<P: dealreg_projections::Projection, S: dealreg::store::EventStore>(
+    store: &S,
+    views: &ViewStore,
+    every: u64,
+    stop_after: Option<u64>,
+    progress: impl FnMut(dealreg::projector::Progress),
+) -> Result<(dealreg::store::GlobalPosition, P), dealreg::projector::ViewError> {
+    catch_up_with(
+        store,
+        views,
+        every,
+        std::time::Duration::ZERO,
+        stop_after,
+        progress,
+    )
+    .await
+}
 use dealreg::store::sqlite::SqliteStore;
 use dealreg_projections::conflicts::ConflictFlags;
+use dealreg_projections::deadlines::Deadlines;
 use dealreg_projections::ledger::Ledger;
+use dealreg_projections::metrics::ProgramMetrics;
 use dealreg_projections::pipeline::Pipeline;
 use dealreg_projections::Projection;
 
@@ -142,4 +163,6 @@ async fn ledger_and_conflict_flags_also_rebuild_and_resume_to_the_same_bytes() {
     same_bytes_every_way::<Ledger>(&path).await;
     same_bytes_every_way::<ConflictFlags>(&path).await;
     same_bytes_every_way::<Pipeline>(&path).await;
+    same_bytes_every_way::<Deadlines>(&path).await;
+    same_bytes_every_way::<ProgramMetrics>(&path).await;
 }
