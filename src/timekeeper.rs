@@ -53,6 +53,10 @@ fn command(deadline: &Deadline) -> Option<Command> {
         },
         DeadlineKind::ConflictAcknowledgement => conflict(ConflictSla::Acknowledgement)?,
         DeadlineKind::ConflictResolutionPlan => conflict(ConflictSla::ResolutionPlan)?,
+        DeadlineKind::RenewalOwnershipReview => Command::FlagRenewalOwnershipDue {
+            account: account.clone(),
+            product_line: deadline.product_line.clone()?,
+        },
     })
 }
 
@@ -67,10 +71,15 @@ pub async fn tick<S: EventStore + Clone, C: Clock>(
         let Some(command) = command(&deadline) else {
             continue;
         };
-        let subject = match (&deadline.registration_id, &deadline.conflict_id) {
-            (Some(r), _) => r.to_string(),
-            (None, Some(c)) => c.to_string(),
-            (None, None) => continue,
+        let subject = match (
+            &deadline.registration_id,
+            &deadline.conflict_id,
+            &deadline.product_line,
+        ) {
+            (Some(r), _, _) => r.to_string(),
+            (None, Some(c), _) => c.to_string(),
+            (None, None, Some(line)) => line.clone(),
+            (None, None, None) => continue,
         };
         let envelope = CommandEnvelope {
             idempotency_key: Some(format!(

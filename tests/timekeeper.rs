@@ -324,3 +324,70 @@ async fn conflict_slas_are_flagged_once_by_the_timekeeper() {
         "the late acknowledgement and the missing plan are each flagged once, on time"
     );
 }
+
+#[tokio::test]
+async fn renewal_ownership_review_is_issued_once_ninety_days_before_renewal() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("renewal.db");
+    let store = SqliteStore::open(&path).expect("open");
+    let clock = ControlledClock::starting_at(start());
+    let engine = Engine::open(store.clone(), clock.clone(), None)
+        .await
+        .expect("engine");
+    let p = ready_partner(&engine, "Contoso", "reseller").await;
+    let id = Uuid::now_v7();
+    assert!(
+        must(
+            engine
+                .execute(envelope(
+                    None,
+                    partner_actor(p),
+                    submit(id, p, "acme.com", "analytics", "reseller")
+                ))
+                .await
+        )
+        .ok
+    );
+    assert!(
+        must(
+            engine
+                .execute(envelope(None, channel_manager(), approve(id, "acme.com")))
+                .await
+        )
+        .ok
+    );
+    let source = json!({ "type": "set_sourcing_partner", "account": "acme.com", "registration_id": id, "partner_id": p, "reason": "originated" });
+    assert!(
+        must(
+            engine
+                .execute(envelope(None, channel_manager(), source))
+                .await
+        )
+        .ok
+    );
+    let won = json!({ "type": "mark_won", "account": "acme.com", "registration_id": id, "amount": { "amount_minor": 1_000_000, "currency": "EUR" } });
+    assert!(must(engine.execute(envelope(None, channel_manager(), won)).await).ok);
+    let views = ViewStore::open(&path).expect("views");
+    for day in 1..=300 {
+        clock.set(start() + Duration::days(day));
+        let (_, deadlines) = catch_up::<Deadlines, _>(&store, &views, 1_000, None, |_| {})
+            .await
+            .expect("deadlines");
+        tick(&engine, &deadlines).await.expect("tick");
+    }
+    let reviews: Vec<String> = store
+        .read_all(GlobalPosition::ORIGIN, 10_000)
+        .await
+        .expect("read")
+        .into_iter()
+        .filter(|e| e.event_type == "renewal_ownership_review_due")
+        .map(|e| {
+            serde_json::from_slice::<Value>(&e.data).expect("data")["at"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    // Won 2026-03-02, renews 2027-03-02, reviewed from 2026-12-02: the first daily tick.
+    assert_eq!(reviews, vec!["2026-12-02T09:00:00Z".to_string()]);
+}

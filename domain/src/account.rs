@@ -116,6 +116,12 @@ pub struct AccountState {
     pub incumbents: BTreeMap<String, PartnerId>,
     /// Product line -> who owns the renewal (the incumbent unless reassigned).
     pub renewals: BTreeMap<String, RenewalOwnership>,
+    /// Product line -> the next renewal date of its won contract.
+    #[serde(default)]
+    pub renewal_dates: BTreeMap<String, NaiveDate>,
+    /// (product line, renewal date) pairs whose ownership review was flagged.
+    #[serde(default)]
+    pub renewal_reviews: Vec<(String, NaiveDate)>,
 }
 
 impl AccountState {
@@ -313,11 +319,20 @@ impl AccountState {
             } => with(registration_id, &mut |r| {
                 r.attribution.influencers.remove(partner_id);
             }),
+            Event::RenewalOwnershipReviewDue {
+                product_line,
+                renewal_date,
+                ..
+            } => {
+                self.renewal_reviews
+                    .push((product_line.clone(), *renewal_date));
+            }
             Event::DealWon {
                 registration_id,
                 partner_id,
                 product_line,
                 amount,
+                renewal_date,
                 ..
             } => {
                 with(registration_id, &mut |r| {
@@ -326,6 +341,9 @@ impl AccountState {
                     r.holds_slot = false;
                 });
                 self.incumbents.insert(product_line.clone(), *partner_id);
+                if let Some(date) = renewal_date {
+                    self.renewal_dates.insert(product_line.clone(), *date);
+                }
                 self.renewals.remove(product_line);
             }
             Event::DealLost {

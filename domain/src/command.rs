@@ -208,6 +208,11 @@ pub enum Command {
         #[serde(default)]
         note: String,
     },
+    /// The timekeeper's: a product line's renewal is within the confirmation lead time.
+    FlagRenewalOwnershipDue {
+        account: String,
+        product_line: String,
+    },
     /// The timekeeper's: a conflict SLA fell due unmet.
     FlagConflictSlaBreached {
         account: String,
@@ -270,6 +275,7 @@ impl Command {
             | RecordDirectOpportunity { account: a, .. }
             | AcknowledgeConflict { account: a, .. }
             | FlagConflictSlaBreached { account: a, .. }
+            | FlagRenewalOwnershipDue { account: a, .. }
             | ResolveConflict { account: a, .. }
             | ConfirmRenewalOwnership { account: a, .. }
             | ReassignRenewalOwnership { account: a, .. } => account(a),
@@ -311,6 +317,7 @@ impl Command {
             AcknowledgeConflict { .. } => "acknowledge_conflict",
             ResolveConflict { .. } => "resolve_conflict",
             FlagConflictSlaBreached { .. } => "flag_conflict_sla_breached",
+            FlagRenewalOwnershipDue { .. } => "flag_renewal_ownership_due",
             ConfirmRenewalOwnership { .. } => "confirm_renewal_ownership",
             ReassignRenewalOwnership { .. } => "reassign_renewal_ownership",
         }

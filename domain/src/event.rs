@@ -297,6 +297,18 @@ pub enum Event {
         product_line: String,
         amount: Money,
         attribution: Attribution,
+        /// When the contract renews (win + the policy's term); absent in older events.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        renewal_date: Option<NaiveDate>,
+        policy_version: u32,
+        at: DateTime<Utc>,
+    },
+    /// Renewal ownership must be confirmed now: the renewal is 90 days (policy) away.
+    RenewalOwnershipReviewDue {
+        account: AccountKey,
+        product_line: String,
+        owner: Option<PartnerId>,
+        renewal_date: NaiveDate,
         policy_version: u32,
         at: DateTime<Utc>,
     },
@@ -421,7 +433,8 @@ impl Event {
             | ConflictResolved { account, .. }
             | ConflictSlaBreached { account, .. }
             | RenewalOwnershipConfirmed { account, .. }
-            | RenewalOwnershipReassigned { account, .. } => Boundary::Account(account.clone()),
+            | RenewalOwnershipReassigned { account, .. }
+            | RenewalOwnershipReviewDue { account, .. } => Boundary::Account(account.clone()),
             CommandRejected { boundary, .. } => boundary.clone(),
         }
     }
@@ -458,6 +471,7 @@ impl Event {
             InfluencerRemoved { .. } => "influencer_removed",
             DealWon { .. } => "deal_won",
             DealLost { .. } => "deal_lost",
+            RenewalOwnershipReviewDue { .. } => "renewal_ownership_review_due",
             RevenueReversed { .. } => "revenue_reversed",
             RegistrationReleased { .. } => "registration_released",
             DirectOpportunityRecorded { .. } => "direct_opportunity_recorded",

@@ -61,6 +61,13 @@ pub struct TimingPolicy {
     pub inactivity_days: u32,
     pub appeal_window_days: u32,
     pub renewal_confirmation_days: u32,
+    /// Contract term of a won deal: its renewal falls due this many days after the win.
+    #[serde(default = "default_renewal_term_days")]
+    pub renewal_term_days: u32,
+}
+
+fn default_renewal_term_days() -> u32 {
+    365
 }
 
 /// The last step of the conflict hierarchy, when registration, incumbency and

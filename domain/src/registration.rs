@@ -738,6 +738,9 @@ pub(crate) fn decide(
                 product_line: r.product_line.clone(),
                 amount: amount.clone(),
                 attribution: r.attribution.clone(),
+                renewal_date: Some(
+                    now.date_naive() + Duration::days(i64::from(policy.timing.renewal_term_days)),
+                ),
                 policy_version: version,
                 at: now,
             }];
@@ -912,6 +915,45 @@ pub(crate) fn decide(
                 conflict_id: conflict_id.clone(),
                 by: ctx.actor.label(),
                 note: note.clone(),
+                at: now,
+            }])
+        }
+
+        Command::FlagRenewalOwnershipDue { product_line, .. } => {
+            system(ctx.actor)?;
+            let renewal_date = *state.renewal_dates.get(product_line).ok_or_else(|| {
+                DomainError::new(
+                    RejectionCode::NoIncumbent,
+                    format!("no won contract on `{product_line}` renews on this account"),
+                )
+            })?;
+            let due =
+                renewal_date - Duration::days(i64::from(policy.timing.renewal_confirmation_days));
+            if now.date_naive() < due {
+                return Err(DomainError::new(
+                    RejectionCode::NotDue,
+                    format!("renewal ownership is reviewed from {due}"),
+                )
+                .with_details(json!({ "due_on": due })));
+            }
+            let key = (product_line.clone(), renewal_date);
+            let confirmed = state
+                .renewals
+                .get(product_line)
+                .and_then(|r| r.confirmed_for)
+                == Some(renewal_date);
+            if confirmed || state.renewal_reviews.contains(&key) {
+                return refuse(
+                    RejectionCode::AlreadyRecorded,
+                    "this renewal's ownership was already confirmed or flagged",
+                );
+            }
+            Ok(vec![Event::RenewalOwnershipReviewDue {
+                account,
+                product_line: product_line.clone(),
+                owner: state.renewal_owner(product_line),
+                renewal_date,
+                policy_version: version,
                 at: now,
             }])
         }

@@ -1757,3 +1757,74 @@ fn conflict_slas_breach_at_24_hours_and_5_business_days_once() {
         .when(flag(ConflictSla::ResolutionPlan))
         .then_error(RejectionCode::InvalidTransition);
 }
+
+#[test]
+fn renewal_ownership_is_reviewed_90_days_before_the_contract_renews_once() {
+    let mut w = World::new();
+    let p = w.partner(Motion::Reseller, Tier::Gold, 10);
+    let id = w.submit(p, "acme.com", "analytics", Motion::Reseller);
+    w.approve(id, "acme.com");
+    w.run(
+        cm(),
+        t0(),
+        Command::SetSourcingPartner {
+            account: "acme.com".into(),
+            registration_id: id,
+            partner_id: p,
+            reason: "originated".into(),
+        },
+    );
+    let won = w.run(
+        cm(),
+        t0(),
+        Command::MarkWon {
+            account: "acme.com".into(),
+            registration_id: id,
+            amount: usd(1_000_000),
+        },
+    );
+    let Event::DealWon { renewal_date, .. } = &won[0] else {
+        panic!("won")
+    };
+    let renews = t0().date_naive() + Duration::days(365);
+    assert_eq!(
+        *renewal_date,
+        Some(renews),
+        "a one-year term under the default policy"
+    );
+    let flag = || Command::FlagRenewalOwnershipDue {
+        account: "acme.com".into(),
+        product_line: "analytics".into(),
+    };
+    let due = renews - Duration::days(90);
+    let early = w
+        .scenario(
+            system(),
+            due.and_time(chrono::NaiveTime::MIN).and_utc() - Duration::seconds(1),
+        )
+        .when(flag())
+        .then_error(RejectionCode::NotDue);
+    assert_eq!(early.details["due_on"], json!(due));
+    let at_due = due.and_time(chrono::NaiveTime::MIN).and_utc();
+    let events = w.run(system(), at_due, flag());
+    assert_eq!(
+        events,
+        vec![Event::RenewalOwnershipReviewDue {
+            account: dealreg_domain::AccountKey("acme.com".into()),
+            product_line: "analytics".into(),
+            owner: Some(p),
+            renewal_date: renews,
+            policy_version: 1,
+            at: at_due
+        }]
+    );
+    w.scenario(system(), at_due + Duration::days(1))
+        .when(flag())
+        .then_error(RejectionCode::AlreadyRecorded);
+    w.scenario(system(), at_due)
+        .when(Command::FlagRenewalOwnershipDue {
+            account: "acme.com".into(),
+            product_line: "security".into(),
+        })
+        .then_error(RejectionCode::NoIncumbent);
+}

@@ -33,6 +33,8 @@ pub enum DeadlineKind {
     ConflictAcknowledgement,
     /// A conflict's resolution plan within 5 business days.
     ConflictResolutionPlan,
+    /// Renewal ownership confirmed at least 90 days before the renewal.
+    RenewalOwnershipReview,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +46,9 @@ pub struct Deadline {
     pub registration_id: Option<RegistrationId>,
     /// The conflict it is about (conflict SLAs).
     pub conflict_id: Option<ConflictId>,
+    /// The product line it is about (renewal ownership).
+    #[serde(default)]
+    pub product_line: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -70,6 +75,7 @@ impl Deadlines {
                         account: account.clone(),
                         registration_id: Some(r.id),
                         conflict_id: None,
+                        product_line: None,
                     })
                 };
                 match r.status {
@@ -104,6 +110,7 @@ impl Deadlines {
                         account: account.clone(),
                         registration_id: None,
                         conflict_id: Some(c.id.clone()),
+                        product_line: None,
                     })
                 };
                 if c.status == ConflictStatus::Open
@@ -122,6 +129,31 @@ impl Deadlines {
                     });
                     push(DeadlineKind::ConflictResolutionPlan, due);
                 }
+            }
+        }
+        let review = Duration::days(i64::from(policy.timing.renewal_confirmation_days));
+        for (account, state) in &self.accounts {
+            for (line, renewal_date) in &state.renewal_dates {
+                let confirmed =
+                    state.renewals.get(line).and_then(|r| r.confirmed_for) == Some(*renewal_date);
+                if confirmed
+                    || state
+                        .renewal_reviews
+                        .contains(&(line.clone(), *renewal_date))
+                {
+                    continue;
+                }
+                let due = (*renewal_date - review)
+                    .and_time(chrono::NaiveTime::MIN)
+                    .and_utc();
+                out.push(Deadline {
+                    due_at: due,
+                    kind: DeadlineKind::RenewalOwnershipReview,
+                    account: account.clone(),
+                    registration_id: None,
+                    conflict_id: None,
+                    product_line: Some(line.clone()),
+                });
             }
         }
         out.sort_by(|a, b| {

@@ -51,6 +51,7 @@ fn won(
         product_line: "analytics".into(),
         amount: usd(minor),
         attribution,
+        renewal_date: None,
         policy_version: 1,
         at,
     }

@@ -73,6 +73,7 @@ fn won(
         product_line: "analytics".into(),
         amount: Money::new(minor, "USD").expect("usd"),
         attribution,
+        renewal_date: None,
         policy_version: 1,
         at: t0() + Duration::days(days),
     }
