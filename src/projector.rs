@@ -178,3 +178,26 @@ pub async fn catch_up_with<P: Projection, S: EventStore>(
     });
     Ok((position, state))
 }
+
+/// Keeps `P` up to date as events arrive: catches up, then waits for the store's head to
+/// move (or `poll`, for appends made by other processes, which this process's head watch
+/// does not see), and catches up again, until `stop` resolves. Every catch-up ends with a
+/// save, so a follower killed at any moment resumes from its last saved checkpoint.
+pub async fn follow<P: Projection, S: EventStore>(
+    store: &S,
+    views: &ViewStore,
+    poll: std::time::Duration,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<GlobalPosition, ViewError> {
+    let mut head = store.head();
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let _ = *head.borrow_and_update();
+        let (position, _) = catch_up::<P, S>(store, views, 10_000, None, |_| {}).await?;
+        tokio::select! {
+            _ = &mut stop => return Ok(position),
+            _ = head.changed() => {}
+            _ = tokio::time::sleep(poll) => {}
+        }
+    }
+}

@@ -166,3 +166,117 @@ async fn ledger_and_conflict_flags_also_rebuild_and_resume_to_the_same_bytes() {
     same_bytes_every_way::<Deadlines>(&path).await;
     same_bytes_every_way::<ProgramMetrics>(&path).await;
 }
+
+/// A follower keeps the pipeline current while commands arrive; aborted midway and
+/// restarted, it ends with exactly what a rebuild gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_keeps_up_and_resumes_after_being_killed() {
+    use dealreg::clock::ControlledClock;
+    use dealreg::projector::follow;
+    use dealreg::store::EventStore;
+    use dealreg::{CommandEnvelope, Engine};
+    use serde_json::json;
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("follow.db");
+    let store = SqliteStore::open(&path).expect("open");
+    let start = chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 3, 2, 9, 0, 0)
+        .single()
+        .expect("date");
+    let engine = Arc::new(
+        Engine::open(store.clone(), ControlledClock::starting_at(start), None)
+            .await
+            .expect("engine"),
+    );
+    let cm = json!({ "kind": "vendor", "role": "channel_manager", "user": "cm" });
+    let partner = uuid::Uuid::now_v7();
+    let send = |actor: serde_json::Value, command: serde_json::Value| {
+        let engine = Arc::clone(&engine);
+        async move {
+            let envelope = CommandEnvelope::parse(
+                json!({ "actor": actor, "command": command })
+                    .to_string()
+                    .as_bytes(),
+            )
+            .expect("parse");
+            assert!(engine.execute(envelope).await.expect("execute").reply.ok);
+        }
+    };
+    send(cm.clone(), json!({ "type": "onboard_partner", "partner_id": partner, "name": "P", "motions": ["referral"], "tier": "gold", "territories": [], "capacity": 1000 })).await;
+
+    let submit = |n: usize| {
+        json!({ "type": "submit_registration", "registration_id": uuid::Uuid::now_v7(), "partner_id": partner,
+                "customer": { "company": format!("C{n}"), "domain": format!("c{n}.com"), "contact": { "name": "n", "email": "e@x.com" } },
+                "product_line": "analytics", "motion": "referral", "estimated_amount": { "amount_minor": 100, "currency": "USD" },
+                "expected_close": "2026-12-31", "proof_of_work": "met", "kind": "new_business" })
+    };
+    let me = json!({ "kind": "partner", "partner_id": partner, "user": "rep" });
+
+    // First follower: runs while 40 registrations arrive, then is aborted (killed).
+    let views = ViewStore::open(&path).expect("views");
+    let follower_store = store.clone();
+    let first = tokio::spawn(async move {
+        follow::<Pipeline, _>(
+            &follower_store,
+            &views,
+            std::time::Duration::from_millis(20),
+            std::future::pending(),
+        )
+        .await
+    });
+    for n in 0..40 {
+        send(me.clone(), submit(n)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    first.abort();
+    let _ = first.await;
+    for n in 40..60 {
+        send(me.clone(), submit(n)).await;
+    }
+
+    // Restarted: resumes from its checkpoint and catches up with everything.
+    let views = ViewStore::open(&path).expect("views");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let follower_store = store.clone();
+    let second = tokio::spawn(async move {
+        follow::<Pipeline, _>(
+            &follower_store,
+            &views,
+            std::time::Duration::from_millis(20),
+            async {
+                let _ = stop_rx.await;
+            },
+        )
+        .await
+    });
+    let head = *store.head().borrow();
+    let probe = ViewStore::open(&path).expect("probe");
+    let mut caught_up = false;
+    for _ in 0..200 {
+        if probe.load::<Pipeline>().expect("load").0 == head {
+            caught_up = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(caught_up, "the restarted follower reached the head");
+    let _ = stop_tx.send(());
+    assert_eq!(second.await.expect("join").expect("follow"), head);
+
+    let (_, followed) = probe.load::<Pipeline>().expect("load");
+    probe.reset::<Pipeline>().expect("reset");
+    let (_, rebuilt) = catch_up::<Pipeline, _>(&store, &probe, 1_000, None, |_| {})
+        .await
+        .expect("rebuild");
+    assert_eq!(bytes(&followed), bytes(&rebuilt), "followed equals rebuilt");
+    assert_eq!(
+        rebuilt
+            .vendor_view()
+            .values()
+            .flat_map(|s| s.values())
+            .map(Vec::len)
+            .sum::<usize>(),
+        60
+    );
+}
