@@ -6,6 +6,7 @@ use std::path::Path;
 
 use dealreg_projections::conflicts::{ConflictFlags, FlagStatus};
 use dealreg_projections::ledger::{EntryKind, Ledger};
+use dealreg_projections::metrics::ProgramMetrics;
 use dealreg_projections::pipeline::Pipeline;
 use dealreg_store::sqlite::SqliteStore;
 
@@ -115,13 +116,20 @@ pub async fn print(store: &SqliteStore, path: &Path) -> Result<(), String> {
             );
         }
     }
+    let (_, metrics) = catch_up::<ProgramMetrics, _>(store, &views, 10_000, None, |_| {})
+        .await
+        .map_err(|e| e.to_string())?;
+    println!();
+    println!("Program metrics");
+    crate::cli::view::print_metrics(&mut std::io::stdout().lock(), &metrics)
+        .map_err(|e| e.to_string())?;
     if let Some((id, name)) = pipeline.partners().next() {
         println!();
         println!(
             "Next: `dealreg --store {} view pipeline --partner {id}` shows what {name} sees;",
             path.display()
         );
-        println!("      `view pipeline --vendor`, `view conflicts`, `view ledger`, `rebuild` and `events` show the rest.");
+        println!("      `view pipeline --vendor`, `view conflicts`, `view ledger`, `view metrics`, `timekeeper`, `rebuild` and `events` show the rest.");
     }
     Ok(())
 }
