@@ -5,27 +5,19 @@
 //! 1_000_000). The log is written through the engine (partners submit, the channel manager
 //! approves; 3 events per registration), so it is a real log, not a synthetic table.
 
+#[path = "load.rs"]
+mod load;
+
 use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::{TimeZone, Utc};
 use dealreg::clock::ControlledClock;
 use dealreg::engine::decode_event;
 use dealreg::projector::{catch_up, ViewStore};
 use dealreg::store::sqlite::SqliteStore;
 use dealreg::store::{EventStore, GlobalPosition, LogPages};
-use dealreg::{CommandEnvelope, Engine};
+use dealreg::Engine;
 use dealreg_projections::pipeline::Pipeline;
-use serde_json::json;
-use uuid::Uuid;
-
-fn envelope(actor: serde_json::Value, command: serde_json::Value) -> CommandEnvelope {
-    let body = json!({ "actor": actor, "command": command });
-    match CommandEnvelope::parse(body.to_string().as_bytes()) {
-        Ok(envelope) => envelope,
-        Err(e) => panic!("benchmark command does not parse: {e}"),
-    }
-}
 
 fn main() {
     let target: usize = std::env::var("DEALREG_BENCH_EVENTS")
@@ -42,44 +34,29 @@ fn main() {
 
     let fill_started = Instant::now();
     runtime.block_on(async {
-        let clock = ControlledClock::starting_at(Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).single().unwrap_or_default());
-        let engine = Arc::new(Engine::open(store.clone(), clock, None).await.unwrap_or_else(|e| panic!("engine: {e}")));
-        let cm = json!({ "kind": "vendor", "role": "channel_manager", "user": "cm" });
-        let partners: Vec<Uuid> = (0..256).map(|_| Uuid::now_v7()).collect();
-        for (i, p) in partners.iter().enumerate() {
-            for command in [
-                json!({ "type": "onboard_partner", "partner_id": p, "name": format!("Partner {i}"), "motions": ["reseller"], "tier": "gold",
-                        "territories": [], "capacity": 1_000_000 }),
-                json!({ "type": "certify_partner", "partner_id": p, "product_line": "analytics", "expires_on": "2030-01-01" }),
-            ] {
-                let ok = engine.execute(envelope(cm.clone(), command)).await.map(|e| e.reply.ok);
-                assert!(matches!(ok, Ok(true)), "setup failed");
-            }
-        }
+        let engine = Arc::new(
+            Engine::open(
+                store.clone(),
+                ControlledClock::starting_at(load::start()),
+                None,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("engine: {e}")),
+        );
+        let partners = load::onboard_partners(&engine, 256).await;
         let registrations = target / 3 + 1;
         let semaphore = Arc::new(tokio::sync::Semaphore::new(128));
         let mut tasks = Vec::new();
         for n in 0..registrations {
-            let permit = Arc::clone(&semaphore).acquire_owned().await.unwrap_or_else(|e| panic!("semaphore: {e}"));
+            let permit = Arc::clone(&semaphore)
+                .acquire_owned()
+                .await
+                .unwrap_or_else(|e| panic!("semaphore: {e}"));
             let engine = Arc::clone(&engine);
             let partner = partners[n % partners.len()];
-            let cm = cm.clone();
             tasks.push(tokio::spawn(async move {
                 let _permit = permit;
-                let registration = Uuid::now_v7();
-                let domain = format!("customer-{n}.com");
-                let submit = json!({
-                    "type": "submit_registration", "registration_id": registration, "partner_id": partner,
-                    "customer": { "company": format!("Customer {n}"), "domain": domain, "contact": { "name": "Dana", "email": format!("dana@{domain}") } },
-                    "product_line": "analytics", "motion": "reseller",
-                    "estimated_amount": { "amount_minor": 1_250_000, "currency": "USD" }, "expected_close": "2026-06-30",
-                    "proof_of_work": "Joint discovery call held", "kind": "new_business" });
-                let approve = json!({ "type": "approve_registration", "account": domain, "registration_id": registration, "rationale": "ok" });
-                let actor = json!({ "kind": "partner", "partner_id": partner, "user": "rep" });
-                for (actor, command) in [(actor, submit), (cm, approve)] {
-                    let ok = engine.execute(envelope(actor, command)).await.map(|e| e.reply.ok);
-                    assert!(matches!(ok, Ok(true)), "fill command failed: {ok:?}");
-                }
+                load::register_and_approve(engine, partner, n).await
             }));
             if tasks.len() >= 4096 {
                 for task in tasks.drain(..) {

@@ -1,8 +1,9 @@
 //! Invariant 7 for views: over the whole demo, no partner view contains pricing,
 //! discounts, internal notes, attribution, or anything of another partner.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
 
 use dealreg::cli::view::fold_pipeline;
 use dealreg::store::sqlite::SqliteStore;
@@ -43,18 +44,7 @@ fn keys(value: &Value, into: &mut BTreeSet<String>) {
 #[tokio::test]
 async fn no_partner_view_of_the_demo_leaks_pricing_notes_or_other_partners() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("demo.db");
-    let demo = Command::new(env!("CARGO_BIN_EXE_dealreg"))
-        .arg("--store")
-        .arg(&path)
-        .arg("demo")
-        .output()
-        .expect("demo");
-    assert!(
-        demo.status.success(),
-        "{}",
-        String::from_utf8_lossy(&demo.stderr)
-    );
+    let path = support::demo_store(&dir);
     let store = SqliteStore::open(&path).expect("open");
     let pipeline = fold_pipeline(&store).await.expect("fold");
 

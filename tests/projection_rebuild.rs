@@ -2,7 +2,9 @@
 //! to the incrementally maintained one; a runner killed mid-stream resumes from its
 //! checkpoint without gaps or double counting.
 
-use std::process::Command;
+mod support;
+
+use support::demo_store;
 
 use dealreg::projector::{catch_up_with, ViewStore};
 
@@ -31,22 +33,6 @@ use dealreg_projections::ledger::Ledger;
 use dealreg_projections::metrics::ProgramMetrics;
 use dealreg_projections::pipeline::Pipeline;
 use dealreg_projections::Projection;
-
-fn demo_store(dir: &tempfile::TempDir) -> std::path::PathBuf {
-    let path = dir.path().join("demo.db");
-    let demo = Command::new(env!("CARGO_BIN_EXE_dealreg"))
-        .arg("--store")
-        .arg(&path)
-        .arg("demo")
-        .output()
-        .expect("demo");
-    assert!(
-        demo.status.success(),
-        "{}",
-        String::from_utf8_lossy(&demo.stderr)
-    );
-    path
-}
 
 fn bytes(p: &Pipeline) -> Vec<u8> {
     serde_json::to_vec(&p.vendor_view()).expect("json")

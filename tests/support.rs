@@ -114,3 +114,20 @@ pub fn event_types(reply: &Reply) -> Vec<String> {
         .map(|e| e.event.event_type().to_string())
         .collect()
 }
+
+/// Runs `dealreg demo` into a store in `dir` and returns its path.
+pub fn demo_store(dir: &tempfile::TempDir) -> std::path::PathBuf {
+    let path = dir.path().join("demo.db");
+    let demo = std::process::Command::new(env!("CARGO_BIN_EXE_dealreg"))
+        .arg("--store")
+        .arg(&path)
+        .arg("demo")
+        .output()
+        .expect("run dealreg demo");
+    assert!(
+        demo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&demo.stderr)
+    );
+    path
+}
