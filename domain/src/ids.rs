@@ -49,6 +49,15 @@ impl fmt::Display for ConflictId {
     }
 }
 
+/// Product lines compare case- and space-insensitively: ` Analytics` and `analytics` are one
+/// line, so the uniqueness rule cannot be sidestepped by spelling.
+pub fn normalise_product_line(raw: &str) -> String {
+    raw.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
 /// The customer account: the normalised registrable domain of the customer.
 ///
 /// Why the registrable domain: the uniqueness test (RULES.md 8) says domain matching

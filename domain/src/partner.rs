@@ -280,7 +280,7 @@ pub(crate) fn decide(
             }
             Ok(vec![Event::PartnerCertified {
                 partner_id: *partner_id,
-                product_line: product_line.trim().to_string(),
+                product_line: crate::ids::normalise_product_line(product_line),
                 expires_on: *expires_on,
                 at: now,
             }])

@@ -12,7 +12,7 @@ use crate::command::Command;
 use crate::error::{refuse, DomainError, RejectionCode};
 use crate::event::{ConflictKind, ConflictParty, ConflictSla, Event};
 use crate::hierarchy::{rank, Claim};
-use crate::ids::{AccountKey, PartnerId, RegistrationId};
+use crate::ids::{normalise_product_line, AccountKey, PartnerId, RegistrationId};
 use crate::motion::{DealKind, Motion};
 use crate::partner::PartnerState;
 use crate::stages::{check_exit, stage_name, stages};
@@ -843,6 +843,7 @@ pub(crate) fn decide(
             amount,
             ..
         } => {
+            let product_line = &normalise_product_line(product_line);
             if !(ctx.actor.is_role(VendorRole::DirectSales)
                 || ctx.actor.is_role(VendorRole::ChannelManager)
                 || ctx.actor.is_system())
@@ -920,6 +921,7 @@ pub(crate) fn decide(
         }
 
         Command::FlagRenewalOwnershipDue { product_line, .. } => {
+            let product_line = &normalise_product_line(product_line);
             system(ctx.actor)?;
             let renewal_date = *state.renewal_dates.get(product_line).ok_or_else(|| {
                 DomainError::new(
@@ -1047,6 +1049,7 @@ pub(crate) fn decide(
             renewal_date,
             ..
         } => {
+            let product_line = &normalise_product_line(product_line);
             channel_manager(ctx.actor)?;
             let owner = state.renewal_owner(product_line).ok_or_else(|| {
                 DomainError::new(RejectionCode::NoIncumbent, format!("nobody owns `{product_line}` on this account yet; reassign the renewal to a partner first"))
@@ -1075,6 +1078,7 @@ pub(crate) fn decide(
             reason,
             ..
         } => {
+            let product_line = &normalise_product_line(product_line);
             channel_manager(ctx.actor)?;
             require(reason, "reason")?;
             let facts = partner(ctx, *to_partner)?;
@@ -1200,6 +1204,7 @@ fn submit(
     else {
         return refuse(RejectionCode::WrongBoundary, "not a submission");
     };
+    let product_line = &normalise_product_line(product_line);
     let now = ctx.now;
     let policy = ctx.policy;
     // Who may register: the partner itself, or a channel manager on its behalf.
@@ -1280,8 +1285,14 @@ fn submit(
     let owner = state.renewal_owner(product_line);
     if *kind == DealKind::Renewal {
         if let Some(owner) = owner.filter(|o| o != partner_id) {
+            // A partner is not told who the incumbent is (invariant 7); the vendor is.
+            let details = if ctx.actor.partner().is_some() {
+                json!({})
+            } else {
+                json!({ "owner": owner })
+            };
             return Err(DomainError::new(RejectionCode::RenewalOwnedByIncumbent, "the renewal belongs to the account's incumbent partner unless a channel manager reassigns it")
-                .with_details(json!({ "owner": owner })));
+                .with_details(details));
         }
     }
     // Uniqueness: one protected registration per customer and product line.
