@@ -546,4 +546,33 @@ pub async fn invalid_appends_are_refused<S: EventStore>(store: S) {
         "an event id is stored once"
     );
     assert_eq!(read_everything(&store).await.len(), 1);
+    // Also within one request: two writes sharing an event id write nothing at all.
+    let shared = event("e", 1);
+    let two_writes = AppendRequest {
+        idempotency: None,
+        writes: vec![
+            StreamWrite {
+                stream: "account-z1.example".into(),
+                expected: ExpectedVersion::Any,
+                events: vec![shared.clone()],
+            },
+            StreamWrite {
+                stream: "account-z2.example".into(),
+                expected: ExpectedVersion::Any,
+                events: vec![shared],
+            },
+        ],
+    };
+    assert!(
+        matches!(
+            store.append(two_writes).await,
+            Err(StoreError::InvalidAppend(_))
+        ),
+        "one id in two writes is refused"
+    );
+    assert_eq!(
+        read_everything(&store).await.len(),
+        1,
+        "and nothing of it was written"
+    );
 }

@@ -58,6 +58,8 @@ impl MemoryStore {
                 return Ok(outcome);
             }
         }
+        // Event ids are unique across the whole request, as SQLite's UNIQUE(event_id) makes them.
+        let mut ids = HashSet::new();
         for write in &request.writes {
             let actual = log
                 .streams
@@ -65,7 +67,6 @@ impl MemoryStore {
                 .and_then(|ix| ix.last())
                 .map(|i| log.events[*i].revision);
             check_expected(&write.stream, write.expected, actual)?;
-            let mut ids = HashSet::new();
             for event in &write.events {
                 if log.event_ids.contains(&event.event_id) || !ids.insert(event.event_id) {
                     return Err(StoreError::InvalidAppend(format!(
