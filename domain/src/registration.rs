@@ -43,6 +43,21 @@ fn require(value: &str, field: &str) -> Result<(), DomainError> {
     }
 }
 
+/// A plausible e-mail address: one `@`, a non-empty local part, a dotted domain, no spaces.
+fn is_email(raw: &str) -> bool {
+    let raw = raw.trim();
+    match raw.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.contains('@')
+                && !raw.chars().any(char::is_whitespace)
+                && domain.contains('.')
+                && domain.split('.').all(|label| !label.is_empty())
+        }
+        None => false,
+    }
+}
+
 fn channel_manager(actor: &Actor) -> Result<(), DomainError> {
     if actor.is_role(VendorRole::ChannelManager) {
         Ok(())
@@ -226,11 +241,20 @@ pub(crate) fn decide(
                 let facts = ctx.partners.get(&reg.partner_id);
                 Claim {
                     registered: reg.status == RegistrationStatus::Protected,
-                    incumbent: state.incumbents.get(&reg.product_line) == Some(&reg.partner_id),
+                    // The incumbent unless a channel manager reassigned the line's
+                    // renewal: then the new owner holds the incumbent's rank.
+                    incumbent: state.renewal_owner(&reg.product_line) == Some(reg.partner_id),
                     certified: facts
                         .map_or(reg.certified, |p| p.is_certified(&reg.product_line, now)),
                     tier: facts.map_or(crate::motion::Tier::Registered, |p| p.tier()),
-                    submitted_order: reg.id.0.as_u128(),
+                    // Submission order: by submission time, the id only between equal
+                    // times. Ids are chosen by the caller, so alone they say nothing
+                    // reliable about which registration came first.
+                    submitted_order: state
+                        .registrations
+                        .values()
+                        .filter(|o| (o.submitted_at, o.id) < (reg.submitted_at, reg.id))
+                        .count() as u128,
                 }
             };
             let mine = claim(r);
@@ -1228,7 +1252,7 @@ fn submit(
     require(&customer.company, "customer.company")?;
     require(&customer.contact.name, "customer.contact.name")?;
     require(&customer.contact.email, "customer.contact.email")?;
-    if !customer.contact.email.contains('@') {
+    if !is_email(&customer.contact.email) {
         return Err(invalid(
             "customer.contact.email",
             "is not an e-mail address",
