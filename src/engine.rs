@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use dealreg_clock::Clock;
+use dealreg_domain::command::{AdoptPolicy, ReleaseRegistration};
 use dealreg_domain::{
     decide, evolve, partners_needed, Actor, Boundary, Command, Context, DomainError, Event,
     PartnerId, PartnerState, Policy, State,
@@ -167,7 +168,7 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
                 actor: Actor::System {
                     component: component.into(),
                 },
-                command: Command::AdoptPolicy { policy },
+                command: Command::AdoptPolicy(AdoptPolicy { policy }),
             };
             let executed = engine.execute(envelope).await?;
             if let Some(error) = executed.reply.error {
@@ -258,7 +259,9 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
             let policy = match (self.policy().await, &envelope.command) {
                 (Ok(policy), _) => policy,
                 // The very first policy is decided under itself.
-                (Err(EngineError::NoPolicy), Command::AdoptPolicy { policy }) => policy.clone(),
+                (Err(EngineError::NoPolicy), Command::AdoptPolicy(AdoptPolicy { policy })) => {
+                    policy.clone()
+                }
                 (Err(e), _) => return Err(e),
             };
             // The first attempt decides on the cached state without reading the stream: the
@@ -375,11 +378,11 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
                         actor: Actor::System {
                             component: "offboarding".into(),
                         },
-                        command: Command::ReleaseRegistration {
+                        command: Command::ReleaseRegistration(ReleaseRegistration {
                             account: slot.account.0.clone(),
                             registration_id: slot.registration_id,
                             reason: format!("partner offboarded: {reason}"),
-                        },
+                        }),
                     };
                     match self.execute(envelope).await {
                         Ok(done) if done.reply.ok => {}

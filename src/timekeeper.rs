@@ -7,6 +7,7 @@
 
 use chrono::{DateTime, Utc};
 use dealreg_clock::Clock;
+use dealreg_domain::command::*;
 use dealreg_domain::{Actor, Command, ConflictSla};
 use dealreg_projections::deadlines::{Deadline, DeadlineKind, Deadlines};
 use dealreg_store::EventStore;
@@ -24,39 +25,40 @@ pub struct Tick {
 fn command(deadline: &Deadline) -> Option<Command> {
     let account = deadline.account.0.clone();
     let conflict = |sla| {
-        deadline
-            .conflict_id
-            .clone()
-            .map(|conflict_id| Command::FlagConflictSlaBreached {
+        deadline.conflict_id.clone().map(|conflict_id| {
+            Command::FlagConflictSlaBreached(FlagConflictSlaBreached {
                 account: account.clone(),
                 conflict_id,
                 sla,
             })
+        })
     };
     let registration = deadline.registration_id;
     Some(match deadline.kind {
-        DeadlineKind::ApprovalSla => Command::FlagApprovalSlaBreached {
+        DeadlineKind::ApprovalSla => Command::FlagApprovalSlaBreached(FlagApprovalSlaBreached {
             account,
             registration_id: registration?,
-        },
-        DeadlineKind::ExpiryReminder => Command::SendExpiryReminder {
+        }),
+        DeadlineKind::ExpiryReminder => Command::SendExpiryReminder(SendExpiryReminder {
             account,
             registration_id: registration?,
-        },
-        DeadlineKind::ProtectionExpiry => Command::ExpireProtection {
+        }),
+        DeadlineKind::ProtectionExpiry => Command::ExpireProtection(ExpireProtection {
             account,
             registration_id: registration?,
-        },
-        DeadlineKind::Inactivity => Command::FlagInactive {
+        }),
+        DeadlineKind::Inactivity => Command::FlagInactive(FlagInactive {
             account,
             registration_id: registration?,
-        },
+        }),
         DeadlineKind::ConflictAcknowledgement => conflict(ConflictSla::Acknowledgement)?,
         DeadlineKind::ConflictResolutionPlan => conflict(ConflictSla::ResolutionPlan)?,
-        DeadlineKind::RenewalOwnershipReview => Command::FlagRenewalOwnershipDue {
-            account: account.clone(),
-            product_line: deadline.product_line.clone()?,
-        },
+        DeadlineKind::RenewalOwnershipReview => {
+            Command::FlagRenewalOwnershipDue(FlagRenewalOwnershipDue {
+                account: account.clone(),
+                product_line: deadline.product_line.clone()?,
+            })
+        }
     })
 }
 

@@ -8,10 +8,11 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::attribution::Attribution;
-use crate::event::{ConflictKind, ConflictParty, ConflictSla, Event};
+use crate::event::Event;
 use crate::ids::{AccountKey, ConflictId, OpportunityId, PartnerId, RegistrationId};
 use crate::money::Money;
 use crate::motion::{DealKind, Motion};
+use crate::values::{ConflictKind, ConflictParty, ConflictSla};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -33,6 +34,20 @@ impl RegistrationStatus {
             self,
             RegistrationStatus::Pending | RegistrationStatus::Protected
         )
+    }
+
+    /// The status's wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegistrationStatus::Pending => "pending",
+            RegistrationStatus::Protected => "protected",
+            RegistrationStatus::Declined => "declined",
+            RegistrationStatus::Withdrawn => "withdrawn",
+            RegistrationStatus::Expired => "expired",
+            RegistrationStatus::Won => "won",
+            RegistrationStatus::Lost => "lost",
+            RegistrationStatus::Released => "released",
+        }
     }
 }
 
@@ -142,15 +157,6 @@ impl AccountState {
             .get(product_line)
             .map(|r| r.owner)
             .or_else(|| self.incumbents.get(product_line).copied())
-    }
-
-    /// The id the next conflict on `product_line` gets.
-    pub fn next_conflict_id(&self, product_line: &str, offset: usize) -> ConflictId {
-        let key = self.key.as_ref().map(|k| k.0.as_str()).unwrap_or("account");
-        ConflictId(format!(
-            "{key}/{product_line}/{}",
-            self.conflicts.len() + offset + 1
-        ))
     }
 
     pub fn evolve(&mut self, event: &Event) {

@@ -1,390 +1,484 @@
-//! Commands: what actors ask for. Each names its boundary; the decision may refuse it.
+//! Commands: what actors ask for. Each command is a struct of its own; [`Command`] is the
+//! wire form (JSON tagged by `type`) and [`crate::route`] sends each command to the one
+//! decider that owns it.
+//!
+//! Why one struct per command: a decider takes exactly the command it decides (no
+//! "cannot happen" arms), the input parser can name the exact type it is reading, and the
+//! JSON Schema of each command is generated from its own type.
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use crate::boundary::Boundary;
-use crate::error::DomainError;
-use crate::event::ConflictSla;
-use crate::ids::{AccountKey, ConflictId, OpportunityId, PartnerId, RegistrationId};
+use crate::ids::{ConflictId, OpportunityId, PartnerId, RegistrationId};
 use crate::money::Money;
 use crate::motion::{DealKind, Motion, Tier};
-use crate::partner::Territory;
 use crate::policy::Policy;
+use crate::values::{ConflictSla, Customer, StageEvidence, Territory};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+// ------------------------------------------------------------------------------ program
+
+/// RevOps adopts a new version of the program policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Contact {
+pub struct AdoptPolicy {
+    pub policy: Policy,
+}
+
+// ----------------------------------------------------------------------------- partners
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnboardPartner {
+    pub partner_id: PartnerId,
     pub name: String,
-    pub email: String,
-}
-
-/// The end customer as the partner registers it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Customer {
-    pub company: String,
-    pub domain: String,
-    pub contact: Contact,
-}
-
-/// Evidence that a stage's exit criteria are met.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct StageEvidence {
-    #[serde(default)]
-    pub note: String,
-    /// The quoted discount, whole percent (Configure & Quote).
-    #[serde(default)]
-    pub discount_percent: Option<u32>,
-    #[serde(default)]
-    pub next_step: Option<String>,
+    pub motions: Vec<Motion>,
+    pub tier: Tier,
+    pub territories: Vec<Territory>,
+    pub capacity: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePartnerTier {
+    pub partner_id: PartnerId,
+    pub tier: Tier,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertifyPartner {
+    pub partner_id: PartnerId,
+    pub product_line: String,
+    pub expires_on: NaiveDate,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetTerritories {
+    pub partner_id: PartnerId,
+    pub territories: Vec<Territory>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetCapacity {
+    pub partner_id: PartnerId,
+    pub capacity: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OffboardPartner {
+    pub partner_id: PartnerId,
+    pub reason: String,
+}
+
+/// Finance paid a partner from its commission balance (`reference`: the payment's id).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordCommissionPayout {
+    pub partner_id: PartnerId,
+    pub amount: Money,
+    pub reference: String,
+}
+
+// ----------------------------------------------------------------- registrations: review
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRegistration {
+    pub registration_id: RegistrationId,
+    pub partner_id: PartnerId,
+    pub customer: Customer,
+    pub product_line: String,
+    pub motion: Motion,
+    pub estimated_amount: Money,
+    pub expected_close: NaiveDate,
+    pub proof_of_work: String,
+    #[serde(default)]
+    pub kind: DealKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveRegistration {
+    pub account: String,
+    pub registration_id: RegistrationId,
+    pub rationale: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeclineRegistration {
+    pub account: String,
+    pub registration_id: RegistrationId,
+    pub reason_code: String,
+    pub rationale: String,
+}
+
+/// The timekeeper's: the approval decision is overdue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlagApprovalSlaBreached {
+    pub account: String,
+    pub registration_id: RegistrationId,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppealDecision {
+    pub account: String,
+    pub registration_id: RegistrationId,
+    pub evidence: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecideAppeal {
+    pub account: String,
+    pub registration_id: RegistrationId,
+    pub upheld: bool,
+    pub rationale: String,
+}
+
+// ---------------------------------------------------- registrations: protection windows
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtendProtection {
+    pub account: String,
+    pub registration_id: RegistrationId,
+    pub reason: String,
+}
+
+/// The timekeeper's: the protection window ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpireProtection {
+    pub account: String,
+    pub registration_id: RegistrationId,
+}
+
+/// The timekeeper's: protection ends within the reminder lead time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendExpiryReminder {
+    pub account: String,
+    pub registration_id: RegistrationId,
+}
+
+/// The timekeeper's: nobody touched the registration for the inactivity threshold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlagInactive {
+    pub account: String,
+    pub registration_id: RegistrationId,
+}
+
+// ------------------------------------------------------- deals: stages and outcomes
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdvanceStage {
+    pub account: String,
+    pub registration_id: RegistrationId,
+    pub to_stage: String,
+    #[serde(default)]
+    pub evidence: StageEvidence,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarkWon {
+    pub account: String,
+    pub registration_id: RegistrationId,
+    pub amount: Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarkLost {
+    pub account: String,
+    pub registration_id: RegistrationId,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordRevenueReversal {
+    pub account: String,
+    pub registration_id: RegistrationId,
+    pub amount: Money,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WithdrawRegistration {
+    pub account: String,
+    pub registration_id: RegistrationId,
+    pub reason: String,
+}
+
+/// Offboarding (or a channel manager) frees the registration's customer and product line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseRegistration {
+    pub account: String,
+    pub registration_id: RegistrationId,
+    pub reason: String,
+}
+
+// --------------------------------------------------------------------------- attribution
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetSourcingPartner {
+    pub account: String,
+    pub registration_id: RegistrationId,
+    pub partner_id: PartnerId,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddInfluencer {
+    pub account: String,
+    pub registration_id: RegistrationId,
+    pub partner_id: PartnerId,
+    pub percent: u32,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveInfluencer {
+    pub account: String,
+    pub registration_id: RegistrationId,
+    pub partner_id: PartnerId,
+    pub reason: String,
+}
+
+// ----------------------------------------------------------------------------- conflicts
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordDirectOpportunity {
+    pub account: String,
+    pub opportunity_id: OpportunityId,
+    pub owner: String,
+    pub product_line: String,
+    pub amount: Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcknowledgeConflict {
+    pub account: String,
+    pub conflict_id: ConflictId,
+    #[serde(default)]
+    pub note: String,
+}
+
+/// The timekeeper's: a conflict SLA fell due unmet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlagConflictSlaBreached {
+    pub account: String,
+    pub conflict_id: ConflictId,
+    pub sla: ConflictSla,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveConflict {
+    pub account: String,
+    pub conflict_id: ConflictId,
+    #[serde(default)]
+    pub winner: Option<RegistrationId>,
+    pub rationale: String,
+}
+
+// ------------------------------------------------------------------------------ renewals
+
+/// The timekeeper's: a product line's renewal is within the confirmation lead time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlagRenewalOwnershipDue {
+    pub account: String,
+    pub product_line: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmRenewalOwnership {
+    pub account: String,
+    pub product_line: String,
+    pub renewal_date: NaiveDate,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReassignRenewalOwnership {
+    pub account: String,
+    pub product_line: String,
+    pub to_partner: PartnerId,
+    pub reason: String,
+}
+
+// ---------------------------------------------------------------------------- the wire
+
+/// Every command, as it travels: a JSON object whose `type` names the command and whose
+/// other fields are the command's own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum Command {
-    // ---- program ----
-    AdoptPolicy {
-        policy: Policy,
-    },
+    AdoptPolicy(AdoptPolicy),
 
-    // ---- partners ----
-    OnboardPartner {
-        partner_id: PartnerId,
-        name: String,
-        motions: Vec<Motion>,
-        tier: Tier,
-        territories: Vec<Territory>,
-        capacity: u32,
-    },
-    ChangePartnerTier {
-        partner_id: PartnerId,
-        tier: Tier,
-        reason: String,
-    },
-    CertifyPartner {
-        partner_id: PartnerId,
-        product_line: String,
-        expires_on: NaiveDate,
-    },
-    SetTerritories {
-        partner_id: PartnerId,
-        territories: Vec<Territory>,
-    },
-    SetCapacity {
-        partner_id: PartnerId,
-        capacity: u32,
-    },
-    OffboardPartner {
-        partner_id: PartnerId,
-        reason: String,
-    },
-    /// Finance paid a partner from its commission balance (`reference`: the payment's id).
-    RecordCommissionPayout {
-        partner_id: PartnerId,
-        amount: Money,
-        reference: String,
-    },
+    OnboardPartner(OnboardPartner),
+    ChangePartnerTier(ChangePartnerTier),
+    CertifyPartner(CertifyPartner),
+    SetTerritories(SetTerritories),
+    SetCapacity(SetCapacity),
+    OffboardPartner(OffboardPartner),
+    RecordCommissionPayout(RecordCommissionPayout),
 
-    // ---- registrations on an account ----
-    SubmitRegistration {
-        registration_id: RegistrationId,
-        partner_id: PartnerId,
-        customer: Customer,
-        product_line: String,
-        motion: Motion,
-        estimated_amount: Money,
-        expected_close: NaiveDate,
-        proof_of_work: String,
-        #[serde(default)]
-        kind: DealKind,
-    },
-    ApproveRegistration {
-        account: String,
-        registration_id: RegistrationId,
-        rationale: String,
-    },
-    DeclineRegistration {
-        account: String,
-        registration_id: RegistrationId,
-        reason_code: String,
-        rationale: String,
-    },
-    ExtendProtection {
-        account: String,
-        registration_id: RegistrationId,
-        reason: String,
-    },
-    WithdrawRegistration {
-        account: String,
-        registration_id: RegistrationId,
-        reason: String,
-    },
-    ExpireProtection {
-        account: String,
-        registration_id: RegistrationId,
-    },
-    SendExpiryReminder {
-        account: String,
-        registration_id: RegistrationId,
-    },
-    FlagInactive {
-        account: String,
-        registration_id: RegistrationId,
-    },
-    FlagApprovalSlaBreached {
-        account: String,
-        registration_id: RegistrationId,
-    },
-    AppealDecision {
-        account: String,
-        registration_id: RegistrationId,
-        evidence: String,
-    },
-    DecideAppeal {
-        account: String,
-        registration_id: RegistrationId,
-        upheld: bool,
-        rationale: String,
-    },
-    AdvanceStage {
-        account: String,
-        registration_id: RegistrationId,
-        to_stage: String,
-        #[serde(default)]
-        evidence: StageEvidence,
-    },
-    SetSourcingPartner {
-        account: String,
-        registration_id: RegistrationId,
-        partner_id: PartnerId,
-        reason: String,
-    },
-    AddInfluencer {
-        account: String,
-        registration_id: RegistrationId,
-        partner_id: PartnerId,
-        percent: u32,
-        reason: String,
-    },
-    RemoveInfluencer {
-        account: String,
-        registration_id: RegistrationId,
-        partner_id: PartnerId,
-        reason: String,
-    },
-    MarkWon {
-        account: String,
-        registration_id: RegistrationId,
-        amount: Money,
-    },
-    MarkLost {
-        account: String,
-        registration_id: RegistrationId,
-        reason: String,
-    },
-    RecordRevenueReversal {
-        account: String,
-        registration_id: RegistrationId,
-        amount: Money,
-        reason: String,
-    },
-    ReleaseRegistration {
-        account: String,
-        registration_id: RegistrationId,
-        reason: String,
-    },
-    RecordDirectOpportunity {
-        account: String,
-        opportunity_id: OpportunityId,
-        owner: String,
-        product_line: String,
-        amount: Money,
-    },
-    AcknowledgeConflict {
-        account: String,
-        conflict_id: ConflictId,
-        #[serde(default)]
-        note: String,
-    },
-    /// The timekeeper's: a product line's renewal is within the confirmation lead time.
-    FlagRenewalOwnershipDue {
-        account: String,
-        product_line: String,
-    },
-    /// The timekeeper's: a conflict SLA fell due unmet.
-    FlagConflictSlaBreached {
-        account: String,
-        conflict_id: ConflictId,
-        sla: ConflictSla,
-    },
-    ResolveConflict {
-        account: String,
-        conflict_id: ConflictId,
-        #[serde(default)]
-        winner: Option<RegistrationId>,
-        rationale: String,
-    },
-    ConfirmRenewalOwnership {
-        account: String,
-        product_line: String,
-        renewal_date: NaiveDate,
-    },
-    ReassignRenewalOwnership {
-        account: String,
-        product_line: String,
-        to_partner: PartnerId,
-        reason: String,
-    },
+    SubmitRegistration(SubmitRegistration),
+    ApproveRegistration(ApproveRegistration),
+    DeclineRegistration(DeclineRegistration),
+    ExtendProtection(ExtendProtection),
+    WithdrawRegistration(WithdrawRegistration),
+    ExpireProtection(ExpireProtection),
+    SendExpiryReminder(SendExpiryReminder),
+    FlagInactive(FlagInactive),
+    FlagApprovalSlaBreached(FlagApprovalSlaBreached),
+    AppealDecision(AppealDecision),
+    DecideAppeal(DecideAppeal),
+    AdvanceStage(AdvanceStage),
+    SetSourcingPartner(SetSourcingPartner),
+    AddInfluencer(AddInfluencer),
+    RemoveInfluencer(RemoveInfluencer),
+    MarkWon(MarkWon),
+    MarkLost(MarkLost),
+    RecordRevenueReversal(RecordRevenueReversal),
+    ReleaseRegistration(ReleaseRegistration),
+    RecordDirectOpportunity(RecordDirectOpportunity),
+    AcknowledgeConflict(AcknowledgeConflict),
+    FlagRenewalOwnershipDue(FlagRenewalOwnershipDue),
+    FlagConflictSlaBreached(FlagConflictSlaBreached),
+    ResolveConflict(ResolveConflict),
+    ConfirmRenewalOwnership(ConfirmRenewalOwnership),
+    ReassignRenewalOwnership(ReassignRenewalOwnership),
 }
 
 impl Command {
-    /// The boundary (stream) this command is decided in.
-    pub fn boundary(&self) -> Result<Boundary, DomainError> {
-        use Command::*;
-        let account = |raw: &str| AccountKey::from_domain(raw).map(Boundary::Account);
-        match self {
-            AdoptPolicy { .. } => Ok(Boundary::Program),
-            OnboardPartner { partner_id, .. }
-            | ChangePartnerTier { partner_id, .. }
-            | CertifyPartner { partner_id, .. }
-            | SetTerritories { partner_id, .. }
-            | SetCapacity { partner_id, .. }
-            | OffboardPartner { partner_id, .. }
-            | RecordCommissionPayout { partner_id, .. } => Ok(Boundary::Partner(*partner_id)),
-            SubmitRegistration { customer, .. } => account(&customer.domain),
-            ApproveRegistration { account: a, .. }
-            | DeclineRegistration { account: a, .. }
-            | ExtendProtection { account: a, .. }
-            | WithdrawRegistration { account: a, .. }
-            | ExpireProtection { account: a, .. }
-            | SendExpiryReminder { account: a, .. }
-            | FlagInactive { account: a, .. }
-            | FlagApprovalSlaBreached { account: a, .. }
-            | AppealDecision { account: a, .. }
-            | DecideAppeal { account: a, .. }
-            | AdvanceStage { account: a, .. }
-            | SetSourcingPartner { account: a, .. }
-            | AddInfluencer { account: a, .. }
-            | RemoveInfluencer { account: a, .. }
-            | MarkWon { account: a, .. }
-            | MarkLost { account: a, .. }
-            | RecordRevenueReversal { account: a, .. }
-            | ReleaseRegistration { account: a, .. }
-            | RecordDirectOpportunity { account: a, .. }
-            | AcknowledgeConflict { account: a, .. }
-            | FlagConflictSlaBreached { account: a, .. }
-            | FlagRenewalOwnershipDue { account: a, .. }
-            | ResolveConflict { account: a, .. }
-            | ConfirmRenewalOwnership { account: a, .. }
-            | ReassignRenewalOwnership { account: a, .. } => account(a),
-        }
-    }
+    /// Every command's wire name, in declaration order.
+    pub const NAMES: [&'static str; 34] = [
+        "adopt_policy",
+        "onboard_partner",
+        "change_partner_tier",
+        "certify_partner",
+        "set_territories",
+        "set_capacity",
+        "offboard_partner",
+        "record_commission_payout",
+        "submit_registration",
+        "approve_registration",
+        "decline_registration",
+        "extend_protection",
+        "withdraw_registration",
+        "expire_protection",
+        "send_expiry_reminder",
+        "flag_inactive",
+        "flag_approval_sla_breached",
+        "appeal_decision",
+        "decide_appeal",
+        "advance_stage",
+        "set_sourcing_partner",
+        "add_influencer",
+        "remove_influencer",
+        "mark_won",
+        "mark_lost",
+        "record_revenue_reversal",
+        "release_registration",
+        "record_direct_opportunity",
+        "acknowledge_conflict",
+        "flag_renewal_ownership_due",
+        "flag_conflict_sla_breached",
+        "resolve_conflict",
+        "confirm_renewal_ownership",
+        "reassign_renewal_ownership",
+    ];
 
     /// The command's wire name (its `type` tag).
     pub fn name(&self) -> &'static str {
-        use Command::*;
+        use Command as C;
         match self {
-            AdoptPolicy { .. } => "adopt_policy",
-            OnboardPartner { .. } => "onboard_partner",
-            ChangePartnerTier { .. } => "change_partner_tier",
-            CertifyPartner { .. } => "certify_partner",
-            SetTerritories { .. } => "set_territories",
-            SetCapacity { .. } => "set_capacity",
-            OffboardPartner { .. } => "offboard_partner",
-            RecordCommissionPayout { .. } => "record_commission_payout",
-            SubmitRegistration { .. } => "submit_registration",
-            ApproveRegistration { .. } => "approve_registration",
-            DeclineRegistration { .. } => "decline_registration",
-            ExtendProtection { .. } => "extend_protection",
-            WithdrawRegistration { .. } => "withdraw_registration",
-            ExpireProtection { .. } => "expire_protection",
-            SendExpiryReminder { .. } => "send_expiry_reminder",
-            FlagInactive { .. } => "flag_inactive",
-            FlagApprovalSlaBreached { .. } => "flag_approval_sla_breached",
-            AppealDecision { .. } => "appeal_decision",
-            DecideAppeal { .. } => "decide_appeal",
-            AdvanceStage { .. } => "advance_stage",
-            SetSourcingPartner { .. } => "set_sourcing_partner",
-            AddInfluencer { .. } => "add_influencer",
-            RemoveInfluencer { .. } => "remove_influencer",
-            MarkWon { .. } => "mark_won",
-            MarkLost { .. } => "mark_lost",
-            RecordRevenueReversal { .. } => "record_revenue_reversal",
-            ReleaseRegistration { .. } => "release_registration",
-            RecordDirectOpportunity { .. } => "record_direct_opportunity",
-            AcknowledgeConflict { .. } => "acknowledge_conflict",
-            ResolveConflict { .. } => "resolve_conflict",
-            FlagConflictSlaBreached { .. } => "flag_conflict_sla_breached",
-            FlagRenewalOwnershipDue { .. } => "flag_renewal_ownership_due",
-            ConfirmRenewalOwnership { .. } => "confirm_renewal_ownership",
-            ReassignRenewalOwnership { .. } => "reassign_renewal_ownership",
+            C::AdoptPolicy(_) => "adopt_policy",
+            C::OnboardPartner(_) => "onboard_partner",
+            C::ChangePartnerTier(_) => "change_partner_tier",
+            C::CertifyPartner(_) => "certify_partner",
+            C::SetTerritories(_) => "set_territories",
+            C::SetCapacity(_) => "set_capacity",
+            C::OffboardPartner(_) => "offboard_partner",
+            C::RecordCommissionPayout(_) => "record_commission_payout",
+            C::SubmitRegistration(_) => "submit_registration",
+            C::ApproveRegistration(_) => "approve_registration",
+            C::DeclineRegistration(_) => "decline_registration",
+            C::ExtendProtection(_) => "extend_protection",
+            C::WithdrawRegistration(_) => "withdraw_registration",
+            C::ExpireProtection(_) => "expire_protection",
+            C::SendExpiryReminder(_) => "send_expiry_reminder",
+            C::FlagInactive(_) => "flag_inactive",
+            C::FlagApprovalSlaBreached(_) => "flag_approval_sla_breached",
+            C::AppealDecision(_) => "appeal_decision",
+            C::DecideAppeal(_) => "decide_appeal",
+            C::AdvanceStage(_) => "advance_stage",
+            C::SetSourcingPartner(_) => "set_sourcing_partner",
+            C::AddInfluencer(_) => "add_influencer",
+            C::RemoveInfluencer(_) => "remove_influencer",
+            C::MarkWon(_) => "mark_won",
+            C::MarkLost(_) => "mark_lost",
+            C::RecordRevenueReversal(_) => "record_revenue_reversal",
+            C::ReleaseRegistration(_) => "release_registration",
+            C::RecordDirectOpportunity(_) => "record_direct_opportunity",
+            C::AcknowledgeConflict(_) => "acknowledge_conflict",
+            C::FlagRenewalOwnershipDue(_) => "flag_renewal_ownership_due",
+            C::FlagConflictSlaBreached(_) => "flag_conflict_sla_breached",
+            C::ResolveConflict(_) => "resolve_conflict",
+            C::ConfirmRenewalOwnership(_) => "confirm_renewal_ownership",
+            C::ReassignRenewalOwnership(_) => "reassign_renewal_ownership",
         }
     }
+}
 
-    /// The registration the command is about, if any.
-    pub fn registration_id(&self) -> Option<RegistrationId> {
-        use Command::*;
-        match self {
-            SubmitRegistration {
-                registration_id, ..
-            }
-            | ApproveRegistration {
-                registration_id, ..
-            }
-            | DeclineRegistration {
-                registration_id, ..
-            }
-            | ExtendProtection {
-                registration_id, ..
-            }
-            | WithdrawRegistration {
-                registration_id, ..
-            }
-            | ExpireProtection {
-                registration_id, ..
-            }
-            | SendExpiryReminder {
-                registration_id, ..
-            }
-            | FlagInactive {
-                registration_id, ..
-            }
-            | FlagApprovalSlaBreached {
-                registration_id, ..
-            }
-            | AppealDecision {
-                registration_id, ..
-            }
-            | DecideAppeal {
-                registration_id, ..
-            }
-            | AdvanceStage {
-                registration_id, ..
-            }
-            | SetSourcingPartner {
-                registration_id, ..
-            }
-            | AddInfluencer {
-                registration_id, ..
-            }
-            | RemoveInfluencer {
-                registration_id, ..
-            }
-            | MarkWon {
-                registration_id, ..
-            }
-            | MarkLost {
-                registration_id, ..
-            }
-            | RecordRevenueReversal {
-                registration_id, ..
-            }
-            | ReleaseRegistration {
-                registration_id, ..
-            } => Some(*registration_id),
-            _ => None,
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `NAMES` lists exactly the wire names serde knows, so the input parser can tell an
+    /// unknown command from a known one with a bad field.
+    #[test]
+    fn names_are_the_serde_tags() {
+        for name in Command::NAMES {
+            let error = serde_json::from_value::<Command>(serde_json::json!({ "type": name }))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(error.contains("missing field"), "{name}: {error}");
         }
+        let unknown = serde_json::from_value::<Command>(serde_json::json!({ "type": "resale" }));
+        assert!(unknown.is_err_and(|e| e.to_string().contains("unknown variant")));
+        let sample = Command::SetCapacity(SetCapacity {
+            partner_id: PartnerId(uuid::Uuid::nil()),
+            capacity: 1,
+        });
+        let json = serde_json::to_value(&sample).unwrap_or_default();
+        assert_eq!(json["type"], sample.name());
+        let mut sorted = Command::NAMES.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), Command::NAMES.len(), "a name is listed twice");
     }
 }

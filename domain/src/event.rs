@@ -7,60 +7,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::attribution::Attribution;
 use crate::boundary::Boundary;
-use crate::command::{Customer, StageEvidence};
 use crate::error::RejectionCode;
 use crate::ids::{AccountKey, ConflictId, OpportunityId, PartnerId, RegistrationId};
 use crate::money::Money;
 use crate::motion::{DealKind, Motion, Tier};
-use crate::partner::Territory;
 use crate::policy::Policy;
-
-/// The kinds of channel conflict (RULES.md, "Conflict types and signals").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ConflictKind {
-    /// Two partners pursue the same account and product line.
-    Horizontal,
-    /// Direct sales works an account a partner registered.
-    Vertical,
-    /// Different motions (referral, reseller, marketplace, SI) overlap on one account.
-    MultiChannel,
-    /// A renewal is claimed where ownership is not clear.
-    RenewalOwnership,
-    /// Price protection of two registrations would overlap.
-    OverlappingProtection,
-}
-
-/// The two SLAs of a conflict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ConflictSla {
-    /// Acknowledged within 24 hours.
-    Acknowledgement,
-    /// A resolution plan within 5 business days.
-    ResolutionPlan,
-}
-
-/// Who is in a conflict.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum ConflictParty {
-    Registration {
-        registration_id: RegistrationId,
-        partner_id: PartnerId,
-    },
-    DirectSales {
-        opportunity_id: OpportunityId,
-        owner: String,
-    },
-}
-
-/// A registration a partner leaves open when it is offboarded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OpenSlot {
-    pub registration_id: RegistrationId,
-    pub account: AccountKey,
-}
+use crate::values::{
+    ConflictKind, ConflictParty, ConflictSla, Customer, OpenSlot, StageEvidence, Territory,
+};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

@@ -1,17 +1,25 @@
 //! `given(events).when(command).then(events | error)`: the scenario runner for rule tests.
 //!
-//! `given` events may span boundaries: partner events fold into the partner facts the
-//! context carries; events of the command's boundary fold into its state. Failures panic
-//! with both sides printed, so a failing rule reads like the rule.
+//! `given` events may span boundaries: events of the command's boundary fold into its
+//! state, partner events into partner facts. The context then carries exactly the
+//! partners [`partners_needed`] names, as the engine loads them (a partner with no events
+//! is an empty fact), so a rule that reads a partner the decision did not ask for fails
+//! here as it would in service. Failures panic with both sides printed, so a failing rule
+//! reads like the rule.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeZone, Utc};
 
-use crate::{
-    decide, evolve, Actor, Boundary, Command, Context, DomainError, Event, PartnerState, Policy,
-    RejectionCode, State, VendorRole,
-};
+use crate::actor::{Actor, VendorRole};
+use crate::boundary::Boundary;
+use crate::command::Command;
+use crate::context::Context;
+use crate::decision::{decide, evolve, partners_needed, State};
+use crate::error::{DomainError, RejectionCode};
+use crate::event::Event;
+use crate::partner::PartnerState;
+use crate::policy::Policy;
 
 pub struct Scenario {
     given: Vec<Event>,
@@ -67,16 +75,20 @@ impl Scenario {
             }
         };
         let mut state = State::initial(&boundary);
-        let mut partners: BTreeMap<_, PartnerState> = BTreeMap::new();
+        let mut folded: BTreeMap<_, PartnerState> = BTreeMap::new();
         for event in &self.given {
             let target = event.boundary();
             if target == boundary {
                 evolve(&mut state, event);
             }
             if let Boundary::Partner(id) = target {
-                partners.entry(id).or_default().evolve(event);
+                folded.entry(id).or_default().evolve(event);
             }
         }
+        let partners: BTreeMap<_, PartnerState> = partners_needed(&state, &command)
+            .into_iter()
+            .map(|id| (id, folded.get(&id).cloned().unwrap_or_default()))
+            .collect();
         let ctx = Context {
             now: self.now,
             actor: &self.actor,

@@ -7,18 +7,13 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::actor::{Actor, VendorRole};
-use crate::command::Command;
+use crate::command::{OnboardPartner, RecordCommissionPayout};
 use crate::error::{refuse, DomainError, RejectionCode};
-use crate::event::{Event, OpenSlot};
-use crate::ids::{AccountKey, PartnerId, RegistrationId};
+use crate::event::Event;
+use crate::ids::{normalise_product_line, AccountKey, PartnerId, RegistrationId};
 use crate::motion::{Motion, Tier};
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Territory {
-    pub region: String,
-    pub vertical: String,
-}
+use crate::route::PartnerCommand;
+use crate::values::{OpenSlot, Territory};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -146,132 +141,39 @@ fn non_empty(value: &str, field: &str) -> Result<(), DomainError> {
 
 pub(crate) fn decide(
     state: &PartnerState,
-    command: &Command,
+    command: PartnerCommand<'_>,
     actor: &Actor,
     now: DateTime<Utc>,
 ) -> Result<Vec<Event>, DomainError> {
-    if let Command::RecordCommissionPayout {
-        partner_id,
-        amount,
-        reference,
-    } = command
-    {
-        // Finance pays out, also after offboarding: balances outlive the agreement.
-        if !actor.is_role(VendorRole::RevOps) {
-            return refuse(
-                RejectionCode::NotAuthorised,
-                "commission payouts are recorded by RevOps/finance",
-            );
-        }
-        if state.status == PartnerStatus::Unknown {
-            return refuse(
-                RejectionCode::UnknownPartner,
-                "this partner is not onboarded",
-            );
-        }
-        non_empty(reference, "reference")?;
-        if amount.amount_minor <= 0 {
-            return Err(DomainError::new(
-                RejectionCode::InvalidField,
-                "a payout amount must be positive",
-            )
-            .with_details(serde_json::json!({ "field": "amount" })));
-        }
-        return Ok(vec![Event::CommissionPaidOut {
-            partner_id: *partner_id,
-            amount: amount.clone(),
-            reference: reference.clone(),
-            at: now,
-        }]);
-    }
-    vendor_admin(actor)?;
-    let exists = || {
-        if state.status == PartnerStatus::Unknown {
-            refuse(
-                RejectionCode::UnknownPartner,
-                "this partner is not onboarded; onboard it first",
-            )
-        } else if state.status == PartnerStatus::Offboarded {
-            refuse(
-                RejectionCode::PartnerNotActive,
-                "this partner was offboarded; its record is closed",
-            )
-        } else {
-            Ok(())
-        }
-    };
     match command {
-        Command::OnboardPartner {
-            partner_id,
-            name,
-            motions,
-            tier,
-            territories,
-            capacity,
-        } => {
-            if state.status != PartnerStatus::Unknown {
-                return refuse(
-                    RejectionCode::PartnerExists,
-                    format!("partner {partner_id} is already onboarded"),
-                );
-            }
-            non_empty(name, "name")?;
-            if motions.is_empty() {
-                return Err(DomainError::new(
-                    RejectionCode::MissingField,
-                    "a partner needs at least one motion",
-                )
-                .with_details(serde_json::json!({ "field": "motions" })));
-            }
-            if *capacity == 0 {
-                return Err(DomainError::new(
-                    RejectionCode::InvalidField,
-                    "capacity must be at least 1 open registration",
-                )
-                .with_details(serde_json::json!({ "field": "capacity" })));
-            }
-            let mut motions = motions.clone();
-            motions.sort();
-            motions.dedup();
-            Ok(vec![Event::PartnerOnboarded {
-                partner_id: *partner_id,
-                name: name.trim().to_string(),
-                motions,
-                tier: *tier,
-                territories: territories.clone(),
-                capacity: *capacity,
-                at: now,
-            }])
+        PartnerCommand::RecordPayout(c) => record_payout(state, c, actor, now),
+        PartnerCommand::Onboard(c) => {
+            vendor_admin(actor)?;
+            onboard(state, c, now)
         }
-        Command::ChangePartnerTier {
-            partner_id,
-            tier,
-            reason,
-        } => {
-            exists()?;
-            non_empty(reason, "reason")?;
-            if state.tier == Some(*tier) {
+        PartnerCommand::ChangeTier(c) => {
+            vendor_admin(actor)?;
+            exists(state)?;
+            non_empty(&c.reason, "reason")?;
+            if state.tier == Some(c.tier) {
                 return refuse(
                     RejectionCode::InvalidTransition,
-                    format!("the partner is already {tier:?}"),
+                    format!("the partner is already {:?}", c.tier),
                 );
             }
             Ok(vec![Event::PartnerTierChanged {
-                partner_id: *partner_id,
+                partner_id: c.partner_id,
                 from: state.tier(),
-                to: *tier,
-                reason: reason.clone(),
+                to: c.tier,
+                reason: c.reason.clone(),
                 at: now,
             }])
         }
-        Command::CertifyPartner {
-            partner_id,
-            product_line,
-            expires_on,
-        } => {
-            exists()?;
-            non_empty(product_line, "product_line")?;
-            if *expires_on < now.date_naive() {
+        PartnerCommand::Certify(c) => {
+            vendor_admin(actor)?;
+            exists(state)?;
+            non_empty(&c.product_line, "product_line")?;
+            if c.expires_on < now.date_naive() {
                 return Err(DomainError::new(
                     RejectionCode::InvalidField,
                     "the certification already expired; send the new expiry date",
@@ -279,44 +181,35 @@ pub(crate) fn decide(
                 .with_details(serde_json::json!({ "field": "expires_on" })));
             }
             Ok(vec![Event::PartnerCertified {
-                partner_id: *partner_id,
-                product_line: crate::ids::normalise_product_line(product_line),
-                expires_on: *expires_on,
+                partner_id: c.partner_id,
+                product_line: normalise_product_line(&c.product_line),
+                expires_on: c.expires_on,
                 at: now,
             }])
         }
-        Command::SetTerritories {
-            partner_id,
-            territories,
-        } => {
-            exists()?;
+        PartnerCommand::SetTerritories(c) => {
+            vendor_admin(actor)?;
+            exists(state)?;
             Ok(vec![Event::PartnerTerritoriesSet {
-                partner_id: *partner_id,
-                territories: territories.clone(),
+                partner_id: c.partner_id,
+                territories: c.territories.clone(),
                 at: now,
             }])
         }
-        Command::SetCapacity {
-            partner_id,
-            capacity,
-        } => {
-            exists()?;
-            if *capacity == 0 {
-                return Err(DomainError::new(
-                    RejectionCode::InvalidField,
-                    "capacity must be at least 1",
-                )
-                .with_details(serde_json::json!({ "field": "capacity" })));
-            }
+        PartnerCommand::SetCapacity(c) => {
+            vendor_admin(actor)?;
+            exists(state)?;
+            positive_capacity(c.capacity)?;
             Ok(vec![Event::PartnerCapacitySet {
-                partner_id: *partner_id,
-                capacity: *capacity,
+                partner_id: c.partner_id,
+                capacity: c.capacity,
                 at: now,
             }])
         }
-        Command::OffboardPartner { partner_id, reason } => {
-            exists()?;
-            non_empty(reason, "reason")?;
+        PartnerCommand::Offboard(c) => {
+            vendor_admin(actor)?;
+            exists(state)?;
+            non_empty(&c.reason, "reason")?;
             let open_registrations = state
                 .open_slots
                 .iter()
@@ -326,15 +219,107 @@ pub(crate) fn decide(
                 })
                 .collect();
             Ok(vec![Event::PartnerOffboarded {
-                partner_id: *partner_id,
-                reason: reason.clone(),
+                partner_id: c.partner_id,
+                reason: c.reason.clone(),
                 open_registrations,
                 at: now,
             }])
         }
-        _ => refuse(
-            RejectionCode::WrongBoundary,
-            "this command is not decided on a partner",
-        ),
     }
+}
+
+/// Agreements change only while the partner is in the program.
+fn exists(state: &PartnerState) -> Result<(), DomainError> {
+    match state.status {
+        PartnerStatus::Unknown => refuse(
+            RejectionCode::UnknownPartner,
+            "this partner is not onboarded; onboard it first",
+        ),
+        PartnerStatus::Offboarded => refuse(
+            RejectionCode::PartnerNotActive,
+            "this partner was offboarded; its record is closed",
+        ),
+        PartnerStatus::Active => Ok(()),
+    }
+}
+
+fn positive_capacity(capacity: u32) -> Result<(), DomainError> {
+    if capacity == 0 {
+        Err(DomainError::new(
+            RejectionCode::InvalidField,
+            "capacity must be at least 1 open registration",
+        )
+        .with_details(serde_json::json!({ "field": "capacity" })))
+    } else {
+        Ok(())
+    }
+}
+
+fn onboard(
+    state: &PartnerState,
+    c: &OnboardPartner,
+    now: DateTime<Utc>,
+) -> Result<Vec<Event>, DomainError> {
+    if state.status != PartnerStatus::Unknown {
+        return refuse(
+            RejectionCode::PartnerExists,
+            format!("partner {} is already onboarded", c.partner_id),
+        );
+    }
+    non_empty(&c.name, "name")?;
+    if c.motions.is_empty() {
+        return Err(DomainError::new(
+            RejectionCode::MissingField,
+            "a partner needs at least one motion",
+        )
+        .with_details(serde_json::json!({ "field": "motions" })));
+    }
+    positive_capacity(c.capacity)?;
+    let mut motions = c.motions.clone();
+    motions.sort();
+    motions.dedup();
+    Ok(vec![Event::PartnerOnboarded {
+        partner_id: c.partner_id,
+        name: c.name.trim().to_string(),
+        motions,
+        tier: c.tier,
+        territories: c.territories.clone(),
+        capacity: c.capacity,
+        at: now,
+    }])
+}
+
+/// Finance pays out, also after offboarding: balances outlive the agreement.
+fn record_payout(
+    state: &PartnerState,
+    c: &RecordCommissionPayout,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Result<Vec<Event>, DomainError> {
+    if !actor.is_role(VendorRole::RevOps) {
+        return refuse(
+            RejectionCode::NotAuthorised,
+            "commission payouts are recorded by RevOps/finance",
+        );
+    }
+    if state.status == PartnerStatus::Unknown {
+        return refuse(
+            RejectionCode::UnknownPartner,
+            "this partner is not onboarded",
+        );
+    }
+    non_empty(&c.reference, "reference")?;
+    if c.amount.amount_minor <= 0 {
+        return Err(DomainError::new(
+            RejectionCode::InvalidField,
+            "a payout amount must be positive",
+        )
+        .with_details(serde_json::json!({ "field": "amount" })));
+    }
+    Ok(vec![Event::CommissionPaidOut {
+        partner_id: c.partner_id,
+        amount: c.amount.clone(),
+        reference: c.reference.clone(),
+        at: now,
+    }])
 }

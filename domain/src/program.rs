@@ -4,10 +4,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::actor::{Actor, VendorRole};
-use crate::command::Command;
 use crate::error::{refuse, DomainError, RejectionCode};
 use crate::event::Event;
 use crate::policy::Policy;
+use crate::route::ProgramCommand;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ProgramState {
@@ -28,16 +28,12 @@ impl ProgramState {
 
 pub(crate) fn decide(
     state: &ProgramState,
-    command: &Command,
+    command: ProgramCommand<'_>,
     actor: &Actor,
     now: DateTime<Utc>,
 ) -> Result<Vec<Event>, DomainError> {
-    let Command::AdoptPolicy { policy } = command else {
-        return refuse(
-            RejectionCode::WrongBoundary,
-            "this command is not decided on the program",
-        );
-    };
+    let ProgramCommand::AdoptPolicy(command) = command;
+    let policy = &command.policy;
     if !(actor.is_role(VendorRole::RevOps)
         || actor.is_role(VendorRole::ChannelManager)
         || actor.is_system())

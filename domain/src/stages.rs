@@ -4,10 +4,10 @@
 use serde_json::json;
 
 use crate::account::Registration;
-use crate::command::StageEvidence;
 use crate::error::{DomainError, RejectionCode};
 use crate::motion::{Motion, Tier};
 use crate::policy::Policy;
+use crate::values::StageEvidence;
 
 pub fn stages(motion: Motion) -> [&'static str; 5] {
     match motion {

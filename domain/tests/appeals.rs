@@ -47,12 +47,12 @@ fn a_decline_needs_a_reason_code_and_a_rationale() {
     ] {
         let err = Scenario::given(history([partner.events(), deal.submitted()]))
             .by(channel_manager())
-            .when(Command::DeclineRegistration {
+            .when(Command::DeclineRegistration(DeclineRegistration {
                 account: "acme.com".into(),
                 registration_id: deal.id,
                 reason_code: reason_code.into(),
                 rationale: rationale.into(),
-            })
+            }))
             .then_error(RejectionCode::MissingField);
         assert_eq!(err.details["field"], field);
     }
@@ -121,11 +121,11 @@ fn an_appeal_needs_evidence() {
     let err = Scenario::given(history([partner.events(), deal.declined()]))
         .by(partner.user())
         .at(deal.declined_at() + days(1))
-        .when(Command::AppealDecision {
+        .when(Command::AppealDecision(AppealDecision {
             account: "acme.com".into(),
             registration_id: deal.id,
             evidence: "".into(),
-        })
+        }))
         .then_error(RejectionCode::MissingField);
     assert_eq!(err.details["field"], "evidence");
 }
@@ -293,12 +293,12 @@ fn appeals_are_decided_by_a_channel_manager_with_a_rationale() {
     }
     let err = Scenario::given(appealed(&partner, &deal))
         .by(channel_manager())
-        .when(Command::DecideAppeal {
+        .when(Command::DecideAppeal(DecideAppeal {
             account: "acme.com".into(),
             registration_id: deal.id,
             upheld: false,
             rationale: "".into(),
-        })
+        }))
         .then_error(RejectionCode::MissingField);
     assert_eq!(err.details["field"], "rationale");
 }

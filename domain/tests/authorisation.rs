@@ -156,84 +156,84 @@ fn auditors_change_nothing() {
         deal.mark_lost(),
         deal.reverse(usd(1_000)),
         deal.release(),
-        Command::RecordDirectOpportunity {
+        Command::RecordDirectOpportunity(RecordDirectOpportunity {
             account: "acme.com".into(),
             opportunity_id: OpportunityId(Uuid::now_v7()),
             owner: "tom".into(),
             product_line: "analytics".into(),
             amount: usd(1_000),
-        },
-        Command::AcknowledgeConflict {
+        }),
+        Command::AcknowledgeConflict(AcknowledgeConflict {
             account: "acme.com".into(),
             conflict_id: conflict.clone(),
             note: String::new(),
-        },
-        Command::ResolveConflict {
+        }),
+        Command::ResolveConflict(ResolveConflict {
             account: "acme.com".into(),
             conflict_id: conflict.clone(),
             winner: None,
             rationale: "x".into(),
-        },
-        Command::FlagConflictSlaBreached {
+        }),
+        Command::FlagConflictSlaBreached(FlagConflictSlaBreached {
             account: "acme.com".into(),
             conflict_id: conflict,
             sla: ConflictSla::Acknowledgement,
-        },
-        Command::FlagRenewalOwnershipDue {
+        }),
+        Command::FlagRenewalOwnershipDue(FlagRenewalOwnershipDue {
             account: "acme.com".into(),
             product_line: "analytics".into(),
-        },
-        Command::ConfirmRenewalOwnership {
+        }),
+        Command::ConfirmRenewalOwnership(ConfirmRenewalOwnership {
             account: "acme.com".into(),
             product_line: "analytics".into(),
             renewal_date: date("2027-06-01"),
-        },
-        Command::ReassignRenewalOwnership {
+        }),
+        Command::ReassignRenewalOwnership(ReassignRenewalOwnership {
             account: "acme.com".into(),
             product_line: "analytics".into(),
             to_partner: owner.id,
             reason: "x".into(),
-        },
+        }),
     ];
     let partner_commands = vec![
-        Command::OnboardPartner {
+        Command::OnboardPartner(OnboardPartner {
             partner_id: PartnerId(Uuid::now_v7()),
             name: "New".into(),
             motions: vec![Motion::Referral],
             tier: Tier::Silver,
             territories: vec![],
             capacity: 5,
-        },
-        Command::ChangePartnerTier {
+        }),
+        Command::ChangePartnerTier(ChangePartnerTier {
             partner_id: owner.id,
             tier: Tier::Platinum,
             reason: "x".into(),
-        },
-        Command::CertifyPartner {
+        }),
+        Command::CertifyPartner(CertifyPartner {
             partner_id: owner.id,
             product_line: "platform".into(),
             expires_on: far_future(),
-        },
-        Command::SetTerritories {
+        }),
+        Command::SetTerritories(SetTerritories {
             partner_id: owner.id,
             territories: vec![],
-        },
-        Command::SetCapacity {
+        }),
+        Command::SetCapacity(SetCapacity {
             partner_id: owner.id,
             capacity: 99,
-        },
-        Command::OffboardPartner {
+        }),
+        Command::OffboardPartner(OffboardPartner {
             partner_id: owner.id,
             reason: "x".into(),
-        },
-        Command::RecordCommissionPayout {
+        }),
+        Command::RecordCommissionPayout(RecordCommissionPayout {
             partner_id: owner.id,
             amount: usd(1),
             reference: "x".into(),
-        },
-        Command::AdoptPolicy {
+        }),
+        Command::AdoptPolicy(AdoptPolicy {
             policy: policy_version(2),
-        },
+        }),
     ];
     for command in account_commands.into_iter().chain(partner_commands) {
         let name = command.name();
@@ -290,39 +290,39 @@ fn only_vendor_admins_manage_partners() {
     let partner = reseller(Tier::Gold);
     let commands = |id: PartnerId| {
         vec![
-            Command::ChangePartnerTier {
+            Command::ChangePartnerTier(ChangePartnerTier {
                 partner_id: id,
                 tier: Tier::Platinum,
                 reason: "annual review".into(),
-            },
-            Command::CertifyPartner {
+            }),
+            Command::CertifyPartner(CertifyPartner {
                 partner_id: id,
                 product_line: "platform".into(),
                 expires_on: far_future(),
-            },
-            Command::SetTerritories {
+            }),
+            Command::SetTerritories(SetTerritories {
                 partner_id: id,
                 territories: vec![],
-            },
-            Command::SetCapacity {
+            }),
+            Command::SetCapacity(SetCapacity {
                 partner_id: id,
                 capacity: 99,
-            },
-            Command::OffboardPartner {
+            }),
+            Command::OffboardPartner(OffboardPartner {
                 partner_id: id,
                 reason: "agreement ended".into(),
-            },
+            }),
         ]
     };
     let newcomer = PartnerId(Uuid::now_v7());
-    let onboard = Command::OnboardPartner {
+    let onboard = Command::OnboardPartner(OnboardPartner {
         partner_id: newcomer,
         name: "Newcomer".into(),
         motions: vec![Motion::Referral],
         tier: Tier::Silver,
         territories: vec![],
         capacity: 5,
-    };
+    });
     let all = || commands(partner.id).into_iter().chain([onboard.clone()]);
     for actor in [
         partner.user(),
@@ -358,12 +358,14 @@ fn only_vendor_admins_manage_partners() {
 #[test]
 fn direct_opportunities_come_from_direct_sales_a_channel_manager_or_the_crm() {
     let partner = reseller(Tier::Gold);
-    let record = || Command::RecordDirectOpportunity {
-        account: "acme.com".into(),
-        opportunity_id: OpportunityId(Uuid::now_v7()),
-        owner: "tom.ae@vendor.example".into(),
-        product_line: "analytics".into(),
-        amount: usd(1_000),
+    let record = || {
+        Command::RecordDirectOpportunity(RecordDirectOpportunity {
+            account: "acme.com".into(),
+            opportunity_id: OpportunityId(Uuid::now_v7()),
+            owner: "tom.ae@vendor.example".into(),
+            product_line: "analytics".into(),
+            amount: usd(1_000),
+        })
     };
     for actor in [direct_sales(), channel_manager(), timekeeper()] {
         Scenario::given(vec![]).by(actor).when(record()).then_ok();

@@ -9,7 +9,7 @@ use dealreg_domain::Territory;
 use uuid::Uuid;
 
 fn onboard(id: PartnerId, capacity: u32) -> Command {
-    Command::OnboardPartner {
+    Command::OnboardPartner(OnboardPartner {
         partner_id: id,
         name: "  Contoso Consulting ".into(),
         motions: vec![Motion::Reseller, Motion::Referral, Motion::Reseller],
@@ -19,7 +19,7 @@ fn onboard(id: PartnerId, capacity: u32) -> Command {
             vertical: "manufacturing".into(),
         }],
         capacity,
-    }
+    })
 }
 
 // -------------------------------------------------------------------- onboarding
@@ -59,7 +59,7 @@ fn onboarding_needs_a_name_a_motion_and_some_capacity() {
         .then_error(RejectionCode::InvalidField);
     assert_eq!(err.details["field"], "capacity");
     let mut nameless = onboard(id, 5);
-    if let Command::OnboardPartner { name, .. } = &mut nameless {
+    if let Command::OnboardPartner(OnboardPartner { name, .. }) = &mut nameless {
         *name = " ".into();
     }
     let err = Scenario::given(vec![])
@@ -67,7 +67,7 @@ fn onboarding_needs_a_name_a_motion_and_some_capacity() {
         .then_error(RejectionCode::MissingField);
     assert_eq!(err.details["field"], "name");
     let mut motionless = onboard(id, 5);
-    if let Command::OnboardPartner { motions, .. } = &mut motionless {
+    if let Command::OnboardPartner(OnboardPartner { motions, .. }) = &mut motionless {
         motions.clear();
     }
     let err = Scenario::given(vec![])
@@ -82,11 +82,11 @@ fn onboarding_needs_a_name_a_motion_and_some_capacity() {
 fn a_tier_change_records_both_tiers_and_the_reason() {
     let partner = reseller(Tier::Gold);
     Scenario::given(partner.events())
-        .when(Command::ChangePartnerTier {
+        .when(Command::ChangePartnerTier(ChangePartnerTier {
             partner_id: partner.id,
             tier: Tier::Platinum,
             reason: "annual review".into(),
-        })
+        }))
         .then(vec![Event::PartnerTierChanged {
             partner_id: partner.id,
             from: Tier::Gold,
@@ -100,27 +100,27 @@ fn a_tier_change_records_both_tiers_and_the_reason() {
 fn a_tier_change_to_the_same_tier_or_without_reason_is_refused() {
     let partner = reseller(Tier::Gold);
     Scenario::given(partner.events())
-        .when(Command::ChangePartnerTier {
+        .when(Command::ChangePartnerTier(ChangePartnerTier {
             partner_id: partner.id,
             tier: Tier::Gold,
             reason: "annual review".into(),
-        })
+        }))
         .then_error(RejectionCode::InvalidTransition);
     Scenario::given(partner.events())
-        .when(Command::ChangePartnerTier {
+        .when(Command::ChangePartnerTier(ChangePartnerTier {
             partner_id: partner.id,
             tier: Tier::Silver,
             reason: "".into(),
-        })
+        }))
         .then_error(RejectionCode::MissingField);
 }
 
 fn certify(partner: PartnerId, line: &str, expires_on: NaiveDate) -> Command {
-    Command::CertifyPartner {
+    Command::CertifyPartner(CertifyPartner {
         partner_id: partner,
         product_line: line.into(),
         expires_on,
-    }
+    })
 }
 
 #[test]
@@ -170,20 +170,20 @@ fn a_new_certification_lets_the_partner_register_in_that_line() {
 fn capacity_is_set_to_at_least_one() {
     let partner = reseller(Tier::Gold);
     Scenario::given(partner.events())
-        .when(Command::SetCapacity {
+        .when(Command::SetCapacity(SetCapacity {
             partner_id: partner.id,
             capacity: 40,
-        })
+        }))
         .then(vec![Event::PartnerCapacitySet {
             partner_id: partner.id,
             capacity: 40,
             at: t0(),
         }]);
     let err = Scenario::given(partner.events())
-        .when(Command::SetCapacity {
+        .when(Command::SetCapacity(SetCapacity {
             partner_id: partner.id,
             capacity: 0,
-        })
+        }))
         .then_error(RejectionCode::InvalidField);
     assert_eq!(err.details["field"], "capacity");
 }
@@ -217,10 +217,10 @@ fn territories_are_recorded_as_given() {
         vertical: "healthcare".into(),
     }];
     Scenario::given(partner.events())
-        .when(Command::SetTerritories {
+        .when(Command::SetTerritories(SetTerritories {
             partner_id: partner.id,
             territories: territories.clone(),
-        })
+        }))
         .then(vec![Event::PartnerTerritoriesSet {
             partner_id: partner.id,
             territories,
@@ -233,14 +233,14 @@ fn an_unknown_partner_cannot_be_changed() {
     let id = PartnerId(Uuid::now_v7());
     for command in [
         certify(id, "analytics", far_future()),
-        Command::SetCapacity {
+        Command::SetCapacity(SetCapacity {
             partner_id: id,
             capacity: 3,
-        },
-        Command::OffboardPartner {
+        }),
+        Command::OffboardPartner(OffboardPartner {
             partner_id: id,
             reason: "never joined".into(),
-        },
+        }),
     ] {
         Scenario::given(vec![])
             .when(command)
@@ -279,10 +279,10 @@ fn offboarding_lists_the_registrations_still_open() {
         ],
     ]);
     Scenario::given(given)
-        .when(Command::OffboardPartner {
+        .when(Command::OffboardPartner(OffboardPartner {
             partner_id: partner.id,
             reason: "agreement ended".into(),
-        })
+        }))
         .then(vec![Event::PartnerOffboarded {
             partner_id: partner.id,
             reason: "agreement ended".into(),
@@ -304,15 +304,15 @@ fn offboarding_lists_the_registrations_still_open() {
 fn an_offboarded_partners_record_is_closed() {
     let gone = reseller(Tier::Gold).offboarded();
     for command in [
-        Command::OffboardPartner {
+        Command::OffboardPartner(OffboardPartner {
             partner_id: gone.id,
             reason: "again".into(),
-        },
-        Command::ChangePartnerTier {
+        }),
+        Command::ChangePartnerTier(ChangePartnerTier {
             partner_id: gone.id,
             tier: Tier::Platinum,
             reason: "late review".into(),
-        },
+        }),
         certify(gone.id, "platform", far_future()),
     ] {
         Scenario::given(gone.events())
@@ -383,10 +383,12 @@ fn registrations_are_released_by_the_system_or_a_channel_manager() {
 #[test]
 fn finance_records_payouts_even_after_offboarding() {
     let gone = reseller(Tier::Gold).offboarded();
-    let payout = |amount: Money| Command::RecordCommissionPayout {
-        partner_id: gone.id,
-        amount,
-        reference: "PAY-2026-0042".into(),
+    let payout = |amount: Money| {
+        Command::RecordCommissionPayout(RecordCommissionPayout {
+            partner_id: gone.id,
+            amount,
+            reference: "PAY-2026-0042".into(),
+        })
     };
     Scenario::given(gone.events())
         .by(revops())
@@ -410,7 +412,7 @@ fn finance_records_payouts_even_after_offboarding() {
 // ------------------------------------------------------------------------ policy
 
 fn adopt(policy: Policy) -> Command {
-    Command::AdoptPolicy { policy }
+    Command::AdoptPolicy(AdoptPolicy { policy })
 }
 
 fn adopted(version: u32) -> Event {
@@ -577,30 +579,30 @@ fn every_decision_event_records_the_policy_version_in_force() {
         &with_conflict,
         t0() + hours(24),
         timekeeper(),
-        Command::FlagConflictSlaBreached {
+        Command::FlagConflictSlaBreached(FlagConflictSlaBreached {
             account: "acme.com".into(),
             conflict_id,
             sla: ConflictSla::Acknowledgement,
-        },
+        }),
     );
     run(
         &won,
         midnight(renews - days(90)),
         timekeeper(),
-        Command::FlagRenewalOwnershipDue {
+        Command::FlagRenewalOwnershipDue(FlagRenewalOwnershipDue {
             account: "acme.com".into(),
             product_line: "analytics".into(),
-        },
+        }),
     );
     run(
         &won,
         t0() + days(60),
         channel_manager(),
-        Command::ConfirmRenewalOwnership {
+        Command::ConfirmRenewalOwnership(ConfirmRenewalOwnership {
             account: "acme.com".into(),
             product_line: "analytics".into(),
             renewal_date: renews,
-        },
+        }),
     );
 
     let mut versioned: Vec<&str> = Vec::new();

@@ -135,11 +135,11 @@ fn an_approval_needs_a_rationale() {
     let (partner, deal) = gold_reseller_deal();
     let err = Scenario::given(history([partner.events(), deal.submitted()]))
         .by(channel_manager())
-        .when(Command::ApproveRegistration {
+        .when(Command::ApproveRegistration(ApproveRegistration {
             account: "acme.com".into(),
             registration_id: deal.id,
             rationale: " ".into(),
-        })
+        }))
         .then_error(RejectionCode::MissingField);
     assert_eq!(err.details["field"], "rationale");
 }

@@ -11,13 +11,13 @@ use uuid::Uuid;
 const TOM: &str = "tom.ae@vendor.example";
 
 fn direct_opportunity(id: OpportunityId, line: &str) -> Command {
-    Command::RecordDirectOpportunity {
+    Command::RecordDirectOpportunity(RecordDirectOpportunity {
         account: "acme.com".into(),
         opportunity_id: id,
         owner: TOM.into(),
         product_line: line.into(),
         amount: usd(9_000_000),
-    }
+    })
 }
 
 fn direct_opportunity_recorded(id: OpportunityId, at: DateTime<Utc>) -> Event {
@@ -316,12 +316,14 @@ fn a_channel_manager_reassigns_the_renewal_from_the_incumbent() {
     let (incumbent, challenger, _, given) = incumbent_account();
     Scenario::given(given)
         .at(t0() + days(50))
-        .when(Command::ReassignRenewalOwnership {
-            account: "acme.com".into(),
-            product_line: "Analytics".into(),
-            to_partner: challenger.id,
-            reason: "incumbent exits the region".into(),
-        })
+        .when(Command::ReassignRenewalOwnership(
+            ReassignRenewalOwnership {
+                account: "acme.com".into(),
+                product_line: "Analytics".into(),
+                to_partner: challenger.id,
+                reason: "incumbent exits the region".into(),
+            },
+        ))
         .then(vec![reassigned(&incumbent, &challenger)]);
 }
 
@@ -346,11 +348,13 @@ fn after_reassignment_the_new_owner_may_register_the_renewal_and_the_incumbent_m
 fn a_renewal_is_reassigned_only_to_another_active_partner_by_a_channel_manager() {
     let (incumbent, _, _, given) = incumbent_account();
     let gone = reseller(Tier::Gold).offboarded();
-    let reassign = |to: PartnerId| Command::ReassignRenewalOwnership {
-        account: "acme.com".into(),
-        product_line: "analytics".into(),
-        to_partner: to,
-        reason: "incumbent exits the region".into(),
+    let reassign = |to: PartnerId| {
+        Command::ReassignRenewalOwnership(ReassignRenewalOwnership {
+            account: "acme.com".into(),
+            product_line: "analytics".into(),
+            to_partner: to,
+            reason: "incumbent exits the region".into(),
+        })
     };
     Scenario::given(history([given.clone(), gone.events()]))
         .when(reassign(gone.id))
@@ -370,11 +374,11 @@ fn a_renewal_is_reassigned_only_to_another_active_partner_by_a_channel_manager()
 }
 
 fn confirm(renewal_date: NaiveDate) -> Command {
-    Command::ConfirmRenewalOwnership {
+    Command::ConfirmRenewalOwnership(ConfirmRenewalOwnership {
         account: "acme.com".into(),
         product_line: "analytics".into(),
         renewal_date,
-    }
+    })
 }
 
 #[test]
@@ -448,10 +452,10 @@ fn the_renewal_review_falls_due_90_days_before_the_won_contract_renews_once() {
     let (incumbent, _, won, given) = incumbent_account();
     let renews = won.won_at().date_naive() + days(365);
     assert_eq!(renews, date("2027-04-01"));
-    let flag = Command::FlagRenewalOwnershipDue {
+    let flag = Command::FlagRenewalOwnershipDue(FlagRenewalOwnershipDue {
         account: "acme.com".into(),
         product_line: "analytics".into(),
-    };
+    });
     let due = midnight(renews - days(90));
     Scenario::given(given.clone())
         .at(due - secs(1))
@@ -508,20 +512,20 @@ fn horizontal_conflict() -> (Deal, Deal, ConflictId, Vec<Event>) {
 }
 
 fn acknowledge(id: &ConflictId) -> Command {
-    Command::AcknowledgeConflict {
+    Command::AcknowledgeConflict(AcknowledgeConflict {
         account: "acme.com".into(),
         conflict_id: id.clone(),
         note: "looking into it".into(),
-    }
+    })
 }
 
 fn resolve(id: &ConflictId, winner: Option<RegistrationId>) -> Command {
-    Command::ResolveConflict {
+    Command::ResolveConflict(ResolveConflict {
         account: "acme.com".into(),
         conflict_id: id.clone(),
         winner,
         rationale: "the first partner ran the workshop".into(),
-    }
+    })
 }
 
 #[test]
@@ -592,12 +596,12 @@ fn a_conflict_may_be_resolved_without_a_winner_but_not_without_a_rationale() {
         .when(resolve(&id, None))
         .then_ok();
     let err = Scenario::given(given)
-        .when(Command::ResolveConflict {
+        .when(Command::ResolveConflict(ResolveConflict {
             account: "acme.com".into(),
             conflict_id: id,
             winner: None,
             rationale: " ".into(),
-        })
+        }))
         .then_error(RejectionCode::MissingField);
     assert_eq!(err.details["field"], "rationale");
 }
@@ -625,11 +629,11 @@ fn conflicts_are_handled_by_channel_managers_only() {
 // ---------------------------------------------------------------- conflict SLAs
 
 fn flag_conflict(id: &ConflictId, sla: ConflictSla) -> Command {
-    Command::FlagConflictSlaBreached {
+    Command::FlagConflictSlaBreached(FlagConflictSlaBreached {
         account: "acme.com".into(),
         conflict_id: id.clone(),
         sla,
-    }
+    })
 }
 
 #[test]

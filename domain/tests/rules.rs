@@ -4,6 +4,7 @@
 //! the given events are exactly what the rules produce, and each test reads like its rule.
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
+use dealreg_domain::command::*;
 use dealreg_domain::harness::{t0, Scenario};
 use dealreg_domain::policy::TieBreak;
 use dealreg_domain::{
@@ -91,24 +92,24 @@ impl World {
         self.run(
             cm(),
             t0(),
-            Command::OnboardPartner {
+            Command::OnboardPartner(OnboardPartner {
                 partner_id: id,
                 name: format!("P-{id}"),
                 motions: vec![motion],
                 tier,
                 territories: vec![],
                 capacity,
-            },
+            }),
         );
         for line in ["analytics", "security"] {
             self.run(
                 cm(),
                 t0(),
-                Command::CertifyPartner {
+                Command::CertifyPartner(CertifyPartner {
                     partner_id: id,
                     product_line: line.into(),
                     expires_on: day("2027-12-31"),
-                },
+                }),
             );
         }
         id
@@ -124,7 +125,7 @@ impl World {
 }
 
 fn submit(id: RegistrationId, p: PartnerId, domain: &str, line: &str, motion: Motion) -> Command {
-    Command::SubmitRegistration {
+    Command::SubmitRegistration(SubmitRegistration {
         registration_id: id,
         partner_id: p,
         customer: Customer {
@@ -141,15 +142,15 @@ fn submit(id: RegistrationId, p: PartnerId, domain: &str, line: &str, motion: Mo
         expected_close: day("2026-06-30"),
         proof_of_work: "Workshop with the CFO on 2026-02-20".into(),
         kind: DealKind::NewBusiness,
-    }
+    })
 }
 
 fn approve(id: RegistrationId, domain: &str) -> Command {
-    Command::ApproveRegistration {
+    Command::ApproveRegistration(ApproveRegistration {
         account: domain.into(),
         registration_id: id,
         rationale: "qualified".into(),
-    }
+    })
 }
 
 fn with_submit(
@@ -157,7 +158,7 @@ fn with_submit(
     f: impl FnOnce(&mut Customer, &mut String, &mut String),
 ) -> Command {
     match command {
-        Command::SubmitRegistration {
+        Command::SubmitRegistration(SubmitRegistration {
             registration_id,
             partner_id,
             mut customer,
@@ -167,9 +168,9 @@ fn with_submit(
             expected_close,
             mut proof_of_work,
             kind,
-        } => {
+        }) => {
             f(&mut customer, &mut product_line, &mut proof_of_work);
-            Command::SubmitRegistration {
+            Command::SubmitRegistration(SubmitRegistration {
                 registration_id,
                 partner_id,
                 customer,
@@ -179,7 +180,7 @@ fn with_submit(
                 expected_close,
                 proof_of_work,
                 kind,
-            }
+            })
         }
         other => other,
     }
@@ -303,10 +304,10 @@ fn partner_gates_active_motion_and_unknown() {
     w.run(
         cm(),
         t0(),
-        Command::OffboardPartner {
+        Command::OffboardPartner(OffboardPartner {
             partner_id: p,
             reason: "ended".into(),
-        },
+        }),
     );
     w.scenario(partner(p), t0())
         .when(submit(
@@ -336,11 +337,11 @@ fn certification_gates_the_motions_the_policy_names_until_its_last_day() {
     w.run(
         cm(),
         t0(),
-        Command::CertifyPartner {
+        Command::CertifyPartner(CertifyPartner {
             partner_id: p,
             product_line: "platform".into(),
             expires_on: t0().date_naive() + Duration::days(10),
-        },
+        }),
     );
     let last_day = t0() + Duration::days(10);
     w.scenario(partner(p), last_day)
@@ -394,11 +395,11 @@ fn capacity_counts_open_registrations_and_frees_on_close() {
     w.run(
         partner(p),
         t0(),
-        Command::WithdrawRegistration {
+        Command::WithdrawRegistration(WithdrawRegistration {
             account: "alpha.com".into(),
             registration_id: a,
             reason: "postponed".into(),
-        },
+        }),
     );
     w.scenario(partner(p), t0())
         .when(submit(
@@ -459,10 +460,10 @@ fn expiry_clears_the_registered_partner() {
     w.run(
         system(),
         expiry,
-        Command::ExpireProtection {
+        Command::ExpireProtection(ExpireProtection {
             account: "acme.com".into(),
             registration_id: id,
-        },
+        }),
     );
     w.scenario(partner(b), expiry)
         .when(submit(
@@ -523,13 +524,13 @@ fn horizontal_multi_channel_vertical_and_renewal_conflicts_are_caught_when_they_
     let opportunity = w.run(
         direct(),
         t0(),
-        Command::RecordDirectOpportunity {
+        Command::RecordDirectOpportunity(RecordDirectOpportunity {
             account: "acme.com".into(),
             opportunity_id: OpportunityId(Uuid::now_v7()),
             owner: "ae".into(),
             product_line: "analytics".into(),
             amount: usd(9_000_000),
-        },
+        }),
     );
     assert_eq!(kinds(&opportunity), vec![ConflictKind::Vertical]);
     let c = w.partner(Motion::Reseller, Tier::Gold, 10);
@@ -542,13 +543,13 @@ fn horizontal_multi_channel_vertical_and_renewal_conflicts_are_caught_when_they_
     w.run(
         direct(),
         t0(),
-        Command::RecordDirectOpportunity {
+        Command::RecordDirectOpportunity(RecordDirectOpportunity {
             account: "initech.com".into(),
             opportunity_id: OpportunityId(Uuid::now_v7()),
             owner: "ae".into(),
             product_line: "security".into(),
             amount: usd(1),
-        },
+        }),
     );
     let after_direct = w.run(
         partner(c),
@@ -557,7 +558,7 @@ fn horizontal_multi_channel_vertical_and_renewal_conflicts_are_caught_when_they_
     );
     assert_eq!(kinds(&after_direct), vec![ConflictKind::Vertical]);
     let renewal = match submit(new_id(), a, "umbrella.com", "security", Motion::Reseller) {
-        Command::SubmitRegistration {
+        Command::SubmitRegistration(SubmitRegistration {
             registration_id,
             partner_id,
             customer,
@@ -567,7 +568,7 @@ fn horizontal_multi_channel_vertical_and_renewal_conflicts_are_caught_when_they_
             expected_close,
             proof_of_work,
             ..
-        } => Command::SubmitRegistration {
+        }) => Command::SubmitRegistration(SubmitRegistration {
             registration_id,
             partner_id,
             customer,
@@ -577,7 +578,7 @@ fn horizontal_multi_channel_vertical_and_renewal_conflicts_are_caught_when_they_
             expected_close,
             proof_of_work,
             kind: DealKind::Renewal,
-        },
+        }),
         other => other,
     };
     let unclear = w.run(partner(a), t0(), renewal);
@@ -601,34 +602,34 @@ fn conflicts_are_acknowledged_then_resolved_with_a_party_as_winner() {
     w.run(
         cm(),
         t0(),
-        Command::AcknowledgeConflict {
+        Command::AcknowledgeConflict(AcknowledgeConflict {
             account: "acme.com".into(),
             conflict_id: conflict_id.clone(),
             note: "looking".into(),
-        },
+        }),
     );
     w.scenario(cm(), t0())
-        .when(Command::AcknowledgeConflict {
+        .when(Command::AcknowledgeConflict(AcknowledgeConflict {
             account: "acme.com".into(),
             conflict_id: conflict_id.clone(),
             note: String::new(),
-        })
+        }))
         .then_error(RejectionCode::AlreadyRecorded);
     w.scenario(cm(), t0())
-        .when(Command::ResolveConflict {
+        .when(Command::ResolveConflict(ResolveConflict {
             account: "acme.com".into(),
             conflict_id: conflict_id.clone(),
             winner: Some(new_id()),
             rationale: "x".into(),
-        })
+        }))
         .then_error(RejectionCode::InvalidField);
     w.scenario(cm(), t0())
-        .when(Command::ResolveConflict {
+        .when(Command::ResolveConflict(ResolveConflict {
             account: "acme.com".into(),
             conflict_id: conflict_id.clone(),
             winner: Some(first),
             rationale: "registered first".into(),
-        })
+        }))
         .then_ok();
 }
 
@@ -659,21 +660,21 @@ fn incumbent_beats_net_new() {
     w.run(
         cm(),
         t0(),
-        Command::SetSourcingPartner {
+        Command::SetSourcingPartner(SetSourcingPartner {
             account: "acme.com".into(),
             registration_id: old,
             partner_id: incumbent,
             reason: "originated".into(),
-        },
+        }),
     );
     w.run(
         cm(),
         t0(),
-        Command::MarkWon {
+        Command::MarkWon(MarkWon {
             account: "acme.com".into(),
             registration_id: old,
             amount: usd(1_000_000),
-        },
+        }),
     );
     let net_new = w.submit(newcomer, "acme.com", "analytics", Motion::Reseller);
     let expansion = w.submit(incumbent, "acme.com", "analytics", Motion::Reseller);
@@ -697,11 +698,11 @@ fn certification_breaks_ties() {
     w.run(
         cm(),
         t0(),
-        Command::CertifyPartner {
+        Command::CertifyPartner(CertifyPartner {
             partner_id: certified,
             product_line: "payments".into(),
             expires_on: day("2027-01-01"),
-        },
+        }),
     );
     let mine = w.submit(uncertified, "acme.com", "payments", Motion::Referral);
     let theirs = w.submit(certified, "acme.com", "payments", Motion::Referral);
@@ -811,10 +812,12 @@ fn extensions_follow_the_policy_count_length_and_roles() {
     let p = w.partner(Motion::Reseller, Tier::Gold, 10);
     let id = w.submit(p, "acme.com", "analytics", Motion::Reseller);
     w.approve(id, "acme.com");
-    let extend = || Command::ExtendProtection {
-        account: "acme.com".into(),
-        registration_id: id,
-        reason: "procurement delay".into(),
+    let extend = || {
+        Command::ExtendProtection(ExtendProtection {
+            account: "acme.com".into(),
+            registration_id: id,
+            reason: "procurement delay".into(),
+        })
     };
     w.scenario(partner(p), t0())
         .when(extend())
@@ -845,11 +848,11 @@ fn extensions_follow_the_policy_count_length_and_roles() {
     let late = v.submit(q, "acme.com", "analytics", Motion::Reseller);
     v.approve(late, "acme.com");
     v.scenario(cm(), t0() + Duration::days(90))
-        .when(Command::ExtendProtection {
+        .when(Command::ExtendProtection(ExtendProtection {
             account: "acme.com".into(),
             registration_id: late,
             reason: "x".into(),
-        })
+        }))
         .then_error(RejectionCode::InvalidTransition);
 }
 
@@ -860,13 +863,17 @@ fn expiry_reminder_and_expiry_fall_due_exactly_on_time_and_once() {
     let id = w.submit(p, "acme.com", "analytics", Motion::Reseller);
     w.approve(id, "acme.com");
     let expires = t0() + Duration::days(90);
-    let remind = || Command::SendExpiryReminder {
-        account: "acme.com".into(),
-        registration_id: id,
+    let remind = || {
+        Command::SendExpiryReminder(SendExpiryReminder {
+            account: "acme.com".into(),
+            registration_id: id,
+        })
     };
-    let expire = || Command::ExpireProtection {
-        account: "acme.com".into(),
-        registration_id: id,
+    let expire = || {
+        Command::ExpireProtection(ExpireProtection {
+            account: "acme.com".into(),
+            registration_id: id,
+        })
     };
     let due = w
         .scenario(system(), expires - Duration::days(7) - Duration::seconds(1))
@@ -902,11 +909,11 @@ fn expiry_reminder_and_expiry_fall_due_exactly_on_time_and_once() {
     w.run(
         cm(),
         expires - Duration::days(5),
-        Command::ExtendProtection {
+        Command::ExtendProtection(ExtendProtection {
             account: "acme.com".into(),
             registration_id: id,
             reason: "slip".into(),
-        },
+        }),
     );
     w.scenario(system(), expires + Duration::days(23))
         .when(remind())
@@ -919,9 +926,11 @@ fn inactivity_is_flagged_after_thirty_days_without_a_touch() {
     let p = w.partner(Motion::Reseller, Tier::Gold, 10);
     let id = w.submit(p, "acme.com", "analytics", Motion::Reseller);
     w.approve(id, "acme.com");
-    let flag = || Command::FlagInactive {
-        account: "acme.com".into(),
-        registration_id: id,
+    let flag = || {
+        Command::FlagInactive(FlagInactive {
+            account: "acme.com".into(),
+            registration_id: id,
+        })
     };
     w.scenario(system(), t0() + Duration::days(30) - Duration::seconds(1))
         .when(flag())
@@ -934,12 +943,12 @@ fn inactivity_is_flagged_after_thirty_days_without_a_touch() {
     w.run(
         partner(p),
         t0() + Duration::days(32),
-        Command::SetSourcingPartner {
+        Command::SetSourcingPartner(SetSourcingPartner {
             account: "acme.com".into(),
             registration_id: id,
             partner_id: p,
             reason: "originated".into(),
-        },
+        }),
     );
     w.scenario(system(), t0() + Duration::days(61))
         .when(flag())
@@ -954,9 +963,11 @@ fn approval_sla_breach_is_recorded_at_48_hours_once() {
     let mut w = World::new();
     let p = w.partner(Motion::Reseller, Tier::Gold, 10);
     let id = w.submit(p, "acme.com", "analytics", Motion::Reseller);
-    let flag = || Command::FlagApprovalSlaBreached {
-        account: "acme.com".into(),
-        registration_id: id,
+    let flag = || {
+        Command::FlagApprovalSlaBreached(FlagApprovalSlaBreached {
+            account: "acme.com".into(),
+            registration_id: id,
+        })
     };
     w.scenario(system(), t0() + Duration::hours(48) - Duration::seconds(1))
         .when(flag())
@@ -978,22 +989,24 @@ fn appeals_within_ten_days_by_the_declined_partner_once() {
     let declined = w.run(
         cm(),
         t0(),
-        Command::DeclineRegistration {
+        Command::DeclineRegistration(DeclineRegistration {
             account: "acme.com".into(),
             registration_id: id,
             reason_code: "no_proof".into(),
             rationale: "no meeting notes".into(),
-        },
+        }),
     );
     let Event::RegistrationDeclined { appeal_until, .. } = &declined[0] else {
         panic!("declined")
     };
     assert_eq!(*appeal_until, t0() + Duration::days(10));
     assert!(matches!(declined[1], Event::CapacitySlotReleased { .. }));
-    let appeal = || Command::AppealDecision {
-        account: "acme.com".into(),
-        registration_id: id,
-        evidence: "minutes of 2026-02-20".into(),
+    let appeal = || {
+        Command::AppealDecision(AppealDecision {
+            account: "acme.com".into(),
+            registration_id: id,
+            evidence: "minutes of 2026-02-20".into(),
+        })
     };
     w.scenario(partner(other), t0())
         .when(appeal())
@@ -1009,12 +1022,12 @@ fn appeals_within_ten_days_by_the_declined_partner_once() {
         .then_error(RejectionCode::AlreadyRecorded);
     let decided = w
         .scenario(cm(), t0() + Duration::days(11))
-        .when(Command::DecideAppeal {
+        .when(Command::DecideAppeal(DecideAppeal {
             account: "acme.com".into(),
             registration_id: id,
             upheld: true,
             rationale: "evidence predates".into(),
-        })
+        }))
         .then_ok();
     let Event::AppealDecided {
         approval_due_at,
@@ -1041,15 +1054,17 @@ fn stages_move_one_step_in_order_only_with_attribution_and_evidence() {
     let mut w = World::new();
     let p = w.partner(Motion::Reseller, Tier::Gold, 10);
     let id = w.submit(p, "acme.com", "analytics", Motion::Reseller);
-    let advance = |to: &str, pct: Option<u32>| Command::AdvanceStage {
-        account: "acme.com".into(),
-        registration_id: id,
-        to_stage: to.into(),
-        evidence: StageEvidence {
-            note: "criteria met".into(),
-            discount_percent: pct,
-            next_step: None,
-        },
+    let advance = |to: &str, pct: Option<u32>| {
+        Command::AdvanceStage(AdvanceStage {
+            account: "acme.com".into(),
+            registration_id: id,
+            to_stage: to.into(),
+            evidence: StageEvidence {
+                note: "criteria met".into(),
+                discount_percent: pct,
+                next_step: None,
+            },
+        })
     };
     w.scenario(partner(p), t0())
         .when(advance("qualification", None))
@@ -1061,24 +1076,24 @@ fn stages_move_one_step_in_order_only_with_attribution_and_evidence() {
     w.run(
         partner(p),
         t0(),
-        Command::SetSourcingPartner {
+        Command::SetSourcingPartner(SetSourcingPartner {
             account: "acme.com".into(),
             registration_id: id,
             partner_id: p,
             reason: "originated".into(),
-        },
+        }),
     );
     let skip = w
         .scenario(partner(p), t0())
         .when(advance("configure_and_quote", None))
         .then_error(RejectionCode::InvalidTransition);
     assert_eq!(skip.details["next_stage"], "qualification");
-    let no_note = Command::AdvanceStage {
+    let no_note = Command::AdvanceStage(AdvanceStage {
         account: "acme.com".into(),
         registration_id: id,
         to_stage: "qualification".into(),
         evidence: StageEvidence::default(),
-    };
+    });
     w.scenario(partner(p), t0())
         .when(no_note)
         .then_error(RejectionCode::ExitCriteriaNotMet);
@@ -1105,7 +1120,7 @@ fn referral_intro_needs_the_partner_as_sourcing_and_tech_credit_is_influence() {
     let other = w.partner(Motion::Reseller, Tier::Gold, 10);
     let id = w.submit(referrer, "acme.com", "analytics", Motion::Referral);
     w.approve(id, "acme.com");
-    let validate = Command::AdvanceStage {
+    let validate = Command::AdvanceStage(AdvanceStage {
         account: "acme.com".into(),
         registration_id: id,
         to_stage: "validate".into(),
@@ -1113,16 +1128,16 @@ fn referral_intro_needs_the_partner_as_sourcing_and_tech_credit_is_influence() {
             note: "intro done".into(),
             ..StageEvidence::default()
         },
-    };
+    });
     w.run(
         cm(),
         t0(),
-        Command::SetSourcingPartner {
+        Command::SetSourcingPartner(SetSourcingPartner {
             account: "acme.com".into(),
             registration_id: id,
             partner_id: other,
             reason: "mistake".into(),
-        },
+        }),
     );
     w.scenario(partner(referrer), t0())
         .when(validate.clone())
@@ -1130,12 +1145,12 @@ fn referral_intro_needs_the_partner_as_sourcing_and_tech_credit_is_influence() {
     let changed = w.run(
         cm(),
         t0(),
-        Command::SetSourcingPartner {
+        Command::SetSourcingPartner(SetSourcingPartner {
             account: "acme.com".into(),
             registration_id: id,
             partner_id: referrer,
             reason: "corrected".into(),
-        },
+        }),
     );
     let Event::SourcingPartnerSet {
         previous,
@@ -1154,14 +1169,14 @@ fn referral_intro_needs_the_partner_as_sourcing_and_tech_credit_is_influence() {
     let t = w.submit(tech, "globex.com", "analytics", Motion::TechIsv);
     w.approve(t, "globex.com");
     w.scenario(cm(), t0())
-        .when(Command::SetSourcingPartner {
+        .when(Command::SetSourcingPartner(SetSourcingPartner {
             account: "globex.com".into(),
             registration_id: t,
             partner_id: tech,
             reason: "x".into(),
-        })
+        }))
         .then_error(RejectionCode::SourcingNotAllowed);
-    let fit = Command::AdvanceStage {
+    let fit = Command::AdvanceStage(AdvanceStage {
         account: "globex.com".into(),
         registration_id: t,
         to_stage: "field_readiness".into(),
@@ -1169,17 +1184,17 @@ fn referral_intro_needs_the_partner_as_sourcing_and_tech_credit_is_influence() {
             note: "integration certified".into(),
             ..StageEvidence::default()
         },
-    };
+    });
     w.run(
         cm(),
         t0(),
-        Command::AddInfluencer {
+        Command::AddInfluencer(AddInfluencer {
             account: "globex.com".into(),
             registration_id: t,
             partner_id: other,
             percent: 10,
             reason: "helped".into(),
-        },
+        }),
     );
     w.scenario(partner(tech), t0())
         .when(fit.clone())
@@ -1187,13 +1202,13 @@ fn referral_intro_needs_the_partner_as_sourcing_and_tech_credit_is_influence() {
     w.run(
         cm(),
         t0(),
-        Command::AddInfluencer {
+        Command::AddInfluencer(AddInfluencer {
             account: "globex.com".into(),
             registration_id: t,
             partner_id: tech,
             percent: 40,
             reason: "integration".into(),
-        },
+        }),
     );
     w.scenario(partner(tech), t0()).when(fit).then_ok();
 }
@@ -1209,65 +1224,65 @@ fn attribution_has_one_sourcing_partner_never_exceeds_100_and_locks_on_the_win()
     w.run(
         partner(p),
         t0(),
-        Command::SetSourcingPartner {
+        Command::SetSourcingPartner(SetSourcingPartner {
             account: "acme.com".into(),
             registration_id: id,
             partner_id: p,
             reason: "originated".into(),
-        },
+        }),
     );
     // A partner cannot take sourcing from another; only a channel manager changes it.
     let err = w
         .scenario(partner(p), t0())
-        .when(Command::SetSourcingPartner {
+        .when(Command::SetSourcingPartner(SetSourcingPartner {
             account: "acme.com".into(),
             registration_id: id,
             partner_id: i2,
             reason: "x".into(),
-        })
+        }))
         .then_error(RejectionCode::NotAuthorised);
     assert!(err.message.contains("attribution"));
     w.run(
         cm(),
         t0(),
-        Command::AddInfluencer {
+        Command::AddInfluencer(AddInfluencer {
             account: "acme.com".into(),
             registration_id: id,
             partner_id: i1,
             percent: 60,
             reason: "integration".into(),
-        },
+        }),
     );
     let over = w
         .scenario(cm(), t0())
-        .when(Command::AddInfluencer {
+        .when(Command::AddInfluencer(AddInfluencer {
             account: "acme.com".into(),
             registration_id: id,
             partner_id: i2,
             percent: 41,
             reason: "workshop".into(),
-        })
+        }))
         .then_error(RejectionCode::AttributionOver100);
     assert_eq!(over.details["total"], 101);
     w.run(
         cm(),
         t0(),
-        Command::AddInfluencer {
+        Command::AddInfluencer(AddInfluencer {
             account: "acme.com".into(),
             registration_id: id,
             partner_id: i2,
             percent: 40,
             reason: "workshop".into(),
-        },
+        }),
     );
     let won = w.run(
         cm(),
         t0(),
-        Command::MarkWon {
+        Command::MarkWon(MarkWon {
             account: "acme.com".into(),
             registration_id: id,
             amount: usd(4_200_000),
-        },
+        }),
     );
     let Event::DealWon {
         attribution,
@@ -1287,12 +1302,12 @@ fn attribution_has_one_sourcing_partner_never_exceeds_100_and_locks_on_the_win()
         (Some(p), 100, 0, 1)
     );
     w.scenario(cm(), t0())
-        .when(Command::RemoveInfluencer {
+        .when(Command::RemoveInfluencer(RemoveInfluencer {
             account: "acme.com".into(),
             registration_id: id,
             partner_id: i2,
             reason: "x".into(),
-        })
+        }))
         .then_error(RejectionCode::AttributionLocked);
 }
 
@@ -1302,10 +1317,12 @@ fn wins_need_attribution_and_the_deal_currency_and_reversals_stay_within_the_win
     let p = w.partner(Motion::Reseller, Tier::Gold, 10);
     let id = w.submit(p, "acme.com", "analytics", Motion::Reseller);
     w.approve(id, "acme.com");
-    let win = |m: Money| Command::MarkWon {
-        account: "acme.com".into(),
-        registration_id: id,
-        amount: m,
+    let win = |m: Money| {
+        Command::MarkWon(MarkWon {
+            account: "acme.com".into(),
+            registration_id: id,
+            amount: m,
+        })
     };
     w.scenario(cm(), t0())
         .when(win(usd(100)))
@@ -1313,12 +1330,12 @@ fn wins_need_attribution_and_the_deal_currency_and_reversals_stay_within_the_win
     w.run(
         cm(),
         t0(),
-        Command::SetSourcingPartner {
+        Command::SetSourcingPartner(SetSourcingPartner {
             account: "acme.com".into(),
             registration_id: id,
             partner_id: p,
             reason: "originated".into(),
-        },
+        }),
     );
     w.scenario(cm(), t0())
         .when(win(Money::new(100, "EUR").expect("eur")))
@@ -1327,11 +1344,13 @@ fn wins_need_attribution_and_the_deal_currency_and_reversals_stay_within_the_win
         .when(win(usd(100)))
         .then_error(RejectionCode::NotAuthorised);
     w.run(cm(), t0(), win(usd(10_000)));
-    let reverse = |minor| Command::RecordRevenueReversal {
-        account: "acme.com".into(),
-        registration_id: id,
-        amount: usd(minor),
-        reason: "refund".into(),
+    let reverse = |minor| {
+        Command::RecordRevenueReversal(RecordRevenueReversal {
+            account: "acme.com".into(),
+            registration_id: id,
+            amount: usd(minor),
+            reason: "refund".into(),
+        })
     };
     w.run(revops(), t0(), reverse(6_000));
     w.scenario(revops(), t0())
@@ -1349,7 +1368,7 @@ fn the_incumbent_owns_the_renewal_unless_reassigned_confirmed_90_days_ahead() {
     let challenger = w.partner(Motion::Reseller, Tier::Gold, 10);
     let renewal_by =
         |p: PartnerId| match submit(new_id(), p, "acme.com", "analytics", Motion::Reseller) {
-            Command::SubmitRegistration {
+            Command::SubmitRegistration(SubmitRegistration {
                 registration_id,
                 partner_id,
                 customer,
@@ -1359,7 +1378,7 @@ fn the_incumbent_owns_the_renewal_unless_reassigned_confirmed_90_days_ahead() {
                 expected_close,
                 proof_of_work,
                 ..
-            } => Command::SubmitRegistration {
+            }) => Command::SubmitRegistration(SubmitRegistration {
                 registration_id,
                 partner_id,
                 customer,
@@ -1369,13 +1388,15 @@ fn the_incumbent_owns_the_renewal_unless_reassigned_confirmed_90_days_ahead() {
                 expected_close,
                 proof_of_work,
                 kind: DealKind::Renewal,
-            },
+            }),
             other => other,
         };
-    let confirm = |date: NaiveDate| Command::ConfirmRenewalOwnership {
-        account: "acme.com".into(),
-        product_line: "analytics".into(),
-        renewal_date: date,
+    let confirm = |date: NaiveDate| {
+        Command::ConfirmRenewalOwnership(ConfirmRenewalOwnership {
+            account: "acme.com".into(),
+            product_line: "analytics".into(),
+            renewal_date: date,
+        })
     };
     w.scenario(cm(), t0())
         .when(confirm(day("2027-03-01")))
@@ -1385,21 +1406,21 @@ fn the_incumbent_owns_the_renewal_unless_reassigned_confirmed_90_days_ahead() {
     w.run(
         cm(),
         t0(),
-        Command::SetSourcingPartner {
+        Command::SetSourcingPartner(SetSourcingPartner {
             account: "acme.com".into(),
             registration_id: id,
             partner_id: incumbent,
             reason: "originated".into(),
-        },
+        }),
     );
     w.run(
         cm(),
         t0(),
-        Command::MarkWon {
+        Command::MarkWon(MarkWon {
             account: "acme.com".into(),
             registration_id: id,
             amount: usd(1_000_000),
-        },
+        }),
     );
     let err = w
         .scenario(partner(challenger), t0())
@@ -1430,12 +1451,12 @@ fn the_incumbent_owns_the_renewal_unless_reassigned_confirmed_90_days_ahead() {
     w.run(
         cm(),
         t0(),
-        Command::ReassignRenewalOwnership {
+        Command::ReassignRenewalOwnership(ReassignRenewalOwnership {
             account: "acme.com".into(),
             product_line: "analytics".into(),
             to_partner: challenger,
             reason: "incumbent exited the region".into(),
-        },
+        }),
     );
     w.scenario(partner(challenger), t0())
         .when(renewal_by(challenger))
@@ -1452,30 +1473,30 @@ fn partner_lifecycle_is_recorded_and_offboarding_lists_what_it_leaves() {
     let mut w = World::new();
     let p = w.partner(Motion::Reseller, Tier::Silver, 10);
     w.scenario(cm(), t0())
-        .when(Command::OnboardPartner {
+        .when(Command::OnboardPartner(OnboardPartner {
             partner_id: p,
             name: "again".into(),
             motions: vec![Motion::Reseller],
             tier: Tier::Gold,
             territories: vec![],
             capacity: 1,
-        })
+        }))
         .then_error(RejectionCode::PartnerExists);
     w.scenario(partner(p), t0())
-        .when(Command::ChangePartnerTier {
+        .when(Command::ChangePartnerTier(ChangePartnerTier {
             partner_id: p,
             tier: Tier::Platinum,
             reason: "self-promotion".into(),
-        })
+        }))
         .then_error(RejectionCode::NotAuthorised);
     let tier = w.run(
         cm(),
         t0(),
-        Command::ChangePartnerTier {
+        Command::ChangePartnerTier(ChangePartnerTier {
             partner_id: p,
             tier: Tier::Gold,
             reason: "review".into(),
-        },
+        }),
     );
     assert_eq!(
         tier,
@@ -1488,36 +1509,36 @@ fn partner_lifecycle_is_recorded_and_offboarding_lists_what_it_leaves() {
         }]
     );
     w.scenario(cm(), t0())
-        .when(Command::CertifyPartner {
+        .when(Command::CertifyPartner(CertifyPartner {
             partner_id: p,
             product_line: "x".into(),
             expires_on: day("2026-01-01"),
-        })
+        }))
         .then_error(RejectionCode::InvalidField);
     w.scenario(cm(), t0())
-        .when(Command::SetCapacity {
+        .when(Command::SetCapacity(SetCapacity {
             partner_id: p,
             capacity: 0,
-        })
+        }))
         .then_error(RejectionCode::InvalidField);
     let a = w.submit(p, "alpha.com", "analytics", Motion::Reseller);
     let b = w.submit(p, "beta.com", "analytics", Motion::Reseller);
     w.run(
         partner(p),
         t0(),
-        Command::WithdrawRegistration {
+        Command::WithdrawRegistration(WithdrawRegistration {
             account: "beta.com".into(),
             registration_id: b,
             reason: "lost interest".into(),
-        },
+        }),
     );
     let off = w.run(
         cm(),
         t0(),
-        Command::OffboardPartner {
+        Command::OffboardPartner(OffboardPartner {
             partner_id: p,
             reason: "agreement ended".into(),
-        },
+        }),
     );
     let Event::PartnerOffboarded {
         open_registrations, ..
@@ -1529,11 +1550,11 @@ fn partner_lifecycle_is_recorded_and_offboarding_lists_what_it_leaves() {
     assert_eq!(open_registrations[0].registration_id, a);
     let released = w
         .scenario(system(), t0())
-        .when(Command::ReleaseRegistration {
+        .when(Command::ReleaseRegistration(ReleaseRegistration {
             account: "alpha.com".into(),
             registration_id: a,
             reason: "partner offboarded".into(),
-        })
+        }))
         .then_ok();
     assert!(matches!(released[1], Event::CapacitySlotReleased { .. }));
 }
@@ -1544,13 +1565,13 @@ fn policies_are_versioned_and_decisions_record_the_version_in_force() {
     v7.version = 7;
     let adopted = Scenario::given(vec![])
         .by(revops())
-        .when(Command::AdoptPolicy { policy: v7.clone() })
+        .when(Command::AdoptPolicy(AdoptPolicy { policy: v7.clone() }))
         .then_ok();
     let older = Scenario::given(adopted)
         .by(revops())
-        .when(Command::AdoptPolicy {
+        .when(Command::AdoptPolicy(AdoptPolicy {
             policy: Policy::default_program(),
-        })
+        }))
         .then_error(RejectionCode::PolicyVersionNotNewer);
     assert_eq!(older.details["current_version"], 7);
     let mut w = World::with_policy(v7);
@@ -1569,9 +1590,9 @@ fn policies_are_versioned_and_decisions_record_the_version_in_force() {
     ));
     Scenario::given(vec![])
         .by(partner(p))
-        .when(Command::AdoptPolicy {
+        .when(Command::AdoptPolicy(AdoptPolicy {
             policy: Policy::default_program(),
-        })
+        }))
         .then_error(RejectionCode::NotAuthorised);
 }
 
@@ -1594,11 +1615,11 @@ fn partners_only_see_and_change_their_own_registrations() {
         .then_error(RejectionCode::NotAuthorised);
     let hidden = w
         .scenario(partner(snoop), t0())
-        .when(Command::WithdrawRegistration {
+        .when(Command::WithdrawRegistration(WithdrawRegistration {
             account: "acme.com".into(),
             registration_id: id,
             reason: "x".into(),
-        })
+        }))
         .then_error(RejectionCode::UnknownRegistration);
     assert!(
         !hidden.message.contains(&owner.to_string()),
@@ -1611,29 +1632,29 @@ fn partners_only_see_and_change_their_own_registrations() {
         .when(approve(id, "acme.com"))
         .then_error(RejectionCode::NotAuthorised);
     w.scenario(auditor(), t0())
-        .when(Command::WithdrawRegistration {
+        .when(Command::WithdrawRegistration(WithdrawRegistration {
             account: "acme.com".into(),
             registration_id: id,
             reason: "x".into(),
-        })
+        }))
         .then_error(RejectionCode::NotAuthorised);
     for command in [
-        Command::FlagApprovalSlaBreached {
+        Command::FlagApprovalSlaBreached(FlagApprovalSlaBreached {
             account: "acme.com".into(),
             registration_id: id,
-        },
-        Command::FlagInactive {
+        }),
+        Command::FlagInactive(FlagInactive {
             account: "acme.com".into(),
             registration_id: id,
-        },
-        Command::ExpireProtection {
+        }),
+        Command::ExpireProtection(ExpireProtection {
             account: "acme.com".into(),
             registration_id: id,
-        },
-        Command::SendExpiryReminder {
+        }),
+        Command::SendExpiryReminder(SendExpiryReminder {
             account: "acme.com".into(),
             registration_id: id,
-        },
+        }),
     ] {
         w.scenario(cm(), t0() + Duration::days(200))
             .when(command)
@@ -1641,14 +1662,14 @@ fn partners_only_see_and_change_their_own_registrations() {
     }
     Scenario::given(vec![])
         .by(partner(owner))
-        .when(Command::OnboardPartner {
+        .when(Command::OnboardPartner(OnboardPartner {
             partner_id: PartnerId(Uuid::now_v7()),
             name: "me".into(),
             motions: vec![Motion::Reseller],
             tier: Tier::Platinum,
             territories: vec![],
             capacity: 99,
-        })
+        }))
         .then_error(RejectionCode::NotAuthorised);
 }
 
@@ -1656,10 +1677,12 @@ fn partners_only_see_and_change_their_own_registrations() {
 fn commission_payouts_are_recorded_by_finance_even_after_offboarding() {
     let mut w = World::new();
     let p = w.partner(Motion::Reseller, Tier::Gold, 10);
-    let payout = |minor| Command::RecordCommissionPayout {
-        partner_id: p,
-        amount: usd(minor),
-        reference: "PAY-1".into(),
+    let payout = |minor| {
+        Command::RecordCommissionPayout(RecordCommissionPayout {
+            partner_id: p,
+            amount: usd(minor),
+            reference: "PAY-1".into(),
+        })
     };
     w.scenario(cm(), t0())
         .when(payout(100))
@@ -1673,10 +1696,10 @@ fn commission_payouts_are_recorded_by_finance_even_after_offboarding() {
     w.run(
         cm(),
         t0(),
-        Command::OffboardPartner {
+        Command::OffboardPartner(OffboardPartner {
             partner_id: p,
             reason: "ended".into(),
-        },
+        }),
     );
     w.scenario(revops(), t0())
         .when(payout(12_345))
@@ -1688,11 +1711,11 @@ fn commission_payouts_are_recorded_by_finance_even_after_offboarding() {
         }]);
     Scenario::given(vec![])
         .by(revops())
-        .when(Command::RecordCommissionPayout {
+        .when(Command::RecordCommissionPayout(RecordCommissionPayout {
             partner_id: PartnerId(Uuid::now_v7()),
             amount: usd(1),
             reference: "x".into(),
-        })
+        }))
         .then_error(RejectionCode::UnknownPartner);
 }
 
@@ -1718,10 +1741,12 @@ fn conflict_slas_breach_at_24_hours_and_5_business_days_once() {
     };
     // Monday 09:00 + 5 business days = next Monday 09:00.
     assert_eq!(*resolution_plan_by, Some(t0() + Duration::days(7)));
-    let flag = |sla| Command::FlagConflictSlaBreached {
-        account: "acme.com".into(),
-        conflict_id: conflict_id.clone(),
-        sla,
+    let flag = |sla| {
+        Command::FlagConflictSlaBreached(FlagConflictSlaBreached {
+            account: "acme.com".into(),
+            conflict_id: conflict_id.clone(),
+            sla,
+        })
     };
     w.scenario(system(), t0() + Duration::hours(24) - Duration::seconds(1))
         .when(flag(ConflictSla::Acknowledgement))
@@ -1740,11 +1765,11 @@ fn conflict_slas_breach_at_24_hours_and_5_business_days_once() {
     w.run(
         cm(),
         t0() + Duration::hours(30),
-        Command::AcknowledgeConflict {
+        Command::AcknowledgeConflict(AcknowledgeConflict {
             account: "acme.com".into(),
             conflict_id: conflict_id.clone(),
             note: "late".into(),
-        },
+        }),
     );
     w.scenario(system(), t0() + Duration::days(7) - Duration::seconds(1))
         .when(flag(ConflictSla::ResolutionPlan))
@@ -1759,12 +1784,12 @@ fn conflict_slas_breach_at_24_hours_and_5_business_days_once() {
     w.run(
         cm(),
         t0() + Duration::days(2),
-        Command::ResolveConflict {
+        Command::ResolveConflict(ResolveConflict {
             account: "acme.com".into(),
             conflict_id: conflict_id.clone(),
             winner: None,
             rationale: "plan agreed".into(),
-        },
+        }),
     );
     w.scenario(system(), t0() + Duration::days(8))
         .when(flag(ConflictSla::ResolutionPlan))
@@ -1780,21 +1805,21 @@ fn renewal_ownership_is_reviewed_90_days_before_the_contract_renews_once() {
     w.run(
         cm(),
         t0(),
-        Command::SetSourcingPartner {
+        Command::SetSourcingPartner(SetSourcingPartner {
             account: "acme.com".into(),
             registration_id: id,
             partner_id: p,
             reason: "originated".into(),
-        },
+        }),
     );
     let won = w.run(
         cm(),
         t0(),
-        Command::MarkWon {
+        Command::MarkWon(MarkWon {
             account: "acme.com".into(),
             registration_id: id,
             amount: usd(1_000_000),
-        },
+        }),
     );
     let Event::DealWon { renewal_date, .. } = &won[0] else {
         panic!("won")
@@ -1805,9 +1830,11 @@ fn renewal_ownership_is_reviewed_90_days_before_the_contract_renews_once() {
         Some(renews),
         "a one-year term under the default policy"
     );
-    let flag = || Command::FlagRenewalOwnershipDue {
-        account: "acme.com".into(),
-        product_line: "analytics".into(),
+    let flag = || {
+        Command::FlagRenewalOwnershipDue(FlagRenewalOwnershipDue {
+            account: "acme.com".into(),
+            product_line: "analytics".into(),
+        })
     };
     let due = renews - Duration::days(90);
     let early = w
@@ -1835,10 +1862,10 @@ fn renewal_ownership_is_reviewed_90_days_before_the_contract_renews_once() {
         .when(flag())
         .then_error(RejectionCode::AlreadyRecorded);
     w.scenario(system(), at_due)
-        .when(Command::FlagRenewalOwnershipDue {
+        .when(Command::FlagRenewalOwnershipDue(FlagRenewalOwnershipDue {
             account: "acme.com".into(),
             product_line: "security".into(),
-        })
+        }))
         .then_error(RejectionCode::NoIncumbent);
 }
 

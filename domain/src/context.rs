@@ -1,0 +1,19 @@
+//! What a decision reads besides its boundary's state.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+use crate::actor::Actor;
+use crate::ids::PartnerId;
+use crate::partner::PartnerState;
+use crate::policy::Policy;
+
+/// What a decision may read besides the state: the time, who asks, the policy in force,
+/// and the facts of the partners named by [`crate::decision::partners_needed`].
+pub struct Context<'a> {
+    pub now: DateTime<Utc>,
+    pub actor: &'a Actor,
+    pub policy: &'a Policy,
+    pub partners: &'a BTreeMap<PartnerId, PartnerState>,
+}

@@ -1,0 +1,246 @@
+//! Channel conflicts on the account: how a detected conflict is recorded (its id and its
+//! two SLA clocks), vertical conflicts raised when direct sales opens an opportunity, and
+//! the conflict desk's acknowledgement, SLA breaches and resolution.
+
+use chrono::Duration;
+
+use super::guards::{channel_manager, invalid, not_due, require, system};
+use crate::account::{AccountState, Conflict, ConflictStatus, Registration};
+use crate::actor::VendorRole;
+use crate::calendar::add_business_days;
+use crate::command::{
+    AcknowledgeConflict, FlagConflictSlaBreached, RecordDirectOpportunity, ResolveConflict,
+};
+use crate::context::Context;
+use crate::error::{refuse, DomainError, RejectionCode};
+use crate::event::Event;
+use crate::ids::{normalise_product_line, AccountKey, ConflictId};
+use crate::route::ConflictCommand;
+use crate::values::{ConflictKind, ConflictParty, ConflictSla};
+
+pub(super) fn decide(
+    state: &AccountState,
+    command: ConflictCommand<'_>,
+    account: AccountKey,
+    ctx: &Context<'_>,
+) -> Result<Vec<Event>, DomainError> {
+    match command {
+        ConflictCommand::RecordDirectOpportunity(c) => direct_opportunity(state, c, account, ctx),
+        ConflictCommand::Acknowledge(c) => acknowledge(state, c, account, ctx),
+        ConflictCommand::FlagSlaBreached(c) => flag_sla_breached(state, c, account, ctx),
+        ConflictCommand::Resolve(c) => resolve(state, c, account, ctx),
+    }
+}
+
+/// A newly detected conflict, numbered after the account's earlier ones (`offset`: how
+/// many this decision already detected), with its acknowledgement and resolution-plan
+/// deadlines under the policy.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn conflict_detected(
+    state: &AccountState,
+    account: &AccountKey,
+    kind: ConflictKind,
+    product_line: &str,
+    parties: Vec<ConflictParty>,
+    reasons: Vec<String>,
+    offset: usize,
+    ctx: &Context<'_>,
+) -> Event {
+    Event::ConflictDetected {
+        account: account.clone(),
+        conflict_id: ConflictId(format!(
+            "{account}/{product_line}/{}",
+            state.conflicts.len() + offset + 1
+        )),
+        kind,
+        product_line: product_line.to_string(),
+        parties,
+        reasons,
+        acknowledge_by: ctx.now + Duration::hours(i64::from(ctx.policy.sla.conflict_ack_hours)),
+        resolution_plan_by: Some(add_business_days(
+            ctx.now,
+            ctx.policy.sla.conflict_resolution_business_days,
+        )),
+        policy_version: ctx.policy.version,
+        at: ctx.now,
+    }
+}
+
+fn known<'s>(state: &'s AccountState, id: &ConflictId) -> Result<&'s Conflict, DomainError> {
+    state.conflicts.get(id).ok_or_else(|| {
+        DomainError::new(
+            RejectionCode::UnknownConflict,
+            format!("no conflict {id} on this account"),
+        )
+    })
+}
+
+fn direct_opportunity(
+    state: &AccountState,
+    command: &RecordDirectOpportunity,
+    account: AccountKey,
+    ctx: &Context<'_>,
+) -> Result<Vec<Event>, DomainError> {
+    let product_line = &normalise_product_line(&command.product_line);
+    let owner = &command.owner;
+    if !(ctx.actor.is_role(VendorRole::DirectSales)
+        || ctx.actor.is_role(VendorRole::ChannelManager)
+        || ctx.actor.is_system())
+    {
+        return refuse(
+            RejectionCode::NotAuthorised,
+            "direct opportunities are recorded by direct sales or the CRM adapter",
+        );
+    }
+    require(owner, "owner")?;
+    require(product_line, "product_line")?;
+    if state
+        .direct_opportunities
+        .iter()
+        .any(|o| o.id == command.opportunity_id)
+    {
+        return refuse(
+            RejectionCode::AlreadyRecorded,
+            "this opportunity is already recorded",
+        );
+    }
+    let mut events = vec![Event::DirectOpportunityRecorded {
+        account: account.clone(),
+        opportunity_id: command.opportunity_id,
+        owner: owner.clone(),
+        product_line: product_line.clone(),
+        amount: command.amount.clone(),
+        at: ctx.now,
+    }];
+    let open: Vec<&Registration> = state
+        .registrations
+        .values()
+        .filter(|r| r.status.is_open() && r.product_line == *product_line)
+        .collect();
+    if !open.is_empty() {
+        let mut parties: Vec<ConflictParty> = open
+            .iter()
+            .map(|r| ConflictParty::Registration {
+                registration_id: r.id,
+                partner_id: r.partner_id,
+            })
+            .collect();
+        parties.push(ConflictParty::DirectSales {
+            opportunity_id: command.opportunity_id,
+            owner: owner.clone(),
+        });
+        let reason = format!("direct sales ({owner}) opened an opportunity on `{product_line}` where {} partner registration(s) are open", open.len());
+        events.push(conflict_detected(
+            state,
+            &account,
+            ConflictKind::Vertical,
+            product_line,
+            parties,
+            vec![reason],
+            0,
+            ctx,
+        ));
+    }
+    Ok(events)
+}
+
+fn acknowledge(
+    state: &AccountState,
+    command: &AcknowledgeConflict,
+    account: AccountKey,
+    ctx: &Context<'_>,
+) -> Result<Vec<Event>, DomainError> {
+    channel_manager(ctx.actor)?;
+    let c = known(state, &command.conflict_id)?;
+    if c.status != ConflictStatus::Open {
+        return refuse(
+            RejectionCode::AlreadyRecorded,
+            "this conflict was already acknowledged",
+        );
+    }
+    Ok(vec![Event::ConflictAcknowledged {
+        account,
+        conflict_id: c.id.clone(),
+        by: ctx.actor.label(),
+        note: command.note.clone(),
+        at: ctx.now,
+    }])
+}
+
+fn flag_sla_breached(
+    state: &AccountState,
+    command: &FlagConflictSlaBreached,
+    account: AccountKey,
+    ctx: &Context<'_>,
+) -> Result<Vec<Event>, DomainError> {
+    system(ctx.actor)?;
+    let c = known(state, &command.conflict_id)?;
+    let sla = command.sla;
+    let (due_at, met) = match sla {
+        ConflictSla::Acknowledgement => (c.acknowledge_by, c.status != ConflictStatus::Open),
+        ConflictSla::ResolutionPlan => (
+            c.resolution_plan_by.unwrap_or_else(|| {
+                add_business_days(
+                    c.detected_at,
+                    ctx.policy.sla.conflict_resolution_business_days,
+                )
+            }),
+            c.status == ConflictStatus::Resolved,
+        ),
+    };
+    if met {
+        return refuse(RejectionCode::InvalidTransition, "that SLA was met");
+    }
+    if ctx.now < due_at {
+        return not_due("the conflict SLA is breached", due_at);
+    }
+    if c.breached.contains(&sla) {
+        return refuse(
+            RejectionCode::AlreadyRecorded,
+            "this SLA breach is already recorded",
+        );
+    }
+    Ok(vec![Event::ConflictSlaBreached {
+        account,
+        conflict_id: c.id.clone(),
+        sla,
+        due_at,
+        policy_version: ctx.policy.version,
+        at: ctx.now,
+    }])
+}
+
+fn resolve(
+    state: &AccountState,
+    command: &ResolveConflict,
+    account: AccountKey,
+    ctx: &Context<'_>,
+) -> Result<Vec<Event>, DomainError> {
+    channel_manager(ctx.actor)?;
+    let c = known(state, &command.conflict_id)?;
+    if c.status == ConflictStatus::Resolved {
+        return refuse(
+            RejectionCode::AlreadyRecorded,
+            "this conflict is already resolved",
+        );
+    }
+    require(&command.rationale, "rationale")?;
+    if let Some(w) = &command.winner {
+        let party = c.parties.iter().any(|p| {
+            matches!(p, ConflictParty::Registration { registration_id, .. } if registration_id == w)
+        });
+        if !party {
+            return Err(invalid(
+                "winner",
+                "must be one of the conflict's registrations",
+            ));
+        }
+    }
+    Ok(vec![Event::ConflictResolved {
+        account,
+        conflict_id: c.id.clone(),
+        winner: command.winner,
+        rationale: command.rationale.clone(),
+        at: ctx.now,
+    }])
+}

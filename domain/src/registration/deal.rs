@@ -1,0 +1,247 @@
+//! The deal: it moves through its motion's five stages when the exit criteria are met,
+//! and ends won (attribution locked, renewal date set), lost, withdrawn by the partner, or
+//! released (offboarding). Revenue that reverses after a win is recorded here too, so the
+//! ledger can claw back.
+
+use chrono::Duration;
+use serde_json::json;
+
+use super::guards::{
+    find, invalid, owner_or_channel_manager, partner, release_slot, require, status_is,
+};
+use crate::account::{AccountState, RegistrationStatus};
+use crate::actor::VendorRole;
+use crate::command::{
+    AdvanceStage, MarkLost, MarkWon, RecordRevenueReversal, ReleaseRegistration,
+    WithdrawRegistration,
+};
+use crate::context::Context;
+use crate::error::{refuse, DomainError, RejectionCode};
+use crate::event::Event;
+use crate::ids::AccountKey;
+use crate::route::DealCommand;
+use crate::stages::{check_exit, stage_name, stages};
+
+pub(super) fn decide(
+    state: &AccountState,
+    command: DealCommand<'_>,
+    account: AccountKey,
+    ctx: &Context<'_>,
+) -> Result<Vec<Event>, DomainError> {
+    match command {
+        DealCommand::AdvanceStage(c) => advance(state, c, account, ctx),
+        DealCommand::Won(c) => won(state, c, account, ctx),
+        DealCommand::Lost(c) => lost(state, c, account, ctx),
+        DealCommand::RevenueReversal(c) => revenue_reversal(state, c, account, ctx),
+        DealCommand::Withdraw(c) => withdraw(state, c, account, ctx),
+        DealCommand::Release(c) => release(state, c, account, ctx),
+    }
+}
+
+fn advance(
+    state: &AccountState,
+    command: &AdvanceStage,
+    account: AccountKey,
+    ctx: &Context<'_>,
+) -> Result<Vec<Event>, DomainError> {
+    let r = find(state, &command.registration_id, ctx.actor)?;
+    owner_or_channel_manager(ctx.actor, r)?;
+    status_is(r, &[RegistrationStatus::Protected], "advance")?;
+    let next = r.stage + 1;
+    if next >= stages(r.motion).len() {
+        return refuse(
+            RejectionCode::InvalidTransition,
+            "the deal is at its motion's last stage; mark it won or lost",
+        );
+    }
+    let expected = stage_name(r.motion, next);
+    if command.to_stage != expected {
+        return Err(DomainError::new(
+            RejectionCode::InvalidTransition,
+            format!(
+                "a {} deal at `{}` moves to `{expected}` next, not `{}`",
+                r.motion.as_str(),
+                stage_name(r.motion, r.stage),
+                command.to_stage
+            ),
+        )
+        .with_details(json!({ "next_stage": expected, "stages": stages(r.motion) })));
+    }
+    let tier = partner(ctx, r.partner_id)?.tier();
+    check_exit(r, tier, &command.evidence, ctx.policy)?;
+    Ok(vec![Event::StageAdvanced {
+        account,
+        registration_id: r.id,
+        partner_id: r.partner_id,
+        from_stage: stage_name(r.motion, r.stage).to_string(),
+        to_stage: expected.to_string(),
+        evidence: command.evidence.clone(),
+        policy_version: ctx.policy.version,
+        at: ctx.now,
+    }])
+}
+
+fn won(
+    state: &AccountState,
+    command: &MarkWon,
+    account: AccountKey,
+    ctx: &Context<'_>,
+) -> Result<Vec<Event>, DomainError> {
+    let now = ctx.now;
+    if !(ctx.actor.is_role(VendorRole::ChannelManager)
+        || ctx.actor.is_role(VendorRole::RevOps)
+        || ctx.actor.is_system())
+    {
+        return refuse(
+            RejectionCode::NotAuthorised,
+            "wins are recorded by the vendor (channel manager, RevOps or the CRM adapter)",
+        );
+    }
+    let r = find(state, &command.registration_id, ctx.actor)?;
+    status_is(r, &[RegistrationStatus::Protected], "win")?;
+    let amount = &command.amount;
+    if amount.amount_minor <= 0 {
+        return Err(invalid("amount", "must be positive"));
+    }
+    if amount.currency != r.estimated_amount.currency {
+        return Err(invalid(
+            "amount.currency",
+            "must be the registration's currency",
+        ));
+    }
+    if r.attribution.is_empty() {
+        return refuse(RejectionCode::ExitCriteriaNotMet, "attribution is locked at the win, and this deal has none: set the sourcing partner or influencers first");
+    }
+    let mut events = vec![Event::DealWon {
+        account: account.clone(),
+        registration_id: r.id,
+        partner_id: r.partner_id,
+        motion: r.motion,
+        product_line: r.product_line.clone(),
+        amount: amount.clone(),
+        attribution: r.attribution.clone(),
+        renewal_date: Some(
+            now.date_naive() + Duration::days(i64::from(ctx.policy.timing.renewal_term_days)),
+        ),
+        policy_version: ctx.policy.version,
+        at: now,
+    }];
+    events.extend(release_slot(r, &account, now));
+    Ok(events)
+}
+
+fn lost(
+    state: &AccountState,
+    command: &MarkLost,
+    account: AccountKey,
+    ctx: &Context<'_>,
+) -> Result<Vec<Event>, DomainError> {
+    let r = find(state, &command.registration_id, ctx.actor)?;
+    owner_or_channel_manager(ctx.actor, r)?;
+    status_is(
+        r,
+        &[RegistrationStatus::Pending, RegistrationStatus::Protected],
+        "lose",
+    )?;
+    require(&command.reason, "reason")?;
+    let mut events = vec![Event::DealLost {
+        account: account.clone(),
+        registration_id: r.id,
+        partner_id: r.partner_id,
+        reason: command.reason.clone(),
+        policy_version: ctx.policy.version,
+        at: ctx.now,
+    }];
+    events.extend(release_slot(r, &account, ctx.now));
+    Ok(events)
+}
+
+fn revenue_reversal(
+    state: &AccountState,
+    command: &RecordRevenueReversal,
+    account: AccountKey,
+    ctx: &Context<'_>,
+) -> Result<Vec<Event>, DomainError> {
+    if !(ctx.actor.is_role(VendorRole::RevOps) || ctx.actor.is_system()) {
+        return refuse(
+            RejectionCode::NotAuthorised,
+            "revenue reversals come from RevOps or the billing adapter",
+        );
+    }
+    let r = find(state, &command.registration_id, ctx.actor)?;
+    status_is(r, &[RegistrationStatus::Won], "reverse revenue on")?;
+    require(&command.reason, "reason")?;
+    let amount = &command.amount;
+    let won = r.won_amount.as_ref().map_or(0, |m| m.amount_minor);
+    if amount.currency != r.estimated_amount.currency {
+        return Err(invalid("amount.currency", "must be the deal's currency"));
+    }
+    if amount.amount_minor <= 0 || r.reversed_minor + amount.amount_minor > won {
+        return Err(invalid(
+            "amount",
+            "must be positive and at most what is left of the won amount",
+        ));
+    }
+    Ok(vec![Event::RevenueReversed {
+        account,
+        registration_id: r.id,
+        amount: amount.clone(),
+        reason: command.reason.clone(),
+        at: ctx.now,
+    }])
+}
+
+fn withdraw(
+    state: &AccountState,
+    command: &WithdrawRegistration,
+    account: AccountKey,
+    ctx: &Context<'_>,
+) -> Result<Vec<Event>, DomainError> {
+    let r = find(state, &command.registration_id, ctx.actor)?;
+    owner_or_channel_manager(ctx.actor, r)?;
+    status_is(
+        r,
+        &[RegistrationStatus::Pending, RegistrationStatus::Protected],
+        "withdraw",
+    )?;
+    require(&command.reason, "reason")?;
+    let mut events = vec![Event::RegistrationWithdrawn {
+        account: account.clone(),
+        registration_id: r.id,
+        partner_id: r.partner_id,
+        reason: command.reason.clone(),
+        at: ctx.now,
+    }];
+    events.extend(release_slot(r, &account, ctx.now));
+    Ok(events)
+}
+
+fn release(
+    state: &AccountState,
+    command: &ReleaseRegistration,
+    account: AccountKey,
+    ctx: &Context<'_>,
+) -> Result<Vec<Event>, DomainError> {
+    if !(ctx.actor.is_system() || ctx.actor.is_role(VendorRole::ChannelManager)) {
+        return refuse(
+            RejectionCode::NotAuthorised,
+            "registrations are released by offboarding or a channel manager",
+        );
+    }
+    let r = find(state, &command.registration_id, ctx.actor)?;
+    if !r.status.is_open() {
+        return refuse(
+            RejectionCode::AlreadyRecorded,
+            "the registration is already closed",
+        );
+    }
+    let mut events = vec![Event::RegistrationReleased {
+        account: account.clone(),
+        registration_id: r.id,
+        partner_id: r.partner_id,
+        reason: command.reason.clone(),
+        at: ctx.now,
+    }];
+    events.extend(release_slot(r, &account, ctx.now));
+    Ok(events)
+}

@@ -1,0 +1,260 @@
+//! Review: the channel manager approves or declines within the SLA, the conflict
+//! hierarchy decides between rival pending registrations, and a declined partner may
+//! appeal once within the appeal window.
+
+use chrono::Duration;
+use serde_json::json;
+
+use super::guards::{
+    channel_manager, days, find, not_due, release_slot, require, status_is, system,
+};
+use crate::account::{AccountState, Registration, RegistrationStatus};
+use crate::command::{
+    AppealDecision, ApproveRegistration, DecideAppeal, DeclineRegistration, FlagApprovalSlaBreached,
+};
+use crate::context::Context;
+use crate::error::{refuse, DomainError, RejectionCode};
+use crate::event::Event;
+use crate::hierarchy::{rank, Claim};
+use crate::ids::{AccountKey, PartnerId, RegistrationId};
+use crate::motion::Tier;
+use crate::route::ReviewCommand;
+
+pub(super) fn decide(
+    state: &AccountState,
+    command: ReviewCommand<'_>,
+    account: AccountKey,
+    ctx: &Context<'_>,
+) -> Result<Vec<Event>, DomainError> {
+    match command {
+        ReviewCommand::Approve(c) => approve(state, c, account, ctx),
+        ReviewCommand::Decline(c) => decline(state, c, account, ctx),
+        ReviewCommand::FlagSlaBreached(c) => flag_sla_breached(state, c, account, ctx),
+        ReviewCommand::Appeal(c) => appeal(state, c, account, ctx),
+        ReviewCommand::DecideAppeal(c) => decide_appeal(state, c, account, ctx),
+    }
+}
+
+/// The partners an approval reads: the registration's own, and every rival's whose
+/// pending registration on the same product line the hierarchy compares it with.
+pub(super) fn partners_needed(state: &AccountState, id: &RegistrationId) -> Vec<PartnerId> {
+    let Some(r) = state.registrations.get(id) else {
+        return Vec::new();
+    };
+    let mut ids = vec![r.partner_id];
+    ids.extend(
+        state
+            .registrations
+            .values()
+            .filter(|o| o.id != *id && o.product_line == r.product_line && o.status.is_open())
+            .map(|o| o.partner_id),
+    );
+    ids
+}
+
+fn approve(
+    state: &AccountState,
+    command: &ApproveRegistration,
+    account: AccountKey,
+    ctx: &Context<'_>,
+) -> Result<Vec<Event>, DomainError> {
+    let now = ctx.now;
+    let policy = ctx.policy;
+    channel_manager(ctx.actor)?;
+    let r = find(state, &command.registration_id, ctx.actor)?;
+    status_is(r, &[RegistrationStatus::Pending], "approve")?;
+    require(&command.rationale, "rationale")?;
+    if let Some(holder) = state.protected_on(&r.product_line) {
+        return Err(DomainError::new(
+            RejectionCode::AlreadyProtected,
+            format!("`{}` is already protected for this customer until {}; registered beats unregistered — decline this one or wait for that protection to end", r.product_line, holder.expires_at.map(|t| t.to_rfc3339()).unwrap_or_default()),
+        )
+        .with_details(json!({ "rule": "registered_beats_unregistered", "protected_by": holder.id, "expires_at": holder.expires_at })));
+    }
+    let claim = |reg: &Registration| {
+        let facts = ctx.partners.get(&reg.partner_id);
+        Claim {
+            registered: reg.status == RegistrationStatus::Protected,
+            // The incumbent unless a channel manager reassigned the line's renewal: then
+            // the new owner holds the incumbent's rank.
+            incumbent: state.renewal_owner(&reg.product_line) == Some(reg.partner_id),
+            certified: facts.map_or(reg.certified, |p| p.is_certified(&reg.product_line, now)),
+            tier: facts.map_or(Tier::Registered, |p| p.tier()),
+            // Submission order: by submission time, the id only between equal times. Ids
+            // are chosen by the caller, so alone they say nothing reliable about which
+            // registration came first.
+            submitted_order: state
+                .registrations
+                .values()
+                .filter(|o| (o.submitted_at, o.id) < (reg.submitted_at, reg.id))
+                .count() as u128,
+        }
+    };
+    let mine = claim(r);
+    for other in state.registrations.values().filter(|o| {
+        o.id != r.id && o.product_line == r.product_line && o.status == RegistrationStatus::Pending
+    }) {
+        let (order, rule) = rank(&claim(other), &mine, policy.conflict.tie_break);
+        if order == std::cmp::Ordering::Greater {
+            return Err(DomainError::new(
+                RejectionCode::Outranked,
+                format!(
+                    "registration {} outranks this one ({rule:?}); decide that one first",
+                    other.id
+                ),
+            )
+            .with_details(json!({ "rule": rule, "outranked_by": other.id })));
+        }
+    }
+    let tier = ctx
+        .partners
+        .get(&r.partner_id)
+        .map_or(Tier::Registered, |p| p.tier());
+    let protection_days = policy.protection_days(r.motion, tier);
+    Ok(vec![Event::RegistrationApproved {
+        account,
+        registration_id: r.id,
+        partner_id: r.partner_id,
+        rationale: command.rationale.clone(),
+        protection_days,
+        expires_at: now + days(protection_days),
+        policy_version: policy.version,
+        at: now,
+    }])
+}
+
+fn decline(
+    state: &AccountState,
+    command: &DeclineRegistration,
+    account: AccountKey,
+    ctx: &Context<'_>,
+) -> Result<Vec<Event>, DomainError> {
+    let now = ctx.now;
+    channel_manager(ctx.actor)?;
+    let r = find(state, &command.registration_id, ctx.actor)?;
+    status_is(r, &[RegistrationStatus::Pending], "decline")?;
+    require(&command.reason_code, "reason_code")?;
+    require(&command.rationale, "rationale")?;
+    let mut events = vec![Event::RegistrationDeclined {
+        account: account.clone(),
+        registration_id: r.id,
+        partner_id: r.partner_id,
+        reason_code: command.reason_code.clone(),
+        rationale: command.rationale.clone(),
+        appeal_until: now + days(ctx.policy.timing.appeal_window_days),
+        policy_version: ctx.policy.version,
+        at: now,
+    }];
+    events.extend(release_slot(r, &account, now));
+    Ok(events)
+}
+
+fn flag_sla_breached(
+    state: &AccountState,
+    command: &FlagApprovalSlaBreached,
+    account: AccountKey,
+    ctx: &Context<'_>,
+) -> Result<Vec<Event>, DomainError> {
+    system(ctx.actor)?;
+    let r = find(state, &command.registration_id, ctx.actor)?;
+    status_is(
+        r,
+        &[RegistrationStatus::Pending],
+        "flag the approval SLA of",
+    )?;
+    if ctx.now < r.approval_due_at {
+        return not_due("the approval SLA is breached", r.approval_due_at);
+    }
+    if r.sla_breach_recorded {
+        return refuse(
+            RejectionCode::AlreadyRecorded,
+            "this SLA breach is already recorded",
+        );
+    }
+    Ok(vec![Event::ApprovalSlaBreached {
+        account,
+        registration_id: r.id,
+        partner_id: r.partner_id,
+        due_at: r.approval_due_at,
+        policy_version: ctx.policy.version,
+        at: ctx.now,
+    }])
+}
+
+fn appeal(
+    state: &AccountState,
+    command: &AppealDecision,
+    account: AccountKey,
+    ctx: &Context<'_>,
+) -> Result<Vec<Event>, DomainError> {
+    let now = ctx.now;
+    let r = find(state, &command.registration_id, ctx.actor)?;
+    if ctx.actor.partner() != Some(r.partner_id) {
+        return refuse(
+            RejectionCode::NotAuthorised,
+            "only the declined partner may appeal",
+        );
+    }
+    status_is(r, &[RegistrationStatus::Declined], "appeal")?;
+    require(&command.evidence, "evidence")?;
+    if r.appeal_filed {
+        return refuse(
+            RejectionCode::AlreadyRecorded,
+            "this decision was already appealed; one appeal per decision",
+        );
+    }
+    let until = r.appeal_until.unwrap_or(now);
+    if now > until {
+        return Err(DomainError::new(
+            RejectionCode::AppealWindowClosed,
+            format!("the appeal window closed at {}", until.to_rfc3339()),
+        )
+        .with_details(json!({ "appeal_until": until })));
+    }
+    Ok(vec![Event::AppealFiled {
+        account,
+        registration_id: r.id,
+        partner_id: r.partner_id,
+        evidence: command.evidence.clone(),
+        at: now,
+    }])
+}
+
+fn decide_appeal(
+    state: &AccountState,
+    command: &DecideAppeal,
+    account: AccountKey,
+    ctx: &Context<'_>,
+) -> Result<Vec<Event>, DomainError> {
+    let now = ctx.now;
+    channel_manager(ctx.actor)?;
+    let r = find(state, &command.registration_id, ctx.actor)?;
+    if !r.appeal_filed || r.appeal_decided {
+        return refuse(
+            RejectionCode::InvalidTransition,
+            "there is no open appeal on this registration",
+        );
+    }
+    require(&command.rationale, "rationale")?;
+    let upheld = command.upheld;
+    let mut events = vec![Event::AppealDecided {
+        account: account.clone(),
+        registration_id: r.id,
+        partner_id: r.partner_id,
+        upheld,
+        rationale: command.rationale.clone(),
+        approval_due_at: upheld
+            .then(|| now + Duration::hours(i64::from(ctx.policy.sla.approval_hours))),
+        policy_version: ctx.policy.version,
+        at: now,
+    }];
+    if upheld {
+        events.push(Event::CapacitySlotTaken {
+            partner_id: r.partner_id,
+            registration_id: r.id,
+            account,
+            at: now,
+        });
+    }
+    Ok(events)
+}
