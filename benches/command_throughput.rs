@@ -15,10 +15,10 @@ mod load;
 use std::sync::Arc;
 use std::time::Instant;
 
-use dealreg::clock::ControlledClock;
-use dealreg::store::sqlite::SqliteStore;
-use dealreg::store::{EventStore, GlobalPosition};
-use dealreg::Engine;
+use dealreg_clock::ControlledClock;
+use dealreg_engine::Engine;
+use dealreg_store::{EventStore, GlobalPosition};
+use dealreg_store_sqlite::SqliteStore;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)

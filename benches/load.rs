@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
-use dealreg::clock::ControlledClock;
-use dealreg::store::EventStore;
-use dealreg::{CommandEnvelope, Engine};
+use dealreg_clock::ControlledClock;
+use dealreg_engine::{CommandEnvelope, Engine};
+use dealreg_store::EventStore;
 use serde_json::json;
 use uuid::Uuid;
 

@@ -11,13 +11,14 @@ mod load;
 use std::sync::Arc;
 use std::time::Instant;
 
-use dealreg::clock::ControlledClock;
-use dealreg::engine::decode_event;
-use dealreg::projector::{catch_up, ViewStore};
-use dealreg::store::sqlite::SqliteStore;
-use dealreg::store::{EventStore, GlobalPosition, LogPages};
-use dealreg::Engine;
+use dealreg_clock::ControlledClock;
+use dealreg_engine::decode_event;
+use dealreg_engine::runner::{rebuild, CatchUp};
+use dealreg_engine::Engine;
 use dealreg_projections::pipeline::Pipeline;
+use dealreg_store::{EventStore, GlobalPosition, LogPages};
+use dealreg_store_sqlite::SqliteCheckpoints;
+use dealreg_store_sqlite::SqliteStore;
 
 fn main() {
     let target: usize = std::env::var("DEALREG_BENCH_EVENTS")
@@ -89,16 +90,18 @@ fn main() {
 
     // Rebuild: read, decode, fold; once checkpointing every 50k events (what
     // `dealreg rebuild` does), once saving only at the end (the fold's own cost).
-    let views = ViewStore::open(&path).unwrap_or_else(|e| panic!("views: {e}"));
+    let views = SqliteCheckpoints::open(&path).unwrap_or_else(|e| panic!("views: {e}"));
     let rebuild = |every: u64| {
         runtime.block_on(async {
-            views
-                .reset::<Pipeline>()
-                .unwrap_or_else(|e| panic!("reset: {e}"));
             let started = Instant::now();
-            let (_, pipeline) = catch_up::<Pipeline, _>(&store, &views, every, None, |_| {})
+            let how = CatchUp {
+                checkpoint_every: every,
+                ..CatchUp::default()
+            };
+            let pipeline = rebuild::<Pipeline, _, _>(&store, &views, how, |_| {})
                 .await
-                .unwrap_or_else(|e| panic!("rebuild: {e}"));
+                .unwrap_or_else(|e| panic!("rebuild: {e}"))
+                .state;
             let rows: usize = pipeline
                 .vendor_view()
                 .values()

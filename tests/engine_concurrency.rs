@@ -7,10 +7,10 @@ mod support;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use dealreg::clock::ControlledClock;
-use dealreg::store::sqlite::SqliteStore;
-use dealreg::store::{EventStore, GlobalPosition};
-use dealreg::Engine;
+use dealreg_clock::ControlledClock;
+use dealreg_engine::Engine;
+use dealreg_store::{EventStore, GlobalPosition};
+use dealreg_store_sqlite::SqliteStore;
 use support::*;
 use uuid::Uuid;
 
@@ -144,7 +144,7 @@ async fn sixteen_racing_partners_end_with_exactly_one_protected_registration() {
         approvals, 1,
         "the log holds one approval for the product line"
     );
-    let report = dealreg::cli::verify::verify_chains(&store)
+    let report = dealreg_store::chain::verify_log(&store)
         .await
         .expect("verify");
     assert!(

@@ -3,11 +3,11 @@
 
 mod support;
 
-use dealreg::clock::ControlledClock;
-use dealreg::store::memory::MemoryStore;
-use dealreg::store::sqlite::SqliteStore;
-use dealreg::store::{EventStore, GlobalPosition};
-use dealreg::Engine;
+use dealreg_clock::ControlledClock;
+use dealreg_engine::Engine;
+use dealreg_store::memory::MemoryStore;
+use dealreg_store::{EventStore, GlobalPosition};
+use dealreg_store_sqlite::SqliteStore;
 use support::*;
 use uuid::Uuid;
 

@@ -4,11 +4,11 @@
 
 mod support;
 
-use dealreg::clock::ControlledClock;
-use dealreg::domain::{Boundary, PartnerId, RegistrationStatus, State};
-use dealreg::store::memory::MemoryStore;
-use dealreg::store::{EventStore, GlobalPosition};
-use dealreg::Engine;
+use dealreg_clock::ControlledClock;
+use dealreg_domain::{Boundary, PartnerId, RegistrationStatus, State};
+use dealreg_engine::Engine;
+use dealreg_store::memory::MemoryStore;
+use dealreg_store::{EventStore, GlobalPosition};
 use serde_json::{json, Value};
 use support::*;
 use uuid::Uuid;
@@ -65,7 +65,7 @@ async fn offboarding_releases_open_registrations_and_keeps_their_history() {
 
     for (id, domain) in &registrations {
         let loaded = engine
-            .load(&Boundary::Account(dealreg::domain::AccountKey(
+            .load(&Boundary::Account(dealreg_domain::AccountKey(
                 domain.to_string(),
             )))
             .await
@@ -74,7 +74,7 @@ async fn offboarding_releases_open_registrations_and_keeps_their_history() {
             panic!("account state")
         };
         let registration = account
-            .registration(&dealreg::domain::RegistrationId(*id))
+            .registration(&dealreg_domain::RegistrationId(*id))
             .expect("kept");
         assert_eq!(
             registration.status,
@@ -135,7 +135,7 @@ async fn offboarding_releases_open_registrations_and_keeps_their_history() {
 #[tokio::test]
 async fn every_event_records_the_policy_version_and_the_clock_time() {
     let store = MemoryStore::new();
-    let mut policy = dealreg::domain::Policy::default_program();
+    let mut policy = dealreg_domain::Policy::default_program();
     policy.version = 7;
     let engine = Engine::open(
         store.clone(),

@@ -5,8 +5,10 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use dealreg::cli::view::fold_pipeline;
-use dealreg::store::sqlite::SqliteStore;
+use dealreg_engine::runner::{catch_up, CatchUp};
+use dealreg_projections::pipeline::Pipeline;
+use dealreg_store::MemoryCheckpoints;
+use dealreg_store_sqlite::SqliteStore;
 use serde_json::Value;
 
 const FORBIDDEN_KEYS: &[&str] = &[
@@ -46,7 +48,15 @@ async fn no_partner_view_of_the_demo_leaks_pricing_notes_or_other_partners() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = support::demo_store(&dir);
     let store = SqliteStore::open(&path).expect("open");
-    let pipeline = fold_pipeline(&store).await.expect("fold");
+    let pipeline = catch_up::<Pipeline, _, _>(
+        &store,
+        &MemoryCheckpoints::new(),
+        CatchUp::default(),
+        |_| {},
+    )
+    .await
+    .expect("fold")
+    .state;
 
     // Who owns what, from the vendor's view.
     let mut owned: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -68,7 +78,7 @@ async fn no_partner_view_of_the_demo_leaks_pricing_notes_or_other_partners() {
 
     for (partner, name) in &partners {
         let id = partner.parse().expect("uuid");
-        let view = serde_json::to_value(pipeline.partner_view(dealreg::domain::PartnerId(id)))
+        let view = serde_json::to_value(pipeline.partner_view(dealreg_domain::PartnerId(id)))
             .expect("json");
         let text = view.to_string();
         let mut seen = BTreeSet::new();

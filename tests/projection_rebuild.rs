@@ -6,33 +6,54 @@ mod support;
 
 use support::demo_store;
 
-use dealreg::projector::{catch_up_with, ViewStore};
+use dealreg_engine::runner::{self, CatchUp, CaughtUp};
+use dealreg_store::{CheckpointStore, EventStore, GlobalPosition, LogPages};
+use dealreg_store_sqlite::SqliteCheckpoints;
 
 /// Tests save at every checkpoint, however fast they run.
-async fn catch_up<P: dealreg_projections::Projection, S: dealreg::store::EventStore>(
+async fn catch_up<P: Projection, S: EventStore, K: CheckpointStore>(
     store: &S,
-    views: &ViewStore,
+    views: &K,
     every: u64,
     stop_after: Option<u64>,
-    progress: impl FnMut(dealreg::projector::Progress),
-) -> Result<(dealreg::store::GlobalPosition, P), dealreg::projector::ViewError> {
-    catch_up_with(
-        store,
-        views,
-        every,
-        std::time::Duration::ZERO,
+) -> CaughtUp<P> {
+    let how = CatchUp {
+        checkpoint_every: every,
+        min_interval: std::time::Duration::ZERO,
         stop_after,
-        progress,
-    )
-    .await
+    };
+    runner::catch_up::<P, S, K>(store, views, how, |_| {})
+        .await
+        .expect("catch up")
 }
-use dealreg::store::sqlite::SqliteStore;
+
+async fn reset<P: Projection>(views: &SqliteCheckpoints) {
+    views.reset(P::NAME).await.expect("reset");
+}
+
+async fn saved<P: Projection>(views: &SqliteCheckpoints) -> (GlobalPosition, P) {
+    let (position, state, rebuilt) = runner::load::<P, _>(views).await.expect("load");
+    assert!(rebuilt.is_none(), "saved under this fold's version");
+    (position, state)
+}
+
+/// How many events the log holds after `after`.
+async fn events_after<S: EventStore>(store: &S, after: GlobalPosition) -> u64 {
+    let mut pages = LogPages::new(store, after, 4096);
+    let mut n = 0;
+    while let Some(page) = pages.next_page().await.expect("read") {
+        n += page.len() as u64;
+    }
+    n
+}
+
 use dealreg_projections::conflicts::ConflictFlags;
 use dealreg_projections::deadlines::Deadlines;
 use dealreg_projections::ledger::Ledger;
 use dealreg_projections::metrics::ProgramMetrics;
 use dealreg_projections::pipeline::Pipeline;
 use dealreg_projections::Projection;
+use dealreg_store_sqlite::SqliteStore;
 
 fn bytes(p: &Pipeline) -> Vec<u8> {
     serde_json::to_vec(&p.vendor_view()).expect("json")
@@ -43,34 +64,51 @@ async fn rebuilds_are_byte_identical_and_equal_the_incremental_view() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = demo_store(&dir);
     let store = SqliteStore::open(&path).expect("open");
-    let views = ViewStore::open(&path).expect("views");
+    let views = SqliteCheckpoints::open(&path).expect("views");
 
-    views.reset::<Pipeline>().expect("reset");
-    let (end, first) = catch_up::<Pipeline, _>(&store, &views, 1_000, None, |_| {})
-        .await
-        .expect("rebuild");
-    views.reset::<Pipeline>().expect("reset");
-    let (_, second) = catch_up::<Pipeline, _>(&store, &views, 333, None, |_| {})
-        .await
-        .expect("rebuild again");
-    assert_eq!(bytes(&first), bytes(&second), "two rebuilds, same bytes");
-    assert!(first.last_position() > 1000 && first.last_position() == end.0);
+    reset::<Pipeline>(&views).await;
+    let first = catch_up::<Pipeline, _, _>(&store, &views, 1_000, None).await;
+    reset::<Pipeline>(&views).await;
+    let second = catch_up::<Pipeline, _, _>(&store, &views, 333, None).await;
+    assert_eq!(
+        bytes(&first.state),
+        bytes(&second.state),
+        "two rebuilds, same bytes"
+    );
+    assert!(first.state.last_position() > 1000 && first.state.last_position() == first.position.0);
+    assert_eq!(
+        first.folded,
+        events_after(&store, GlobalPosition::ORIGIN).await
+    );
 
     // Incremental: the runner advances in small steps, each run starting from the saved
-    // checkpoint in a fresh ViewStore (as after a restart), then catches up.
-    views.reset::<Pipeline>().expect("reset");
+    // checkpoint in freshly opened checkpoints (as after a restart), then catches up.
+    reset::<Pipeline>(&views).await;
+    let mut previous = GlobalPosition::ORIGIN;
     for _ in 0..5 {
-        let views = ViewStore::open(&path).expect("views");
-        catch_up::<Pipeline, _>(&store, &views, 50, Some(217), |_| {})
-            .await
-            .expect("step");
+        let views = SqliteCheckpoints::open(&path).expect("views");
+        let step = catch_up::<Pipeline, _, _>(&store, &views, 50, Some(217)).await;
+        assert_eq!(
+            step.resumed_from, previous,
+            "each step starts where the last saved"
+        );
+        assert!(step.resumed_from > GlobalPosition::ORIGIN || previous == GlobalPosition::ORIGIN);
+        previous = saved::<Pipeline>(&views).await.0;
     }
-    let (_, incremental) = catch_up::<Pipeline, _>(&store, &views, 50, None, |_| {})
-        .await
-        .expect("finish");
+    assert!(
+        previous > GlobalPosition::ORIGIN,
+        "the steps saved checkpoints"
+    );
+    let incremental = catch_up::<Pipeline, _, _>(&store, &views, 50, None).await;
+    assert_eq!(incremental.resumed_from, previous);
     assert_eq!(
-        bytes(&incremental),
-        bytes(&first),
+        incremental.folded,
+        events_after(&store, previous).await,
+        "the last run folded only what came after the checkpoint"
+    );
+    assert_eq!(
+        bytes(&incremental.state),
+        bytes(&first.state),
         "incremental equals rebuilt"
     );
 }
@@ -80,27 +118,31 @@ async fn a_runner_killed_between_checkpoints_resumes_without_gaps_or_doubles() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = demo_store(&dir);
     let store = SqliteStore::open(&path).expect("open");
-    let views = ViewStore::open(&path).expect("views");
-    views.reset::<Pipeline>().expect("reset");
-    let (_, uninterrupted) = catch_up::<Pipeline, _>(&store, &views, 100, None, |_| {})
-        .await
-        .expect("rebuild");
+    let views = SqliteCheckpoints::open(&path).expect("views");
+    reset::<Pipeline>(&views).await;
+    let uninterrupted = catch_up::<Pipeline, _, _>(&store, &views, 100, None).await;
 
-    views.reset::<Pipeline>().expect("reset");
-    // Dies after 731 events: the last checkpoint is at 700; 31 folded events are lost
-    // with the process, and must be folded again exactly once.
-    let (died_at, _) = catch_up::<Pipeline, _>(&store, &views, 100, Some(731), |_| {})
-        .await
-        .expect("partial");
-    let (saved, _) = views.load::<Pipeline>().expect("load");
-    assert!(saved < died_at, "the crash lost the unsaved tail");
-    let restarted = ViewStore::open(&path).expect("views after restart");
-    let (_, resumed) = catch_up::<Pipeline, _>(&store, &restarted, 100, None, |_| {})
-        .await
-        .expect("resume");
+    reset::<Pipeline>(&views).await;
+    // Dies after 731 events: the last checkpoint is at the 700th; 31 folded events are
+    // lost with the process, and must be folded again exactly once.
+    let died = catch_up::<Pipeline, _, _>(&store, &views, 100, Some(731)).await;
+    let (saved_at, _) = saved::<Pipeline>(&views).await;
+    assert!(saved_at < died.position, "the crash lost the unsaved tail");
     assert_eq!(
-        bytes(&resumed),
-        bytes(&uninterrupted),
+        events_after(&store, GlobalPosition::ORIGIN).await - events_after(&store, saved_at).await,
+        700,
+        "the checkpoint covers exactly the first 700 events"
+    );
+    let restarted = SqliteCheckpoints::open(&path).expect("views after restart");
+    let resumed = catch_up::<Pipeline, _, _>(&store, &restarted, 100, None).await;
+    assert_eq!(
+        resumed.resumed_from, saved_at,
+        "resumed from the checkpoint, not the origin"
+    );
+    assert_eq!(resumed.folded, events_after(&store, saved_at).await);
+    assert_eq!(
+        bytes(&resumed.state),
+        bytes(&uninterrupted.state),
         "resumed equals uninterrupted"
     );
 }
@@ -108,34 +150,41 @@ async fn a_runner_killed_between_checkpoints_resumes_without_gaps_or_doubles() {
 /// Every projection, not only the pipeline, stores, resumes and rebuilds to the same bytes.
 async fn same_bytes_every_way<P: Projection>(path: &std::path::Path) {
     let store = SqliteStore::open(path).expect("open");
-    let views = ViewStore::open(path).expect("views");
-    views.reset::<P>().expect("reset");
-    let (_, first) = catch_up::<P, _>(&store, &views, 500, None, |_| {})
-        .await
-        .expect("rebuild");
-    views.reset::<P>().expect("reset");
-    catch_up::<P, _>(&store, &views, 100, Some(450), |_| {})
-        .await
-        .expect("partial");
-    let (_, resumed) = catch_up::<P, _>(
+    let views = SqliteCheckpoints::open(path).expect("views");
+    reset::<P>(&views).await;
+    let first = catch_up::<P, _, _>(&store, &views, 500, None).await;
+    reset::<P>(&views).await;
+    catch_up::<P, _, _>(&store, &views, 100, Some(450)).await;
+    let (checkpoint, _) = saved::<P>(&views).await;
+    let resumed = catch_up::<P, _, _>(
         &store,
-        &ViewStore::open(path).expect("views"),
+        &SqliteCheckpoints::open(path).expect("views"),
         100,
         None,
-        |_| {},
     )
-    .await
-    .expect("resume");
-    let (_, loaded) = views.load::<P>().expect("load");
+    .await;
+    assert_eq!(
+        resumed.resumed_from,
+        checkpoint,
+        "{}: resumed from its checkpoint",
+        P::NAME
+    );
+    assert_eq!(
+        resumed.folded,
+        events_after(&store, checkpoint).await,
+        "{}",
+        P::NAME
+    );
+    let (_, loaded) = saved::<P>(&views).await;
     let bytes = |p: &P| serde_json::to_vec(p).expect("json");
     assert_eq!(
-        bytes(&first),
-        bytes(&resumed),
+        bytes(&first.state),
+        bytes(&resumed.state),
         "{}: resumed equals rebuilt",
         P::NAME
     );
     assert_eq!(
-        bytes(&first),
+        bytes(&first.state),
         bytes(&loaded),
         "{}: the saved state reads back",
         P::NAME
@@ -143,7 +192,7 @@ async fn same_bytes_every_way<P: Projection>(path: &std::path::Path) {
 }
 
 #[tokio::test]
-async fn ledger_and_conflict_flags_also_rebuild_and_resume_to_the_same_bytes() {
+async fn every_projection_rebuilds_and_resumes_to_the_same_bytes() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = demo_store(&dir);
     same_bytes_every_way::<Ledger>(&path).await;
@@ -153,14 +202,54 @@ async fn ledger_and_conflict_flags_also_rebuild_and_resume_to_the_same_bytes() {
     same_bytes_every_way::<ProgramMetrics>(&path).await;
 }
 
+/// A state saved by another version of a fold is not served: it is rebuilt, and the
+/// caller is told why.
+#[tokio::test]
+async fn a_state_saved_by_another_fold_version_is_rebuilt_not_served() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = demo_store(&dir);
+    let store = SqliteStore::open(&path).expect("open");
+    let views = SqliteCheckpoints::open(&path).expect("views");
+    let current = catch_up::<Ledger, _, _>(&store, &views, 1_000, None).await;
+    // What an older build would have left: a different state under version VERSION - 1.
+    views
+        .save(
+            Ledger::NAME,
+            dealreg_store::Checkpoint {
+                position: current.position,
+                version: Ledger::VERSION - 1,
+                state: serde_json::to_vec(&Ledger::default()).expect("json"),
+            },
+        )
+        .await
+        .expect("save");
+    let again = catch_up::<Ledger, _, _>(&store, &views, 1_000, None).await;
+    let why = again.rebuilt.expect("the old state was rebuilt");
+    assert!(why.contains("version"), "{why}");
+    assert_eq!(again.resumed_from, GlobalPosition::ORIGIN);
+    assert_eq!(
+        again.folded,
+        events_after(&store, GlobalPosition::ORIGIN).await
+    );
+    assert_eq!(
+        serde_json::to_vec(&again.state).expect("json"),
+        serde_json::to_vec(&current.state).expect("json")
+    );
+    // And it is saved under this build's version now.
+    let reloaded = views
+        .load(Ledger::NAME)
+        .await
+        .expect("load")
+        .expect("saved");
+    assert_eq!(reloaded.version, Ledger::VERSION);
+}
+
 /// A follower keeps the pipeline current while commands arrive; aborted midway and
 /// restarted, it ends with exactly what a rebuild gives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_keeps_up_and_resumes_after_being_killed() {
-    use dealreg::clock::ControlledClock;
-    use dealreg::projector::follow;
-    use dealreg::store::EventStore;
-    use dealreg::{CommandEnvelope, Engine};
+    use dealreg_clock::ControlledClock;
+    use dealreg_engine::{CommandEnvelope, Engine};
     use serde_json::json;
     use std::sync::Arc;
 
@@ -200,10 +289,10 @@ async fn a_follower_keeps_up_and_resumes_after_being_killed() {
     let me = json!({ "kind": "partner", "partner_id": partner, "user": "rep" });
 
     // First follower: runs while 40 registrations arrive, then is aborted (killed).
-    let views = ViewStore::open(&path).expect("views");
+    let views = SqliteCheckpoints::open(&path).expect("views");
     let follower_store = store.clone();
     let first = tokio::spawn(async move {
-        follow::<Pipeline, _>(
+        runner::follow::<Pipeline, _, _>(
             &follower_store,
             &views,
             std::time::Duration::from_millis(20),
@@ -214,7 +303,23 @@ async fn a_follower_keeps_up_and_resumes_after_being_killed() {
     for n in 0..40 {
         send(me.clone(), submit(n)).await;
     }
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let probe = SqliteCheckpoints::open(&path).expect("probe");
+    let mut advanced = GlobalPosition::ORIGIN;
+    for _ in 0..200 {
+        advanced = probe
+            .load(Pipeline::NAME)
+            .await
+            .expect("load")
+            .map_or(GlobalPosition::ORIGIN, |c| c.position);
+        if advanced == *store.head().borrow() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        advanced > GlobalPosition::ORIGIN,
+        "the first follower advanced before it was stopped"
+    );
     first.abort();
     let _ = first.await;
     for n in 40..60 {
@@ -222,11 +327,11 @@ async fn a_follower_keeps_up_and_resumes_after_being_killed() {
     }
 
     // Restarted: resumes from its checkpoint and catches up with everything.
-    let views = ViewStore::open(&path).expect("views");
+    let views = SqliteCheckpoints::open(&path).expect("views");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let follower_store = store.clone();
     let second = tokio::spawn(async move {
-        follow::<Pipeline, _>(
+        runner::follow::<Pipeline, _, _>(
             &follower_store,
             &views,
             std::time::Duration::from_millis(20),
@@ -237,10 +342,14 @@ async fn a_follower_keeps_up_and_resumes_after_being_killed() {
         .await
     });
     let head = *store.head().borrow();
-    let probe = ViewStore::open(&path).expect("probe");
     let mut caught_up = false;
     for _ in 0..200 {
-        if probe.load::<Pipeline>().expect("load").0 == head {
+        if probe
+            .load(Pipeline::NAME)
+            .await
+            .expect("load")
+            .is_some_and(|c| c.position == head)
+        {
             caught_up = true;
             break;
         }
@@ -250,14 +359,17 @@ async fn a_follower_keeps_up_and_resumes_after_being_killed() {
     let _ = stop_tx.send(());
     assert_eq!(second.await.expect("join").expect("follow"), head);
 
-    let (_, followed) = probe.load::<Pipeline>().expect("load");
-    probe.reset::<Pipeline>().expect("reset");
-    let (_, rebuilt) = catch_up::<Pipeline, _>(&store, &probe, 1_000, None, |_| {})
-        .await
-        .expect("rebuild");
-    assert_eq!(bytes(&followed), bytes(&rebuilt), "followed equals rebuilt");
+    let (_, followed) = saved::<Pipeline>(&probe).await;
+    reset::<Pipeline>(&probe).await;
+    let rebuilt = catch_up::<Pipeline, _, _>(&store, &probe, 1_000, None).await;
+    assert_eq!(
+        bytes(&followed),
+        bytes(&rebuilt.state),
+        "followed equals rebuilt"
+    );
     assert_eq!(
         rebuilt
+            .state
             .vendor_view()
             .values()
             .flat_map(|s| s.values())

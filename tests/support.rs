@@ -2,8 +2,8 @@
 #![allow(dead_code)]
 
 use chrono::{DateTime, TimeZone, Utc};
-use dealreg::clock::ControlledClock;
-use dealreg::{CommandEnvelope, Engine, Reply};
+use dealreg_clock::ControlledClock;
+use dealreg_engine::{CommandEnvelope, Engine, Reply};
 use dealreg_store::EventStore;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -100,7 +100,7 @@ pub async fn ready_partner<S: EventStore + Clone>(
     partner
 }
 
-pub fn must(result: Result<dealreg::Executed, dealreg::EngineError>) -> Reply {
+pub fn must(result: Result<dealreg_engine::Executed, dealreg_engine::EngineError>) -> Reply {
     match result {
         Ok(executed) => executed.reply,
         Err(e) => panic!("engine failed: {e}"),

@@ -7,13 +7,14 @@ mod support;
 use std::collections::BTreeMap;
 
 use chrono::Duration;
-use dealreg::clock::ControlledClock;
-use dealreg::projector::{catch_up, ViewStore};
-use dealreg::store::sqlite::SqliteStore;
-use dealreg::store::{EventStore, GlobalPosition};
-use dealreg::timekeeper::tick;
-use dealreg::Engine;
+use dealreg_clock::ControlledClock;
+use dealreg_engine::runner::{catch_up, CatchUp};
+use dealreg_engine::timekeeper::tick;
+use dealreg_engine::Engine;
 use dealreg_projections::deadlines::Deadlines;
+use dealreg_store::{EventStore, GlobalPosition};
+use dealreg_store_sqlite::SqliteCheckpoints;
+use dealreg_store_sqlite::SqliteStore;
 use serde_json::{json, Value};
 use support::*;
 use uuid::Uuid;
@@ -74,7 +75,7 @@ async fn one_hundred_twenty_days_of_deadlines_fire_once_each_across_a_restart() 
         .ok
     );
 
-    let mut views = ViewStore::open(&path).expect("views");
+    let mut views = SqliteCheckpoints::open(&path).expect("views");
     let mut stale: Option<Deadlines> = None;
     let step = Duration::hours(6);
     for n in 1..=(120 * 4) {
@@ -108,7 +109,7 @@ async fn one_hundred_twenty_days_of_deadlines_fire_once_each_across_a_restart() 
             // Restart: a new runner reads its checkpoint from the store file; then it
             // re-issues an old tick's commands from a stale view, as after a crash between
             // issuing and checkpointing. Nothing may happen twice.
-            views = ViewStore::open(&path).expect("views after restart");
+            views = SqliteCheckpoints::open(&path).expect("views after restart");
             if let Some(old) = stale.take() {
                 let before = store
                     .read_all(GlobalPosition::ORIGIN, 100_000)
@@ -135,9 +136,10 @@ async fn one_hundred_twenty_days_of_deadlines_fire_once_each_across_a_restart() 
                 );
             }
         }
-        let (_, deadlines) = catch_up::<Deadlines, _>(&store, &views, 1_000, None, |_| {})
+        let deadlines = catch_up::<Deadlines, _, _>(&store, &views, CatchUp::default(), |_| {})
             .await
-            .expect("deadlines");
+            .expect("deadlines")
+            .state;
         let done = tick(&engine, &deadlines).await.expect("tick");
         if !done.issued.is_empty() && now < start() + Duration::days(60) {
             stale = Some(deadlines);
@@ -281,16 +283,17 @@ async fn conflict_slas_are_flagged_once_by_the_timekeeper() {
         .find(|e| e["type"] == "conflict_detected")
         .expect("a horizontal conflict")["conflict_id"]
         .clone();
-    let views = ViewStore::open(&path).expect("views");
+    let views = SqliteCheckpoints::open(&path).expect("views");
     for hour in 1..=(10 * 24) {
         clock.set(start() + Duration::hours(hour));
         if hour == 30 {
             let ack = json!({ "type": "acknowledge_conflict", "account": "acme.com", "conflict_id": conflict, "note": "looking" });
             assert!(must(engine.execute(envelope(None, channel_manager(), ack)).await).ok);
         }
-        let (_, deadlines) = catch_up::<Deadlines, _>(&store, &views, 1_000, None, |_| {})
+        let deadlines = catch_up::<Deadlines, _, _>(&store, &views, CatchUp::default(), |_| {})
             .await
-            .expect("deadlines");
+            .expect("deadlines")
+            .state;
         tick(&engine, &deadlines).await.expect("tick");
     }
     let breaches: Vec<(String, String)> = store
@@ -367,12 +370,13 @@ async fn renewal_ownership_review_is_issued_once_ninety_days_before_renewal() {
     );
     let won = json!({ "type": "mark_won", "account": "acme.com", "registration_id": id, "amount": { "amount_minor": 1_000_000, "currency": "EUR" } });
     assert!(must(engine.execute(envelope(None, channel_manager(), won)).await).ok);
-    let views = ViewStore::open(&path).expect("views");
+    let views = SqliteCheckpoints::open(&path).expect("views");
     for day in 1..=300 {
         clock.set(start() + Duration::days(day));
-        let (_, deadlines) = catch_up::<Deadlines, _>(&store, &views, 1_000, None, |_| {})
+        let deadlines = catch_up::<Deadlines, _, _>(&store, &views, CatchUp::default(), |_| {})
             .await
-            .expect("deadlines");
+            .expect("deadlines")
+            .state;
         tick(&engine, &deadlines).await.expect("tick");
     }
     let reviews: Vec<String> = store

@@ -64,18 +64,6 @@ pub enum ConflictKind {
     OverlappingProtection,
 }
 
-impl ConflictKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConflictKind::Horizontal => "horizontal",
-            ConflictKind::Vertical => "vertical",
-            ConflictKind::MultiChannel => "multi_channel",
-            ConflictKind::RenewalOwnership => "renewal_ownership",
-            ConflictKind::OverlappingProtection => "overlapping_protection",
-        }
-    }
-}
-
 /// The two SLAs of a conflict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

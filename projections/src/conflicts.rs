@@ -208,6 +208,7 @@ pub use dealreg_domain::calendar::add_business_days;
 
 impl Projection for ConflictFlags {
     const NAME: &'static str = "conflicts";
+    const VERSION: u32 = 1;
 
     fn apply(&mut self, _position: u64, event: &Event) {
         match event {

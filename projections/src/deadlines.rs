@@ -190,6 +190,7 @@ impl Deadlines {
 
 impl Projection for Deadlines {
     const NAME: &'static str = "deadlines";
+    const VERSION: u32 = 1;
 
     fn apply(&mut self, _position: u64, event: &Event) {
         if let Event::PolicyAdopted { policy, .. } = event {

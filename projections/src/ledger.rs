@@ -120,6 +120,7 @@ pub fn commission(amount_minor: i64, percent: u32, rate_bps: u32) -> i64 {
 
 impl Projection for Ledger {
     const NAME: &'static str = "ledger";
+    const VERSION: u32 = 1;
 
     fn apply(&mut self, position: u64, event: &Event) {
         match event {

@@ -9,6 +9,7 @@ pub mod deadlines;
 pub mod ledger;
 pub mod metrics;
 pub mod pipeline;
+pub mod text;
 
 use dealreg_domain::Event;
 
@@ -16,9 +17,15 @@ use dealreg_domain::Event;
 ///
 /// The state is serde-serialisable so the runner can store it with its checkpoint in one
 /// atomic write, and its maps are ordered so the same log always gives the same bytes.
-pub trait Projection: Default + serde::Serialize + serde::de::DeserializeOwned {
+pub trait Projection:
+    Default + serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static
+{
     /// Stable name, used for checkpoints and `dealreg rebuild NAME`.
     const NAME: &'static str;
+
+    /// The version of the fold. Raise it whenever `apply` or the state's shape changes:
+    /// a state saved under another version is rebuilt from the log instead of served.
+    const VERSION: u32;
 
     /// Folds one event at its global position.
     fn apply(&mut self, position: u64, event: &Event);

@@ -74,6 +74,7 @@ impl ProgramMetrics {
 
 impl Projection for ProgramMetrics {
     const NAME: &'static str = "metrics";
+    const VERSION: u32 = 1;
 
     fn apply(&mut self, _position: u64, event: &Event) {
         match event {

@@ -117,6 +117,11 @@ impl Pipeline {
         )
     }
 
+    /// Every registration's row, in registration id order.
+    pub fn rows(&self) -> impl Iterator<Item = &VendorRow> {
+        self.rows.values()
+    }
+
     pub fn partners(&self) -> impl Iterator<Item = (&PartnerId, &String)> {
         self.partners.iter()
     }
@@ -164,6 +169,7 @@ fn group<R: Grouping>(rows: impl Iterator<Item = R>) -> Grouped<R> {
 
 impl Projection for Pipeline {
     const NAME: &'static str = "pipeline";
+    const VERSION: u32 = 1;
 
     fn apply(&mut self, position: u64, event: &Event) {
         self.last_position = position;

@@ -4,18 +4,60 @@
 //! Why it never stops on a bad line: a file from another system will contain mistakes; each
 //! gets a structured error line (with its line number) and the rest still applies.
 
-use std::io::{BufRead, Write};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
+use chrono::{DateTime, Utc};
 use dealreg_clock::Clock;
+use dealreg_domain::Policy;
+use dealreg_engine::envelope::MAX_COMMAND_BYTES;
+use dealreg_engine::{Engine, RefusalBody, ReplyLine};
 use dealreg_store::EventStore;
-use serde::Serialize;
 
-use crate::engine::Engine;
-use crate::envelope::MAX_COMMAND_BYTES;
-use crate::reply::{RefusalBody, ReplyLine};
+/// `dealreg apply FILE [--policy P] [--at T]`.
+pub async fn run(
+    store_path: &Path,
+    file: &Path,
+    policy: Option<PathBuf>,
+    at: Option<DateTime<Utc>>,
+) -> Result<ExitCode, String> {
+    let policy = match policy {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read policy {}: {e}", path.display()))?;
+            Some(Policy::from_toml(&text).map_err(|e| format!("policy {}: {e}", path.display()))?)
+        }
+        None => None,
+    };
+    let (store, _) = super::store::open(store_path)?;
+    let engine = Engine::open(store, super::store::clock(at), policy)
+        .await
+        .map_err(|e| e.to_string())?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let summary = if file.as_os_str() == "-" {
+        apply(&engine, std::io::stdin().lock(), &mut out).await
+    } else {
+        let input = File::open(file).map_err(|e| format!("cannot open {}: {e}", file.display()))?;
+        apply(&engine, BufReader::new(input), &mut out).await
+    }
+    .map_err(|e| format!("apply stopped on an I/O error: {e}"))?;
+    eprintln!(
+        "{} lines: {} applied, {} rejected by the rules, {} refused as unreadable, {} replayed; store {}",
+        summary.lines,
+        summary.applied,
+        summary.rejected,
+        summary.refused,
+        summary.replayed,
+        store_path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
 
 /// Counts of what happened to the lines of one run.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ApplySummary {
     pub lines: usize,
     pub applied: usize,

@@ -1,26 +1,28 @@
 //! `dealreg events`: prints the log as JSON lines, in global order, for auditors and tools.
 
 use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
 
-use dealreg_store::{EventStore, GlobalPosition, LogPages, RecordedEvent};
+use dealreg_store::{GlobalPosition, LogPages, RecordedEvent};
 use serde::Serialize;
 
 /// One printed line: the stored event with its payload and metadata as JSON, not bytes.
 #[derive(Debug, Serialize)]
-pub struct EventLine<'a> {
-    pub position: GlobalPosition,
-    pub stream: &'a str,
-    pub revision: u64,
-    pub event_id: String,
-    pub event_type: &'a str,
-    pub event: serde_json::Value,
-    pub metadata: serde_json::Value,
-    pub prev_hash: &'a str,
-    pub hash: &'a str,
+struct EventLine<'a> {
+    position: GlobalPosition,
+    stream: &'a str,
+    revision: u64,
+    event_id: String,
+    event_type: &'a str,
+    event: serde_json::Value,
+    metadata: serde_json::Value,
+    prev_hash: &'a str,
+    hash: &'a str,
 }
 
 impl<'a> EventLine<'a> {
-    pub fn new(recorded: &'a RecordedEvent) -> Self {
+    fn new(recorded: &'a RecordedEvent) -> Self {
         let parse = |bytes: &[u8]| {
             serde_json::from_slice(bytes).unwrap_or_else(|_| {
                 serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned())
@@ -40,27 +42,22 @@ impl<'a> EventLine<'a> {
     }
 }
 
-/// Writes every event after `after` (optionally only those of `stream`). Returns the count.
-pub async fn print_events<S: EventStore, W: Write>(
-    store: &S,
-    after: GlobalPosition,
-    stream: Option<&str>,
-    output: &mut W,
-) -> Result<u64, crate::EngineError> {
-    let mut count = 0u64;
-    let mut pages = LogPages::new(store, after, 1024);
-    while let Some(page) = pages.next_page().await? {
+/// `dealreg events [--after POS] [--stream S]`.
+pub async fn run(path: &Path, after: u64, stream: Option<String>) -> Result<ExitCode, String> {
+    let (store, _) = super::store::open(path)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut pages = LogPages::new(&store, GlobalPosition(after), 1024);
+    while let Some(page) = pages.next_page().await.map_err(|e| e.to_string())? {
         for recorded in &page {
-            if stream.is_some_and(|s| s != recorded.stream) {
+            if stream.as_deref().is_some_and(|s| s != recorded.stream) {
                 continue;
             }
-            serde_json::to_writer(&mut *output, &EventLine::new(recorded))
-                .map_err(|e| crate::EngineError::Encode(e.to_string()))?;
-            output
-                .write_all(b"\n")
-                .map_err(|e| crate::EngineError::Encode(e.to_string()))?;
-            count += 1;
+            serde_json::to_writer(&mut out, &EventLine::new(recorded))
+                .map_err(|e| e.to_string())?;
+            out.write_all(b"\n").map_err(|e| e.to_string())?;
         }
     }
-    Ok(count)
+    out.flush().map_err(|e| e.to_string())?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,7 +1,11 @@
-//! The jobs behind the `dealreg` command line. Each module is one subcommand.
+//! The jobs behind the `dealreg` command line. Each module is one subcommand; `store`
+//! opens the embedded store they share.
 
 pub mod apply;
 pub mod demo;
 pub mod events;
+pub mod rebuild;
+pub mod store;
+pub mod timekeeper;
 pub mod verify;
 pub mod view;

@@ -1,251 +1,146 @@
-//! `dealreg view pipeline --partner ID | --vendor`: pipeline views folded from the log.
-//!
-//! Today the views are folded from the whole log on each call (a pure fold, so the answer
-//! is exactly what a rebuild gives). Checkpointed, incrementally maintained views arrive
-//! with the projection runner.
+//! `dealreg view ...`: a read model, brought up to date from its checkpoint through the
+//! projection runner, printed as text (the words of the JSON) or as JSON.
 
 use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
 
-use dealreg_projections::pipeline::{Grouped, PartnerRow, Pipeline, VendorRow};
-use dealreg_projections::Projection;
-use dealreg_store::{EventStore, GlobalPosition, LogPages};
+use clap::Subcommand;
+use dealreg_domain::{AccountKey, PartnerId};
+use dealreg_engine::runner::{self, CatchUp};
+use dealreg_projections::conflicts::ConflictFlags;
+use dealreg_projections::ledger::Ledger;
+use dealreg_projections::metrics::ProgramMetrics;
+use dealreg_projections::pipeline::Pipeline;
+use dealreg_projections::{text, Projection};
 
-use crate::engine::decode_event;
-use crate::EngineError;
+#[derive(Subcommand)]
+pub enum ViewKind {
+    /// Registrations grouped by motion and stage: a partner's own (safe fields only), or
+    /// the vendor's full view.
+    Pipeline {
+        /// Show this partner's view (its own registrations, no pricing or notes).
+        #[arg(long, conflicts_with = "vendor", required_unless_present = "vendor")]
+        partner: Option<uuid::Uuid>,
+        /// Show the vendor's full view.
+        #[arg(long)]
+        vendor: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Conflict flags per account (with SLA clocks) and likely duplicate accounts.
+    Conflicts {
+        /// Only this account (any spelling of its domain).
+        #[arg(long)]
+        account: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Program metrics: sourced and influenced amounts, win rate and cycle time by motion,
+    /// approval SLA compliance, conflicts by kind and time to resolution.
+    Metrics {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The commission ledger: accruals, clawbacks and payouts with balances, for one
+    /// partner or all.
+    Ledger {
+        #[arg(long)]
+        partner: Option<uuid::Uuid>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
 
-/// Folds the whole log into the pipeline projection.
-pub async fn fold_pipeline<S: EventStore>(store: &S) -> Result<Pipeline, EngineError> {
-    let mut pipeline = Pipeline::default();
-    let mut pages = LogPages::new(store, GlobalPosition::ORIGIN, 4096);
-    while let Some(page) = pages.next_page().await? {
-        for recorded in &page {
-            pipeline.apply(recorded.position.0, &decode_event(recorded)?);
-        }
+/// `P` brought up to the log's head from its checkpoint (the one catch-up every view uses).
+async fn fresh<P: Projection>(path: &Path) -> Result<P, String> {
+    let (store, checkpoints) = super::store::open(path)?;
+    let caught = runner::catch_up::<P, _, _>(&store, &checkpoints, CatchUp::default(), |_| {})
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(why) = &caught.rebuilt {
+        eprintln!("note: {why}");
     }
-    Ok(pipeline)
+    Ok(caught.state)
 }
 
-/// A one-line progress bar on stderr.
-pub fn progress_bar(name: &str, p: crate::projector::Progress) {
-    let done = p.position.0 as f64 / p.head.0.max(1) as f64;
-    let filled = (done * 30.0).round().clamp(0.0, 30.0) as usize;
-    eprint!(
-        "\rrebuilding {name} [{}{}] {:>3.0}% {}/{} events",
-        "#".repeat(filled),
-        "-".repeat(30 - filled),
-        done * 100.0,
-        p.position.0,
-        p.head.0
-    );
+fn print(
+    json: bool,
+    value: serde_json::Value,
+    text: impl FnOnce() -> String,
+) -> Result<(), String> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let written = if json {
+        serde_json::to_writer_pretty(&mut out, &value)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(out))
+    } else {
+        out.write_all(text().as_bytes())
+    };
+    written.map_err(|e| e.to_string())
 }
 
-fn date(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
-    t.map(|t| t.format("%Y-%m-%d").to_string())
-        .unwrap_or_else(|| "-".into())
+fn to_json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, String> {
+    serde_json::to_value(value).map_err(|e| e.to_string())
 }
 
-/// Prints rows grouped by motion, then stage, one line per row.
-fn print_grouped<W: Write, R>(
-    out: &mut W,
-    view: &Grouped<R>,
-    line: impl Fn(&R) -> String,
-) -> std::io::Result<()> {
-    for (motion, stages) in view {
-        writeln!(out, "{}", motion.as_str())?;
-        for (stage, rows) in stages {
-            writeln!(out, "  {stage} ({})", rows.len())?;
-            for row in rows {
-                writeln!(out, "    {}", line(row))?;
+pub async fn run(path: &Path, what: ViewKind) -> Result<ExitCode, String> {
+    match what {
+        ViewKind::Pipeline { partner, json, .. } => {
+            let pipeline = fresh::<Pipeline>(path).await?;
+            match partner {
+                Some(id) => {
+                    let view = pipeline.partner_view(PartnerId(id));
+                    print(json, to_json(&view)?, || text::partner_pipeline(&view))?;
+                }
+                None => {
+                    let view = pipeline.vendor_view();
+                    print(json, to_json(&view)?, || text::vendor_pipeline(&view))?;
+                }
             }
         }
-    }
-    Ok(())
-}
-
-pub fn print_partner_table<W: Write>(
-    out: &mut W,
-    view: &Grouped<PartnerRow>,
-) -> std::io::Result<()> {
-    print_grouped(out, view, |r| {
-        format!(
-            "{:<28} {:<10} {:<10} {:<18} expires {:<10}  next: {}",
-            r.company,
-            r.product_line,
-            r.status,
-            format!("{:?}", r.protection),
-            date(r.protection_expires_at),
-            r.next_step.as_deref().unwrap_or("-")
-        )
-    })
-}
-
-pub fn print_vendor_table<W: Write>(out: &mut W, view: &Grouped<VendorRow>) -> std::io::Result<()> {
-    print_grouped(out, view, |r| {
-        format!(
-            "{:<24} {:<26} {:<10} {:<10} {:>16} expires {:<10}",
-            r.partner,
-            r.company,
-            r.product_line,
-            r.status,
-            r.won_amount
-                .as_ref()
-                .unwrap_or(&r.estimated_amount)
-                .to_string(),
-            date(r.protection_expires_at),
-        )
-    })
-}
-
-/// The ledger as a table: balances, then entries, in exact currency units.
-pub fn print_ledger<W: Write>(
-    out: &mut W,
-    ledger: &dealreg_projections::ledger::Ledger,
-    partner: Option<dealreg_domain::PartnerId>,
-) -> std::io::Result<()> {
-    let money = |minor: i64, currency: &dealreg_domain::Currency| {
-        dealreg_domain::Money {
-            amount_minor: minor,
-            currency: currency.clone(),
+        ViewKind::Conflicts { account, json } => {
+            let account = account
+                .map(|a| AccountKey::from_domain(&a).map_err(|e| e.message))
+                .transpose()?;
+            let flags = fresh::<ConflictFlags>(path).await?;
+            let conflicts: Vec<_> = flags
+                .all()
+                .filter(|(k, _)| account.as_ref().is_none_or(|a| a == *k))
+                .collect();
+            let duplicates: Vec<_> = flags
+                .duplicates()
+                .filter(|d| account.as_ref().is_none_or(|a| d.accounts.contains(a)))
+                .collect();
+            let value =
+                serde_json::json!({ "conflicts": conflicts, "likely_duplicates": duplicates });
+            print(json, value, || text::conflicts(&conflicts, &duplicates))?;
         }
-        .to_string()
-    };
-    writeln!(out, "balances")?;
-    for (p, by_currency) in ledger.balances() {
-        if partner.is_some_and(|q| q != *p) {
-            continue;
+        ViewKind::Metrics { json } => {
+            let metrics = fresh::<ProgramMetrics>(path).await?;
+            print(json, to_json(&metrics)?, || text::metrics(&metrics))?;
         }
-        for (currency, minor) in by_currency {
-            writeln!(out, "  {p}  {:>18}", money(*minor, currency))?;
+        ViewKind::Ledger { partner, json } => {
+            let ledger = fresh::<Ledger>(path).await?;
+            let partner = partner.map(PartnerId);
+            let entries: Vec<_> = ledger
+                .entries()
+                .iter()
+                .filter(|e| partner.is_none_or(|p| p == e.partner_id))
+                .collect();
+            let balances: Vec<_> = ledger
+                .balances()
+                .iter()
+                .filter(|(p, _)| partner.is_none_or(|q| q == **p))
+                .collect();
+            let value = serde_json::json!({ "entries": entries, "balances": balances });
+            print(json, value, || text::ledger(&ledger, partner))?;
         }
     }
-    writeln!(out, "entries")?;
-    for e in ledger
-        .entries()
-        .iter()
-        .filter(|e| partner.is_none_or(|p| p == e.partner_id))
-    {
-        writeln!(
-            out,
-            "  {}  {:<8?} {:<10} {:>5} bps  {:>16}  {}  policy v{}",
-            e.at.format("%Y-%m-%d"),
-            e.kind,
-            e.credit.map_or("-".to_string(), |c| format!("{c:?}")),
-            e.rate_bps,
-            money(e.amount_minor, &e.currency),
-            e.registration_id
-                .map_or("payout".to_string(), |r| r.to_string()),
-            e.policy_version
-        )?;
-    }
-    Ok(())
-}
-
-/// Conflict flags and likely duplicates as a table.
-pub fn print_conflicts<W: Write>(
-    out: &mut W,
-    conflicts: &[(
-        &dealreg_domain::AccountKey,
-        &dealreg_projections::conflicts::ConflictFlag,
-    )],
-    duplicates: &[&dealreg_projections::conflicts::DuplicateFlag],
-) -> std::io::Result<()> {
-    writeln!(out, "conflicts ({})", conflicts.len())?;
-    for (account, f) in conflicts {
-        writeln!(
-            out,
-            "  {:<22} {:<24} {:<10} {:<7?} ack by {} {}  plan by {}  {}",
-            account.0,
-            format!("{:?}", f.kind),
-            f.product_line,
-            f.status,
-            f.acknowledge_by.format("%Y-%m-%d %H:%M"),
-            if f.acknowledged_at.is_some() {
-                "(done)"
-            } else {
-                "      "
-            },
-            f.resolution_plan_by.format("%Y-%m-%d"),
-            f.reasons.join("; ")
-        )?;
-    }
-    writeln!(out, "likely duplicate accounts ({})", duplicates.len())?;
-    for d in duplicates {
-        writeln!(
-            out,
-            "  {} ~ {}  {}",
-            d.accounts[0],
-            d.accounts[1],
-            d.reasons.join("; ")
-        )?;
-    }
-    Ok(())
-}
-
-/// Program metrics as a table.
-pub fn print_metrics<W: Write>(
-    out: &mut W,
-    m: &dealreg_projections::metrics::ProgramMetrics,
-) -> std::io::Result<()> {
-    let pct =
-        |bps: Option<u64>| bps.map_or("-".to_string(), |b| format!("{}.{:02} %", b / 100, b % 100));
-    let amounts = |by: &std::collections::BTreeMap<dealreg_domain::Currency, i64>| {
-        if by.is_empty() {
-            return "-".to_string();
-        }
-        by.iter()
-            .map(|(c, minor)| {
-                dealreg_domain::Money {
-                    amount_minor: *minor,
-                    currency: c.clone(),
-                }
-                .to_string()
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    writeln!(
-        out,
-        "{:<12} {:>9} {:>5} {:>5} {:>9} {:>10} {:>20} {:>20}",
-        "motion", "submitted", "won", "lost", "win rate", "cycle", "sourced", "influenced"
-    )?;
-    for (motion, x) in &m.motions {
-        writeln!(
-            out,
-            "{:<12} {:>9} {:>5} {:>5} {:>9} {:>10} {:>20} {:>20}",
-            motion.as_str(),
-            x.submitted,
-            x.won,
-            x.lost,
-            pct(x.win_rate_bps()),
-            x.average_cycle_days()
-                .map_or("-".to_string(), |d| format!("{d} days")),
-            amounts(&x.sourced_minor),
-            amounts(&x.influenced_minor)
-        )?;
-    }
-    writeln!(
-        out,
-        "approval SLA compliance: {} of {} decisions on time ({})",
-        m.decisions_on_time,
-        m.decisions,
-        pct(m.sla_compliance_bps())
-    )?;
-    for (kind, c) in &m.conflicts {
-        let hours = if c.resolved > 0 {
-            format!(
-                "{} h average to resolve",
-                c.resolution_hours_total / c.resolved as i64
-            )
-        } else {
-            "none resolved".into()
-        };
-        writeln!(
-            out,
-            "conflicts {:<24} {:>4} detected, {:>4} resolved, {hours}",
-            format!("{kind:?}"),
-            c.detected,
-            c.resolved
-        )?;
-    }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

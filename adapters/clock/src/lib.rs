@@ -1,13 +1,18 @@
-//! The clock adapter.
+//! The clock and id adapters: the two things a decision takes from the world besides its
+//! input. [`ids`] mints command and event ids the same way the clock gives the time.
 //!
 //! Why an adapter: decisions take the current time as an input (ENGINE.md, invariant 1), so
 //! the engine reads the time in exactly one place. In service that is [`SystemClock`]; in
 //! tests and the demo it is [`ControlledClock`], which lets a 120-day program run in seconds
 //! and makes every run repeatable.
 
+pub mod ids;
+
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Duration, Utc};
+
+pub use ids::{IdSource, SeededIds, SharedIds, TimeOrderedIds};
 
 /// A source of the current UTC time.
 pub trait Clock: Send + Sync + 'static {

@@ -1,13 +1,18 @@
-//! Per-stream hash chains: how an auditor proves nothing was altered, inserted or removed.
+//! Per-stream hash chains: how an auditor proves nothing was altered, inserted or removed,
+//! and the one check of them ([`ChainWalk`]) that `dealreg verify` and the conformance
+//! suite both run.
 //!
 //! Each event's hash covers the previous event's hash and every stored byte of the event
 //! (stream, revision, id, type, data, metadata), each length-prefixed so that bytes cannot
 //! be moved from one field to the next without changing the hash.
 
+use std::collections::HashMap;
+
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::RecordedEvent;
+use crate::{EventStore, GlobalPosition, LogPages, RecordedEvent, StoreError};
 
 /// The `prev_hash` of the first event of every stream.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -51,7 +56,8 @@ pub(crate) fn to_hex(bytes: &[u8]) -> String {
 }
 
 /// What is wrong where a chain breaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum BreakKind {
     /// The event's bytes no longer match its hash.
     Altered,
@@ -61,47 +67,74 @@ pub enum BreakKind {
     InsertedOrReordered,
 }
 
-/// A broken chain: which stream, which revision, and what is wrong, so an auditor knows
-/// where to look.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("hash chain of `{stream}` breaks at revision {revision} ({kind:?}): {detail}")]
+/// A broken chain: which stream, which revision at which position, and what is wrong, so
+/// an auditor knows where to look.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("hash chain of `{stream}` breaks at revision {revision} (position {position}, {kind:?}): {problem}")]
 pub struct ChainBreak {
     pub stream: String,
     pub revision: u64,
+    pub position: GlobalPosition,
     pub kind: BreakKind,
-    pub detail: String,
+    pub problem: String,
 }
 
-/// Checks that `events` are one stream's events from revision 0, each linked to the one
-/// before and each matching its own hash.
-pub fn verify_stream(events: &[RecordedEvent]) -> Result<(), ChainBreak> {
-    let mut expected_prev = GENESIS_HASH.to_string();
-    for (index, e) in events.iter().enumerate() {
-        let index = index as u64;
-        let fail = |kind, detail: String| ChainBreak {
-            stream: e.stream.clone(),
-            revision: e.revision,
-            kind,
-            detail,
+/// What a walk over the log found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChainReport {
+    pub events: u64,
+    pub streams: usize,
+    pub breaks: Vec<ChainBreak>,
+}
+
+/// The one chain check: fed events in order (a stream's, or the whole log's), it holds
+/// each stream's tip and records every place a chain does not hold.
+///
+/// Why a walker and not a function over a slice: `dealreg verify` checks a log far bigger
+/// than memory one page at a time, and the per-stream check of the conformance suite must
+/// be the same code, so that the two can never disagree.
+#[derive(Debug, Default)]
+pub struct ChainWalk {
+    /// Stream -> (last revision seen, its hash, revisions found missing -> their fault).
+    tips: HashMap<String, Tip>,
+    events: u64,
+    breaks: Vec<ChainBreak>,
+}
+
+#[derive(Debug)]
+struct Tip {
+    revision: u64,
+    hash: String,
+    missing: HashMap<u64, usize>,
+}
+
+impl ChainWalk {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Checks one event against its stream's tip, then makes it the tip.
+    pub fn observe(&mut self, e: &RecordedEvent) {
+        self.events += 1;
+        let (expected_revision, expected_prev) = match self.tips.get(&e.stream) {
+            Some(tip) => (tip.revision + 1, tip.hash.as_str()),
+            None => (0, GENESIS_HASH),
         };
-        if e.revision > index {
-            let later = events
-                .iter()
-                .skip(index as usize + 1)
-                .any(|l| l.revision == index);
-            return Err(if later {
-                fail(
-                    BreakKind::InsertedOrReordered,
-                    format!("revision {index} appears later: events were reordered"),
-                )
-            } else {
-                fail(BreakKind::Removed, format!("revision {index} is missing"))
-            });
-        }
-        if e.revision < index {
-            return Err(fail(
+        let mut found = Vec::new();
+        if e.revision > expected_revision {
+            found.push((
+                BreakKind::Removed,
+                format!(
+                    "revision {expected_revision} is missing before this event: events were removed"
+                ),
+            ));
+        } else if e.revision < expected_revision {
+            found.push((
                 BreakKind::InsertedOrReordered,
-                format!("revision {} appears where {index} was expected", e.revision),
+                format!(
+                    "revision {} appears where {expected_revision} was expected: events were inserted or reordered",
+                    e.revision
+                ),
             ));
         }
         let recomputed = event_hash(
@@ -114,18 +147,83 @@ pub fn verify_stream(events: &[RecordedEvent]) -> Result<(), ChainBreak> {
             &e.metadata,
         );
         if recomputed != e.hash {
-            return Err(fail(
+            found.push((
                 BreakKind::Altered,
-                "stored bytes do not match the hash".into(),
+                "the stored bytes do not match the hash: the event was altered".into(),
             ));
-        }
-        if e.prev_hash != expected_prev {
-            return Err(fail(
+        } else if e.prev_hash != expected_prev && e.revision == expected_revision {
+            found.push((
                 BreakKind::InsertedOrReordered,
-                "prev_hash does not link to the previous event".into(),
+                "prev_hash does not link to the previous event's hash: the chain was cut or relinked"
+                    .into(),
             ));
         }
-        expected_prev = e.hash.clone();
+        let tip = self.tips.entry(e.stream.clone()).or_insert_with(|| Tip {
+            revision: 0,
+            hash: String::new(),
+            missing: HashMap::new(),
+        });
+        // A revision once reported missing that turns up later was moved, not removed.
+        if let Some(index) = tip.missing.remove(&e.revision) {
+            if let Some(earlier) = self.breaks.get_mut(index) {
+                earlier.kind = BreakKind::InsertedOrReordered;
+                earlier.problem = format!(
+                    "revision {} appears later in the log: events were reordered",
+                    e.revision
+                );
+            }
+        }
+        for (kind, problem) in found {
+            if kind == BreakKind::Removed {
+                for missing in expected_revision..e.revision.min(expected_revision + 1024) {
+                    tip.missing.insert(missing, self.breaks.len());
+                }
+            }
+            self.breaks.push(ChainBreak {
+                stream: e.stream.clone(),
+                revision: e.revision,
+                position: e.position,
+                kind,
+                problem,
+            });
+        }
+        if e.revision >= expected_revision || tip.hash.is_empty() {
+            tip.revision = e.revision;
+            tip.hash = e.hash.clone();
+        }
     }
-    Ok(())
+
+    pub fn finish(self) -> ChainReport {
+        ChainReport {
+            events: self.events,
+            streams: self.tips.len(),
+            breaks: self.breaks,
+        }
+    }
+}
+
+/// Checks that `events` are one stream's events from revision 0, each linked to the one
+/// before and each matching its own hash; the first break found, if any.
+pub fn verify_stream(events: &[RecordedEvent]) -> Result<(), ChainBreak> {
+    let mut walk = ChainWalk::new();
+    for e in events {
+        walk.observe(e);
+    }
+    match walk.finish().breaks.into_iter().next() {
+        Some(first) => Err(first),
+        None => Ok(()),
+    }
+}
+
+/// Walks the whole log through the trait (an auditor's check must not trust the backend
+/// it checks, and must work the same on every backend) and checks every stream's chain.
+pub async fn verify_log<S: EventStore>(store: &S) -> Result<ChainReport, StoreError> {
+    let mut walk = ChainWalk::new();
+    let mut pages = LogPages::new(store, GlobalPosition::ORIGIN, 2048);
+    while let Some(page) = pages.next_page().await? {
+        for e in &page {
+            walk.observe(e);
+        }
+    }
+    Ok(walk.finish())
 }

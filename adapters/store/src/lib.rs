@@ -18,10 +18,10 @@
 //!   auditor can prove that nothing was altered, inserted or removed ([`chain`]).
 
 pub mod chain;
+pub mod checkpoint;
 pub mod conformance;
 pub mod memory;
 mod rules;
-pub mod sqlite;
 pub mod subscription;
 
 use std::future::Future;
@@ -29,7 +29,12 @@ use std::future::Future;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use checkpoint::{Checkpoint, CheckpointStore, MemoryCheckpoints};
 pub use subscription::Subscription;
+
+/// The append rules every backend applies identically (backends outside this crate use
+/// them too, so that all of them refuse the same requests the same way).
+pub use rules::{check_expected, validate};
 
 /// A 0-based revision of an event within its stream.
 pub type StreamRevision = u64;

@@ -4,7 +4,7 @@ use crate::{AppendRequest, ExpectedVersion, StoreError, StreamRevision};
 
 /// Refuses requests no backend should accept: no writes, or one stream named twice
 /// (its expected version would be ambiguous).
-pub(crate) fn validate(request: &AppendRequest) -> Result<(), StoreError> {
+pub fn validate(request: &AppendRequest) -> Result<(), StoreError> {
     if request.writes.is_empty() {
         return Err(StoreError::InvalidAppend(
             "an append needs at least one stream write".into(),
@@ -27,7 +27,7 @@ pub(crate) fn validate(request: &AppendRequest) -> Result<(), StoreError> {
 }
 
 /// Checks a write's expectation against the stream's last revision (`None`: no events).
-pub(crate) fn check_expected(
+pub fn check_expected(
     stream: &str,
     expected: ExpectedVersion,
     actual: Option<StreamRevision>,

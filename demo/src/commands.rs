@@ -16,10 +16,6 @@ pub fn revops() -> Value {
     json!({ "kind": "vendor", "role": "rev_ops", "user": "ines.revops@vendor.example" })
 }
 
-pub fn timekeeper() -> Value {
-    json!({ "kind": "system", "component": "demo-timekeeper" })
-}
-
 pub fn partner(partner: Uuid) -> Value {
     json!({ "kind": "partner", "partner_id": partner, "user": "rep@partner.example" })
 }
@@ -98,22 +94,6 @@ pub fn withdraw(account: &str, registration: Uuid) -> Value {
     json!({ "type": "withdraw_registration", "account": account, "registration_id": registration, "reason": "Customer chose to postpone the project" })
 }
 
-pub fn expire(account: &str, registration: Uuid) -> Value {
-    json!({ "type": "expire_protection", "account": account, "registration_id": registration })
-}
-
-pub fn remind(account: &str, registration: Uuid) -> Value {
-    json!({ "type": "send_expiry_reminder", "account": account, "registration_id": registration })
-}
-
-pub fn flag_inactive(account: &str, registration: Uuid) -> Value {
-    json!({ "type": "flag_inactive", "account": account, "registration_id": registration })
-}
-
-pub fn flag_sla(account: &str, registration: Uuid) -> Value {
-    json!({ "type": "flag_approval_sla_breached", "account": account, "registration_id": registration })
-}
-
 pub fn advance(account: &str, registration: Uuid, to_stage: &str, evidence: Value) -> Value {
     json!({ "type": "advance_stage", "account": account, "registration_id": registration, "to_stage": to_stage, "evidence": evidence })
 }
@@ -134,8 +114,13 @@ pub fn lost(account: &str, registration: Uuid) -> Value {
     json!({ "type": "mark_lost", "account": account, "registration_id": registration, "reason": "Customer chose a competitor" })
 }
 
-pub fn direct_opportunity(account: &str, product_line: &str, amount_minor: i64) -> Value {
-    json!({ "type": "record_direct_opportunity", "account": account, "opportunity_id": Uuid::now_v7(), "owner": "tom.ae@vendor.example",
+pub fn direct_opportunity(
+    account: &str,
+    opportunity: Uuid,
+    product_line: &str,
+    amount_minor: i64,
+) -> Value {
+    json!({ "type": "record_direct_opportunity", "account": account, "opportunity_id": opportunity, "owner": "tom.ae@vendor.example",
             "product_line": product_line, "amount": { "amount_minor": amount_minor, "currency": "USD" } })
 }
 

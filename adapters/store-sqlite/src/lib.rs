@@ -20,12 +20,15 @@ use std::thread::JoinHandle;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::{oneshot, watch};
 
-use crate::chain::{event_hash, GENESIS_HASH};
-use crate::rules::{check_expected, validate};
-use crate::{
-    AppendOutcome, AppendRequest, EventStore, GlobalPosition, RecordedEvent, StoreError,
-    StreamRevision, WriteOutcome,
+use dealreg_store::chain::{event_hash, GENESIS_HASH};
+use dealreg_store::{
+    check_expected, validate, AppendOutcome, AppendRequest, EventStore, GlobalPosition,
+    RecordedEvent, StoreError, StreamRevision, WriteOutcome,
 };
+
+mod checkpoints;
+
+pub use checkpoints::SqliteCheckpoints;
 
 /// Most appends committed in one transaction. Large enough to absorb bursts, small enough
 /// that one commit never holds replies back for long.

@@ -1,10 +1,10 @@
 use std::sync::Arc;
 
 use dealreg_store::conformance::{event, run_all};
-use dealreg_store::sqlite::SqliteStore;
 use dealreg_store::{
     AppendRequest, EventStore, ExpectedVersion, GlobalPosition, StoreError, StreamWrite,
 };
+use dealreg_store_sqlite::SqliteStore;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_store_passes_the_conformance_suite() {

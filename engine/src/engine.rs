@@ -20,7 +20,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use dealreg_clock::Clock;
+use dealreg_clock::{Clock, IdSource, SharedIds, TimeOrderedIds};
 use dealreg_domain::command::{AdoptPolicy, ReleaseRegistration};
 use dealreg_domain::{
     decide, evolve, partners_needed, Actor, Boundary, Command, Context, DomainError, Event,
@@ -132,6 +132,7 @@ impl Loaded {
 pub struct Engine<S, C> {
     store: S,
     clock: C,
+    ids: SharedIds,
     states: Mutex<HashMap<String, Loaded>>,
 }
 
@@ -139,21 +140,25 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
     /// Opens the engine on a store. When the program has no policy yet, `policy` (or the
     /// built-in default program policy) is adopted first, so every decision can record the
     /// policy version it applied.
+    /// Ids are time-ordered (UUID v7) from the machine's clock.
     pub async fn open(store: S, clock: C, policy: Option<Policy>) -> Result<Self, EngineError> {
-        Self::open_as(store, clock, policy, "engine-bootstrap").await
+        Self::open_with(store, clock, TimeOrderedIds, policy, "engine-bootstrap").await
     }
 
-    /// Like [`Engine::open`], recording `component` as the system actor that adopted the
-    /// first policy (the demo marks its stores this way).
-    pub async fn open_as(
+    /// Like [`Engine::open`], with the id source the engine mints command and event ids
+    /// from (seeded for the demo, tests and replays), recording `component` as the system
+    /// actor that adopted the first policy (the demo marks its stores this way).
+    pub async fn open_with(
         store: S,
         clock: C,
+        ids: impl IdSource,
         policy: Option<Policy>,
         component: &str,
     ) -> Result<Self, EngineError> {
         let engine = Engine {
             store,
             clock,
+            ids: SharedIds::new(ids),
             states: Mutex::new(HashMap::new()),
         };
         let program = engine.load(&Boundary::Program).await?;
@@ -252,7 +257,7 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
             key: format!("{}/{}", actor_scope(&envelope.actor), key),
             fingerprint: fingerprint(&envelope),
         });
-        let command_id = Uuid::now_v7();
+        let command_id = self.ids.next_id(now);
         let primary_stream = boundary.stream_name();
 
         for attempt in 1..=RETRY_LIMIT {
@@ -317,6 +322,7 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
                 events,
                 &metadata,
                 idempotency.clone(),
+                || self.ids.next_id(now),
             )?;
             match self.store.append(request).await {
                 Ok(outcome) if outcome.deduplicated => {
@@ -341,7 +347,8 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
                     tracing::debug!(%stream, attempt, "lost a concurrency race; deciding again");
                     // Back off a little, more with each attempt, with jitter so that racing
                     // writers spread out instead of colliding again in lockstep.
-                    let jitter = u64::from(Uuid::now_v7().as_bytes()[15]);
+                    // The jitter comes from the command's id, so racing commands differ.
+                    let jitter = (command_id.as_u128() >> (attempt % 64)) as u64 & 0xff;
                     let micros = (u64::from(attempt.min(20)) * 50) + jitter * 2;
                     tokio::time::sleep(Duration::from_micros(micros)).await;
                 }
@@ -536,6 +543,7 @@ fn build_append(
     events: Vec<Event>,
     metadata: &EventMetadata,
     idempotency: Option<Idempotency>,
+    mut event_id: impl FnMut() -> Uuid,
 ) -> Result<(AppendRequest, Grouped), EngineError> {
     let mut grouped: Grouped = vec![(primary_boundary.clone(), primary.clone(), Vec::new())];
     for event in events {
@@ -560,7 +568,7 @@ fn build_append(
         let mut new_events = Vec::with_capacity(events.len());
         for event in events {
             new_events.push(NewEvent {
-                event_id: Uuid::now_v7(),
+                event_id: event_id(),
                 event_type: event.event_type().to_string(),
                 data: serde_json::to_vec(event).map_err(|e| EngineError::Encode(e.to_string()))?,
                 metadata: metadata_bytes.clone(),

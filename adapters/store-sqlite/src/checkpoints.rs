@@ -1,0 +1,121 @@
+//! Read-model checkpoints in the store's own SQLite file: one row per projection holding
+//! its state, the position it covers and the version of the fold that wrote it.
+//!
+//! Why one row: state and checkpoint are written by one statement, so they can only
+//! change together; a runner killed at any moment resumes from the last saved pair.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use dealreg_store::{Checkpoint, CheckpointStore, GlobalPosition, StoreError};
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// The `projection_state` table of a store file. Clones share one connection.
+#[derive(Clone)]
+pub struct SqliteCheckpoints {
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn backend(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(format!(
+        "checkpoint storage failed: {e}; check the store file and its permissions"
+    ))
+}
+
+impl SqliteCheckpoints {
+    /// Opens the checkpoint table of the store at `path` (creating the table when missing).
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteCheckpoints, StoreError> {
+        let conn = Connection::open(path).map_err(backend)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(backend)?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS projection_state (
+                name     TEXT PRIMARY KEY,
+                position INTEGER NOT NULL,
+                state    BLOB    NOT NULL
+            ) WITHOUT ROWID;",
+        )
+        .map_err(backend)?;
+        // The fold version came after the table; stores written before it read as
+        // version 0, which no projection declares, so their states are rebuilt once.
+        let has_version: bool = conn
+            .prepare("SELECT 1 FROM pragma_table_info('projection_state') WHERE name = 'version'")
+            .and_then(|mut q| q.exists([]))
+            .map_err(backend)?;
+        if !has_version {
+            conn.execute_batch(
+                "ALTER TABLE projection_state ADD COLUMN version INTEGER NOT NULL DEFAULT 0;",
+            )
+            .map_err(backend)?;
+        }
+        Ok(SqliteCheckpoints {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&conn).map_err(backend)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("checkpoint task failed: {e}")))?
+    }
+}
+
+impl CheckpointStore for SqliteCheckpoints {
+    async fn load(&self, name: &str) -> Result<Option<Checkpoint>, StoreError> {
+        let name = name.to_string();
+        self.run(move |conn| {
+            conn.query_row(
+                "SELECT position, version, state FROM projection_state WHERE name = ?1",
+                params![name],
+                |r| {
+                    Ok(Checkpoint {
+                        position: GlobalPosition(r.get::<_, i64>(0)? as u64),
+                        version: r.get(1)?,
+                        state: r.get(2)?,
+                    })
+                },
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn save(&self, name: &str, checkpoint: Checkpoint) -> Result<(), StoreError> {
+        let name = name.to_string();
+        self.run(move |conn| {
+            conn.execute(
+                "INSERT INTO projection_state (name, position, version, state) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(name) DO UPDATE SET position = excluded.position,
+                     version = excluded.version, state = excluded.state",
+                params![
+                    name,
+                    checkpoint.position.0 as i64,
+                    checkpoint.version,
+                    checkpoint.state
+                ],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn reset(&self, name: &str) -> Result<(), StoreError> {
+        let name = name.to_string();
+        self.run(move |conn| {
+            conn.execute(
+                "DELETE FROM projection_state WHERE name = ?1",
+                params![name],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+}

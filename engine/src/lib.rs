@@ -1,0 +1,19 @@
+//! The dealreg engine: the loop that loads a boundary, asks the pure domain to decide and
+//! appends the events with the exact expected version; and what runs beside it: the
+//! command envelope every interface parses, replies rebuilt from the log, the projection
+//! runner and its one registry of projections, the timekeeper.
+//!
+//! It knows neither a command line nor a storage backend: stores come in through the
+//! `dealreg-store` traits, time and ids through the clock adapter. A NATS service or a CRM
+//! adapter depends on this crate without linking clap, the demo or SQLite.
+
+pub mod engine;
+pub mod envelope;
+pub mod registry;
+pub mod reply;
+pub mod runner;
+pub mod timekeeper;
+
+pub use engine::{decode_event, Engine, EngineError, EventMetadata, Executed};
+pub use envelope::{CommandEnvelope, InputError, InputErrorCode};
+pub use reply::{PositionedEvent, RefusalBody, Reply, ReplyLine};

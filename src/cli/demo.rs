@@ -1,0 +1,73 @@
+//! `dealreg demo [--force] [--seed N]`: the seeded demo on a fresh embedded store.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use dealreg_demo::DEMO_MARK;
+use dealreg_store::{EventStore, GlobalPosition};
+use dealreg_store_sqlite::SqliteStore;
+
+pub async fn run(path: &Path, force: bool, seed: u64) -> Result<ExitCode, String> {
+    prepare_store_file(path, force).await?;
+    let (store, checkpoints) = super::store::open(path)?;
+    let run = dealreg_demo::run(store, &checkpoints, seed)
+        .await
+        .map_err(|e| format!("the demo stopped: {e}"))?;
+    print!("{}", run.text);
+    println!(
+        "Store: {} (seed {seed}; open it with `sqlite3`, or `dealreg --store {} events`)",
+        path.display(),
+        path.display()
+    );
+    Ok(if run.chains_intact {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+/// Refuses to overwrite a store that is not a demo's unless `--force` is given.
+async fn prepare_store_file(path: &Path, force: bool) -> Result<(), String> {
+    if !path.exists() {
+        return Ok(());
+    }
+    if !force {
+        let is_demo = match SqliteStore::open(path) {
+            Ok(store) => {
+                let first = store
+                    .read_all(GlobalPosition::ORIGIN, 1)
+                    .await
+                    .unwrap_or_default();
+                let demo = first.first().is_some_and(|e| {
+                    serde_json::from_slice::<serde_json::Value>(&e.metadata)
+                        .ok()
+                        .and_then(|m| m["actor"]["component"].as_str().map(|c| c == DEMO_MARK))
+                        .unwrap_or(false)
+                });
+                demo || first.is_empty()
+            }
+            Err(_) => false,
+        };
+        if !is_demo {
+            return Err(format!(
+                "{} holds a store that the demo did not write; pass --force to replace it or --store to use another file",
+                path.display()
+            ));
+        }
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(format!(
+                    "cannot replace {}: {e}",
+                    Path::new(&file).display()
+                ))
+            }
+        }
+    }
+    Ok(())
+}

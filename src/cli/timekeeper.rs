@@ -1,0 +1,33 @@
+//! `dealreg timekeeper [--at T]`: one tick of the timekeeper on the deadlines projection,
+//! brought up to date from its checkpoint.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use chrono::{DateTime, Utc};
+use dealreg_engine::runner::{self, CatchUp};
+use dealreg_engine::{timekeeper, Engine};
+use dealreg_projections::deadlines::Deadlines;
+
+pub async fn run(path: &Path, at: Option<DateTime<Utc>>) -> Result<ExitCode, String> {
+    let (store, checkpoints) = super::store::open(path)?;
+    let engine = Engine::open(store.clone(), super::store::clock(at), None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let deadlines =
+        runner::catch_up::<Deadlines, _, _>(&store, &checkpoints, CatchUp::default(), |_| {})
+            .await
+            .map_err(|e| e.to_string())?;
+    let done = timekeeper::tick(&engine, &deadlines.state)
+        .await
+        .map_err(|e| e.to_string())?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for (deadline, executed) in &done.issued {
+        let line = serde_json::json!({ "deadline": deadline, "reply": executed.reply, "replayed": executed.replayed });
+        writeln!(out, "{line}").map_err(|e| e.to_string())?;
+    }
+    eprintln!("{} deadlines were due", done.issued.len());
+    Ok(ExitCode::SUCCESS)
+}
