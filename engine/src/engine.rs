@@ -27,13 +27,13 @@ use dealreg_domain::{
     PartnerId, PartnerState, Policy, State,
 };
 use dealreg_store::{
-    AppendOutcome, AppendRequest, EventStore, ExpectedVersion, Idempotency, NewEvent,
-    RecordedEvent, StoreError, StreamRevision, StreamWrite,
+    AppendOutcome, AppendRequest, EventStore, ExpectedVersion, Idempotency, NewEvent, StoreError,
+    StreamRevision, StreamWrite,
 };
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::codec::{decode_event, EventMetadata, EVENT_SCHEMA_VERSION};
 use crate::envelope::CommandEnvelope;
 use crate::reply::{PositionedEvent, RefusalBody, Reply, ReplyLine};
 
@@ -48,25 +48,6 @@ const STATE_CACHE_LIMIT: usize = 100_000;
 
 /// Page size when folding a stream.
 const READ_PAGE: usize = 1024;
-
-/// Stored next to every event; not part of the hashed domain payload's meaning but part of
-/// the stored (and hashed) bytes, so an auditor sees who, when, under which policy.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EventMetadata {
-    /// Version of the event payload encoding; upcasters key on it (invariant 2).
-    pub schema: u32,
-    pub command_id: Uuid,
-    pub command: String,
-    pub actor: Actor,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub idempotency_key: Option<String>,
-    pub policy_version: u32,
-    /// The clock adapter's time when the command was decided.
-    pub decided_at: DateTime<Utc>,
-}
-
-/// Current payload encoding of events written by this build.
-pub const EVENT_SCHEMA_VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -504,16 +485,6 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
         }
         reply_from(command, outcome, grouped)
     }
-}
-
-/// Decodes a stored event, upcasting older payload versions (invariant 2). Version 1 is the
-/// only one written so far; the `schema` field of the metadata selects the upcaster.
-pub fn decode_event(recorded: &RecordedEvent) -> Result<Event, EngineError> {
-    serde_json::from_slice::<Event>(&recorded.data).map_err(|e| EngineError::Decode {
-        stream: recorded.stream.clone(),
-        position: recorded.position.0,
-        reason: e.to_string(),
-    })
 }
 
 fn rejection_event(

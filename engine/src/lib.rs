@@ -7,6 +7,7 @@
 //! `dealreg-store` traits, time and ids through the clock adapter. A NATS service or a CRM
 //! adapter depends on this crate without linking clap, the demo or SQLite.
 
+pub mod codec;
 pub mod engine;
 pub mod envelope;
 pub mod registry;
@@ -14,6 +15,7 @@ pub mod reply;
 pub mod runner;
 pub mod timekeeper;
 
-pub use engine::{decode_event, Engine, EngineError, EventMetadata, Executed};
+pub use codec::{decode_event, EventMetadata, EVENT_SCHEMA_VERSION};
+pub use engine::{Engine, EngineError, Executed};
 pub use envelope::{CommandEnvelope, InputError, InputErrorCode};
 pub use reply::{PositionedEvent, RefusalBody, Reply, ReplyLine};

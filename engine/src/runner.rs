@@ -13,7 +13,8 @@ use dealreg_store::{
     Checkpoint, CheckpointStore, EventStore, GlobalPosition, LogPages, StoreError,
 };
 
-use crate::engine::{decode_event, EngineError};
+use crate::codec::decode_event;
+use crate::engine::EngineError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ViewError {

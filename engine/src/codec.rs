@@ -1,0 +1,110 @@
+//! The stored form of events: the metadata written beside every event, and decoding
+//! through one chain of upcasters.
+//!
+//! Why upcasters: events are never rewritten (ENGINE.md, invariant 2), but the code that
+//! reads them changes. Every event's metadata records the `schema` its payload was written
+//! in; [`decode_event`] reads it and, for an older schema, lifts the payload one version at
+//! a time (each step keyed by event type and the version it lifts from) until it has the
+//! shape this build decodes. Payloads of the current schema decode directly.
+
+use chrono::{DateTime, Utc};
+use dealreg_domain::ids::normalise_product_line;
+use dealreg_domain::{Actor, Event};
+use dealreg_store::RecordedEvent;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::engine::EngineError;
+
+/// Payload encoding of events written by this build.
+///
+/// * 1: the first encoding.
+/// * 2: product lines are stored normalised (trimmed, single-spaced, lower case), so that
+///   ` Analytics` and `analytics` are one line for every rule that compares them.
+pub const EVENT_SCHEMA_VERSION: u32 = 2;
+
+/// Stored next to every event; not part of the event's meaning but part of the stored
+/// (and hashed) bytes, so an auditor sees who, when, under which policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventMetadata {
+    /// Version of the event payload encoding; the upcasters key on it.
+    pub schema: u32,
+    pub command_id: Uuid,
+    pub command: String,
+    pub actor: Actor,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    pub policy_version: u32,
+    /// The clock adapter's time when the command was decided.
+    pub decided_at: DateTime<Utc>,
+}
+
+/// One step of the chain: lifts a payload of `event_type` (or of every type, `"*"`) from
+/// schema `from` to `from + 1`.
+struct Upcaster {
+    event_type: &'static str,
+    from: u32,
+    lift: fn(&mut Value),
+}
+
+/// Every step ever needed, oldest first. A new schema adds its steps here; none is ever
+/// removed while a store may hold events of its version.
+const UPCASTERS: &[Upcaster] = &[Upcaster {
+    event_type: "*",
+    from: 1,
+    lift: normalise_product_lines,
+}];
+
+/// Schema 1 → 2: product lines are normalised wherever an event names one.
+fn normalise_product_lines(payload: &mut Value) {
+    if let Some(Value::String(line)) = payload.get_mut("product_line") {
+        *line = normalise_product_line(line);
+    }
+}
+
+/// The part of the metadata decoding needs.
+#[derive(Deserialize)]
+struct Schema {
+    schema: u32,
+}
+
+fn undecodable(recorded: &RecordedEvent, reason: String) -> EngineError {
+    EngineError::Decode {
+        stream: recorded.stream.clone(),
+        position: recorded.position.0,
+        reason,
+    }
+}
+
+/// Decodes a stored event into the current [`Event`], upcasting older payload versions.
+pub fn decode_event(recorded: &RecordedEvent) -> Result<Event, EngineError> {
+    let schema = serde_json::from_slice::<Schema>(&recorded.metadata)
+        .map_err(|e| {
+            undecodable(
+                recorded,
+                format!("its metadata has no readable schema: {e}"),
+            )
+        })?
+        .schema;
+    if schema == EVENT_SCHEMA_VERSION {
+        return serde_json::from_slice::<Event>(&recorded.data)
+            .map_err(|e| undecodable(recorded, e.to_string()));
+    }
+    if schema > EVENT_SCHEMA_VERSION || schema == 0 {
+        return Err(undecodable(
+            recorded,
+            format!("it was written in schema {schema}; this build reads schemas 1 to {EVENT_SCHEMA_VERSION}: upgrade dealreg"),
+        ));
+    }
+    let mut payload: Value =
+        serde_json::from_slice(&recorded.data).map_err(|e| undecodable(recorded, e.to_string()))?;
+    for version in schema..EVENT_SCHEMA_VERSION {
+        for step in UPCASTERS.iter().filter(|u| {
+            u.from == version && (u.event_type == "*" || u.event_type == recorded.event_type)
+        }) {
+            (step.lift)(&mut payload);
+        }
+    }
+    serde_json::from_value::<Event>(payload).map_err(|e| undecodable(recorded, e.to_string()))
+}
