@@ -6,9 +6,10 @@ mod support;
 
 use dealreg_clock::ControlledClock;
 use dealreg_domain::{Boundary, PartnerId, RegistrationStatus, State};
-use dealreg_engine::Engine;
+use dealreg_engine::{reactor, Engine};
 use dealreg_store::memory::MemoryStore;
-use dealreg_store::{EventStore, GlobalPosition};
+use dealreg_store::{EventStore, GlobalPosition, MemoryCheckpoints};
+use dealreg_store_sqlite::{SqliteCheckpoints, SqliteStore};
 use serde_json::{json, Value};
 use support::*;
 use uuid::Uuid;
@@ -54,6 +55,12 @@ async fn offboarding_releases_open_registrations_and_keeps_their_history() {
             .await,
     );
     assert!(offboarded.ok, "{offboarded:?}");
+    // The reply does not wait on the other accounts: it carries the offboarding only.
+    assert_eq!(event_types(&offboarded), vec!["partner_offboarded"]);
+    let reacted = reactor::catch_up(&engine, &MemoryCheckpoints::new())
+        .await
+        .expect("reactor");
+    assert_eq!(reacted.issued.len(), 3, "one release per open registration");
     let open = serde_json::to_value(&offboarded.events[0].event).expect("json")
         ["open_registrations"]
         .clone();
@@ -130,6 +137,125 @@ async fn offboarding_releases_open_registrations_and_keeps_their_history() {
             .len(),
         events_before
     );
+}
+
+/// Three open registrations on three accounts, and the offboarding of their partner.
+async fn offboard_with_open_registrations<S: EventStore + Clone>(
+    engine: &Engine<S, ControlledClock>,
+) -> (Uuid, Vec<(Uuid, &'static str)>) {
+    let partner = ready_partner(engine, "Litware", "reseller").await;
+    let mut registrations = Vec::new();
+    for domain in ["alpha.com", "beta.com", "gamma.com"] {
+        let id = Uuid::now_v7();
+        let reply = must(
+            engine
+                .execute(envelope(
+                    None,
+                    partner_actor(partner),
+                    submit(id, partner, domain, "analytics", "reseller"),
+                ))
+                .await,
+        );
+        assert!(reply.ok, "{reply:?}");
+        registrations.push((id, domain));
+    }
+    let offboarded = must(
+        engine
+            .execute(envelope(
+                Some("offboard-litware"),
+                channel_manager(),
+                json!({ "type": "offboard_partner", "partner_id": partner, "reason": "agreement ended" }),
+            ))
+            .await,
+    );
+    assert!(offboarded.ok, "{offboarded:?}");
+    (partner, registrations)
+}
+
+async fn events<S: EventStore>(store: &S) -> Vec<dealreg_store::RecordedEvent> {
+    store
+        .read_all(GlobalPosition::ORIGIN, 100_000)
+        .await
+        .expect("read")
+}
+
+/// The process stops after the offboarding was acknowledged and one release went out,
+/// before the reactor saved its checkpoint. On restart the reactor finishes the releases:
+/// each registration is released exactly once, and a second run changes nothing.
+#[tokio::test]
+async fn a_crash_between_an_offboarding_and_its_releases_is_finished_by_the_reactor_once_each() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("offboarding.db");
+    let (partner, registrations) = {
+        let store = SqliteStore::open(&path).expect("open");
+        let engine = Engine::open(store.clone(), ControlledClock::starting_at(start()), None)
+            .await
+            .expect("engine");
+        let (partner, registrations) = offboard_with_open_registrations(&engine).await;
+        // The reactor had issued the first release when the process died.
+        let offboarding = events(&store)
+            .await
+            .into_iter()
+            .find(|e| e.event_type == "partner_offboarded")
+            .expect("recorded");
+        let follow_ups =
+            reactor::follow_ups(&dealreg_engine::decode_event(&offboarding).expect("decode"));
+        assert_eq!(follow_ups.len(), 3);
+        let first = engine
+            .execute(follow_ups[0].clone())
+            .await
+            .expect("first release");
+        assert!(first.reply.ok && !first.replayed);
+        (partner, registrations)
+    };
+
+    // Restart: a new process, the same file.
+    let store = SqliteStore::open(&path).expect("reopen");
+    let checkpoints = SqliteCheckpoints::open(&path).expect("checkpoints");
+    let engine = Engine::open(store.clone(), ControlledClock::starting_at(start()), None)
+        .await
+        .expect("engine after restart");
+    let reacted = reactor::catch_up(&engine, &checkpoints)
+        .await
+        .expect("reactor");
+    assert_eq!(reacted.issued.len(), 3);
+    assert_eq!(
+        reacted.issued.iter().filter(|e| e.replayed).count(),
+        1,
+        "the release issued before the crash replays instead of acting again"
+    );
+    assert!(reacted.issued.iter().all(|e| e.reply.ok));
+
+    let log = events(&store).await;
+    for (id, domain) in &registrations {
+        let releases = log
+            .iter()
+            .filter(|e| {
+                e.event_type == "registration_released"
+                    && String::from_utf8_lossy(&e.data).contains(&id.to_string())
+            })
+            .count();
+        assert_eq!(releases, 1, "{domain} released exactly once");
+    }
+    let State::Partner(facts) = engine
+        .load(&Boundary::Partner(PartnerId(partner)))
+        .await
+        .expect("load partner")
+        .state
+    else {
+        panic!("partner state")
+    };
+    assert!(
+        facts.open_slots.is_empty(),
+        "every capacity slot was released"
+    );
+
+    // Once more: the checkpoint is past the offboarding; nothing is issued or written.
+    let again = reactor::catch_up(&engine, &checkpoints)
+        .await
+        .expect("reactor again");
+    assert!(again.issued.is_empty());
+    assert_eq!(events(&store).await.len(), log.len());
 }
 
 #[tokio::test]

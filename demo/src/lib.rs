@@ -17,6 +17,7 @@ mod summary;
 use chrono::{TimeZone, Utc};
 use dealreg_clock::{ControlledClock, SeededIds};
 use dealreg_domain::Policy;
+use dealreg_engine::reactor::ReactorError;
 use dealreg_engine::runner::ViewError;
 use dealreg_engine::{Engine, EngineError};
 use dealreg_store::chain::verify_log;
@@ -39,6 +40,8 @@ pub enum DemoError {
     View(#[from] ViewError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Reactor(#[from] ReactorError),
     #[error("the demo built a command the engine cannot read ({0}); this is a bug in the demo")]
     Unreadable(String),
     #[error("the demo's setup was refused ({0}); this is a bug in the demo")]

@@ -24,7 +24,7 @@ use dealreg_domain::{
     RegistrationStatus, State,
 };
 use dealreg_engine::runner::{self, CatchUp};
-use dealreg_engine::{timekeeper, CommandEnvelope, Engine, Reply};
+use dealreg_engine::{reactor, timekeeper, CommandEnvelope, Engine, Reply};
 use dealreg_projections::deadlines::Deadlines;
 use dealreg_store::{CheckpointStore, EventStore};
 use serde_json::{json, Value};
@@ -183,6 +183,7 @@ pub async fn play<S: EventStore + Clone, K: CheckpointStore>(
         story.deals_progress().await?;
         story.partners_register(day).await?;
         story.program_events(day).await?;
+        story.follow_ups().await?;
         story.conflict_desk().await?;
         story.revenue_desk().await?;
         story.report.days = day;
@@ -338,6 +339,15 @@ impl<S: EventStore + Clone, K: CheckpointStore> Story<'_, S, K> {
                 expect_ok(&reply, "certification")?;
             }
         }
+        Ok(())
+    }
+
+    /// What recorded facts imply (an offboarded partner's releases), from the reactor.
+    async fn follow_ups(&mut self) -> Result<(), DemoError> {
+        let reacted = reactor::catch_up(self.engine, self.checkpoints).await?;
+        self.report.commands += reacted.issued.len();
+        self.report.accepted += reacted.issued.iter().filter(|e| e.reply.ok).count();
+        self.report.rejected += reacted.issued.iter().filter(|e| !e.reply.ok).count();
         Ok(())
     }
 

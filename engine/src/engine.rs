@@ -14,14 +14,12 @@
 //!    rule says no.
 
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use dealreg_clock::{Clock, IdSource, SharedIds, TimeOrderedIds};
-use dealreg_domain::command::{AdoptPolicy, ReleaseRegistration};
+use dealreg_domain::command::AdoptPolicy;
 use dealreg_domain::{
     decide, evolve, partners_needed, Actor, Boundary, Command, Context, DomainError, Event,
     PartnerId, PartnerState, Policy, State,
@@ -308,8 +306,6 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
             match self.store.append(request).await {
                 Ok(outcome) if outcome.deduplicated => {
                     let reply = self.replay(&command_name, &outcome).await?;
-                    // A replay completes follow-ups a crash may have cut short.
-                    self.follow_up(&reply).await;
                     return Ok(Executed {
                         reply,
                         replayed: true,
@@ -318,7 +314,6 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
                 Ok(outcome) => {
                     self.remember(&grouped, &outcome);
                     let reply = reply_from(&command_name, &outcome, grouped)?;
-                    self.follow_up(&reply).await;
                     return Ok(Executed {
                         reply,
                         replayed: false,
@@ -339,50 +334,6 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
         Err(EngineError::Contention {
             stream: primary_stream,
             attempts: RETRY_LIMIT,
-        })
-    }
-
-    /// Commands that follow from recorded facts. Today: an offboarded partner's open
-    /// registrations are released on their accounts, each as its own durable command with
-    /// an idempotency key derived from the registration, so a crash midway is completed by
-    /// replaying the offboarding (nothing is lost, nothing released twice).
-    fn follow_up<'a>(&'a self, reply: &'a Reply) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
-        Box::pin(async move {
-            for positioned in &reply.events {
-                let Event::PartnerOffboarded {
-                    open_registrations,
-                    reason,
-                    ..
-                } = &positioned.event
-                else {
-                    continue;
-                };
-                for slot in open_registrations {
-                    let envelope = CommandEnvelope {
-                        idempotency_key: Some(format!(
-                            "offboarding-release/{}",
-                            slot.registration_id
-                        )),
-                        actor: Actor::System {
-                            component: "offboarding".into(),
-                        },
-                        command: Command::ReleaseRegistration(ReleaseRegistration {
-                            account: slot.account.0.clone(),
-                            registration_id: slot.registration_id,
-                            reason: format!("partner offboarded: {reason}"),
-                        }),
-                    };
-                    match self.execute(envelope).await {
-                        Ok(done) if done.reply.ok => {}
-                        Ok(done) => {
-                            tracing::info!(registration = %slot.registration_id, error = ?done.reply.error, "registration not released (already closed)")
-                        }
-                        Err(e) => {
-                            tracing::error!(registration = %slot.registration_id, error = %e, "releasing an offboarded partner's registration failed; replay the offboarding to finish")
-                        }
-                    }
-                }
-            }
         })
     }
 

@@ -1,7 +1,8 @@
 //! The dealreg engine: the loop that loads a boundary, asks the pure domain to decide and
 //! appends the events with the exact expected version; and what runs beside it: the
 //! command envelope every interface parses, replies rebuilt from the log, the projection
-//! runner and its one registry of projections, the timekeeper.
+//! runner and its one registry of projections, the timekeeper, and the reactor that
+//! issues the commands recorded facts imply.
 //!
 //! It knows neither a command line nor a storage backend: stores come in through the
 //! `dealreg-store` traits, time and ids through the clock adapter. A NATS service or a CRM
@@ -10,6 +11,7 @@
 pub mod codec;
 pub mod engine;
 pub mod envelope;
+pub mod reactor;
 pub mod registry;
 pub mod reply;
 pub mod runner;

@@ -8,13 +8,18 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use dealreg_clock::Clock;
 use dealreg_domain::Policy;
 use dealreg_engine::envelope::MAX_COMMAND_BYTES;
-use dealreg_engine::{Engine, RefusalBody, ReplyLine};
+use dealreg_engine::{reactor, Engine, RefusalBody, ReplyLine};
 use dealreg_store::EventStore;
+
+/// How often the reactor looks for appends by other processes.
+const REACTOR_POLL: Duration = Duration::from_millis(500);
 
 /// `dealreg apply FILE [--policy P] [--at T]`.
 pub async fn run(
@@ -31,10 +36,24 @@ pub async fn run(
         }
         None => None,
     };
-    let (store, _) = super::store::open(store_path)?;
-    let engine = Engine::open(store, super::store::clock(at), policy)
-        .await
-        .map_err(|e| e.to_string())?;
+    let (store, checkpoints) = super::store::open(store_path)?;
+    let engine = Arc::new(
+        Engine::open(store, super::store::clock(at), policy)
+            .await
+            .map_err(|e| e.to_string())?,
+    );
+    // Follow-ups (an offboarded partner's releases) run beside the commands, off each
+    // command's path; the reactor first finishes whatever a crashed run left.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let follower = {
+        let (engine, checkpoints) = (Arc::clone(&engine), checkpoints.clone());
+        tokio::spawn(async move {
+            reactor::follow(&*engine, &checkpoints, REACTOR_POLL, async {
+                let _ = stopped.await;
+            })
+            .await
+        })
+    };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let summary = if file.as_os_str() == "-" {
@@ -44,6 +63,15 @@ pub async fn run(
         apply(&engine, BufReader::new(input), &mut out).await
     }
     .map_err(|e| format!("apply stopped on an I/O error: {e}"))?;
+    let _ = stop.send(());
+    match follower.await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(format!("the follow-up reactor stopped: {e}")),
+        Err(e) => return Err(format!("the follow-up reactor failed: {e}")),
+    }
+    reactor::catch_up(&*engine, &checkpoints)
+        .await
+        .map_err(|e| format!("the follow-up reactor stopped: {e}"))?;
     eprintln!(
         "{} lines: {} applied, {} rejected by the rules, {} refused as unreadable, {} replayed; store {}",
         summary.lines,

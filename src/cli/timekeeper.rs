@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 use dealreg_engine::runner::{self, CatchUp};
-use dealreg_engine::{timekeeper, Engine};
+use dealreg_engine::{reactor, timekeeper, Engine};
 use dealreg_projections::deadlines::Deadlines;
 
 pub async fn run(path: &Path, at: Option<DateTime<Utc>>) -> Result<ExitCode, String> {
@@ -15,6 +15,10 @@ pub async fn run(path: &Path, at: Option<DateTime<Utc>>) -> Result<ExitCode, Str
     let engine = Engine::open(store.clone(), super::store::clock(at), None)
         .await
         .map_err(|e| e.to_string())?;
+    // A run of the timekeeper also finishes follow-ups a crashed process left.
+    reactor::catch_up(&engine, &checkpoints)
+        .await
+        .map_err(|e| format!("the follow-up reactor stopped: {e}"))?;
     let deadlines =
         runner::catch_up::<Deadlines, _, _>(&store, &checkpoints, CatchUp::default(), |_| {})
             .await
