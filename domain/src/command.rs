@@ -329,136 +329,89 @@ pub struct ReassignRenewalOwnership {
 
 // ---------------------------------------------------------------------------- the wire
 
-/// Every command, as it travels: a JSON object whose `type` names the command and whose
-/// other fields are the command's own.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Command {
-    AdoptPolicy(AdoptPolicy),
+/// Declares [`Command`] with one variant per command struct, its wire names, and the
+/// reader that decodes a named command's fields: one list, so they cannot disagree.
+macro_rules! wire_commands {
+    ($($variant:ident => $name:literal,)*) => {
+        /// Every command, as it travels: a JSON object whose `type` names the command and
+        /// whose other fields are the command's own.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "type", rename_all = "snake_case")]
+        pub enum Command {
+            $($variant($variant),)*
+        }
 
-    OnboardPartner(OnboardPartner),
-    ChangePartnerTier(ChangePartnerTier),
-    CertifyPartner(CertifyPartner),
-    SetTerritories(SetTerritories),
-    SetCapacity(SetCapacity),
-    OffboardPartner(OffboardPartner),
-    RecordCommissionPayout(RecordCommissionPayout),
+        impl Command {
+            /// Every command's wire name, in declaration order.
+            pub const NAMES: &'static [&'static str] = &[$($name,)*];
 
-    SubmitRegistration(SubmitRegistration),
-    ApproveRegistration(ApproveRegistration),
-    DeclineRegistration(DeclineRegistration),
-    ExtendProtection(ExtendProtection),
-    WithdrawRegistration(WithdrawRegistration),
-    ExpireProtection(ExpireProtection),
-    SendExpiryReminder(SendExpiryReminder),
-    FlagInactive(FlagInactive),
-    FlagApprovalSlaBreached(FlagApprovalSlaBreached),
-    AppealDecision(AppealDecision),
-    DecideAppeal(DecideAppeal),
-    AdvanceStage(AdvanceStage),
-    SetSourcingPartner(SetSourcingPartner),
-    AddInfluencer(AddInfluencer),
-    RemoveInfluencer(RemoveInfluencer),
-    MarkWon(MarkWon),
-    MarkLost(MarkLost),
-    RecordRevenueReversal(RecordRevenueReversal),
-    ReleaseRegistration(ReleaseRegistration),
-    RecordDirectOpportunity(RecordDirectOpportunity),
-    AcknowledgeConflict(AcknowledgeConflict),
-    FlagRenewalOwnershipDue(FlagRenewalOwnershipDue),
-    FlagConflictSlaBreached(FlagConflictSlaBreached),
-    ResolveConflict(ResolveConflict),
-    ConfirmRenewalOwnership(ConfirmRenewalOwnership),
-    ReassignRenewalOwnership(ReassignRenewalOwnership),
+            /// The command's wire name (its `type` tag).
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(Command::$variant(_) => $name,)*
+                }
+            }
+
+            /// Reads the fields (everything but `type`) of the command called `name`.
+            /// Input parsers use it with a path-tracking deserializer, so an error names
+            /// the exact field; `None` when no command has that name.
+            pub fn from_fields<'de, D: serde::Deserializer<'de>>(
+                name: &str,
+                fields: D,
+            ) -> Option<Result<Command, D::Error>> {
+                match name {
+                    $($name => Some($variant::deserialize(fields).map(Command::$variant)),)*
+                    _ => None,
+                }
+            }
+        }
+    };
 }
 
-impl Command {
-    /// Every command's wire name, in declaration order.
-    pub const NAMES: [&'static str; 34] = [
-        "adopt_policy",
-        "onboard_partner",
-        "change_partner_tier",
-        "certify_partner",
-        "set_territories",
-        "set_capacity",
-        "offboard_partner",
-        "record_commission_payout",
-        "submit_registration",
-        "approve_registration",
-        "decline_registration",
-        "extend_protection",
-        "withdraw_registration",
-        "expire_protection",
-        "send_expiry_reminder",
-        "flag_inactive",
-        "flag_approval_sla_breached",
-        "appeal_decision",
-        "decide_appeal",
-        "advance_stage",
-        "set_sourcing_partner",
-        "add_influencer",
-        "remove_influencer",
-        "mark_won",
-        "mark_lost",
-        "record_revenue_reversal",
-        "release_registration",
-        "record_direct_opportunity",
-        "acknowledge_conflict",
-        "flag_renewal_ownership_due",
-        "flag_conflict_sla_breached",
-        "resolve_conflict",
-        "confirm_renewal_ownership",
-        "reassign_renewal_ownership",
-    ];
-
-    /// The command's wire name (its `type` tag).
-    pub fn name(&self) -> &'static str {
-        use Command as C;
-        match self {
-            C::AdoptPolicy(_) => "adopt_policy",
-            C::OnboardPartner(_) => "onboard_partner",
-            C::ChangePartnerTier(_) => "change_partner_tier",
-            C::CertifyPartner(_) => "certify_partner",
-            C::SetTerritories(_) => "set_territories",
-            C::SetCapacity(_) => "set_capacity",
-            C::OffboardPartner(_) => "offboard_partner",
-            C::RecordCommissionPayout(_) => "record_commission_payout",
-            C::SubmitRegistration(_) => "submit_registration",
-            C::ApproveRegistration(_) => "approve_registration",
-            C::DeclineRegistration(_) => "decline_registration",
-            C::ExtendProtection(_) => "extend_protection",
-            C::WithdrawRegistration(_) => "withdraw_registration",
-            C::ExpireProtection(_) => "expire_protection",
-            C::SendExpiryReminder(_) => "send_expiry_reminder",
-            C::FlagInactive(_) => "flag_inactive",
-            C::FlagApprovalSlaBreached(_) => "flag_approval_sla_breached",
-            C::AppealDecision(_) => "appeal_decision",
-            C::DecideAppeal(_) => "decide_appeal",
-            C::AdvanceStage(_) => "advance_stage",
-            C::SetSourcingPartner(_) => "set_sourcing_partner",
-            C::AddInfluencer(_) => "add_influencer",
-            C::RemoveInfluencer(_) => "remove_influencer",
-            C::MarkWon(_) => "mark_won",
-            C::MarkLost(_) => "mark_lost",
-            C::RecordRevenueReversal(_) => "record_revenue_reversal",
-            C::ReleaseRegistration(_) => "release_registration",
-            C::RecordDirectOpportunity(_) => "record_direct_opportunity",
-            C::AcknowledgeConflict(_) => "acknowledge_conflict",
-            C::FlagRenewalOwnershipDue(_) => "flag_renewal_ownership_due",
-            C::FlagConflictSlaBreached(_) => "flag_conflict_sla_breached",
-            C::ResolveConflict(_) => "resolve_conflict",
-            C::ConfirmRenewalOwnership(_) => "confirm_renewal_ownership",
-            C::ReassignRenewalOwnership(_) => "reassign_renewal_ownership",
-        }
-    }
+wire_commands! {
+    AdoptPolicy => "adopt_policy",
+    OnboardPartner => "onboard_partner",
+    ChangePartnerTier => "change_partner_tier",
+    CertifyPartner => "certify_partner",
+    SetTerritories => "set_territories",
+    SetCapacity => "set_capacity",
+    OffboardPartner => "offboard_partner",
+    RecordCommissionPayout => "record_commission_payout",
+    SubmitRegistration => "submit_registration",
+    ApproveRegistration => "approve_registration",
+    DeclineRegistration => "decline_registration",
+    ExtendProtection => "extend_protection",
+    WithdrawRegistration => "withdraw_registration",
+    ExpireProtection => "expire_protection",
+    SendExpiryReminder => "send_expiry_reminder",
+    FlagInactive => "flag_inactive",
+    FlagApprovalSlaBreached => "flag_approval_sla_breached",
+    AppealDecision => "appeal_decision",
+    DecideAppeal => "decide_appeal",
+    AdvanceStage => "advance_stage",
+    SetSourcingPartner => "set_sourcing_partner",
+    AddInfluencer => "add_influencer",
+    RemoveInfluencer => "remove_influencer",
+    MarkWon => "mark_won",
+    MarkLost => "mark_lost",
+    RecordRevenueReversal => "record_revenue_reversal",
+    ReleaseRegistration => "release_registration",
+    RecordDirectOpportunity => "record_direct_opportunity",
+    AcknowledgeConflict => "acknowledge_conflict",
+    FlagRenewalOwnershipDue => "flag_renewal_ownership_due",
+    FlagConflictSlaBreached => "flag_conflict_sla_breached",
+    ResolveConflict => "resolve_conflict",
+    ConfirmRenewalOwnership => "confirm_renewal_ownership",
+    ReassignRenewalOwnership => "reassign_renewal_ownership",
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// `NAMES` lists exactly the wire names serde knows, so the input parser can tell an
-    /// unknown command from a known one with a bad field.
+    /// `NAMES` lists exactly the wire names serde knows (the derive's snake_case of each
+    /// variant), so the input parser can tell an unknown command from a known one with a
+    /// bad field, and `from_fields` reads each name as serde would.
     #[test]
     fn names_are_the_serde_tags() {
         for name in Command::NAMES {
@@ -474,8 +427,14 @@ mod tests {
             partner_id: PartnerId(uuid::Uuid::nil()),
             capacity: 1,
         });
-        let json = serde_json::to_value(&sample).unwrap_or_default();
+        let mut json = serde_json::to_value(&sample).unwrap_or_default();
         assert_eq!(json["type"], sample.name());
+        if let Some(fields) = json.as_object_mut() {
+            fields.remove("type");
+        }
+        let read = Command::from_fields(sample.name(), json).and_then(Result::ok);
+        assert_eq!(read, Some(sample.clone()));
+        assert!(Command::from_fields("resale", serde_json::json!({})).is_none());
         let mut sorted = Command::NAMES.to_vec();
         sorted.sort_unstable();
         sorted.dedup();

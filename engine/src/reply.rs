@@ -63,7 +63,7 @@ impl From<&InputError> for RefusalBody {
         RefusalBody {
             code: e.code.to_string(),
             message: e.message.clone(),
-            details: serde_json::json!({ "line": e.line, "column": e.column }),
+            details: e.details.clone(),
         }
     }
 }
