@@ -3,7 +3,7 @@
 //!
 //! `decide(state, command, context) -> Result<Vec<Event>, DomainError>` and
 //! `evolve(&mut state, &event)` are pure: the time, the actor, the policy in force and the
-//! partner facts arrive in the context (ENGINE.md, invariant 1).
+//! partner facts arrive in the context (docs/ARCHITECTURE.md, invariant 1).
 
 use crate::account::AccountState;
 use crate::boundary::Boundary;

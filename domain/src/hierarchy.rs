@@ -1,4 +1,4 @@
-//! The conflict hierarchy (RULES.md 4): who wins when two partners want the same customer
+//! The conflict hierarchy (docs/RULES.md 4): who wins when two partners want the same customer
 //! and product line. Registered beats unregistered; the incumbent beats net-new;
 //! certification breaks ties; otherwise the policy's tie-break (first approved, or tier).
 

@@ -60,7 +60,7 @@ pub fn normalise_product_line(raw: &str) -> String {
 
 /// The customer account: the normalised registrable domain of the customer.
 ///
-/// Why the registrable domain: the uniqueness test (RULES.md 8) says domain matching
+/// Why the registrable domain: the uniqueness test (docs/RULES.md 8) says domain matching
 /// includes subdomains, so `eu.acme.co.uk`, `https://www.ACME.co.uk/contact` and
 /// `acme.co.uk` are one customer. The public suffix list tells where the registrable part
 /// starts (`co.uk` is a suffix, so `acme.co.uk` is the account).

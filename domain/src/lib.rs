@@ -2,7 +2,7 @@
 //!
 //! `decide(state, command, context) -> Result<Vec<Event>, DomainError>` and
 //! `evolve(&mut state, &event)`. No I/O, no async runtime, no clock: the time, the actor,
-//! the policy in force and read-only partner facts arrive in the [`Context`] (ENGINE.md,
+//! the policy in force and read-only partner facts arrive in the [`Context`] (docs/ARCHITECTURE.md,
 //! invariant 1).
 //!
 //! Imports inside the crate run one way, and never through this root: value types

@@ -85,6 +85,12 @@ pub enum TieBreak {
 #[serde(deny_unknown_fields)]
 pub struct ConflictPolicy {
     pub tie_break: TieBreak,
+    /// Flag a conflict (a risk) when a registration is approved on an account where
+    /// another partner already holds protection on a different product line: two
+    /// partners with price protection at one customer. Off in policies written before
+    /// the switch existed.
+    #[serde(default)]
+    pub flag_overlapping_protection: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,7 +142,7 @@ impl Policy {
         Ok(policy)
     }
 
-    /// The built-in default program policy (version 1): the numbers of RULES.md.
+    /// The built-in default program policy (version 1): the numbers of docs/RULES.md.
     pub fn default_program() -> Policy {
         match Policy::from_toml(DEFAULT_POLICY) {
             Ok(policy) => policy,

@@ -1,4 +1,4 @@
-//! The five stages of each motion and their exit criteria (RULES.md, "Partner motions").
+//! The five stages of each motion and their exit criteria (docs/RULES.md, "Partner motions").
 //! A deal moves one stage at a time, and only when the stage it leaves has its criteria met.
 
 use serde_json::json;

@@ -48,7 +48,7 @@ pub struct Territory {
     pub vertical: String,
 }
 
-/// The kinds of channel conflict (RULES.md, "Conflict types and signals").
+/// The kinds of channel conflict (docs/RULES.md, "Conflict types and signals").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ConflictKind {

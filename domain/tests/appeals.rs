@@ -1,4 +1,4 @@
-//! RULES.md, registration policy 5 (appeals and escalation): a declined partner may appeal
+//! docs/RULES.md, registration policy 5 (appeals and escalation): a declined partner may appeal
 //! once within 10 days with evidence; the decision is recorded with its rationale.
 
 mod fixtures;

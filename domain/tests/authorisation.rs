@@ -1,4 +1,4 @@
-//! Authorisation is decided in the domain (ENGINE.md invariant 7; RULES.md "Actors" and
+//! Authorisation is decided in the domain (docs/ARCHITECTURE.md, invariant 7; docs/RULES.md "Actors" and
 //! "Visibility"): a partner user acts on its own organisation's registrations only and never
 //! learns of another's; channel managers decide; auditors read and change nothing; the
 //! timekeeper alone runs the deadlines; only vendor admins manage partner agreements.

@@ -1,4 +1,4 @@
-//! RULES.md, registration policy 4 (conflict hierarchy), applied when a channel manager
+//! docs/RULES.md, registration policy 4 (conflict hierarchy), applied when a channel manager
 //! approves one of several claims on a customer and product line: registered beats
 //! unregistered; incumbent beats net-new; certification breaks ties; otherwise first
 //! approved wins, or tier priority when the policy says so.

@@ -1,4 +1,4 @@
-//! RULES.md, "Partner facts the rules read" (motions, tier, certifications, territories,
+//! docs/RULES.md, "Partner facts the rules read" (motions, tier, certifications, territories,
 //! capacity, status; offboarding releases what is open, nothing is lost), and the program
 //! policy: versioned, and every decision records the version it applied.
 

@@ -1,4 +1,4 @@
-//! RULES.md, registration policy 2 (protection window and extensions), 6 (SLAs: the
+//! docs/RULES.md, registration policy 2 (protection window and extensions), 6 (SLAs: the
 //! 48-hour decision, the 7-day expiry reminder) and 7 (inactivity).
 
 mod fixtures;

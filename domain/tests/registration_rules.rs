@@ -1,4 +1,4 @@
-//! RULES.md, registration policy 1 (eligibility) and 8 (uniqueness): what a submission
+//! docs/RULES.md, registration policy 1 (eligibility) and 8 (uniqueness): what a submission
 //! needs, which partners may submit, and one protected registration per customer and
 //! product line.
 

@@ -1,4 +1,4 @@
-//! RULES.md, "Conflict types and signals" (horizontal, multi-channel, vertical, unclear
+//! docs/RULES.md, "Conflict types and signals" (horizontal, multi-channel, vertical, unclear
 //! renewal ownership; each conflict with parties, reasons and its own SLA), registration
 //! policy 3 (the incumbent owns the renewal unless reassigned, confirmed at least 90 days
 //! before renewal) and 6 (conflict acknowledged within 24 hours, resolution plan within 5
@@ -712,4 +712,82 @@ fn an_unresolved_conflict_breaches_its_resolution_plan_sla_after_five_business_d
         .by(timekeeper())
         .when(flag_conflict(&id, ConflictSla::ResolutionPlan))
         .then_error(RejectionCode::InvalidTransition);
+}
+
+// ----------------------------------------------- overlapping price protection (signal)
+
+/// `first` is protected on analytics at acme.com; `second`'s security registration there
+/// awaits approval.
+fn two_lines_at_one_customer() -> (TestPartner, TestPartner, Deal, Deal) {
+    let first = reseller(Tier::Gold);
+    let second = reseller(Tier::Silver);
+    let analytics = Deal::new(&first, Motion::Reseller);
+    let security = Deal::new(&second, Motion::Reseller)
+        .line(&second, "security")
+        .submitted_at(t0() + hours(1));
+    (first, second, analytics, security)
+}
+
+#[test]
+fn approving_protection_beside_another_partners_protection_flags_an_overlap_risk() {
+    let (first, second, analytics, security) = two_lines_at_one_customer();
+    let events = Scenario::given(history([
+        first.events(),
+        second.events(),
+        analytics.approved(),
+        security.submitted(),
+    ]))
+    .at(t0() + hours(2))
+    .by(channel_manager())
+    .when(security.approve())
+    .then_ok();
+    assert_eq!(
+        conflict_kinds(&events),
+        vec![ConflictKind::OverlappingProtection]
+    );
+    let Event::ConflictDetected {
+        parties,
+        product_line,
+        ..
+    } = &events[1]
+    else {
+        panic!("a conflict after the approval: {events:?}")
+    };
+    assert_eq!(product_line, "security");
+    assert_eq!(parties, &vec![analytics.party(), security.party()]);
+}
+
+#[test]
+fn the_overlap_signal_follows_the_policy_switch_and_ignores_the_same_partner() {
+    let (first, second, analytics, security) = two_lines_at_one_customer();
+    let mut quiet = policy_version(2);
+    quiet.conflict.flag_overlapping_protection = false;
+    let given = history([
+        first.events(),
+        second.events(),
+        analytics.approved(),
+        security.submitted(),
+    ]);
+    let events = Scenario::given(given)
+        .with_policy(quiet)
+        .at(t0() + hours(2))
+        .by(channel_manager())
+        .when(security.approve())
+        .then_ok();
+    assert!(conflict_kinds(&events).is_empty(), "{events:?}");
+
+    // The same partner protected on two lines of one customer overlaps nobody.
+    let own_security = Deal::new(&first, Motion::Reseller)
+        .line(&first, "security")
+        .submitted_at(t0() + hours(1));
+    let events = Scenario::given(history([
+        first.events(),
+        analytics.approved(),
+        own_security.submitted(),
+    ]))
+    .at(t0() + hours(2))
+    .by(channel_manager())
+    .when(own_security.approve())
+    .then_ok();
+    assert!(conflict_kinds(&events).is_empty(), "{events:?}");
 }

@@ -1,4 +1,4 @@
-//! Every rule of RULES.md as a `given(events).when(command).then(events | error)` scenario.
+//! Every rule of docs/RULES.md as a `given(events).when(command).then(events | error)` scenario.
 //!
 //! Histories are built by running earlier commands through the same harness (`World`), so
 //! the given events are exactly what the rules produce, and each test reads like its rule.

@@ -1,4 +1,4 @@
-//! RULES.md, "Partner motions" (five stages per motion, exit criteria), "Attribution and
+//! docs/RULES.md, "Partner motions" (five stages per motion, exit criteria), "Attribution and
 //! commission" (one sourcing partner, influencers within 100 %, every change with actor and
 //! reason, locked at the win) and the revenue events (won, lost, reversal).
 

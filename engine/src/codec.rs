@@ -1,7 +1,7 @@
 //! The stored form of events: the metadata written beside every event, and decoding
 //! through one chain of upcasters.
 //!
-//! Why upcasters: events are never rewritten (ENGINE.md, invariant 2), but the code that
+//! Why upcasters: events are never rewritten (docs/ARCHITECTURE.md, invariant 2), but the code that
 //! reads them changes. Every event's metadata records the `schema` its payload was written
 //! in; [`decode_event`] reads it and, for an older schema, lifts the payload one version at
 //! a time (each step keyed by event type and the version it lifts from) until it has the

@@ -208,7 +208,8 @@ pub use dealreg_domain::calendar::add_business_days;
 
 impl Projection for ConflictFlags {
     const NAME: &'static str = "conflicts";
-    const VERSION: u32 = 1;
+    /// 2: overlapping protection is flagged as a risk.
+    const VERSION: u32 = 2;
 
     fn apply(&mut self, _position: u64, event: &Event) {
         match event {
@@ -244,7 +245,13 @@ impl Projection for ConflictFlags {
                         conflict_id: conflict_id.clone(),
                         kind: *kind,
                         product_line: product_line.clone(),
-                        status: FlagStatus::Active,
+                        // Overlapping protection is a risk to watch; every other kind
+                        // is a conflict to resolve.
+                        status: if *kind == ConflictKind::OverlappingProtection {
+                            FlagStatus::Risk
+                        } else {
+                            FlagStatus::Active
+                        },
                         parties: parties.clone(),
                         reasons: reasons.clone(),
                         detected_at: *at,

@@ -1,7 +1,7 @@
 //! Read models of dealreg, each a pure fold over the log.
 //!
 //! Why pure: a projection must rebuild from the log alone and give the same bytes every
-//! time (ENGINE.md, invariant 3). So a projection is a value with `apply(event)`, and all
+//! time (docs/ARCHITECTURE.md, invariant 3). So a projection is a value with `apply(event)`, and all
 //! state is in ordered maps; the runner that feeds it and stores its output lives outside.
 
 pub mod conflicts;

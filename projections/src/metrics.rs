@@ -1,4 +1,4 @@
-//! Program metrics: what a partner program reviews (RULES.md, "Metrics the program
+//! Program metrics: what a partner program reviews (docs/RULES.md, "Metrics the program
 //! reviews"): partner-sourced and influenced amounts by motion, win rate and cycle time by
 //! motion, approval SLA compliance, conflicts by kind and their time to resolution.
 //!

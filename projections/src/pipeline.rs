@@ -4,7 +4,7 @@
 //! Why two types rather than one with optional fields: a partner view is built from
 //! [`PartnerRow`], which has no field that could carry pricing, discounts, internal notes,
 //! attribution or another partner's identity. What is not in the type cannot leak
-//! (ENGINE.md, invariant 7; RULES.md, "Visibility").
+//! (docs/ARCHITECTURE.md, invariant 7; docs/RULES.md, "Visibility").
 
 use std::collections::BTreeMap;
 

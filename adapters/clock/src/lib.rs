@@ -1,7 +1,7 @@
 //! The clock and id adapters: the two things a decision takes from the world besides its
 //! input. [`ids`] mints command and event ids the same way the clock gives the time.
 //!
-//! Why an adapter: decisions take the current time as an input (ENGINE.md, invariant 1), so
+//! Why an adapter: decisions take the current time as an input (docs/ARCHITECTURE.md, invariant 1), so
 //! the engine reads the time in exactly one place. In service that is [`SystemClock`]; in
 //! tests and the demo it is [`ControlledClock`], which lets a 120-day program run in seconds
 //! and makes every run repeatable.

@@ -5,6 +5,7 @@
 use chrono::Duration;
 use serde_json::json;
 
+use super::conflicts::conflict_detected;
 use super::guards::{
     channel_manager, days, find, not_due, release_slot, require, status_is, system,
 };
@@ -19,6 +20,7 @@ use crate::hierarchy::{rank, Claim};
 use crate::ids::{AccountKey, PartnerId, RegistrationId};
 use crate::motion::Tier;
 use crate::route::ReviewCommand;
+use crate::values::{ConflictKind, ConflictParty};
 
 pub(super) fn decide(
     state: &AccountState,
@@ -111,8 +113,8 @@ fn approve(
         .get(&r.partner_id)
         .map_or(Tier::Registered, |p| p.tier());
     let protection_days = policy.protection_days(r.motion, tier);
-    Ok(vec![Event::RegistrationApproved {
-        account,
+    let mut events = vec![Event::RegistrationApproved {
+        account: account.clone(),
         registration_id: r.id,
         partner_id: r.partner_id,
         rationale: command.rationale.clone(),
@@ -120,7 +122,53 @@ fn approve(
         expires_at: now + days(protection_days),
         policy_version: policy.version,
         at: now,
-    }])
+    }];
+    // Overlapping price protection: another partner is protected at this customer on
+    // another product line while this one becomes protected.
+    let overlapping: Vec<&Registration> = state
+        .registrations
+        .values()
+        .filter(|o| {
+            o.status == RegistrationStatus::Protected
+                && o.partner_id != r.partner_id
+                && o.product_line != r.product_line
+        })
+        .collect();
+    if policy.conflict.flag_overlapping_protection && !overlapping.is_empty() {
+        let mut parties: Vec<ConflictParty> = overlapping
+            .iter()
+            .map(|o| ConflictParty::Registration {
+                registration_id: o.id,
+                partner_id: o.partner_id,
+            })
+            .collect();
+        parties.push(ConflictParty::Registration {
+            registration_id: r.id,
+            partner_id: r.partner_id,
+        });
+        let mut lines: Vec<&str> = overlapping
+            .iter()
+            .map(|o| o.product_line.as_str())
+            .collect();
+        lines.sort_unstable();
+        lines.dedup();
+        let reason = format!(
+            "`{}` becomes protected at {account} while other partners hold protection on {}",
+            r.product_line,
+            lines.join(", ")
+        );
+        events.push(conflict_detected(
+            state,
+            &account,
+            ConflictKind::OverlappingProtection,
+            &r.product_line,
+            parties,
+            vec![reason],
+            0,
+            ctx,
+        ));
+    }
+    Ok(events)
 }
 
 fn decline(
