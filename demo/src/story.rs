@@ -679,7 +679,9 @@ impl<S: EventStore + Clone, K: CheckpointStore> Story<'_, S, K> {
                         )
                         .await?;
                     }
-                    ConflictStatus::Acknowledged | ConflictStatus::Resolved => {}
+                    ConflictStatus::Acknowledged
+                    | ConflictStatus::Resolved
+                    | ConflictStatus::Closed => {}
                 }
             }
         }

@@ -97,6 +97,15 @@ pub enum ConflictStatus {
     Open,
     Acknowledged,
     Resolved,
+    /// Ended by itself: fewer than two of its parties were still live.
+    Closed,
+}
+
+impl ConflictStatus {
+    /// Resolved by the desk or closed by itself: no SLA runs any more.
+    pub fn is_settled(self) -> bool {
+        matches!(self, ConflictStatus::Resolved | ConflictStatus::Closed)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -111,6 +120,13 @@ pub struct Conflict {
     pub resolution_plan_by: Option<DateTime<Utc>>,
     /// SLAs already recorded as breached.
     pub breached: Vec<ConflictSla>,
+}
+
+/// The partner the customer is a named account of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamedAccount {
+    pub partner_id: PartnerId,
+    pub exclusive: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,6 +153,9 @@ pub struct AccountState {
     /// (product line, renewal date) pairs whose ownership review was flagged.
     #[serde(default)]
     pub renewal_reviews: Vec<(String, NaiveDate)>,
+    /// Whose named account the customer is, if anyone's.
+    #[serde(default)]
+    pub named_account: Option<NamedAccount>,
 }
 
 impl AccountState {
@@ -149,6 +168,20 @@ impl AccountState {
         self.registrations
             .values()
             .find(|r| r.status == RegistrationStatus::Protected && r.product_line == product_line)
+    }
+
+    /// The renewal date of `product_line` when `today` is inside its renewal window: from
+    /// `lead_days` before the renewal date through the renewal date itself. Inside it the
+    /// renewal belongs to its owner, whatever kind of deal another partner registers.
+    pub fn renewal_window(
+        &self,
+        product_line: &str,
+        today: NaiveDate,
+        lead_days: u32,
+    ) -> Option<NaiveDate> {
+        let renews = *self.renewal_dates.get(product_line)?;
+        let opens = renews - chrono::Duration::days(i64::from(lead_days));
+        (opens <= today && today <= renews).then_some(renews)
     }
 
     /// The renewal owner of a product line: the reassigned owner, else the incumbent.
@@ -454,6 +487,34 @@ impl AccountState {
                     },
                 );
             }
+            Event::ConflictClosed { conflict_id, .. } => {
+                if let Some(c) = self.conflicts.get_mut(conflict_id) {
+                    c.status = ConflictStatus::Closed;
+                }
+            }
+            Event::NamedAccountAssigned {
+                account,
+                partner_id,
+                exclusive,
+                ..
+            } => {
+                self.key = Some(account.clone());
+                self.named_account = Some(NamedAccount {
+                    partner_id: *partner_id,
+                    exclusive: *exclusive,
+                });
+            }
+            Event::RegistrationReassigned {
+                registration_id,
+                to,
+                at,
+                ..
+            } => with(registration_id, &mut |r| {
+                r.partner_id = *to;
+                r.incumbent = false;
+                r.last_touch = *at;
+                r.inactive_flagged_at = None;
+            }),
             _ => {}
         }
     }

@@ -19,7 +19,7 @@ pub enum VendorRole {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Actor {
     /// A partner user, acting for its own organisation only.
     Partner { partner_id: PartnerId, user: String },

@@ -13,7 +13,7 @@ use crate::ids::{ConflictId, OpportunityId, PartnerId, RegistrationId};
 use crate::money::Money;
 use crate::motion::{DealKind, Motion, Tier};
 use crate::policy::Policy;
-use crate::values::{ConflictSla, Customer, StageEvidence, Territory};
+use crate::values::{strict_date, ConflictSla, Customer, StageEvidence, Territory};
 
 // ------------------------------------------------------------------------------ program
 
@@ -50,6 +50,7 @@ pub struct ChangePartnerTier {
 pub struct CertifyPartner {
     pub partner_id: PartnerId,
     pub product_line: String,
+    #[serde(deserialize_with = "strict_date")]
     pub expires_on: NaiveDate,
 }
 
@@ -94,6 +95,7 @@ pub struct SubmitRegistration {
     pub product_line: String,
     pub motion: Motion,
     pub estimated_amount: Money,
+    #[serde(deserialize_with = "strict_date")]
     pub expected_close: NaiveDate,
     pub proof_of_work: String,
     #[serde(default)]
@@ -174,6 +176,17 @@ pub struct SendExpiryReminder {
 pub struct FlagInactive {
     pub account: String,
     pub registration_id: RegistrationId,
+}
+
+/// A channel manager moves a registration nobody worked for the inactivity threshold
+/// (flagged inactive since its last touch) to another partner.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReassignRegistration {
+    pub account: String,
+    pub registration_id: RegistrationId,
+    pub to_partner: PartnerId,
+    pub reason: String,
 }
 
 // ------------------------------------------------------- deals: stages and outcomes
@@ -300,6 +313,18 @@ pub struct ResolveConflict {
     pub rationale: String,
 }
 
+/// A channel manager makes the customer a named account of a partner; `exclusive` keeps
+/// every other partner from registering deals on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssignNamedAccount {
+    pub account: String,
+    pub partner_id: PartnerId,
+    #[serde(default)]
+    pub exclusive: bool,
+    pub reason: String,
+}
+
 // ------------------------------------------------------------------------------ renewals
 
 /// The timekeeper's: a product line's renewal is within the confirmation lead time.
@@ -315,6 +340,7 @@ pub struct FlagRenewalOwnershipDue {
 pub struct ConfirmRenewalOwnership {
     pub account: String,
     pub product_line: String,
+    #[serde(deserialize_with = "strict_date")]
     pub renewal_date: NaiveDate,
 }
 
@@ -403,6 +429,8 @@ wire_commands! {
     ResolveConflict => "resolve_conflict",
     ConfirmRenewalOwnership => "confirm_renewal_ownership",
     ReassignRenewalOwnership => "reassign_renewal_ownership",
+    ReassignRegistration => "reassign_registration",
+    AssignNamedAccount => "assign_named_account",
 }
 
 #[cfg(test)]

@@ -63,7 +63,9 @@ pub fn decide(
 ) -> Result<Vec<Event>, DomainError> {
     match (state, command.route()) {
         (State::Program(s), Route::Program(c)) => program::decide(s, c, ctx.actor, ctx.now),
-        (State::Partner(s), Route::Partner(_, c)) => partner::decide(s, c, ctx.actor, ctx.now),
+        (State::Partner(s), Route::Partner(_, c)) => {
+            partner::decide(s, c, ctx.actor, ctx.policy, ctx.now)
+        }
         (State::Account(s), Route::Account(raw, c)) => {
             registration::decide(s, c, AccountKey::from_domain(raw)?, ctx)
         }

@@ -335,6 +335,36 @@ pub enum Event {
         reason: String,
         at: DateTime<Utc>,
     },
+    /// A conflict ended by itself: fewer than two of its parties are still live (the
+    /// others expired, were won, lost, withdrawn, declined or released). `reason` says
+    /// which registration's close settled it.
+    ConflictClosed {
+        account: AccountKey,
+        conflict_id: ConflictId,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    /// The customer is a named account of `partner_id`; `exclusive` means no other
+    /// partner may register deals on it.
+    NamedAccountAssigned {
+        account: AccountKey,
+        partner_id: PartnerId,
+        previous: Option<PartnerId>,
+        exclusive: bool,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    /// A registration moved to another partner (after inactivity, or an offboarding's
+    /// transfer): the new owner works the deal and holds its capacity slot.
+    RegistrationReassigned {
+        account: AccountKey,
+        registration_id: RegistrationId,
+        from: PartnerId,
+        to: PartnerId,
+        reason: String,
+        policy_version: u32,
+        at: DateTime<Utc>,
+    },
 
     /// A refused command, recorded by the engine so every attempt is in the log.
     CommandRejected {
@@ -348,6 +378,53 @@ pub enum Event {
 }
 
 impl Event {
+    /// When the event was decided (the clock adapter's time of its command).
+    pub fn at(&self) -> DateTime<Utc> {
+        use Event::*;
+        match self {
+            PolicyAdopted { at, .. }
+            | PartnerOnboarded { at, .. }
+            | PartnerTierChanged { at, .. }
+            | PartnerCertified { at, .. }
+            | PartnerTerritoriesSet { at, .. }
+            | PartnerCapacitySet { at, .. }
+            | PartnerOffboarded { at, .. }
+            | CommissionPaidOut { at, .. }
+            | CapacitySlotTaken { at, .. }
+            | CapacitySlotReleased { at, .. }
+            | RegistrationSubmitted { at, .. }
+            | ConflictDetected { at, .. }
+            | RegistrationApproved { at, .. }
+            | RegistrationDeclined { at, .. }
+            | ProtectionExtended { at, .. }
+            | RegistrationWithdrawn { at, .. }
+            | ProtectionExpired { at, .. }
+            | ExpiryReminderSent { at, .. }
+            | RegistrationFlaggedInactive { at, .. }
+            | ApprovalSlaBreached { at, .. }
+            | AppealFiled { at, .. }
+            | AppealDecided { at, .. }
+            | StageAdvanced { at, .. }
+            | SourcingPartnerSet { at, .. }
+            | InfluencerAdded { at, .. }
+            | InfluencerRemoved { at, .. }
+            | DealWon { at, .. }
+            | RenewalOwnershipReviewDue { at, .. }
+            | DealLost { at, .. }
+            | RevenueReversed { at, .. }
+            | RegistrationReleased { at, .. }
+            | DirectOpportunityRecorded { at, .. }
+            | ConflictAcknowledged { at, .. }
+            | ConflictSlaBreached { at, .. }
+            | ConflictResolved { at, .. }
+            | RenewalOwnershipConfirmed { at, .. }
+            | RenewalOwnershipReassigned { at, .. }
+            | ConflictClosed { at, .. }
+            | NamedAccountAssigned { at, .. }
+            | RegistrationReassigned { at, .. }
+            | CommandRejected { at, .. } => *at,
+        }
+    }
     /// The stream this event belongs to.
     pub fn boundary(&self) -> Boundary {
         use Event::*;
@@ -388,7 +465,10 @@ impl Event {
             | ConflictSlaBreached { account, .. }
             | RenewalOwnershipConfirmed { account, .. }
             | RenewalOwnershipReassigned { account, .. }
-            | RenewalOwnershipReviewDue { account, .. } => Boundary::Account(account.clone()),
+            | RenewalOwnershipReviewDue { account, .. }
+            | ConflictClosed { account, .. }
+            | NamedAccountAssigned { account, .. }
+            | RegistrationReassigned { account, .. } => Boundary::Account(account.clone()),
             CommandRejected { boundary, .. } => boundary.clone(),
         }
     }
@@ -434,6 +514,9 @@ impl Event {
             ConflictSlaBreached { .. } => "conflict_sla_breached",
             RenewalOwnershipConfirmed { .. } => "renewal_ownership_confirmed",
             RenewalOwnershipReassigned { .. } => "renewal_ownership_reassigned",
+            ConflictClosed { .. } => "conflict_closed",
+            NamedAccountAssigned { .. } => "named_account_assigned",
+            RegistrationReassigned { .. } => "registration_reassigned",
             CommandRejected { .. } => "command_rejected",
         }
     }

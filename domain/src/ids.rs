@@ -85,17 +85,25 @@ impl AccountKey {
             .with_details(serde_json::json!({ "field": "customer.domain", "value": raw }))
         };
         let mut host = raw.trim().to_ascii_lowercase();
-        if let Some(at) = host.rfind('@') {
-            host = host[at + 1..].to_string();
-        }
         if let Some(scheme) = host.find("://") {
             host = host[scheme + 3..].to_string();
         }
         if let Some(end) = host.find(['/', '?', '#']) {
             host.truncate(end);
         }
+        if let Some(at) = host.rfind('@') {
+            host = host[at + 1..].to_string();
+        }
+        // An IP address names a machine, not a customer: `[2001:db8::1]`, `2001:db8::1`
+        // (more than one colon), or four dotted numbers with or without a port.
+        if host.starts_with('[') || host.matches(':').count() > 1 {
+            return Err(invalid("is an IP address"));
+        }
         if let Some(colon) = host.rfind(':') {
             host.truncate(colon);
+        }
+        if host.parse::<std::net::Ipv4Addr>().is_ok() {
+            return Err(invalid("is an IP address"));
         }
         let host = host
             .trim_end_matches('.')
@@ -116,6 +124,14 @@ impl AccountKey {
         });
         if !labels_ok || !host.contains('.') {
             return Err(invalid("is not a valid domain name"));
+        }
+        // No top-level domain is all digits: `192.168.1` or `10.0.1.10.` are addresses.
+        if host
+            .rsplit('.')
+            .next()
+            .is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit()))
+        {
+            return Err(invalid("is an IP address, not a domain name"));
         }
         let registrable = psl::domain_str(&host)
             .ok_or_else(|| invalid("has no registrable part (it is a public suffix)"))?;
@@ -157,6 +173,15 @@ mod tests {
             "acme..com",
             "-acme.com",
             "ac me.com",
+            "192.168.1.10",
+            "10.0.1.10",
+            "http://192.168.1.10:8080/crm",
+            "sales@10.0.0.1",
+            "192.168.1",
+            "2001:db8::1",
+            "[2001:db8::1]",
+            "https://[2001:db8::1]:443/x",
+            "::ffff:192.168.1.10",
         ] {
             let err = AccountKey::from_domain(raw).unwrap_err();
             assert_eq!(err.code, RejectionCode::InvalidField, "{raw}");

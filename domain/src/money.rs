@@ -1,10 +1,17 @@
-//! Money: integer minor units with an ISO 4217 currency code. Never floating point.
+//! Money: integer minor units with an ISO 4217 currency. Never floating point.
+//!
+//! Why ISO 4217 from a maintained list (`iso_currency`): the code must be a real currency
+//! (`ZZZ` is not), and each currency has its own minor-unit exponent: USD 12345 minor units
+//! are USD 123.45, JPY 12345 are JPY 12345, KWD 12345 are KWD 12.345. Every amount prints
+//! with its own currency's exponent.
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// A three-letter upper-case currency code (`USD`, `EUR`).
+use crate::error::{DomainError, RejectionCode};
+
+/// An ISO 4217 currency code (`USD`, `EUR`, `JPY`) that has minor units.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Currency(String);
@@ -13,17 +20,26 @@ impl Currency {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Digits after the decimal point of one minor unit (2 for USD, 0 for JPY, 3 for KWD).
+    pub fn exponent(&self) -> u32 {
+        iso_currency::Currency::from_code(&self.0)
+            .and_then(|c| c.exponent())
+            .map_or(2, u32::from)
+    }
 }
 
 impl TryFrom<String> for Currency {
     type Error = String;
     fn try_from(code: String) -> Result<Self, Self::Error> {
-        if code.len() == 3 && code.chars().all(|c| c.is_ascii_uppercase()) {
-            Ok(Currency(code))
-        } else {
-            Err(format!(
-                "`{code}` is not a currency code; use three upper-case letters such as USD"
-            ))
+        match iso_currency::Currency::from_code(&code).map(|c| c.exponent()) {
+            Some(Some(_)) => Ok(Currency(code)),
+            Some(None) => Err(format!(
+                "`{code}` has no minor units (a metal or a fund, not money a deal is priced in); use a currency such as USD"
+            )),
+            None => Err(format!(
+                "`{code}` is not an ISO 4217 currency code; use one such as USD, EUR or JPY"
+            )),
         }
     }
 }
@@ -40,8 +56,9 @@ impl fmt::Display for Currency {
     }
 }
 
-/// An exact amount: `amount_minor` cents (or the currency's minor unit).
+/// An exact amount: `amount_minor` of the currency's minor unit (cents for USD, yen for JPY).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Money {
     pub amount_minor: i64,
     pub currency: Currency,
@@ -54,12 +71,80 @@ impl Money {
             currency: Currency::try_from(currency.to_string())?,
         })
     }
+
+    /// The one rule every money input follows: more than zero (the currency is an ISO
+    /// 4217 code with minor units by construction). `field` names it in the refusal.
+    pub fn require_positive(&self, field: &str) -> Result<(), DomainError> {
+        if self.amount_minor > 0 {
+            Ok(())
+        } else {
+            Err(DomainError::new(
+                RejectionCode::InvalidField,
+                format!(
+                    "`{field}` must be a positive amount, not {}",
+                    format_minor(self.amount_minor, self.currency.exponent())
+                ),
+            )
+            .with_details(serde_json::json!({ "field": field })))
+        }
+    }
+}
+
+/// `1234567` minor units as `12,345.67` (or `1,234,567` with exponent 0): thousands
+/// grouped, exactly the currency's number of decimals.
+pub fn format_minor(amount_minor: i64, exponent: u32) -> String {
+    let sign = if amount_minor < 0 { "-" } else { "" };
+    let abs = amount_minor.unsigned_abs();
+    let scale = 10u64.pow(exponent);
+    let (units, fraction) = (abs / scale, abs % scale);
+    let digits = units.to_string();
+    let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(d);
+    }
+    if exponent == 0 {
+        format!("{sign}{grouped}")
+    } else {
+        format!(
+            "{sign}{grouped}.{fraction:0width$}",
+            width = exponent as usize
+        )
+    }
 }
 
 impl fmt::Display for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let sign = if self.amount_minor < 0 { "-" } else { "" };
-        let abs = self.amount_minor.unsigned_abs();
-        write!(f, "{sign}{}.{:02} {}", abs / 100, abs % 100, self.currency)
+        write!(
+            f,
+            "{} {}",
+            format_minor(self.amount_minor, self.currency.exponent()),
+            self.currency
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_amount_prints_with_its_own_currencys_exponent() {
+        let m = |minor, code: &str| Money::new(minor, code).map(|m| m.to_string());
+        assert_eq!(m(1_975_308_600, "JPY"), Ok("1,975,308,600 JPY".into()));
+        assert_eq!(m(19_753_086, "USD"), Ok("197,530.86 USD".into()));
+        assert_eq!(m(12_345, "KWD"), Ok("12.345 KWD".into()));
+        assert_eq!(m(-5, "EUR"), Ok("-0.05 EUR".into()));
+        assert_eq!(m(0, "USD"), Ok("0.00 USD".into()));
+    }
+
+    #[test]
+    fn unknown_codes_and_non_money_are_refused() {
+        for code in ["ZZZ", "usd", "US", "USDX", "", "XAU"] {
+            assert!(Money::new(1, code).is_err(), "{code}");
+        }
+        assert!(Money::new(1, "CHF").is_ok());
     }
 }

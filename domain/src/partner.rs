@@ -12,6 +12,7 @@ use crate::error::{refuse, DomainError, RejectionCode};
 use crate::event::Event;
 use crate::ids::{normalise_product_line, AccountKey, PartnerId, RegistrationId};
 use crate::motion::{Motion, Tier};
+use crate::policy::Policy;
 use crate::route::PartnerCommand;
 use crate::values::{OpenSlot, Territory};
 
@@ -143,6 +144,7 @@ pub(crate) fn decide(
     state: &PartnerState,
     command: PartnerCommand<'_>,
     actor: &Actor,
+    policy: &Policy,
     now: DateTime<Utc>,
 ) -> Result<Vec<Event>, DomainError> {
     match command {
@@ -177,6 +179,14 @@ pub(crate) fn decide(
                 return Err(DomainError::new(
                     RejectionCode::InvalidField,
                     "the certification already expired; send the new expiry date",
+                )
+                .with_details(serde_json::json!({ "field": "expires_on" })));
+            }
+            let horizon = policy.horizons.certification_days;
+            if c.expires_on > now.date_naive() + chrono::Duration::days(i64::from(horizon)) {
+                return Err(DomainError::new(
+                    RejectionCode::InvalidField,
+                    format!("`expires_on` is more than {horizon} days ahead (the policy's horizon for certifications); check the year"),
                 )
                 .with_details(serde_json::json!({ "field": "expires_on" })));
             }
@@ -309,13 +319,7 @@ fn record_payout(
         );
     }
     non_empty(&c.reference, "reference")?;
-    if c.amount.amount_minor <= 0 {
-        return Err(DomainError::new(
-            RejectionCode::InvalidField,
-            "a payout amount must be positive",
-        )
-        .with_details(serde_json::json!({ "field": "amount" })));
-    }
+    c.amount.require_positive("amount")?;
     Ok(vec![Event::CommissionPaidOut {
         partner_id: c.partner_id,
         amount: c.amount.clone(),

@@ -25,6 +25,70 @@ pub struct Policy {
     /// Highest quoted discount, whole percent, by tier.
     pub discount_bands: BTreeMap<Tier, u32>,
     pub commission: CommissionPolicy,
+    #[serde(default)]
+    pub horizons: HorizonPolicy,
+    #[serde(default)]
+    pub renewals: RenewalPolicy,
+    #[serde(default)]
+    pub territories: TerritoryPolicy,
+}
+
+/// What happens when a partner that does not own a product line's renewal registers that
+/// line inside its renewal window, whatever kind of deal it calls it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RenewalClaims {
+    /// Refused: `renewal_owned_by_incumbent`.
+    #[default]
+    Refuse,
+    /// Accepted with a renewal-ownership conflict for the channel manager; it cannot be
+    /// approved until the renewal is reassigned to its partner.
+    Flag,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewalPolicy {
+    #[serde(default)]
+    pub others_in_window: RenewalClaims,
+}
+
+/// What happens to a registration for a customer outside the partner's territories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutsideTerritory {
+    /// Refused: `outside_territory`.
+    #[default]
+    Refuse,
+    /// Accepted (territories are advisory in this program).
+    Allow,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TerritoryPolicy {
+    #[serde(default)]
+    pub outside: OutsideTerritory,
+}
+
+/// How far ahead a date in a command may lie: beyond this it is a typo (`2062` for
+/// `2026`) or a way around the rules (a certification "valid" for a century).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HorizonPolicy {
+    /// A registration's expected close date, in days from its submission.
+    pub expected_close_days: u32,
+    /// A certification's expiry date, in days from when it is recorded.
+    pub certification_days: u32,
+}
+
+impl Default for HorizonPolicy {
+    fn default() -> Self {
+        HorizonPolicy {
+            expected_close_days: 730,
+            certification_days: 1_461,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,6 +233,7 @@ impl Policy {
             return bad("extensions.days must be positive when extensions are allowed".into());
         }
         if self.sla.approval_hours == 0
+            || self.sla.referral_to_opportunity_hours == 0
             || self.timing.appeal_window_days == 0
             || self.timing.inactivity_days == 0
         {
@@ -185,6 +250,9 @@ impl Policy {
             if *pct > 100 {
                 return bad(format!("discount band for {tier:?} is {pct} %, above 100"));
             }
+        }
+        if self.horizons.expected_close_days == 0 || self.horizons.certification_days == 0 {
+            return bad("horizons must be at least one day".into());
         }
         for rule in &self.commission.rules {
             if rule.rate_bps > 10_000 {
@@ -205,6 +273,16 @@ impl Policy {
             .or_else(|| self.protection.by_motion.get(&motion))
             .copied()
             .unwrap_or(self.protection.default_days)
+    }
+
+    /// Hours the vendor has to decide a registration of `motion`: a referral must become
+    /// an opportunity within the referral SLA (24 h); every other motion gets the
+    /// approval SLA (48 h).
+    pub fn decision_hours(&self, motion: Motion) -> u32 {
+        match motion {
+            Motion::Referral => self.sla.referral_to_opportunity_hours,
+            _ => self.sla.approval_hours,
+        }
     }
 
     pub fn requires_certification(&self, motion: Motion) -> bool {

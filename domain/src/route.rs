@@ -63,6 +63,8 @@ pub enum ProtectionCommand<'c> {
     Expire(&'c ExpireProtection),
     Remind(&'c SendExpiryReminder),
     FlagInactive(&'c FlagInactive),
+    /// Inactive registrations "may be reassigned" (docs/RULES.md 7).
+    Reassign(&'c ReassignRegistration),
 }
 
 /// The deal's stages and how it ends.
@@ -91,6 +93,7 @@ pub enum ConflictCommand<'c> {
     Acknowledge(&'c AcknowledgeConflict),
     FlagSlaBreached(&'c FlagConflictSlaBreached),
     Resolve(&'c ResolveConflict),
+    AssignNamedAccount(&'c AssignNamedAccount),
 }
 
 /// Who owns a product line's renewal.
@@ -188,6 +191,13 @@ impl Command {
             C::ResolveConflict(c) => {
                 Route::Account(&c.account, A::Conflict(ConflictCommand::Resolve(c)))
             }
+            C::AssignNamedAccount(c) => Route::Account(
+                &c.account,
+                A::Conflict(ConflictCommand::AssignNamedAccount(c)),
+            ),
+            C::ReassignRegistration(c) => {
+                Route::Account(&c.account, A::Protection(ProtectionCommand::Reassign(c)))
+            }
 
             C::FlagRenewalOwnershipDue(c) => {
                 Route::Account(&c.account, A::Renewal(RenewalCommand::FlagReviewDue(c)))
@@ -237,6 +247,7 @@ impl AccountCommand<'_> {
                 ProtectionCommand::Expire(c) => c.registration_id,
                 ProtectionCommand::Remind(c) => c.registration_id,
                 ProtectionCommand::FlagInactive(c) => c.registration_id,
+                ProtectionCommand::Reassign(c) => c.registration_id,
             }),
             AccountCommand::Deal(d) => Some(match d {
                 DealCommand::AdvanceStage(c) => c.registration_id,

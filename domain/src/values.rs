@@ -10,6 +10,29 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{AccountKey, OpportunityId, PartnerId, RegistrationId};
 
+/// Dates on the wire are `YYYY-MM-DD` exactly: four-digit year, zero-padded month and
+/// day, nothing before or after. (chrono alone also reads `+10000-01-01` and `2026-9-5`;
+/// two readers of one command must never disagree about the day it names.) Use with
+/// `#[serde(deserialize_with = "strict_date")]` on input dates.
+pub fn strict_date<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<chrono::NaiveDate, D::Error> {
+    use serde::de::Error;
+    let text = String::deserialize(deserializer)?;
+    let shaped = text.len() == 10
+        && text.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            _ => b.is_ascii_digit(),
+        });
+    if !shaped {
+        return Err(D::Error::custom(format!(
+            "`{text}` is not a date written YYYY-MM-DD (e.g. 2026-09-05)"
+        )));
+    }
+    chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d")
+        .map_err(|e| D::Error::custom(format!("`{text}` is not a calendar date ({e})")))
+}
+
 /// Someone at the end customer the partner works with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,6 +48,11 @@ pub struct Customer {
     pub company: String,
     pub domain: String,
     pub contact: Contact,
+    /// Where the customer buys: checked against the partner's territories when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vertical: Option<String>,
 }
 
 /// Evidence that a stage's exit criteria are met.
@@ -46,6 +74,17 @@ pub struct StageEvidence {
 pub struct Territory {
     pub region: String,
     pub vertical: String,
+}
+
+impl Territory {
+    /// Whether a customer in `region` (and `vertical`, when known) lies in this territory.
+    /// Regions and verticals compare case-insensitively; a territory's vertical `any`
+    /// covers every vertical.
+    pub fn covers(&self, region: &str, vertical: Option<&str>) -> bool {
+        let same = |a: &str, b: &str| a.trim().eq_ignore_ascii_case(b.trim());
+        same(&self.region, region)
+            && (same(&self.vertical, "any") || vertical.is_none_or(|v| same(&self.vertical, v)))
+    }
 }
 
 /// The kinds of channel conflict (docs/RULES.md, "Conflict types and signals").
@@ -86,6 +125,8 @@ pub enum ConflictParty {
         opportunity_id: OpportunityId,
         owner: String,
     },
+    /// The partner whose named account the customer is.
+    NamedPartner { partner_id: PartnerId },
 }
 
 /// A registration a partner leaves open when it is offboarded.

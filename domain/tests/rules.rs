@@ -135,6 +135,8 @@ fn submit(id: RegistrationId, p: PartnerId, domain: &str, line: &str, motion: Mo
                 name: "Dana".into(),
                 email: "dana@acme.com".into(),
             },
+            region: None,
+            vertical: None,
         },
         product_line: line.into(),
         motion,

@@ -67,6 +67,12 @@ pub enum EngineError {
     NoPolicy,
     #[error("could not encode an event: {0}")]
     Encode(String),
+    #[error("the command is dated {now}, before the newest event of `{stream}` ({newest}); time never runs backwards in the log: decide it at {newest} or later (with --at, pass a later time)")]
+    TimeBeforeLog {
+        stream: String,
+        newest: DateTime<Utc>,
+        now: DateTime<Utc>,
+    },
 }
 
 impl EngineError {
@@ -81,6 +87,7 @@ impl EngineError {
             EngineError::UnloadedBoundary { .. } => "internal",
             EngineError::NoPolicy => "no_policy",
             EngineError::Encode(_) => "internal",
+            EngineError::TimeBeforeLog { .. } => "time_before_log",
         }
     }
 }
@@ -97,6 +104,8 @@ pub struct Executed {
 pub struct Loaded {
     pub state: State,
     pub version: Option<StreamRevision>,
+    /// When the newest event folded into the state was decided.
+    pub newest: Option<DateTime<Utc>>,
 }
 
 impl Loaded {
@@ -173,8 +182,18 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
 
     /// The policy in force now.
     pub async fn policy(&self) -> Result<Policy, EngineError> {
-        match self.load(&Boundary::Program).await?.state {
-            State::Program(p) => p.policy().cloned().ok_or(EngineError::NoPolicy),
+        self.program().await.map(|(policy, _)| policy)
+    }
+
+    /// The policy in force and when the program stream last changed.
+    async fn program(&self) -> Result<(Policy, Option<DateTime<Utc>>), EngineError> {
+        let loaded = self.load(&Boundary::Program).await?;
+        match loaded.state {
+            State::Program(p) => p
+                .policy()
+                .cloned()
+                .map(|policy| (policy, loaded.newest))
+                .ok_or(EngineError::NoPolicy),
             _ => Err(EngineError::NoPolicy),
         }
     }
@@ -240,11 +259,11 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
         let primary_stream = boundary.stream_name();
 
         for attempt in 1..=RETRY_LIMIT {
-            let policy = match (self.policy().await, &envelope.command) {
-                (Ok(policy), _) => policy,
+            let (policy, program_newest) = match (self.program().await, &envelope.command) {
+                (Ok(program), _) => program,
                 // The very first policy is decided under itself.
                 (Err(EngineError::NoPolicy), Command::AdoptPolicy(AdoptPolicy { policy })) => {
-                    policy.clone()
+                    (policy.clone(), None)
                 }
                 (Err(e), _) => return Err(e),
             };
@@ -266,6 +285,24 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
                     self.load(&Boundary::Partner(partner_id)).await?
                 };
                 partner_loads.insert(partner_id, loaded);
+            }
+            // Time never runs backwards in the log: a command may not be dated before the
+            // newest event of any stream it reads (possible only with a fixed clock).
+            let read = std::iter::once(("program".to_string(), program_newest))
+                .chain(std::iter::once((primary_stream.clone(), primary.newest)))
+                .chain(
+                    partner_loads
+                        .iter()
+                        .map(|(id, l)| (Boundary::Partner(*id).stream_name(), l.newest)),
+                );
+            for (stream, newest) in read {
+                if let Some(newest) = newest.filter(|newest| now < *newest) {
+                    return Err(EngineError::TimeBeforeLog {
+                        stream,
+                        newest,
+                        now,
+                    });
+                }
             }
             let partner_facts: BTreeMap<PartnerId, PartnerState> = partner_loads
                 .iter()
@@ -349,6 +386,7 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
         let mut loaded = cached.unwrap_or_else(|| Loaded {
             state: State::initial(boundary),
             version: None,
+            newest: None,
         });
         let start_version = loaded.version;
         loop {
@@ -359,6 +397,7 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
                 let event = decode_event(recorded)?;
                 evolve(&mut loaded.state, &event);
                 loaded.version = Some(recorded.revision);
+                loaded.newest = loaded.newest.max(Some(event.at()));
             }
             if !full {
                 break;
@@ -399,14 +438,17 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
                 continue;
             };
             let mut state = loaded.state.clone();
+            let mut newest = loaded.newest;
             for event in events {
                 evolve(&mut state, event);
+                newest = newest.max(Some(event.at()));
             }
             self.cache(
                 boundary.stream_name(),
                 Loaded {
                     state,
                     version: Some(*last),
+                    newest,
                 },
             );
         }
@@ -430,6 +472,7 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
                 Loaded {
                     state: State::initial(&boundary),
                     version: None,
+                    newest: None,
                 },
                 events,
             ));

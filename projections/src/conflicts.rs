@@ -52,6 +52,9 @@ pub struct ConflictFlag {
     /// SLAs the timekeeper recorded as breached.
     #[serde(default)]
     pub breached: Vec<dealreg_domain::ConflictSla>,
+    /// When and why the conflict closed by itself (fewer than two live parties).
+    #[serde(default)]
+    pub closed: Option<(DateTime<Utc>, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -208,8 +211,8 @@ pub use dealreg_domain::calendar::add_business_days;
 
 impl Projection for ConflictFlags {
     const NAME: &'static str = "conflicts";
-    /// 2: overlapping protection is flagged as a risk.
-    const VERSION: u32 = 2;
+    /// 2: overlapping protection is flagged as a risk. 3: conflicts close by themselves.
+    const VERSION: u32 = 3;
 
     fn apply(&mut self, _position: u64, event: &Event) {
         match event {
@@ -262,6 +265,7 @@ impl Projection for ConflictFlags {
                         resolved_at: None,
                         winner: None,
                         breached: Vec::new(),
+                        closed: None,
                     },
                 );
             }
@@ -307,6 +311,21 @@ impl Projection for ConflictFlags {
                 {
                     flag.resolved_at = Some(*at);
                     flag.winner = *winner;
+                    flag.status = FlagStatus::None;
+                }
+            }
+            Event::ConflictClosed {
+                account,
+                conflict_id,
+                reason,
+                at,
+            } => {
+                if let Some(flag) = self
+                    .accounts
+                    .get_mut(account)
+                    .and_then(|m| m.get_mut(conflict_id))
+                {
+                    flag.closed = Some((*at, reason.clone()));
                     flag.status = FlagStatus::None;
                 }
             }

@@ -118,9 +118,7 @@ impl Deadlines {
                 {
                     push(DeadlineKind::ConflictAcknowledgement, c.acknowledge_by);
                 }
-                if c.status != ConflictStatus::Resolved
-                    && !c.breached.contains(&ConflictSla::ResolutionPlan)
-                {
+                if !c.status.is_settled() && !c.breached.contains(&ConflictSla::ResolutionPlan) {
                     let due = c.resolution_plan_by.unwrap_or_else(|| {
                         add_business_days(
                             c.detected_at,
@@ -190,7 +188,8 @@ impl Deadlines {
 
 impl Projection for Deadlines {
     const NAME: &'static str = "deadlines";
-    const VERSION: u32 = 1;
+    /// 2: closed conflicts, reassigned and named-account state in the folded accounts.
+    const VERSION: u32 = 2;
 
     fn apply(&mut self, _position: u64, event: &Event) {
         if let Event::PolicyAdopted { policy, .. } = event {

@@ -43,6 +43,9 @@ pub struct ConflictMetrics {
     pub detected: u64,
     pub resolved: u64,
     pub resolution_hours_total: i64,
+    /// Closed by themselves when fewer than two parties were live (not resolved by the desk).
+    #[serde(default)]
+    pub closed: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -74,7 +77,8 @@ impl ProgramMetrics {
 
 impl Projection for ProgramMetrics {
     const NAME: &'static str = "metrics";
-    const VERSION: u32 = 1;
+    /// 2: conflicts that closed by themselves are counted apart.
+    const VERSION: u32 = 2;
 
     fn apply(&mut self, _position: u64, event: &Event) {
         match event {
@@ -158,6 +162,11 @@ impl Projection for ProgramMetrics {
                     let c = self.conflicts.entry(kind).or_default();
                     c.resolved += 1;
                     c.resolution_hours_total += (*at - detected_at).num_hours();
+                }
+            }
+            Event::ConflictClosed { conflict_id, .. } => {
+                if let Some((kind, _)) = self.open_conflicts.remove(conflict_id) {
+                    self.conflicts.entry(kind).or_default().closed += 1;
                 }
             }
             _ => {}

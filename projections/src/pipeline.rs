@@ -169,7 +169,8 @@ fn group<R: Grouping>(rows: impl Iterator<Item = R>) -> Grouped<R> {
 
 impl Projection for Pipeline {
     const NAME: &'static str = "pipeline";
-    const VERSION: u32 = 1;
+    /// 2: a reassigned registration moves to its new partner's view.
+    const VERSION: u32 = 2;
 
     fn apply(&mut self, position: u64, event: &Event) {
         self.last_position = position;
@@ -399,6 +400,24 @@ impl Projection for Pipeline {
                 r.next_step = None;
                 r.internal_notes.push(format!("released: {reason}"));
             }),
+            Event::RegistrationReassigned {
+                registration_id,
+                to,
+                reason,
+                at,
+                ..
+            } => {
+                let name = self
+                    .partners
+                    .get(to)
+                    .cloned()
+                    .unwrap_or_else(|| to.to_string());
+                update(registration_id, at, &mut |r| {
+                    r.partner_id = *to;
+                    r.partner = name.clone();
+                    r.internal_notes.push(format!("reassigned: {reason}"));
+                })
+            }
             _ => {}
         }
     }

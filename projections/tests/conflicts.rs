@@ -29,6 +29,8 @@ fn submitted(domain: &str, company: &str) -> Event {
                 name: "n".into(),
                 email: "e@x.com".into(),
             },
+            region: None,
+            vertical: None,
         },
         product_line: "analytics".into(),
         motion: Motion::Reseller,

@@ -30,6 +30,8 @@ fn submitted(id: RegistrationId, motion: Motion) -> Event {
                 name: "n".into(),
                 email: "e@acme.com".into(),
             },
+            region: None,
+            vertical: None,
         },
         product_line: "analytics".into(),
         motion,

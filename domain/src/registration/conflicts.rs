@@ -4,12 +4,13 @@
 
 use chrono::Duration;
 
-use super::guards::{channel_manager, invalid, not_due, require, system};
+use super::guards::{channel_manager, invalid, not_due, partner, require, system};
 use crate::account::{AccountState, Conflict, ConflictStatus, Registration};
 use crate::actor::VendorRole;
 use crate::calendar::add_business_days;
 use crate::command::{
-    AcknowledgeConflict, FlagConflictSlaBreached, RecordDirectOpportunity, ResolveConflict,
+    AcknowledgeConflict, AssignNamedAccount, FlagConflictSlaBreached, RecordDirectOpportunity,
+    ResolveConflict,
 };
 use crate::context::Context;
 use crate::error::{refuse, DomainError, RejectionCode};
@@ -29,7 +30,53 @@ pub(super) fn decide(
         ConflictCommand::Acknowledge(c) => acknowledge(state, c, account, ctx),
         ConflictCommand::FlagSlaBreached(c) => flag_sla_breached(state, c, account, ctx),
         ConflictCommand::Resolve(c) => resolve(state, c, account, ctx),
+        ConflictCommand::AssignNamedAccount(c) => assign_named_account(state, c, account, ctx),
     }
+}
+
+/// The conflicts a closing registration settles: those it is a party of that would be
+/// left with fewer than two live parties (or none, for a conflict of one party). A party
+/// is live while its registration is pending or protected; direct sales and a named
+/// partner stay live. Recorded as `conflict_closed` in the same decision as the close.
+pub(super) fn settled_by(
+    state: &AccountState,
+    account: &AccountKey,
+    closing: &Registration,
+    what: &str,
+    ctx: &Context<'_>,
+) -> Vec<Event> {
+    let live = |party: &ConflictParty| match party {
+        ConflictParty::Registration {
+            registration_id, ..
+        } => {
+            *registration_id != closing.id
+                && state
+                    .registrations
+                    .get(registration_id)
+                    .is_some_and(|r| r.status.is_open())
+        }
+        ConflictParty::DirectSales { .. } | ConflictParty::NamedPartner { .. } => true,
+    };
+    state
+        .conflicts
+        .values()
+        .filter(|c| !c.status.is_settled())
+        .filter(|c| {
+            c.parties.iter().any(|p| {
+                matches!(p, ConflictParty::Registration { registration_id, .. } if *registration_id == closing.id)
+            })
+        })
+        .filter(|c| c.parties.iter().filter(|p| live(p)).count() < c.parties.len().min(2))
+        .map(|c| Event::ConflictClosed {
+            account: account.clone(),
+            conflict_id: c.id.clone(),
+            reason: format!(
+                "registration {} {what}; fewer than two live parties remain",
+                closing.id
+            ),
+            at: ctx.now,
+        })
+        .collect()
 }
 
 /// A newly detected conflict, numbered after the account's earlier ones (`offset`: how
@@ -66,6 +113,18 @@ pub(super) fn conflict_detected(
     }
 }
 
+/// A conflict that closed by itself takes no more work from the desk.
+fn closed_by_itself(c: &Conflict) -> Result<(), DomainError> {
+    if c.status == ConflictStatus::Closed {
+        refuse(
+            RejectionCode::AlreadyRecorded,
+            "this conflict closed by itself: fewer than two of its parties are still live",
+        )
+    } else {
+        Ok(())
+    }
+}
+
 fn known<'s>(state: &'s AccountState, id: &ConflictId) -> Result<&'s Conflict, DomainError> {
     state.conflicts.get(id).ok_or_else(|| {
         DomainError::new(
@@ -94,6 +153,7 @@ fn direct_opportunity(
     }
     require(owner, "owner")?;
     require(product_line, "product_line")?;
+    command.amount.require_positive("amount")?;
     if state
         .direct_opportunities
         .iter()
@@ -152,6 +212,7 @@ fn acknowledge(
 ) -> Result<Vec<Event>, DomainError> {
     channel_manager(ctx.actor)?;
     let c = known(state, &command.conflict_id)?;
+    closed_by_itself(c)?;
     if c.status != ConflictStatus::Open {
         return refuse(
             RejectionCode::AlreadyRecorded,
@@ -175,6 +236,7 @@ fn flag_sla_breached(
 ) -> Result<Vec<Event>, DomainError> {
     system(ctx.actor)?;
     let c = known(state, &command.conflict_id)?;
+    closed_by_itself(c)?;
     let sla = command.sla;
     let (due_at, met) = match sla {
         ConflictSla::Acknowledgement => (c.acknowledge_by, c.status != ConflictStatus::Open),
@@ -218,6 +280,7 @@ fn resolve(
 ) -> Result<Vec<Event>, DomainError> {
     channel_manager(ctx.actor)?;
     let c = known(state, &command.conflict_id)?;
+    closed_by_itself(c)?;
     if c.status == ConflictStatus::Resolved {
         return refuse(
             RejectionCode::AlreadyRecorded,
@@ -241,6 +304,40 @@ fn resolve(
         conflict_id: c.id.clone(),
         winner: command.winner,
         rationale: command.rationale.clone(),
+        at: ctx.now,
+    }])
+}
+
+fn assign_named_account(
+    state: &AccountState,
+    command: &AssignNamedAccount,
+    account: AccountKey,
+    ctx: &Context<'_>,
+) -> Result<Vec<Event>, DomainError> {
+    channel_manager(ctx.actor)?;
+    require(&command.reason, "reason")?;
+    let facts = partner(ctx, command.partner_id)?;
+    if !facts.is_active() {
+        return refuse(
+            RejectionCode::PartnerNotActive,
+            "named accounts go to active partners only",
+        );
+    }
+    let previous = state.named_account.as_ref();
+    if previous
+        .is_some_and(|n| n.partner_id == command.partner_id && n.exclusive == command.exclusive)
+    {
+        return refuse(
+            RejectionCode::AlreadyRecorded,
+            "the customer is already this partner's named account, on these terms",
+        );
+    }
+    Ok(vec![Event::NamedAccountAssigned {
+        account,
+        partner_id: command.partner_id,
+        previous: previous.map(|n| n.partner_id),
+        exclusive: command.exclusive,
+        reason: command.reason.clone(),
         at: ctx.now,
     }])
 }

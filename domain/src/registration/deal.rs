@@ -6,6 +6,7 @@
 use chrono::Duration;
 use serde_json::json;
 
+use super::conflicts::settled_by;
 use super::guards::{
     find, invalid, owner_or_channel_manager, partner, release_slot, require, status_is,
 };
@@ -100,9 +101,7 @@ fn won(
     let r = find(state, &command.registration_id, ctx.actor)?;
     status_is(r, &[RegistrationStatus::Protected], "win")?;
     let amount = &command.amount;
-    if amount.amount_minor <= 0 {
-        return Err(invalid("amount", "must be positive"));
-    }
+    amount.require_positive("amount")?;
     if amount.currency != r.estimated_amount.currency {
         return Err(invalid(
             "amount.currency",
@@ -127,6 +126,7 @@ fn won(
         at: now,
     }];
     events.extend(release_slot(r, &account, now));
+    events.extend(settled_by(state, &account, r, "was won", ctx));
     Ok(events)
 }
 
@@ -153,6 +153,7 @@ fn lost(
         at: ctx.now,
     }];
     events.extend(release_slot(r, &account, ctx.now));
+    events.extend(settled_by(state, &account, r, "was lost", ctx));
     Ok(events)
 }
 
@@ -172,14 +173,15 @@ fn revenue_reversal(
     status_is(r, &[RegistrationStatus::Won], "reverse revenue on")?;
     require(&command.reason, "reason")?;
     let amount = &command.amount;
+    amount.require_positive("amount")?;
     let won = r.won_amount.as_ref().map_or(0, |m| m.amount_minor);
     if amount.currency != r.estimated_amount.currency {
         return Err(invalid("amount.currency", "must be the deal's currency"));
     }
-    if amount.amount_minor <= 0 || r.reversed_minor + amount.amount_minor > won {
+    if r.reversed_minor + amount.amount_minor > won {
         return Err(invalid(
             "amount",
-            "must be positive and at most what is left of the won amount",
+            "must be at most what is left of the won amount",
         ));
     }
     Ok(vec![Event::RevenueReversed {
@@ -213,6 +215,7 @@ fn withdraw(
         at: ctx.now,
     }];
     events.extend(release_slot(r, &account, ctx.now));
+    events.extend(settled_by(state, &account, r, "was withdrawn", ctx));
     Ok(events)
 }
 
@@ -243,5 +246,6 @@ fn release(
         at: ctx.now,
     }];
     events.extend(release_slot(r, &account, ctx.now));
+    events.extend(settled_by(state, &account, r, "was released", ctx));
     Ok(events)
 }

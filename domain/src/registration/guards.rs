@@ -172,3 +172,30 @@ pub(super) fn not_due<T>(what: &str, due: DateTime<Utc>) -> Result<T, DomainErro
     )
     .with_details(json!({ "due_at": due })))
 }
+
+/// Certification gates the right to register and to partner pricing (docs/RULES.md,
+/// "Partner facts"), so it is checked again whenever protection is granted or extended:
+/// a registration submitted on a certification's last day is not approved the day after.
+pub(super) fn certified_now(
+    ctx: &Context<'_>,
+    registration: &Registration,
+    doing: &str,
+) -> Result<(), DomainError> {
+    if !ctx.policy.requires_certification(registration.motion) {
+        return Ok(());
+    }
+    let facts = partner(ctx, registration.partner_id)?;
+    if facts.is_certified(&registration.product_line, ctx.now) {
+        return Ok(());
+    }
+    let expired_on = facts.certifications.get(&registration.product_line);
+    Err(DomainError::new(
+        RejectionCode::NotCertified,
+        format!(
+            "cannot {doing} this registration: the partner's certification in `{}` is not current{}; recertify the partner first, or decline the registration",
+            registration.product_line,
+            expired_on.map(|d| format!(" (it ran out after {d})")).unwrap_or_default()
+        ),
+    )
+    .with_details(json!({ "product_line": registration.product_line, "expired_on": expired_on })))
+}

@@ -21,7 +21,9 @@ use crate::context::Context;
 use crate::error::DomainError;
 use crate::event::Event;
 use crate::ids::{AccountKey, PartnerId};
-use crate::route::{AccountCommand, RenewalCommand, ReviewCommand};
+use crate::route::{
+    AccountCommand, ConflictCommand, ProtectionCommand, RenewalCommand, ReviewCommand,
+};
 
 /// The partners whose facts a decision reads, and whose capacity slots it may take or
 /// release: exactly what the engine loads into [`Context::partners`] before deciding.
@@ -37,6 +39,9 @@ pub(crate) fn partners_needed(state: &AccountState, command: AccountCommand<'_>)
         AccountCommand::Review(ReviewCommand::Approve(c)) => {
             review::partners_needed(state, &c.registration_id)
         }
+        AccountCommand::Protection(ProtectionCommand::Reassign(c)) => {
+            owner().into_iter().chain([c.to_partner]).collect()
+        }
         AccountCommand::Review(_) | AccountCommand::Protection(_) | AccountCommand::Deal(_) => {
             owner().into_iter().collect()
         }
@@ -44,6 +49,7 @@ pub(crate) fn partners_needed(state: &AccountState, command: AccountCommand<'_>)
             .into_iter()
             .chain([attribution::subject(a)])
             .collect(),
+        AccountCommand::Conflict(ConflictCommand::AssignNamedAccount(c)) => vec![c.partner_id],
         AccountCommand::Conflict(_) => Vec::new(),
         AccountCommand::Renewal(RenewalCommand::Reassign(c)) => vec![c.to_partner],
         AccountCommand::Renewal(RenewalCommand::FlagReviewDue(_) | RenewalCommand::Confirm(_)) => {

@@ -5,9 +5,15 @@
 
 use serde_json::json;
 
-use super::guards::{days, find, not_due, release_slot, require, status_is, system};
+use super::conflicts::settled_by;
+use super::guards::{
+    certified_now, channel_manager, days, find, not_due, partner, release_slot, require, status_is,
+    system,
+};
 use crate::account::{AccountState, RegistrationStatus};
-use crate::command::{ExpireProtection, ExtendProtection, FlagInactive, SendExpiryReminder};
+use crate::command::{
+    ExpireProtection, ExtendProtection, FlagInactive, ReassignRegistration, SendExpiryReminder,
+};
 use crate::context::Context;
 use crate::error::{refuse, DomainError, RejectionCode};
 use crate::event::Event;
@@ -25,6 +31,7 @@ pub(super) fn decide(
         ProtectionCommand::Expire(c) => expire(state, c, account, ctx),
         ProtectionCommand::Remind(c) => remind(state, c, account, ctx),
         ProtectionCommand::FlagInactive(c) => flag_inactive(state, c, account, ctx),
+        ProtectionCommand::Reassign(c) => reassign(state, c, account, ctx),
     }
 }
 
@@ -49,6 +56,7 @@ fn extend(
     let r = find(state, &command.registration_id, ctx.actor)?;
     status_is(r, &[RegistrationStatus::Protected], "extend")?;
     require(&command.reason, "reason")?;
+    certified_now(ctx, r, "extend")?;
     let expires_at = r.expires_at.unwrap_or(now);
     if now >= expires_at {
         return refuse(
@@ -102,6 +110,7 @@ fn expire(
         at: now,
     }];
     events.extend(release_slot(r, &account, now));
+    events.extend(settled_by(state, &account, r, "expired", ctx));
     Ok(events)
 }
 
@@ -167,4 +176,89 @@ fn flag_inactive(
         policy_version: ctx.policy.version,
         at: ctx.now,
     }])
+}
+
+/// An inactive registration "may be reassigned" (docs/RULES.md 7): a channel manager moves
+/// it, with its protection, to another partner that may hold it (active, in the motion,
+/// certified when the motion needs it, within capacity). The capacity slot moves too.
+fn reassign(
+    state: &AccountState,
+    command: &ReassignRegistration,
+    account: AccountKey,
+    ctx: &Context<'_>,
+) -> Result<Vec<Event>, DomainError> {
+    channel_manager(ctx.actor)?;
+    let r = find(state, &command.registration_id, ctx.actor)?;
+    status_is(
+        r,
+        &[RegistrationStatus::Pending, RegistrationStatus::Protected],
+        "reassign",
+    )?;
+    require(&command.reason, "reason")?;
+    if r.inactive_flagged_at.is_none_or(|t| t < r.last_touch) {
+        return Err(DomainError::new(
+            RejectionCode::NotInactive,
+            format!(
+                "only a registration flagged inactive since its last touch may be reassigned; nobody has left this one untouched for {} days",
+                ctx.policy.timing.inactivity_days
+            ),
+        )
+        .with_details(json!({ "last_touch": r.last_touch })));
+    }
+    let to = command.to_partner;
+    if to == r.partner_id {
+        return refuse(
+            RejectionCode::AlreadyRecorded,
+            "the registration already belongs to this partner",
+        );
+    }
+    let facts = partner(ctx, to)?;
+    if !facts.is_active() {
+        return refuse(
+            RejectionCode::PartnerNotActive,
+            "registrations can only move to an active partner",
+        );
+    }
+    if !facts.motions.contains(&r.motion) {
+        return Err(DomainError::new(
+            RejectionCode::MotionNotInAgreement,
+            format!(
+                "the partner's agreement does not include the {} motion",
+                r.motion.as_str()
+            ),
+        )
+        .with_details(json!({ "motions": facts.motions })));
+    }
+    if ctx.policy.requires_certification(r.motion) && !facts.is_certified(&r.product_line, ctx.now)
+    {
+        return Err(DomainError::new(
+            RejectionCode::NotCertified,
+            format!("the partner is not certified in `{}`", r.product_line),
+        )
+        .with_details(json!({ "product_line": r.product_line })));
+    }
+    if facts.open_slots.len() >= facts.capacity as usize {
+        return Err(DomainError::new(
+            RejectionCode::CapacityReached,
+            "the partner has no capacity left for another open registration",
+        )
+        .with_details(json!({ "capacity": facts.capacity })));
+    }
+    let mut events = vec![Event::RegistrationReassigned {
+        account: account.clone(),
+        registration_id: r.id,
+        from: r.partner_id,
+        to,
+        reason: command.reason.clone(),
+        policy_version: ctx.policy.version,
+        at: ctx.now,
+    }];
+    events.extend(release_slot(r, &account, ctx.now));
+    events.push(Event::CapacitySlotTaken {
+        partner_id: to,
+        registration_id: r.id,
+        account,
+        at: ctx.now,
+    });
+    Ok(events)
 }

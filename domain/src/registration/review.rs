@@ -5,9 +5,9 @@
 use chrono::Duration;
 use serde_json::json;
 
-use super::conflicts::conflict_detected;
+use super::conflicts::{conflict_detected, settled_by};
 use super::guards::{
-    channel_manager, days, find, not_due, release_slot, require, status_is, system,
+    certified_now, channel_manager, days, find, not_due, release_slot, require, status_is, system,
 };
 use crate::account::{AccountState, Registration, RegistrationStatus};
 use crate::command::{
@@ -72,6 +72,23 @@ fn approve(
             format!("`{}` is already protected for this customer until {}; registered beats unregistered — decline this one or wait for that protection to end", r.product_line, holder.expires_at.map(|t| t.to_rfc3339()).unwrap_or_default()),
         )
         .with_details(json!({ "rule": "registered_beats_unregistered", "protected_by": holder.id, "expires_at": holder.expires_at })));
+    }
+    certified_now(ctx, r, "approve")?;
+    // Inside a renewal window the renewal belongs to its owner: another partner's
+    // registration of the line waits until the channel manager reassigns the renewal.
+    let today = now.date_naive();
+    let lead = policy.timing.renewal_confirmation_days;
+    if let (Some(renews), Some(owner)) = (
+        state.renewal_window(&r.product_line, today, lead),
+        state.renewal_owner(&r.product_line),
+    ) {
+        if owner != r.partner_id {
+            return Err(DomainError::new(
+                RejectionCode::RenewalOwnedByIncumbent,
+                format!("`{}` renews on {renews} and its renewal belongs to its owner; reassign the renewal to this partner first, or decline the registration", r.product_line),
+            )
+            .with_details(json!({ "owner": owner, "renewal_date": renews })));
+        }
     }
     let claim = |reg: &Registration| {
         let facts = ctx.partners.get(&reg.partner_id);
@@ -194,6 +211,7 @@ fn decline(
         at: now,
     }];
     events.extend(release_slot(r, &account, now));
+    events.extend(settled_by(state, &account, r, "was declined", ctx));
     Ok(events)
 }
 
@@ -292,7 +310,7 @@ fn decide_appeal(
         upheld,
         rationale: command.rationale.clone(),
         approval_due_at: upheld
-            .then(|| now + Duration::hours(i64::from(ctx.policy.sla.approval_hours))),
+            .then(|| now + Duration::hours(i64::from(ctx.policy.decision_hours(r.motion)))),
         policy_version: ctx.policy.version,
         at: now,
     }];

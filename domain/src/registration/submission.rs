@@ -14,6 +14,7 @@ use crate::error::{refuse, DomainError, RejectionCode};
 use crate::event::Event;
 use crate::ids::{normalise_product_line, AccountKey};
 use crate::motion::DealKind;
+use crate::policy::{OutsideTerritory, RenewalClaims};
 use crate::values::{ConflictKind, ConflictParty};
 
 /// A plausible e-mail address: one `@`, a non-empty local part, a dotted domain, no spaces.
@@ -81,11 +82,16 @@ pub(super) fn decide(
     }
     require(product_line, "product_line")?;
     require(proof_of_work, "proof_of_work")?;
-    if estimated_amount.amount_minor <= 0 {
-        return Err(invalid("estimated_amount", "must be positive"));
-    }
+    estimated_amount.require_positive("estimated_amount")?;
     if *expected_close < now.date_naive() {
         return Err(invalid("expected_close", "is in the past"));
+    }
+    let horizon = policy.horizons.expected_close_days;
+    if *expected_close > now.date_naive() + Duration::days(i64::from(horizon)) {
+        return Err(invalid(
+            "expected_close",
+            &format!("is more than {horizon} days ahead (the policy's horizon); check the year"),
+        ));
     }
     if state.registrations.contains_key(registration_id) {
         return refuse(RejectionCode::RegistrationExists, format!("registration {registration_id} already exists; use a new id for a new registration"));
@@ -108,6 +114,35 @@ pub(super) fn decide(
         )
         .with_details(json!({ "motions": facts.motions })));
     }
+    // Territories: a customer whose region (and vertical) lies outside every territory of
+    // the partner is not the partner's to register, when the policy says so.
+    if let Some(region) = customer.region.as_deref() {
+        let covered = facts.territories.is_empty()
+            || facts
+                .territories
+                .iter()
+                .any(|t| t.covers(region, customer.vertical.as_deref()));
+        if !covered && policy.territories.outside == OutsideTerritory::Refuse {
+            return Err(DomainError::new(
+                RejectionCode::OutsideTerritory,
+                format!("a customer in `{region}` is outside the partner's territories; a channel manager can extend them (set_territories)"),
+            )
+            .with_details(json!({ "field": "customer.region", "territories": facts.territories })));
+        }
+    }
+    // Named accounts: an exclusive one is its partner's alone.
+    if let Some(named) = state
+        .named_account
+        .as_ref()
+        .filter(|n| n.partner_id != *partner_id)
+    {
+        if named.exclusive {
+            return refuse(
+                RejectionCode::NamedAccountOfAnotherPartner,
+                "this customer is another partner's exclusive named account; ask the channel manager",
+            );
+        }
+    }
     let certified = facts.is_certified(product_line, now);
     if policy.requires_certification(*motion) && !certified {
         return Err(DomainError::new(
@@ -126,18 +161,39 @@ pub(super) fn decide(
         )
         .with_details(json!({ "capacity": facts.capacity })));
     }
-    // Renewal ownership: the incumbent owns the renewal unless it was reassigned.
+    // Renewal ownership: the incumbent owns the renewal unless it was reassigned. Inside
+    // the renewal window that holds whatever kind of deal another partner calls its
+    // registration; outside it, only a registration that claims the renewal is refused.
     let owner = state.renewal_owner(product_line);
-    if *kind == DealKind::Renewal {
-        if let Some(owner) = owner.filter(|o| o != partner_id) {
-            // A partner is not told who the incumbent is (invariant 7); the vendor is.
-            let details = if ctx.actor.partner().is_some() {
-                json!({})
-            } else {
-                json!({ "owner": owner })
+    let window = state.renewal_window(
+        product_line,
+        now.date_naive(),
+        policy.timing.renewal_confirmation_days,
+    );
+    let mut claims_renewal = None;
+    if let Some(owner) = owner.filter(|o| o != partner_id) {
+        let refusal = |message: String, renews: Option<chrono::NaiveDate>| {
+            // A partner is not told who the owner is (invariant 7); the vendor is.
+            let details = match (ctx.actor.partner(), renews) {
+                (Some(_), Some(renews)) => json!({ "renewal_date": renews }),
+                (Some(_), None) => json!({}),
+                (None, Some(renews)) => json!({ "owner": owner, "renewal_date": renews }),
+                (None, None) => json!({ "owner": owner }),
             };
-            return Err(DomainError::new(RejectionCode::RenewalOwnedByIncumbent, "the renewal belongs to the account's incumbent partner unless a channel manager reassigns it")
-                .with_details(details));
+            Err(
+                DomainError::new(RejectionCode::RenewalOwnedByIncumbent, message)
+                    .with_details(details),
+            )
+        };
+        match (window, policy.renewals.others_in_window) {
+            (Some(renews), RenewalClaims::Refuse) => {
+                return refusal(format!("`{product_line}` renews on {renews}; inside its renewal window the renewal belongs to its owner unless a channel manager reassigns it"), Some(renews));
+            }
+            (Some(renews), RenewalClaims::Flag) => claims_renewal = Some(renews),
+            (None, _) if *kind == DealKind::Renewal => {
+                return refusal("the renewal belongs to the account's incumbent partner unless a channel manager reassigns it".into(), None);
+            }
+            (None, _) => {}
         }
     }
     // Uniqueness: one protected registration per customer and product line.
@@ -173,7 +229,7 @@ pub(super) fn decide(
             proof_of_work: proof_of_work.clone(),
             certified,
             incumbent,
-            approval_due_at: now + Duration::hours(i64::from(policy.sla.approval_hours)),
+            approval_due_at: now + Duration::hours(i64::from(policy.decision_hours(*motion))),
             policy_version: policy.version,
             at: now,
         },
@@ -269,6 +325,43 @@ pub(super) fn decide(
             parties,
             vec![format!(
                 "direct sales already works `{product_line}` at {account}"
+            )],
+            detected,
+            ctx,
+        ));
+        detected += 1;
+    }
+    if let Some(named) = state
+        .named_account
+        .as_ref()
+        .filter(|n| n.partner_id != *partner_id)
+    {
+        events.push(conflict_detected(
+            state,
+            account,
+            ConflictKind::Horizontal,
+            product_line,
+            vec![
+                ConflictParty::NamedPartner {
+                    partner_id: named.partner_id,
+                },
+                me.clone(),
+            ],
+            vec![format!("{account} is a named account of another partner")],
+            detected,
+            ctx,
+        ));
+        detected += 1;
+    }
+    if let Some(renews) = claims_renewal {
+        events.push(conflict_detected(
+            state,
+            account,
+            ConflictKind::RenewalOwnership,
+            product_line,
+            vec![me.clone()],
+            vec![format!(
+                "`{product_line}` was registered inside its renewal window (renews {renews}) by a partner that does not own the renewal"
             )],
             detected,
             ctx,
