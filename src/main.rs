@@ -16,7 +16,8 @@ use clap::{Parser, Subcommand};
     about = "Event-sourced deal registration for partner programs"
 )]
 struct Cli {
-    /// The embedded event store (a SQLite file; created when missing).
+    /// The embedded event store (a SQLite file). Only `demo` and `apply` create it when
+    /// missing; the other jobs refuse a missing, empty or foreign file.
     #[arg(long, global = true, default_value = "./dealreg.db")]
     store: PathBuf,
     #[command(subcommand)]

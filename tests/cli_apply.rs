@@ -116,3 +116,105 @@ fn malformed_lines_get_structured_errors_and_the_run_goes_on() {
         "{types:?}"
     );
 }
+
+/// A store that cannot write (here a full one: the operator's cap
+/// `DEALREG_SQLITE_MAX_PAGES`, which fails as root too, where file permissions would not)
+/// is counted apart from unreadable input, and the run exits with code 3.
+#[test]
+fn store_failures_are_counted_apart_and_the_run_exits_non_zero() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = dir.path().join("full.db");
+    let first = dir.path().join("first.jsonl");
+    std::fs::write(
+        &first,
+        format!(
+            "{}\n",
+            json!({ "actor": channel_manager(), "command": onboard(Uuid::now_v7(), "Seed", &["referral"], "silver", 10) })
+        ),
+    )
+    .expect("write");
+    let seeded = dealreg()
+        .arg("--store")
+        .arg(&store)
+        .args(["apply", "--at", "2026-03-02T09:00:00Z"])
+        .arg(&first)
+        .output()
+        .expect("run apply");
+    assert!(seeded.status.success(), "the seed run applies");
+
+    let input = dir.path().join("many.jsonl");
+    let mut file = std::fs::File::create(&input).expect("create");
+    let lines = 400;
+    for n in 0..lines {
+        let name = format!("Partner {n} {}", "of a long name ".repeat(8));
+        writeln!(
+            file,
+            "{}",
+            json!({ "idempotency_key": format!("onboard-{n}"), "actor": channel_manager(), "command": onboard(Uuid::now_v7(), &name, &["referral"], "silver", 10) })
+        )
+        .expect("write");
+    }
+    drop(file);
+    let output = dealreg()
+        .env("DEALREG_SQLITE_MAX_PAGES", "1")
+        .arg("--store")
+        .arg(&store)
+        .args(["apply", "--at", "2026-03-02T10:00:00Z"])
+        .arg(&input)
+        .output()
+        .expect("run apply on a full store");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "a run the store could not write is not complete: {stderr}"
+    );
+    let replies: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every output line is JSON"))
+        .collect();
+    assert_eq!(replies.len(), lines, "one reply per line");
+    let failed = replies
+        .iter()
+        .filter(|r| r["error"]["code"] == json!("store_failed"))
+        .count();
+    let applied = replies.iter().filter(|r| r["ok"] == json!(true)).count();
+    assert!(failed > 0, "the cap stopped writes: {stderr}");
+    assert_eq!(applied + failed, lines, "nothing else happened: {stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{applied} applied, 0 rejected by the rules, 0 refused as unreadable, {failed} not written (store failed)"
+        )),
+        "the summary counts store failures apart: {stderr}"
+    );
+
+    // What was answered as not written is not in the log.
+    let events = dealreg()
+        .arg("--store")
+        .arg(&store)
+        .arg("events")
+        .output()
+        .expect("events");
+    let onboarded = String::from_utf8_lossy(&events.stdout)
+        .lines()
+        .filter(|l| l.contains("\"event_type\":\"partner_onboarded\""))
+        .count();
+    assert_eq!(onboarded, 1 + applied, "seed plus the lines answered ok");
+
+    // Without the cap the same file applies in full; the keys keep what landed once.
+    let again = dealreg()
+        .arg("--store")
+        .arg(&store)
+        .args(["apply", "--at", "2026-03-02T10:00:00Z"])
+        .arg(&input)
+        .output()
+        .expect("run apply again");
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{lines} applied, 0 rejected by the rules, 0 refused as unreadable, 0 not written (store failed), {applied} replayed"
+        )),
+        "{stderr}"
+    );
+}

@@ -1,6 +1,11 @@
 //! Invariant 5: an acknowledged command is durable. A child `dealreg apply` is killed with
 //! SIGKILL in the middle of a stream of commands; the reopened store holds every
 //! acknowledged command's events, no partial command, and intact hash chains.
+//!
+//! A process kill leaves the kernel's page cache intact, so it would pass even with
+//! `synchronous=OFF`. The test therefore also checks what makes a power loss safe: the
+//! store reads WAL and FULL back from SQLite, and a run's writer reports every
+//! acknowledged append covered by a durable commit.
 
 mod support;
 
@@ -75,7 +80,19 @@ async fn sigkill_mid_stream_loses_nothing_acknowledged_and_leaves_no_partial_com
         "the child acknowledged commands before it was killed"
     );
 
-    let store = SqliteStore::open(&path).expect("the store reopens after SIGKILL");
+    let store = SqliteStore::open_existing(&path).expect("the store reopens after SIGKILL");
+    assert_eq!(
+        store.settings().journal_mode,
+        "wal",
+        "{:?}",
+        store.settings()
+    );
+    assert_eq!(
+        store.settings().synchronous,
+        "full",
+        "{:?}",
+        store.settings()
+    );
     let mut log = Vec::new();
     let mut after = GlobalPosition::ORIGIN;
     loop {
@@ -127,4 +144,65 @@ async fn sigkill_mid_stream_loses_nothing_acknowledged_and_leaves_no_partial_com
         report.breaks
     );
     assert_eq!(report.events as usize, log.len());
+    drop(store);
+
+    // A run that is not killed reports its writer: every acknowledged append was answered
+    // by a group whose durable COMMIT (WAL, synchronous=FULL) returned first.
+    let partner = Uuid::now_v7();
+    let more: String = (0..50)
+        .map(|n| {
+            let command = if n == 0 {
+                onboard(partner, "After the crash", &["reseller"], "gold", 1000)
+            } else {
+                certify(partner, &format!("line-{n}"), "2030-01-01")
+            };
+            format!(
+                "{}\n",
+                json!({ "actor": channel_manager(), "command": command })
+            )
+        })
+        .collect();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dealreg"))
+        .arg("--store")
+        .arg(&path)
+        .args(["apply", "--at", "2026-03-02T10:00:00Z", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn dealreg apply");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(more.as_bytes())
+        .expect("write commands");
+    let output = child.wait_with_output().expect("apply finishes");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let ok = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|l| l.starts_with("{\"ok\":true"))
+        .count();
+    assert_eq!(ok, 50, "{stderr}");
+    let (commits, acknowledged, by_commit) = writer_figures(&stderr);
+    assert_eq!(acknowledged, 50, "one append per command: {stderr}");
+    assert_eq!(
+        by_commit, acknowledged,
+        "every ack followed a durable commit: {stderr}"
+    );
+    assert!((1..=50).contains(&commits), "{stderr}");
+}
+
+/// `(durable commits, acknowledged appends, acknowledged by a commit)` from apply's summary.
+fn writer_figures(summary: &str) -> (u64, u64, u64) {
+    let figures = summary
+        .split_once(" durable commits for ")
+        .and_then(|(before, after)| {
+            let commits = before.rsplit('(').next()?.trim().parse().ok()?;
+            let (acknowledged, rest) = after.split_once(" acknowledged appends, ")?;
+            let by_commit = rest.split_whitespace().next()?.parse().ok()?;
+            Some((commits, acknowledged.trim().parse().ok()?, by_commit))
+        });
+    figures.unwrap_or_else(|| panic!("apply reports its writer: {summary}"))
 }

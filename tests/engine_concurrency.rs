@@ -28,6 +28,7 @@ async fn sixteen_racing_partners_end_with_exactly_one_protected_registration() {
         partners.push(ready_partner(&engine, &format!("Racer {i}"), "reseller").await);
     }
 
+    let (engine_before, writer_before) = (engine.stats(), store.stats());
     let mut tasks = Vec::new();
     for (i, partner) in partners.iter().copied().enumerate() {
         let engine = Arc::clone(&engine);
@@ -67,6 +68,25 @@ async fn sixteen_racing_partners_end_with_exactly_one_protected_registration() {
     for task in tasks {
         outcomes.push(task.await.expect("task joins"));
     }
+
+    // The racers really raced: commands lost optimistic-concurrency races and were decided
+    // again, and the writer committed several appends at once. Both are zero and one if the
+    // commands ran one after another, so this test cannot pass on a serialised engine.
+    let decided_again = engine.stats().decided_again - engine_before.decided_again;
+    let writer = store.stats();
+    let (jobs, commits) = (
+        writer.jobs - writer_before.jobs,
+        writer.commits - writer_before.commits,
+    );
+    assert!(
+        decided_again >= 1,
+        "no command lost a race, so nothing was concurrent"
+    );
+    assert!(
+        jobs > commits,
+        "several appends shared a commit: {jobs} appends in {commits} commits"
+    );
+    eprintln!("race: {decided_again} decisions again, {jobs} appends in {commits} commits");
 
     let winners: Vec<_> = outcomes
         .iter()

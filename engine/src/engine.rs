@@ -14,6 +14,7 @@
 //!    rule says no.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -117,11 +118,20 @@ impl Loaded {
     }
 }
 
+/// What the engine's retry loop did, for tests and operators: `decided_again` counts
+/// commands decided again after losing an optimistic-concurrency race, so a test can tell
+/// that writers really raced instead of running one after another.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    pub decided_again: u64,
+}
+
 pub struct Engine<S, C> {
     store: S,
     clock: C,
     ids: SharedIds,
     states: Mutex<HashMap<String, Loaded>>,
+    decided_again: AtomicU64,
 }
 
 impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
@@ -148,6 +158,7 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
             clock,
             ids: SharedIds::new(ids),
             states: Mutex::new(HashMap::new()),
+            decided_again: AtomicU64::new(0),
         };
         let program = engine.load(&Boundary::Program).await?;
         let adopted = match &program.state {
@@ -178,6 +189,13 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
 
     pub fn clock(&self) -> &C {
         &self.clock
+    }
+
+    /// Counters of the retry loop since the engine opened.
+    pub fn stats(&self) -> EngineStats {
+        EngineStats {
+            decided_again: self.decided_again.load(Ordering::Relaxed),
+        }
     }
 
     /// The policy in force now.
@@ -358,6 +376,7 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
                 }
                 Err(StoreError::WrongExpectedVersion { stream, .. }) => {
                     tracing::debug!(%stream, attempt, "lost a concurrency race; deciding again");
+                    self.decided_again.fetch_add(1, Ordering::Relaxed);
                     // Back off a little, more with each attempt, with jitter so that racing
                     // writers spread out instead of colliding again in lockstep.
                     // The jitter comes from the command's id, so racing commands differ.

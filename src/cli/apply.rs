@@ -3,6 +3,10 @@
 //!
 //! Why it never stops on a bad line: a file from another system will contain mistakes; each
 //! gets a structured error line (with its line number) and the rest still applies.
+//!
+//! Why store failures are counted apart and change the exit code: a line the store could
+//! not write (full disk, read-only file) is not the input's fault, and a run that wrote
+//! none of them must not look complete to a script ([`EXIT_STORE_FAILED`]).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
@@ -21,6 +25,13 @@ use dealreg_store::EventStore;
 /// How often the reactor looks for appends by other processes.
 const REACTOR_POLL: Duration = Duration::from_millis(500);
 
+/// Exit code of a run in which the store failed to write at least one command: the run
+/// did not complete, and those lines can be applied again (with their idempotency keys).
+pub const EXIT_STORE_FAILED: u8 = 3;
+
+/// Engine error codes that mean the store failed, not the input.
+const STORE_FAILURE_CODES: [&str; 2] = ["store_failed", "store_unavailable"];
+
 /// `dealreg apply FILE [--policy P] [--at T]`.
 pub async fn run(
     store_path: &Path,
@@ -36,7 +47,7 @@ pub async fn run(
         }
         None => None,
     };
-    let (store, checkpoints) = super::store::open(store_path)?;
+    let (store, checkpoints) = super::store::create_or_open(store_path)?;
     let engine = Arc::new(
         Engine::open(store, super::store::clock(at), policy)
             .await
@@ -64,23 +75,41 @@ pub async fn run(
     }
     .map_err(|e| format!("apply stopped on an I/O error: {e}"))?;
     let _ = stop.send(());
-    match follower.await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => return Err(format!("the follow-up reactor stopped: {e}")),
-        Err(e) => return Err(format!("the follow-up reactor failed: {e}")),
-    }
-    reactor::catch_up(&*engine, &checkpoints)
-        .await
-        .map_err(|e| format!("the follow-up reactor stopped: {e}"))?;
+    // The summary is printed whatever the reactor does, so a failing store never hides
+    // what the run did.
+    let follow_ups = match follower.await {
+        Ok(Ok(_)) => reactor::catch_up(&*engine, &checkpoints)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("the follow-up reactor stopped: {e}")),
+        Ok(Err(e)) => Err(format!("the follow-up reactor stopped: {e}")),
+        Err(e) => Err(format!("the follow-up reactor failed: {e}")),
+    };
+    let writer = engine.store().stats();
     eprintln!(
-        "{} lines: {} applied, {} rejected by the rules, {} refused as unreadable, {} replayed; store {}",
+        "{} lines: {} applied, {} rejected by the rules, {} refused as unreadable, {} not written (store failed), {} replayed; store {} ({} durable commits for {} acknowledged appends, {} acknowledged by a commit)",
         summary.lines,
         summary.applied,
         summary.rejected,
         summary.refused,
+        summary.store_failed,
         summary.replayed,
-        store_path.display()
+        store_path.display(),
+        writer.commits,
+        writer.acknowledged,
+        writer.acknowledged_by_commit,
     );
+    if summary.store_failed > 0 {
+        if let Err(e) = follow_ups {
+            eprintln!("error: {e}");
+        }
+        eprintln!(
+            "error: the store could not write {} of {} lines; the run did not complete: free space or fix the store, then apply the file again (lines with idempotency keys apply once)",
+            summary.store_failed, summary.lines
+        );
+        return Ok(ExitCode::from(EXIT_STORE_FAILED));
+    }
+    follow_ups?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -91,6 +120,9 @@ pub struct ApplySummary {
     pub applied: usize,
     pub rejected: usize,
     pub refused: usize,
+    /// Lines the store could not write (the engine answered `store_failed` or
+    /// `store_unavailable`).
+    pub store_failed: usize,
     pub replayed: usize,
 }
 
@@ -147,7 +179,11 @@ where
                 }
             }
             ReplyLine::Refused { error, .. } => {
-                summary.refused += 1;
+                if STORE_FAILURE_CODES.contains(&error.code.as_str()) {
+                    summary.store_failed += 1;
+                } else {
+                    summary.refused += 1;
+                }
                 if error.details.is_null() {
                     error.details = serde_json::json!({ "input_line": line_number });
                 } else if let Some(map) = error.details.as_object_mut() {

@@ -5,11 +5,11 @@ use std::process::ExitCode;
 
 use dealreg_demo::DEMO_MARK;
 use dealreg_store::{EventStore, GlobalPosition};
-use dealreg_store_sqlite::SqliteStore;
+use dealreg_store_sqlite::{OpenError, SqliteStore};
 
 pub async fn run(path: &Path, force: bool, seed: u64) -> Result<ExitCode, String> {
     prepare_store_file(path, force).await?;
-    let (store, checkpoints) = super::store::open(path)?;
+    let (store, checkpoints) = super::store::create_or_open(path)?;
     let run = dealreg_demo::run(store, &checkpoints, seed)
         .await
         .map_err(|e| format!("the demo stopped: {e}"))?;
@@ -32,7 +32,8 @@ async fn prepare_store_file(path: &Path, force: bool) -> Result<(), String> {
         return Ok(());
     }
     if !force {
-        let is_demo = match SqliteStore::open(path) {
+        // Opened without creating anything: a file that is not a store is not the demo's.
+        let is_demo = match SqliteStore::open_existing(path) {
             Ok(store) => {
                 let first = store
                     .read_all(GlobalPosition::ORIGIN, 1)
@@ -46,6 +47,7 @@ async fn prepare_store_file(path: &Path, force: bool) -> Result<(), String> {
                 });
                 demo || first.is_empty()
             }
+            Err(OpenError::Empty { .. }) => true,
             Err(_) => false,
         };
         if !is_demo {

@@ -44,7 +44,7 @@ impl<'a> EventLine<'a> {
 
 /// `dealreg events [--after POS] [--stream S]`.
 pub async fn run(path: &Path, after: u64, stream: Option<String>) -> Result<ExitCode, String> {
-    let (store, _) = super::store::open(path)?;
+    let (store, _) = super::store::open_existing(path)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut pages = LogPages::new(&store, GlobalPosition(after), 1024);

@@ -35,7 +35,7 @@ pub async fn run(path: &Path, projection: Option<String>) -> Result<ExitCode, St
             ));
         }
     }
-    let (store, checkpoints) = super::store::open(path)?;
+    let (store, checkpoints) = super::store::open_existing(path)?;
     let how = CatchUp {
         checkpoint_every: 50_000,
         ..CatchUp::default()

@@ -1,17 +1,66 @@
 //! Opening the embedded store and its checkpoints, and the clock a job runs on.
+//!
+//! Why two ways to open: only the jobs meant to create a store (`demo`, `apply`) may
+//! create the file; every reader refuses a missing, empty or foreign file, so a mistyped
+//! `--store` is an error instead of a new, empty and "healthy" store.
 
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use dealreg_clock::{ControlledClock, SharedClock, SystemClock};
-use dealreg_store_sqlite::{SqliteCheckpoints, SqliteStore};
+use dealreg_store_sqlite::{OpenError, SqliteCheckpoints, SqliteOptions, SqliteStore};
 
-pub fn open(path: &Path) -> Result<(SqliteStore, SqliteCheckpoints), String> {
-    let store = SqliteStore::open(path)
-        .map_err(|e| format!("cannot open the store {}: {e}", path.display()))?;
-    let checkpoints = SqliteCheckpoints::open(path)
+/// The operator's cap on the store file, in database pages (`PRAGMA max_page_count`; pages
+/// are 4 KiB). Appends that would grow the file past it fail as on a full disk and are
+/// counted as store failures.
+pub const MAX_PAGES_ENV: &str = "DEALREG_SQLITE_MAX_PAGES";
+
+/// Opens the store at `path`, creating it when missing (`demo`, `apply`).
+pub fn create_or_open(path: &Path) -> Result<(SqliteStore, SqliteCheckpoints), String> {
+    open_as(path, SqliteOptions::create())
+}
+
+/// Opens the store at `path`, which must already be one (every reader).
+pub fn open_existing(path: &Path) -> Result<(SqliteStore, SqliteCheckpoints), String> {
+    open_as(path, SqliteOptions::existing())
+}
+
+fn open_as(
+    path: &Path,
+    options: SqliteOptions,
+) -> Result<(SqliteStore, SqliteCheckpoints), String> {
+    let options = match max_pages()? {
+        Some(pages) => options.max_pages(pages),
+        None => options,
+    };
+    let store = SqliteStore::open_with(path, &options).map_err(|e| refusal(path, &e))?;
+    let checkpoints = SqliteCheckpoints::open_with(path, &options)
         .map_err(|e| format!("cannot open the views of {}: {e}", path.display()))?;
     Ok((store, checkpoints))
+}
+
+/// The message for a store that cannot be opened, saying what to do next.
+fn refusal(path: &Path, e: &OpenError) -> String {
+    match e {
+        OpenError::Missing { .. } | OpenError::Empty { .. } | OpenError::NotAStore { .. } => {
+            format!(
+                "{e}; create a store with `dealreg --store {} demo` or `dealreg --store {} apply FILE`, or check `--store`",
+                path.display(),
+                path.display()
+            )
+        }
+        _ => format!("cannot open the store {}: {e}", path.display()),
+    }
+}
+
+fn max_pages() -> Result<Option<u64>, String> {
+    match std::env::var(MAX_PAGES_ENV) {
+        Ok(value) => value.trim().parse::<u64>().map(Some).map_err(|e| {
+            format!("{MAX_PAGES_ENV}={value:?} is not a number of pages ({e}); unset it or give a positive integer")
+        }),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(e) => Err(format!("{MAX_PAGES_ENV} cannot be read: {e}")),
+    }
 }
 
 /// The system clock, or a fixed controllable one at `at` (for replays and repeatable runs).

@@ -11,7 +11,7 @@ use dealreg_engine::{reactor, timekeeper, Engine};
 use dealreg_projections::deadlines::Deadlines;
 
 pub async fn run(path: &Path, at: Option<DateTime<Utc>>) -> Result<ExitCode, String> {
-    let (store, checkpoints) = super::store::open(path)?;
+    let (store, checkpoints) = super::store::open_existing(path)?;
     let engine = Engine::open(store.clone(), super::store::clock(at), None)
         .await
         .map_err(|e| e.to_string())?;

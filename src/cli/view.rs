@@ -58,7 +58,7 @@ pub enum ViewKind {
 
 /// `P` brought up to the log's head from its checkpoint (the one catch-up every view uses).
 async fn fresh<P: Projection>(path: &Path) -> Result<P, String> {
-    let (store, checkpoints) = super::store::open(path)?;
+    let (store, checkpoints) = super::store::open_existing(path)?;
     let caught = runner::catch_up::<P, _, _>(&store, &checkpoints, CatchUp::default(), |_| {})
         .await
         .map_err(|e| e.to_string())?;

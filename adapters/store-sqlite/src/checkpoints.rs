@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use dealreg_store::{Checkpoint, CheckpointStore, GlobalPosition, StoreError};
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::open::{self, SqliteOptions};
+
 /// The `projection_state` table of a store file. Clones share one connection.
 #[derive(Clone)]
 pub struct SqliteCheckpoints {
@@ -24,29 +26,64 @@ fn backend(e: rusqlite::Error) -> StoreError {
 
 impl SqliteCheckpoints {
     /// Opens the checkpoint table of the store at `path` (creating the table when missing).
+    /// The file must already be a store: open it with [`crate::SqliteStore`] first.
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteCheckpoints, StoreError> {
-        let conn = Connection::open(path).map_err(backend)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(backend)?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS projection_state (
-                name     TEXT PRIMARY KEY,
-                position INTEGER NOT NULL,
-                state    BLOB    NOT NULL
-            ) WITHOUT ROWID;",
-        )
-        .map_err(backend)?;
+        Self::open_with(path, &SqliteOptions::existing())
+    }
+
+    /// Like [`SqliteCheckpoints::open`], with the size cap of `options` on this
+    /// connection too, so an operator's cap holds for the whole file. The file is never
+    /// created here, whatever `options` say.
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        options: &SqliteOptions,
+    ) -> Result<SqliteCheckpoints, StoreError> {
+        let path = path.as_ref();
+        let mut existing = SqliteOptions::existing();
+        if let Some(pages) = options.page_cap() {
+            existing = existing.max_pages(pages);
+        }
+        let conn = open::connect(path, &existing)?;
+        if let Some(pages) = existing.page_cap() {
+            open::set_max_pages(&conn, pages).map_err(backend)?;
+        }
         // The fold version came after the table; stores written before it read as
         // version 0, which no projection declares, so their states are rebuilt once.
-        let has_version: bool = conn
-            .prepare("SELECT 1 FROM pragma_table_info('projection_state') WHERE name = 'version'")
-            .and_then(|mut q| q.exists([]))
-            .map_err(backend)?;
-        if !has_version {
-            conn.execute_batch(
-                "ALTER TABLE projection_state ADD COLUMN version INTEGER NOT NULL DEFAULT 0;",
+        let has_version = |conn: &Connection| {
+            conn.prepare(
+                "SELECT 1 FROM pragma_table_info('projection_state') WHERE name = 'version'",
             )
-            .map_err(backend)?;
+            .and_then(|mut q| q.exists([]))
+        };
+        if !has_version(&conn).map_err(backend)? {
+            // Inside BEGIN IMMEDIATE, so processes opening one store at once take turns:
+            // the second finds the table and the column the first made.
+            conn.execute_batch("BEGIN IMMEDIATE").map_err(backend)?;
+            let made = conn
+                .execute_batch(
+                    "CREATE TABLE IF NOT EXISTS projection_state (
+                        name     TEXT PRIMARY KEY,
+                        position INTEGER NOT NULL,
+                        state    BLOB    NOT NULL
+                    ) WITHOUT ROWID;",
+                )
+                .and_then(|()| has_version(&conn))
+                .and_then(|present| {
+                    if present {
+                        Ok(())
+                    } else {
+                        conn.execute_batch(
+                            "ALTER TABLE projection_state ADD COLUMN version INTEGER NOT NULL DEFAULT 0;",
+                        )
+                    }
+                })
+                .and_then(|()| conn.execute_batch("COMMIT"));
+            if let Err(e) = made {
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                return Err(backend(e));
+            }
         }
         Ok(SqliteCheckpoints {
             conn: Arc::new(Mutex::new(conn)),

@@ -10,6 +10,20 @@
 //!
 //! Reads use their own read-only connections (WAL lets them run beside the writer), on
 //! tokio's blocking pool.
+//!
+//! Failures inside a group are answered with the truth. A statement that fails with a full
+//! disk (SQLITE_FULL) or an I/O error may roll back the whole transaction, not only its
+//! savepoint; the writer checks after every step whether the transaction is still open,
+//! and once it is gone, no later append of the group runs (it would run in a transaction
+//! of its own and commit on `RELEASE`). When `COMMIT` itself fails, the writer reads back
+//! what committed and answers each append accordingly ([`StoreError::NotWritten`],
+//! [`StoreError::OutcomeUnknown`]).
+//!
+//! Opening is safe when several processes open one new file at once: the busy timeout is
+//! set first, the switch to WAL (for which SQLite does not call the busy handler) is
+//! retried with a bounded backoff, and the schema is created inside `BEGIN IMMEDIATE`.
+//! Only [`SqliteStore::open`] and [`SqliteOptions::create`] create a file; readers use
+//! [`SqliteStore::open_existing`], which refuses a missing, empty or foreign file.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,8 +41,10 @@ use dealreg_store::{
 };
 
 mod checkpoints;
+mod open;
 
 pub use checkpoints::SqliteCheckpoints;
+pub use open::{OpenError, SqliteOptions, StoreSettings};
 
 /// Most appends committed in one transaction. Large enough to absorb bursts, small enough
 /// that one commit never holds replies back for long.
@@ -59,17 +75,32 @@ CREATE TABLE IF NOT EXISTS idempotency (
 ) WITHOUT ROWID;
 ";
 
-/// How much grouping the writer achieved: `jobs / commits` appends per fsync.
+/// What the writer did: how much grouping it achieved (`jobs / commits` appends per
+/// fsync) and whether every acknowledgement was covered by a durable commit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriterStats {
+    /// Transactions whose `COMMIT` returned success. The store only opens with
+    /// `synchronous=FULL` in WAL mode, so each one synced the WAL before any reply.
     pub commits: u64,
+    /// Groups that did not commit: a statement lost the transaction, or `COMMIT` failed.
+    pub failed_groups: u64,
+    /// Appends the writer answered, whatever the answer.
     pub jobs: u64,
+    /// Appends answered `Ok`.
+    pub acknowledged: u64,
+    /// Appends answered `Ok` by a group whose `COMMIT` returned success. Equal to
+    /// `acknowledged` unless a `COMMIT` failed and reading back found some appends
+    /// committed anyway.
+    pub acknowledged_by_commit: u64,
 }
 
 #[derive(Default)]
 struct Counters {
     commits: AtomicU64,
+    failed_groups: AtomicU64,
     jobs: AtomicU64,
+    acknowledged: AtomicU64,
+    acknowledged_by_commit: AtomicU64,
 }
 
 struct Job {
@@ -77,9 +108,20 @@ struct Job {
     reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
 }
 
+/// What the writer thread is asked to do.
+enum Message {
+    Append(Job),
+    /// Change `PRAGMA max_page_count` on the writer connection; answers the cap in force.
+    SetMaxPages {
+        pages: u64,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
+}
+
 struct Inner {
     path: PathBuf,
-    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    settings: StoreSettings,
+    jobs: Mutex<Option<mpsc::Sender<Message>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     readers: Mutex<Vec<Connection>>,
     head: Arc<watch::Sender<GlobalPosition>>,
@@ -115,46 +157,46 @@ fn backend(e: rusqlite::Error) -> StoreError {
 }
 
 impl SqliteStore {
-    /// Opens the store at `path`, creating the file and its schema when missing.
+    /// Opens the store at `path`, creating the file and its schema when missing. For jobs
+    /// that are meant to create a store; readers use [`SqliteStore::open_existing`].
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        Ok(Self::open_with(path, &SqliteOptions::create())?)
+    }
+
+    /// Opens a store that must already exist: a missing file, an empty one, or a file
+    /// without the `events` table is refused and nothing is created, so a mistyped path
+    /// cannot pass for a new, empty and healthy store.
+    pub fn open_existing(path: impl AsRef<Path>) -> Result<SqliteStore, OpenError> {
+        Self::open_with(path, &SqliteOptions::existing())
+    }
+
+    /// Opens the store at `path` as `options` say (create or not, a size cap).
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        options: &SqliteOptions,
+    ) -> Result<SqliteStore, OpenError> {
         let path = path.as_ref().to_path_buf();
-        let conn = Connection::open(&path).map_err(|e| {
-            StoreError::Backend(format!(
-                "cannot open {}: {e}; check the path and its permissions",
-                path.display()
-            ))
-        })?;
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))
-            .map_err(backend)?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Backend(format!(
-                "{} cannot use WAL journaling (got `{mode}`); put the store on a local disk",
-                path.display()
-            )));
-        }
-        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000;")
-            .map_err(backend)?;
-        conn.execute_batch(SCHEMA).map_err(backend)?;
+        let (conn, settings) = open::writer_connection(&path, options)?;
         let last: Option<i64> = conn
             .query_row("SELECT max(position) FROM events", [], |row| row.get(0))
-            .map_err(backend)?;
+            .map_err(|e| OpenError::sqlite(&path, "read the head of the log", e))?;
         let head_position = GlobalPosition(last.map_or(0, |p| p as u64));
         let (head, _) = watch::channel(head_position);
         let head = Arc::new(head);
         let counters = Arc::new(Counters::default());
-        let (sender, receiver) = mpsc::channel::<Job>();
+        let (sender, receiver) = mpsc::channel::<Message>();
         let writer = {
             let head = Arc::clone(&head);
             let counters = Arc::clone(&counters);
             std::thread::Builder::new()
                 .name("dealreg-sqlite-writer".into())
                 .spawn(move || writer_loop(conn, receiver, &head, &counters))
-                .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?
+                .map_err(OpenError::Thread)?
         };
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 path,
+                settings,
                 jobs: Mutex::new(Some(sender)),
                 writer: Mutex::new(Some(writer)),
                 readers: Mutex::new(Vec::new()),
@@ -164,15 +206,45 @@ impl SqliteStore {
         })
     }
 
+    /// The durability settings read back from the writer connection at open. The store
+    /// refuses to open unless they are WAL and FULL, so this is for tests and operators
+    /// who want to see it.
+    pub fn settings(&self) -> &StoreSettings {
+        &self.inner.settings
+    }
+
+    /// Changes the size cap (`PRAGMA max_page_count`) of the writer connection and returns
+    /// the cap in force (SQLite never sets it below the file's current size). For tests
+    /// that fill a store and free it again, and for operators who cap the file.
+    pub async fn set_max_pages(&self, pages: u64) -> Result<u64, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Message::SetMaxPages { pages, reply })?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    fn send(&self, message: Message) -> Result<(), StoreError> {
+        let jobs = self
+            .inner
+            .jobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let sender = jobs.as_ref().ok_or(StoreError::Closed)?;
+        sender.send(message).map_err(|_| StoreError::Closed)
+    }
+
     pub fn path(&self) -> &Path {
         &self.inner.path
     }
 
-    /// Appends and commits so far (for benchmarks and the group-commit test).
+    /// Appends, commits and acknowledgements so far (for benchmarks and tests).
     pub fn stats(&self) -> WriterStats {
+        let c = &self.inner.counters;
         WriterStats {
-            commits: self.inner.counters.commits.load(Ordering::Relaxed),
-            jobs: self.inner.counters.jobs.load(Ordering::Relaxed),
+            commits: c.commits.load(Ordering::Relaxed),
+            failed_groups: c.failed_groups.load(Ordering::Relaxed),
+            jobs: c.jobs.load(Ordering::Relaxed),
+            acknowledged: c.acknowledged.load(Ordering::Relaxed),
+            acknowledged_by_commit: c.acknowledged_by_commit.load(Ordering::Relaxed),
         }
     }
 
@@ -197,8 +269,7 @@ impl SqliteStore {
                         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                     )
                     .map_err(backend)?;
-                    conn.busy_timeout(std::time::Duration::from_secs(10))
-                        .map_err(backend)?;
+                    conn.busy_timeout(open::BUSY_TIMEOUT).map_err(backend)?;
                     conn
                 }
             };
@@ -218,17 +289,7 @@ impl EventStore for SqliteStore {
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
         validate(&request)?;
         let (reply, answer) = oneshot::channel();
-        {
-            let jobs = self
-                .inner
-                .jobs
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let sender = jobs.as_ref().ok_or(StoreError::Closed)?;
-            sender
-                .send(Job { request, reply })
-                .map_err(|_| StoreError::Closed)?;
-        }
+        self.send(Message::Append(Job { request, reply }))?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -309,24 +370,51 @@ fn stored_bytes(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Vec<u
 
 fn writer_loop(
     conn: Connection,
-    receiver: mpsc::Receiver<Job>,
+    receiver: mpsc::Receiver<Message>,
     head: &watch::Sender<GlobalPosition>,
     counters: &Counters,
 ) {
     while let Ok(first) = receiver.recv() {
-        let mut group = vec![first];
+        let mut group = Vec::new();
+        let mut control = Vec::new();
+        match first {
+            Message::Append(job) => group.push(job),
+            Message::SetMaxPages { pages, reply } => control.push((pages, reply)),
+        }
         while group.len() < MAX_GROUP {
             match receiver.try_recv() {
-                Ok(job) => group.push(job),
+                Ok(Message::Append(job)) => group.push(job),
+                Ok(Message::SetMaxPages { pages, reply }) => control.push((pages, reply)),
                 Err(_) => break,
             }
         }
-        let results = commit_group(&conn, &group);
-        counters.commits.fetch_add(1, Ordering::Relaxed);
+        // Between groups, so a cap never changes in the middle of a transaction.
+        for (pages, reply) in control {
+            let _ = reply.send(open::set_max_pages(&conn, pages).map_err(backend));
+        }
+        if group.is_empty() {
+            continue;
+        }
+        let settled = commit_group(&conn, &group);
+        if settled.committed {
+            counters.commits.fetch_add(1, Ordering::Relaxed);
+        } else {
+            counters.failed_groups.fetch_add(1, Ordering::Relaxed);
+        }
+        let acknowledged = settled.results.iter().filter(|r| r.is_ok()).count() as u64;
         counters
             .jobs
             .fetch_add(group.len() as u64, Ordering::Relaxed);
-        let newest = results
+        counters
+            .acknowledged
+            .fetch_add(acknowledged, Ordering::Relaxed);
+        if settled.committed {
+            counters
+                .acknowledged_by_commit
+                .fetch_add(acknowledged, Ordering::Relaxed);
+        }
+        let newest = settled
+            .results
             .iter()
             .filter_map(|r| r.as_ref().ok())
             .flat_map(|o| o.writes.iter().flat_map(|w| w.positions.iter().copied()))
@@ -343,55 +431,231 @@ fn writer_loop(
                 }
             });
         }
-        for (job, result) in group.into_iter().zip(results) {
+        for (job, result) in group.into_iter().zip(settled.results) {
             let _ = job.reply.send(result);
         }
     }
     tracing::debug!("sqlite writer stopped: the store was closed");
 }
 
+/// The answers of one group and whether its `COMMIT` succeeded.
+struct Settled {
+    results: Vec<Result<AppendOutcome, StoreError>>,
+    committed: bool,
+}
+
+/// What running one append in its savepoint did to the group's transaction.
+enum Step {
+    /// The transaction is still open; this is the append's own result.
+    Done(Result<AppendOutcome, StoreError>),
+    /// The transaction is gone (SQLite rolled it back, or the writer had to): nothing of
+    /// the group so far is written.
+    Lost(String),
+}
+
 /// Runs a group of appends in one transaction. Returns one result per job, in order;
-/// results are only `Ok` when the commit itself succeeded.
-fn commit_group(conn: &Connection, group: &[Job]) -> Vec<Result<AppendOutcome, StoreError>> {
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-        let message = format!("cannot start a write transaction: {e}");
-        return group
-            .iter()
-            .map(|_| Err(StoreError::Backend(message.clone())))
-            .collect();
+/// an `Ok` is only returned for an append that is in the committed log.
+fn commit_group(conn: &Connection, group: &[Job]) -> Settled {
+    // A transaction left open by a failure SQLite did not clean up would make every later
+    // BEGIN fail; end it so the store stays usable once the cause is gone.
+    if !conn.is_autocommit() {
+        if let Err(e) = conn.execute_batch("ROLLBACK") {
+            tracing::warn!(error = %e, "could not roll back a transaction left open");
+        }
     }
-    let mut results = Vec::with_capacity(group.len());
-    for job in group {
-        let result = match conn.execute_batch("SAVEPOINT append") {
-            Ok(()) => {
-                let result = apply(conn, &job.request);
-                let end = if result.is_ok() {
-                    "RELEASE append"
-                } else {
-                    "ROLLBACK TO append; RELEASE append"
-                };
-                match conn.execute_batch(end) {
-                    Ok(()) => result,
-                    Err(e) => Err(backend(e)),
-                }
-            }
-            Err(e) => Err(backend(e)),
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let reason = format!("cannot start a write transaction: {e}");
+        return Settled {
+            results: group.iter().map(|_| Err(not_written(&reason))).collect(),
+            committed: false,
         };
-        results.push(result);
+    }
+    let mut results: Vec<Result<AppendOutcome, StoreError>> = Vec::with_capacity(group.len());
+    for job in group {
+        match step(conn, &job.request) {
+            Step::Done(result) => results.push(result),
+            Step::Lost(reason) => {
+                tracing::warn!(%reason, appends = group.len(), "a write transaction was lost; its group is answered as not written");
+                // Everything this group did went with the transaction.
+                for earlier in &mut results {
+                    if earlier.is_ok() {
+                        *earlier = Err(not_written(&format!(
+                            "the group's transaction was rolled back ({reason})"
+                        )));
+                    }
+                }
+                results.push(Err(not_written(&reason)));
+                // Later appends would run outside any transaction (each SAVEPOINT would
+                // open one and its RELEASE commit it), so they are not attempted.
+                while results.len() < group.len() {
+                    results.push(Err(not_written(&format!(
+                        "not attempted: an earlier append of its group lost the transaction ({reason})"
+                    ))));
+                }
+                return Settled {
+                    results,
+                    committed: false,
+                };
+            }
+        }
     }
     match conn.execute_batch("COMMIT") {
-        Ok(()) => results,
+        Ok(()) => Settled {
+            results,
+            committed: true,
+        },
         Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            let message = format!("commit failed, nothing was written: {e}");
-            results
-                .into_iter()
-                .map(|r| match r {
-                    Ok(_) => Err(StoreError::Backend(message.clone())),
-                    Err(other) => Err(other),
-                })
-                .collect()
+            tracing::warn!(error = %e, appends = group.len(), "commit failed; reading back what committed");
+            Settled {
+                results: settle_failed_commit(conn, group, results, &e.to_string()),
+                committed: false,
+            }
         }
+    }
+}
+
+fn not_written(reason: &str) -> StoreError {
+    StoreError::NotWritten {
+        reason: reason.to_string(),
+    }
+}
+
+/// One append in its own savepoint, checking after every statement that the group's
+/// transaction is still open.
+fn step(conn: &Connection, request: &AppendRequest) -> Step {
+    if conn.is_autocommit() {
+        return Step::Lost("the transaction ended before the append".into());
+    }
+    if let Err(e) = conn.execute_batch("SAVEPOINT append") {
+        return if conn.is_autocommit() {
+            Step::Lost(format!("cannot open a savepoint: {e}"))
+        } else {
+            Step::Done(Err(not_written(&format!("cannot open a savepoint: {e}"))))
+        };
+    }
+    let result = apply(conn, request);
+    if conn.is_autocommit() {
+        let why = match &result {
+            Err(e) => e.to_string(),
+            Ok(_) => "the transaction ended during the append".into(),
+        };
+        return Step::Lost(why);
+    }
+    let end = if result.is_ok() {
+        "RELEASE append"
+    } else {
+        "ROLLBACK TO append; RELEASE append"
+    };
+    if let Err(e) = conn.execute_batch(end) {
+        // The savepoint's state is unknown; end the whole transaction so nothing of it
+        // can commit later.
+        if !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        return Step::Lost(format!("cannot end the append's savepoint: {e}"));
+    }
+    if conn.is_autocommit() {
+        return Step::Lost("the transaction ended with the append's savepoint".into());
+    }
+    Step::Done(result)
+}
+
+/// After a failed `COMMIT`: rolls back what may still be open, then reads which appends
+/// committed anyway. Those keep their `Ok`; the others are not written; when even the
+/// check fails, the outcome is unknown.
+fn settle_failed_commit(
+    conn: &Connection,
+    group: &[Job],
+    results: Vec<Result<AppendOutcome, StoreError>>,
+    commit_error: &str,
+) -> Vec<Result<AppendOutcome, StoreError>> {
+    if !conn.is_autocommit() {
+        if let Err(e) = conn.execute_batch("ROLLBACK") {
+            tracing::warn!(error = %e, "rollback after a failed commit failed");
+        }
+    }
+    let stuck = !conn.is_autocommit();
+    group
+        .iter()
+        .zip(results)
+        .map(|(job, result)| {
+            let outcome = match result {
+                Ok(outcome) => outcome,
+                Err(other) => return Err(other),
+            };
+            let check = if stuck {
+                Err("the transaction could not be rolled back".to_string())
+            } else {
+                committed(conn, &job.request, &outcome)
+            };
+            match check {
+                Ok(true) => Ok(outcome),
+                Ok(false) => Err(not_written(&format!("the commit failed ({commit_error})"))),
+                Err(why) => Err(StoreError::OutcomeUnknown {
+                    reason: format!(
+                        "the commit failed ({commit_error}) and reading back what committed failed too ({why})"
+                    ),
+                }),
+            }
+        })
+        .collect()
+}
+
+/// Whether `outcome`, answered inside a transaction whose commit failed, is in the
+/// committed log: its first event at the position answered, or for a deduplicated append
+/// its idempotency key.
+fn committed(
+    conn: &Connection,
+    request: &AppendRequest,
+    outcome: &AppendOutcome,
+) -> Result<bool, String> {
+    let key_recorded = |idem: &dealreg_store::Idempotency| {
+        conn.query_row(
+            "SELECT fingerprint FROM idempotency WHERE key = ?1",
+            params![idem.key],
+            |row| row.get::<_, String>(0),
+        )
+        .optional()
+        .map(|found| found.as_deref() == Some(idem.fingerprint.as_str()))
+        .map_err(|e| e.to_string())
+    };
+    if outcome.deduplicated {
+        return match &request.idempotency {
+            Some(idem) => key_recorded(idem),
+            None => Err("a deduplicated outcome without an idempotency key".into()),
+        };
+    }
+    let first = request
+        .writes
+        .iter()
+        .zip(&outcome.writes)
+        .find_map(|(write, answered)| {
+            Some((write.events.first()?, answered.positions.first().copied()?))
+        });
+    match first {
+        Some((event, answered)) => {
+            let stored: Option<i64> = conn
+                .query_row(
+                    "SELECT position FROM events WHERE event_id = ?1",
+                    params![event.event_id.to_string()],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(|e| e.to_string())?;
+            match stored {
+                None => Ok(false),
+                Some(p) if p as u64 == answered.0 => Ok(true),
+                Some(p) => Err(format!(
+                    "event {} is stored at position {p}, not at {answered} as answered",
+                    event.event_id
+                )),
+            }
+        }
+        // An append without events writes only its idempotency key, if any.
+        None => match &request.idempotency {
+            Some(idem) => key_recorded(idem),
+            None => Ok(true),
+        },
     }
 }
 
@@ -515,4 +779,69 @@ fn apply(conn: &Connection, request: &AppendRequest) -> Result<AppendOutcome, St
         .map_err(backend)?;
     }
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dealreg_store::conformance::event;
+    use dealreg_store::{ExpectedVersion, StreamWrite};
+
+    fn job(stream: &str, n: usize) -> Job {
+        let (reply, _) = oneshot::channel();
+        Job {
+            request: AppendRequest {
+                idempotency: None,
+                writes: vec![StreamWrite {
+                    stream: stream.into(),
+                    expected: ExpectedVersion::NoStream,
+                    events: vec![event("e", n)],
+                }],
+            },
+            reply,
+        }
+    }
+
+    /// A `COMMIT` that fails cannot be provoked on demand, so this runs the settling step
+    /// on a state it can produce: one append committed, one rolled back, both answered
+    /// `Ok` inside their transactions.
+    #[test]
+    fn a_failed_commit_is_settled_by_reading_what_committed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (conn, _) = open::writer_connection(&dir.path().join("s.db"), &SqliteOptions::create())
+            .expect("open");
+        let (a, b) = (job("account-a.example", 0), job("account-b.example", 1));
+        conn.execute_batch("BEGIN IMMEDIATE").expect("begin");
+        let answered_a = apply(&conn, &a.request);
+        conn.execute_batch("COMMIT").expect("commit");
+        conn.execute_batch("BEGIN IMMEDIATE").expect("begin");
+        let answered_b = apply(&conn, &b.request);
+        // Left open on purpose: settling rolls it back first.
+        let group = [a, b];
+        let settled =
+            settle_failed_commit(&conn, &group, vec![answered_a, answered_b], "simulated");
+        assert!(conn.is_autocommit(), "nothing is left open");
+        let outcome = settled[0]
+            .as_ref()
+            .expect("the committed append keeps its Ok");
+        assert_eq!(outcome.writes[0].positions, vec![GlobalPosition(1)]);
+        assert!(
+            matches!(settled[1], Err(StoreError::NotWritten { .. })),
+            "{:?}",
+            settled[1]
+        );
+
+        // When the check itself fails, the answer is "unknown, retry with the same key".
+        let c = job("account-c.example", 2);
+        conn.execute_batch("BEGIN IMMEDIATE").expect("begin");
+        let answered_c = apply(&conn, &c.request);
+        conn.execute_batch("ROLLBACK; ALTER TABLE events RENAME TO moved")
+            .expect("hide the table");
+        let settled = settle_failed_commit(&conn, &[c], vec![answered_c], "simulated");
+        assert!(
+            matches!(settled[0], Err(StoreError::OutcomeUnknown { .. })),
+            "{:?}",
+            settled[0]
+        );
+    }
 }

@@ -141,3 +141,231 @@ async fn exactly_one_concurrent_writer_wins_each_round() {
         10
     );
 }
+
+/// A store that fills up mid-burst (the size cap gives the same SQLITE_FULL as a full
+/// disk) answers every append with the truth: an `Ok` is in the log at the positions
+/// answered, an `Err` left nothing, and once the cap is raised the same store takes the
+/// failed appends again, none of them a duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_store_answers_every_append_with_the_truth() {
+    use dealreg_store::Idempotency;
+    use dealreg_store_sqlite::SqliteOptions;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("full.db");
+    let store = SqliteStore::open_with(&path, &SqliteOptions::create()).expect("open");
+    store
+        .append(single("account-seed.example", ExpectedVersion::NoStream, 0))
+        .await
+        .expect("seed");
+    let pages = store
+        .set_max_pages(1)
+        .await
+        .expect("cap at the current size");
+    store
+        .set_max_pages(pages + 48)
+        .await
+        .expect("room for a few dozen appends");
+
+    let request = |n: usize| {
+        let mut e = event("big", n);
+        e.data = format!("{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat(3000)).into_bytes();
+        AppendRequest {
+            idempotency: n.is_multiple_of(2).then(|| Idempotency {
+                key: format!("k-{n}"),
+                fingerprint: format!("f-{n}"),
+            }),
+            writes: vec![StreamWrite {
+                stream: format!("account-full-{n}.example"),
+                expected: ExpectedVersion::NoStream,
+                events: vec![e],
+            }],
+        }
+    };
+    // Waves of appends in flight, so the writer commits several groups before the cap
+    // is reached and some after.
+    let mut answers = Vec::new();
+    for wave in 0..20 {
+        let mut tasks = Vec::new();
+        for n in wave * 20..(wave + 1) * 20 {
+            let store = store.clone();
+            let req = request(n);
+            tasks.push(tokio::spawn(async move {
+                let answer = store.append(req.clone()).await;
+                (req, answer)
+            }));
+        }
+        for task in tasks {
+            answers.push(task.await.expect("join"));
+        }
+    }
+    let mut kinds = std::collections::BTreeMap::<String, usize>::new();
+    for (_, answer) in &answers {
+        let kind = match answer {
+            Ok(_) => "ok".to_string(),
+            Err(e) => e.to_string().chars().take(90).collect(),
+        };
+        *kinds.entry(kind).or_default() += 1;
+    }
+    eprintln!("answers: {kinds:#?}");
+
+    let log = store
+        .read_all(GlobalPosition::ORIGIN, 10_000)
+        .await
+        .expect("the full store still reads");
+    let stored: std::collections::HashMap<_, _> =
+        log.iter().map(|r| (r.event_id, r.clone())).collect();
+    let (mut ok, mut failed) = (0, Vec::new());
+    for (req, answer) in &answers {
+        let event_id = req.writes[0].events[0].event_id;
+        match answer {
+            Ok(outcome) => {
+                ok += 1;
+                let recorded = stored
+                    .get(&event_id)
+                    .unwrap_or_else(|| panic!("append answered Ok is missing: {outcome:?}"));
+                assert_eq!(outcome.writes[0].positions, vec![recorded.position]);
+                assert_eq!(outcome.writes[0].revisions, vec![recorded.revision]);
+                assert_eq!(outcome.writes[0].stream, recorded.stream);
+            }
+            Err(StoreError::OutcomeUnknown { .. }) => failed.push(req.clone()),
+            Err(e) => {
+                assert!(
+                    !stored.contains_key(&event_id),
+                    "append answered `{e}` is in the log at {:?}",
+                    stored.get(&event_id).map(|r| r.position)
+                );
+                failed.push(req.clone());
+            }
+        }
+    }
+    let stats = store.stats();
+    assert!(ok > 0, "some appends fit before the store was full");
+    assert!(
+        !failed.is_empty(),
+        "the store filled up during the burst: {stats:?}"
+    );
+    assert_eq!(stats.acknowledged as usize, ok + 1, "seed included");
+    eprintln!(
+        "full store: {ok} answered Ok, {} Err; {stats:?}",
+        failed.len()
+    );
+    dealreg_store::chain::verify_log(&store)
+        .await
+        .map(|report| assert!(report.breaks.is_empty(), "{:?}", report.breaks))
+        .expect("verify");
+
+    // Space is freed: the same store takes every failed append, and none of them had been
+    // written (a written one would now be a duplicate event id or a replayed key).
+    store.set_max_pages(1 << 30).await.expect("raise the cap");
+    for req in failed {
+        let outcome = store
+            .append(req)
+            .await
+            .expect("the store is usable again once there is room");
+        assert!(
+            !outcome.deduplicated,
+            "a failed append had been written after all"
+        );
+    }
+    assert_eq!(
+        store
+            .read_all(GlobalPosition::ORIGIN, 10_000)
+            .await
+            .expect("read")
+            .len(),
+        401
+    );
+}
+
+/// Threads opening one new file at the same moment, round after round: every open
+/// succeeds (the switch to WAL is retried, the schema made inside `BEGIN IMMEDIATE`) and
+/// the file is a valid store holding every thread's append.
+#[test]
+fn threads_opening_one_new_file_at_once_all_succeed() {
+    use dealreg_store_sqlite::SqliteCheckpoints;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let threads = 8;
+    for round in 0..30 {
+        let path = dir.path().join(format!("open-{round}.db"));
+        let barrier = Arc::new(std::sync::Barrier::new(threads));
+        let handles: Vec<_> = (0..threads)
+            .map(|n| {
+                let (path, barrier) = (path.clone(), Arc::clone(&barrier));
+                std::thread::spawn(move || -> Result<(), String> {
+                    barrier.wait();
+                    let store = SqliteStore::open(&path).map_err(|e| e.to_string())?;
+                    SqliteCheckpoints::open(&path).map_err(|e| e.to_string())?;
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| e.to_string())?;
+                    runtime
+                        .block_on(store.append(single(
+                            &format!("account-t{n}.example"),
+                            ExpectedVersion::NoStream,
+                            n,
+                        )))
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle
+                .join()
+                .expect("thread joins")
+                .unwrap_or_else(|e| panic!("round {round}: an open failed: {e}"));
+        }
+        let store = SqliteStore::open_existing(&path).expect("a valid store");
+        assert_eq!(store.settings().journal_mode, "wal");
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let log = runtime
+            .block_on(store.read_all(GlobalPosition::ORIGIN, 100))
+            .expect("read");
+        assert_eq!(log.len(), threads, "round {round}: every append is there");
+    }
+}
+
+/// Invariant 5 as the writer reports it: the store runs with WAL and `synchronous=FULL`
+/// (read back from SQLite, not assumed), and every append answered `Ok` was answered by a
+/// group whose durable `COMMIT` returned first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_append_is_covered_by_a_durable_commit() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("durable.db");
+    let store = SqliteStore::open(&path).expect("open");
+    assert_eq!(store.settings().journal_mode, "wal");
+    assert_eq!(store.settings().synchronous, "full");
+    let mut tasks = Vec::new();
+    for n in 0..100 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .append(single(
+                    &format!("account-d{n}.example"),
+                    ExpectedVersion::NoStream,
+                    n,
+                ))
+                .await
+        }));
+    }
+    for task in tasks {
+        task.await.expect("join").expect("append");
+    }
+    let stats = store.stats();
+    assert_eq!(stats.acknowledged, 100, "{stats:?}");
+    assert_eq!(stats.acknowledged_by_commit, 100, "{stats:?}");
+    assert_eq!(stats.failed_groups, 0, "{stats:?}");
+    assert!(stats.commits >= 1 && stats.commits <= 100, "{stats:?}");
+    drop(store);
+
+    // Another connection sees the file in WAL mode: the setting is in the file, not only
+    // in the writer's connection.
+    let conn = rusqlite::Connection::open(&path).expect("sqlite");
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .expect("mode");
+    assert_eq!(mode, "wal");
+}

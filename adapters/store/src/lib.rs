@@ -159,6 +159,17 @@ pub enum StoreError {
     Closed,
     #[error("storage backend failed: {0}")]
     Backend(String),
+    /// The backend knows the append left no trace (its transaction was rolled back, or it
+    /// was never attempted because the transaction it would have joined was lost). Why a
+    /// variant of its own: a caller may retry it, with or without an idempotency key,
+    /// without risking a duplicate.
+    #[error("nothing was written: {reason}; the append can be retried")]
+    NotWritten { reason: String },
+    /// The backend cannot tell whether the append was written (the commit failed and
+    /// reading back what committed failed too). Why a variant of its own: retrying without
+    /// the same idempotency key could apply the command twice.
+    #[error("the append may or may not have been written ({reason}); retry it with the same idempotency key, which applies it at most once")]
+    OutcomeUnknown { reason: String },
 }
 
 /// The event store. Every backend implements it and passes [`conformance::run_all`].
