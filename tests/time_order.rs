@@ -78,6 +78,44 @@ async fn a_command_dated_before_the_streams_it_reads_is_refused_and_writes_nothi
     );
 }
 
+/// A clock a second behind the log (a step of the system clock, another host's skew)
+/// decides at the newest event's time instead: the log's time still never runs back.
+#[tokio::test]
+async fn a_clock_slightly_behind_the_log_decides_at_the_newest_events_time() {
+    let store = MemoryStore::new();
+    let clock = ControlledClock::starting_at(start());
+    let engine = Engine::open(store.clone(), clock.clone(), None)
+        .await
+        .expect("engine");
+    clock.set(start() + chrono::Duration::hours(1));
+    let partner = ready_partner(&engine, "Contoso", "reseller").await;
+    let behind = Engine::open(
+        store.clone(),
+        ControlledClock::starting_at(
+            start() + chrono::Duration::hours(1) - chrono::Duration::seconds(1),
+        ),
+        None,
+    )
+    .await
+    .expect("engine");
+    let reply = must(
+        behind
+            .execute(envelope(
+                None,
+                partner_actor(partner),
+                submit(Uuid::now_v7(), partner, "acme.com", "analytics", "reseller"),
+            ))
+            .await,
+    );
+    assert!(reply.ok, "{reply:?}");
+    let at = serde_json::to_value(&reply.events[0].event).expect("json")["at"].clone();
+    assert_eq!(
+        at,
+        json!("2026-03-02T10:00:00Z"),
+        "decided at the newest event's time"
+    );
+}
+
 #[test]
 fn dealreg_apply_with_an_earlier_at_answers_time_before_log() {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -45,6 +45,11 @@ const RETRY_LIMIT: u32 = 200;
 /// stream forward from the cached version, so another process's writes are never missed.
 const STATE_CACHE_LIMIT: usize = 100_000;
 
+/// How far the clock may lag the newest event a command reads and still decide (at that
+/// event's time): enough for a step of the system clock or skew between hosts, far less
+/// than any `--at` mistake.
+const CLOCK_SKEW_TOLERANCE: chrono::TimeDelta = chrono::TimeDelta::seconds(2);
+
 /// Page size when folding a stream.
 const READ_PAGE: usize = 1024;
 
@@ -251,7 +256,7 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
     /// `Ok` reply with `ok: false` (and is recorded); `Err` means the command had no effect
     /// and may be retried with the same idempotency key.
     pub async fn execute(&self, envelope: CommandEnvelope) -> Result<Executed, EngineError> {
-        let now = self.clock.now();
+        let received = self.clock.now();
         let command_name = envelope.command.name().to_string();
         let boundary = match envelope.command.boundary() {
             Ok(boundary) => boundary,
@@ -273,7 +278,7 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
             key: format!("{}/{}", actor_scope(&envelope.actor), key),
             fingerprint: fingerprint(&envelope),
         });
-        let command_id = self.ids.next_id(now);
+        let command_id = self.ids.next_id(received);
         let primary_stream = boundary.stream_name();
 
         for attempt in 1..=RETRY_LIMIT {
@@ -304,8 +309,13 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
                 };
                 partner_loads.insert(partner_id, loaded);
             }
-            // Time never runs backwards in the log: a command may not be dated before the
-            // newest event of any stream it reads (possible only with a fixed clock).
+            // The command is decided now: the clock is read after the streams, so with a
+            // running clock every event read is older (another process may have appended
+            // since the command arrived). Time never runs backwards in the log: a clock a
+            // little behind the newest event read (a step of the system clock, another
+            // host's skew) decides at that event's time; a command dated well before it
+            // (a fixed clock: `--at`, replays) is refused.
+            let mut now = self.clock.now();
             let read = std::iter::once(("program".to_string(), program_newest))
                 .chain(std::iter::once((primary_stream.clone(), primary.newest)))
                 .chain(
@@ -314,13 +324,17 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
                         .map(|(id, l)| (Boundary::Partner(*id).stream_name(), l.newest)),
                 );
             for (stream, newest) in read {
-                if let Some(newest) = newest.filter(|newest| now < *newest) {
+                let Some(newest) = newest.filter(|newest| now < *newest) else {
+                    continue;
+                };
+                if newest - now > CLOCK_SKEW_TOLERANCE {
                     return Err(EngineError::TimeBeforeLog {
                         stream,
                         newest,
                         now,
                     });
                 }
+                now = newest;
             }
             let partner_facts: BTreeMap<PartnerId, PartnerState> = partner_loads
                 .iter()
