@@ -23,7 +23,7 @@ use dealreg_engine::{Engine, EngineError};
 use dealreg_store::chain::verify_log;
 use dealreg_store::{CheckpointStore, EventStore, StoreError};
 
-pub use story::{StoryReport, DAYS};
+pub use story::{Observer, StoryReport, DAYS};
 
 /// The component name the demo writes as; a store whose first event carries it may be
 /// replaced by the next demo run without `--force`.
@@ -65,6 +65,17 @@ pub async fn run<S: EventStore + Clone, K: CheckpointStore>(
     checkpoints: &K,
     seed: u64,
 ) -> Result<DemoRun, DemoError> {
+    run_observed(store, checkpoints, seed, &mut |_, _| {}).await
+}
+
+/// [`run`], showing `observer` every reply a client of the demo got (a partner's is the
+/// partner-safe form): the leak tests read them all.
+pub async fn run_observed<S: EventStore + Clone, K: CheckpointStore>(
+    store: S,
+    checkpoints: &K,
+    seed: u64,
+    observer: Observer<'_>,
+) -> Result<DemoRun, DemoError> {
     let start = Utc
         .with_ymd_and_hms(2026, 1, 5, 9, 0, 0)
         .single()
@@ -78,7 +89,7 @@ pub async fn run<S: EventStore + Clone, K: CheckpointStore>(
         DEMO_MARK,
     )
     .await?;
-    let report = story::play(&engine, &clock, checkpoints, seed, start).await?;
+    let report = story::play(&engine, &clock, checkpoints, seed, start, observer).await?;
     let chains = verify_log(&store).await?;
     let text = summary::render(&store, checkpoints, &report, &chains).await?;
     Ok(DemoRun {

@@ -24,7 +24,7 @@ use dealreg_domain::{
     RegistrationStatus, State,
 };
 use dealreg_engine::runner::{self, CatchUp};
-use dealreg_engine::{reactor, timekeeper, CommandEnvelope, Engine, Reply};
+use dealreg_engine::{reactor, timekeeper, Engine, ReplyLine};
 use dealreg_projections::deadlines::Deadlines;
 use dealreg_store::{CheckpointStore, EventStore};
 use serde_json::{json, Value};
@@ -127,8 +127,12 @@ impl Dice {
     }
 }
 
+/// Sees every reply a client of the demo got, with the actor that sent the command.
+pub type Observer<'o> = &'o mut (dyn FnMut(&Value, &ReplyLine) + Send);
+
 pub struct Story<'e, S, K> {
     engine: &'e Engine<S, ControlledClock>,
+    observer: Observer<'e>,
     clock: &'e ControlledClock,
     store: &'e S,
     checkpoints: &'e K,
@@ -149,16 +153,18 @@ pub struct Story<'e, S, K> {
     report: StoryReport,
 }
 
-pub async fn play<S: EventStore + Clone, K: CheckpointStore>(
-    engine: &Engine<S, ControlledClock>,
-    clock: &ControlledClock,
-    checkpoints: &K,
+pub async fn play<'e, S: EventStore + Clone, K: CheckpointStore>(
+    engine: &'e Engine<S, ControlledClock>,
+    clock: &'e ControlledClock,
+    checkpoints: &'e K,
     seed: u64,
     start: DateTime<Utc>,
+    observer: Observer<'e>,
 ) -> Result<StoryReport, DemoError> {
     let ids = SeededIds::new(seed.wrapping_add(1));
     let mut story = Story {
         engine,
+        observer,
         clock,
         store: engine.store(),
         checkpoints,
@@ -266,22 +272,28 @@ fn cast(ids: &SeededIds, now: DateTime<Utc>) -> Vec<Cast> {
 }
 
 impl<S: EventStore + Clone, K: CheckpointStore> Story<'_, S, K> {
-    async fn send(&mut self, actor: Value, command: Value) -> Result<Reply, DemoError> {
+    /// Sends a command the way any client does (bytes in, a reply line out: partner-safe
+    /// for a partner actor) and shows the reply to the observer.
+    async fn send(&mut self, actor: Value, command: Value) -> Result<ReplyLine, DemoError> {
         let key = self.ids.next_id(self.now());
         let body =
             json!({ "idempotency_key": key.to_string(), "actor": actor, "command": command });
-        let envelope = CommandEnvelope::parse(body.to_string().as_bytes())
-            .map_err(|e| DemoError::Unreadable(format!("{e}: {body}")))?;
-        let executed = self.engine.execute(envelope).await?;
+        let line = self.engine.execute_line(body.to_string().as_bytes()).await;
+        if let ReplyLine::Refused { error, .. } = &line {
+            return Err(DemoError::Unreadable(format!(
+                "{}: {} ({body})",
+                error.code, error.message
+            )));
+        }
+        (self.observer)(&actor, &line);
         self.report.commands += 1;
-        if executed.reply.ok {
+        if line.ok() {
             self.report.accepted += 1;
         } else {
             self.report.rejected += 1;
-            let code = executed.reply.error.as_ref().map(|e| e.code.to_string());
-            tracing::debug!(command = %executed.reply.command, ?code, "demo command rejected");
+            tracing::debug!(refusal = ?line.refusal(), "demo command rejected");
         }
-        Ok(executed.reply)
+        Ok(line)
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -402,11 +414,10 @@ impl<S: EventStore + Clone, K: CheckpointStore> Story<'_, S, K> {
             let reply = self
                 .send(cmd::channel_manager(), cmd::approve(account, r.id.0))
                 .await?;
-            if !reply.ok {
+            if !reply.ok() {
                 let why = reply
-                    .error
-                    .as_ref()
-                    .map(|e| e.message.clone())
+                    .refusal()
+                    .map(|(_, message)| message)
                     .unwrap_or_default();
                 self.send(
                     cmd::channel_manager(),
@@ -528,7 +539,7 @@ impl<S: EventStore + Clone, K: CheckpointStore> Story<'_, S, K> {
                     let reply = self
                         .send(cmd::channel_manager(), cmd::won(&account, id, amount))
                         .await?;
-                    if reply.ok {
+                    if reply.ok() {
                         self.wins.insert(r.id, (s.account.clone(), now, amount));
                     }
                 } else if roll < 85 {
@@ -640,7 +651,7 @@ impl<S: EventStore + Clone, K: CheckpointStore> Story<'_, S, K> {
                     ),
                 )
                 .await?;
-            if reply.ok {
+            if reply.ok() {
                 self.submitted.push(Submitted {
                     id: RegistrationId(id),
                     partner: who,
@@ -746,7 +757,7 @@ impl<S: EventStore + Clone, K: CheckpointStore> Story<'_, S, K> {
                         cmd::offboard(id, "Partner agreement ended by mutual consent"),
                     )
                     .await?;
-                if reply.ok {
+                if reply.ok() {
                     self.cast[litware].active = false;
                 }
             }
@@ -756,10 +767,10 @@ impl<S: EventStore + Clone, K: CheckpointStore> Story<'_, S, K> {
     }
 }
 
-fn expect_ok(reply: &Reply, what: &str) -> Result<(), DemoError> {
-    if reply.ok {
+fn expect_ok(reply: &ReplyLine, what: &str) -> Result<(), DemoError> {
+    if reply.ok() {
         Ok(())
     } else {
-        Err(DemoError::Refused(format!("{what}: {:?}", reply.error)))
+        Err(DemoError::Refused(format!("{what}: {:?}", reply.refusal())))
     }
 }

@@ -34,6 +34,7 @@ use uuid::Uuid;
 
 use crate::codec::{decode_event, EventMetadata, EVENT_SCHEMA_VERSION};
 use crate::envelope::CommandEnvelope;
+use crate::partner_reply::PartnerReply;
 use crate::reply::{PositionedEvent, RefusalBody, Reply, ReplyLine};
 
 /// How many times a command is decided again after losing an optimistic-concurrency race
@@ -82,6 +83,31 @@ pub enum EngineError {
 }
 
 impl EngineError {
+    /// What a partner is told: the failure and what to do, without stream names, times or
+    /// anything else about the account's other activity.
+    pub fn partner_message(&self) -> &'static str {
+        match self {
+            EngineError::Store(StoreError::IdempotencyKeyReused { .. }) => {
+                "this idempotency key was already used for a different command; use a new key"
+            }
+            EngineError::Store(_) => {
+                "the store could not take the command; retry it with the same idempotency key"
+            }
+            EngineError::Contention { .. } => {
+                "the account was busy; retry the command with the same idempotency key"
+            }
+            EngineError::TimeBeforeLog { .. } => {
+                "the command is dated before the account's latest change; send it with the current time"
+            }
+            EngineError::Decode { .. }
+            | EngineError::UnloadedBoundary { .. }
+            | EngineError::NoPolicy
+            | EngineError::Encode(_) => {
+                "the engine could not complete the command; the vendor has been told, retry later"
+            }
+        }
+    }
+
     /// The stable code a caller sees for this failure.
     pub fn code(&self) -> &'static str {
         match self {
@@ -233,18 +259,27 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
                 }
             }
         };
-        match self.execute(envelope).await {
-            Ok(executed) => ReplyLine::Executed {
+        let partner = envelope.actor.partner();
+        match (self.execute(envelope).await, partner) {
+            (Ok(executed), None) => ReplyLine::Executed {
                 reply: executed.reply,
                 replayed: executed.replayed,
             },
-            Err(e) => {
+            (Ok(executed), Some(me)) => ReplyLine::Partner {
+                reply: PartnerReply::of(&executed.reply, me),
+                replayed: executed.replayed,
+            },
+            (Err(e), partner) => {
                 tracing::warn!(error = %e, "command not executed");
                 ReplyLine::Refused {
                     ok: false,
                     error: RefusalBody {
                         code: e.code().to_string(),
-                        message: e.to_string(),
+                        // A partner is not told which streams changed or when.
+                        message: match partner {
+                            Some(_) => e.partner_message().to_string(),
+                            None => e.to_string(),
+                        },
                         details: serde_json::Value::Null,
                     },
                 }

@@ -80,6 +80,113 @@ fn invalid(message: String, field: &str) -> InputError {
     }
 }
 
+/// Reads JSON, refusing an object that names a key twice: JSON parsers disagree on which
+/// of the two wins (serde keeps the last), and two readers of one message must never
+/// disagree about what it says.
+fn unique_keys(bytes: &[u8]) -> Result<serde_json::Value, InputError> {
+    let mut reader = serde_json::Deserializer::from_slice(bytes);
+    let mut track = serde_path_to_error::Track::new();
+    let read = Unique::deserialize(serde_path_to_error::Deserializer::new(
+        &mut reader,
+        &mut track,
+    ))
+    .and_then(|unique| reader.end().map(|()| unique))
+    .map_err(|e| serde_path_to_error::Error::new(track.path(), e));
+    match read {
+        Ok(Unique(value)) => Ok(value),
+        Err(e) if e.inner().is_data() => {
+            // The path is the object's; name the repeated key in it.
+            let message = e.inner().to_string();
+            let key = message
+                .strip_prefix("the key `")
+                .and_then(|rest| rest.split_once("` appears twice"))
+                .map(|(key, _)| key);
+            let field = match (field_of("", &e), key) {
+                (object, Some(key)) if object.is_empty() => key.to_string(),
+                (object, Some(key)) => format!("{object}.{key}"),
+                (object, None) => object,
+            };
+            Err(invalid(
+                format!("{}; send each key once", at_path(&field, &e)),
+                &field,
+            ))
+        }
+        Err(e) => {
+            let inner = e.inner();
+            Err(InputError {
+                code: InputErrorCode::MalformedJson,
+                message: format!("not valid JSON ({inner}); send one JSON object per command"),
+                details: serde_json::json!({ "line": inner.line(), "column": inner.column() }),
+            })
+        }
+    }
+}
+
+/// A JSON value read with every object's keys checked for repeats.
+struct Unique(serde_json::Value);
+
+impl<'de> Deserialize<'de> for Unique {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(UniqueVisitor).map(Unique)
+    }
+}
+
+struct UniqueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, Into::into))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        Unique::deserialize(d).map(|u| u.0)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Unique(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(serde_json::Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        use serde::de::Error;
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(A::Error::custom(format!("the key `{key}` appears twice")));
+            }
+            let Unique(value) = map.next_value()?;
+            object.insert(key, value);
+        }
+        Ok(serde_json::Value::Object(object))
+    }
+}
+
 /// The JSON path of a path-tracked serde error (`command.motion`), under `prefix`.
 fn field_of(prefix: &str, error: &serde_path_to_error::Error<serde_json::Error>) -> String {
     match (prefix, error.path().to_string().as_str()) {
@@ -91,10 +198,34 @@ fn field_of(prefix: &str, error: &serde_path_to_error::Error<serde_json::Error>)
 
 /// "`command.motion`: unknown variant `resale`, expected one of ...".
 fn at_path(field: &str, error: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let what = explain(&error.inner().to_string());
     if field.is_empty() {
-        format!("the envelope: {}", error.inner())
+        format!("the envelope: {what}")
     } else {
-        format!("`{field}`: {}", error.inner())
+        format!("`{field}`: {what}")
+    }
+}
+
+/// JSON has one kind of number: a whole number too big for 64 bits is read as a float, and
+/// serde then says "invalid type: floating point `1.8446744073709552e19`, expected i64".
+/// Say what was wrong instead.
+fn explain(serde_message: &str) -> String {
+    let integer = ["i64", "u64", "u32", "u16", "u8", "i32"]
+        .into_iter()
+        .find(|t| serde_message.ends_with(&format!("expected {t}")));
+    match integer {
+        Some(kind) if serde_message.starts_with("invalid type: floating point") => {
+            let (min, max) = match kind {
+                "i64" => (i64::MIN.to_string(), i64::MAX.to_string()),
+                "i32" => (i32::MIN.to_string(), i32::MAX.to_string()),
+                "u64" => ("0".into(), u64::MAX.to_string()),
+                "u16" => ("0".into(), u16::MAX.to_string()),
+                "u8" => ("0".into(), u8::MAX.to_string()),
+                _ => ("0".into(), u32::MAX.to_string()),
+            };
+            format!("expected a whole number from {min} to {max} (the number sent is out of range or not whole)")
+        }
+        _ => serde_message.to_string(),
     }
 }
 
@@ -113,11 +244,7 @@ impl CommandEnvelope {
                 details: serde_json::json!({ "bytes": bytes.len(), "limit": MAX_COMMAND_BYTES }),
             });
         }
-        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| InputError {
-            code: InputErrorCode::MalformedJson,
-            message: format!("not valid JSON ({e}); send one JSON object per command"),
-            details: serde_json::json!({ "line": e.line(), "column": e.column() }),
-        })?;
+        let value = unique_keys(bytes)?;
         const SHAPE: &str =
             "the envelope must be {\"idempotency_key\"?, \"actor\", \"command\": {\"type\", ...}}";
         let arriving: Arriving = serde_path_to_error::deserialize(value).map_err(|e| {
@@ -252,11 +379,54 @@ mod tests {
             "{}",
             error.message
         );
+        let mut beyond_u64 = submission();
+        beyond_u64["command"]["estimated_amount"]["amount_minor"] =
+            serde_json::from_str::<serde_json::Value>("18446744073709551616").unwrap_or_default();
+        let error = parse(beyond_u64).expect_err("refused");
+        assert!(error.message.contains("whole number"), "{}", error.message);
+        assert!(
+            !error.message.contains("floating point"),
+            "{}",
+            error.message
+        );
+        assert_eq!(
+            error.details["field"],
+            "command.estimated_amount.amount_minor"
+        );
         let mut actor = submission();
         actor["actor"] = json!({ "kind": "partner", "user": "x" });
         let error = parse(actor).expect_err("refused");
         assert_eq!(error.code, InputErrorCode::InvalidCommand);
         assert!(error.message.contains("`actor`"), "{}", error.message);
+    }
+
+    #[test]
+    fn a_key_named_twice_is_refused_with_its_path() {
+        let text = submission().to_string().replacen(
+            "\"motion\":\"reseller\"",
+            "\"motion\":\"reseller\",\"motion\":\"referral\"",
+            1,
+        );
+        let error = CommandEnvelope::parse(text.as_bytes()).expect_err("refused");
+        assert_eq!(
+            error.code,
+            InputErrorCode::InvalidCommand,
+            "{}",
+            error.message
+        );
+        assert!(
+            error.message.contains("`motion` appears twice"),
+            "{}",
+            error.message
+        );
+        assert_eq!(error.details["field"], "command.motion");
+        let nested = r#"{"actor":{"kind":"system","component":"a","component":"b"},"command":{"type":"adopt_policy"}}"#;
+        let error = CommandEnvelope::parse(nested.as_bytes()).expect_err("refused");
+        assert_eq!(error.details["field"], "actor.component");
+        let broken = CommandEnvelope::parse(b"{\"actor\": ").expect_err("refused");
+        assert_eq!(broken.code, InputErrorCode::MalformedJson);
+        let trailing = CommandEnvelope::parse(b"{} {}").expect_err("refused");
+        assert_eq!(trailing.code, InputErrorCode::MalformedJson);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 pub mod codec;
 pub mod engine;
 pub mod envelope;
+pub mod partner_reply;
 pub mod reactor;
 pub mod registry;
 pub mod reply;
@@ -20,4 +21,5 @@ pub mod timekeeper;
 pub use codec::{decode_event, EventMetadata, EVENT_SCHEMA_VERSION};
 pub use engine::{Engine, EngineError, Executed};
 pub use envelope::{CommandEnvelope, InputError, InputErrorCode};
+pub use partner_reply::{PartnerError, PartnerEvent, PartnerReply};
 pub use reply::{PositionedEvent, RefusalBody, Reply, ReplyLine};

@@ -59,7 +59,90 @@ pub struct ProgramMetrics {
     open_conflicts: BTreeMap<ConflictId, (ConflictKind, DateTime<Utc>)>,
 }
 
+/// The metrics as a program reads them (`dealreg view metrics --json`): figures, not the
+/// fold's working state.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricsReport {
+    pub motions: BTreeMap<Motion, MotionReport>,
+    pub approval_sla: SlaReport,
+    pub conflicts: BTreeMap<ConflictKind, ConflictReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MotionReport {
+    pub submitted: u64,
+    pub won: u64,
+    pub lost: u64,
+    /// Won ÷ (won + lost), in basis points (`null` before any deal closed).
+    pub win_rate_bps: Option<u64>,
+    pub average_cycle_days: Option<i64>,
+    /// Won amounts with a sourcing partner, per currency, in minor units.
+    pub sourced_minor: BTreeMap<Currency, i64>,
+    /// Won amounts with influencers only, per currency, in minor units.
+    pub influenced_minor: BTreeMap<Currency, i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SlaReport {
+    pub decisions: u64,
+    pub on_time: u64,
+    pub compliance_bps: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConflictReport {
+    pub detected: u64,
+    pub resolved: u64,
+    pub closed_by_themselves: u64,
+    pub average_hours_to_resolve: Option<i64>,
+}
+
 impl ProgramMetrics {
+    /// The public figures.
+    pub fn report(&self) -> MetricsReport {
+        MetricsReport {
+            motions: self
+                .motions
+                .iter()
+                .map(|(motion, m)| {
+                    (
+                        *motion,
+                        MotionReport {
+                            submitted: m.submitted,
+                            won: m.won,
+                            lost: m.lost,
+                            win_rate_bps: m.win_rate_bps(),
+                            average_cycle_days: m.average_cycle_days(),
+                            sourced_minor: m.sourced_minor.clone(),
+                            influenced_minor: m.influenced_minor.clone(),
+                        },
+                    )
+                })
+                .collect(),
+            approval_sla: SlaReport {
+                decisions: self.decisions,
+                on_time: self.decisions_on_time,
+                compliance_bps: self.sla_compliance_bps(),
+            },
+            conflicts: self
+                .conflicts
+                .iter()
+                .map(|(kind, c)| {
+                    (
+                        *kind,
+                        ConflictReport {
+                            detected: c.detected,
+                            resolved: c.resolved,
+                            closed_by_themselves: c.closed,
+                            average_hours_to_resolve: (c.resolved > 0)
+                                .then(|| c.resolution_hours_total / c.resolved as i64),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
     /// Share of decisions made within the SLA, in basis points.
     pub fn sla_compliance_bps(&self) -> Option<u64> {
         (self.decisions > 0).then(|| self.decisions_on_time * 10_000 / self.decisions)

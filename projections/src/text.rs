@@ -218,10 +218,11 @@ pub fn metrics(m: &ProgramMetrics) -> String {
         };
         let _ = writeln!(
             out,
-            "conflicts {:<24} {:>4} detected, {:>4} resolved, {hours}",
+            "conflicts {:<24} {:>4} detected, {:>4} resolved, {:>4} closed by themselves, {hours}",
             word(kind),
             c.detected,
-            c.resolved
+            c.resolved,
+            c.closed
         );
     }
     out

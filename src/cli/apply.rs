@@ -168,11 +168,16 @@ where
             engine.execute_line(trimmed).await
         };
         match &mut line {
-            ReplyLine::Executed { reply, replayed } => {
+            ReplyLine::Executed { replayed, .. } | ReplyLine::Partner { replayed, .. } => {
                 if *replayed {
                     summary.replayed += 1;
                 }
-                if reply.ok {
+            }
+            ReplyLine::Refused { .. } => {}
+        }
+        match &mut line {
+            ReplyLine::Executed { .. } | ReplyLine::Partner { .. } => {
+                if line.ok() {
                     summary.applied += 1;
                 } else {
                     summary.rejected += 1;

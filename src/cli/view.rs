@@ -117,13 +117,22 @@ pub async fn run(path: &Path, what: ViewKind) -> Result<ExitCode, String> {
                 .duplicates()
                 .filter(|d| account.as_ref().is_none_or(|a| d.accounts.contains(a)))
                 .collect();
+            let mut by_account: std::collections::BTreeMap<&str, Vec<_>> = Default::default();
+            for (account, flag) in &conflicts {
+                by_account
+                    .entry(account.0.as_str())
+                    .or_default()
+                    .push(*flag);
+            }
             let value =
-                serde_json::json!({ "conflicts": conflicts, "likely_duplicates": duplicates });
+                serde_json::json!({ "conflicts": by_account, "likely_duplicates": duplicates });
             print(json, value, || text::conflicts(&conflicts, &duplicates))?;
         }
         ViewKind::Metrics { json } => {
             let metrics = fresh::<ProgramMetrics>(path).await?;
-            print(json, to_json(&metrics)?, || text::metrics(&metrics))?;
+            print(json, to_json(&metrics.report())?, || {
+                text::metrics(&metrics)
+            })?;
         }
         ViewKind::Ledger { partner, json } => {
             let ledger = fresh::<Ledger>(path).await?;
@@ -133,10 +142,11 @@ pub async fn run(path: &Path, what: ViewKind) -> Result<ExitCode, String> {
                 .iter()
                 .filter(|e| partner.is_none_or(|p| p == e.partner_id))
                 .collect();
-            let balances: Vec<_> = ledger
+            let balances: std::collections::BTreeMap<String, _> = ledger
                 .balances()
                 .iter()
                 .filter(|(p, _)| partner.is_none_or(|q| q == **p))
+                .map(|(p, by_currency)| (p.to_string(), by_currency))
                 .collect();
             let value = serde_json::json!({ "entries": entries, "balances": balances });
             print(json, value, || text::ledger(&ledger, partner))?;
