@@ -1,4 +1,23 @@
-//! Every rule of docs/RULES.md as a `given(events).when(command).then(events | error)` scenario.
+//! The first scenarios written for docs/RULES.md, as `given(events).when(command)
+//! .then(events | error)`, one or more per rule. The rules are covered in depth, by concern,
+//! in the files beside this one:
+//!
+//! | docs/RULES.md | tests |
+//! |---|---|
+//! | Actors; Visibility | `authorisation.rs` |
+//! | Partner motions (stages, exit criteria) | `stages_and_attribution.rs` |
+//! | Partner facts: motions, tier, capacity, status, certification | `partners_and_policy.rs`, `certification_gates.rs` |
+//! | Partner facts: territories, named accounts, exclusivity | `partner_reach.rs` |
+//! | 1 eligibility, 8 uniqueness | `registration_rules.rs`, `input_limits.rs` |
+//! | 2 protection window, extensions | `protection_window.rs` |
+//! | 3 renewal and expansion ownership | `renewals_and_conflicts.rs`, `renewal_window.rs` |
+//! | 4 conflict hierarchy | `conflict_hierarchy.rs` |
+//! | 5 appeals | `appeals.rs` |
+//! | 6 SLAs (decision 48 h, referral 24 h, conflict 24 h / 5 business days, reminder 7 d) | `protection_window.rs`, `partner_reach.rs`, `renewals_and_conflicts.rs` |
+//! | 7 inactivity and reassignment | `protection_window.rs`, `reassignment.rs` |
+//! | Conflict types, signals, status and SLA | `renewals_and_conflicts.rs`, `conflict_lifecycle.rs` |
+//! | Attribution | `stages_and_attribution.rs` |
+//! | Commission, metrics | `projections/tests/ledger.rs`, `projections/tests/metrics.rs` |
 //!
 //! Histories are built by running earlier commands through the same harness (`World`), so
 //! the given events are exactly what the rules produce, and each test reads like its rule.
