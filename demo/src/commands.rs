@@ -57,10 +57,11 @@ pub fn submit(
     amount_minor: i64,
     close: &str,
     kind: &str,
+    region: &str,
 ) -> Value {
     json!({
         "type": "submit_registration", "registration_id": registration, "partner_id": partner,
-        "customer": { "company": company, "domain": domain, "contact": { "name": "Buyer", "email": format!("buyer@{domain}") } },
+        "customer": { "company": company, "domain": domain, "contact": { "name": "Buyer", "email": format!("buyer@{domain}") }, "region": region },
         "product_line": product_line, "motion": motion,
         "estimated_amount": { "amount_minor": amount_minor, "currency": "USD" },
         "expected_close": close,
@@ -135,4 +136,14 @@ pub fn resolve_conflict(account: &str, conflict_id: &str) -> Value {
 pub fn revenue_reversal(account: &str, registration: Uuid, amount_minor: i64) -> Value {
     json!({ "type": "record_revenue_reversal", "account": account, "registration_id": registration,
             "amount": { "amount_minor": amount_minor, "currency": "USD" }, "reason": "Partial refund: seats reduced at go-live" })
+}
+
+pub fn named_account(account: &str, partner: Uuid, exclusive: bool) -> Value {
+    json!({ "type": "assign_named_account", "account": account, "partner_id": partner, "exclusive": exclusive,
+            "reason": "Strategic account plan agreed with the partner" })
+}
+
+pub fn reassign(account: &str, registration: Uuid, to: Uuid) -> Value {
+    json!({ "type": "reassign_registration", "account": account, "registration_id": registration, "to_partner": to,
+            "reason": "No activity for the inactivity threshold; moved to a partner who will work it" })
 }

@@ -147,6 +147,7 @@ pub struct Story<'e, S, K> {
     appeal_considered: BTreeSet<RegistrationId>,
     late_appellants: BTreeSet<RegistrationId>,
     extension_considered: BTreeSet<RegistrationId>,
+    reassignment_considered: BTreeSet<RegistrationId>,
     /// Wins RevOps recorded (from the replies): registration -> (account, won at, amount).
     wins: BTreeMap<RegistrationId, (AccountKey, DateTime<Utc>, i64)>,
     refunds_considered: BTreeSet<RegistrationId>,
@@ -176,6 +177,7 @@ pub async fn play<'e, S: EventStore + Clone, K: CheckpointStore>(
         appeal_considered: BTreeSet::new(),
         late_appellants: BTreeSet::new(),
         extension_considered: BTreeSet::new(),
+        reassignment_considered: BTreeSet::new(),
         wins: BTreeMap::new(),
         refunds_considered: BTreeSet::new(),
         report: StoryReport::default(),
@@ -185,6 +187,7 @@ pub async fn play<'e, S: EventStore + Clone, K: CheckpointStore>(
         clock.set(start + Duration::days(day) + Duration::hours((day % 3) * 2));
         story.timekeeper().await?;
         story.channel_manager_decides().await?;
+        story.reassignments().await?;
         story.appeals().await?;
         story.deals_progress().await?;
         story.partners_register(day).await?;
@@ -434,6 +437,36 @@ impl<S: EventStore + Clone, K: CheckpointStore> Story<'_, S, K> {
         Ok(())
     }
 
+    /// The channel manager moves one in three registrations flagged inactive to another
+    /// partner of the same motion, once.
+    async fn reassignments(&mut self) -> Result<(), DemoError> {
+        for (s, r) in self.registrations().await? {
+            let flagged = r.inactive_flagged_at.is_some_and(|t| t >= r.last_touch);
+            if !r.status.is_open() || !flagged || !self.reassignment_considered.insert(r.id) {
+                continue;
+            }
+            if !self.dice.chance(33) {
+                continue;
+            }
+            let motion = r.motion.as_str();
+            let others: Vec<Uuid> = self
+                .cast
+                .iter()
+                .enumerate()
+                .filter(|(i, c)| *i != s.partner && c.active && c.motions.contains(&motion))
+                .map(|(_, c)| c.id)
+                .collect();
+            if let Some(to) = others.get(self.dice.below(others.len().max(1))) {
+                self.send(
+                    cmd::channel_manager(),
+                    cmd::reassign(&s.account.0, r.id.0, *to),
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
     async fn appeals(&mut self) -> Result<(), DemoError> {
         let now = self.now();
         for (s, r) in self.registrations().await? {
@@ -635,6 +668,12 @@ impl<S: EventStore + Clone, K: CheckpointStore> Story<'_, S, K> {
                 "new_business"
             };
             let partner = self.cast[who].id;
+            // Mostly a customer in the partner's own region; now and then one outside it.
+            let region = if self.dice.chance(5) {
+                ["emea", "na", "apac"][self.dice.below(3)]
+            } else {
+                self.cast[who].region
+            };
             let reply = self
                 .send(
                     cmd::partner(partner),
@@ -648,6 +687,7 @@ impl<S: EventStore + Clone, K: CheckpointStore> Story<'_, S, K> {
                         amount_minor,
                         &close,
                         kind,
+                        region,
                     ),
                 )
                 .await?;
@@ -742,6 +782,20 @@ impl<S: EventStore + Clone, K: CheckpointStore> Story<'_, S, K> {
                     )
                     .await?;
                 }
+            }
+            10 => {
+                // Hooli is Contoso's exclusive named account; Globex is shared with Fabrikam.
+                let (contoso, fabrikam) = (self.cast[1].id, self.cast[2].id);
+                self.send(
+                    cmd::channel_manager(),
+                    cmd::named_account("hooli.com", contoso, true),
+                )
+                .await?;
+                self.send(
+                    cmd::channel_manager(),
+                    cmd::named_account("globex.com", fabrikam, false),
+                )
+                .await?;
             }
             30 => {
                 let id = self.cast[0].id;

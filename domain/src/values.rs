@@ -78,11 +78,11 @@ pub struct Territory {
 
 impl Territory {
     /// Whether a customer in `region` (and `vertical`, when known) lies in this territory.
-    /// Regions and verticals compare case-insensitively; a territory's vertical `any`
-    /// covers every vertical.
+    /// Regions and verticals compare case-insensitively; a territory's region `global`
+    /// covers every region and its vertical `any` every vertical.
     pub fn covers(&self, region: &str, vertical: Option<&str>) -> bool {
         let same = |a: &str, b: &str| a.trim().eq_ignore_ascii_case(b.trim());
-        same(&self.region, region)
+        (same(&self.region, "global") || same(&self.region, region))
             && (same(&self.vertical, "any") || vertical.is_none_or(|v| same(&self.vertical, v)))
     }
 }
