@@ -226,18 +226,28 @@ async fn nothing_a_partner_receives_in_the_demo_leaks_vendor_data_or_other_partn
         let view = serde_json::to_value(pipeline.partner_view(dealreg_domain::PartnerId(id)))
             .expect("json");
         assert_partner_safe(&format!("{name}'s pipeline view"), &view, &forbidden);
-        let own = log
-            .iter()
-            .filter(|e| e["type"] == "registration_submitted" && e["partner_id"] == json!(partner))
-            .count();
+        // Its own registrations now: submitted by it, or reassigned to it, and not away.
+        let mut owners: BTreeMap<&str, &Value> = BTreeMap::new();
+        for e in &log {
+            let id = e["registration_id"].as_str().unwrap_or_default();
+            match e["type"].as_str() {
+                Some("registration_submitted") => {
+                    owners.insert(id, &e["partner_id"]);
+                }
+                Some("registration_reassigned") => {
+                    owners.insert(id, &e["to"]);
+                }
+                _ => {}
+            }
+        }
+        let own = owners.values().filter(|p| ***p == json!(partner)).count();
         let shown = view.to_string().matches("\"registration_id\"").count();
         assert_eq!(
             shown, own,
             "{name}'s view shows each of its own registrations"
         );
-        for (to, reply) in replies.iter().filter(|(to, _)| to == partner) {
+        for (_, reply) in replies.iter().filter(|(to, _)| to == partner) {
             assert_partner_safe(&format!("a reply to {name}"), reply, &forbidden);
-            let _ = to;
             if let Some(command) = reply["command"].as_str() {
                 commands.insert(command.to_string());
             }
