@@ -1,5 +1,7 @@
-//! Durable command throughput through the engine on the SQLite store, next to the floor of
-//! raw batched SQLite inserts of the same rows with the same sync settings, in the same run.
+//! Durable command throughput through the engine on the SQLite store, next to the floor:
+//! the very rows the engine wrote (same bytes, tips, idempotency keys, schema and sync
+//! settings), written again with raw statements in the engine's own group commits, in the
+//! same run (`floor.rs`).
 //!
 //! Run: `cargo bench --bench command_throughput` (env: `DEALREG_BENCH_REGISTRATIONS`,
 //! default 4000; `DEALREG_BENCH_IN_FLIGHT`, default 64; `DEALREG_BENCH_PARTNERS`, 256).
@@ -17,8 +19,8 @@ use std::time::Instant;
 
 use dealreg_clock::ControlledClock;
 use dealreg_engine::Engine;
-use dealreg_store::{EventStore, GlobalPosition};
-use dealreg_store_sqlite::SqliteStore;
+use dealreg_store::EventStore;
+use dealreg_store_sqlite::{SqliteOptions, SqliteStore};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -36,10 +38,11 @@ fn main() {
         .enable_all()
         .build()
         .unwrap_or_else(|e| panic!("no runtime: {e}"));
-    let store = SqliteStore::open(dir.path().join("bench.db"))
+    let db = dir.path().join("bench.db");
+    let store = SqliteStore::open_with(&db, &SqliteOptions::create().record_commits())
         .unwrap_or_else(|e| panic!("cannot open the store: {e}"));
 
-    let (events, elapsed, sample, setup) = runtime.block_on(async {
+    let (events, elapsed, before, setup) = runtime.block_on(async {
         let engine = Arc::new(
             Engine::open(
                 store.clone(),
@@ -51,11 +54,7 @@ fn main() {
         );
         let partners = load::onboard_partners(&engine, partner_count).await;
         let setup = store.stats();
-        let before = store
-            .read_all(GlobalPosition::ORIGIN, usize::MAX)
-            .await
-            .map(|v| v.len())
-            .unwrap_or(0);
+        let before = store.head().borrow().0;
         let semaphore = Arc::new(tokio::sync::Semaphore::new(in_flight));
         let start = Instant::now();
         let mut tasks = Vec::with_capacity(registrations);
@@ -73,31 +72,27 @@ fn main() {
         }
         let mut events = 0usize;
         for task in tasks {
-            events += task.await.unwrap_or(0);
+            // A failed command fails the bench (its task panicked).
+            events += task
+                .await
+                .unwrap_or_else(|e| panic!("a benchmark command failed: {e}"));
         }
         let elapsed = start.elapsed();
-        let sample = store
-            .read_all(GlobalPosition(before as u64), 1)
-            .await
-            .ok()
-            .and_then(|v| v.into_iter().next());
-        (events, elapsed, sample, setup)
+        (events, elapsed, before, setup)
     });
     let commands = registrations * 2;
     let mut stats = store.stats();
     stats.jobs -= setup.jobs;
     stats.commits -= setup.commits;
+    let marks = store.commit_marks();
     drop(store);
 
-    let (payload, metadata) = sample.map(|s| (s.data, s.metadata)).unwrap_or_default();
-    let floor = floor::raw_sqlite_inserts(
-        &dir.path().join("floor.db"),
-        events,
-        128,
-        &payload,
-        &metadata,
-    )
-    .unwrap_or_else(|e| panic!("floor: {e}"));
+    let floor = floor::replay_engine_rows(&db, before, &marks, &dir.path().join("floor.db"))
+        .unwrap_or_else(|e| panic!("floor: {e}"));
+    assert_eq!(
+        floor.rows, events,
+        "the floor writes exactly the engine's rows"
+    );
     let commands_per_s = commands as f64 / elapsed.as_secs_f64();
     let events_per_s = events as f64 / elapsed.as_secs_f64();
     println!("dealreg command throughput (SQLite, WAL, synchronous=FULL, {in_flight} registrations in flight, {partner_count} partners)");
@@ -114,8 +109,8 @@ fn main() {
         stats.jobs.saturating_sub(commands as u64)
     );
     println!(
-        "  floor  : raw batched INSERTs (128 rows/txn) of the same {} rows in {:.2?}",
-        floor.rows, floor.elapsed
+        "  floor  : the same {} rows ({} appends: events, stream tips, idempotency keys) in the engine's {} commits, raw statements, in {:.2?}",
+        floor.rows, floor.appends, floor.commits, floor.elapsed
     );
     println!("           {:>10.0} rows/s", floor.rows_per_second());
     println!(

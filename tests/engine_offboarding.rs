@@ -77,7 +77,7 @@ async fn offboarding_releases_open_registrations_and_keeps_their_history() {
             )))
             .await
             .expect("load");
-        let State::Account(account) = loaded.state else {
+        let State::Account(account) = &loaded.state else {
             panic!("account state")
         };
         let registration = account
@@ -93,7 +93,7 @@ async fn offboarding_releases_open_registrations_and_keeps_their_history() {
         .load(&Boundary::Partner(PartnerId(partner)))
         .await
         .expect("load partner");
-    let State::Partner(facts) = loaded.state else {
+    let State::Partner(facts) = &loaded.state else {
         panic!("partner state")
     };
     assert!(
@@ -237,12 +237,11 @@ async fn a_crash_between_an_offboarding_and_its_releases_is_finished_by_the_reac
             .count();
         assert_eq!(releases, 1, "{domain} released exactly once");
     }
-    let State::Partner(facts) = engine
+    let loaded = engine
         .load(&Boundary::Partner(PartnerId(partner)))
         .await
-        .expect("load partner")
-        .state
-    else {
+        .expect("load partner");
+    let State::Partner(facts) = &loaded.state else {
         panic!("partner state")
     };
     assert!(

@@ -308,13 +308,9 @@ impl<S: EventStore + Clone, K: CheckpointStore> Story<'_, S, K> {
         let keys: BTreeSet<&AccountKey> = self.submitted.iter().map(|s| &s.account).collect();
         let mut accounts = BTreeMap::new();
         for key in keys {
-            if let State::Account(state) = self
-                .engine
-                .load(&Boundary::Account(key.clone()))
-                .await?
-                .state
-            {
-                accounts.insert(key.clone(), state);
+            let loaded = self.engine.load(&Boundary::Account(key.clone())).await?;
+            if let State::Account(state) = &loaded.state {
+                accounts.insert(key.clone(), state.clone());
             }
         }
         Ok(accounts)

@@ -9,11 +9,16 @@ use crate::ids::PartnerId;
 use crate::partner::PartnerState;
 use crate::policy::Policy;
 
+/// The facts of the partners a decision reads, borrowed from wherever the caller keeps
+/// them (the engine's state cache: a partner holding ten thousand open registrations is
+/// not copied for every command).
+pub type Partners<'a> = BTreeMap<PartnerId, &'a PartnerState>;
+
 /// What a decision may read besides the state: the time, who asks, the policy in force,
 /// and the facts of the partners named by [`crate::decision::partners_needed`].
 pub struct Context<'a> {
     pub now: DateTime<Utc>,
     pub actor: &'a Actor,
     pub policy: &'a Policy,
-    pub partners: &'a BTreeMap<PartnerId, PartnerState>,
+    pub partners: &'a Partners<'a>,
 }

@@ -14,7 +14,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use crate::actor::{Actor, VendorRole};
 use crate::boundary::Boundary;
 use crate::command::Command;
-use crate::context::Context;
+use crate::context::{Context, Partners};
 use crate::decision::{decide, evolve, partners_needed, State};
 use crate::error::{DomainError, RejectionCode};
 use crate::event::Event;
@@ -85,9 +85,10 @@ impl Scenario {
                 folded.entry(id).or_default().evolve(event);
             }
         }
-        let partners: BTreeMap<_, PartnerState> = partners_needed(&state, &command)
+        let empty = PartnerState::default();
+        let partners: Partners<'_> = partners_needed(&state, &command)
             .into_iter()
-            .map(|id| (id, folded.get(&id).cloned().unwrap_or_default()))
+            .map(|id| (id, folded.get(&id).unwrap_or(&empty)))
             .collect();
         let ctx = Context {
             now: self.now,

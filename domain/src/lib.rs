@@ -39,7 +39,7 @@ pub use actor::{Actor, VendorRole};
 pub use attribution::Attribution;
 pub use boundary::Boundary;
 pub use command::Command;
-pub use context::Context;
+pub use context::{Context, Partners};
 pub use decision::{decide, evolve, partners_needed, State};
 pub use error::{DomainError, RejectionCode};
 pub use event::Event;

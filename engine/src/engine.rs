@@ -13,9 +13,9 @@
 //! 5. on a concurrency conflict go back to 2 — callers see conflicts only when the business
 //!    rule says no.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -23,7 +23,7 @@ use dealreg_clock::{Clock, IdSource, SharedIds, TimeOrderedIds};
 use dealreg_domain::command::AdoptPolicy;
 use dealreg_domain::{
     decide, evolve, partners_needed, Actor, Boundary, Command, Context, DomainError, Event,
-    PartnerId, PartnerState, Policy, State,
+    PartnerId, Partners, Policy, State,
 };
 use dealreg_store::{
     AppendOutcome, AppendRequest, EventStore, ExpectedVersion, Idempotency, NewEvent, StoreError,
@@ -32,6 +32,7 @@ use dealreg_store::{
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::cache::{self, StateCache};
 use crate::codec::{decode_event, EventMetadata, EVENT_SCHEMA_VERSION};
 use crate::envelope::CommandEnvelope;
 use crate::partner_reply::PartnerReply;
@@ -41,10 +42,6 @@ use crate::reply::{PositionedEvent, RefusalBody, Reply, ReplyLine};
 /// before the caller is told to retry. Generous: a busy account with dozens of concurrent
 /// writers settles within a few rounds.
 const RETRY_LIMIT: u32 = 200;
-
-/// Streams whose folded state the engine keeps between commands. Each load still reads the
-/// stream forward from the cached version, so another process's writes are never missed.
-const STATE_CACHE_LIMIT: usize = 100_000;
 
 /// How far the clock may lag the newest event a command reads and still decide (at that
 /// event's time): enough for a step of the system clock or skew between hosts, far less
@@ -161,7 +158,7 @@ pub struct Engine<S, C> {
     store: S,
     clock: C,
     ids: SharedIds,
-    states: Mutex<HashMap<String, Loaded>>,
+    states: StateCache,
     decided_again: AtomicU64,
 }
 
@@ -188,7 +185,7 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
             store,
             clock,
             ids: SharedIds::new(ids),
-            states: Mutex::new(HashMap::new()),
+            states: StateCache::new(cache::DEFAULT_LIMIT),
             decided_again: AtomicU64::new(0),
         };
         let program = engine.load(&Boundary::Program).await?;
@@ -237,7 +234,7 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
     /// The policy in force and when the program stream last changed.
     async fn program(&self) -> Result<(Policy, Option<DateTime<Utc>>), EngineError> {
         let loaded = self.load(&Boundary::Program).await?;
-        match loaded.state {
+        match &loaded.state {
             State::Program(p) => p
                 .policy()
                 .cloned()
@@ -245,6 +242,21 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
                 .ok_or(EngineError::NoPolicy),
             _ => Err(EngineError::NoPolicy),
         }
+    }
+
+    /// The state of `boundary` a decision starts from: the cached one (`true`: the append
+    /// must prove it current) unless `fresh` asks for the stream to be read.
+    async fn state_of(
+        &self,
+        boundary: &Boundary,
+        fresh: bool,
+    ) -> Result<(Arc<Loaded>, bool), EngineError> {
+        if !fresh {
+            if let Some(cached) = self.states.get(&boundary.stream_name()) {
+                return Ok((cached, true));
+            }
+        }
+        Ok((self.load(boundary).await?, false))
     }
 
     /// Reads one line of input (any interface) and always answers with a line: the engine's
@@ -316,31 +328,40 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
         let command_id = self.ids.next_id(received);
         let primary_stream = boundary.stream_name();
 
+        let mut stale: std::collections::HashSet<String> = std::collections::HashSet::new();
         for attempt in 1..=RETRY_LIMIT {
-            let (policy, program_newest) = match (self.program().await, &envelope.command) {
-                (Ok(program), _) => program,
-                // The very first policy is decided under itself.
-                (Err(EngineError::NoPolicy), Command::AdoptPolicy(AdoptPolicy { policy })) => {
-                    (policy.clone(), None)
+            // Decisions start from cached states without reading a stream: the append's
+            // exact expected versions prove them current (a stream only read is checked
+            // with an empty write). After a lost race the winner, when it ran in this
+            // process, has already brought the cache forward; a stream the cache is
+            // behind on (another process wrote it) is read forward first.
+            let fresh = |b: &Boundary| stale.contains(&b.stream_name());
+            let (program, program_cached) =
+                self.state_of(&Boundary::Program, fresh(&Boundary::Program)).await?;
+            let policy = match (&program.state, &envelope.command) {
+                (State::Program(p), _) if p.policy().is_some() => {
+                    p.policy().cloned().ok_or(EngineError::NoPolicy)?
                 }
-                (Err(e), _) => return Err(e),
+                // The very first policy is decided under itself.
+                (_, Command::AdoptPolicy(AdoptPolicy { policy })) => policy.clone(),
+                _ => return Err(EngineError::NoPolicy),
             };
-            // The first attempt decides on the cached state without reading the stream: the
-            // append's exact expected version proves it current, and a stale cache only
-            // costs a retry, which reads the stream forward.
-            let primary = match (attempt, self.cached(&boundary)) {
-                (1, Some(cached)) => cached,
-                _ => self.load(&boundary).await?,
+            let program_newest = program.newest;
+            let (primary, _) = if boundary == Boundary::Program {
+                (Arc::clone(&program), program_cached)
+            } else {
+                self.state_of(&boundary, fresh(&boundary)).await?
             };
-            let mut partner_loads: BTreeMap<PartnerId, Loaded> = BTreeMap::new();
+            let mut partner_loads: BTreeMap<PartnerId, (Arc<Loaded>, bool)> = BTreeMap::new();
             for partner_id in partners_needed(&primary.state, &envelope.command) {
                 if partner_loads.contains_key(&partner_id) {
                     continue;
                 }
-                let loaded = if Boundary::Partner(partner_id) == boundary {
-                    primary.clone()
+                let partner = Boundary::Partner(partner_id);
+                let loaded = if partner == boundary {
+                    (Arc::clone(&primary), false)
                 } else {
-                    self.load(&Boundary::Partner(partner_id)).await?
+                    self.state_of(&partner, fresh(&partner)).await?
                 };
                 partner_loads.insert(partner_id, loaded);
             }
@@ -356,7 +377,7 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
                 .chain(
                     partner_loads
                         .iter()
-                        .map(|(id, l)| (Boundary::Partner(*id).stream_name(), l.newest)),
+                        .map(|(id, (l, _))| (Boundary::Partner(*id).stream_name(), l.newest)),
                 );
             for (stream, newest) in read {
                 let Some(newest) = newest.filter(|newest| now < *newest) else {
@@ -371,10 +392,10 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
                 }
                 now = newest;
             }
-            let partner_facts: BTreeMap<PartnerId, PartnerState> = partner_loads
+            let partner_facts: Partners<'_> = partner_loads
                 .iter()
-                .filter_map(|(id, loaded)| match &loaded.state {
-                    State::Partner(p) => Some((*id, p.clone())),
+                .filter_map(|(id, (loaded, _))| match &loaded.state {
+                    State::Partner(p) => Some((*id, p)),
                     _ => None,
                 })
                 .collect();
@@ -398,10 +419,23 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
                 policy_version: policy.version,
                 decided_at: now,
             };
+            drop(partner_facts);
+            // Streams read from the cache and not written: their versions are checked.
+            let mut checked: Vec<(String, ExpectedVersion)> = Vec::new();
+            if program_cached && boundary != Boundary::Program {
+                checked.push(("program".into(), program.expected()));
+            }
+            for (id, (loaded, cached)) in &partner_loads {
+                if *cached {
+                    checked.push((Boundary::Partner(*id).stream_name(), loaded.expected()));
+                }
+            }
+            drop(program);
             let (request, grouped) = build_append(
                 &boundary,
-                &primary,
-                &partner_loads,
+                primary,
+                partner_loads,
+                checked,
                 events,
                 &metadata,
                 idempotency.clone(),
@@ -416,22 +450,31 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
                     });
                 }
                 Ok(outcome) => {
-                    self.remember(&grouped, &outcome);
+                    let grouped = self.remember(grouped, &outcome);
                     let reply = reply_from(&command_name, &outcome, grouped)?;
                     return Ok(Executed {
                         reply,
                         replayed: false,
                     });
                 }
-                Err(StoreError::WrongExpectedVersion { stream, .. }) => {
+                Err(StoreError::WrongExpectedVersion { stream, actual, .. }) => {
                     tracing::debug!(%stream, attempt, "lost a concurrency race; deciding again");
                     self.decided_again.fetch_add(1, Ordering::Relaxed);
-                    // Back off a little, more with each attempt, with jitter so that racing
-                    // writers spread out instead of colliding again in lockstep.
-                    // The jitter comes from the command's id, so racing commands differ.
-                    let jitter = (command_id.as_u128() >> (attempt % 64)) as u64 & 0xff;
-                    let micros = (u64::from(attempt.min(20)) * 50) + jitter * 2;
-                    tokio::time::sleep(Duration::from_micros(micros)).await;
+                    let cached = self.states.get(&stream).and_then(|c| c.version);
+                    if cached.is_none() || cached < actual {
+                        stale.insert(stream);
+                    }
+                    // Decide again at once the first times (the cache usually holds the
+                    // winner's state already); then back off a little, more with each
+                    // attempt, with jitter from the command's id so that racing writers
+                    // spread out instead of colliding again in lockstep.
+                    if attempt > 2 {
+                        let jitter = (command_id.as_u128() >> (attempt % 64)) as u64 & 0xff;
+                        let micros = (u64::from(attempt.min(20)) * 50) + jitter * 2;
+                        tokio::time::sleep(Duration::from_micros(micros)).await;
+                    } else {
+                        tokio::task::yield_now().await;
+                    }
                 }
                 Err(other) => return Err(other.into()),
             }
@@ -442,24 +485,31 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
         })
     }
 
-    /// Folds a boundary's stream, starting from the cached state when there is one.
-    pub async fn load(&self, boundary: &Boundary) -> Result<Loaded, EngineError> {
+    /// Folds a boundary's stream forward from the cached state (or from the start), and
+    /// keeps the result in the cache.
+    pub async fn load(&self, boundary: &Boundary) -> Result<Arc<Loaded>, EngineError> {
         let stream = boundary.stream_name();
-        let cached = self
-            .states
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&stream)
-            .cloned();
-        let mut loaded = cached.unwrap_or_else(|| Loaded {
-            state: State::initial(boundary),
-            version: None,
-            newest: None,
-        });
-        let start_version = loaded.version;
+        let cached = self.states.get(&stream);
+        let from = cached.as_ref().and_then(|c| c.version).map_or(0, |v| v + 1);
+        let mut page = self.store.read_stream(&stream, from, READ_PAGE).await?;
+        if page.is_empty() {
+            return Ok(cached.unwrap_or_else(|| {
+                Arc::new(Loaded {
+                    state: State::initial(boundary),
+                    version: None,
+                    newest: None,
+                })
+            }));
+        }
+        let mut loaded = match cached {
+            Some(cached) => Arc::unwrap_or_clone(cached),
+            None => Loaded {
+                state: State::initial(boundary),
+                version: None,
+                newest: None,
+            },
+        };
         loop {
-            let from = loaded.version.map_or(0, |v| v + 1);
-            let page = self.store.read_stream(&stream, from, READ_PAGE).await?;
             let full = page.len() == READ_PAGE;
             for recorded in &page {
                 let event = decode_event(recorded)?;
@@ -470,56 +520,32 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
             if !full {
                 break;
             }
+            let from = loaded.version.map_or(0, |v| v + 1);
+            page = self.store.read_stream(&stream, from, READ_PAGE).await?;
         }
-        if loaded.version != start_version {
-            self.cache(stream, loaded.clone());
-        }
+        let loaded = Arc::new(loaded);
+        self.states.put(&stream, Arc::clone(&loaded));
         Ok(loaded)
     }
 
-    fn cached(&self, boundary: &Boundary) -> Option<Loaded> {
-        self.states
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&boundary.stream_name())
-            .cloned()
+    /// After a successful append, brings the cached states forward by the new events, so
+    /// the next command on the same streams reads nothing. Gives the events back for the
+    /// reply.
+    fn remember(&self, grouped: Grouped, outcome: &AppendOutcome) -> Vec<(Boundary, Vec<Event>)> {
+        let mut events_back = Vec::with_capacity(grouped.len());
+        for ((boundary, loaded, events), write) in grouped.into_iter().zip(&outcome.writes) {
+            if let Some(last) = write.revisions.last() {
+                self.states
+                    .advance(&boundary.stream_name(), loaded, &events, *last);
+            }
+            events_back.push((boundary, events));
+        }
+        events_back
     }
 
-    fn cache(&self, stream: String, loaded: Loaded) {
-        let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
-        if states.len() >= STATE_CACHE_LIMIT && !states.contains_key(&stream) {
-            states.clear();
-        }
-        match states.get(&stream) {
-            Some(existing) if existing.version >= loaded.version => {}
-            _ => {
-                states.insert(stream, loaded);
-            }
-        }
-    }
-
-    /// After a successful append, fold the new events into the cached states so the next
-    /// command on the same account does not re-read them.
-    fn remember(&self, grouped: &[(Boundary, Loaded, Vec<Event>)], outcome: &AppendOutcome) {
-        for ((boundary, loaded, events), write) in grouped.iter().zip(&outcome.writes) {
-            let Some(last) = write.revisions.last() else {
-                continue;
-            };
-            let mut state = loaded.state.clone();
-            let mut newest = loaded.newest;
-            for event in events {
-                evolve(&mut state, event);
-                newest = newest.max(Some(event.at()));
-            }
-            self.cache(
-                boundary.stream_name(),
-                Loaded {
-                    state,
-                    version: Some(*last),
-                    newest,
-                },
-            );
-        }
+    /// The state cache's estimated size (weight units) and how many streams it holds.
+    pub fn cache_size(&self) -> (usize, usize) {
+        self.states.size()
     }
 
     /// Rebuilds the first reply of a deduplicated command from what the store recorded.
@@ -535,15 +561,7 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
                 }
             }
             let boundary = Boundary::from_stream_name(&write.stream).unwrap_or(Boundary::Program);
-            grouped.push((
-                boundary.clone(),
-                Loaded {
-                    state: State::initial(&boundary),
-                    version: None,
-                    newest: None,
-                },
-                events,
-            ));
+            grouped.push((boundary, events));
         }
         reply_from(command, outcome, grouped)
     }
@@ -565,20 +583,24 @@ fn rejection_event(
     }
 }
 
-type Grouped = Vec<(Boundary, Loaded, Vec<Event>)>;
+/// The streams an append writes, each with the state its events were decided on.
+type Grouped = Vec<(Boundary, Arc<Loaded>, Vec<Event>)>;
 
 /// Groups the decided events by stream (primary boundary first) with the exact version
-/// each stream was decided on.
+/// each stream was decided on, and adds an empty write for each stream in `checked` that
+/// the append does not write, so the append fails if that stream changed meanwhile.
+#[allow(clippy::too_many_arguments)]
 fn build_append(
     primary_boundary: &Boundary,
-    primary: &Loaded,
-    partners: &BTreeMap<PartnerId, Loaded>,
+    primary: Arc<Loaded>,
+    mut partners: BTreeMap<PartnerId, (Arc<Loaded>, bool)>,
+    checked: Vec<(String, ExpectedVersion)>,
     events: Vec<Event>,
     metadata: &EventMetadata,
     idempotency: Option<Idempotency>,
     mut event_id: impl FnMut() -> Uuid,
 ) -> Result<(AppendRequest, Grouped), EngineError> {
-    let mut grouped: Grouped = vec![(primary_boundary.clone(), primary.clone(), Vec::new())];
+    let mut grouped: Grouped = vec![(primary_boundary.clone(), primary, Vec::new())];
     for event in events {
         let target = event.boundary();
         if let Some(slot) = grouped.iter_mut().find(|(b, _, _)| *b == target) {
@@ -586,7 +608,7 @@ fn build_append(
             continue;
         }
         let loaded = match &target {
-            Boundary::Partner(id) => partners.get(id).cloned(),
+            Boundary::Partner(id) => partners.remove(id).map(|(loaded, _)| loaded),
             _ => None,
         }
         .ok_or_else(|| EngineError::UnloadedBoundary {
@@ -594,9 +616,10 @@ fn build_append(
         })?;
         grouped.push((target, loaded, vec![event]));
     }
+    drop(partners);
     let metadata_bytes =
         serde_json::to_vec(metadata).map_err(|e| EngineError::Encode(e.to_string()))?;
-    let mut writes = Vec::with_capacity(grouped.len());
+    let mut writes = Vec::with_capacity(grouped.len() + checked.len());
     for (boundary, loaded, events) in &grouped {
         let mut new_events = Vec::with_capacity(events.len());
         for event in events {
@@ -613,6 +636,15 @@ fn build_append(
             events: new_events,
         });
     }
+    for (stream, expected) in checked {
+        if !writes.iter().any(|w| w.stream == stream) {
+            writes.push(StreamWrite {
+                stream,
+                expected,
+                events: Vec::new(),
+            });
+        }
+    }
     Ok((
         AppendRequest {
             idempotency,
@@ -625,10 +657,10 @@ fn build_append(
 fn reply_from(
     command: &str,
     outcome: &AppendOutcome,
-    grouped: Grouped,
+    grouped: Vec<(Boundary, Vec<Event>)>,
 ) -> Result<Reply, EngineError> {
     let mut positioned = Vec::new();
-    for ((_, _, events), write) in grouped.into_iter().zip(&outcome.writes) {
+    for ((_, events), write) in grouped.into_iter().zip(&outcome.writes) {
         for ((event, revision), position) in events
             .into_iter()
             .zip(&write.revisions)

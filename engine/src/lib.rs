@@ -8,6 +8,7 @@
 //! `dealreg-store` traits, time and ids through the clock adapter. A NATS service or a CRM
 //! adapter depends on this crate without linking clap, the demo or SQLite.
 
+pub mod cache;
 pub mod codec;
 pub mod engine;
 pub mod envelope;

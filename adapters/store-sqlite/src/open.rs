@@ -31,6 +31,7 @@ const WAL_MAX_BACKOFF: Duration = Duration::from_millis(100);
 pub struct SqliteOptions {
     create: bool,
     max_pages: Option<u64>,
+    record_commits: bool,
 }
 
 impl SqliteOptions {
@@ -39,6 +40,7 @@ impl SqliteOptions {
         SqliteOptions {
             create: true,
             max_pages: None,
+            record_commits: false,
         }
     }
 
@@ -47,6 +49,7 @@ impl SqliteOptions {
         SqliteOptions {
             create: false,
             max_pages: None,
+            record_commits: false,
         }
     }
 
@@ -59,8 +62,20 @@ impl SqliteOptions {
         self
     }
 
+    /// Remembers the last position of every committed group ([`crate::SqliteStore::commit_marks`]),
+    /// so a benchmark can replay exactly the engine's group commits against raw inserts.
+    /// Grows by one number per commit: for benchmarks, not for services.
+    pub fn record_commits(mut self) -> SqliteOptions {
+        self.record_commits = true;
+        self
+    }
+
     pub(crate) fn page_cap(&self) -> Option<u64> {
         self.max_pages
+    }
+
+    pub(crate) fn records_commits(&self) -> bool {
+        self.record_commits
     }
 }
 
@@ -130,6 +145,8 @@ pub(crate) fn writer_connection(
     options: &SqliteOptions,
 ) -> Result<(Connection, StoreSettings), OpenError> {
     let conn = connect(path, options)?;
+    // Every statement the writer runs stays prepared (rusqlite's default cache holds 16).
+    conn.set_prepared_statement_cache_capacity(64);
     switch_to_wal(&conn, path)?;
     conn.execute_batch("PRAGMA synchronous=FULL;")
         .map_err(|e| OpenError::sqlite(path, "set synchronous=FULL", e))?;

@@ -28,6 +28,64 @@ where
     subscriptions_miss_nothing_under_concurrent_appends(make().await).await;
     hash_chains_detect_tampering(make().await).await;
     invalid_appends_are_refused(make().await).await;
+    an_empty_write_checks_a_streams_version_and_writes_nothing(make().await).await;
+}
+
+/// A write with no events is a condition: the append succeeds only while that stream is
+/// at the expected version, and nothing is written to it. The engine uses it for streams
+/// a decision read but does not write.
+pub async fn an_empty_write_checks_a_streams_version_and_writes_nothing<S: EventStore>(store: S) {
+    let (read, written) = ("partner-read.example", "account-written.example");
+    store
+        .append(one(read, ExpectedVersion::NoStream, vec![event("e", 0)]))
+        .await
+        .expect("seed");
+    let both = |expected: ExpectedVersion, n: usize| AppendRequest {
+        idempotency: None,
+        writes: vec![
+            StreamWrite {
+                stream: written.into(),
+                expected: ExpectedVersion::Any,
+                events: vec![event("e", n)],
+            },
+            StreamWrite {
+                stream: read.into(),
+                expected,
+                events: Vec::new(),
+            },
+        ],
+    };
+    let outcome = store
+        .append(both(ExpectedVersion::Exact(0), 1))
+        .await
+        .expect("the condition holds");
+    assert_eq!(outcome.writes.len(), 2);
+    assert!(
+        outcome.writes[1].revisions.is_empty(),
+        "nothing written to the checked stream"
+    );
+    assert_eq!(
+        store.read_stream(read, 0, 10).await.expect("read").len(),
+        1,
+        "the checked stream is unchanged"
+    );
+    store
+        .append(one(read, ExpectedVersion::Exact(0), vec![event("e", 2)]))
+        .await
+        .expect("the checked stream moves on");
+    let err = store
+        .append(both(ExpectedVersion::Exact(0), 3))
+        .await
+        .expect_err("the condition no longer holds");
+    assert!(
+        matches!(err, StoreError::WrongExpectedVersion { .. }),
+        "{err}"
+    );
+    assert_eq!(
+        store.read_stream(written, 0, 10).await.expect("read").len(),
+        1,
+        "nothing of the refused append was written"
+    );
 }
 
 /// An event with a fresh id and a small JSON body.

@@ -139,6 +139,7 @@ pub(super) fn partner<'c>(
 ) -> Result<&'c PartnerState, DomainError> {
     ctx.partners
         .get(&id)
+        .copied()
         .filter(|p| p.partner_id.is_some())
         .ok_or_else(|| {
             DomainError::new(
