@@ -47,6 +47,10 @@ enum Job {
         /// clock: for replays and repeatable runs.
         #[arg(long)]
         at: Option<DateTime<Utc>>,
+        /// Memory for folded accounts and partners kept between commands, in MiB; the
+        /// least recently used are dropped beyond it (and read again when needed).
+        #[arg(long, default_value_t = 256)]
+        state_cache_mib: usize,
     },
     /// Print the log as JSON lines in global order.
     Events {
@@ -102,7 +106,12 @@ fn main() -> ExitCode {
     let outcome = runtime.block_on(async move {
         match cli.job {
             Job::Demo { force, seed } => cli::demo::run(&store, force, seed).await,
-            Job::Apply { file, policy, at } => cli::apply::run(&store, &file, policy, at).await,
+            Job::Apply {
+                file,
+                policy,
+                at,
+                state_cache_mib,
+            } => cli::apply::run(&store, &file, policy, at, state_cache_mib << 20).await,
             Job::Events { after, stream } => cli::events::run(&store, after, stream).await,
             Job::Verify => cli::verify::run(&store).await,
             Job::Timekeeper { at } => cli::timekeeper::run(&store, at).await,

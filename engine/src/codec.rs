@@ -77,16 +77,29 @@ fn undecodable(recorded: &RecordedEvent, reason: String) -> EngineError {
     }
 }
 
+/// The schema a metadata blob names. This build writes `{"schema":N,...` first, so that
+/// prefix is read without parsing the rest; anything else (a hand-written or foreign
+/// blob) is parsed in full.
+fn schema_of(metadata: &[u8]) -> Result<u32, String> {
+    if let Some(rest) = metadata.strip_prefix(b"{\"schema\":") {
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits > 0 && matches!(rest.get(digits), Some(b',') | Some(b'}')) {
+            if let Some(n) = std::str::from_utf8(&rest[..digits])
+                .ok()
+                .and_then(|d| d.parse().ok())
+            {
+                return Ok(n);
+            }
+        }
+    }
+    serde_json::from_slice::<Schema>(metadata)
+        .map(|s| s.schema)
+        .map_err(|e| format!("its metadata has no readable schema: {e}"))
+}
+
 /// Decodes a stored event into the current [`Event`], upcasting older payload versions.
 pub fn decode_event(recorded: &RecordedEvent) -> Result<Event, EngineError> {
-    let schema = serde_json::from_slice::<Schema>(&recorded.metadata)
-        .map_err(|e| {
-            undecodable(
-                recorded,
-                format!("its metadata has no readable schema: {e}"),
-            )
-        })?
-        .schema;
+    let schema = schema_of(&recorded.metadata).map_err(|e| undecodable(recorded, e))?;
     if schema == EVENT_SCHEMA_VERSION {
         return serde_json::from_slice::<Event>(&recorded.data)
             .map_err(|e| undecodable(recorded, e.to_string()));
@@ -107,4 +120,18 @@ pub fn decode_event(recorded: &RecordedEvent) -> Result<Event, EngineError> {
         }
     }
     serde_json::from_value::<Event>(payload).map_err(|e| undecodable(recorded, e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schema_is_read_from_the_prefix_or_from_the_whole_blob() {
+        assert_eq!(schema_of(br#"{"schema":2,"command":"x"}"#), Ok(2));
+        assert_eq!(schema_of(br#"{"schema":12}"#), Ok(12));
+        assert_eq!(schema_of(br#"{ "command":"x", "schema": 1 }"#), Ok(1));
+        assert!(schema_of(br#"{"schema":"2"}"#).is_err());
+        assert!(schema_of(b"not json").is_err());
+    }
 }

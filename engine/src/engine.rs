@@ -336,8 +336,9 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
             // process, has already brought the cache forward; a stream the cache is
             // behind on (another process wrote it) is read forward first.
             let fresh = |b: &Boundary| stale.contains(&b.stream_name());
-            let (program, program_cached) =
-                self.state_of(&Boundary::Program, fresh(&Boundary::Program)).await?;
+            let (program, program_cached) = self
+                .state_of(&Boundary::Program, fresh(&Boundary::Program))
+                .await?;
             let policy = match (&program.state, &envelope.command) {
                 (State::Program(p), _) if p.policy().is_some() => {
                     p.policy().cloned().ok_or(EngineError::NoPolicy)?
@@ -543,9 +544,16 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
         events_back
     }
 
-    /// The state cache's estimated size (weight units) and how many streams it holds.
+    /// The state cache's estimated size in bytes and how many streams it holds.
     pub fn cache_size(&self) -> (usize, usize) {
         self.states.size()
+    }
+
+    /// Bounds the state cache at about `bytes` of folded states (default 256 MiB): the
+    /// engine's memory no longer grows with the log once it is full.
+    pub fn with_cache_limit(mut self, bytes: usize) -> Self {
+        self.states = StateCache::new(bytes);
+        self
     }
 
     /// Rebuilds the first reply of a deduplicated command from what the store recorded.

@@ -137,7 +137,7 @@ pub async fn catch_up<P: Projection, S: EventStore, K: CheckpointStore>(
     let (resumed_from, mut state, rebuilt) = load::<P, K>(checkpoints).await?;
     let mut position = resumed_from;
     let head = *store.head().borrow();
-    let mut pages = LogPages::new(store, position, 2048);
+    let mut pages = LogPages::new(store, position, 4096);
     let mut folded = 0u64;
     let mut last_save = Instant::now();
     while let Some(page) = pages.next_page().await? {

@@ -38,6 +38,7 @@ pub async fn run(
     file: &Path,
     policy: Option<PathBuf>,
     at: Option<DateTime<Utc>>,
+    state_cache_bytes: usize,
 ) -> Result<ExitCode, String> {
     let policy = match policy {
         Some(path) => {
@@ -51,7 +52,8 @@ pub async fn run(
     let engine = Arc::new(
         Engine::open(store, super::store::clock(at), policy)
             .await
-            .map_err(|e| e.to_string())?,
+            .map_err(|e| e.to_string())?
+            .with_cache_limit(state_cache_bytes),
     );
     // Follow-ups (an offboarded partner's releases) run beside the commands, off each
     // command's path; the reactor first finishes whatever a crashed run left.
@@ -98,6 +100,12 @@ pub async fn run(
         writer.commits,
         writer.acknowledged,
         writer.acknowledged_by_commit,
+    );
+    let (cached_bytes, cached_streams) = engine.cache_size();
+    tracing::info!(
+        cached_streams,
+        cached_mib = cached_bytes >> 20,
+        "state cache at the end of the run"
     );
     if summary.store_failed > 0 {
         if let Err(e) = follow_ups {

@@ -175,7 +175,7 @@ pub enum StoreError {
 /// The event store. Every backend implements it and passes [`conformance::run_all`].
 ///
 /// Futures are `Send` so the engine can run them on a multi-threaded runtime.
-pub trait EventStore: Send + Sync + 'static {
+pub trait EventStore: Clone + Send + Sync + 'static {
     /// Appends atomically. See [`AppendRequest`] for the rules.
     fn append(
         &self,
@@ -206,38 +206,51 @@ pub trait EventStore: Send + Sync + 'static {
     /// Catch-up then live subscription to every event after `after`.
     fn subscribe(&self, after: GlobalPosition) -> Subscription<Self>
     where
-        Self: Sized + Clone,
+        Self: Sized,
     {
         Subscription::new(self.clone(), after)
     }
 }
 
 /// Reads the whole log (after a position) page by page: the loop every reader of the log
-/// would otherwise write again.
-pub struct LogPages<'s, S> {
-    store: &'s S,
+/// would otherwise write again. While the caller works on one page the next one is
+/// already being read (on another core, for a backend that reads on a blocking pool), so a
+/// projection rebuild folds and reads at the same time.
+pub struct LogPages<S> {
+    store: S,
     after: GlobalPosition,
     page: usize,
+    next: Option<tokio::task::JoinHandle<Result<Vec<RecordedEvent>, StoreError>>>,
 }
 
-impl<'s, S: EventStore> LogPages<'s, S> {
-    pub fn new(store: &'s S, after: GlobalPosition, page: usize) -> Self {
+impl<S: EventStore> LogPages<S> {
+    pub fn new(store: &S, after: GlobalPosition, page: usize) -> Self {
         LogPages {
-            store,
+            store: store.clone(),
             after,
             page: page.max(1),
+            next: None,
         }
     }
 
     /// The next page in position order, or `None` at the end of the log.
     pub async fn next_page(&mut self) -> Result<Option<Vec<RecordedEvent>>, StoreError> {
-        let page = self.store.read_all(self.after, self.page).await?;
-        match page.last() {
-            Some(last) => {
-                self.after = last.position;
-                Ok(Some(page))
-            }
-            None => Ok(None),
+        let page = match self.next.take() {
+            Some(reading) => reading
+                .await
+                .map_err(|e| StoreError::Backend(format!("reading the log failed: {e}")))??,
+            None => self.store.read_all(self.after, self.page).await?,
+        };
+        let Some(last) = page.last() else {
+            return Ok(None);
+        };
+        self.after = last.position;
+        if page.len() == self.page {
+            let (store, after, size) = (self.store.clone(), self.after, self.page);
+            self.next = Some(tokio::spawn(
+                async move { store.read_all(after, size).await },
+            ));
         }
+        Ok(Some(page))
     }
 }
