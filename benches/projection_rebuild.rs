@@ -10,7 +10,8 @@
 //! origin, saved when done (and at most every 2 s on the way, the runner's default).
 //!
 //! Run: `cargo bench --bench projection_rebuild` (env `DEALREG_BENCH_EVENTS`, default
-//! 1_000_000). The log is written through the engine (partners submit, the channel manager
+//! 1_000_000; `DEALREG_BENCH_STORE=path` keeps the log in that file and reuses it when it
+//! already holds enough events, for profiling runs). The log is written through the engine (partners submit, the channel manager
 //! approves; 3 events per registration), so it is a real log, not a synthetic table.
 
 #[path = "load.rs"]
@@ -25,7 +26,7 @@ use dealreg_engine::decode_event;
 use dealreg_engine::runner::{rebuild, CatchUp};
 use dealreg_engine::Engine;
 use dealreg_projections::pipeline::Pipeline;
-use dealreg_store::{EventStore, GlobalPosition, LogPages};
+use dealreg_store::{CheckpointStore, EventStore, GlobalPosition, LogPages};
 use dealreg_store_sqlite::{SqliteCheckpoints, SqliteStore};
 
 fn main() {
@@ -34,7 +35,9 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
-    let path = dir.path().join("rebuild.db");
+    let path = std::env::var_os("DEALREG_BENCH_STORE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| dir.path().join("rebuild.db"));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -42,43 +45,46 @@ fn main() {
     let store = SqliteStore::open(&path).unwrap_or_else(|e| panic!("store: {e}"));
 
     let fill_started = Instant::now();
-    runtime.block_on(async {
-        let engine = Arc::new(
-            Engine::open(
-                store.clone(),
-                ControlledClock::starting_at(load::start()),
-                None,
-            )
-            .await
-            .unwrap_or_else(|e| panic!("engine: {e}")),
-        );
-        let partners = load::onboard_partners(&engine, 256).await;
-        let registrations = target / 3 + 1;
-        let semaphore = Arc::new(tokio::sync::Semaphore::new(128));
-        let mut tasks = Vec::new();
-        for n in 0..registrations {
-            let permit = Arc::clone(&semaphore)
-                .acquire_owned()
+    let present = store.head().borrow().0 as usize;
+    if present < target {
+        runtime.block_on(async {
+            let engine = Arc::new(
+                Engine::open(
+                    store.clone(),
+                    ControlledClock::starting_at(load::start()),
+                    None,
+                )
                 .await
-                .unwrap_or_else(|e| panic!("semaphore: {e}"));
-            let engine = Arc::clone(&engine);
-            let partner = partners[n % partners.len()];
-            tasks.push(tokio::spawn(async move {
-                let _permit = permit;
-                load::register_and_approve(engine, partner, n).await
-            }));
-            if tasks.len() >= 4096 {
-                for task in tasks.drain(..) {
-                    task.await
-                        .unwrap_or_else(|e| panic!("a command of the log failed: {e}"));
+                .unwrap_or_else(|e| panic!("engine: {e}")),
+            );
+            let partners = load::onboard_partners(&engine, 256).await;
+            let registrations = target / 3 + 1;
+            let semaphore = Arc::new(tokio::sync::Semaphore::new(128));
+            let mut tasks = Vec::new();
+            for n in 0..registrations {
+                let permit = Arc::clone(&semaphore)
+                    .acquire_owned()
+                    .await
+                    .unwrap_or_else(|e| panic!("semaphore: {e}"));
+                let engine = Arc::clone(&engine);
+                let partner = partners[n % partners.len()];
+                tasks.push(tokio::spawn(async move {
+                    let _permit = permit;
+                    load::register_and_approve(engine, partner, n).await
+                }));
+                if tasks.len() >= 4096 {
+                    for task in tasks.drain(..) {
+                        task.await
+                            .unwrap_or_else(|e| panic!("a command of the log failed: {e}"));
+                    }
                 }
             }
-        }
-        for task in tasks {
-            task.await
-                .unwrap_or_else(|e| panic!("a command of the log failed: {e}"));
-        }
-    });
+            for task in tasks {
+                task.await
+                    .unwrap_or_else(|e| panic!("a command of the log failed: {e}"));
+            }
+        });
+    }
     let events = store.head().borrow().0;
     let fill = fill_started.elapsed();
 
@@ -127,8 +133,29 @@ fn main() {
     });
     assert_eq!(decoded, events, "every event decodes");
 
-    // The rebuild: what `dealreg rebuild pipeline` does.
     let views = SqliteCheckpoints::open(&path).unwrap_or_else(|e| panic!("views: {e}"));
+    // The fold alone: the same run, ended before its final save (saves on the way too are
+    // left out: the interval is longer than the run). A reused store's saved rows are
+    // forgotten first, outside the timing.
+    let fold_secs = runtime.block_on(async {
+        views
+            .reset("pipeline")
+            .await
+            .unwrap_or_else(|e| panic!("reset: {e}"));
+        let started = Instant::now();
+        let how = CatchUp {
+            save_interval: std::time::Duration::from_secs(3600),
+            rows_per_save: usize::MAX,
+            stop_after: Some(events),
+            ..CatchUp::default()
+        };
+        let caught = rebuild::<Pipeline, _, _>(&store, &views, how, |_| {})
+            .await
+            .unwrap_or_else(|e| panic!("fold: {e}"));
+        assert_eq!(caught.folded, events);
+        started.elapsed().as_secs_f64()
+    });
+    // The rebuild: what `dealreg rebuild pipeline` does.
     let (rebuild_secs, rows) = runtime.block_on(async {
         let started = Instant::now();
         let caught = rebuild::<Pipeline, _, _>(&store, &views, CatchUp::default(), |_| {})
@@ -155,6 +182,10 @@ fn main() {
     println!(
         "  rebuild: read + decode + fold, saved at the end  {:>10.0} events/s ({rebuild_secs:.2} s, {rows} registrations)",
         per_s(rebuild_secs)
+    );
+    println!(
+        "  fold   : read + decode + fold, not saved         {:>10.0} events/s ({fold_secs:.2} s)",
+        per_s(fold_secs)
     );
     println!(
         "  ratios : floor ÷ scan = {:.3}; rebuild ÷ floor = {:.3}",

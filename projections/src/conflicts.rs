@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use dealreg_domain::{AccountKey, ConflictId, ConflictKind, ConflictParty, Event};
 use serde::{Deserialize, Serialize};
 
+use crate::table::{Table, Tables, TablesMut};
 use crate::Projection;
 
 /// Jaro-Winkler similarity at or above which two normalised company names are flagged.
@@ -68,13 +69,18 @@ pub struct DuplicateFlag {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ConflictFlags {
     resolution_business_days: u32,
-    accounts: BTreeMap<AccountKey, BTreeMap<ConflictId, ConflictFlag>>,
+    #[serde(skip)]
+    accounts: Table<AccountKey, BTreeMap<ConflictId, ConflictFlag>>,
     /// Normalised company name per account (first seen).
-    names: BTreeMap<AccountKey, String>,
-    by_label: BTreeMap<String, BTreeSet<AccountKey>>,
-    by_first_word: BTreeMap<String, Vec<AccountKey>>,
-    /// Keyed by `"<first account> <second account>"` (ordered): JSON maps need string keys.
-    duplicates: BTreeMap<String, DuplicateFlag>,
+    #[serde(skip)]
+    names: Table<AccountKey, String>,
+    #[serde(skip)]
+    by_label: Table<String, BTreeSet<AccountKey>>,
+    #[serde(skip)]
+    by_first_word: Table<String, Vec<AccountKey>>,
+    /// Keyed by `"<first account> <second account>"` (ordered).
+    #[serde(skip)]
+    duplicates: Table<String, DuplicateFlag>,
 }
 
 impl ConflictFlags {
@@ -135,20 +141,23 @@ impl ConflictFlags {
             } else {
                 (key.clone(), other.clone())
             };
-            self.duplicates
-                .entry(format!("{} {}", pair.0, pair.1))
-                .or_insert(DuplicateFlag {
-                    accounts: [pair.0, pair.1],
-                    status: FlagStatus::Risk,
-                    reasons,
-                    detected_at: at,
-                });
+            let pair_key = format!("{} {}", pair.0, pair.1);
+            if !self.duplicates.contains_key(&pair_key) {
+                self.duplicates.insert(
+                    pair_key,
+                    DuplicateFlag {
+                        accounts: [pair.0, pair.1],
+                        status: FlagStatus::Risk,
+                        reasons,
+                        detected_at: at,
+                    },
+                );
+            }
         }
         self.names.insert(key.clone(), name);
-        self.by_label.entry(label).or_default().insert(key.clone());
+        self.by_label.entry_or_default(label).insert(key.clone());
         self.by_first_word
-            .entry(first_word)
-            .or_default()
+            .entry_or_default(first_word)
             .push(key.clone());
     }
 }
@@ -212,7 +221,28 @@ pub use dealreg_domain::calendar::add_business_days;
 impl Projection for ConflictFlags {
     const NAME: &'static str = "conflicts";
     /// 2: overlapping protection is flagged as a risk. 3: conflicts close by themselves.
-    const VERSION: u32 = 3;
+    /// 4: stored as rows.
+    const VERSION: u32 = 4;
+
+    fn tables(&self) -> Tables<'_> {
+        vec![
+            ("account", &self.accounts),
+            ("name", &self.names),
+            ("label", &self.by_label),
+            ("first_word", &self.by_first_word),
+            ("duplicate", &self.duplicates),
+        ]
+    }
+
+    fn tables_mut(&mut self) -> TablesMut<'_> {
+        vec![
+            ("account", &mut self.accounts),
+            ("name", &mut self.names),
+            ("label", &mut self.by_label),
+            ("first_word", &mut self.by_first_word),
+            ("duplicate", &mut self.duplicates),
+        ]
+    }
 
     fn apply(&mut self, _position: u64, event: &Event) {
         match event {
@@ -242,7 +272,7 @@ impl Projection for ConflictFlags {
                 } else {
                     self.resolution_business_days
                 };
-                self.accounts.entry(account.clone()).or_default().insert(
+                self.accounts.entry_or_default(account.clone()).insert(
                     conflict_id.clone(),
                     ConflictFlag {
                         conflict_id: conflict_id.clone(),

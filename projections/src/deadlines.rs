@@ -5,8 +5,6 @@
 //! timekeeper's commands arrive; computing them from the same fold means the projection and
 //! the rules can never disagree about what is due.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Duration, Utc};
 use dealreg_domain::account::ConflictStatus;
 use dealreg_domain::calendar::add_business_days;
@@ -16,6 +14,7 @@ use dealreg_domain::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::table::{Table, Tables, TablesMut};
 use crate::Projection;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -54,7 +53,8 @@ pub struct Deadline {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Deadlines {
     policy: Option<Policy>,
-    accounts: BTreeMap<AccountKey, AccountState>,
+    #[serde(skip)]
+    accounts: Table<AccountKey, AccountState>,
 }
 
 impl Deadlines {
@@ -66,7 +66,7 @@ impl Deadlines {
         let lead = Duration::days(i64::from(policy.timing.reminder_lead_days));
         let inactivity = Duration::days(i64::from(policy.timing.inactivity_days));
         let mut out = Vec::new();
-        for (account, state) in &self.accounts {
+        for (account, state) in self.accounts.iter() {
             for r in state.registrations.values() {
                 let mut push = |kind, due_at| {
                     out.push(Deadline {
@@ -101,7 +101,7 @@ impl Deadlines {
                 }
             }
         }
-        for (account, state) in &self.accounts {
+        for (account, state) in self.accounts.iter() {
             for c in state.conflicts.values() {
                 let mut push = |kind, due_at| {
                     out.push(Deadline {
@@ -130,7 +130,7 @@ impl Deadlines {
             }
         }
         let review = Duration::days(i64::from(policy.timing.renewal_confirmation_days));
-        for (account, state) in &self.accounts {
+        for (account, state) in self.accounts.iter() {
             for (line, renewal_date) in &state.renewal_dates {
                 let confirmed =
                     state.renewals.get(line).and_then(|r| r.confirmed_for) == Some(*renewal_date);
@@ -189,7 +189,16 @@ impl Deadlines {
 impl Projection for Deadlines {
     const NAME: &'static str = "deadlines";
     /// 2: closed conflicts, reassigned and named-account state in the folded accounts.
-    const VERSION: u32 = 2;
+    /// 3: stored as rows.
+    const VERSION: u32 = 3;
+
+    fn tables(&self) -> Tables<'_> {
+        vec![("account", &self.accounts)]
+    }
+
+    fn tables_mut(&mut self) -> TablesMut<'_> {
+        vec![("account", &mut self.accounts)]
+    }
 
     fn apply(&mut self, _position: u64, event: &Event) {
         if let Event::PolicyAdopted { policy, .. } = event {
@@ -200,7 +209,7 @@ impl Projection for Deadlines {
             if matches!(event, Event::CommandRejected { .. }) {
                 return;
             }
-            self.accounts.entry(key).or_default().evolve(event);
+            self.accounts.entry_or_default(key).evolve(event);
         }
     }
 }

@@ -16,6 +16,7 @@ use dealreg_domain::policy::{CommissionRule, Credit};
 use dealreg_domain::{Currency, Event, Motion, PartnerId, Policy, RegistrationId, Tier};
 use serde::{Deserialize, Serialize};
 
+use crate::table::{Scope, Table, Tables, TablesMut};
 use crate::Projection;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,52 +50,95 @@ struct WonDeal {
     won_at: Option<DateTime<Utc>>,
     amount_minor: i64,
     reversed_minor: i64,
-    /// Indexes of this deal's accrual entries.
-    accruals: Vec<usize>,
+    /// Sequence numbers of this deal's accrual entries.
+    accruals: Vec<u64>,
     /// Already clawed back from each accrual, same order.
     clawed: Vec<i64>,
+}
+
+/// Entries belong to the partner they are owed to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ToPartner;
+
+impl Scope<Entry> for ToPartner {
+    fn scope(entry: &Entry) -> Option<String> {
+        Some(entry.partner_id.to_string())
+    }
+}
+
+/// A partner's balances, scoped to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Balances {
+    pub partner_id: PartnerId,
+    /// Currency -> balance in minor units.
+    pub by_currency: BTreeMap<Currency, i64>,
+}
+
+impl Scope<Balances> for ToPartner {
+    fn scope(balances: &Balances) -> Option<String> {
+        Some(balances.partner_id.to_string())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Ledger {
     policy: Option<Policy>,
-    tiers: BTreeMap<PartnerId, Tier>,
-    deals: BTreeMap<RegistrationId, WonDeal>,
-    entries: Vec<Entry>,
-    /// (partner, currency) -> balance in minor units.
-    balances: BTreeMap<PartnerId, BTreeMap<Currency, i64>>,
+    #[serde(skip)]
+    tiers: Table<PartnerId, Tier>,
+    #[serde(skip)]
+    deals: Table<RegistrationId, WonDeal>,
+    /// Entries by sequence number (the order they were posted in).
+    #[serde(skip)]
+    entries: Table<u64, Entry, ToPartner>,
+    next_entry: u64,
+    #[serde(skip)]
+    balances: Table<PartnerId, Balances, ToPartner>,
 }
 
 impl Ledger {
-    pub fn entries(&self) -> &[Entry] {
-        &self.entries
+    /// Every entry, in the order it was posted.
+    pub fn entries(&self) -> impl DoubleEndedIterator<Item = &Entry> + ExactSizeIterator {
+        self.entries.values()
     }
 
     pub fn entries_for(&self, partner: PartnerId) -> impl Iterator<Item = &Entry> {
-        self.entries.iter().filter(move |e| e.partner_id == partner)
+        self.entries().filter(move |e| e.partner_id == partner)
     }
 
     pub fn balance(&self, partner: PartnerId, currency: &Currency) -> i64 {
         self.balances
             .get(&partner)
-            .and_then(|b| b.get(currency))
+            .and_then(|b| b.by_currency.get(currency))
             .copied()
             .unwrap_or(0)
     }
 
-    pub fn balances(&self) -> &BTreeMap<PartnerId, BTreeMap<Currency, i64>> {
-        &self.balances
+    /// Each partner's balances by currency, partners in order.
+    pub fn balances(&self) -> impl Iterator<Item = (&PartnerId, &BTreeMap<Currency, i64>)> {
+        self.balances.iter().map(|(p, b)| (p, &b.by_currency))
     }
 
-    fn post(&mut self, entry: Entry) -> usize {
-        *self
-            .balances
-            .entry(entry.partner_id)
-            .or_default()
+    fn post(&mut self, entry: Entry) -> u64 {
+        if !self.balances.contains_key(&entry.partner_id) {
+            self.balances.insert(
+                entry.partner_id,
+                Balances {
+                    partner_id: entry.partner_id,
+                    by_currency: BTreeMap::new(),
+                },
+            );
+        }
+        let Some(balances) = self.balances.get_mut(&entry.partner_id) else {
+            return self.next_entry;
+        };
+        *balances
+            .by_currency
             .entry(entry.currency.clone())
             .or_default() += entry.amount_minor;
-        self.entries.push(entry);
-        self.entries.len() - 1
+        let sequence = self.next_entry;
+        self.next_entry += 1;
+        self.entries.insert(sequence, entry);
+        sequence
     }
 }
 
@@ -120,7 +164,26 @@ pub fn commission(amount_minor: i64, percent: u32, rate_bps: u32) -> i64 {
 
 impl Projection for Ledger {
     const NAME: &'static str = "ledger";
-    const VERSION: u32 = 1;
+    /// 2: stored as rows.
+    const VERSION: u32 = 2;
+
+    fn tables(&self) -> Tables<'_> {
+        vec![
+            ("tier", &self.tiers),
+            ("deal", &self.deals),
+            ("entry", &self.entries),
+            ("balance", &self.balances),
+        ]
+    }
+
+    fn tables_mut(&mut self) -> TablesMut<'_> {
+        vec![
+            ("tier", &mut self.tiers),
+            ("deal", &mut self.deals),
+            ("entry", &mut self.entries),
+            ("balance", &mut self.balances),
+        ]
+    }
 
     fn apply(&mut self, position: u64, event: &Event) {
         match event {
@@ -229,7 +292,9 @@ impl Projection for Ledger {
                     deal.reversed_minor =
                         (deal.reversed_minor + amount.amount_minor).min(deal.amount_minor);
                     for (slot, &index) in deal.accruals.iter().enumerate() {
-                        let accrual = self.entries[index].clone();
+                        let Some(accrual) = self.entries.get(&index).cloned() else {
+                            continue;
+                        };
                         // What should have been clawed in total after this reversal.
                         let due = i64::try_from(
                             i128::from(accrual.amount_minor) * i128::from(deal.reversed_minor)

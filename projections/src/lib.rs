@@ -9,9 +9,11 @@ pub mod deadlines;
 pub mod ledger;
 pub mod metrics;
 pub mod pipeline;
+pub mod table;
 pub mod text;
 
 use dealreg_domain::Event;
+pub use table::{RowChange, RowTable, Table, Tables, TablesMut};
 
 /// A fold from events to a read model.
 ///
@@ -29,4 +31,21 @@ pub trait Projection:
 
     /// Folds one event at its global position.
     fn apply(&mut self, position: u64, event: &Event);
+
+    /// The tables of the state, stored as rows (the rest, serialised with serde, is the
+    /// small *meta* saved whole beside them; table fields are `#[serde(skip)]`).
+    fn tables(&self) -> Tables<'_>;
+    fn tables_mut(&mut self) -> TablesMut<'_>;
+}
+
+/// A projection's whole state, meta and every row, as JSON: what "the same bytes" means
+/// when two folds are compared.
+pub fn snapshot<P: Projection>(projection: &P) -> Result<serde_json::Value, serde_json::Error> {
+    let mut tables = serde_json::Map::new();
+    for (name, table) in projection.tables() {
+        let rows: serde_json::Map<String, serde_json::Value> =
+            table.snapshot()?.into_iter().collect();
+        tables.insert(name.to_string(), serde_json::Value::Object(rows));
+    }
+    Ok(serde_json::json!({ "meta": serde_json::to_value(projection)?, "tables": tables }))
 }

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use dealreg_domain::{ConflictId, ConflictKind, Currency, Event, Motion, RegistrationId};
 use serde::{Deserialize, Serialize};
 
+use crate::table::{Table, Tables, TablesMut};
 use crate::Projection;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,8 +56,11 @@ pub struct ProgramMetrics {
     pub decisions_on_time: u64,
     pub decisions: u64,
     pub conflicts: BTreeMap<ConflictKind, ConflictMetrics>,
-    submitted: BTreeMap<RegistrationId, (Motion, DateTime<Utc>, DateTime<Utc>)>,
-    open_conflicts: BTreeMap<ConflictId, (ConflictKind, DateTime<Utc>)>,
+    /// Per registration: motion, submitted at, decision due at.
+    #[serde(skip)]
+    submitted: Table<RegistrationId, (Motion, DateTime<Utc>, DateTime<Utc>)>,
+    #[serde(skip)]
+    open_conflicts: Table<ConflictId, (ConflictKind, DateTime<Utc>)>,
 }
 
 /// The metrics as a program reads them (`dealreg view metrics --json`): figures, not the
@@ -160,8 +164,22 @@ impl ProgramMetrics {
 
 impl Projection for ProgramMetrics {
     const NAME: &'static str = "metrics";
-    /// 2: conflicts that closed by themselves are counted apart.
-    const VERSION: u32 = 2;
+    /// 2: conflicts that closed by themselves are counted apart. 3: stored as rows.
+    const VERSION: u32 = 3;
+
+    fn tables(&self) -> Tables<'_> {
+        vec![
+            ("submitted", &self.submitted),
+            ("open_conflict", &self.open_conflicts),
+        ]
+    }
+
+    fn tables_mut(&mut self) -> TablesMut<'_> {
+        vec![
+            ("submitted", &mut self.submitted),
+            ("open_conflict", &mut self.open_conflicts),
+        ]
+    }
 
     fn apply(&mut self, _position: u64, event: &Event) {
         match event {

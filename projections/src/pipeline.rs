@@ -13,6 +13,7 @@ use dealreg_domain::stages::stage_name;
 use dealreg_domain::{AccountKey, Attribution, Event, Money, Motion, PartnerId, RegistrationId};
 use serde::{Deserialize, Serialize};
 
+use crate::table::{Scope, Table, Tables, TablesMut};
 use crate::Projection;
 
 /// Where a registration's protection stands.
@@ -93,11 +94,22 @@ impl From<&VendorRow> for PartnerRow {
 /// Rows grouped by motion, then stage.
 pub type Grouped<R> = BTreeMap<Motion, BTreeMap<String, Vec<R>>>;
 
+/// Vendor rows belong to their registration's partner (its feed, its queries).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ByOwner;
+
+impl Scope<VendorRow> for ByOwner {
+    fn scope(row: &VendorRow) -> Option<String> {
+        Some(row.partner_id.to_string())
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Pipeline {
-    partners: BTreeMap<PartnerId, String>,
-    rows: BTreeMap<RegistrationId, VendorRow>,
-    stage_index: BTreeMap<RegistrationId, usize>,
+    #[serde(skip)]
+    partners: Table<PartnerId, String>,
+    #[serde(skip)]
+    rows: Table<RegistrationId, VendorRow, ByOwner>,
     last_position: u64,
 }
 
@@ -169,8 +181,19 @@ fn group<R: Grouping>(rows: impl Iterator<Item = R>) -> Grouped<R> {
 
 impl Projection for Pipeline {
     const NAME: &'static str = "pipeline";
-    /// 2: a reassigned registration moves to its new partner's view.
-    const VERSION: u32 = 2;
+    /// 2: a reassigned registration moves to its new partner's view. 3: stored as rows.
+    const VERSION: u32 = 3;
+
+    fn tables(&self) -> Tables<'_> {
+        vec![("partner", &self.partners), ("registration", &self.rows)]
+    }
+
+    fn tables_mut(&mut self) -> TablesMut<'_> {
+        vec![
+            ("partner", &mut self.partners),
+            ("registration", &mut self.rows),
+        ]
+    }
 
     fn apply(&mut self, position: u64, event: &Event) {
         self.last_position = position;
@@ -198,7 +221,6 @@ impl Projection for Pipeline {
                 at,
                 ..
             } => {
-                self.stage_index.insert(*registration_id, 0);
                 self.rows.insert(
                     *registration_id,
                     VendorRow {
@@ -313,24 +335,20 @@ impl Projection for Pipeline {
                 evidence,
                 at,
                 ..
-            } => {
-                let index = self.stage_index.entry(*registration_id).or_default();
-                *index += 1;
-                update(registration_id, at, &mut |r| {
-                    r.stage = to_stage.clone();
-                    r.next_step = evidence
-                        .next_step
-                        .clone()
-                        .or_else(|| Some(format!("advance from {to_stage}")));
-                    if let Some(pct) = evidence.discount_percent {
-                        r.last_quoted_discount_percent = Some(pct);
-                    }
-                    if !evidence.note.is_empty() {
-                        r.internal_notes
-                            .push(format!("stage note: {}", evidence.note));
-                    }
-                })
-            }
+            } => update(registration_id, at, &mut |r| {
+                r.stage = to_stage.clone();
+                r.next_step = evidence
+                    .next_step
+                    .clone()
+                    .or_else(|| Some(format!("advance from {to_stage}")));
+                if let Some(pct) = evidence.discount_percent {
+                    r.last_quoted_discount_percent = Some(pct);
+                }
+                if !evidence.note.is_empty() {
+                    r.internal_notes
+                        .push(format!("stage note: {}", evidence.note));
+                }
+            }),
             Event::SourcingPartnerSet {
                 registration_id,
                 partner_id,

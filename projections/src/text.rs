@@ -109,7 +109,6 @@ pub fn ledger(ledger: &Ledger, partner: Option<PartnerId>) -> String {
     out.push_str("entries\n");
     for e in ledger
         .entries()
-        .iter()
         .filter(|e| partner.is_none_or(|p| p == e.partner_id))
     {
         let _ = writeln!(

@@ -139,12 +139,10 @@ pub async fn run(path: &Path, what: ViewKind) -> Result<ExitCode, String> {
             let partner = partner.map(PartnerId);
             let entries: Vec<_> = ledger
                 .entries()
-                .iter()
                 .filter(|e| partner.is_none_or(|p| p == e.partner_id))
                 .collect();
             let balances: std::collections::BTreeMap<String, _> = ledger
                 .balances()
-                .iter()
                 .filter(|(p, _)| partner.is_none_or(|q| q == **p))
                 .map(|(p, by_currency)| (p.to_string(), by_currency))
                 .collect();

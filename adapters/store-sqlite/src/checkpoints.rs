@@ -1,13 +1,16 @@
-//! Read-model checkpoints in the store's own SQLite file: one row per projection holding
-//! its state, the position it covers and the version of the fold that wrote it.
+//! Read-model checkpoints in the store's own SQLite file: one `projection_state` row per
+//! projection holding its meta, the position it covers and the version of the fold that
+//! wrote it, and its rows in `view_rows` (key, scope, the position of the save that wrote
+//! them, bytes).
 //!
-//! Why one row: state and checkpoint are written by one statement, so they can only
-//! change together; a runner killed at any moment resumes from the last saved pair.
+//! Why one transaction: the checkpoint and the rows of a save are written together, so
+//! they can only change together; a runner killed at any moment resumes from the last
+//! saved checkpoint with exactly the rows saved with it.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use dealreg_store::{Checkpoint, CheckpointStore, GlobalPosition, StoreError};
+use dealreg_store::{Checkpoint, CheckpointStore, GlobalPosition, RowWrite, StoreError, StoredRow};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::open::{self, SqliteOptions};
@@ -85,6 +88,37 @@ impl SqliteCheckpoints {
                 return Err(backend(e));
             }
         }
+        // Rows are a few hundred bytes each: a rowid table with a unique index on the key
+        // keeps the b-tree of keys small (a WITHOUT ROWID table would hold whole rows in
+        // it), and a larger page cache keeps that b-tree in memory during a big save.
+        conn.execute_batch("PRAGMA cache_size = -65536;")
+            .map_err(backend)?;
+        let has_rows = |conn: &Connection| {
+            conn.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'view_rows'")
+                .and_then(|mut q| q.exists([]))
+        };
+        if !has_rows(&conn).map_err(backend)? {
+            conn.execute_batch(
+                "BEGIN IMMEDIATE;
+                 CREATE TABLE IF NOT EXISTS view_rows (
+                     view     TEXT    NOT NULL,
+                     key      TEXT    NOT NULL,
+                     scope    TEXT,
+                     position INTEGER NOT NULL,
+                     row      BLOB    NOT NULL
+                 );
+                 CREATE UNIQUE INDEX IF NOT EXISTS view_rows_by_key ON view_rows (view, key);
+                 CREATE INDEX IF NOT EXISTS view_rows_by_scope
+                     ON view_rows (view, scope, key) WHERE scope IS NOT NULL;
+                 COMMIT;",
+            )
+            .map_err(|e| {
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                backend(e)
+            })?;
+        }
         Ok(SqliteCheckpoints {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -126,20 +160,91 @@ impl CheckpointStore for SqliteCheckpoints {
     }
 
     async fn save(&self, name: &str, checkpoint: Checkpoint) -> Result<(), StoreError> {
+        self.save_rows(name, checkpoint, Vec::new()).await
+    }
+
+    async fn save_rows(
+        &self,
+        name: &str,
+        checkpoint: Checkpoint,
+        rows: Vec<RowWrite>,
+    ) -> Result<(), StoreError> {
         let name = name.to_string();
         self.run(move |conn| {
-            conn.execute(
+            let tx = conn.unchecked_transaction()?;
+            let position = checkpoint.position.0 as i64;
+            {
+                let mut upsert = tx.prepare_cached(
+                    "INSERT INTO view_rows (view, key, scope, position, row) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT(view, key) DO UPDATE SET scope = excluded.scope,
+                         position = excluded.position, row = excluded.row",
+                )?;
+                let mut delete =
+                    tx.prepare_cached("DELETE FROM view_rows WHERE view = ?1 AND key = ?2")?;
+                for write in &rows {
+                    match &write.row {
+                        Some(row) => {
+                            upsert.execute(params![name, write.key, write.scope, position, row])?;
+                        }
+                        None => {
+                            delete.execute(params![name, write.key])?;
+                        }
+                    }
+                }
+            }
+            tx.execute(
                 "INSERT INTO projection_state (name, position, version, state) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(name) DO UPDATE SET position = excluded.position,
                      version = excluded.version, state = excluded.state",
-                params![
-                    name,
-                    checkpoint.position.0 as i64,
-                    checkpoint.version,
-                    checkpoint.state
-                ],
-            )
-            .map(|_| ())
+                params![name, position, checkpoint.version, checkpoint.state],
+            )?;
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn load_rows(&self, name: &str) -> Result<Vec<StoredRow>, StoreError> {
+        let name = name.to_string();
+        self.run(move |conn| {
+            let mut query =
+                conn.prepare_cached("SELECT key, row FROM view_rows WHERE view = ?1 ORDER BY key")?;
+            let rows = query
+                .query_map(params![name], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<Vec<StoredRow>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn scoped_rows(
+        &self,
+        name: &str,
+        scope: &str,
+    ) -> Result<(GlobalPosition, Vec<StoredRow>), StoreError> {
+        let name = name.to_string();
+        let scope = scope.to_string();
+        self.run(move |conn| {
+            // One read transaction: the rows and the position they cover agree.
+            let tx = conn.unchecked_transaction()?;
+            let position = tx
+                .query_row(
+                    "SELECT position FROM projection_state WHERE name = ?1",
+                    params![name],
+                    |r| r.get::<_, i64>(0),
+                )
+                .optional()?
+                .map_or(GlobalPosition::ORIGIN, |p| GlobalPosition(p as u64));
+            let rows = {
+                let mut query = tx.prepare_cached(
+                    "SELECT key, row FROM view_rows WHERE view = ?1 AND scope = ?2 ORDER BY key",
+                )?;
+                let rows = query
+                    .query_map(params![name, scope], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<Vec<StoredRow>>>()?;
+                rows
+            };
+            tx.commit()?;
+            Ok((position, rows))
         })
         .await
     }
@@ -147,11 +252,13 @@ impl CheckpointStore for SqliteCheckpoints {
     async fn reset(&self, name: &str) -> Result<(), StoreError> {
         let name = name.to_string();
         self.run(move |conn| {
-            conn.execute(
+            let tx = conn.unchecked_transaction()?;
+            tx.execute("DELETE FROM view_rows WHERE view = ?1", params![name])?;
+            tx.execute(
                 "DELETE FROM projection_state WHERE name = ?1",
                 params![name],
-            )
-            .map(|_| ())
+            )?;
+            tx.commit()
         })
         .await
     }

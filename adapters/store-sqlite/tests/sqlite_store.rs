@@ -369,3 +369,18 @@ async fn every_acknowledged_append_is_covered_by_a_durable_commit() {
         .expect("mode");
     assert_eq!(mode, "wal");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_checkpoints_pass_the_checkpoint_suite() {
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let counter = std::sync::atomic::AtomicUsize::new(0);
+    dealreg_store::conformance::checkpoints_all(|| {
+        let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let path = dir.path().join(format!("checkpoints-{n}.db"));
+        async move {
+            SqliteStore::open(&path).expect("open store");
+            dealreg_store_sqlite::SqliteCheckpoints::open(&path).expect("open checkpoints")
+        }
+    })
+    .await;
+}

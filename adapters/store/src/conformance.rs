@@ -634,3 +634,108 @@ pub async fn invalid_appends_are_refused<S: EventStore>(store: S) {
         "and nothing of it was written"
     );
 }
+
+/// The promises of a checkpoint store, each case on a fresh store from `make`.
+pub async fn checkpoints_all<K, F, Fut>(make: F)
+where
+    K: crate::CheckpointStore,
+    F: Fn() -> Fut,
+    Fut: Future<Output = K>,
+{
+    checkpoint_rows_are_saved_with_their_position(make().await).await;
+    a_reset_forgets_the_checkpoint_and_every_row(make().await).await;
+    saves_of_two_views_do_not_mix(make().await).await;
+}
+
+fn row(key: &str, scope: Option<&str>, bytes: Option<&str>) -> crate::RowWrite {
+    crate::RowWrite {
+        key: key.into(),
+        scope: scope.map(str::to_string),
+        row: bytes.map(|b| b.as_bytes().to_vec()),
+    }
+}
+
+fn at(position: u64, meta: &str) -> crate::Checkpoint {
+    crate::Checkpoint {
+        position: GlobalPosition(position),
+        version: 7,
+        state: meta.as_bytes().to_vec(),
+    }
+}
+
+/// Rows written by a save are there with the save's checkpoint; a later save changes only
+/// the rows it names (a `None` row deletes); scoped reads return one partner's rows.
+pub async fn checkpoint_rows_are_saved_with_their_position<K: crate::CheckpointStore>(k: K) {
+    assert_eq!(k.load("v").await.expect("load"), None);
+    assert!(k.load_rows("v").await.expect("rows").is_empty());
+    k.save_rows(
+        "v",
+        at(10, "m1"),
+        vec![
+            row("r/a", Some("p1"), Some("1")),
+            row("r/b", Some("p2"), Some("2")),
+            row("t/x", None, Some("3")),
+        ],
+    )
+    .await
+    .expect("first save");
+    k.save_rows(
+        "v",
+        at(20, "m2"),
+        vec![
+            row("r/a", Some("p2"), Some("1b")),
+            row("t/x", None, None),
+            row("t/never", None, None),
+        ],
+    )
+    .await
+    .expect("second save");
+    assert_eq!(k.load("v").await.expect("load"), Some(at(20, "m2")));
+    let rows = k.load_rows("v").await.expect("rows");
+    assert_eq!(
+        rows,
+        vec![
+            ("r/a".to_string(), b"1b".to_vec()),
+            ("r/b".to_string(), b"2".to_vec())
+        ],
+        "rows by key, the deleted one gone"
+    );
+    let (position, p2) = k.scoped_rows("v", "p2").await.expect("scoped");
+    assert_eq!(position, GlobalPosition(20));
+    assert_eq!(
+        p2.iter().map(|(key, _)| key.as_str()).collect::<Vec<_>>(),
+        vec!["r/a", "r/b"],
+        "a row moved to another partner is read with that partner"
+    );
+    let (_, p1) = k.scoped_rows("v", "p1").await.expect("scoped");
+    assert!(p1.is_empty(), "p1 no longer owns r/a: {p1:?}");
+}
+
+pub async fn a_reset_forgets_the_checkpoint_and_every_row<K: crate::CheckpointStore>(k: K) {
+    k.save_rows("v", at(5, "m"), vec![row("r/a", Some("p"), Some("1"))])
+        .await
+        .expect("save");
+    k.reset("v").await.expect("reset");
+    assert_eq!(k.load("v").await.expect("load"), None);
+    assert!(k.load_rows("v").await.expect("rows").is_empty());
+    let (position, rows) = k.scoped_rows("v", "p").await.expect("scoped");
+    assert_eq!((position, rows.len()), (GlobalPosition::ORIGIN, 0));
+}
+
+pub async fn saves_of_two_views_do_not_mix<K: crate::CheckpointStore>(k: K) {
+    k.save_rows("a", at(1, "ma"), vec![row("r/1", None, Some("a1"))])
+        .await
+        .expect("save a");
+    k.save_rows("b", at(2, "mb"), vec![row("r/1", None, Some("b1"))])
+        .await
+        .expect("save b");
+    k.reset("a").await.expect("reset a");
+    assert_eq!(
+        k.load_rows("b").await.expect("rows b"),
+        vec![("r/1".to_string(), b"b1".to_vec())]
+    );
+    assert_eq!(k.load("b").await.expect("load b"), Some(at(2, "mb")));
+    // A save with no rows (the reactor's) keeps the rows already saved.
+    k.save("b", at(3, "mb2")).await.expect("save b again");
+    assert_eq!(k.load_rows("b").await.expect("rows b").len(), 1);
+}

@@ -29,7 +29,7 @@ use std::future::Future;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-pub use checkpoint::{Checkpoint, CheckpointStore, MemoryCheckpoints};
+pub use checkpoint::{Checkpoint, CheckpointStore, MemoryCheckpoints, RowWrite, StoredRow};
 pub use subscription::Subscription;
 
 /// The append rules every backend applies identically (backends outside this crate use
