@@ -304,6 +304,7 @@ async fn a_follower_keeps_up_and_resumes_after_being_killed() {
             &views,
             std::time::Duration::from_millis(20),
             std::future::pending(),
+            |_| {},
         )
         .await
     });
@@ -345,6 +346,7 @@ async fn a_follower_keeps_up_and_resumes_after_being_killed() {
             async {
                 let _ = stop_rx.await;
             },
+            |_| {},
         )
         .await
     });

@@ -25,7 +25,10 @@ pub type ProgressSink<'a> = &'a mut (dyn FnMut(Progress) + Send);
 /// A future that ends a follower when it resolves.
 pub type Stop<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 type Run<S, K> = for<'a> fn(&'a S, &'a K, CatchUp, ProgressSink<'a>) -> Boxed<'a, RunReport>;
-type Follow<S, K> = for<'a> fn(&'a S, &'a K, Duration, Stop<'a>) -> Boxed<'a, GlobalPosition>;
+/// Where a follower announces each position it saved.
+pub type SavedWatch = tokio::sync::watch::Sender<GlobalPosition>;
+type Follow<S, K> =
+    for<'a> fn(&'a S, &'a K, Duration, Stop<'a>, &'a SavedWatch) -> Boxed<'a, GlobalPosition>;
 
 /// What a generic run over one projection reports (its typed state stays inside).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,15 +71,17 @@ impl<S, K> Registered<S, K> {
         (self.rebuild)(store, checkpoints, how, progress)
     }
 
-    /// Keeps the projection current until `stop` resolves (see [`runner::follow`]).
+    /// Keeps the projection current until `stop` resolves (see [`runner::follow`]),
+    /// announcing every position it saved on `saved`.
     pub fn follow<'a>(
         &self,
         store: &'a S,
         checkpoints: &'a K,
         poll: Duration,
         stop: Stop<'a>,
+        saved: &'a SavedWatch,
     ) -> Boxed<'a, GlobalPosition> {
-        (self.follow)(store, checkpoints, poll, stop)
+        (self.follow)(store, checkpoints, poll, stop, saved)
     }
 }
 
@@ -105,8 +110,16 @@ fn entry<P: Projection, S: EventStore, K: CheckpointStore>() -> Registered<S, K>
                 Ok(report(caught, P::NAME))
             })
         },
-        follow: |store, checkpoints, poll, stop| {
-            Box::pin(runner::follow::<P, S, K>(store, checkpoints, poll, stop))
+        follow: |store, checkpoints, poll, stop, saved| {
+            Box::pin(runner::follow::<P, S, K>(
+                store,
+                checkpoints,
+                poll,
+                stop,
+                move |position| {
+                    saved.send_replace(position);
+                },
+            ))
         },
     }
 }

@@ -171,7 +171,13 @@ async fn write_save<P: Projection, K: CheckpointStore>(
         ))
     })?
     .map_err(|e| corrupt::<P>(&e))?;
-    checkpoints.save_rows(P::NAME, checkpoint, rows).await?;
+    if P::PUBLISHED {
+        checkpoints
+            .save_published_rows(P::NAME, checkpoint, rows)
+            .await?;
+    } else {
+        checkpoints.save_rows(P::NAME, checkpoint, rows).await?;
+    }
     Ok(())
 }
 
@@ -224,53 +230,19 @@ pub async fn catch_up<P: Projection, S: EventStore, K: CheckpointStore>(
         checkpoints.reset(P::NAME).await?;
     }
     let mut position = resumed_from;
-    let mut pending: PendingSave = None;
-    let head = *store.head().borrow();
-    let mut pages = LogPages::new(store, position, 4096);
-    let mut folded = 0u64;
-    let mut last_save = Instant::now();
-    while let Some(page) = pages.next_page().await? {
-        for recorded in &page {
-            state.apply(recorded.position.0, &decode_event(recorded)?);
-            position = recorded.position;
-            folded += 1;
-            if how.stop_after == Some(folded) {
-                finish(&mut pending).await?;
-                return Ok(CaughtUp {
-                    state,
-                    position,
-                    resumed_from,
-                    folded,
-                    rebuilt,
-                });
-            }
-            if folded.is_multiple_of(how.checkpoint_every.max(1)) {
-                let idle = pending.as_ref().is_none_or(JoinHandle::is_finished);
-                let many = idle
-                    && dealreg_projections::table::changed(&state.tables()) >= how.rows_per_save;
-                if many || last_save.elapsed() >= how.save_interval {
-                    finish(&mut pending).await?;
-                    pending = start_save(checkpoints, position, &mut state)?;
-                    last_save = Instant::now();
-                }
-                progress(Progress {
-                    position,
-                    head,
-                    events: folded,
-                });
-            }
-        }
-    }
-    finish(&mut pending).await?;
+    let (folded, crashed) = advance(
+        store,
+        checkpoints,
+        &mut state,
+        &mut position,
+        how,
+        &mut progress,
+    )
+    .await?;
     // Nothing new folded: nothing to write (a reader of a read-only copy writes nothing).
-    if folded > 0 || rebuilt.is_some() {
+    if !crashed && (folded > 0 || rebuilt.is_some()) {
         save(checkpoints, position, &mut state).await?;
     }
-    progress(Progress {
-        position,
-        head,
-        events: folded,
-    });
     Ok(CaughtUp {
         state,
         position,
@@ -278,6 +250,57 @@ pub async fn catch_up<P: Projection, S: EventStore, K: CheckpointStore>(
         folded,
         rebuilt,
     })
+}
+
+/// Folds every event after `position` into `state`, saving along the way as `how` says
+/// (not at the end: the caller does). Returns how many events it folded, and whether it
+/// stopped early as `how.stop_after` asked (a simulated crash: no save at the end).
+async fn advance<P: Projection, S: EventStore, K: CheckpointStore>(
+    store: &S,
+    checkpoints: &K,
+    state: &mut P,
+    position: &mut GlobalPosition,
+    how: CatchUp,
+    progress: &mut impl FnMut(Progress),
+) -> Result<(u64, bool), ViewError> {
+    let mut pending: PendingSave = None;
+    let head = *store.head().borrow();
+    let mut pages = LogPages::new(store, *position, 4096);
+    let mut folded = 0u64;
+    let mut last_save = Instant::now();
+    while let Some(page) = pages.next_page().await? {
+        for recorded in &page {
+            state.apply(recorded.position.0, &decode_event(recorded)?);
+            *position = recorded.position;
+            folded += 1;
+            if how.stop_after == Some(folded) {
+                finish(&mut pending).await?;
+                return Ok((folded, true));
+            }
+            if folded.is_multiple_of(how.checkpoint_every.max(1)) {
+                let idle = pending.as_ref().is_none_or(JoinHandle::is_finished);
+                let many = idle
+                    && dealreg_projections::table::changed(&state.tables()) >= how.rows_per_save;
+                if many || last_save.elapsed() >= how.save_interval {
+                    finish(&mut pending).await?;
+                    pending = start_save(checkpoints, *position, state)?;
+                    last_save = Instant::now();
+                }
+                progress(Progress {
+                    position: *position,
+                    head,
+                    events: folded,
+                });
+            }
+        }
+    }
+    finish(&mut pending).await?;
+    progress(Progress {
+        position: *position,
+        head,
+        events: folded,
+    });
+    Ok((folded, false))
 }
 
 /// Forgets `P`'s checkpoint and folds the whole log again.
@@ -293,21 +316,44 @@ pub async fn rebuild<P: Projection, S: EventStore, K: CheckpointStore>(
 
 /// Keeps `P` up to date as events arrive: catches up, then waits for the store's head to
 /// move (or `poll`, for appends made by other processes, which this process's head watch
-/// does not see), and catches up again, until `stop` resolves. Every catch-up ends with a
-/// save, so a follower killed at any moment resumes from its last saved checkpoint.
+/// does not see), and catches up again, until `stop` resolves. The state stays in memory
+/// between catch-ups; each one that folded something ends with a save (only the rows it
+/// changed), so a follower killed at any moment resumes from its last saved checkpoint.
+/// `saved` is told each position saved (queries waiting for a position listen to it).
 pub async fn follow<P: Projection, S: EventStore, K: CheckpointStore>(
     store: &S,
     checkpoints: &K,
     poll: Duration,
     stop: impl std::future::Future<Output = ()>,
+    mut saved: impl FnMut(GlobalPosition) + Send,
 ) -> Result<GlobalPosition, ViewError> {
     let mut head = store.head();
     let mut stop = std::pin::pin!(stop);
+    let (mut position, mut state, rebuilt) = load::<P, K>(checkpoints).await?;
+    if rebuilt.is_some() {
+        checkpoints.reset(P::NAME).await?;
+    }
+    let mut first = true;
     loop {
         let _ = *head.borrow_and_update();
-        let caught = catch_up::<P, S, K>(store, checkpoints, CatchUp::default(), |_| {}).await?;
+        let (folded, _) = advance(
+            store,
+            checkpoints,
+            &mut state,
+            &mut position,
+            CatchUp::default(),
+            &mut |_| {},
+        )
+        .await?;
+        if folded > 0 || (first && rebuilt.is_some()) {
+            save(checkpoints, position, &mut state).await?;
+        }
+        if folded > 0 || first {
+            saved(position);
+        }
+        first = false;
         tokio::select! {
-            _ = &mut stop => return Ok(caught.position),
+            _ = &mut stop => return Ok(position),
             _ = head.changed() => {}
             _ = tokio::time::sleep(poll) => {}
         }

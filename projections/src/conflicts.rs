@@ -223,6 +223,7 @@ impl Projection for ConflictFlags {
     /// 2: overlapping protection is flagged as a risk. 3: conflicts close by themselves.
     /// 4: stored as rows.
     const VERSION: u32 = 4;
+    const PUBLISHED: bool = true;
 
     fn tables(&self) -> Tables<'_> {
         vec![

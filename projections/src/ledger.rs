@@ -166,6 +166,7 @@ impl Projection for Ledger {
     const NAME: &'static str = "ledger";
     /// 2: stored as rows.
     const VERSION: u32 = 2;
+    const PUBLISHED: bool = true;
 
     fn tables(&self) -> Tables<'_> {
         vec![

@@ -29,6 +29,10 @@ pub trait Projection:
     /// a state saved under another version is rebuilt from the log instead of served.
     const VERSION: u32;
 
+    /// Whether the view's row changes are published (the change feed): its saves write
+    /// the feed outbox too.
+    const PUBLISHED: bool = false;
+
     /// Folds one event at its global position.
     fn apply(&mut self, position: u64, event: &Event);
 

@@ -183,6 +183,7 @@ impl Projection for Pipeline {
     const NAME: &'static str = "pipeline";
     /// 2: a reassigned registration moves to its new partner's view. 3: stored as rows.
     const VERSION: u32 = 3;
+    const PUBLISHED: bool = true;
 
     fn tables(&self) -> Tables<'_> {
         vec![("partner", &self.partners), ("registration", &self.rows)]

@@ -5,12 +5,19 @@
 //!
 //! Why one transaction: the checkpoint and the rows of a save are written together, so
 //! they can only change together; a runner killed at any moment resumes from the last
-//! saved checkpoint with exactly the rows saved with it.
+//! saved checkpoint with exactly the rows saved with it. A published save also writes its
+//! feed outbox entries (`feed_outbox`) in that transaction, so a crash between a save and
+//! its publication loses nothing. `leases` says which process writes the views when
+//! several share the file; a handle made with [`SqliteCheckpoints::fenced`] checks in every
+//! save's transaction that its process still holds the lease.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use dealreg_store::{Checkpoint, CheckpointStore, GlobalPosition, RowWrite, StoreError, StoredRow};
+use dealreg_store::{
+    Checkpoint, CheckpointStore, FeedEntry, GlobalPosition, Leases, RowWrite, RowsAt, StoreError,
+    StoredRow,
+};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::open::{self, SqliteOptions};
@@ -19,6 +26,18 @@ use crate::open::{self, SqliteOptions};
 #[derive(Clone)]
 pub struct SqliteCheckpoints {
     conn: Arc<Mutex<Connection>>,
+    /// (lease, holder): saves are refused unless `holder` holds `lease`.
+    fence: Option<Arc<(String, String)>>,
+}
+
+trait Db<T> {
+    fn db(self) -> Result<T, StoreError>;
+}
+
+impl<T> Db<T> for rusqlite::Result<T> {
+    fn db(self) -> Result<T, StoreError> {
+        self.map_err(backend)
+    }
 }
 
 fn backend(e: rusqlite::Error) -> StoreError {
@@ -94,7 +113,7 @@ impl SqliteCheckpoints {
         conn.execute_batch("PRAGMA cache_size = -65536;")
             .map_err(backend)?;
         let has_rows = |conn: &Connection| {
-            conn.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'view_rows'")
+            conn.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'leases'")
                 .and_then(|mut q| q.exists([]))
         };
         if !has_rows(&conn).map_err(backend)? {
@@ -110,6 +129,19 @@ impl SqliteCheckpoints {
                  CREATE UNIQUE INDEX IF NOT EXISTS view_rows_by_key ON view_rows (view, key);
                  CREATE INDEX IF NOT EXISTS view_rows_by_scope
                      ON view_rows (view, scope, key) WHERE scope IS NOT NULL;
+                 CREATE TABLE IF NOT EXISTS feed_outbox (
+                     seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+                     view           TEXT    NOT NULL,
+                     key            TEXT    NOT NULL,
+                     scope          TEXT,
+                     previous_scope TEXT,
+                     position       INTEGER NOT NULL
+                 );
+                 CREATE TABLE IF NOT EXISTS leases (
+                     name       TEXT PRIMARY KEY,
+                     holder     TEXT    NOT NULL,
+                     expires_ms INTEGER NOT NULL
+                 ) WITHOUT ROWID;
                  COMMIT;",
             )
             .map_err(|e| {
@@ -121,7 +153,106 @@ impl SqliteCheckpoints {
         }
         Ok(SqliteCheckpoints {
             conn: Arc::new(Mutex::new(conn)),
+            fence: None,
         })
+    }
+
+    /// This handle, with every save refused (`StoreError::LeaseLost`, nothing written)
+    /// unless `holder` holds `lease` when the save's transaction runs.
+    pub fn fenced(&self, lease: &str, holder: &str) -> SqliteCheckpoints {
+        SqliteCheckpoints {
+            conn: Arc::clone(&self.conn),
+            fence: Some(Arc::new((lease.to_string(), holder.to_string()))),
+        }
+    }
+
+    async fn run_checked<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&conn)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("checkpoint task failed: {e}")))?
+    }
+
+    async fn write(
+        &self,
+        name: &str,
+        checkpoint: Checkpoint,
+        rows: Vec<RowWrite>,
+        published: bool,
+    ) -> Result<(), StoreError> {
+        let name = name.to_string();
+        let fence = self.fence.clone();
+        self.run_checked(move |conn| {
+            let tx = conn.unchecked_transaction().db()?;
+            if let Some(fence) = fence {
+                let (lease, holder) = (&fence.0, &fence.1);
+                let current: Option<String> = tx
+                    .query_row(
+                        "SELECT holder FROM leases WHERE name = ?1",
+                        params![lease],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .db()?;
+                if current.as_deref() != Some(holder.as_str()) {
+                    return Err(StoreError::LeaseLost {
+                        lease: lease.clone(),
+                    });
+                }
+            }
+            let position = checkpoint.position.0 as i64;
+            {
+                let mut upsert = tx
+                    .prepare_cached(
+                        "INSERT INTO view_rows (view, key, scope, position, row) VALUES (?1, ?2, ?3, ?4, ?5)
+                         ON CONFLICT(view, key) DO UPDATE SET scope = excluded.scope,
+                             position = excluded.position, row = excluded.row",
+                    )
+                    .db()?;
+                let mut delete = tx
+                    .prepare_cached("DELETE FROM view_rows WHERE view = ?1 AND key = ?2")
+                    .db()?;
+                let mut outbox = tx
+                    .prepare_cached(
+                        "INSERT INTO feed_outbox (view, key, scope, previous_scope, position)
+                         VALUES (?1, ?2, ?3,
+                             (SELECT scope FROM view_rows WHERE view = ?1 AND key = ?2), ?4)",
+                    )
+                    .db()?;
+                for write in &rows {
+                    if published {
+                        let scope = write.row.as_ref().and(write.scope.as_ref());
+                        outbox.execute(params![name, write.key, scope, position]).db()?;
+                    }
+                    match &write.row {
+                        Some(row) => {
+                            upsert
+                                .execute(params![name, write.key, write.scope, position, row])
+                                .db()?;
+                        }
+                        None => {
+                            delete.execute(params![name, write.key]).db()?;
+                        }
+                    }
+                }
+            }
+            tx.execute(
+                "INSERT INTO projection_state (name, position, version, state) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(name) DO UPDATE SET position = excluded.position,
+                     version = excluded.version, state = excluded.state",
+                params![name, position, checkpoint.version, checkpoint.state],
+            )
+            .db()?;
+            tx.commit().db()
+        })
+        .await
     }
 
     async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
@@ -160,7 +291,7 @@ impl CheckpointStore for SqliteCheckpoints {
     }
 
     async fn save(&self, name: &str, checkpoint: Checkpoint) -> Result<(), StoreError> {
-        self.save_rows(name, checkpoint, Vec::new()).await
+        self.write(name, checkpoint, Vec::new(), false).await
     }
 
     async fn save_rows(
@@ -169,36 +300,77 @@ impl CheckpointStore for SqliteCheckpoints {
         checkpoint: Checkpoint,
         rows: Vec<RowWrite>,
     ) -> Result<(), StoreError> {
+        self.write(name, checkpoint, rows, false).await
+    }
+
+    async fn save_published_rows(
+        &self,
+        name: &str,
+        checkpoint: Checkpoint,
+        rows: Vec<RowWrite>,
+    ) -> Result<(), StoreError> {
+        self.write(name, checkpoint, rows, true).await
+    }
+
+    async fn rows_by_key(&self, name: &str, keys: Vec<String>) -> Result<RowsAt, StoreError> {
         let name = name.to_string();
         self.run(move |conn| {
             let tx = conn.unchecked_transaction()?;
-            let position = checkpoint.position.0 as i64;
-            {
-                let mut upsert = tx.prepare_cached(
-                    "INSERT INTO view_rows (view, key, scope, position, row) VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT(view, key) DO UPDATE SET scope = excluded.scope,
-                         position = excluded.position, row = excluded.row",
-                )?;
-                let mut delete =
-                    tx.prepare_cached("DELETE FROM view_rows WHERE view = ?1 AND key = ?2")?;
-                for write in &rows {
-                    match &write.row {
-                        Some(row) => {
-                            upsert.execute(params![name, write.key, write.scope, position, row])?;
-                        }
-                        None => {
-                            delete.execute(params![name, write.key])?;
-                        }
-                    }
-                }
-            }
-            tx.execute(
-                "INSERT INTO projection_state (name, position, version, state) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(name) DO UPDATE SET position = excluded.position,
-                     version = excluded.version, state = excluded.state",
-                params![name, position, checkpoint.version, checkpoint.state],
+            let position = tx
+                .query_row(
+                    "SELECT position FROM projection_state WHERE name = ?1",
+                    params![name],
+                    |r| r.get::<_, i64>(0),
+                )
+                .optional()?
+                .map_or(GlobalPosition::ORIGIN, |p| GlobalPosition(p as u64));
+            let rows = {
+                let mut query =
+                    tx.prepare_cached("SELECT row FROM view_rows WHERE view = ?1 AND key = ?2")?;
+                keys.iter()
+                    .map(|key| {
+                        query
+                            .query_row(params![name, key], |r| r.get::<_, Vec<u8>>(0))
+                            .optional()
+                    })
+                    .collect::<rusqlite::Result<Vec<_>>>()?
+            };
+            tx.commit()?;
+            Ok((position, rows))
+        })
+        .await
+    }
+
+    async fn feed_after(&self, after_seq: u64, limit: usize) -> Result<Vec<FeedEntry>, StoreError> {
+        self.run(move |conn| {
+            let mut query = conn.prepare_cached(
+                "SELECT seq, view, key, scope, previous_scope, position FROM feed_outbox
+                 WHERE seq > ?1 ORDER BY seq LIMIT ?2",
             )?;
-            tx.commit()
+            let entries = query
+                .query_map(params![after_seq as i64, limit as i64], |r| {
+                    Ok(FeedEntry {
+                        seq: r.get::<_, i64>(0)? as u64,
+                        view: r.get(1)?,
+                        key: r.get(2)?,
+                        scope: r.get(3)?,
+                        previous_scope: r.get(4)?,
+                        position: GlobalPosition(r.get::<_, i64>(5)? as u64),
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(entries)
+        })
+        .await
+    }
+
+    async fn feed_published(&self, seq: u64) -> Result<(), StoreError> {
+        self.run(move |conn| {
+            conn.execute(
+                "DELETE FROM feed_outbox WHERE seq <= ?1",
+                params![seq as i64],
+            )
+            .map(|_| ())
         })
         .await
     }
@@ -259,6 +431,43 @@ impl CheckpointStore for SqliteCheckpoints {
                 params![name],
             )?;
             tx.commit()
+        })
+        .await
+    }
+}
+
+impl Leases for SqliteCheckpoints {
+    async fn try_acquire(
+        &self,
+        lease: &str,
+        holder: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        let (lease, holder) = (lease.to_string(), holder.to_string());
+        let now_ms = now.timestamp_millis();
+        let until = now_ms.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+        self.run(move |conn| {
+            let changed = conn.execute(
+                "INSERT INTO leases (name, holder, expires_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(name) DO UPDATE SET holder = excluded.holder,
+                     expires_ms = excluded.expires_ms
+                 WHERE leases.holder = excluded.holder OR leases.expires_ms <= ?4",
+                params![lease, holder, until, now_ms],
+            )?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn release(&self, lease: &str, holder: &str) -> Result<(), StoreError> {
+        let (lease, holder) = (lease.to_string(), holder.to_string());
+        self.run(move |conn| {
+            conn.execute(
+                "DELETE FROM leases WHERE name = ?1 AND holder = ?2",
+                params![lease, holder],
+            )
+            .map(|_| ())
         })
         .await
     }

@@ -384,3 +384,64 @@ async fn sqlite_checkpoints_pass_the_checkpoint_suite() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_leases_are_exclusive_until_they_expire() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("leases.db");
+    SqliteStore::open(&path).expect("open store");
+    dealreg_store::conformance::leases_are_exclusive_until_they_expire(
+        dealreg_store_sqlite::SqliteCheckpoints::open(&path).expect("open checkpoints"),
+    )
+    .await;
+}
+
+/// Two processes' handles on one file: a save fenced by a lease another holder took is
+/// refused and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_fenced_by_a_lost_lease_writes_nothing() {
+    use dealreg_store::{Checkpoint, CheckpointStore, Leases, RowWrite};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("fence.db");
+    SqliteStore::open(&path).expect("open store");
+    let a = dealreg_store_sqlite::SqliteCheckpoints::open(&path).expect("a");
+    let b = dealreg_store_sqlite::SqliteCheckpoints::open(&path).expect("b");
+    let t0 = chrono::DateTime::parse_from_rfc3339("2026-03-02T09:00:00Z")
+        .expect("time")
+        .with_timezone(&chrono::Utc);
+    let ttl = std::time::Duration::from_secs(10);
+    assert!(a.try_acquire("views", "a", t0, ttl).await.expect("a takes"));
+    let fenced = a.fenced("views", "a");
+    let save = |position: u64| Checkpoint {
+        position: GlobalPosition(position),
+        version: 1,
+        state: b"{}".to_vec(),
+    };
+    let one_row = || {
+        vec![RowWrite {
+            key: "r/1".into(),
+            scope: None,
+            row: Some(b"1".to_vec()),
+        }]
+    };
+    fenced
+        .save_published_rows("v", save(5), one_row())
+        .await
+        .expect("a holds the lease");
+    let expired = t0 + chrono::Duration::seconds(11);
+    assert!(b
+        .try_acquire("views", "b", expired, ttl)
+        .await
+        .expect("b takes over"));
+    let refused = fenced.save_published_rows("v", save(6), one_row()).await;
+    assert!(
+        matches!(refused, Err(StoreError::LeaseLost { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(
+        b.load("v").await.expect("load").map(|c| c.position),
+        Some(GlobalPosition(5)),
+        "the refused save wrote nothing"
+    );
+    assert_eq!(b.feed_after(0, 10).await.expect("feed").len(), 1);
+}

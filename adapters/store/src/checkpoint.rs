@@ -38,6 +38,47 @@ pub struct RowWrite {
 /// A stored row: its key and bytes.
 pub type StoredRow = (String, Vec<u8>);
 
+/// One row change waiting in the feed outbox: written in the transaction of the save that
+/// changed the row, removed once published. It names the row, not its bytes: the feed
+/// publishes the row as stored when it is published (a later change of the same row has an
+/// entry of its own), so the outbox stays small.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedEntry {
+    /// Order of the outbox, increasing.
+    pub seq: u64,
+    pub view: String,
+    pub key: String,
+    /// The row's scope after the change (`None`: unscoped, or deleted).
+    pub scope: Option<String>,
+    /// Its scope before the change: a row that moved to another partner is withdrawn
+    /// from the one it left.
+    pub previous_scope: Option<String>,
+    /// The position of the save that changed it.
+    pub position: GlobalPosition,
+}
+
+/// Exclusive, expiring leases: which of several processes sharing a store writes the
+/// views and publishes the feed. Why leases: two folds saving rows of one view would mix
+/// rows of different positions; a save fenced by a lease is refused once the lease is lost.
+pub trait Leases: Send + Sync + 'static {
+    /// Takes or renews `lease` for `holder` until `now + ttl`; `false` when another holder
+    /// has it and it has not expired.
+    fn try_acquire(
+        &self,
+        lease: &str,
+        holder: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        ttl: std::time::Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Gives `lease` up, if `holder` has it.
+    fn release(
+        &self,
+        lease: &str,
+        holder: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
 /// Saved states by name (`pipeline`, `ledger`, `reactor/offboarding`...). Clones share
 /// the storage (the runner writes a save while it folds on).
 pub trait CheckpointStore: Clone + Send + Sync + 'static {
@@ -77,9 +118,45 @@ pub trait CheckpointStore: Clone + Send + Sync + 'static {
         scope: &str,
     ) -> impl Future<Output = Result<(GlobalPosition, Vec<StoredRow>), StoreError>> + Send;
 
-    /// Forgets `name` (checkpoint and rows), so its next run starts from the origin.
+    /// Forgets `name` (checkpoint and rows), so its next run starts from the origin. Its
+    /// outbox entries stay and are published; the rebuild that follows publishes every
+    /// row again.
     fn reset(&self, name: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Like [`CheckpointStore::save_rows`], and every row written also gets an entry in
+    /// the feed outbox, in the same atomic write.
+    fn save_published_rows(
+        &self,
+        name: &str,
+        checkpoint: Checkpoint,
+        rows: Vec<RowWrite>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The rows of `name` with these keys, as stored now (`None`: no such row), with the
+    /// position of the view's checkpoint (one consistent read).
+    fn rows_by_key(
+        &self,
+        name: &str,
+        keys: Vec<String>,
+    ) -> impl Future<Output = Result<RowsAt, StoreError>> + Send;
+
+    /// Up to `limit` outbox entries after `after_seq`, in order.
+    fn feed_after(
+        &self,
+        after_seq: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<FeedEntry>, StoreError>> + Send;
+
+    /// Removes the outbox entries up to `seq`: they are published.
+    fn feed_published(&self, seq: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
+
+/// Rows read by key (`None`: no such row) and the view's checkpoint position they are
+/// current at.
+pub type RowsAt = (GlobalPosition, Vec<Option<Vec<u8>>>);
+
+/// Who holds each lease, and until when.
+type LeaseHolders = HashMap<String, (String, chrono::DateTime<chrono::Utc>)>;
 
 /// A saved read model in memory: its checkpoint and its rows (scope, bytes) by key.
 type SavedView = (Checkpoint, BTreeMap<String, (Option<String>, Vec<u8>)>);
@@ -88,11 +165,50 @@ type SavedView = (Checkpoint, BTreeMap<String, (Option<String>, Vec<u8>)>);
 #[derive(Debug, Clone, Default)]
 pub struct MemoryCheckpoints {
     saved: Arc<Mutex<HashMap<String, SavedView>>>,
+    /// The last sequence number given, and the entries not yet published.
+    outbox: Arc<Mutex<(u64, Vec<FeedEntry>)>>,
+    leases: Arc<Mutex<LeaseHolders>>,
 }
 
 impl MemoryCheckpoints {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    fn write(
+        &self,
+        name: &str,
+        checkpoint: Checkpoint,
+        rows: Vec<RowWrite>,
+        published: bool,
+    ) -> Result<(), StoreError> {
+        let mut saved = self.saved.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut outbox = self.outbox.lock().unwrap_or_else(PoisonError::into_inner);
+        let view = saved
+            .entry(name.to_string())
+            .or_insert_with(|| (checkpoint.clone(), BTreeMap::new()));
+        let position = checkpoint.position;
+        view.0 = checkpoint;
+        for write in rows {
+            let scope = write.row.as_ref().and(write.scope.clone());
+            let previous = match write.row {
+                Some(row) => view.1.insert(write.key.clone(), (write.scope.clone(), row)),
+                None => view.1.remove(&write.key),
+            };
+            if published {
+                outbox.0 += 1;
+                let seq = outbox.0;
+                outbox.1.push(FeedEntry {
+                    seq,
+                    view: name.to_string(),
+                    key: write.key,
+                    scope,
+                    previous_scope: previous.and_then(|(scope, _)| scope),
+                    position,
+                });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -103,7 +219,7 @@ impl CheckpointStore for MemoryCheckpoints {
     }
 
     async fn save(&self, name: &str, checkpoint: Checkpoint) -> Result<(), StoreError> {
-        self.save_rows(name, checkpoint, Vec::new()).await
+        self.write(name, checkpoint, Vec::new(), false)
     }
 
     async fn save_rows(
@@ -112,22 +228,16 @@ impl CheckpointStore for MemoryCheckpoints {
         checkpoint: Checkpoint,
         rows: Vec<RowWrite>,
     ) -> Result<(), StoreError> {
-        let mut saved = self.saved.lock().unwrap_or_else(PoisonError::into_inner);
-        let view = saved
-            .entry(name.to_string())
-            .or_insert_with(|| (checkpoint.clone(), BTreeMap::new()));
-        view.0 = checkpoint;
-        for write in rows {
-            match write.row {
-                Some(row) => {
-                    view.1.insert(write.key, (write.scope, row));
-                }
-                None => {
-                    view.1.remove(&write.key);
-                }
-            }
-        }
-        Ok(())
+        self.write(name, checkpoint, rows, false)
+    }
+
+    async fn save_published_rows(
+        &self,
+        name: &str,
+        checkpoint: Checkpoint,
+        rows: Vec<RowWrite>,
+    ) -> Result<(), StoreError> {
+        self.write(name, checkpoint, rows, true)
     }
 
     async fn load_rows(&self, name: &str) -> Result<Vec<StoredRow>, StoreError> {
@@ -161,9 +271,67 @@ impl CheckpointStore for MemoryCheckpoints {
             .unwrap_or((GlobalPosition::ORIGIN, Vec::new())))
     }
 
+    async fn rows_by_key(&self, name: &str, keys: Vec<String>) -> Result<RowsAt, StoreError> {
+        let saved = self.saved.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(match saved.get(name) {
+            Some((checkpoint, rows)) => (
+                checkpoint.position,
+                keys.iter()
+                    .map(|k| rows.get(k).map(|(_, row)| row.clone()))
+                    .collect(),
+            ),
+            None => (GlobalPosition::ORIGIN, keys.iter().map(|_| None).collect()),
+        })
+    }
+
     async fn reset(&self, name: &str) -> Result<(), StoreError> {
         let mut saved = self.saved.lock().unwrap_or_else(PoisonError::into_inner);
         saved.remove(name);
+        Ok(())
+    }
+
+    async fn feed_after(&self, after_seq: u64, limit: usize) -> Result<Vec<FeedEntry>, StoreError> {
+        let outbox = self.outbox.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(outbox
+            .1
+            .iter()
+            .filter(|e| e.seq > after_seq)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn feed_published(&self, seq: u64) -> Result<(), StoreError> {
+        let mut outbox = self.outbox.lock().unwrap_or_else(PoisonError::into_inner);
+        outbox.1.retain(|e| e.seq > seq);
+        Ok(())
+    }
+}
+
+impl Leases for MemoryCheckpoints {
+    async fn try_acquire(
+        &self,
+        lease: &str,
+        holder: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        let mut leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
+        let until = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+        match leases.get(lease) {
+            Some((other, expires)) if other != holder && *expires > now => Ok(false),
+            _ => {
+                leases.insert(lease.to_string(), (holder.to_string(), until));
+                Ok(true)
+            }
+        }
+    }
+
+    async fn release(&self, lease: &str, holder: &str) -> Result<(), StoreError> {
+        let mut leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
+        if leases.get(lease).is_some_and(|(h, _)| h == holder) {
+            leases.remove(lease);
+        }
         Ok(())
     }
 }

@@ -645,6 +645,114 @@ where
     checkpoint_rows_are_saved_with_their_position(make().await).await;
     a_reset_forgets_the_checkpoint_and_every_row(make().await).await;
     saves_of_two_views_do_not_mix(make().await).await;
+    published_saves_fill_the_outbox_in_order(make().await).await;
+}
+
+/// A published save writes one outbox entry per row, in order, naming the scope a row
+/// had before (a row moved to another partner); an unpublished save writes none; entries
+/// published are gone.
+pub async fn published_saves_fill_the_outbox_in_order<K: crate::CheckpointStore>(k: K) {
+    k.save_rows("quiet", at(1, "m"), vec![row("r/q", None, Some("q"))])
+        .await
+        .expect("unpublished save");
+    assert!(k.feed_after(0, 10).await.expect("feed").is_empty());
+    k.save_published_rows(
+        "v",
+        at(4, "m"),
+        vec![
+            row("r/a", Some("p1"), Some("1")),
+            row("r/b", Some("p1"), Some("2")),
+        ],
+    )
+    .await
+    .expect("first save");
+    k.save_published_rows(
+        "v",
+        at(9, "m"),
+        vec![row("r/a", Some("p2"), Some("1b")), row("r/b", None, None)],
+    )
+    .await
+    .expect("second save");
+    let entries = k.feed_after(0, 10).await.expect("feed");
+    let seen: Vec<_> = entries
+        .iter()
+        .map(|e| {
+            (
+                e.key.as_str(),
+                e.scope.as_deref(),
+                e.previous_scope.as_deref(),
+                e.position.0,
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("r/a", Some("p1"), None, 4),
+            ("r/b", Some("p1"), None, 4),
+            ("r/a", Some("p2"), Some("p1"), 9),
+            ("r/b", None, Some("p1"), 9),
+        ]
+    );
+    assert!(entries.windows(2).all(|w| w[0].seq < w[1].seq));
+    let (position, rows) = k
+        .rows_by_key("v", vec!["r/a".into(), "r/b".into()])
+        .await
+        .expect("rows by key");
+    assert_eq!(position, GlobalPosition(9));
+    assert_eq!(rows, vec![Some(b"1b".to_vec()), None]);
+    k.feed_published(entries[1].seq).await.expect("published");
+    let left = k.feed_after(0, 10).await.expect("feed");
+    assert_eq!(left.len(), 2);
+    assert_eq!(left[0].seq, entries[2].seq);
+    assert_eq!(
+        k.feed_after(entries[2].seq, 10).await.expect("feed").len(),
+        1
+    );
+}
+
+/// One holder at a time; another takes over once the lease expired; a release frees it.
+pub async fn leases_are_exclusive_until_they_expire<L: crate::Leases>(l: L) {
+    use chrono::TimeZone;
+    let t0 = chrono::Utc
+        .with_ymd_and_hms(2026, 3, 2, 9, 0, 0)
+        .single()
+        .expect("time");
+    let ttl = std::time::Duration::from_secs(10);
+    let later = |s: i64| t0 + chrono::Duration::seconds(s);
+    assert!(l.try_acquire("views", "a", t0, ttl).await.expect("a takes"));
+    assert!(!l
+        .try_acquire("views", "b", later(5), ttl)
+        .await
+        .expect("b waits"));
+    assert!(l
+        .try_acquire("views", "a", later(5), ttl)
+        .await
+        .expect("a renews"));
+    assert!(!l
+        .try_acquire("views", "b", later(12), ttl)
+        .await
+        .expect("renewed: b waits"));
+    assert!(l
+        .try_acquire("views", "b", later(16), ttl)
+        .await
+        .expect("expired: b takes"));
+    assert!(l
+        .try_acquire("other", "a", later(16), ttl)
+        .await
+        .expect("leases are separate"));
+    l.release("views", "a")
+        .await
+        .expect("release by a non-holder does nothing");
+    assert!(!l
+        .try_acquire("views", "a", later(17), ttl)
+        .await
+        .expect("b still holds"));
+    l.release("views", "b").await.expect("release");
+    assert!(l
+        .try_acquire("views", "a", later(17), ttl)
+        .await
+        .expect("freed: a takes"));
 }
 
 fn row(key: &str, scope: Option<&str>, bytes: Option<&str>) -> crate::RowWrite {

@@ -29,7 +29,9 @@ use std::future::Future;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-pub use checkpoint::{Checkpoint, CheckpointStore, MemoryCheckpoints, RowWrite, StoredRow};
+pub use checkpoint::{
+    Checkpoint, CheckpointStore, FeedEntry, Leases, MemoryCheckpoints, RowWrite, RowsAt, StoredRow,
+};
 pub use subscription::Subscription;
 
 /// The append rules every backend applies identically (backends outside this crate use
@@ -170,6 +172,10 @@ pub enum StoreError {
     /// the same idempotency key could apply the command twice.
     #[error("the append may or may not have been written ({reason}); retry it with the same idempotency key, which applies it at most once")]
     OutcomeUnknown { reason: String },
+    /// A save fenced by a lease found the lease held by another process (or expired):
+    /// nothing was written. Why a variant: the holder must stop writing that view, not retry.
+    #[error("the lease `{lease}` is no longer held by this process; another process writes the views now, nothing was saved")]
+    LeaseLost { lease: String },
 }
 
 /// The event store. Every backend implements it and passes [`conformance::run_all`].

@@ -13,3 +13,11 @@ async fn memory_checkpoints_pass_the_checkpoint_suite() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn memory_leases_are_exclusive_until_they_expire() {
+    dealreg_store::conformance::leases_are_exclusive_until_they_expire(
+        dealreg_store::MemoryCheckpoints::new(),
+    )
+    .await;
+}
