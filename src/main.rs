@@ -76,6 +76,9 @@ enum Job {
         /// The projection to rebuild; all when left out.
         projection: Option<String>,
     },
+    /// Serve commands, queries and view feeds over NATS (see docs/NATS.md) until SIGTERM,
+    /// then drain. The store is created when missing.
+    Serve(Box<cli::serve::ServeArgs>),
     /// Show a read model, brought up to date from its checkpoint first.
     View {
         #[command(subcommand)]
@@ -117,6 +120,7 @@ fn main() -> ExitCode {
             Job::Timekeeper { at } => cli::timekeeper::run(&store, at).await,
             Job::Rebuild { projection } => cli::rebuild::run(&store, projection).await,
             Job::View { what } => cli::view::run(&store, what).await,
+            Job::Serve(args) => cli::serve::run(&store, *args).await,
         }
     });
     match outcome {

@@ -34,7 +34,7 @@ use uuid::Uuid;
 
 use crate::cache::{self, StateCache};
 use crate::codec::{decode_event, EventMetadata, EVENT_SCHEMA_VERSION};
-use crate::envelope::CommandEnvelope;
+use crate::envelope::{CommandEnvelope, InputError};
 use crate::partner_reply::PartnerReply;
 use crate::reply::{PositionedEvent, RefusalBody, Reply, ReplyLine};
 
@@ -262,7 +262,13 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
     /// Reads one line of input (any interface) and always answers with a line: the engine's
     /// reply, or a structured refusal. Never panics and never stops on bad input.
     pub async fn execute_line(&self, bytes: &[u8]) -> ReplyLine {
-        let envelope = match CommandEnvelope::parse(bytes) {
+        self.answer(CommandEnvelope::parse(bytes)).await
+    }
+
+    /// Executes a parsed command, or turns why it could not be read into the refusal
+    /// line: the one reply shape of every interface (`apply`, NATS).
+    pub async fn answer(&self, parsed: Result<CommandEnvelope, InputError>) -> ReplyLine {
+        let envelope = match parsed {
             Ok(envelope) => envelope,
             Err(e) => {
                 return ReplyLine::Refused {

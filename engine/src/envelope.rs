@@ -47,6 +47,11 @@ pub enum InputErrorCode {
     UnknownCommand,
     /// Bigger than [`MAX_COMMAND_BYTES`].
     PayloadTooLarge,
+    /// The body names another actor than the subject it was sent on (NATS): the actor
+    /// comes from the subject, which the server's permissions confine.
+    ActorMismatch,
+    /// The body's `command.type` is not the command its subject names (NATS).
+    CommandMismatch,
 }
 
 impl std::fmt::Display for InputErrorCode {
@@ -56,6 +61,8 @@ impl std::fmt::Display for InputErrorCode {
             InputErrorCode::InvalidCommand => "invalid_command",
             InputErrorCode::UnknownCommand => "unknown_command",
             InputErrorCode::PayloadTooLarge => "payload_too_large",
+            InputErrorCode::ActorMismatch => "actor_mismatch",
+            InputErrorCode::CommandMismatch => "command_mismatch",
         };
         f.write_str(code)
     }
@@ -229,22 +236,119 @@ fn explain(serde_message: &str) -> String {
     }
 }
 
+/// Where a command was sent, when the address itself says who sends it and what it is
+/// (a NATS subject: `dealreg.partner.<id>.cmd.submit_registration`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address {
+    /// The actor the subject stands for; its `user` is the one used when the body names
+    /// no actor.
+    pub actor: Actor,
+    pub command: String,
+    /// A key the transport carries (the `Nats-Msg-Id` header).
+    pub idempotency_key: Option<String>,
+}
+
+impl Address {
+    /// Whether an actor named in a body is the one this address stands for (any user of
+    /// that partner, role or component).
+    pub fn sends_as(&self, named: &Actor) -> bool {
+        match (&self.actor, named) {
+            (Actor::Partner { partner_id: a, .. }, Actor::Partner { partner_id: b, .. }) => a == b,
+            (Actor::Vendor { role: a, .. }, Actor::Vendor { role: b, .. }) => a == b,
+            (Actor::System { component: a }, Actor::System { component: b }) => a == b,
+            _ => false,
+        }
+    }
+}
+
+fn too_large(bytes: &[u8]) -> Result<(), InputError> {
+    if bytes.len() > MAX_COMMAND_BYTES {
+        return Err(InputError {
+            code: InputErrorCode::PayloadTooLarge,
+            message: format!(
+                "the command is {} bytes; the limit is {MAX_COMMAND_BYTES}. Move large evidence to a document store and send its link",
+                bytes.len()
+            ),
+            details: serde_json::json!({ "bytes": bytes.len(), "limit": MAX_COMMAND_BYTES }),
+        });
+    }
+    Ok(())
+}
+
 impl CommandEnvelope {
     /// Reads one envelope from JSON bytes, or says precisely what is wrong with them: the
     /// code, and for a command that does not fit its type the JSON path of the field and
     /// what was expected there.
     pub fn parse(bytes: &[u8]) -> Result<CommandEnvelope, InputError> {
-        if bytes.len() > MAX_COMMAND_BYTES {
-            return Err(InputError {
-                code: InputErrorCode::PayloadTooLarge,
-                message: format!(
-                    "the command is {} bytes; the limit is {MAX_COMMAND_BYTES}. Move large evidence to a document store and send its link",
-                    bytes.len()
-                ),
-                details: serde_json::json!({ "bytes": bytes.len(), "limit": MAX_COMMAND_BYTES }),
-            });
+        too_large(bytes)?;
+        Self::from_value(unique_keys(bytes)?)
+    }
+
+    /// Reads a command sent to an address that already says who sends it and which
+    /// command it is (a NATS subject): the body may leave out `actor` and `command.type`,
+    /// and when it names them they must be the address's. Why: the actor of a NATS
+    /// command is the one the server let publish on its subject, never what the body
+    /// claims. The idempotency key of the body wins over the address's (a header).
+    pub fn parse_addressed(bytes: &[u8], address: &Address) -> Result<CommandEnvelope, InputError> {
+        too_large(bytes)?;
+        let mut value = unique_keys(bytes)?;
+        let serde_json::Value::Object(fields) = &mut value else {
+            return Err(invalid(
+                "the body must be a JSON object: {\"idempotency_key\"?, \"actor\"?, \"command\": {...}}".into(),
+                "",
+            ));
+        };
+        match fields.get("actor") {
+            None | Some(serde_json::Value::Null) => {
+                fields.insert(
+                    "actor".into(),
+                    serde_json::to_value(&address.actor).unwrap_or_default(),
+                );
+            }
+            Some(named) => {
+                let named: Actor =
+                    serde_path_to_error::deserialize(named.clone()).map_err(|e| {
+                        let field = field_of("actor", &e);
+                        invalid(at_path(&field, &e), &field)
+                    })?;
+                if !address.sends_as(&named) {
+                    return Err(InputError {
+                        code: InputErrorCode::ActorMismatch,
+                        message: format!(
+                            "this subject sends as {}, the body names {}; leave `actor` out (the subject says who sends) or send on your own subject",
+                            address.actor.label(),
+                            named.label()
+                        ),
+                        details: serde_json::json!({ "field": "actor" }),
+                    });
+                }
+            }
         }
-        let value = unique_keys(bytes)?;
+        if let (None, Some(key)) = (fields.get("idempotency_key"), &address.idempotency_key) {
+            fields.insert("idempotency_key".into(), key.clone().into());
+        }
+        if let Some(serde_json::Value::Object(command)) = fields.get_mut("command") {
+            match command.get("type") {
+                None => {
+                    command.insert("type".into(), address.command.clone().into());
+                }
+                Some(serde_json::Value::String(named)) if *named == address.command => {}
+                Some(other) => {
+                    return Err(InputError {
+                        code: InputErrorCode::CommandMismatch,
+                        message: format!(
+                            "this subject takes `{}`, the body's `command.type` is {other}; leave `type` out or send on the subject of that command",
+                            address.command
+                        ),
+                        details: serde_json::json!({ "field": "command.type" }),
+                    });
+                }
+            }
+        }
+        Self::from_value(value)
+    }
+
+    fn from_value(value: serde_json::Value) -> Result<CommandEnvelope, InputError> {
         const SHAPE: &str =
             "the envelope must be {\"idempotency_key\"?, \"actor\", \"command\": {\"type\", ...}}";
         let arriving: Arriving = serde_path_to_error::deserialize(value).map_err(|e| {

@@ -21,6 +21,6 @@ pub mod timekeeper;
 
 pub use codec::{decode_event, EventMetadata, EVENT_SCHEMA_VERSION};
 pub use engine::{Engine, EngineError, Executed};
-pub use envelope::{CommandEnvelope, InputError, InputErrorCode};
+pub use envelope::{Address, CommandEnvelope, InputError, InputErrorCode};
 pub use partner_reply::{PartnerError, PartnerEvent, PartnerReply};
 pub use reply::{PositionedEvent, RefusalBody, Reply, ReplyLine};

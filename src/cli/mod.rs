@@ -5,6 +5,7 @@ pub mod apply;
 pub mod demo;
 pub mod events;
 pub mod rebuild;
+pub mod serve;
 pub mod store;
 pub mod timekeeper;
 pub mod verify;

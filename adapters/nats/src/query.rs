@@ -1,0 +1,428 @@
+//! The query endpoints: answers from the stored views, at a position the caller can ask
+//! for.
+//!
+//! Why from the stored views and not from a follower's memory: every `serve` process
+//! answers queries, and only one of them folds the views (the lease holder); the rows in
+//! the store are what all of them share. A partner's question reads only that partner's
+//! rows (the views' scope index), so its cost does not grow with other partners.
+//!
+//! Read-your-writes: a command's reply carries the positions of its events; a query with
+//! `min_position` waits until the view has been saved at or past it, or answers
+//! `view_timeout`.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use dealreg_domain::{AccountKey, PartnerId, RegistrationId};
+use dealreg_engine::{decode_event, PartnerEvent, RefusalBody};
+use dealreg_projections::conflicts::ConflictFlags;
+use dealreg_projections::ledger::Ledger;
+use dealreg_projections::metrics::ProgramMetrics;
+use dealreg_projections::pipeline::{Pipeline, VendorRow};
+use dealreg_projections::Projection;
+use dealreg_store::{CheckpointStore, EventStore, GlobalPosition, StoreError, StreamRevision};
+use serde::{Deserialize, Serialize};
+
+use crate::subject::Asker;
+
+/// The longest a query waits for `min_position`.
+pub const MAX_WAIT: Duration = Duration::from_secs(30);
+/// How long a query waits when it names no timeout.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(5);
+/// How often a waiting query looks at the view's checkpoint again.
+const RECHECK: Duration = Duration::from_millis(5);
+
+/// The views a partner may ask for.
+pub const PARTNER_VIEWS: &[&str] = &["pipeline", "ledger", "registration"];
+/// The views the vendor (and the auditor) may ask for.
+pub const VENDOR_VIEWS: &[&str] = &["pipeline", "conflicts", "ledger", "metrics", "registration"];
+
+/// A query's body (every field optional; an empty body is `{}`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryRequest {
+    /// Answer only once the view reflects the log at least up to here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_position: Option<u64>,
+    /// How long to wait for `min_position` (default 5000, at most 30000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// `conflicts`: only this account (any spelling of its domain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// Vendor `ledger`: only this partner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partner_id: Option<uuid::Uuid>,
+    /// `registration`: the registration whose history is asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_id: Option<uuid::Uuid>,
+}
+
+/// The reply to a query.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum QueryReply {
+    Answered {
+        ok: bool,
+        view: String,
+        /// The log position the answer reflects.
+        position: GlobalPosition,
+        answer: serde_json::Value,
+    },
+    Refused {
+        ok: bool,
+        error: RefusalBody,
+    },
+}
+
+impl QueryReply {
+    pub fn refusal(&self) -> Option<&RefusalBody> {
+        match self {
+            QueryReply::Answered { .. } => None,
+            QueryReply::Refused { error, .. } => Some(error),
+        }
+    }
+}
+
+fn refused(code: &str, message: String) -> QueryReply {
+    QueryReply::Refused {
+        ok: false,
+        error: RefusalBody {
+            code: code.into(),
+            message,
+            details: serde_json::Value::Null,
+        },
+    }
+}
+
+fn store_refusal(e: &StoreError) -> QueryReply {
+    refused(
+        "view_unavailable",
+        format!("the views cannot be read now ({e}); retry"),
+    )
+}
+
+/// A view read from the store, whole or one partner's rows.
+struct Read<P> {
+    position: GlobalPosition,
+    view: P,
+}
+
+enum Wait {
+    Unavailable(String),
+    Timeout { reached: GlobalPosition },
+    Store(StoreError),
+}
+
+/// Reads `P` from its saved meta and rows once it covers `min`, one consistent save (a
+/// save between reading the meta and the rows is noticed by the position and read again).
+async fn read_view<P: Projection, K: CheckpointStore>(
+    checkpoints: &K,
+    scope: Option<PartnerId>,
+    min: GlobalPosition,
+    deadline: Instant,
+) -> Result<Read<P>, Wait> {
+    loop {
+        let meta = checkpoints.load(P::NAME).await.map_err(Wait::Store)?;
+        let reached = match &meta {
+            Some(saved) if saved.version == P::VERSION => saved.position,
+            Some(_) | None => GlobalPosition::ORIGIN,
+        };
+        if let Some(saved) = meta.filter(|s| s.version == P::VERSION && s.position >= min) {
+            let (position, rows) = match scope {
+                Some(partner) => checkpoints
+                    .scoped_rows(P::NAME, &partner.to_string())
+                    .await
+                    .map_err(Wait::Store)?,
+                None => {
+                    let rows = checkpoints.load_rows(P::NAME).await.map_err(Wait::Store)?;
+                    let again = checkpoints.load(P::NAME).await.map_err(Wait::Store)?;
+                    (again.map_or(GlobalPosition::ORIGIN, |c| c.position), rows)
+                }
+            };
+            if position == saved.position {
+                let mut view: P = serde_json::from_slice(&saved.state)
+                    .map_err(|e| Wait::Unavailable(format!("`{}` cannot be read: {e}", P::NAME)))?;
+                dealreg_projections::table::restore_rows(&mut view.tables_mut(), rows)
+                    .map_err(Wait::Unavailable)?;
+                return Ok(Read { position, view });
+            }
+            continue;
+        }
+        if Instant::now() >= deadline {
+            return Err(Wait::Timeout { reached });
+        }
+        tokio::time::sleep(RECHECK).await;
+    }
+}
+
+fn answered<T: Serialize>(view: &str, position: GlobalPosition, answer: &T) -> QueryReply {
+    match serde_json::to_value(answer) {
+        Ok(answer) => QueryReply::Answered {
+            ok: true,
+            view: view.into(),
+            position,
+            answer,
+        },
+        Err(e) => refused("internal", format!("the answer could not be encoded: {e}")),
+    }
+}
+
+fn wait_refusal(view: &str, min: GlobalPosition, wait: Wait) -> QueryReply {
+    match wait {
+        Wait::Store(e) => store_refusal(&e),
+        Wait::Unavailable(why) => refused("view_unavailable", format!("{why}; retry, or rebuild the view")),
+        Wait::Timeout { reached } => QueryReply::Refused {
+            ok: false,
+            error: RefusalBody {
+                code: "view_timeout".into(),
+                message: format!(
+                    "the `{view}` view reached position {} and not {} in time; ask again, or with a longer `timeout_ms`",
+                    reached.0, min.0
+                ),
+                details: serde_json::json!({ "reached": reached.0, "wanted": min.0 }),
+            },
+        },
+    }
+}
+
+/// Answers one query body on `view` for `asker`.
+pub async fn answer<S: EventStore, K: CheckpointStore>(
+    store: &S,
+    checkpoints: &K,
+    asker: &Asker,
+    view: &str,
+    body: &[u8],
+) -> QueryReply {
+    let allowed = match asker {
+        Asker::Partner(_) => PARTNER_VIEWS,
+        Asker::Vendor => VENDOR_VIEWS,
+    };
+    if !allowed.contains(&view) {
+        return refused(
+            "unknown_view",
+            format!(
+                "`{view}` is not a view you can ask for; ask for one of {}",
+                allowed.join(", ")
+            ),
+        );
+    }
+    let request: QueryRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        QueryRequest::default()
+    } else {
+        match serde_json::from_slice(body) {
+            Ok(request) => request,
+            Err(e) => {
+                return refused(
+                    "invalid_query",
+                    format!("the query body is not a query ({e}); send {{\"min_position\"?, \"timeout_ms\"?, \"account\"?, \"partner_id\"?, \"registration_id\"?}} or nothing"),
+                )
+            }
+        }
+    };
+    let min = GlobalPosition(request.min_position.unwrap_or(0));
+    let wait = request
+        .timeout_ms
+        .map_or(DEFAULT_WAIT, Duration::from_millis)
+        .min(MAX_WAIT);
+    let deadline = Instant::now() + wait;
+    let partner = match asker {
+        Asker::Partner(me) => {
+            if request.partner_id.is_some_and(|p| p != me.0) {
+                return refused(
+                    "not_permitted",
+                    "a partner sees only its own views; leave `partner_id` out".into(),
+                );
+            }
+            Some(*me)
+        }
+        Asker::Vendor => request.partner_id.map(PartnerId),
+    };
+    match view {
+        "pipeline" => match read_view::<Pipeline, K>(checkpoints, partner, min, deadline).await {
+            Ok(read) => match asker {
+                Asker::Partner(me) => answered(view, read.position, &read.view.partner_view(*me)),
+                Asker::Vendor => answered(view, read.position, &read.view.vendor_view()),
+            },
+            Err(e) => wait_refusal(view, min, e),
+        },
+        "ledger" => match read_view::<Ledger, K>(checkpoints, partner, min, deadline).await {
+            Ok(read) => {
+                let entries: Vec<_> = read
+                    .view
+                    .entries()
+                    .filter(|e| partner.is_none_or(|p| p == e.partner_id))
+                    .collect();
+                let balances: BTreeMap<String, _> = read
+                    .view
+                    .balances()
+                    .filter(|(p, _)| partner.is_none_or(|q| q == **p))
+                    .map(|(p, by_currency)| (p.to_string(), by_currency))
+                    .collect();
+                answered(
+                    view,
+                    read.position,
+                    &serde_json::json!({ "entries": entries, "balances": balances }),
+                )
+            }
+            Err(e) => wait_refusal(view, min, e),
+        },
+        "conflicts" => {
+            let account = match request
+                .account
+                .as_deref()
+                .map(AccountKey::from_domain)
+                .transpose()
+            {
+                Ok(account) => account,
+                Err(e) => return refused("invalid_query", format!("`account`: {}", e.message)),
+            };
+            match read_view::<ConflictFlags, K>(checkpoints, None, min, deadline).await {
+                Ok(read) => {
+                    let mut by_account: BTreeMap<&str, Vec<_>> = BTreeMap::new();
+                    for (key, flag) in read.view.all() {
+                        if account.as_ref().is_none_or(|a| a == key) {
+                            by_account.entry(key.0.as_str()).or_default().push(flag);
+                        }
+                    }
+                    let duplicates: Vec<_> = read
+                        .view
+                        .duplicates()
+                        .filter(|d| account.as_ref().is_none_or(|a| d.accounts.contains(a)))
+                        .collect();
+                    answered(
+                        view,
+                        read.position,
+                        &serde_json::json!({ "conflicts": by_account, "likely_duplicates": duplicates }),
+                    )
+                }
+                Err(e) => wait_refusal(view, min, e),
+            }
+        }
+        "metrics" => match read_view::<ProgramMetrics, K>(checkpoints, None, min, deadline).await {
+            Ok(read) => answered(view, read.position, &read.view.report()),
+            Err(e) => wait_refusal(view, min, e),
+        },
+        "registration" => {
+            let Some(id) = request.registration_id else {
+                return refused(
+                    "invalid_query",
+                    "`registration_id` is required for a registration's history".into(),
+                );
+            };
+            history(store, checkpoints, asker, RegistrationId(id), min, deadline).await
+        }
+        _ => refused("unknown_view", format!("`{view}` is not a view")),
+    }
+}
+
+/// One event of a registration's history, as the vendor sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryLine {
+    pub position: GlobalPosition,
+    pub revision: StreamRevision,
+    pub event: serde_json::Value,
+}
+
+/// Whether `value` names `id` anywhere (an event about a registration names it in a field
+/// of its own, or in a list of the registrations a conflict involves).
+fn names(value: &serde_json::Value, id: &str) -> bool {
+    match value {
+        serde_json::Value::String(s) => s == id,
+        serde_json::Value::Array(items) => items.iter().any(|v| names(v, id)),
+        serde_json::Value::Object(fields) => fields.values().any(|v| names(v, id)),
+        _ => false,
+    }
+}
+
+/// The history of one registration, from its account's stream: every event that names it,
+/// partner-safe for a partner, who sees only its own registrations (another partner's
+/// registration answers as unknown, exactly as one that does not exist).
+async fn history<S: EventStore, K: CheckpointStore>(
+    store: &S,
+    checkpoints: &K,
+    asker: &Asker,
+    id: RegistrationId,
+    min: GlobalPosition,
+    deadline: Instant,
+) -> QueryReply {
+    let unknown = || {
+        refused(
+            "unknown_registration",
+            format!("no registration {} is known to you; check the id, or ask again with `min_position` after submitting", id.0),
+        )
+    };
+    // The pipeline row says which account's stream holds the registration.
+    let key = format!("registration/{}", id.0);
+    let (position, row) = loop {
+        match checkpoints
+            .rows_by_key(Pipeline::NAME, vec![key.clone()])
+            .await
+        {
+            Ok((position, mut rows)) if position >= min || Instant::now() >= deadline => {
+                if position < min {
+                    return wait_refusal("registration", min, Wait::Timeout { reached: position });
+                }
+                break (position, rows.pop().flatten());
+            }
+            Ok(_) => tokio::time::sleep(RECHECK).await,
+            Err(e) => return store_refusal(&e),
+        }
+    };
+    let Some(row) = row else { return unknown() };
+    let row: VendorRow = match serde_json::from_slice(&row) {
+        Ok(row) => row,
+        Err(e) => {
+            return refused(
+                "view_unavailable",
+                format!("the pipeline row cannot be read: {e}"),
+            )
+        }
+    };
+    let me = match asker {
+        Asker::Partner(me) if row.partner_id != *me => return unknown(),
+        Asker::Partner(me) => Some(*me),
+        Asker::Vendor => None,
+    };
+    let stream = dealreg_domain::Boundary::Account(row.account.clone()).stream_name();
+    let wanted = id.0.to_string();
+    let mut lines = Vec::new();
+    let mut from: StreamRevision = 0;
+    loop {
+        let page = match store.read_stream(&stream, from, 1024).await {
+            Ok(page) => page,
+            Err(e) => return store_refusal(&e),
+        };
+        let Some(last) = page.last() else { break };
+        from = last.revision + 1;
+        for recorded in &page {
+            if recorded.position > position {
+                continue;
+            }
+            let event = match decode_event(recorded) {
+                Ok(event) => event,
+                Err(e) => return refused("internal", format!("an event cannot be read: {e}")),
+            };
+            let value = match me {
+                Some(me) => match PartnerEvent::of(&event, me) {
+                    Some(safe) => serde_json::to_value(&safe),
+                    None => continue,
+                },
+                None => serde_json::to_value(&event),
+            };
+            let Ok(value) = value else { continue };
+            if names(&value, &wanted) {
+                lines.push(HistoryLine {
+                    position: recorded.position,
+                    revision: recorded.revision,
+                    event: value,
+                });
+            }
+        }
+    }
+    answered(
+        "registration",
+        position,
+        &serde_json::json!({ "registration_id": id.0, "account": row.account, "events": lines }),
+    )
+}

@@ -1,0 +1,219 @@
+//! `dealreg serve`: the engine on NATS (see `adapters/nats` and docs/NATS.md), on the
+//! embedded SQLite store.
+//!
+//! Several `serve` processes on one host may share one store file: they form one queue
+//! group for commands and queries, and one of them at a time (the holder of the views
+//! lease) folds the views, publishes the feeds and runs the timekeeper. Processes on
+//! different hosts need a distributed store, not a shared SQLite file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use dealreg_clock::{SharedClock, SystemClock};
+use dealreg_domain::Policy;
+use dealreg_engine::Engine;
+use dealreg_nats::metrics::Metrics;
+use dealreg_nats::service::{holder_name, ServeOptions, Stores};
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// The NATS server(s), comma-separated.
+    #[arg(
+        long,
+        default_value = "nats://127.0.0.1:4222",
+        env = "DEALREG_NATS_URL"
+    )]
+    nats_url: String,
+    /// A credentials file (JWT and nkey seed), for servers run with accounts in operator mode.
+    #[arg(long)]
+    creds: Option<PathBuf>,
+    /// A file holding an nkey seed (`SU...`), for servers that list users by nkey.
+    #[arg(long)]
+    nkey: Option<PathBuf>,
+    /// User name, for servers with user/password authorisation (the password comes from
+    /// DEALREG_NATS_PASSWORD, so it is not in the process list).
+    #[arg(long)]
+    user: Option<String>,
+    /// Require TLS to the server.
+    #[arg(long)]
+    tls: bool,
+    /// A CA certificate (PEM) to trust for the server's certificate.
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// A client certificate (PEM) for mutual TLS, with --tls-key.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve Prometheus metrics, /healthz and /readyz here (e.g. 127.0.0.1:9464).
+    #[arg(long)]
+    metrics_addr: Option<SocketAddr>,
+    /// Seconds between timekeeper ticks.
+    #[arg(long, default_value_t = 60)]
+    tick_secs: u64,
+    /// Policy TOML adopted when the store has no policy yet (default: the built-in one).
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// Memory for folded accounts and partners kept between commands, in MiB.
+    #[arg(long, default_value_t = 256)]
+    state_cache_mib: usize,
+}
+
+const PASSWORD_ENV: &str = "DEALREG_NATS_PASSWORD";
+
+async fn connect(args: &ServeArgs) -> Result<async_nats::Client, String> {
+    let mut options = async_nats::ConnectOptions::new()
+        .name(format!("dealreg-serve-{}", std::process::id()))
+        .retry_on_initial_connect();
+    if let Some(creds) = &args.creds {
+        options = options
+            .credentials_file(creds)
+            .await
+            .map_err(|e| format!("cannot read the credentials file {}: {e}", creds.display()))?;
+    }
+    if let Some(path) = &args.nkey {
+        let seed = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the nkey seed {}: {e}", path.display()))?;
+        options = options.nkey(seed.trim().to_string());
+    }
+    if let Some(user) = &args.user {
+        let password = std::env::var(PASSWORD_ENV)
+            .map_err(|_| format!("--user needs the password in {PASSWORD_ENV}"))?;
+        options = options.user_and_password(user.clone(), password);
+    }
+    if args.tls {
+        options = options.require_tls(true);
+    }
+    if let Some(ca) = &args.tls_ca {
+        options = options.add_root_certificates(ca.clone());
+    }
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        options = options.add_client_certificate(cert.clone(), key.clone());
+    }
+    let urls = args.nats_url.clone();
+    // retry_on_initial_connect makes connect return at once; the first request waits.
+    options.connect(urls.as_str()).await.map_err(|e| {
+        format!("cannot connect to NATS at {urls}: {e}; check --nats-url and the credentials")
+    })
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = ctrl_c => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "SIGTERM cannot be caught; Ctrl-C still drains");
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+pub async fn run(path: &Path, args: ServeArgs) -> Result<ExitCode, String> {
+    let policy = match &args.policy {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read policy {}: {e}", path.display()))?;
+            Some(Policy::from_toml(&text).map_err(|e| format!("policy {}: {e}", path.display()))?)
+        }
+        None => None,
+    };
+    let (store, checkpoints) = super::store::create_or_open(path)?;
+    let holder = holder_name();
+    let fenced = checkpoints.fenced(dealreg_nats::service::VIEWS_LEASE, &holder);
+    let engine = Arc::new(
+        Engine::open(store.clone(), SharedClock::new(SystemClock), policy)
+            .await
+            .map_err(|e| e.to_string())?
+            .with_cache_limit(args.state_cache_mib << 20),
+    );
+    let metrics = Arc::new(Metrics::default());
+    if let Some(addr) = args.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen for metrics on {addr}: {e}"))?;
+        tokio::spawn(dealreg_nats::metrics::serve_http(
+            listener,
+            Arc::clone(&metrics),
+        ));
+        let (store, metrics) = (store.clone(), Arc::clone(&metrics));
+        tokio::spawn(async move {
+            loop {
+                let s = store.stats();
+                let per_commit = if s.commits == 0 {
+                    0.0
+                } else {
+                    s.jobs as f64 / s.commits as f64
+                };
+                metrics.set_store(vec![
+                    (
+                        "dealreg_store_commits".into(),
+                        "Group commits of the SQLite writer (each one fsync of the WAL).".into(),
+                        s.commits as f64,
+                    ),
+                    (
+                        "dealreg_store_appends".into(),
+                        "Appends the SQLite writer answered.".into(),
+                        s.jobs as f64,
+                    ),
+                    (
+                        "dealreg_store_failed_groups".into(),
+                        "Groups that did not commit (full disk, I/O error).".into(),
+                        s.failed_groups as f64,
+                    ),
+                    (
+                        "dealreg_store_appends_per_commit".into(),
+                        "Mean group-commit size since start.".into(),
+                        per_commit,
+                    ),
+                ]);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+    }
+    let client = connect(&args).await?;
+    let options = ServeOptions {
+        holder,
+        tick: Duration::from_secs(args.tick_secs.max(1)),
+        ..ServeOptions::default()
+    };
+    eprintln!(
+        "dealreg serve: {} on NATS {} (store {})",
+        options.holder,
+        args.nats_url,
+        path.display()
+    );
+    dealreg_nats::serve(
+        client,
+        engine,
+        Stores {
+            log: store,
+            views: checkpoints.clone(),
+            fenced,
+            leases: checkpoints,
+        },
+        options,
+        metrics,
+        shutdown_signal(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    eprintln!("dealreg serve: drained, exiting");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,258 @@
+//! `dealreg serve` against a real nats-server: commands with the actor from the subject,
+//! coded errors for bad input (and the service keeps serving), queries at a position,
+//! the change feed on JetStream, idempotency by `Nats-Msg-Id`, and the drain on SIGTERM.
+
+mod nats_support;
+mod support;
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use nats_support::*;
+use serde_json::json;
+use support::{approve, certify, onboard};
+use uuid::Uuid;
+
+const CM: &str = "dealreg.vendor.channel_manager.cmd";
+
+fn submission(registration: Uuid, partner: Uuid, domain: &str) -> serde_json::Value {
+    let mut command = support::submit(registration, partner, domain, "analytics", "reseller");
+    command["expected_close"] = json!(days_from_now(60));
+    command
+}
+
+async fn ready_partner(client: &async_nats::Client, name: &str) -> Uuid {
+    let partner = Uuid::now_v7();
+    for command in [
+        onboard(partner, name, &["reseller"], "gold", 50),
+        certify(partner, "analytics", &days_from_now(700)),
+    ] {
+        let subject = format!("{CM}.{}", command["type"].as_str().unwrap_or_default());
+        let (reply, code) = request(client, &subject, &json!({ "command": command }), None).await;
+        assert_eq!(reply["ok"], json!(true), "{name}: {reply}");
+        assert_eq!(code, None);
+    }
+    partner
+}
+
+async fn started(dir: &tempfile::TempDir, server: &NatsServer) -> (async_nats::Client, Serve) {
+    let client = async_nats::connect(&server.url).await.expect("connect");
+    let serve = Serve::start(
+        &dir.path().join("dealreg.db"),
+        &server.url,
+        &[],
+        &[],
+        dir.path().join("serve.log"),
+        &client,
+    )
+    .await;
+    (client, serve)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_over_nats_is_answered_queried_and_published() {
+    let server = NatsServer::start(None);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (client, mut serve) = started(&dir, &server).await;
+
+    // Discovery: the micro protocol's INFO lists one endpoint per command.
+    let info = client
+        .request("$SRV.INFO.dealreg", "".into())
+        .await
+        .expect("info");
+    let info: serde_json::Value = serde_json::from_slice(&info.payload).expect("info JSON");
+    let endpoints: Vec<&str> = info["endpoints"]
+        .as_array()
+        .expect("endpoints")
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    for name in dealreg_domain::Command::NAMES {
+        assert!(endpoints.contains(name), "no endpoint for {name}: {info}");
+    }
+
+    let partner = ready_partner(&client, "Northwind").await;
+    let registration = Uuid::now_v7();
+    let subject = format!("dealreg.partner.{partner}.cmd.submit_registration");
+    let body = json!({ "command": submission(registration, partner, "acme.example") });
+    let (first, code) = request(&client, &subject, &body, Some("submit-1")).await;
+    assert_eq!(first["ok"], json!(true), "{first}");
+    assert_eq!(code, None);
+    assert_eq!(first["replayed"], json!(false));
+    let position = first["events"][0]["position"].as_u64().expect("a position");
+
+    // The same Nats-Msg-Id again: the first reply, no second effect.
+    let (again, _) = request(&client, &subject, &body, Some("submit-1")).await;
+    assert_eq!(again["replayed"], json!(true), "{again}");
+    assert_eq!(again["events"], first["events"]);
+
+    // Read-your-writes: the partner's pipeline at the submission's position.
+    let (pipeline, code) = request(
+        &client,
+        &format!("dealreg.partner.{partner}.query.pipeline"),
+        &json!({ "min_position": position, "timeout_ms": 10000 }),
+        None,
+    )
+    .await;
+    assert_eq!(code, None, "{pipeline}");
+    assert!(pipeline["position"].as_u64().unwrap_or(0) >= position);
+    assert!(
+        pipeline["answer"]
+            .to_string()
+            .contains(&registration.to_string()),
+        "{pipeline}"
+    );
+
+    // The vendor approves; the registration's history shows both facts.
+    let (approved, _) = request(
+        &client,
+        &format!("{CM}.approve_registration"),
+        &json!({ "command": approve(registration, "acme.example") }),
+        None,
+    )
+    .await;
+    assert_eq!(approved["ok"], json!(true), "{approved}");
+    let approved_at = approved["events"][0]["position"]
+        .as_u64()
+        .expect("position");
+    let (history, _) = request(
+        &client,
+        "dealreg.vendor.query.registration",
+        &json!({ "registration_id": registration, "min_position": approved_at }),
+        None,
+    )
+    .await;
+    let types: Vec<&str> = history["answer"]["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["event"]["type"].as_str())
+        .collect();
+    assert_eq!(
+        types,
+        ["registration_submitted", "registration_approved"],
+        "{history}"
+    );
+
+    // A position the log has not reached: a coded timeout, not a stale answer.
+    let (late, code) = request(
+        &client,
+        "dealreg.vendor.query.pipeline",
+        &json!({ "min_position": 1_000_000, "timeout_ms": 200 }),
+        None,
+    )
+    .await;
+    assert_eq!(late["error"]["code"], json!("view_timeout"), "{late}");
+    assert_eq!(code.as_deref(), Some("504"));
+
+    // The feed: the registration's row, for the vendor and for its partner.
+    let js = async_nats::jetstream::new(client.clone());
+    let stream = js.get_stream("DEALREG_FEED").await.expect("feed stream");
+    let consumer = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            durable_name: Some("test-adapter".into()),
+            filter_subject: format!("dealreg.feed.pipeline.registration.partner.{partner}"),
+            ..Default::default()
+        })
+        .await
+        .expect("consumer");
+    let mut messages = consumer.messages().await.expect("messages");
+    let mut stages = Vec::new();
+    while stages.last().map(String::as_str) != Some("protected") {
+        let message = tokio::time::timeout(Duration::from_secs(10), messages.next())
+            .await
+            .unwrap_or_else(|_| panic!("the feed stopped at {stages:?}"))
+            .expect("a message")
+            .expect("readable");
+        let body: serde_json::Value = serde_json::from_slice(&message.payload).expect("JSON");
+        assert_eq!(body["key"], json!(format!("registration/{registration}")));
+        let text = body.to_string();
+        assert!(
+            !text.contains("proof_of_work") && !text.contains("notes"),
+            "partner-safe: {text}"
+        );
+        stages.push(
+            body["row"]["status"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
+        message.ack().await.expect("ack");
+    }
+
+    // SIGTERM drains and exits 0.
+    let status = serve.terminate();
+    assert!(
+        status.success(),
+        "serve exited {status}: {}",
+        serve.log_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_over_nats_gets_coded_errors_and_the_service_keeps_serving() {
+    let server = NatsServer::start(Some("max_payload: 4MB\n"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (client, _serve) = started(&dir, &server).await;
+    let partner = ready_partner(&client, "Contoso").await;
+    let other = Uuid::now_v7();
+    let submit = format!("dealreg.partner.{partner}.cmd.submit_registration");
+    let good = submission(Uuid::now_v7(), partner, "fabrikam.example");
+
+    let mut wrong_type = good.clone();
+    wrong_type["estimated_amount"]["amount_minor"] = json!("lots");
+    let mut missing = good.clone();
+    missing.as_object_mut().map(|c| c.remove("customer"));
+    let cases: Vec<(&str, String, Vec<u8>, &str, &str)> = vec![
+        ("malformed JSON", submit.clone(), b"{\"command\": ".to_vec(), "malformed_json", "400"),
+        ("wrong type", submit.clone(), json!({ "command": wrong_type }).to_string().into_bytes(), "invalid_command", "400"),
+        ("missing field", submit.clone(), json!({ "command": missing }).to_string().into_bytes(), "invalid_command", "400"),
+        ("unknown command", format!("dealreg.partner.{partner}.cmd.steal_deal"), b"{}".to_vec(), "unknown_command", "400"),
+        ("2 MB payload", submit.clone(), vec![b' '; 2 << 20], "payload_too_large", "400"),
+        ("another actor", submit.clone(),
+            json!({ "actor": { "kind": "partner", "partner_id": other, "user": "x" }, "command": good }).to_string().into_bytes(),
+            "actor_mismatch", "403"),
+        ("another command", submit.clone(),
+            json!({ "command": { "type": "withdraw_registration" } }).to_string().into_bytes(),
+            "command_mismatch", "400"),
+        ("unknown registration", format!("{CM}.approve_registration"),
+            json!({ "command": approve(Uuid::now_v7(), "fabrikam.example") }).to_string().into_bytes(),
+            "unknown_registration", "404"),
+    ];
+    for (what, subject, body, code, status) in cases {
+        let (reply, header) = request_bytes(&client, &subject, body, None).await;
+        assert_eq!(reply["ok"], json!(false), "{what}: {reply}");
+        assert_eq!(reply["error"]["code"], json!(code), "{what}: {reply}");
+        assert!(
+            !reply["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .is_empty(),
+            "{what}: the error says what to do"
+        );
+        assert_eq!(header.as_deref(), Some(status), "{what}: {reply}");
+    }
+    // Queries too.
+    let (reply, header) = request_bytes(
+        &client,
+        &format!("dealreg.partner.{partner}.query.pipeline"),
+        b"{\"min_position\": \"soon\"}".to_vec(),
+        None,
+    )
+    .await;
+    assert_eq!(reply["error"]["code"], json!("invalid_query"), "{reply}");
+    assert_eq!(header.as_deref(), Some("400"));
+    let (reply, _) = request_bytes(
+        &client,
+        &format!("dealreg.partner.{partner}.query.conflicts"),
+        Vec::new(),
+        None,
+    )
+    .await;
+    assert_eq!(reply["error"]["code"], json!("unknown_view"), "{reply}");
+
+    // Still serving.
+    let (reply, header) = request(&client, &submit, &json!({ "command": good }), None).await;
+    assert_eq!(reply["ok"], json!(true), "{reply}");
+    assert_eq!(header, None);
+}
