@@ -1,0 +1,354 @@
+//! Two `dealreg serve` processes on one store file, over a real nats-server: racing
+//! submissions end with exactly one protected registration; a SIGKILL of one process under
+//! load loses no acknowledged command, a retry with the same key has exactly one effect,
+//! and a feed consumer stopped and restarted sees every row change once, in order.
+
+mod nats_support;
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use nats_support::*;
+use serde_json::json;
+use support::{approve, certify, onboard};
+use uuid::Uuid;
+
+const CM: &str = "dealreg.vendor.channel_manager.cmd";
+
+async fn ready_partner(client: &async_nats::Client, name: &str) -> Uuid {
+    let partner = Uuid::now_v7();
+    for command in [
+        onboard(partner, name, &["reseller"], "gold", 500),
+        certify(partner, "analytics", &days_from_now(700)),
+    ] {
+        let subject = format!("{CM}.{}", command["type"].as_str().unwrap_or_default());
+        let (reply, _) = request(client, &subject, &json!({ "command": command }), None).await;
+        assert_eq!(reply["ok"], json!(true), "{name}: {reply}");
+    }
+    partner
+}
+
+fn submission(registration: Uuid, partner: Uuid, domain: &str) -> serde_json::Value {
+    let mut command = support::submit(registration, partner, domain, "analytics", "reseller");
+    command["expected_close"] = json!(days_from_now(60));
+    command
+}
+
+async fn two_serves(
+    dir: &tempfile::TempDir,
+    server: &NatsServer,
+    client: &async_nats::Client,
+) -> (Serve, Serve) {
+    let store = dir.path().join("shared.db");
+    let first = Serve::start(
+        &store,
+        &server.url,
+        &[],
+        &[],
+        dir.path().join("serve-1.log"),
+        client,
+    )
+    .await;
+    let second = Serve::start(
+        &store,
+        &server.url,
+        &[],
+        &[],
+        dir.path().join("serve-2.log"),
+        client,
+    )
+    .await;
+    (first, second)
+}
+
+/// Requests per instance of the service, from `$SRV.STATS`.
+async fn requests_per_instance(client: &async_nats::Client) -> Vec<u64> {
+    let inbox = client.new_inbox();
+    let mut replies = client.subscribe(inbox.clone()).await.expect("subscribe");
+    client
+        .publish_with_reply("$SRV.STATS.dealreg", inbox, "".into())
+        .await
+        .expect("stats");
+    let mut counts = Vec::new();
+    while let Ok(Some(reply)) =
+        tokio::time::timeout(Duration::from_millis(500), replies.next()).await
+    {
+        let Ok(stats) = serde_json::from_slice::<serde_json::Value>(&reply.payload) else {
+            continue;
+        };
+        let n = stats["endpoints"]
+            .as_array()
+            .map(|e| e.iter().filter_map(|e| e["num_requests"].as_u64()).sum())
+            .unwrap_or(0);
+        counts.push(n);
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_racing_submissions_to_two_processes_end_with_one_protected_registration() {
+    let server = NatsServer::start(None);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let client = async_nats::connect(&server.url).await.expect("connect");
+    let (_first, _second) = two_serves(&dir, &server, &client).await;
+    let mut partners = Vec::new();
+    for i in 0..10 {
+        partners.push(ready_partner(&client, &format!("Racer {i}")).await);
+    }
+    let mut tasks = Vec::new();
+    for n in 0..100 {
+        let client = client.clone();
+        let partner = partners[n % 10];
+        tasks.push(tokio::spawn(async move {
+            let registration = Uuid::now_v7();
+            let domain = if n % 2 == 0 {
+                "https://www.Initech.example/about"
+            } else {
+                "sales.initech.example"
+            };
+            let (submitted, _) = request(
+                &client,
+                &format!("dealreg.partner.{partner}.cmd.submit_registration"),
+                &json!({ "command": submission(registration, partner, domain) }),
+                Some(&format!("race-submit-{n}")),
+            )
+            .await;
+            if submitted["ok"] != json!(true) {
+                return (submitted, None);
+            }
+            let (approved, _) = request(
+                &client,
+                &format!("{CM}.approve_registration"),
+                &json!({ "command": approve(registration, "initech.example") }),
+                Some(&format!("race-approve-{n}")),
+            )
+            .await;
+            (submitted, Some(approved))
+        }));
+    }
+    let mut answered = 0;
+    let mut protected = 0;
+    let mut codes: BTreeMap<String, usize> = BTreeMap::new();
+    for task in tasks {
+        // `request` panics when a request goes unanswered: every one is answered here.
+        let (submitted, approved) = task.await.expect("every request was answered");
+        answered += 1;
+        let last = approved.as_ref().unwrap_or(&submitted);
+        if last["ok"] == json!(true) {
+            protected += 1;
+        } else {
+            let code = last["error"]["code"].as_str().unwrap_or("none").to_string();
+            *codes.entry(code).or_default() += 1;
+        }
+    }
+    assert_eq!(answered, 100);
+    assert_eq!(
+        protected, 1,
+        "exactly one approval wins; the others: {codes:?}"
+    );
+    // Both processes took requests.
+    let per_instance = requests_per_instance(&client).await;
+    assert_eq!(per_instance.len(), 2, "{per_instance:?}");
+    assert!(per_instance.iter().all(|n| *n > 0), "{per_instance:?}");
+    // And the view agrees: one protected registration on the account.
+    let head = {
+        let (pipeline, _) =
+            request(&client, "dealreg.vendor.query.metrics", &json!({}), None).await;
+        pipeline["position"].as_u64().unwrap_or(0)
+    };
+    let (pipeline, _) = request(
+        &client,
+        "dealreg.vendor.query.pipeline",
+        &json!({ "min_position": head }),
+        None,
+    )
+    .await;
+    let text = pipeline["answer"].to_string();
+    assert_eq!(
+        text.matches("\"status\":\"protected\"").count(),
+        1,
+        "{pipeline}"
+    );
+    eprintln!("race over NATS: {codes:?}");
+}
+
+/// Sends `command` with `key` until a reply arrives (another process takes over when the
+/// one that had it dies), and returns the reply.
+async fn until_answered(
+    client: &async_nats::Client,
+    subject: &str,
+    body: &serde_json::Value,
+    key: &str,
+) -> (serde_json::Value, u32) {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", key);
+        let sent = tokio::time::timeout(
+            Duration::from_secs(3),
+            client.request_with_headers(subject.to_string(), headers, body.to_string().into()),
+        )
+        .await;
+        if let Ok(Ok(reply)) = sent {
+            if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&reply.payload) {
+                let retry = value["error"]["code"].as_str().is_some_and(|c| {
+                    ["store_failed", "store_unavailable", "contention"].contains(&c)
+                });
+                if !retry {
+                    return (value, attempts);
+                }
+            }
+        }
+        assert!(attempts < 40, "{key} was never answered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_one_of_two_processes_loses_nothing_and_retries_apply_once() {
+    let server = NatsServer::start(None);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let client = async_nats::connect(&server.url).await.expect("connect");
+    let (mut first, mut second) = two_serves(&dir, &server, &client).await;
+    let mut partners = Vec::new();
+    for i in 0..4 {
+        partners.push(ready_partner(&client, &format!("Steady {i}")).await);
+    }
+    // A CRM adapter's durable consumer on the vendor feed of registrations.
+    let js = async_nats::jetstream::new(client.clone());
+    let stream = js.get_stream("DEALREG_FEED").await.expect("feed stream");
+    let consumer_config = async_nats::jetstream::consumer::pull::Config {
+        durable_name: Some("crm".into()),
+        filter_subject: "dealreg.feed.pipeline.registration.vendor".into(),
+        ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
+        ..Default::default()
+    };
+    stream
+        .create_consumer(consumer_config.clone())
+        .await
+        .expect("consumer");
+
+    const N: usize = 120;
+    let acknowledged = Arc::new(std::sync::Mutex::new(BTreeSet::new()));
+    let mut tasks = Vec::new();
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(16));
+    for n in 0..N {
+        let (client, acknowledged, semaphore) = (
+            client.clone(),
+            Arc::clone(&acknowledged),
+            Arc::clone(&semaphore),
+        );
+        let partner = partners[n % partners.len()];
+        tasks.push(tokio::spawn(async move {
+            let _permit = semaphore.acquire().await.expect("permit");
+            let registration = Uuid::now_v7();
+            let key = format!("kill-{n}");
+            let (reply, attempts) = until_answered(
+                &client,
+                &format!("dealreg.partner.{partner}.cmd.submit_registration"),
+                &json!({ "command": submission(registration, partner, &format!("customer-{n}.example")) }),
+                &key,
+            )
+            .await;
+            assert_eq!(reply["ok"], json!(true), "{key}: {reply}");
+            acknowledged.lock().expect("lock").insert(registration);
+            (key, registration, attempts)
+        }));
+    }
+    // Kill the first process (the views' lease holder) once some are acknowledged.
+    while acknowledged.lock().expect("lock").len() < N / 4 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    first.kill();
+    let mut retried = 0;
+    let mut registrations = BTreeMap::new();
+    for task in tasks {
+        let (key, registration, attempts) = task.await.expect("task");
+        retried += usize::from(attempts > 1);
+        registrations.insert(key, registration);
+    }
+    eprintln!("{retried} of {N} submissions were retried after the kill");
+
+    // Half the feed, then the consumer stops and comes back.
+    let mut seen: Vec<(String, u64)> = Vec::new();
+    let read = |limit: usize| {
+        let stream = stream.clone();
+        let config = consumer_config.clone();
+        async move {
+            let consumer = stream
+                .create_consumer(config)
+                .await
+                .expect("consumer again");
+            let mut messages = consumer.messages().await.expect("messages");
+            let mut got = Vec::new();
+            while got.len() < limit {
+                let Ok(Some(Ok(message))) =
+                    tokio::time::timeout(Duration::from_secs(15), messages.next()).await
+                else {
+                    break;
+                };
+                let body: serde_json::Value =
+                    serde_json::from_slice(&message.payload).expect("JSON");
+                got.push((
+                    body["key"].as_str().unwrap_or_default().to_string(),
+                    body["position"].as_u64().unwrap_or(0),
+                ));
+                message.ack().await.expect("ack");
+            }
+            got
+        }
+    };
+    seen.extend(read(N / 2).await);
+    let mut keys: BTreeSet<String> = seen.iter().map(|(k, _)| k.clone()).collect();
+    let wanted: BTreeSet<String> = registrations
+        .values()
+        .map(|r| format!("registration/{r}"))
+        .collect();
+    while !wanted.is_subset(&keys) {
+        let more = read(wanted.difference(&keys).count()).await;
+        assert!(
+            !more.is_empty(),
+            "the feed stopped with {} of {} registrations",
+            wanted.intersection(&keys).count(),
+            wanted.len()
+        );
+        keys.extend(more.iter().map(|(k, _)| k.clone()));
+        seen.extend(more);
+    }
+    let unique: BTreeSet<&(String, u64)> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "a row change was delivered twice");
+    let mut last: BTreeMap<&str, u64> = BTreeMap::new();
+    for (key, position) in &seen {
+        if let Some(before) = last.insert(key, *position) {
+            assert!(*position > before, "{key}: {position} after {before}");
+        }
+    }
+
+    // Every acknowledged command is in the log exactly once, per idempotency key.
+    let status = second.terminate();
+    assert!(status.success(), "{}", second.log_text());
+    let events = std::process::Command::new(env!("CARGO_BIN_EXE_dealreg"))
+        .arg("--store")
+        .arg(dir.path().join("shared.db"))
+        .arg("events")
+        .output()
+        .expect("dealreg events");
+    let mut per_key: BTreeMap<String, usize> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&events.stdout).lines() {
+        let event: serde_json::Value = serde_json::from_str(line).expect("event line");
+        if event["event_type"] == json!("registration_submitted") {
+            let key = event["metadata"]["idempotency_key"]
+                .as_str()
+                .unwrap_or("none")
+                .to_string();
+            *per_key.entry(key).or_default() += 1;
+        }
+    }
+    for key in registrations.keys() {
+        assert_eq!(per_key.get(key), Some(&1), "{key}: {per_key:?}");
+    }
+}
