@@ -332,6 +332,9 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
             fingerprint: fingerprint(&envelope),
         });
         let command_id = self.ids.next_id(received);
+        // An interface's span that declared `command_id` (the NATS adapter's) gets it, so
+        // every log line of this command names it.
+        tracing::Span::current().record("command_id", tracing::field::display(&command_id));
         let primary_stream = boundary.stream_name();
 
         let mut stale: std::collections::HashSet<String> = std::collections::HashSet::new();
