@@ -56,10 +56,7 @@ pub fn error_headers(code: &str, message: &str) -> HeaderMap {
 
 /// A header's value. Why the name is typed: the client parses well-known names (such as
 /// `Nats-Msg-Id`) to constants that a plain string never equals.
-fn header(
-    message: &Message,
-    name: impl async_nats::header::IntoHeaderName,
-) -> Option<&str> {
+fn header(message: &Message, name: impl async_nats::header::IntoHeaderName) -> Option<&str> {
     message
         .headers
         .as_ref()
@@ -111,7 +108,8 @@ pub async fn answer<S, C>(
     let span = tracing::info_span!(
         "command",
         command,
-        command_id = parsed
+        command_id = tracing::field::Empty,
+        idempotency_key = parsed
             .as_ref()
             .ok()
             .and_then(|e| e.idempotency_key.as_deref())
