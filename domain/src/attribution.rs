@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::PartnerId;
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Attribution {
     pub sourcing: Option<PartnerId>,
     /// Influencer -> whole percent.

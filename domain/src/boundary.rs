@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{AccountKey, PartnerId};
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(tag = "kind", content = "id", rename_all = "snake_case")]
 pub enum Boundary {
     /// The program: its policy versions.

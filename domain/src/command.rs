@@ -18,7 +18,7 @@ use crate::values::{strict_date, ConflictSla, Customer, StageEvidence, Territory
 // ------------------------------------------------------------------------------ program
 
 /// RevOps adopts a new version of the program policy.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdoptPolicy {
     pub policy: Policy,
@@ -26,7 +26,7 @@ pub struct AdoptPolicy {
 
 // ----------------------------------------------------------------------------- partners
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OnboardPartner {
     pub partner_id: PartnerId,
@@ -37,7 +37,7 @@ pub struct OnboardPartner {
     pub capacity: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangePartnerTier {
     pub partner_id: PartnerId,
@@ -45,7 +45,7 @@ pub struct ChangePartnerTier {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CertifyPartner {
     pub partner_id: PartnerId,
@@ -54,21 +54,21 @@ pub struct CertifyPartner {
     pub expires_on: NaiveDate,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetTerritories {
     pub partner_id: PartnerId,
     pub territories: Vec<Territory>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetCapacity {
     pub partner_id: PartnerId,
     pub capacity: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OffboardPartner {
     pub partner_id: PartnerId,
@@ -76,7 +76,7 @@ pub struct OffboardPartner {
 }
 
 /// Finance paid a partner from its commission balance (`reference`: the payment's id).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecordCommissionPayout {
     pub partner_id: PartnerId,
@@ -86,7 +86,7 @@ pub struct RecordCommissionPayout {
 
 // ----------------------------------------------------------------- registrations: review
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitRegistration {
     pub registration_id: RegistrationId,
@@ -102,7 +102,7 @@ pub struct SubmitRegistration {
     pub kind: DealKind,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApproveRegistration {
     pub account: String,
@@ -110,7 +110,7 @@ pub struct ApproveRegistration {
     pub rationale: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeclineRegistration {
     pub account: String,
@@ -120,14 +120,14 @@ pub struct DeclineRegistration {
 }
 
 /// The timekeeper's: the approval decision is overdue.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FlagApprovalSlaBreached {
     pub account: String,
     pub registration_id: RegistrationId,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppealDecision {
     pub account: String,
@@ -135,7 +135,7 @@ pub struct AppealDecision {
     pub evidence: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DecideAppeal {
     pub account: String,
@@ -146,7 +146,7 @@ pub struct DecideAppeal {
 
 // ---------------------------------------------------- registrations: protection windows
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExtendProtection {
     pub account: String,
@@ -155,7 +155,7 @@ pub struct ExtendProtection {
 }
 
 /// The timekeeper's: the protection window ended.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExpireProtection {
     pub account: String,
@@ -163,7 +163,7 @@ pub struct ExpireProtection {
 }
 
 /// The timekeeper's: protection ends within the reminder lead time.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendExpiryReminder {
     pub account: String,
@@ -171,7 +171,7 @@ pub struct SendExpiryReminder {
 }
 
 /// The timekeeper's: nobody touched the registration for the inactivity threshold.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FlagInactive {
     pub account: String,
@@ -180,7 +180,7 @@ pub struct FlagInactive {
 
 /// A channel manager moves a registration nobody worked for the inactivity threshold
 /// (flagged inactive since its last touch) to another partner.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReassignRegistration {
     pub account: String,
@@ -191,7 +191,7 @@ pub struct ReassignRegistration {
 
 // ------------------------------------------------------- deals: stages and outcomes
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdvanceStage {
     pub account: String,
@@ -201,7 +201,7 @@ pub struct AdvanceStage {
     pub evidence: StageEvidence,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MarkWon {
     pub account: String,
@@ -209,7 +209,7 @@ pub struct MarkWon {
     pub amount: Money,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MarkLost {
     pub account: String,
@@ -217,7 +217,7 @@ pub struct MarkLost {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecordRevenueReversal {
     pub account: String,
@@ -226,7 +226,7 @@ pub struct RecordRevenueReversal {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WithdrawRegistration {
     pub account: String,
@@ -235,7 +235,7 @@ pub struct WithdrawRegistration {
 }
 
 /// Offboarding (or a channel manager) frees the registration's customer and product line.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseRegistration {
     pub account: String,
@@ -245,7 +245,7 @@ pub struct ReleaseRegistration {
 
 // --------------------------------------------------------------------------- attribution
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetSourcingPartner {
     pub account: String,
@@ -254,7 +254,7 @@ pub struct SetSourcingPartner {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddInfluencer {
     pub account: String,
@@ -264,7 +264,7 @@ pub struct AddInfluencer {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RemoveInfluencer {
     pub account: String,
@@ -275,7 +275,7 @@ pub struct RemoveInfluencer {
 
 // ----------------------------------------------------------------------------- conflicts
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecordDirectOpportunity {
     pub account: String,
@@ -285,7 +285,7 @@ pub struct RecordDirectOpportunity {
     pub amount: Money,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AcknowledgeConflict {
     pub account: String,
@@ -295,7 +295,7 @@ pub struct AcknowledgeConflict {
 }
 
 /// The timekeeper's: a conflict SLA fell due unmet.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FlagConflictSlaBreached {
     pub account: String,
@@ -303,7 +303,7 @@ pub struct FlagConflictSlaBreached {
     pub sla: ConflictSla,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResolveConflict {
     pub account: String,
@@ -315,7 +315,7 @@ pub struct ResolveConflict {
 
 /// A channel manager makes the customer a named account of a partner; `exclusive` keeps
 /// every other partner from registering deals on it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssignNamedAccount {
     pub account: String,
@@ -328,14 +328,14 @@ pub struct AssignNamedAccount {
 // ------------------------------------------------------------------------------ renewals
 
 /// The timekeeper's: a product line's renewal is within the confirmation lead time.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FlagRenewalOwnershipDue {
     pub account: String,
     pub product_line: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfirmRenewalOwnership {
     pub account: String,
@@ -344,7 +344,7 @@ pub struct ConfirmRenewalOwnership {
     pub renewal_date: NaiveDate,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReassignRenewalOwnership {
     pub account: String,
@@ -361,7 +361,7 @@ macro_rules! wire_commands {
     ($($variant:ident => $name:literal,)*) => {
         /// Every command, as it travels: a JSON object whose `type` names the command and
         /// whose other fields are the command's own.
-        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
         #[serde(tag = "type", rename_all = "snake_case")]
         pub enum Command {
             $($variant($variant),)*

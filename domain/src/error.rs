@@ -11,7 +11,7 @@ macro_rules! rejection_codes {
     ($($variant:ident => $name:literal $(| $old:literal)?,)*) => {
         /// Stable refusal codes. Clients switch on these; never rename one (an old
         /// spelling stays readable as an alias).
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
         pub enum RejectionCode {
             $(
                 #[serde(rename = $name $(, alias = $old)?)]
@@ -77,7 +77,9 @@ impl fmt::Display for RejectionCode {
 }
 
 /// A refused command.
-#[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[error("{code}: {message}")]
 pub struct DomainError {
     pub code: RejectionCode,

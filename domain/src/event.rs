@@ -16,7 +16,7 @@ use crate::values::{
     ConflictKind, ConflictParty, ConflictSla, Customer, OpenSlot, StageEvidence, Territory,
 };
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     PolicyAdopted {

@@ -14,7 +14,17 @@ macro_rules! uuid_id {
     ($name:ident, $what:literal) => {
         #[doc = concat!("The id of a ", $what, " (UUID v7, chosen by the caller).")]
         #[derive(
-            Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+            Debug,
+            Clone,
+            Copy,
+            PartialEq,
+            Eq,
+            PartialOrd,
+            Ord,
+            Hash,
+            Serialize,
+            Deserialize,
+            schemars::JsonSchema,
         )]
         #[serde(transparent)]
         pub struct $name(pub Uuid);
@@ -39,7 +49,9 @@ uuid_id!(RegistrationId, "deal registration");
 uuid_id!(OpportunityId, "direct-sales opportunity");
 
 /// A conflict on an account: `<account>/<product line>/<n>`, numbered per account.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(transparent)]
 pub struct ConflictId(pub String);
 
@@ -64,7 +76,9 @@ pub fn normalise_product_line(raw: &str) -> String {
 /// includes subdomains, so `eu.acme.co.uk`, `https://www.ACME.co.uk/contact` and
 /// `acme.co.uk` are one customer. The public suffix list tells where the registrable part
 /// starts (`co.uk` is a suffix, so `acme.co.uk` is the account).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(transparent)]
 pub struct AccountKey(pub String);
 

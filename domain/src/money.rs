@@ -12,8 +12,11 @@ use serde::{Deserialize, Serialize};
 use crate::error::{DomainError, RejectionCode};
 
 /// An ISO 4217 currency code (`USD`, `EUR`, `JPY`) that has minor units.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(try_from = "String", into = "String")]
+#[schemars(extend("pattern" = "^[A-Z]{3}$"))]
 pub struct Currency(String);
 
 impl Currency {
@@ -57,7 +60,7 @@ impl fmt::Display for Currency {
 }
 
 /// An exact amount: `amount_minor` of the currency's minor unit (cents for USD, yen for JPY).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Money {
     pub amount_minor: i64,

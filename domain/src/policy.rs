@@ -10,7 +10,7 @@ use crate::actor::VendorRole;
 use crate::error::{DomainError, RejectionCode};
 use crate::motion::{Motion, Tier};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
     pub version: u32,
@@ -35,7 +35,9 @@ pub struct Policy {
 
 /// What happens when a partner that does not own a product line's renewal registers that
 /// line inside its renewal window, whatever kind of deal it calls it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum RenewalClaims {
     /// Refused: `renewal_owned_by_incumbent`.
@@ -46,7 +48,7 @@ pub enum RenewalClaims {
     Flag,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenewalPolicy {
     #[serde(default)]
@@ -54,7 +56,9 @@ pub struct RenewalPolicy {
 }
 
 /// What happens to a registration for a customer outside the partner's territories.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum OutsideTerritory {
     /// Refused: `outside_territory`.
@@ -64,7 +68,7 @@ pub enum OutsideTerritory {
     Allow,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TerritoryPolicy {
     #[serde(default)]
@@ -73,7 +77,7 @@ pub struct TerritoryPolicy {
 
 /// How far ahead a date in a command may lie: beyond this it is a typo (`2062` for
 /// `2026`) or a way around the rules (a certification "valid" for a century).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HorizonPolicy {
     /// A registration's expected close date, in days from its submission.
@@ -91,7 +95,7 @@ impl Default for HorizonPolicy {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProtectionPolicy {
     pub default_days: u32,
@@ -101,7 +105,7 @@ pub struct ProtectionPolicy {
     pub by_tier: BTreeMap<Tier, u32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExtensionPolicy {
     pub max_count: u32,
@@ -109,7 +113,7 @@ pub struct ExtensionPolicy {
     pub granted_by: Vec<VendorRole>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SlaPolicy {
     pub approval_hours: u32,
@@ -118,7 +122,7 @@ pub struct SlaPolicy {
     pub conflict_resolution_business_days: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TimingPolicy {
     pub reminder_lead_days: u32,
@@ -136,7 +140,7 @@ fn default_renewal_term_days() -> u32 {
 
 /// The last step of the conflict hierarchy, when registration, incumbency and
 /// certification do not decide.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TieBreak {
     /// First-come-first-served: the first registration approved wins.
@@ -145,7 +149,7 @@ pub enum TieBreak {
     TierPriority,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConflictPolicy {
     pub tie_break: TieBreak,
@@ -157,13 +161,13 @@ pub struct ConflictPolicy {
     pub flag_overlapping_protection: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CertificationPolicy {
     pub required_for: Vec<Motion>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Credit {
     Sourced,
@@ -171,7 +175,7 @@ pub enum Credit {
 }
 
 /// A commission rule; `motion` and `tier` left out match any.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommissionRule {
     #[serde(default)]
@@ -183,7 +187,7 @@ pub struct CommissionRule {
     pub rate_bps: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommissionPolicy {
     pub clawback_window_days: u32,

@@ -34,7 +34,7 @@ pub fn strict_date<'de, D: serde::Deserializer<'de>>(
 }
 
 /// Someone at the end customer the partner works with.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Contact {
     pub name: String,
@@ -42,7 +42,7 @@ pub struct Contact {
 }
 
 /// The end customer as the partner registers it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Customer {
     pub company: String,
@@ -56,7 +56,7 @@ pub struct Customer {
 }
 
 /// Evidence that a stage's exit criteria are met.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StageEvidence {
     #[serde(default)]
@@ -69,7 +69,7 @@ pub struct StageEvidence {
 }
 
 /// Where a partner may sell: a region and a vertical.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Territory {
     pub region: String,
@@ -88,7 +88,19 @@ impl Territory {
 }
 
 /// The kinds of channel conflict (docs/RULES.md, "Conflict types and signals").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ConflictKind {
     /// Two partners pursue the same account and product line.
@@ -104,7 +116,19 @@ pub enum ConflictKind {
 }
 
 /// The two SLAs of a conflict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ConflictSla {
     /// Acknowledged within 24 hours.
@@ -114,7 +138,7 @@ pub enum ConflictSla {
 }
 
 /// Who is in a conflict.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ConflictParty {
     Registration {
@@ -130,7 +154,7 @@ pub enum ConflictParty {
 }
 
 /// A registration a partner leaves open when it is offboarded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OpenSlot {
     pub registration_id: RegistrationId,
     pub account: AccountKey,

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 pub const MAX_COMMAND_BYTES: usize = 64 * 1024;
 
 /// A command with who sends it and the key that makes retries safe.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommandEnvelope {
     /// Same key, same command → one effect, and the retry gets the first reply. Keys are
@@ -25,7 +25,9 @@ pub struct CommandEnvelope {
 }
 
 /// Why a command could not even be read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error, schemars::JsonSchema,
+)]
 #[error("{code}: {message}")]
 pub struct InputError {
     pub code: InputErrorCode,
@@ -36,7 +38,7 @@ pub struct InputError {
     pub details: serde_json::Value,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum InputErrorCode {
     /// Not JSON at all.

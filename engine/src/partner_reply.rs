@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::reply::Reply;
 
 /// The reply a partner gets.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PartnerReply {
     pub ok: bool,
     pub command: String,
@@ -30,14 +30,15 @@ pub struct PartnerReply {
     pub error: Option<PartnerError>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PartnerEventLine {
+    #[schemars(with = "u64")]
     pub position: GlobalPosition,
     pub event: PartnerEvent,
 }
 
 /// A fact about one of the partner's own registrations, with partner-safe fields only.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum PartnerEvent {
     RegistrationSubmitted {
@@ -334,7 +335,7 @@ impl PartnerEvent {
 }
 
 /// A refusal as a partner may read it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PartnerError {
     pub code: RejectionCode,
     pub message: String,

@@ -12,10 +12,13 @@ use crate::envelope::InputError;
 use crate::partner_reply::PartnerReply;
 
 /// One event of a reply, with where it landed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PositionedEvent {
     pub stream: String,
     pub revision: StreamRevision,
+    // The store's position is a bare `u64` on the wire (serde-transparent); its crate
+    // knows no schemars, so the schema is said here.
+    #[schemars(with = "u64")]
     pub position: GlobalPosition,
     pub event: Event,
 }
@@ -24,7 +27,7 @@ pub struct PositionedEvent {
 ///
 /// A rejected command is still recorded (as a `command_rejected` event, so an auditor sees
 /// every attempt); `ok` is false and `error` carries the stable code.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Reply {
     pub ok: bool,
     pub command: String,
@@ -36,7 +39,7 @@ pub struct Reply {
 /// One line of `dealreg apply` output (and the NATS reply body): the engine's reply (its
 /// partner-safe form when a partner sent the command), or why the input could not be read
 /// or executed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum ReplyLine {
     Executed {
@@ -83,7 +86,7 @@ impl ReplyLine {
 }
 
 /// The error body of a refused line: a stable code, a message that says what to do next.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RefusalBody {
     pub code: String,
     pub message: String,

@@ -26,7 +26,7 @@ pub const NAME_SIMILARITY: f64 = 0.92;
 /// regardless.
 const MAX_COMPARED: usize = 256;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FlagStatus {
     None,
@@ -34,7 +34,7 @@ pub enum FlagStatus {
     Active,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ConflictFlag {
     pub conflict_id: ConflictId,
     pub kind: ConflictKind,
@@ -58,7 +58,7 @@ pub struct ConflictFlag {
     pub closed: Option<(DateTime<Utc>, String)>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DuplicateFlag {
     pub accounts: [AccountKey; 2],
     pub status: FlagStatus,

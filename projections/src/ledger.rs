@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::table::{Scope, Table, Tables, TablesMut};
 use crate::Projection;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EntryKind {
     Accrual,
@@ -29,7 +29,7 @@ pub enum EntryKind {
 }
 
 /// One line of the ledger. Clawbacks and payouts are negative.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Entry {
     pub position: u64,
     pub at: DateTime<Utc>,
@@ -67,7 +67,7 @@ impl Scope<Entry> for ToPartner {
 }
 
 /// A partner's balances, scoped to it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Balances {
     pub partner_id: PartnerId,
     /// Currency -> balance in minor units.

@@ -65,14 +65,14 @@ pub struct ProgramMetrics {
 
 /// The metrics as a program reads them (`dealreg view metrics --json`): figures, not the
 /// fold's working state.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct MetricsReport {
     pub motions: BTreeMap<Motion, MotionReport>,
     pub approval_sla: SlaReport,
     pub conflicts: BTreeMap<ConflictKind, ConflictReport>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct MotionReport {
     pub submitted: u64,
     pub won: u64,
@@ -86,14 +86,14 @@ pub struct MotionReport {
     pub influenced_minor: BTreeMap<Currency, i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct SlaReport {
     pub decisions: u64,
     pub on_time: u64,
     pub compliance_bps: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ConflictReport {
     pub detected: u64,
     pub resolved: u64,

@@ -17,7 +17,7 @@ use crate::table::{Scope, Table, Tables, TablesMut};
 use crate::Projection;
 
 /// Where a registration's protection stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ProtectionStatus {
     /// Submitted, not decided yet.
@@ -31,7 +31,7 @@ pub enum ProtectionStatus {
 }
 
 /// Everything the vendor knows about one registration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VendorRow {
     pub registration_id: RegistrationId,
     pub partner_id: PartnerId,
@@ -57,7 +57,7 @@ pub struct VendorRow {
 
 /// What a partner may see of its own registration: stage, owner, next step, protection
 /// status and expiry, motion.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct PartnerRow {
     pub registration_id: RegistrationId,
     pub account: AccountKey,

@@ -38,7 +38,7 @@ pub enum FeedError {
 }
 
 /// One message of a feed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FeedMessage {
     pub view: String,

@@ -38,7 +38,7 @@ pub const PARTNER_VIEWS: &[&str] = &["pipeline", "ledger", "registration"];
 pub const VENDOR_VIEWS: &[&str] = &["pipeline", "conflicts", "ledger", "metrics", "registration"];
 
 /// A query's body (every field optional; an empty body is `{}`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueryRequest {
     /// Answer only once the view reflects the log at least up to here.
@@ -59,13 +59,14 @@ pub struct QueryRequest {
 }
 
 /// The reply to a query.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum QueryReply {
     Answered {
         ok: bool,
         view: String,
         /// The log position the answer reflects.
+        #[schemars(with = "u64")]
         position: GlobalPosition,
         answer: serde_json::Value,
     },
@@ -317,8 +318,9 @@ pub async fn answer<S: EventStore, K: CheckpointStore>(
 }
 
 /// One event of a registration's history, as the vendor sees it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct HistoryLine {
+    #[schemars(with = "u64")]
     pub position: GlobalPosition,
     pub revision: StreamRevision,
     pub event: serde_json::Value,
