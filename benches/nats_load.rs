@@ -1,0 +1,296 @@
+//! Load generator for `dealreg serve`: submissions per second and latency (p50, p99,
+//! p99.9) at 1, 64 and 256 requests in flight, next to two floors measured in the same
+//! run: a plain NATS echo responder answering the same payload size, and the same commands
+//! through the engine in-process (no NATS). The service runs in this process
+//! (`dealreg_nats::serve` on a SQLite file, as `dealreg serve` runs it) against a real
+//! nats-server on 127.0.0.1.
+//!
+//! `cargo bench --bench nats_load`; knobs: DEALREG_BENCH_NATS_COMMANDS (per level, default
+//! 3000), DEALREG_BENCH_NATS_LEVELS (default `1,64,256`).
+
+#[path = "../tests/nats_support.rs"]
+#[allow(dead_code)]
+mod nats_support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dealreg_clock::ControlledClock;
+use dealreg_engine::{CommandEnvelope, Engine};
+use dealreg_nats::metrics::Metrics;
+use dealreg_nats::service::{ServeOptions, Stores};
+use dealreg_store_sqlite::{SqliteCheckpoints, SqliteStore};
+use futures_util::StreamExt;
+use serde_json::json;
+use uuid::Uuid;
+
+#[path = "load.rs"]
+#[allow(dead_code)]
+mod load;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The NATS body of submission `n` by `partner`.
+fn submission(partner: Uuid, n: usize, tag: &str) -> serde_json::Value {
+    let domain = format!("{tag}-customer-{n}.com");
+    json!({ "command": {
+        "type": "submit_registration", "registration_id": Uuid::now_v7(), "partner_id": partner,
+        "customer": { "company": format!("Customer {n}"), "domain": domain, "contact": { "name": "Dana", "email": format!("dana@{domain}") } },
+        "product_line": "analytics", "motion": "reseller",
+        "estimated_amount": { "amount_minor": 1_250_000, "currency": "USD" }, "expected_close": "2026-06-30",
+        "proof_of_work": "Joint discovery call held", "kind": "new_business" } })
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Figures {
+    per_second: f64,
+    p50: Duration,
+    p99: Duration,
+    p999: Duration,
+}
+
+fn figures(mut latencies: Vec<Duration>, elapsed: Duration) -> Figures {
+    latencies.sort();
+    let at = |q: f64| {
+        let i = ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1;
+        latencies[i]
+    };
+    Figures {
+        per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
+        p50: at(0.50),
+        p99: at(0.99),
+        p999: at(0.999),
+    }
+}
+
+/// Runs `count` operations with `in_flight` at a time; each returns its own latency.
+async fn drive<F, Fut>(count: usize, in_flight: usize, op: F) -> Figures
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let op = Arc::new(op);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..in_flight {
+        let (op, next) = (Arc::clone(&op), Arc::clone(&next));
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n >= count {
+                    break latencies;
+                }
+                let t = Instant::now();
+                op(n).await;
+                latencies.push(t.elapsed());
+            }
+        }));
+    }
+    let mut latencies = Vec::with_capacity(count);
+    for worker in workers {
+        latencies.extend(worker.await.unwrap_or_else(|e| panic!("worker: {e}")));
+    }
+    figures(latencies, started.elapsed())
+}
+
+async fn open_engine(
+    path: &std::path::Path,
+) -> (
+    Arc<Engine<SqliteStore, ControlledClock>>,
+    SqliteStore,
+    SqliteCheckpoints,
+) {
+    let store = SqliteStore::open(path).unwrap_or_else(|e| panic!("store: {e}"));
+    let checkpoints = SqliteCheckpoints::open(path).unwrap_or_else(|e| panic!("views: {e}"));
+    let engine = Engine::open(
+        store.clone(),
+        ControlledClock::starting_at(load::start()),
+        None,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("engine: {e}"));
+    (Arc::new(engine), store, checkpoints)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+fn main() {
+    let count = env_usize("DEALREG_BENCH_NATS_COMMANDS", 3000).max(1);
+    let levels: Vec<usize> = std::env::var("DEALREG_BENCH_NATS_LEVELS")
+        .unwrap_or_else(|_| "1,64,256".into())
+        .split(',')
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("no runtime: {e}"));
+    let server = nats_support::NatsServer::start(None);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("no temp dir: {e}"));
+    runtime.block_on(async {
+        let client = async_nats::connect(&server.url)
+            .await
+            .unwrap_or_else(|e| panic!("connect: {e}"));
+        // Floor 1: an echo responder of the same payload, on its own connection.
+        let responder = async_nats::connect(&server.url)
+            .await
+            .unwrap_or_else(|e| panic!("connect: {e}"));
+        let mut echo = responder
+            .subscribe("bench.echo")
+            .await
+            .unwrap_or_else(|e| panic!("subscribe: {e}"));
+        tokio::spawn(async move {
+            while let Some(message) = echo.next().await {
+                if let Some(reply) = message.reply {
+                    let _ = responder.publish(reply, message.payload).await;
+                }
+            }
+        });
+        let payload = bytes::Bytes::from(submission(Uuid::now_v7(), 0, "echo").to_string());
+
+        // Floor 2: the engine in-process, on its own store.
+        let (engine, _, _) = open_engine(&dir.path().join("in-process.db")).await;
+        let partners = Arc::new(load::onboard_partners(&engine, 64).await);
+
+        // The service, in this process, on a third store.
+        let served = dir.path().join("served.db");
+        let (served_engine, store, checkpoints) = open_engine(&served).await;
+        let served_partners = Arc::new(load::onboard_partners(&served_engine, 64).await);
+        let holder = dealreg_nats::service::holder_name();
+        let fenced = checkpoints.fenced(dealreg_nats::service::VIEWS_LEASE, &holder);
+        let service_client = async_nats::connect(&server.url)
+            .await
+            .unwrap_or_else(|e| panic!("connect: {e}"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let service = tokio::spawn(dealreg_nats::serve(
+            service_client,
+            served_engine,
+            Stores {
+                log: store,
+                views: checkpoints.clone(),
+                fenced,
+                leases: checkpoints,
+            },
+            ServeOptions {
+                holder,
+                tick: Duration::from_secs(3600),
+                ..ServeOptions::default()
+            },
+            Arc::new(Metrics::default()),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        while nats_support::count_instances(&client).await == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        println!(
+            "nats_load: {count} submissions per level, payload {} bytes; latency in ms",
+            payload.len()
+        );
+        println!(
+            "{:>9} | {:>28} | {:>28} | {:>28} | {:>10} | {:>10}",
+            "in flight",
+            "echo floor /s p50 p99 p999",
+            "in-process /s p50 p99 p999",
+            "over NATS /s p50 p99 p999",
+            "÷in-proc",
+            "÷echo"
+        );
+        let row = |f: Figures| {
+            format!(
+                "{:>8.0} {:>6} {:>6} {:>6}",
+                f.per_second,
+                ms(f.p50),
+                ms(f.p99),
+                ms(f.p999)
+            )
+        };
+        for (round, in_flight) in levels.iter().copied().enumerate() {
+            let echo = {
+                let (client, payload) = (client.clone(), payload.clone());
+                drive(count, in_flight, move |_| {
+                    let (client, payload) = (client.clone(), payload.clone());
+                    async move {
+                        client
+                            .request("bench.echo", payload)
+                            .await
+                            .unwrap_or_else(|e| panic!("echo: {e}"));
+                    }
+                })
+                .await
+            };
+            let tag = format!("r{round}");
+            let in_process = {
+                let (engine, partners, tag) =
+                    (Arc::clone(&engine), Arc::clone(&partners), tag.clone());
+                drive(count, in_flight, move |n| {
+                    let (engine, partners, tag) =
+                        (Arc::clone(&engine), Arc::clone(&partners), tag.clone());
+                    async move {
+                        let partner = partners[n % partners.len()];
+                        let mut body = submission(partner, n, &tag);
+                        body["actor"] =
+                            json!({ "kind": "partner", "partner_id": partner, "user": "rep" });
+                        let envelope = CommandEnvelope::parse(body.to_string().as_bytes())
+                            .unwrap_or_else(|e| panic!("parse: {e}"));
+                        match engine.execute(envelope).await {
+                            Ok(done) if done.reply.ok => {}
+                            other => panic!("in-process command failed: {other:?}"),
+                        }
+                    }
+                })
+                .await
+            };
+            let over_nats = {
+                let (client, partners, tag) =
+                    (client.clone(), Arc::clone(&served_partners), tag.clone());
+                drive(count, in_flight, move |n| {
+                    let (client, partners, tag) =
+                        (client.clone(), Arc::clone(&partners), tag.clone());
+                    async move {
+                        let partner = partners[n % partners.len()];
+                        let body = submission(partner, n, &tag).to_string();
+                        let reply = client
+                            .request(
+                                format!("dealreg.partner.{partner}.cmd.submit_registration"),
+                                body.into(),
+                            )
+                            .await
+                            .unwrap_or_else(|e| panic!("request: {e}"));
+                        assert!(
+                            reply.payload.starts_with(b"{\"ok\":true"),
+                            "a command over NATS failed: {}",
+                            String::from_utf8_lossy(&reply.payload)
+                        );
+                    }
+                })
+                .await
+            };
+            println!(
+                "{:>9} | {} | {} | {} | {:>10.2} | {:>10.2}",
+                in_flight,
+                row(echo),
+                row(in_process),
+                row(over_nats),
+                over_nats.per_second / in_process.per_second,
+                over_nats.per_second / echo.per_second
+            );
+        }
+        let _ = stop.send(());
+        match service.await {
+            Ok(Ok(())) => {}
+            other => panic!("the service did not drain: {other:?}"),
+        }
+    });
+}
