@@ -9,7 +9,6 @@
 //! 3000), DEALREG_BENCH_NATS_LEVELS (default `1,64,256`).
 
 #[path = "../tests/nats_support.rs"]
-#[allow(dead_code)]
 mod nats_support;
 
 use std::sync::Arc;
