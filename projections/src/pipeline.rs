@@ -58,6 +58,9 @@ pub struct VendorRow {
 /// What a partner may see of its own registration: stage, owner, next step, protection
 /// status and expiry, motion.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+// The published schema closes the row (`additionalProperties: false`): a partner client
+// can then refuse any field that is not partner-safe.
+#[schemars(deny_unknown_fields)]
 pub struct PartnerRow {
     pub registration_id: RegistrationId,
     pub account: AccountKey,

@@ -317,12 +317,17 @@ pub async fn answer<S: EventStore, K: CheckpointStore>(
     }
 }
 
-/// One event of a registration's history, as the vendor sees it.
+/// One event of a registration's history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct HistoryLine {
     #[schemars(with = "u64")]
     pub position: GlobalPosition,
-    pub revision: StreamRevision,
+    /// The event's revision in the account's stream: for the vendor only. Why not for a
+    /// partner: the gaps between a partner's own revisions would count the other partners'
+    /// activity on the account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<StreamRevision>,
+    /// The event (for a partner, its partner-safe form).
     pub event: serde_json::Value,
 }
 
@@ -416,7 +421,7 @@ async fn history<S: EventStore, K: CheckpointStore>(
             if names(&value, &wanted) {
                 lines.push(HistoryLine {
                     position: recorded.position,
-                    revision: recorded.revision,
+                    revision: me.is_none().then_some(recorded.revision),
                     event: value,
                 });
             }

@@ -190,7 +190,15 @@ impl SqliteCheckpoints {
         let name = name.to_string();
         let fence = self.fence.clone();
         self.run_checked(move |conn| {
-            let tx = conn.unchecked_transaction().db()?;
+            // IMMEDIATE: the write lock is taken (waiting through the busy timeout) before
+            // the first read. A deferred transaction that reads the fence first and then
+            // writes fails at once with SQLITE_BUSY when another connection (the event
+            // writer) committed in between: SQLite cannot wait for that upgrade.
+            let tx = rusqlite::Transaction::new_unchecked(
+                conn,
+                rusqlite::TransactionBehavior::Immediate,
+            )
+            .db()?;
             if let Some(fence) = fence {
                 let (lease, holder) = (&fence.0, &fence.1);
                 let current: Option<String> = tx
