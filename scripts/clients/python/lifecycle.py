@@ -5,7 +5,7 @@ against the JSON Schemas under schemas/.
 
 Only the published contract is used: the subjects (docs/API.md, the subject grammar of the
 NATS adapter), the JSON bodies, and schemas/. Requirements: Python 3.9+, nats-py, jsonschema
-(with referencing). See clients/python/README.md.
+(with referencing). See scripts/clients/python/README.md.
 
 Exit status: 0 when every step, check and validation passed; 1 on any failure (the message
 says which step and shows the reply); 2 on bad usage or unusable schemas.
@@ -376,7 +376,7 @@ class Feed:
             deliver_policy=DeliverPolicy.ALL,
             ack_policy=AckPolicy.EXPLICIT,
             filter_subject="dealreg.feed.>",
-            description="clients/python/lifecycle.py",
+            description="scripts/clients/python/lifecycle.py",
         ))
         self.sub = await self.js.pull_subscribe_bind(durable=self.durable, stream=FEED_STREAM)
 
@@ -767,7 +767,7 @@ def main() -> int:
     here = Path(__file__).resolve().parent
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nats-url", required=True, help="the NATS server dealreg serve is connected to")
-    parser.add_argument("--schemas", default=str(here.parent.parent / "schemas"),
+    parser.add_argument("--schemas", default=str(here.parent.parent.parent / "schemas"),
                         help="the schema directory (default: the repository's schemas/)")
     parser.add_argument("--no-schemas", action="store_true",
                         help="DEVELOPMENT AID ONLY: skip schema validation (the run is not a pass)")
