@@ -225,6 +225,8 @@ async fn killing_one_of_two_processes_loses_nothing_and_retries_apply_once() {
         durable_name: Some("crm".into()),
         filter_subject: "dealreg.feed.pipeline.registration.vendor".into(),
         ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
+        // Messages the stopped reader had pulled but not acknowledged come back after this.
+        ack_wait: Duration::from_secs(2),
         ..Default::default()
     };
     stream
@@ -351,4 +353,54 @@ async fn killing_one_of_two_processes_loses_nothing_and_retries_apply_once() {
     for key in registrations.keys() {
         assert_eq!(per_key.get(key), Some(&1), "{key}: {per_key:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_one_process_while_the_other_takes_the_rest() {
+    let server = NatsServer::start(None);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let client = async_nats::connect(&server.url).await.expect("connect");
+    let (mut first, mut second) = two_serves(&dir, &server, &client).await;
+    let partner = ready_partner(&client, "Draining").await;
+    const N: usize = 200;
+    let mut tasks = Vec::new();
+    for n in 0..N {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let key = format!("drain-{n}");
+            let body = json!({ "command": submission(Uuid::now_v7(), partner, &format!("drain-{n}.example")) });
+            // No retry: every request must be answered by one process or the other.
+            request(
+                &client,
+                &format!("dealreg.partner.{partner}.cmd.submit_registration"),
+                &body,
+                Some(&key),
+            )
+            .await
+        }));
+        if n == N / 4 {
+            // SIGTERM the first while requests are in flight (from another thread, so the
+            // requests keep flowing while it drains).
+            let pid = first.pid();
+            tokio::task::spawn_blocking(move || {
+                std::process::Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status()
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    for task in tasks {
+        let (reply, _) = task.await.expect("answered");
+        assert_eq!(reply["ok"], json!(true), "{reply}");
+    }
+    let status = first.child.take().expect("runs").wait().expect("wait");
+    assert!(
+        status.success(),
+        "the drained process exited {status}: {}",
+        first.log_text()
+    );
+    assert!(first.log_text().contains("drained"), "{}", first.log_text());
+    let status = second.terminate();
+    assert!(status.success(), "{}", second.log_text());
 }

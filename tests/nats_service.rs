@@ -36,11 +36,19 @@ async fn ready_partner(client: &async_nats::Client, name: &str) -> Uuid {
 }
 
 async fn started(dir: &tempfile::TempDir, server: &NatsServer) -> (async_nats::Client, Serve) {
+    started_with(dir, server, &[]).await
+}
+
+async fn started_with(
+    dir: &tempfile::TempDir,
+    server: &NatsServer,
+    extra: &[&str],
+) -> (async_nats::Client, Serve) {
     let client = async_nats::connect(&server.url).await.expect("connect");
     let serve = Serve::start(
         &dir.path().join("dealreg.db"),
         &server.url,
-        &[],
+        extra,
         &[],
         dir.path().join("serve.log"),
         &client,
@@ -49,11 +57,40 @@ async fn started(dir: &tempfile::TempDir, server: &NatsServer) -> (async_nats::C
     (client, serve)
 }
 
+/// A free loopback port (bound and released: another process could take it in between,
+/// which on a test machine it does not).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// `GET path` on the metrics address: status line and body.
+async fn http_get(addr: &str, path: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    socket
+        .write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut response = String::new();
+    socket.read_to_string(&mut response).await.expect("read");
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (
+        head.lines().next().unwrap_or_default().to_string(),
+        body.to_string(),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registration_over_nats_is_answered_queried_and_published() {
     let server = NatsServer::start(None);
     let dir = tempfile::tempdir().expect("temp dir");
-    let (client, mut serve) = started(&dir, &server).await;
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let (client, mut serve) = started_with(&dir, &server, &["--metrics-addr", &metrics]).await;
+    let (status, _) = http_get(&metrics, "/readyz").await;
+    assert!(status.contains("200"), "{status}");
 
     // Discovery: the micro protocol's INFO lists one endpoint per command.
     let info = client
@@ -179,6 +216,28 @@ async fn a_registration_over_nats_is_answered_queried_and_published() {
         );
         message.ack().await.expect("ack");
     }
+
+    // The metrics count what happened.
+    let (status, body) = http_get(&metrics, "/metrics").await;
+    assert!(status.contains("200"), "{status}");
+    for line in [
+        "dealreg_commands_total{command=\"submit_registration\",outcome=\"ok\"} 2",
+        "dealreg_commands_total{command=\"approve_registration\",outcome=\"ok\"} 1",
+        "dealreg_queries_total{view=\"pipeline\",outcome=\"view_timeout\"} 1",
+        "dealreg_holds_views 1",
+    ] {
+        assert!(body.contains(line), "no `{line}` in:\n{body}");
+    }
+    assert!(
+        body.contains(
+            "dealreg_command_seconds_bucket{command=\"submit_registration\",le=\"+Inf\"} 2"
+        ),
+        "{body}"
+    );
+    assert!(
+        body.contains("dealreg_projection_lag_events{view=\"pipeline\"}"),
+        "{body}"
+    );
 
     // SIGTERM drains and exits 0.
     let status = serve.terminate();

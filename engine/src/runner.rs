@@ -317,8 +317,9 @@ pub async fn rebuild<P: Projection, S: EventStore, K: CheckpointStore>(
 /// Keeps `P` up to date as events arrive: catches up, then waits for the store's head to
 /// move (or `poll`, for appends made by other processes, which this process's head watch
 /// does not see), and catches up again, until `stop` resolves. The state stays in memory
-/// between catch-ups; each one that folded something ends with a save (only the rows it
-/// changed), so a follower killed at any moment resumes from its last saved checkpoint.
+/// between catch-ups; what they folded is saved (only the rows it changed) at most every
+/// [`SAVE_EVERY`], and at `stop`, so a follower killed at any moment resumes from its last
+/// saved checkpoint.
 /// `saved` is told each position saved (queries waiting for a position listen to it).
 pub async fn follow<P: Projection, S: EventStore, K: CheckpointStore>(
     store: &S,
@@ -334,6 +335,9 @@ pub async fn follow<P: Projection, S: EventStore, K: CheckpointStore>(
         checkpoints.reset(P::NAME).await?;
     }
     let mut first = true;
+    // Folded and not saved yet, and when the last save was.
+    let mut unsaved = rebuilt.is_some();
+    let mut last_save: Option<std::time::Instant> = None;
     loop {
         let _ = *head.borrow_and_update();
         let (folded, _) = advance(
@@ -345,17 +349,37 @@ pub async fn follow<P: Projection, S: EventStore, K: CheckpointStore>(
             &mut |_| {},
         )
         .await?;
-        if folded > 0 || (first && rebuilt.is_some()) {
+        unsaved |= folded > 0;
+        let due = last_save.is_none_or(|at| at.elapsed() >= SAVE_EVERY);
+        if unsaved && due {
             save(checkpoints, position, &mut state).await?;
-        }
-        if folded > 0 || first {
+            last_save = Some(std::time::Instant::now());
+            unsaved = false;
+            saved(position);
+        } else if first {
             saved(position);
         }
         first = false;
+        let wait = match (unsaved, last_save) {
+            (true, Some(at)) => SAVE_EVERY.saturating_sub(at.elapsed()),
+            _ => poll,
+        };
         tokio::select! {
-            _ = &mut stop => return Ok(position),
-            _ = head.changed() => {}
-            _ = tokio::time::sleep(poll) => {}
+            _ = &mut stop => {
+                if unsaved {
+                    save(checkpoints, position, &mut state).await?;
+                    saved(position);
+                }
+                return Ok(position);
+            }
+            _ = head.changed(), if !unsaved => {}
+            _ = tokio::time::sleep(wait) => {}
         }
     }
 }
+
+/// The shortest time between two saves of a follower. Why: every save is a write
+/// transaction on the store's file, and under load a save per command would take the
+/// write lock from the appends as often as they take it; folding a few milliseconds'
+/// worth of events into one save keeps appends fast and read-your-writes within this.
+pub const SAVE_EVERY: Duration = Duration::from_millis(50);
