@@ -5,6 +5,10 @@
 //! (`dealreg_nats::serve` on a SQLite file, as `dealreg serve` runs it) against a real
 //! nats-server on 127.0.0.1.
 //!
+//! Submissions spread over 512 partners: each takes a capacity slot on its partner's
+//! stream, so fewer partners than requests in flight measure contention on partner
+//! streams, not the interface.
+//!
 //! `cargo bench --bench nats_load`; knobs: DEALREG_BENCH_NATS_COMMANDS (per level, default
 //! 3000), DEALREG_BENCH_NATS_LEVELS (default `1,64,256`).
 
@@ -158,12 +162,12 @@ fn main() {
 
         // Floor 2: the engine in-process, on its own store.
         let (engine, _, _) = open_engine(&dir.path().join("in-process.db")).await;
-        let partners = Arc::new(load::onboard_partners(&engine, 64).await);
+        let partners = Arc::new(load::onboard_partners(&engine, 512).await);
 
         // The service, in this process, on a third store.
         let served = dir.path().join("served.db");
         let (served_engine, store, checkpoints) = open_engine(&served).await;
-        let served_partners = Arc::new(load::onboard_partners(&served_engine, 64).await);
+        let served_partners = Arc::new(load::onboard_partners(&served_engine, 512).await);
         let holder = dealreg_nats::service::holder_name();
         let fenced = checkpoints.fenced(dealreg_nats::service::VIEWS_LEASE, &holder);
         let service_client = async_nats::connect(&server.url)

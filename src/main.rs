@@ -61,8 +61,14 @@ enum Job {
         #[arg(long)]
         stream: Option<String>,
     },
-    /// Check every stream's hash chain; exits non-zero when any chain is broken.
+    /// Check every stream's hash chain; exits non-zero when any chain is broken. For the
+    /// auditor's full check (the log chain, the records, signed checkpoints) see `audit verify`.
     Verify,
+    /// The auditor's tools: signing keys, signed checkpoints, the full verify.
+    Audit {
+        #[command(subcommand)]
+        job: cli::audit::AuditJob,
+    },
     /// Issue the system commands whose deadlines have fallen due (approval SLA breaches,
     /// expiry reminders, expiries, inactivity, conflict SLAs, renewal reviews), once; run
     /// it from cron or a service loop.
@@ -130,6 +136,7 @@ fn main() -> ExitCode {
             } => cli::apply::run(&store, &file, policy, at, state_cache_mib << 20).await,
             Job::Events { after, stream } => cli::events::run(&store, after, stream).await,
             Job::Verify => cli::verify::run(&store).await,
+            Job::Audit { job } => cli::audit::run(&store, job),
             Job::Timekeeper { at } => cli::timekeeper::run(&store, at).await,
             Job::Rebuild { projection } => cli::rebuild::run(&store, projection).await,
             Job::View { what } => cli::view::run(&store, what).await,

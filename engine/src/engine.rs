@@ -714,6 +714,13 @@ fn reply_from(
 
 /// Idempotency keys are scoped to who sends them, so one partner's key can never return
 /// another partner's reply (invariant 7).
+/// The key an idempotency record is stored under for an actor's key: keys are scoped
+/// to the actor, so two partners' keys never meet. Auditors hold the idempotency records
+/// against the keys in the events' metadata with it.
+pub fn idempotency_record_key(actor: &Actor, key: &str) -> String {
+    format!("{}/{}", actor_scope(actor), key)
+}
+
 fn actor_scope(actor: &Actor) -> String {
     match actor {
         Actor::Partner { partner_id, .. } => format!("partner:{partner_id}"),

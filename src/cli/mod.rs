@@ -2,6 +2,7 @@
 //! opens the embedded store they share.
 
 pub mod apply;
+pub mod audit;
 pub mod demo;
 pub mod events;
 pub mod rebuild;

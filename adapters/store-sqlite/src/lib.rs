@@ -34,12 +34,13 @@ use std::thread::JoinHandle;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::{oneshot, watch};
 
-use dealreg_store::chain::{event_hash, GENESIS_HASH};
+use dealreg_store::chain::{event_hash, log_hash, GENESIS_HASH};
 use dealreg_store::{
     check_expected, validate, AppendOutcome, AppendRequest, EventStore, GlobalPosition,
     RecordedEvent, StoreError, StreamRevision, WriteOutcome,
 };
 
+pub mod audit;
 mod checkpoints;
 mod open;
 
@@ -61,7 +62,13 @@ CREATE TABLE IF NOT EXISTS events (
     metadata   BLOB    NOT NULL,
     prev_hash  TEXT    NOT NULL,
     hash       TEXT    NOT NULL,
+    log_hash   TEXT    NOT NULL DEFAULT '',
     UNIQUE (stream, revision)
+);
+CREATE TABLE IF NOT EXISTS log_head (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    position INTEGER NOT NULL,
+    log_hash TEXT    NOT NULL
 );
 CREATE TABLE IF NOT EXISTS streams (
     stream        TEXT PRIMARY KEY,
@@ -285,7 +292,7 @@ impl SqliteStore {
                         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                     )
                     .map_err(backend)?;
-                    conn.busy_timeout(open::BUSY_TIMEOUT).map_err(backend)?;
+                    open::wait_when_busy(&conn).map_err(backend)?;
                     conn
                 }
             };
@@ -728,6 +735,16 @@ fn apply(conn: &Connection, request: &AppendRequest) -> Result<AppendOutcome, St
         )?;
         tips.push(tip);
     }
+    // The log chain: the highest position ever assigned and the log's hash there. Events
+    // take the next positions explicitly, each chained to the one before it.
+    let (mut log_position, mut log_prev): (u64, String) = conn
+        .prepare_cached("SELECT position, log_hash FROM log_head WHERE id = 1")
+        .and_then(|mut q| {
+            q.query_row([], |row| Ok((row.get::<_, i64>(0)? as u64, row.get(1)?)))
+                .optional()
+        })
+        .map_err(backend)?
+        .unwrap_or((0, GENESIS_HASH.to_string()));
     let mut writes = Vec::with_capacity(request.writes.len());
     for (write, tip) in request.writes.iter().zip(tips) {
         let (mut revision, mut prev_hash) = match tip {
@@ -741,8 +758,8 @@ fn apply(conn: &Connection, request: &AppendRequest) -> Result<AppendOutcome, St
         };
         let mut insert = conn
             .prepare_cached(
-                "INSERT INTO events (stream, revision, event_id, event_type, data, metadata, prev_hash, hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO events (position, stream, revision, event_id, event_type, data, metadata, prev_hash, hash, log_hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )
             .map_err(backend)?;
         for event in &write.events {
@@ -755,8 +772,11 @@ fn apply(conn: &Connection, request: &AppendRequest) -> Result<AppendOutcome, St
                 &event.data,
                 &event.metadata,
             );
+            let position = log_position + 1;
+            let chained = log_hash(&log_prev, position, &hash);
             insert
                 .execute(params![
+                    position as i64,
                     write.stream,
                     revision as i64,
                     event.event_id.to_string(),
@@ -764,7 +784,8 @@ fn apply(conn: &Connection, request: &AppendRequest) -> Result<AppendOutcome, St
                     event.data,
                     event.metadata,
                     prev_hash,
-                    hash
+                    hash,
+                    chained
                 ])
                 .map_err(|e| match e {
                     rusqlite::Error::SqliteFailure(f, _)
@@ -778,9 +799,9 @@ fn apply(conn: &Connection, request: &AppendRequest) -> Result<AppendOutcome, St
                     other => backend(other),
                 })?;
             outcome.revisions.push(revision);
-            outcome
-                .positions
-                .push(GlobalPosition(conn.last_insert_rowid() as u64));
+            outcome.positions.push(GlobalPosition(position));
+            log_position = position;
+            log_prev = chained;
             prev_hash = hash;
             revision += 1;
         }
@@ -793,6 +814,14 @@ fn apply(conn: &Connection, request: &AppendRequest) -> Result<AppendOutcome, St
             .map_err(backend)?;
         }
         writes.push(outcome);
+    }
+    if log_position > 0 {
+        conn.prepare_cached(
+            "INSERT INTO log_head (id, position, log_hash) VALUES (1, ?1, ?2)
+             ON CONFLICT(id) DO UPDATE SET position = excluded.position, log_hash = excluded.log_hash",
+        )
+        .and_then(|mut q| q.execute(params![log_position as i64, log_prev]))
+        .map_err(backend)?;
     }
     let outcome = AppendOutcome {
         writes,

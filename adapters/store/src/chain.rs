@@ -45,6 +45,21 @@ pub fn event_hash(
     to_hex(&hasher.finalize())
 }
 
+/// The hash of the log up to and including the event at `position`: it covers the hash
+/// of the log before it, the event's position and the event's own (stream chain) hash.
+/// Why a second chain: a stream's chain cannot show that its last event was deleted, that
+/// events moved between positions, or that the global tail was cut; a chain over the
+/// global order can, and a signed log hash at a position pins everything up to it.
+pub fn log_hash(prev_log_hash: &str, position: u64, event_hash: &str) -> String {
+    let mut hasher = Sha256::new();
+    let position = position.to_be_bytes();
+    for part in [prev_log_hash.as_bytes(), &position, event_hash.as_bytes()] {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part);
+    }
+    to_hex(&hasher.finalize())
+}
+
 pub(crate) fn to_hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);

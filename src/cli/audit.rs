@@ -1,0 +1,177 @@
+//! `dealreg audit ...`: what an auditor runs, on the store file or a read-only copy of it.
+//!
+//! - `keygen`: an Ed25519 signing key for checkpoints, to be kept away from the store.
+//! - `checkpoint`: signs the log's head (position and log hash) and appends it to the
+//!   auditor's checkpoint file.
+//! - `verify`: both chains, the records beside the events, and the checkpoints; names
+//!   every finding (what damage, which stream, revision, position, checkpoint) and exits
+//!   with 2 when there is one.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use dealreg_store_sqlite::audit::{self, SignedCheckpoint};
+
+#[derive(Subcommand)]
+pub enum AuditJob {
+    /// Writes a new signing key (64 hex digits) to FILE, readable by its owner only, and
+    /// prints its public key. Keep it outside the store's machine if you can.
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Signs the log's head with KEY and appends the signed checkpoint (one JSON line) to
+    /// OUT, where the auditor keeps them.
+    Checkpoint {
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Checks the chains over every stream and over the global order, the stream tips,
+    /// the highest position assigned, the idempotency keys, and every signed checkpoint.
+    /// Reads the file read-only. Exit codes: 0 nothing wrong, 2 something is, 1 error.
+    Verify {
+        /// The auditor's checkpoint file (JSON lines from `dealreg audit checkpoint`).
+        #[arg(long)]
+        checkpoints: Option<PathBuf>,
+        /// The public key the checkpoints must be signed with (64 hex digits); without it
+        /// each checkpoint is checked against the key it names.
+        #[arg(long)]
+        public_key: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The exit code of a verify that found something wrong.
+pub const EXIT_FINDINGS: u8 = 2;
+
+fn read_key(path: &Path) -> Result<ed25519_dalek::SigningKey, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the signing key {}: {e}", path.display()))?;
+    audit::signing_key(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn read_checkpoints(path: &Path) -> Result<Vec<SignedCheckpoint>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the checkpoints {}: {e}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(n, line)| {
+            serde_json::from_str(line).map_err(|e| {
+                format!(
+                    "{} line {}: not a signed checkpoint ({e}); the file holds the lines `dealreg audit checkpoint` appends",
+                    path.display(),
+                    n + 1
+                )
+            })
+        })
+        .collect()
+}
+
+/// The idempotency record key of the command that wrote an event, from its metadata.
+fn record_key(metadata: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(metadata).ok()?;
+    let key = value.get("idempotency_key")?.as_str()?;
+    let actor: dealreg_domain::Actor = serde_json::from_value(value.get("actor")?.clone()).ok()?;
+    Some(dealreg_engine::engine::idempotency_record_key(&actor, key))
+}
+
+pub fn run(store: &Path, job: AuditJob) -> Result<ExitCode, String> {
+    match job {
+        AuditJob::Keygen { out } => {
+            let mut seed = [0u8; 32];
+            getrandom::getrandom(&mut seed)
+                .map_err(|e| format!("the system has no randomness to make a key: {e}"))?;
+            let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+            let hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
+            let mut file = std::fs::OpenOptions::new();
+            file.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                file.mode(0o600);
+            }
+            let mut file = file.open(&out).map_err(|e| {
+                format!(
+                    "cannot create {} ({e}); a key file is never overwritten, choose a new path",
+                    out.display()
+                )
+            })?;
+            writeln!(file, "{hex}").map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+            println!("{}", audit::public_hex(&key));
+            eprintln!(
+                "signing key written to {}; its public key is above",
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditJob::Checkpoint { key, out } => {
+            let key = read_key(&key)?;
+            let signed =
+                audit::sign_head(store, &key, chrono::Utc::now()).map_err(|e| e.to_string())?;
+            let line = serde_json::to_string(&signed).map_err(|e| e.to_string())?;
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&out)
+                .map_err(|e| format!("cannot open {}: {e}", out.display()))?;
+            writeln!(file, "{line}")
+                .and_then(|()| file.sync_all())
+                .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+            println!("{line}");
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditJob::Verify {
+            checkpoints,
+            public_key,
+            json,
+        } => {
+            let checkpoints = match &checkpoints {
+                Some(path) => read_checkpoints(path)?,
+                None => Vec::new(),
+            };
+            let pinned = public_key
+                .as_deref()
+                .map(audit::verifying_key)
+                .transpose()
+                .map_err(|e| format!("--public-key: {e}"))?;
+            let report = audit::verify(store, &checkpoints, pinned.as_ref(), &record_key)
+                .map_err(|e| e.to_string())?;
+            if json {
+                let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+                println!("{text}");
+            } else {
+                for finding in &report.findings {
+                    println!("{finding}");
+                }
+                println!(
+                    "{} events in {} streams, head position {} (log hash {}), {} checkpoints: {}",
+                    report.events,
+                    report.streams,
+                    report.head_position,
+                    report.head_log_hash,
+                    report.checkpoints,
+                    if report.findings.is_empty() {
+                        "nothing wrong".to_string()
+                    } else {
+                        format!("{} findings", report.findings.len())
+                    }
+                );
+                if checkpoints.is_empty() {
+                    eprintln!("note: no --checkpoints: a file regenerated with fresh chains cannot be told from the original without signed checkpoints");
+                }
+            }
+            Ok(if report.findings.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_FINDINGS)
+            })
+        }
+    }
+}
