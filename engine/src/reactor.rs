@@ -144,9 +144,13 @@ pub async fn follow<S: EventStore + Clone, C: Clock, K: CheckpointStore>(
     loop {
         let _ = *head.borrow_and_update();
         let reacted = catch_up(engine, checkpoints).await?;
+        let caught_at = std::time::Instant::now();
         tokio::select! {
             _ = &mut stop => return Ok(reacted.position),
-            _ = head.changed() => {}
+            _ = head.changed() => {
+                // One catch-up (and one checkpoint save) for a burst of appends.
+                tokio::time::sleep(crate::runner::FOLD_EVERY.saturating_sub(caught_at.elapsed())).await;
+            }
             _ = tokio::time::sleep(poll) => {}
         }
     }
