@@ -138,6 +138,24 @@ fn messages(entry: &FeedEntry, row: Option<serde_json::Value>) -> Vec<Outgoing> 
     out
 }
 
+/// The tables published to the feeds: the ones a CRM mirrors. The others are a view's
+/// own lookup structures (the conflict view's name, label and first-word indexes, the
+/// ledger's tiers and won deals), whose changes would only load JetStream: a submission
+/// changes three of them for every row a CRM wants.
+pub const FEED_TABLES: &[(&str, &str)] = &[
+    ("pipeline", "registration"),
+    ("pipeline", "partner"),
+    ("ledger", "entry"),
+    ("ledger", "balance"),
+    ("conflicts", "account"),
+    ("conflicts", "duplicate"),
+];
+
+fn published_table(view: &str, key: &str) -> bool {
+    let table = key.split_once('/').map_or(key, |(table, _)| table);
+    FEED_TABLES.iter().any(|(v, t)| *v == view && *t == table)
+}
+
 /// Whether partners get the rows of this table (in their partner-safe form).
 fn partner_safe_table(view: &str, table: &str) -> bool {
     matches!(
@@ -156,16 +174,19 @@ pub async fn publish_pending<K: CheckpointStore>(
     let Some(last) = entries.last().map(|e| e.seq) else {
         return Ok(0);
     };
-    // The latest entry of each row in this batch; earlier ones are the same row again.
+    // The latest entry of each published row in this batch; earlier ones are the same
+    // row again. Entries of other tables leave the outbox unpublished.
     let mut latest: HashMap<(&str, &str), u64> = HashMap::new();
-    for entry in &entries {
+    for entry in entries.iter().filter(|e| published_table(&e.view, &e.key)) {
         latest.insert((entry.view.as_str(), entry.key.as_str()), entry.seq);
     }
+    let latest_of = |entry: &FeedEntry| {
+        latest
+            .get(&(entry.view.as_str(), entry.key.as_str()))
+            .copied()
+    };
     let mut keys: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for entry in entries
-        .iter()
-        .filter(|e| latest[&(e.view.as_str(), e.key.as_str())] == e.seq)
-    {
+    for entry in entries.iter().filter(|e| latest_of(e) == Some(e.seq)) {
         keys.entry(entry.view.as_str())
             .or_default()
             .push(entry.key.clone());
@@ -180,7 +201,7 @@ pub async fn publish_pending<K: CheckpointStore>(
     }
     let mut acks = Vec::new();
     for entry in &entries {
-        if latest[&(entry.view.as_str(), entry.key.as_str())] != entry.seq {
+        if latest_of(entry) != Some(entry.seq) {
             continue;
         }
         let row = rows
