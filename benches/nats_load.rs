@@ -194,6 +194,7 @@ fn main() {
             .await
             .unwrap_or_else(|e| panic!("connect: {e}"));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let metrics = Arc::new(Metrics::default());
         let service = tokio::spawn(dealreg_nats::serve(
             service_client,
             served_engine,
@@ -206,9 +207,11 @@ fn main() {
             ServeOptions {
                 holder,
                 tick: Duration::from_secs(3600),
+                // DEALREG_BENCH_NATS_NO_FEED=1: the views are folded, not published.
+                feeds: !std::env::var("DEALREG_BENCH_NATS_NO_FEED").is_ok_and(|v| v == "1"),
                 ..ServeOptions::default()
             },
-            Arc::new(Metrics::default()),
+            Arc::clone(&metrics),
             async {
                 let _ = stopped.await;
             },
@@ -309,6 +312,14 @@ fn main() {
                 over_nats.per_second / in_process.per_second,
                 over_nats.per_second / echo.per_second
             );
+        }
+        // Inside the service: the time from a request's arrival to its reply's encoding,
+        // over all rounds (where the latency over NATS is spent: in the service or around it).
+        println!("nats_load: inside the service (dealreg_command_seconds, all rounds):");
+        for line in metrics.render().lines() {
+            if line.starts_with("dealreg_command_seconds_bucket{command=\"submit_registration\"") {
+                println!("  {line}");
+            }
         }
         let _ = stop.send(());
         match service.await {

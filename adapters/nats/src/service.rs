@@ -46,6 +46,9 @@ pub struct ServeOptions {
     pub poll: Duration,
     /// How long the views lease lasts unless renewed (renewed every third of it).
     pub lease_ttl: Duration,
+    /// Whether the lease holder publishes the views' row changes to JetStream (the outbox
+    /// keeps them when not, for a later holder that does).
+    pub feeds: bool,
 }
 
 impl Default for ServeOptions {
@@ -55,6 +58,7 @@ impl Default for ServeOptions {
             tick: Duration::from_secs(60),
             poll: Duration::from_millis(50),
             lease_ttl: Duration::from_secs(6),
+            feeds: true,
         }
     }
 }
@@ -479,7 +483,7 @@ where
             }
         });
     }
-    {
+    if options.feeds {
         let (js, fenced, metrics, stop) = (
             js.clone(),
             fenced.clone(),

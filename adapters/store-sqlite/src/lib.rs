@@ -44,7 +44,7 @@ pub mod audit;
 mod checkpoints;
 mod open;
 
-pub use checkpoints::SqliteCheckpoints;
+pub use checkpoints::{views_path, SqliteCheckpoints};
 pub use open::{OpenError, SqliteOptions, StoreSettings};
 
 /// Most appends committed in one transaction. Large enough to absorb bursts, small enough
@@ -64,6 +64,10 @@ CREATE TABLE IF NOT EXISTS events (
     hash       TEXT    NOT NULL,
     log_hash   TEXT    NOT NULL DEFAULT '',
     UNIQUE (stream, revision)
+);
+CREATE TABLE IF NOT EXISTS store_meta (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    store_id TEXT    NOT NULL
 );
 CREATE TABLE IF NOT EXISTS log_head (
     id       INTEGER PRIMARY KEY CHECK (id = 1),

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, ErrorCode, OpenFlags};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 
 use dealreg_store::StoreError;
 
@@ -155,6 +155,7 @@ pub(crate) fn writer_connection(
             .map_err(|e| OpenError::sqlite(path, "create the schema", e))?;
     }
     migrate_log_chain(&conn).map_err(|e| OpenError::sqlite(path, "chain the log", e))?;
+    name_the_store(&conn).map_err(|e| OpenError::sqlite(path, "name the store", e))?;
     if let Some(pages) = options.max_pages {
         set_max_pages(&conn, pages).map_err(|e| OpenError::sqlite(path, "cap the file size", e))?;
     }
@@ -280,7 +281,7 @@ fn is_busy(e: &rusqlite::Error) -> bool {
 /// `PRAGMA journal_mode=WAL`, retried with a bounded, jittered backoff while another
 /// connection holds the lock it needs (SQLite answers SQLITE_BUSY at once there instead of
 /// waiting).
-fn switch_to_wal(conn: &Connection, path: &Path) -> Result<(), OpenError> {
+pub(crate) fn switch_to_wal(conn: &Connection, path: &Path) -> Result<(), OpenError> {
     let mut pause = Duration::from_millis(1);
     let mut attempt = 1;
     loop {
@@ -417,4 +418,26 @@ fn migrate_log_chain(conn: &Connection) -> rusqlite::Result<()> {
             Err(e)
         }
     }
+}
+
+/// Gives the store an id of its own, once: its views file records it, so views of
+/// another store (this file replaced) are never served for this one.
+fn name_the_store(conn: &Connection) -> rusqlite::Result<()> {
+    let named = conn
+        .query_row("SELECT 1 FROM store_meta WHERE id = 1", [], |_| Ok(()))
+        .optional();
+    if matches!(named, Ok(Some(()))) {
+        return Ok(());
+    }
+    in_immediate_transaction(
+        conn,
+        &format!(
+            "CREATE TABLE IF NOT EXISTS store_meta (
+                 id       INTEGER PRIMARY KEY CHECK (id = 1),
+                 store_id TEXT    NOT NULL
+             );
+             INSERT OR IGNORE INTO store_meta (id, store_id) VALUES (1, '{}');",
+            uuid::Uuid::now_v7()
+        ),
+    )
 }
