@@ -477,6 +477,17 @@ struct Settled {
     committed: bool,
 }
 
+/// The log chain's head: the highest position assigned and the log hash there.
+type LogHead = (u64, String);
+
+fn read_log_head(conn: &Connection) -> rusqlite::Result<LogHead> {
+    Ok(conn
+        .prepare_cached("SELECT position, log_hash FROM log_head WHERE id = 1")?
+        .query_row([], |row| Ok((row.get::<_, i64>(0)? as u64, row.get(1)?)))
+        .optional()?
+        .unwrap_or((0, GENESIS_HASH.to_string())))
+}
+
 /// What running one append in its savepoint did to the group's transaction.
 enum Step {
     /// The transaction is still open; this is the append's own result.
@@ -510,10 +521,30 @@ fn commit_group(conn: &Connection, group: &[Job]) -> Settled {
             committed: false,
         };
     }
+    // The log chain's head, read once per group and carried from append to append; an
+    // append whose savepoint is rolled back leaves it as it was.
+    let mut log = match read_log_head(conn) {
+        Ok(log) => log,
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            let reason = format!("cannot read the log's head: {e}");
+            return Settled {
+                results: group.iter().map(|_| Err(not_written(&reason))).collect(),
+                committed: false,
+            };
+        }
+    };
+    let start = log.clone();
     let mut results: Vec<Result<AppendOutcome, StoreError>> = Vec::with_capacity(group.len());
     for job in group {
-        match step(conn, &job.request) {
-            Step::Done(result) => results.push(result),
+        let mut next = log.clone();
+        match step(conn, &job.request, &mut next) {
+            Step::Done(result) => {
+                if result.is_ok() {
+                    log = next;
+                }
+                results.push(result)
+            }
             Step::Lost(reason) => {
                 tracing::warn!(%reason, appends = group.len(), "a write transaction was lost; its group is answered as not written");
                 // Everything this group did went with the transaction.
@@ -539,6 +570,22 @@ fn commit_group(conn: &Connection, group: &[Job]) -> Settled {
             }
         }
     }
+    if log != start {
+        let written = conn
+            .prepare_cached(
+                "INSERT INTO log_head (id, position, log_hash) VALUES (1, ?1, ?2)
+                 ON CONFLICT(id) DO UPDATE SET position = excluded.position, log_hash = excluded.log_hash",
+            )
+            .and_then(|mut q| q.execute(params![log.0 as i64, log.1]));
+        if let Err(e) = written {
+            let _ = conn.execute_batch("ROLLBACK");
+            let reason = format!("cannot record the log's head: {e}");
+            return Settled {
+                results: group.iter().map(|_| Err(not_written(&reason))).collect(),
+                committed: false,
+            };
+        }
+    }
     match control(conn, "COMMIT") {
         Ok(()) => Settled {
             results,
@@ -562,7 +609,7 @@ fn not_written(reason: &str) -> StoreError {
 
 /// One append in its own savepoint, checking after every statement that the group's
 /// transaction is still open.
-fn step(conn: &Connection, request: &AppendRequest) -> Step {
+fn step(conn: &Connection, request: &AppendRequest, log: &mut LogHead) -> Step {
     if conn.is_autocommit() {
         return Step::Lost("the transaction ended before the append".into());
     }
@@ -573,7 +620,7 @@ fn step(conn: &Connection, request: &AppendRequest) -> Step {
             Step::Done(Err(not_written(&format!("cannot open a savepoint: {e}"))))
         };
     }
-    let result = apply(conn, request);
+    let result = apply(conn, request, log);
     if conn.is_autocommit() {
         let why = match &result {
             Err(e) => e.to_string(),
@@ -700,7 +747,11 @@ fn committed(
 }
 
 /// One append inside its savepoint.
-fn apply(conn: &Connection, request: &AppendRequest) -> Result<AppendOutcome, StoreError> {
+fn apply(
+    conn: &Connection,
+    request: &AppendRequest,
+    log: &mut LogHead,
+) -> Result<AppendOutcome, StoreError> {
     validate(request)?;
     if let Some(idem) = &request.idempotency {
         let seen: Option<(String, String)> = conn
@@ -739,16 +790,9 @@ fn apply(conn: &Connection, request: &AppendRequest) -> Result<AppendOutcome, St
         )?;
         tips.push(tip);
     }
-    // The log chain: the highest position ever assigned and the log's hash there. Events
-    // take the next positions explicitly, each chained to the one before it.
-    let (mut log_position, mut log_prev): (u64, String) = conn
-        .prepare_cached("SELECT position, log_hash FROM log_head WHERE id = 1")
-        .and_then(|mut q| {
-            q.query_row([], |row| Ok((row.get::<_, i64>(0)? as u64, row.get(1)?)))
-                .optional()
-        })
-        .map_err(backend)?
-        .unwrap_or((0, GENESIS_HASH.to_string()));
+    // The log chain: events take the next positions explicitly, each chained to the one
+    // before it.
+    let (mut log_position, mut log_prev) = (log.0, std::mem::take(&mut log.1));
     let mut writes = Vec::with_capacity(request.writes.len());
     for (write, tip) in request.writes.iter().zip(tips) {
         let (mut revision, mut prev_hash) = match tip {
@@ -819,14 +863,7 @@ fn apply(conn: &Connection, request: &AppendRequest) -> Result<AppendOutcome, St
         }
         writes.push(outcome);
     }
-    if log_position > 0 {
-        conn.prepare_cached(
-            "INSERT INTO log_head (id, position, log_hash) VALUES (1, ?1, ?2)
-             ON CONFLICT(id) DO UPDATE SET position = excluded.position, log_hash = excluded.log_hash",
-        )
-        .and_then(|mut q| q.execute(params![log_position as i64, log_prev]))
-        .map_err(backend)?;
-    }
+    *log = (log_position, log_prev);
     let outcome = AppendOutcome {
         writes,
         deduplicated: false,
