@@ -910,11 +910,12 @@ mod tests {
         let (conn, _) = open::writer_connection(&dir.path().join("s.db"), &SqliteOptions::create())
             .expect("open");
         let (a, b) = (job("account-a.example", 0), job("account-b.example", 1));
+        let mut log = read_log_head(&conn).expect("the log's head");
         conn.execute_batch("BEGIN IMMEDIATE").expect("begin");
-        let answered_a = apply(&conn, &a.request);
+        let answered_a = apply(&conn, &a.request, &mut log);
         conn.execute_batch("COMMIT").expect("commit");
         conn.execute_batch("BEGIN IMMEDIATE").expect("begin");
-        let answered_b = apply(&conn, &b.request);
+        let answered_b = apply(&conn, &b.request, &mut log);
         // Left open on purpose: settling rolls it back first.
         let group = [a, b];
         let settled =
