@@ -914,6 +914,7 @@ mod tests {
         conn.execute_batch("BEGIN IMMEDIATE").expect("begin");
         let answered_a = apply(&conn, &a.request, &mut log);
         conn.execute_batch("COMMIT").expect("commit");
+        let mut after_a = log.clone();
         conn.execute_batch("BEGIN IMMEDIATE").expect("begin");
         let answered_b = apply(&conn, &b.request, &mut log);
         // Left open on purpose: settling rolls it back first.
@@ -934,7 +935,7 @@ mod tests {
         // When the check itself fails, the answer is "unknown, retry with the same key".
         let c = job("account-c.example", 2);
         conn.execute_batch("BEGIN IMMEDIATE").expect("begin");
-        let answered_c = apply(&conn, &c.request);
+        let answered_c = apply(&conn, &c.request, &mut after_a);
         conn.execute_batch("ROLLBACK; ALTER TABLE events RENAME TO moved")
             .expect("hide the table");
         let settled = settle_failed_commit(&conn, &[c], vec![answered_c], "simulated");
