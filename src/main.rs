@@ -136,7 +136,7 @@ fn main() -> ExitCode {
             } => cli::apply::run(&store, &file, policy, at, state_cache_mib << 20).await,
             Job::Events { after, stream } => cli::events::run(&store, after, stream).await,
             Job::Verify => cli::verify::run(&store).await,
-            Job::Audit { job } => cli::audit::run(&store, job),
+            Job::Audit { job } => cli::audit::run(&store, job).await,
             Job::Timekeeper { at } => cli::timekeeper::run(&store, at).await,
             Job::Rebuild { projection } => cli::rebuild::run(&store, projection).await,
             Job::View { what } => cli::view::run(&store, what).await,

@@ -30,6 +30,21 @@ pub enum AuditJob {
         #[arg(long)]
         out: PathBuf,
     },
+    /// The history of one registration, account or partner, as a person reads it: time,
+    /// actor, command, what happened (refusals with their codes and messages), the reason
+    /// given, the policy version applied.
+    History {
+        #[arg(long, conflicts_with_all = ["account", "partner"], required_unless_present_any = ["account", "partner"])]
+        registration: Option<uuid::Uuid>,
+        /// Any spelling of the account's domain.
+        #[arg(long, conflicts_with = "partner")]
+        account: Option<String>,
+        #[arg(long)]
+        partner: Option<uuid::Uuid>,
+        /// Print JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Checks the chains over every stream and over the global order, the stream tips,
     /// the highest position assigned, the idempotency keys, and every signed checkpoint.
     /// Reads the file read-only. Exit codes: 0 nothing wrong, 2 something is, 1 error.
@@ -82,8 +97,25 @@ fn record_key(metadata: &[u8]) -> Option<String> {
     Some(dealreg_engine::engine::idempotency_record_key(&actor, key))
 }
 
-pub fn run(store: &Path, job: AuditJob) -> Result<ExitCode, String> {
+pub async fn run(store: &Path, job: AuditJob) -> Result<ExitCode, String> {
     match job {
+        AuditJob::History {
+            registration,
+            account,
+            partner,
+            json,
+        } => {
+            use super::history::{self, Subject};
+            let subject = match (registration, account, partner) {
+                (Some(id), _, _) => Subject::Registration(id),
+                (_, Some(domain), _) => Subject::Account(
+                    dealreg_domain::AccountKey::from_domain(&domain).map_err(|e| e.message)?,
+                ),
+                (_, _, Some(id)) => Subject::Partner(id),
+                _ => return Err("name a --registration, an --account or a --partner".into()),
+            };
+            history::run(store, subject, json).await
+        }
         AuditJob::Keygen { out } => {
             let mut seed = [0u8; 32];
             getrandom::getrandom(&mut seed)

@@ -5,6 +5,7 @@ pub mod apply;
 pub mod audit;
 pub mod demo;
 pub mod events;
+pub mod history;
 pub mod rebuild;
 pub mod serve;
 pub mod store;
