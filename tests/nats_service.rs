@@ -88,7 +88,33 @@ async fn a_registration_over_nats_is_answered_queried_and_published() {
     let server = NatsServer::start(None);
     let dir = tempfile::tempdir().expect("temp dir");
     let metrics = format!("127.0.0.1:{}", free_port());
-    let (client, mut serve) = started_with(&dir, &server, &["--metrics-addr", &metrics]).await;
+    let key = dir.path().join("signing.key");
+    let keygen = std::process::Command::new(env!("CARGO_BIN_EXE_dealreg"))
+        .args(["audit", "keygen", "--out"])
+        .arg(&key)
+        .output()
+        .expect("keygen");
+    assert!(keygen.status.success());
+    let checkpoints = dir.path().join("checkpoints.jsonl");
+    let (key_arg, checkpoints_arg) = (
+        key.to_string_lossy().to_string(),
+        checkpoints.to_string_lossy().to_string(),
+    );
+    let (client, mut serve) = started_with(
+        &dir,
+        &server,
+        &[
+            "--metrics-addr",
+            &metrics,
+            "--signing-key",
+            &key_arg,
+            "--checkpoints",
+            &checkpoints_arg,
+            "--sign-every",
+            "1",
+        ],
+    )
+    .await;
     let (status, _) = http_get(&metrics, "/readyz").await;
     assert!(status.contains("200"), "{status}");
 
@@ -237,6 +263,28 @@ async fn a_registration_over_nats_is_answered_queried_and_published() {
     assert!(
         body.contains("dealreg_projection_lag_events{view=\"pipeline\"}"),
         "{body}"
+    );
+
+    // The service signed the log's head on its interval, and it verifies.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(&checkpoints).map_or(true, |t| t.trim().is_empty()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no signed checkpoint was written"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let verified = std::process::Command::new(env!("CARGO_BIN_EXE_dealreg"))
+        .arg("--store")
+        .arg(dir.path().join("dealreg.db"))
+        .args(["audit", "verify", "--checkpoints"])
+        .arg(&checkpoints)
+        .output()
+        .expect("verify");
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stdout)
     );
 
     // SIGTERM drains and exits 0.

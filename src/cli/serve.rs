@@ -61,6 +61,57 @@ pub struct ServeArgs {
     /// Memory for folded accounts and partners kept between commands, in MiB.
     #[arg(long, default_value_t = 256)]
     state_cache_mib: usize,
+    /// Sign the log's head with this key (from `dealreg audit keygen`) every
+    /// --sign-every seconds, appending each signed checkpoint to --checkpoints.
+    #[arg(long, requires = "checkpoints")]
+    signing_key: Option<PathBuf>,
+    /// The auditor's checkpoint file the signed checkpoints are appended to.
+    #[arg(long, requires = "signing_key")]
+    checkpoints: Option<PathBuf>,
+    #[arg(long, default_value_t = 300)]
+    sign_every: u64,
+}
+
+/// Signs the log's head every `every` while it moves, appending each signature to `out`.
+async fn sign_on_interval(
+    store: PathBuf,
+    key: ed25519_dalek::SigningKey,
+    out: PathBuf,
+    every: Duration,
+) {
+    use std::io::Write;
+    let mut signed_at_position = None;
+    loop {
+        tokio::time::sleep(every).await;
+        let (store, key, out) = (store.clone(), key.clone(), out.clone());
+        let last = signed_at_position;
+        let signed = tokio::task::spawn_blocking(move || -> Result<Option<u64>, String> {
+            let checkpoint =
+                dealreg_store_sqlite::audit::sign_head(&store, &key, chrono::Utc::now())
+                    .map_err(|e| e.to_string())?;
+            if last == Some(checkpoint.position) {
+                return Ok(last);
+            }
+            let line = serde_json::to_string(&checkpoint).map_err(|e| e.to_string())?;
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&out)
+                .map_err(|e| format!("cannot open {}: {e}", out.display()))?;
+            writeln!(file, "{line}")
+                .and_then(|()| file.sync_all())
+                .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+            Ok(Some(checkpoint.position))
+        })
+        .await;
+        match signed {
+            Ok(Ok(position)) => signed_at_position = position,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "the log's head could not be signed; trying again at the next interval")
+            }
+            Err(e) => tracing::warn!(error = %e, "signing the log's head failed to run"),
+        }
+    }
 }
 
 const PASSWORD_ENV: &str = "DEALREG_NATS_PASSWORD";
@@ -186,6 +237,18 @@ pub async fn run(path: &Path, args: ServeArgs) -> Result<ExitCode, String> {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         });
+    }
+    if let (Some(key), Some(out)) = (&args.signing_key, &args.checkpoints) {
+        let text = std::fs::read_to_string(key)
+            .map_err(|e| format!("cannot read the signing key {}: {e}", key.display()))?;
+        let key = dealreg_store_sqlite::audit::signing_key(&text)
+            .map_err(|e| format!("{}: {e}", key.display()))?;
+        tokio::spawn(sign_on_interval(
+            path.to_path_buf(),
+            key,
+            out.clone(),
+            Duration::from_secs(args.sign_every.max(1)),
+        ));
     }
     let client = connect(&args).await?;
     let options = ServeOptions {
