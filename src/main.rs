@@ -64,6 +64,19 @@ enum Job {
     /// Check every stream's hash chain; exits non-zero when any chain is broken. For the
     /// auditor's full check (the log chain, the records, signed checkpoints) see `audit verify`.
     Verify,
+    /// Write the log as portable JSON lines (positions, hashes, metadata, idempotency
+    /// records, signed checkpoints) to stdout or FILE. Reads the store read-only.
+    Export {
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Signed checkpoints to carry along (from `dealreg audit checkpoint`).
+        #[arg(long)]
+        checkpoints: Option<PathBuf>,
+    },
+    /// Load a portable log into an empty store (created when missing); it is checked line
+    /// by line first and verified after. Exit codes: 0 imported and verified, 2 imported
+    /// but a checkpoint does not match, 1 refused (damaged file, non-empty store).
+    Import { file: PathBuf },
     /// The auditor's tools: signing keys, signed checkpoints, the full verify.
     Audit {
         #[command(subcommand)]
@@ -137,6 +150,8 @@ fn main() -> ExitCode {
             Job::Events { after, stream } => cli::events::run(&store, after, stream).await,
             Job::Verify => cli::verify::run(&store).await,
             Job::Audit { job } => cli::audit::run(&store, job).await,
+            Job::Export { out, checkpoints } => cli::portable::export(&store, out, checkpoints),
+            Job::Import { file } => cli::portable::import(&store, &file).await,
             Job::Timekeeper { at } => cli::timekeeper::run(&store, at).await,
             Job::Rebuild { projection } => cli::rebuild::run(&store, projection).await,
             Job::View { what } => cli::view::run(&store, what).await,

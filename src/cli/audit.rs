@@ -71,7 +71,7 @@ fn read_key(path: &Path) -> Result<ed25519_dalek::SigningKey, String> {
     audit::signing_key(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn read_checkpoints(path: &Path) -> Result<Vec<SignedCheckpoint>, String> {
+pub(super) fn read_checkpoints(path: &Path) -> Result<Vec<SignedCheckpoint>, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read the checkpoints {}: {e}", path.display()))?;
     text.lines()
@@ -90,7 +90,7 @@ fn read_checkpoints(path: &Path) -> Result<Vec<SignedCheckpoint>, String> {
 }
 
 /// The idempotency record key of the command that wrote an event, from its metadata.
-fn record_key(metadata: &[u8]) -> Option<String> {
+pub(super) fn record_key(metadata: &[u8]) -> Option<String> {
     let value: serde_json::Value = serde_json::from_slice(metadata).ok()?;
     let key = value.get("idempotency_key")?.as_str()?;
     let actor: dealreg_domain::Actor = serde_json::from_value(value.get("actor")?.clone()).ok()?;

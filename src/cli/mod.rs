@@ -6,6 +6,7 @@ pub mod audit;
 pub mod demo;
 pub mod events;
 pub mod history;
+pub mod portable;
 pub mod rebuild;
 pub mod serve;
 pub mod store;

@@ -577,3 +577,276 @@ pub fn verify(
         findings,
     })
 }
+
+/// One line of a portable log (`dealreg export`): JSON lines, in this order: a header,
+/// every event in position order, every idempotency record, the signed checkpoints, and
+/// an end line that counts what came before (a cut file is refused).
+///
+/// Why `data` and `metadata` are strings: they are the exact bytes the hashes cover; a
+/// JSON value would be written back with other spacing or key order, and every hash after
+/// it would break.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ExportLine {
+    Header {
+        format: u32,
+        exported_at: DateTime<Utc>,
+    },
+    Event {
+        position: u64,
+        stream: String,
+        revision: u64,
+        event_id: String,
+        event_type: String,
+        data: String,
+        metadata: String,
+        prev_hash: String,
+        hash: String,
+        log_hash: String,
+    },
+    Idempotency {
+        key: String,
+        fingerprint: String,
+        outcome: String,
+    },
+    Checkpoint(SignedCheckpoint),
+    End {
+        events: u64,
+        idempotency: u64,
+        checkpoints: u64,
+        log_hash: String,
+    },
+}
+
+/// The format this build writes and reads.
+pub const EXPORT_FORMAT: u32 = 1;
+
+/// Writes the store at `path` as a portable log to `out`, with `checkpoints`; returns the
+/// number of events. Reads the file read-only.
+pub fn export(
+    path: &Path,
+    checkpoints: &[SignedCheckpoint],
+    now: DateTime<Utc>,
+    out: &mut dyn std::io::Write,
+) -> Result<u64, AuditError> {
+    let conn = read_only(path)?;
+    let unreadable = |e: rusqlite::Error| AuditError::Unreadable {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
+    let written = |e: std::io::Error| AuditError::Unreadable {
+        path: "the export".into(),
+        reason: format!("cannot be written: {e}"),
+    };
+    let mut line = |value: &ExportLine| -> Result<(), AuditError> {
+        let text = serde_json::to_string(value).map_err(|e| AuditError::Unreadable {
+            path: "the export".into(),
+            reason: e.to_string(),
+        })?;
+        writeln!(out, "{text}").map_err(written)
+    };
+    line(&ExportLine::Header {
+        format: EXPORT_FORMAT,
+        exported_at: now,
+    })?;
+    let mut events = 0u64;
+    let mut last_log = GENESIS_HASH.to_string();
+    {
+        let mut query = conn
+            .prepare(
+                "SELECT position, stream, revision, event_id, event_type, data, metadata, prev_hash, hash, log_hash
+                 FROM events ORDER BY position",
+            )
+            .map_err(unreadable)?;
+        let mut rows = query.query([]).map_err(unreadable)?;
+        while let Some(row) = rows.next().map_err(unreadable)? {
+            let text = |i: usize| -> Result<String, AuditError> {
+                let bytes: Vec<u8> = row.get(i).map_err(unreadable)?;
+                String::from_utf8(bytes).map_err(|e| AuditError::Unreadable {
+                    path: path.display().to_string(),
+                    reason: format!("an event's bytes are not UTF-8: {e}"),
+                })
+            };
+            let log_hash: String = row.get(9).map_err(unreadable)?;
+            last_log = log_hash.clone();
+            line(&ExportLine::Event {
+                position: row.get::<_, i64>(0).map_err(unreadable)? as u64,
+                stream: row.get(1).map_err(unreadable)?,
+                revision: row.get::<_, i64>(2).map_err(unreadable)? as u64,
+                event_id: row.get(3).map_err(unreadable)?,
+                event_type: row.get(4).map_err(unreadable)?,
+                data: text(5)?,
+                metadata: text(6)?,
+                prev_hash: row.get(7).map_err(unreadable)?,
+                hash: row.get(8).map_err(unreadable)?,
+                log_hash,
+            })?;
+            events += 1;
+        }
+    }
+    let records: Vec<(String, String, String)> = conn
+        .prepare("SELECT key, fingerprint, outcome FROM idempotency ORDER BY key")
+        .and_then(|mut q| {
+            q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<rusqlite::Result<_>>()
+        })
+        .map_err(unreadable)?;
+    for (key, fingerprint, outcome) in &records {
+        line(&ExportLine::Idempotency {
+            key: key.clone(),
+            fingerprint: fingerprint.clone(),
+            outcome: outcome.clone(),
+        })?;
+    }
+    for checkpoint in checkpoints {
+        line(&ExportLine::Checkpoint(checkpoint.clone()))?;
+    }
+    line(&ExportLine::End {
+        events,
+        idempotency: records.len() as u64,
+        checkpoints: checkpoints.len() as u64,
+        log_hash: last_log,
+    })?;
+    out.flush().map_err(written)?;
+    Ok(events)
+}
+
+/// A portable log read back and checked: every line parsed, both chains recomputed, the
+/// end line's counts matched. The first line that is wrong is named (1-based).
+#[derive(Debug, Default)]
+pub struct ReadExport {
+    pub events: Vec<ExportLine>,
+    pub idempotency: Vec<(String, String, String)>,
+    pub checkpoints: Vec<SignedCheckpoint>,
+}
+
+/// Reads and checks a portable log; `Err` names the first bad line and what is wrong.
+pub fn read_export(text: &str) -> Result<ReadExport, String> {
+    let mut read = ReadExport::default();
+    let mut streams: HashMap<String, (u64, String)> = HashMap::new();
+    let mut log = GENESIS_HASH.to_string();
+    let mut position = 0u64;
+    let mut header = false;
+    let mut ended = false;
+    for (index, raw) in text.lines().enumerate() {
+        let n = index + 1;
+        let bad = |why: String| {
+            format!("line {n}: {why}; the export is damaged, make it again with `dealreg export`")
+        };
+        if raw.trim().is_empty() {
+            continue;
+        }
+        if ended {
+            return Err(bad("a line after the end line".into()));
+        }
+        let line: ExportLine =
+            serde_json::from_str(raw).map_err(|e| bad(format!("not an export line ({e})")))?;
+        match &line {
+            ExportLine::Header { format, .. } => {
+                if header || n != 1 {
+                    return Err(bad("a header that is not the first line".into()));
+                }
+                if *format != EXPORT_FORMAT {
+                    return Err(bad(format!(
+                        "format {format}; this build reads format {EXPORT_FORMAT}"
+                    )));
+                }
+                header = true;
+            }
+            _ if !header => return Err(bad("the first line is not the export's header".into())),
+            ExportLine::Event {
+                position: p,
+                stream,
+                revision,
+                event_id,
+                event_type,
+                data,
+                metadata,
+                prev_hash,
+                hash,
+                log_hash: stored_log,
+            } => {
+                if !read.idempotency.is_empty() || !read.checkpoints.is_empty() {
+                    return Err(bad("an event after the idempotency records".into()));
+                }
+                if *p != position + 1 {
+                    return Err(bad(format!("position {p} follows position {position}")));
+                }
+                let (expected_revision, expected_prev) = streams
+                    .get(stream)
+                    .map(|(r, h)| (r + 1, h.clone()))
+                    .unwrap_or((0, GENESIS_HASH.to_string()));
+                if *revision != expected_revision || *prev_hash != expected_prev {
+                    return Err(bad(format!(
+                        "revision {revision} of `{stream}` does not follow its stream"
+                    )));
+                }
+                let id =
+                    uuid::Uuid::parse_str(event_id).map_err(|e| bad(format!("event id: {e}")))?;
+                let recomputed = event_hash(
+                    prev_hash,
+                    stream,
+                    *revision,
+                    &id,
+                    event_type,
+                    data.as_bytes(),
+                    metadata.as_bytes(),
+                );
+                if recomputed != *hash {
+                    return Err(bad(format!(
+                        "the event at position {p} does not match its hash: it was changed"
+                    )));
+                }
+                let next_log = log_hash(&log, *p, hash);
+                if next_log != *stored_log {
+                    return Err(bad(format!("the log chain breaks at position {p}")));
+                }
+                log = next_log;
+                position = *p;
+                streams.insert(stream.clone(), (*revision, hash.clone()));
+                read.events.push(line);
+            }
+            ExportLine::Idempotency {
+                key,
+                fingerprint,
+                outcome,
+            } => {
+                if !read.checkpoints.is_empty() {
+                    return Err(bad("an idempotency record after the checkpoints".into()));
+                }
+                read.idempotency
+                    .push((key.clone(), fingerprint.clone(), outcome.clone()));
+            }
+            ExportLine::Checkpoint(checkpoint) => read.checkpoints.push(checkpoint.clone()),
+            ExportLine::End {
+                events,
+                idempotency,
+                checkpoints,
+                log_hash: end_log,
+            } => {
+                if *events != read.events.len() as u64
+                    || *idempotency != read.idempotency.len() as u64
+                    || *checkpoints != read.checkpoints.len() as u64
+                {
+                    return Err(bad(format!(
+                        "the end line counts {events} events, {idempotency} records and {checkpoints} checkpoints; the file has {}, {} and {}",
+                        read.events.len(),
+                        read.idempotency.len(),
+                        read.checkpoints.len()
+                    )));
+                }
+                if *end_log != log {
+                    return Err(bad("the end line's log hash is not the last event's".into()));
+                }
+                ended = true;
+            }
+        }
+    }
+    if !ended {
+        return Err(
+            "the export has no end line: it was cut off; make it again with `dealreg export`"
+                .into(),
+        );
+    }
+    Ok(read)
+}
