@@ -98,10 +98,27 @@ enum Job {
     /// Serve commands, queries and view feeds over NATS (see docs/NATS.md) until SIGTERM,
     /// then drain. The store is created when missing.
     Serve(Box<cli::serve::ServeArgs>),
-    /// Show a read model, brought up to date from its checkpoint first.
+    /// Show a read model, brought up to date from its checkpoint first (or as it stood
+    /// at `--as-of`, folded from the log in memory).
     View {
+        /// A log position or an RFC 3339 time: the view as it stood then.
+        #[arg(long, global = true)]
+        as_of: Option<cli::view::AsOf>,
         #[command(subcommand)]
         what: cli::view::ViewKind,
+    },
+    /// Every view as it stood at a position or a time, folded from the log in memory
+    /// (nothing is written): one view with --view, all of them as one JSON document else.
+    Replay {
+        /// A log position (e.g. 1200) or an RFC 3339 time (e.g. 2026-03-02T09:00:00Z).
+        #[arg(long)]
+        as_of: cli::view::AsOf,
+        /// pipeline (the vendor's), ledger, conflicts or metrics.
+        #[arg(long)]
+        view: Option<String>,
+        /// Write the JSON here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -154,7 +171,10 @@ fn main() -> ExitCode {
             Job::Import { file } => cli::portable::import(&store, &file).await,
             Job::Timekeeper { at } => cli::timekeeper::run(&store, at).await,
             Job::Rebuild { projection } => cli::rebuild::run(&store, projection).await,
-            Job::View { what } => cli::view::run(&store, what).await,
+            Job::View { what, as_of } => {
+                cli::view::run(&store, what, as_of.unwrap_or(cli::view::AsOf::Now)).await
+            }
+            Job::Replay { as_of, view, out } => cli::replay::run(&store, as_of, view, out).await,
             Job::Serve(args) => cli::serve::run(&store, *args).await,
         }
     });

@@ -8,6 +8,7 @@ pub mod events;
 pub mod history;
 pub mod portable;
 pub mod rebuild;
+pub mod replay;
 pub mod serve;
 pub mod store;
 pub mod timekeeper;

@@ -56,16 +56,67 @@ pub enum ViewKind {
     },
 }
 
-/// `P` brought up to the log's head from its checkpoint (the one catch-up every view uses).
-async fn fresh<P: Projection>(path: &Path) -> Result<P, String> {
-    let (store, checkpoints) = super::store::open_existing(path)?;
-    let caught = runner::catch_up::<P, _, _>(&store, &checkpoints, CatchUp::default(), |_| {})
-        .await
-        .map_err(|e| e.to_string())?;
-    if let Some(why) = &caught.rebuilt {
-        eprintln!("note: {why}");
+/// Which moment a view shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsOf {
+    /// The log's head (the view is brought up to date from its checkpoint, and saved).
+    Now,
+    /// The log up to and including this position.
+    Position(u64),
+    /// The log up to the last event at or before this time.
+    Time(chrono::DateTime<chrono::Utc>),
+}
+
+impl std::str::FromStr for AsOf {
+    type Err = String;
+    fn from_str(text: &str) -> Result<AsOf, String> {
+        if let Ok(position) = text.parse::<u64>() {
+            return Ok(AsOf::Position(position));
+        }
+        chrono::DateTime::parse_from_rfc3339(text)
+            .map(|t| AsOf::Time(t.with_timezone(&chrono::Utc)))
+            .map_err(|e| format!("`{text}` is neither a log position nor an RFC 3339 time ({e}); e.g. 1200 or 2026-03-02T09:00:00Z"))
     }
-    Ok(caught.state)
+}
+
+/// `P` as of `as_of`: brought up to date from its checkpoint for `Now`, else folded from
+/// the origin in memory (nothing is written: a replay works on a read-only copy). Returns
+/// the state and the position it covers.
+pub async fn state<P: Projection>(path: &Path, as_of: AsOf) -> Result<(P, u64), String> {
+    if as_of == AsOf::Now {
+        let (store, checkpoints) = super::store::open_existing(path)?;
+        let caught = runner::catch_up::<P, _, _>(&store, &checkpoints, CatchUp::default(), |_| {})
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(why) = &caught.rebuilt {
+            eprintln!("note: {why}");
+        }
+        return Ok((caught.state, caught.position.0));
+    }
+    let (store, _) = super::store::open_existing(path)?;
+    let mut state = P::default();
+    let mut covered = 0;
+    let mut pages =
+        dealreg_store::LogPages::new(&store, dealreg_store::GlobalPosition::ORIGIN, 4096);
+    'log: while let Some(page) = pages.next_page().await.map_err(|e| e.to_string())? {
+        for recorded in &page {
+            if let AsOf::Position(until) = as_of {
+                if recorded.position.0 > until {
+                    break 'log;
+                }
+            }
+            let event = dealreg_engine::decode_event(recorded).map_err(|e| e.to_string())?;
+            if let AsOf::Time(until) = as_of {
+                // Time never runs backwards in the log: the first later event ends it.
+                if event.at() > until {
+                    break 'log;
+                }
+            }
+            state.apply(recorded.position.0, &event);
+            covered = recorded.position.0;
+        }
+    }
+    Ok((state, covered))
 }
 
 fn print(
@@ -89,10 +140,39 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, String> 
     serde_json::to_value(value).map_err(|e| e.to_string())
 }
 
-pub async fn run(path: &Path, what: ViewKind) -> Result<ExitCode, String> {
+/// The conflicts view as JSON: flags by account and likely duplicates, for one account or all.
+pub fn conflicts_json(flags: &ConflictFlags, account: Option<&AccountKey>) -> serde_json::Value {
+    let mut by_account: std::collections::BTreeMap<&str, Vec<_>> = Default::default();
+    for (key, flag) in flags.all() {
+        if account.is_none_or(|a| a == key) {
+            by_account.entry(key.0.as_str()).or_default().push(flag);
+        }
+    }
+    let duplicates: Vec<_> = flags
+        .duplicates()
+        .filter(|d| account.is_none_or(|a| d.accounts.contains(a)))
+        .collect();
+    serde_json::json!({ "conflicts": by_account, "likely_duplicates": duplicates })
+}
+
+/// The ledger as JSON: entries and balances, for one partner or all.
+pub fn ledger_json(ledger: &Ledger, partner: Option<PartnerId>) -> serde_json::Value {
+    let entries: Vec<_> = ledger
+        .entries()
+        .filter(|e| partner.is_none_or(|p| p == e.partner_id))
+        .collect();
+    let balances: std::collections::BTreeMap<String, _> = ledger
+        .balances()
+        .filter(|(p, _)| partner.is_none_or(|q| q == **p))
+        .map(|(p, by_currency)| (p.to_string(), by_currency))
+        .collect();
+    serde_json::json!({ "entries": entries, "balances": balances })
+}
+
+pub async fn run(path: &Path, what: ViewKind, as_of: AsOf) -> Result<ExitCode, String> {
     match what {
         ViewKind::Pipeline { partner, json, .. } => {
-            let pipeline = fresh::<Pipeline>(path).await?;
+            let (pipeline, _) = state::<Pipeline>(path, as_of).await?;
             match partner {
                 Some(id) => {
                     let view = pipeline.partner_view(PartnerId(id));
@@ -108,7 +188,7 @@ pub async fn run(path: &Path, what: ViewKind) -> Result<ExitCode, String> {
             let account = account
                 .map(|a| AccountKey::from_domain(&a).map_err(|e| e.message))
                 .transpose()?;
-            let flags = fresh::<ConflictFlags>(path).await?;
+            let (flags, _) = state::<ConflictFlags>(path, as_of).await?;
             let conflicts: Vec<_> = flags
                 .all()
                 .filter(|(k, _)| account.as_ref().is_none_or(|a| a == *k))
@@ -117,36 +197,19 @@ pub async fn run(path: &Path, what: ViewKind) -> Result<ExitCode, String> {
                 .duplicates()
                 .filter(|d| account.as_ref().is_none_or(|a| d.accounts.contains(a)))
                 .collect();
-            let mut by_account: std::collections::BTreeMap<&str, Vec<_>> = Default::default();
-            for (account, flag) in &conflicts {
-                by_account
-                    .entry(account.0.as_str())
-                    .or_default()
-                    .push(*flag);
-            }
-            let value =
-                serde_json::json!({ "conflicts": by_account, "likely_duplicates": duplicates });
+            let value = conflicts_json(&flags, account.as_ref());
             print(json, value, || text::conflicts(&conflicts, &duplicates))?;
         }
         ViewKind::Metrics { json } => {
-            let metrics = fresh::<ProgramMetrics>(path).await?;
+            let (metrics, _) = state::<ProgramMetrics>(path, as_of).await?;
             print(json, to_json(&metrics.report())?, || {
                 text::metrics(&metrics)
             })?;
         }
         ViewKind::Ledger { partner, json } => {
-            let ledger = fresh::<Ledger>(path).await?;
+            let (ledger, _) = state::<Ledger>(path, as_of).await?;
             let partner = partner.map(PartnerId);
-            let entries: Vec<_> = ledger
-                .entries()
-                .filter(|e| partner.is_none_or(|p| p == e.partner_id))
-                .collect();
-            let balances: std::collections::BTreeMap<String, _> = ledger
-                .balances()
-                .filter(|(p, _)| partner.is_none_or(|q| q == **p))
-                .map(|(p, by_currency)| (p.to_string(), by_currency))
-                .collect();
-            let value = serde_json::json!({ "entries": entries, "balances": balances });
+            let value = ledger_json(&ledger, partner);
             print(json, value, || text::ledger(&ledger, partner))?;
         }
     }

@@ -1,0 +1,83 @@
+//! `dealreg replay --as-of <position | RFC 3339 time>`: every view as it stood then,
+//! folded from the origin in memory (nothing is written, so it runs on a read-only copy).
+//! Prints one view (`--view`) or writes them all as one JSON document.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use dealreg_projections::conflicts::ConflictFlags;
+use dealreg_projections::ledger::Ledger;
+use dealreg_projections::metrics::ProgramMetrics;
+use dealreg_projections::pipeline::Pipeline;
+
+use super::view::{conflicts_json, ledger_json, state, AsOf};
+
+/// The views a replay can show.
+pub const VIEWS: [&str; 4] = ["pipeline", "ledger", "conflicts", "metrics"];
+
+/// One view as JSON as of `as_of`, with the position it covers; the same JSON as
+/// `dealreg view <name> --json` (the vendor's pipeline).
+pub async fn view_json(
+    path: &Path,
+    name: &str,
+    as_of: AsOf,
+) -> Result<(serde_json::Value, u64), String> {
+    let encode = |v: serde_json::Result<serde_json::Value>| v.map_err(|e| e.to_string());
+    Ok(match name {
+        "pipeline" => {
+            let (p, at) = state::<Pipeline>(path, as_of).await?;
+            (encode(serde_json::to_value(p.vendor_view()))?, at)
+        }
+        "ledger" => {
+            let (l, at) = state::<Ledger>(path, as_of).await?;
+            (ledger_json(&l, None), at)
+        }
+        "conflicts" => {
+            let (c, at) = state::<ConflictFlags>(path, as_of).await?;
+            (conflicts_json(&c, None), at)
+        }
+        "metrics" => {
+            let (m, at) = state::<ProgramMetrics>(path, as_of).await?;
+            (encode(serde_json::to_value(m.report()))?, at)
+        }
+        other => {
+            return Err(format!(
+                "`{other}` is not a view; choose one of {}",
+                VIEWS.join(", ")
+            ))
+        }
+    })
+}
+
+pub async fn run(
+    path: &Path,
+    as_of: AsOf,
+    view: Option<String>,
+    out: Option<PathBuf>,
+) -> Result<ExitCode, String> {
+    let document = match &view {
+        Some(name) => view_json(path, name, as_of).await?.0,
+        None => {
+            let mut all = serde_json::Map::new();
+            let mut covered = 0;
+            for name in VIEWS {
+                let (value, at) = view_json(path, name, as_of).await?;
+                covered = at;
+                all.insert(name.to_string(), value);
+            }
+            all.insert("position".into(), covered.into());
+            serde_json::Value::Object(all)
+        }
+    };
+    let text = serde_json::to_string_pretty(&document).map_err(|e| e.to_string())?;
+    match out {
+        Some(file) => std::fs::write(&file, text + "\n")
+            .map_err(|e| format!("cannot write {}: {e}", file.display()))?,
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            writeln!(stdout, "{text}").map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
