@@ -60,6 +60,18 @@ enum Job {
         /// Only events of this stream (e.g. `account-acme.com`).
         #[arg(long)]
         stream: Option<String>,
+        /// Show contacts opened with the store's key vault (or `erased` where the key was
+        /// destroyed) instead of as stored (sealed).
+        #[arg(long)]
+        reveal: bool,
+    },
+    /// Erase a person's contact data (name, e-mail, phone): destroys their key in the
+    /// store's key vault (`<store>-keys`), so every sealed copy in the log, its exports
+    /// and backups becomes unreadable while the hash chains still verify. Exit codes: 0
+    /// erased, 1 the address also appears in contacts recorded in clear (before schema 3).
+    Forget {
+        #[arg(long)]
+        email: String,
     },
     /// Check every stream's hash chain; exits non-zero when any chain is broken. For the
     /// auditor's full check (the log chain, the records, signed checkpoints) see `audit verify`.
@@ -164,7 +176,12 @@ fn main() -> ExitCode {
                 at,
                 state_cache_mib,
             } => cli::apply::run(&store, &file, policy, at, state_cache_mib << 20).await,
-            Job::Events { after, stream } => cli::events::run(&store, after, stream).await,
+            Job::Events {
+                after,
+                stream,
+                reveal,
+            } => cli::events::run(&store, after, stream, reveal).await,
+            Job::Forget { email } => cli::forget::run(&store, &email).await,
             Job::Verify => cli::verify::run(&store).await,
             Job::Audit { job } => cli::audit::run(&store, job).await,
             Job::Export { out, checkpoints } => cli::portable::export(&store, out, checkpoints),

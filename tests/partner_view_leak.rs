@@ -184,18 +184,27 @@ async fn nothing_a_partner_receives_in_the_demo_leaks_vendor_data_or_other_partn
     let store = MemoryStore::new();
     let checkpoints = MemoryCheckpoints::new();
     let mut replies: Vec<(String, Value)> = Vec::new();
-    let run = dealreg_demo::run_observed(store.clone(), &checkpoints, 42, &mut |actor, line| {
-        if let Some(partner) = actor.get("partner_id").and_then(Value::as_str) {
-            let json = serde_json::to_value(line).unwrap_or(Value::Null);
-            replies.push((partner.to_string(), json));
-        }
-        if actor["kind"] == "partner" {
-            assert!(
-                matches!(line, ReplyLine::Partner { .. } | ReplyLine::Refused { .. }),
-                "a partner got a full reply: {line:?}"
-            );
-        }
-    })
+    let vault = std::sync::Arc::new(dealreg_store::MemoryVault::new(
+        dealreg_store::KeyMaterial::Seeded(42),
+    ));
+    let run = dealreg_demo::run_observed(
+        store.clone(),
+        &checkpoints,
+        42,
+        vault,
+        &mut |actor, line| {
+            if let Some(partner) = actor.get("partner_id").and_then(Value::as_str) {
+                let json = serde_json::to_value(line).unwrap_or(Value::Null);
+                replies.push((partner.to_string(), json));
+            }
+            if actor["kind"] == "partner" {
+                assert!(
+                    matches!(line, ReplyLine::Partner { .. } | ReplyLine::Refused { .. }),
+                    "a partner got a full reply: {line:?}"
+                );
+            }
+        },
+    )
     .await
     .expect("the demo runs");
     assert!(run.chains_intact);

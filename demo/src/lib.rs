@@ -21,7 +21,8 @@ use dealreg_engine::reactor::ReactorError;
 use dealreg_engine::runner::ViewError;
 use dealreg_engine::{Engine, EngineError};
 use dealreg_store::chain::verify_log;
-use dealreg_store::{CheckpointStore, EventStore, StoreError};
+use dealreg_store::{CheckpointStore, EventStore, KeyMaterial, KeyVault, MemoryVault, StoreError};
+use std::sync::Arc;
 
 pub use story::{Observer, StoryReport, DAYS};
 
@@ -65,7 +66,18 @@ pub async fn run<S: EventStore + Clone, K: CheckpointStore>(
     checkpoints: &K,
     seed: u64,
 ) -> Result<DemoRun, DemoError> {
-    run_observed(store, checkpoints, seed, &mut |_, _| {}).await
+    let vault = Arc::new(MemoryVault::new(KeyMaterial::Seeded(seed)));
+    run_observed(store, checkpoints, seed, vault, &mut |_, _| {}).await
+}
+
+/// [`run`], sealing contacts with the keys of `vault` (the CLI's is the store's file).
+pub async fn run_in<S: EventStore + Clone, K: CheckpointStore>(
+    store: S,
+    checkpoints: &K,
+    seed: u64,
+    vault: Arc<dyn KeyVault>,
+) -> Result<DemoRun, DemoError> {
+    run_observed(store, checkpoints, seed, vault, &mut |_, _| {}).await
 }
 
 /// [`run`], showing `observer` every reply a client of the demo got (a partner's is the
@@ -74,6 +86,7 @@ pub async fn run_observed<S: EventStore + Clone, K: CheckpointStore>(
     store: S,
     checkpoints: &K,
     seed: u64,
+    vault: Arc<dyn KeyVault>,
     observer: Observer<'_>,
 ) -> Result<DemoRun, DemoError> {
     let start = Utc
@@ -88,7 +101,8 @@ pub async fn run_observed<S: EventStore + Clone, K: CheckpointStore>(
         Some(Policy::default_program()),
         DEMO_MARK,
     )
-    .await?;
+    .await?
+    .with_vault(vault);
     let report = story::play(&engine, &clock, checkpoints, seed, start, observer).await?;
     let chains = verify_log(&store).await?;
     let text = summary::render(&store, checkpoints, &report, &chains).await?;

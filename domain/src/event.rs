@@ -13,7 +13,8 @@ use crate::money::Money;
 use crate::motion::{DealKind, Motion, Tier};
 use crate::policy::Policy;
 use crate::values::{
-    ConflictKind, ConflictParty, ConflictSla, Customer, OpenSlot, StageEvidence, Territory,
+    ConflictKind, ConflictParty, ConflictSla, OpenSlot, RegisteredCustomer, StageEvidence,
+    Territory,
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -88,7 +89,7 @@ pub enum Event {
         account: AccountKey,
         registration_id: RegistrationId,
         partner_id: PartnerId,
-        customer: Customer,
+        customer: RegisteredCustomer,
         product_line: String,
         motion: Motion,
         kind: DealKind,

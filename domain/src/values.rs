@@ -33,12 +33,61 @@ pub fn strict_date<'de, D: serde::Deserializer<'de>>(
         .map_err(|e| D::Error::custom(format!("`{text}` is not a calendar date ({e})")))
 }
 
-/// Someone at the end customer the partner works with.
+/// Someone at the end customer the partner works with: personal data (a name, an e-mail
+/// address, a phone number), which the log never holds in clear (see [`ContactOnRecord`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Contact {
     pub name: String,
     pub email: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+}
+
+/// A contact as an event records it.
+///
+/// Why not the [`Contact`] itself: events are immutable, and a person may ask to be
+/// erased. The engine stores the contact `sealed` (encrypted with a key of that person,
+/// held outside the log); destroying the key (`dealreg forget`) leaves the event and its
+/// hashes intact and the contact unreadable, which is then shown as `erased`. `clear` is
+/// what a decision emits before the engine seals it, and what events written before
+/// schema 3 hold (they cannot be erased without rewriting the log).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ContactOnRecord {
+    Clear(Contact),
+    Sealed(SealedContact),
+    Erased(ErasedContact),
+}
+
+/// A contact encrypted under its person's key (ChaCha20-Poly1305; the person's id is the
+/// associated data, so a ciphertext cannot be passed off as another person's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SealedContact {
+    /// Whose key opens it: an id the key vault assigned, which says nothing about the person.
+    pub person: uuid::Uuid,
+    /// 12 bytes, hex.
+    pub nonce: String,
+    /// The contact's JSON, encrypted and authenticated, hex.
+    pub ciphertext: String,
+}
+
+/// A sealed contact whose key was destroyed: what was there can no longer be read by anyone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErasedContact {
+    pub person: uuid::Uuid,
+}
+
+impl ContactOnRecord {
+    /// The e-mail address, when the contact is readable.
+    pub fn email(&self) -> Option<&str> {
+        match self {
+            ContactOnRecord::Clear(c) => Some(&c.email),
+            _ => None,
+        }
+    }
 }
 
 /// The end customer as the partner registers it.
@@ -49,6 +98,33 @@ pub struct Customer {
     pub domain: String,
     pub contact: Contact,
     /// Where the customer buys: checked against the partner's territories when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vertical: Option<String>,
+}
+
+impl Customer {
+    /// The customer as a `registration_submitted` event records it: the contact in clear,
+    /// for the engine to seal before the event is stored.
+    pub fn on_record(&self) -> RegisteredCustomer {
+        RegisteredCustomer {
+            company: self.company.clone(),
+            domain: self.domain.clone(),
+            contact: ContactOnRecord::Clear(self.contact.clone()),
+            region: self.region.clone(),
+            vertical: self.vertical.clone(),
+        }
+    }
+}
+
+/// The end customer as a registration records it: [`Customer`] with its contact on record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisteredCustomer {
+    pub company: String,
+    pub domain: String,
+    pub contact: ContactOnRecord,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -142,7 +142,7 @@ fn nested_input_refuses_fields_it_does_not_have() {
         "an extra field in money"
     );
     let mut contact = submission_json("2026-09-05");
-    contact["customer"]["contact"]["phone"] = json!("+1");
+    contact["customer"]["contact"]["fax"] = json!("+1");
     assert!(serde_json::from_value::<Command>(contact).is_err());
     let actor = json!({ "kind": "partner", "partner_id": "0190a0a0-0000-7000-8000-000000000002", "user": "ann", "role": "channel_manager" });
     assert!(

@@ -19,7 +19,7 @@ fn a_complete_submission_is_recorded_with_its_approval_deadline_and_capacity_slo
                 account: acme(),
                 registration_id: deal.id,
                 partner_id: partner.id,
-                customer: deal.customer(),
+                customer: deal.customer().on_record(),
                 product_line: "analytics".into(),
                 motion: Motion::Reseller,
                 kind: DealKind::NewBusiness,

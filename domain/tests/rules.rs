@@ -153,6 +153,7 @@ fn submit(id: RegistrationId, p: PartnerId, domain: &str, line: &str, motion: Mo
             contact: Contact {
                 name: "Dana".into(),
                 email: "dana@acme.com".into(),
+                phone: None,
             },
             region: None,
             vertical: None,

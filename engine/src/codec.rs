@@ -22,7 +22,11 @@ use crate::engine::EngineError;
 /// * 1: the first encoding.
 /// * 2: product lines are stored normalised (trimmed, single-spaced, lower case), so that
 ///   ` Analytics` and `analytics` are one line for every rule that compares them.
-pub const EVENT_SCHEMA_VERSION: u32 = 2;
+/// * 3: a registration's contact is personal data and is stored sealed under its
+///   person's key (`customer.contact` is `{"sealed": {...}}`; see `personal`), so that
+///   `dealreg forget` can erase it. Older contacts were stored in clear and read as
+///   `{"clear": {...}}`.
+pub const EVENT_SCHEMA_VERSION: u32 = 3;
 
 /// Stored next to every event; not part of the event's meaning but part of the stored
 /// (and hashed) bytes, so an auditor sees who, when, under which policy.
@@ -50,16 +54,36 @@ struct Upcaster {
 
 /// Every step ever needed, oldest first. A new schema adds its steps here; none is ever
 /// removed while a store may hold events of its version.
-const UPCASTERS: &[Upcaster] = &[Upcaster {
-    event_type: "*",
-    from: 1,
-    lift: normalise_product_lines,
-}];
+const UPCASTERS: &[Upcaster] = &[
+    Upcaster {
+        event_type: "*",
+        from: 1,
+        lift: normalise_product_lines,
+    },
+    Upcaster {
+        event_type: "registration_submitted",
+        from: 2,
+        lift: contact_on_record,
+    },
+];
 
 /// Schema 1 → 2: product lines are normalised wherever an event names one.
 fn normalise_product_lines(payload: &mut Value) {
     if let Some(Value::String(line)) = payload.get_mut("product_line") {
         *line = normalise_product_line(line);
+    }
+}
+
+/// Schema 2 → 3: the contact, stored as it was given (`{"name", "email"}`), is a contact
+/// on record held in clear: `{"clear": {"name", "email"}}`. It stays readable, and
+/// `dealreg forget` reports it as beyond its reach (the log is never rewritten).
+fn contact_on_record(payload: &mut Value) {
+    if let Some(customer) = payload.get_mut("customer").and_then(Value::as_object_mut) {
+        if let Some(contact) = customer.remove("contact") {
+            let mut on_record = serde_json::Map::new();
+            on_record.insert("clear".into(), contact);
+            customer.insert("contact".into(), Value::Object(on_record));
+        }
     }
 }
 
@@ -133,5 +157,15 @@ mod tests {
         assert_eq!(schema_of(br#"{ "command":"x", "schema": 1 }"#), Ok(1));
         assert!(schema_of(br#"{"schema":"2"}"#).is_err());
         assert!(schema_of(b"not json").is_err());
+    }
+
+    #[test]
+    fn a_schema_2_contact_is_lifted_to_a_clear_contact_on_record() {
+        let mut payload = serde_json::json!({"customer": {"company": "Acme", "contact": {"name": "Dana", "email": "dana@acme.com"}}});
+        contact_on_record(&mut payload);
+        assert_eq!(
+            payload["customer"]["contact"],
+            serde_json::json!({"clear": {"name": "Dana", "email": "dana@acme.com"}})
+        );
     }
 }

@@ -13,7 +13,7 @@
 //! 5. on a concurrency conflict go back to 2 — callers see conflicts only when the business
 //!    rule says no.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,8 +26,8 @@ use dealreg_domain::{
     PartnerId, Partners, Policy, State,
 };
 use dealreg_store::{
-    AppendOutcome, AppendRequest, EventStore, ExpectedVersion, Idempotency, NewEvent, StoreError,
-    StreamRevision, StreamWrite,
+    AppendOutcome, AppendRequest, EventStore, ExpectedVersion, Idempotency, KeyMaterial, KeyVault,
+    MemoryVault, NewEvent, PersonKey, StoreError, StreamRevision, StreamWrite, VaultError,
 };
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -36,6 +36,7 @@ use crate::cache::{self, StateCache};
 use crate::codec::{decode_event, EventMetadata, EVENT_SCHEMA_VERSION};
 use crate::envelope::{CommandEnvelope, InputError};
 use crate::partner_reply::PartnerReply;
+use crate::personal;
 use crate::reply::{PositionedEvent, RefusalBody, Reply, ReplyLine};
 
 /// How many times a command is decided again after losing an optimistic-concurrency race
@@ -77,6 +78,9 @@ pub enum EngineError {
         newest: DateTime<Utc>,
         now: DateTime<Utc>,
     },
+    /// Nothing was written: the key that seals a contact could not be had.
+    #[error("nothing was written: {0}")]
+    Vault(#[from] VaultError),
 }
 
 impl EngineError {
@@ -95,6 +99,9 @@ impl EngineError {
             }
             EngineError::TimeBeforeLog { .. } => {
                 "the command is dated before the account's latest change; send it with the current time"
+            }
+            EngineError::Vault(_) => {
+                "the store could not take the command; retry it with the same idempotency key"
             }
             EngineError::Decode { .. }
             | EngineError::UnloadedBoundary { .. }
@@ -117,6 +124,7 @@ impl EngineError {
             EngineError::NoPolicy => "no_policy",
             EngineError::Encode(_) => "internal",
             EngineError::TimeBeforeLog { .. } => "time_before_log",
+            EngineError::Vault(_) => "store_failed",
         }
     }
 }
@@ -160,6 +168,8 @@ pub struct Engine<S, C> {
     ids: SharedIds,
     states: StateCache,
     decided_again: AtomicU64,
+    /// Where the keys that seal contacts are kept (docs/ARCHITECTURE.md, personal data).
+    vault: Arc<dyn KeyVault>,
 }
 
 impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
@@ -187,6 +197,7 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
             ids: SharedIds::new(ids),
             states: StateCache::new(cache::DEFAULT_LIMIT),
             decided_again: AtomicU64::new(0),
+            vault: Arc::new(MemoryVault::new(KeyMaterial::Random)),
         };
         let program = engine.load(&Boundary::Program).await?;
         let adopted = match &program.state {
@@ -441,6 +452,7 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
                 }
             }
             drop(program);
+            let keys = self.personal_keys(&events, now).await?;
             let (request, grouped) = build_append(
                 &boundary,
                 primary,
@@ -449,6 +461,7 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
                 events,
                 &metadata,
                 idempotency.clone(),
+                &keys,
                 || self.ids.next_id(now),
             )?;
             match self.store.append(request).await {
@@ -565,6 +578,56 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
         self
     }
 
+    /// Keeps the keys that seal contacts in `vault`. Without one the engine keeps them in
+    /// memory, and what it sealed cannot be read after the process ends: a store on disk
+    /// needs its vault on disk (the CLI opens `<store>-keys`).
+    pub fn with_vault(mut self, vault: Arc<dyn KeyVault>) -> Self {
+        self.vault = vault;
+        self
+    }
+
+    /// The key vault contacts are sealed with.
+    pub fn vault(&self) -> &Arc<dyn KeyVault> {
+        &self.vault
+    }
+
+    /// The keys the decided events need to seal their contacts. Keys the vault knows are
+    /// read on this thread; creating one (a durable write) runs on the blocking pool.
+    async fn personal_keys(
+        &self,
+        events: &[Event],
+        at: DateTime<Utc>,
+    ) -> Result<HashMap<String, PersonKey>, EngineError> {
+        let addresses = personal::addresses_to_seal(events);
+        if addresses.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut keys = HashMap::with_capacity(addresses.len());
+        for address in &addresses {
+            match self.vault.known(address)? {
+                Some(key) => {
+                    keys.insert(address.clone(), key);
+                }
+                None => {
+                    let vault = Arc::clone(&self.vault);
+                    let missing = addresses.clone();
+                    return tokio::task::spawn_blocking(move || {
+                        personal::keys_for(vault.as_ref(), &missing, at)
+                    })
+                    .await
+                    .map_err(|e| {
+                        EngineError::Vault(VaultError::Io {
+                            path: "key vault".into(),
+                            reason: format!("its worker stopped: {e}"),
+                        })
+                    })?
+                    .map_err(EngineError::from);
+                }
+            }
+        }
+        Ok(keys)
+    }
+
     /// Rebuilds the first reply of a deduplicated command from what the store recorded.
     async fn replay(&self, command: &str, outcome: &AppendOutcome) -> Result<Reply, EngineError> {
         let mut grouped = Vec::new();
@@ -574,7 +637,9 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
                 let count = usize::try_from(last - first + 1).unwrap_or(usize::MAX);
                 let recorded = self.store.read_stream(&write.stream, *first, count).await?;
                 for r in &recorded {
-                    events.push(decode_event(r)?);
+                    let mut event = decode_event(r)?;
+                    personal::reveal(&mut event, self.vault.as_ref())?;
+                    events.push(event);
                 }
             }
             let boundary = Boundary::from_stream_name(&write.stream).unwrap_or(Boundary::Program);
@@ -615,6 +680,7 @@ fn build_append(
     events: Vec<Event>,
     metadata: &EventMetadata,
     idempotency: Option<Idempotency>,
+    keys: &HashMap<String, PersonKey>,
     mut event_id: impl FnMut() -> Uuid,
 ) -> Result<(AppendRequest, Grouped), EngineError> {
     let mut grouped: Grouped = vec![(primary_boundary.clone(), primary, Vec::new())];
@@ -640,10 +706,19 @@ fn build_append(
     for (boundary, loaded, events) in &grouped {
         let mut new_events = Vec::with_capacity(events.len());
         for event in events {
+            let event_id = event_id();
+            // A contact is stored sealed (the clear one stays in memory, for the reply).
+            let data = match personal::sealed_for_storage(event, keys, event_id)
+                .map_err(EngineError::Encode)?
+            {
+                Some(stored) => serde_json::to_vec(&stored),
+                None => serde_json::to_vec(event),
+            }
+            .map_err(|e| EngineError::Encode(e.to_string()))?;
             new_events.push(NewEvent {
-                event_id: event_id(),
+                event_id,
                 event_type: event.event_type().to_string(),
-                data: serde_json::to_vec(event).map_err(|e| EngineError::Encode(e.to_string()))?,
+                data,
                 metadata: metadata_bytes.clone(),
             });
         }

@@ -13,6 +13,7 @@ pub mod codec;
 pub mod engine;
 pub mod envelope;
 pub mod partner_reply;
+pub mod personal;
 pub mod reactor;
 pub mod registry;
 pub mod reply;

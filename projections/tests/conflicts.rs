@@ -28,10 +28,12 @@ fn submitted(domain: &str, company: &str) -> Event {
             contact: Contact {
                 name: "n".into(),
                 email: "e@x.com".into(),
+                phone: None,
             },
             region: None,
             vertical: None,
-        },
+        }
+        .on_record(),
         product_line: "analytics".into(),
         motion: Motion::Reseller,
         kind: DealKind::NewBusiness,

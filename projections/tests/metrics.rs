@@ -29,10 +29,12 @@ fn submitted(id: RegistrationId, motion: Motion) -> Event {
             contact: Contact {
                 name: "n".into(),
                 email: "e@acme.com".into(),
+                phone: None,
             },
             region: None,
             vertical: None,
-        },
+        }
+        .on_record(),
         product_line: "analytics".into(),
         motion,
         kind: DealKind::NewBusiness,

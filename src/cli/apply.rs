@@ -53,7 +53,11 @@ pub async fn run(
         Engine::open(store, super::store::clock(at), policy)
             .await
             .map_err(|e| e.to_string())?
-            .with_cache_limit(state_cache_bytes),
+            .with_cache_limit(state_cache_bytes)
+            .with_vault(super::store::vault(
+                store_path,
+                dealreg_store::KeyMaterial::Random,
+            )?),
     );
     // Follow-ups (an offboarded partner's releases) run beside the commands, off each
     // command's path; the reactor first finishes whatever a crashed run left.

@@ -10,7 +10,10 @@ use dealreg_store_sqlite::{OpenError, SqliteStore};
 pub async fn run(path: &Path, force: bool, seed: u64) -> Result<ExitCode, String> {
     prepare_store_file(path, force).await?;
     let (store, checkpoints) = super::store::create_or_open(path)?;
-    let run = dealreg_demo::run(store, &checkpoints, seed)
+    // The demo's people are invented and its log must be the same bytes on every run:
+    // its vault derives keys from the seed (never do that for real people).
+    let vault = super::store::vault(path, dealreg_store::KeyMaterial::Seeded(seed))?;
+    let run = dealreg_demo::run_in(store, &checkpoints, seed, vault)
         .await
         .map_err(|e| format!("the demo stopped: {e}"))?;
     print!("{}", run.text);
@@ -57,7 +60,8 @@ async fn prepare_store_file(path: &Path, force: bool) -> Result<(), String> {
             ));
         }
     }
-    for suffix in ["", "-wal", "-shm"] {
+    // The store and its keys go together: a new demo starts with no person known.
+    for suffix in ["", "-wal", "-shm", "-keys", "-keys-wal", "-keys-shm"] {
         let mut file = path.as_os_str().to_owned();
         file.push(suffix);
         match std::fs::remove_file(&file) {

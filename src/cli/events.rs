@@ -4,6 +4,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
+use dealreg_engine::{decode_event, personal};
 use dealreg_store::{GlobalPosition, LogPages, RecordedEvent};
 use serde::Serialize;
 
@@ -42,9 +43,19 @@ impl<'a> EventLine<'a> {
     }
 }
 
-/// `dealreg events [--after POS] [--stream S]`.
-pub async fn run(path: &Path, after: u64, stream: Option<String>) -> Result<ExitCode, String> {
+/// `dealreg events [--after POS] [--stream S] [--reveal]`.
+pub async fn run(
+    path: &Path,
+    after: u64,
+    stream: Option<String>,
+    reveal: bool,
+) -> Result<ExitCode, String> {
     let (store, _) = super::store::open_existing(path)?;
+    let vault = if reveal {
+        super::store::read_vault(path)
+    } else {
+        None
+    };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut pages = LogPages::new(&store, GlobalPosition(after), 1024);
@@ -53,8 +64,16 @@ pub async fn run(path: &Path, after: u64, stream: Option<String>) -> Result<Exit
             if stream.as_deref().is_some_and(|s| s != recorded.stream) {
                 continue;
             }
-            serde_json::to_writer(&mut out, &EventLine::new(recorded))
-                .map_err(|e| e.to_string())?;
+            let mut line = EventLine::new(recorded);
+            if reveal && recorded.event_type == "registration_submitted" {
+                // Decoded (older schemas upcast), the contact opened where a key exists.
+                let mut event = decode_event(recorded).map_err(|e| e.to_string())?;
+                if let Some(vault) = &vault {
+                    personal::reveal(&mut event, vault).map_err(|e| e.to_string())?;
+                }
+                line.event = serde_json::to_value(&event).map_err(|e| e.to_string())?;
+            }
+            serde_json::to_writer(&mut out, &line).map_err(|e| e.to_string())?;
             out.write_all(b"\n").map_err(|e| e.to_string())?;
         }
     }

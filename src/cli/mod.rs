@@ -5,6 +5,7 @@ pub mod apply;
 pub mod audit;
 pub mod demo;
 pub mod events;
+pub mod forget;
 pub mod history;
 pub mod portable;
 pub mod rebuild;

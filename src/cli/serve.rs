@@ -192,7 +192,11 @@ pub async fn run(path: &Path, args: ServeArgs) -> Result<ExitCode, String> {
         Engine::open(store.clone(), SharedClock::new(SystemClock), policy)
             .await
             .map_err(|e| e.to_string())?
-            .with_cache_limit(args.state_cache_mib << 20),
+            .with_cache_limit(args.state_cache_mib << 20)
+            .with_vault(super::store::vault(
+                path,
+                dealreg_store::KeyMaterial::Random,
+            )?),
     );
     let metrics = Arc::new(Metrics::default());
     if let Some(addr) = args.metrics_addr {

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use dealreg_clock::{ControlledClock, SharedClock, SystemClock};
-use dealreg_store_sqlite::{OpenError, SqliteCheckpoints, SqliteOptions, SqliteStore};
+use dealreg_store_sqlite::{OpenError, SqliteCheckpoints, SqliteOptions, SqliteStore, SqliteVault};
 
 /// The operator's cap on the store file, in database pages (`PRAGMA max_page_count`; pages
 /// are 4 KiB). Appends that would grow the file past it fail as on a full disk and are
@@ -60,6 +60,29 @@ fn max_pages() -> Result<Option<u64>, String> {
         }),
         Err(std::env::VarError::NotPresent) => Ok(None),
         Err(e) => Err(format!("{MAX_PAGES_ENV} cannot be read: {e}")),
+    }
+}
+
+/// The key vault beside the store at `path` (`<store>-keys`), created when missing: every
+/// job that executes commands seals contacts with it.
+pub fn vault(
+    path: &Path,
+    material: dealreg_store::KeyMaterial,
+) -> Result<std::sync::Arc<SqliteVault>, String> {
+    SqliteVault::open(path, material)
+        .map(std::sync::Arc::new)
+        .map_err(|e| e.to_string())
+}
+
+/// The key vault beside the store at `path`, read-only, for the jobs that show events to
+/// a person: `None` when there is none (contacts are then shown sealed).
+pub fn read_vault(path: &Path) -> Option<SqliteVault> {
+    match SqliteVault::open_read_only(path) {
+        Ok(vault) => vault,
+        Err(e) => {
+            tracing::warn!(%e, "contacts are shown sealed: the key vault cannot be read");
+            None
+        }
     }
 }
 

@@ -14,7 +14,11 @@ pub async fn run(path: &Path, at: Option<DateTime<Utc>>) -> Result<ExitCode, Str
     let (store, checkpoints) = super::store::open_existing(path)?;
     let engine = Engine::open(store.clone(), super::store::clock(at), None)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+        .with_vault(super::store::vault(
+            path,
+            dealreg_store::KeyMaterial::Random,
+        )?);
     // A run of the timekeeper also finishes follow-ups a crashed process left.
     reactor::catch_up(&engine, &checkpoints)
         .await

@@ -14,12 +14,13 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use dealreg_domain::{AccountKey, PartnerId, RegistrationId};
-use dealreg_engine::{decode_event, PartnerEvent, RefusalBody};
+use dealreg_engine::{decode_event, personal, PartnerEvent, RefusalBody};
 use dealreg_projections::conflicts::ConflictFlags;
 use dealreg_projections::ledger::Ledger;
 use dealreg_projections::metrics::ProgramMetrics;
 use dealreg_projections::pipeline::{Pipeline, VendorRow};
 use dealreg_projections::Projection;
+use dealreg_store::KeyVault;
 use dealreg_store::{CheckpointStore, EventStore, GlobalPosition, StoreError, StreamRevision};
 use serde::{Deserialize, Serialize};
 
@@ -191,6 +192,7 @@ fn wait_refusal(view: &str, min: GlobalPosition, wait: Wait) -> QueryReply {
 pub async fn answer<S: EventStore, K: CheckpointStore>(
     store: &S,
     checkpoints: &K,
+    vault: &dyn KeyVault,
     asker: &Asker,
     view: &str,
     body: &[u8],
@@ -311,7 +313,16 @@ pub async fn answer<S: EventStore, K: CheckpointStore>(
                     "`registration_id` is required for a registration's history".into(),
                 );
             };
-            history(store, checkpoints, asker, RegistrationId(id), min, deadline).await
+            history(
+                store,
+                checkpoints,
+                vault,
+                asker,
+                RegistrationId(id),
+                min,
+                deadline,
+            )
+            .await
         }
         _ => refused("unknown_view", format!("`{view}` is not a view")),
     }
@@ -348,6 +359,7 @@ fn names(value: &serde_json::Value, id: &str) -> bool {
 async fn history<S: EventStore, K: CheckpointStore>(
     store: &S,
     checkpoints: &K,
+    vault: &dyn KeyVault,
     asker: &Asker,
     id: RegistrationId,
     min: GlobalPosition,
@@ -406,10 +418,16 @@ async fn history<S: EventStore, K: CheckpointStore>(
             if recorded.position > position {
                 continue;
             }
-            let event = match decode_event(recorded) {
+            let mut event = match decode_event(recorded) {
                 Ok(event) => event,
                 Err(e) => return refused("internal", format!("an event cannot be read: {e}")),
             };
+            // The vendor reads the contact (or sees it erased); a partner's form has none.
+            if me.is_none() {
+                if let Err(e) = personal::reveal(&mut event, vault) {
+                    return refused("store_failed", format!("the key vault cannot be read: {e}"));
+                }
+            }
             let value = match me {
                 Some(me) => match PartnerEvent::of(&event, me) {
                     Some(safe) => serde_json::to_value(&safe),

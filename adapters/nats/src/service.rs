@@ -197,8 +197,9 @@ where
                         let views = stores.views.clone();
                         let metrics = Arc::clone(&metrics);
                         let client = client.clone();
+                        let vault = Arc::clone(engine.vault());
                         in_flight.spawn(async move {
-                            answer_query(&client, &log, &views, &metrics, request).await;
+                            answer_query(&client, &log, &views, &*vault, &metrics, request).await;
                         });
                     }
                 }
@@ -219,7 +220,8 @@ where
                 let Some((route, request)) = next else { break };
                 if route == Route::Query {
                     let (log, views, metrics, client) = (stores.log.clone(), stores.views.clone(), Arc::clone(&metrics), client.clone());
-                    in_flight.spawn(async move { answer_query(&client, &log, &views, &metrics, request).await });
+                    let vault = Arc::clone(engine.vault());
+                    in_flight.spawn(async move { answer_query(&client, &log, &views, &*vault, &metrics, request).await });
                 } else {
                     command::spawn_answer(&mut in_flight, Arc::clone(&engine), client.clone(), Arc::clone(&metrics), request, route == Route::Command);
                 }
@@ -251,13 +253,16 @@ async fn answer_query<S: EventStore, K: CheckpointStore>(
     client: &Client,
     log: &S,
     views: &K,
+    vault: &dyn dealreg_store::KeyVault,
     metrics: &Metrics,
     request: async_nats::service::Request,
 ) {
     let started = Instant::now();
     let message = &request.message;
     let reply = match subject::query_address(&message.subject) {
-        Some((asker, view)) => query::answer(log, views, &asker, &view, &message.payload).await,
+        Some((asker, view)) => {
+            query::answer(log, views, vault, &asker, &view, &message.payload).await
+        }
         None => query::QueryReply::Refused {
             ok: false,
             error: dealreg_engine::RefusalBody {

@@ -43,9 +43,11 @@ use dealreg_store::{
 pub mod audit;
 mod checkpoints;
 mod open;
+mod vault;
 
 pub use checkpoints::{views_path, SqliteCheckpoints};
 pub use open::{OpenError, SqliteOptions, StoreSettings};
+pub use vault::{vault_path, SqliteVault};
 
 /// Most appends committed in one transaction. Large enough to absorb bursts, small enough
 /// that one commit never holds replies back for long.

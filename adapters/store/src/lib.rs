@@ -23,6 +23,7 @@ pub mod conformance;
 pub mod memory;
 mod rules;
 pub mod subscription;
+pub mod vault;
 
 use std::future::Future;
 
@@ -33,6 +34,7 @@ pub use checkpoint::{
     Checkpoint, CheckpointStore, FeedEntry, Leases, MemoryCheckpoints, RowWrite, RowsAt, StoredRow,
 };
 pub use subscription::Subscription;
+pub use vault::{normalise_email, KeyMaterial, KeyVault, MemoryVault, PersonKey, VaultError};
 
 /// The append rules every backend applies identically (backends outside this crate use
 /// them too, so that all of them refuse the same requests the same way).

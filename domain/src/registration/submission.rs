@@ -32,6 +32,16 @@ fn is_email(raw: &str) -> bool {
     }
 }
 
+/// A phone number as people write one: digits with `+`, spaces, `-`, `.` and parentheses,
+/// 5 to 20 digits in all. Only its shape is checked; no number is dialled.
+fn is_phone(raw: &str) -> bool {
+    let digits = raw.chars().filter(char::is_ascii_digit).count();
+    (5..=20).contains(&digits)
+        && raw
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '.' | '(' | ')'))
+}
+
 pub(super) fn decide(
     state: &AccountState,
     command: &SubmitRegistration,
@@ -79,6 +89,14 @@ pub(super) fn decide(
             "customer.contact.email",
             "is not an e-mail address",
         ));
+    }
+    if let Some(phone) = &customer.contact.phone {
+        if !is_phone(phone) {
+            return Err(invalid(
+                "customer.contact.phone",
+                "is not a phone number (digits, with `+`, spaces, `-`, `.` or parentheses; 5 to 20 digits)",
+            ));
+        }
     }
     require(product_line, "product_line")?;
     require(proof_of_work, "proof_of_work")?;
@@ -220,7 +238,7 @@ pub(super) fn decide(
             account: account.clone(),
             registration_id: *registration_id,
             partner_id: *partner_id,
-            customer: customer.clone(),
+            customer: customer.on_record(),
             product_line: product_line.trim().to_string(),
             motion: *motion,
             kind: *kind,

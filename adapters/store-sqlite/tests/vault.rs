@@ -1,0 +1,124 @@
+//! The key vault file: keys are durable and shared between handles (processes), one per
+//! address even when many ask at once, and a forgotten key is gone from every handle and
+//! from the file's bytes.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use dealreg_store::{KeyMaterial, KeyVault};
+use dealreg_store_sqlite::{vault_path, SqliteVault};
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn bytes_of_vault(store: &std::path::Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = vault_path(store).into_os_string();
+        name.push(suffix);
+        if let Ok(bytes) = std::fs::read(&name) {
+            all.extend(bytes);
+        }
+    }
+    all
+}
+
+#[test]
+fn many_callers_get_one_key_per_address_and_it_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store.db");
+    let vault = Arc::new(SqliteVault::open(&store, KeyMaterial::Random).unwrap());
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let vault = Arc::clone(&vault);
+            std::thread::spawn(move || {
+                (0..40)
+                    .map(|i| {
+                        let address = format!("buyer{}@acme.com", (i + t) % 20);
+                        (
+                            address.clone(),
+                            vault.key_for(&address, Utc::now()).unwrap(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut seen = std::collections::HashMap::new();
+    for thread in threads {
+        for (address, key) in thread.join().unwrap() {
+            let first = seen.entry(address).or_insert_with(|| key.clone());
+            assert_eq!(*first, key, "one address, one key");
+        }
+    }
+    assert_eq!(vault.len().unwrap(), 20);
+    drop(vault);
+    let reopened = SqliteVault::open(&store, KeyMaterial::Random).unwrap();
+    for (address, key) in &seen {
+        assert_eq!(reopened.known(address).unwrap().as_ref(), Some(key));
+        assert_eq!(reopened.key_of(key.person).unwrap(), Some(key.key));
+    }
+}
+
+#[test]
+fn a_key_forgotten_through_one_handle_is_gone_from_the_other_and_from_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store.db");
+    let serving = SqliteVault::open(&store, KeyMaterial::Random).unwrap();
+    let dana = serving.key_for("Dana.Reyes@acme.com", Utc::now()).unwrap();
+    let lee = serving.key_for("lee@acme.com", Utc::now()).unwrap();
+    // Warm the serving handle's cache, as a running `serve` would have.
+    assert!(serving.known("dana.reyes@acme.com").unwrap().is_some());
+    assert!(contains(&bytes_of_vault(&store), b"dana.reyes@acme.com"));
+
+    let operator = SqliteVault::open(&store, KeyMaterial::Random).unwrap();
+    assert_eq!(
+        operator
+            .forget(" DANA.REYES@acme.com ", Utc::now())
+            .unwrap(),
+        Some(dana.person)
+    );
+    assert_eq!(
+        operator.forget("dana.reyes@acme.com", Utc::now()).unwrap(),
+        None
+    );
+
+    assert_eq!(
+        serving.known("dana.reyes@acme.com").unwrap(),
+        None,
+        "the cache was dropped"
+    );
+    assert_eq!(serving.key_of(dana.person).unwrap(), None);
+    assert_eq!(serving.key_of(lee.person).unwrap(), Some(lee.key));
+    drop(serving);
+    drop(operator);
+    let bytes = bytes_of_vault(&store);
+    assert!(
+        !contains(&bytes, b"dana.reyes@acme.com"),
+        "the address is gone from the file"
+    );
+    assert!(
+        !contains(&bytes, &dana.key),
+        "the key is gone from the file"
+    );
+    assert!(contains(&bytes, &lee.key), "other keys stay");
+
+    let again = SqliteVault::open(&store, KeyMaterial::Random).unwrap();
+    let new_dana = again.key_for("dana.reyes@acme.com", Utc::now()).unwrap();
+    assert_ne!(new_dana.person, dana.person);
+}
+
+#[test]
+fn a_read_only_vault_reads_keys_and_refuses_to_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store.db");
+    assert!(SqliteVault::open_read_only(&store).unwrap().is_none());
+    let vault = SqliteVault::open(&store, KeyMaterial::Random).unwrap();
+    let dana = vault.key_for("dana@acme.com", Utc::now()).unwrap();
+    drop(vault);
+    let reader = SqliteVault::open_read_only(&store).unwrap().unwrap();
+    assert_eq!(reader.key_of(dana.person).unwrap(), Some(dana.key));
+    assert!(reader.key_for("lee@acme.com", Utc::now()).is_err());
+    assert!(reader.forget("dana@acme.com", Utc::now()).is_err());
+}

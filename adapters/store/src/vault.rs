@@ -1,0 +1,191 @@
+//! The key vault: one key per person whose personal data the log holds, kept apart from
+//! the log so that destroying a key erases that person's data from every event, export and
+//! backup of the log without changing a byte of it (crypto-shredding).
+//!
+//! Why a trait of its own, beside [`crate::EventStore`]: the keys must *not* live where the
+//! events live. A copy of the store (a backup, an auditor's file, an export) carries the
+//! ciphertext only; whoever holds the vault can read it, and after `forget` nobody can.
+//! A person is known by their e-mail address (trimmed, lower case); the vault gives each
+//! one an id that says nothing about them, and the events name only that id.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+/// A person's key: the id events name and the 32 bytes that seal their data.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PersonKey {
+    pub person: Uuid,
+    pub key: [u8; 32],
+}
+
+impl std::fmt::Debug for PersonKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the key.
+        f.debug_struct("PersonKey")
+            .field("person", &self.person)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error("the key vault {path} could not be used: {reason}; check that the file is readable and writable and the disk has room, then retry")]
+    Io { path: String, reason: String },
+    #[error("the key vault {path} is read-only here: it cannot create keys or forget anyone; open it writable (not a read-only copy)")]
+    ReadOnly { path: String },
+    #[error("the operating system gave no randomness for a new key: {0}")]
+    Randomness(String),
+}
+
+/// Where personal-data keys are kept. Every method may be called from many threads.
+pub trait KeyVault: Send + Sync + 'static {
+    /// The key of the person at `email`, if the vault has one. Writes nothing, so the
+    /// engine may call it on its own threads.
+    fn known(&self, email: &str) -> Result<Option<PersonKey>, VaultError>;
+    /// The key of the person at `email`, created when there is none. A new key is
+    /// durable when this returns (the event it seals may be acknowledged next).
+    fn key_for(&self, email: &str, at: DateTime<Utc>) -> Result<PersonKey, VaultError>;
+    /// The key of `person`; `None` when it was destroyed (or never existed here).
+    fn key_of(&self, person: Uuid) -> Result<Option<[u8; 32]>, VaultError>;
+    /// Destroys the key of the person at `email`, so nothing sealed under it can be read
+    /// again. Gives the person's id, or `None` when the vault held no key for that address.
+    /// A later registration naming the same address gets a new person and a new key.
+    fn forget(&self, email: &str, at: DateTime<Utc>) -> Result<Option<Uuid>, VaultError>;
+}
+
+/// How an address is compared: trimmed, lower case.
+pub fn normalise_email(raw: &str) -> String {
+    raw.trim().to_lowercase()
+}
+
+/// Where new keys come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyMaterial {
+    /// The operating system's randomness: the only choice for real data.
+    Random,
+    /// Derived from a seed and the address, for the seeded demo and tests, whose logs must
+    /// be the same bytes on every run. Anyone who knows the seed can derive the keys, so a
+    /// seeded vault protects nothing: never use it for real people.
+    Seeded(u64),
+}
+
+impl KeyMaterial {
+    /// A new key for the person at `email` (normalised), its id a UUID v7 at `at`.
+    pub fn new_key(&self, email: &str, at: DateTime<Utc>) -> Result<PersonKey, VaultError> {
+        let mut key = [0u8; 32];
+        let mut random = [0u8; 10];
+        match self {
+            KeyMaterial::Random => {
+                getrandom::getrandom(&mut key)
+                    .and_then(|()| getrandom::getrandom(&mut random))
+                    .map_err(|e| VaultError::Randomness(e.to_string()))?;
+            }
+            KeyMaterial::Seeded(seed) => {
+                let derive = |label: &[u8]| {
+                    let mut h = Sha256::new();
+                    h.update(label);
+                    h.update(seed.to_be_bytes());
+                    h.update(email.as_bytes());
+                    h.finalize()
+                };
+                key.copy_from_slice(&derive(b"dealreg seeded person key\0"));
+                random.copy_from_slice(&derive(b"dealreg seeded person id\0")[..10]);
+            }
+        }
+        let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+        let person = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
+        Ok(PersonKey { person, key })
+    }
+}
+
+/// A vault in memory: for tests and the memory backend. Its keys die with the process,
+/// so data sealed by it is unreadable afterwards.
+pub struct MemoryVault {
+    material: KeyMaterial,
+    keys: Mutex<HashMap<String, PersonKey>>,
+}
+
+impl MemoryVault {
+    pub fn new(material: KeyMaterial) -> Self {
+        MemoryVault {
+            material,
+            keys: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn keys(&self) -> std::sync::MutexGuard<'_, HashMap<String, PersonKey>> {
+        self.keys
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl KeyVault for MemoryVault {
+    fn known(&self, email: &str) -> Result<Option<PersonKey>, VaultError> {
+        Ok(self.keys().get(&normalise_email(email)).cloned())
+    }
+
+    fn key_for(&self, email: &str, at: DateTime<Utc>) -> Result<PersonKey, VaultError> {
+        let email = normalise_email(email);
+        let mut keys = self.keys();
+        if let Some(found) = keys.get(&email) {
+            return Ok(found.clone());
+        }
+        let created = self.material.new_key(&email, at)?;
+        keys.insert(email, created.clone());
+        Ok(created)
+    }
+
+    fn key_of(&self, person: Uuid) -> Result<Option<[u8; 32]>, VaultError> {
+        Ok(self
+            .keys()
+            .values()
+            .find(|k| k.person == person)
+            .map(|k| k.key))
+    }
+
+    fn forget(&self, email: &str, _at: DateTime<Utc>) -> Result<Option<Uuid>, VaultError> {
+        Ok(self
+            .keys()
+            .remove(&normalise_email(email))
+            .map(|k| k.person))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forgotten_address_gets_a_new_person_and_key() {
+        let vault = MemoryVault::new(KeyMaterial::Random);
+        let at = Utc::now();
+        let first = vault.key_for(" Dana@Acme.com", at).unwrap();
+        assert_eq!(vault.known("dana@acme.com").unwrap(), Some(first.clone()));
+        assert_eq!(vault.key_of(first.person).unwrap(), Some(first.key));
+        assert_eq!(
+            vault.forget("DANA@acme.com", at).unwrap(),
+            Some(first.person)
+        );
+        assert_eq!(vault.key_of(first.person).unwrap(), None);
+        assert_eq!(vault.forget("dana@acme.com", at).unwrap(), None);
+        let second = vault.key_for("dana@acme.com", at).unwrap();
+        assert_ne!(second.person, first.person);
+        assert_ne!(second.key, first.key);
+        assert_eq!(second.person.get_version_num(), 7);
+    }
+
+    #[test]
+    fn seeded_keys_are_the_same_on_every_run() {
+        let at = Utc::now();
+        let a = KeyMaterial::Seeded(7).new_key("dana@acme.com", at).unwrap();
+        let b = KeyMaterial::Seeded(7).new_key("dana@acme.com", at).unwrap();
+        let c = KeyMaterial::Seeded(8).new_key("dana@acme.com", at).unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a.key, c.key);
+    }
+}

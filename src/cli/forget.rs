@@ -1,0 +1,98 @@
+//! `dealreg forget --email ADDRESS`: erases a person's contact data by destroying their key.
+//!
+//! Why nothing in the log changes: events are immutable and hash-chained. The contact
+//! was stored sealed under the person's key (`<store>-keys`); once that key is gone the
+//! ciphertext in the store, in every export and in every backup is unreadable by anyone,
+//! while every chain and signed checkpoint (they cover the ciphertext) still verifies.
+//! Contacts written before schema 3 were stored in clear: this job finds them and says so,
+//! because erasing those would mean rewriting the log.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use chrono::Utc;
+use dealreg_domain::values::ContactOnRecord;
+use dealreg_domain::Event;
+use dealreg_engine::decode_event;
+use dealreg_store::{normalise_email, GlobalPosition, KeyMaterial, KeyVault, LogPages};
+use dealreg_store_sqlite::vault_path;
+use serde::Serialize;
+
+/// What `forget` did, printed as one JSON line (and a sentence on stderr).
+#[derive(Debug, Serialize)]
+struct Forgotten {
+    email: String,
+    /// The person whose key was destroyed; `null` when the vault had none for the address.
+    person: Option<uuid::Uuid>,
+    /// Sealed contacts of that person in the log: unreadable from now on.
+    erased: u64,
+    /// Positions of contacts naming the address that were recorded in clear (before
+    /// schema 3) and stay readable.
+    still_in_clear: Vec<u64>,
+}
+
+pub async fn run(path: &Path, email: &str) -> Result<ExitCode, String> {
+    let email = normalise_email(email);
+    if !email.contains('@') {
+        return Err(format!(
+            "`{email}` is not an e-mail address; pass the address the contact was registered with"
+        ));
+    }
+    let (store, _) = super::store::open_existing(path)?;
+    if !vault_path(path).exists() {
+        tracing::info!("the store has no key vault: no contact was ever sealed in it");
+    }
+    let vault = super::store::vault(path, KeyMaterial::Random)?;
+    let person = vault
+        .forget(&email, Utc::now())
+        .map_err(|e| e.to_string())?;
+    let mut report = Forgotten {
+        email: email.clone(),
+        person,
+        erased: 0,
+        still_in_clear: Vec::new(),
+    };
+    let mut pages = LogPages::new(&store, GlobalPosition::ORIGIN, 1024);
+    while let Some(page) = pages.next_page().await.map_err(|e| e.to_string())? {
+        for recorded in page
+            .iter()
+            .filter(|r| r.event_type == "registration_submitted")
+        {
+            let event = decode_event(recorded).map_err(|e| e.to_string())?;
+            let Event::RegistrationSubmitted { customer, .. } = &event else {
+                continue;
+            };
+            match &customer.contact {
+                ContactOnRecord::Sealed(sealed) if Some(sealed.person) == person => {
+                    report.erased += 1;
+                }
+                ContactOnRecord::Clear(contact) if normalise_email(&contact.email) == email => {
+                    report.still_in_clear.push(recorded.position.0);
+                }
+                _ => {}
+            }
+        }
+    }
+    println!(
+        "{}",
+        serde_json::to_string(&report).map_err(|e| e.to_string())?
+    );
+    match (person, report.still_in_clear.is_empty()) {
+        (Some(person), true) => eprintln!(
+            "forgot {email} (person {person}): its key is destroyed; {} sealed contact(s) in the log can no longer be read by anyone, and every hash chain still verifies",
+            report.erased
+        ),
+        (None, true) => eprintln!(
+            "the key vault holds no key for {email} (never registered here, or already forgotten); nothing in the log names it in clear"
+        ),
+        (_, false) => {
+            eprintln!(
+                "{email}: {} contact(s) were recorded in clear before schema 3 (positions {:?}) and stay readable: erasing them means rewriting the log (export, redact, import, re-sign), which no dealreg job does",
+                report.still_in_clear.len(),
+                report.still_in_clear
+            );
+            return Ok(ExitCode::from(1));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

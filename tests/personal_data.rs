@@ -1,0 +1,301 @@
+//! Personal data can be forgotten: a contact's name, e-mail and phone are stored sealed
+//! under a per-person key kept outside the log (`<store>-keys`); `dealreg forget` destroys
+//! the key, after which no byte of the store, its views, its vault, an export or any
+//! job's output shows the person, and every chain and checkpoint still verifies.
+
+mod support;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::{json, Value};
+use support::*;
+use uuid::Uuid;
+
+const NAME: &str = "Zelda Quixote-Marchetti";
+const EMAIL: &str = "zelda.quixote@initech-example.com";
+const PHONE: &str = "+44 20 7946 0958";
+
+fn dealreg(store: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dealreg"))
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .output()
+        .expect("run dealreg")
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+}
+
+/// Every file the store keeps beside it (the log, its WAL, the views, the vault).
+fn bytes_beside(store: &Path) -> Vec<(String, Vec<u8>)> {
+    let dir = store.parent().expect("a directory");
+    let stem = store
+        .file_name()
+        .expect("a name")
+        .to_string_lossy()
+        .to_string();
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.starts_with(&stem) {
+            files.push((name, std::fs::read(entry.path()).expect("read")));
+        }
+    }
+    assert!(
+        files.len() >= 3,
+        "the store, its views and its vault: {files:?}",
+        files = files.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    files
+}
+
+fn apply(store: &Path, dir: &Path, name: &str, at: &str, lines: &[Value]) -> Vec<Value> {
+    let input = dir.join(name);
+    let mut file = std::fs::File::create(&input).expect("create");
+    for line in lines {
+        writeln!(file, "{line}").expect("write");
+    }
+    drop(file);
+    let out = dealreg(store, &["apply", "--at", at, &input.to_string_lossy()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replies: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON reply"))
+        .collect();
+    for reply in &replies {
+        assert_eq!(reply["ok"], true, "{reply}");
+    }
+    replies
+}
+
+fn submission(registration: Uuid, partner: Uuid, domain: &str, email: &str) -> Value {
+    let mut command = submit(registration, partner, domain, "analytics", "reseller");
+    command["customer"]["contact"] = json!({ "name": NAME, "email": email, "phone": PHONE });
+    command["customer"]["region"] = json!("emea");
+    json!({ "actor": channel_manager(), "command": command })
+}
+
+#[test]
+fn a_forgotten_person_leaves_no_readable_trace_and_the_log_still_verifies() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = dir.path().join("people.db");
+    let partner = Uuid::now_v7();
+    let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
+    let cm = |command: Value| json!({ "actor": channel_manager(), "command": command });
+    let replies = apply(
+        &store,
+        dir.path(),
+        "setup.jsonl",
+        "2026-03-02T09:00:00Z",
+        &[
+            cm(onboard(
+                partner,
+                "Initech Partners",
+                &["reseller"],
+                "gold",
+                20,
+            )),
+            cm(certify(partner, "analytics", "2027-12-31")),
+            submission(first, partner, "initech-example.com", EMAIL),
+            // Another registration of the same person (the address differs in case only).
+            submission(
+                second,
+                partner,
+                "initrode-example.com",
+                &EMAIL.to_uppercase(),
+            ),
+        ],
+    );
+    // The vendor's reply shows the contact it was given.
+    let submitted = &replies[2]["events"][0]["event"];
+    assert_eq!(
+        submitted["customer"]["contact"]["clear"]["name"], NAME,
+        "{submitted}"
+    );
+
+    // Stored sealed: the log and the views never held it in clear; the vault holds the address.
+    for (file, bytes) in bytes_beside(&store) {
+        if file.contains("-keys") {
+            continue;
+        }
+        for needle in [NAME, EMAIL, PHONE] {
+            assert!(
+                !contains(&bytes, needle),
+                "{file} holds `{needle}` in clear"
+            );
+        }
+    }
+    let revealed = dealreg(&store, &["events", "--reveal"]);
+    assert!(contains(&revealed.stdout, NAME) && contains(&revealed.stdout, PHONE));
+    let sealed = dealreg(&store, &["events"]);
+    assert!(!contains(&sealed.stdout, NAME));
+    assert!(contains(&sealed.stdout, "\"sealed\""));
+
+    // A signed checkpoint before forgetting.
+    let key = dir.path().join("auditor.key");
+    let checkpoints = dir.path().join("checkpoints.jsonl");
+    let keygen = dealreg(
+        &store,
+        &["audit", "keygen", "--out", &key.to_string_lossy()],
+    );
+    assert!(
+        keygen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&keygen.stderr)
+    );
+    let signed = dealreg(
+        &store,
+        &[
+            "audit",
+            "checkpoint",
+            "--key",
+            &key.to_string_lossy(),
+            "--out",
+            &checkpoints.to_string_lossy(),
+        ],
+    );
+    assert!(
+        signed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&signed.stderr)
+    );
+
+    let forgot = dealreg(
+        &store,
+        &[
+            "forget",
+            "--email",
+            &format!("  {}  ", EMAIL.to_uppercase()),
+        ],
+    );
+    assert!(
+        forgot.status.success(),
+        "{}",
+        String::from_utf8_lossy(&forgot.stderr)
+    );
+    let report: Value = serde_json::from_slice(&forgot.stdout).expect("a JSON report");
+    assert_eq!(report["erased"], 2, "{report}");
+    assert!(report["person"].is_string(), "{report}");
+    assert_eq!(report["still_in_clear"], json!([]));
+
+    // No trace in any file beside the store, the vault included.
+    let export = dealreg(&store, &["export"]);
+    assert!(export.status.success());
+    let history = dealreg(
+        &store,
+        &[
+            "audit",
+            "history",
+            "--account",
+            "initech-example.com",
+            "--json",
+        ],
+    );
+    assert!(
+        history.status.success(),
+        "{}",
+        String::from_utf8_lossy(&history.stderr)
+    );
+    let revealed = dealreg(&store, &["events", "--reveal"]);
+    let pipeline = dealreg(&store, &["view", "pipeline", "--vendor", "--json"]);
+    let replay = dealreg(&store, &["replay", "--as-of", "1000000"]);
+    let mut outputs: Vec<(String, Vec<u8>)> = bytes_beside(&store);
+    outputs.push(("export".into(), export.stdout));
+    outputs.push(("audit history".into(), history.stdout));
+    outputs.push(("events --reveal".into(), revealed.stdout.clone()));
+    outputs.push(("view pipeline".into(), pipeline.stdout));
+    outputs.push(("replay".into(), replay.stdout));
+    for (what, bytes) in &outputs {
+        for needle in [NAME, EMAIL, PHONE, "zelda", "Quixote"] {
+            assert!(!contains(bytes, needle), "{what} still shows `{needle}`");
+        }
+    }
+    assert!(contains(&revealed.stdout, "\"erased\""), "shown as erased");
+
+    // Every chain, record and the checkpoint signed before still verify.
+    let verify = dealreg(
+        &store,
+        &[
+            "audit",
+            "verify",
+            "--checkpoints",
+            &checkpoints.to_string_lossy(),
+        ],
+    );
+    assert!(
+        verify.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+
+    // Forgetting again finds nothing; a new registration of the address is a new person.
+    let again = dealreg(&store, &["forget", "--email", EMAIL]);
+    assert!(again.status.success());
+    let again: Value = serde_json::from_slice(&again.stdout).expect("JSON");
+    assert_eq!(again["person"], Value::Null);
+    let third = Uuid::now_v7();
+    apply(
+        &store,
+        dir.path(),
+        "later.jsonl",
+        "2026-03-03T09:00:00Z",
+        &[submission(third, partner, "globex-example.com", EMAIL)],
+    );
+    let revealed = dealreg(&store, &["events", "--reveal"]);
+    let text = String::from_utf8_lossy(&revealed.stdout);
+    assert_eq!(
+        text.matches("\"erased\"").count(),
+        2,
+        "the two earlier contacts stay erased"
+    );
+    assert_eq!(text.matches(NAME).count(), 1, "the new one is readable");
+}
+
+#[test]
+fn contacts_recorded_in_clear_before_schema_3_are_reported_not_claimed_erased() {
+    // The demo fixture was recorded by schema 2, which stored contacts in clear.
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("replay-fixtures/demo/log.jsonl");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = dir.path().join("fixture.db");
+    let imported = dealreg(&store, &["import", &fixture.to_string_lossy()]);
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    let log = dealreg(&store, &["events", "--reveal"]);
+    let first_clear = String::from_utf8_lossy(&log.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("JSON"))
+        .find(|l| l["event_type"] == "registration_submitted")
+        .expect("a submission");
+    let email = first_clear["event"]["customer"]["contact"]["clear"]["email"]
+        .as_str()
+        .expect("the upcaster reads a schema-2 contact as a clear contact on record")
+        .to_string();
+    let forgot = dealreg(&store, &["forget", "--email", &email]);
+    assert_eq!(
+        forgot.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&forgot.stderr)
+    );
+    let report: Value = serde_json::from_slice(&forgot.stdout).expect("JSON");
+    assert_eq!(report["erased"], 0);
+    assert!(!report["still_in_clear"]
+        .as_array()
+        .expect("positions")
+        .is_empty());
+    assert!(String::from_utf8_lossy(&forgot.stderr).contains("rewriting the log"));
+}
