@@ -265,7 +265,8 @@ fn a_forgotten_person_leaves_no_readable_trace_and_the_log_still_verifies() {
 #[test]
 fn contacts_recorded_in_clear_before_schema_3_are_reported_not_claimed_erased() {
     // The demo fixture was recorded by schema 2, which stored contacts in clear.
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("replay-fixtures/demo/log.jsonl");
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("replay-fixtures/demo-schema-2/log.jsonl");
     let dir = tempfile::tempdir().expect("temp dir");
     let store = dir.path().join("fixture.db");
     let imported = dealreg(&store, &["import", &fixture.to_string_lossy()]);

@@ -93,9 +93,33 @@ pub async fn state<P: Projection>(path: &Path, as_of: AsOf) -> Result<(P, u64), 
         }
         return Ok((caught.state, caught.position.0));
     }
-    let (store, _) = super::store::open_existing(path)?;
     let mut state = P::default();
+    let (covered, _) = fold_as_of(path, as_of, false, |position, event| {
+        state.apply(position, event)
+    })
+    .await?;
+    Ok((state, covered))
+}
+
+/// Folds the log from the origin up to `as_of` (a position or a time; not `Now`) through
+/// `apply`, in memory. Gives the last position folded and how many events were. With
+/// `progress`, a one-line bar on stderr (long replays of large logs).
+pub async fn fold_as_of(
+    path: &Path,
+    as_of: AsOf,
+    progress: bool,
+    mut apply: impl FnMut(u64, &dealreg_domain::Event),
+) -> Result<(u64, u64), String> {
+    use dealreg_store::EventStore;
+    let (store, _) = super::store::open_existing(path)?;
+    let head = store.head().borrow().0;
+    let end = match as_of {
+        AsOf::Position(until) => until.min(head),
+        _ => head,
+    };
     let mut covered = 0;
+    let mut folded = 0u64;
+    let mut shown = 0u64;
     let mut pages =
         dealreg_store::LogPages::new(&store, dealreg_store::GlobalPosition::ORIGIN, 4096);
     'log: while let Some(page) = pages.next_page().await.map_err(|e| e.to_string())? {
@@ -112,11 +136,26 @@ pub async fn state<P: Projection>(path: &Path, as_of: AsOf) -> Result<(P, u64), 
                     break 'log;
                 }
             }
-            state.apply(recorded.position.0, &event);
+            apply(recorded.position.0, &event);
             covered = recorded.position.0;
+            folded += 1;
+        }
+        if progress && (covered - shown >= 65_536 || covered >= end) {
+            shown = covered;
+            let done = covered as f64 / end.max(1) as f64;
+            let filled = (done * 30.0).round().clamp(0.0, 30.0) as usize;
+            eprint!(
+                "\rreplaying [{}{}] {:>3.0}% {covered}/{end} events",
+                "#".repeat(filled),
+                "-".repeat(30 - filled),
+                (done * 100.0).min(100.0),
+            );
         }
     }
-    Ok((state, covered))
+    if progress {
+        eprintln!();
+    }
+    Ok((covered, folded))
 }
 
 fn print(
