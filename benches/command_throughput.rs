@@ -29,6 +29,23 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// The key vault contacts are sealed with: the store's file (`<store>-keys`) as `dealreg
+/// apply` and `serve` use it, unless `DEALREG_BENCH_VAULT=memory` (to see its cost).
+/// Every registration of the load names a new contact, so each one writes a new key.
+fn vault_for(db: &std::path::Path) -> Arc<dyn dealreg_store::KeyVault> {
+    if std::env::var("DEALREG_BENCH_VAULT").is_ok_and(|v| v == "memory") {
+        println!("  (key vault in memory: DEALREG_BENCH_VAULT=memory)");
+        Arc::new(dealreg_store::MemoryVault::new(
+            dealreg_store::KeyMaterial::Random,
+        ))
+    } else {
+        Arc::new(
+            dealreg_store_sqlite::SqliteVault::open(db, dealreg_store::KeyMaterial::Random)
+                .unwrap_or_else(|e| panic!("vault: {e}")),
+        )
+    }
+}
+
 fn main() {
     let registrations = env_usize("DEALREG_BENCH_REGISTRATIONS", 4000);
     let in_flight = env_usize("DEALREG_BENCH_IN_FLIGHT", 64).max(1);
@@ -50,7 +67,8 @@ fn main() {
                 None,
             )
             .await
-            .unwrap_or_else(|e| panic!("engine: {e}")),
+            .unwrap_or_else(|e| panic!("engine: {e}"))
+            .with_vault(vault_for(&db)),
         );
         let partners = load::onboard_partners(&engine, partner_count).await;
         let setup = store.stats();

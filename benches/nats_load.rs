@@ -118,7 +118,12 @@ async fn open_engine(
         None,
     )
     .await
-    .unwrap_or_else(|e| panic!("engine: {e}"));
+    .unwrap_or_else(|e| panic!("engine: {e}"))
+    // As `dealreg serve` does: contacts sealed with the store's key vault file.
+    .with_vault(Arc::new(
+        dealreg_store_sqlite::SqliteVault::open(path, dealreg_store::KeyMaterial::Random)
+            .unwrap_or_else(|e| panic!("vault: {e}")),
+    ));
     (Arc::new(engine), store, checkpoints)
 }
 

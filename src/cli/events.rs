@@ -50,7 +50,7 @@ pub async fn run(
     stream: Option<String>,
     reveal: bool,
 ) -> Result<ExitCode, String> {
-    let (store, _) = super::store::open_existing(path)?;
+    let store = super::store::open_read(path)?;
     let vault = if reveal {
         super::store::read_vault(path)
     } else {

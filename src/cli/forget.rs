@@ -38,7 +38,7 @@ pub async fn run(path: &Path, email: &str) -> Result<ExitCode, String> {
             "`{email}` is not an e-mail address; pass the address the contact was registered with"
         ));
     }
-    let (store, _) = super::store::open_existing(path)?;
+    let store = super::store::open_read(path)?;
     if !vault_path(path).exists() {
         tracing::info!("the store has no key vault: no contact was ever sealed in it");
     }

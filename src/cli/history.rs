@@ -57,7 +57,7 @@ fn text_field(event: &serde_json::Value, keys: &[&str]) -> Option<String> {
 }
 
 pub async fn run(path: &Path, subject: Subject, json: bool) -> Result<ExitCode, String> {
-    let (store, _) = super::store::open_existing(path)?;
+    let store = super::store::open_read(path)?;
     let (stream_of, id) = match &subject {
         Subject::Registration(id) => (None, Some(id.to_string())),
         Subject::Account(key) => (

@@ -25,6 +25,13 @@ pub fn open_existing(path: &Path) -> Result<(SqliteStore, SqliteCheckpoints), St
     open_as(path, SqliteOptions::existing())
 }
 
+/// Opens the store at `path` for reading only (every job that only reads: events,
+/// verify, history, replay, views as of a moment, forget's scan): nothing is written to
+/// the file or beside it, so an auditor's read-only copy works.
+pub fn open_read(path: &Path) -> Result<SqliteStore, String> {
+    SqliteStore::open_read_only(path).map_err(|e| refusal(path, &e))
+}
+
 fn open_as(
     path: &Path,
     options: SqliteOptions,

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use dealreg_store::chain::verify_log;
 
 pub async fn run(path: &Path) -> Result<ExitCode, String> {
-    let (store, _) = super::store::open_existing(path)?;
+    let store = super::store::open_read(path)?;
     let report = verify_log(&store).await.map_err(|e| e.to_string())?;
     println!(
         "{}",

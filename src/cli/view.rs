@@ -111,7 +111,7 @@ pub async fn fold_as_of(
     mut apply: impl FnMut(u64, &dealreg_domain::Event),
 ) -> Result<(u64, u64), String> {
     use dealreg_store::EventStore;
-    let (store, _) = super::store::open_existing(path)?;
+    let store = super::store::open_read(path)?;
     let head = store.head().borrow().0;
     let end = match as_of {
         AsOf::Position(until) => until.min(head),

@@ -135,6 +135,9 @@ enum Message {
 
 struct Inner {
     path: PathBuf,
+    /// Opened by [`SqliteStore::open_read_only`]: no writer, readers opened as immutable
+    /// when the copy needs it.
+    read_only: Option<ReadOnly>,
     settings: StoreSettings,
     jobs: Mutex<Option<mpsc::Sender<Message>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -159,6 +162,12 @@ impl Drop for Inner {
             let _ = handle.join();
         }
     }
+}
+
+/// How a read-only store opens its readers.
+#[derive(Debug, Clone, Copy)]
+struct ReadOnly {
+    immutable: bool,
 }
 
 /// The SQLite event store. Clones share one writer and one reader pool.
@@ -214,12 +223,47 @@ impl SqliteStore {
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 path,
+                read_only: None,
                 settings,
                 jobs: Mutex::new(Some(sender)),
                 writer: Mutex::new(Some(writer)),
                 readers: Mutex::new(Vec::new()),
                 head,
                 counters,
+            }),
+        })
+    }
+
+    /// Opens an existing store for reading only, as every job that only reads does (an
+    /// auditor's read-only copy opens too): refused as [`SqliteStore::open_existing`]
+    /// refuses, and not one byte is written to the file or beside it; appends are refused
+    /// (`StoreError::Backend`, saying the store was opened read-only).
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<SqliteStore, OpenError> {
+        let path = path.as_ref().to_path_buf();
+        let (conn, immutable) = open::read_only_connection(&path)?;
+        let last: Option<i64> = conn
+            .query_row("SELECT max(position) FROM events", [], |row| row.get(0))
+            .map_err(|e| OpenError::sqlite(&path, "read the head of the log", e))?;
+        let pragma = |name: &str| -> String {
+            conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, String>(0))
+                .unwrap_or_default()
+        };
+        let settings = StoreSettings {
+            journal_mode: pragma("journal_mode").to_ascii_lowercase(),
+            synchronous: "read-only".into(),
+            max_pages: 0,
+        };
+        let (head, _) = watch::channel(GlobalPosition(last.map_or(0, |p| p as u64)));
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path,
+                read_only: Some(ReadOnly { immutable }),
+                settings,
+                jobs: Mutex::new(None),
+                writer: Mutex::new(None),
+                readers: Mutex::new(vec![conn]),
+                head: Arc::new(head),
+                counters: Arc::new(Counters::default()),
             }),
         })
     }
@@ -246,6 +290,12 @@ impl SqliteStore {
             .jobs
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        if self.inner.read_only.is_some() {
+            return Err(StoreError::Backend(format!(
+                "{} was opened read-only and cannot be written; open it with a job that writes (`dealreg apply`)",
+                self.inner.path.display()
+            )));
+        }
         let sender = jobs.as_ref().ok_or(StoreError::Closed)?;
         sender.send(message).map_err(|_| StoreError::Closed)
     }
@@ -293,10 +343,15 @@ impl SqliteStore {
             let conn = match pooled {
                 Some(conn) => conn,
                 None => {
-                    let conn = Connection::open_with_flags(
-                        &inner.path,
-                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                    )
+                    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                        | OpenFlags::SQLITE_OPEN_URI;
+                    let conn = match inner.read_only {
+                        Some(ReadOnly { immutable: true }) => {
+                            Connection::open_with_flags(open::immutable_uri(&inner.path), flags)
+                        }
+                        _ => Connection::open_with_flags(&inner.path, flags),
+                    }
                     .map_err(backend)?;
                     open::wait_when_busy(&conn).map_err(backend)?;
                     conn

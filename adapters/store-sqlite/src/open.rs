@@ -206,6 +206,46 @@ pub(crate) fn connect(path: &Path, options: &SqliteOptions) -> Result<Connection
     Ok(conn)
 }
 
+/// Opens a store read-only, as an auditor's tools do: refuses exactly what [`connect`]
+/// refuses, and writes nothing (no WAL switch, no table, no `-views`). A copy whose WAL
+/// mode needs a `-shm` that cannot be created (a read-only directory) is opened as
+/// immutable: nothing else writes a copy an auditor holds. Gives the connection and
+/// whether it is immutable (every further connection must be opened the same way).
+pub(crate) fn read_only_connection(path: &Path) -> Result<(Connection, bool), OpenError> {
+    check_file(path)?;
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let plain = Connection::open_with_flags(path, flags).and_then(|conn| {
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
+            .map(|()| conn)
+    });
+    let (conn, immutable) = match plain {
+        Ok(conn) => (conn, false),
+        Err(_) => {
+            let conn = Connection::open_with_flags(immutable_uri(path), flags)
+                .map_err(|e| OpenError::sqlite(path, "open the file read-only", e))?;
+            (conn, true)
+        }
+    };
+    wait_when_busy(&conn).map_err(|e| OpenError::sqlite(path, "set the busy handler", e))?;
+    check_tables(&conn, path, false)?;
+    Ok((conn, immutable))
+}
+
+/// `file:<path>?immutable=1`, with the characters a URI reserves escaped.
+pub(crate) fn immutable_uri(path: &Path) -> String {
+    let mut uri = String::from("file:");
+    for b in path.to_string_lossy().bytes() {
+        match b {
+            b'?' | b'#' | b'%' => uri.push_str(&format!("%{b:02X}")),
+            _ => uri.push(char::from(b)),
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
+}
+
 /// Refuses a missing, empty or non-regular file before SQLite opens (and so creates) it.
 fn check_file(path: &Path) -> Result<(), OpenError> {
     let metadata = match std::fs::metadata(path) {
