@@ -300,3 +300,60 @@ fn contacts_recorded_in_clear_before_schema_3_are_reported_not_claimed_erased() 
         .is_empty());
     assert!(String::from_utf8_lossy(&forgot.stderr).contains("rewriting the log"));
 }
+
+#[test]
+fn forget_finds_a_person_whose_record_in_the_vault_was_lost() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = dir.path().join("people.db");
+    let partner = Uuid::now_v7();
+    let cm = |command: Value| json!({ "actor": channel_manager(), "command": command });
+    apply(
+        &store,
+        dir.path(),
+        "setup.jsonl",
+        "2026-03-02T09:00:00Z",
+        &[
+            cm(onboard(
+                partner,
+                "Initech Partners",
+                &["reseller"],
+                "gold",
+                20,
+            )),
+            cm(certify(partner, "analytics", "2027-12-31")),
+            submission(Uuid::now_v7(), partner, "initech-example.com", EMAIL),
+        ],
+    );
+    // As after a power loss: the key is there, the record of whose it is was not synced.
+    let vault = dealreg_store_sqlite::vault_path(&store);
+    let conn = rusqlite::Connection::open(&vault).expect("open the vault");
+    // (secure_delete as the vault's own connections use it: in a real crash the record
+    // was never written, so its bytes are nowhere.)
+    conn.execute_batch("PRAGMA secure_delete=ON")
+        .expect("pragma");
+    let changed = conn
+        .execute(
+            "UPDATE person_keys SET email = NULL, state = 'retired' WHERE email = ?1",
+            [EMAIL],
+        )
+        .expect("drop the record");
+    assert_eq!(changed, 1);
+    drop(conn);
+
+    let forgot = dealreg(&store, &["forget", "--email", EMAIL]);
+    assert!(
+        forgot.status.success(),
+        "{}",
+        String::from_utf8_lossy(&forgot.stderr)
+    );
+    let report: Value = serde_json::from_slice(&forgot.stdout).expect("JSON");
+    assert_eq!(report["erased"], 1, "{report}");
+    let revealed = dealreg(&store, &["events", "--reveal"]);
+    assert!(!contains(&revealed.stdout, NAME));
+    assert!(contains(&revealed.stdout, "\"erased\""));
+    for (file, bytes) in bytes_beside(&store) {
+        for needle in [NAME, EMAIL, PHONE] {
+            assert!(!contains(&bytes, needle), "{file} still holds `{needle}`");
+        }
+    }
+}

@@ -604,7 +604,7 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
         }
         let mut keys = HashMap::with_capacity(addresses.len());
         for address in &addresses {
-            match self.vault.known(address)? {
+            match self.vault.try_key_for(address, at)? {
                 Some(key) => {
                     keys.insert(address.clone(), key);
                 }

@@ -59,7 +59,7 @@ pub fn keys_for(
         if keys.contains_key(address) {
             continue;
         }
-        let key = match vault.known(address)? {
+        let key = match vault.try_key_for(address, at)? {
             Some(key) => key,
             None => vault.key_for(address, at)?,
         };

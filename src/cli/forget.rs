@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use chrono::Utc;
 use dealreg_domain::values::ContactOnRecord;
 use dealreg_domain::Event;
-use dealreg_engine::decode_event;
+use dealreg_engine::{decode_event, personal};
 use dealreg_store::{normalise_email, GlobalPosition, KeyMaterial, KeyVault, LogPages};
 use dealreg_store_sqlite::vault_path;
 use serde::Serialize;
@@ -52,6 +52,11 @@ pub async fn run(path: &Path, email: &str) -> Result<ExitCode, String> {
         erased: 0,
         still_in_clear: Vec::new(),
     };
+    // The vault's record of the address is not the only way to find the person: a record
+    // a power loss took (see the vault) leaves the key, and the contact still names the
+    // address. So every sealed contact that still opens is read, and any that names the
+    // address has its key destroyed too.
+    let mut forgotten: std::collections::HashSet<uuid::Uuid> = person.into_iter().collect();
     let mut pages = LogPages::new(&store, GlobalPosition::ORIGIN, 1024);
     while let Some(page) = pages.next_page().await.map_err(|e| e.to_string())? {
         for recorded in page
@@ -63,8 +68,23 @@ pub async fn run(path: &Path, email: &str) -> Result<ExitCode, String> {
                 continue;
             };
             match &customer.contact {
-                ContactOnRecord::Sealed(sealed) if Some(sealed.person) == person => {
+                ContactOnRecord::Sealed(sealed) if forgotten.contains(&sealed.person) => {
                     report.erased += 1;
+                }
+                ContactOnRecord::Sealed(sealed) => {
+                    let Some(key) = vault.key_of(sealed.person).map_err(|e| e.to_string())? else {
+                        continue;
+                    };
+                    let names_it = personal::open(sealed, &key)
+                        .is_ok_and(|contact| normalise_email(&contact.email) == email);
+                    if names_it {
+                        vault
+                            .forget_person(sealed.person, Utc::now())
+                            .map_err(|e| e.to_string())?;
+                        tracing::info!(person = %sealed.person, position = recorded.position.0, "a sealed contact names the address under a key the vault had no record of; destroyed it too");
+                        forgotten.insert(sealed.person);
+                        report.erased += 1;
+                    }
                 }
                 ContactOnRecord::Clear(contact) if normalise_email(&contact.email) == email => {
                     report.still_in_clear.push(recorded.position.0);
@@ -73,6 +93,8 @@ pub async fn run(path: &Path, email: &str) -> Result<ExitCode, String> {
             }
         }
     }
+    let person = person.or_else(|| forgotten.iter().next().copied());
+    report.person = person;
     println!(
         "{}",
         serde_json::to_string(&report).map_err(|e| e.to_string())?

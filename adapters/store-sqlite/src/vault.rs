@@ -6,16 +6,22 @@
 //! once. So the keys never enter the store's file, and this file is backed up (or not) on
 //! its own terms. It is as precious as the log: losing it makes every contact unreadable.
 //!
-//! Durability: a new key is committed with `synchronous=FULL` before the event it seals is
-//! appended, so an acknowledged event never names a key that a crash could lose. New keys
-//! are written in groups: a caller whose key is missing queues its address, and whoever
-//! takes the connection next writes every queued address in one transaction (one fsync
-//! for all of them). Erasure: `secure_delete` zeroes a deleted key's bytes in the file,
-//! and `forget` then truncates the WAL, so no copy of the key is left in either file.
-//! Several processes may share the vault: each checks SQLite's `data_version` before it
-//! trusts its cache, so a key forgotten by another process is never used again.
+//! Durability without waiting on the disk per new person: each handle makes keys ahead,
+//! in a *reserve* written in one `synchronous=FULL` transaction (16 keys at first,
+//! doubling to [`POOL_BATCH`]) before any of them is handed out. A new address takes the
+//! next reserved key in memory: an acknowledged event therefore never names a key that a
+//! crash could lose. The record "this key is that address's" is written later, in
+//! batches, without an fsync (and with one when the handle closes). A crash can lose
+//! those records; their keys stay (retired: every open retires what any handle had in
+//! reserve, so a key that may be in use is never handed out again), and `forget` does not
+//! rely on the records alone: it also opens the contacts in the log (see `dealreg
+//! forget`), so a lost record costs at most a second person for one address, never an
+//! erasure missed. Erasure: `secure_delete` zeroes a deleted key's bytes, and `forget`
+//! then truncates the WAL, so no copy of the key is left in either file. Several
+//! processes may share the vault: each checks SQLite's `data_version` before it trusts
+//! its cache, so a key forgotten by another process is never used again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -29,9 +35,13 @@ use crate::open;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS person_keys (
-    email      TEXT PRIMARY KEY,
-    person     TEXT NOT NULL UNIQUE,
+    person     TEXT PRIMARY KEY,
     key        BLOB NOT NULL,
+    -- `reserved` (made ahead by a handle, handed out only by it), `assigned` (to
+    -- `email`), `retired` (made ahead and perhaps handed out before a crash lost the
+    -- record: kept, readable, never handed out again).
+    state      TEXT NOT NULL,
+    email      TEXT UNIQUE,
     created_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS forgotten (
@@ -39,6 +49,14 @@ CREATE TABLE IF NOT EXISTS forgotten (
     forgotten_at TEXT NOT NULL
 );
 ";
+
+/// Keys made ahead in one durable transaction, at most. A handle's first reserve is
+/// [`FIRST_RESERVE`] keys and each next one twice the last: a short `dealreg apply` run
+/// leaves few unused keys to retire, a busy `serve` pays one fsync per 256 new persons.
+pub const POOL_BATCH: usize = 256;
+const FIRST_RESERVE: usize = 16;
+/// Records of handed-out keys written together.
+const RECORD_BATCH: usize = 64;
 
 /// How long `forget` tries to truncate the WAL while other connections read it.
 const PURGE_PATIENCE: Duration = Duration::from_secs(5);
@@ -56,6 +74,12 @@ struct Inner {
     data_version: i64,
     by_email: HashMap<String, PersonKey>,
     by_person: HashMap<Uuid, [u8; 32]>,
+    /// Keys this handle made ahead (durable), not handed out yet.
+    reserve: VecDeque<PersonKey>,
+    /// Keys handed out here whose record is not written yet.
+    handed: Vec<(String, PersonKey)>,
+    /// How many keys the next reserve makes.
+    next_reserve: usize,
 }
 
 pub struct SqliteVault {
@@ -63,8 +87,6 @@ pub struct SqliteVault {
     material: KeyMaterial,
     read_only: bool,
     inner: Mutex<Inner>,
-    /// Addresses waiting for a key, written by the next holder of the connection.
-    queued: Mutex<Vec<(String, DateTime<Utc>)>>,
 }
 
 fn io(path: &Path, e: impl std::fmt::Display) -> VaultError {
@@ -91,6 +113,13 @@ impl SqliteVault {
         conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA secure_delete=ON;")
             .map_err(|e| io(&path, e))?;
         open::in_immediate_transaction(&conn, SCHEMA).map_err(|e| io(&path, e))?;
+        // Keys any handle made ahead may have been handed out with a record a crash lost.
+        // (A live handle keeps handing out its own reserve; nobody else ever will.)
+        conn.execute(
+            "UPDATE person_keys SET state = 'retired' WHERE state = 'reserved'",
+            [],
+        )
+        .map_err(|e| io(&path, e))?;
         Self::with(path, conn, material, false)
     }
 
@@ -126,8 +155,10 @@ impl SqliteVault {
                 data_version,
                 by_email: HashMap::new(),
                 by_person: HashMap::new(),
+                reserve: VecDeque::new(),
+                handed: Vec::new(),
+                next_reserve: FIRST_RESERVE,
             }),
-            queued: Mutex::new(Vec::new()),
         })
     }
 
@@ -135,12 +166,18 @@ impl SqliteVault {
         &self.path
     }
 
-    /// How many keys the vault holds.
+    /// How many persons the vault holds a key for (keys made ahead and not handed out
+    /// are not counted). Writes this handle's pending records first.
     pub fn len(&self) -> Result<u64, VaultError> {
-        let inner = self.inner();
+        let mut inner = self.current()?;
+        self.write_records(&mut inner)?;
         inner
             .conn
-            .query_row("SELECT COUNT(*) FROM person_keys", [], |r| r.get(0))
+            .query_row(
+                "SELECT COUNT(*) FROM person_keys WHERE state = 'assigned'",
+                [],
+                |r| r.get(0),
+            )
             .map_err(|e| io(&self.path, e))
     }
 
@@ -148,12 +185,26 @@ impl SqliteVault {
         self.len().map(|n| n == 0)
     }
 
+    /// The key the vault knows for `email`, without handing one out.
+    pub fn known(&self, email: &str) -> Result<Option<PersonKey>, VaultError> {
+        let email = normalise_email(email);
+        let mut inner = self.current()?;
+        self.lookup(&mut inner, &email)
+    }
+
+    /// Writes the records of keys handed out here, durably.
+    pub fn flush(&self) -> Result<(), VaultError> {
+        let mut inner = self.current()?;
+        self.write_records(&mut inner)
+    }
+
     fn inner(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The connection, with the cache dropped if another connection committed since it
-    /// was filled (a key it holds may have been forgotten there).
+    /// was filled (a key it holds may have been forgotten there). Keys handed out here
+    /// and not recorded yet stay known, unless another process destroyed them.
     fn current(&self) -> Result<MutexGuard<'_, Inner>, VaultError> {
         let mut inner = self.inner();
         let now = data_version(&inner.conn).map_err(|e| io(&self.path, e))?;
@@ -161,6 +212,19 @@ impl SqliteVault {
             inner.by_email.clear();
             inner.by_person.clear();
             inner.data_version = now;
+            let handed = std::mem::take(&mut inner.handed);
+            for (email, key) in handed {
+                let exists = inner
+                    .conn
+                    .prepare_cached("SELECT 1 FROM person_keys WHERE person = ?1")
+                    .and_then(|mut s| s.exists([key.person.to_string()]))
+                    .map_err(|e| io(&self.path, e))?;
+                if exists {
+                    inner.by_email.insert(email.clone(), key.clone());
+                    inner.by_person.insert(key.person, key.key);
+                    inner.handed.push((email, key));
+                }
+            }
         }
         Ok(inner)
     }
@@ -188,36 +252,116 @@ impl SqliteVault {
         Ok(Some(found))
     }
 
-    fn queued(&self) -> MutexGuard<'_, Vec<(String, DateTime<Utc>)>> {
-        self.queued.lock().unwrap_or_else(|p| p.into_inner())
+    /// Hands the next reserved key to `email`, in memory (its record is written with
+    /// the next batch); `None` when the reserve is empty.
+    fn hand_out(&self, inner: &mut Inner, email: &str) -> Result<Option<PersonKey>, VaultError> {
+        let Some(key) = inner.reserve.pop_front() else {
+            return Ok(None);
+        };
+        inner.by_email.insert(email.to_string(), key.clone());
+        inner.by_person.insert(key.person, key.key);
+        inner.handed.push((email.to_string(), key.clone()));
+        if inner.handed.len() >= RECORD_BATCH {
+            self.write_records_with(inner, "NORMAL")?;
+        }
+        Ok(Some(key))
     }
 
-    /// Writes keys for `batch` in one transaction (an address that has one keeps it).
-    fn write_keys(
-        &self,
-        conn: &Connection,
-        batch: &[(String, DateTime<Utc>)],
-    ) -> Result<(), VaultError> {
+    /// Writes the records of the keys handed out here (durably).
+    fn write_records(&self, inner: &mut Inner) -> Result<(), VaultError> {
+        self.write_records_with(inner, "FULL")
+    }
+
+    /// Writes the records of the keys handed out here in one transaction, with
+    /// `synchronous` = `NORMAL` (no fsync: on the way) or `FULL`. An address another
+    /// process recorded first keeps that record (this key is then known by its contacts).
+    fn write_records_with(&self, inner: &mut Inner, synchronous: &str) -> Result<(), VaultError> {
+        if inner.handed.is_empty() || self.read_only {
+            return Ok(());
+        }
+        let conn = &inner.conn;
         let write = || -> Result<(), VaultError> {
-            conn.execute_batch("BEGIN IMMEDIATE")
-                .map_err(|e| io(&self.path, e))?;
-            for (email, at) in batch {
-                let key = self.material.new_key(email, *at)?;
+            conn.execute_batch(&format!(
+                "PRAGMA synchronous={synchronous}; BEGIN IMMEDIATE"
+            ))
+            .map_err(|e| io(&self.path, e))?;
+            for (email, key) in &inner.handed {
                 conn.prepare_cached(
-                    "INSERT OR IGNORE INTO person_keys (email, person, key, created_at) VALUES (?1, ?2, ?3, ?4)",
+                    "UPDATE OR IGNORE person_keys SET state = 'assigned', email = ?1 WHERE person = ?2",
                 )
-                .and_then(|mut s| {
-                    s.execute(params![email, key.person.to_string(), &key.key[..], at.to_rfc3339()])
-                })
+                .and_then(|mut s| s.execute(params![email, key.person.to_string()]))
                 .map_err(|e| io(&self.path, e))?;
             }
             conn.execute_batch("COMMIT").map_err(|e| io(&self.path, e))
         };
         let written = write();
-        if written.is_err() && !conn.is_autocommit() {
+        if !conn.is_autocommit() {
             let _ = conn.execute_batch("ROLLBACK");
         }
-        written
+        conn.execute_batch("PRAGMA synchronous=FULL")
+            .map_err(|e| io(&self.path, e))?;
+        written?;
+        inner.handed.clear();
+        // Our own commits do not move data_version for this connection: the cache stays.
+        Ok(())
+    }
+
+    /// Makes `count` keys ahead for this handle, durably (one FULL commit for all).
+    fn make_reserve(&self, inner: &mut Inner, at: DateTime<Utc>) -> Result<(), VaultError> {
+        let count = inner.next_reserve;
+        let conn = &inner.conn;
+        let make = || -> Result<Vec<PersonKey>, VaultError> {
+            conn.execute_batch("BEGIN IMMEDIATE")
+                .map_err(|e| io(&self.path, e))?;
+            // Every key ever made is in one of the two tables (a destroyed one leaves its
+            // person in `forgotten`), so this counts them all, and seeded material, which
+            // derives each key from its place in the sequence, never derives one again.
+            let made_before: i64 = conn
+                .query_row(
+                    "SELECT (SELECT COUNT(*) FROM person_keys) + (SELECT COUNT(*) FROM forgotten)",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(|e| io(&self.path, e))?;
+            let mut made = Vec::with_capacity(count);
+            for n in 0..count {
+                let label = format!("key {}", made_before + n as i64);
+                let key = self.material.new_key(&label, at)?;
+                conn.prepare_cached(
+                    "INSERT INTO person_keys (person, key, state, created_at) VALUES (?1, ?2, 'reserved', ?3)",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![key.person.to_string(), &key.key[..], at.to_rfc3339()])
+                })
+                .map_err(|e| io(&self.path, e))?;
+                made.push(key);
+            }
+            conn.execute_batch("COMMIT")
+                .map_err(|e| io(&self.path, e))?;
+            Ok(made)
+        };
+        let made = make();
+        if made.is_err() && !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        let made = made?;
+        inner.reserve.extend(made);
+        inner.next_reserve = (inner.next_reserve * 2).min(POOL_BATCH);
+        Ok(())
+    }
+
+    /// [`Self::purge`], as an error when other readers kept a copy in the WAL.
+    fn purged(&self, conn: &Connection) -> Result<(), VaultError> {
+        if self.purge(conn)? {
+            return Ok(());
+        }
+        Err(io(
+            &self.path,
+            format!(
+                "the key is deleted, but an old copy may remain in {}-wal while other processes read the vault; stop them (dealreg serve) and run forget again to purge it",
+                self.path.display()
+            ),
+        ))
     }
 
     /// Truncates the WAL so that no earlier page image (a deleted key's) survives in it.
@@ -239,6 +383,16 @@ impl SqliteVault {
     }
 }
 
+impl Drop for SqliteVault {
+    fn drop(&mut self) {
+        // A clean close leaves every record written and synced.
+        let mut inner = self.inner();
+        if let Err(e) = self.write_records(&mut inner) {
+            tracing::warn!(%e, "the key vault's last records were not written; their keys are retired on the next open and still readable");
+        }
+    }
+}
+
 fn data_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("PRAGMA data_version", [], |r| r.get(0))
 }
@@ -253,37 +407,41 @@ fn person_key(path: &Path, person: &str, key: &[u8]) -> Result<PersonKey, VaultE
 }
 
 impl KeyVault for SqliteVault {
-    fn known(&self, email: &str) -> Result<Option<PersonKey>, VaultError> {
+    fn try_key_for(
+        &self,
+        email: &str,
+        _at: DateTime<Utc>,
+    ) -> Result<Option<PersonKey>, VaultError> {
         let email = normalise_email(email);
         let mut inner = self.current()?;
-        self.lookup(&mut inner, &email)
+        if let Some(found) = self.lookup(&mut inner, &email)? {
+            return Ok(Some(found));
+        }
+        if self.read_only {
+            return Ok(None);
+        }
+        self.hand_out(&mut inner, &email)
     }
 
     fn key_for(&self, email: &str, at: DateTime<Utc>) -> Result<PersonKey, VaultError> {
         let email = normalise_email(email);
-        if let Some(found) = self.known(&email)? {
-            return Ok(found);
-        }
         if self.read_only {
-            return Err(VaultError::ReadOnly {
-                path: self.path.display().to_string(),
-            });
+            return self
+                .try_key_for(&email, at)?
+                .ok_or_else(|| VaultError::ReadOnly {
+                    path: self.path.display().to_string(),
+                });
         }
-        self.queued().push((email.clone(), at));
-        // Whoever holds the connection now may be writing this address already.
         let mut inner = self.current()?;
         if let Some(found) = self.lookup(&mut inner, &email)? {
             return Ok(found);
         }
-        let mut batch = std::mem::take(&mut *self.queued());
-        if !batch.iter().any(|(e, _)| *e == email) {
-            batch.push((email.clone(), at));
+        if let Some(key) = self.hand_out(&mut inner, &email)? {
+            return Ok(key);
         }
-        batch.sort();
-        batch.dedup_by(|a, b| a.0 == b.0);
-        self.write_keys(&inner.conn, &batch)?;
-        self.lookup(&mut inner, &email)?
-            .ok_or_else(|| io(&self.path, "a key just written cannot be read back"))
+        self.make_reserve(&mut inner, at)?;
+        self.hand_out(&mut inner, &email)?
+            .ok_or_else(|| io(&self.path, "the keys just made ahead are gone"))
     }
 
     fn key_of(&self, person: Uuid) -> Result<Option<[u8; 32]>, VaultError> {
@@ -314,54 +472,75 @@ impl KeyVault for SqliteVault {
             });
         }
         let email = normalise_email(email);
+        let person = {
+            let mut inner = self.current()?;
+            self.write_records(&mut inner)?;
+            match inner.by_email.get(&email) {
+                Some(key) => Some(key.person),
+                None => inner
+                    .conn
+                    .query_row(
+                        "SELECT person FROM person_keys WHERE email = ?1",
+                        [&email],
+                        |r| r.get::<_, String>(0),
+                    )
+                    .optional()
+                    .map_err(|e| io(&self.path, e))?
+                    .map(|p| Uuid::parse_str(&p).map_err(|e| io(&self.path, e)))
+                    .transpose()?,
+            }
+        };
+        match person {
+            Some(person) => {
+                self.forget_person(person, at)?;
+                Ok(Some(person))
+            }
+            None => {
+                // Nothing to delete; still make sure nothing earlier lingers in the WAL.
+                let inner = self.current()?;
+                self.purged(&inner.conn)?;
+                Ok(None)
+            }
+        }
+    }
+
+    fn forget_person(&self, person: Uuid, at: DateTime<Utc>) -> Result<bool, VaultError> {
+        if self.read_only {
+            return Err(VaultError::ReadOnly {
+                path: self.path.display().to_string(),
+            });
+        }
         let mut inner = self.current()?;
+        inner.handed.retain(|(_, k)| k.person != person);
+        inner.by_email.retain(|_, k| k.person != person);
+        inner.by_person.remove(&person);
         let conn = &inner.conn;
-        let forget = || -> Result<Option<Uuid>, VaultError> {
+        let forget = || -> Result<bool, VaultError> {
             conn.execute_batch("BEGIN IMMEDIATE")
                 .map_err(|e| io(&self.path, e))?;
-            let person: Option<String> = conn
-                .query_row(
-                    "SELECT person FROM person_keys WHERE email = ?1",
-                    [&email],
-                    |r| r.get(0),
+            let deleted = conn
+                .execute(
+                    "DELETE FROM person_keys WHERE person = ?1",
+                    [person.to_string()],
                 )
-                .optional()
                 .map_err(|e| io(&self.path, e))?;
-            if let Some(person) = &person {
-                conn.execute("DELETE FROM person_keys WHERE email = ?1", [&email])
-                    .and_then(|_| {
-                        conn.execute(
-                            "INSERT OR REPLACE INTO forgotten (person, forgotten_at) VALUES (?1, ?2)",
-                            params![person, at.to_rfc3339()],
-                        )
-                    })
-                    .map_err(|e| io(&self.path, e))?;
+            if deleted > 0 {
+                conn.execute(
+                    "INSERT OR REPLACE INTO forgotten (person, forgotten_at) VALUES (?1, ?2)",
+                    params![person.to_string(), at.to_rfc3339()],
+                )
+                .map_err(|e| io(&self.path, e))?;
             }
             conn.execute_batch("COMMIT")
                 .map_err(|e| io(&self.path, e))?;
-            person
-                .map(|p| Uuid::parse_str(&p).map_err(|e| io(&self.path, e)))
-                .transpose()
+            Ok(deleted > 0)
         };
         let forgotten = forget();
         if forgotten.is_err() && !conn.is_autocommit() {
             let _ = conn.execute_batch("ROLLBACK");
         }
         let forgotten = forgotten?;
-        let purged = self.purge(conn)?;
-        inner.by_email.remove(&email);
-        if let Some(person) = forgotten {
-            inner.by_person.remove(&person);
-        }
-        if !purged {
-            return Err(io(
-                &self.path,
-                format!(
-                    "the key is deleted, but an old copy may remain in {}-wal while other processes read the vault; stop them (dealreg serve) and run forget again to purge it",
-                    self.path.display()
-                ),
-            ));
-        }
+        self.purged(conn)?;
         Ok(forgotten)
     }
 }

@@ -68,6 +68,7 @@ fn a_key_forgotten_through_one_handle_is_gone_from_the_other_and_from_the_file()
     let serving = SqliteVault::open(&store, KeyMaterial::Random).unwrap();
     let dana = serving.key_for("Dana.Reyes@acme.com", Utc::now()).unwrap();
     let lee = serving.key_for("lee@acme.com", Utc::now()).unwrap();
+    serving.flush().unwrap();
     // Warm the serving handle's cache, as a running `serve` would have.
     assert!(serving.known("dana.reyes@acme.com").unwrap().is_some());
     assert!(contains(&bytes_of_vault(&store), b"dana.reyes@acme.com"));
@@ -121,4 +122,56 @@ fn a_read_only_vault_reads_keys_and_refuses_to_write() {
     assert_eq!(reader.key_of(dana.person).unwrap(), Some(dana.key));
     assert!(reader.key_for("lee@acme.com", Utc::now()).is_err());
     assert!(reader.forget("dana@acme.com", Utc::now()).is_err());
+}
+
+#[test]
+fn a_key_whose_record_a_crash_lost_is_kept_and_never_handed_out_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store.db");
+    let vault = SqliteVault::open(&store, KeyMaterial::Random).unwrap();
+    let dana = vault.key_for("dana@acme.com", Utc::now()).unwrap();
+    drop(vault);
+    // A power loss took the (unsynced) record of the address: the key looks unhanded.
+    let conn = rusqlite::Connection::open(vault_path(&store)).unwrap();
+    conn.execute(
+        "UPDATE person_keys SET email = NULL, state = 'reserved' WHERE person = ?1",
+        [dana.person.to_string()],
+    )
+    .unwrap();
+    drop(conn);
+    let reopened = SqliteVault::open(&store, KeyMaterial::Random).unwrap();
+    assert_eq!(
+        reopened.key_of(dana.person).unwrap(),
+        Some(dana.key),
+        "still readable"
+    );
+    for n in 0..40 {
+        let other = reopened
+            .key_for(&format!("p{n}@acme.com"), Utc::now())
+            .unwrap();
+        assert_ne!(
+            other.person, dana.person,
+            "a key possibly in use is never handed out again"
+        );
+    }
+    assert!(reopened.forget_person(dana.person, Utc::now()).unwrap());
+    assert_eq!(reopened.key_of(dana.person).unwrap(), None);
+}
+
+#[test]
+fn a_key_handed_out_but_not_yet_recorded_is_dropped_when_another_process_destroys_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store.db");
+    let serving = SqliteVault::open(&store, KeyMaterial::Random).unwrap();
+    let dana = serving.key_for("dana@acme.com", Utc::now()).unwrap();
+    // Its record is not written yet: another process finds the person by the contact.
+    let operator = SqliteVault::open(&store, KeyMaterial::Random).unwrap();
+    assert_eq!(operator.known("dana@acme.com").unwrap(), None);
+    assert!(operator.forget_person(dana.person, Utc::now()).unwrap());
+    assert_eq!(serving.key_of(dana.person).unwrap(), None);
+    let again = serving.key_for("dana@acme.com", Utc::now()).unwrap();
+    assert_ne!(
+        again.person, dana.person,
+        "the destroyed key is never used again"
+    );
 }

@@ -43,9 +43,11 @@ pub enum VaultError {
 
 /// Where personal-data keys are kept. Every method may be called from many threads.
 pub trait KeyVault: Send + Sync + 'static {
-    /// The key of the person at `email`, if the vault has one. Writes nothing, so the
-    /// engine may call it on its own threads.
-    fn known(&self, email: &str) -> Result<Option<PersonKey>, VaultError>;
+    /// The key of the person at `email` if it can be had without waiting on the disk:
+    /// the one the vault knows, or a key made ahead (already durable) handed out now.
+    /// `None` when only [`KeyVault::key_for`] can give it. The engine calls this on its
+    /// own threads and `key_for` on the blocking pool.
+    fn try_key_for(&self, email: &str, at: DateTime<Utc>) -> Result<Option<PersonKey>, VaultError>;
     /// The key of the person at `email`, created when there is none. A new key is
     /// durable when this returns (the event it seals may be acknowledged next).
     fn key_for(&self, email: &str, at: DateTime<Utc>) -> Result<PersonKey, VaultError>;
@@ -55,6 +57,10 @@ pub trait KeyVault: Send + Sync + 'static {
     /// again. Gives the person's id, or `None` when the vault held no key for that address.
     /// A later registration naming the same address gets a new person and a new key.
     fn forget(&self, email: &str, at: DateTime<Utc>) -> Result<Option<Uuid>, VaultError>;
+    /// Destroys the key of `person` (found by opening a sealed contact that names the
+    /// address being forgotten, when the vault's own record of the address was lost).
+    /// Gives whether there was a key.
+    fn forget_person(&self, person: Uuid, at: DateTime<Utc>) -> Result<bool, VaultError>;
 }
 
 /// How an address is compared: trimmed, lower case.
@@ -125,8 +131,8 @@ impl MemoryVault {
 }
 
 impl KeyVault for MemoryVault {
-    fn known(&self, email: &str) -> Result<Option<PersonKey>, VaultError> {
-        Ok(self.keys().get(&normalise_email(email)).cloned())
+    fn try_key_for(&self, email: &str, at: DateTime<Utc>) -> Result<Option<PersonKey>, VaultError> {
+        self.key_for(email, at).map(Some)
     }
 
     fn key_for(&self, email: &str, at: DateTime<Utc>) -> Result<PersonKey, VaultError> {
@@ -148,6 +154,13 @@ impl KeyVault for MemoryVault {
             .map(|k| k.key))
     }
 
+    fn forget_person(&self, person: Uuid, _at: DateTime<Utc>) -> Result<bool, VaultError> {
+        let mut keys = self.keys();
+        let before = keys.len();
+        keys.retain(|_, k| k.person != person);
+        Ok(keys.len() < before)
+    }
+
     fn forget(&self, email: &str, _at: DateTime<Utc>) -> Result<Option<Uuid>, VaultError> {
         Ok(self
             .keys()
@@ -165,7 +178,10 @@ mod tests {
         let vault = MemoryVault::new(KeyMaterial::Random);
         let at = Utc::now();
         let first = vault.key_for(" Dana@Acme.com", at).unwrap();
-        assert_eq!(vault.known("dana@acme.com").unwrap(), Some(first.clone()));
+        assert_eq!(
+            vault.try_key_for("dana@acme.com", at).unwrap(),
+            Some(first.clone())
+        );
         assert_eq!(vault.key_of(first.person).unwrap(), Some(first.key));
         assert_eq!(
             vault.forget("DANA@acme.com", at).unwrap(),
