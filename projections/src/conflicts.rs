@@ -21,10 +21,23 @@ use crate::Projection;
 /// Jaro-Winkler similarity at or above which two normalised company names are flagged.
 pub const NAME_SIMILARITY: f64 = 0.92;
 
-/// How many accounts sharing a name's first word a new account is compared with. Bounds
-/// the work per account on very large programs; exact name and suffix matches are found
-/// regardless.
+/// How many accounts sharing a name's first word a new account is compared with (the
+/// most recent ones; only they are kept per word). Bounds the work per account, and the
+/// size of a word's row, on very large programs; suffix matches are found regardless.
 const MAX_COMPARED: usize = 256;
+
+/// At most this many name-similarity flags are raised for one new account (the closest
+/// names first). Why: a program whose customers are named `Store 1` … `Store 90000` made
+/// every account similar to the 256 before it; a replay of 200,000 events then held 17
+/// million flags and 18 GB. A person reviews a handful of candidates, not hundreds.
+const MAX_SIMILAR_PER_ACCOUNT: usize = 8;
+
+/// The numbers in a normalised name (`store 12 west` → `["12"]`). Two names whose numbers
+/// differ name different companies however alike the rest is (`Store 12`, `Store 13`).
+fn numbers_in(name: &str) -> impl Iterator<Item = &str> {
+    name.split(' ')
+        .filter(|w| w.bytes().any(|c| c.is_ascii_digit()))
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -77,7 +90,9 @@ pub struct ConflictFlags {
     #[serde(skip)]
     by_label: Table<String, BTreeSet<AccountKey>>,
     #[serde(skip)]
-    by_first_word: Table<String, Vec<AccountKey>>,
+    /// The last accounts noted per first word of their name, with the name (compared
+    /// without a lookup per candidate).
+    by_first_word: Table<String, Vec<(AccountKey, String)>>,
     /// Keyed by `"<first account> <second account>"` (ordered).
     #[serde(skip)]
     duplicates: Table<String, DuplicateFlag>,
@@ -123,16 +138,24 @@ impl ConflictFlags {
         }
         let first_word = name.split(' ').next().unwrap_or_default().to_string();
         if let Some(candidates) = self.by_first_word.get(&first_word) {
-            for other in candidates.iter().rev().take(MAX_COMPARED) {
-                let Some(other_name) = self.names.get(other) else {
+            let numbers: Vec<&str> = numbers_in(&name).collect();
+            let mut similar: Vec<(f64, &AccountKey, &String)> = Vec::new();
+            for (other, other_name) in candidates.iter().rev().take(MAX_COMPARED) {
+                if !numbers_in(other_name).eq(numbers.iter().copied()) {
                     continue;
-                };
+                }
                 let score = strsim::jaro_winkler(&name, other_name);
                 if score >= NAME_SIMILARITY {
-                    found.entry(other.clone()).or_default().push(format!(
-                        "similar company names `{other_name}` ~ `{name}` ({score:.2})"
-                    ));
+                    similar.push((score, other, other_name));
                 }
+            }
+            // The closest first; equal scores in account order, so the fold stays
+            // deterministic.
+            similar.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+            for (score, other, other_name) in similar.into_iter().take(MAX_SIMILAR_PER_ACCOUNT) {
+                found.entry(other.clone()).or_default().push(format!(
+                    "similar company names `{other_name}` ~ `{name}` ({score:.2})"
+                ));
             }
         }
         for (other, reasons) in found {
@@ -154,11 +177,14 @@ impl ConflictFlags {
                 );
             }
         }
-        self.names.insert(key.clone(), name);
         self.by_label.entry_or_default(label).insert(key.clone());
-        self.by_first_word
-            .entry_or_default(first_word)
-            .push(key.clone());
+        let recent = self.by_first_word.entry_or_default(first_word);
+        recent.push((key.clone(), name.clone()));
+        self.names.insert(key.clone(), name);
+        if recent.len() > MAX_COMPARED {
+            let excess = recent.len() - MAX_COMPARED;
+            recent.drain(..excess);
+        }
     }
 }
 
@@ -221,8 +247,9 @@ pub use dealreg_domain::calendar::add_business_days;
 impl Projection for ConflictFlags {
     const NAME: &'static str = "conflicts";
     /// 2: overlapping protection is flagged as a risk. 3: conflicts close by themselves.
-    /// 4: stored as rows.
-    const VERSION: u32 = 4;
+    /// 4: stored as rows. 5: at most 8 similar names flagged per account, names whose
+    /// numbers differ never, and only the last 256 accounts kept per first word.
+    const VERSION: u32 = 5;
     const PUBLISHED: bool = true;
 
     fn tables(&self) -> Tables<'_> {

@@ -179,3 +179,46 @@ fn a_detected_conflict_carries_its_sla_clock_until_resolved() {
         )
     );
 }
+
+#[test]
+fn numbered_names_are_different_companies_and_similar_names_are_flagged_a_few_at_a_time() {
+    let mut flags = ConflictFlags::default();
+    // 3,000 stores of one chain: alike but for their numbers.
+    for n in 0..3_000u64 {
+        flags.apply(
+            n + 1,
+            &submitted(&format!("store{n}.example"), &format!("Store {n}")),
+        );
+    }
+    assert_eq!(
+        flags.duplicates().count(),
+        0,
+        "`Store 12` and `Store 13` are not one company"
+    );
+    // 300 names that are alike and carry no number: each new one is flagged against at
+    // most 8 earlier ones, the closest first.
+    for n in 0..300u64 {
+        let suffix: String = format!("{n:03}")
+            .chars()
+            .map(|d| char::from(b'a' + (d as u8 - b'0')))
+            .collect();
+        flags.apply(
+            10_000 + n,
+            &submitted(
+                &format!("north{n}.example"),
+                &format!("Northwind Traders {suffix}"),
+            ),
+        );
+    }
+    let flagged = flags.duplicates().count();
+    assert!(flagged > 0, "alike names are still flagged");
+    assert!(flagged <= 300 * 8, "{flagged} flags for 300 accounts");
+    // The stored state stays small: one first word's row keeps the last 256 accounts.
+    let snapshot = dealreg_projections::snapshot(&flags).expect("snapshot");
+    let kept = snapshot
+        .pointer("/tables/first_word/store")
+        .or_else(|| snapshot.pointer("/first_word/store"))
+        .and_then(|v| v.as_array())
+        .map(Vec::len);
+    assert_eq!(kept, Some(256), "{}", &snapshot.to_string()[..300]);
+}
