@@ -4,16 +4,7 @@
 
 mod support;
 
-use std::process::Command;
-
-fn dealreg(store: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_dealreg"))
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .output()
-        .expect("run dealreg")
-}
+use support::dealreg;
 
 fn events(store: &std::path::Path) -> Vec<serde_json::Value> {
     let out = dealreg(store, &["events"]);

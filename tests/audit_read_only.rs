@@ -4,17 +4,7 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::Command;
-
-fn dealreg(store: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_dealreg"))
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .output()
-        .expect("run dealreg")
-}
+use support::dealreg;
 
 #[test]
 fn every_read_job_runs_on_a_read_only_copy_and_writes_nothing() {

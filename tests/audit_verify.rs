@@ -5,8 +5,9 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use support::dealreg;
+
+use std::path::PathBuf;
 
 use dealreg_store::chain::{event_hash, log_hash, GENESIS_HASH};
 use rusqlite::{params, Connection};
@@ -16,15 +17,6 @@ struct Audited {
     store: PathBuf,
     checkpoints: PathBuf,
     public_key: String,
-}
-
-fn dealreg(store: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_dealreg"))
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .output()
-        .expect("run dealreg")
 }
 
 /// The demo's store, with its WAL folded into the file, and a signed checkpoint of its head.

@@ -1,18 +1,11 @@
 //! Invariant 8 end to end: an auditor's `dealreg verify` passes on an untouched store and
 //! names the stream and revision when someone edits a stored event with plain SQL.
 
-use std::process::Command;
+mod support;
+
+use support::dealreg;
 
 use serde_json::Value;
-
-fn dealreg(store: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_dealreg"))
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .output()
-        .expect("run dealreg")
-}
 
 #[test]
 fn verify_detects_an_event_edited_behind_the_engines_back() {

@@ -7,7 +7,6 @@ mod support;
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output};
 
 use serde_json::{json, Value};
 use support::*;
@@ -16,15 +15,6 @@ use uuid::Uuid;
 const NAME: &str = "Zelda Quixote-Marchetti";
 const EMAIL: &str = "zelda.quixote@initech-example.com";
 const PHONE: &str = "+44 20 7946 0958";
-
-fn dealreg(store: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dealreg"))
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .output()
-        .expect("run dealreg")
-}
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack

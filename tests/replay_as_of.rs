@@ -4,17 +4,9 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::{Command, Output};
+use support::dealreg;
 
-fn dealreg(store: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dealreg"))
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .output()
-        .expect("run dealreg")
-}
+use std::process::Output;
 
 fn json(out: &Output) -> serde_json::Value {
     assert!(

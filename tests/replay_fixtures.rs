@@ -1,17 +1,11 @@
 //! Every recorded fixture under replay-fixtures/ imports into an empty store, verifies,
 //! and replays to the views recorded with it, byte for byte.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod support;
 
-fn dealreg(store: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dealreg"))
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .output()
-        .expect("run dealreg")
-}
+use support::dealreg;
+
+use std::path::Path;
 
 #[test]
 fn every_fixture_replays_to_its_expected_views() {

@@ -131,3 +131,13 @@ pub fn demo_store(dir: &tempfile::TempDir) -> std::path::PathBuf {
     );
     path
 }
+
+/// Runs the `dealreg` binary on the store at `store` with `args`, as a user would.
+pub fn dealreg(store: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_dealreg"))
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .output()
+        .expect("run dealreg")
+}

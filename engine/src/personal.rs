@@ -19,6 +19,7 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use dealreg_domain::values::{Contact, ContactOnRecord, ErasedContact, SealedContact};
 use dealreg_domain::Event;
+use dealreg_store::hex::{decode as from_hex, encode as to_hex};
 use dealreg_store::{normalise_email, KeyVault, PersonKey, VaultError};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -170,26 +171,6 @@ pub fn reveal(event: &mut Event, vault: &dyn KeyVault) -> Result<(), VaultError>
     Ok(())
 }
 
-fn to_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
-    }
-    out
-}
-
-fn from_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,15 +223,5 @@ mod tests {
             open(&flipped, &key.key),
             Err(OpenError::Inauthentic)
         ));
-    }
-
-    #[test]
-    fn hex_round_trips() {
-        assert_eq!(
-            from_hex(&to_hex(&[0, 1, 0xab, 0xff])),
-            Some(vec![0, 1, 0xab, 0xff])
-        );
-        assert_eq!(from_hex("abc"), None);
-        assert_eq!(from_hex("zz"), None);
     }
 }

@@ -17,6 +17,7 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use dealreg_store::chain::{event_hash, log_hash, GENESIS_HASH};
+use dealreg_store::hex::{decode as unhex, encode as hex};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde::{Deserialize, Serialize};
@@ -52,21 +53,6 @@ impl SignedCheckpoint {
         )
         .into_bytes()
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    let text = text.trim();
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// A signing key from its 64 hex digits.

@@ -60,15 +60,7 @@ pub fn log_hash(prev_log_hash: &str, position: u64, event_hash: &str) -> String 
     to_hex(&hasher.finalize())
 }
 
-pub(crate) fn to_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 0x0f)] as char);
-    }
-    out
-}
+pub use crate::hex::encode as to_hex;
 
 /// What is wrong where a chain breaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -20,6 +20,7 @@
 pub mod chain;
 pub mod checkpoint;
 pub mod conformance;
+pub mod hex;
 pub mod memory;
 mod rules;
 pub mod subscription;
