@@ -57,6 +57,9 @@ pub const POOL_BATCH: usize = 256;
 const FIRST_RESERVE: usize = 16;
 /// Records of handed-out keys written together.
 const RECORD_BATCH: usize = 64;
+/// Keys cached per handle, at most (about 10 MiB); beyond it the cache starts over and
+/// refills from the file, so a long-running `serve` does not grow with every person.
+const MAX_CACHED: usize = 65_536;
 
 /// How long `forget` tries to truncate the WAL while other connections read it.
 const PURGE_PATIENCE: Duration = Duration::from_secs(5);
@@ -247,8 +250,7 @@ impl SqliteVault {
             return Ok(None);
         };
         let found = person_key(&self.path, &person, &key)?;
-        inner.by_email.insert(email.to_string(), found.clone());
-        inner.by_person.insert(found.person, found.key);
+        remember(inner, email, &found);
         Ok(Some(found))
     }
 
@@ -258,8 +260,7 @@ impl SqliteVault {
         let Some(key) = inner.reserve.pop_front() else {
             return Ok(None);
         };
-        inner.by_email.insert(email.to_string(), key.clone());
-        inner.by_person.insert(key.person, key.key);
+        remember(inner, email, &key);
         inner.handed.push((email.to_string(), key.clone()));
         if inner.handed.len() >= RECORD_BATCH {
             self.write_records_with(inner, "NORMAL")?;
@@ -393,6 +394,26 @@ impl Drop for SqliteVault {
     }
 }
 
+/// Caches a key, starting the cache over when it is full.
+fn remember(inner: &mut Inner, email: &str, key: &PersonKey) {
+    if inner.by_email.len() >= MAX_CACHED || inner.by_person.len() >= MAX_CACHED {
+        forget_cache(inner);
+    }
+    inner.by_email.insert(email.to_string(), key.clone());
+    inner.by_person.insert(key.person, key.key);
+}
+
+/// Empties the cache but for the keys handed out here and not recorded yet (the file
+/// cannot give those back by address).
+fn forget_cache(inner: &mut Inner) {
+    inner.by_email.clear();
+    inner.by_person.clear();
+    for (email, key) in &inner.handed {
+        inner.by_email.insert(email.clone(), key.clone());
+        inner.by_person.insert(key.person, key.key);
+    }
+}
+
 fn data_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("PRAGMA data_version", [], |r| r.get(0))
 }
@@ -461,6 +482,9 @@ impl KeyVault for SqliteVault {
             return Ok(None);
         };
         let found = person_key(&self.path, &person.to_string(), &key)?;
+        if inner.by_person.len() >= MAX_CACHED {
+            forget_cache(&mut inner);
+        }
         inner.by_person.insert(person, found.key);
         Ok(Some(found.key))
     }

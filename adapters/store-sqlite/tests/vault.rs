@@ -175,3 +175,22 @@ fn a_key_handed_out_but_not_yet_recorded_is_dropped_when_another_process_destroy
         "the destroyed key is never used again"
     );
 }
+
+#[test]
+fn past_the_cache_bound_every_address_keeps_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store.db");
+    let vault = SqliteVault::open(&store, KeyMaterial::Random).unwrap();
+    let at = Utc::now();
+    let first = vault.key_for("first@acme.com", at).unwrap();
+    let mut last = None;
+    // More persons than one handle caches (65,536): the cache starts over on the way.
+    for n in 0..66_000 {
+        last = Some(vault.key_for(&format!("p{n}@acme.com"), at).unwrap());
+    }
+    let last = last.unwrap();
+    assert_eq!(vault.key_for("first@acme.com", at).unwrap(), first);
+    assert_eq!(vault.key_for("p65999@acme.com", at).unwrap(), last);
+    assert_eq!(vault.key_of(first.person).unwrap(), Some(first.key));
+    assert_eq!(vault.len().unwrap(), 66_001);
+}
