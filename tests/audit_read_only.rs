@@ -1,5 +1,5 @@
 //! An auditor works on a read-only copy: every read job (verify, history, events, replay,
-//! views as of a moment, export) runs on it and leaves its bytes as they were, and none
+//! views now and as of a moment, export) runs on it and leaves its bytes as they were, and none
 //! of them creates a views file or a key vault beside it.
 
 mod support;
@@ -44,6 +44,7 @@ fn every_read_job_runs_on_a_read_only_copy_and_writes_nothing() {
         vec!["events", "--reveal"],
         vec!["replay", "--as-of", "700"],
         vec!["view", "--as-of", "700", "metrics", "--json"],
+        vec!["view", "pipeline", "--vendor", "--json"],
         vec!["export"],
     ] {
         let out = dealreg(&copy, &job);

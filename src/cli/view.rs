@@ -83,7 +83,10 @@ impl std::str::FromStr for AsOf {
 /// the origin in memory (nothing is written: a replay works on a read-only copy). Returns
 /// the state and the position it covers.
 pub async fn state<P: Projection>(path: &Path, as_of: AsOf) -> Result<(P, u64), String> {
-    if as_of == AsOf::Now {
+    // A store file marked read-only is an auditor's copy: its view is folded in memory
+    // and nothing (no views file, no checkpoint) is written beside it.
+    let read_only = std::fs::metadata(path).is_ok_and(|m| m.permissions().readonly());
+    if as_of == AsOf::Now && !read_only {
         let (store, checkpoints) = super::store::open_existing(path)?;
         let caught = runner::catch_up::<P, _, _>(&store, &checkpoints, CatchUp::default(), |_| {})
             .await
