@@ -68,6 +68,21 @@ fn apply(store: &Path, dir: &Path, name: &str, at: &str, lines: &[Value]) -> Vec
     replies
 }
 
+/// A reseller partner, onboarded and certified in `analytics` by the channel manager.
+fn partner_ready(partner: Uuid) -> Vec<Value> {
+    let cm = |command: Value| json!({ "actor": channel_manager(), "command": command });
+    vec![
+        cm(onboard(
+            partner,
+            "Initech Partners",
+            &["reseller"],
+            "gold",
+            20,
+        )),
+        cm(certify(partner, "analytics", "2027-12-31")),
+    ]
+}
+
 fn submission(registration: Uuid, partner: Uuid, domain: &str, email: &str) -> Value {
     let mut command = submit(registration, partner, domain, "analytics", "reseller");
     command["customer"]["contact"] = json!({ "name": NAME, "email": email, "phone": PHONE });
@@ -81,30 +96,23 @@ fn a_forgotten_person_leaves_no_readable_trace_and_the_log_still_verifies() {
     let store = dir.path().join("people.db");
     let partner = Uuid::now_v7();
     let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
-    let cm = |command: Value| json!({ "actor": channel_manager(), "command": command });
+    let mut setup = partner_ready(partner);
+    setup.extend([
+        submission(first, partner, "initech-example.com", EMAIL),
+        // Another registration of the same person (the address differs in case only).
+        submission(
+            second,
+            partner,
+            "initrode-example.com",
+            &EMAIL.to_uppercase(),
+        ),
+    ]);
     let replies = apply(
         &store,
         dir.path(),
         "setup.jsonl",
         "2026-03-02T09:00:00Z",
-        &[
-            cm(onboard(
-                partner,
-                "Initech Partners",
-                &["reseller"],
-                "gold",
-                20,
-            )),
-            cm(certify(partner, "analytics", "2027-12-31")),
-            submission(first, partner, "initech-example.com", EMAIL),
-            // Another registration of the same person (the address differs in case only).
-            submission(
-                second,
-                partner,
-                "initrode-example.com",
-                &EMAIL.to_uppercase(),
-            ),
-        ],
+        &setup,
     );
     // The vendor's reply shows the contact it was given.
     let submitted = &replies[2]["events"][0]["event"];
@@ -289,6 +297,10 @@ fn contacts_recorded_in_clear_before_schema_3_are_reported_not_claimed_erased() 
         .expect("positions")
         .is_empty());
     assert!(String::from_utf8_lossy(&forgot.stderr).contains("rewriting the log"));
+    assert!(
+        !dealreg_store_sqlite::vault_path(&store).exists(),
+        "forget created a key vault for a store that never sealed anything"
+    );
 }
 
 #[test]
@@ -296,23 +308,19 @@ fn forget_finds_a_person_whose_record_in_the_vault_was_lost() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = dir.path().join("people.db");
     let partner = Uuid::now_v7();
-    let cm = |command: Value| json!({ "actor": channel_manager(), "command": command });
+    let mut setup = partner_ready(partner);
+    setup.push(submission(
+        Uuid::now_v7(),
+        partner,
+        "initech-example.com",
+        EMAIL,
+    ));
     apply(
         &store,
         dir.path(),
         "setup.jsonl",
         "2026-03-02T09:00:00Z",
-        &[
-            cm(onboard(
-                partner,
-                "Initech Partners",
-                &["reseller"],
-                "gold",
-                20,
-            )),
-            cm(certify(partner, "analytics", "2027-12-31")),
-            submission(Uuid::now_v7(), partner, "initech-example.com", EMAIL),
-        ],
+        &setup,
     );
     // As after a power loss: the key is there, the record of whose it is was not synced.
     let vault = dealreg_store_sqlite::vault_path(&store);

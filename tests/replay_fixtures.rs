@@ -45,23 +45,7 @@ fn every_fixture_replays_to_its_expected_views() {
             &std::fs::read_to_string(fixture.join("expected.json")).expect("expected.json"),
         )
         .expect("expected JSON");
-        let position = expected["position"]
-            .as_u64()
-            .expect("the fixture's position");
-        let replayed = dealreg(&store, &["replay", "--as-of", &position.to_string()]);
-        assert!(
-            replayed.status.success(),
-            "{name}: {}",
-            String::from_utf8_lossy(&replayed.stderr)
-        );
-        let replayed: serde_json::Value = serde_json::from_slice(&replayed.stdout).expect("JSON");
-        for view in ["pipeline", "ledger", "conflicts", "metrics"] {
-            assert_eq!(
-                serde_json::to_string(&replayed[view]).expect("bytes"),
-                serde_json::to_string(&expected[view]).expect("bytes"),
-                "{name}: the {view} view differs from the one recorded"
-            );
-        }
+        assert_replays_to(&store, &expected, &format!("{name}: recorded"));
         // The live views, brought up to date from the imported log, agree too.
         let live = dealreg(&store, &["view", "pipeline", "--vendor", "--json"]);
         let live: serde_json::Value = serde_json::from_slice(&live.stdout).expect("JSON");
@@ -120,11 +104,20 @@ fn the_demo_recorded_in_schema_2_replays_to_the_views_of_the_demo_recorded_today
         "schema 3 seals it: {new_payload}"
     );
 
-    let position = expected["position"].as_u64().expect("position").to_string();
-    let replayed = dealreg(&store, &["replay", "--as-of", &position]);
+    assert_replays_to(&store, &expected, "today's demo ~ the schema-2 recording");
+}
+
+/// Replays `store` as of `expected`'s position and checks every view equals the one in
+/// `expected`, byte for byte (`what` names the comparison in a failure).
+fn assert_replays_to(store: &Path, expected: &serde_json::Value, what: &str) {
+    let position = expected["position"]
+        .as_u64()
+        .expect("the expected views' position")
+        .to_string();
+    let replayed = dealreg(store, &["replay", "--as-of", &position]);
     assert!(
         replayed.status.success(),
-        "{}",
+        "{what}: {}",
         String::from_utf8_lossy(&replayed.stderr)
     );
     let replayed: serde_json::Value = serde_json::from_slice(&replayed.stdout).expect("JSON");
@@ -132,7 +125,7 @@ fn the_demo_recorded_in_schema_2_replays_to_the_views_of_the_demo_recorded_today
         assert_eq!(
             serde_json::to_string(&replayed[view]).expect("bytes"),
             serde_json::to_string(&expected[view]).expect("bytes"),
-            "the {view} view of today's demo differs from the schema-2 recording"
+            "{what}: the {view} view differs"
         );
     }
 }

@@ -603,27 +603,28 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
             return Ok(HashMap::new());
         }
         let mut keys = HashMap::with_capacity(addresses.len());
-        for address in &addresses {
-            match self.vault.try_key_for(address, at)? {
+        let mut missing = Vec::new();
+        for address in addresses {
+            match self.vault.try_key_for(&address, at)? {
                 Some(key) => {
-                    keys.insert(address.clone(), key);
+                    keys.insert(address, key);
                 }
-                None => {
-                    let vault = Arc::clone(&self.vault);
-                    let missing = addresses.clone();
-                    return tokio::task::spawn_blocking(move || {
-                        personal::keys_for(vault.as_ref(), &missing, at)
-                    })
-                    .await
-                    .map_err(|e| {
-                        EngineError::Vault(VaultError::Io {
-                            path: "key vault".into(),
-                            reason: format!("its worker stopped: {e}"),
-                        })
-                    })?
-                    .map_err(EngineError::from);
-                }
+                None => missing.push(address),
             }
+        }
+        if !missing.is_empty() {
+            let vault = Arc::clone(&self.vault);
+            let made = tokio::task::spawn_blocking(move || {
+                personal::keys_for(vault.as_ref(), &missing, at)
+            })
+            .await
+            .map_err(|e| {
+                EngineError::Vault(VaultError::Io {
+                    path: "key vault".into(),
+                    reason: format!("its worker stopped: {e}"),
+                })
+            })??;
+            keys.extend(made);
         }
         Ok(keys)
     }

@@ -14,7 +14,9 @@ use chrono::Utc;
 use dealreg_domain::values::ContactOnRecord;
 use dealreg_domain::Event;
 use dealreg_engine::{decode_event, personal};
-use dealreg_store::{normalise_email, GlobalPosition, KeyMaterial, KeyVault, LogPages};
+use dealreg_store::{
+    normalise_email, GlobalPosition, KeyMaterial, KeyVault, LogPages, MemoryVault,
+};
 use dealreg_store_sqlite::vault_path;
 use serde::Serialize;
 
@@ -39,10 +41,17 @@ pub async fn run(path: &Path, email: &str) -> Result<ExitCode, String> {
         ));
     }
     let store = super::store::open_read(path)?;
-    if !vault_path(path).exists() {
+    // A store without a vault never sealed a contact: nothing to destroy, and no vault is
+    // created for it; its log is still read for contacts recorded in clear.
+    let vault: Box<dyn KeyVault> = if vault_path(path).exists() {
+        Box::new(
+            dealreg_store_sqlite::SqliteVault::open(path, KeyMaterial::Random)
+                .map_err(|e| e.to_string())?,
+        )
+    } else {
         tracing::info!("the store has no key vault: no contact was ever sealed in it");
-    }
-    let vault = super::store::vault(path, KeyMaterial::Random)?;
+        Box::new(MemoryVault::new(KeyMaterial::Random))
+    };
     let person = vault
         .forget(&email, Utc::now())
         .map_err(|e| e.to_string())?;
