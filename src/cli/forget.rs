@@ -43,14 +43,11 @@ pub async fn run(path: &Path, email: &str) -> Result<ExitCode, String> {
     let store = super::store::open_read(path)?;
     // A store without a vault never sealed a contact: nothing to destroy, and no vault is
     // created for it; its log is still read for contacts recorded in clear.
-    let vault: Box<dyn KeyVault> = if vault_path(path).exists() {
-        Box::new(
-            dealreg_store_sqlite::SqliteVault::open(path, KeyMaterial::Random)
-                .map_err(|e| e.to_string())?,
-        )
+    let vault: std::sync::Arc<dyn KeyVault> = if vault_path(path).exists() {
+        super::store::vault(path, KeyMaterial::Random)?
     } else {
         tracing::info!("the store has no key vault: no contact was ever sealed in it");
-        Box::new(MemoryVault::new(KeyMaterial::Random))
+        std::sync::Arc::new(MemoryVault::new(KeyMaterial::Random))
     };
     let person = vault
         .forget(&email, Utc::now())
