@@ -12,6 +12,11 @@
 //!   thousands of open registrations;
 //! - `DEALREG_GROWTH_COMMANDS` (default 1,000,000), `DEALREG_GROWTH_WINDOW` (10,000).
 
+/// mimalloc, as in the `dealreg` binary: the engine's cost includes its allocator, so the
+/// benches measure the one the product runs with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};

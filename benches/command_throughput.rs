@@ -9,6 +9,11 @@
 //! Each registration is two commands (see `load.rs`). Many registrations are in flight at
 //! once, so group commit can batch them; every reply is only given after its fsync.
 
+/// mimalloc, as in the `dealreg` binary: the engine's cost includes its allocator, so the
+/// benches measure the one the product runs with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "floor.rs"]
 mod floor;
 #[path = "load.rs"]

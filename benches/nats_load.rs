@@ -12,6 +12,11 @@
 //! `cargo bench --bench nats_load`; knobs: DEALREG_BENCH_NATS_COMMANDS (per level, default
 //! 3000), DEALREG_BENCH_NATS_LEVELS (default `1,64,256`).
 
+/// mimalloc, as in the `dealreg` binary: the engine's cost includes its allocator, so the
+/// benches measure the one the product runs with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../tests/nats_support.rs"]
 mod nats_support;
 

@@ -15,6 +15,11 @@
 //! already holds enough events, for profiling runs). The log is written through the engine (partners submit, the channel manager
 //! approves; 3 events per registration), so it is a real log, not a synthetic table.
 
+/// mimalloc, as in the `dealreg` binary: the engine's cost includes its allocator, so the
+/// benches measure the one the product runs with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "load.rs"]
 mod load;
 

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use dealreg_domain::{AccountKey, ConflictId, PartnerId, RegistrationId};
 use serde::de::DeserializeOwned;
@@ -99,31 +100,75 @@ pub struct RowChange {
     pub row: Option<Vec<u8>>,
 }
 
-/// A row value taken for a save, serialised later (off the fold's thread).
-pub trait RowValue: Send {
-    fn to_bytes(&self) -> Result<Vec<u8>, serde_json::Error>;
+/// A row taken for a save: serialised later, off the fold's thread.
+pub trait RowValue: Send + Sync {
+    /// The row's stored key, without its table's name.
+    fn key(&self) -> String;
+    /// The partner the row belongs to, if any.
+    fn scope(&self) -> Option<String>;
+    /// The row's bytes; `None` when the row was removed.
+    fn to_bytes(&self) -> Result<Option<Vec<u8>>, serde_json::Error>;
 }
 
-impl<V: Serialize + Send> RowValue for V {
-    fn to_bytes(&self) -> Result<Vec<u8>, serde_json::Error> {
-        serde_json::to_vec(self)
+/// A changed row of a table as a save takes it: the key, and the value it has now (shared
+/// with the table, which copies it only if the fold changes it again before the save has
+/// serialised it), or none when removed.
+struct Changed<K, V, S> {
+    key: K,
+    value: Option<Arc<V>>,
+    scope: PhantomData<fn() -> S>,
+}
+
+impl<K, V, S> RowValue for Changed<K, V, S>
+where
+    K: RowKey + Send + Sync,
+    V: Serialize + Send + Sync,
+    S: Scope<V>,
+{
+    fn key(&self) -> String {
+        self.key.to_key()
+    }
+    fn scope(&self) -> Option<String> {
+        self.value.as_deref().and_then(S::scope)
+    }
+    fn to_bytes(&self) -> Result<Option<Vec<u8>>, serde_json::Error> {
+        let Some(value) = self.value.as_deref() else {
+            return Ok(None);
+        };
+        // Written into a buffer kept by the thread and copied out at its exact size: one
+        // allocation per row instead of one per doubling of a growing vector.
+        SCRATCH.with_borrow_mut(|scratch| {
+            scratch.clear();
+            serde_json::to_writer(&mut *scratch, value)?;
+            Ok(Some(scratch.as_slice().to_vec()))
+        })
     }
 }
 
-/// A changed row taken from a table: its key and scope now, its bytes when serialised.
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A changed row taken from a table: which table, and the row, to be turned into its
+/// stored key, scope and bytes when serialised.
+///
+/// Why deferred: taking happens on the fold's thread, which every event waits for; a take
+/// only moves the changed keys and shares the values, and the key formatting and the JSON
+/// are done by the save, on another thread.
 pub struct TakenRow {
-    pub key: String,
-    pub scope: Option<String>,
-    pub value: Option<Box<dyn RowValue>>,
+    table: &'static str,
+    row: Box<dyn RowValue>,
 }
 
 impl TakenRow {
-    /// The row's bytes, as a save writes them.
+    /// The row as a save writes it: `<table>/<key>`, its scope (none for a removed row),
+    /// its bytes.
     pub fn serialise(self) -> Result<RowChange, serde_json::Error> {
+        let row = self.row.to_bytes()?;
         Ok(RowChange {
-            key: self.key,
-            scope: self.scope,
-            row: self.value.map(|v| v.to_bytes()).transpose()?,
+            key: format!("{}/{}", self.table, self.row.key()),
+            scope: row.as_ref().and(self.row.scope()),
+            row,
         })
     }
 }
@@ -132,14 +177,14 @@ impl TakenRow {
 /// its tables; stored keys are `<table name>/<key>`.
 pub trait RowTable {
     /// The rows changed since the last call, with their current bytes, keyed under `name`.
-    fn drain_changes(&mut self, name: &str) -> Result<Vec<RowChange>, serde_json::Error> {
+    fn drain_changes(&mut self, name: &'static str) -> Result<Vec<RowChange>, serde_json::Error> {
         self.take_changes(name)
             .into_iter()
             .map(TakenRow::serialise)
             .collect()
     }
-    /// The rows changed since the last call, copied out to be serialised elsewhere.
-    fn take_changes(&mut self, name: &str) -> Vec<TakenRow>;
+    /// The rows changed since the last call, shared out to be serialised elsewhere.
+    fn take_changes(&mut self, name: &'static str) -> Vec<TakenRow>;
     /// How many rows changed since the last take.
     fn changed(&self) -> usize;
     /// Puts a stored row back (when a projection is loaded).
@@ -150,9 +195,13 @@ pub trait RowTable {
 
 /// An ordered map that remembers the keys changed since the last save. Two tables are
 /// equal when their rows are (what is saved or not is not part of the value).
+///
+/// Why values behind `Arc`: a save shares the changed rows instead of copying them on the
+/// fold's thread; a row the fold changes again while a save still holds it is copied then
+/// (`Arc::make_mut`), which is rare, since a save serialises its rows first.
 #[derive(Debug, Clone)]
 pub struct Table<K, V, S = Unscoped> {
-    rows: BTreeMap<K, V>,
+    rows: BTreeMap<K, Arc<V>>,
     dirty: BTreeSet<K>,
     scope: PhantomData<S>,
 }
@@ -173,27 +222,29 @@ impl<K, V, S> Default for Table<K, V, S> {
     }
 }
 
-impl<K: RowKey, V, S> Table<K, V, S> {
+impl<K: RowKey, V: Clone, S> Table<K, V, S> {
     pub fn get(&self, key: &K) -> Option<&V> {
-        self.rows.get(key)
+        self.rows.get(key).map(|v| &**v)
     }
 
     /// The row for changing it: marked changed.
     pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
         let row = self.rows.get_mut(key)?;
         self.dirty.insert(key.clone());
-        Some(row)
+        Some(Arc::make_mut(row))
     }
 
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
         self.dirty.insert(key.clone());
-        self.rows.insert(key, value)
+        self.rows
+            .insert(key, Arc::new(value))
+            .map(Arc::unwrap_or_clone)
     }
 
     pub fn remove(&mut self, key: &K) -> Option<V> {
         let removed = self.rows.remove(key)?;
         self.dirty.insert(key.clone());
-        Some(removed)
+        Some(Arc::unwrap_or_clone(removed))
     }
 
     /// The row for changing it, created empty when missing: marked changed.
@@ -202,7 +253,7 @@ impl<K: RowKey, V, S> Table<K, V, S> {
         V: Default,
     {
         self.dirty.insert(key.clone());
-        self.rows.entry(key).or_default()
+        Arc::make_mut(self.rows.entry(key).or_default())
     }
 
     pub fn contains_key(&self, key: &K) -> bool {
@@ -217,45 +268,38 @@ impl<K: RowKey, V, S> Table<K, V, S> {
         self.rows.is_empty()
     }
 
-    pub fn iter(&self) -> std::collections::btree_map::Iter<'_, K, V> {
-        self.rows.iter()
+    /// The rows in key order.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&K, &V)> + ExactSizeIterator + '_ {
+        self.rows.iter().map(|(k, v)| (k, &**v))
     }
 
-    pub fn keys(&self) -> std::collections::btree_map::Keys<'_, K, V> {
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &K> + ExactSizeIterator + '_ {
         self.rows.keys()
     }
 
-    pub fn values(&self) -> std::collections::btree_map::Values<'_, K, V> {
-        self.rows.values()
-    }
-
-    /// The rows as a plain map (read-only).
-    pub fn as_map(&self) -> &BTreeMap<K, V> {
-        &self.rows
+    pub fn values(&self) -> impl DoubleEndedIterator<Item = &V> + ExactSizeIterator + '_ {
+        self.rows.values().map(|v| &**v)
     }
 }
 
 impl<K, V, S> RowTable for Table<K, V, S>
 where
-    K: RowKey,
-    V: Serialize + DeserializeOwned + Clone + Send + 'static,
-    S: Scope<V>,
+    K: RowKey + Send + Sync + 'static,
+    V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    S: Scope<V> + 'static,
 {
-    fn take_changes(&mut self, name: &str) -> Vec<TakenRow> {
+    fn take_changes(&mut self, name: &'static str) -> Vec<TakenRow> {
         let dirty = std::mem::take(&mut self.dirty);
         let mut changes = Vec::with_capacity(dirty.len());
         for key in dirty {
-            let (value, scope) = match self.rows.get(&key) {
-                Some(value) => (
-                    Some(Box::new(value.clone()) as Box<dyn RowValue>),
-                    S::scope(value),
-                ),
-                None => (None, None),
-            };
+            let value = self.rows.get(&key).cloned();
             changes.push(TakenRow {
-                key: format!("{name}/{}", key.to_key()),
-                scope,
-                value,
+                table: name,
+                row: Box::new(Changed::<K, V, S> {
+                    key,
+                    value,
+                    scope: PhantomData,
+                }),
             });
         }
         changes
@@ -268,14 +312,14 @@ where
     fn restore(&mut self, key: &str, row: &[u8]) -> Result<(), String> {
         let key = K::from_key(key).ok_or_else(|| format!("`{key}` is not a key of this table"))?;
         let value = serde_json::from_slice(row).map_err(|e| e.to_string())?;
-        self.rows.insert(key, value);
+        self.rows.insert(key, Arc::new(value));
         Ok(())
     }
 
     fn snapshot(&self) -> Result<Vec<(String, serde_json::Value)>, serde_json::Error> {
         self.rows
             .iter()
-            .map(|(k, v)| Ok((k.to_key(), serde_json::to_value(v)?)))
+            .map(|(k, v)| Ok((k.to_key(), serde_json::to_value(&**v)?)))
             .collect()
     }
 }

@@ -1,7 +1,12 @@
-//! Read-model checkpoints in the store's own SQLite file: one `projection_state` row per
-//! projection holding its meta, the position it covers and the version of the fold that
-//! wrote it, and its rows in `view_rows` (key, scope, the position of the save that wrote
-//! them, bytes).
+//! Read-model checkpoints in the views file beside the store: one `projection_state` row
+//! per projection holding its meta, the position it covers and the version of the fold
+//! that wrote it, and its rows in a table of its own, `rows_<view>` (key, scope, the
+//! position of the save that wrote them, bytes).
+//!
+//! Why a table per view: a save upserts into one b-tree keyed by the row's key (plus the
+//! scope index), not into a shared table and two indexes that all carry the view's name;
+//! and forgetting a view (a rebuild) empties its table whole instead of deleting its rows
+//! one by one out of everyone's.
 //!
 //! Why one transaction: the checkpoint and the rows of a save are written together, so
 //! they can only change together; a runner killed at any moment resumes from the last
@@ -12,6 +17,7 @@
 //! save's transaction that its process still holds the lease.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use dealreg_store::{
@@ -28,6 +34,38 @@ pub struct SqliteCheckpoints {
     conn: Arc<Mutex<Connection>>,
     /// (lease, holder): saves are refused unless `holder` holds `lease`.
     fence: Option<Arc<(String, String)>>,
+    wal: Arc<WalCheckpointer>,
+}
+
+/// Copies the views file's WAL into the file on a connection of its own, after saves.
+///
+/// Why not SQLite's automatic checkpoint: that one runs inside the `COMMIT` of the save
+/// that crossed the threshold, so the save (and the fold waiting for it) also waited for
+/// the copy and its fsync: a third of a big save's time in a profiled rebuild. A passive
+/// checkpoint on another connection copies while the next save is being written.
+struct WalCheckpointer {
+    conn: Mutex<Connection>,
+    running: AtomicBool,
+}
+
+impl WalCheckpointer {
+    /// Starts a passive checkpoint on the blocking pool unless one is running.
+    fn start(self: &Arc<Self>) {
+        if self.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let wal = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let conn = wal.conn.lock().unwrap_or_else(PoisonError::into_inner);
+            // PASSIVE: copies what no reader still needs, never waits for a lock, and
+            // never blocks a save; what it could not copy, the next one does.
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::warn!(error = %e, "a checkpoint of the views file's WAL failed; the next save tries again");
+            }
+            drop(conn);
+            wal.running.store(false, Ordering::Release);
+        });
+    }
 }
 
 trait Db<T> {
@@ -67,9 +105,8 @@ fn belong_to(conn: &Connection, store_id: &str) -> rusqlite::Result<()> {
             if owner.is_some() {
                 tracing::warn!(views_of = ?owner, store = store_id, "the views file belonged to another store; its views are rebuilt from this store's log");
             }
-            conn.execute_batch(
-                "DELETE FROM view_rows; DELETE FROM projection_state; DELETE FROM feed_outbox;",
-            )?;
+            drop_rows_tables(conn)?;
+            conn.execute_batch("DELETE FROM projection_state; DELETE FROM feed_outbox;")?;
             conn.execute(
                 "INSERT OR REPLACE INTO views_of (id, store_id) VALUES (1, ?1)",
                 params![store_id],
@@ -88,6 +125,61 @@ fn belong_to(conn: &Connection, store_id: &str) -> rusqlite::Result<()> {
     }
 }
 
+/// The table holding the rows of `view`, as a quoted SQL identifier: `rows_` and the name
+/// with every byte but `a-z` and `0-9` written `_xx` (hex), so that any name (checkpoint
+/// names such as `reactor/follow-ups` too) maps to its own table and nothing in a name is
+/// ever read as SQL.
+fn rows_table(view: &str) -> String {
+    let mut table = String::with_capacity(view.len() + 8);
+    table.push_str("\"rows_");
+    for b in view.bytes() {
+        if b.is_ascii_lowercase() || b.is_ascii_digit() {
+            table.push(char::from(b));
+        } else {
+            table.push_str(&format!("_{b:02x}"));
+        }
+    }
+    table.push('"');
+    table
+}
+
+/// Creates the row table of a view when it is missing.
+fn ensure_rows_table(conn: &Connection, table: &str) -> rusqlite::Result<()> {
+    // WITHOUT ROWID: the key is the table's own b-tree, so an upsert finds and writes the
+    // row in one tree; rows of one partner are read through the scope index.
+    let index = format!("{}_by_scope\"", table.trim_end_matches('"'));
+    conn.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS {table} (
+             key      TEXT PRIMARY KEY,
+             scope    TEXT,
+             position INTEGER NOT NULL,
+             row      BLOB    NOT NULL
+         ) WITHOUT ROWID;
+         CREATE INDEX IF NOT EXISTS {index} ON {table} (scope, key)
+             WHERE scope IS NOT NULL;"
+    ))
+}
+
+/// Whether the table `name` exists (a view never saved has no row table: no rows).
+/// `name` may be quoted, as [`rows_table`] gives it.
+fn has_table(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1")?
+        .exists(params![name.trim_matches('"')])
+}
+
+/// Drops every view's row table.
+fn drop_rows_tables(conn: &Connection) -> rusqlite::Result<()> {
+    let tables = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'rows\\_%' ESCAPE '\\'")?
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    for table in tables {
+        // Names made by `rows_table` hold only `a-z`, `0-9` and `_`.
+        conn.execute_batch(&format!("DROP TABLE IF EXISTS \"{table}\""))?;
+    }
+    Ok(())
+}
+
 /// The file the views of the store at `path` live in, beside it: `<store>-views`.
 ///
 /// Why a file of their own: views are folds of the log, saved without an fsync each, and
@@ -101,6 +193,41 @@ pub fn views_path(path: &Path) -> std::path::PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push("-views");
     std::path::PathBuf::from(name)
+}
+
+/// Creates the shared tables of a views file, and moves a file of the earlier layout (all
+/// views' rows in one `view_rows` table) to this one: its views are derived, so they are
+/// dropped with their checkpoints and outbox entries and rebuilt from the log by the next
+/// fold (a feed publishes their rows again, at the positions of that fold).
+fn make_tables(conn: &Connection) -> rusqlite::Result<()> {
+    let table_exists = |conn: &Connection, name: &str| has_table(conn, name);
+    if table_exists(conn, "leases")? && !table_exists(conn, "view_rows")? {
+        return Ok(());
+    }
+    // Inside BEGIN IMMEDIATE, so processes opening one file at once take turns.
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    if table_exists(conn, "view_rows")? {
+        tracing::info!("the views file has the one-table layout of earlier builds; its views are rebuilt from the log into a table each");
+        conn.execute_batch(
+            "DROP TABLE view_rows; DELETE FROM projection_state; DROP TABLE IF EXISTS feed_outbox;",
+        )?;
+    }
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS feed_outbox (
+             seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+             view           TEXT    NOT NULL,
+             key            TEXT    NOT NULL,
+             scope          TEXT,
+             previous_scope TEXT,
+             position       INTEGER NOT NULL
+         );
+         CREATE TABLE IF NOT EXISTS leases (
+             name       TEXT PRIMARY KEY,
+             holder     TEXT    NOT NULL,
+             expires_ms INTEGER NOT NULL
+         ) WITHOUT ROWID;
+         COMMIT;",
+    )
 }
 
 impl SqliteCheckpoints {
@@ -194,56 +321,35 @@ impl SqliteCheckpoints {
                 return Err(backend(e));
             }
         }
-        // Rows are a few hundred bytes each: a rowid table with a unique index on the key
-        // keeps the b-tree of keys small (a WITHOUT ROWID table would hold whole rows in
-        // it), and a larger page cache keeps that b-tree in memory during a big save.
+        // A larger page cache keeps a view's b-tree of keys in memory during a big save.
         conn.execute_batch("PRAGMA cache_size = -65536;")
             .map_err(backend)?;
-        let has_rows = |conn: &Connection| {
-            conn.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'leases'")
-                .and_then(|mut q| q.exists([]))
-        };
-        if !has_rows(&conn).map_err(backend)? {
-            conn.execute_batch(
-                "BEGIN IMMEDIATE;
-                 CREATE TABLE IF NOT EXISTS view_rows (
-                     view     TEXT    NOT NULL,
-                     key      TEXT    NOT NULL,
-                     scope    TEXT,
-                     position INTEGER NOT NULL,
-                     row      BLOB    NOT NULL
-                 );
-                 CREATE UNIQUE INDEX IF NOT EXISTS view_rows_by_key ON view_rows (view, key);
-                 CREATE INDEX IF NOT EXISTS view_rows_by_scope
-                     ON view_rows (view, scope, key) WHERE scope IS NOT NULL;
-                 CREATE TABLE IF NOT EXISTS feed_outbox (
-                     seq            INTEGER PRIMARY KEY AUTOINCREMENT,
-                     view           TEXT    NOT NULL,
-                     key            TEXT    NOT NULL,
-                     scope          TEXT,
-                     previous_scope TEXT,
-                     position       INTEGER NOT NULL
-                 );
-                 CREATE TABLE IF NOT EXISTS leases (
-                     name       TEXT PRIMARY KEY,
-                     holder     TEXT    NOT NULL,
-                     expires_ms INTEGER NOT NULL
-                 ) WITHOUT ROWID;
-                 COMMIT;",
-            )
-            .map_err(|e| {
-                if !conn.is_autocommit() {
-                    let _ = conn.execute_batch("ROLLBACK");
-                }
-                backend(e)
-            })?;
-        }
+        make_tables(&conn).map_err(|e| {
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            backend(e)
+        })?;
         if let Some(store_id) = store_id {
             belong_to(&conn, &store_id).map_err(backend)?;
         }
+        // Saves do not checkpoint the WAL in their commits; the checkpointer does it beside
+        // them (a process that only reads the views never writes, so it never needs to).
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
+            .map_err(backend)?;
+        let checkpointer = Connection::open_with_flags(
+            &views,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .and_then(|c| c.execute_batch("PRAGMA synchronous=NORMAL;").map(|()| c))
+        .map_err(backend)?;
         Ok(SqliteCheckpoints {
             conn: Arc::new(Mutex::new(conn)),
             fence: None,
+            wal: Arc::new(WalCheckpointer {
+                conn: Mutex::new(checkpointer),
+                running: AtomicBool::new(false),
+            }),
         })
     }
 
@@ -253,6 +359,7 @@ impl SqliteCheckpoints {
         SqliteCheckpoints {
             conn: Arc::clone(&self.conn),
             fence: Some(Arc::new((lease.to_string(), holder.to_string()))),
+            wal: Arc::clone(&self.wal),
         }
     }
 
@@ -278,6 +385,7 @@ impl SqliteCheckpoints {
         published: bool,
     ) -> Result<(), StoreError> {
         let name = name.to_string();
+        let table = rows_table(&name);
         let fence = self.fence.clone();
         self.run_checked(move |conn| {
             // IMMEDIATE: the write lock is taken (waiting through the busy timeout) before
@@ -306,23 +414,23 @@ impl SqliteCheckpoints {
                 }
             }
             let position = checkpoint.position.0 as i64;
-            {
+            if !rows.is_empty() {
+                ensure_rows_table(&tx, &table).db()?;
                 let mut upsert = tx
-                    .prepare_cached(
-                        "INSERT INTO view_rows (view, key, scope, position, row) VALUES (?1, ?2, ?3, ?4, ?5)
-                         ON CONFLICT(view, key) DO UPDATE SET scope = excluded.scope,
-                             position = excluded.position, row = excluded.row",
-                    )
+                    .prepare_cached(&format!(
+                        "INSERT INTO {table} (key, scope, position, row) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT(key) DO UPDATE SET scope = excluded.scope,
+                             position = excluded.position, row = excluded.row"
+                    ))
                     .db()?;
                 let mut delete = tx
-                    .prepare_cached("DELETE FROM view_rows WHERE view = ?1 AND key = ?2")
+                    .prepare_cached(&format!("DELETE FROM {table} WHERE key = ?1"))
                     .db()?;
                 let mut outbox = tx
-                    .prepare_cached(
+                    .prepare_cached(&format!(
                         "INSERT INTO feed_outbox (view, key, scope, previous_scope, position)
-                         VALUES (?1, ?2, ?3,
-                             (SELECT scope FROM view_rows WHERE view = ?1 AND key = ?2), ?4)",
-                    )
+                         VALUES (?1, ?2, ?3, (SELECT scope FROM {table} WHERE key = ?2), ?4)"
+                    ))
                     .db()?;
                 for write in &rows {
                     if published {
@@ -332,11 +440,11 @@ impl SqliteCheckpoints {
                     match &write.row {
                         Some(row) => {
                             upsert
-                                .execute(params![name, write.key, write.scope, position, row])
+                                .execute(params![write.key, write.scope, position, row])
                                 .db()?;
                         }
                         None => {
-                            delete.execute(params![name, write.key]).db()?;
+                            delete.execute(params![write.key]).db()?;
                         }
                     }
                 }
@@ -350,7 +458,9 @@ impl SqliteCheckpoints {
             .db()?;
             tx.commit().db()
         })
-        .await
+        .await?;
+        self.wal.start();
+        Ok(())
     }
 
     async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
@@ -412,6 +522,7 @@ impl CheckpointStore for SqliteCheckpoints {
 
     async fn rows_by_key(&self, name: &str, keys: Vec<String>) -> Result<RowsAt, StoreError> {
         let name = name.to_string();
+        let table = rows_table(&name);
         self.run(move |conn| {
             let tx = conn.unchecked_transaction()?;
             let position = tx
@@ -422,16 +533,18 @@ impl CheckpointStore for SqliteCheckpoints {
                 )
                 .optional()?
                 .map_or(GlobalPosition::ORIGIN, |p| GlobalPosition(p as u64));
-            let rows = {
+            let rows = if has_table(&tx, &table)? {
                 let mut query =
-                    tx.prepare_cached("SELECT row FROM view_rows WHERE view = ?1 AND key = ?2")?;
+                    tx.prepare_cached(&format!("SELECT row FROM {table} WHERE key = ?1"))?;
                 keys.iter()
                     .map(|key| {
                         query
-                            .query_row(params![name, key], |r| r.get::<_, Vec<u8>>(0))
+                            .query_row(params![key], |r| r.get::<_, Vec<u8>>(0))
                             .optional()
                     })
                     .collect::<rusqlite::Result<Vec<_>>>()?
+            } else {
+                vec![None; keys.len()]
             };
             tx.commit()?;
             Ok((position, rows))
@@ -474,12 +587,15 @@ impl CheckpointStore for SqliteCheckpoints {
     }
 
     async fn load_rows(&self, name: &str) -> Result<Vec<StoredRow>, StoreError> {
-        let name = name.to_string();
+        let table = rows_table(name);
         self.run(move |conn| {
+            if !has_table(conn, &table)? {
+                return Ok(Vec::new());
+            }
             let mut query =
-                conn.prepare_cached("SELECT key, row FROM view_rows WHERE view = ?1 ORDER BY key")?;
+                conn.prepare_cached(&format!("SELECT key, row FROM {table} ORDER BY key"))?;
             let rows = query
-                .query_map(params![name], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<rusqlite::Result<Vec<StoredRow>>>()?;
             Ok(rows)
         })
@@ -492,6 +608,7 @@ impl CheckpointStore for SqliteCheckpoints {
         scope: &str,
     ) -> Result<(GlobalPosition, Vec<StoredRow>), StoreError> {
         let name = name.to_string();
+        let table = rows_table(&name);
         let scope = scope.to_string();
         self.run(move |conn| {
             // One read transaction: the rows and the position they cover agree.
@@ -504,14 +621,16 @@ impl CheckpointStore for SqliteCheckpoints {
                 )
                 .optional()?
                 .map_or(GlobalPosition::ORIGIN, |p| GlobalPosition(p as u64));
-            let rows = {
-                let mut query = tx.prepare_cached(
-                    "SELECT key, row FROM view_rows WHERE view = ?1 AND scope = ?2 ORDER BY key",
-                )?;
+            let rows = if has_table(&tx, &table)? {
+                let mut query = tx.prepare_cached(&format!(
+                    "SELECT key, row FROM {table} WHERE scope = ?1 ORDER BY key"
+                ))?;
                 let rows = query
-                    .query_map(params![name, scope], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .query_map(params![scope], |r| Ok((r.get(0)?, r.get(1)?)))?
                     .collect::<rusqlite::Result<Vec<StoredRow>>>()?;
                 rows
+            } else {
+                Vec::new()
             };
             tx.commit()?;
             Ok((position, rows))
@@ -521,9 +640,12 @@ impl CheckpointStore for SqliteCheckpoints {
 
     async fn reset(&self, name: &str) -> Result<(), StoreError> {
         let name = name.to_string();
+        let table = rows_table(&name);
         self.run(move |conn| {
             let tx = conn.unchecked_transaction()?;
-            tx.execute("DELETE FROM view_rows WHERE view = ?1", params![name])?;
+            // Dropped whole, pages and index at once (the next save makes it again),
+            // instead of deleting its rows one by one.
+            tx.execute_batch(&format!("DROP TABLE IF EXISTS {table}"))?;
             tx.execute(
                 "DELETE FROM projection_state WHERE name = ?1",
                 params![name],

@@ -445,3 +445,190 @@ async fn a_save_fenced_by_a_lost_lease_writes_nothing() {
     );
     assert_eq!(b.feed_after(0, 10).await.expect("feed").len(), 1);
 }
+
+/// A views file of the earlier layout (every view's rows in one `view_rows` table) is moved
+/// to a table per view: its derived views are dropped with their checkpoints and outbox,
+/// so the next fold rebuilds them; nothing of the old rows is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_of_the_one_table_layout_are_dropped_for_a_rebuild() {
+    use dealreg_store::{Checkpoint, CheckpointStore, RowWrite};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("old.db");
+    SqliteStore::open(&path).expect("open store");
+    // The first open writes the views file; then it is turned into the old layout, as an
+    // earlier build left it: a saved pipeline with a row and an unpublished outbox entry.
+    drop(dealreg_store_sqlite::SqliteCheckpoints::open(&path).expect("first open"));
+    let views = dealreg_store_sqlite::views_path(&path);
+    {
+        let conn = rusqlite::Connection::open(&views).expect("views file");
+        conn.execute_batch(
+            "CREATE TABLE view_rows (view TEXT NOT NULL, key TEXT NOT NULL, scope TEXT,
+                 position INTEGER NOT NULL, row BLOB NOT NULL);
+             CREATE UNIQUE INDEX view_rows_by_key ON view_rows (view, key);
+             INSERT INTO view_rows VALUES ('pipeline', 'registration/1', 'p', 7, '{}');
+             INSERT INTO projection_state (name, position, version, state)
+                 VALUES ('pipeline', 7, 3, '{}');
+             INSERT INTO feed_outbox (view, key, scope, previous_scope, position)
+                 VALUES ('pipeline', 'registration/1', 'p', NULL, 7);",
+        )
+        .expect("old layout");
+    }
+    let checkpoints = dealreg_store_sqlite::SqliteCheckpoints::open(&path).expect("reopen");
+    assert_eq!(
+        checkpoints.load("pipeline").await.expect("load"),
+        None,
+        "the old checkpoint is gone: the view is rebuilt from the origin"
+    );
+    assert!(checkpoints
+        .load_rows("pipeline")
+        .await
+        .expect("rows")
+        .is_empty());
+    assert!(checkpoints
+        .feed_after(0, 10)
+        .await
+        .expect("feed")
+        .is_empty());
+    {
+        let conn = rusqlite::Connection::open(&views).expect("views file");
+        let old: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'view_rows'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("schema");
+        assert_eq!(old, 0, "the one-table layout is dropped");
+    }
+    // The new layout takes saves and serves them.
+    let rows = vec![RowWrite {
+        key: "registration/2".into(),
+        scope: Some("p".into()),
+        row: Some(b"{\"n\":2}".to_vec()),
+    }];
+    let saved = Checkpoint {
+        position: GlobalPosition(9),
+        version: 3,
+        state: b"{}".to_vec(),
+    };
+    checkpoints
+        .save_published_rows("pipeline", saved, rows)
+        .await
+        .expect("save");
+    let (at, scoped) = checkpoints
+        .scoped_rows("pipeline", "p")
+        .await
+        .expect("scoped");
+    assert_eq!(at, GlobalPosition(9));
+    assert_eq!(
+        scoped,
+        vec![("registration/2".to_string(), b"{\"n\":2}".to_vec())]
+    );
+}
+
+/// View names become table names: names of any characters (checkpoint names such as
+/// `reactor/follow-ups`, even SQL) each get a table of their own, and nothing in a name is
+/// read as SQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn view_names_of_any_characters_keep_their_rows_apart() {
+    use dealreg_store::{Checkpoint, CheckpointStore, Leases, RowWrite};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("names.db");
+    SqliteStore::open(&path).expect("open store");
+    let checkpoints = dealreg_store_sqlite::SqliteCheckpoints::open(&path).expect("open");
+    let t0 = chrono::DateTime::parse_from_rfc3339("2026-03-02T09:00:00Z")
+        .expect("time")
+        .with_timezone(&chrono::Utc);
+    let ttl = std::time::Duration::from_secs(10);
+    assert!(checkpoints
+        .try_acquire("views", "a", t0, ttl)
+        .await
+        .expect("lease"));
+    let names = [
+        "pipe line",
+        "pipe_line",
+        "pipe_20line",
+        "reactor/follow-ups",
+        "x\"; DROP TABLE leases; --",
+        "Pipeline",
+        "",
+    ];
+    for (n, name) in names.iter().enumerate() {
+        let saved = Checkpoint {
+            position: GlobalPosition(n as u64 + 1),
+            version: 1,
+            state: b"{}".to_vec(),
+        };
+        let rows = vec![RowWrite {
+            key: "k/1".into(),
+            scope: Some("p".into()),
+            row: Some(name.as_bytes().to_vec()),
+        }];
+        checkpoints
+            .save_rows(name, saved, rows)
+            .await
+            .unwrap_or_else(|e| panic!("`{name}`: {e}"));
+    }
+    for (n, name) in names.iter().enumerate() {
+        let (at, rows) = checkpoints.scoped_rows(name, "p").await.expect("rows");
+        assert_eq!(at, GlobalPosition(n as u64 + 1), "`{name}`");
+        assert_eq!(
+            rows,
+            vec![("k/1".to_string(), name.as_bytes().to_vec())],
+            "`{name}`"
+        );
+    }
+    assert!(
+        !checkpoints
+            .try_acquire("views", "b", t0, ttl)
+            .await
+            .expect("lease"),
+        "the leases table is still there, still held by a"
+    );
+}
+
+/// Saves do not copy the WAL into the views file in their own commits; the checkpointer
+/// does it beside them. Shown by the views file itself growing after a big save (with the
+/// automatic checkpoint off and no checkpointer, only the WAL would).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_views_wal_is_copied_into_the_file_after_saves() {
+    use dealreg_store::{Checkpoint, CheckpointStore, RowWrite};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("wal.db");
+    SqliteStore::open(&path).expect("open store");
+    let checkpoints = dealreg_store_sqlite::SqliteCheckpoints::open(&path).expect("open");
+    let views = dealreg_store_sqlite::views_path(&path);
+    let before = std::fs::metadata(&views).expect("views file").len();
+    let rows: Vec<RowWrite> = (0..4000)
+        .map(|n| RowWrite {
+            key: format!("registration/{n:06}"),
+            scope: Some(format!("partner-{}", n % 7)),
+            row: Some(vec![b'x'; 1000]),
+        })
+        .collect();
+    let saved = Checkpoint {
+        position: GlobalPosition(4000),
+        version: 1,
+        state: b"{}".to_vec(),
+    };
+    checkpoints
+        .save_rows("pipeline", saved, rows)
+        .await
+        .expect("save");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let now = std::fs::metadata(&views).expect("views file").len();
+        if now >= before + 4_000_000 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the views file stayed at {now} bytes (from {before}): its WAL was not copied in"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        checkpoints.load_rows("pipeline").await.expect("rows").len(),
+        4000
+    );
+}
