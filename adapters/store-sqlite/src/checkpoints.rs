@@ -17,8 +17,9 @@
 //! save's transaction that its process still holds the lease.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use dealreg_store::{
     Checkpoint, CheckpointStore, FeedEntry, GlobalPosition, Leases, RowWrite, RowsAt, StoreError,
@@ -42,25 +43,44 @@ pub struct SqliteCheckpoints {
 /// Why not SQLite's automatic checkpoint: that one runs inside the `COMMIT` of the save
 /// that crossed the threshold, so the save (and the fold waiting for it) also waited for
 /// the copy and its fsync: a third of a big save's time in a profiled rebuild. A passive
-/// checkpoint on another connection copies while the next save is being written.
+/// checkpoint on another connection copies while the next save is being written. Why not
+/// after every save: each checkpoint syncs the file, and `serve` saves its views every
+/// 50 ms; a checkpoint per save put dozens of fsyncs a second beside the appends' own.
 struct WalCheckpointer {
     conn: Mutex<Connection>,
     running: AtomicBool,
+    /// Bytes saved since the last checkpoint started.
+    written: AtomicU64,
+    /// When the last checkpoint started.
+    last: Mutex<Instant>,
 }
 
+/// A checkpoint starts once this much was saved since the last one...
+const CHECKPOINT_BYTES: u64 = 4 << 20;
+/// ...or this long after the last one, when anything was saved since.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
 impl WalCheckpointer {
-    /// Starts a passive checkpoint on the blocking pool unless one is running.
-    fn start(self: &Arc<Self>) {
-        if self.running.swap(true, Ordering::AcqRel) {
+    /// Counts a save of about `bytes`, and starts a passive checkpoint on the blocking
+    /// pool when enough was saved or enough time passed (and none is running).
+    fn saved(self: &Arc<Self>, bytes: u64) {
+        let written = self.written.fetch_add(bytes, Ordering::AcqRel) + bytes;
+        let due = written >= CHECKPOINT_BYTES || {
+            let last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+            last.elapsed() >= CHECKPOINT_EVERY
+        };
+        if !due || self.running.swap(true, Ordering::AcqRel) {
             return;
         }
+        self.written.store(0, Ordering::Release);
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
         let wal = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
             let conn = wal.conn.lock().unwrap_or_else(PoisonError::into_inner);
             // PASSIVE: copies what no reader still needs, never waits for a lock, and
             // never blocks a save; what it could not copy, the next one does.
             if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                tracing::warn!(error = %e, "a checkpoint of the views file's WAL failed; the next save tries again");
+                tracing::warn!(error = %e, "a checkpoint of the views file's WAL failed; a later save tries again");
             }
             drop(conn);
             wal.running.store(false, Ordering::Release);
@@ -349,6 +369,8 @@ impl SqliteCheckpoints {
             wal: Arc::new(WalCheckpointer {
                 conn: Mutex::new(checkpointer),
                 running: AtomicBool::new(false),
+                written: AtomicU64::new(0),
+                last: Mutex::new(Instant::now()),
             }),
         })
     }
@@ -387,6 +409,13 @@ impl SqliteCheckpoints {
         let name = name.to_string();
         let table = rows_table(&name);
         let fence = self.fence.clone();
+        // What the save adds to the WAL, roughly: its bytes, and a page for its meta.
+        let bytes = 4096
+            + checkpoint.state.len() as u64
+            + rows
+                .iter()
+                .map(|w| (w.key.len() + w.row.as_ref().map_or(0, Vec::len)) as u64)
+                .sum::<u64>();
         self.run_checked(move |conn| {
             // IMMEDIATE: the write lock is taken (waiting through the busy timeout) before
             // the first read. A deferred transaction that reads the fence first and then
@@ -459,7 +488,7 @@ impl SqliteCheckpoints {
             tx.commit().db()
         })
         .await?;
-        self.wal.start();
+        self.wal.saved(bytes);
         Ok(())
     }
 

@@ -588,8 +588,9 @@ async fn view_names_of_any_characters_keep_their_rows_apart() {
 }
 
 /// Saves do not copy the WAL into the views file in their own commits; the checkpointer
-/// does it beside them. Shown by the views file itself growing after a big save (with the
-/// automatic checkpoint off and no checkpointer, only the WAL would).
+/// does it beside them, once a few MiB were saved, or a second after the last copy when
+/// anything was saved since. Shown by the views file itself growing (with the automatic
+/// checkpoint off and no checkpointer, only its WAL would).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_views_wal_is_copied_into_the_file_after_saves() {
     use dealreg_store::{Checkpoint, CheckpointStore, RowWrite};
@@ -598,37 +599,52 @@ async fn the_views_wal_is_copied_into_the_file_after_saves() {
     SqliteStore::open(&path).expect("open store");
     let checkpoints = dealreg_store_sqlite::SqliteCheckpoints::open(&path).expect("open");
     let views = dealreg_store_sqlite::views_path(&path);
-    let before = std::fs::metadata(&views).expect("views file").len();
-    let rows: Vec<RowWrite> = (0..4000)
-        .map(|n| RowWrite {
-            key: format!("registration/{n:06}"),
-            scope: Some(format!("partner-{}", n % 7)),
-            row: Some(vec![b'x'; 1000]),
-        })
-        .collect();
-    let saved = Checkpoint {
-        position: GlobalPosition(4000),
-        version: 1,
-        state: b"{}".to_vec(),
-    };
-    checkpoints
-        .save_rows("pipeline", saved, rows)
-        .await
-        .expect("save");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let now = std::fs::metadata(&views).expect("views file").len();
-        if now >= before + 4_000_000 {
-            break;
+    let size = || std::fs::metadata(&views).expect("views file").len();
+    let grows_past = |at_least: u64, why: &'static str| {
+        let size = &size;
+        async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                let now = size();
+                if now >= at_least {
+                    return now;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{why}: the views file stayed at {now} bytes, short of {at_least}: its WAL was not copied in"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the views file stayed at {now} bytes (from {before}): its WAL was not copied in"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    };
+    let save = |view: &'static str, rows: usize, position: u64| {
+        let rows: Vec<RowWrite> = (0..rows)
+            .map(|n| RowWrite {
+                key: format!("registration/{n:06}"),
+                scope: Some(format!("partner-{}", n % 7)),
+                row: Some(vec![b'x'; 1000]),
+            })
+            .collect();
+        let saved = Checkpoint {
+            position: GlobalPosition(position),
+            version: 1,
+            state: b"{}".to_vec(),
+        };
+        let checkpoints = checkpoints.clone();
+        async move { checkpoints.save_rows(view, saved, rows).await }
+    };
+    let before = size();
+    save("pipeline", 6000, 6000).await.expect("big save");
+    let after_big = grows_past(before + 6_000_000, "after 6 MB of rows").await;
     assert_eq!(
         checkpoints.load_rows("pipeline").await.expect("rows").len(),
-        4000
+        6000
     );
+    // Small saves: the one a second after the last copy starts a checkpoint too.
+    save("ledger", 3, 1).await.expect("small save");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    save("metrics", 3, 1)
+        .await
+        .expect("small save a second later");
+    grows_past(after_big + 4096, "a second after the last copy").await;
 }
