@@ -427,3 +427,96 @@ async fn sigterm_drains_one_process_while_the_other_takes_the_rest() {
         .count();
     assert_eq!(submitted, N, "one registration per key");
 }
+
+/// `serve --no-views` answers commands and queries but never folds: alone, its answers
+/// stay at the views as last saved (a query for the new position times out, coded); once
+/// a `serve` without the flag joins, that one keeps the views and the same query is
+/// answered with the registration in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_no_views_process_answers_commands_and_leaves_the_views_to_another() {
+    let server = NatsServer::start(None);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let client = async_nats::connect(&server.url).await.expect("connect");
+    let store = dir.path().join("shared.db");
+    let mut commands_only = Serve::start(
+        &store,
+        &server.url,
+        &["--no-views"],
+        &[],
+        dir.path().join("serve-no-views.log"),
+        &client,
+    )
+    .await;
+    let partner = ready_partner(&client, "Split").await;
+    let registration = Uuid::now_v7();
+    let (submitted, _) = request(
+        &client,
+        &format!("dealreg.partner.{partner}.cmd.submit_registration"),
+        &json!({ "command": submission(registration, partner, "split.example") }),
+        None,
+    )
+    .await;
+    assert_eq!(submitted["ok"], json!(true), "{submitted}");
+    let position = submitted["events"][0]["position"]
+        .as_u64()
+        .expect("a position");
+    let pipeline = format!("dealreg.partner.{partner}.query.pipeline");
+    let (late, code) = request(
+        &client,
+        &pipeline,
+        &json!({ "min_position": position, "timeout_ms": 500 }),
+        None,
+    )
+    .await;
+    assert_eq!(late["error"]["code"], json!("view_timeout"), "{late}");
+    assert_eq!(code.as_deref(), Some("504"));
+    assert!(
+        commands_only
+            .log_text()
+            .contains("never takes the views lease"),
+        "{}",
+        commands_only.log_text()
+    );
+
+    let mut keeper = Serve::start(
+        &store,
+        &server.url,
+        &[],
+        &[],
+        dir.path().join("serve-views.log"),
+        &client,
+    )
+    .await;
+    let (answer, code) = request(
+        &client,
+        &pipeline,
+        &json!({ "min_position": position, "timeout_ms": 10000 }),
+        None,
+    )
+    .await;
+    assert_eq!(code, None, "{answer}");
+    assert!(
+        answer["position"].as_u64().unwrap_or(0) >= position,
+        "{answer}"
+    );
+    assert!(
+        answer["answer"]
+            .to_string()
+            .contains(&registration.to_string()),
+        "{answer}"
+    );
+    assert!(
+        keeper.log_text().contains("took the views lease"),
+        "{}",
+        keeper.log_text()
+    );
+    assert!(
+        !commands_only.log_text().contains("took the views lease"),
+        "{}",
+        commands_only.log_text()
+    );
+    for serve in [&mut commands_only, &mut keeper] {
+        let status = serve.terminate();
+        assert!(status.success(), "{}", serve.log_text());
+    }
+}

@@ -70,6 +70,13 @@ pub struct ServeArgs {
     checkpoints: Option<PathBuf>,
     #[arg(long, default_value_t = 300)]
     sign_every: u64,
+    /// Answer commands and queries only: never take the views lease, so this process
+    /// folds no view, publishes no feed and runs no reactor or timekeeper. Another
+    /// `serve` of the same store (without this flag) keeps the views; until one does,
+    /// queries answer from the views as last saved, and a query for "at least position P"
+    /// times out.
+    #[arg(long)]
+    no_views: bool,
 }
 
 /// Signs the log's head every `every` while it moves, appending each signature to `out`.
@@ -258,6 +265,7 @@ pub async fn run(path: &Path, args: ServeArgs) -> Result<ExitCode, String> {
     let options = ServeOptions {
         holder,
         tick: Duration::from_secs(args.tick_secs.max(1)),
+        views: !args.no_views,
         ..ServeOptions::default()
     };
     eprintln!(

@@ -49,6 +49,11 @@ pub struct ServeOptions {
     /// Whether the lease holder publishes the views' row changes to JetStream (the outbox
     /// keeps them when not, for a later holder that does).
     pub feeds: bool,
+    /// Whether this process may take the views lease: fold the views, publish the feeds,
+    /// run the reactor and the timekeeper. `false` (`serve --no-views`): it answers
+    /// commands and queries only, from the views another `serve` of the store keeps, so
+    /// folding never takes CPU from its command path.
+    pub views: bool,
 }
 
 impl Default for ServeOptions {
@@ -59,6 +64,7 @@ impl Default for ServeOptions {
             poll: Duration::from_millis(50),
             lease_ttl: Duration::from_secs(6),
             feeds: true,
+            views: true,
         }
     }
 }
@@ -158,17 +164,22 @@ where
     let mut requests = stream::select_all(endpoints);
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let writer = tokio::spawn(hold_views(
-        client.clone(),
-        Arc::clone(&engine),
-        stores.log.clone(),
-        stores.views.clone(),
-        stores.fenced.clone(),
-        stores.leases.clone(),
-        options.clone(),
-        Arc::clone(&metrics),
-        stop_rx.clone(),
-    ));
+    let writer = if options.views {
+        tokio::spawn(hold_views(
+            client.clone(),
+            Arc::clone(&engine),
+            stores.log.clone(),
+            stores.views.clone(),
+            stores.fenced.clone(),
+            stores.leases.clone(),
+            options.clone(),
+            Arc::clone(&metrics),
+            stop_rx.clone(),
+        ))
+    } else {
+        tracing::info!(holder = %options.holder, "never takes the views lease (--no-views): commands and queries only");
+        tokio::spawn(async {})
+    };
     metrics.set_ready(true);
     tracing::info!(holder = %options.holder, "serving");
 
