@@ -222,13 +222,36 @@ pub async fn catch_up<P: Projection, S: EventStore, K: CheckpointStore>(
     store: &S,
     checkpoints: &K,
     how: CatchUp,
-    mut progress: impl FnMut(Progress),
+    progress: impl FnMut(Progress),
 ) -> Result<CaughtUp<P>, ViewError> {
-    let (resumed_from, mut state, rebuilt) = load::<P, K>(checkpoints).await?;
+    let (resumed_from, state, rebuilt) = load::<P, K>(checkpoints).await?;
     if rebuilt.is_some() {
         // Rows of the other version must not outlive it.
         checkpoints.reset(P::NAME).await?;
     }
+    fold_and_save(
+        store,
+        checkpoints,
+        resumed_from,
+        state,
+        rebuilt,
+        how,
+        progress,
+    )
+    .await
+}
+
+/// Folds from `resumed_from` onto `state` and saves at the end (unless the run stopped
+/// early as a simulated crash, or folded nothing and rebuilt nothing).
+async fn fold_and_save<P: Projection, S: EventStore, K: CheckpointStore>(
+    store: &S,
+    checkpoints: &K,
+    resumed_from: GlobalPosition,
+    mut state: P,
+    rebuilt: Option<String>,
+    how: CatchUp,
+    mut progress: impl FnMut(Progress),
+) -> Result<CaughtUp<P>, ViewError> {
     let mut position = resumed_from;
     let (folded, crashed) = advance(
         store,
@@ -311,7 +334,18 @@ pub async fn rebuild<P: Projection, S: EventStore, K: CheckpointStore>(
     progress: impl FnMut(Progress),
 ) -> Result<CaughtUp<P>, ViewError> {
     checkpoints.reset(P::NAME).await?;
-    catch_up(store, checkpoints, how, progress).await
+    // Nothing to load after a reset: the fold starts at once from the empty state, while
+    // the store may still be dropping the old rows (the first save waits for that).
+    fold_and_save(
+        store,
+        checkpoints,
+        GlobalPosition::ORIGIN,
+        P::default(),
+        None,
+        how,
+        progress,
+    )
+    .await
 }
 
 /// Keeps `P` up to date as events arrive: catches up, then waits for the store's head to

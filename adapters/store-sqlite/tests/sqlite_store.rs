@@ -648,3 +648,67 @@ async fn the_views_wal_is_copied_into_the_file_after_saves() {
         .expect("small save a second later");
     grows_past(after_big + 4096, "a second after the last copy").await;
 }
+
+/// A reset forgets a view at once and drops its old rows beside what follows: the next
+/// save and every read see only new rows, and the old table is gone soon after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_view_serves_only_new_rows_and_its_old_table_is_dropped() {
+    use dealreg_store::{Checkpoint, CheckpointStore, RowWrite};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("reset.db");
+    SqliteStore::open(&path).expect("open store");
+    let checkpoints = dealreg_store_sqlite::SqliteCheckpoints::open(&path).expect("open");
+    let rows = |n: usize, tag: &str| -> Vec<RowWrite> {
+        (0..n)
+            .map(|i| RowWrite {
+                key: format!("registration/{i:06}"),
+                scope: Some("p".into()),
+                row: Some(format!("{tag}{i}").into_bytes()),
+            })
+            .collect()
+    };
+    let at = |position: u64| Checkpoint {
+        position: GlobalPosition(position),
+        version: 1,
+        state: b"{}".to_vec(),
+    };
+    checkpoints
+        .save_published_rows("pipeline", at(100), rows(2000, "old"))
+        .await
+        .expect("first save");
+    checkpoints.reset("pipeline").await.expect("reset");
+    assert_eq!(checkpoints.load("pipeline").await.expect("load"), None);
+    checkpoints
+        .save_published_rows("pipeline", at(5), rows(1, "new"))
+        .await
+        .expect("save after the reset");
+    assert_eq!(
+        checkpoints.load_rows("pipeline").await.expect("rows"),
+        vec![("registration/000000".to_string(), b"new0".to_vec())]
+    );
+    let (position, scoped) = checkpoints
+        .scoped_rows("pipeline", "p")
+        .await
+        .expect("scoped");
+    assert_eq!(position, GlobalPosition(5));
+    assert_eq!(scoped.len(), 1, "the scope index holds only the new row");
+    let conn = rusqlite::Connection::open(dealreg_store_sqlite::views_path(&path)).expect("views");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let retired: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE instr(name, '~retired~') > 0",
+                [],
+                |r| r.get(0),
+            )
+            .expect("schema");
+        if retired == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old rows' table is still there"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
