@@ -145,13 +145,13 @@ fn belong_to(conn: &Connection, store_id: &str) -> rusqlite::Result<()> {
     }
 }
 
-/// The table holding the rows of `view`, as a quoted SQL identifier: `rows_` and the name
-/// with every byte but `a-z` and `0-9` written `_xx` (hex), so that any name (checkpoint
-/// names such as `reactor/follow-ups` too) maps to its own table and nothing in a name is
-/// ever read as SQL.
+/// The table holding the rows of `view`: `rows_` and the name with every byte but `a-z`
+/// and `0-9` written `_xx` (hex), so that any name (checkpoint names such as
+/// `reactor/follow-ups` too) maps to its own table, and the table's name holds only
+/// `a-z`, `0-9` and `_`: nothing in a view's name is ever read as SQL.
 fn rows_table(view: &str) -> String {
     let mut table = String::with_capacity(view.len() + 8);
-    table.push_str("\"rows_");
+    table.push_str("rows_");
     for b in view.bytes() {
         if b.is_ascii_lowercase() || b.is_ascii_digit() {
             table.push(char::from(b));
@@ -159,15 +159,19 @@ fn rows_table(view: &str) -> String {
             table.push_str(&format!("_{b:02x}"));
         }
     }
-    table.push('"');
     table
+}
+
+/// The scope index of the row table `table`.
+fn scope_index(table: &str) -> String {
+    format!("{table}_by_scope")
 }
 
 /// Creates the row table of a view when it is missing.
 fn ensure_rows_table(conn: &Connection, table: &str) -> rusqlite::Result<()> {
     // WITHOUT ROWID: the key is the table's own b-tree, so an upsert finds and writes the
     // row in one tree; rows of one partner are read through the scope index.
-    let index = format!("{}_by_scope\"", table.trim_end_matches('"'));
+    let index = scope_index(table);
     conn.execute_batch(&format!(
         "CREATE TABLE IF NOT EXISTS {table} (
              key      TEXT PRIMARY KEY,
@@ -181,23 +185,29 @@ fn ensure_rows_table(conn: &Connection, table: &str) -> rusqlite::Result<()> {
 }
 
 /// Whether the table `name` exists (a view never saved has no row table: no rows).
-/// `name` may be quoted, as [`rows_table`] gives it.
 fn has_table(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
     conn.prepare_cached("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1")?
-        .exists(params![name.trim_matches('"')])
+        .exists(params![name])
 }
 
-/// Drops every view's row table.
-fn drop_rows_tables(conn: &Connection) -> rusqlite::Result<()> {
+/// Drops the tables whose names match the `LIKE` pattern `pattern` (`\\` escapes).
+fn drop_tables_like(conn: &Connection, pattern: &str) -> rusqlite::Result<()> {
     let tables = conn
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'rows\\_%' ESCAPE '\\'")?
-        .query_map([], |r| r.get::<_, String>(0))?
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE ?1 ESCAPE '\\'",
+        )?
+        .query_map(params![pattern], |r| r.get::<_, String>(0))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     for table in tables {
-        // Names made by `rows_table` hold only `a-z`, `0-9` and `_`.
+        // Quoted: a retired table's name holds `~`.
         conn.execute_batch(&format!("DROP TABLE IF EXISTS \"{table}\""))?;
     }
     Ok(())
+}
+
+/// Drops every view's row table, live or retired.
+fn drop_rows_tables(conn: &Connection) -> rusqlite::Result<()> {
+    drop_tables_like(conn, "rows\\_%")
 }
 
 /// The file the views of the store at `path` live in, beside it: `<store>-views`.
@@ -220,13 +230,12 @@ pub fn views_path(path: &Path) -> std::path::PathBuf {
 /// dropped with their checkpoints and outbox entries and rebuilt from the log by the next
 /// fold (a feed publishes their rows again, at the positions of that fold).
 fn make_tables(conn: &Connection) -> rusqlite::Result<()> {
-    let table_exists = |conn: &Connection, name: &str| has_table(conn, name);
-    if table_exists(conn, "leases")? && !table_exists(conn, "view_rows")? {
+    if has_table(conn, "leases")? && !has_table(conn, "view_rows")? {
         return Ok(());
     }
     // Inside BEGIN IMMEDIATE, so processes opening one file at once take turns.
     conn.execute_batch("BEGIN IMMEDIATE")?;
-    if table_exists(conn, "view_rows")? {
+    if has_table(conn, "view_rows")? {
         tracing::info!("the views file has the one-table layout of earlier builds; its views are rebuilt from the log into a table each");
         conn.execute_batch(
             "DROP TABLE view_rows; DELETE FROM projection_state; DROP TABLE IF EXISTS feed_outbox;",
@@ -677,11 +686,11 @@ impl CheckpointStore for SqliteCheckpoints {
                 // its scope index, so the next save makes a new one) and dropped beside
                 // the fold that follows. Why: dropping a table of 333k rows took 1.5 s,
                 // which a rebuild waited for before it folded its first event.
-                let bare = table.trim_matches('"');
-                let retired = format!("\"{bare}{RETIRED}{}\"", uuid::Uuid::now_v7().simple());
+                let retired = format!("{table}{RETIRED}{}", uuid::Uuid::now_v7().simple());
                 tx.execute_batch(&format!(
-                    "DROP INDEX IF EXISTS \"{bare}_by_scope\";
-                     ALTER TABLE {table} RENAME TO {retired};"
+                    "DROP INDEX IF EXISTS {index};
+                     ALTER TABLE {table} RENAME TO \"{retired}\";",
+                    index = scope_index(&table)
                 ))?;
             }
             tx.execute(
@@ -708,19 +717,7 @@ impl SqliteCheckpoints {
         let conn = Arc::clone(&self.conn);
         tokio::task::spawn_blocking(move || {
             let conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
-            let dropped = (|| {
-                let tables = conn
-                    .prepare(
-                        "SELECT name FROM sqlite_master WHERE type = 'table' AND instr(name, ?1) > 0",
-                    )?
-                    .query_map(params![RETIRED], |r| r.get::<_, String>(0))?
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
-                for table in tables {
-                    conn.execute_batch(&format!("DROP TABLE IF EXISTS \"{table}\""))?;
-                }
-                Ok::<_, rusqlite::Error>(())
-            })();
-            if let Err(e) = dropped {
+            if let Err(e) = drop_tables_like(&conn, &format!("rows\\_%{RETIRED}%")) {
                 tracing::warn!(error = %e, "a reset view's old rows could not be dropped yet; the next reset tries again");
             }
         });

@@ -6,6 +6,15 @@ use dealreg_store::{
 };
 use dealreg_store_sqlite::SqliteStore;
 
+/// A checkpoint with an empty meta, as the checkpoint tests save.
+fn empty_meta(position: u64, version: u32) -> dealreg_store::Checkpoint {
+    dealreg_store::Checkpoint {
+        position: GlobalPosition(position),
+        version,
+        state: b"{}".to_vec(),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_store_passes_the_conformance_suite() {
     let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
@@ -400,7 +409,7 @@ async fn sqlite_leases_are_exclusive_until_they_expire() {
 /// refused and writes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_save_fenced_by_a_lost_lease_writes_nothing() {
-    use dealreg_store::{Checkpoint, CheckpointStore, Leases, RowWrite};
+    use dealreg_store::{CheckpointStore, Leases, RowWrite};
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("fence.db");
     SqliteStore::open(&path).expect("open store");
@@ -412,11 +421,7 @@ async fn a_save_fenced_by_a_lost_lease_writes_nothing() {
     let ttl = std::time::Duration::from_secs(10);
     assert!(a.try_acquire("views", "a", t0, ttl).await.expect("a takes"));
     let fenced = a.fenced("views", "a");
-    let save = |position: u64| Checkpoint {
-        position: GlobalPosition(position),
-        version: 1,
-        state: b"{}".to_vec(),
-    };
+    let save = |position: u64| empty_meta(position, 1);
     let one_row = || {
         vec![RowWrite {
             key: "r/1".into(),
@@ -451,7 +456,7 @@ async fn a_save_fenced_by_a_lost_lease_writes_nothing() {
 /// so the next fold rebuilds them; nothing of the old rows is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn views_of_the_one_table_layout_are_dropped_for_a_rebuild() {
-    use dealreg_store::{Checkpoint, CheckpointStore, RowWrite};
+    use dealreg_store::{CheckpointStore, RowWrite};
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("old.db");
     SqliteStore::open(&path).expect("open store");
@@ -506,11 +511,7 @@ async fn views_of_the_one_table_layout_are_dropped_for_a_rebuild() {
         scope: Some("p".into()),
         row: Some(b"{\"n\":2}".to_vec()),
     }];
-    let saved = Checkpoint {
-        position: GlobalPosition(9),
-        version: 3,
-        state: b"{}".to_vec(),
-    };
+    let saved = empty_meta(9, 3);
     checkpoints
         .save_published_rows("pipeline", saved, rows)
         .await
@@ -531,7 +532,7 @@ async fn views_of_the_one_table_layout_are_dropped_for_a_rebuild() {
 /// read as SQL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn view_names_of_any_characters_keep_their_rows_apart() {
-    use dealreg_store::{Checkpoint, CheckpointStore, Leases, RowWrite};
+    use dealreg_store::{CheckpointStore, Leases, RowWrite};
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("names.db");
     SqliteStore::open(&path).expect("open store");
@@ -554,11 +555,7 @@ async fn view_names_of_any_characters_keep_their_rows_apart() {
         "",
     ];
     for (n, name) in names.iter().enumerate() {
-        let saved = Checkpoint {
-            position: GlobalPosition(n as u64 + 1),
-            version: 1,
-            state: b"{}".to_vec(),
-        };
+        let saved = empty_meta(n as u64 + 1, 1);
         let rows = vec![RowWrite {
             key: "k/1".into(),
             scope: Some("p".into()),
@@ -593,7 +590,7 @@ async fn view_names_of_any_characters_keep_their_rows_apart() {
 /// checkpoint off and no checkpointer, only its WAL would).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_views_wal_is_copied_into_the_file_after_saves() {
-    use dealreg_store::{Checkpoint, CheckpointStore, RowWrite};
+    use dealreg_store::{CheckpointStore, RowWrite};
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("wal.db");
     SqliteStore::open(&path).expect("open store");
@@ -625,11 +622,7 @@ async fn the_views_wal_is_copied_into_the_file_after_saves() {
                 row: Some(vec![b'x'; 1000]),
             })
             .collect();
-        let saved = Checkpoint {
-            position: GlobalPosition(position),
-            version: 1,
-            state: b"{}".to_vec(),
-        };
+        let saved = empty_meta(position, 1);
         let checkpoints = checkpoints.clone();
         async move { checkpoints.save_rows(view, saved, rows).await }
     };
@@ -653,7 +646,7 @@ async fn the_views_wal_is_copied_into_the_file_after_saves() {
 /// save and every read see only new rows, and the old table is gone soon after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reset_view_serves_only_new_rows_and_its_old_table_is_dropped() {
-    use dealreg_store::{Checkpoint, CheckpointStore, RowWrite};
+    use dealreg_store::{CheckpointStore, RowWrite};
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("reset.db");
     SqliteStore::open(&path).expect("open store");
@@ -667,11 +660,7 @@ async fn a_reset_view_serves_only_new_rows_and_its_old_table_is_dropped() {
             })
             .collect()
     };
-    let at = |position: u64| Checkpoint {
-        position: GlobalPosition(position),
-        version: 1,
-        state: b"{}".to_vec(),
-    };
+    let at = |position: u64| empty_meta(position, 1);
     checkpoints
         .save_published_rows("pipeline", at(100), rows(2000, "old"))
         .await
