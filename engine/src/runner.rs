@@ -265,6 +265,7 @@ async fn fold_and_save<P: Projection, S: EventStore, K: CheckpointStore>(
     // Nothing new folded: nothing to write (a reader of a read-only copy writes nothing).
     if !crashed && (folded > 0 || rebuilt.is_some()) {
         save(checkpoints, position, &mut state).await?;
+        checkpoints.caught_up(P::NAME).await?;
     }
     Ok(CaughtUp {
         state,
@@ -387,6 +388,9 @@ pub async fn follow<P: Projection, S: EventStore, K: CheckpointStore>(
         let due = last_save.is_none_or(|at| at.elapsed() >= SAVE_EVERY);
         if unsaved && due {
             save(checkpoints, position, &mut state).await?;
+            if first {
+                checkpoints.caught_up(P::NAME).await?;
+            }
             last_save = Some(std::time::Instant::now());
             unsaved = false;
             saved(position);

@@ -701,3 +701,100 @@ async fn a_reset_view_serves_only_new_rows_and_its_old_table_is_dropped() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// A fold from the origin writes its rows without the scope index and builds the index
+/// once it has caught up; in between, queries by scope are answered right (by a scan).
+/// A process that died mid-rebuild leaves the index out; the next save of another
+/// handle (not in bulk) builds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_builds_the_scope_index_once_it_has_caught_up() {
+    use dealreg_store::{CheckpointStore, RowWrite};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("bulk.db");
+    SqliteStore::open(&path).expect("open store");
+    let checkpoints = dealreg_store_sqlite::SqliteCheckpoints::open(&path).expect("open");
+    let rows = |from: usize, n: usize| -> Vec<RowWrite> {
+        (from..from + n)
+            .map(|i| RowWrite {
+                key: format!("registration/{i:06}"),
+                scope: Some(format!("p{}", i % 3)),
+                row: Some(format!("row{i}").into_bytes()),
+            })
+            .collect()
+    };
+    let conn = rusqlite::Connection::open(dealreg_store_sqlite::views_path(&path)).expect("views");
+    let indexed = || -> bool {
+        conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'rows_pipeline_by_scope'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .expect("schema")
+            == 1
+    };
+    checkpoints
+        .save_rows("pipeline", empty_meta(10, 1), rows(0, 30))
+        .await
+        .expect("save");
+    assert!(
+        indexed(),
+        "a view not being rebuilt is indexed from its first save"
+    );
+
+    checkpoints.reset("pipeline").await.expect("reset");
+    checkpoints
+        .save_rows("pipeline", empty_meta(20, 1), rows(0, 30))
+        .await
+        .expect("bulk save");
+    checkpoints
+        .save_rows("pipeline", empty_meta(30, 1), rows(30, 30))
+        .await
+        .expect("bulk save");
+    assert!(!indexed(), "saves of a rebuild leave the scope index out");
+    let (position, scanned) = checkpoints
+        .scoped_rows("pipeline", "p1")
+        .await
+        .expect("scoped");
+    assert_eq!(position, GlobalPosition(30));
+    assert_eq!(
+        scanned.len(),
+        20,
+        "a query by scope is answered without the index"
+    );
+
+    checkpoints.caught_up("pipeline").await.expect("caught up");
+    assert!(indexed(), "caught up: the index is built");
+    let (_, through_index) = checkpoints
+        .scoped_rows("pipeline", "p1")
+        .await
+        .expect("scoped");
+    assert_eq!(through_index, scanned, "the index serves the same rows");
+    checkpoints
+        .save_rows("pipeline", empty_meta(40, 1), rows(60, 3))
+        .await
+        .expect("save after");
+    assert_eq!(
+        checkpoints
+            .scoped_rows("pipeline", "p1")
+            .await
+            .expect("scoped")
+            .1
+            .len(),
+        21,
+        "rows saved after the build are in the index"
+    );
+
+    // Died mid-rebuild: the index is missing, and this handle was never told to wait.
+    checkpoints.reset("pipeline").await.expect("reset");
+    checkpoints
+        .save_rows("pipeline", empty_meta(20, 1), rows(0, 30))
+        .await
+        .expect("bulk save");
+    assert!(!indexed());
+    let restarted = dealreg_store_sqlite::SqliteCheckpoints::open(&path).expect("reopen");
+    restarted
+        .save_rows("pipeline", empty_meta(25, 1), rows(30, 1))
+        .await
+        .expect("save after a restart");
+    assert!(indexed(), "the next save after a restart builds the index");
+}

@@ -123,6 +123,15 @@ pub trait CheckpointStore: Clone + Send + Sync + 'static {
     /// row again.
     fn reset(&self, name: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Tells the store that the fold of `name` has caught up with the log: a store that
+    /// writes the rows of a fold from the origin in bulk (the SQLite store leaves out the
+    /// scope index until then and builds it once, at the end) makes them ready for
+    /// queries now. Stores without such a bulk mode do nothing.
+    fn caught_up(&self, name: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = name;
+        std::future::ready(Ok(()))
+    }
+
     /// Like [`CheckpointStore::save_rows`], and every row written also gets an entry in
     /// the feed outbox, in the same atomic write.
     fn save_published_rows(
