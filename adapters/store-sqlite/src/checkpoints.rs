@@ -19,7 +19,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use dealreg_store::{
@@ -174,7 +174,6 @@ fn scope_index(table: &str) -> String {
     format!("{table}_by_scope")
 }
 
-/// Creates the row table of a view when it is missing.
 /// Creates the row table of a view when it is missing, and its scope index unless the
 /// view is being written in bulk (see `SqliteCheckpoints::bulk`).
 fn ensure_rows_table(conn: &Connection, table: &str, indexed: bool) -> rusqlite::Result<()> {
@@ -698,34 +697,32 @@ impl CheckpointStore for SqliteCheckpoints {
     }
 
     async fn reset(&self, name: &str) -> Result<(), StoreError> {
-        let view = name.to_string();
         let name = name.to_string();
         let table = rows_table(&name);
-        self.run(move |conn| {
-            let tx = conn.unchecked_transaction()?;
-            if has_table(&tx, &table)? {
-                // Forgotten at once, dropped later: the table is renamed aside (without
-                // its scope index, so the next save makes a new one) and dropped beside
-                // the fold that follows. Why: dropping a table of 333k rows took 1.5 s,
-                // which a rebuild waited for before it folded its first event.
-                let retired = format!("{table}{RETIRED}{}", uuid::Uuid::now_v7().simple());
-                tx.execute_batch(&format!(
-                    "DROP INDEX IF EXISTS {index};
+        let name = self
+            .run(move |conn| {
+                let tx = conn.unchecked_transaction()?;
+                if has_table(&tx, &table)? {
+                    // Forgotten at once, dropped later: the table is renamed aside (without
+                    // its scope index, so the next save makes a new one) and dropped beside
+                    // the fold that follows. Why: dropping a table of 333k rows took 1.5 s,
+                    // which a rebuild waited for before it folded its first event.
+                    let retired = format!("{table}{RETIRED}{}", uuid::Uuid::now_v7().simple());
+                    tx.execute_batch(&format!(
+                        "DROP INDEX IF EXISTS {index};
                      ALTER TABLE {table} RENAME TO \"{retired}\";",
-                    index = scope_index(&table)
-                ))?;
-            }
-            tx.execute(
-                "DELETE FROM projection_state WHERE name = ?1",
-                params![name],
-            )?;
-            tx.commit()
-        })
-        .await?;
-        self.bulk
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(view);
+                        index = scope_index(&table)
+                    ))?;
+                }
+                tx.execute(
+                    "DELETE FROM projection_state WHERE name = ?1",
+                    params![&name],
+                )?;
+                tx.commit()?;
+                Ok(name)
+            })
+            .await?;
+        self.bulk_views().insert(name);
         self.drop_retired();
         Ok(())
     }
@@ -744,10 +741,7 @@ impl CheckpointStore for SqliteCheckpoints {
         .await?;
         // Out of bulk only once the index is there: a failed build is tried again by the
         // next catch-up, and saves meanwhile still leave the index out.
-        self.bulk
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(name);
+        self.bulk_views().remove(name);
         Ok(())
     }
 }
@@ -758,10 +752,13 @@ const RETIRED: &str = "~retired~";
 
 impl SqliteCheckpoints {
     fn in_bulk(&self, name: &str) -> bool {
-        self.bulk
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains(name)
+        self.bulk_views().contains(name)
+    }
+
+    /// The views being written in bulk. A poisoned lock still holds a sound set: every
+    /// change to it is one insert or remove.
+    fn bulk_views(&self) -> MutexGuard<'_, HashSet<String>> {
+        self.bulk.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Drops the row tables resets renamed aside, on the blocking pool, holding the

@@ -732,6 +732,14 @@ async fn a_rebuild_builds_the_scope_index_once_it_has_caught_up() {
         .expect("schema")
             == 1
     };
+    // A reset and the first save of the rebuild that follows it.
+    let reset_and_save = || async {
+        checkpoints.reset("pipeline").await.expect("reset");
+        checkpoints
+            .save_rows("pipeline", empty_meta(20, 1), rows(0, 30))
+            .await
+            .expect("bulk save");
+    };
     checkpoints
         .save_rows("pipeline", empty_meta(10, 1), rows(0, 30))
         .await
@@ -741,11 +749,7 @@ async fn a_rebuild_builds_the_scope_index_once_it_has_caught_up() {
         "a view not being rebuilt is indexed from its first save"
     );
 
-    checkpoints.reset("pipeline").await.expect("reset");
-    checkpoints
-        .save_rows("pipeline", empty_meta(20, 1), rows(0, 30))
-        .await
-        .expect("bulk save");
+    reset_and_save().await;
     checkpoints
         .save_rows("pipeline", empty_meta(30, 1), rows(30, 30))
         .await
@@ -785,11 +789,7 @@ async fn a_rebuild_builds_the_scope_index_once_it_has_caught_up() {
     );
 
     // Died mid-rebuild: the index is missing, and this handle was never told to wait.
-    checkpoints.reset("pipeline").await.expect("reset");
-    checkpoints
-        .save_rows("pipeline", empty_meta(20, 1), rows(0, 30))
-        .await
-        .expect("bulk save");
+    reset_and_save().await;
     assert!(!indexed());
     let restarted = dealreg_store_sqlite::SqliteCheckpoints::open(&path).expect("reopen");
     restarted
