@@ -10,7 +10,9 @@
 //!   1,000 partners (at 1M commands; proportionally fewer for smaller runs); or
 //!   `partners`: 10 partners whose registrations stay open, so each holds tens of
 //!   thousands of open registrations;
-//! - `DEALREG_GROWTH_COMMANDS` (default 1,000,000), `DEALREG_GROWTH_WINDOW` (10,000).
+//! - `DEALREG_GROWTH_COMMANDS` (default 1,000,000), `DEALREG_GROWTH_WINDOW` (10,000);
+//! - `DEALREG_GROWTH_CURVE=path`: every window also written there as CSV (commands done,
+//!   ms per command, resident KiB), to plot the whole curve.
 
 /// mimalloc, as in the `dealreg` binary: the engine's cost includes its allocator, so the
 /// benches measure the one the product runs with.
@@ -187,6 +189,32 @@ fn main() {
         "  first window {first:.3} ms/command, last {last:.3} ms/command: last ÷ first = {:.2}",
         last / first
     );
+    // One window is noisy on a shared machine; the medians of the first and last tenth
+    // of the windows say whether the cost grew, beside the first-and-last figure.
+    let tenth = (curve.len() / 10).max(1);
+    let median = |windows: &[(usize, f64, u64)]| {
+        let mut ms: Vec<f64> = windows.iter().map(|w| w.1).collect();
+        ms.sort_by(f64::total_cmp);
+        ms[ms.len() / 2]
+    };
+    let (early, late) = (
+        median(&curve[..tenth]),
+        median(&curve[curve.len() - tenth..]),
+    );
+    let _ = writeln!(
+        report,
+        "  median of the first {tenth} windows {early:.3} ms/command, of the last {tenth} {late:.3}: late ÷ early = {:.2}",
+        late / early
+    );
     let _ = writeln!(report, "  peak resident memory {peak} KiB");
     print!("{report}");
+    if let Some(path) = std::env::var_os("DEALREG_GROWTH_CURVE") {
+        let mut csv = String::from("commands,ms_per_command,resident_kib\n");
+        for (done, ms, rss) in &curve {
+            let _ = writeln!(csv, "{done},{ms:.4},{rss}");
+        }
+        std::fs::write(&path, csv).unwrap_or_else(|e| {
+            panic!("cannot write the curve to {}: {e}", path.to_string_lossy())
+        });
+    }
 }

@@ -12,7 +12,10 @@
 //!
 //! Run: `cargo bench --bench projection_rebuild` (env `DEALREG_BENCH_EVENTS`, default
 //! 1_000_000; `DEALREG_BENCH_STORE=path` keeps the log in that file and reuses it when it
-//! already holds enough events, for profiling runs). The log is written through the engine (partners submit, the channel manager
+//! already holds enough events, for profiling runs; `DEALREG_BENCH_ONLY=<phase>` runs one
+//! phase alone after the fill, to profile it: scan, floor, replay, fold, one-save,
+//! rebuild). Each phase prints its wall and CPU seconds: on 2 cores a phase whose CPU
+//! is near twice its wall time has no idle core left to hide work in. The log is written through the engine (partners submit, the channel manager
 //! approves; 3 events per registration), so it is a real log, not a synthetic table.
 
 /// mimalloc, as in the `dealreg` binary: the engine's cost includes its allocator, so the
@@ -93,164 +96,263 @@ fn main() {
     }
     let events = store.head().borrow().0;
     let fill = fill_started.elapsed();
-
-    // The plain scan: one statement, serde decode, nothing else.
-    let (scan_secs, scanned) = {
-        let conn = rusqlite::Connection::open_with_flags(
-            &path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .unwrap_or_else(|e| panic!("open: {e}"));
-        let started = Instant::now();
-        let mut query = conn
-            .prepare("SELECT data FROM events ORDER BY position")
-            .unwrap_or_else(|e| panic!("prepare: {e}"));
-        let mut rows = query.query([]).unwrap_or_else(|e| panic!("query: {e}"));
-        let mut scanned = 0u64;
-        while let Ok(Some(row)) = rows.next() {
-            let data = row.get_ref(0).map(|v| v.as_bytes().unwrap_or_default());
-            if let Ok(data) = data {
-                if serde_json::from_slice::<Event>(data).is_ok() {
-                    scanned += 1;
-                }
-            }
-        }
-        (started.elapsed().as_secs_f64(), scanned)
+    let log = Log {
+        runtime: &runtime,
+        store: &store,
+        path: &path,
+        events,
     };
-    assert_eq!(scanned, events, "every event decodes in the plain scan");
-
-    // The floor: read every event through the store's trait and decode it through the
-    // upcaster chain, nothing else.
-    let (floor_secs, decoded) = runtime.block_on(async {
-        let started = Instant::now();
-        let mut pages = LogPages::new(&store, GlobalPosition::ORIGIN, 4096);
-        let mut decoded = 0u64;
-        while let Some(page) = pages
-            .next_page()
-            .await
-            .unwrap_or_else(|e| panic!("read: {e}"))
-        {
-            for recorded in &page {
-                decode_event(recorded).unwrap_or_else(|e| panic!("decode: {e}"));
-                decoded += 1;
-            }
-        }
-        (started.elapsed().as_secs_f64(), decoded)
-    });
-    assert_eq!(decoded, events, "every event decodes");
-
-    // A replay (`dealreg replay --as-of`): the same read and decode, folding every view
-    // at once, in memory, nothing saved.
-    let replay_secs = runtime.block_on(async {
-        use dealreg_projections::{
-            conflicts::ConflictFlags, ledger::Ledger, metrics::ProgramMetrics, Projection,
-        };
-        let started = Instant::now();
-        let (mut p, mut l, mut c, mut m) = (
-            Pipeline::default(),
-            Ledger::default(),
-            ConflictFlags::default(),
-            ProgramMetrics::default(),
-        );
-        let mut pages = LogPages::new(&store, GlobalPosition::ORIGIN, 4096);
-        while let Some(page) = pages
-            .next_page()
-            .await
-            .unwrap_or_else(|e| panic!("read: {e}"))
-        {
-            for recorded in &page {
-                let event = decode_event(recorded).unwrap_or_else(|e| panic!("decode: {e}"));
-                let at = recorded.position.0;
-                p.apply(at, &event);
-                l.apply(at, &event);
-                c.apply(at, &event);
-                m.apply(at, &event);
-            }
-        }
-        assert!(p.rows().count() > 0, "the replay folded registrations");
-        started.elapsed().as_secs_f64()
-    });
-
-    let views = SqliteCheckpoints::open(&path).unwrap_or_else(|e| panic!("views: {e}"));
-    // The fold alone: the same run, ended before its final save (saves on the way too are
-    // left out: the interval is longer than the run). A reused store's saved rows are
-    // forgotten first, outside the timing.
-    let fold_secs = runtime.block_on(async {
-        views
-            .reset("pipeline")
-            .await
-            .unwrap_or_else(|e| panic!("reset: {e}"));
-        let started = Instant::now();
-        let how = CatchUp {
-            save_interval: std::time::Duration::from_secs(3600),
-            rows_per_save: usize::MAX,
-            stop_after: Some(events),
-            ..CatchUp::default()
-        };
-        let caught = rebuild::<Pipeline, _, _>(&store, &views, how, |_| {})
-            .await
-            .unwrap_or_else(|e| panic!("fold: {e}"));
-        assert_eq!(caught.folded, events);
-        started.elapsed().as_secs_f64()
-    });
-    // The fold with one save, at the end: what the saves on the way cost.
-    let one_save_secs = runtime.block_on(async {
-        let started = Instant::now();
-        let how = CatchUp {
-            save_interval: std::time::Duration::from_secs(3600),
-            rows_per_save: usize::MAX,
-            ..CatchUp::default()
-        };
-        let caught = rebuild::<Pipeline, _, _>(&store, &views, how, |_| {})
-            .await
-            .unwrap_or_else(|e| panic!("one save: {e}"));
-        assert_eq!(caught.folded, events);
-        started.elapsed().as_secs_f64()
-    });
-    // The rebuild: what `dealreg rebuild pipeline` does.
-    let (rebuild_secs, rows) = runtime.block_on(async {
-        let started = Instant::now();
-        let caught = rebuild::<Pipeline, _, _>(&store, &views, CatchUp::default(), |_| {})
-            .await
-            .unwrap_or_else(|e| panic!("rebuild: {e}"));
-        assert_eq!(caught.folded, events, "the rebuild folded every event");
-        let rows: usize = caught.state.rows().count();
-        (started.elapsed().as_secs_f64(), rows)
-    });
-    let per_s = |secs: f64| events as f64 / secs;
+    if let Ok(name) = std::env::var("DEALREG_BENCH_ONLY") {
+        let phase = Phase::named(&name);
+        let took = measure(|| phase.run(&log));
+        println!("  {name}: {took}");
+        return;
+    }
+    // In this order: `fold` resets the saved rows a reused store may hold, outside its
+    // timing, and `rebuild` follows `1 save`, so its reset drops a full table beside its
+    // fold, as `dealreg rebuild pipeline` over a built view does.
+    let scan = measure(|| Phase::Scan.run(&log));
+    let floor = measure(|| Phase::Floor.run(&log));
+    let replay = measure(|| Phase::Replay.run(&log));
+    let fold = measure(|| Phase::Fold.run(&log));
+    let one_save = measure(|| Phase::OneSave.run(&log));
+    let rebuilt = measure(|| Phase::Rebuild.run(&log));
+    let per_s = |took: &Took| events as f64 / took.wall;
     println!("dealreg projection rebuild (pipeline view, SQLite store)");
     println!(
         "  log    : {events} events written through the engine in {:.1} s",
         fill.as_secs_f64()
     );
+    println!("  (CPU: user + system seconds of the whole process in the phase, from /proc/self/stat; 2 cores give at most 2 per second)");
     println!(
-        "  scan   : plain SQLite scan + serde decode        {:>10.0} events/s ({scan_secs:.2} s)",
-        per_s(scan_secs)
+        "  scan   : plain SQLite scan + serde decode        {:>10.0} events/s ({scan})",
+        per_s(&scan)
     );
     println!(
-        "  floor  : read through the store + decode        {:>10.0} events/s ({floor_secs:.2} s)",
-        per_s(floor_secs)
+        "  floor  : read through the store + decode        {:>10.0} events/s ({floor})",
+        per_s(&floor)
     );
     println!(
-        "  rebuild: read + decode + fold + saves            {:>10.0} events/s ({rebuild_secs:.2} s, {rows} registrations; saved every 2 s or 50,000 rows, and at the end)",
-        per_s(rebuild_secs)
+        "  rebuild: read + decode + fold + saves            {:>10.0} events/s ({rebuilt}; saved every 2 s or 50,000 rows, and at the end)",
+        per_s(&rebuilt)
     );
     println!(
-        "  1 save : read + decode + fold, saved at the end  {:>10.0} events/s ({one_save_secs:.2} s)",
-        per_s(one_save_secs)
+        "  1 save : read + decode + fold, saved at the end  {:>10.0} events/s ({one_save})",
+        per_s(&one_save)
     );
     println!(
-        "  fold   : read + decode + fold, not saved         {:>10.0} events/s ({fold_secs:.2} s)",
-        per_s(fold_secs)
+        "  fold   : read + decode + fold, not saved         {:>10.0} events/s ({fold})",
+        per_s(&fold)
     );
     println!(
-        "  replay : read + decode + fold of all 4 views     {:>10.0} events/s ({replay_secs:.2} s; `dealreg replay --as-of`, in memory)",
-        per_s(replay_secs)
+        "  replay : read + decode + fold of all 4 views     {:>10.0} events/s ({replay}; `dealreg replay --as-of`, in memory)",
+        per_s(&replay)
     );
     println!(
         "  ratios : floor ÷ scan = {:.3}; rebuild ÷ floor = {:.3}; replay ÷ floor = {:.3}",
-        scan_secs / floor_secs,
-        floor_secs / rebuild_secs,
-        floor_secs / replay_secs
+        scan.wall / floor.wall,
+        floor.wall / rebuilt.wall,
+        floor.wall / replay.wall
     );
+}
+
+/// The log under measurement, and what reads it.
+struct Log<'a> {
+    runtime: &'a tokio::runtime::Runtime,
+    store: &'a SqliteStore,
+    path: &'a std::path::Path,
+    events: u64,
+}
+
+/// One measured pass over the log. `DEALREG_BENCH_ONLY=<name>` runs one alone (after the
+/// fill), for a profiler.
+#[derive(Clone, Copy)]
+enum Phase {
+    /// One statement over the events table, serde decode, nothing else.
+    Scan,
+    /// Every event read through the store's trait and decoded through the upcaster chain.
+    Floor,
+    /// The same read and decode, folding every view at once, in memory, nothing saved.
+    Replay,
+    /// The pipeline's fold from the origin, ended before its final save (saves on the way
+    /// are left out too: the interval is longer than the run).
+    Fold,
+    /// The same fold saved once, at the end: what the saves on the way cost.
+    OneSave,
+    /// What `dealreg rebuild pipeline` does.
+    Rebuild,
+}
+
+impl Phase {
+    fn named(name: &str) -> Phase {
+        match name {
+            "scan" => Phase::Scan,
+            "floor" => Phase::Floor,
+            "replay" => Phase::Replay,
+            "fold" => Phase::Fold,
+            "one-save" => Phase::OneSave,
+            "rebuild" => Phase::Rebuild,
+            other => panic!(
+                "DEALREG_BENCH_ONLY={other}: say scan, floor, replay, fold, one-save or rebuild"
+            ),
+        }
+    }
+
+    /// Runs the phase; what is timed starts after any setup it needs.
+    fn run(self, log: &Log<'_>) -> Instant {
+        match self {
+            Phase::Scan => scan(log),
+            Phase::Floor => log.runtime.block_on(floor(log)),
+            Phase::Replay => log.runtime.block_on(replay(log)),
+            Phase::Fold | Phase::OneSave | Phase::Rebuild => {
+                log.runtime.block_on(fold_from_origin(log, self))
+            }
+        }
+    }
+}
+
+/// Wall and CPU seconds of one phase.
+struct Took {
+    wall: f64,
+    cpu: f64,
+}
+
+impl std::fmt::Display for Took {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.2} s, {:.2} CPU-s", self.wall, self.cpu)
+    }
+}
+
+/// Times `phase`, which returns when its timed part started.
+fn measure(phase: impl FnOnce() -> Instant) -> Took {
+    let before = cpu_seconds();
+    let started = phase();
+    let wall = started.elapsed().as_secs_f64();
+    Took {
+        wall,
+        // The CPU of the untimed setup is small (a reset's rename); it is counted.
+        cpu: cpu_seconds() - before,
+    }
+}
+
+/// User plus system CPU seconds of this process so far (Linux `/proc/self/stat`, fields
+/// 14 and 15, in clock ticks of 1/100 s); 0 where that file cannot be read.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // The command name (field 2) may hold spaces; the fields after it follow its `)`.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // Field 3 (state) is fields[0] here, so utime (14) and stime (15) are 11 and 12.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn scan(log: &Log<'_>) -> Instant {
+    let conn =
+        rusqlite::Connection::open_with_flags(log.path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap_or_else(|e| panic!("open: {e}"));
+    let started = Instant::now();
+    let mut query = conn
+        .prepare("SELECT data FROM events ORDER BY position")
+        .unwrap_or_else(|e| panic!("prepare: {e}"));
+    let mut rows = query.query([]).unwrap_or_else(|e| panic!("query: {e}"));
+    let mut scanned = 0u64;
+    while let Ok(Some(row)) = rows.next() {
+        let data = row.get_ref(0).map(|v| v.as_bytes().unwrap_or_default());
+        if let Ok(data) = data {
+            if serde_json::from_slice::<Event>(data).is_ok() {
+                scanned += 1;
+            }
+        }
+    }
+    assert_eq!(scanned, log.events, "every event decodes in the plain scan");
+    started
+}
+
+async fn floor(log: &Log<'_>) -> Instant {
+    let started = Instant::now();
+    let mut pages = LogPages::new(log.store, GlobalPosition::ORIGIN, 4096);
+    let mut decoded = 0u64;
+    while let Some(page) = pages
+        .next_page()
+        .await
+        .unwrap_or_else(|e| panic!("read: {e}"))
+    {
+        for recorded in &page {
+            decode_event(recorded).unwrap_or_else(|e| panic!("decode: {e}"));
+            decoded += 1;
+        }
+    }
+    assert_eq!(decoded, log.events, "every event decodes");
+    started
+}
+
+async fn replay(log: &Log<'_>) -> Instant {
+    use dealreg_projections::{
+        conflicts::ConflictFlags, ledger::Ledger, metrics::ProgramMetrics, Projection,
+    };
+    let started = Instant::now();
+    let (mut p, mut l, mut c, mut m) = (
+        Pipeline::default(),
+        Ledger::default(),
+        ConflictFlags::default(),
+        ProgramMetrics::default(),
+    );
+    let mut pages = LogPages::new(log.store, GlobalPosition::ORIGIN, 4096);
+    while let Some(page) = pages
+        .next_page()
+        .await
+        .unwrap_or_else(|e| panic!("read: {e}"))
+    {
+        for recorded in &page {
+            let event = decode_event(recorded).unwrap_or_else(|e| panic!("decode: {e}"));
+            let at = recorded.position.0;
+            p.apply(at, &event);
+            l.apply(at, &event);
+            c.apply(at, &event);
+            m.apply(at, &event);
+        }
+    }
+    assert!(p.rows().count() > 0, "the replay folded registrations");
+    started
+}
+
+/// The pipeline folded from the origin: not saved (`Fold`), saved at the end (`OneSave`),
+/// or as the runner saves by default (`Rebuild`).
+async fn fold_from_origin(log: &Log<'_>, phase: Phase) -> Instant {
+    let views = SqliteCheckpoints::open(log.path).unwrap_or_else(|e| panic!("views: {e}"));
+    let saved_at_end = CatchUp {
+        save_interval: std::time::Duration::from_secs(3600),
+        rows_per_save: usize::MAX,
+        ..CatchUp::default()
+    };
+    let how = match phase {
+        Phase::Fold => {
+            // A reused store's saved rows are forgotten first, outside the timing.
+            views
+                .reset("pipeline")
+                .await
+                .unwrap_or_else(|e| panic!("reset: {e}"));
+            CatchUp {
+                stop_after: Some(log.events),
+                ..saved_at_end
+            }
+        }
+        Phase::OneSave => saved_at_end,
+        _ => CatchUp::default(),
+    };
+    let started = Instant::now();
+    let caught = rebuild::<Pipeline, _, _>(log.store, &views, how, |_| {})
+        .await
+        .unwrap_or_else(|e| panic!("fold: {e}"));
+    assert_eq!(caught.folded, log.events, "the fold folded every event");
+    assert!(caught.state.rows().count() > 0, "the fold made rows");
+    started
 }

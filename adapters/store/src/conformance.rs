@@ -646,6 +646,7 @@ where
     a_reset_forgets_the_checkpoint_and_every_row(make().await).await;
     saves_of_two_views_do_not_mix(make().await).await;
     published_saves_fill_the_outbox_in_order(make().await).await;
+    big_published_saves_keep_every_row_and_entry(make().await).await;
 }
 
 /// A published save writes one outbox entry per row, in order, naming the scope a row
@@ -709,6 +710,95 @@ pub async fn published_saves_fill_the_outbox_in_order<K: crate::CheckpointStore>
         k.feed_after(entries[2].seq, 10).await.expect("feed").len(),
         1
     );
+}
+
+/// Saves of many rows, removed and moved rows among them, keep every row and every outbox
+/// entry, in key order, each entry naming the scope its row had before (a backend that
+/// writes rows in batches must get this right at every batch boundary).
+pub async fn big_published_saves_keep_every_row_and_entry<K: crate::CheckpointStore>(k: K) {
+    let n = 150;
+    let key = |i: usize| format!("r/{i:03}");
+    let first: Vec<_> = (0..n)
+        .map(|i| crate::RowWrite {
+            key: key(i),
+            scope: Some(format!("p{}", i % 3)),
+            row: Some(format!("v1-{i}").into_bytes()),
+        })
+        .collect();
+    k.save_published_rows("big", at(10, "m"), first)
+        .await
+        .expect("first save");
+    // The second save removes every 7th row, moves every 5th to p9, and rewrites the
+    // others.
+    let second: Vec<_> = (0..n)
+        .map(|i| crate::RowWrite {
+            key: key(i),
+            scope: if i % 7 == 0 {
+                None
+            } else if i % 5 == 0 {
+                Some("p9".into())
+            } else {
+                Some(format!("p{}", i % 3))
+            },
+            row: (i % 7 != 0).then(|| format!("v2-{i}").into_bytes()),
+        })
+        .collect();
+    k.save_published_rows("big", at(20, "m"), second)
+        .await
+        .expect("second save");
+
+    let entries = k.feed_after(0, 1000).await.expect("feed");
+    assert_eq!(entries.len(), 2 * n, "one entry per row per save");
+    assert!(entries.windows(2).all(|w| w[0].seq < w[1].seq));
+    for (i, e) in entries[..n].iter().enumerate() {
+        assert_eq!(
+            (
+                e.key.as_str(),
+                e.scope.clone(),
+                e.previous_scope.clone(),
+                e.position.0
+            ),
+            (key(i).as_str(), Some(format!("p{}", i % 3)), None, 10),
+            "first save, entry {i}"
+        );
+    }
+    for (i, e) in entries[n..].iter().enumerate() {
+        let scope = if i % 7 == 0 {
+            None
+        } else if i % 5 == 0 {
+            Some("p9".to_string())
+        } else {
+            Some(format!("p{}", i % 3))
+        };
+        assert_eq!(
+            (
+                e.key.as_str(),
+                e.scope.clone(),
+                e.previous_scope.clone(),
+                e.position.0
+            ),
+            (key(i).as_str(), scope, Some(format!("p{}", i % 3)), 20),
+            "second save, entry {i}"
+        );
+    }
+
+    let rows = k.load_rows("big").await.expect("rows");
+    let expected: Vec<_> = (0..n)
+        .filter(|i| i % 7 != 0)
+        .map(|i| (key(i), format!("v2-{i}").into_bytes()))
+        .collect();
+    assert_eq!(
+        rows, expected,
+        "every kept row, rewritten; the removed ones gone"
+    );
+    let (position, moved) = k.scoped_rows("big", "p9").await.expect("scoped");
+    assert_eq!(position, GlobalPosition(20));
+    let moved_keys: Vec<_> = moved.into_iter().map(|(k, _)| k).collect();
+    let expected_moved: Vec<_> = (0..n)
+        .filter(|i| i % 5 == 0 && i % 7 != 0)
+        .map(key)
+        .collect();
+    assert_eq!(moved_keys, expected_moved, "the moved rows are p9's");
 }
 
 /// One holder at a time; another takes over once the lease expired; a release frees it.
