@@ -14,10 +14,10 @@
 //! - `DEALREG_GROWTH_CURVE=path`: every window also written there as CSV (commands done,
 //!   ms per command, resident KiB), to plot the whole curve.
 
-/// mimalloc, as in the `dealreg` binary: the engine's cost includes its allocator, so the
-/// benches measure the one the product runs with.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+/// The allocator and its settings, as in the `dealreg` binary: the engine's cost includes
+/// them, so the benches measure what the product runs with.
+#[path = "../src/allocator.rs"]
+mod allocator;
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -124,6 +124,7 @@ fn dealreg_binary() -> PathBuf {
 }
 
 fn main() {
+    allocator::tune();
     let shape = std::env::var("DEALREG_GROWTH_SHAPE").unwrap_or_else(|_| "accounts".into());
     let commands = env_usize("DEALREG_GROWTH_COMMANDS", 1_000_000);
     let window = env_usize("DEALREG_GROWTH_WINDOW", 10_000).max(1);

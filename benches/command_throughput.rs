@@ -9,10 +9,10 @@
 //! Each registration is two commands (see `load.rs`). Many registrations are in flight at
 //! once, so group commit can batch them; every reply is only given after its fsync.
 
-/// mimalloc, as in the `dealreg` binary: the engine's cost includes its allocator, so the
-/// benches measure the one the product runs with.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+/// The allocator and its settings, as in the `dealreg` binary: the engine's cost includes
+/// them, so the benches measure what the product runs with.
+#[path = "../src/allocator.rs"]
+mod allocator;
 
 #[path = "floor.rs"]
 mod floor;
@@ -52,6 +52,7 @@ fn vault_for(db: &std::path::Path) -> Arc<dyn dealreg_store::KeyVault> {
 }
 
 fn main() {
+    allocator::tune();
     let registrations = env_usize("DEALREG_BENCH_REGISTRATIONS", 4000);
     let in_flight = env_usize("DEALREG_BENCH_IN_FLIGHT", 64).max(1);
     let partner_count = env_usize("DEALREG_BENCH_PARTNERS", 256).max(1);

@@ -12,10 +12,10 @@
 //! `cargo bench --bench nats_load`; knobs: DEALREG_BENCH_NATS_COMMANDS (per level, default
 //! 3000), DEALREG_BENCH_NATS_LEVELS (default `1,64,256`).
 
-/// mimalloc, as in the `dealreg` binary: the engine's cost includes its allocator, so the
-/// benches measure the one the product runs with.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+/// The allocator and its settings, as in the `dealreg` binary: the engine's cost includes
+/// them, so the benches measure what the product runs with.
+#[path = "../src/allocator.rs"]
+mod allocator;
 
 #[path = "../tests/nats_support.rs"]
 mod nats_support;
@@ -137,6 +137,7 @@ fn ms(d: Duration) -> String {
 }
 
 fn main() {
+    allocator::tune();
     let count = env_usize("DEALREG_BENCH_NATS_COMMANDS", 3000).max(1);
     let levels: Vec<usize> = std::env::var("DEALREG_BENCH_NATS_LEVELS")
         .unwrap_or_else(|_| "1,64,256".into())

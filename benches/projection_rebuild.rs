@@ -18,10 +18,10 @@
 //! is near twice its wall time has no idle core left to hide work in. The log is written through the engine (partners submit, the channel manager
 //! approves; 3 events per registration), so it is a real log, not a synthetic table.
 
-/// mimalloc, as in the `dealreg` binary: the engine's cost includes its allocator, so the
-/// benches measure the one the product runs with.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+/// The allocator and its settings, as in the `dealreg` binary: the engine's cost includes
+/// them, so the benches measure what the product runs with.
+#[path = "../src/allocator.rs"]
+mod allocator;
 
 #[path = "load.rs"]
 mod load;
@@ -39,6 +39,7 @@ use dealreg_store::{CheckpointStore, EventStore, GlobalPosition, LogPages};
 use dealreg_store_sqlite::{SqliteCheckpoints, SqliteStore};
 
 fn main() {
+    allocator::tune();
     let target: usize = std::env::var("DEALREG_BENCH_EVENTS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -1,14 +1,8 @@
 //! The `dealreg` command line: one module per subcommand under `cli/`, each a thin layer
 //! over the engine crate on the embedded SQLite store.
 
+mod allocator;
 mod cli;
-
-/// mimalloc instead of the system allocator. Why: a profile of a projection rebuild showed
-/// glibc's allocator in about a sixth of the time (`_int_free`, `malloc_consolidate`:
-/// rows made on the fold's thread and freed on the save's), and with mimalloc the same
-/// rebuild's read-and-decode floor and its saves got faster (docs/ARCHITECTURE.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -142,6 +136,7 @@ enum Job {
 }
 
 fn main() -> ExitCode {
+    allocator::tune();
     let cli = Cli::parse();
     // A service logs JSON lines (with the span fields: command, command_id, subject) for
     // log collectors; the one-shot jobs log text for a person. DEALREG_LOG_FORMAT=text|json
