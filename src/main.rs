@@ -136,7 +136,6 @@ enum Job {
 }
 
 fn main() -> ExitCode {
-    allocator::tune();
     let cli = Cli::parse();
     // A service logs JSON lines (with the span fields: command, command_id, subject) for
     // log collectors; the one-shot jobs log text for a person. DEALREG_LOG_FORMAT=text|json
@@ -158,6 +157,9 @@ fn main() -> ExitCode {
     } else {
         logs.init();
     }
+    // After the logs are set up, so a kernel that refuses says so (the switch covers
+    // memory mapped before it, so nothing is lost by waiting this long).
+    allocator::tune();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -729,17 +729,20 @@ pub async fn big_published_saves_keep_every_row_and_entry<K: crate::CheckpointSt
         .await
         .expect("first save");
     // The second save removes every 7th row, moves every 5th to p9, and rewrites the
-    // others.
+    // others; this is each row's scope after it.
+    let second_scope = |i: usize| {
+        if i.is_multiple_of(7) {
+            None
+        } else if i.is_multiple_of(5) {
+            Some("p9".to_string())
+        } else {
+            Some(format!("p{}", i % 3))
+        }
+    };
     let second: Vec<_> = (0..n)
         .map(|i| crate::RowWrite {
             key: key(i),
-            scope: if i % 7 == 0 {
-                None
-            } else if i % 5 == 0 {
-                Some("p9".into())
-            } else {
-                Some(format!("p{}", i % 3))
-            },
+            scope: second_scope(i),
             row: (i % 7 != 0).then(|| format!("v2-{i}").into_bytes()),
         })
         .collect();
@@ -763,13 +766,6 @@ pub async fn big_published_saves_keep_every_row_and_entry<K: crate::CheckpointSt
         );
     }
     for (i, e) in entries[n..].iter().enumerate() {
-        let scope = if i % 7 == 0 {
-            None
-        } else if i % 5 == 0 {
-            Some("p9".to_string())
-        } else {
-            Some(format!("p{}", i % 3))
-        };
         assert_eq!(
             (
                 e.key.as_str(),
@@ -777,7 +773,12 @@ pub async fn big_published_saves_keep_every_row_and_entry<K: crate::CheckpointSt
                 e.previous_scope.clone(),
                 e.position.0
             ),
-            (key(i).as_str(), scope, Some(format!("p{}", i % 3)), 20),
+            (
+                key(i).as_str(),
+                second_scope(i),
+                Some(format!("p{}", i % 3)),
+                20
+            ),
             "second save, entry {i}"
         );
     }
