@@ -7,6 +7,7 @@ mod support;
 use support::demo_store;
 
 use dealreg_engine::runner::{self, CatchUp, CaughtUp};
+use dealreg_engine::tail::LogTail;
 use dealreg_store::{CheckpointStore, EventStore, GlobalPosition, LogPages};
 use dealreg_store_sqlite::SqliteCheckpoints;
 
@@ -300,7 +301,7 @@ async fn a_follower_keeps_up_and_resumes_after_being_killed() {
     let follower_store = store.clone();
     let first = tokio::spawn(async move {
         runner::follow::<Pipeline, _, _>(
-            &follower_store,
+            &LogTail::new(follower_store),
             &views,
             std::time::Duration::from_millis(20),
             std::future::pending(),
@@ -340,7 +341,7 @@ async fn a_follower_keeps_up_and_resumes_after_being_killed() {
     let follower_store = store.clone();
     let second = tokio::spawn(async move {
         runner::follow::<Pipeline, _, _>(
-            &follower_store,
+            &LogTail::new(follower_store),
             &views,
             std::time::Duration::from_millis(20),
             async {

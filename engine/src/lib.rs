@@ -18,6 +18,7 @@ pub mod reactor;
 pub mod registry;
 pub mod reply;
 pub mod runner;
+pub mod tail;
 pub mod timekeeper;
 
 pub use codec::{decode_event, EventMetadata, EVENT_SCHEMA_VERSION};

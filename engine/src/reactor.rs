@@ -9,7 +9,7 @@
 //! finished on restart: commands issued before the crash replay (same key), the rest run,
 //! so each release happens once.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dealreg_clock::Clock;
 use dealreg_domain::command::ReleaseRegistration;
@@ -21,6 +21,8 @@ use dealreg_store::{
 use crate::codec::decode_event;
 use crate::engine::{Engine, EngineError, Executed};
 use crate::envelope::CommandEnvelope;
+use crate::runner::{FOLD_EVERY, SAVE_EVERY};
+use crate::tail::LogTail;
 
 /// The reactor's checkpoint name (beside the projections' checkpoints).
 pub const CHECKPOINT: &str = "reactor/follow-ups";
@@ -97,6 +99,23 @@ async fn save<K: CheckpointStore>(
         .await
 }
 
+/// Issues the follow-ups `event` implies and answers them (empty when it implies none).
+async fn react<S: EventStore + Clone, C: Clock>(
+    engine: &Engine<S, C>,
+    event: &Event,
+) -> Result<Vec<Executed>, ReactorError> {
+    let mut issued = Vec::new();
+    for envelope in follow_ups(event) {
+        let executed = engine.execute(envelope).await?;
+        if !executed.reply.ok {
+            // Closed since (won, withdrawn...): nothing left to release.
+            tracing::info!(error = ?executed.reply.error, "a follow-up was refused; the fact it follows is already settled");
+        }
+        issued.push(executed);
+    }
+    Ok(issued)
+}
+
 /// Handles every event after the reactor's checkpoint, up to the log's head.
 pub async fn catch_up<S: EventStore + Clone, C: Clock, K: CheckpointStore>(
     engine: &Engine<S, C>,
@@ -111,16 +130,9 @@ pub async fn catch_up<S: EventStore + Clone, C: Clock, K: CheckpointStore>(
     while let Some(page) = pages.next_page().await? {
         for recorded in &page {
             reacted.events += 1;
-            let commands = follow_ups(&decode_event(recorded)?);
-            let acted = !commands.is_empty();
-            for envelope in commands {
-                let executed = engine.execute(envelope).await?;
-                if !executed.reply.ok {
-                    // Closed since (won, withdrawn...): nothing left to release.
-                    tracing::info!(error = ?executed.reply.error, "a follow-up was refused; the fact it follows is already settled");
-                }
-                reacted.issued.push(executed);
-            }
+            let issued = react(engine, &decode_event(recorded)?).await?;
+            let acted = !issued.is_empty();
+            reacted.issued.extend(issued);
             reacted.position = recorded.position;
             if acted {
                 save(checkpoints, reacted.position).await?;
@@ -132,26 +144,60 @@ pub async fn catch_up<S: EventStore + Clone, C: Clock, K: CheckpointStore>(
 }
 
 /// Keeps reacting as events arrive (the store's head watch, or `poll` for other
-/// processes' appends) until `stop` resolves.
+/// processes' appends) until `stop` resolves, reading through the process's shared
+/// `tail`. The position is saved once every follow-up of an event was answered, and
+/// otherwise at most every [`SAVE_EVERY`](crate::runner::SAVE_EVERY) while it moves (a
+/// restart from an older position only reads again: every follow-up is idempotent).
 pub async fn follow<S: EventStore + Clone, C: Clock, K: CheckpointStore>(
     engine: &Engine<S, C>,
     checkpoints: &K,
+    tail: &LogTail<S>,
     poll: Duration,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<GlobalPosition, ReactorError> {
-    let mut head = engine.store().head();
+    let mut head = tail.store().head();
     let mut stop = std::pin::pin!(stop);
+    let mut position = saved_position(checkpoints).await?;
+    let mut saved = position;
+    let mut last_save = Instant::now();
     loop {
         let _ = *head.borrow_and_update();
-        let reacted = catch_up(engine, checkpoints).await?;
-        let caught_at = std::time::Instant::now();
-        tokio::select! {
-            _ = &mut stop => return Ok(reacted.position),
-            _ = head.changed() => {
-                // One catch-up (and one checkpoint save) for a burst of appends.
-                tokio::time::sleep(crate::runner::FOLD_EVERY.saturating_sub(caught_at.elapsed())).await;
+        loop {
+            let page = tail.read_after(position, 1024).await?;
+            if page.is_empty() {
+                break;
             }
-            _ = tokio::time::sleep(poll) => {}
+            for decoded in &page {
+                let acted = !react(engine, &decoded.event).await?.is_empty();
+                position = decoded.position;
+                if acted {
+                    save(checkpoints, position).await?;
+                    saved = position;
+                }
+            }
+        }
+        if saved != position && last_save.elapsed() >= SAVE_EVERY {
+            save(checkpoints, position).await?;
+            (saved, last_save) = (position, Instant::now());
+        }
+        let wait = if saved == position {
+            poll
+        } else {
+            SAVE_EVERY.saturating_sub(last_save.elapsed())
+        };
+        let caught_at = Instant::now();
+        tokio::select! {
+            _ = &mut stop => {
+                if saved != position {
+                    save(checkpoints, position).await?;
+                }
+                return Ok(position);
+            }
+            _ = head.changed() => {
+                // One read of the tail for a burst of appends.
+                tokio::time::sleep(FOLD_EVERY.saturating_sub(caught_at.elapsed())).await;
+            }
+            _ = tokio::time::sleep(wait) => {}
         }
     }
 }

@@ -18,6 +18,7 @@ use dealreg_projections::Projection;
 use dealreg_store::{CheckpointStore, EventStore, GlobalPosition};
 
 use crate::runner::{self, CatchUp, Progress, ViewError};
+use crate::tail::LogTail;
 
 type Boxed<'a, T> = Pin<Box<dyn Future<Output = Result<T, ViewError>> + Send + 'a>>;
 /// A progress callback a run reports to.
@@ -27,8 +28,13 @@ pub type Stop<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 type Run<S, K> = for<'a> fn(&'a S, &'a K, CatchUp, ProgressSink<'a>) -> Boxed<'a, RunReport>;
 /// Where a follower announces each position it saved.
 pub type SavedWatch = tokio::sync::watch::Sender<GlobalPosition>;
-type Follow<S, K> =
-    for<'a> fn(&'a S, &'a K, Duration, Stop<'a>, &'a SavedWatch) -> Boxed<'a, GlobalPosition>;
+type Follow<S, K> = for<'a> fn(
+    &'a LogTail<S>,
+    &'a K,
+    Duration,
+    Stop<'a>,
+    &'a SavedWatch,
+) -> Boxed<'a, GlobalPosition>;
 
 /// What a generic run over one projection reports (its typed state stays inside).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,13 +81,13 @@ impl<S, K> Registered<S, K> {
     /// announcing every position it saved on `saved`.
     pub fn follow<'a>(
         &self,
-        store: &'a S,
+        tail: &'a LogTail<S>,
         checkpoints: &'a K,
         poll: Duration,
         stop: Stop<'a>,
         saved: &'a SavedWatch,
     ) -> Boxed<'a, GlobalPosition> {
-        (self.follow)(store, checkpoints, poll, stop, saved)
+        (self.follow)(tail, checkpoints, poll, stop, saved)
     }
 }
 
@@ -110,9 +116,9 @@ fn entry<P: Projection, S: EventStore, K: CheckpointStore>() -> Registered<S, K>
                 Ok(report(caught, P::NAME))
             })
         },
-        follow: |store, checkpoints, poll, stop, saved| {
+        follow: |tail, checkpoints, poll, stop, saved| {
             Box::pin(runner::follow::<P, S, K>(
-                store,
+                tail,
                 checkpoints,
                 poll,
                 stop,

@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 
 use crate::codec::decode_event;
 use crate::engine::EngineError;
+use crate::tail::LogTail;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ViewError {
@@ -254,7 +255,7 @@ async fn fold_and_save<P: Projection, S: EventStore, K: CheckpointStore>(
 ) -> Result<CaughtUp<P>, ViewError> {
     let mut position = resumed_from;
     let (folded, crashed) = advance(
-        store,
+        Reader::Pages(LogPages::new(store, resumed_from, 4096)),
         checkpoints,
         &mut state,
         &mut position,
@@ -276,55 +277,173 @@ async fn fold_and_save<P: Projection, S: EventStore, K: CheckpointStore>(
     })
 }
 
+/// Where a run reads the log from.
+enum Reader<'a, S> {
+    /// Pages read ahead from the store and decoded by this run: a catch-up, a rebuild.
+    Pages(LogPages<S>),
+    /// The process's shared tail, decoded once for every follower.
+    Tail(&'a LogTail<S>),
+}
+
+/// Events a follower asks its tail for at a time.
+const TAIL_PAGE: usize = 4096;
+
+/// What the fold loop does after an event.
+enum Next {
+    Fold,
+    /// Report progress and consider a save along the way.
+    Checkpoint,
+    /// `how.stop_after` was reached: stop as a crash would.
+    Stop,
+}
+
+/// One run of the fold loop: what it folded and the save it may have in flight.
+struct Run {
+    how: CatchUp,
+    pending: PendingSave,
+    folded: u64,
+    last_save: Instant,
+}
+
+impl Run {
+    fn new(how: CatchUp) -> Self {
+        Run {
+            how,
+            pending: None,
+            folded: 0,
+            last_save: Instant::now(),
+        }
+    }
+
+    fn fold<P: Projection>(
+        &mut self,
+        state: &mut P,
+        position: &mut GlobalPosition,
+        at: GlobalPosition,
+        event: &dealreg_domain::Event,
+    ) -> Next {
+        state.apply(at.0, event);
+        *position = at;
+        self.folded += 1;
+        if self.how.stop_after == Some(self.folded) {
+            Next::Stop
+        } else if self.folded.is_multiple_of(self.how.checkpoint_every.max(1)) {
+            Next::Checkpoint
+        } else {
+            Next::Fold
+        }
+    }
+
+    async fn checkpoint<P: Projection, K: CheckpointStore>(
+        &mut self,
+        checkpoints: &K,
+        state: &mut P,
+        position: GlobalPosition,
+    ) -> Result<(), ViewError> {
+        let idle = self.pending.as_ref().is_none_or(JoinHandle::is_finished);
+        let many =
+            idle && dealreg_projections::table::changed(&state.tables()) >= self.how.rows_per_save;
+        if many || self.last_save.elapsed() >= self.how.save_interval {
+            finish(&mut self.pending).await?;
+            self.pending = start_save(checkpoints, position, state)?;
+            self.last_save = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Handles what `fold` said; `true` when the run must stop.
+    async fn after<P: Projection, K: CheckpointStore>(
+        &mut self,
+        next: Next,
+        checkpoints: &K,
+        state: &mut P,
+        position: GlobalPosition,
+        head: GlobalPosition,
+        progress: &mut impl FnMut(Progress),
+    ) -> Result<bool, ViewError> {
+        match next {
+            Next::Fold => Ok(false),
+            Next::Stop => {
+                finish(&mut self.pending).await?;
+                Ok(true)
+            }
+            Next::Checkpoint => {
+                self.checkpoint(checkpoints, state, position).await?;
+                progress(Progress {
+                    position,
+                    head,
+                    events: self.folded,
+                });
+                Ok(false)
+            }
+        }
+    }
+}
+
 /// Folds every event after `position` into `state`, saving along the way as `how` says
 /// (not at the end: the caller does). Returns how many events it folded, and whether it
 /// stopped early as `how.stop_after` asked (a simulated crash: no save at the end).
 async fn advance<P: Projection, S: EventStore, K: CheckpointStore>(
-    store: &S,
+    reader: Reader<'_, S>,
     checkpoints: &K,
     state: &mut P,
     position: &mut GlobalPosition,
     how: CatchUp,
     progress: &mut impl FnMut(Progress),
 ) -> Result<(u64, bool), ViewError> {
-    let mut pending: PendingSave = None;
-    let head = *store.head().borrow();
-    let mut pages = LogPages::new(store, *position, 4096);
-    let mut folded = 0u64;
-    let mut last_save = Instant::now();
-    while let Some(page) = pages.next_page().await? {
-        for recorded in &page {
-            state.apply(recorded.position.0, &decode_event(recorded)?);
-            *position = recorded.position;
-            folded += 1;
-            if how.stop_after == Some(folded) {
-                finish(&mut pending).await?;
-                return Ok((folded, true));
-            }
-            if folded.is_multiple_of(how.checkpoint_every.max(1)) {
-                let idle = pending.as_ref().is_none_or(JoinHandle::is_finished);
-                let many = idle
-                    && dealreg_projections::table::changed(&state.tables()) >= how.rows_per_save;
-                if many || last_save.elapsed() >= how.save_interval {
-                    finish(&mut pending).await?;
-                    pending = start_save(checkpoints, *position, state)?;
-                    last_save = Instant::now();
+    let mut run = Run::new(how);
+    match reader {
+        Reader::Pages(mut pages) => {
+            let head = *pages.store().head().borrow();
+            while let Some(page) = pages.next_page().await? {
+                for recorded in &page {
+                    let event = decode_event(recorded)?;
+                    let next = run.fold(state, position, recorded.position, &event);
+                    if run
+                        .after(next, checkpoints, state, *position, head, progress)
+                        .await?
+                    {
+                        return Ok((run.folded, true));
+                    }
                 }
-                progress(Progress {
-                    position: *position,
-                    head,
-                    events: folded,
-                });
             }
+            finish_run(run, *position, head, progress).await
+        }
+        Reader::Tail(tail) => {
+            let head = *tail.store().head().borrow();
+            loop {
+                let page = tail.read_after(*position, TAIL_PAGE).await?;
+                if page.is_empty() {
+                    break;
+                }
+                for decoded in &page {
+                    let next = run.fold(state, position, decoded.position, &decoded.event);
+                    if run
+                        .after(next, checkpoints, state, *position, head, progress)
+                        .await?
+                    {
+                        return Ok((run.folded, true));
+                    }
+                }
+            }
+            finish_run(run, *position, head, progress).await
         }
     }
-    finish(&mut pending).await?;
+}
+
+async fn finish_run(
+    mut run: Run,
+    position: GlobalPosition,
+    head: GlobalPosition,
+    progress: &mut impl FnMut(Progress),
+) -> Result<(u64, bool), ViewError> {
+    finish(&mut run.pending).await?;
     progress(Progress {
-        position: *position,
+        position,
         head,
-        events: folded,
+        events: run.folded,
     });
-    Ok((folded, false))
+    Ok((run.folded, false))
 }
 
 /// Forgets `P`'s checkpoint and folds the whole log again.
@@ -356,14 +475,15 @@ pub async fn rebuild<P: Projection, S: EventStore, K: CheckpointStore>(
 /// [`SAVE_EVERY`], and at `stop`, so a follower killed at any moment resumes from its last
 /// saved checkpoint.
 /// `saved` is told each position saved (queries waiting for a position listen to it).
+/// Events are read through `tail`, which the followers of one process share.
 pub async fn follow<P: Projection, S: EventStore, K: CheckpointStore>(
-    store: &S,
+    tail: &LogTail<S>,
     checkpoints: &K,
     poll: Duration,
     stop: impl std::future::Future<Output = ()>,
     mut saved: impl FnMut(GlobalPosition) + Send,
 ) -> Result<GlobalPosition, ViewError> {
-    let mut head = store.head();
+    let mut head = tail.store().head();
     let mut stop = std::pin::pin!(stop);
     let (mut position, mut state, rebuilt) = load::<P, K>(checkpoints).await?;
     if rebuilt.is_some() {
@@ -376,7 +496,7 @@ pub async fn follow<P: Projection, S: EventStore, K: CheckpointStore>(
     loop {
         let _ = *head.borrow_and_update();
         let (folded, _) = advance(
-            store,
+            Reader::Tail(tail),
             checkpoints,
             &mut state,
             &mut position,

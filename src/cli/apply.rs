@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 use dealreg_clock::Clock;
 use dealreg_domain::Policy;
 use dealreg_engine::envelope::MAX_COMMAND_BYTES;
+use dealreg_engine::tail::LogTail;
 use dealreg_engine::{reactor, Engine, RefusalBody, ReplyLine};
 use dealreg_store::EventStore;
 
@@ -65,7 +66,9 @@ pub async fn run(
     let follower = {
         let (engine, checkpoints) = (Arc::clone(&engine), checkpoints.clone());
         tokio::spawn(async move {
-            reactor::follow(&*engine, &checkpoints, REACTOR_POLL, async {
+            // The reactor is the only reader here: it keeps no decoded events.
+            let tail = LogTail::keeping(engine.store().clone(), 0);
+            reactor::follow(&*engine, &checkpoints, &tail, REACTOR_POLL, async {
                 let _ = stopped.await;
             })
             .await

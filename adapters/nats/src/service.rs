@@ -20,6 +20,7 @@ use async_nats::{jetstream, Client};
 use dealreg_clock::Clock;
 use dealreg_engine::registry;
 use dealreg_engine::runner;
+use dealreg_engine::tail::LogTail;
 use dealreg_engine::{reactor, timekeeper, Engine};
 use dealreg_projections::deadlines::Deadlines;
 use dealreg_store::{CheckpointStore, EventStore, GlobalPosition, Leases};
@@ -407,10 +408,13 @@ where
     K: CheckpointStore,
 {
     let mut tasks = JoinSet::new();
+    // One read and one decode of each new event for every follower and the reactor.
+    let tail = Arc::new(LogTail::new(log.clone()));
     let count = registry::projections::<S, K>().len();
     for index in 0..count {
-        let (log, fenced, stop, metrics) = (
+        let (log, tail, fenced, stop, metrics) = (
             log.clone(),
+            Arc::clone(&tail),
             fenced.clone(),
             stop.clone(),
             Arc::clone(metrics),
@@ -445,7 +449,7 @@ where
             let follow = async {
                 while !*stop.borrow() {
                     match projection
-                        .follow(&log, &fenced, poll, Box::pin(stop_signal(&stop)), &saved)
+                        .follow(&tail, &fenced, poll, Box::pin(stop_signal(&stop)), &saved)
                         .await
                     {
                         Ok(_) => break,
@@ -464,7 +468,7 @@ where
         let poll = options.poll;
         tasks.spawn(async move {
             while !*stop.borrow() {
-                match reactor::follow(&engine, &fenced, poll, stop_signal(&stop)).await {
+                match reactor::follow(&engine, &fenced, &tail, poll, stop_signal(&stop)).await {
                     Ok(_) => break,
                     Err(e) => {
                         tracing::error!(error = %e, "the follow-up reactor stopped; it resumes from its checkpoint");

@@ -93,8 +93,8 @@ fn read_only(path: &Path) -> Result<Connection, AuditError> {
         c.query_row("SELECT count(*) FROM events", [], |_| Ok(()))
             .map(|()| c)
     });
-    match plain {
-        Ok(conn) => Ok(conn),
+    let conn = match plain {
+        Ok(conn) => conn,
         // A WAL file on a read-only copy without its -shm cannot be opened as usual; as
         // immutable it can (nothing else writes a copy an auditor holds).
         Err(_) => {
@@ -102,9 +102,11 @@ fn read_only(path: &Path) -> Result<Connection, AuditError> {
             let conn = Connection::open_with_flags(uri, flags).map_err(unreadable)?;
             conn.query_row("SELECT count(*) FROM events", [], |_| Ok(()))
                 .map_err(unreadable)?;
-            Ok(conn)
+            conn
         }
-    }
+    };
+    crate::open::stable_plans(&conn).map_err(unreadable)?;
+    Ok(conn)
 }
 
 /// Signs the log's head now: its position and log hash.

@@ -317,7 +317,7 @@ impl SqliteCheckpoints {
                 views.display()
             ))
         })?;
-        open::wait_when_busy(&conn).map_err(backend)?;
+        open::set_up(&conn).map_err(backend)?;
         open::switch_to_wal(&conn, &views).map_err(|e| StoreError::Backend(e.to_string()))?;
         // Views are folds of the log: a save lost to a power failure (WAL with NORMAL can
         // roll the last transactions back, never corrupt) takes its checkpoint back with

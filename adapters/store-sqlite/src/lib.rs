@@ -353,7 +353,7 @@ impl SqliteStore {
                         _ => Connection::open_with_flags(&inner.path, flags),
                     }
                     .map_err(backend)?;
-                    open::wait_when_busy(&conn).map_err(backend)?;
+                    open::set_up(&conn).map_err(backend)?;
                     conn
                 }
             };
@@ -368,6 +368,16 @@ impl SqliteStore {
         .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
     }
 }
+
+/// One page of a stream, from a revision on.
+const READ_STREAM: &str =
+    "SELECT position, stream, revision, event_id, event_type, data, metadata, prev_hash, hash
+     FROM events WHERE stream = ?1 AND revision >= ?2 ORDER BY revision LIMIT ?3";
+
+/// One page of the whole log, after a position.
+const READ_ALL: &str =
+    "SELECT position, stream, revision, event_id, event_type, data, metadata, prev_hash, hash
+     FROM events WHERE position > ?1 ORDER BY position LIMIT ?2";
 
 impl EventStore for SqliteStore {
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
@@ -387,10 +397,7 @@ impl EventStore for SqliteStore {
         let limit = i64::try_from(max).unwrap_or(i64::MAX);
         let from = i64::try_from(from).unwrap_or(i64::MAX);
         self.read(move |conn| {
-            let mut query = conn.prepare_cached(
-                "SELECT position, stream, revision, event_id, event_type, data, metadata, prev_hash, hash
-                 FROM events WHERE stream = ?1 AND revision >= ?2 ORDER BY revision LIMIT ?3",
-            )?;
+            let mut query = conn.prepare_cached(READ_STREAM)?;
             let rows = query.query_map(params![stream, from, limit], row_to_event)?;
             rows.collect()
         })
@@ -405,10 +412,7 @@ impl EventStore for SqliteStore {
         let limit = i64::try_from(max).unwrap_or(i64::MAX);
         let after = i64::try_from(after.0).unwrap_or(i64::MAX);
         self.read(move |conn| {
-            let mut query = conn.prepare_cached(
-                "SELECT position, stream, revision, event_id, event_type, data, metadata, prev_hash, hash
-                 FROM events WHERE position > ?1 ORDER BY position LIMIT ?2",
-            )?;
+            let mut query = conn.prepare_cached(READ_ALL)?;
             let rows = query.query_map(params![after, limit], row_to_event)?;
             rows.collect()
         })
@@ -956,6 +960,52 @@ mod tests {
             },
             reply,
         }
+    }
+
+    /// Every connection plans a cached statement once (`open::stable_plans`): the page
+    /// queries were parsed and planned again each time their `LIMIT` was bound.
+    #[tokio::test]
+    async fn a_page_query_is_planned_once_however_often_it_is_bound() {
+        use rusqlite::StatementStatus::RePrepare;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("s.db");
+        let store = SqliteStore::open(&path).expect("open");
+        for n in 0..4 {
+            store
+                .append(job(&format!("account-{n}.example"), n).request)
+                .await
+                .expect("append");
+        }
+        for page in 1..4 {
+            let read = store.read_all(GlobalPosition::ORIGIN, page).await;
+            assert_eq!(read.expect("read").len(), page);
+            let stream = store.read_stream("account-0.example", 0, page).await;
+            assert_eq!(stream.expect("read").len(), 1);
+        }
+        let conn = store
+            .inner
+            .readers
+            .lock()
+            .expect("the reader pool")
+            .pop()
+            .expect("a pooled reader");
+        for sql in [READ_ALL, READ_STREAM] {
+            let cached = conn.prepare_cached(sql).expect("cached");
+            assert_eq!(cached.get_status(RePrepare), 0, "re-planned: {sql}");
+        }
+        // What the setting prevents: the same statement on a connection without it.
+        let plain = rusqlite::Connection::open(&path).expect("open");
+        let mut query = plain.prepare(READ_ALL).expect("prepare");
+        for page in 1..3i64 {
+            query
+                .query_map(params![0, page], |_| Ok(()))
+                .expect("query")
+                .for_each(drop);
+        }
+        assert!(
+            query.get_status(RePrepare) > 0,
+            "SQLite no longer re-plans on a rebind"
+        );
     }
 
     /// A `COMMIT` that fails cannot be provoked on demand, so this runs the settling step

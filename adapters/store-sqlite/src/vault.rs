@@ -111,7 +111,7 @@ impl SqliteVault {
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| io(&path, e))?;
-        open::wait_when_busy(&conn).map_err(|e| io(&path, e))?;
+        open::set_up(&conn).map_err(|e| io(&path, e))?;
         open::switch_to_wal(&conn, &path).map_err(|e| io(&path, e))?;
         conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA secure_delete=ON;")
             .map_err(|e| io(&path, e))?;
@@ -138,7 +138,7 @@ impl SqliteVault {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| io(&path, e))?;
-        open::wait_when_busy(&conn).map_err(|e| io(&path, e))?;
+        open::set_up(&conn).map_err(|e| io(&path, e))?;
         Self::with(path, conn, KeyMaterial::Random, true).map(Some)
     }
 

@@ -242,6 +242,11 @@ impl<S: EventStore> LogPages<S> {
         }
     }
 
+    /// The store the pages are read from.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
     /// The next page in position order, or `None` at the end of the log.
     pub async fn next_page(&mut self) -> Result<Option<Vec<RecordedEvent>>, StoreError> {
         let page = match self.next.take() {
