@@ -1,7 +1,8 @@
 //! Load generator for `dealreg serve`: submissions per second and latency (p50, p99,
 //! p99.9) at 1, 64 and 256 requests in flight, next to two floors measured in the same
 //! run: a plain NATS echo responder answering the same payload size, and the same commands
-//! through the engine in-process (no NATS). The service runs in this process
+//! through the engine in-process (no NATS); and how long after each level's last reply
+//! every view had saved the log's head. The service runs in this process
 //! (`dealreg_nats::serve` on a SQLite file, as `dealreg serve` runs it) against a real
 //! nats-server on 127.0.0.1.
 //!
@@ -27,6 +28,7 @@ use dealreg_clock::ControlledClock;
 use dealreg_engine::{CommandEnvelope, Engine};
 use dealreg_nats::metrics::Metrics;
 use dealreg_nats::service::{ServeOptions, Stores};
+use dealreg_store::{CheckpointStore, EventStore, GlobalPosition};
 use dealreg_store_sqlite::{SqliteCheckpoints, SqliteStore};
 use futures_util::StreamExt;
 use serde_json::json;
@@ -197,10 +199,10 @@ fn main() {
             service_client,
             served_engine,
             Stores {
-                log: store,
+                log: store.clone(),
                 views: checkpoints.clone(),
                 fenced,
-                leases: checkpoints,
+                leases: checkpoints.clone(),
             },
             ServeOptions {
                 holder,
@@ -224,13 +226,14 @@ fn main() {
             payload.len()
         );
         println!(
-            "{:>9} | {:>28} | {:>28} | {:>28} | {:>10} | {:>10}",
+            "{:>9} | {:>28} | {:>28} | {:>28} | {:>10} | {:>10} | {:>13}",
             "in flight",
             "echo floor /s p50 p99 p999",
             "in-process /s p50 p99 p999",
             "over NATS /s p50 p99 p999",
             "÷in-proc",
-            "÷echo"
+            "÷echo",
+            "views after"
         );
         let row = |f: Figures| {
             format!(
@@ -302,14 +305,39 @@ fn main() {
                 })
                 .await
             };
+            // The views fold beside the commands: how long after the level's last reply
+            // every view had saved the log's head (they must keep up, not just the replies).
+            let caught_up = if views {
+                let head = *store.head().borrow();
+                let since = Instant::now();
+                loop {
+                    let mut behind = false;
+                    for name in dealreg_engine::registry::names::<SqliteStore, SqliteCheckpoints>() {
+                        let saved = checkpoints
+                            .load(name)
+                            .await
+                            .unwrap_or_else(|e| panic!("views: {e}"))
+                            .map_or(GlobalPosition::ORIGIN, |c| c.position);
+                        behind |= saved < head;
+                    }
+                    if !behind {
+                        break format!("{:.0} ms", since.elapsed().as_secs_f64() * 1000.0);
+                    }
+                    assert!(since.elapsed() < Duration::from_secs(120), "the views did not catch up");
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            } else {
+                "-".into()
+            };
             println!(
-                "{:>9} | {} | {} | {} | {:>10.2} | {:>10.2}",
+                "{:>9} | {} | {} | {} | {:>10.2} | {:>10.2} | {:>13}",
                 in_flight,
                 row(echo),
                 row(in_process),
                 row(over_nats),
                 over_nats.per_second / in_process.per_second,
-                over_nats.per_second / echo.per_second
+                over_nats.per_second / echo.per_second,
+                caught_up
             );
         }
         // Inside the service: the time from a request's arrival to its reply's encoding,
