@@ -288,95 +288,77 @@ enum Reader<'a, S> {
 /// Events a follower asks its tail for at a time.
 const TAIL_PAGE: usize = 4096;
 
-/// What the fold loop does after an event.
-enum Next {
-    Fold,
-    /// Report progress and consider a save along the way.
-    Checkpoint,
-    /// `how.stop_after` was reached: stop as a crash would.
-    Stop,
-}
-
 /// One run of the fold loop: what it folded and the save it may have in flight.
 struct Run {
     how: CatchUp,
     pending: PendingSave,
     folded: u64,
     last_save: Instant,
+    /// The log's head when the run started, for progress reports.
+    head: GlobalPosition,
 }
 
 impl Run {
-    fn new(how: CatchUp) -> Self {
+    fn new(how: CatchUp, head: GlobalPosition) -> Self {
         Run {
             how,
             pending: None,
             folded: 0,
             last_save: Instant::now(),
+            head,
         }
     }
 
-    fn fold<P: Projection>(
+    /// Folds the event at `at` and, every `how.checkpoint_every` events, reports progress
+    /// and starts a save along the way when one is due. `true` when `how.stop_after` was
+    /// reached: the run stops there as a crash would.
+    async fn fold<P: Projection, K: CheckpointStore>(
         &mut self,
+        checkpoints: &K,
         state: &mut P,
         position: &mut GlobalPosition,
         at: GlobalPosition,
         event: &dealreg_domain::Event,
-    ) -> Next {
+        progress: &mut impl FnMut(Progress),
+    ) -> Result<bool, ViewError> {
         state.apply(at.0, event);
         *position = at;
         self.folded += 1;
         if self.how.stop_after == Some(self.folded) {
-            Next::Stop
-        } else if self.folded.is_multiple_of(self.how.checkpoint_every.max(1)) {
-            Next::Checkpoint
-        } else {
-            Next::Fold
-        }
-    }
-
-    async fn checkpoint<P: Projection, K: CheckpointStore>(
-        &mut self,
-        checkpoints: &K,
-        state: &mut P,
-        position: GlobalPosition,
-    ) -> Result<(), ViewError> {
-        let idle = self.pending.as_ref().is_none_or(JoinHandle::is_finished);
-        let many =
-            idle && dealreg_projections::table::changed(&state.tables()) >= self.how.rows_per_save;
-        if many || self.last_save.elapsed() >= self.how.save_interval {
             finish(&mut self.pending).await?;
-            self.pending = start_save(checkpoints, position, state)?;
-            self.last_save = Instant::now();
+            return Ok(true);
         }
-        Ok(())
+        if self.folded.is_multiple_of(self.how.checkpoint_every.max(1)) {
+            let idle = self.pending.as_ref().is_none_or(JoinHandle::is_finished);
+            let many = idle
+                && dealreg_projections::table::changed(&state.tables()) >= self.how.rows_per_save;
+            if many || self.last_save.elapsed() >= self.how.save_interval {
+                finish(&mut self.pending).await?;
+                self.pending = start_save(checkpoints, *position, state)?;
+                self.last_save = Instant::now();
+            }
+            progress(Progress {
+                position: *position,
+                head: self.head,
+                events: self.folded,
+            });
+        }
+        Ok(false)
     }
 
-    /// Handles what `fold` said; `true` when the run must stop.
-    async fn after<P: Projection, K: CheckpointStore>(
-        &mut self,
-        next: Next,
-        checkpoints: &K,
-        state: &mut P,
+    /// Waits for the save in flight and reports where the run ended.
+    async fn finish(
+        mut self,
         position: GlobalPosition,
-        head: GlobalPosition,
         progress: &mut impl FnMut(Progress),
-    ) -> Result<bool, ViewError> {
-        match next {
-            Next::Fold => Ok(false),
-            Next::Stop => {
-                finish(&mut self.pending).await?;
-                Ok(true)
-            }
-            Next::Checkpoint => {
-                self.checkpoint(checkpoints, state, position).await?;
-                progress(Progress {
-                    position,
-                    head,
-                    events: self.folded,
-                });
-                Ok(false)
-            }
-        }
+    ) -> Result<(u64, bool), ViewError> {
+        finish(&mut self.pending).await?;
+        progress(Progress {
+            position,
+            head: self.head,
+            events: self.folded,
+        });
+        Ok((self.folded, false))
     }
 }
 
@@ -391,59 +373,43 @@ async fn advance<P: Projection, S: EventStore, K: CheckpointStore>(
     how: CatchUp,
     progress: &mut impl FnMut(Progress),
 ) -> Result<(u64, bool), ViewError> {
-    let mut run = Run::new(how);
     match reader {
         Reader::Pages(mut pages) => {
-            let head = *pages.store().head().borrow();
+            let mut run = Run::new(how, *pages.store().head().borrow());
             while let Some(page) = pages.next_page().await? {
                 for recorded in &page {
                     let event = decode_event(recorded)?;
-                    let next = run.fold(state, position, recorded.position, &event);
+                    let at = recorded.position;
                     if run
-                        .after(next, checkpoints, state, *position, head, progress)
+                        .fold(checkpoints, state, position, at, &event, progress)
                         .await?
                     {
                         return Ok((run.folded, true));
                     }
                 }
             }
-            finish_run(run, *position, head, progress).await
+            run.finish(*position, progress).await
         }
         Reader::Tail(tail) => {
-            let head = *tail.store().head().borrow();
+            let mut run = Run::new(how, *tail.store().head().borrow());
             loop {
                 let page = tail.read_after(*position, TAIL_PAGE).await?;
                 if page.is_empty() {
                     break;
                 }
                 for decoded in &page {
-                    let next = run.fold(state, position, decoded.position, &decoded.event);
+                    let (at, event) = (decoded.position, &decoded.event);
                     if run
-                        .after(next, checkpoints, state, *position, head, progress)
+                        .fold(checkpoints, state, position, at, event, progress)
                         .await?
                     {
                         return Ok((run.folded, true));
                     }
                 }
             }
-            finish_run(run, *position, head, progress).await
+            run.finish(*position, progress).await
         }
     }
-}
-
-async fn finish_run(
-    mut run: Run,
-    position: GlobalPosition,
-    head: GlobalPosition,
-    progress: &mut impl FnMut(Progress),
-) -> Result<(u64, bool), ViewError> {
-    finish(&mut run.pending).await?;
-    progress(Progress {
-        position,
-        head,
-        events: run.folded,
-    });
-    Ok((run.folded, false))
 }
 
 /// Forgets `P`'s checkpoint and folds the whole log again.
