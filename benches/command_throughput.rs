@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use dealreg_clock::ControlledClock;
 use dealreg_engine::Engine;
-use dealreg_store::EventStore;
+use dealreg_events::EventStore;
 use dealreg_store_sqlite::{SqliteOptions, SqliteStore};
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -37,15 +37,15 @@ fn env_usize(name: &str, default: usize) -> usize {
 /// The key vault contacts are sealed with: the store's file (`<store>-keys`) as `dealreg
 /// apply` and `serve` use it, unless `DEALREG_BENCH_VAULT=memory` (to see its cost).
 /// Every registration of the load names a new contact, so each one writes a new key.
-fn vault_for(db: &std::path::Path) -> Arc<dyn dealreg_store::KeyVault> {
+fn vault_for(db: &std::path::Path) -> Arc<dyn dealreg_vault::KeyVault> {
     if std::env::var("DEALREG_BENCH_VAULT").is_ok_and(|v| v == "memory") {
         println!("  (key vault in memory: DEALREG_BENCH_VAULT=memory)");
-        Arc::new(dealreg_store::MemoryVault::new(
-            dealreg_store::KeyMaterial::Random,
+        Arc::new(dealreg_vault::MemoryVault::new(
+            dealreg_vault::KeyMaterial::Random,
         ))
     } else {
         Arc::new(
-            dealreg_store_sqlite::SqliteVault::open(db, dealreg_store::KeyMaterial::Random)
+            dealreg_store_sqlite::SqliteVault::open(db, dealreg_vault::KeyMaterial::Random)
                 .unwrap_or_else(|e| panic!("vault: {e}")),
         )
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeZone, Utc};
 use dealreg_clock::ControlledClock;
 use dealreg_engine::{CommandEnvelope, Engine};
-use dealreg_store::EventStore;
+use dealreg_events::EventStore;
 use serde_json::json;
 use uuid::Uuid;
 

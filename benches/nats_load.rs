@@ -26,10 +26,11 @@ use std::time::{Duration, Instant};
 
 use dealreg_clock::ControlledClock;
 use dealreg_engine::{CommandEnvelope, Engine};
+use dealreg_events::{EventStore, GlobalPosition};
 use dealreg_nats::metrics::Metrics;
 use dealreg_nats::service::{ServeOptions, Stores};
-use dealreg_store::{CheckpointStore, EventStore, GlobalPosition};
 use dealreg_store_sqlite::{SqliteCheckpoints, SqliteStore};
+use dealreg_views::CheckpointStore;
 use futures_util::StreamExt;
 use serde_json::json;
 use uuid::Uuid;
@@ -128,7 +129,7 @@ async fn open_engine(
     .unwrap_or_else(|e| panic!("engine: {e}"))
     // As `dealreg serve` does: contacts sealed with the store's key vault file.
     .with_vault(Arc::new(
-        dealreg_store_sqlite::SqliteVault::open(path, dealreg_store::KeyMaterial::Random)
+        dealreg_store_sqlite::SqliteVault::open(path, dealreg_vault::KeyMaterial::Random)
             .unwrap_or_else(|e| panic!("vault: {e}")),
     ));
     (Arc::new(engine), store, checkpoints)

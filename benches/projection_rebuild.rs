@@ -35,9 +35,10 @@ use dealreg_domain::Event;
 use dealreg_engine::decode_event;
 use dealreg_engine::runner::{rebuild, CatchUp};
 use dealreg_engine::Engine;
+use dealreg_events::{EventStore, GlobalPosition, LogPages};
 use dealreg_projections::pipeline::Pipeline;
-use dealreg_store::{CheckpointStore, EventStore, GlobalPosition, LogPages};
 use dealreg_store_sqlite::{SqliteCheckpoints, SqliteStore};
+use dealreg_views::CheckpointStore;
 
 fn main() {
     allocator::tune();

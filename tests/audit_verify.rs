@@ -9,7 +9,7 @@ use support::dealreg;
 
 use std::path::PathBuf;
 
-use dealreg_store::chain::{event_hash, log_hash, GENESIS_HASH};
+use dealreg_events::chain::{event_hash, log_hash, GENESIS_HASH};
 use rusqlite::{params, Connection};
 
 struct Audited {

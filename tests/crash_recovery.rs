@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
-use dealreg_store::{EventStore, GlobalPosition};
+use dealreg_events::{EventStore, GlobalPosition};
 use dealreg_store_sqlite::SqliteStore;
 use serde_json::{json, Value};
 use support::*;
@@ -139,7 +139,7 @@ async fn sigkill_mid_stream_loses_nothing_acknowledged_and_leaves_no_partial_com
         "the log holds at least what was acknowledged"
     );
 
-    let report = dealreg_store::chain::verify_log(&store)
+    let report = dealreg_events::chain::verify_log(&store)
         .await
         .expect("verify");
     assert!(

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use dealreg_clock::ControlledClock;
 use dealreg_engine::Engine;
-use dealreg_store::{EventStore, GlobalPosition};
+use dealreg_events::{EventStore, GlobalPosition};
 use dealreg_store_sqlite::SqliteStore;
 use support::*;
 use uuid::Uuid;
@@ -164,7 +164,7 @@ async fn sixteen_racing_partners_end_with_exactly_one_protected_registration() {
         approvals, 1,
         "the log holds one approval for the product line"
     );
-    let report = dealreg_store::chain::verify_log(&store)
+    let report = dealreg_events::chain::verify_log(&store)
         .await
         .expect("verify");
     assert!(

@@ -5,8 +5,8 @@ mod support;
 
 use dealreg_clock::ControlledClock;
 use dealreg_engine::Engine;
-use dealreg_store::memory::MemoryStore;
-use dealreg_store::{EventStore, GlobalPosition};
+use dealreg_events::memory::MemoryStore;
+use dealreg_events::{EventStore, GlobalPosition};
 use dealreg_store_sqlite::SqliteStore;
 use support::*;
 use uuid::Uuid;

@@ -7,9 +7,10 @@ mod support;
 use dealreg_clock::ControlledClock;
 use dealreg_domain::{Boundary, PartnerId, RegistrationStatus, State};
 use dealreg_engine::{reactor, Engine};
-use dealreg_store::memory::MemoryStore;
-use dealreg_store::{EventStore, GlobalPosition, MemoryCheckpoints};
+use dealreg_events::memory::MemoryStore;
+use dealreg_events::{EventStore, GlobalPosition};
 use dealreg_store_sqlite::{SqliteCheckpoints, SqliteStore};
+use dealreg_views::MemoryCheckpoints;
 use serde_json::{json, Value};
 use support::*;
 use uuid::Uuid;
@@ -172,7 +173,7 @@ async fn offboard_with_open_registrations<S: EventStore + Clone>(
     (partner, registrations)
 }
 
-async fn events<S: EventStore>(store: &S) -> Vec<dealreg_store::RecordedEvent> {
+async fn events<S: EventStore>(store: &S) -> Vec<dealreg_events::RecordedEvent> {
     store
         .read_all(GlobalPosition::ORIGIN, 100_000)
         .await

@@ -13,9 +13,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use dealreg_clock::ControlledClock;
 use dealreg_engine::runner::{catch_up, CatchUp};
 use dealreg_engine::{Engine, ReplyLine};
+use dealreg_events::memory::MemoryStore;
+use dealreg_events::{EventStore, GlobalPosition};
 use dealreg_projections::pipeline::Pipeline;
-use dealreg_store::memory::MemoryStore;
-use dealreg_store::{EventStore, GlobalPosition, MemoryCheckpoints};
+use dealreg_views::MemoryCheckpoints;
 use serde_json::{json, Value};
 use support::*;
 use uuid::Uuid;
@@ -184,8 +185,8 @@ async fn nothing_a_partner_receives_in_the_demo_leaks_vendor_data_or_other_partn
     let store = MemoryStore::new();
     let checkpoints = MemoryCheckpoints::new();
     let mut replies: Vec<(String, Value)> = Vec::new();
-    let vault = std::sync::Arc::new(dealreg_store::MemoryVault::new(
-        dealreg_store::KeyMaterial::Seeded(42),
+    let vault = std::sync::Arc::new(dealreg_vault::MemoryVault::new(
+        dealreg_vault::KeyMaterial::Seeded(42),
     ));
     let run = dealreg_demo::run_observed(
         store.clone(),

@@ -8,8 +8,9 @@ use support::demo_store;
 
 use dealreg_engine::runner::{self, CatchUp, CaughtUp};
 use dealreg_engine::tail::LogTail;
-use dealreg_store::{CheckpointStore, EventStore, GlobalPosition, LogPages};
+use dealreg_events::{EventStore, GlobalPosition, LogPages};
 use dealreg_store_sqlite::SqliteCheckpoints;
+use dealreg_views::CheckpointStore;
 
 /// Tests save at every checkpoint, however fast they run.
 async fn catch_up<P: Projection, S: EventStore, K: CheckpointStore>(
@@ -218,12 +219,12 @@ async fn a_state_saved_by_another_fold_version_is_rebuilt_not_served() {
     views
         .save_rows(
             Ledger::NAME,
-            dealreg_store::Checkpoint {
+            dealreg_views::Checkpoint {
                 position: current.position,
                 version: Ledger::VERSION - 1,
                 state: serde_json::to_vec(&Ledger::default()).expect("json"),
             },
-            vec![dealreg_store::RowWrite {
+            vec![dealreg_views::RowWrite {
                 key: "entry/not-a-number".into(),
                 scope: None,
                 row: Some(b"{}".to_vec()),

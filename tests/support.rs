@@ -4,7 +4,7 @@
 use chrono::{DateTime, TimeZone, Utc};
 use dealreg_clock::ControlledClock;
 use dealreg_engine::{CommandEnvelope, Engine, Reply};
-use dealreg_store::EventStore;
+use dealreg_events::EventStore;
 use serde_json::{json, Value};
 use uuid::Uuid;
 

@@ -9,8 +9,8 @@ use std::process::{Command, Stdio};
 
 use dealreg_clock::ControlledClock;
 use dealreg_engine::Engine;
-use dealreg_store::memory::MemoryStore;
-use dealreg_store::{EventStore, GlobalPosition};
+use dealreg_events::memory::MemoryStore;
+use dealreg_events::{EventStore, GlobalPosition};
 use serde_json::{json, Value};
 use support::*;
 use uuid::Uuid;

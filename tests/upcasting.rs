@@ -10,8 +10,8 @@ mod support;
 use dealreg_clock::ControlledClock;
 use dealreg_domain::{Event, Policy};
 use dealreg_engine::{decode_event, Engine, EVENT_SCHEMA_VERSION};
-use dealreg_store::memory::MemoryStore;
-use dealreg_store::{
+use dealreg_events::memory::MemoryStore;
+use dealreg_events::{
     AppendRequest, EventStore, ExpectedVersion, GlobalPosition, NewEvent, StreamWrite,
 };
 use serde_json::{json, Value};

@@ -20,8 +20,10 @@ use dealreg_domain::Policy;
 use dealreg_engine::reactor::ReactorError;
 use dealreg_engine::runner::ViewError;
 use dealreg_engine::{Engine, EngineError};
-use dealreg_store::chain::verify_log;
-use dealreg_store::{CheckpointStore, EventStore, KeyMaterial, KeyVault, MemoryVault, StoreError};
+use dealreg_events::chain::verify_log;
+use dealreg_events::{EventStore, StoreError};
+use dealreg_vault::{KeyMaterial, KeyVault, MemoryVault};
+use dealreg_views::CheckpointStore;
 use std::sync::Arc;
 
 pub use story::{Observer, StoryReport, DAYS};

@@ -25,8 +25,9 @@ use dealreg_domain::{
 };
 use dealreg_engine::runner::{self, CatchUp};
 use dealreg_engine::{reactor, timekeeper, Engine, ReplyLine};
+use dealreg_events::EventStore;
 use dealreg_projections::deadlines::Deadlines;
-use dealreg_store::{CheckpointStore, EventStore};
+use dealreg_views::CheckpointStore;
 use serde_json::{json, Value};
 use uuid::Uuid;
 

@@ -8,13 +8,14 @@ use std::fmt::Write;
 use dealreg_domain::{Currency, Event, Money, Motion, PartnerId, RegistrationStatus};
 use dealreg_engine::decode_event;
 use dealreg_engine::runner::{self, CatchUp};
+use dealreg_events::chain::ChainReport;
+use dealreg_events::{EventStore, GlobalPosition, LogPages};
 use dealreg_projections::conflicts::{ConflictFlags, FlagStatus};
 use dealreg_projections::ledger::{EntryKind, Ledger};
 use dealreg_projections::metrics::ProgramMetrics;
 use dealreg_projections::pipeline::Pipeline;
 use dealreg_projections::text::{self, word};
-use dealreg_store::chain::ChainReport;
-use dealreg_store::{CheckpointStore, EventStore, GlobalPosition, LogPages};
+use dealreg_views::CheckpointStore;
 
 use crate::story::StoryReport;
 use crate::DemoError;

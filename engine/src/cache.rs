@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use dealreg_domain::{evolve, Event, State};
-use dealreg_store::StreamRevision;
+use dealreg_events::StreamRevision;
 
 use crate::engine::Loaded;
 

@@ -10,7 +10,7 @@
 use chrono::{DateTime, Utc};
 use dealreg_domain::ids::normalise_product_line;
 use dealreg_domain::{Actor, Event};
-use dealreg_store::RecordedEvent;
+use dealreg_events::RecordedEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;

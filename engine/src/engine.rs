@@ -25,10 +25,11 @@ use dealreg_domain::{
     decide, evolve, partners_needed, Actor, Boundary, Command, Context, DomainError, Event,
     PartnerId, Partners, Policy, State,
 };
-use dealreg_store::{
-    AppendOutcome, AppendRequest, EventStore, ExpectedVersion, Idempotency, KeyMaterial, KeyVault,
-    MemoryVault, NewEvent, PersonKey, StoreError, StreamRevision, StreamWrite, VaultError,
+use dealreg_events::{
+    AppendOutcome, AppendRequest, EventStore, ExpectedVersion, Idempotency, NewEvent, StoreError,
+    StreamRevision, StreamWrite,
 };
+use dealreg_vault::{KeyMaterial, KeyVault, MemoryVault, PersonKey, VaultError};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 

@@ -13,7 +13,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use dealreg_domain::{
     AccountKey, DealKind, DomainError, Event, Motion, PartnerId, RegistrationId, RejectionCode,
 };
-use dealreg_store::GlobalPosition;
+use dealreg_events::GlobalPosition;
 use serde::{Deserialize, Serialize};
 
 use crate::reply::Reply;

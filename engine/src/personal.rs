@@ -19,8 +19,8 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use dealreg_domain::values::{Contact, ContactOnRecord, ErasedContact, SealedContact};
 use dealreg_domain::Event;
-use dealreg_store::hex::{decode as from_hex, encode as to_hex};
-use dealreg_store::{normalise_email, KeyVault, PersonKey, VaultError};
+use dealreg_events::hex::{decode as from_hex, encode as to_hex};
+use dealreg_vault::{normalise_email, KeyVault, PersonKey, VaultError};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -174,7 +174,7 @@ pub fn reveal(event: &mut Event, vault: &dyn KeyVault) -> Result<(), VaultError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dealreg_store::{KeyMaterial, MemoryVault};
+    use dealreg_vault::{KeyMaterial, MemoryVault};
 
     fn contact() -> Contact {
         Contact {

@@ -14,9 +14,8 @@ use std::time::{Duration, Instant};
 use dealreg_clock::Clock;
 use dealreg_domain::command::ReleaseRegistration;
 use dealreg_domain::{Actor, Command, Event};
-use dealreg_store::{
-    Checkpoint, CheckpointStore, EventStore, GlobalPosition, LogPages, StoreError,
-};
+use dealreg_events::{EventStore, GlobalPosition, LogPages, StoreError};
+use dealreg_views::{Checkpoint, CheckpointStore};
 
 use crate::codec::decode_event;
 use crate::engine::{Engine, EngineError, Executed};

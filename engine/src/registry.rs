@@ -9,13 +9,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use dealreg_events::{EventStore, GlobalPosition};
 use dealreg_projections::conflicts::ConflictFlags;
 use dealreg_projections::deadlines::Deadlines;
 use dealreg_projections::ledger::Ledger;
 use dealreg_projections::metrics::ProgramMetrics;
 use dealreg_projections::pipeline::Pipeline;
 use dealreg_projections::Projection;
-use dealreg_store::{CheckpointStore, EventStore, GlobalPosition};
+use dealreg_views::CheckpointStore;
 
 use crate::runner::{self, CatchUp, Progress, ViewError};
 use crate::tail::LogTail;

@@ -5,7 +5,7 @@
 //! that true by construction.
 
 use dealreg_domain::{DomainError, Event};
-use dealreg_store::{GlobalPosition, StreamRevision};
+use dealreg_events::{GlobalPosition, StreamRevision};
 use serde::{Deserialize, Serialize};
 
 use crate::envelope::InputError;

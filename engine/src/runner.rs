@@ -13,11 +13,10 @@
 
 use std::time::{Duration, Instant};
 
+use dealreg_events::{EventStore, GlobalPosition, LogPages, StoreError};
 use dealreg_projections::table::TakenRow;
 use dealreg_projections::Projection;
-use dealreg_store::{
-    Checkpoint, CheckpointStore, EventStore, GlobalPosition, LogPages, RowWrite, StoreError,
-};
+use dealreg_views::{Checkpoint, CheckpointStore, RowWrite};
 use tokio::task::JoinHandle;
 
 use crate::codec::decode_event;

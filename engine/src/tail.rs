@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dealreg_domain::Event;
-use dealreg_store::{EventStore, GlobalPosition};
+use dealreg_events::{EventStore, GlobalPosition};
 
 use crate::codec::decode_event;
 use crate::engine::EngineError;
@@ -164,8 +164,8 @@ impl<S: EventStore> LogTail<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dealreg_store::memory::MemoryStore;
-    use dealreg_store::{AppendRequest, ExpectedVersion, NewEvent, StreamWrite};
+    use dealreg_events::memory::MemoryStore;
+    use dealreg_events::{AppendRequest, ExpectedVersion, NewEvent, StreamWrite};
 
     fn offboarded(n: usize) -> NewEvent {
         let event = Event::PartnerOffboarded {

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use dealreg_clock::Clock;
 use dealreg_domain::command::*;
 use dealreg_domain::{Actor, Command, ConflictSla};
+use dealreg_events::EventStore;
 use dealreg_projections::deadlines::{Deadline, DeadlineKind, Deadlines};
-use dealreg_store::EventStore;
 
 use crate::engine::{Engine, EngineError, Executed};
 use crate::envelope::CommandEnvelope;

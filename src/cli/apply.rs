@@ -21,7 +21,7 @@ use dealreg_domain::Policy;
 use dealreg_engine::envelope::MAX_COMMAND_BYTES;
 use dealreg_engine::tail::LogTail;
 use dealreg_engine::{reactor, Engine, RefusalBody, ReplyLine};
-use dealreg_store::EventStore;
+use dealreg_events::EventStore;
 
 /// How often the reactor looks for appends by other processes.
 const REACTOR_POLL: Duration = Duration::from_millis(500);
@@ -57,7 +57,7 @@ pub async fn run(
             .with_cache_limit(state_cache_bytes)
             .with_vault(super::store::vault(
                 store_path,
-                dealreg_store::KeyMaterial::Random,
+                dealreg_vault::KeyMaterial::Random,
             )?),
     );
     // Follow-ups (an offboarded partner's releases) run beside the commands, off each

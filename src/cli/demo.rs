@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use dealreg_demo::DEMO_MARK;
-use dealreg_store::{EventStore, GlobalPosition};
+use dealreg_events::{EventStore, GlobalPosition};
 use dealreg_store_sqlite::{OpenError, SqliteStore};
 
 pub async fn run(path: &Path, force: bool, seed: u64) -> Result<ExitCode, String> {
@@ -12,7 +12,7 @@ pub async fn run(path: &Path, force: bool, seed: u64) -> Result<ExitCode, String
     let (store, checkpoints) = super::store::create_or_open(path)?;
     // The demo's people are invented and its log must be the same bytes on every run:
     // its vault derives keys from the seed (never do that for real people).
-    let vault = super::store::vault(path, dealreg_store::KeyMaterial::Seeded(seed))?;
+    let vault = super::store::vault(path, dealreg_vault::KeyMaterial::Seeded(seed))?;
     let run = dealreg_demo::run_in(store, &checkpoints, seed, vault)
         .await
         .map_err(|e| format!("the demo stopped: {e}"))?;

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use dealreg_engine::{decode_event, personal};
-use dealreg_store::{GlobalPosition, LogPages, RecordedEvent};
+use dealreg_events::{GlobalPosition, LogPages, RecordedEvent};
 use serde::Serialize;
 
 /// One printed line: the stored event with its payload and metadata as JSON, not bytes.

@@ -14,10 +14,9 @@ use chrono::Utc;
 use dealreg_domain::values::ContactOnRecord;
 use dealreg_domain::Event;
 use dealreg_engine::{decode_event, personal};
-use dealreg_store::{
-    normalise_email, GlobalPosition, KeyMaterial, KeyVault, LogPages, MemoryVault,
-};
+use dealreg_events::{GlobalPosition, LogPages};
 use dealreg_store_sqlite::vault_path;
+use dealreg_vault::{normalise_email, KeyMaterial, KeyVault, MemoryVault};
 use serde::Serialize;
 
 /// What `forget` did, printed as one JSON line (and a sentence on stderr).

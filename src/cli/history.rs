@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use dealreg_domain::AccountKey;
 use dealreg_engine::{decode_event, EventMetadata};
-use dealreg_store::{GlobalPosition, LogPages};
+use dealreg_events::{GlobalPosition, LogPages};
 use serde::Serialize;
 
 /// Whose history.

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use dealreg_engine::EventMetadata;
-use dealreg_store::{
+use dealreg_events::{
     AppendOutcome, AppendRequest, EventStore, ExpectedVersion, Idempotency, NewEvent, StreamWrite,
 };
 use dealreg_store_sqlite::audit::{self, ExportLine};
@@ -186,7 +186,7 @@ pub async fn import(path: &Path, file: &Path) -> Result<ExitCode, String> {
     }
     // Every hash is the store's own now: it must be the export's.
     let stored = store
-        .read_all(dealreg_store::GlobalPosition::ORIGIN, events.len() + 1)
+        .read_all(dealreg_events::GlobalPosition::ORIGIN, events.len() + 1)
         .await
         .map_err(|e| e.to_string())?;
     for (event, recorded) in events.iter().zip(&stored) {

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use dealreg_engine::registry;
 use dealreg_engine::runner::{CatchUp, Progress};
-use dealreg_store::EventStore;
+use dealreg_events::EventStore;
 use dealreg_store_sqlite::{SqliteCheckpoints, SqliteStore};
 
 /// A one-line progress bar on stderr.

@@ -202,7 +202,7 @@ pub async fn run(path: &Path, args: ServeArgs) -> Result<ExitCode, String> {
             .with_cache_limit(args.state_cache_mib << 20)
             .with_vault(super::store::vault(
                 path,
-                dealreg_store::KeyMaterial::Random,
+                dealreg_vault::KeyMaterial::Random,
             )?),
     );
     let metrics = Arc::new(Metrics::default());

@@ -74,7 +74,7 @@ fn max_pages() -> Result<Option<u64>, String> {
 /// job that executes commands seals contacts with it.
 pub fn vault(
     path: &Path,
-    material: dealreg_store::KeyMaterial,
+    material: dealreg_vault::KeyMaterial,
 ) -> Result<std::sync::Arc<SqliteVault>, String> {
     SqliteVault::open(path, material)
         .map(std::sync::Arc::new)

@@ -17,7 +17,7 @@ pub async fn run(path: &Path, at: Option<DateTime<Utc>>) -> Result<ExitCode, Str
         .map_err(|e| e.to_string())?
         .with_vault(super::store::vault(
             path,
-            dealreg_store::KeyMaterial::Random,
+            dealreg_vault::KeyMaterial::Random,
         )?);
     // A run of the timekeeper also finishes follow-ups a crashed process left.
     reactor::catch_up(&engine, &checkpoints)

@@ -1,10 +1,10 @@
 //! `dealreg verify`: walks the whole log and checks every stream's hash chain, with the
-//! store's one chain check ([`dealreg_store::chain::verify_log`]).
+//! store's one chain check ([`dealreg_events::chain::verify_log`]).
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use dealreg_store::chain::verify_log;
+use dealreg_events::chain::verify_log;
 
 pub async fn run(path: &Path) -> Result<ExitCode, String> {
     let store = super::store::open_read(path)?;

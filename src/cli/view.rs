@@ -113,7 +113,7 @@ pub async fn fold_as_of(
     progress: bool,
     mut apply: impl FnMut(u64, &dealreg_domain::Event),
 ) -> Result<(u64, u64), String> {
-    use dealreg_store::EventStore;
+    use dealreg_events::EventStore;
     let store = super::store::open_read(path)?;
     let head = store.head().borrow().0;
     let end = match as_of {
@@ -124,7 +124,7 @@ pub async fn fold_as_of(
     let mut folded = 0u64;
     let mut shown = 0u64;
     let mut pages =
-        dealreg_store::LogPages::new(&store, dealreg_store::GlobalPosition::ORIGIN, 4096);
+        dealreg_events::LogPages::new(&store, dealreg_events::GlobalPosition::ORIGIN, 4096);
     'log: while let Some(page) = pages.next_page().await.map_err(|e| e.to_string())? {
         for recorded in &page {
             if let AsOf::Position(until) = as_of {

@@ -13,7 +13,7 @@ use async_nats::{Client, HeaderMap, Message};
 use bytes::Bytes;
 use dealreg_clock::Clock;
 use dealreg_engine::{CommandEnvelope, Engine, InputError, InputErrorCode, ReplyLine};
-use dealreg_store::EventStore;
+use dealreg_events::EventStore;
 use tracing::Instrument;
 
 use crate::metrics::Metrics;

@@ -16,8 +16,9 @@ use std::collections::{BTreeMap, HashMap};
 use async_nats::jetstream;
 use async_nats::HeaderMap;
 use bytes::Bytes;
+use dealreg_events::StoreError;
 use dealreg_projections::pipeline::{PartnerRow, VendorRow};
-use dealreg_store::{CheckpointStore, FeedEntry, StoreError};
+use dealreg_views::{CheckpointStore, FeedEntry};
 use serde::{Deserialize, Serialize};
 
 use crate::subject;

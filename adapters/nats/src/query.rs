@@ -15,13 +15,14 @@ use std::time::{Duration, Instant};
 
 use dealreg_domain::{AccountKey, PartnerId, RegistrationId};
 use dealreg_engine::{decode_event, personal, PartnerEvent, RefusalBody};
+use dealreg_events::{EventStore, GlobalPosition, StoreError, StreamRevision};
 use dealreg_projections::conflicts::ConflictFlags;
 use dealreg_projections::ledger::Ledger;
 use dealreg_projections::metrics::ProgramMetrics;
 use dealreg_projections::pipeline::{Pipeline, VendorRow};
 use dealreg_projections::Projection;
-use dealreg_store::KeyVault;
-use dealreg_store::{CheckpointStore, EventStore, GlobalPosition, StoreError, StreamRevision};
+use dealreg_vault::KeyVault;
+use dealreg_views::CheckpointStore;
 use serde::{Deserialize, Serialize};
 
 use crate::subject::Asker;

@@ -22,8 +22,9 @@ use dealreg_engine::registry;
 use dealreg_engine::runner;
 use dealreg_engine::tail::LogTail;
 use dealreg_engine::{reactor, timekeeper, Engine};
+use dealreg_events::{EventStore, GlobalPosition};
 use dealreg_projections::deadlines::Deadlines;
-use dealreg_store::{CheckpointStore, EventStore, GlobalPosition, Leases};
+use dealreg_views::{CheckpointStore, Leases};
 use futures_util::{future, stream, StreamExt};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -265,7 +266,7 @@ async fn answer_query<S: EventStore, K: CheckpointStore>(
     client: &Client,
     log: &S,
     views: &K,
-    vault: &dyn dealreg_store::KeyVault,
+    vault: &dyn dealreg_vault::KeyVault,
     metrics: &Metrics,
     request: async_nats::service::Request,
 ) {

@@ -16,8 +16,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
-use dealreg_store::chain::{event_hash, log_hash, GENESIS_HASH};
-use dealreg_store::hex::{decode as unhex, encode as hex};
+use dealreg_events::chain::{event_hash, log_hash, GENESIS_HASH};
+use dealreg_events::hex::{decode as unhex, encode as hex};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde::{Deserialize, Serialize};

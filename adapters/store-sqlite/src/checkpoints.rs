@@ -22,10 +22,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use dealreg_store::{
-    Checkpoint, CheckpointStore, FeedEntry, GlobalPosition, Leases, RowWrite, RowsAt, StoreError,
-    StoredRow,
-};
+use dealreg_events::{GlobalPosition, StoreError};
+use dealreg_views::{Checkpoint, CheckpointStore, FeedEntry, Leases, RowWrite, RowsAt, StoredRow};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::open::{self, SqliteOptions};

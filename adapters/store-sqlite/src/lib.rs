@@ -34,8 +34,8 @@ use std::thread::JoinHandle;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::{oneshot, watch};
 
-use dealreg_store::chain::{event_hash, log_hash, GENESIS_HASH};
-use dealreg_store::{
+use dealreg_events::chain::{event_hash, log_hash, GENESIS_HASH};
+use dealreg_events::{
     check_expected, validate, AppendOutcome, AppendRequest, EventStore, GlobalPosition,
     RecordedEvent, StoreError, StreamRevision, WriteOutcome,
 };
@@ -757,7 +757,7 @@ fn committed(
     request: &AppendRequest,
     outcome: &AppendOutcome,
 ) -> Result<bool, String> {
-    let key_recorded = |idem: &dealreg_store::Idempotency| {
+    let key_recorded = |idem: &dealreg_events::Idempotency| {
         conn.query_row(
             "SELECT fingerprint FROM idempotency WHERE key = ?1",
             params![idem.key],
@@ -944,8 +944,8 @@ fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dealreg_store::conformance::event;
-    use dealreg_store::{ExpectedVersion, StreamWrite};
+    use dealreg_events::conformance::event;
+    use dealreg_events::{ExpectedVersion, StreamWrite};
 
     fn job(stream: &str, n: usize) -> Job {
         let (reply, _) = oneshot::channel();

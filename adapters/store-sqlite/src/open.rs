@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 
-use dealreg_store::StoreError;
+use dealreg_events::StoreError;
 
 use crate::SCHEMA;
 
@@ -456,10 +456,10 @@ fn migrate_log_chain(conn: &Connection) -> rusqlite::Result<()> {
             .prepare("SELECT position, hash FROM events ORDER BY position")?
             .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;
-        let mut prev = dealreg_store::chain::GENESIS_HASH.to_string();
+        let mut prev = dealreg_events::chain::GENESIS_HASH.to_string();
         let mut update = conn.prepare("UPDATE events SET log_hash = ?1 WHERE position = ?2")?;
         for (position, hash) in &events {
-            prev = dealreg_store::chain::log_hash(&prev, *position as u64, hash);
+            prev = dealreg_events::chain::log_hash(&prev, *position as u64, hash);
             update.execute(rusqlite::params![prev, position])?;
         }
         if let Some((position, _)) = events.last() {

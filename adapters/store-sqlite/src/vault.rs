@@ -27,7 +27,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use dealreg_store::{normalise_email, KeyMaterial, KeyVault, PersonKey, VaultError};
+use dealreg_vault::{normalise_email, KeyMaterial, KeyVault, PersonKey, VaultError};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use uuid::Uuid;
 

@@ -1,14 +1,14 @@
 use std::sync::Arc;
 
-use dealreg_store::conformance::{event, run_all};
-use dealreg_store::{
+use dealreg_events::conformance::{event, run_all};
+use dealreg_events::{
     AppendRequest, EventStore, ExpectedVersion, GlobalPosition, StoreError, StreamWrite,
 };
 use dealreg_store_sqlite::SqliteStore;
 
 /// A checkpoint with an empty meta, as the checkpoint tests save.
-fn empty_meta(position: u64, version: u32) -> dealreg_store::Checkpoint {
-    dealreg_store::Checkpoint {
+fn empty_meta(position: u64, version: u32) -> dealreg_views::Checkpoint {
+    dealreg_views::Checkpoint {
         position: GlobalPosition(position),
         version,
         state: b"{}".to_vec(),
@@ -57,7 +57,7 @@ async fn events_and_chains_survive_close_and_reopen() {
         .await
         .expect("read");
     assert_eq!(events.len(), 20);
-    dealreg_store::chain::verify_stream(&events).expect("chain intact after reopen");
+    dealreg_events::chain::verify_stream(&events).expect("chain intact after reopen");
     assert_eq!(
         *store.head().borrow(),
         events[19].position,
@@ -72,7 +72,7 @@ async fn events_and_chains_survive_close_and_reopen() {
         .await
         .expect("append after reopen");
     assert_eq!(next.writes[0].revisions, vec![20]);
-    dealreg_store::chain::verify_stream(
+    dealreg_events::chain::verify_stream(
         &store
             .read_stream("account-reopen.example", 0, 100)
             .await
@@ -157,7 +157,7 @@ async fn exactly_one_concurrent_writer_wins_each_round() {
 /// failed appends again, none of them a duplicate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_store_answers_every_append_with_the_truth() {
-    use dealreg_store::Idempotency;
+    use dealreg_events::Idempotency;
     use dealreg_store_sqlite::SqliteOptions;
 
     let dir = tempfile::tempdir().expect("temp dir");
@@ -259,7 +259,7 @@ async fn a_full_store_answers_every_append_with_the_truth() {
         "full store: {ok} answered Ok, {} Err; {stats:?}",
         failed.len()
     );
-    dealreg_store::chain::verify_log(&store)
+    dealreg_events::chain::verify_log(&store)
         .await
         .map(|report| assert!(report.breaks.is_empty(), "{:?}", report.breaks))
         .expect("verify");
@@ -383,7 +383,7 @@ async fn every_acknowledged_append_is_covered_by_a_durable_commit() {
 async fn sqlite_checkpoints_pass_the_checkpoint_suite() {
     let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
     let counter = std::sync::atomic::AtomicUsize::new(0);
-    dealreg_store::conformance::checkpoints_all(|| {
+    dealreg_views::conformance::checkpoints_all(|| {
         let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let path = dir.path().join(format!("checkpoints-{n}.db"));
         async move {
@@ -399,7 +399,7 @@ async fn sqlite_leases_are_exclusive_until_they_expire() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("leases.db");
     SqliteStore::open(&path).expect("open store");
-    dealreg_store::conformance::leases_are_exclusive_until_they_expire(
+    dealreg_views::conformance::leases_are_exclusive_until_they_expire(
         dealreg_store_sqlite::SqliteCheckpoints::open(&path).expect("open checkpoints"),
     )
     .await;
@@ -409,7 +409,7 @@ async fn sqlite_leases_are_exclusive_until_they_expire() {
 /// refused and writes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_save_fenced_by_a_lost_lease_writes_nothing() {
-    use dealreg_store::{CheckpointStore, Leases, RowWrite};
+    use dealreg_views::{CheckpointStore, Leases, RowWrite};
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("fence.db");
     SqliteStore::open(&path).expect("open store");
@@ -456,7 +456,7 @@ async fn a_save_fenced_by_a_lost_lease_writes_nothing() {
 /// so the next fold rebuilds them; nothing of the old rows is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn views_of_the_one_table_layout_are_dropped_for_a_rebuild() {
-    use dealreg_store::{CheckpointStore, RowWrite};
+    use dealreg_views::{CheckpointStore, RowWrite};
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("old.db");
     SqliteStore::open(&path).expect("open store");
@@ -532,7 +532,7 @@ async fn views_of_the_one_table_layout_are_dropped_for_a_rebuild() {
 /// read as SQL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn view_names_of_any_characters_keep_their_rows_apart() {
-    use dealreg_store::{CheckpointStore, Leases, RowWrite};
+    use dealreg_views::{CheckpointStore, Leases, RowWrite};
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("names.db");
     SqliteStore::open(&path).expect("open store");
@@ -590,7 +590,7 @@ async fn view_names_of_any_characters_keep_their_rows_apart() {
 /// checkpoint off and no checkpointer, only its WAL would).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_views_wal_is_copied_into_the_file_after_saves() {
-    use dealreg_store::{CheckpointStore, RowWrite};
+    use dealreg_views::{CheckpointStore, RowWrite};
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("wal.db");
     SqliteStore::open(&path).expect("open store");
@@ -646,7 +646,7 @@ async fn the_views_wal_is_copied_into_the_file_after_saves() {
 /// save and every read see only new rows, and the old table is gone soon after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reset_view_serves_only_new_rows_and_its_old_table_is_dropped() {
-    use dealreg_store::{CheckpointStore, RowWrite};
+    use dealreg_views::{CheckpointStore, RowWrite};
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("reset.db");
     SqliteStore::open(&path).expect("open store");
@@ -708,7 +708,7 @@ async fn a_reset_view_serves_only_new_rows_and_its_old_table_is_dropped() {
 /// handle (not in bulk) builds it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebuild_builds_the_scope_index_once_it_has_caught_up() {
-    use dealreg_store::{CheckpointStore, RowWrite};
+    use dealreg_views::{CheckpointStore, RowWrite};
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("bulk.db");
     SqliteStore::open(&path).expect("open store");

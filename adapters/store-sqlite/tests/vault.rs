@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use dealreg_store::{KeyMaterial, KeyVault};
 use dealreg_store_sqlite::{vault_path, SqliteVault};
+use dealreg_vault::{KeyMaterial, KeyVault};
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)

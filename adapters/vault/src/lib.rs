@@ -2,7 +2,7 @@
 //! the log so that destroying a key erases that person's data from every event, export and
 //! backup of the log without changing a byte of it (crypto-shredding).
 //!
-//! Why a trait of its own, beside [`crate::EventStore`]: the keys must *not* live where the
+//! Why a trait of its own, beside the event store: the keys must *not* live where the
 //! events live. A copy of the store (a backup, an auditor's file, an export) carries the
 //! ciphertext only; whoever holds the vault can read it, and after `forget` nobody can.
 //! A person is known by their e-mail address (trimmed, lower case); the vault gives each

@@ -18,24 +18,18 @@
 //!   auditor can prove that nothing was altered, inserted or removed ([`chain`]).
 
 pub mod chain;
-pub mod checkpoint;
 pub mod conformance;
 pub mod hex;
 pub mod memory;
 mod rules;
 pub mod subscription;
-pub mod vault;
 
 use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-pub use checkpoint::{
-    Checkpoint, CheckpointStore, FeedEntry, Leases, MemoryCheckpoints, RowWrite, RowsAt, StoredRow,
-};
 pub use subscription::Subscription;
-pub use vault::{normalise_email, KeyMaterial, KeyVault, MemoryVault, PersonKey, VaultError};
 
 /// The append rules every backend applies identically (backends outside this crate use
 /// them too, so that all of them refuse the same requests the same way).

@@ -14,7 +14,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::{GlobalPosition, StoreError};
+pub mod conformance;
+
+use dealreg_events::{GlobalPosition, StoreError};
 
 /// A saved read model: the state's bytes, the position it covers, and the version of the
 /// fold that wrote it (a fold of another version must not serve it).
