@@ -78,7 +78,11 @@ fn main() {
         );
         let partners = load::onboard_partners(&engine, partner_count).await;
         let setup = store.stats();
-        let before = store.head().borrow().0;
+        let before = store
+            .last_position()
+            .await
+            .unwrap_or_else(|e| panic!("head: {e}"))
+            .commit();
         let semaphore = Arc::new(tokio::sync::Semaphore::new(in_flight));
         let start = Instant::now();
         let mut tasks = Vec::with_capacity(registrations);
@@ -94,14 +98,20 @@ fn main() {
                 load::register_and_approve(engine, partner, n).await
             }));
         }
-        let mut events = 0usize;
         for task in tasks {
             // A failed command fails the bench (its task panicked).
-            events += task
-                .await
+            task.await
                 .unwrap_or_else(|e| panic!("a benchmark command failed: {e}"));
         }
         let elapsed = start.elapsed();
+        // Every event the commands wrote: their replies name their own boundary's, and
+        // a submission also takes its partner's capacity slot on the partner's stream.
+        let after = store
+            .last_position()
+            .await
+            .unwrap_or_else(|e| panic!("head: {e}"))
+            .commit();
+        let events = usize::try_from(after - before).unwrap_or(usize::MAX);
         (events, elapsed, before, setup)
     });
     let commands = registrations * 2;

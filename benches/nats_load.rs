@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use dealreg_clock::ControlledClock;
 use dealreg_engine::{CommandEnvelope, Engine};
-use dealreg_events::{EventStore, GlobalPosition};
+use dealreg_events::{EventStore, Position};
 use dealreg_nats::metrics::Metrics;
 use dealreg_nats::service::{ServeOptions, Stores};
 use dealreg_store_sqlite::{SqliteCheckpoints, SqliteStore};
@@ -309,7 +309,10 @@ fn main() {
             // The views fold beside the commands: how long after the level's last reply
             // every view had saved the log's head (they must keep up, not just the replies).
             let caught_up = if views {
-                let head = *store.head().borrow();
+                let head = store
+                    .last_position()
+                    .await
+                    .unwrap_or_else(|e| panic!("head: {e}"));
                 let since = Instant::now();
                 loop {
                     let mut behind = false;
@@ -318,7 +321,7 @@ fn main() {
                             .load(name)
                             .await
                             .unwrap_or_else(|e| panic!("views: {e}"))
-                            .map_or(GlobalPosition::ORIGIN, |c| c.position);
+                            .map_or(Position::ORIGIN, |c| c.position);
                         behind |= saved < head;
                     }
                     if !behind {

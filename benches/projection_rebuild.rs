@@ -35,7 +35,7 @@ use dealreg_domain::Event;
 use dealreg_engine::decode_event;
 use dealreg_engine::runner::{rebuild, CatchUp};
 use dealreg_engine::Engine;
-use dealreg_events::{EventStore, GlobalPosition, LogPages};
+use dealreg_events::{EventStore, LogPages, Position};
 use dealreg_projections::pipeline::Pipeline;
 use dealreg_store_sqlite::{SqliteCheckpoints, SqliteStore};
 use dealreg_views::CheckpointStore;
@@ -57,7 +57,10 @@ fn main() {
     let store = SqliteStore::open(&path).unwrap_or_else(|e| panic!("store: {e}"));
 
     let fill_started = Instant::now();
-    let present = store.head().borrow().0 as usize;
+    let present = runtime
+        .block_on(store.last_position())
+        .unwrap_or_else(|e| panic!("head: {e}"))
+        .commit() as usize;
     if present < target {
         runtime.block_on(async {
             let engine = Arc::new(
@@ -97,7 +100,10 @@ fn main() {
             }
         });
     }
-    let events = store.head().borrow().0;
+    let events = runtime
+        .block_on(store.last_position())
+        .unwrap_or_else(|e| panic!("head: {e}"))
+        .commit();
     let fill = fill_started.elapsed();
     let log = Log {
         runtime: &runtime,
@@ -282,8 +288,10 @@ fn scan(log: &Log<'_>) -> Instant {
 /// Reads every event through the store's trait (pages of the log, as every projection
 /// reads them), decodes it through the upcaster chain and hands it to `fold`; returns
 /// how many it read.
-async fn each_event(log: &Log<'_>, mut fold: impl FnMut(u64, &Event)) -> u64 {
-    let mut pages = LogPages::new(log.store, GlobalPosition::ORIGIN, 4096);
+async fn each_event(log: &Log<'_>, mut fold: impl FnMut(Position, &Event)) -> u64 {
+    let mut pages = LogPages::new(log.store, Position::ORIGIN)
+        .await
+        .unwrap_or_else(|e| panic!("read the head: {e}"));
     let mut decoded = 0u64;
     while let Some(page) = pages
         .next_page()
@@ -292,7 +300,7 @@ async fn each_event(log: &Log<'_>, mut fold: impl FnMut(u64, &Event)) -> u64 {
     {
         for recorded in &page {
             let event = decode_event(recorded).unwrap_or_else(|e| panic!("decode: {e}"));
-            fold(recorded.position.0, &event);
+            fold(recorded.position, &event);
             decoded += 1;
         }
     }

@@ -188,7 +188,9 @@ fn main() -> ExitCode {
             Job::Forget { email } => cli::forget::run(&store, &email).await,
             Job::Verify => cli::verify::run(&store).await,
             Job::Audit { job } => cli::audit::run(&store, job).await,
-            Job::Export { out, checkpoints } => cli::portable::export(&store, out, checkpoints),
+            Job::Export { out, checkpoints } => {
+                cli::portable::export(&store, out, checkpoints).await
+            }
             Job::Import { file } => cli::portable::import(&store, &file).await,
             Job::Timekeeper { at } => cli::timekeeper::run(&store, at).await,
             Job::Rebuild { projection } => cli::rebuild::run(&store, projection).await,

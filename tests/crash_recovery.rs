@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
-use dealreg_events::{EventStore, GlobalPosition};
+use dealreg_events::{EventStore, Position};
 use dealreg_store_sqlite::SqliteStore;
 use serde_json::{json, Value};
 use support::*;
@@ -94,17 +94,19 @@ async fn sigkill_mid_stream_loses_nothing_acknowledged_and_leaves_no_partial_com
         store.settings()
     );
     let mut log = Vec::new();
-    let mut after = GlobalPosition::ORIGIN;
+    let mut after = Position::ORIGIN;
     loop {
         let page = store.read_all(after, 4096).await.expect("read");
         let Some(last) = page.last() else { break };
         after = last.position;
         log.extend(page);
     }
-    let by_position: BTreeMap<u64, _> = log.iter().map(|r| (r.position.0, r)).collect();
+    let by_position: BTreeMap<u64, _> = log.iter().map(|r| (r.position.commit(), r)).collect();
     for reply in &acknowledged {
         for e in reply["events"].as_array().expect("events") {
-            let position = e["position"].as_u64().expect("position");
+            let position: dealreg_events::Position =
+                serde_json::from_value(e["position"].clone()).expect("position");
+            let position = position.commit();
             let stored = by_position
                 .get(&position)
                 .unwrap_or_else(|| panic!("acknowledged event at {position} is missing"));
@@ -118,8 +120,10 @@ async fn sigkill_mid_stream_loses_nothing_acknowledged_and_leaves_no_partial_com
         }
     }
 
-    // No partial command: every submission's account event and partner capacity slot are
-    // both there, or neither is.
+    // No partial command: every submission holds the capacity slot its command took
+    // before the account's write. A slot whose command was killed before that write is
+    // held by nothing; it is the only thing a killed command may leave, and the
+    // timekeeper gives it back (below).
     let mut per_command: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     for r in &log {
         let metadata: Value = serde_json::from_slice(&r.metadata).expect("metadata");
@@ -129,11 +133,25 @@ async fn sigkill_mid_stream_loses_nothing_acknowledged_and_leaves_no_partial_com
             .to_string();
         per_command.entry(id).or_default().push(&r.event_type);
     }
+    let mut unbacked = 0;
     for (command, types) in &per_command {
         let submitted = types.contains(&"registration_submitted");
         let slot = types.contains(&"capacity_slot_taken");
-        assert_eq!(submitted, slot, "command {command} is partial: {types:?}");
+        if submitted {
+            assert_eq!(
+                types.first(),
+                Some(&"capacity_slot_taken"),
+                "command {command} recorded a submission without its slot first: {types:?}"
+            );
+        } else if slot {
+            assert_eq!(types, &vec!["capacity_slot_taken"], "command {command}");
+            unbacked += 1;
+        }
     }
+    assert!(
+        unbacked <= 1,
+        "one command was in flight when the process was killed: {unbacked} slots are held by nothing"
+    );
     assert!(
         log.len() >= acknowledged.len(),
         "the log holds at least what was acknowledged"
@@ -148,6 +166,43 @@ async fn sigkill_mid_stream_loses_nothing_acknowledged_and_leaves_no_partial_com
         report.breaks
     );
     assert_eq!(report.events as usize, log.len());
+    drop(store);
+
+    // Two minutes later the timekeeper gives back any slot the killed command held: the
+    // account records that it never uses it, then the partner's stream releases it.
+    let later = Command::new(env!("CARGO_BIN_EXE_dealreg"))
+        .arg("--store")
+        .arg(&path)
+        .args(["timekeeper", "--at", "2026-03-02T09:05:00Z"])
+        .output()
+        .expect("run the timekeeper");
+    assert!(
+        later.status.success(),
+        "{}",
+        String::from_utf8_lossy(&later.stderr)
+    );
+    let store = SqliteStore::open_existing(&path).expect("reopen");
+    let mut types = std::collections::BTreeMap::<String, usize>::new();
+    let mut after = Position::ORIGIN;
+    loop {
+        let page = store.read_all(after, 4096).await.expect("read");
+        let Some(last) = page.last() else { break };
+        after = last.position;
+        for r in page
+            .iter()
+            .skip_while(|r| r.position <= log[log.len() - 1].position)
+        {
+            *types.entry(r.event_type.clone()).or_default() += 1;
+        }
+    }
+    assert_eq!(
+        (
+            types.get("capacity_slot_lapsed").copied().unwrap_or(0),
+            types.get("capacity_slot_released").copied().unwrap_or(0)
+        ),
+        (unbacked, unbacked),
+        "every slot held by nothing is given back, and no other: {types:?}"
+    );
     drop(store);
 
     // A run that is not killed reports its writer: every acknowledged append was answered

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use dealreg_clock::ControlledClock;
 use dealreg_engine::Engine;
-use dealreg_events::{EventStore, GlobalPosition};
+use dealreg_events::{EventStore, Position};
 use dealreg_store_sqlite::SqliteStore;
 use support::*;
 use uuid::Uuid;
@@ -133,7 +133,7 @@ async fn sixteen_racing_partners_end_with_exactly_one_protected_registration() {
 
     // Every outcome is in the log: each reply's events are there, at the positions replied.
     let mut log = Vec::new();
-    let mut after = GlobalPosition::ORIGIN;
+    let mut after = Position::ORIGIN;
     loop {
         let page = store.read_all(after, 1000).await.expect("read log");
         let Some(last) = page.last() else { break };

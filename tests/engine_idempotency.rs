@@ -6,14 +6,14 @@ mod support;
 use dealreg_clock::ControlledClock;
 use dealreg_engine::Engine;
 use dealreg_events::memory::MemoryStore;
-use dealreg_events::{EventStore, GlobalPosition};
+use dealreg_events::{EventStore, Position};
 use dealreg_store_sqlite::SqliteStore;
 use support::*;
 use uuid::Uuid;
 
 async fn log_len<S: EventStore>(store: &S) -> usize {
     store
-        .read_all(GlobalPosition::ORIGIN, 100_000)
+        .read_all(Position::ORIGIN, 100_000)
         .await
         .expect("read")
         .len()
@@ -63,15 +63,16 @@ async fn same_key_same_reply<S: EventStore + Clone>(store: S) {
     assert_eq!(again.reply, rejected.reply);
     assert!(again.replayed);
 
-    // The same key with a different command is refused, not silently replayed.
+    // The same key with a different command for the same account is refused, not
+    // silently replayed.
     let other = envelope(
         Some("reg-0001"),
         partner_actor(partner),
         submit(
             Uuid::now_v7(),
             partner,
-            "initech.com",
-            "analytics",
+            "globex.com",
+            "forecasting",
             "reseller",
         ),
     );
@@ -80,6 +81,30 @@ async fn same_key_same_reply<S: EventStore + Clone>(store: S) {
         .await
         .expect_err("key reuse is refused");
     assert_eq!(err.code(), "idempotency_key_reused");
+    assert_eq!(
+        log_len(&store).await,
+        before + 1,
+        "nothing written for it (the one more is the rejected approval)"
+    );
+
+    // A key is recorded in the stream of the boundary its command addresses (the log
+    // holds it; no backend keeps keys beside the events): for another account it is
+    // another command (docs/API.md, idempotency).
+    let elsewhere = engine
+        .execute(envelope(
+            Some("reg-0001"),
+            partner_actor(partner),
+            submit(
+                Uuid::now_v7(),
+                partner,
+                "initech.com",
+                "analytics",
+                "reseller",
+            ),
+        ))
+        .await
+        .expect("another account");
+    assert!(!elsewhere.replayed);
 
     // Keys are scoped to the actor: another partner's identical key is its own command.
     let rival = ready_partner(&engine, "Fabrikam", "reseller").await;

@@ -8,7 +8,7 @@ use dealreg_clock::ControlledClock;
 use dealreg_domain::{Boundary, PartnerId, RegistrationStatus, State};
 use dealreg_engine::{reactor, Engine};
 use dealreg_events::memory::MemoryStore;
-use dealreg_events::{EventStore, GlobalPosition};
+use dealreg_events::{EventStore, Position};
 use dealreg_store_sqlite::{SqliteCheckpoints, SqliteStore};
 use dealreg_views::MemoryCheckpoints;
 use serde_json::{json, Value};
@@ -117,7 +117,7 @@ async fn offboarding_releases_open_registrations_and_keeps_their_history() {
 
     // Replaying the offboarding (same key) changes nothing more.
     let events_before = store
-        .read_all(GlobalPosition::ORIGIN, 10_000)
+        .read_all(Position::ORIGIN, 10_000)
         .await
         .expect("read")
         .len();
@@ -132,7 +132,7 @@ async fn offboarding_releases_open_registrations_and_keeps_their_history() {
     assert!(again.replayed);
     assert_eq!(
         store
-            .read_all(GlobalPosition::ORIGIN, 10_000)
+            .read_all(Position::ORIGIN, 10_000)
             .await
             .expect("read")
             .len(),
@@ -175,7 +175,7 @@ async fn offboard_with_open_registrations<S: EventStore + Clone>(
 
 async fn events<S: EventStore>(store: &S) -> Vec<dealreg_events::RecordedEvent> {
     store
-        .read_all(GlobalPosition::ORIGIN, 100_000)
+        .read_all(Position::ORIGIN, 100_000)
         .await
         .expect("read")
 }
@@ -305,11 +305,7 @@ async fn every_event_records_the_policy_version_and_the_clock_time() {
         json!("2026-05-31T09:00:00Z"),
         "90 days of reseller protection"
     );
-    for recorded in store
-        .read_all(GlobalPosition::ORIGIN, 1000)
-        .await
-        .expect("read")
-    {
+    for recorded in store.read_all(Position::ORIGIN, 1000).await.expect("read") {
         let metadata: Value = serde_json::from_slice(&recorded.metadata).expect("metadata");
         assert_eq!(
             metadata["policy_version"],

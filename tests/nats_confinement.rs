@@ -117,7 +117,11 @@ async fn a_partner_is_confined_to_its_own_subjects_and_sees_only_partner_safe_da
     .await;
     let position = reply_a["events"]
         .as_array()
-        .and_then(|e| e.iter().filter_map(|e| e["position"].as_u64()).max())
+        .and_then(|e| {
+            e.iter()
+                .filter_map(|e| support::position_number(&e["position"]))
+                .max()
+        })
         .expect("positions");
     let secrets = [B, "Bravo Systems", "7654321", &reg_b.to_string()];
     let safe = |what: &str, text: &str| {

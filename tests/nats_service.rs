@@ -142,7 +142,7 @@ async fn a_registration_over_nats_is_answered_queried_and_published() {
     assert_eq!(first["ok"], json!(true), "{first}");
     assert_eq!(code, None);
     assert_eq!(first["replayed"], json!(false));
-    let position = first["events"][0]["position"].as_u64().expect("a position");
+    let position = support::position_number(&first["events"][0]["position"]).expect("a position");
 
     // The same Nats-Msg-Id again: the first reply, no second effect.
     let (again, _) = request(&client, &subject, &body, Some("submit-1")).await;
@@ -158,7 +158,7 @@ async fn a_registration_over_nats_is_answered_queried_and_published() {
     )
     .await;
     assert_eq!(code, None, "{pipeline}");
-    assert!(pipeline["position"].as_u64().unwrap_or(0) >= position);
+    assert!(support::position_number(&pipeline["position"]).unwrap_or(0) >= position);
     assert!(
         pipeline["answer"]
             .to_string()
@@ -175,9 +175,8 @@ async fn a_registration_over_nats_is_answered_queried_and_published() {
     )
     .await;
     assert_eq!(approved["ok"], json!(true), "{approved}");
-    let approved_at = approved["events"][0]["position"]
-        .as_u64()
-        .expect("position");
+    let approved_at =
+        support::position_number(&approved["events"][0]["position"]).expect("position");
     let (history, _) = request(
         &client,
         "dealreg.vendor.query.registration",
@@ -261,7 +260,7 @@ async fn a_registration_over_nats_is_answered_queried_and_published() {
         "{body}"
     );
     assert!(
-        body.contains("dealreg_projection_lag_events{view=\"pipeline\"}"),
+        body.contains("dealreg_projection_behind{view=\"pipeline\"}"),
         "{body}"
     );
 

@@ -14,7 +14,7 @@ use dealreg_clock::ControlledClock;
 use dealreg_engine::runner::{catch_up, CatchUp};
 use dealreg_engine::{Engine, ReplyLine};
 use dealreg_events::memory::MemoryStore;
-use dealreg_events::{EventStore, GlobalPosition};
+use dealreg_events::{EventStore, Position};
 use dealreg_projections::pipeline::Pipeline;
 use dealreg_views::MemoryCheckpoints;
 use serde_json::{json, Value};
@@ -211,7 +211,7 @@ async fn nothing_a_partner_receives_in_the_demo_leaks_vendor_data_or_other_partn
     assert!(run.chains_intact);
 
     let log: Vec<Value> = store
-        .read_all(GlobalPosition::ORIGIN, 1_000_000)
+        .read_all(Position::ORIGIN, 1_000_000)
         .await
         .expect("read")
         .iter()
@@ -396,7 +396,7 @@ async fn every_command_and_refusal_a_partner_can_meet_is_answered_partner_safe()
         ),
     ];
     let log: Vec<Value> = store
-        .read_all(GlobalPosition::ORIGIN, 100_000)
+        .read_all(Position::ORIGIN, 100_000)
         .await
         .expect("read")
         .iter()

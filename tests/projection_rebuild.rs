@@ -8,7 +8,7 @@ use support::demo_store;
 
 use dealreg_engine::runner::{self, CatchUp, CaughtUp};
 use dealreg_engine::tail::LogTail;
-use dealreg_events::{EventStore, GlobalPosition, LogPages};
+use dealreg_events::{EventStore, LogPages, Position};
 use dealreg_store_sqlite::SqliteCheckpoints;
 use dealreg_views::CheckpointStore;
 
@@ -34,15 +34,15 @@ async fn reset<P: Projection>(views: &SqliteCheckpoints) {
     views.reset(P::NAME).await.expect("reset");
 }
 
-async fn saved<P: Projection>(views: &SqliteCheckpoints) -> (GlobalPosition, P) {
+async fn saved<P: Projection>(views: &SqliteCheckpoints) -> (Position, P) {
     let (position, state, rebuilt) = runner::load::<P, _>(views).await.expect("load");
     assert!(rebuilt.is_none(), "saved under this fold's version");
     (position, state)
 }
 
 /// How many events the log holds after `after`.
-async fn events_after<S: EventStore>(store: &S, after: GlobalPosition) -> u64 {
-    let mut pages = LogPages::new(store, after, 4096);
+async fn events_after<S: EventStore>(store: &S, after: Position) -> u64 {
+    let mut pages = LogPages::new(store, after).await.expect("read the head");
     let mut n = 0;
     while let Some(page) = pages.next_page().await.expect("read") {
         n += page.len() as u64;
@@ -78,16 +78,16 @@ async fn rebuilds_are_byte_identical_and_equal_the_incremental_view() {
         bytes(&second.state),
         "two rebuilds, same bytes"
     );
-    assert!(first.state.last_position() > 1000 && first.state.last_position() == first.position.0);
-    assert_eq!(
-        first.folded,
-        events_after(&store, GlobalPosition::ORIGIN).await
+    assert!(
+        first.state.last_position() > Position::at(1000)
+            && first.state.last_position() == first.position
     );
+    assert_eq!(first.folded, events_after(&store, Position::ORIGIN).await);
 
     // Incremental: the runner advances in small steps, each run starting from the saved
     // checkpoint in freshly opened checkpoints (as after a restart), then catches up.
     reset::<Pipeline>(&views).await;
-    let mut previous = GlobalPosition::ORIGIN;
+    let mut previous = Position::ORIGIN;
     for _ in 0..5 {
         let views = SqliteCheckpoints::open(&path).expect("views");
         let step = catch_up::<Pipeline, _, _>(&store, &views, 50, Some(217)).await;
@@ -95,13 +95,10 @@ async fn rebuilds_are_byte_identical_and_equal_the_incremental_view() {
             step.resumed_from, previous,
             "each step starts where the last saved"
         );
-        assert!(step.resumed_from > GlobalPosition::ORIGIN || previous == GlobalPosition::ORIGIN);
+        assert!(step.resumed_from > Position::ORIGIN || previous == Position::ORIGIN);
         previous = saved::<Pipeline>(&views).await.0;
     }
-    assert!(
-        previous > GlobalPosition::ORIGIN,
-        "the steps saved checkpoints"
-    );
+    assert!(previous > Position::ORIGIN, "the steps saved checkpoints");
     let incremental = catch_up::<Pipeline, _, _>(&store, &views, 50, None).await;
     assert_eq!(incremental.resumed_from, previous);
     assert_eq!(
@@ -132,7 +129,7 @@ async fn a_runner_killed_between_checkpoints_resumes_without_gaps_or_doubles() {
     let (saved_at, _) = saved::<Pipeline>(&views).await;
     assert!(saved_at < died.position, "the crash lost the unsaved tail");
     assert_eq!(
-        events_after(&store, GlobalPosition::ORIGIN).await - events_after(&store, saved_at).await,
+        events_after(&store, Position::ORIGIN).await - events_after(&store, saved_at).await,
         700,
         "the checkpoint covers exactly the first 700 events"
     );
@@ -235,11 +232,8 @@ async fn a_state_saved_by_another_fold_version_is_rebuilt_not_served() {
     let again = catch_up::<Ledger, _, _>(&store, &views, 1_000, None).await;
     let why = again.rebuilt.expect("the old state was rebuilt");
     assert!(why.contains("version"), "{why}");
-    assert_eq!(again.resumed_from, GlobalPosition::ORIGIN);
-    assert_eq!(
-        again.folded,
-        events_after(&store, GlobalPosition::ORIGIN).await
-    );
+    assert_eq!(again.resumed_from, Position::ORIGIN);
+    assert_eq!(again.folded, events_after(&store, Position::ORIGIN).await);
     let snapshot = |l: &Ledger| dealreg_projections::snapshot(l).expect("json");
     assert_eq!(snapshot(&again.state), snapshot(&current.state));
     // And it is saved under this build's version now, without the old version's rows.
@@ -302,7 +296,7 @@ async fn a_follower_keeps_up_and_resumes_after_being_killed() {
     let follower_store = store.clone();
     let first = tokio::spawn(async move {
         runner::follow::<Pipeline, _, _>(
-            &LogTail::new(follower_store),
+            &LogTail::new(follower_store).await.expect("the log pump"),
             &views,
             std::time::Duration::from_millis(20),
             std::future::pending(),
@@ -314,20 +308,20 @@ async fn a_follower_keeps_up_and_resumes_after_being_killed() {
         send(me.clone(), submit(n)).await;
     }
     let probe = SqliteCheckpoints::open(&path).expect("probe");
-    let mut advanced = GlobalPosition::ORIGIN;
+    let mut advanced = Position::ORIGIN;
     for _ in 0..200 {
         advanced = probe
             .load(Pipeline::NAME)
             .await
             .expect("load")
-            .map_or(GlobalPosition::ORIGIN, |c| c.position);
-        if advanced == *store.head().borrow() {
+            .map_or(Position::ORIGIN, |c| c.position);
+        if advanced == store.last_position().await.expect("head") {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert!(
-        advanced > GlobalPosition::ORIGIN,
+        advanced > Position::ORIGIN,
         "the first follower advanced before it was stopped"
     );
     first.abort();
@@ -342,7 +336,7 @@ async fn a_follower_keeps_up_and_resumes_after_being_killed() {
     let follower_store = store.clone();
     let second = tokio::spawn(async move {
         runner::follow::<Pipeline, _, _>(
-            &LogTail::new(follower_store),
+            &LogTail::new(follower_store).await.expect("the log pump"),
             &views,
             std::time::Duration::from_millis(20),
             async {
@@ -352,7 +346,7 @@ async fn a_follower_keeps_up_and_resumes_after_being_killed() {
         )
         .await
     });
-    let head = *store.head().borrow();
+    let head = store.last_position().await.expect("head");
     let mut caught_up = false;
     for _ in 0..200 {
         if probe
@@ -411,7 +405,7 @@ async fn saves_started_by_changed_rows_resume_to_the_same_bytes() {
         .expect("catch up");
     let (checkpoint, _) = saved::<Ledger>(&views).await;
     assert!(
-        checkpoint > GlobalPosition::ORIGIN,
+        checkpoint > Position::ORIGIN,
         "a save started by changed rows landed before the crash"
     );
     let resumed = catch_up::<Ledger, _, _>(&store, &views, 1_000, None).await;

@@ -317,12 +317,12 @@ async fn real_values_are_written_for_validation() {
         view: "pipeline".into(),
         table: "registration".into(),
         key: format!("registration/{registration}"),
-        position: 3,
+        position: dealreg_events::Position::at(3),
         row: Some(json!({ "registration_id": registration })),
         deleted: false,
     };
     let query = QueryRequest {
-        min_position: Some(3),
+        min_position: Some(dealreg_events::Position::at(3)),
         timeout_ms: Some(1000),
         ..QueryRequest::default()
     };

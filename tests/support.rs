@@ -141,3 +141,16 @@ pub fn dealreg(store: &std::path::Path, args: &[&str]) -> std::process::Output {
         .output()
         .expect("run dealreg")
 }
+
+/// The number of a one-number position (SQLite's: the row id) as a reply, a query answer
+/// or an export names it: a token string, or a bare number as logs written before
+/// positions were tokens hold.
+pub fn position_number(value: &serde_json::Value) -> Option<u64> {
+    match value {
+        serde_json::Value::String(token) => token
+            .parse::<dealreg_events::Position>()
+            .ok()
+            .and_then(|p| p.sequence()),
+        other => other.as_u64(),
+    }
+}

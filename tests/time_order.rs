@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use dealreg_clock::ControlledClock;
 use dealreg_engine::Engine;
 use dealreg_events::memory::MemoryStore;
-use dealreg_events::{EventStore, GlobalPosition};
+use dealreg_events::{EventStore, Position};
 use serde_json::{json, Value};
 use support::*;
 use uuid::Uuid;
@@ -36,7 +36,7 @@ async fn a_command_dated_before_the_streams_it_reads_is_refused_and_writes_nothi
     );
     assert!(reply.ok, "{reply:?}");
     let before = store
-        .read_all(GlobalPosition::ORIGIN, 10_000)
+        .read_all(Position::ORIGIN, 10_000)
         .await
         .expect("read")
         .len();
@@ -69,7 +69,7 @@ async fn a_command_dated_before_the_streams_it_reads_is_refused_and_writes_nothi
     assert_eq!(error.code(), "time_before_log");
     assert_eq!(
         store
-            .read_all(GlobalPosition::ORIGIN, 10_000)
+            .read_all(Position::ORIGIN, 10_000)
             .await
             .expect("read")
             .len(),

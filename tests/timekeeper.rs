@@ -11,7 +11,7 @@ use dealreg_clock::ControlledClock;
 use dealreg_engine::runner::{catch_up, CatchUp};
 use dealreg_engine::timekeeper::tick;
 use dealreg_engine::Engine;
-use dealreg_events::{EventStore, GlobalPosition};
+use dealreg_events::{EventStore, Position};
 use dealreg_projections::deadlines::Deadlines;
 use dealreg_store_sqlite::SqliteCheckpoints;
 use dealreg_store_sqlite::SqliteStore;
@@ -112,7 +112,7 @@ async fn one_hundred_twenty_days_of_deadlines_fire_once_each_across_a_restart() 
             views = SqliteCheckpoints::open(&path).expect("views after restart");
             if let Some(old) = stale.take() {
                 let before = store
-                    .read_all(GlobalPosition::ORIGIN, 100_000)
+                    .read_all(Position::ORIGIN, 100_000)
                     .await
                     .expect("read")
                     .len();
@@ -127,7 +127,7 @@ async fn one_hundred_twenty_days_of_deadlines_fire_once_each_across_a_restart() 
                 );
                 assert_eq!(
                     store
-                        .read_all(GlobalPosition::ORIGIN, 100_000)
+                        .read_all(Position::ORIGIN, 100_000)
                         .await
                         .expect("read")
                         .len(),
@@ -148,7 +148,7 @@ async fn one_hundred_twenty_days_of_deadlines_fire_once_each_across_a_restart() 
 
     let mut fired: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
     for e in store
-        .read_all(GlobalPosition::ORIGIN, 100_000)
+        .read_all(Position::ORIGIN, 100_000)
         .await
         .expect("read")
     {
@@ -297,7 +297,7 @@ async fn conflict_slas_are_flagged_once_by_the_timekeeper() {
         tick(&engine, &deadlines).await.expect("tick");
     }
     let breaches: Vec<(String, String)> = store
-        .read_all(GlobalPosition::ORIGIN, 10_000)
+        .read_all(Position::ORIGIN, 10_000)
         .await
         .expect("read")
         .into_iter()
@@ -380,7 +380,7 @@ async fn renewal_ownership_review_is_issued_once_ninety_days_before_renewal() {
         tick(&engine, &deadlines).await.expect("tick");
     }
     let reviews: Vec<String> = store
-        .read_all(GlobalPosition::ORIGIN, 10_000)
+        .read_all(Position::ORIGIN, 10_000)
         .await
         .expect("read")
         .into_iter()

@@ -11,9 +11,7 @@ use dealreg_clock::ControlledClock;
 use dealreg_domain::{Event, Policy};
 use dealreg_engine::{decode_event, Engine, EVENT_SCHEMA_VERSION};
 use dealreg_events::memory::MemoryStore;
-use dealreg_events::{
-    AppendRequest, EventStore, ExpectedVersion, GlobalPosition, NewEvent, StreamWrite,
-};
+use dealreg_events::{EventStore, ExpectedVersion, NewEvent, Position};
 use serde_json::{json, Value};
 use support::*;
 use uuid::Uuid;
@@ -42,14 +40,7 @@ async fn append_raw(store: &MemoryStore, stream: &str, events: Vec<(Value, Vec<u
         })
         .collect();
     store
-        .append(AppendRequest {
-            idempotency: None,
-            writes: vec![StreamWrite {
-                stream: stream.into(),
-                expected: ExpectedVersion::Any,
-                events,
-            }],
-        })
+        .append(stream, ExpectedVersion::Any, events)
         .await
         .expect("append");
 }
@@ -100,10 +91,7 @@ async fn schema_1_events_are_read_as_the_current_shape_by_decoding_and_by_the_ru
     ]).await;
 
     // Decoding lifts the payload: the stored bytes say `Analytics `, the event says `analytics`.
-    let stored = store
-        .read_all(GlobalPosition::ORIGIN, 100)
-        .await
-        .expect("read");
+    let stored = store.read_all(Position::ORIGIN, 100).await.expect("read");
     let submitted = stored
         .iter()
         .find(|e| e.event_type == "registration_submitted")
@@ -163,10 +151,7 @@ async fn a_payload_of_a_newer_schema_is_refused_with_what_to_do() {
         )],
     )
     .await;
-    let stored = store
-        .read_all(GlobalPosition::ORIGIN, 1)
-        .await
-        .expect("read");
+    let stored = store.read_all(Position::ORIGIN, 1).await.expect("read");
     let error = decode_event(&stored[0])
         .expect_err("a newer schema")
         .to_string();

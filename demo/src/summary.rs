@@ -9,7 +9,7 @@ use dealreg_domain::{Currency, Event, Money, Motion, PartnerId, RegistrationStat
 use dealreg_engine::decode_event;
 use dealreg_engine::runner::{self, CatchUp};
 use dealreg_events::chain::ChainReport;
-use dealreg_events::{EventStore, GlobalPosition, LogPages};
+use dealreg_events::{EventStore, LogPages, Position};
 use dealreg_projections::conflicts::{ConflictFlags, FlagStatus};
 use dealreg_projections::ledger::{EntryKind, Ledger};
 use dealreg_projections::metrics::ProgramMetrics;
@@ -117,7 +117,7 @@ pub async fn render<S: EventStore, K: CheckpointStore>(
     chains: &ChainReport,
 ) -> Result<String, DemoError> {
     let mut happened = Happened::default();
-    let mut pages = LogPages::new(store, GlobalPosition::ORIGIN, 2048);
+    let mut pages = LogPages::new(store, Position::ORIGIN).await?;
     while let Some(page) = pages.next_page().await? {
         for recorded in &page {
             happened.apply(&decode_event(recorded)?);

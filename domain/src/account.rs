@@ -2,7 +2,7 @@
 //! be decided together lives here: the registrations, their protection windows and
 //! attribution, direct-sales opportunities, conflicts, incumbency and renewal ownership.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -156,6 +156,10 @@ pub struct AccountState {
     /// Whose named account the customer is, if anyone's.
     #[serde(default)]
     pub named_account: Option<NamedAccount>,
+    /// Capacity slots (partner, registration, slot number) this account gave up on: it
+    /// never uses them again (see `registration::capacity`).
+    #[serde(default)]
+    pub lapsed_slots: BTreeSet<(PartnerId, RegistrationId, u64)>,
 }
 
 impl AccountState {
@@ -404,6 +408,15 @@ impl AccountState {
                 r.status = RegistrationStatus::Released;
                 r.holds_slot = false;
             }),
+            Event::CapacitySlotLapsed {
+                registration_id,
+                partner_id,
+                slot,
+                ..
+            } => {
+                self.lapsed_slots
+                    .insert((*partner_id, *registration_id, *slot));
+            }
             Event::DirectOpportunityRecorded {
                 account,
                 opportunity_id,

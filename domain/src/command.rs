@@ -234,6 +234,18 @@ pub struct WithdrawRegistration {
     pub reason: String,
 }
 
+/// The timekeeper gives up a capacity slot the account does not back: taken for a command
+/// that was interrupted before the account recorded it, or still held after the
+/// registration closed. Slot `slot` of `partner_id` for `registration_id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LapseCapacitySlot {
+    pub account: String,
+    pub registration_id: RegistrationId,
+    pub partner_id: PartnerId,
+    pub slot: u64,
+}
+
 /// Offboarding (or a channel manager) frees the registration's customer and product line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -431,6 +443,7 @@ wire_commands! {
     ReassignRenewalOwnership => "reassign_renewal_ownership",
     ReassignRegistration => "reassign_registration",
     AssignNamedAccount => "assign_named_account",
+    LapseCapacitySlot => "lapse_capacity_slot",
 }
 
 #[cfg(test)]

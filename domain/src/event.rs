@@ -71,17 +71,35 @@ pub enum Event {
         reference: String,
         at: DateTime<Utc>,
     },
-    /// A registration counts against the partner's capacity (appended atomically with it).
+    /// A registration counts against the partner's capacity. Taken on the partner's stream
+    /// before the account records the registration (a reservation: the engine takes it at
+    /// the partner stream's exact version, so capacity is never exceeded); the partner's
+    /// n-th slot taken is slot n ([`crate::PartnerState::slot_of`]).
     CapacitySlotTaken {
         partner_id: PartnerId,
         registration_id: RegistrationId,
         account: AccountKey,
         at: DateTime<Utc>,
     },
+    /// The slot is given back. `slot` names which one (absent in logs written before slots
+    /// were numbered: whichever the registration held).
     CapacitySlotReleased {
         partner_id: PartnerId,
         registration_id: RegistrationId,
         account: AccountKey,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        slot: Option<u64>,
+        at: DateTime<Utc>,
+    },
+    /// A slot taken for this registration was never used by the account (its command was
+    /// interrupted between the reservation and the account's write) or is no longer backed
+    /// by it: recorded on the account, at its exact version, before the slot is released, so
+    /// the account can never use it afterwards.
+    CapacitySlotLapsed {
+        account: AccountKey,
+        registration_id: RegistrationId,
+        partner_id: PartnerId,
+        slot: u64,
         at: DateTime<Utc>,
     },
 
@@ -393,6 +411,7 @@ impl Event {
             | CommissionPaidOut { at, .. }
             | CapacitySlotTaken { at, .. }
             | CapacitySlotReleased { at, .. }
+            | CapacitySlotLapsed { at, .. }
             | RegistrationSubmitted { at, .. }
             | ConflictDetected { at, .. }
             | RegistrationApproved { at, .. }
@@ -441,6 +460,7 @@ impl Event {
             | CapacitySlotTaken { partner_id, .. }
             | CapacitySlotReleased { partner_id, .. } => Boundary::Partner(*partner_id),
             RegistrationSubmitted { account, .. }
+            | CapacitySlotLapsed { account, .. }
             | ConflictDetected { account, .. }
             | RegistrationApproved { account, .. }
             | RegistrationDeclined { account, .. }
@@ -488,6 +508,7 @@ impl Event {
             CommissionPaidOut { .. } => "commission_paid_out",
             CapacitySlotTaken { .. } => "capacity_slot_taken",
             CapacitySlotReleased { .. } => "capacity_slot_released",
+            CapacitySlotLapsed { .. } => "capacity_slot_lapsed",
             RegistrationSubmitted { .. } => "registration_submitted",
             ConflictDetected { .. } => "conflict_detected",
             RegistrationApproved { .. } => "registration_approved",

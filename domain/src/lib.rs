@@ -28,6 +28,7 @@ pub mod money;
 pub mod motion;
 pub mod partner;
 pub mod policy;
+pub mod position;
 pub mod program;
 mod registration;
 pub mod route;
@@ -48,6 +49,7 @@ pub use money::{Currency, Money};
 pub use motion::{DealKind, Motion, Tier};
 pub use partner::{PartnerState, PartnerStatus};
 pub use policy::Policy;
+pub use position::Position;
 pub use program::ProgramState;
 pub use values::{
     ConflictKind, ConflictParty, ConflictSla, Contact, Customer, OpenSlot, StageEvidence, Territory,

@@ -42,6 +42,12 @@ pub struct PartnerState {
     pub certifications: BTreeMap<String, NaiveDate>,
     /// Open registrations counted against capacity.
     pub open_slots: BTreeMap<RegistrationId, AccountKey>,
+    /// How many slots were ever taken: the n-th taken is slot n.
+    #[serde(default)]
+    pub slots_taken: u64,
+    /// The number of the slot each open registration holds.
+    #[serde(default)]
+    pub slot_numbers: BTreeMap<RegistrationId, u64>,
 }
 
 impl PartnerState {
@@ -55,6 +61,20 @@ impl PartnerState {
 
     pub fn tier(&self) -> Tier {
         self.tier.unwrap_or(Tier::Registered)
+    }
+
+    /// The number of the slot `registration` holds, if it holds one.
+    pub fn slot_of(&self, registration: &RegistrationId) -> Option<u64> {
+        self.open_slots
+            .contains_key(registration)
+            .then(|| self.slot_numbers.get(registration).copied().unwrap_or(0))
+    }
+
+    /// Whether another registration than `registration` would exceed the capacity: the
+    /// slot a registration already holds is not counted twice.
+    pub fn at_capacity(&self, registration: &RegistrationId) -> bool {
+        !self.open_slots.contains_key(registration)
+            && self.open_slots.len() >= self.capacity as usize
     }
 
     /// Certified in `product_line` on the day of `now`.
@@ -102,12 +122,20 @@ impl PartnerState {
                 account,
                 ..
             } => {
+                self.slots_taken += 1;
                 self.open_slots.insert(*registration_id, account.clone());
+                self.slot_numbers.insert(*registration_id, self.slots_taken);
             }
             Event::CapacitySlotReleased {
-                registration_id, ..
+                registration_id,
+                slot,
+                ..
             } => {
-                self.open_slots.remove(registration_id);
+                let held = self.slot_of(registration_id);
+                if slot.is_none() || *slot == held {
+                    self.open_slots.remove(registration_id);
+                    self.slot_numbers.remove(registration_id);
+                }
             }
             _ => {}
         }
@@ -326,4 +354,70 @@ fn record_payout(
         reference: c.reference.clone(),
         at: now,
     }])
+}
+
+/// Takes a capacity slot for `registration` of `account` on the partner's stream: the
+/// reservation the engine makes before the account records what needs the slot. Nothing
+/// to take when the registration holds one already (a retried command). Decided at the
+/// partner stream's exact version, this is where capacity is exact: two accounts racing
+/// for the last slot cannot both get it.
+pub fn take_slot(
+    state: &PartnerState,
+    registration: RegistrationId,
+    account: &AccountKey,
+    now: DateTime<Utc>,
+) -> Result<Vec<Event>, DomainError> {
+    let Some(partner_id) = state.partner_id else {
+        return refuse(
+            RejectionCode::UnknownPartner,
+            "the partner is not onboarded",
+        );
+    };
+    if !state.is_active() {
+        return refuse(
+            RejectionCode::PartnerNotActive,
+            "the partner is not active in the program",
+        );
+    }
+    if state.open_slots.contains_key(&registration) {
+        return Ok(Vec::new());
+    }
+    if state.at_capacity(&registration) {
+        return Err(DomainError::new(
+            RejectionCode::CapacityReached,
+            format!(
+                "the partner has {} open registrations, its capacity; close or withdraw one first",
+                state.open_slots.len()
+            ),
+        )
+        .with_details(serde_json::json!({ "capacity": state.capacity })));
+    }
+    Ok(vec![Event::CapacitySlotTaken {
+        partner_id,
+        registration_id: registration,
+        account: account.clone(),
+        at: now,
+    }])
+}
+
+/// Gives back slot `slot` of `registration`, if the registration still holds that very
+/// slot (a newer one, taken after the slot was given up on, is left alone).
+pub fn release_slot(
+    state: &PartnerState,
+    registration: RegistrationId,
+    slot: u64,
+    now: DateTime<Utc>,
+) -> Vec<Event> {
+    match (state.partner_id, state.open_slots.get(&registration)) {
+        (Some(partner_id), Some(account)) if state.slot_of(&registration) == Some(slot) => {
+            vec![Event::CapacitySlotReleased {
+                partner_id,
+                registration_id: registration,
+                account: account.clone(),
+                slot: Some(slot),
+                at: now,
+            }]
+        }
+        _ => Vec::new(),
+    }
 }

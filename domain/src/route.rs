@@ -44,6 +44,8 @@ pub enum AccountCommand<'c> {
     Attribution(AttributionCommand<'c>),
     Conflict(ConflictCommand<'c>),
     Renewal(RenewalCommand<'c>),
+    /// Capacity slots the account does not back.
+    LapseSlot(&'c LapseCapacitySlot),
 }
 
 /// The vendor's decision on a registration, and the appeal against it.
@@ -198,6 +200,7 @@ impl Command {
             C::ReassignRegistration(c) => {
                 Route::Account(&c.account, A::Protection(ProtectionCommand::Reassign(c)))
             }
+            C::LapseCapacitySlot(c) => Route::Account(&c.account, A::LapseSlot(c)),
 
             C::FlagRenewalOwnershipDue(c) => {
                 Route::Account(&c.account, A::Renewal(RenewalCommand::FlagReviewDue(c)))
@@ -262,6 +265,7 @@ impl AccountCommand<'_> {
                 AttributionCommand::AddInfluencer(c) => c.registration_id,
                 AttributionCommand::RemoveInfluencer(c) => c.registration_id,
             }),
+            AccountCommand::LapseSlot(c) => Some(c.registration_id),
             AccountCommand::Conflict(_) | AccountCommand::Renewal(_) => None,
         }
     }

@@ -33,6 +33,7 @@ fn a_decline_opens_a_ten_day_appeal_window_and_frees_the_slot() {
                 partner_id: partner.id,
                 registration_id: deal.id,
                 account: acme(),
+                slot: Some(1),
                 at,
             },
         ]);

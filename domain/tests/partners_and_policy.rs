@@ -274,6 +274,8 @@ fn offboarding_lists_the_registrations_still_open() {
                 partner_id: partner.id,
                 registration_id: two,
                 account: AccountKey("globex.com".into()),
+                // `two` holds the partner's third slot.
+                slot: Some(3),
                 at: t0(),
             },
         ],
@@ -342,6 +344,7 @@ fn releasing_a_registration_closes_it_and_frees_its_slot() {
                 partner_id: partner.id,
                 registration_id: deal.id,
                 account: acme(),
+                slot: Some(1),
                 at,
             },
         ]);

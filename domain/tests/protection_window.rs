@@ -328,6 +328,7 @@ fn protection_expires_exactly_at_expires_at_and_frees_the_slot() {
                 partner_id: partner.id,
                 registration_id: deal.id,
                 account: acme(),
+                slot: Some(1),
                 at,
             },
         ]);

@@ -671,6 +671,7 @@ fn a_won_deal_carries_its_attribution_renewal_date_and_frees_the_slot() {
             partner_id: partner.id,
             registration_id: deal.id,
             account: acme(),
+            slot: Some(1),
             at,
         },
     ]);

@@ -14,8 +14,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use dealreg_domain::{evolve, Event, State};
-use dealreg_events::StreamRevision;
+use dealreg_domain::{Event, State};
+use dealreg_events::{StreamRevision, StreamTip};
 
 use crate::engine::Loaded;
 
@@ -172,50 +172,53 @@ impl StateCache {
         let newer = inner
             .entries
             .get(stream)
-            .is_some_and(|e| e.loaded.version > loaded.version);
+            .is_some_and(|e| e.loaded.version() > loaded.version());
         if !newer {
             inner.insert(stream.to_string(), loaded, self.limit);
         }
     }
 
     /// Brings the cached state of `stream` forward by `events`, which were appended right
-    /// after revision `from` and end at revision `to`. `decided_on` is the state the events
-    /// were decided on: it becomes the entry when the stream was not cached. An entry at
-    /// another version is left alone (the next load reads the stream forward).
+    /// after the tip of `decided_on` and end at `tip`; `key` is the idempotency record of
+    /// the command that wrote them, with the revision of their first event. `decided_on`
+    /// becomes the entry when the stream was not cached. Gives the state after the events
+    /// (an entry at another version is left alone: the next load reads the stream forward).
     pub fn advance(
         &self,
         stream: &str,
         decided_on: Arc<Loaded>,
         events: &[Event],
-        to: StreamRevision,
-    ) {
-        let from = decided_on.version;
+        tip: StreamTip,
+        key: Option<((String, Option<String>), StreamRevision)>,
+    ) -> Arc<Loaded> {
+        let from = decided_on.version();
         let mut inner = self.lock();
-        let cached_at = inner.entries.get(stream).map(|e| e.loaded.version);
-        let mut loaded = match cached_at {
-            Some(version) if version == from => {
-                // Let go of our own reference first, so the cache holds the only one
-                // and the state is changed in place, not copied.
-                drop(decided_on);
-                match inner.entries.remove(stream) {
-                    Some(entry) => {
-                        inner.order.remove(&entry.tick);
-                        inner.weight -= entry.weight;
-                        entry.loaded
-                    }
-                    None => return,
-                }
-            }
-            Some(_) => return,
-            None => decided_on,
+        let cached_at = inner.entries.get(stream).map(|e| e.loaded.version());
+        let cached = if cached_at == Some(from) {
+            inner.entries.remove(stream)
+        } else {
+            None
         };
-        let state = Arc::make_mut(&mut loaded);
-        for event in events {
-            evolve(&mut state.state, event);
-            state.newest = state.newest.max(Some(event.at()));
-        }
-        state.version = Some(to);
-        inner.insert(stream.to_string(), loaded, self.limit);
+        let mut loaded = match (cached, cached_at) {
+            (Some(entry), _) => {
+                inner.order.remove(&entry.tick);
+                inner.weight -= entry.weight;
+                // Let go of our own reference, so the cache's is the only one and the
+                // state is changed in place, not copied.
+                drop(decided_on);
+                entry.loaded
+            }
+            (None, Some(_)) => {
+                drop(inner);
+                let mut after = Arc::unwrap_or_clone(decided_on);
+                after.advance(events, tip, key);
+                return Arc::new(after);
+            }
+            (None, None) => decided_on,
+        };
+        Arc::make_mut(&mut loaded).advance(events, tip, key);
+        inner.insert(stream.to_string(), Arc::clone(&loaded), self.limit);
+        loaded
     }
 
     /// The cache's estimated size in bytes, and how many streams it holds.
@@ -233,9 +236,19 @@ mod tests {
     fn loaded(version: u64) -> Arc<Loaded> {
         Arc::new(Loaded {
             state: State::initial(&Boundary::Partner(PartnerId(uuid::Uuid::nil()))),
-            version: Some(version),
+            tip: Some(tip(version)),
             newest: None,
+            keys: Default::default(),
+            checked_at: std::time::Instant::now(),
         })
+    }
+
+    fn tip(revision: u64) -> StreamTip {
+        StreamTip {
+            revision,
+            position: dealreg_events::Position::at(revision + 1),
+            hash: String::new(),
+        }
     }
 
     #[test]
@@ -260,7 +273,7 @@ mod tests {
         let cache = StateCache::new(100);
         cache.put("a", loaded(5));
         cache.put("a", loaded(3));
-        assert_eq!(cache.get("a").map(|l| l.version), Some(Some(5)));
+        assert_eq!(cache.get("a").map(|l| l.version()), Some(Some(5)));
     }
 
     #[test]
@@ -269,12 +282,17 @@ mod tests {
         cache.put("a", loaded(1));
         let decided_on = cache.get("a").expect("cached");
         let before = Arc::as_ptr(&decided_on);
-        cache.advance("a", decided_on, &[], 2);
+        cache.advance("a", decided_on, &[], tip(2), None);
         let after = cache.get("a").expect("cached");
-        assert_eq!(after.version, Some(2));
+        assert_eq!(after.version(), Some(2));
         assert_eq!(Arc::as_ptr(&after), before, "not copied");
         // An entry at another version is left for the next load to bring forward.
-        cache.advance("a", loaded(7), &[], 8);
-        assert_eq!(cache.get("a").map(|l| l.version), Some(Some(2)));
+        let moved = cache.advance("a", loaded(7), &[], tip(8), None);
+        assert_eq!(
+            moved.version(),
+            Some(8),
+            "the caller gets the state after its events"
+        );
+        assert_eq!(cache.get("a").map(|l| l.version()), Some(Some(2)));
     }
 }

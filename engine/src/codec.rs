@@ -39,6 +39,11 @@ pub struct EventMetadata {
     pub actor: Actor,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// What makes a command with the key "the same" (a hash of the actor and the command):
+    /// a retry with the key and another command is refused. Absent in events written
+    /// before the engine kept idempotency in the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
     pub policy_version: u32,
     /// The clock adapter's time when the command was decided.
     pub decided_at: DateTime<Utc>,
@@ -96,7 +101,7 @@ struct Schema {
 fn undecodable(recorded: &RecordedEvent, reason: String) -> EngineError {
     EngineError::Decode {
         stream: recorded.stream.clone(),
-        position: recorded.position.0,
+        position: recorded.position,
         reason,
     }
 }

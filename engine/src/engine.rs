@@ -7,27 +7,34 @@
 //! 2. fold the command's boundary (the customer account, the partner or the program) from
 //!    its stream, plus the read-only facts of the partners the decision needs;
 //! 3. `decide`; a rejection becomes a `command_rejected` event so every attempt is in the log;
-//! 4. append every resulting event atomically, each stream with the exact version it was
-//!    decided on (invariant 6: optimistic concurrency on the account boundary), with the
-//!    caller's idempotency key (invariant 4);
+//! 4. append the boundary's events to its one stream at the exact tip they were decided on
+//!    (invariant 6), with the command's idempotency key and fingerprint in their metadata
+//!    (invariant 4);
 //! 5. on a concurrency conflict go back to 2 — callers see conflicts only when the business
 //!    rule says no.
+//!
+//! One decision writes one stream. What an account decision means for a partner's
+//! capacity is done beside it, on the partner's own stream: a slot the decision needs is
+//! taken *before* the account's write (a reservation at the partner stream's exact
+//! version, so capacity is exact), a slot it gives back is released *after* it. A command
+//! interrupted between the two leaves a slot the account does not back; the timekeeper
+//! finds it and gives it back (`lapse_capacity_slot`). See docs/ARCHITECTURE.md, capacity.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use dealreg_clock::{Clock, IdSource, SharedIds, TimeOrderedIds};
 use dealreg_domain::command::AdoptPolicy;
+use dealreg_domain::partner::{release_slot, take_slot};
 use dealreg_domain::{
-    decide, evolve, partners_needed, Actor, Boundary, Command, Context, DomainError, Event,
-    PartnerId, Partners, Policy, State,
+    decide, evolve, partners_needed, AccountKey, Actor, Boundary, Command, Context, DomainError,
+    Event, PartnerId, Partners, Policy, RegistrationId, State,
 };
 use dealreg_events::{
-    AppendOutcome, AppendRequest, EventStore, ExpectedVersion, Idempotency, NewEvent, StoreError,
-    StreamRevision, StreamWrite,
+    EventStore, ExpectedVersion, NewEvent, StoreError, StreamRevision, StreamTip,
 };
 use dealreg_vault::{KeyMaterial, KeyVault, MemoryVault, PersonKey, VaultError};
 use sha2::{Digest, Sha256};
@@ -53,6 +60,12 @@ const CLOCK_SKEW_TOLERANCE: chrono::TimeDelta = chrono::TimeDelta::seconds(2);
 /// Page size when folding a stream.
 const READ_PAGE: usize = 1024;
 
+/// How old the cached facts of a stream a decision only reads (the program's policy, the
+/// partners' agreements) may be by default. The command's own boundary is never read
+/// stale (its append names the exact tip), and neither is a partner's capacity or status
+/// when a slot is taken (the reservation is decided at the partner's exact tip).
+pub const DEFAULT_READ_STALENESS: Duration = Duration::from_millis(250);
+
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error(transparent)]
@@ -60,9 +73,11 @@ pub enum EngineError {
     #[error("event at position {position} in stream `{stream}` cannot be decoded ({reason}); it was written by a newer dealreg or altered: run `dealreg verify`")]
     Decode {
         stream: String,
-        position: u64,
+        position: dealreg_events::Position,
         reason: String,
     },
+    #[error("idempotency key `{key}` was already used for a different command; use a new key for a new command")]
+    IdempotencyKeyReused { key: String },
     #[error("gave up after {attempts} attempts because `{stream}` kept changing underneath; retry the command with the same idempotency key")]
     Contention { stream: String, attempts: u32 },
     #[error("the decision produced an event for `{stream}`, which the engine did not load for this command; this is a bug in dealreg, please report it with the command")]
@@ -89,7 +104,7 @@ impl EngineError {
     /// anything else about the account's other activity.
     pub fn partner_message(&self) -> &'static str {
         match self {
-            EngineError::Store(StoreError::IdempotencyKeyReused { .. }) => {
+            EngineError::IdempotencyKeyReused { .. } => {
                 "this idempotency key was already used for a different command; use a new key"
             }
             EngineError::Store(_) => {
@@ -116,7 +131,7 @@ impl EngineError {
     /// The stable code a caller sees for this failure.
     pub fn code(&self) -> &'static str {
         match self {
-            EngineError::Store(StoreError::IdempotencyKeyReused { .. }) => "idempotency_key_reused",
+            EngineError::IdempotencyKeyReused { .. } => "idempotency_key_reused",
             EngineError::Store(StoreError::Closed) => "store_unavailable",
             EngineError::Store(_) => "store_failed",
             EngineError::Decode { .. } => "undecodable_event",
@@ -137,22 +152,115 @@ pub struct Executed {
     pub replayed: bool,
 }
 
-/// A boundary's folded state and the revision of the last event folded into it.
+/// What the commands that wrote a stream with an idempotency key wrote: the reply of a
+/// retry is rebuilt from these revisions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    /// The command's fingerprint (`None` in logs written before it was recorded: any
+    /// command with the key counts as the same).
+    pub fingerprint: Option<String>,
+    pub first: StreamRevision,
+    pub last: StreamRevision,
+}
+
+/// A boundary's folded state, where its stream ends, and the idempotency keys of the
+/// commands that wrote it.
 #[derive(Debug, Clone)]
 pub struct Loaded {
     pub state: State,
-    pub version: Option<StreamRevision>,
+    /// The stream's last event (`None`: the stream has none).
+    pub tip: Option<StreamTip>,
     /// When the newest event folded into the state was decided.
     pub newest: Option<DateTime<Utc>>,
+    /// Record key (`<actor scope>/<key>`) -> what that command wrote to this stream.
+    pub keys: HashMap<String, KeyRecord>,
+    /// When the state was last known to be the stream's: read, or written by this engine.
+    pub checked_at: Instant,
 }
 
 impl Loaded {
-    fn expected(&self) -> ExpectedVersion {
-        match self.version {
-            Some(revision) => ExpectedVersion::Exact(revision),
-            None => ExpectedVersion::NoStream,
+    /// Brings the state forward by `events` appended after its tip and ending at `tip`.
+    pub(crate) fn advance(
+        &mut self,
+        events: &[Event],
+        tip: StreamTip,
+        key: Option<((String, Option<String>), StreamRevision)>,
+    ) {
+        for event in events {
+            evolve(&mut self.state, event);
+            self.newest = self.newest.max(Some(event.at()));
+        }
+        if let Some(((key, fingerprint), first)) = key {
+            self.note_key(key.clone(), fingerprint, first);
+            self.note_key(key, None, tip.revision);
+        }
+        self.tip = Some(tip);
+        self.checked_at = Instant::now();
+    }
+
+    fn initial(boundary: &Boundary) -> Loaded {
+        Loaded {
+            state: State::initial(boundary),
+            tip: None,
+            newest: None,
+            keys: HashMap::new(),
+            checked_at: Instant::now(),
         }
     }
+
+    /// The revision of the last event folded into the state.
+    pub fn version(&self) -> Option<StreamRevision> {
+        self.tip.as_ref().map(|t| t.revision)
+    }
+
+    fn expected(&self) -> ExpectedVersion {
+        ExpectedVersion::after(self.tip.as_ref())
+    }
+
+    /// Folds one stored event of the stream (its metadata names the command's key).
+    fn fold(&mut self, recorded: &dealreg_events::RecordedEvent, event: &Event) {
+        evolve(&mut self.state, event);
+        self.newest = self.newest.max(Some(event.at()));
+        self.tip = Some(StreamTip::of(recorded));
+        if let Some((key, fingerprint)) = key_of(&recorded.metadata) {
+            self.note_key(key, fingerprint, recorded.revision);
+        }
+    }
+
+    fn note_key(&mut self, key: String, fingerprint: Option<String>, revision: StreamRevision) {
+        self.keys
+            .entry(key)
+            .and_modify(|r| r.last = r.last.max(revision))
+            .or_insert(KeyRecord {
+                fingerprint,
+                first: revision,
+                last: revision,
+            });
+    }
+}
+
+/// The idempotency record key and fingerprint an event's metadata names, if any.
+fn key_of(metadata: &[u8]) -> Option<(String, Option<String>)> {
+    #[derive(serde::Deserialize)]
+    struct Keyed {
+        actor: Actor,
+        idempotency_key: Option<String>,
+        #[serde(default)]
+        fingerprint: Option<String>,
+    }
+    // Most events carry no key: skip parsing them.
+    if !metadata
+        .windows(b"\"idempotency_key\"".len())
+        .any(|w| w == b"\"idempotency_key\"")
+    {
+        return None;
+    }
+    let keyed: Keyed = serde_json::from_slice(metadata).ok()?;
+    let key = keyed.idempotency_key?;
+    Some((
+        idempotency_record_key(&keyed.actor, &key),
+        keyed.fingerprint,
+    ))
 }
 
 /// What the engine's retry loop did, for tests and operators: `decided_again` counts
@@ -171,6 +279,17 @@ pub struct Engine<S, C> {
     decided_again: AtomicU64,
     /// Where the keys that seal contacts are kept (docs/ARCHITECTURE.md, personal data).
     vault: Arc<dyn KeyVault>,
+    /// How old the facts of a stream a decision only reads may be.
+    staleness: Duration,
+}
+
+/// What an account decision means for partners' capacity, done beside its append.
+#[derive(Debug, Default)]
+struct SlotWork {
+    /// Slots to hold before the account's write: (partner, registration, account).
+    takes: Vec<(PartnerId, RegistrationId, AccountKey)>,
+    /// Slots to give back after it: (partner, registration, slot number if known).
+    releases: Vec<(PartnerId, RegistrationId, Option<u64>)>,
 }
 
 impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
@@ -199,6 +318,7 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
             states: StateCache::new(cache::DEFAULT_LIMIT),
             decided_again: AtomicU64::new(0),
             vault: Arc::new(MemoryVault::new(KeyMaterial::Random)),
+            staleness: DEFAULT_READ_STALENESS,
         };
         let program = engine.load(&Boundary::Program).await?;
         let adopted = match &program.state {
@@ -238,37 +358,40 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
         }
     }
 
-    /// The policy in force now.
-    pub async fn policy(&self) -> Result<Policy, EngineError> {
-        self.program().await.map(|(policy, _)| policy)
+    /// How old the cached facts of streams a decision only reads may be (default
+    /// [`DEFAULT_READ_STALENESS`]); `Duration::ZERO` reads them again for every command.
+    pub fn with_read_staleness(mut self, staleness: Duration) -> Self {
+        self.staleness = staleness;
+        self
     }
 
-    /// The policy in force and when the program stream last changed.
-    async fn program(&self) -> Result<(Policy, Option<DateTime<Utc>>), EngineError> {
+    /// The policy in force now.
+    pub async fn policy(&self) -> Result<Policy, EngineError> {
         let loaded = self.load(&Boundary::Program).await?;
         match &loaded.state {
-            State::Program(p) => p
-                .policy()
-                .cloned()
-                .map(|policy| (policy, loaded.newest))
-                .ok_or(EngineError::NoPolicy),
+            State::Program(p) => p.policy().cloned().ok_or(EngineError::NoPolicy),
             _ => Err(EngineError::NoPolicy),
         }
     }
 
-    /// The state of `boundary` a decision starts from: the cached one (`true`: the append
-    /// must prove it current) unless `fresh` asks for the stream to be read.
+    /// The state a decision starts from, and whether it was read just now. The command's
+    /// own boundary may come from the cache as it is (its append names the exact tip); a
+    /// stream only read is read forward when its cached state is older than the staleness
+    /// the engine allows.
     async fn state_of(
         &self,
         boundary: &Boundary,
+        own: bool,
         fresh: bool,
     ) -> Result<(Arc<Loaded>, bool), EngineError> {
         if !fresh {
             if let Some(cached) = self.states.get(&boundary.stream_name()) {
-                return Ok((cached, true));
+                if own || cached.checked_at.elapsed() <= self.staleness {
+                    return Ok((cached, false));
+                }
             }
         }
-        Ok((self.load(boundary).await?, false))
+        Ok((self.load(boundary).await?, true))
     }
 
     /// Reads one line of input (any interface) and always answers with a line: the engine's
@@ -339,27 +462,39 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
                 })
             }
         };
-        let idempotency = envelope.idempotency_key.as_ref().map(|key| Idempotency {
-            key: format!("{}/{}", actor_scope(&envelope.actor), key),
-            fingerprint: fingerprint(&envelope),
-        });
+        let record_key = envelope
+            .idempotency_key
+            .as_ref()
+            .map(|key| idempotency_record_key(&envelope.actor, key));
+        let fingerprint = fingerprint(&envelope);
         let command_id = self.ids.next_id(received);
         // An interface's span that declared `command_id` (the NATS adapter's) gets it, so
         // every log line of this command names it.
         tracing::Span::current().record("command_id", tracing::field::display(&command_id));
         let primary_stream = boundary.stream_name();
+        let account_key = match &boundary {
+            Boundary::Account(key) => Some(key.clone()),
+            _ => None,
+        };
 
-        let mut stale: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let mut stale: HashSet<String> = HashSet::new();
+        // Slots this command took in an earlier round: released when the decision that
+        // lands no longer needs them.
+        let mut reserved: Vec<(PartnerId, RegistrationId, u64)> = Vec::new();
         for attempt in 1..=RETRY_LIMIT {
-            // Decisions start from cached states without reading a stream: the append's
-            // exact expected versions prove them current (a stream only read is checked
-            // with an empty write). After a lost race the winner, when it ran in this
-            // process, has already brought the cache forward; a stream the cache is
-            // behind on (another process wrote it) is read forward first.
             let fresh = |b: &Boundary| stale.contains(&b.stream_name());
-            let (program, program_cached) = self
-                .state_of(&Boundary::Program, fresh(&Boundary::Program))
+            // Streams only read that came from the cache: a refusal is never decided on them.
+            let mut cached_reads: Vec<String> = Vec::new();
+            let (program, read_now) = self
+                .state_of(
+                    &Boundary::Program,
+                    boundary == Boundary::Program,
+                    fresh(&Boundary::Program),
+                )
                 .await?;
+            if !read_now && boundary != Boundary::Program {
+                cached_reads.push(Boundary::Program.stream_name());
+            }
             let policy = match (&program.state, &envelope.command) {
                 (State::Program(p), _) if p.policy().is_some() => {
                     p.policy().cloned().ok_or(EngineError::NoPolicy)?
@@ -368,55 +503,49 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
                 (_, Command::AdoptPolicy(AdoptPolicy { policy })) => policy.clone(),
                 _ => return Err(EngineError::NoPolicy),
             };
-            let program_newest = program.newest;
-            let (primary, _) = if boundary == Boundary::Program {
-                (Arc::clone(&program), program_cached)
+            let primary = if boundary == Boundary::Program {
+                Arc::clone(&program)
             } else {
-                self.state_of(&boundary, fresh(&boundary)).await?
+                self.state_of(&boundary, true, fresh(&boundary)).await?.0
             };
-            let mut partner_loads: BTreeMap<PartnerId, (Arc<Loaded>, bool)> = BTreeMap::new();
-            for partner_id in partners_needed(&primary.state, &envelope.command) {
-                if partner_loads.contains_key(&partner_id) {
-                    continue;
+            // A command already applied is answered from what it wrote.
+            if let Some(key) = &record_key {
+                if let Some(record) = primary.keys.get(key) {
+                    if record
+                        .fingerprint
+                        .as_ref()
+                        .is_some_and(|f| *f != fingerprint)
+                    {
+                        return Err(EngineError::IdempotencyKeyReused {
+                            key: envelope.idempotency_key.clone().unwrap_or_default(),
+                        });
+                    }
+                    let reply = self.replay(&command_name, &primary_stream, record).await?;
+                    return Ok(Executed {
+                        reply,
+                        replayed: true,
+                    });
                 }
+            }
+            let mut partner_loads: BTreeMap<PartnerId, Arc<Loaded>> = BTreeMap::new();
+            for partner_id in partners_needed(&primary.state, &envelope.command) {
                 let partner = Boundary::Partner(partner_id);
                 let loaded = if partner == boundary {
-                    (Arc::clone(&primary), false)
+                    Arc::clone(&primary)
                 } else {
-                    self.state_of(&partner, fresh(&partner)).await?
+                    let (loaded, read_now) =
+                        self.state_of(&partner, false, fresh(&partner)).await?;
+                    if !read_now {
+                        cached_reads.push(partner.stream_name());
+                    }
+                    loaded
                 };
                 partner_loads.insert(partner_id, loaded);
             }
-            // The command is decided now: the clock is read after the streams, so with a
-            // running clock every event read is older (another process may have appended
-            // since the command arrived). Time never runs backwards in the log: a clock a
-            // little behind the newest event read (a step of the system clock, another
-            // host's skew) decides at that event's time; a command dated well before it
-            // (a fixed clock: `--at`, replays) is refused.
-            let mut now = self.clock.now();
-            let read = std::iter::once(("program".to_string(), program_newest))
-                .chain(std::iter::once((primary_stream.clone(), primary.newest)))
-                .chain(
-                    partner_loads
-                        .iter()
-                        .map(|(id, (l, _))| (Boundary::Partner(*id).stream_name(), l.newest)),
-                );
-            for (stream, newest) in read {
-                let Some(newest) = newest.filter(|newest| now < *newest) else {
-                    continue;
-                };
-                if newest - now > CLOCK_SKEW_TOLERANCE {
-                    return Err(EngineError::TimeBeforeLog {
-                        stream,
-                        newest,
-                        now,
-                    });
-                }
-                now = newest;
-            }
+            let now = self.decision_time(&program, &primary_stream, &primary, &partner_loads)?;
             let partner_facts: Partners<'_> = partner_loads
                 .iter()
-                .filter_map(|(id, (loaded, _))| match &loaded.state {
+                .filter_map(|(id, loaded)| match &loaded.state {
                     State::Partner(p) => Some((*id, p)),
                     _ => None,
                 })
@@ -427,78 +556,122 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
                 policy: &policy,
                 partners: &partner_facts,
             };
-            let events = match decide(&primary.state, &envelope.command, &context) {
+            let decided = match decide(&primary.state, &envelope.command, &context) {
                 Ok(events) => events,
+                Err(_) if !cached_reads.is_empty() => {
+                    // A refusal is recorded for good: it is never decided on facts only
+                    // known from the cache. Read them and decide again.
+                    drop(partner_facts);
+                    stale.extend(cached_reads);
+                    continue;
+                }
                 Err(rejection) => vec![rejection_event(&boundary, &command_name, rejection, now)],
             };
-
+            drop(partner_facts);
+            let (own, mut slots) = split(&boundary, decided)?;
             let metadata = EventMetadata {
                 schema: EVENT_SCHEMA_VERSION,
                 command_id,
                 command: command_name.clone(),
                 actor: envelope.actor.clone(),
                 idempotency_key: envelope.idempotency_key.clone(),
+                fingerprint: envelope
+                    .idempotency_key
+                    .as_ref()
+                    .map(|_| fingerprint.clone()),
                 policy_version: policy.version,
                 decided_at: now,
             };
-            drop(partner_facts);
-            // Streams read from the cache and not written: their versions are checked.
-            let mut checked: Vec<(String, ExpectedVersion)> = Vec::new();
-            if program_cached && boundary != Boundary::Program {
-                checked.push(("program".into(), program.expected()));
-            }
-            for (id, (loaded, cached)) in &partner_loads {
-                if *cached {
-                    checked.push((Boundary::Partner(*id).stream_name(), loaded.expected()));
+
+            // Slots first: each at the partner stream's exact tip.
+            let mut own = own;
+            if let Some(account) = &account_key {
+                match self
+                    .reserve(
+                        &slots.takes,
+                        account,
+                        &primary,
+                        &partner_loads,
+                        &metadata,
+                        now,
+                        &mut reserved,
+                    )
+                    .await?
+                {
+                    Reserved::Held => {}
+                    Reserved::Stale(stream) => {
+                        self.lost_race(&mut stale, stream, attempt, command_id)
+                            .await;
+                        continue;
+                    }
+                    Reserved::Refused { rejection, fresh } => {
+                        if !fresh {
+                            // Decided on a cached partner: read it again before saying no.
+                            stale.extend(
+                                slots
+                                    .takes
+                                    .iter()
+                                    .map(|(p, _, _)| Boundary::Partner(*p).stream_name()),
+                            );
+                            continue;
+                        }
+                        own = vec![rejection_event(&boundary, &command_name, rejection, now)];
+                        slots = SlotWork::default();
+                    }
                 }
             }
-            drop(program);
-            let keys = self.personal_keys(&events, now).await?;
-            let (request, grouped) = build_append(
-                &boundary,
-                primary,
-                partner_loads,
-                checked,
-                events,
-                &metadata,
-                idempotency.clone(),
-                &keys,
-                || self.ids.next_id(now),
-            )?;
-            match self.store.append(request).await {
-                Ok(outcome) if outcome.deduplicated => {
-                    let reply = self.replay(&command_name, &outcome).await?;
-                    return Ok(Executed {
-                        reply,
-                        replayed: true,
-                    });
+            // Release slots with the numbers the decision saw.
+            for (partner, registration, slot) in &mut slots.releases {
+                if slot.is_none() {
+                    *slot = partner_loads
+                        .get(partner)
+                        .and_then(|l| partner_state(l))
+                        .and_then(|p| p.slot_of(registration));
                 }
-                Ok(outcome) => {
-                    let grouped = self.remember(grouped, &outcome);
-                    let reply = reply_from(&command_name, &outcome, grouped)?;
+            }
+
+            let keys = self.personal_keys(&own, now).await?;
+            let new_events = encode(&own, &metadata, &keys, || self.ids.next_id(now))?;
+            match self
+                .store
+                .append(&primary_stream, primary.expected(), new_events)
+                .await
+            {
+                Ok(appended) => {
+                    self.remember(
+                        &primary_stream,
+                        Arc::clone(&primary),
+                        &own,
+                        &appended.tip,
+                        record_key
+                            .clone()
+                            .map(|k| (k, metadata.fingerprint.clone())),
+                        appended.revisions.first().copied(),
+                    );
+                    drop(primary);
+                    let reply = reply_from(&command_name, &appended, own)?;
+                    // Slots taken in earlier rounds that the decision that landed does
+                    // not hold are given back, as are the slots it releases.
+                    let mut releases: Vec<(PartnerId, RegistrationId, Option<u64>)> =
+                        slots.releases;
+                    for (partner, registration, slot) in reserved {
+                        let still_needed = slots
+                            .takes
+                            .iter()
+                            .any(|(p, r, _)| *p == partner && *r == registration);
+                        if !still_needed {
+                            releases.push((partner, registration, Some(slot)));
+                        }
+                    }
+                    self.release_slots(releases, &metadata, now).await;
                     return Ok(Executed {
                         reply,
                         replayed: false,
                     });
                 }
-                Err(StoreError::WrongExpectedVersion { stream, actual, .. }) => {
-                    tracing::debug!(%stream, attempt, "lost a concurrency race; deciding again");
-                    self.decided_again.fetch_add(1, Ordering::Relaxed);
-                    let cached = self.states.get(&stream).and_then(|c| c.version);
-                    if cached.is_none() || cached < actual {
-                        stale.insert(stream);
-                    }
-                    // Decide again at once the first times (the cache usually holds the
-                    // winner's state already); then back off a little, more with each
-                    // attempt, with jitter from the command's id so that racing writers
-                    // spread out instead of colliding again in lockstep.
-                    if attempt > 2 {
-                        let jitter = (command_id.as_u128() >> (attempt % 64)) as u64 & 0xff;
-                        let micros = (u64::from(attempt.min(20)) * 50) + jitter * 2;
-                        tokio::time::sleep(Duration::from_micros(micros)).await;
-                    } else {
-                        tokio::task::yield_now().await;
-                    }
+                Err(StoreError::WrongExpectedVersion { stream, .. }) => {
+                    self.lost_race(&mut stale, stream, attempt, command_id)
+                        .await;
                 }
                 Err(other) => return Err(other.into()),
             }
@@ -509,42 +682,245 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
         })
     }
 
+    /// The command's time: the clock, read after the streams were loaded (so with a
+    /// running clock every event read is older). Time never runs backwards in the log: a
+    /// clock a little behind the newest event read (a step of the system clock, another
+    /// host's skew) decides at that event's time; a command dated well before it (a fixed
+    /// clock: `--at`, replays) is refused.
+    fn decision_time(
+        &self,
+        program: &Loaded,
+        primary_stream: &str,
+        primary: &Loaded,
+        partners: &BTreeMap<PartnerId, Arc<Loaded>>,
+    ) -> Result<DateTime<Utc>, EngineError> {
+        let mut now = self.clock.now();
+        let read = std::iter::once(("program".to_string(), program.newest))
+            .chain(std::iter::once((
+                primary_stream.to_string(),
+                primary.newest,
+            )))
+            .chain(
+                partners
+                    .iter()
+                    .map(|(id, l)| (Boundary::Partner(*id).stream_name(), l.newest)),
+            );
+        for (stream, newest) in read {
+            let Some(newest) = newest.filter(|newest| now < *newest) else {
+                continue;
+            };
+            if newest - now > CLOCK_SKEW_TOLERANCE {
+                return Err(EngineError::TimeBeforeLog {
+                    stream,
+                    newest,
+                    now,
+                });
+            }
+            now = newest;
+        }
+        Ok(now)
+    }
+
+    /// After a lost race: the stream is read again unless the cache already holds the
+    /// winner's state; decided again at once the first times, then after a growing pause
+    /// with jitter from the command's id, so racing writers spread out.
+    async fn lost_race(
+        &self,
+        stale: &mut HashSet<String>,
+        stream: String,
+        attempt: u32,
+        command_id: Uuid,
+    ) {
+        tracing::debug!(%stream, attempt, "lost a concurrency race; deciding again");
+        self.decided_again.fetch_add(1, Ordering::Relaxed);
+        stale.insert(stream);
+        if attempt > 2 {
+            let jitter = (command_id.as_u128() >> (attempt % 64)) as u64 & 0xff;
+            let micros = (u64::from(attempt.min(20)) * 50) + jitter * 2;
+            tokio::time::sleep(Duration::from_micros(micros)).await;
+        } else {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Holds every slot `takes` needs, each on its partner's stream at the exact tip the
+    /// engine loaded: a slot the registration already holds is kept (a retried command),
+    /// one the account gave up on is released first.
+    #[allow(clippy::too_many_arguments)]
+    async fn reserve(
+        &self,
+        takes: &[(PartnerId, RegistrationId, AccountKey)],
+        account: &AccountKey,
+        primary: &Loaded,
+        partner_loads: &BTreeMap<PartnerId, Arc<Loaded>>,
+        metadata: &EventMetadata,
+        now: DateTime<Utc>,
+        reserved: &mut Vec<(PartnerId, RegistrationId, u64)>,
+    ) -> Result<Reserved, EngineError> {
+        let lapsed = match &primary.state {
+            State::Account(a) => Some(&a.lapsed_slots),
+            _ => None,
+        };
+        for (partner, registration, _) in takes {
+            let stream = Boundary::Partner(*partner).stream_name();
+            let mut loaded = match partner_loads.get(partner) {
+                Some(loaded) => Arc::clone(loaded),
+                None => self.load(&Boundary::Partner(*partner)).await?,
+            };
+            let fresh = loaded.checked_at.elapsed() <= Duration::from_millis(1);
+            let Some(state) = partner_state(&loaded) else {
+                return Err(EngineError::UnloadedBoundary { stream });
+            };
+            if let Some(slot) = state.slot_of(registration) {
+                let gave_up = lapsed.is_some_and(|l| l.contains(&(*partner, *registration, slot)));
+                if !gave_up {
+                    continue;
+                }
+                // The account gave this slot up: give it back before taking a new one.
+                let events = release_slot(state, *registration, slot, now);
+                match self
+                    .append_to(&stream, &loaded, &events, metadata, now)
+                    .await
+                {
+                    Ok(next) => loaded = next,
+                    Err(EngineError::Store(StoreError::WrongExpectedVersion { .. })) => {
+                        return Ok(Reserved::Stale(stream));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let Some(state) = partner_state(&loaded) else {
+                return Err(EngineError::UnloadedBoundary { stream });
+            };
+            let events = match take_slot(state, *registration, account, now) {
+                Ok(events) => events,
+                Err(rejection) => {
+                    return Ok(Reserved::Refused { rejection, fresh });
+                }
+            };
+            match self
+                .append_to(&stream, &loaded, &events, metadata, now)
+                .await
+            {
+                Ok(next) => {
+                    if let Some(slot) = partner_state(&next).and_then(|p| p.slot_of(registration)) {
+                        reserved.push((*partner, *registration, slot));
+                    }
+                }
+                Err(EngineError::Store(StoreError::WrongExpectedVersion { .. })) => {
+                    return Ok(Reserved::Stale(stream));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Reserved::Held)
+    }
+
+    /// Gives slots back after the account's write, each at its partner's exact tip (read
+    /// again after a lost race). Best effort: a slot not given back here is still held by
+    /// nothing on the account, and the timekeeper gives it back.
+    async fn release_slots(
+        &self,
+        releases: Vec<(PartnerId, RegistrationId, Option<u64>)>,
+        metadata: &EventMetadata,
+        now: DateTime<Utc>,
+    ) {
+        for (partner, registration, slot) in releases {
+            let Some(slot) = slot else { continue };
+            let boundary = Boundary::Partner(partner);
+            let stream = boundary.stream_name();
+            let mut fresh = false;
+            for _ in 0..8 {
+                let loaded = match self.state_of(&boundary, false, fresh).await {
+                    Ok((loaded, _)) => loaded,
+                    Err(e) => {
+                        tracing::warn!(%stream, error = %e, "a capacity slot was not given back now; the timekeeper will");
+                        break;
+                    }
+                };
+                let Some(state) = partner_state(&loaded) else {
+                    break;
+                };
+                let events = release_slot(state, registration, slot, now);
+                match self
+                    .append_to(&stream, &loaded, &events, metadata, now)
+                    .await
+                {
+                    Ok(_) => break,
+                    Err(EngineError::Store(StoreError::WrongExpectedVersion { .. })) => {
+                        fresh = true;
+                    }
+                    Err(e) => {
+                        tracing::warn!(%stream, error = %e, "a capacity slot was not given back now; the timekeeper will");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Appends `events` (none: nothing to do) to a stream only this engine's capacity
+    /// bookkeeping writes beside a decision, at the exact tip of `loaded`, and keeps the
+    /// result in the cache.
+    async fn append_to(
+        &self,
+        stream: &str,
+        loaded: &Arc<Loaded>,
+        events: &[Event],
+        metadata: &EventMetadata,
+        now: DateTime<Utc>,
+    ) -> Result<Arc<Loaded>, EngineError> {
+        if events.is_empty() {
+            return Ok(Arc::clone(loaded));
+        }
+        let bookkeeping = EventMetadata {
+            idempotency_key: None,
+            fingerprint: None,
+            ..metadata.clone()
+        };
+        let new_events = encode(events, &bookkeeping, &HashMap::new(), || {
+            self.ids.next_id(now)
+        })?;
+        let appended = self
+            .store
+            .append(stream, loaded.expected(), new_events)
+            .await?;
+        Ok(self.remember(
+            stream,
+            Arc::clone(loaded),
+            events,
+            &appended.tip,
+            None,
+            None,
+        ))
+    }
+
     /// Folds a boundary's stream forward from the cached state (or from the start), and
     /// keeps the result in the cache.
     pub async fn load(&self, boundary: &Boundary) -> Result<Arc<Loaded>, EngineError> {
         let stream = boundary.stream_name();
         let cached = self.states.get(&stream);
-        let from = cached.as_ref().and_then(|c| c.version).map_or(0, |v| v + 1);
+        let from = cached
+            .as_ref()
+            .and_then(|c| c.version())
+            .map_or(0, |v| v + 1);
+        let checked_at = Instant::now();
         let mut page = self.store.read_stream(&stream, from, READ_PAGE).await?;
-        if page.is_empty() {
-            return Ok(cached.unwrap_or_else(|| {
-                Arc::new(Loaded {
-                    state: State::initial(boundary),
-                    version: None,
-                    newest: None,
-                })
-            }));
-        }
         let mut loaded = match cached {
             Some(cached) => Arc::unwrap_or_clone(cached),
-            None => Loaded {
-                state: State::initial(boundary),
-                version: None,
-                newest: None,
-            },
+            None => Loaded::initial(boundary),
         };
+        loaded.checked_at = checked_at;
         loop {
             let full = page.len() == READ_PAGE;
             for recorded in &page {
                 let event = decode_event(recorded)?;
-                evolve(&mut loaded.state, &event);
-                loaded.version = Some(recorded.revision);
-                loaded.newest = loaded.newest.max(Some(event.at()));
+                loaded.fold(recorded, &event);
             }
             if !full {
                 break;
             }
-            let from = loaded.version.map_or(0, |v| v + 1);
+            let from = loaded.version().map_or(0, |v| v + 1);
             page = self.store.read_stream(&stream, from, READ_PAGE).await?;
         }
         let loaded = Arc::new(loaded);
@@ -552,19 +928,19 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
         Ok(loaded)
     }
 
-    /// After a successful append, brings the cached states forward by the new events, so
-    /// the next command on the same streams reads nothing. Gives the events back for the
-    /// reply.
-    fn remember(&self, grouped: Grouped, outcome: &AppendOutcome) -> Vec<(Boundary, Vec<Event>)> {
-        let mut events_back = Vec::with_capacity(grouped.len());
-        for ((boundary, loaded, events), write) in grouped.into_iter().zip(&outcome.writes) {
-            if let Some(last) = write.revisions.last() {
-                self.states
-                    .advance(&boundary.stream_name(), loaded, &events, *last);
-            }
-            events_back.push((boundary, events));
-        }
-        events_back
+    /// After a successful append, brings the cached state forward by the new events, so
+    /// the next command on the stream reads nothing; gives the state after them.
+    fn remember(
+        &self,
+        stream: &str,
+        decided_on: Arc<Loaded>,
+        events: &[Event],
+        tip: &StreamTip,
+        key: Option<(String, Option<String>)>,
+        first: Option<StreamRevision>,
+    ) -> Arc<Loaded> {
+        self.states
+            .advance(stream, decided_on, events, tip.clone(), key.zip(first))
     }
 
     /// The state cache's estimated size in bytes and how many streams it holds.
@@ -630,25 +1006,79 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
         Ok(keys)
     }
 
-    /// Rebuilds the first reply of a deduplicated command from what the store recorded.
-    async fn replay(&self, command: &str, outcome: &AppendOutcome) -> Result<Reply, EngineError> {
-        let mut grouped = Vec::new();
-        for write in &outcome.writes {
-            let mut events = Vec::new();
-            if let (Some(first), Some(last)) = (write.revisions.first(), write.revisions.last()) {
-                let count = usize::try_from(last - first + 1).unwrap_or(usize::MAX);
-                let recorded = self.store.read_stream(&write.stream, *first, count).await?;
-                for r in &recorded {
-                    let mut event = decode_event(r)?;
-                    personal::reveal(&mut event, self.vault.as_ref())?;
-                    events.push(event);
-                }
-            }
-            let boundary = Boundary::from_stream_name(&write.stream).unwrap_or(Boundary::Program);
-            grouped.push((boundary, events));
+    /// Rebuilds the first reply of a command applied before from what it wrote.
+    async fn replay(
+        &self,
+        command: &str,
+        stream: &str,
+        record: &KeyRecord,
+    ) -> Result<Reply, EngineError> {
+        let count = usize::try_from(record.last - record.first + 1).unwrap_or(usize::MAX);
+        let recorded = self.store.read_stream(stream, record.first, count).await?;
+        let mut events = Vec::with_capacity(recorded.len());
+        for r in &recorded {
+            let mut event = decode_event(r)?;
+            personal::reveal(&mut event, self.vault.as_ref())?;
+            events.push(PositionedEvent {
+                stream: r.stream.clone(),
+                revision: r.revision,
+                position: r.position,
+                event,
+            });
         }
-        reply_from(command, outcome, grouped)
+        Ok(reply_of(command, events))
     }
+}
+
+/// The outcome of taking the slots a decision needs.
+enum Reserved {
+    /// Every slot is held.
+    Held,
+    /// A partner stream moved since it was loaded: decide again.
+    Stale(String),
+    /// The partner refused the slot (capacity, status); `fresh` when it was decided on
+    /// the partner's state as just read.
+    Refused { rejection: DomainError, fresh: bool },
+}
+
+fn partner_state(loaded: &Loaded) -> Option<&dealreg_domain::PartnerState> {
+    match &loaded.state {
+        State::Partner(p) => Some(p),
+        _ => None,
+    }
+}
+
+/// Splits a decision into the events of its own boundary and the capacity work beside it.
+fn split(boundary: &Boundary, decided: Vec<Event>) -> Result<(Vec<Event>, SlotWork), EngineError> {
+    let mut own = Vec::with_capacity(decided.len());
+    let mut slots = SlotWork::default();
+    for event in decided {
+        let target = event.boundary();
+        if target == *boundary {
+            own.push(event);
+            continue;
+        }
+        match event {
+            Event::CapacitySlotTaken {
+                partner_id,
+                registration_id,
+                account,
+                ..
+            } => slots.takes.push((partner_id, registration_id, account)),
+            Event::CapacitySlotReleased {
+                partner_id,
+                registration_id,
+                slot,
+                ..
+            } => slots.releases.push((partner_id, registration_id, slot)),
+            _ => {
+                return Err(EngineError::UnloadedBoundary {
+                    stream: target.stream_name(),
+                })
+            }
+        }
+    }
+    Ok((own, slots))
 }
 
 fn rejection_event(
@@ -667,107 +1097,57 @@ fn rejection_event(
     }
 }
 
-/// The streams an append writes, each with the state its events were decided on.
-type Grouped = Vec<(Boundary, Arc<Loaded>, Vec<Event>)>;
-
-/// Groups the decided events by stream (primary boundary first) with the exact version
-/// each stream was decided on, and adds an empty write for each stream in `checked` that
-/// the append does not write, so the append fails if that stream changed meanwhile.
-#[allow(clippy::too_many_arguments)]
-fn build_append(
-    primary_boundary: &Boundary,
-    primary: Arc<Loaded>,
-    mut partners: BTreeMap<PartnerId, (Arc<Loaded>, bool)>,
-    checked: Vec<(String, ExpectedVersion)>,
-    events: Vec<Event>,
+/// The stored form of decided events: each with a new id, its contact sealed, and the
+/// command's metadata.
+fn encode(
+    events: &[Event],
     metadata: &EventMetadata,
-    idempotency: Option<Idempotency>,
     keys: &HashMap<String, PersonKey>,
     mut event_id: impl FnMut() -> Uuid,
-) -> Result<(AppendRequest, Grouped), EngineError> {
-    let mut grouped: Grouped = vec![(primary_boundary.clone(), primary, Vec::new())];
-    for event in events {
-        let target = event.boundary();
-        if let Some(slot) = grouped.iter_mut().find(|(b, _, _)| *b == target) {
-            slot.2.push(event);
-            continue;
-        }
-        let loaded = match &target {
-            Boundary::Partner(id) => partners.remove(id).map(|(loaded, _)| loaded),
-            _ => None,
-        }
-        .ok_or_else(|| EngineError::UnloadedBoundary {
-            stream: target.stream_name(),
-        })?;
-        grouped.push((target, loaded, vec![event]));
-    }
-    drop(partners);
+) -> Result<Vec<NewEvent>, EngineError> {
     let metadata_bytes =
         serde_json::to_vec(metadata).map_err(|e| EngineError::Encode(e.to_string()))?;
-    let mut writes = Vec::with_capacity(grouped.len() + checked.len());
-    for (boundary, loaded, events) in &grouped {
-        let mut new_events = Vec::with_capacity(events.len());
-        for event in events {
-            let event_id = event_id();
-            // A contact is stored sealed (the clear one stays in memory, for the reply).
-            let data = match personal::sealed_for_storage(event, keys, event_id)
-                .map_err(EngineError::Encode)?
-            {
-                Some(stored) => serde_json::to_vec(&stored),
-                None => serde_json::to_vec(event),
-            }
-            .map_err(|e| EngineError::Encode(e.to_string()))?;
-            new_events.push(NewEvent {
-                event_id,
-                event_type: event.event_type().to_string(),
-                data,
-                metadata: metadata_bytes.clone(),
-            });
+    let mut new_events = Vec::with_capacity(events.len());
+    for event in events {
+        let event_id = event_id();
+        // A contact is stored sealed (the clear one stays in memory, for the reply).
+        let data = match personal::sealed_for_storage(event, keys, event_id)
+            .map_err(EngineError::Encode)?
+        {
+            Some(stored) => serde_json::to_vec(&stored),
+            None => serde_json::to_vec(event),
         }
-        writes.push(StreamWrite {
-            stream: boundary.stream_name(),
-            expected: loaded.expected(),
-            events: new_events,
+        .map_err(|e| EngineError::Encode(e.to_string()))?;
+        new_events.push(NewEvent {
+            event_id,
+            event_type: event.event_type().to_string(),
+            data,
+            metadata: metadata_bytes.clone(),
         });
     }
-    for (stream, expected) in checked {
-        if !writes.iter().any(|w| w.stream == stream) {
-            writes.push(StreamWrite {
-                stream,
-                expected,
-                events: Vec::new(),
-            });
-        }
-    }
-    Ok((
-        AppendRequest {
-            idempotency,
-            writes,
-        },
-        grouped,
-    ))
+    Ok(new_events)
 }
 
 fn reply_from(
     command: &str,
-    outcome: &AppendOutcome,
-    grouped: Vec<(Boundary, Vec<Event>)>,
+    appended: &dealreg_events::Appended,
+    events: Vec<Event>,
 ) -> Result<Reply, EngineError> {
-    let mut positioned = Vec::new();
-    for ((_, events), write) in grouped.into_iter().zip(&outcome.writes) {
-        for ((event, revision), position) in events
-            .into_iter()
-            .zip(&write.revisions)
-            .zip(&write.positions)
-        {
-            positioned.push(PositionedEvent {
-                stream: write.stream.clone(),
-                revision: *revision,
-                position: *position,
-                event,
-            });
-        }
-    }
+    let positioned = events
+        .into_iter()
+        .zip(&appended.revisions)
+        .zip(&appended.positions)
+        .map(|((event, revision), position)| PositionedEvent {
+            stream: appended.stream.clone(),
+            revision: *revision,
+            position: *position,
+            event,
+        })
+        .collect();
+    Ok(reply_of(command, positioned))
+}
+
+fn reply_of(command: &str, positioned: Vec<PositionedEvent>) -> Reply {
     let error = positioned.iter().find_map(|p| match &p.event {
         Event::CommandRejected {
             code,
@@ -781,19 +1161,17 @@ fn reply_from(
         }),
         _ => None,
     });
-    Ok(Reply {
+    Reply {
         ok: error.is_none(),
         command: command.to_string(),
         events: positioned,
         error,
-    })
+    }
 }
 
-/// Idempotency keys are scoped to who sends them, so one partner's key can never return
-/// another partner's reply (invariant 7).
-/// The key an idempotency record is stored under for an actor's key: keys are scoped
-/// to the actor, so two partners' keys never meet. Auditors hold the idempotency records
-/// against the keys in the events' metadata with it.
+/// The key an idempotency key is recorded under for an actor: keys are scoped to the
+/// actor, so two partners' keys never meet and one partner can never receive another's
+/// reply (invariant 7).
 pub fn idempotency_record_key(actor: &Actor, key: &str) -> String {
     format!("{}/{}", actor_scope(actor), key)
 }

@@ -5,13 +5,15 @@
 //! issues the commands recorded facts imply.
 //!
 //! It knows neither a command line nor a storage backend: stores come in through the
-//! `dealreg-store` traits, time and ids through the clock adapter. A NATS service or a CRM
+//! ports (`dealreg-events`, `dealreg-views`, `dealreg-vault`), time and ids through the clock adapter. A NATS service or a CRM
 //! adapter depends on this crate without linking clap, the demo or SQLite.
 
 pub mod cache;
 pub mod codec;
 pub mod engine;
 pub mod envelope;
+pub mod feed;
+pub mod host;
 pub mod partner_reply;
 pub mod personal;
 pub mod reactor;

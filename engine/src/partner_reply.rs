@@ -13,7 +13,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use dealreg_domain::{
     AccountKey, DealKind, DomainError, Event, Motion, PartnerId, RegistrationId, RejectionCode,
 };
-use dealreg_events::GlobalPosition;
+use dealreg_events::Position;
 use serde::{Deserialize, Serialize};
 
 use crate::reply::Reply;
@@ -32,8 +32,7 @@ pub struct PartnerReply {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PartnerEventLine {
-    #[schemars(with = "u64")]
-    pub position: GlobalPosition,
+    pub position: Position,
     pub event: PartnerEvent,
 }
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use dealreg_clock::Clock;
 use dealreg_domain::command::ReleaseRegistration;
 use dealreg_domain::{Actor, Command, Event};
-use dealreg_events::{EventStore, GlobalPosition, LogPages, StoreError};
+use dealreg_events::{EventStore, LogPages, Position, StoreError};
 use dealreg_views::{Checkpoint, CheckpointStore};
 
 use crate::codec::decode_event;
@@ -42,7 +42,7 @@ pub enum ReactorError {
 #[derive(Debug, Default)]
 pub struct Reacted {
     /// The log position the reactor has handled up to.
-    pub position: GlobalPosition,
+    pub position: Position,
     /// Events read.
     pub events: u64,
     /// Follow-up commands issued, with their replies (a replay means a crashed run had
@@ -75,17 +75,14 @@ pub fn follow_ups(event: &Event) -> Vec<CommandEnvelope> {
     }
 }
 
-async fn saved_position<K: CheckpointStore>(checkpoints: &K) -> Result<GlobalPosition, StoreError> {
+async fn saved_position<K: CheckpointStore>(checkpoints: &K) -> Result<Position, StoreError> {
     Ok(match checkpoints.load(CHECKPOINT).await? {
         Some(saved) if saved.version == VERSION => saved.position,
-        _ => GlobalPosition::ORIGIN,
+        _ => Position::ORIGIN,
     })
 }
 
-async fn save<K: CheckpointStore>(
-    checkpoints: &K,
-    position: GlobalPosition,
-) -> Result<(), StoreError> {
+async fn save<K: CheckpointStore>(checkpoints: &K, position: Position) -> Result<(), StoreError> {
     checkpoints
         .save(
             CHECKPOINT,
@@ -125,7 +122,7 @@ pub async fn catch_up<S: EventStore + Clone, C: Clock, K: CheckpointStore>(
         position: start,
         ..Reacted::default()
     };
-    let mut pages = LogPages::new(engine.store(), start, 1024);
+    let mut pages = LogPages::new(engine.store(), start).await?;
     while let Some(page) = pages.next_page().await? {
         for recorded in &page {
             reacted.events += 1;
@@ -153,8 +150,8 @@ pub async fn follow<S: EventStore + Clone, C: Clock, K: CheckpointStore>(
     tail: &LogTail<S>,
     poll: Duration,
     stop: impl std::future::Future<Output = ()>,
-) -> Result<GlobalPosition, ReactorError> {
-    let mut head = tail.store().head();
+) -> Result<Position, ReactorError> {
+    let mut head = tail.newest();
     let mut stop = std::pin::pin!(stop);
     let mut position = saved_position(checkpoints).await?;
     let mut saved = position;

@@ -9,13 +9,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use dealreg_events::{EventStore, GlobalPosition};
+use dealreg_events::{EventStore, Position};
 use dealreg_projections::conflicts::ConflictFlags;
 use dealreg_projections::deadlines::Deadlines;
 use dealreg_projections::ledger::Ledger;
 use dealreg_projections::metrics::ProgramMetrics;
 use dealreg_projections::pipeline::Pipeline;
-use dealreg_projections::Projection;
+use dealreg_projections::{Projection, Published};
 use dealreg_views::CheckpointStore;
 
 use crate::runner::{self, CatchUp, Progress, ViewError};
@@ -28,20 +28,15 @@ pub type ProgressSink<'a> = &'a mut (dyn FnMut(Progress) + Send);
 pub type Stop<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 type Run<S, K> = for<'a> fn(&'a S, &'a K, CatchUp, ProgressSink<'a>) -> Boxed<'a, RunReport>;
 /// Where a follower announces each position it saved.
-pub type SavedWatch = tokio::sync::watch::Sender<GlobalPosition>;
-type Follow<S, K> = for<'a> fn(
-    &'a LogTail<S>,
-    &'a K,
-    Duration,
-    Stop<'a>,
-    &'a SavedWatch,
-) -> Boxed<'a, GlobalPosition>;
+pub type SavedWatch = tokio::sync::watch::Sender<Position>;
+type Follow<S, K> =
+    for<'a> fn(&'a LogTail<S>, &'a K, Duration, Stop<'a>, &'a SavedWatch) -> Boxed<'a, Position>;
 
 /// What a generic run over one projection reports (its typed state stays inside).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunReport {
     pub name: &'static str,
-    pub position: GlobalPosition,
+    pub position: Position,
     pub folded: u64,
     pub rebuilt: Option<String>,
 }
@@ -50,6 +45,8 @@ pub struct RunReport {
 pub struct Registered<S, K> {
     pub name: &'static str,
     pub version: u32,
+    /// The tables whose row changes the feeds publish, with their partner-safe forms.
+    pub published: &'static [Published],
     catch_up: Run<S, K>,
     rebuild: Run<S, K>,
     follow: Follow<S, K>,
@@ -87,7 +84,7 @@ impl<S, K> Registered<S, K> {
         poll: Duration,
         stop: Stop<'a>,
         saved: &'a SavedWatch,
-    ) -> Boxed<'a, GlobalPosition> {
+    ) -> Boxed<'a, Position> {
         (self.follow)(tail, checkpoints, poll, stop, saved)
     }
 }
@@ -105,6 +102,7 @@ fn entry<P: Projection, S: EventStore, K: CheckpointStore>() -> Registered<S, K>
     Registered {
         name: P::NAME,
         version: P::VERSION,
+        published: P::PUBLISHED,
         catch_up: |store, checkpoints, how, progress| {
             Box::pin(async move {
                 let caught = runner::catch_up::<P, S, K>(store, checkpoints, how, progress).await?;
@@ -145,4 +143,14 @@ pub fn projections<S: EventStore, K: CheckpointStore>() -> [Registered<S, K>; 5]
 /// The names of every registered projection, in registry order.
 pub fn names<S: EventStore, K: CheckpointStore>() -> Vec<&'static str> {
     projections::<S, K>().iter().map(|p| p.name).collect()
+}
+
+/// The published table `table` of view `view`, if the view publishes it.
+pub fn published(view: &str, table: &str) -> Option<Published> {
+    use dealreg_events::memory::MemoryStore;
+    use dealreg_views::MemoryCheckpoints;
+    projections::<MemoryStore, MemoryCheckpoints>()
+        .iter()
+        .find(|p| p.name == view)
+        .and_then(|p| dealreg_projections::published(p.published, table).copied())
 }

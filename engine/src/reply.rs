@@ -5,7 +5,7 @@
 //! that true by construction.
 
 use dealreg_domain::{DomainError, Event};
-use dealreg_events::{GlobalPosition, StreamRevision};
+use dealreg_events::{Position, StreamRevision};
 use serde::{Deserialize, Serialize};
 
 use crate::envelope::InputError;
@@ -16,10 +16,7 @@ use crate::partner_reply::PartnerReply;
 pub struct PositionedEvent {
     pub stream: String,
     pub revision: StreamRevision,
-    // The store's position is a bare `u64` on the wire (serde-transparent); its crate
-    // knows no schemars, so the schema is said here.
-    #[schemars(with = "u64")]
-    pub position: GlobalPosition,
+    pub position: Position,
     pub event: Event,
 }
 

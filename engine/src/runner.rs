@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use dealreg_events::{EventStore, GlobalPosition, LogPages, StoreError};
+use dealreg_events::{EventStore, LogPages, Position, StoreError};
 use dealreg_projections::table::TakenRow;
 use dealreg_projections::Projection;
 use dealreg_views::{Checkpoint, CheckpointStore, RowWrite};
@@ -36,8 +36,8 @@ pub enum ViewError {
 /// How far a catch-up got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
-    pub position: GlobalPosition,
-    pub head: GlobalPosition,
+    pub position: Position,
+    pub head: Position,
     pub events: u64,
 }
 
@@ -80,9 +80,9 @@ impl Default for CatchUp {
 pub struct CaughtUp<P> {
     pub state: P,
     /// The position the state covers.
-    pub position: GlobalPosition,
+    pub position: Position,
     /// Where the run started from (the saved checkpoint, or the origin).
-    pub resumed_from: GlobalPosition,
+    pub resumed_from: Position,
     /// Events folded by this run.
     pub folded: u64,
     /// Set when the saved state was written by another version of the fold and was
@@ -94,9 +94,9 @@ pub struct CaughtUp<P> {
 /// written by another version of the fold (then with the reason).
 pub async fn load<P: Projection, K: CheckpointStore>(
     checkpoints: &K,
-) -> Result<(GlobalPosition, P, Option<String>), ViewError> {
+) -> Result<(Position, P, Option<String>), ViewError> {
     match checkpoints.load(P::NAME).await? {
-        None => Ok((GlobalPosition::ORIGIN, P::default(), None)),
+        None => Ok((Position::ORIGIN, P::default(), None)),
         Some(saved) if saved.version != P::VERSION => {
             let why = format!(
                 "projection `{}` was saved by version {} of its fold; this build folds version {}, so it is rebuilt from the log",
@@ -105,7 +105,7 @@ pub async fn load<P: Projection, K: CheckpointStore>(
                 P::VERSION
             );
             tracing::info!("{why}");
-            Ok((GlobalPosition::ORIGIN, P::default(), Some(why)))
+            Ok((Position::ORIGIN, P::default(), Some(why)))
         }
         Some(saved) => {
             let corrupt = |reason: String| ViewError::Corrupt {
@@ -125,7 +125,7 @@ pub async fn load<P: Projection, K: CheckpointStore>(
 /// What a save writes: the meta now, and the rows changed since the last save, taken from
 /// the state (so the next save starts from nothing changed) to be serialised later.
 fn take_save<P: Projection>(
-    position: GlobalPosition,
+    position: Position,
     state: &mut P,
 ) -> Result<(Checkpoint, Vec<TakenRow>), ViewError> {
     let meta = serde_json::to_vec(&*state).map_err(|e| corrupt::<P>(&e))?;
@@ -171,7 +171,7 @@ async fn write_save<P: Projection, K: CheckpointStore>(
         ))
     })?
     .map_err(|e| corrupt::<P>(&e))?;
-    if P::PUBLISHED {
+    if !P::PUBLISHED.is_empty() {
         checkpoints
             .save_published_rows(P::NAME, checkpoint, rows)
             .await?;
@@ -185,7 +185,7 @@ async fn write_save<P: Projection, K: CheckpointStore>(
 /// the rows changed since its last save.
 pub async fn save<P: Projection, K: CheckpointStore>(
     checkpoints: &K,
-    position: GlobalPosition,
+    position: Position,
     state: &mut P,
 ) -> Result<(), ViewError> {
     let (checkpoint, rows) = take_save(position, state)?;
@@ -206,7 +206,7 @@ async fn finish(pending: &mut PendingSave) -> Result<(), ViewError> {
 /// Starts writing a save of `state` while the fold goes on.
 fn start_save<P: Projection, K: CheckpointStore>(
     checkpoints: &K,
-    position: GlobalPosition,
+    position: Position,
     state: &mut P,
 ) -> Result<PendingSave, ViewError> {
     let (checkpoint, rows) = take_save(position, state)?;
@@ -246,7 +246,7 @@ pub async fn catch_up<P: Projection, S: EventStore, K: CheckpointStore>(
 async fn fold_and_save<P: Projection, S: EventStore, K: CheckpointStore>(
     store: &S,
     checkpoints: &K,
-    resumed_from: GlobalPosition,
+    resumed_from: Position,
     mut state: P,
     rebuilt: Option<String>,
     how: CatchUp,
@@ -254,7 +254,7 @@ async fn fold_and_save<P: Projection, S: EventStore, K: CheckpointStore>(
 ) -> Result<CaughtUp<P>, ViewError> {
     let mut position = resumed_from;
     let (folded, crashed) = advance(
-        Reader::Pages(LogPages::new(store, resumed_from, 4096)),
+        Reader::<S>::Pages(LogPages::new(store, resumed_from).await?),
         checkpoints,
         &mut state,
         &mut position,
@@ -279,7 +279,7 @@ async fn fold_and_save<P: Projection, S: EventStore, K: CheckpointStore>(
 /// Where a run reads the log from.
 enum Reader<'a, S> {
     /// Pages read ahead from the store and decoded by this run: a catch-up, a rebuild.
-    Pages(LogPages<S>),
+    Pages(LogPages),
     /// The process's shared tail, decoded once for every follower.
     Tail(&'a LogTail<S>),
 }
@@ -294,11 +294,11 @@ struct Run {
     folded: u64,
     last_save: Instant,
     /// The log's head when the run started, for progress reports.
-    head: GlobalPosition,
+    head: Position,
 }
 
 impl Run {
-    fn new(how: CatchUp, head: GlobalPosition) -> Self {
+    fn new(how: CatchUp, head: Position) -> Self {
         Run {
             how,
             pending: None,
@@ -315,12 +315,12 @@ impl Run {
         &mut self,
         checkpoints: &K,
         state: &mut P,
-        position: &mut GlobalPosition,
-        at: GlobalPosition,
+        position: &mut Position,
+        at: Position,
         event: &dealreg_domain::Event,
         progress: &mut impl FnMut(Progress),
     ) -> Result<bool, ViewError> {
-        state.apply(at.0, event);
+        state.apply(at, event);
         *position = at;
         self.folded += 1;
         if self.how.stop_after == Some(self.folded) {
@@ -348,7 +348,7 @@ impl Run {
     /// Waits for the save in flight and reports where the run ended.
     async fn finish(
         mut self,
-        position: GlobalPosition,
+        position: Position,
         progress: &mut impl FnMut(Progress),
     ) -> Result<(u64, bool), ViewError> {
         finish(&mut self.pending).await?;
@@ -368,13 +368,13 @@ async fn advance<P: Projection, S: EventStore, K: CheckpointStore>(
     reader: Reader<'_, S>,
     checkpoints: &K,
     state: &mut P,
-    position: &mut GlobalPosition,
+    position: &mut Position,
     how: CatchUp,
     progress: &mut impl FnMut(Progress),
 ) -> Result<(u64, bool), ViewError> {
     match reader {
         Reader::Pages(mut pages) => {
-            let mut run = Run::new(how, *pages.store().head().borrow());
+            let mut run = Run::new(how, pages.head());
             while let Some(page) = pages.next_page().await? {
                 for recorded in &page {
                     let event = decode_event(recorded)?;
@@ -390,7 +390,7 @@ async fn advance<P: Projection, S: EventStore, K: CheckpointStore>(
             run.finish(*position, progress).await
         }
         Reader::Tail(tail) => {
-            let mut run = Run::new(how, *tail.store().head().borrow());
+            let mut run = Run::new(how, *tail.newest().borrow());
             loop {
                 let page = tail.read_after(*position, TAIL_PAGE).await?;
                 if page.is_empty() {
@@ -424,7 +424,7 @@ pub async fn rebuild<P: Projection, S: EventStore, K: CheckpointStore>(
     fold_and_save(
         store,
         checkpoints,
-        GlobalPosition::ORIGIN,
+        Position::ORIGIN,
         P::default(),
         None,
         how,
@@ -433,9 +433,8 @@ pub async fn rebuild<P: Projection, S: EventStore, K: CheckpointStore>(
     .await
 }
 
-/// Keeps `P` up to date as events arrive: catches up, then waits for the store's head to
-/// move (or `poll`, for appends made by other processes, which this process's head watch
-/// does not see), and catches up again, until `stop` resolves. The state stays in memory
+/// Keeps `P` up to date as events arrive: catches up, then waits for the process's log
+/// pump to see more (or `poll`), and catches up again, until `stop` resolves. The state stays in memory
 /// between catch-ups; what they folded is saved (only the rows it changed) at most every
 /// [`SAVE_EVERY`], and at `stop`, so a follower killed at any moment resumes from its last
 /// saved checkpoint.
@@ -446,9 +445,9 @@ pub async fn follow<P: Projection, S: EventStore, K: CheckpointStore>(
     checkpoints: &K,
     poll: Duration,
     stop: impl std::future::Future<Output = ()>,
-    mut saved: impl FnMut(GlobalPosition) + Send,
-) -> Result<GlobalPosition, ViewError> {
-    let mut head = tail.store().head();
+    mut saved: impl FnMut(Position) + Send,
+) -> Result<Position, ViewError> {
+    let mut head = tail.newest();
     let mut stop = std::pin::pin!(stop);
     let (mut position, mut state, rebuilt) = load::<P, K>(checkpoints).await?;
     if rebuilt.is_some() {

@@ -59,6 +59,15 @@ fn command(deadline: &Deadline) -> Option<Command> {
                 product_line: deadline.product_line.clone()?,
             })
         }
+        DeadlineKind::UnbackedSlot => {
+            let (partner_id, slot) = deadline.slot?;
+            Command::LapseCapacitySlot(LapseCapacitySlot {
+                account,
+                registration_id: registration?,
+                partner_id,
+                slot,
+            })
+        }
     })
 }
 
@@ -78,7 +87,10 @@ pub async fn tick<S: EventStore + Clone, C: Clock>(
             &deadline.conflict_id,
             &deadline.product_line,
         ) {
-            (Some(r), _, _) => r.to_string(),
+            (Some(r), _, _) => match deadline.slot {
+                Some((partner, slot)) => format!("{r}/{partner}/{slot}"),
+                None => r.to_string(),
+            },
             (None, Some(c), _) => c.to_string(),
             (None, None, Some(line)) => line.clone(),
             (None, None, None) => continue,

@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
+use dealreg_domain::Position;
 use dealreg_domain::{AccountKey, ConflictId, ConflictKind, ConflictParty, Event};
 use serde::{Deserialize, Serialize};
 
@@ -250,7 +251,17 @@ impl Projection for ConflictFlags {
     /// 4: stored as rows. 5: at most 8 similar names flagged per account, names whose
     /// numbers differ never, and only the last 256 accounts kept per first word.
     const VERSION: u32 = 5;
-    const PUBLISHED: bool = true;
+    /// Flags and likely duplicates, for the vendor only.
+    const PUBLISHED: &'static [crate::Published] = &[
+        crate::Published {
+            table: "account",
+            for_partners: None,
+        },
+        crate::Published {
+            table: "duplicate",
+            for_partners: None,
+        },
+    ];
 
     fn tables(&self) -> Tables<'_> {
         vec![
@@ -272,7 +283,7 @@ impl Projection for ConflictFlags {
         ]
     }
 
-    fn apply(&mut self, _position: u64, event: &Event) {
+    fn apply(&mut self, _position: Position, event: &Event) {
         match event {
             Event::PolicyAdopted { policy, .. } => {
                 self.resolution_business_days = policy.sla.conflict_resolution_business_days

@@ -8,8 +8,9 @@
 use chrono::{DateTime, Duration, Utc};
 use dealreg_domain::account::ConflictStatus;
 use dealreg_domain::calendar::add_business_days;
+use dealreg_domain::Position;
 use dealreg_domain::{
-    AccountKey, AccountState, ConflictId, ConflictSla, Event, Policy, RegistrationId,
+    AccountKey, AccountState, ConflictId, ConflictSla, Event, PartnerId, Policy, RegistrationId,
     RegistrationStatus,
 };
 use serde::{Deserialize, Serialize};
@@ -34,6 +35,23 @@ pub enum DeadlineKind {
     ConflictResolutionPlan,
     /// Renewal ownership confirmed at least 90 days before the renewal.
     RenewalOwnershipReview,
+    /// A capacity slot no registration of its account backs, for [`SLOT_GRACE`]: given
+    /// back (`lapse_capacity_slot`).
+    UnbackedSlot,
+}
+
+/// How long a capacity slot may be held without its account backing it before the
+/// timekeeper gives it back: far longer than a command takes between taking the slot and
+/// the account's write (milliseconds), so only an interrupted command's slot lapses.
+pub const SLOT_GRACE: Duration = Duration::minutes(2);
+
+/// A capacity slot held on a partner's stream, as the timekeeper watches it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldSlot {
+    /// Its number: the partner's n-th slot taken.
+    pub slot: u64,
+    /// Since when no registration of the account backs it (`None`: one does).
+    pub unbacked_since: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +66,9 @@ pub struct Deadline {
     /// The product line it is about (renewal ownership).
     #[serde(default)]
     pub product_line: Option<String>,
+    /// The partner and the number of the capacity slot it is about (unbacked slots).
+    #[serde(default)]
+    pub slot: Option<(PartnerId, u64)>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -55,6 +76,12 @@ pub struct Deadlines {
     policy: Option<Policy>,
     #[serde(skip)]
     accounts: Table<AccountKey, AccountState>,
+    /// Capacity slots held, by account, registration and partner.
+    #[serde(skip)]
+    slots: Table<(AccountKey, RegistrationId, PartnerId), HeldSlot>,
+    /// How many slots each partner ever took (the next one's number is one more).
+    #[serde(skip)]
+    slots_taken: Table<PartnerId, u64>,
 }
 
 impl Deadlines {
@@ -76,6 +103,7 @@ impl Deadlines {
                         registration_id: Some(r.id),
                         conflict_id: None,
                         product_line: None,
+                        slot: None,
                     })
                 };
                 match r.status {
@@ -111,6 +139,7 @@ impl Deadlines {
                         registration_id: None,
                         conflict_id: Some(c.id.clone()),
                         product_line: None,
+                        slot: None,
                     })
                 };
                 if c.status == ConflictStatus::Open
@@ -151,6 +180,20 @@ impl Deadlines {
                     registration_id: None,
                     conflict_id: None,
                     product_line: Some(line.clone()),
+                    slot: None,
+                });
+            }
+        }
+        for ((account, registration, partner), held) in self.slots.iter() {
+            if let Some(since) = held.unbacked_since {
+                out.push(Deadline {
+                    due_at: since + SLOT_GRACE,
+                    kind: DeadlineKind::UnbackedSlot,
+                    account: account.clone(),
+                    registration_id: Some(*registration),
+                    conflict_id: None,
+                    product_line: None,
+                    slot: Some((*partner, held.slot)),
                 });
             }
         }
@@ -186,30 +229,122 @@ impl Deadlines {
     }
 }
 
+impl Deadlines {
+    /// Whether a registration of the account holds the slot (account, registration,
+    /// partner) names.
+    fn backs(
+        &self,
+        (account, registration, partner): &(AccountKey, RegistrationId, PartnerId),
+    ) -> bool {
+        self.accounts
+            .get(account)
+            .and_then(|a| a.registrations.get(registration))
+            .is_some_and(|r| r.partner_id == *partner && r.holds_slot)
+    }
+
+    /// After an event of `account`: the slots held for it, backed or since when not.
+    fn check_backing(&mut self, account: &AccountKey, at: DateTime<Utc>) {
+        let from = (
+            account.clone(),
+            RegistrationId(uuid::Uuid::nil()),
+            PartnerId(uuid::Uuid::nil()),
+        );
+        let keys: Vec<_> = self
+            .slots
+            .range(from..)
+            .take_while(|(k, _)| k.0 == *account)
+            .map(|(k, held)| (k.clone(), held.unbacked_since))
+            .collect();
+        for (key, since) in keys {
+            let backed = self.backs(&key);
+            let wanted = if backed {
+                None
+            } else {
+                Some(since.unwrap_or(at))
+            };
+            if wanted != since {
+                if let Some(held) = self.slots.get_mut(&key) {
+                    held.unbacked_since = wanted;
+                }
+            }
+        }
+    }
+}
+
 impl Projection for Deadlines {
     const NAME: &'static str = "deadlines";
     /// 2: closed conflicts, reassigned and named-account state in the folded accounts.
     /// 3: stored as rows.
-    const VERSION: u32 = 3;
+    /// 4: capacity slots no account backs.
+    const VERSION: u32 = 4;
 
     fn tables(&self) -> Tables<'_> {
-        vec![("account", &self.accounts)]
+        vec![
+            ("account", &self.accounts),
+            ("slot", &self.slots),
+            ("slots_taken", &self.slots_taken),
+        ]
     }
 
     fn tables_mut(&mut self) -> TablesMut<'_> {
-        vec![("account", &mut self.accounts)]
+        vec![
+            ("account", &mut self.accounts),
+            ("slot", &mut self.slots),
+            ("slots_taken", &mut self.slots_taken),
+        ]
     }
 
-    fn apply(&mut self, _position: u64, event: &Event) {
+    fn apply(&mut self, _position: Position, event: &Event) {
         if let Event::PolicyAdopted { policy, .. } = event {
             self.policy = Some(policy.clone());
             return;
+        }
+        match event {
+            Event::CapacitySlotTaken {
+                partner_id,
+                registration_id,
+                account,
+                at,
+            } => {
+                let taken = self.slots_taken.entry_or_default(*partner_id);
+                *taken += 1;
+                let slot = *taken;
+                let key = (account.clone(), *registration_id, *partner_id);
+                let backed = self.backs(&key);
+                self.slots.insert(
+                    key,
+                    HeldSlot {
+                        slot,
+                        unbacked_since: (!backed).then_some(*at),
+                    },
+                );
+                return;
+            }
+            Event::CapacitySlotReleased {
+                partner_id,
+                registration_id,
+                account,
+                slot,
+                ..
+            } => {
+                let key = (account.clone(), *registration_id, *partner_id);
+                if self
+                    .slots
+                    .get(&key)
+                    .is_some_and(|held| slot.is_none() || *slot == Some(held.slot))
+                {
+                    self.slots.remove(&key);
+                }
+                return;
+            }
+            _ => {}
         }
         if let dealreg_domain::Boundary::Account(key) = event.boundary() {
             if matches!(event, Event::CommandRejected { .. }) {
                 return;
             }
-            self.accounts.entry_or_default(key).evolve(event);
+            self.accounts.entry_or_default(key.clone()).evolve(event);
+            self.check_backing(&key, event.at());
         }
     }
 }

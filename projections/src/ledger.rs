@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
 use dealreg_domain::policy::{CommissionRule, Credit};
+use dealreg_domain::Position;
 use dealreg_domain::{Currency, Event, Motion, PartnerId, Policy, RegistrationId, Tier};
 use serde::{Deserialize, Serialize};
 
@@ -31,7 +32,7 @@ pub enum EntryKind {
 /// One line of the ledger. Clawbacks and payouts are negative.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Entry {
-    pub position: u64,
+    pub position: Position,
     pub at: DateTime<Utc>,
     pub partner_id: PartnerId,
     /// The deal the entry is for (none for payouts).
@@ -166,7 +167,17 @@ impl Projection for Ledger {
     const NAME: &'static str = "ledger";
     /// 2: stored as rows.
     const VERSION: u32 = 2;
-    const PUBLISHED: bool = true;
+    /// A partner's own commission entries and balances are its to see.
+    const PUBLISHED: &'static [crate::Published] = &[
+        crate::Published {
+            table: "entry",
+            for_partners: Some(crate::as_is),
+        },
+        crate::Published {
+            table: "balance",
+            for_partners: Some(crate::as_is),
+        },
+    ];
 
     fn tables(&self) -> Tables<'_> {
         vec![
@@ -186,7 +197,7 @@ impl Projection for Ledger {
         ]
     }
 
-    fn apply(&mut self, position: u64, event: &Event) {
+    fn apply(&mut self, position: Position, event: &Event) {
         match event {
             Event::PolicyAdopted { policy, .. } => self.policy = Some(policy.clone()),
             Event::PartnerOnboarded {

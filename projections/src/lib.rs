@@ -12,7 +12,7 @@ pub mod pipeline;
 pub mod table;
 pub mod text;
 
-use dealreg_domain::Event;
+use dealreg_domain::{Event, Position};
 pub use table::{RowChange, RowTable, Table, Tables, TablesMut};
 
 /// A fold from events to a read model.
@@ -29,17 +29,41 @@ pub trait Projection:
     /// a state saved under another version is rebuilt from the log instead of served.
     const VERSION: u32;
 
-    /// Whether the view's row changes are published (the change feed): its saves write
-    /// the feed outbox too.
-    const PUBLISHED: bool = false;
+    /// The tables whose row changes are published (the change feeds a CRM mirrors), each
+    /// with what a partner may see of a row: declared here once, for every sink (the NATS
+    /// feeds, the CRM adapters) and every query. A view with published tables writes the
+    /// feed outbox with its saves.
+    const PUBLISHED: &'static [Published] = &[];
 
     /// Folds one event at its global position.
-    fn apply(&mut self, position: u64, event: &Event);
+    fn apply(&mut self, position: Position, event: &Event);
 
     /// The tables of the state, stored as rows (the rest, serialised with serde, is the
     /// small *meta* saved whole beside them; table fields are `#[serde(skip)]`).
     fn tables(&self) -> Tables<'_>;
     fn tables_mut(&mut self) -> TablesMut<'_>;
+}
+
+/// A table of a view whose row changes are published.
+#[derive(Debug, Clone, Copy)]
+pub struct Published {
+    pub table: &'static str,
+    /// The partner-safe form of a row, for the partner the row belongs to (its scope);
+    /// `None`: partners never get this table's rows.
+    pub for_partners: Option<PartnerForm>,
+}
+
+/// How a row becomes what its partner may see: `None` when nothing of it may be seen.
+pub type PartnerForm = fn(&serde_json::Value) -> Option<serde_json::Value>;
+
+/// The partner-safe form of a row of a table every field of which its partner may see.
+pub fn as_is(row: &serde_json::Value) -> Option<serde_json::Value> {
+    Some(row.clone())
+}
+
+/// The published table `table` of `published`, if it is one.
+pub fn published<'a>(published: &'a [Published], table: &str) -> Option<&'a Published> {
+    published.iter().find(|p| p.table == table)
 }
 
 /// A projection's whole state, meta and every row, as JSON: what "the same bytes" means

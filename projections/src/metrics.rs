@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use dealreg_domain::Position;
 use dealreg_domain::{ConflictId, ConflictKind, Currency, Event, Motion, RegistrationId};
 use serde::{Deserialize, Serialize};
 
@@ -181,7 +182,7 @@ impl Projection for ProgramMetrics {
         ]
     }
 
-    fn apply(&mut self, _position: u64, event: &Event) {
+    fn apply(&mut self, _position: Position, event: &Event) {
         match event {
             Event::RegistrationSubmitted {
                 registration_id,

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use dealreg_domain::stages::stage_name;
+use dealreg_domain::Position;
 use dealreg_domain::{AccountKey, Attribution, Event, Money, Motion, PartnerId, RegistrationId};
 use serde::{Deserialize, Serialize};
 
@@ -113,7 +114,7 @@ pub struct Pipeline {
     partners: Table<PartnerId, String>,
     #[serde(skip)]
     rows: Table<RegistrationId, VendorRow, ByOwner>,
-    last_position: u64,
+    last_position: Position,
 }
 
 impl Pipeline {
@@ -141,7 +142,7 @@ impl Pipeline {
         self.partners.iter()
     }
 
-    pub fn last_position(&self) -> u64 {
+    pub fn last_position(&self) -> Position {
         self.last_position
     }
 }
@@ -186,7 +187,18 @@ impl Projection for Pipeline {
     const NAME: &'static str = "pipeline";
     /// 2: a reassigned registration moves to its new partner's view. 3: stored as rows.
     const VERSION: u32 = 3;
-    const PUBLISHED: bool = true;
+    /// Registrations (a partner gets its own as a [`PartnerRow`]) and the partners'
+    /// summaries (the vendor's only).
+    const PUBLISHED: &'static [crate::Published] = &[
+        crate::Published {
+            table: "registration",
+            for_partners: Some(partner_form),
+        },
+        crate::Published {
+            table: "partner",
+            for_partners: None,
+        },
+    ];
 
     fn tables(&self) -> Tables<'_> {
         vec![("partner", &self.partners), ("registration", &self.rows)]
@@ -199,7 +211,7 @@ impl Projection for Pipeline {
         ]
     }
 
-    fn apply(&mut self, position: u64, event: &Event) {
+    fn apply(&mut self, position: Position, event: &Event) {
         self.last_position = position;
         let mut update =
             |id: &RegistrationId, at: &DateTime<Utc>, f: &mut dyn FnMut(&mut VendorRow)| {
@@ -443,4 +455,10 @@ impl Projection for Pipeline {
             _ => {}
         }
     }
+}
+
+/// What a partner sees of its registration row: the [`PartnerRow`] of the vendor's row.
+fn partner_form(row: &serde_json::Value) -> Option<serde_json::Value> {
+    let vendor: VendorRow = serde_json::from_value(row.clone()).ok()?;
+    serde_json::to_value(PartnerRow::from(&vendor)).ok()
 }

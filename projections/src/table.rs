@@ -62,6 +62,24 @@ impl RowKey for String {
     }
 }
 
+/// A capacity slot: the account, the registration and the partner holding it for it.
+impl RowKey for (AccountKey, RegistrationId, PartnerId) {
+    fn to_key(&self) -> String {
+        format!("{}|{}|{}", (self.0).0, (self.1).0, (self.2).0)
+    }
+    fn from_key(key: &str) -> Option<Self> {
+        let mut parts = key.rsplitn(3, '|');
+        let partner = parts.next()?.parse().ok()?;
+        let registration = parts.next()?.parse().ok()?;
+        let account = parts.next()?;
+        Some((
+            AccountKey(account.to_string()),
+            RegistrationId(registration),
+            PartnerId(partner),
+        ))
+    }
+}
+
 /// Zero-padded so that stored keys sort like the numbers.
 impl RowKey for u64 {
     fn to_key(&self) -> String {
@@ -271,6 +289,14 @@ impl<K: RowKey, V: Clone, S> Table<K, V, S> {
     /// The rows in key order.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&K, &V)> + ExactSizeIterator + '_ {
         self.rows.iter().map(|(k, v)| (k, &**v))
+    }
+
+    /// The rows whose keys fall in `range`, in key order.
+    pub fn range<R: std::ops::RangeBounds<K>>(
+        &self,
+        range: R,
+    ) -> impl DoubleEndedIterator<Item = (&K, &V)> + '_ {
+        self.rows.range(range).map(|(k, v)| (k, &**v))
     }
 
     pub fn keys(&self) -> impl DoubleEndedIterator<Item = &K> + ExactSizeIterator + '_ {

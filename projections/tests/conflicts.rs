@@ -79,7 +79,10 @@ fn likely_duplicates_across_accounts_are_flagged_as_risks() {
     .iter()
     .enumerate()
     {
-        flags.apply(i as u64 + 1, &submitted(domain, company));
+        flags.apply(
+            dealreg_domain::Position::at(i as u64 + 1),
+            &submitted(domain, company),
+        );
     }
     let pairs: Vec<(String, String)> = flags
         .duplicates()
@@ -113,7 +116,7 @@ fn likely_duplicates_across_accounts_are_flagged_as_risks() {
 fn a_detected_conflict_carries_its_sla_clock_until_resolved() {
     let mut flags = ConflictFlags::default();
     flags.apply(
-        1,
+        dealreg_domain::Position::at(1),
         &Event::PolicyAdopted {
             policy: Policy::default_program(),
             at: friday(),
@@ -122,7 +125,7 @@ fn a_detected_conflict_carries_its_sla_clock_until_resolved() {
     let account = AccountKey("acme.com".into());
     let id = ConflictId("acme.com/analytics/1".into());
     flags.apply(
-        2,
+        dealreg_domain::Position::at(2),
         &Event::ConflictDetected {
             account: account.clone(),
             conflict_id: id.clone(),
@@ -150,7 +153,7 @@ fn a_detected_conflict_carries_its_sla_clock_until_resolved() {
         )
     );
     flags.apply(
-        3,
+        dealreg_domain::Position::at(3),
         &Event::ConflictAcknowledged {
             account: account.clone(),
             conflict_id: id.clone(),
@@ -160,7 +163,7 @@ fn a_detected_conflict_carries_its_sla_clock_until_resolved() {
         },
     );
     flags.apply(
-        4,
+        dealreg_domain::Position::at(4),
         &Event::ConflictResolved {
             account: account.clone(),
             conflict_id: id,
@@ -186,7 +189,7 @@ fn numbered_names_are_different_companies_and_similar_names_are_flagged_a_few_at
     // 3,000 stores of one chain: alike but for their numbers.
     for n in 0..3_000u64 {
         flags.apply(
-            n + 1,
+            dealreg_domain::Position::at(n + 1),
             &submitted(&format!("store{n}.example"), &format!("Store {n}")),
         );
     }
@@ -203,7 +206,7 @@ fn numbered_names_are_different_companies_and_similar_names_are_flagged_a_few_at
             .map(|d| char::from(b'a' + (d as u8 - b'0')))
             .collect();
         flags.apply(
-            10_000 + n,
+            dealreg_domain::Position::at(10_000 + n),
             &submitted(
                 &format!("north{n}.example"),
                 &format!("Northwind Traders {suffix}"),

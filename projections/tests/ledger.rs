@@ -70,7 +70,7 @@ fn reversed(id: RegistrationId, minor: i64, at: DateTime<Utc>) -> Event {
 fn fold(events: &[Event]) -> Ledger {
     let mut ledger = Ledger::default();
     for (i, e) in events.iter().enumerate() {
-        ledger.apply(i as u64 + 1, e);
+        ledger.apply(dealreg_domain::Position::at(i as u64 + 1), e);
     }
     ledger
 }

@@ -136,7 +136,7 @@ fn sourced_influenced_win_rate_cycle_time_sla_and_conflicts() {
     ];
     let mut m = ProgramMetrics::default();
     for (i, e) in events.iter().enumerate() {
-        m.apply(i as u64, e);
+        m.apply(dealreg_domain::Position::at(i as u64), e);
     }
     let usd = dealreg_domain::Currency::try_from("USD".to_string()).expect("usd");
     let reseller = &m.motions[&Motion::Reseller];

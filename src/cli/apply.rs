@@ -67,7 +67,7 @@ pub async fn run(
         let (engine, checkpoints) = (Arc::clone(&engine), checkpoints.clone());
         tokio::spawn(async move {
             // The reactor is the only reader here: it keeps no decoded events.
-            let tail = LogTail::keeping(engine.store().clone(), 0);
+            let tail = LogTail::keeping(engine.store().clone(), 0).await?;
             reactor::follow(&*engine, &checkpoints, &tail, REACTOR_POLL, async {
                 let _ = stopped.await;
             })

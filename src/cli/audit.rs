@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use dealreg_store_sqlite::audit::{self, SignedCheckpoint};
+use dealreg_events::audit::{self, SignedCheckpoint};
 
 #[derive(Subcommand)]
 pub enum AuditJob {
@@ -89,14 +89,6 @@ pub(super) fn read_checkpoints(path: &Path) -> Result<Vec<SignedCheckpoint>, Str
         .collect()
 }
 
-/// The idempotency record key of the command that wrote an event, from its metadata.
-pub(super) fn record_key(metadata: &[u8]) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_slice(metadata).ok()?;
-    let key = value.get("idempotency_key")?.as_str()?;
-    let actor: dealreg_domain::Actor = serde_json::from_value(value.get("actor")?.clone()).ok()?;
-    Some(dealreg_engine::engine::idempotency_record_key(&actor, key))
-}
-
 pub async fn run(store: &Path, job: AuditJob) -> Result<ExitCode, String> {
     match job {
         AuditJob::History {
@@ -145,8 +137,11 @@ pub async fn run(store: &Path, job: AuditJob) -> Result<ExitCode, String> {
         }
         AuditJob::Checkpoint { key, out } => {
             let key = read_key(&key)?;
-            let signed =
-                audit::sign_head(store, &key, chrono::Utc::now()).map_err(|e| e.to_string())?;
+            let log = super::store::open_read(store)?;
+            let signed = audit::HeadSigner::new()
+                .sign(&log, &key, chrono::Utc::now())
+                .await
+                .map_err(|e| e.to_string())?;
             let line = serde_json::to_string(&signed).map_err(|e| e.to_string())?;
             let mut file = std::fs::OpenOptions::new()
                 .create(true)
@@ -173,8 +168,7 @@ pub async fn run(store: &Path, job: AuditJob) -> Result<ExitCode, String> {
                 .map(audit::verifying_key)
                 .transpose()
                 .map_err(|e| format!("--public-key: {e}"))?;
-            let report = audit::verify(store, &checkpoints, pinned.as_ref(), &record_key)
-                .map_err(|e| e.to_string())?;
+            let report = verify(store, &checkpoints, pinned.as_ref()).await?;
             if json {
                 let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
                 println!("{text}");
@@ -206,4 +200,22 @@ pub async fn run(store: &Path, job: AuditJob) -> Result<ExitCode, String> {
             })
         }
     }
+}
+
+/// The auditor's walk of the log on any backend, with what the backend keeps beside the
+/// events (SQLite: stream tips, the highest position assigned) held against it.
+pub(super) async fn verify(
+    store: &Path,
+    checkpoints: &[SignedCheckpoint],
+    pinned: Option<&ed25519_dalek::VerifyingKey>,
+) -> Result<audit::Report, String> {
+    let log = super::store::open_read(store)?;
+    let mut report = audit::verify(&log, checkpoints, pinned)
+        .await
+        .map_err(|e| e.to_string())?;
+    drop(log);
+    let records =
+        dealreg_store_sqlite::audit::records(store, &report).map_err(|e| e.to_string())?;
+    report.findings.extend(records);
+    Ok(report)
 }

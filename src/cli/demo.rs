@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use dealreg_demo::DEMO_MARK;
-use dealreg_events::{EventStore, GlobalPosition};
+use dealreg_events::{EventStore, Position};
 use dealreg_store_sqlite::{OpenError, SqliteStore};
 
 pub async fn run(path: &Path, force: bool, seed: u64) -> Result<ExitCode, String> {
@@ -39,7 +39,7 @@ async fn prepare_store_file(path: &Path, force: bool) -> Result<(), String> {
         let is_demo = match SqliteStore::open_existing(path) {
             Ok(store) => {
                 let first = store
-                    .read_all(GlobalPosition::ORIGIN, 1)
+                    .read_all(Position::ORIGIN, 1)
                     .await
                     .unwrap_or_default();
                 let demo = first.first().is_some_and(|e| {

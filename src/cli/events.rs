@@ -5,13 +5,13 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use dealreg_engine::{decode_event, personal};
-use dealreg_events::{GlobalPosition, LogPages, RecordedEvent};
+use dealreg_events::{LogPages, Position, RecordedEvent};
 use serde::Serialize;
 
 /// One printed line: the stored event with its payload and metadata as JSON, not bytes.
 #[derive(Debug, Serialize)]
 struct EventLine<'a> {
-    position: GlobalPosition,
+    position: Position,
     stream: &'a str,
     revision: u64,
     event_id: String,
@@ -58,7 +58,9 @@ pub async fn run(
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut pages = LogPages::new(&store, GlobalPosition(after), 1024);
+    let mut pages = LogPages::new(&store, Position::at(after))
+        .await
+        .map_err(|e| e.to_string())?;
     while let Some(page) = pages.next_page().await.map_err(|e| e.to_string())? {
         for recorded in &page {
             if stream.as_deref().is_some_and(|s| s != recorded.stream) {

@@ -14,7 +14,7 @@ use chrono::Utc;
 use dealreg_domain::values::ContactOnRecord;
 use dealreg_domain::Event;
 use dealreg_engine::{decode_event, personal};
-use dealreg_events::{GlobalPosition, LogPages};
+use dealreg_events::{LogPages, Position};
 use dealreg_store_sqlite::vault_path;
 use dealreg_vault::{normalise_email, KeyMaterial, KeyVault, MemoryVault};
 use serde::Serialize;
@@ -29,7 +29,7 @@ struct Forgotten {
     erased: u64,
     /// Positions of contacts naming the address that were recorded in clear (before
     /// schema 3) and stay readable.
-    still_in_clear: Vec<u64>,
+    still_in_clear: Vec<dealreg_events::Position>,
 }
 
 pub async fn run(path: &Path, email: &str) -> Result<ExitCode, String> {
@@ -62,7 +62,9 @@ pub async fn run(path: &Path, email: &str) -> Result<ExitCode, String> {
     // address. So every sealed contact that still opens is read, and any that names the
     // address has its key destroyed too.
     let mut forgotten: std::collections::HashSet<uuid::Uuid> = person.into_iter().collect();
-    let mut pages = LogPages::new(&store, GlobalPosition::ORIGIN, 1024);
+    let mut pages = LogPages::new(&store, Position::ORIGIN)
+        .await
+        .map_err(|e| e.to_string())?;
     while let Some(page) = pages.next_page().await.map_err(|e| e.to_string())? {
         for recorded in page
             .iter()
@@ -86,13 +88,13 @@ pub async fn run(path: &Path, email: &str) -> Result<ExitCode, String> {
                         vault
                             .forget_person(sealed.person, Utc::now())
                             .map_err(|e| e.to_string())?;
-                        tracing::info!(person = %sealed.person, position = recorded.position.0, "a sealed contact names the address under a key the vault had no record of; destroyed it too");
+                        tracing::info!(person = %sealed.person, position = %recorded.position, "a sealed contact names the address under a key the vault had no record of; destroyed it too");
                         forgotten.insert(sealed.person);
                         report.erased += 1;
                     }
                 }
                 ContactOnRecord::Clear(contact) if normalise_email(&contact.email) == email => {
-                    report.still_in_clear.push(recorded.position.0);
+                    report.still_in_clear.push(recorded.position);
                 }
                 _ => {}
             }

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use dealreg_domain::AccountKey;
 use dealreg_engine::{decode_event, EventMetadata};
-use dealreg_events::{GlobalPosition, LogPages};
+use dealreg_events::{LogPages, Position};
 use serde::Serialize;
 
 /// Whose history.
@@ -24,7 +24,7 @@ pub enum Subject {
 /// One line of a history.
 #[derive(Debug, Serialize)]
 pub struct HistoryLine {
-    pub position: u64,
+    pub position: dealreg_events::Position,
     pub at: String,
     pub stream: String,
     pub actor: serde_json::Value,
@@ -67,23 +67,23 @@ pub async fn run(path: &Path, subject: Subject, json: bool) -> Result<ExitCode, 
         Subject::Partner(id) => (Some(format!("partner-{id}")), Some(id.to_string())),
     };
     let mut lines = Vec::new();
-    let mut pages = LogPages::new(&store, GlobalPosition::ORIGIN, 1024);
+    let mut pages = LogPages::new(&store, Position::ORIGIN)
+        .await
+        .map_err(|e| e.to_string())?;
     while let Some(page) = pages.next_page().await.map_err(|e| e.to_string())? {
         for recorded in &page {
             let in_stream = stream_of.as_deref() == Some(recorded.stream.as_str());
             let event: serde_json::Value = serde_json::to_value(
                 decode_event(recorded)
-                    .map_err(|e| format!("position {}: {e}", recorded.position.0))?,
+                    .map_err(|e| format!("position {}: {e}", recorded.position))?,
             )
             .map_err(|e| e.to_string())?;
             let named = id.as_deref().is_some_and(|id| names(&event, id));
             if !in_stream && !named {
                 continue;
             }
-            let metadata: EventMetadata =
-                serde_json::from_slice(&recorded.metadata).map_err(|e| {
-                    format!("position {}: unreadable metadata: {e}", recorded.position.0)
-                })?;
+            let metadata: EventMetadata = serde_json::from_slice(&recorded.metadata)
+                .map_err(|e| format!("position {}: unreadable metadata: {e}", recorded.position))?;
             let happened = recorded.event_type.clone();
             let refused = (happened == "command_rejected" || happened == "command_refused")
                 .then(|| text_field(&event, &["code"]))
@@ -94,7 +94,7 @@ pub async fn run(path: &Path, subject: Subject, json: bool) -> Result<ExitCode, 
                 text_field(&event, &["rationale", "reason", "note"])
             };
             lines.push(HistoryLine {
-                position: recorded.position.0,
+                position: recorded.position,
                 at: text_field(&event, &["at"]).unwrap_or_else(|| metadata.decided_at.to_rfc3339()),
                 stream: recorded.stream.clone(),
                 actor: serde_json::to_value(&metadata.actor).map_err(|e| e.to_string())?,

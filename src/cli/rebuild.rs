@@ -7,20 +7,21 @@ use std::time::Instant;
 
 use dealreg_engine::registry;
 use dealreg_engine::runner::{CatchUp, Progress};
-use dealreg_events::EventStore;
 use dealreg_store_sqlite::{SqliteCheckpoints, SqliteStore};
 
 /// A one-line progress bar on stderr.
 fn progress_bar(name: &str, p: Progress) {
-    let done = p.position.0 as f64 / p.head.0.max(1) as f64;
+    // Positions grow with the log on every backend, though they are not counts.
+    let done = p.position.commit() as f64 / p.head.commit().max(1) as f64;
     let filled = (done * 30.0).round().clamp(0.0, 30.0) as usize;
     eprint!(
-        "\rrebuilding {name} [{}{}] {:>3.0}% {}/{} events",
+        "\rrebuilding {name} [{}{}] {:>3.0}% {} events, position {} of {}",
         "#".repeat(filled),
         "-".repeat(30 - filled),
         done * 100.0,
-        p.position.0,
-        p.head.0
+        p.events,
+        p.position,
+        p.head
     );
 }
 
@@ -53,10 +54,10 @@ pub async fn run(path: &Path, projection: Option<String>) -> Result<ExitCode, St
             .map_err(|e| e.to_string())?;
         eprintln!();
         let seconds = started.elapsed().as_secs_f64();
-        let events = store.head().borrow().0;
         eprintln!(
-            "rebuilt {name} (fold version {}) from {events} events in {seconds:.2} s ({:.0} events/s)",
+            "rebuilt {name} (fold version {}) from {} events in {seconds:.2} s ({:.0} events/s)",
             entry.version,
+            report.folded,
             report.folded as f64 / seconds.max(1e-9)
         );
     }

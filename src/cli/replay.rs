@@ -25,7 +25,7 @@ pub async fn view_json(
     path: &Path,
     name: &str,
     as_of: AsOf,
-) -> Result<(serde_json::Value, u64), String> {
+) -> Result<(serde_json::Value, dealreg_events::Position), String> {
     let encode = |v: serde_json::Result<serde_json::Value>| v.map_err(|e| e.to_string());
     Ok(match name {
         "pipeline" => {
@@ -93,7 +93,7 @@ pub async fn run(
                 "metrics".into(),
                 encode(serde_json::to_value(metrics.report()))?,
             );
-            all.insert("position".into(), covered.into());
+            all.insert("position".into(), covered.to_string().into());
             serde_json::Value::Object(all)
         }
     };

@@ -80,25 +80,30 @@ pub struct ServeArgs {
 }
 
 /// Signs the log's head every `every` while it moves, appending each signature to `out`.
-async fn sign_on_interval(
-    store: PathBuf,
+/// The signer walks only what was appended since its last signature.
+async fn sign_on_interval<S: dealreg_events::EventStore>(
+    store: S,
     key: ed25519_dalek::SigningKey,
     out: PathBuf,
     every: Duration,
 ) {
     use std::io::Write;
-    let mut signed_at_position = None;
+    let mut signer = dealreg_events::audit::HeadSigner::new();
+    let mut signed_events = None;
     loop {
         tokio::time::sleep(every).await;
-        let (store, key, out) = (store.clone(), key.clone(), out.clone());
-        let last = signed_at_position;
-        let signed = tokio::task::spawn_blocking(move || -> Result<Option<u64>, String> {
-            let checkpoint =
-                dealreg_store_sqlite::audit::sign_head(&store, &key, chrono::Utc::now())
-                    .map_err(|e| e.to_string())?;
-            if last == Some(checkpoint.position) {
-                return Ok(last);
+        let checkpoint = match signer.sign(&store, &key, chrono::Utc::now()).await {
+            Ok(checkpoint) => checkpoint,
+            Err(e) => {
+                tracing::warn!(error = %e, "the log's head could not be signed; trying again at the next interval");
+                continue;
             }
+        };
+        if signed_events == Some(checkpoint.events) {
+            continue;
+        }
+        let out = out.clone();
+        let written = tokio::task::spawn_blocking(move || -> Result<u64, String> {
             let line = serde_json::to_string(&checkpoint).map_err(|e| e.to_string())?;
             let mut file = std::fs::OpenOptions::new()
                 .create(true)
@@ -108,15 +113,15 @@ async fn sign_on_interval(
             writeln!(file, "{line}")
                 .and_then(|()| file.sync_all())
                 .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
-            Ok(Some(checkpoint.position))
+            Ok(checkpoint.events)
         })
         .await;
-        match signed {
-            Ok(Ok(position)) => signed_at_position = position,
+        match written {
+            Ok(Ok(events)) => signed_events = Some(events),
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, "the log's head could not be signed; trying again at the next interval")
+                tracing::warn!(error = %e, "the signed checkpoint could not be written; trying again at the next interval")
             }
-            Err(e) => tracing::warn!(error = %e, "signing the log's head failed to run"),
+            Err(e) => tracing::warn!(error = %e, "writing the signed checkpoint failed to run"),
         }
     }
 }
@@ -252,10 +257,10 @@ pub async fn run(path: &Path, args: ServeArgs) -> Result<ExitCode, String> {
     if let (Some(key), Some(out)) = (&args.signing_key, &args.checkpoints) {
         let text = std::fs::read_to_string(key)
             .map_err(|e| format!("cannot read the signing key {}: {e}", key.display()))?;
-        let key = dealreg_store_sqlite::audit::signing_key(&text)
+        let key = dealreg_events::audit::signing_key(&text)
             .map_err(|e| format!("{}: {e}", key.display()))?;
         tokio::spawn(sign_on_interval(
-            path.to_path_buf(),
+            super::store::open_read(path)?,
             key,
             out.clone(),
             Duration::from_secs(args.sign_every.max(1)),

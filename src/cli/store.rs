@@ -100,3 +100,30 @@ pub fn clock(at: Option<DateTime<Utc>>) -> SharedClock {
         None => SharedClock::new(SystemClock),
     }
 }
+
+/// Removes a store this process created and must not leave behind (an import refused
+/// after it was written): the file, its WAL, and the views and keys beside it.
+pub fn remove_store_files(path: &Path) {
+    let mut files = vec![path.to_path_buf()];
+    for suffix in ["-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        files.push(name.into());
+    }
+    let views = dealreg_store_sqlite::views_path(path);
+    let keys = dealreg_store_sqlite::vault_path(path);
+    for base in [views, keys] {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = base.as_os_str().to_owned();
+            name.push(suffix);
+            files.push(name.into());
+        }
+    }
+    for file in files {
+        if let Err(e) = std::fs::remove_file(&file) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(file = %file.display(), error = %e, "could not remove a file of the refused import");
+            }
+        }
+    }
+}

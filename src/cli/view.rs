@@ -62,7 +62,7 @@ pub enum AsOf {
     /// The log's head (the view is brought up to date from its checkpoint, and saved).
     Now,
     /// The log up to and including this position.
-    Position(u64),
+    Position(dealreg_events::Position),
     /// The log up to the last event at or before this time.
     Time(chrono::DateTime<chrono::Utc>),
 }
@@ -70,7 +70,7 @@ pub enum AsOf {
 impl std::str::FromStr for AsOf {
     type Err = String;
     fn from_str(text: &str) -> Result<AsOf, String> {
-        if let Ok(position) = text.parse::<u64>() {
+        if let Ok(position) = text.parse::<dealreg_events::Position>() {
             return Ok(AsOf::Position(position));
         }
         chrono::DateTime::parse_from_rfc3339(text)
@@ -82,7 +82,10 @@ impl std::str::FromStr for AsOf {
 /// `P` as of `as_of`: brought up to date from its checkpoint for `Now`, else folded from
 /// the origin in memory (nothing is written: a replay works on a read-only copy). Returns
 /// the state and the position it covers.
-pub async fn state<P: Projection>(path: &Path, as_of: AsOf) -> Result<(P, u64), String> {
+pub async fn state<P: Projection>(
+    path: &Path,
+    as_of: AsOf,
+) -> Result<(P, dealreg_events::Position), String> {
     // A store file marked read-only is an auditor's copy: its view is folded in memory
     // and nothing (no views file, no checkpoint) is written beside it.
     let read_only = std::fs::metadata(path).is_ok_and(|m| m.permissions().readonly());
@@ -94,7 +97,7 @@ pub async fn state<P: Projection>(path: &Path, as_of: AsOf) -> Result<(P, u64), 
         if let Some(why) = &caught.rebuilt {
             eprintln!("note: {why}");
         }
-        return Ok((caught.state, caught.position.0));
+        return Ok((caught.state, caught.position));
     }
     let mut state = P::default();
     let (covered, _) = fold_as_of(path, as_of, false, |position, event| {
@@ -111,24 +114,24 @@ pub async fn fold_as_of(
     path: &Path,
     as_of: AsOf,
     progress: bool,
-    mut apply: impl FnMut(u64, &dealreg_domain::Event),
-) -> Result<(u64, u64), String> {
-    use dealreg_events::EventStore;
+    mut apply: impl FnMut(dealreg_events::Position, &dealreg_domain::Event),
+) -> Result<(dealreg_events::Position, u64), String> {
     let store = super::store::open_read(path)?;
-    let head = store.head().borrow().0;
+    let mut pages = dealreg_events::LogPages::new(&store, dealreg_events::Position::ORIGIN)
+        .await
+        .map_err(|e| e.to_string())?;
+    let head = pages.head();
     let end = match as_of {
         AsOf::Position(until) => until.min(head),
         _ => head,
     };
-    let mut covered = 0;
+    let mut covered = dealreg_events::Position::ORIGIN;
     let mut folded = 0u64;
     let mut shown = 0u64;
-    let mut pages =
-        dealreg_events::LogPages::new(&store, dealreg_events::GlobalPosition::ORIGIN, 4096);
     'log: while let Some(page) = pages.next_page().await.map_err(|e| e.to_string())? {
         for recorded in &page {
             if let AsOf::Position(until) = as_of {
-                if recorded.position.0 > until {
+                if recorded.position > until {
                     break 'log;
                 }
             }
@@ -139,16 +142,18 @@ pub async fn fold_as_of(
                     break 'log;
                 }
             }
-            apply(recorded.position.0, &event);
-            covered = recorded.position.0;
+            apply(recorded.position, &event);
+            covered = recorded.position;
             folded += 1;
         }
-        if progress && (covered - shown >= 65_536 || covered >= end) {
-            shown = covered;
-            let done = covered as f64 / end.max(1) as f64;
+        // Progress by position: positions grow with the log on every backend, though
+        // they are not counts (the bar counts events folded).
+        if progress && (folded - shown >= 65_536 || covered >= end) {
+            shown = folded;
+            let done = covered.commit() as f64 / end.commit().max(1) as f64;
             let filled = (done * 30.0).round().clamp(0.0, 30.0) as usize;
             eprint!(
-                "\rreplaying [{}{}] {:>3.0}% {covered}/{end} events",
+                "\rreplaying [{}{}] {:>3.0}% {folded} events, position {covered} of {end}",
                 "#".repeat(filled),
                 "-".repeat(30 - filled),
                 (done * 100.0).min(100.0),

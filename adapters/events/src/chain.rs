@@ -12,7 +12,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::{EventStore, GlobalPosition, LogPages, RecordedEvent, StoreError};
+use crate::{EventStore, LogPages, NewEvent, Position, RecordedEvent, StoreError, StreamRevision};
 
 /// The `prev_hash` of the first event of every stream.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -45,15 +45,55 @@ pub fn event_hash(
     to_hex(&hasher.finalize())
 }
 
-/// The hash of the log up to and including the event at `position`: it covers the hash
-/// of the log before it, the event's position and the event's own (stream chain) hash.
-/// Why a second chain: a stream's chain cannot show that its last event was deleted, that
-/// events moved between positions, or that the global tail was cut; a chain over the
-/// global order can, and a signed log hash at a position pins everything up to it.
-pub fn log_hash(prev_log_hash: &str, position: u64, event_hash: &str) -> String {
+/// An event's place in its stream's chain, computed before it is appended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub revision: StreamRevision,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// Chains `events` onto a stream whose last event is `tip` (revision and hash; `None`:
+/// the stream has no events yet): the one place the stream chain is computed, before the
+/// append, by whoever appends. An exact expectation on the append guarantees that `tip`
+/// is still the stream's last event when the events land, so the chain holds.
+pub fn link(stream: &str, tip: Option<(StreamRevision, &str)>, events: &[NewEvent]) -> Vec<Link> {
+    let (mut revision, mut prev) = match tip {
+        Some((revision, hash)) => (revision + 1, hash.to_string()),
+        None => (0, GENESIS_HASH.to_string()),
+    };
+    let mut links = Vec::with_capacity(events.len());
+    for e in events {
+        let hash = event_hash(
+            &prev,
+            stream,
+            revision,
+            &e.event_id,
+            &e.event_type,
+            &e.data,
+            &e.metadata,
+        );
+        links.push(Link {
+            revision,
+            prev_hash: std::mem::replace(&mut prev, hash.clone()),
+            hash,
+        });
+        revision += 1;
+    }
+    links
+}
+
+/// The hash of the log after its `n`-th event (counting from 1): it covers the hash of
+/// the log before it, the event's place in the order and the event's own (stream chain)
+/// hash. Why a second chain: a stream's chain cannot show that its last event was deleted,
+/// that events moved in the order, or that the global tail was cut; a chain over the
+/// global order can, and a signed log hash pins everything up to it. It counts events
+/// rather than hashing positions so that it holds on every backend the log is moved to
+/// (see [`crate::audit`]).
+pub fn log_hash(prev_log_hash: &str, n: u64, event_hash: &str) -> String {
     let mut hasher = Sha256::new();
-    let position = position.to_be_bytes();
-    for part in [prev_log_hash.as_bytes(), &position, event_hash.as_bytes()] {
+    let n = n.to_be_bytes();
+    for part in [prev_log_hash.as_bytes(), &n, event_hash.as_bytes()] {
         hasher.update((part.len() as u64).to_be_bytes());
         hasher.update(part);
     }
@@ -81,7 +121,7 @@ pub enum BreakKind {
 pub struct ChainBreak {
     pub stream: String,
     pub revision: u64,
-    pub position: GlobalPosition,
+    pub position: Position,
     pub kind: BreakKind,
     pub problem: String,
 }
@@ -226,7 +266,7 @@ pub fn verify_stream(events: &[RecordedEvent]) -> Result<(), ChainBreak> {
 /// it checks, and must work the same on every backend) and checks every stream's chain.
 pub async fn verify_log<S: EventStore>(store: &S) -> Result<ChainReport, StoreError> {
     let mut walk = ChainWalk::new();
-    let mut pages = LogPages::new(store, GlobalPosition::ORIGIN, 2048);
+    let mut pages = LogPages::new(store, Position::ORIGIN).await?;
     while let Some(page) = pages.next_page().await? {
         for e in &page {
             walk.observe(e);

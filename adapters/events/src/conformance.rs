@@ -1,16 +1,20 @@
 //! The conformance suite every backend passes. A backend's tests call [`run_all`] with a
 //! function that makes a fresh, empty store; each case can also be called on its own.
+//! Backends with atomic appends to several streams also run [`multi_stream_all`].
 //!
 //! These are the promises the engine relies on; a backend that fails one is not a backend.
+//! None of them assumes positions are dense or numbers: they are only compared.
 
 use std::future::Future;
+use std::time::Duration;
 
+use futures_util::StreamExt;
 use uuid::Uuid;
 
-use crate::chain::{verify_stream, BreakKind};
+use crate::chain::{verify_stream, BreakKind, GENESIS_HASH};
 use crate::{
-    AppendRequest, EventStore, ExpectedVersion, GlobalPosition, Idempotency, NewEvent,
-    RecordedEvent, StoreError, StreamWrite,
+    Appended, EventStore, ExpectedVersion, LogPages, LogStream, MultiStreamAppend, NewEvent,
+    Position, RecordedEvent, StoreError, StreamAppend, StreamTip,
 };
 
 /// Runs every case, each on a fresh store from `make`.
@@ -21,71 +25,24 @@ where
     Fut: Future<Output = S>,
 {
     expected_version_semantics(make().await).await;
-    multi_event_and_multi_stream_appends_are_atomic(make().await).await;
-    idempotency_keys_give_one_effect(make().await).await;
-    concurrent_appends_with_one_key_apply_once(make().await).await;
+    appends_are_atomic_and_chained(make().await).await;
+    racing_writers_with_one_expectation_have_one_winner(make().await, 16, 5).await;
     reads_are_ordered_and_bounded(make().await).await;
     subscriptions_miss_nothing_under_concurrent_appends(make().await).await;
+    reading_to_the_head_stops_there(make().await).await;
     hash_chains_detect_tampering(make().await).await;
     invalid_appends_are_refused(make().await).await;
-    an_empty_write_checks_a_streams_version_and_writes_nothing(make().await).await;
+    stream_names_come_back_as_written(make().await).await;
 }
 
-/// A write with no events is a condition: the append succeeds only while that stream is
-/// at the expected version, and nothing is written to it. The engine uses it for streams
-/// a decision read but does not write.
-pub async fn an_empty_write_checks_a_streams_version_and_writes_nothing<S: EventStore>(store: S) {
-    let (read, written) = ("partner-read.example", "account-written.example");
-    store
-        .append(one(read, ExpectedVersion::NoStream, vec![event("e", 0)]))
-        .await
-        .expect("seed");
-    let both = |expected: ExpectedVersion, n: usize| AppendRequest {
-        idempotency: None,
-        writes: vec![
-            StreamWrite {
-                stream: written.into(),
-                expected: ExpectedVersion::Any,
-                events: vec![event("e", n)],
-            },
-            StreamWrite {
-                stream: read.into(),
-                expected,
-                events: Vec::new(),
-            },
-        ],
-    };
-    let outcome = store
-        .append(both(ExpectedVersion::Exact(0), 1))
-        .await
-        .expect("the condition holds");
-    assert_eq!(outcome.writes.len(), 2);
-    assert!(
-        outcome.writes[1].revisions.is_empty(),
-        "nothing written to the checked stream"
-    );
-    assert_eq!(
-        store.read_stream(read, 0, 10).await.expect("read").len(),
-        1,
-        "the checked stream is unchanged"
-    );
-    store
-        .append(one(read, ExpectedVersion::Exact(0), vec![event("e", 2)]))
-        .await
-        .expect("the checked stream moves on");
-    let err = store
-        .append(both(ExpectedVersion::Exact(0), 3))
-        .await
-        .expect_err("the condition no longer holds");
-    assert!(
-        matches!(err, StoreError::WrongExpectedVersion { .. }),
-        "{err}"
-    );
-    assert_eq!(
-        store.read_stream(written, 0, 10).await.expect("read").len(),
-        1,
-        "nothing of the refused append was written"
-    );
+/// Runs the cases of the optional [`MultiStreamAppend`] capability.
+pub async fn multi_stream_all<S, F, Fut>(make: F)
+where
+    S: MultiStreamAppend + Clone,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    appends_to_several_streams_are_atomic(make().await).await;
 }
 
 /// An event with a fresh id and a small JSON body.
@@ -98,33 +55,19 @@ pub fn event(kind: &str, n: usize) -> NewEvent {
     }
 }
 
-fn one(stream: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> AppendRequest {
-    AppendRequest {
-        idempotency: None,
-        writes: vec![StreamWrite {
-            stream: stream.to_string(),
-            expected,
-            events,
-        }],
-    }
-}
-
-async fn read_everything<S: EventStore>(store: &S) -> Vec<RecordedEvent> {
+/// Every event of the log, through [`LogPages`].
+pub async fn read_everything<S: EventStore>(store: &S) -> Vec<RecordedEvent> {
     let mut all = Vec::new();
-    let mut after = GlobalPosition::ORIGIN;
-    loop {
-        let page = store.read_all(after, 100).await.expect("read_all");
-        let Some(last) = page.last() else { break };
-        after = last.position;
+    let mut pages = LogPages::new(store, Position::ORIGIN)
+        .await
+        .expect("read the head");
+    while let Some(page) = pages.next_page().await.expect("read the log") {
         all.extend(page);
     }
     all
 }
 
-fn assert_wrong_version(
-    result: Result<crate::AppendOutcome, StoreError>,
-    want_actual: Option<u64>,
-) {
+fn assert_wrong_version(result: Result<Appended, StoreError>, want_actual: Option<u64>) {
     match result {
         Err(StoreError::WrongExpectedVersion { actual, .. }) => {
             assert_eq!(
@@ -136,239 +79,158 @@ fn assert_wrong_version(
     }
 }
 
+/// Any, no stream and an exact tip, each where it holds and where it does not; a refused
+/// append writes nothing; `Any` continues the chain from the real tip.
 pub async fn expected_version_semantics<S: EventStore>(store: S) {
     let s = "account-versions.example";
+    let nowhere = StreamTip {
+        revision: 0,
+        position: Position::at(1),
+        hash: GENESIS_HASH.into(),
+    };
     assert_wrong_version(
         store
-            .append(one(s, ExpectedVersion::StreamExists, vec![event("a", 0)]))
-            .await,
-        None,
-    );
-    assert_wrong_version(
-        store
-            .append(one(s, ExpectedVersion::Exact(0), vec![event("a", 0)]))
+            .append(s, ExpectedVersion::Exact(nowhere), vec![event("a", 0)])
             .await,
         None,
     );
     let first = store
-        .append(one(s, ExpectedVersion::NoStream, vec![event("a", 0)]))
+        .append(s, ExpectedVersion::NoStream, vec![event("a", 0)])
         .await
         .expect("no stream");
-    assert_eq!(first.writes[0].revisions, vec![0]);
+    assert_eq!(first.revisions, vec![0]);
+    assert_eq!(first.tip.revision, 0);
+    assert_eq!(first.tip.position, first.positions[0]);
     assert_wrong_version(
         store
-            .append(one(s, ExpectedVersion::NoStream, vec![event("a", 1)]))
-            .await,
-        Some(0),
-    );
-    assert_wrong_version(
-        store
-            .append(one(s, ExpectedVersion::Exact(1), vec![event("a", 1)]))
+            .append(s, ExpectedVersion::NoStream, vec![event("a", 1)])
             .await,
         Some(0),
     );
     let second = store
-        .append(one(s, ExpectedVersion::Exact(0), vec![event("a", 1)]))
+        .append(
+            s,
+            ExpectedVersion::Exact(first.tip.clone()),
+            vec![event("a", 1)],
+        )
         .await
         .expect("exact");
-    assert_eq!(second.writes[0].revisions, vec![1]);
+    assert_eq!(second.revisions, vec![1]);
+    assert!(second.positions[0] > first.positions[0]);
+    assert_wrong_version(
+        store
+            .append(s, ExpectedVersion::Exact(first.tip), vec![event("a", 2)])
+            .await,
+        Some(1),
+    );
     let third = store
-        .append(one(s, ExpectedVersion::StreamExists, vec![event("a", 2)]))
-        .await
-        .expect("exists");
-    assert_eq!(third.writes[0].revisions, vec![2]);
-    let fourth = store
-        .append(one(s, ExpectedVersion::Any, vec![event("a", 3)]))
+        .append(s, ExpectedVersion::Any, vec![event("a", 2), event("a", 3)])
         .await
         .expect("any");
-    assert_eq!(fourth.writes[0].revisions, vec![3]);
-    assert_wrong_version(
-        store
-            .append(one(s, ExpectedVersion::Exact(2), vec![event("a", 4)]))
-            .await,
-        Some(3),
-    );
+    assert_eq!(third.revisions, vec![2, 3]);
+    let fresh = store
+        .append(
+            "account-any.example",
+            ExpectedVersion::Any,
+            vec![event("a", 0)],
+        )
+        .await
+        .expect("any on a new stream");
+    assert_eq!(fresh.revisions, vec![0]);
     let stream = store.read_stream(s, 0, 100).await.expect("read");
-    assert_eq!(stream.len(), 4, "failed appends wrote nothing");
-    // A write with no events still checks its expectation and appends nothing.
-    let empty = store
-        .append(one(s, ExpectedVersion::Exact(3), Vec::new()))
-        .await
-        .expect("empty write");
-    assert!(empty.writes[0].revisions.is_empty());
-    assert_wrong_version(
-        store
-            .append(one(s, ExpectedVersion::Exact(9), Vec::new()))
-            .await,
-        Some(3),
-    );
-}
-
-pub async fn multi_event_and_multi_stream_appends_are_atomic<S: EventStore>(store: S) {
-    let a = "account-atomic.example";
-    let b = "partner-atomic";
-    let request = AppendRequest {
-        idempotency: None,
-        writes: vec![
-            StreamWrite {
-                stream: a.into(),
-                expected: ExpectedVersion::NoStream,
-                events: vec![event("x", 0), event("x", 1), event("x", 2)],
-            },
-            StreamWrite {
-                stream: b.into(),
-                expected: ExpectedVersion::NoStream,
-                events: vec![event("y", 0)],
-            },
-        ],
-    };
-    let outcome = store.append(request).await.expect("atomic append");
-    assert_eq!(outcome.writes[0].revisions, vec![0, 1, 2]);
-    assert_eq!(outcome.writes[1].revisions, vec![0]);
-    let positions: Vec<_> = outcome
-        .writes
-        .iter()
-        .flat_map(|w| w.positions.clone())
-        .collect();
-    assert!(
-        positions.windows(2).all(|p| p[0] < p[1]),
-        "positions increase within an append"
-    );
-
-    // One failing expectation: nothing is written on any stream.
-    let failing = AppendRequest {
-        idempotency: None,
-        writes: vec![
-            StreamWrite {
-                stream: a.into(),
-                expected: ExpectedVersion::Exact(2),
-                events: vec![event("x", 3)],
-            },
-            StreamWrite {
-                stream: b.into(),
-                expected: ExpectedVersion::Exact(7),
-                events: vec![event("y", 1)],
-            },
-            StreamWrite {
-                stream: "account-new.example".into(),
-                expected: ExpectedVersion::Any,
-                events: vec![event("z", 0)],
-            },
-        ],
-    };
-    assert_wrong_version(store.append(failing).await, Some(0));
-    assert_eq!(store.read_stream(a, 0, 100).await.expect("read").len(), 3);
-    assert_eq!(store.read_stream(b, 0, 100).await.expect("read").len(), 1);
-    assert!(store
-        .read_stream("account-new.example", 0, 100)
-        .await
-        .expect("read")
-        .is_empty());
-    assert_eq!(read_everything(&store).await.len(), 4);
-}
-
-pub async fn idempotency_keys_give_one_effect<S: EventStore>(store: S) {
-    let with_key = |key: &str, fingerprint: &str, n| AppendRequest {
-        idempotency: Some(Idempotency {
-            key: key.into(),
-            fingerprint: fingerprint.into(),
-        }),
-        writes: vec![StreamWrite {
-            stream: "account-idem.example".into(),
-            expected: ExpectedVersion::Any,
-            events: vec![event("e", n), event("e", n + 1)],
-        }],
-    };
-    let first = store.append(with_key("k1", "f1", 0)).await.expect("first");
-    assert!(!first.deduplicated);
-    let again = store.append(with_key("k1", "f1", 0)).await.expect("retry");
-    assert!(again.deduplicated, "the retry is recognised");
+    assert_eq!(stream.len(), 4, "refused appends wrote nothing");
+    verify_stream(&stream).expect("exact and any appends continue one chain");
     assert_eq!(
-        again.writes, first.writes,
-        "the retry gets the first outcome"
-    );
-    assert_eq!(read_everything(&store).await.len(), 2, "one effect");
-    match store.append(with_key("k1", "other", 5)).await {
-        Err(StoreError::IdempotencyKeyReused { key }) => assert_eq!(key, "k1"),
-        other => panic!("a reused key with another request must be refused, got {other:?}"),
-    }
-    let other = store
-        .append(with_key("k2", "f1", 7))
-        .await
-        .expect("another key");
-    assert!(!other.deduplicated);
-    assert_eq!(read_everything(&store).await.len(), 4);
-    // A refused append does not consume its key.
-    let refused = AppendRequest {
-        idempotency: Some(Idempotency {
-            key: "k3".into(),
-            fingerprint: "f".into(),
-        }),
-        writes: vec![StreamWrite {
-            stream: "account-idem.example".into(),
-            expected: ExpectedVersion::NoStream,
-            events: vec![event("e", 9)],
-        }],
-    };
-    assert_wrong_version(store.append(refused).await, Some(3));
-    let later = AppendRequest {
-        idempotency: Some(Idempotency {
-            key: "k3".into(),
-            fingerprint: "f".into(),
-        }),
-        writes: vec![StreamWrite {
-            stream: "account-idem.example".into(),
-            expected: ExpectedVersion::Exact(3),
-            events: vec![event("e", 9)],
-        }],
-    };
-    assert!(
-        !store
-            .append(later)
-            .await
-            .expect("key usable after a refusal")
-            .deduplicated
+        StreamTip::of(&stream[3]),
+        third.tip,
+        "the tip is the last event"
     );
 }
 
-pub async fn concurrent_appends_with_one_key_apply_once<S: EventStore + Clone>(store: S) {
-    let mut tasks = Vec::new();
-    for _ in 0..16 {
-        let store = store.clone();
-        tasks.push(tokio::spawn(async move {
-            store
-                .append(AppendRequest {
-                    idempotency: Some(Idempotency {
-                        key: "same".into(),
-                        fingerprint: "same".into(),
-                    }),
-                    writes: vec![StreamWrite {
-                        stream: "account-race.example".into(),
-                        expected: ExpectedVersion::Any,
-                        events: vec![event("e", 0)],
-                    }],
-                })
-                .await
-        }));
-    }
-    let mut fresh = 0;
-    let mut outcomes = Vec::new();
-    for task in tasks {
-        let outcome = task.await.expect("join").expect("append");
-        if !outcome.deduplicated {
-            fresh += 1;
-        }
-        outcomes.push(outcome.writes);
-    }
-    assert_eq!(fresh, 1, "exactly one append took effect");
-    assert!(
-        outcomes.windows(2).all(|w| w[0] == w[1]),
-        "all callers see the same outcome"
+/// Several events of one append land together, in order, with consecutive revisions,
+/// increasing positions and one chain; the tip an append reports is what a read gives.
+pub async fn appends_are_atomic_and_chained<S: EventStore>(store: S) {
+    let s = "account-atomic.example";
+    let appended = store
+        .append(
+            s,
+            ExpectedVersion::NoStream,
+            (0..5).map(|n| event("e", n)).collect(),
+        )
+        .await
+        .expect("append");
+    assert_eq!(appended.revisions, vec![0, 1, 2, 3, 4]);
+    assert!(appended.positions.windows(2).all(|w| w[0] < w[1]));
+    let read = store.read_stream(s, 0, 10).await.expect("read");
+    assert_eq!(read.len(), 5);
+    assert_eq!(
+        read.iter().map(|e| e.position).collect::<Vec<_>>(),
+        appended.positions
     );
-    assert_eq!(read_everything(&store).await.len(), 1);
+    verify_stream(&read).expect("one chain");
+    assert_eq!(StreamTip::of(&read[4]), appended.tip);
+    let more = store
+        .append(
+            s,
+            ExpectedVersion::Exact(appended.tip),
+            vec![event("e", 5), event("e", 6)],
+        )
+        .await
+        .expect("append after the tip");
+    assert_eq!(more.revisions, vec![5, 6]);
+    let read = store.read_stream(s, 0, 10).await.expect("read");
+    verify_stream(&read).expect("the chain continues across appends");
+    assert_eq!(read[5].prev_hash, read[4].hash);
+}
+
+/// `writers` tasks append to one stream at the same exact tip, `rounds` times: exactly one
+/// wins each round, the others are told the stream moved, and the log holds one event per
+/// round.
+pub async fn racing_writers_with_one_expectation_have_one_winner<S: EventStore + Clone>(
+    store: S,
+    writers: usize,
+    rounds: usize,
+) {
+    let s = "account-race.example";
+    let mut tip = store
+        .append(s, ExpectedVersion::NoStream, vec![event("seed", 0)])
+        .await
+        .expect("seed")
+        .tip;
+    for round in 0..rounds {
+        let start = std::sync::Arc::new(tokio::sync::Barrier::new(writers));
+        let mut tasks = Vec::new();
+        for w in 0..writers {
+            let (store, tip, start) = (store.clone(), tip.clone(), start.clone());
+            tasks.push(tokio::spawn(async move {
+                start.wait().await;
+                store
+                    .append(s, ExpectedVersion::Exact(tip), vec![event("w", w)])
+                    .await
+            }));
+        }
+        let mut winners = Vec::new();
+        for task in tasks {
+            match task.await.expect("writer") {
+                Ok(appended) => winners.push(appended),
+                Err(StoreError::WrongExpectedVersion { .. }) => {}
+                Err(other) => panic!("a racing writer failed otherwise: {other}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: exactly one writer wins");
+        tip = winners.remove(0).tip;
+    }
+    let stream = store.read_stream(s, 0, 1000).await.expect("read");
+    assert_eq!(stream.len(), rounds + 1);
+    verify_stream(&stream).expect("the winners make one chain");
 }
 
 pub async fn reads_are_ordered_and_bounded<S: EventStore>(store: S) {
+    assert_eq!(
+        store.last_position().await.expect("head"),
+        Position::ORIGIN,
+        "an empty log's head is the origin"
+    );
     for n in 0..10 {
         let stream = if n % 2 == 0 {
             "account-even.example"
@@ -376,7 +238,7 @@ pub async fn reads_are_ordered_and_bounded<S: EventStore>(store: S) {
             "account-odd.example"
         };
         store
-            .append(one(stream, ExpectedVersion::Any, vec![event("e", n)]))
+            .append(stream, ExpectedVersion::Any, vec![event("e", n)])
             .await
             .expect("append");
     }
@@ -415,38 +277,64 @@ pub async fn reads_are_ordered_and_bounded<S: EventStore>(store: S) {
     assert_eq!(all.len(), 10);
     assert!(
         all.windows(2).all(|w| w[0].position < w[1].position),
-        "read_all in position order"
+        "the log in position order"
     );
+    let page = store.read_all(Position::ORIGIN, 4).await.expect("read");
+    assert_eq!(page.len(), 4, "`max` honoured");
+    assert_eq!(page[0].position, all[0].position);
     let after = store.read_all(all[4].position, 3).await.expect("read");
     assert_eq!(after.len(), 3);
     assert_eq!(after[0].position, all[5].position, "`after` is exclusive");
+    assert!(store
+        .read_all(all[9].position, 3)
+        .await
+        .expect("read")
+        .is_empty());
     assert_eq!(
-        *store.head().borrow(),
+        store.last_position().await.expect("head"),
         all[9].position,
-        "head is the newest position"
+        "the head is the newest position"
     );
     let bodies: Vec<String> = all
         .iter()
         .map(|e| String::from_utf8_lossy(&e.data).into_owned())
         .collect();
     assert_eq!(bodies[3], "{\"n\":3}", "bytes come back as stored");
+    assert_eq!(all[3].metadata, b"{}", "metadata comes back as stored");
 }
 
+async fn take(sub: &mut LogStream, n: usize) -> Vec<Position> {
+    let mut got = Vec::with_capacity(n);
+    while got.len() < n {
+        let page = tokio::time::timeout(Duration::from_secs(20), sub.next())
+            .await
+            .expect("the subscription delivers within 20 s")
+            .expect("the subscription goes on")
+            .expect("the subscription reads");
+        assert!(!page.is_empty(), "a subscription delivers no empty page");
+        got.extend(page.iter().map(|e| e.position));
+    }
+    assert_eq!(got.len(), n, "nothing beyond what was appended");
+    got
+}
+
+/// Catch-up then live, under concurrent writers, for a subscriber from the origin and one
+/// that starts midway: every event once, in position order.
 pub async fn subscriptions_miss_nothing_under_concurrent_appends<S: EventStore + Clone>(store: S) {
     const WRITERS: usize = 8;
     const EACH: usize = 50;
-    let mut early = store.subscribe(GlobalPosition::ORIGIN);
+    let mut early = store.subscribe_all(Position::ORIGIN);
     let mut tasks = Vec::new();
     for w in 0..WRITERS {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             for n in 0..EACH {
                 store
-                    .append(one(
+                    .append(
                         &format!("account-w{w}.example"),
                         ExpectedVersion::Any,
                         vec![event("e", n)],
-                    ))
+                    )
                     .await
                     .expect("append");
                 if n % 10 == 0 {
@@ -456,12 +344,9 @@ pub async fn subscriptions_miss_nothing_under_concurrent_appends<S: EventStore +
         }));
     }
     // A second subscriber starts mid-way, from whatever has been written by then.
-    tokio::task::yield_now().await;
-    let midway = read_everything(&store)
-        .await
-        .last()
-        .map_or(GlobalPosition::ORIGIN, |e| e.position);
-    let mut late = store.subscribe(midway);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let midway = store.last_position().await.expect("head");
+    let mut late = store.subscribe_all(midway);
     for task in tasks {
         task.await.expect("writer");
     }
@@ -480,46 +365,72 @@ pub async fn subscriptions_miss_nothing_under_concurrent_appends<S: EventStore +
         .collect();
     let late_got = take(&mut late, expected_late.len()).await;
     assert_eq!(late_got, expected_late);
-    // Live: a new append after catch-up arrives too.
+    // Live: a new append after catch-up arrives too, on both.
     let fresh = store
-        .append(one(
+        .append(
             "account-live.example",
             ExpectedVersion::Any,
             vec![event("e", 0)],
-        ))
+        )
         .await
         .expect("append");
-    let next = tokio::time::timeout(std::time::Duration::from_secs(10), early.next())
-        .await
-        .expect("live event")
-        .expect("sub");
-    assert_eq!(next.position, fresh.writes[0].positions[0]);
-    assert_eq!(early.position(), next.position);
+    assert_eq!(take(&mut early, 1).await, fresh.positions);
+    assert_eq!(take(&mut late, 1).await, fresh.positions);
 }
 
-async fn take<S: EventStore>(sub: &mut crate::Subscription<S>, n: usize) -> Vec<GlobalPosition> {
-    let mut got = Vec::with_capacity(n);
-    for _ in 0..n {
-        let e = tokio::time::timeout(std::time::Duration::from_secs(10), sub.next())
+/// [`LogPages`] reads up to the head it found and stops there, even while appends go on.
+pub async fn reading_to_the_head_stops_there<S: EventStore>(store: S) {
+    let mut pages = LogPages::new(&store, Position::ORIGIN)
+        .await
+        .expect("start");
+    assert!(
+        pages.next_page().await.expect("read").is_none(),
+        "an empty log has no page"
+    );
+    for n in 0..30 {
+        store
+            .append(
+                "account-pages.example",
+                ExpectedVersion::Any,
+                vec![event("e", n)],
+            )
             .await
-            .expect("subscription delivers within 10 s")
-            .expect("subscription");
-        got.push(e.position);
+            .expect("append");
     }
-    got
+    let mut pages = LogPages::new(&store, Position::ORIGIN)
+        .await
+        .expect("start");
+    let head = pages.head();
+    store
+        .append(
+            "account-pages.example",
+            ExpectedVersion::Any,
+            vec![event("e", 30)],
+        )
+        .await
+        .expect("an append after the reader started");
+    let mut read = Vec::new();
+    while let Some(page) = pages.next_page().await.expect("read") {
+        read.extend(page);
+    }
+    assert_eq!(read.len(), 30, "up to the head the reader found");
+    assert_eq!(read.last().map(|e| e.position), Some(head));
+    let mut rest = LogPages::new(&store, head).await.expect("start");
+    let page = rest.next_page().await.expect("read").expect("one page");
+    assert_eq!(page.len(), 1, "after a position, only what came later");
 }
 
 pub async fn hash_chains_detect_tampering<S: EventStore>(store: S) {
     let s = "account-chain.example";
     for n in 0..5 {
         store
-            .append(one(s, ExpectedVersion::Any, vec![event("e", n)]))
+            .append(s, ExpectedVersion::Any, vec![event("e", n)])
             .await
             .expect("append");
     }
     let events = store.read_stream(s, 0, 100).await.expect("read");
     verify_stream(&events).expect("an untouched chain verifies");
-    assert_eq!(events[0].prev_hash, crate::chain::GENESIS_HASH);
+    assert_eq!(events[0].prev_hash, GENESIS_HASH);
     assert_eq!(events[1].prev_hash, events[0].hash);
 
     let mut altered = events.clone();
@@ -556,81 +467,132 @@ pub async fn hash_chains_detect_tampering<S: EventStore>(store: S) {
 }
 
 pub async fn invalid_appends_are_refused<S: EventStore>(store: S) {
-    let empty = AppendRequest {
-        idempotency: None,
-        writes: Vec::new(),
-    };
-    assert!(matches!(
-        store.append(empty).await,
-        Err(StoreError::InvalidAppend(_))
-    ));
-    let twice = AppendRequest {
-        idempotency: None,
-        writes: vec![
-            StreamWrite {
-                stream: "account-x.example".into(),
-                expected: ExpectedVersion::Any,
-                events: vec![event("e", 0)],
-            },
-            StreamWrite {
-                stream: "account-x.example".into(),
-                expected: ExpectedVersion::Any,
-                events: vec![event("e", 1)],
-            },
-        ],
-    };
-    assert!(matches!(
-        store.append(twice).await,
-        Err(StoreError::InvalidAppend(_))
-    ));
-    let reused_id = event("e", 0);
-    store
-        .append(one(
-            "account-y.example",
-            ExpectedVersion::Any,
-            vec![reused_id.clone()],
-        ))
-        .await
-        .expect("first");
-    assert!(
-        store
-            .append(one(
-                "account-y.example",
-                ExpectedVersion::Any,
-                vec![reused_id]
-            ))
-            .await
-            .is_err(),
-        "an event id is stored once"
-    );
-    assert_eq!(read_everything(&store).await.len(), 1);
-    // Also within one request: two writes sharing an event id write nothing at all.
-    let shared = event("e", 1);
-    let two_writes = AppendRequest {
-        idempotency: None,
-        writes: vec![
-            StreamWrite {
-                stream: "account-z1.example".into(),
-                expected: ExpectedVersion::Any,
-                events: vec![shared.clone()],
-            },
-            StreamWrite {
-                stream: "account-z2.example".into(),
-                expected: ExpectedVersion::Any,
-                events: vec![shared],
-            },
-        ],
-    };
     assert!(
         matches!(
-            store.append(two_writes).await,
+            store
+                .append("account-x.example", ExpectedVersion::Any, Vec::new())
+                .await,
             Err(StoreError::InvalidAppend(_))
         ),
-        "one id in two writes is refused"
+        "an append needs an event"
+    );
+    assert!(
+        matches!(
+            store
+                .append("", ExpectedVersion::Any, vec![event("e", 0)])
+                .await,
+            Err(StoreError::InvalidAppend(_))
+        ),
+        "a stream needs a name"
+    );
+    let shared = event("e", 1);
+    assert!(
+        matches!(
+            store
+                .append(
+                    "account-x.example",
+                    ExpectedVersion::Any,
+                    vec![shared.clone(), shared]
+                )
+                .await,
+            Err(StoreError::InvalidAppend(_))
+        ),
+        "one id twice in one append is refused"
+    );
+    assert!(
+        read_everything(&store).await.is_empty(),
+        "nothing of the refused appends was written"
+    );
+}
+
+/// Stream names as the engine makes them (dots of a domain, hyphens, a uuid) and with the
+/// characters a backend must encode to use them (a subject's separators and wildcards, an
+/// escape character): each reads back under its own name and no other.
+pub async fn stream_names_come_back_as_written<S: EventStore>(store: S) {
+    let names = [
+        "account-acme.co.uk",
+        "account-acme-co.uk",
+        "account-acme_co_uk",
+        "account-xn--bcher-kva.example",
+        "partner-0191a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
+        "program",
+        "odd-*.>~2E%20 name",
+        "odd-~",
+    ];
+    for (n, name) in names.iter().enumerate() {
+        store
+            .append(name, ExpectedVersion::NoStream, vec![event("e", n)])
+            .await
+            .unwrap_or_else(|e| panic!("append to `{name}`: {e}"));
+    }
+    for (n, name) in names.iter().enumerate() {
+        let read = store.read_stream(name, 0, 10).await.expect("read");
+        assert_eq!(read.len(), 1, "`{name}` holds its own event only");
+        assert_eq!(read[0].stream, *name);
+        assert_eq!(read[0].data, format!("{{\"n\":{n}}}").into_bytes());
+    }
+    let all = read_everything(&store).await;
+    assert_eq!(
+        all.iter().map(|e| e.stream.as_str()).collect::<Vec<_>>(),
+        names.to_vec(),
+        "the log names every stream as written"
+    );
+}
+
+/// An atomic append to several streams: all parts land, each chained; one part's failed
+/// expectation writes no part.
+pub async fn appends_to_several_streams_are_atomic<S: MultiStreamAppend>(store: S) {
+    let (a, b) = ("account-multi.example", "partner-multi");
+    let both = |ea: ExpectedVersion, eb: ExpectedVersion, n: usize| {
+        vec![
+            StreamAppend {
+                stream: a.into(),
+                expected: ea,
+                events: vec![event("a", n), event("a", n + 1)],
+            },
+            StreamAppend {
+                stream: b.into(),
+                expected: eb,
+                events: vec![event("b", n)],
+            },
+        ]
+    };
+    let first = store
+        .append_streams(both(
+            ExpectedVersion::NoStream,
+            ExpectedVersion::NoStream,
+            0,
+        ))
+        .await
+        .expect("both");
+    assert_eq!(first.len(), 2);
+    assert_eq!(first[0].revisions, vec![0, 1]);
+    assert_eq!(first[1].revisions, vec![0]);
+    let refused = store
+        .append_streams(both(
+            ExpectedVersion::Exact(first[0].tip.clone()),
+            ExpectedVersion::NoStream,
+            2,
+        ))
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::WrongExpectedVersion { .. })),
+        "{refused:?}"
     );
     assert_eq!(
         read_everything(&store).await.len(),
-        1,
-        "and nothing of it was written"
+        3,
+        "no part of the refused append was written"
     );
+    store
+        .append_streams(both(
+            ExpectedVersion::Exact(first[0].tip.clone()),
+            ExpectedVersion::Exact(first[1].tip.clone()),
+            2,
+        ))
+        .await
+        .expect("both again");
+    for s in [a, b] {
+        verify_stream(&store.read_stream(s, 0, 10).await.expect("read")).expect("chained");
+    }
 }

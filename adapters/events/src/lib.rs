@@ -1,36 +1,50 @@
-//! The event store of dealreg: one trait, several backends, one conformance suite.
+//! The events port of dealreg: one trait, several backends, one conformance suite.
 //!
-//! Why one trait: the engine must run unchanged on the embedded SQLite file, on NATS
-//! JetStream and on KurrentDB. The trait is therefore shaped by what all three can promise:
+//! Why the trait is this small: the engine runs unchanged on the embedded SQLite file, on
+//! NATS JetStream and on KurrentDB, so it may only ask for what all three can promise
+//! without faking it:
 //!
-//! * **Streams** are named by strings such as `account-acme.com` or `partner-<uuid>`; a
-//!   stream's events are numbered by a 0-based [`StreamRevision`] (KurrentDB's stream
-//!   revision, JetStream's per-subject sequence mapped to 0-based, SQLite's column).
-//! * **Global positions** ([`GlobalPosition`]) order every event in the store: the SQLite
-//!   row id, the JetStream stream sequence, KurrentDB's commit position. They increase
-//!   strictly in append order but need not be dense, so readers only ever compare them.
-//! * **Appends** write to one or more streams atomically, each with an
-//!   [`ExpectedVersion`] (SQLite: one transaction; JetStream 2.12: atomic batch publish with
-//!   `Nats-Expected-Last-Subject-Sequence` per message; KurrentDB: multi-stream append).
-//! * **Idempotency** keys are deduplicated inside the same atomic write as the events, so a
-//!   retried append can never apply twice, and the retry gets the first append's outcome.
-//! * **Hash chains**: every stored event carries `sha256(prev_hash || stored bytes)` so an
-//!   auditor can prove that nothing was altered, inserted or removed ([`chain`]).
+//! * **Streams** are named by strings (`account-acme.co.uk`, `partner-<uuid>`, `program`);
+//!   a stream's events are numbered by a 0-based [`StreamRevision`]. Backends that have no
+//!   revision of their own (JetStream) store it with the event.
+//! * **Positions** ([`Position`]) order every event of the log. They are opaque tokens
+//!   that only ever increase in append order: SQLite's row id, JetStream's stream
+//!   sequence, KurrentDB's (commit, prepare) pair. Nothing may count events with them.
+//! * **An append writes one stream**, atomically, with an [`ExpectedVersion`]: any, no
+//!   stream yet, or exactly the tip the writer loaded. The tip carries the revision (what
+//!   SQLite and KurrentDB check), the position (what JetStream checks, as the last
+//!   sequence of the stream's subject) and the hash the next event chains from.
+//!   Writing several streams in one atomic append is an optional capability
+//!   ([`MultiStreamAppend`]); the engine never needs it.
+//! * **Hash chains** are computed before the append, by [`chain::link`], from the tip the
+//!   append expects: an exact expectation guarantees the chain continues from the event
+//!   the writer loaded. Every backend stores the two hashes beside the event and none
+//!   computes them its own way.
+//! * **Reading the log** is one thing: [`EventStore::subscribe_all`], catch-up then live,
+//!   each backend with its native mechanism. [`LogPages`] reads it up to the head it found
+//!   when it started (a rebuild, an export, an audit).
+//! * **Idempotency is not the store's job**: the engine records each command's key and
+//!   fingerprint in its events' metadata (JetStream's message-id window and KurrentDB's
+//!   event-id deduplication cannot promise "the first outcome, forever").
 
+pub mod audit;
 pub mod chain;
 pub mod conformance;
 pub mod hex;
+mod log;
 pub mod memory;
+pub mod portable;
 mod rules;
 pub mod subscription;
 
 use std::future::Future;
+use std::pin::Pin;
 
+pub use dealreg_domain::Position;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-pub use subscription::Subscription;
-
+pub use log::LogPages;
 /// The append rules every backend applies identically (backends outside this crate use
 /// them too, so that all of them refuse the same requests the same way).
 pub use rules::{check_expected, validate};
@@ -38,36 +52,67 @@ pub use rules::{check_expected, validate};
 /// A 0-based revision of an event within its stream.
 pub type StreamRevision = u64;
 
-/// Where an event sits in the store's total order. `GlobalPosition::ORIGIN` (0) is "before
-/// every event": reading or subscribing after the origin yields the whole log.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
-)]
-#[serde(transparent)]
-pub struct GlobalPosition(pub u64);
-
-impl GlobalPosition {
-    pub const ORIGIN: GlobalPosition = GlobalPosition(0);
+/// The last event of a stream as a writer loaded it: what an exact append expects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamTip {
+    pub revision: StreamRevision,
+    pub position: Position,
+    /// The event's hash; the next event chains from it.
+    pub hash: String,
 }
 
-impl std::fmt::Display for GlobalPosition {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
+impl StreamTip {
+    /// The tip a recorded event makes when it is the last of its stream.
+    pub fn of(event: &RecordedEvent) -> StreamTip {
+        StreamTip {
+            revision: event.revision,
+            position: event.position,
+            hash: event.hash.clone(),
+        }
     }
 }
 
 /// What the writer believes about a stream before appending to it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", content = "revision", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "tip", rename_all = "snake_case")]
 pub enum ExpectedVersion {
-    /// No check at all.
+    /// No check at all: the backend finds the tip itself (JetStream and KurrentDB by a
+    /// read, then an exact append, again on a lost race).
     Any,
     /// The stream must not exist yet (has no events).
     NoStream,
-    /// The stream must have at least one event.
-    StreamExists,
-    /// The stream's last event must have exactly this revision.
-    Exact(StreamRevision),
+    /// The stream's last event must be exactly this one.
+    Exact(StreamTip),
+}
+
+impl ExpectedVersion {
+    /// The expectation after `tip` (`None`: the stream has no events).
+    pub fn after(tip: Option<&StreamTip>) -> ExpectedVersion {
+        match tip {
+            Some(tip) => ExpectedVersion::Exact(tip.clone()),
+            None => ExpectedVersion::NoStream,
+        }
+    }
+
+    /// The revision the stream's last event must have (`None`: no event), when the
+    /// expectation names one.
+    pub fn revision(&self) -> Option<Option<StreamRevision>> {
+        match self {
+            ExpectedVersion::Any => None,
+            ExpectedVersion::NoStream => Some(None),
+            ExpectedVersion::Exact(tip) => Some(Some(tip.revision)),
+        }
+    }
+}
+
+impl std::fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExpectedVersion::Any => f.write_str("any revision"),
+            ExpectedVersion::NoStream => f.write_str("no stream"),
+            ExpectedVersion::Exact(tip) => write!(f, "revision {}", tip.revision),
+        }
+    }
 }
 
 /// An event to be appended. `data` and `metadata` are the exact bytes that will be stored
@@ -80,46 +125,24 @@ pub struct NewEvent {
     pub metadata: Vec<u8>,
 }
 
-/// Events for one stream inside an [`AppendRequest`].
+/// Where an append's events landed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Appended {
+    pub stream: String,
+    /// Revisions of the appended events, in order.
+    pub revisions: Vec<StreamRevision>,
+    /// Positions of the appended events, in order.
+    pub positions: Vec<Position>,
+    /// The stream's tip after the append: its last event.
+    pub tip: StreamTip,
+}
+
+/// One stream's part of an atomic append to several streams ([`MultiStreamAppend`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamWrite {
+pub struct StreamAppend {
     pub stream: String,
     pub expected: ExpectedVersion,
     pub events: Vec<NewEvent>,
-}
-
-/// An idempotency key with the fingerprint of the request it belongs to. A second append
-/// with the same key and the same fingerprint returns the first outcome; the same key with a
-/// different fingerprint is refused with [`StoreError::IdempotencyKeyReused`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Idempotency {
-    pub key: String,
-    pub fingerprint: String,
-}
-
-/// One atomic append to one or more streams. Either every write lands or none does.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AppendRequest {
-    pub idempotency: Option<Idempotency>,
-    pub writes: Vec<StreamWrite>,
-}
-
-/// Where one stream's events of an append landed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WriteOutcome {
-    pub stream: String,
-    /// Revisions of the appended events, in order (empty when the write had no events).
-    pub revisions: Vec<StreamRevision>,
-    /// Global positions of the appended events, in order.
-    pub positions: Vec<GlobalPosition>,
-}
-
-/// The outcome of an append. `deduplicated` is true when the idempotency key had been seen:
-/// nothing was written and `writes` is the first append's outcome.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AppendOutcome {
-    pub writes: Vec<WriteOutcome>,
-    pub deduplicated: bool,
 }
 
 /// An event as stored.
@@ -127,7 +150,7 @@ pub struct AppendOutcome {
 pub struct RecordedEvent {
     pub stream: String,
     pub revision: StreamRevision,
-    pub position: GlobalPosition,
+    pub position: Position,
     pub event_id: Uuid,
     pub event_type: String,
     pub data: Vec<u8>,
@@ -143,15 +166,14 @@ pub struct RecordedEvent {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// Optimistic concurrency: someone else wrote first. The engine reloads and decides again.
-    #[error("stream `{stream}` was expected at {expected:?} but is at {actual:?}; reload the stream and decide again")]
+    #[error("stream `{stream}` was expected at {expected} but is at {}; reload the stream and decide again", actual.map_or("no stream".to_string(), |r| format!("revision {r}")))]
     WrongExpectedVersion {
         stream: String,
         expected: ExpectedVersion,
-        /// Revision of the last event, or None when the stream has none.
+        /// Revision of the last event, or None when the stream has none (or the backend
+        /// could not tell).
         actual: Option<StreamRevision>,
     },
-    #[error("idempotency key `{key}` was already used for a different request; use a new key for a new command")]
-    IdempotencyKeyReused { key: String },
     #[error("invalid append: {0}")]
     InvalidAppend(String),
     #[error("the store is closed; reopen it")]
@@ -160,14 +182,14 @@ pub enum StoreError {
     Backend(String),
     /// The backend knows the append left no trace (its transaction was rolled back, or it
     /// was never attempted because the transaction it would have joined was lost). Why a
-    /// variant of its own: a caller may retry it, with or without an idempotency key,
-    /// without risking a duplicate.
+    /// variant of its own: a caller may retry it without risking a duplicate.
     #[error("nothing was written: {reason}; the append can be retried")]
     NotWritten { reason: String },
     /// The backend cannot tell whether the append was written (the commit failed and
-    /// reading back what committed failed too). Why a variant of its own: retrying without
-    /// the same idempotency key could apply the command twice.
-    #[error("the append may or may not have been written ({reason}); retry it with the same idempotency key, which applies it at most once")]
+    /// reading back what committed failed too, or the server did not answer in time). Why
+    /// a variant of its own: the engine retries such a command only after reading the
+    /// stream again, where a command that did land is found by its idempotency key.
+    #[error("the append may or may not have been written ({reason}); retry the command with the same idempotency key, which applies it at most once")]
     OutcomeUnknown { reason: String },
     /// A save fenced by a lease found the lease held by another process (or expired):
     /// nothing was written. Why a variant: the holder must stop writing that view, not retry.
@@ -175,15 +197,32 @@ pub enum StoreError {
     LeaseLost { lease: String },
 }
 
+/// The log as a stream of pages in position order, each non-empty: what
+/// [`EventStore::subscribe_all`] gives. It ends only with an error.
+pub type LogStream =
+    Pin<Box<dyn futures_core::Stream<Item = Result<Vec<RecordedEvent>, StoreError>> + Send>>;
+
+/// What a backend can do beyond the contract, for the jobs that use it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Capabilities {
+    /// Positions are consecutive numbers from 1 (SQLite, JetStream): an auditor can tell
+    /// a removed event by the gap it leaves. KurrentDB's are not.
+    pub dense_positions: bool,
+}
+
 /// The event store. Every backend implements it and passes [`conformance::run_all`].
 ///
 /// Futures are `Send` so the engine can run them on a multi-threaded runtime.
 pub trait EventStore: Clone + Send + Sync + 'static {
-    /// Appends atomically. See [`AppendRequest`] for the rules.
+    /// Appends `events` (at least one) to `stream` atomically, if the stream is as
+    /// `expected`. Each event's hashes are [`chain::link`]ed from the expected tip (for
+    /// [`ExpectedVersion::Any`], from the tip the backend finds).
     fn append(
         &self,
-        request: AppendRequest,
-    ) -> impl Future<Output = Result<AppendOutcome, StoreError>> + Send;
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> impl Future<Output = Result<Appended, StoreError>> + Send;
 
     /// Reads up to `max` events of `stream` whose revision is `>= from`, in revision order.
     /// A stream that does not exist reads as empty.
@@ -194,71 +233,32 @@ pub trait EventStore: Clone + Send + Sync + 'static {
         max: usize,
     ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
 
-    /// Reads up to `max` events whose position is `> after`, in position order.
+    /// Reads up to `max` events whose position is after `after`, in position order.
     fn read_all(
         &self,
-        after: GlobalPosition,
+        after: Position,
         max: usize,
     ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
 
-    /// The position of the newest event at this moment, and every later change to it. Used
-    /// to wake subscriptions; a subscription always re-reads from the store, so a missed
-    /// wake-up can never lose an event.
-    fn head(&self) -> tokio::sync::watch::Receiver<GlobalPosition>;
+    /// Every event after `after`, in position order: first what is stored (catch-up),
+    /// then each new event as it is appended (live), by whatever process. Nothing is
+    /// skipped and nothing comes twice.
+    fn subscribe_all(&self, after: Position) -> LogStream;
 
-    /// Catch-up then live subscription to every event after `after`.
-    fn subscribe(&self, after: GlobalPosition) -> Subscription<Self>
-    where
-        Self: Sized,
-    {
-        Subscription::new(self.clone(), after)
+    /// The position of the newest event now ([`Position::ORIGIN`] for an empty log).
+    fn last_position(&self) -> impl Future<Output = Result<Position, StoreError>> + Send;
+
+    /// What this backend can do beyond the contract.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
     }
 }
 
-/// Reads the whole log (after a position) page by page: the loop every reader of the log
-/// would otherwise write again. While the caller works on one page the next one is
-/// already being read (on another core, for a backend that reads on a blocking pool), so a
-/// projection rebuild folds and reads at the same time.
-pub struct LogPages<S> {
-    store: S,
-    after: GlobalPosition,
-    page: usize,
-    next: Option<tokio::task::JoinHandle<Result<Vec<RecordedEvent>, StoreError>>>,
-}
-
-impl<S: EventStore> LogPages<S> {
-    pub fn new(store: &S, after: GlobalPosition, page: usize) -> Self {
-        LogPages {
-            store: store.clone(),
-            after,
-            page: page.max(1),
-            next: None,
-        }
-    }
-
-    /// The store the pages are read from.
-    pub fn store(&self) -> &S {
-        &self.store
-    }
-
-    /// The next page in position order, or `None` at the end of the log.
-    pub async fn next_page(&mut self) -> Result<Option<Vec<RecordedEvent>>, StoreError> {
-        let page = match self.next.take() {
-            Some(reading) => reading
-                .await
-                .map_err(|e| StoreError::Backend(format!("reading the log failed: {e}")))??,
-            None => self.store.read_all(self.after, self.page).await?,
-        };
-        let Some(last) = page.last() else {
-            return Ok(None);
-        };
-        self.after = last.position;
-        if page.len() == self.page {
-            let (store, after, size) = (self.store.clone(), self.after, self.page);
-            self.next = Some(tokio::spawn(
-                async move { store.read_all(after, size).await },
-            ));
-        }
-        Ok(Some(page))
-    }
+/// Atomic appends to several streams at once: an optional capability (SQLite and the
+/// memory store have it; KurrentDB's client does not). Either every part lands or none.
+pub trait MultiStreamAppend: EventStore {
+    fn append_streams(
+        &self,
+        appends: Vec<StreamAppend>,
+    ) -> impl Future<Output = Result<Vec<Appended>, StoreError>> + Send;
 }

@@ -1,16 +1,18 @@
 //! An in-memory backend for engine unit tests: the same semantics as SQLite (expected
-//! versions, atomic multi-stream appends, idempotency, hash chains), no durability.
+//! versions, atomic appends to one or several streams, hash chains), no durability.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::chain::{event_hash, GENESIS_HASH};
+use crate::chain::link;
 use crate::rules::{check_expected, validate};
+use crate::subscription::{polling, Polling};
 use crate::{
-    AppendOutcome, AppendRequest, EventStore, GlobalPosition, RecordedEvent, StoreError,
-    StreamRevision, WriteOutcome,
+    Appended, Capabilities, EventStore, ExpectedVersion, LogStream, MultiStreamAppend, NewEvent,
+    Position, RecordedEvent, StoreError, StreamAppend, StreamRevision, StreamTip,
 };
 
 #[derive(Default)]
@@ -18,14 +20,65 @@ struct Log {
     events: Vec<RecordedEvent>,
     /// stream -> indexes into `events`, in revision order
     streams: HashMap<String, Vec<usize>>,
-    idempotency: HashMap<String, (String, AppendOutcome)>,
-    event_ids: HashSet<uuid::Uuid>,
+}
+
+impl Log {
+    fn tip(&self, stream: &str) -> Option<&RecordedEvent> {
+        self.streams
+            .get(stream)
+            .and_then(|ix| ix.last())
+            .map(|i| &self.events[*i])
+    }
+
+    fn check(&self, stream: &str, expected: &ExpectedVersion) -> Result<(), StoreError> {
+        check_expected(stream, expected, self.tip(stream).map(|e| e.revision))
+    }
+
+    /// Writes an append whose expectation was checked.
+    fn write(&mut self, stream: &str, events: Vec<NewEvent>) -> Appended {
+        let tip = self.tip(stream).map(|e| (e.revision, e.hash.clone()));
+        let links = link(stream, tip.as_ref().map(|(r, h)| (*r, h.as_str())), &events);
+        let mut revisions = Vec::with_capacity(events.len());
+        let mut positions = Vec::with_capacity(events.len());
+        for (event, l) in events.into_iter().zip(links) {
+            let position = Position::at(self.events.len() as u64 + 1);
+            let index = self.events.len();
+            self.events.push(RecordedEvent {
+                stream: stream.to_string(),
+                revision: l.revision,
+                position,
+                event_id: event.event_id,
+                event_type: event.event_type,
+                data: event.data,
+                metadata: event.metadata,
+                prev_hash: l.prev_hash,
+                hash: l.hash,
+            });
+            self.streams
+                .entry(stream.to_string())
+                .or_default()
+                .push(index);
+            revisions.push(l.revision);
+            positions.push(position);
+        }
+        let last = self.events.last().map(StreamTip::of);
+        Appended {
+            stream: stream.to_string(),
+            revisions,
+            positions,
+            tip: last.unwrap_or(StreamTip {
+                revision: 0,
+                position: Position::ORIGIN,
+                hash: String::new(),
+            }),
+        }
+    }
 }
 
 #[derive(Clone)]
 pub struct MemoryStore {
     log: Arc<Mutex<Log>>,
-    head: Arc<watch::Sender<GlobalPosition>>,
+    head: Arc<watch::Sender<Position>>,
 }
 
 impl Default for MemoryStore {
@@ -36,111 +89,33 @@ impl Default for MemoryStore {
 
 impl MemoryStore {
     pub fn new() -> Self {
-        let (head, _) = watch::channel(GlobalPosition::ORIGIN);
+        let (head, _) = watch::channel(Position::ORIGIN);
         MemoryStore {
             log: Arc::new(Mutex::new(Log::default())),
             head: Arc::new(head),
         }
     }
 
-    fn append_now(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
-        validate(&request)?;
-        let mut log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(idem) = &request.idempotency {
-            if let Some((fingerprint, outcome)) = log.idempotency.get(&idem.key) {
-                if *fingerprint != idem.fingerprint {
-                    return Err(StoreError::IdempotencyKeyReused {
-                        key: idem.key.clone(),
-                    });
-                }
-                let mut outcome = outcome.clone();
-                outcome.deduplicated = true;
-                return Ok(outcome);
-            }
-        }
-        // Event ids are unique across the whole request, as SQLite's UNIQUE(event_id) makes them.
-        let mut ids = HashSet::new();
-        for write in &request.writes {
-            let actual = log
-                .streams
-                .get(&write.stream)
-                .and_then(|ix| ix.last())
-                .map(|i| log.events[*i].revision);
-            check_expected(&write.stream, write.expected, actual)?;
-            for event in &write.events {
-                if log.event_ids.contains(&event.event_id) || !ids.insert(event.event_id) {
-                    return Err(StoreError::InvalidAppend(format!(
-                        "event id {} is already stored; every event needs a new id",
-                        event.event_id
-                    )));
-                }
-            }
-        }
-        let mut writes = Vec::with_capacity(request.writes.len());
-        for write in request.writes {
-            let (mut revision, mut prev_hash): (StreamRevision, String) =
-                match log.streams.get(&write.stream).and_then(|ix| ix.last()) {
-                    Some(i) => (log.events[*i].revision + 1, log.events[*i].hash.clone()),
-                    None => (0, GENESIS_HASH.to_string()),
-                };
-            let mut outcome = WriteOutcome {
-                stream: write.stream.clone(),
-                revisions: Vec::new(),
-                positions: Vec::new(),
-            };
-            for event in write.events {
-                let position = GlobalPosition(log.events.len() as u64 + 1);
-                let hash = event_hash(
-                    &prev_hash,
-                    &write.stream,
-                    revision,
-                    &event.event_id,
-                    &event.event_type,
-                    &event.data,
-                    &event.metadata,
-                );
-                let index = log.events.len();
-                log.event_ids.insert(event.event_id);
-                log.events.push(RecordedEvent {
-                    stream: write.stream.clone(),
-                    revision,
-                    position,
-                    event_id: event.event_id,
-                    event_type: event.event_type,
-                    data: event.data,
-                    metadata: event.metadata,
-                    prev_hash: prev_hash.clone(),
-                    hash: hash.clone(),
-                });
-                log.streams
-                    .entry(write.stream.clone())
-                    .or_default()
-                    .push(index);
-                outcome.revisions.push(revision);
-                outcome.positions.push(position);
-                prev_hash = hash;
-                revision += 1;
-            }
-            writes.push(outcome);
-        }
-        let outcome = AppendOutcome {
-            writes,
-            deduplicated: false,
-        };
-        if let Some(idem) = request.idempotency {
-            log.idempotency
-                .insert(idem.key, (idem.fingerprint, outcome.clone()));
-        }
-        let head = GlobalPosition(log.events.len() as u64);
+    fn appended(&self, log: std::sync::MutexGuard<'_, Log>) {
+        let head = Position::at(log.events.len() as u64);
         drop(log);
         self.head.send_replace(head);
-        Ok(outcome)
     }
 }
 
 impl EventStore for MemoryStore {
-    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
-        self.append_now(request)
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, StoreError> {
+        validate(stream, &events)?;
+        let mut log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
+        log.check(stream, &expected)?;
+        let appended = log.write(stream, events);
+        self.appended(log);
+        Ok(appended)
     }
 
     async fn read_stream(
@@ -166,17 +141,63 @@ impl EventStore for MemoryStore {
 
     async fn read_all(
         &self,
-        after: GlobalPosition,
+        after: Position,
         max: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
-        let start = usize::try_from(after.0)
+        let start = usize::try_from(after.commit())
             .unwrap_or(usize::MAX)
             .min(log.events.len());
         Ok(log.events[start..].iter().take(max).cloned().collect())
     }
 
-    fn head(&self) -> watch::Receiver<GlobalPosition> {
-        self.head.subscribe()
+    fn subscribe_all(&self, after: Position) -> LogStream {
+        polling(
+            self.clone(),
+            self.head.subscribe(),
+            after,
+            Polling {
+                page: 512,
+                poll: Duration::from_secs(1),
+            },
+        )
+    }
+
+    async fn last_position(&self) -> Result<Position, StoreError> {
+        let log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(Position::at(log.events.len() as u64))
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            dense_positions: true,
+        }
+    }
+}
+
+impl MultiStreamAppend for MemoryStore {
+    async fn append_streams(
+        &self,
+        appends: Vec<StreamAppend>,
+    ) -> Result<Vec<Appended>, StoreError> {
+        for (i, a) in appends.iter().enumerate() {
+            validate(&a.stream, &a.events)?;
+            if appends[..i].iter().any(|b| b.stream == a.stream) {
+                return Err(StoreError::InvalidAppend(format!(
+                    "stream `{}` appears twice in one append; put its events in one part",
+                    a.stream
+                )));
+            }
+        }
+        let mut log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
+        for a in &appends {
+            log.check(&a.stream, &a.expected)?;
+        }
+        let written = appends
+            .into_iter()
+            .map(|a| log.write(&a.stream, a.events))
+            .collect();
+        self.appended(log);
+        Ok(written)
     }
 }

@@ -1,49 +1,47 @@
 //! The append rules every backend applies identically.
 
-use crate::{AppendRequest, ExpectedVersion, StoreError, StreamRevision};
+use crate::{ExpectedVersion, NewEvent, StoreError, StreamRevision};
 
-/// Refuses requests no backend should accept: no writes, or one stream named twice
-/// (its expected version would be ambiguous).
-pub fn validate(request: &AppendRequest) -> Result<(), StoreError> {
-    if request.writes.is_empty() {
+/// Refuses appends no backend should accept: an empty stream name, no events, or one
+/// event id twice.
+pub fn validate(stream: &str, events: &[NewEvent]) -> Result<(), StoreError> {
+    if stream.is_empty() {
         return Err(StoreError::InvalidAppend(
-            "an append needs at least one stream write".into(),
+            "a stream name cannot be empty".into(),
         ));
     }
-    for (i, write) in request.writes.iter().enumerate() {
-        if write.stream.is_empty() {
-            return Err(StoreError::InvalidAppend(
-                "a stream name cannot be empty".into(),
-            ));
-        }
-        if request.writes[..i].iter().any(|w| w.stream == write.stream) {
+    if events.is_empty() {
+        return Err(StoreError::InvalidAppend(format!(
+            "an append to `{stream}` needs at least one event"
+        )));
+    }
+    for (i, event) in events.iter().enumerate() {
+        if events[..i].iter().any(|e| e.event_id == event.event_id) {
             return Err(StoreError::InvalidAppend(format!(
-                "stream `{}` appears twice in one append; put its events in one write",
-                write.stream
+                "event id {} appears twice in one append; every event needs its own id",
+                event.event_id
             )));
         }
     }
     Ok(())
 }
 
-/// Checks a write's expectation against the stream's last revision (`None`: no events).
+/// Checks an append's expectation against the stream's last revision (`None`: no events).
 pub fn check_expected(
     stream: &str,
-    expected: ExpectedVersion,
+    expected: &ExpectedVersion,
     actual: Option<StreamRevision>,
 ) -> Result<(), StoreError> {
-    let holds = match expected {
-        ExpectedVersion::Any => true,
-        ExpectedVersion::NoStream => actual.is_none(),
-        ExpectedVersion::StreamExists => actual.is_some(),
-        ExpectedVersion::Exact(revision) => actual == Some(revision),
+    let holds = match expected.revision() {
+        None => true,
+        Some(wanted) => wanted == actual,
     };
     if holds {
         Ok(())
     } else {
         Err(StoreError::WrongExpectedVersion {
             stream: stream.to_string(),
-            expected,
+            expected: expected.clone(),
             actual,
         })
     }

@@ -1,57 +1,90 @@
-//! Catch-up then live subscriptions, generic over every backend.
+//! Catch-up then live subscriptions for backends that are read by polling a local file or
+//! memory: a wake-up signal from this process's appends, a poll for other processes'.
 //!
-//! Why generic: the only thing a backend must provide is `read_all` and a head watch. The
-//! subscription always re-reads from the store after a wake-up, so it can neither miss an
-//! event (the store is the truth) nor deliver one twice (it resumes after the last position
-//! it delivered).
+//! Why the store is read again after every wake-up: the signal only says "something may
+//! have changed", so a lost signal can delay an event but never lose it, and an event
+//! appended by another process (which sends no signal here) is found by the next poll.
+//! While the reader works on one full page the next one is already being read (on the
+//! blocking pool, for SQLite), so a rebuild folds and reads at the same time.
 
-use std::collections::VecDeque;
+use std::time::Duration;
 
-use crate::{EventStore, GlobalPosition, RecordedEvent, StoreError};
+use futures_util::stream;
+use tokio::sync::watch;
 
-const BATCH: usize = 512;
+use crate::{EventStore, LogStream, Position, RecordedEvent, StoreError};
 
-pub struct Subscription<S> {
-    store: S,
-    position: GlobalPosition,
-    buffer: VecDeque<RecordedEvent>,
-    head: tokio::sync::watch::Receiver<GlobalPosition>,
+/// How a polling subscription reads.
+#[derive(Debug, Clone, Copy)]
+pub struct Polling {
+    /// Events per read.
+    pub page: usize,
+    /// How long to wait for a wake-up before reading again anyway (other processes).
+    pub poll: Duration,
 }
 
-impl<S: EventStore> Subscription<S> {
-    pub fn new(store: S, after: GlobalPosition) -> Self {
-        let head = store.head();
-        Subscription {
-            store,
-            position: after,
-            buffer: VecDeque::new(),
-            head,
+type Reading = tokio::task::JoinHandle<Result<Vec<RecordedEvent>, StoreError>>;
+
+struct State<S> {
+    store: S,
+    wake: watch::Receiver<Position>,
+    after: Position,
+    ahead: Option<Reading>,
+    how: Polling,
+}
+
+/// A [`LogStream`] over `store` after `after`, woken by `wake` (the position of this
+/// process's newest append) and polling every `how.poll`.
+pub fn polling<S: EventStore>(
+    store: S,
+    wake: watch::Receiver<Position>,
+    after: Position,
+    how: Polling,
+) -> LogStream {
+    let state = State {
+        store,
+        wake,
+        after,
+        ahead: None,
+        how: Polling {
+            page: how.page.max(1),
+            poll: how.poll,
+        },
+    };
+    Box::pin(stream::unfold(Some(state), |state| async move {
+        let mut state = state?;
+        match next_page(&mut state).await {
+            Ok(page) => Some((Ok(page), Some(state))),
+            // The stream ends after its error.
+            Err(e) => Some((Err(e), None)),
         }
-    }
+    }))
+}
 
-    /// The position of the last event delivered (where to resume after a restart).
-    pub fn position(&self) -> GlobalPosition {
-        self.position
-    }
-
-    /// The next event after the last one delivered; waits for new appends when caught up.
-    pub async fn next(&mut self) -> Result<RecordedEvent, StoreError> {
-        loop {
-            if let Some(event) = self.buffer.pop_front() {
-                self.position = event.position;
-                return Ok(event);
+async fn next_page<S: EventStore>(s: &mut State<S>) -> Result<Vec<RecordedEvent>, StoreError> {
+    loop {
+        // Mark the current head as seen before reading, so an append that lands between
+        // the read and the wait still wakes us.
+        let _ = *s.wake.borrow_and_update();
+        let page = match s.ahead.take() {
+            Some(reading) => reading
+                .await
+                .map_err(|e| StoreError::Backend(format!("reading the log failed: {e}")))??,
+            None => s.store.read_all(s.after, s.how.page).await?,
+        };
+        if let Some(last) = page.last() {
+            s.after = last.position;
+            if page.len() == s.how.page {
+                let (store, after, size) = (s.store.clone(), s.after, s.how.page);
+                s.ahead = Some(tokio::spawn(
+                    async move { store.read_all(after, size).await },
+                ));
             }
-            // Mark the current head as seen before reading, so an append that lands
-            // between the read and the wait still wakes us.
-            let _ = *self.head.borrow_and_update();
-            let page = self.store.read_all(self.position, BATCH).await?;
-            if !page.is_empty() {
-                self.buffer.extend(page);
-                continue;
-            }
-            if self.head.changed().await.is_err() {
-                return Err(StoreError::Closed);
-            }
+            return Ok(page);
+        }
+        match tokio::time::timeout(s.how.poll, s.wake.changed()).await {
+            Ok(Ok(())) | Err(_) => {}
+            Ok(Err(_)) => return Err(StoreError::Closed),
         }
     }
 }

@@ -54,7 +54,9 @@ impl Histogram {
 /// A view's progress: the position it saved and when it last was at the log's head.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ViewLag {
-    pub events: u64,
+    /// Whether the log holds events the view's saved state does not (positions are not
+    /// counts, so how many is not told).
+    pub behind: bool,
     pub seconds: f64,
 }
 
@@ -158,13 +160,13 @@ impl Metrics {
         }
         out.push_str("# HELP dealreg_query_seconds Time from receiving a query to its reply (waits for min_position included).\n# TYPE dealreg_query_seconds histogram\n");
         lock(&self.query_latency).write(&mut out, "dealreg_query_seconds", "");
-        out.push_str("# HELP dealreg_projection_lag_events Events in the log not yet in the view's saved state (this process folds the views only while it holds the lease).\n# TYPE dealreg_projection_lag_events gauge\n");
+        out.push_str("# HELP dealreg_projection_behind 1 while the log holds events not yet in the view's saved state (this process folds the views only while it holds the lease).\n# TYPE dealreg_projection_behind gauge\n");
         let views = lock(&self.views);
         for (view, lag) in views.iter() {
             let _ = writeln!(
                 out,
-                "dealreg_projection_lag_events{{view=\"{view}\"}} {}",
-                lag.events
+                "dealreg_projection_behind{{view=\"{view}\"}} {}",
+                u8::from(lag.behind)
             );
         }
         out.push_str("# HELP dealreg_projection_lag_seconds Time since the view last reached the log's head (0 when at the head).\n# TYPE dealreg_projection_lag_seconds gauge\n");
@@ -239,5 +241,23 @@ pub async fn serve_http(listener: TcpListener, metrics: std::sync::Arc<Metrics>)
             let _ = socket.write_all(response.as_bytes()).await;
             let _ = socket.shutdown().await;
         });
+    }
+}
+
+impl dealreg_engine::host::HostObserver for Metrics {
+    fn holds_views(&self, held: bool) {
+        self.set_holds_views(held);
+    }
+
+    fn view_lag(&self, view: &'static str, behind: bool, seconds: f64) {
+        Metrics::view_lag(self, view, ViewLag { behind, seconds });
+    }
+
+    fn timekeeper_ran(&self, issued: u64) {
+        Metrics::timekeeper_ran(self, issued);
+    }
+
+    fn feed_published(&self, entries: u64) {
+        Metrics::feed_published(self, entries);
     }
 }

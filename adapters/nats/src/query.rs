@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use dealreg_domain::{AccountKey, PartnerId, RegistrationId};
 use dealreg_engine::{decode_event, personal, PartnerEvent, RefusalBody};
-use dealreg_events::{EventStore, GlobalPosition, StoreError, StreamRevision};
+use dealreg_events::{EventStore, Position, StoreError, StreamRevision};
 use dealreg_projections::conflicts::ConflictFlags;
 use dealreg_projections::ledger::Ledger;
 use dealreg_projections::metrics::ProgramMetrics;
@@ -45,7 +45,7 @@ pub const VENDOR_VIEWS: &[&str] = &["pipeline", "conflicts", "ledger", "metrics"
 pub struct QueryRequest {
     /// Answer only once the view reflects the log at least up to here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_position: Option<u64>,
+    pub min_position: Option<Position>,
     /// How long to wait for `min_position` (default 5000, at most 30000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
@@ -68,8 +68,7 @@ pub enum QueryReply {
         ok: bool,
         view: String,
         /// The log position the answer reflects.
-        #[schemars(with = "u64")]
-        position: GlobalPosition,
+        position: Position,
         answer: serde_json::Value,
     },
     Refused {
@@ -107,13 +106,13 @@ fn store_refusal(e: &StoreError) -> QueryReply {
 
 /// A view read from the store, whole or one partner's rows.
 struct Read<P> {
-    position: GlobalPosition,
+    position: Position,
     view: P,
 }
 
 enum Wait {
     Unavailable(String),
-    Timeout { reached: GlobalPosition },
+    Timeout { reached: Position },
     Store(StoreError),
 }
 
@@ -122,14 +121,14 @@ enum Wait {
 async fn read_view<P: Projection, K: CheckpointStore>(
     checkpoints: &K,
     scope: Option<PartnerId>,
-    min: GlobalPosition,
+    min: Position,
     deadline: Instant,
 ) -> Result<Read<P>, Wait> {
     loop {
         let meta = checkpoints.load(P::NAME).await.map_err(Wait::Store)?;
         let reached = match &meta {
             Some(saved) if saved.version == P::VERSION => saved.position,
-            Some(_) | None => GlobalPosition::ORIGIN,
+            Some(_) | None => Position::ORIGIN,
         };
         if let Some(saved) = meta.filter(|s| s.version == P::VERSION && s.position >= min) {
             let (position, rows) = match scope {
@@ -140,7 +139,7 @@ async fn read_view<P: Projection, K: CheckpointStore>(
                 None => {
                     let rows = checkpoints.load_rows(P::NAME).await.map_err(Wait::Store)?;
                     let again = checkpoints.load(P::NAME).await.map_err(Wait::Store)?;
-                    (again.map_or(GlobalPosition::ORIGIN, |c| c.position), rows)
+                    (again.map_or(Position::ORIGIN, |c| c.position), rows)
                 }
             };
             if position == saved.position {
@@ -159,7 +158,7 @@ async fn read_view<P: Projection, K: CheckpointStore>(
     }
 }
 
-fn answered<T: Serialize>(view: &str, position: GlobalPosition, answer: &T) -> QueryReply {
+fn answered<T: Serialize>(view: &str, position: Position, answer: &T) -> QueryReply {
     match serde_json::to_value(answer) {
         Ok(answer) => QueryReply::Answered {
             ok: true,
@@ -171,7 +170,7 @@ fn answered<T: Serialize>(view: &str, position: GlobalPosition, answer: &T) -> Q
     }
 }
 
-fn wait_refusal(view: &str, min: GlobalPosition, wait: Wait) -> QueryReply {
+fn wait_refusal(view: &str, min: Position, wait: Wait) -> QueryReply {
     match wait {
         Wait::Store(e) => store_refusal(&e),
         Wait::Unavailable(why) => refused("view_unavailable", format!("{why}; retry, or rebuild the view")),
@@ -181,9 +180,9 @@ fn wait_refusal(view: &str, min: GlobalPosition, wait: Wait) -> QueryReply {
                 code: "view_timeout".into(),
                 message: format!(
                     "the `{view}` view reached position {} and not {} in time; ask again, or with a longer `timeout_ms`",
-                    reached.0, min.0
+                    reached, min
                 ),
-                details: serde_json::json!({ "reached": reached.0, "wanted": min.0 }),
+                details: serde_json::json!({ "reached": reached, "wanted": min }),
             },
         },
     }
@@ -224,7 +223,7 @@ pub async fn answer<S: EventStore, K: CheckpointStore>(
             }
         }
     };
-    let min = GlobalPosition(request.min_position.unwrap_or(0));
+    let min = request.min_position.unwrap_or(Position::ORIGIN);
     let wait = request
         .timeout_ms
         .map_or(DEFAULT_WAIT, Duration::from_millis)
@@ -332,8 +331,7 @@ pub async fn answer<S: EventStore, K: CheckpointStore>(
 /// One event of a registration's history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct HistoryLine {
-    #[schemars(with = "u64")]
-    pub position: GlobalPosition,
+    pub position: Position,
     /// The event's revision in the account's stream: for the vendor only. Why not for a
     /// partner: the gaps between a partner's own revisions would count the other partners'
     /// activity on the account.
@@ -363,7 +361,7 @@ async fn history<S: EventStore, K: CheckpointStore>(
     vault: &dyn KeyVault,
     asker: &Asker,
     id: RegistrationId,
-    min: GlobalPosition,
+    min: Position,
     deadline: Instant,
 ) -> QueryReply {
     let unknown = || {

@@ -1,13 +1,7 @@
-//! `serve`: the command and query endpoints, and, in the one process that holds the views
-//! lease, the projection followers, the follow-up reactor, the timekeeper and the feed
-//! publisher.
-//!
-//! Why a lease: every process of the queue group answers commands (the store's exact
-//! expected versions keep concurrent writers correct) and queries (from the stored
-//! views), but a view must be folded and saved by one process at a time, and a row change
-//! published by one. The holder writes its saves through a fenced checkpoint handle, so a
-//! holder that lost the lease (paused, partitioned) cannot save any more: the save is
-//! refused in its own transaction.
+//! `serve`: the command and query endpoints, and the views host
+//! ([`dealreg_engine::host`]) with the JetStream feeds as its sink: in the one process
+//! that holds the views lease, the projection followers, the follow-up reactor, the
+//! timekeeper and the feed publisher.
 //!
 //! Drain: on shutdown the endpoints unsubscribe, the requests already received are
 //! answered, the followers stop, the feed outbox is published, the lease is released.
@@ -18,22 +12,18 @@ use std::time::{Duration, Instant};
 use async_nats::service::ServiceExt;
 use async_nats::{jetstream, Client};
 use dealreg_clock::Clock;
-use dealreg_engine::registry;
-use dealreg_engine::runner;
-use dealreg_engine::tail::LogTail;
-use dealreg_engine::{reactor, timekeeper, Engine};
-use dealreg_events::{EventStore, GlobalPosition};
-use dealreg_projections::deadlines::Deadlines;
+use dealreg_engine::host::{self, HostOptions, HostStores};
+use dealreg_engine::Engine;
+use dealreg_events::EventStore;
 use dealreg_views::{CheckpointStore, Leases};
 use futures_util::{future, stream, StreamExt};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::metrics::{Metrics, ViewLag};
+use crate::metrics::Metrics;
 use crate::{command, feed, query, subject};
 
-/// The lease the process folding the views holds.
-pub const VIEWS_LEASE: &str = "views";
+pub use dealreg_engine::host::VIEWS_LEASE;
 /// The micro service's name, and its queue group.
 pub const SERVICE_NAME: &str = "dealreg";
 
@@ -87,15 +77,6 @@ pub enum ServeError {
     Service(String),
     #[error(transparent)]
     Feed(#[from] feed::FeedError),
-}
-
-fn stop_signal(
-    stop: &watch::Receiver<bool>,
-) -> impl std::future::Future<Output = ()> + Send + 'static {
-    let mut stop = stop.clone();
-    async move {
-        let _ = stop.wait_for(|s| *s).await;
-    }
 }
 
 /// Runs the service on `client` until `shutdown` resolves, then drains.
@@ -167,15 +148,25 @@ where
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let writer = if options.views {
-        tokio::spawn(hold_views(
-            client.clone(),
+        let sink: Option<Arc<dyn dealreg_engine::feed::FeedSink>> = options
+            .feeds
+            .then(|| Arc::new(feed::JetStreamFeed::new(js.clone())) as _);
+        tokio::spawn(host::hold_views(
             Arc::clone(&engine),
-            stores.log.clone(),
-            stores.views.clone(),
-            stores.fenced.clone(),
-            stores.leases.clone(),
-            options.clone(),
-            Arc::clone(&metrics),
+            HostStores {
+                log: stores.log.clone(),
+                views: stores.views.clone(),
+                fenced: stores.fenced.clone(),
+                leases: stores.leases.clone(),
+            },
+            HostOptions {
+                holder: options.holder.clone(),
+                tick: options.tick,
+                poll: options.poll,
+                lease_ttl: options.lease_ttl,
+            },
+            Arc::clone(&metrics) as Arc<dyn host::HostObserver>,
+            sink,
             stop_rx.clone(),
         ))
     } else {
@@ -306,236 +297,6 @@ async fn answer_query<S: EventStore, K: CheckpointStore>(
     if let Err(e) = sent {
         tracing::warn!(error = %e, "a query reply could not be published");
     }
-}
-
-/// Takes and renews the views lease; while held, runs the writers. Returns once `stop`
-/// is set, after the writers stopped, the feed was flushed and the lease released.
-#[allow(clippy::too_many_arguments)]
-async fn hold_views<S, C, K, L>(
-    client: Client,
-    engine: Arc<Engine<S, C>>,
-    log: S,
-    views: K,
-    fenced: K,
-    leases: L,
-    options: ServeOptions,
-    metrics: Arc<Metrics>,
-    stop: watch::Receiver<bool>,
-) where
-    S: EventStore + Clone,
-    C: Clock + Clone,
-    K: CheckpointStore,
-    L: Leases,
-{
-    let js = jetstream::new(client);
-    let mut writers: Option<(watch::Sender<bool>, JoinSet<()>)> = None;
-    let renew = options.lease_ttl / 3;
-    loop {
-        let held = match leases
-            .try_acquire(
-                VIEWS_LEASE,
-                &options.holder,
-                chrono::Utc::now(),
-                options.lease_ttl,
-            )
-            .await
-        {
-            Ok(held) => held,
-            Err(e) => {
-                tracing::warn!(error = %e, "the views lease cannot be read; trying again");
-                false
-            }
-        };
-        metrics.set_holds_views(held);
-        match (held, writers.is_some()) {
-            (true, false) => {
-                tracing::info!(holder = %options.holder, "took the views lease: folding views, publishing feeds, running the timekeeper");
-                let (writer_stop, writer_rx) = watch::channel(false);
-                let tasks = start_writers(
-                    &js, &engine, &log, &views, &fenced, &options, &metrics, &writer_rx,
-                );
-                writers = Some((writer_stop, tasks));
-            }
-            (false, true) => {
-                tracing::warn!(holder = %options.holder, "lost the views lease: another process writes the views now");
-                if let Some((writer_stop, mut tasks)) = writers.take() {
-                    let _ = writer_stop.send(true);
-                    while tasks.join_next().await.is_some() {}
-                }
-            }
-            _ => {}
-        }
-        let mut stop_now = stop.clone();
-        tokio::select! {
-            _ = stop_now.wait_for(|s| *s) => break,
-            _ = tokio::time::sleep(renew) => {}
-        }
-    }
-    if let Some((writer_stop, mut tasks)) = writers.take() {
-        let _ = writer_stop.send(true);
-        while tasks.join_next().await.is_some() {}
-        // What the followers saved last is published before the process goes.
-        loop {
-            match feed::publish_pending(&js, &fenced).await {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "the feed could not be flushed; the next holder publishes it");
-                    break;
-                }
-            }
-        }
-        if let Err(e) = leases.release(VIEWS_LEASE, &options.holder).await {
-            tracing::warn!(error = %e, "the views lease could not be released; it expires by itself");
-        }
-    }
-}
-
-/// Spawns the followers, the reactor, the timekeeper and the feed publisher.
-#[allow(clippy::too_many_arguments)]
-fn start_writers<S, C, K>(
-    js: &jetstream::Context,
-    engine: &Arc<Engine<S, C>>,
-    log: &S,
-    views: &K,
-    fenced: &K,
-    options: &ServeOptions,
-    metrics: &Arc<Metrics>,
-    stop: &watch::Receiver<bool>,
-) -> JoinSet<()>
-where
-    S: EventStore + Clone,
-    C: Clock + Clone,
-    K: CheckpointStore,
-{
-    let mut tasks = JoinSet::new();
-    // One read and one decode of each new event for every follower and the reactor.
-    let tail = Arc::new(LogTail::new(log.clone()));
-    let count = registry::projections::<S, K>().len();
-    for index in 0..count {
-        let (log, tail, fenced, stop, metrics) = (
-            log.clone(),
-            Arc::clone(&tail),
-            fenced.clone(),
-            stop.clone(),
-            Arc::clone(metrics),
-        );
-        let poll = options.poll;
-        tasks.spawn(async move {
-            let projections = registry::projections::<S, K>();
-            let projection = &projections[index];
-            let (saved, mut seen) = watch::channel(GlobalPosition::ORIGIN);
-            let name = projection.name;
-            let lag = {
-                let log = log.clone();
-                let metrics = Arc::clone(&metrics);
-                let stop = stop.clone();
-                async move {
-                    let mut behind_since: Option<Instant> = None;
-                    let mut stop = stop;
-                    loop {
-                        let position = *seen.borrow_and_update();
-                        let head = *log.head().borrow();
-                        let events = head.0.saturating_sub(position.0);
-                        let since = if events == 0 { None } else { Some(*behind_since.get_or_insert_with(Instant::now)) };
-                        behind_since = since;
-                        metrics.view_lag(name, ViewLag { events, seconds: since.map_or(0.0, |s| s.elapsed().as_secs_f64()) });
-                        tokio::select! {
-                            _ = stop.wait_for(|s| *s) => break,
-                            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                        }
-                    }
-                }
-            };
-            let follow = async {
-                while !*stop.borrow() {
-                    match projection
-                        .follow(&tail, &fenced, poll, Box::pin(stop_signal(&stop)), &saved)
-                        .await
-                    {
-                        Ok(_) => break,
-                        Err(e) => {
-                            tracing::error!(view = name, error = %e, "a view follower stopped; it resumes from its checkpoint");
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                        }
-                    }
-                }
-            };
-            tokio::join!(follow, lag);
-        });
-    }
-    {
-        let (engine, fenced, stop) = (Arc::clone(engine), fenced.clone(), stop.clone());
-        let poll = options.poll;
-        tasks.spawn(async move {
-            while !*stop.borrow() {
-                match reactor::follow(&engine, &fenced, &tail, poll, stop_signal(&stop)).await {
-                    Ok(_) => break,
-                    Err(e) => {
-                        tracing::error!(error = %e, "the follow-up reactor stopped; it resumes from its checkpoint");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                }
-            }
-        });
-    }
-    {
-        let (engine, views, metrics, stop) = (
-            Arc::clone(engine),
-            views.clone(),
-            Arc::clone(metrics),
-            stop.clone(),
-        );
-        let tick = options.tick;
-        tasks.spawn(async move {
-            let mut stop_now = stop.clone();
-            loop {
-                match runner::load::<Deadlines, K>(&views).await {
-                    Ok((_, deadlines, _)) => match timekeeper::tick(&engine, &deadlines).await {
-                        Ok(done) => metrics.timekeeper_ran(done.issued.len() as u64),
-                        Err(e) => tracing::warn!(error = %e, "a timekeeper tick failed; the next one issues what is still due"),
-                    },
-                    Err(e) => tracing::warn!(error = %e, "the deadlines view cannot be read; the timekeeper waits for the next tick"),
-                }
-                tokio::select! {
-                    _ = stop_now.wait_for(|s| *s) => break,
-                    _ = tokio::time::sleep(tick) => {}
-                }
-            }
-        });
-    }
-    if options.feeds {
-        let (js, fenced, metrics, stop) = (
-            js.clone(),
-            fenced.clone(),
-            Arc::clone(metrics),
-            stop.clone(),
-        );
-        tasks.spawn(async move {
-            let mut stop_now = stop.clone();
-            loop {
-                let wait = match feed::publish_pending(&js, &fenced).await {
-                    Ok(0) => {
-                        metrics.feed_published(0);
-                        Duration::from_millis(20)
-                    }
-                    Ok(n) => {
-                        metrics.feed_published(n as u64);
-                        Duration::ZERO
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "publishing the feed failed; retrying");
-                        Duration::from_millis(500)
-                    }
-                };
-                tokio::select! {
-                    _ = stop_now.wait_for(|s| *s) => break,
-                    _ = tokio::time::sleep(wait) => {}
-                }
-            }
-        });
-    }
-    tasks
 }
 
 /// A unique holder name for this process on this host.

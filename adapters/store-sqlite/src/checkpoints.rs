@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use dealreg_events::{GlobalPosition, StoreError};
+use dealreg_events::{Position, StoreError};
 use dealreg_views::{Checkpoint, CheckpointStore, FeedEntry, Leases, RowWrite, RowsAt, StoredRow};
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -469,7 +469,7 @@ impl SqliteCheckpoints {
                     });
                 }
             }
-            let position = checkpoint.position.0 as i64;
+            let position = checkpoint.position.to_string();
             if !rows.is_empty() {
                 ensure_rows_table(&tx, &table, indexed).db()?;
                 let mut upsert = tx
@@ -543,7 +543,7 @@ impl CheckpointStore for SqliteCheckpoints {
                 params![name],
                 |r| {
                     Ok(Checkpoint {
-                        position: GlobalPosition(r.get::<_, i64>(0)? as u64),
+                        position: position_at(r, 0)?,
                         version: r.get(1)?,
                         state: r.get(2)?,
                     })
@@ -585,10 +585,10 @@ impl CheckpointStore for SqliteCheckpoints {
                 .query_row(
                     "SELECT position FROM projection_state WHERE name = ?1",
                     params![name],
-                    |r| r.get::<_, i64>(0),
+                    |r| position_at(r, 0),
                 )
                 .optional()?
-                .map_or(GlobalPosition::ORIGIN, |p| GlobalPosition(p as u64));
+                .unwrap_or(Position::ORIGIN);
             let rows = if has_table(&tx, &table)? {
                 let mut query =
                     tx.prepare_cached(&format!("SELECT row FROM {table} WHERE key = ?1"))?;
@@ -622,7 +622,7 @@ impl CheckpointStore for SqliteCheckpoints {
                         key: r.get(2)?,
                         scope: r.get(3)?,
                         previous_scope: r.get(4)?,
-                        position: GlobalPosition(r.get::<_, i64>(5)? as u64),
+                        position: position_at(r, 5)?,
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -662,7 +662,7 @@ impl CheckpointStore for SqliteCheckpoints {
         &self,
         name: &str,
         scope: &str,
-    ) -> Result<(GlobalPosition, Vec<StoredRow>), StoreError> {
+    ) -> Result<(Position, Vec<StoredRow>), StoreError> {
         let name = name.to_string();
         let table = rows_table(&name);
         let scope = scope.to_string();
@@ -673,10 +673,10 @@ impl CheckpointStore for SqliteCheckpoints {
                 .query_row(
                     "SELECT position FROM projection_state WHERE name = ?1",
                     params![name],
-                    |r| r.get::<_, i64>(0),
+                    |r| position_at(r, 0),
                 )
                 .optional()?
-                .map_or(GlobalPosition::ORIGIN, |p| GlobalPosition(p as u64));
+                .unwrap_or(Position::ORIGIN);
             let rows = if has_table(&tx, &table)? {
                 let mut query = tx.prepare_cached(&format!(
                     "SELECT key, row FROM {table} WHERE scope = ?1 ORDER BY key"
@@ -807,5 +807,26 @@ impl Leases for SqliteCheckpoints {
             .map(|_| ())
         })
         .await
+    }
+}
+
+/// A position as a views file stores it: the token as text (a column of INTEGER affinity
+/// keeps a one-number token as an integer, and files written before positions were
+/// tokens hold integers).
+fn position_at(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Position> {
+    use rusqlite::types::{Type, ValueRef};
+    match row.get_ref(index)? {
+        ValueRef::Integer(n) => u64::try_from(n).map(Position::at).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(index, Type::Integer, Box::new(e))
+        }),
+        ValueRef::Text(t) => std::str::from_utf8(t)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, Type::Text, Box::new(e)))?
+            .parse()
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, Type::Text, Box::new(e))),
+        other => Err(rusqlite::Error::InvalidColumnType(
+            index,
+            "position".into(),
+            other.data_type(),
+        )),
     }
 }

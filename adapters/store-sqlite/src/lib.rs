@@ -5,8 +5,8 @@
 //! other append already queued (up to [`MAX_GROUP`]), runs each in its own SAVEPOINT inside
 //! one transaction, commits once (`synchronous=FULL`: that commit is the fsync), and only
 //! then answers every caller. An append whose expected version fails rolls back its own
-//! savepoint and gets its error; the others in the group still commit. Idempotency keys are
-//! checked and recorded inside the same savepoint as the events.
+//! savepoint and gets its error; the others in the group still commit. An append to
+//! several streams at once ([`MultiStreamAppend`]) is one savepoint too.
 //!
 //! Reads use their own read-only connections (WAL lets them run beside the writer), on
 //! tokio's blocking pool.
@@ -34,10 +34,12 @@ use std::thread::JoinHandle;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::{oneshot, watch};
 
-use dealreg_events::chain::{event_hash, log_hash, GENESIS_HASH};
+use dealreg_events::chain::link;
+use dealreg_events::subscription::{polling, Polling};
 use dealreg_events::{
-    check_expected, validate, AppendOutcome, AppendRequest, EventStore, GlobalPosition,
-    RecordedEvent, StoreError, StreamRevision, WriteOutcome,
+    check_expected, validate, Appended, Capabilities, EventStore, ExpectedVersion, LogStream,
+    MultiStreamAppend, NewEvent, Position, RecordedEvent, StoreError, StreamAppend, StreamRevision,
+    StreamTip,
 };
 
 pub mod audit;
@@ -118,9 +120,10 @@ struct Counters {
     acknowledged_by_commit: AtomicU64,
 }
 
+/// One append: one stream's part, or several streams' parts written atomically.
 struct Job {
-    request: AppendRequest,
-    reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
+    parts: Vec<StreamAppend>,
+    reply: oneshot::Sender<Result<Vec<Appended>, StoreError>>,
 }
 
 /// What the writer thread is asked to do.
@@ -142,7 +145,7 @@ struct Inner {
     jobs: Mutex<Option<mpsc::Sender<Message>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     readers: Mutex<Vec<Connection>>,
-    head: Arc<watch::Sender<GlobalPosition>>,
+    head: Arc<watch::Sender<Position>>,
     counters: Arc<Counters>,
 }
 
@@ -204,7 +207,7 @@ impl SqliteStore {
         let last: Option<i64> = conn
             .query_row("SELECT max(position) FROM events", [], |row| row.get(0))
             .map_err(|e| OpenError::sqlite(&path, "read the head of the log", e))?;
-        let head_position = GlobalPosition(last.map_or(0, |p| p as u64));
+        let head_position = Position::at(last.map_or(0, |p| p as u64));
         let (head, _) = watch::channel(head_position);
         let head = Arc::new(head);
         let counters = Arc::new(Counters {
@@ -253,7 +256,7 @@ impl SqliteStore {
             synchronous: "read-only".into(),
             max_pages: 0,
         };
-        let (head, _) = watch::channel(GlobalPosition(last.map_or(0, |p| p as u64)));
+        let (head, _) = watch::channel(Position::at(last.map_or(0, |p| p as u64)));
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 path,
@@ -367,7 +370,22 @@ impl SqliteStore {
         .await
         .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
     }
+
+    /// Sends `parts` to the writer and waits for the durable answer.
+    async fn write(&self, parts: Vec<StreamAppend>) -> Result<Vec<Appended>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Message::Append(Job { parts, reply }))?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
 }
+
+/// How often a subscription reads the file again when this process appended nothing:
+/// other processes' appends are seen within it.
+const POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Events per page of a subscription: a rebuild reads in pages this large (and the next
+/// one while it folds this one).
+const SUBSCRIPTION_PAGE: usize = 4096;
 
 /// One page of a stream, from a revision on.
 const READ_STREAM: &str =
@@ -380,11 +398,22 @@ const READ_ALL: &str =
      FROM events WHERE position > ?1 ORDER BY position LIMIT ?2";
 
 impl EventStore for SqliteStore {
-    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
-        validate(&request)?;
-        let (reply, answer) = oneshot::channel();
-        self.send(Message::Append(Job { request, reply }))?;
-        answer.await.map_err(|_| StoreError::Closed)?
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, StoreError> {
+        validate(stream, &events)?;
+        let part = StreamAppend {
+            stream: stream.to_string(),
+            expected,
+            events,
+        };
+        self.write(vec![part])
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Backend("the writer answered no outcome".into()))
     }
 
     async fn read_stream(
@@ -406,11 +435,11 @@ impl EventStore for SqliteStore {
 
     async fn read_all(
         &self,
-        after: GlobalPosition,
+        after: Position,
         max: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let limit = i64::try_from(max).unwrap_or(i64::MAX);
-        let after = i64::try_from(after.0).unwrap_or(i64::MAX);
+        let after = i64::try_from(after.commit()).unwrap_or(i64::MAX);
         self.read(move |conn| {
             let mut query = conn.prepare_cached(READ_ALL)?;
             let rows = query.query_map(params![after, limit], row_to_event)?;
@@ -419,8 +448,52 @@ impl EventStore for SqliteStore {
         .await
     }
 
-    fn head(&self) -> watch::Receiver<GlobalPosition> {
-        self.inner.head.subscribe()
+    fn subscribe_all(&self, after: Position) -> LogStream {
+        polling(
+            self.clone(),
+            self.inner.head.subscribe(),
+            after,
+            Polling {
+                page: SUBSCRIPTION_PAGE,
+                poll: POLL,
+            },
+        )
+    }
+
+    async fn last_position(&self) -> Result<Position, StoreError> {
+        let last: Option<i64> = self
+            .read(|conn| {
+                conn.prepare_cached("SELECT max(position) FROM events")?
+                    .query_row([], |row| row.get(0))
+            })
+            .await?;
+        Ok(Position::at(last.map_or(0, |p| p as u64)))
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            dense_positions: true,
+        }
+    }
+}
+
+impl MultiStreamAppend for SqliteStore {
+    async fn append_streams(&self, parts: Vec<StreamAppend>) -> Result<Vec<Appended>, StoreError> {
+        for (i, part) in parts.iter().enumerate() {
+            validate(&part.stream, &part.events)?;
+            if parts[..i].iter().any(|p| p.stream == part.stream) {
+                return Err(StoreError::InvalidAppend(format!(
+                    "stream `{}` appears twice in one append; put its events in one part",
+                    part.stream
+                )));
+            }
+        }
+        if parts.is_empty() {
+            return Err(StoreError::InvalidAppend(
+                "an append needs at least one stream".into(),
+            ));
+        }
+        self.write(parts).await
     }
 }
 
@@ -430,7 +503,7 @@ fn row_to_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<RecordedEvent> {
         rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(e))
     })?;
     Ok(RecordedEvent {
-        position: GlobalPosition(row.get::<_, i64>(0)? as u64),
+        position: Position::at(row.get::<_, i64>(0)? as u64),
         stream: row.get(1)?,
         revision: row.get::<_, i64>(2)? as u64,
         event_id,
@@ -459,7 +532,7 @@ fn stored_bytes(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Vec<u
 fn writer_loop(
     conn: Connection,
     receiver: mpsc::Receiver<Message>,
-    head: &watch::Sender<GlobalPosition>,
+    head: &watch::Sender<Position>,
     counters: &Counters,
 ) {
     while let Ok(first) = receiver.recv() {
@@ -505,12 +578,12 @@ fn writer_loop(
             .results
             .iter()
             .filter_map(|r| r.as_ref().ok())
-            .flat_map(|o| o.writes.iter().flat_map(|w| w.positions.iter().copied()))
+            .flat_map(|o| o.iter().flat_map(|w| w.positions.iter().copied()))
             .max();
         if let (true, Some(newest), Some(marks)) = (settled.committed, newest, &counters.marks) {
             let mut marks = marks.lock().unwrap_or_else(PoisonError::into_inner);
-            if marks.last().is_none_or(|last| newest.0 > *last) {
-                marks.push(newest.0);
+            if marks.last().is_none_or(|last| newest.commit() > *last) {
+                marks.push(newest.commit());
             }
         }
         // The head moves only after the commit, so a subscriber woken by it finds the
@@ -534,25 +607,25 @@ fn writer_loop(
 
 /// The answers of one group and whether its `COMMIT` succeeded.
 struct Settled {
-    results: Vec<Result<AppendOutcome, StoreError>>,
+    results: Vec<Result<Vec<Appended>, StoreError>>,
     committed: bool,
 }
 
-/// The log chain's head: the highest position assigned and the log hash there.
-type LogHead = (u64, String);
-
-fn read_log_head(conn: &Connection) -> rusqlite::Result<LogHead> {
+/// The highest position the writer assigned, recorded beside the events: an auditor tells
+/// a cut tail by it (positions are assigned explicitly, so a rolled-back append leaves none
+/// behind).
+fn read_log_head(conn: &Connection) -> rusqlite::Result<u64> {
     Ok(conn
-        .prepare_cached("SELECT position, log_hash FROM log_head WHERE id = 1")?
-        .query_row([], |row| Ok((row.get::<_, i64>(0)? as u64, row.get(1)?)))
+        .prepare_cached("SELECT position FROM log_head WHERE id = 1")?
+        .query_row([], |row| Ok(row.get::<_, i64>(0)? as u64))
         .optional()?
-        .unwrap_or((0, GENESIS_HASH.to_string())))
+        .unwrap_or(0))
 }
 
 /// What running one append in its savepoint did to the group's transaction.
 enum Step {
     /// The transaction is still open; this is the append's own result.
-    Done(Result<AppendOutcome, StoreError>),
+    Done(Result<Vec<Appended>, StoreError>),
     /// The transaction is gone (SQLite rolled it back, or the writer had to): nothing of
     /// the group so far is written.
     Lost(String),
@@ -582,10 +655,10 @@ fn commit_group(conn: &Connection, group: &[Job]) -> Settled {
             committed: false,
         };
     }
-    // The log chain's head, read once per group and carried from append to append; an
-    // append whose savepoint is rolled back leaves it as it was.
-    let mut log = match read_log_head(conn) {
-        Ok(log) => log,
+    // The highest position assigned, read once per group and carried from append to
+    // append; an append whose savepoint is rolled back leaves it as it was.
+    let mut head = match read_log_head(conn) {
+        Ok(head) => head,
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");
             let reason = format!("cannot read the log's head: {e}");
@@ -595,14 +668,14 @@ fn commit_group(conn: &Connection, group: &[Job]) -> Settled {
             };
         }
     };
-    let start = log.clone();
-    let mut results: Vec<Result<AppendOutcome, StoreError>> = Vec::with_capacity(group.len());
+    let start = head;
+    let mut results: Vec<Result<Vec<Appended>, StoreError>> = Vec::with_capacity(group.len());
     for job in group {
-        let mut next = log.clone();
-        match step(conn, &job.request, &mut next) {
+        let mut next = head;
+        match step(conn, &job.parts, &mut next) {
             Step::Done(result) => {
                 if result.is_ok() {
-                    log = next;
+                    head = next;
                 }
                 results.push(result)
             }
@@ -631,13 +704,13 @@ fn commit_group(conn: &Connection, group: &[Job]) -> Settled {
             }
         }
     }
-    if log != start {
+    if head != start {
         let written = conn
             .prepare_cached(
-                "INSERT INTO log_head (id, position, log_hash) VALUES (1, ?1, ?2)
-                 ON CONFLICT(id) DO UPDATE SET position = excluded.position, log_hash = excluded.log_hash",
+                "INSERT INTO log_head (id, position, log_hash) VALUES (1, ?1, '')
+                 ON CONFLICT(id) DO UPDATE SET position = excluded.position, log_hash = ''",
             )
-            .and_then(|mut q| q.execute(params![log.0 as i64, log.1]));
+            .and_then(|mut q| q.execute(params![head as i64]));
         if let Err(e) = written {
             let _ = conn.execute_batch("ROLLBACK");
             let reason = format!("cannot record the log's head: {e}");
@@ -670,7 +743,7 @@ fn not_written(reason: &str) -> StoreError {
 
 /// One append in its own savepoint, checking after every statement that the group's
 /// transaction is still open.
-fn step(conn: &Connection, request: &AppendRequest, log: &mut LogHead) -> Step {
+fn step(conn: &Connection, parts: &[StreamAppend], head: &mut u64) -> Step {
     if conn.is_autocommit() {
         return Step::Lost("the transaction ended before the append".into());
     }
@@ -681,7 +754,7 @@ fn step(conn: &Connection, request: &AppendRequest, log: &mut LogHead) -> Step {
             Step::Done(Err(not_written(&format!("cannot open a savepoint: {e}"))))
         };
     }
-    let result = apply(conn, request, log);
+    let result = apply(conn, parts, head);
     if conn.is_autocommit() {
         let why = match &result {
             Err(e) => e.to_string(),
@@ -714,9 +787,9 @@ fn step(conn: &Connection, request: &AppendRequest, log: &mut LogHead) -> Step {
 fn settle_failed_commit(
     conn: &Connection,
     group: &[Job],
-    results: Vec<Result<AppendOutcome, StoreError>>,
+    results: Vec<Result<Vec<Appended>, StoreError>>,
     commit_error: &str,
-) -> Vec<Result<AppendOutcome, StoreError>> {
+) -> Vec<Result<Vec<Appended>, StoreError>> {
     if !conn.is_autocommit() {
         if let Err(e) = conn.execute_batch("ROLLBACK") {
             tracing::warn!(error = %e, "rollback after a failed commit failed");
@@ -734,7 +807,7 @@ fn settle_failed_commit(
             let check = if stuck {
                 Err("the transaction could not be rolled back".to_string())
             } else {
-                committed(conn, &job.request, &outcome)
+                committed(conn, &job.parts, &outcome)
             };
             match check {
                 Ok(true) => Ok(outcome),
@@ -750,151 +823,98 @@ fn settle_failed_commit(
 }
 
 /// Whether `outcome`, answered inside a transaction whose commit failed, is in the
-/// committed log: its first event at the position answered, or for a deduplicated append
-/// its idempotency key.
+/// committed log: its first event at the position answered.
 fn committed(
     conn: &Connection,
-    request: &AppendRequest,
-    outcome: &AppendOutcome,
+    parts: &[StreamAppend],
+    outcome: &[Appended],
 ) -> Result<bool, String> {
-    let key_recorded = |idem: &dealreg_events::Idempotency| {
-        conn.query_row(
-            "SELECT fingerprint FROM idempotency WHERE key = ?1",
-            params![idem.key],
-            |row| row.get::<_, String>(0),
+    let first = parts.iter().zip(outcome).find_map(|(part, answered)| {
+        Some((part.events.first()?, answered.positions.first().copied()?))
+    });
+    let Some((event, answered)) = first else {
+        return Err("an append answered without events".into());
+    };
+    let stored: Option<i64> = conn
+        .query_row(
+            "SELECT position FROM events WHERE event_id = ?1",
+            params![event.event_id.to_string()],
+            |row| row.get(0),
         )
         .optional()
-        .map(|found| found.as_deref() == Some(idem.fingerprint.as_str()))
-        .map_err(|e| e.to_string())
-    };
-    if outcome.deduplicated {
-        return match &request.idempotency {
-            Some(idem) => key_recorded(idem),
-            None => Err("a deduplicated outcome without an idempotency key".into()),
-        };
-    }
-    let first = request
-        .writes
-        .iter()
-        .zip(&outcome.writes)
-        .find_map(|(write, answered)| {
-            Some((write.events.first()?, answered.positions.first().copied()?))
-        });
-    match first {
-        Some((event, answered)) => {
-            let stored: Option<i64> = conn
-                .query_row(
-                    "SELECT position FROM events WHERE event_id = ?1",
-                    params![event.event_id.to_string()],
-                    |row| row.get(0),
-                )
-                .optional()
-                .map_err(|e| e.to_string())?;
-            match stored {
-                None => Ok(false),
-                Some(p) if p as u64 == answered.0 => Ok(true),
-                Some(p) => Err(format!(
-                    "event {} is stored at position {p}, not at {answered} as answered",
-                    event.event_id
-                )),
-            }
-        }
-        // An append without events writes only its idempotency key, if any.
-        None => match &request.idempotency {
-            Some(idem) => key_recorded(idem),
-            None => Ok(true),
-        },
+        .map_err(|e| e.to_string())?;
+    match stored {
+        None => Ok(false),
+        Some(p) if Position::at(p as u64) == answered => Ok(true),
+        Some(p) => Err(format!(
+            "event {} is stored at position {p}, not at {answered} as answered",
+            event.event_id
+        )),
     }
 }
 
-/// One append inside its savepoint.
+/// One append (its parts, one stream each) inside its savepoint: each part's expectation
+/// is checked against the stream's tip, its events are chained from that tip
+/// ([`link`]) and take the next positions explicitly.
 fn apply(
     conn: &Connection,
-    request: &AppendRequest,
-    log: &mut LogHead,
-) -> Result<AppendOutcome, StoreError> {
-    validate(request)?;
-    if let Some(idem) = &request.idempotency {
-        let seen: Option<(String, String)> = conn
-            .prepare_cached("SELECT fingerprint, outcome FROM idempotency WHERE key = ?1")
-            .and_then(|mut q| {
-                q.query_row(params![idem.key], |row| Ok((row.get(0)?, row.get(1)?)))
-                    .optional()
-            })
-            .map_err(backend)?;
-        if let Some((fingerprint, outcome)) = seen {
-            if fingerprint != idem.fingerprint {
-                return Err(StoreError::IdempotencyKeyReused {
-                    key: idem.key.clone(),
-                });
-            }
-            let mut outcome: AppendOutcome = serde_json::from_str(&outcome).map_err(|e| {
-                StoreError::Backend(format!("stored idempotency outcome is unreadable: {e}"))
-            })?;
-            outcome.deduplicated = true;
-            return Ok(outcome);
-        }
-    }
-    let mut tips = Vec::with_capacity(request.writes.len());
-    for write in &request.writes {
+    parts: &[StreamAppend],
+    head: &mut u64,
+) -> Result<Vec<Appended>, StoreError> {
+    let mut tips = Vec::with_capacity(parts.len());
+    for part in parts {
+        validate(&part.stream, &part.events)?;
         let tip: Option<(i64, String)> = conn
             .prepare_cached("SELECT last_revision, last_hash FROM streams WHERE stream = ?1")
             .and_then(|mut q| {
-                q.query_row(params![write.stream], |row| Ok((row.get(0)?, row.get(1)?)))
+                q.query_row(params![part.stream], |row| Ok((row.get(0)?, row.get(1)?)))
                     .optional()
             })
             .map_err(backend)?;
         check_expected(
-            &write.stream,
-            write.expected,
+            &part.stream,
+            &part.expected,
             tip.as_ref().map(|t| t.0 as u64),
         )?;
+        if let (ExpectedVersion::Exact(expected), Some((_, hash))) = (&part.expected, &tip) {
+            if expected.hash != *hash {
+                return Err(StoreError::InvalidAppend(format!(
+                    "the tip of `{}` the append expects has another hash than the stored one: the writer's copy of the stream is not this store's",
+                    part.stream
+                )));
+            }
+        }
         tips.push(tip);
     }
-    // The log chain: events take the next positions explicitly, each chained to the one
-    // before it.
-    let (mut log_position, mut log_prev) = (log.0, std::mem::take(&mut log.1));
-    let mut writes = Vec::with_capacity(request.writes.len());
-    for (write, tip) in request.writes.iter().zip(tips) {
-        let (mut revision, mut prev_hash) = match tip {
-            Some((last, hash)) => (last as u64 + 1, hash),
-            None => (0, GENESIS_HASH.to_string()),
-        };
-        let mut outcome = WriteOutcome {
-            stream: write.stream.clone(),
-            revisions: Vec::with_capacity(write.events.len()),
-            positions: Vec::with_capacity(write.events.len()),
-        };
+    let mut position = *head;
+    let mut written = Vec::with_capacity(parts.len());
+    for (part, tip) in parts.iter().zip(tips) {
+        let links = link(
+            &part.stream,
+            tip.as_ref().map(|(r, h)| (*r as u64, h.as_str())),
+            &part.events,
+        );
         let mut insert = conn
             .prepare_cached(
-                "INSERT INTO events (position, stream, revision, event_id, event_type, data, metadata, prev_hash, hash, log_hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "INSERT INTO events (position, stream, revision, event_id, event_type, data, metadata, prev_hash, hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )
             .map_err(backend)?;
-        for event in &write.events {
-            let hash = event_hash(
-                &prev_hash,
-                &write.stream,
-                revision,
-                &event.event_id,
-                &event.event_type,
-                &event.data,
-                &event.metadata,
-            );
-            let position = log_position + 1;
-            let chained = log_hash(&log_prev, position, &hash);
+        let mut revisions = Vec::with_capacity(links.len());
+        let mut positions = Vec::with_capacity(links.len());
+        for (event, l) in part.events.iter().zip(&links) {
+            position += 1;
             insert
                 .execute(params![
                     position as i64,
-                    write.stream,
-                    revision as i64,
+                    part.stream,
+                    l.revision as i64,
                     event.event_id.to_string(),
                     event.event_type,
                     event.data,
                     event.metadata,
-                    prev_hash,
-                    hash,
-                    chained
+                    l.prev_hash,
+                    l.hash,
                 ])
                 .map_err(|e| match e {
                     rusqlite::Error::SqliteFailure(f, _)
@@ -907,57 +927,46 @@ fn apply(
                     }
                     other => backend(other),
                 })?;
-            outcome.revisions.push(revision);
-            outcome.positions.push(GlobalPosition(position));
-            log_position = position;
-            log_prev = chained;
-            prev_hash = hash;
-            revision += 1;
+            revisions.push(l.revision);
+            positions.push(Position::at(position));
         }
-        if let Some(last) = outcome.revisions.last() {
-            conn.prepare_cached(
-                "INSERT INTO streams (stream, last_revision, last_hash) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(stream) DO UPDATE SET last_revision = excluded.last_revision, last_hash = excluded.last_hash",
-            )
-            .and_then(|mut q| q.execute(params![write.stream, *last as i64, prev_hash]))
-            .map_err(backend)?;
-        }
-        writes.push(outcome);
-    }
-    *log = (log_position, log_prev);
-    let outcome = AppendOutcome {
-        writes,
-        deduplicated: false,
-    };
-    if let Some(idem) = &request.idempotency {
-        let stored = serde_json::to_string(&outcome)
-            .map_err(|e| StoreError::Backend(format!("cannot encode the outcome: {e}")))?;
+        let last = links
+            .last()
+            .ok_or_else(|| StoreError::InvalidAppend("an append needs an event".into()))?;
         conn.prepare_cached(
-            "INSERT INTO idempotency (key, fingerprint, outcome) VALUES (?1, ?2, ?3)",
+            "INSERT INTO streams (stream, last_revision, last_hash) VALUES (?1, ?2, ?3)
+             ON CONFLICT(stream) DO UPDATE SET last_revision = excluded.last_revision, last_hash = excluded.last_hash",
         )
-        .and_then(|mut q| q.execute(params![idem.key, idem.fingerprint, stored]))
+        .and_then(|mut q| q.execute(params![part.stream, last.revision as i64, last.hash]))
         .map_err(backend)?;
+        written.push(Appended {
+            stream: part.stream.clone(),
+            tip: StreamTip {
+                revision: last.revision,
+                position: Position::at(position),
+                hash: last.hash.clone(),
+            },
+            revisions,
+            positions,
+        });
     }
-    Ok(outcome)
+    *head = position;
+    Ok(written)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use dealreg_events::conformance::event;
-    use dealreg_events::{ExpectedVersion, StreamWrite};
 
     fn job(stream: &str, n: usize) -> Job {
         let (reply, _) = oneshot::channel();
         Job {
-            request: AppendRequest {
-                idempotency: None,
-                writes: vec![StreamWrite {
-                    stream: stream.into(),
-                    expected: ExpectedVersion::NoStream,
-                    events: vec![event("e", n)],
-                }],
-            },
+            parts: vec![StreamAppend {
+                stream: stream.into(),
+                expected: ExpectedVersion::NoStream,
+                events: vec![event("e", n)],
+            }],
             reply,
         }
     }
@@ -972,12 +981,12 @@ mod tests {
         let store = SqliteStore::open(&path).expect("open");
         for n in 0..4 {
             store
-                .append(job(&format!("account-{n}.example"), n).request)
+                .write(job(&format!("account-{n}.example"), n).parts)
                 .await
                 .expect("append");
         }
         for page in 1..4 {
-            let read = store.read_all(GlobalPosition::ORIGIN, page).await;
+            let read = store.read_all(Position::ORIGIN, page).await;
             assert_eq!(read.expect("read").len(), page);
             let stream = store.read_stream("account-0.example", 0, page).await;
             assert_eq!(stream.expect("read").len(), 1);
@@ -1017,13 +1026,13 @@ mod tests {
         let (conn, _) = open::writer_connection(&dir.path().join("s.db"), &SqliteOptions::create())
             .expect("open");
         let (a, b) = (job("account-a.example", 0), job("account-b.example", 1));
-        let mut log = read_log_head(&conn).expect("the log's head");
+        let mut head = read_log_head(&conn).expect("the log's head");
         conn.execute_batch("BEGIN IMMEDIATE").expect("begin");
-        let answered_a = apply(&conn, &a.request, &mut log);
+        let answered_a = apply(&conn, &a.parts, &mut head);
         conn.execute_batch("COMMIT").expect("commit");
-        let mut after_a = log.clone();
+        let mut after_a = head;
         conn.execute_batch("BEGIN IMMEDIATE").expect("begin");
-        let answered_b = apply(&conn, &b.request, &mut log);
+        let answered_b = apply(&conn, &b.parts, &mut head);
         // Left open on purpose: settling rolls it back first.
         let group = [a, b];
         let settled =
@@ -1032,7 +1041,7 @@ mod tests {
         let outcome = settled[0]
             .as_ref()
             .expect("the committed append keeps its Ok");
-        assert_eq!(outcome.writes[0].positions, vec![GlobalPosition(1)]);
+        assert_eq!(outcome[0].positions, vec![Position::at(1)]);
         assert!(
             matches!(settled[1], Err(StoreError::NotWritten { .. })),
             "{:?}",
@@ -1042,7 +1051,7 @@ mod tests {
         // When the check itself fails, the answer is "unknown, retry with the same key".
         let c = job("account-c.example", 2);
         conn.execute_batch("BEGIN IMMEDIATE").expect("begin");
-        let answered_c = apply(&conn, &c.request, &mut after_a);
+        let answered_c = apply(&conn, &c.parts, &mut after_a);
         conn.execute_batch("ROLLBACK; ALTER TABLE events RENAME TO moved")
             .expect("hide the table");
         let settled = settle_failed_commit(&conn, &[c], vec![answered_c], "simulated");

@@ -154,7 +154,7 @@ pub(crate) fn writer_connection(
         in_immediate_transaction(&conn, SCHEMA)
             .map_err(|e| OpenError::sqlite(path, "create the schema", e))?;
     }
-    migrate_log_chain(&conn).map_err(|e| OpenError::sqlite(path, "chain the log", e))?;
+    migrate_log_head(&conn).map_err(|e| OpenError::sqlite(path, "record the log's head", e))?;
     name_the_store(&conn).map_err(|e| OpenError::sqlite(path, "name the store", e))?;
     if let Some(pages) = options.max_pages {
         set_max_pages(&conn, pages).map_err(|e| OpenError::sqlite(path, "cap the file size", e))?;
@@ -416,20 +416,17 @@ fn read_settings(conn: &Connection) -> rusqlite::Result<StoreSettings> {
     })
 }
 
-/// A store written before the log chain existed gets it: the `log_hash` column, the
-/// `log_head` row, and every event chained in position order, in one transaction.
-fn migrate_log_chain(conn: &Connection) -> rusqlite::Result<()> {
+/// A store written before the writer recorded the highest position it assigned gets that
+/// record (`log_head`), in one transaction: an auditor tells a cut tail by it.
+fn migrate_log_head(conn: &Connection) -> rusqlite::Result<()> {
     let ready = |conn: &Connection| -> rusqlite::Result<bool> {
-        let column = conn
-            .prepare("SELECT 1 FROM pragma_table_info('events') WHERE name = 'log_hash'")?
-            .exists([])?;
         let head = conn
             .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'log_head'")?
             .exists([])?;
         let events = conn
             .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'")?
             .exists([])?;
-        Ok(!events || (column && head))
+        Ok(!events || head)
     };
     if ready(conn)? {
         return Ok(());
@@ -439,43 +436,21 @@ fn migrate_log_chain(conn: &Connection) -> rusqlite::Result<()> {
         if ready(conn)? {
             return Ok(());
         }
-        let column = conn
-            .prepare("SELECT 1 FROM pragma_table_info('events') WHERE name = 'log_hash'")?
-            .exists([])?;
-        if !column {
-            conn.execute_batch("ALTER TABLE events ADD COLUMN log_hash TEXT NOT NULL DEFAULT ''")?;
-        }
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS log_head (
                  id       INTEGER PRIMARY KEY CHECK (id = 1),
                  position INTEGER NOT NULL,
                  log_hash TEXT    NOT NULL
-             )",
-        )?;
-        let events: Vec<(i64, String)> = conn
-            .prepare("SELECT position, hash FROM events ORDER BY position")?
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?;
-        let mut prev = dealreg_events::chain::GENESIS_HASH.to_string();
-        let mut update = conn.prepare("UPDATE events SET log_hash = ?1 WHERE position = ?2")?;
-        for (position, hash) in &events {
-            prev = dealreg_events::chain::log_hash(&prev, *position as u64, hash);
-            update.execute(rusqlite::params![prev, position])?;
-        }
-        if let Some((position, _)) = events.last() {
-            conn.execute(
-                "INSERT OR REPLACE INTO log_head (id, position, log_hash) VALUES (1, ?1, ?2)",
-                rusqlite::params![position, prev],
-            )?;
-        }
-        Ok(())
+             );
+             INSERT INTO log_head (id, position, log_hash)
+                 SELECT 1, max(position), '' FROM events WHERE position IS NOT NULL
+                 HAVING count(*) > 0;",
+        )
     })();
-    match migrated.and_then(|()| conn.execute_batch("COMMIT")) {
-        Ok(()) => Ok(()),
+    match migrated {
+        Ok(()) => conn.execute_batch("COMMIT"),
         Err(e) => {
-            if !conn.is_autocommit() {
-                let _ = conn.execute_batch("ROLLBACK");
-            }
+            let _ = conn.execute_batch("ROLLBACK");
             Err(e)
         }
     }

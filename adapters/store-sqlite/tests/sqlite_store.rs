@@ -1,15 +1,13 @@
 use std::sync::Arc;
 
 use dealreg_events::conformance::{event, run_all};
-use dealreg_events::{
-    AppendRequest, EventStore, ExpectedVersion, GlobalPosition, StoreError, StreamWrite,
-};
+use dealreg_events::{EventStore, ExpectedVersion, Position, StoreError, StreamTip};
 use dealreg_store_sqlite::SqliteStore;
 
 /// A checkpoint with an empty meta, as the checkpoint tests save.
 fn empty_meta(position: u64, version: u32) -> dealreg_views::Checkpoint {
     dealreg_views::Checkpoint {
-        position: GlobalPosition(position),
+        position: Position::at(position),
         version,
         state: b"{}".to_vec(),
     }
@@ -27,17 +25,6 @@ async fn sqlite_store_passes_the_conformance_suite() {
     .await;
 }
 
-fn single(stream: &str, expected: ExpectedVersion, n: usize) -> AppendRequest {
-    AppendRequest {
-        idempotency: None,
-        writes: vec![StreamWrite {
-            stream: stream.into(),
-            expected,
-            events: vec![event("e", n)],
-        }],
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_and_chains_survive_close_and_reopen() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -46,7 +33,11 @@ async fn events_and_chains_survive_close_and_reopen() {
         let store = SqliteStore::open(&path).expect("open");
         for n in 0..20 {
             store
-                .append(single("account-reopen.example", ExpectedVersion::Any, n))
+                .append(
+                    "account-reopen.example",
+                    ExpectedVersion::Any,
+                    vec![event("e", n)],
+                )
                 .await
                 .expect("append");
         }
@@ -59,19 +50,19 @@ async fn events_and_chains_survive_close_and_reopen() {
     assert_eq!(events.len(), 20);
     dealreg_events::chain::verify_stream(&events).expect("chain intact after reopen");
     assert_eq!(
-        *store.head().borrow(),
+        store.last_position().await.expect("head"),
         events[19].position,
         "head restored from the file"
     );
     let next = store
-        .append(single(
+        .append(
             "account-reopen.example",
-            ExpectedVersion::Exact(19),
-            20,
-        ))
+            ExpectedVersion::Exact(StreamTip::of(&events[19])),
+            vec![event("e", 20)],
+        )
         .await
         .expect("append after reopen");
-    assert_eq!(next.writes[0].revisions, vec![20]);
+    assert_eq!(next.revisions, vec![20]);
     dealreg_events::chain::verify_stream(
         &store
             .read_stream("account-reopen.example", 0, 100)
@@ -90,11 +81,11 @@ async fn group_commit_batches_concurrent_appends() {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             store
-                .append(single(
+                .append(
                     &format!("account-g{n}.example"),
                     ExpectedVersion::NoStream,
-                    n,
-                ))
+                    vec![event("e", n)],
+                )
                 .await
         }));
     }
@@ -109,7 +100,7 @@ async fn group_commit_batches_concurrent_appends() {
     );
     assert_eq!(
         store
-            .read_all(GlobalPosition::ORIGIN, 1000)
+            .read_all(Position::ORIGIN, 1000)
             .await
             .expect("read")
             .len(),
@@ -122,28 +113,26 @@ async fn exactly_one_concurrent_writer_wins_each_round() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = SqliteStore::open(dir.path().join("race.db")).expect("open");
     let stream = "account-contended.example";
+    let mut tip: Option<StreamTip> = None;
     for round in 0..10u64 {
-        let expected = if round == 0 {
-            ExpectedVersion::NoStream
-        } else {
-            ExpectedVersion::Exact(round - 1)
-        };
+        let expected = ExpectedVersion::after(tip.as_ref());
         let mut tasks = Vec::new();
         for n in 0..8 {
-            let store = store.clone();
+            let (store, expected) = (store.clone(), expected.clone());
             tasks.push(tokio::spawn(async move {
-                store.append(single(stream, expected, n)).await
+                store.append(stream, expected, vec![event("e", n)]).await
             }));
         }
-        let mut wins = 0;
+        let mut wins = Vec::new();
         for task in tasks {
             match task.await.expect("join") {
-                Ok(_) => wins += 1,
+                Ok(appended) => wins.push(appended.tip),
                 Err(StoreError::WrongExpectedVersion { .. }) => {}
                 Err(other) => panic!("unexpected error {other}"),
             }
         }
-        assert_eq!(wins, 1, "round {round}: exactly one writer wins");
+        assert_eq!(wins.len(), 1, "round {round}: exactly one writer wins");
+        tip = wins.pop();
     }
     assert_eq!(
         store.read_stream(stream, 0, 100).await.expect("read").len(),
@@ -157,14 +146,17 @@ async fn exactly_one_concurrent_writer_wins_each_round() {
 /// failed appends again, none of them a duplicate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_store_answers_every_append_with_the_truth() {
-    use dealreg_events::Idempotency;
     use dealreg_store_sqlite::SqliteOptions;
 
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("full.db");
     let store = SqliteStore::open_with(&path, &SqliteOptions::create()).expect("open");
     store
-        .append(single("account-seed.example", ExpectedVersion::NoStream, 0))
+        .append(
+            "account-seed.example",
+            ExpectedVersion::NoStream,
+            vec![event("e", 0)],
+        )
         .await
         .expect("seed");
     let pages = store
@@ -179,17 +171,7 @@ async fn a_full_store_answers_every_append_with_the_truth() {
     let request = |n: usize| {
         let mut e = event("big", n);
         e.data = format!("{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat(3000)).into_bytes();
-        AppendRequest {
-            idempotency: n.is_multiple_of(2).then(|| Idempotency {
-                key: format!("k-{n}"),
-                fingerprint: format!("f-{n}"),
-            }),
-            writes: vec![StreamWrite {
-                stream: format!("account-full-{n}.example"),
-                expected: ExpectedVersion::NoStream,
-                events: vec![e],
-            }],
-        }
+        (format!("account-full-{n}.example"), e)
     };
     // Waves of appends in flight, so the writer commits several groups before the cap
     // is reached and some after.
@@ -200,7 +182,9 @@ async fn a_full_store_answers_every_append_with_the_truth() {
             let store = store.clone();
             let req = request(n);
             tasks.push(tokio::spawn(async move {
-                let answer = store.append(req.clone()).await;
+                let answer = store
+                    .append(&req.0, ExpectedVersion::NoStream, vec![req.1.clone()])
+                    .await;
                 (req, answer)
             }));
         }
@@ -219,23 +203,23 @@ async fn a_full_store_answers_every_append_with_the_truth() {
     eprintln!("answers: {kinds:#?}");
 
     let log = store
-        .read_all(GlobalPosition::ORIGIN, 10_000)
+        .read_all(Position::ORIGIN, 10_000)
         .await
         .expect("the full store still reads");
     let stored: std::collections::HashMap<_, _> =
         log.iter().map(|r| (r.event_id, r.clone())).collect();
     let (mut ok, mut failed) = (0, Vec::new());
     for (req, answer) in &answers {
-        let event_id = req.writes[0].events[0].event_id;
+        let event_id = req.1.event_id;
         match answer {
             Ok(outcome) => {
                 ok += 1;
                 let recorded = stored
                     .get(&event_id)
                     .unwrap_or_else(|| panic!("append answered Ok is missing: {outcome:?}"));
-                assert_eq!(outcome.writes[0].positions, vec![recorded.position]);
-                assert_eq!(outcome.writes[0].revisions, vec![recorded.revision]);
-                assert_eq!(outcome.writes[0].stream, recorded.stream);
+                assert_eq!(outcome.positions, vec![recorded.position]);
+                assert_eq!(outcome.revisions, vec![recorded.revision]);
+                assert_eq!(outcome.stream, recorded.stream);
             }
             Err(StoreError::OutcomeUnknown { .. }) => failed.push(req.clone()),
             Err(e) => {
@@ -265,21 +249,18 @@ async fn a_full_store_answers_every_append_with_the_truth() {
         .expect("verify");
 
     // Space is freed: the same store takes every failed append, and none of them had been
-    // written (a written one would now be a duplicate event id or a replayed key).
+    // written (a written one would now be refused: its stream exists, and its event id is
+    // stored).
     store.set_max_pages(1 << 30).await.expect("raise the cap");
-    for req in failed {
-        let outcome = store
-            .append(req)
+    for (stream, e) in failed {
+        store
+            .append(&stream, ExpectedVersion::NoStream, vec![e])
             .await
-            .expect("the store is usable again once there is room");
-        assert!(
-            !outcome.deduplicated,
-            "a failed append had been written after all"
-        );
+            .expect("the store takes it once there is room, so it had not been written");
     }
     assert_eq!(
         store
-            .read_all(GlobalPosition::ORIGIN, 10_000)
+            .read_all(Position::ORIGIN, 10_000)
             .await
             .expect("read")
             .len(),
@@ -311,11 +292,11 @@ fn threads_opening_one_new_file_at_once_all_succeed() {
                         .build()
                         .map_err(|e| e.to_string())?;
                     runtime
-                        .block_on(store.append(single(
+                        .block_on(store.append(
                             &format!("account-t{n}.example"),
                             ExpectedVersion::NoStream,
-                            n,
-                        )))
+                            vec![event("e", n)],
+                        ))
                         .map(|_| ())
                         .map_err(|e| e.to_string())
                 })
@@ -331,7 +312,7 @@ fn threads_opening_one_new_file_at_once_all_succeed() {
         assert_eq!(store.settings().journal_mode, "wal");
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
         let log = runtime
-            .block_on(store.read_all(GlobalPosition::ORIGIN, 100))
+            .block_on(store.read_all(Position::ORIGIN, 100))
             .expect("read");
         assert_eq!(log.len(), threads, "round {round}: every append is there");
     }
@@ -352,11 +333,11 @@ async fn every_acknowledged_append_is_covered_by_a_durable_commit() {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             store
-                .append(single(
+                .append(
                     &format!("account-d{n}.example"),
                     ExpectedVersion::NoStream,
-                    n,
-                ))
+                    vec![event("e", n)],
+                )
                 .await
         }));
     }
@@ -445,7 +426,7 @@ async fn a_save_fenced_by_a_lost_lease_writes_nothing() {
     );
     assert_eq!(
         b.load("v").await.expect("load").map(|c| c.position),
-        Some(GlobalPosition(5)),
+        Some(Position::at(5)),
         "the refused save wrote nothing"
     );
     assert_eq!(b.feed_after(0, 10).await.expect("feed").len(), 1);
@@ -520,7 +501,7 @@ async fn views_of_the_one_table_layout_are_dropped_for_a_rebuild() {
         .scoped_rows("pipeline", "p")
         .await
         .expect("scoped");
-    assert_eq!(at, GlobalPosition(9));
+    assert_eq!(at, Position::at(9));
     assert_eq!(
         scoped,
         vec![("registration/2".to_string(), b"{\"n\":2}".to_vec())]
@@ -568,7 +549,7 @@ async fn view_names_of_any_characters_keep_their_rows_apart() {
     }
     for (n, name) in names.iter().enumerate() {
         let (at, rows) = checkpoints.scoped_rows(name, "p").await.expect("rows");
-        assert_eq!(at, GlobalPosition(n as u64 + 1), "`{name}`");
+        assert_eq!(at, Position::at(n as u64 + 1), "`{name}`");
         assert_eq!(
             rows,
             vec![("k/1".to_string(), name.as_bytes().to_vec())],
@@ -679,7 +660,7 @@ async fn a_reset_view_serves_only_new_rows_and_its_old_table_is_dropped() {
         .scoped_rows("pipeline", "p")
         .await
         .expect("scoped");
-    assert_eq!(position, GlobalPosition(5));
+    assert_eq!(position, Position::at(5));
     assert_eq!(scoped.len(), 1, "the scope index holds only the new row");
     let conn = rusqlite::Connection::open(dealreg_store_sqlite::views_path(&path)).expect("views");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -759,7 +740,7 @@ async fn a_rebuild_builds_the_scope_index_once_it_has_caught_up() {
         .scoped_rows("pipeline", "p1")
         .await
         .expect("scoped");
-    assert_eq!(position, GlobalPosition(30));
+    assert_eq!(position, Position::at(30));
     assert_eq!(
         scanned.len(),
         20,
@@ -797,4 +778,16 @@ async fn a_rebuild_builds_the_scope_index_once_it_has_caught_up() {
         .await
         .expect("save after a restart");
     assert!(indexed(), "the next save after a restart builds the index");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_store_appends_to_several_streams_atomically() {
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let counter = std::sync::atomic::AtomicUsize::new(0);
+    dealreg_events::conformance::multi_stream_all(|| {
+        let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let path = dir.path().join(format!("multi-{n}.db"));
+        async move { SqliteStore::open(path).expect("open") }
+    })
+    .await;
 }

@@ -4,7 +4,7 @@
 
 use std::future::Future;
 
-use dealreg_events::GlobalPosition;
+use dealreg_events::Position;
 
 /// The promises of a checkpoint store, each case on a fresh store from `make`.
 pub async fn checkpoints_all<K, F, Fut>(make: F)
@@ -53,7 +53,7 @@ pub async fn published_saves_fill_the_outbox_in_order<K: crate::CheckpointStore>
                 e.key.as_str(),
                 e.scope.as_deref(),
                 e.previous_scope.as_deref(),
-                e.position.0,
+                e.position.commit(),
             )
         })
         .collect();
@@ -71,7 +71,7 @@ pub async fn published_saves_fill_the_outbox_in_order<K: crate::CheckpointStore>
         .rows_by_key("v", vec!["r/a".into(), "r/b".into()])
         .await
         .expect("rows by key");
-    assert_eq!(position, GlobalPosition(9));
+    assert_eq!(position, Position::at(9));
     assert_eq!(rows, vec![Some(b"1b".to_vec()), None]);
     k.feed_published(entries[1].seq).await.expect("published");
     let left = k.feed_after(0, 10).await.expect("feed");
@@ -130,7 +130,7 @@ pub async fn big_published_saves_keep_every_row_and_entry<K: crate::CheckpointSt
                 e.key.as_str(),
                 e.scope.clone(),
                 e.previous_scope.clone(),
-                e.position.0
+                e.position.commit()
             ),
             (key(i).as_str(), Some(format!("p{}", i % 3)), None, 10),
             "first save, entry {i}"
@@ -142,7 +142,7 @@ pub async fn big_published_saves_keep_every_row_and_entry<K: crate::CheckpointSt
                 e.key.as_str(),
                 e.scope.clone(),
                 e.previous_scope.clone(),
-                e.position.0
+                e.position.commit()
             ),
             (
                 key(i).as_str(),
@@ -164,7 +164,7 @@ pub async fn big_published_saves_keep_every_row_and_entry<K: crate::CheckpointSt
         "every kept row, rewritten; the removed ones gone"
     );
     let (position, moved) = k.scoped_rows("big", "p9").await.expect("scoped");
-    assert_eq!(position, GlobalPosition(20));
+    assert_eq!(position, Position::at(20));
     let moved_keys: Vec<_> = moved.into_iter().map(|(k, _)| k).collect();
     let expected_moved: Vec<_> = (0..n)
         .filter(|i| i % 5 == 0 && i % 7 != 0)
@@ -227,7 +227,7 @@ fn row(key: &str, scope: Option<&str>, bytes: Option<&str>) -> crate::RowWrite {
 
 fn at(position: u64, meta: &str) -> crate::Checkpoint {
     crate::Checkpoint {
-        position: GlobalPosition(position),
+        position: Position::at(position),
         version: 7,
         state: meta.as_bytes().to_vec(),
     }
@@ -271,7 +271,7 @@ pub async fn checkpoint_rows_are_saved_with_their_position<K: crate::CheckpointS
         "rows by key, the deleted one gone"
     );
     let (position, p2) = k.scoped_rows("v", "p2").await.expect("scoped");
-    assert_eq!(position, GlobalPosition(20));
+    assert_eq!(position, Position::at(20));
     assert_eq!(
         p2.iter().map(|(key, _)| key.as_str()).collect::<Vec<_>>(),
         vec!["r/a", "r/b"],
@@ -289,7 +289,7 @@ pub async fn a_reset_forgets_the_checkpoint_and_every_row<K: crate::CheckpointSt
     assert_eq!(k.load("v").await.expect("load"), None);
     assert!(k.load_rows("v").await.expect("rows").is_empty());
     let (position, rows) = k.scoped_rows("v", "p").await.expect("scoped");
-    assert_eq!((position, rows.len()), (GlobalPosition::ORIGIN, 0));
+    assert_eq!((position, rows.len()), (Position::ORIGIN, 0));
 }
 
 pub async fn saves_of_two_views_do_not_mix<K: crate::CheckpointStore>(k: K) {

@@ -16,13 +16,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 pub mod conformance;
 
-use dealreg_events::{GlobalPosition, StoreError};
+use dealreg_events::{Position, StoreError};
 
 /// A saved read model: the state's bytes, the position it covers, and the version of the
 /// fold that wrote it (a fold of another version must not serve it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
-    pub position: GlobalPosition,
+    pub position: Position,
     pub version: u32,
     pub state: Vec<u8>,
 }
@@ -56,7 +56,7 @@ pub struct FeedEntry {
     /// from the one it left.
     pub previous_scope: Option<String>,
     /// The position of the save that changed it.
-    pub position: GlobalPosition,
+    pub position: Position,
 }
 
 /// Exclusive, expiring leases: which of several processes sharing a store writes the
@@ -118,7 +118,7 @@ pub trait CheckpointStore: Clone + Send + Sync + 'static {
         &self,
         name: &str,
         scope: &str,
-    ) -> impl Future<Output = Result<(GlobalPosition, Vec<StoredRow>), StoreError>> + Send;
+    ) -> impl Future<Output = Result<(Position, Vec<StoredRow>), StoreError>> + Send;
 
     /// Forgets `name` (checkpoint and rows), so its next run starts from the origin. Its
     /// outbox entries stay and are published; the rebuild that follows publishes every
@@ -164,7 +164,7 @@ pub trait CheckpointStore: Clone + Send + Sync + 'static {
 
 /// Rows read by key (`None`: no such row) and the view's checkpoint position they are
 /// current at.
-pub type RowsAt = (GlobalPosition, Vec<Option<Vec<u8>>>);
+pub type RowsAt = (Position, Vec<Option<Vec<u8>>>);
 
 /// Who holds each lease, and until when.
 type LeaseHolders = HashMap<String, (String, chrono::DateTime<chrono::Utc>)>;
@@ -267,7 +267,7 @@ impl CheckpointStore for MemoryCheckpoints {
         &self,
         name: &str,
         scope: &str,
-    ) -> Result<(GlobalPosition, Vec<StoredRow>), StoreError> {
+    ) -> Result<(Position, Vec<StoredRow>), StoreError> {
         let saved = self.saved.lock().unwrap_or_else(PoisonError::into_inner);
         Ok(saved
             .get(name)
@@ -279,7 +279,7 @@ impl CheckpointStore for MemoryCheckpoints {
                     .collect();
                 (checkpoint.position, rows)
             })
-            .unwrap_or((GlobalPosition::ORIGIN, Vec::new())))
+            .unwrap_or((Position::ORIGIN, Vec::new())))
     }
 
     async fn rows_by_key(&self, name: &str, keys: Vec<String>) -> Result<RowsAt, StoreError> {
@@ -291,7 +291,7 @@ impl CheckpointStore for MemoryCheckpoints {
                     .map(|k| rows.get(k).map(|(_, row)| row.clone()))
                     .collect(),
             ),
-            None => (GlobalPosition::ORIGIN, keys.iter().map(|_| None).collect()),
+            None => (Position::ORIGIN, keys.iter().map(|_| None).collect()),
         })
     }
 

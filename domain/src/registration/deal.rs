@@ -125,7 +125,7 @@ fn won(
         policy_version: ctx.policy.version,
         at: now,
     }];
-    events.extend(release_slot(r, &account, now));
+    events.extend(release_slot(r, &account, ctx));
     events.extend(settled_by(state, &account, r, "was won", ctx));
     Ok(events)
 }
@@ -152,7 +152,7 @@ fn lost(
         policy_version: ctx.policy.version,
         at: ctx.now,
     }];
-    events.extend(release_slot(r, &account, ctx.now));
+    events.extend(release_slot(r, &account, ctx));
     events.extend(settled_by(state, &account, r, "was lost", ctx));
     Ok(events)
 }
@@ -214,7 +214,7 @@ fn withdraw(
         reason: command.reason.clone(),
         at: ctx.now,
     }];
-    events.extend(release_slot(r, &account, ctx.now));
+    events.extend(release_slot(r, &account, ctx));
     events.extend(settled_by(state, &account, r, "was withdrawn", ctx));
     Ok(events)
 }
@@ -245,7 +245,7 @@ fn release(
         reason: command.reason.clone(),
         at: ctx.now,
     }];
-    events.extend(release_slot(r, &account, ctx.now));
+    events.extend(release_slot(r, &account, ctx));
     events.extend(settled_by(state, &account, r, "was released", ctx));
     Ok(events)
 }

@@ -150,11 +150,13 @@ pub(super) fn partner<'c>(
         })
 }
 
-/// The capacity slot a closing registration gives back to its partner.
+/// The capacity slot a closing registration gives back to its partner: the slot it holds
+/// by the partner's facts the decision read (`None` when the decision did not read them;
+/// the engine finds the number before the account's write).
 pub(super) fn release_slot(
     registration: &Registration,
     account: &AccountKey,
-    now: DateTime<Utc>,
+    ctx: &Context<'_>,
 ) -> Option<Event> {
     registration
         .holds_slot
@@ -162,7 +164,11 @@ pub(super) fn release_slot(
             partner_id: registration.partner_id,
             registration_id: registration.id,
             account: account.clone(),
-            at: now,
+            slot: ctx
+                .partners
+                .get(&registration.partner_id)
+                .and_then(|p| p.slot_of(&registration.id)),
+            at: ctx.now,
         })
 }
 

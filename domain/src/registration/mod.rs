@@ -8,6 +8,7 @@
 //! decider matches its own commands exhaustively.
 
 mod attribution;
+mod capacity;
 mod conflicts;
 mod deal;
 mod guards;
@@ -52,6 +53,7 @@ pub(crate) fn partners_needed(state: &AccountState, command: AccountCommand<'_>)
         AccountCommand::Conflict(ConflictCommand::AssignNamedAccount(c)) => vec![c.partner_id],
         AccountCommand::Conflict(_) => Vec::new(),
         AccountCommand::Renewal(RenewalCommand::Reassign(c)) => vec![c.to_partner],
+        AccountCommand::LapseSlot(c) => vec![c.partner_id],
         AccountCommand::Renewal(RenewalCommand::FlagReviewDue(_) | RenewalCommand::Confirm(_)) => {
             Vec::new()
         }
@@ -77,5 +79,6 @@ pub(crate) fn decide(
         AccountCommand::Attribution(c) => attribution::decide(state, c, account, ctx),
         AccountCommand::Conflict(c) => conflicts::decide(state, c, account, ctx),
         AccountCommand::Renewal(c) => renewals::decide(state, c, account, ctx),
+        AccountCommand::LapseSlot(c) => capacity::lapse(state, c, account, ctx),
     }
 }

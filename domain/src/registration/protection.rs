@@ -109,7 +109,7 @@ fn expire(
         policy_version: ctx.policy.version,
         at: now,
     }];
-    events.extend(release_slot(r, &account, now));
+    events.extend(release_slot(r, &account, ctx));
     events.extend(settled_by(state, &account, r, "expired", ctx));
     Ok(events)
 }
@@ -237,7 +237,7 @@ fn reassign(
         )
         .with_details(json!({ "product_line": r.product_line })));
     }
-    if facts.open_slots.len() >= facts.capacity as usize {
+    if facts.at_capacity(&r.id) {
         return Err(DomainError::new(
             RejectionCode::CapacityReached,
             "the partner has no capacity left for another open registration",
@@ -253,7 +253,7 @@ fn reassign(
         policy_version: ctx.policy.version,
         at: ctx.now,
     }];
-    events.extend(release_slot(r, &account, ctx.now));
+    events.extend(release_slot(r, &account, ctx));
     events.push(Event::CapacitySlotTaken {
         partner_id: to,
         registration_id: r.id,

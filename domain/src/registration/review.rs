@@ -210,7 +210,7 @@ fn decline(
         policy_version: ctx.policy.version,
         at: now,
     }];
-    events.extend(release_slot(r, &account, now));
+    events.extend(release_slot(r, &account, ctx));
     events.extend(settled_by(state, &account, r, "was declined", ctx));
     Ok(events)
 }

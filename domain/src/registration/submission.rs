@@ -169,7 +169,7 @@ pub(super) fn decide(
         )
         .with_details(json!({ "product_line": product_line, "expired_on": facts.certifications.get(product_line) })));
     }
-    if facts.open_slots.len() >= facts.capacity as usize {
+    if facts.at_capacity(registration_id) {
         return Err(DomainError::new(
             RejectionCode::CapacityReached,
             format!(

@@ -24,6 +24,19 @@ import uuid
 from pathlib import Path
 from typing import Any, Optional
 
+
+def position(token: Any) -> tuple[int, int]:
+    """A log position as the pair it orders by (docs/API.md, positions): a token is
+    "N" (the pair (N, N)) or "C/P"; a bare number is what older servers sent."""
+    if isinstance(token, int) and not isinstance(token, bool):
+        return (token, token)
+    if isinstance(token, str):
+        parts = token.split("/")
+        if 1 <= len(parts) <= 2 and all(p.isdigit() for p in parts):
+            numbers = [int(p) for p in parts]
+            return (numbers[0], numbers[-1])
+    raise Failure(f"{token!r} is not a log position")
+
 try:
     import nats
     from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
@@ -206,7 +219,7 @@ class Client:
         self.forbidden_for_a: list[str] = []  # ids partner A must never see
         self.forbidden_for_b: list[str] = []
         self.requests = 0
-        self.last_position = 0
+        self.last_position = "0"
         self.leaks_to_b: list[str] = []
 
     def _audience(self, subject: str) -> Optional[str]:
@@ -287,8 +300,8 @@ class Client:
         if expect_ok and "Nats-Service-Error" in hdrs:
             raise Failure(f"{subject}: an ok reply carries error headers {hdrs}")
         for line in reply.get("events") or []:
-            if isinstance(line.get("position"), int):
-                self.last_position = max(self.last_position, line["position"])
+            if "position" in line and position(line["position"]) > position(self.last_position):
+                self.last_position = line["position"]
         return reply
 
     async def query(self, subject: str, body: dict, *, expect_ok: bool = True,
@@ -300,7 +313,7 @@ class Client:
         if expect_ok:
             if reply.get("ok") is not True:
                 raise Failure(f"query {subject} {show(body)} was refused: {show(reply)} (headers {hdrs})")
-            if body.get("min_position") and reply.get("position", -1) < body["min_position"]:
+            if body.get("min_position") and position(reply.get("position", "0")) < position(body["min_position"]):
                 raise Failure(f"query {subject} answered at {reply.get('position')}, before min_position {body['min_position']}")
         elif reply.get("ok") is not False:
             raise Failure(f"query {subject} was expected to be refused, got {show(reply)}")
@@ -418,12 +431,12 @@ class Feed:
                 if word in raw:
                     raise Failure(f"partner-safety: partner A's feed message on {subject} names {word} (partner B's): {show(raw)}")
         key = (subject, body.get("key"))
-        position = body.get("position")
-        if not isinstance(position, int):
-            raise Failure(f"the feed message on {subject} has no integer position: {show(body)}")
-        if key in self.last and position <= self.last[key]:
-            raise Failure(f"feed positions went backwards for {body.get('key')} on {subject}: {self.last[key]} then {position}")
-        self.last[key] = position
+        if not isinstance(body.get("position"), str):
+            raise Failure(f"the feed message on {subject} has no position token: {show(body)}")
+        at = position(body["position"])
+        if key in self.last and at <= self.last[key]:
+            raise Failure(f"feed positions went backwards for {body.get('key')} on {subject}: {self.last[key]} then {at}")
+        self.last[key] = at
         self.messages.append((subject, body))
 
     async def read_until(self, expectations: dict[str, Any], timeout: float) -> None:
@@ -617,7 +630,7 @@ async def lifecycle(args) -> int:
             "type": "mark_won", "account": domain, "registration_id": reg_a, "amount": won_amount,
         }, key=f"won-{reg_a}")
         require_events(won, ["deal_won"], step)
-        won_at = max(line["position"] for line in won["events"])
+        won_at = max((line["position"] for line in won["events"]), key=position)
         last = client.last_position
 
         step = "queries"
@@ -680,7 +693,7 @@ async def lifecycle(args) -> int:
         for line in history["answer"]["events"]:
             schemas.check_file("history-line.schema.json", line, "a line of the vendor registration history")
         positions = [line.get("position") for line in history["answer"]["events"]]
-        if positions != sorted(positions):
+        if positions != sorted(positions, key=position):
             raise Failure(f"the registration history is not in log order: {positions}")
 
         mine = await client.query(f"dealreg.partner.{partner_a}.query.registration",
@@ -697,7 +710,7 @@ async def lifecycle(args) -> int:
                            expect_ok=False, expect_code="not_permitted")
         await client.query(f"dealreg.partner.{partner_a}.query.conflicts", {},
                            expect_ok=False, expect_code="unknown_view")
-        await client.query("dealreg.vendor.query.pipeline", {"min_position": 10**9, "timeout_ms": 200},
+        await client.query("dealreg.vendor.query.pipeline", {"min_position": str(10**9), "timeout_ms": 200},
                            expect_ok=False, expect_code="view_timeout")
 
         step = "the change feed"
@@ -705,8 +718,9 @@ async def lifecycle(args) -> int:
         vendor_reg = "dealreg.feed.pipeline.registration.vendor"
         partner_reg = lambda p: f"dealreg.feed.pipeline.registration.partner.{p}"
 
-        def final(subject: str, key: str, status: str, at: int):
-            return lambda s, b: (s == subject and b.get("key") == key and b.get("position", 0) >= at
+        def final(subject: str, key: str, status: str, at: str):
+            return lambda s, b: (s == subject and b.get("key") == key
+                                 and position(b.get("position", "0")) >= position(at)
                                  and (b.get("row") or {}).get("status") == status)
 
         expectations = {
