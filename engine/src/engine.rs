@@ -159,6 +159,8 @@ pub struct KeyRecord {
     /// The command's fingerprint (`None` in logs written before it was recorded: any
     /// command with the key counts as the same).
     pub fingerprint: Option<String>,
+    /// The stream's last event before the command's (`None`: they were its first).
+    pub after: Option<StreamTip>,
     pub first: StreamRevision,
     pub last: StreamRevision,
 }
@@ -190,11 +192,10 @@ impl Loaded {
             evolve(&mut self.state, event);
             self.newest = self.newest.max(Some(event.at()));
         }
+        let before = self.tip.replace(tip.clone());
         if let Some(((key, fingerprint), first)) = key {
-            self.note_key(key.clone(), fingerprint, first);
-            self.note_key(key, None, tip.revision);
+            self.note_key(key, fingerprint, before, first, tip.revision);
         }
-        self.tip = Some(tip);
         self.checked_at = Instant::now();
     }
 
@@ -221,20 +222,35 @@ impl Loaded {
     fn fold(&mut self, recorded: &dealreg_events::RecordedEvent, event: &Event) {
         evolve(&mut self.state, event);
         self.newest = self.newest.max(Some(event.at()));
-        self.tip = Some(StreamTip::of(recorded));
+        let before = self.tip.replace(StreamTip::of(recorded));
         if let Some((key, fingerprint)) = key_of(&recorded.metadata) {
-            self.note_key(key, fingerprint, recorded.revision);
+            self.note_key(
+                key,
+                fingerprint,
+                before,
+                recorded.revision,
+                recorded.revision,
+            );
         }
     }
 
-    fn note_key(&mut self, key: String, fingerprint: Option<String>, revision: StreamRevision) {
+    /// Records that the command with `key` wrote revisions `first..=last`, after `before`.
+    fn note_key(
+        &mut self,
+        key: String,
+        fingerprint: Option<String>,
+        before: Option<StreamTip>,
+        first: StreamRevision,
+        last: StreamRevision,
+    ) {
         self.keys
             .entry(key)
-            .and_modify(|r| r.last = r.last.max(revision))
+            .and_modify(|r| r.last = r.last.max(last))
             .or_insert(KeyRecord {
                 fingerprint,
-                first: revision,
-                last: revision,
+                after: before,
+                first,
+                last,
             });
     }
 }
@@ -900,12 +916,12 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
     pub async fn load(&self, boundary: &Boundary) -> Result<Arc<Loaded>, EngineError> {
         let stream = boundary.stream_name();
         let cached = self.states.get(&stream);
-        let from = cached
-            .as_ref()
-            .and_then(|c| c.version())
-            .map_or(0, |v| v + 1);
+        let after = cached.as_ref().and_then(|c| c.tip.clone());
         let checked_at = Instant::now();
-        let mut page = self.store.read_stream(&stream, from, READ_PAGE).await?;
+        let mut page = self
+            .store
+            .read_stream(&stream, after.as_ref(), READ_PAGE)
+            .await?;
         let mut loaded = match cached {
             Some(cached) => Arc::unwrap_or_clone(cached),
             None => Loaded::initial(boundary),
@@ -920,8 +936,10 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
             if !full {
                 break;
             }
-            let from = loaded.version().map_or(0, |v| v + 1);
-            page = self.store.read_stream(&stream, from, READ_PAGE).await?;
+            page = self
+                .store
+                .read_stream(&stream, loaded.tip.as_ref(), READ_PAGE)
+                .await?;
         }
         let loaded = Arc::new(loaded);
         self.states.put(&stream, Arc::clone(&loaded));
@@ -1014,7 +1032,10 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
         record: &KeyRecord,
     ) -> Result<Reply, EngineError> {
         let count = usize::try_from(record.last - record.first + 1).unwrap_or(usize::MAX);
-        let recorded = self.store.read_stream(stream, record.first, count).await?;
+        let recorded = self
+            .store
+            .read_stream(stream, record.after.as_ref(), count)
+            .await?;
         let mut events = Vec::with_capacity(recorded.len());
         for r in &recorded {
             let mut event = decode_event(r)?;

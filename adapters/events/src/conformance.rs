@@ -137,7 +137,7 @@ pub async fn expected_version_semantics<S: EventStore>(store: S) {
         .await
         .expect("any on a new stream");
     assert_eq!(fresh.revisions, vec![0]);
-    let stream = store.read_stream(s, 0, 100).await.expect("read");
+    let stream = store.read_stream(s, None, 100).await.expect("read");
     assert_eq!(stream.len(), 4, "refused appends wrote nothing");
     verify_stream(&stream).expect("exact and any appends continue one chain");
     assert_eq!(
@@ -161,7 +161,7 @@ pub async fn appends_are_atomic_and_chained<S: EventStore>(store: S) {
         .expect("append");
     assert_eq!(appended.revisions, vec![0, 1, 2, 3, 4]);
     assert!(appended.positions.windows(2).all(|w| w[0] < w[1]));
-    let read = store.read_stream(s, 0, 10).await.expect("read");
+    let read = store.read_stream(s, None, 10).await.expect("read");
     assert_eq!(read.len(), 5);
     assert_eq!(
         read.iter().map(|e| e.position).collect::<Vec<_>>(),
@@ -178,7 +178,7 @@ pub async fn appends_are_atomic_and_chained<S: EventStore>(store: S) {
         .await
         .expect("append after the tip");
     assert_eq!(more.revisions, vec![5, 6]);
-    let read = store.read_stream(s, 0, 10).await.expect("read");
+    let read = store.read_stream(s, None, 10).await.expect("read");
     verify_stream(&read).expect("the chain continues across appends");
     assert_eq!(read[5].prev_hash, read[4].hash);
 }
@@ -220,7 +220,7 @@ pub async fn racing_writers_with_one_expectation_have_one_winner<S: EventStore +
         assert_eq!(winners.len(), 1, "round {round}: exactly one writer wins");
         tip = winners.remove(0).tip;
     }
-    let stream = store.read_stream(s, 0, 1000).await.expect("read");
+    let stream = store.read_stream(s, None, 1000).await.expect("read");
     assert_eq!(stream.len(), rounds + 1);
     verify_stream(&stream).expect("the winners make one chain");
 }
@@ -243,7 +243,7 @@ pub async fn reads_are_ordered_and_bounded<S: EventStore>(store: S) {
             .expect("append");
     }
     let even = store
-        .read_stream("account-even.example", 0, 100)
+        .read_stream("account-even.example", None, 100)
         .await
         .expect("read");
     assert_eq!(
@@ -251,25 +251,35 @@ pub async fn reads_are_ordered_and_bounded<S: EventStore>(store: S) {
         vec![0, 1, 2, 3, 4]
     );
     let tail = store
-        .read_stream("account-even.example", 3, 100)
+        .read_stream("account-even.example", Some(&StreamTip::of(&even[2])), 100)
         .await
         .expect("read");
     assert_eq!(
         tail.iter().map(|e| e.revision).collect::<Vec<_>>(),
         vec![3, 4],
-        "`from` is inclusive"
+        "`after` is exclusive"
     );
     assert_eq!(
         store
-            .read_stream("account-even.example", 1, 2)
+            .read_stream("account-even.example", Some(&StreamTip::of(&even[0])), 2)
             .await
             .expect("read")
-            .len(),
-        2,
+            .iter()
+            .map(|e| e.revision)
+            .collect::<Vec<_>>(),
+        vec![1, 2],
         "`max` honoured"
     );
+    assert!(
+        store
+            .read_stream("account-even.example", Some(&StreamTip::of(&even[4])), 10)
+            .await
+            .expect("read")
+            .is_empty(),
+        "nothing after the last event"
+    );
     assert!(store
-        .read_stream("account-none.example", 0, 10)
+        .read_stream("account-none.example", None, 10)
         .await
         .expect("read")
         .is_empty());
@@ -428,7 +438,7 @@ pub async fn hash_chains_detect_tampering<S: EventStore>(store: S) {
             .await
             .expect("append");
     }
-    let events = store.read_stream(s, 0, 100).await.expect("read");
+    let events = store.read_stream(s, None, 100).await.expect("read");
     verify_stream(&events).expect("an untouched chain verifies");
     assert_eq!(events[0].prev_hash, GENESIS_HASH);
     assert_eq!(events[1].prev_hash, events[0].hash);
@@ -526,7 +536,7 @@ pub async fn stream_names_come_back_as_written<S: EventStore>(store: S) {
             .unwrap_or_else(|e| panic!("append to `{name}`: {e}"));
     }
     for (n, name) in names.iter().enumerate() {
-        let read = store.read_stream(name, 0, 10).await.expect("read");
+        let read = store.read_stream(name, None, 10).await.expect("read");
         assert_eq!(read.len(), 1, "`{name}` holds its own event only");
         assert_eq!(read[0].stream, *name);
         assert_eq!(read[0].data, format!("{{\"n\":{n}}}").into_bytes());
@@ -593,6 +603,6 @@ pub async fn appends_to_several_streams_are_atomic<S: MultiStreamAppend>(store: 
         .await
         .expect("both again");
     for s in [a, b] {
-        verify_stream(&store.read_stream(s, 0, 10).await.expect("read")).expect("chained");
+        verify_stream(&store.read_stream(s, None, 10).await.expect("read")).expect("chained");
     }
 }

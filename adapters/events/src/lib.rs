@@ -224,12 +224,16 @@ pub trait EventStore: Clone + Send + Sync + 'static {
         events: Vec<NewEvent>,
     ) -> impl Future<Output = Result<Appended, StoreError>> + Send;
 
-    /// Reads up to `max` events of `stream` whose revision is `>= from`, in revision order.
-    /// A stream that does not exist reads as empty.
+    /// Reads up to `max` events of `stream` after `after` (one of its events, as a read
+    /// or an append gave it; `None`: from its first), in revision order. A stream that
+    /// does not exist reads as empty. Why a tip and not a revision: it names the event by
+    /// what every backend can seek to (SQLite and KurrentDB by revision, JetStream by the
+    /// stream sequence of its subject), so a reader that folded a stream reads only what
+    /// came after, at the same cost however long the stream is.
     fn read_stream(
         &self,
         stream: &str,
-        from: StreamRevision,
+        after: Option<&StreamTip>,
         max: usize,
     ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
 

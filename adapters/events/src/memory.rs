@@ -12,7 +12,7 @@ use crate::rules::{check_expected, validate};
 use crate::subscription::{polling, Polling};
 use crate::{
     Appended, Capabilities, EventStore, ExpectedVersion, LogStream, MultiStreamAppend, NewEvent,
-    Position, RecordedEvent, StoreError, StreamAppend, StreamRevision, StreamTip,
+    Position, RecordedEvent, StoreError, StreamAppend, StreamTip,
 };
 
 #[derive(Default)]
@@ -121,9 +121,10 @@ impl EventStore for MemoryStore {
     async fn read_stream(
         &self,
         stream: &str,
-        from: StreamRevision,
+        after: Option<&StreamTip>,
         max: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let from = after.map_or(0, |t| t.revision + 1);
         let log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
         Ok(log
             .streams

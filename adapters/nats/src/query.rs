@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use dealreg_domain::{AccountKey, PartnerId, RegistrationId};
 use dealreg_engine::{decode_event, personal, PartnerEvent, RefusalBody};
-use dealreg_events::{EventStore, Position, StoreError, StreamRevision};
+use dealreg_events::{EventStore, Position, StoreError, StreamRevision, StreamTip};
 use dealreg_projections::conflicts::ConflictFlags;
 use dealreg_projections::ledger::Ledger;
 use dealreg_projections::metrics::ProgramMetrics;
@@ -405,14 +405,14 @@ async fn history<S: EventStore, K: CheckpointStore>(
     let stream = dealreg_domain::Boundary::Account(row.account.clone()).stream_name();
     let wanted = id.0.to_string();
     let mut lines = Vec::new();
-    let mut from: StreamRevision = 0;
+    let mut after: Option<StreamTip> = None;
     loop {
-        let page = match store.read_stream(&stream, from, 1024).await {
+        let page = match store.read_stream(&stream, after.as_ref(), 1024).await {
             Ok(page) => page,
             Err(e) => return store_refusal(&e),
         };
         let Some(last) = page.last() else { break };
-        from = last.revision + 1;
+        after = Some(StreamTip::of(last));
         for recorded in &page {
             if recorded.position > position {
                 continue;

@@ -419,9 +419,10 @@ impl EventStore for SqliteStore {
     async fn read_stream(
         &self,
         stream: &str,
-        from: StreamRevision,
+        after: Option<&StreamTip>,
         max: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let from: StreamRevision = after.map_or(0, |t| t.revision + 1);
         let stream = stream.to_string();
         let limit = i64::try_from(max).unwrap_or(i64::MAX);
         let from = i64::try_from(from).unwrap_or(i64::MAX);
@@ -988,7 +989,7 @@ mod tests {
         for page in 1..4 {
             let read = store.read_all(Position::ORIGIN, page).await;
             assert_eq!(read.expect("read").len(), page);
-            let stream = store.read_stream("account-0.example", 0, page).await;
+            let stream = store.read_stream("account-0.example", None, page).await;
             assert_eq!(stream.expect("read").len(), 1);
         }
         let conn = store

@@ -44,7 +44,7 @@ async fn events_and_chains_survive_close_and_reopen() {
     }
     let store = SqliteStore::open(&path).expect("reopen");
     let events = store
-        .read_stream("account-reopen.example", 0, 100)
+        .read_stream("account-reopen.example", None, 100)
         .await
         .expect("read");
     assert_eq!(events.len(), 20);
@@ -65,7 +65,7 @@ async fn events_and_chains_survive_close_and_reopen() {
     assert_eq!(next.revisions, vec![20]);
     dealreg_events::chain::verify_stream(
         &store
-            .read_stream("account-reopen.example", 0, 100)
+            .read_stream("account-reopen.example", None, 100)
             .await
             .expect("read"),
     )
@@ -135,7 +135,11 @@ async fn exactly_one_concurrent_writer_wins_each_round() {
         tip = wins.pop();
     }
     assert_eq!(
-        store.read_stream(stream, 0, 100).await.expect("read").len(),
+        store
+            .read_stream(stream, None, 100)
+            .await
+            .expect("read")
+            .len(),
         10
     );
 }
