@@ -74,8 +74,10 @@ enum Job {
         #[arg(long)]
         email: String,
     },
-    /// Check every stream's hash chain; exits non-zero when any chain is broken. For the
-    /// auditor's full check (the log chain, the records, signed checkpoints) see `audit verify`.
+    /// Check the whole log: every stream's hash chain, the order and gaps of positions, and
+    /// the records the store keeps beside the events (a cut tail, a deleted stream); prints
+    /// a JSON report and exits with 2 when anything is wrong. `audit verify` does the same
+    /// and also holds the log against signed checkpoints.
     Verify,
     /// Write the log as portable JSON lines (positions, hashes, metadata, idempotency
     /// records, signed checkpoints) to stdout or FILE. Reads the store read-only.

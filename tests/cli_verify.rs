@@ -24,7 +24,7 @@ fn verify_detects_an_event_edited_behind_the_engines_back() {
         report["events"].as_u64().unwrap_or(0) > 1000,
         "the demo wrote its log: {report}"
     );
-    assert_eq!(report["breaks"], serde_json::json!([]));
+    assert_eq!(report["findings"], serde_json::json!([]));
 
     // Someone "fixes" an approval's rationale directly in the file.
     let conn = rusqlite::Connection::open(&store).expect("open with sqlite");
@@ -49,11 +49,26 @@ fn verify_detects_an_event_edited_behind_the_engines_back() {
         "a broken chain fails verification"
     );
     let report: Value = serde_json::from_slice(&tampered.stdout).expect("json report");
-    let first = &report["breaks"][0];
+    let first = &report["findings"][0];
     assert_eq!(first["stream"], serde_json::json!(stream));
     assert_eq!(first["revision"], serde_json::json!(revision));
+    assert_eq!(first["damage"], serde_json::json!("altered"), "{first}");
+
+    // A cut tail, which no stream's chain shows, is found too.
+    let conn = rusqlite::Connection::open(&store).expect("open with sqlite");
+    conn.execute_batch(
+        "UPDATE events SET data = replace(data, 'Approved by the CEO', 'Proof of work verified');
+         DELETE FROM events WHERE position = (SELECT max(position) FROM events);",
+    )
+    .expect("cut the tail");
+    drop(conn);
+    let cut = dealreg(&store, &["verify"]);
+    assert_eq!(cut.status.code(), Some(2), "a cut tail fails verification");
+    let report: Value = serde_json::from_slice(&cut.stdout).expect("json report");
     assert!(
-        first["problem"].as_str().unwrap_or("").contains("altered"),
-        "{first}"
+        report["findings"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f["damage"] == "truncated")),
+        "{report}"
     );
 }

@@ -1,21 +1,20 @@
-//! `dealreg verify`: walks the whole log and checks every stream's hash chain, with the
-//! store's one chain check ([`dealreg_events::chain::verify_log`]).
+//! `dealreg verify`: the auditor's walk of the whole log on any backend (every stream's
+//! chain, the positions' order and gaps, and the records the backend keeps beside the
+//! events), without signed checkpoints: the same check as `dealreg audit verify`, whose
+//! checkpoints add the proof against a log regenerated whole.
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use dealreg_events::chain::verify_log;
-
 pub async fn run(path: &Path) -> Result<ExitCode, String> {
-    let store = super::store::open_read(path)?;
-    let report = verify_log(&store).await.map_err(|e| e.to_string())?;
+    let report = super::audit::verify(path, &[], None).await?;
     println!(
         "{}",
         serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
     );
-    Ok(if report.breaks.is_empty() {
+    Ok(if report.findings.is_empty() {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(2)
+        ExitCode::from(super::audit::EXIT_FINDINGS)
     })
 }
