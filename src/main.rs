@@ -17,10 +17,12 @@ use clap::{Parser, Subcommand};
     about = "Event-sourced deal registration for partner programs"
 )]
 struct Cli {
-    /// The embedded event store (a SQLite file). Only `demo` and `apply` create it when
-    /// missing; the other jobs refuse a missing, empty or foreign file.
+    /// The event store: a path (the embedded SQLite file; also `sqlite:PATH`),
+    /// `jetstream:URL[,URL...]` or `kurrentdb:URL` (docs/STORES.md). Only `demo`, `apply`,
+    /// `import` and `serve` create a store; the other jobs refuse a missing, empty or
+    /// foreign one.
     #[arg(long, global = true, default_value = "./dealreg.db")]
-    store: PathBuf,
+    store: cli::store::StoreSpec,
     #[command(subcommand)]
     job: Job,
 }

@@ -35,7 +35,7 @@ const STORE_FAILURE_CODES: [&str; 2] = ["store_failed", "store_unavailable"];
 
 /// `dealreg apply FILE [--policy P] [--at T]`.
 pub async fn run(
-    store_path: &Path,
+    spec: &super::store::StoreSpec,
     file: &Path,
     policy: Option<PathBuf>,
     at: Option<DateTime<Utc>>,
@@ -49,16 +49,13 @@ pub async fn run(
         }
         None => None,
     };
-    let (store, checkpoints) = super::store::create_or_open(store_path)?;
+    let (store, checkpoints) = super::store::create_or_open(spec).await?;
     let engine = Arc::new(
         Engine::open(store, super::store::clock(at), policy)
             .await
             .map_err(|e| e.to_string())?
             .with_cache_limit(state_cache_bytes)
-            .with_vault(super::store::vault(
-                store_path,
-                dealreg_vault::KeyMaterial::Random,
-            )?),
+            .with_vault(super::store::vault(spec, dealreg_vault::KeyMaterial::Random).await?),
     );
     // Follow-ups (an offboarded partner's releases) run beside the commands, off each
     // command's path; the reactor first finishes whatever a crashed run left.
@@ -94,19 +91,26 @@ pub async fn run(
         Ok(Err(e)) => Err(format!("the follow-up reactor stopped: {e}")),
         Err(e) => Err(format!("the follow-up reactor failed: {e}")),
     };
-    let writer = engine.store().stats();
+    // The SQLite writer's figures: how many durable commits covered the acknowledgements.
+    let writer = match engine.store().sqlite() {
+        Some(sqlite) => {
+            let w = sqlite.stats();
+            format!(
+                " ({} durable commits for {} acknowledged appends, {} acknowledged by a commit)",
+                w.commits, w.acknowledged, w.acknowledged_by_commit
+            )
+        }
+        None => String::new(),
+    };
     eprintln!(
-        "{} lines: {} applied, {} rejected by the rules, {} refused as unreadable, {} not written (store failed), {} replayed; store {} ({} durable commits for {} acknowledged appends, {} acknowledged by a commit)",
+        "{} lines: {} applied, {} rejected by the rules, {} refused as unreadable, {} not written (store failed), {} replayed; store {}{writer}",
         summary.lines,
         summary.applied,
         summary.rejected,
         summary.refused,
         summary.store_failed,
         summary.replayed,
-        store_path.display(),
-        writer.commits,
-        writer.acknowledged,
-        writer.acknowledged_by_commit,
+        spec,
     );
     let (cached_bytes, cached_streams) = engine.cache_size();
     tracing::info!(

@@ -89,7 +89,7 @@ pub(super) fn read_checkpoints(path: &Path) -> Result<Vec<SignedCheckpoint>, Str
         .collect()
 }
 
-pub async fn run(store: &Path, job: AuditJob) -> Result<ExitCode, String> {
+pub async fn run(spec: &super::store::StoreSpec, job: AuditJob) -> Result<ExitCode, String> {
     match job {
         AuditJob::History {
             registration,
@@ -106,7 +106,7 @@ pub async fn run(store: &Path, job: AuditJob) -> Result<ExitCode, String> {
                 (_, _, Some(id)) => Subject::Partner(id),
                 _ => return Err("name a --registration, an --account or a --partner".into()),
             };
-            history::run(store, subject, json).await
+            history::run(spec, subject, json).await
         }
         AuditJob::Keygen { out } => {
             let mut seed = [0u8; 32];
@@ -137,7 +137,7 @@ pub async fn run(store: &Path, job: AuditJob) -> Result<ExitCode, String> {
         }
         AuditJob::Checkpoint { key, out } => {
             let key = read_key(&key)?;
-            let log = super::store::open_read(store)?;
+            let log = super::store::open_read(spec).await?;
             let signed = audit::HeadSigner::new()
                 .sign(&log, &key, chrono::Utc::now())
                 .await
@@ -168,7 +168,7 @@ pub async fn run(store: &Path, job: AuditJob) -> Result<ExitCode, String> {
                 .map(audit::verifying_key)
                 .transpose()
                 .map_err(|e| format!("--public-key: {e}"))?;
-            let report = verify(store, &checkpoints, pinned.as_ref()).await?;
+            let report = verify(spec, &checkpoints, pinned.as_ref()).await?;
             if json {
                 let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
                 println!("{text}");
@@ -205,17 +205,19 @@ pub async fn run(store: &Path, job: AuditJob) -> Result<ExitCode, String> {
 /// The auditor's walk of the log on any backend, with what the backend keeps beside the
 /// events (SQLite: stream tips, the highest position assigned) held against it.
 pub(super) async fn verify(
-    store: &Path,
+    spec: &super::store::StoreSpec,
     checkpoints: &[SignedCheckpoint],
     pinned: Option<&ed25519_dalek::VerifyingKey>,
 ) -> Result<audit::Report, String> {
-    let log = super::store::open_read(store)?;
+    let log = super::store::open_read(spec).await?;
     let mut report = audit::verify(&log, checkpoints, pinned)
         .await
         .map_err(|e| e.to_string())?;
     drop(log);
-    let records =
-        dealreg_store_sqlite::audit::records(store, &report).map_err(|e| e.to_string())?;
-    report.findings.extend(records);
+    if let Some(path) = spec.sqlite_path() {
+        let records =
+            dealreg_store_sqlite::audit::records(path, &report).map_err(|e| e.to_string())?;
+        report.findings.extend(records);
+    }
     Ok(report)
 }

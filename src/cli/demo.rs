@@ -7,21 +7,37 @@ use dealreg_demo::DEMO_MARK;
 use dealreg_events::{EventStore, Position};
 use dealreg_store_sqlite::{OpenError, SqliteStore};
 
-pub async fn run(path: &Path, force: bool, seed: u64) -> Result<ExitCode, String> {
-    prepare_store_file(path, force).await?;
-    let (store, checkpoints) = super::store::create_or_open(path)?;
+pub async fn run(
+    spec: &super::store::StoreSpec,
+    force: bool,
+    seed: u64,
+) -> Result<ExitCode, String> {
+    if let Some(path) = spec.sqlite_path() {
+        prepare_store_file(path, force).await?;
+    }
+    let (store, checkpoints) = super::store::create_or_open(spec).await?;
+    if store.last_position().await.map_err(|e| e.to_string())? != Position::ORIGIN {
+        return Err(format!(
+            "{spec} already holds events; the demo writes a log of its own into an empty store (pass --force to replace a SQLite file, or choose another --store)"
+        ));
+    }
     // The demo's people are invented and its log must be the same bytes on every run:
     // its vault derives keys from the seed (never do that for real people).
-    let vault = super::store::vault(path, dealreg_vault::KeyMaterial::Seeded(seed))?;
+    let vault = super::store::vault(spec, dealreg_vault::KeyMaterial::Seeded(seed)).await?;
     let run = dealreg_demo::run_in(store, &checkpoints, seed, vault)
         .await
         .map_err(|e| format!("the demo stopped: {e}"))?;
     print!("{}", run.text);
-    println!(
-        "Store: {} (seed {seed}; open it with `sqlite3`, or `dealreg --store {} events`)",
-        path.display(),
-        path.display()
-    );
+    match spec.sqlite_path() {
+        Some(path) => println!(
+            "Store: {} (seed {seed}; open it with `sqlite3`, or `dealreg --store {} events`)",
+            path.display(),
+            path.display()
+        ),
+        None => {
+            println!("Store: {spec} (seed {seed}; `dealreg --store {spec} events` prints its log)")
+        }
+    }
     Ok(if run.chains_intact {
         ExitCode::SUCCESS
     } else {

@@ -1,7 +1,6 @@
 //! `dealreg events`: prints the log as JSON lines, in global order, for auditors and tools.
 
 use std::io::Write;
-use std::path::Path;
 use std::process::ExitCode;
 
 use dealreg_engine::{decode_event, personal};
@@ -45,14 +44,14 @@ impl<'a> EventLine<'a> {
 
 /// `dealreg events [--after POS] [--stream S] [--reveal]`.
 pub async fn run(
-    path: &Path,
+    spec: &super::store::StoreSpec,
     after: u64,
     stream: Option<String>,
     reveal: bool,
 ) -> Result<ExitCode, String> {
-    let store = super::store::open_read(path)?;
+    let store = super::store::open_read(spec).await?;
     let vault = if reveal {
-        super::store::read_vault(path)
+        super::store::read_vault(spec).await
     } else {
         None
     };
@@ -71,7 +70,7 @@ pub async fn run(
                 // Decoded (older schemas upcast), the contact opened where a key exists.
                 let mut event = decode_event(recorded).map_err(|e| e.to_string())?;
                 if let Some(vault) = &vault {
-                    personal::reveal(&mut event, vault).map_err(|e| e.to_string())?;
+                    personal::reveal(&mut event, vault.as_ref()).map_err(|e| e.to_string())?;
                 }
                 line.event = serde_json::to_value(&event).map_err(|e| e.to_string())?;
             }

@@ -7,7 +7,6 @@
 //! Contacts written before schema 3 were stored in clear: this job finds them and says so,
 //! because erasing those would mean rewriting the log.
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use chrono::Utc;
@@ -15,7 +14,6 @@ use dealreg_domain::values::ContactOnRecord;
 use dealreg_domain::Event;
 use dealreg_engine::{decode_event, personal};
 use dealreg_events::{LogPages, Position};
-use dealreg_store_sqlite::vault_path;
 use dealreg_vault::{normalise_email, KeyMaterial, KeyVault, MemoryVault};
 use serde::Serialize;
 
@@ -32,18 +30,18 @@ struct Forgotten {
     still_in_clear: Vec<dealreg_events::Position>,
 }
 
-pub async fn run(path: &Path, email: &str) -> Result<ExitCode, String> {
+pub async fn run(spec: &super::store::StoreSpec, email: &str) -> Result<ExitCode, String> {
     let email = normalise_email(email);
     if !email.contains('@') {
         return Err(format!(
             "`{email}` is not an e-mail address; pass the address the contact was registered with"
         ));
     }
-    let store = super::store::open_read(path)?;
+    let store = super::store::open_read(spec).await?;
     // A store without a vault never sealed a contact: nothing to destroy, and no vault is
     // created for it; its log is still read for contacts recorded in clear.
-    let vault: std::sync::Arc<dyn KeyVault> = if vault_path(path).exists() {
-        super::store::vault(path, KeyMaterial::Random)?
+    let vault: std::sync::Arc<dyn KeyVault> = if super::store::has_vault(spec).await {
+        super::store::vault(spec, KeyMaterial::Random).await?
     } else {
         tracing::info!("the store has no key vault: no contact was ever sealed in it");
         std::sync::Arc::new(MemoryVault::new(KeyMaterial::Random))

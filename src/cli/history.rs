@@ -6,7 +6,6 @@
 //! came to be, and only the log holds every attempt.
 
 use std::io::Write;
-use std::path::Path;
 use std::process::ExitCode;
 
 use dealreg_domain::AccountKey;
@@ -56,8 +55,12 @@ fn text_field(event: &serde_json::Value, keys: &[&str]) -> Option<String> {
         .map(str::to_string)
 }
 
-pub async fn run(path: &Path, subject: Subject, json: bool) -> Result<ExitCode, String> {
-    let store = super::store::open_read(path)?;
+pub async fn run(
+    spec: &super::store::StoreSpec,
+    subject: Subject,
+    json: bool,
+) -> Result<ExitCode, String> {
+    let store = super::store::open_read(spec).await?;
     let (stream_of, id) = match &subject {
         Subject::Registration(id) => (None, Some(id.to_string())),
         Subject::Account(key) => (

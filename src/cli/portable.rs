@@ -15,7 +15,7 @@ use dealreg_events::portable;
 
 /// `dealreg export [--out FILE] [--checkpoints FILE]`.
 pub async fn export(
-    path: &Path,
+    spec: &super::store::StoreSpec,
     out: Option<PathBuf>,
     checkpoints: Option<PathBuf>,
 ) -> Result<ExitCode, String> {
@@ -23,7 +23,7 @@ pub async fn export(
         Some(file) => super::audit::read_checkpoints(file)?,
         None => Vec::new(),
     };
-    let store = super::store::open_read(path)?;
+    let store = super::store::open_read(spec).await?;
     let now = chrono::Utc::now();
     let events = match &out {
         Some(file) => {
@@ -54,17 +54,17 @@ pub async fn export(
 }
 
 /// `dealreg import FILE`: into an empty store only.
-pub async fn import(path: &Path, file: &Path) -> Result<ExitCode, String> {
+pub async fn import(spec: &super::store::StoreSpec, file: &Path) -> Result<ExitCode, String> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     let read = portable::read_export(&text).map_err(|e| format!("{}: {e}", file.display()))?;
-    let existed = path.exists();
-    let (store, _) = super::store::create_or_open(path)?;
+    let existed = spec.sqlite_path().is_none_or(Path::exists);
+    let (store, _) = super::store::create_or_open(spec).await?;
     let imported = portable::import(&store, &read)
         .await
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|e| format!("{spec}: {e}"))?;
     drop(store);
-    let report = super::audit::verify(path, &read.checkpoints, None).await?;
+    let report = super::audit::verify(spec, &read.checkpoints, None).await?;
     let mut out = std::io::stdout().lock();
     for finding in &report.findings {
         let _ = writeln!(out, "{finding}");
@@ -75,7 +75,7 @@ pub async fn import(path: &Path, file: &Path) -> Result<ExitCode, String> {
             .iter()
             .filter_map(|f| f.checkpoint)
             .collect::<std::collections::BTreeSet<_>>();
-        if !existed {
+        if let (false, Some(path)) = (existed, spec.sqlite_path()) {
             super::store::remove_store_files(path);
         }
         eprintln!(

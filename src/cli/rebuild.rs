@@ -1,13 +1,12 @@
 //! `dealreg rebuild [NAME]`: rebuilds projections from the log, with a progress bar and
 //! the throughput, from the engine's one registry of projections.
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use dealreg_engine::registry;
 use dealreg_engine::runner::{CatchUp, Progress};
-use dealreg_store_sqlite::{SqliteCheckpoints, SqliteStore};
+use dealreg_store_sqlite::SqliteCheckpoints;
 
 /// A one-line progress bar on stderr.
 fn progress_bar(name: &str, p: Progress) {
@@ -25,8 +24,11 @@ fn progress_bar(name: &str, p: Progress) {
     );
 }
 
-pub async fn run(path: &Path, projection: Option<String>) -> Result<ExitCode, String> {
-    let all = registry::projections::<SqliteStore, SqliteCheckpoints>();
+pub async fn run(
+    spec: &super::store::StoreSpec,
+    projection: Option<String>,
+) -> Result<ExitCode, String> {
+    let all = registry::projections::<super::store::Log, SqliteCheckpoints>();
     if let Some(name) = projection.as_deref() {
         if !all.iter().any(|p| p.name == name) {
             let known: Vec<&str> = all.iter().map(|p| p.name).collect();
@@ -36,7 +38,7 @@ pub async fn run(path: &Path, projection: Option<String>) -> Result<ExitCode, St
             ));
         }
     }
-    let (store, checkpoints) = super::store::open_existing(path)?;
+    let (store, checkpoints) = super::store::open_existing(spec).await?;
     let how = CatchUp {
         checkpoint_every: 50_000,
         ..CatchUp::default()

@@ -3,7 +3,7 @@
 //! Prints one view (`--view`) or writes them all as one JSON document.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -22,26 +22,26 @@ pub const VIEWS: [&str; 4] = ["pipeline", "ledger", "conflicts", "metrics"];
 /// One view as JSON as of `as_of`, with the position it covers; the same JSON as
 /// `dealreg view <name> --json` (the vendor's pipeline).
 pub async fn view_json(
-    path: &Path,
+    spec: &super::store::StoreSpec,
     name: &str,
     as_of: AsOf,
 ) -> Result<(serde_json::Value, dealreg_events::Position), String> {
     let encode = |v: serde_json::Result<serde_json::Value>| v.map_err(|e| e.to_string());
     Ok(match name {
         "pipeline" => {
-            let (p, at) = state::<Pipeline>(path, as_of).await?;
+            let (p, at) = state::<Pipeline>(spec, as_of).await?;
             (encode(serde_json::to_value(p.vendor_view()))?, at)
         }
         "ledger" => {
-            let (l, at) = state::<Ledger>(path, as_of).await?;
+            let (l, at) = state::<Ledger>(spec, as_of).await?;
             (ledger_json(&l, None), at)
         }
         "conflicts" => {
-            let (c, at) = state::<ConflictFlags>(path, as_of).await?;
+            let (c, at) = state::<ConflictFlags>(spec, as_of).await?;
             (conflicts_json(&c, None), at)
         }
         "metrics" => {
-            let (m, at) = state::<ProgramMetrics>(path, as_of).await?;
+            let (m, at) = state::<ProgramMetrics>(spec, as_of).await?;
             (encode(serde_json::to_value(m.report()))?, at)
         }
         other => {
@@ -54,13 +54,13 @@ pub async fn view_json(
 }
 
 pub async fn run(
-    path: &Path,
+    spec: &super::store::StoreSpec,
     as_of: AsOf,
     view: Option<String>,
     out: Option<PathBuf>,
 ) -> Result<ExitCode, String> {
     let document = match &view {
-        Some(name) => view_json(path, name, as_of).await?.0,
+        Some(name) => view_json(spec, name, as_of).await?.0,
         None => {
             // Every view in one pass over the log.
             let started = Instant::now();
@@ -68,7 +68,7 @@ pub async fn run(
             let mut ledger = Ledger::default();
             let mut conflicts = ConflictFlags::default();
             let mut metrics = ProgramMetrics::default();
-            let (covered, folded) = fold_as_of(path, as_of, true, |position, event| {
+            let (covered, folded) = fold_as_of(spec, as_of, true, |position, event| {
                 pipeline.apply(position, event);
                 ledger.apply(position, event);
                 conflicts.apply(position, event);

@@ -7,7 +7,7 @@
 //! different hosts need a distributed store, not a shared SQLite file.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -188,7 +188,7 @@ async fn shutdown_signal() {
     }
 }
 
-pub async fn run(path: &Path, args: ServeArgs) -> Result<ExitCode, String> {
+pub async fn run(spec: &super::store::StoreSpec, args: ServeArgs) -> Result<ExitCode, String> {
     let policy = match &args.policy {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -197,7 +197,7 @@ pub async fn run(path: &Path, args: ServeArgs) -> Result<ExitCode, String> {
         }
         None => None,
     };
-    let (store, checkpoints) = super::store::create_or_open(path)?;
+    let (store, checkpoints) = super::store::create_or_open(spec).await?;
     let holder = holder_name();
     let fenced = checkpoints.fenced(dealreg_nats::service::VIEWS_LEASE, &holder);
     let engine = Arc::new(
@@ -205,10 +205,7 @@ pub async fn run(path: &Path, args: ServeArgs) -> Result<ExitCode, String> {
             .await
             .map_err(|e| e.to_string())?
             .with_cache_limit(args.state_cache_mib << 20)
-            .with_vault(super::store::vault(
-                path,
-                dealreg_vault::KeyMaterial::Random,
-            )?),
+            .with_vault(super::store::vault(spec, dealreg_vault::KeyMaterial::Random).await?),
     );
     let metrics = Arc::new(Metrics::default());
     if let Some(addr) = args.metrics_addr {
@@ -219,40 +216,44 @@ pub async fn run(path: &Path, args: ServeArgs) -> Result<ExitCode, String> {
             listener,
             Arc::clone(&metrics),
         ));
-        let (store, metrics) = (store.clone(), Arc::clone(&metrics));
-        tokio::spawn(async move {
-            loop {
-                let s = store.stats();
-                let per_commit = if s.commits == 0 {
-                    0.0
-                } else {
-                    s.jobs as f64 / s.commits as f64
-                };
-                metrics.set_store(vec![
-                    (
-                        "dealreg_store_commits".into(),
-                        "Group commits of the SQLite writer (each one fsync of the WAL).".into(),
-                        s.commits as f64,
-                    ),
-                    (
-                        "dealreg_store_appends".into(),
-                        "Appends the SQLite writer answered.".into(),
-                        s.jobs as f64,
-                    ),
-                    (
-                        "dealreg_store_failed_groups".into(),
-                        "Groups that did not commit (full disk, I/O error).".into(),
-                        s.failed_groups as f64,
-                    ),
-                    (
-                        "dealreg_store_appends_per_commit".into(),
-                        "Mean group-commit size since start.".into(),
-                        per_commit,
-                    ),
-                ]);
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        });
+        // The SQLite writer's figures; other backends have no writer of their own here.
+        if let Some(sqlite) = store.sqlite().cloned() {
+            let (store, metrics) = (sqlite, Arc::clone(&metrics));
+            tokio::spawn(async move {
+                loop {
+                    let s = store.stats();
+                    let per_commit = if s.commits == 0 {
+                        0.0
+                    } else {
+                        s.jobs as f64 / s.commits as f64
+                    };
+                    metrics.set_store(vec![
+                        (
+                            "dealreg_store_commits".into(),
+                            "Group commits of the SQLite writer (each one fsync of the WAL)."
+                                .into(),
+                            s.commits as f64,
+                        ),
+                        (
+                            "dealreg_store_appends".into(),
+                            "Appends the SQLite writer answered.".into(),
+                            s.jobs as f64,
+                        ),
+                        (
+                            "dealreg_store_failed_groups".into(),
+                            "Groups that did not commit (full disk, I/O error).".into(),
+                            s.failed_groups as f64,
+                        ),
+                        (
+                            "dealreg_store_appends_per_commit".into(),
+                            "Mean group-commit size since start.".into(),
+                            per_commit,
+                        ),
+                    ]);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            });
+        }
     }
     if let (Some(key), Some(out)) = (&args.signing_key, &args.checkpoints) {
         let text = std::fs::read_to_string(key)
@@ -260,7 +261,7 @@ pub async fn run(path: &Path, args: ServeArgs) -> Result<ExitCode, String> {
         let key = dealreg_events::audit::signing_key(&text)
             .map_err(|e| format!("{}: {e}", key.display()))?;
         tokio::spawn(sign_on_interval(
-            super::store::open_read(path)?,
+            super::store::open_read(spec).await?,
             key,
             out.clone(),
             Duration::from_secs(args.sign_every.max(1)),
@@ -275,9 +276,7 @@ pub async fn run(path: &Path, args: ServeArgs) -> Result<ExitCode, String> {
     };
     eprintln!(
         "dealreg serve: {} on NATS {} (store {})",
-        options.holder,
-        args.nats_url,
-        path.display()
+        options.holder, args.nats_url, spec
     );
     dealreg_nats::serve(
         client,

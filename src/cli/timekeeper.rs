@@ -2,7 +2,6 @@
 //! brought up to date from its checkpoint.
 
 use std::io::Write;
-use std::path::Path;
 use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
@@ -10,15 +9,15 @@ use dealreg_engine::runner::{self, CatchUp};
 use dealreg_engine::{reactor, timekeeper, Engine};
 use dealreg_projections::deadlines::Deadlines;
 
-pub async fn run(path: &Path, at: Option<DateTime<Utc>>) -> Result<ExitCode, String> {
-    let (store, checkpoints) = super::store::open_existing(path)?;
+pub async fn run(
+    spec: &super::store::StoreSpec,
+    at: Option<DateTime<Utc>>,
+) -> Result<ExitCode, String> {
+    let (store, checkpoints) = super::store::open_existing(spec).await?;
     let engine = Engine::open(store.clone(), super::store::clock(at), None)
         .await
         .map_err(|e| e.to_string())?
-        .with_vault(super::store::vault(
-            path,
-            dealreg_vault::KeyMaterial::Random,
-        )?);
+        .with_vault(super::store::vault(spec, dealreg_vault::KeyMaterial::Random).await?);
     // A run of the timekeeper also finishes follow-ups a crashed process left.
     reactor::catch_up(&engine, &checkpoints)
         .await

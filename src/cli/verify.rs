@@ -3,11 +3,10 @@
 //! events), without signed checkpoints: the same check as `dealreg audit verify`, whose
 //! checkpoints add the proof against a log regenerated whole.
 
-use std::path::Path;
 use std::process::ExitCode;
 
-pub async fn run(path: &Path) -> Result<ExitCode, String> {
-    let report = super::audit::verify(path, &[], None).await?;
+pub async fn run(spec: &super::store::StoreSpec) -> Result<ExitCode, String> {
+    let report = super::audit::verify(spec, &[], None).await?;
     println!(
         "{}",
         serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?

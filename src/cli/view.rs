@@ -2,7 +2,6 @@
 //! projection runner, printed as text (the words of the JSON) or as JSON.
 
 use std::io::Write;
-use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Subcommand;
@@ -83,14 +82,16 @@ impl std::str::FromStr for AsOf {
 /// the origin in memory (nothing is written: a replay works on a read-only copy). Returns
 /// the state and the position it covers.
 pub async fn state<P: Projection>(
-    path: &Path,
+    spec: &super::store::StoreSpec,
     as_of: AsOf,
 ) -> Result<(P, dealreg_events::Position), String> {
     // A store file marked read-only is an auditor's copy: its view is folded in memory
     // and nothing (no views file, no checkpoint) is written beside it.
-    let read_only = std::fs::metadata(path).is_ok_and(|m| m.permissions().readonly());
+    let read_only = spec
+        .sqlite_path()
+        .is_some_and(|path| std::fs::metadata(path).is_ok_and(|m| m.permissions().readonly()));
     if as_of == AsOf::Now && !read_only {
-        let (store, checkpoints) = super::store::open_existing(path)?;
+        let (store, checkpoints) = super::store::open_existing(spec).await?;
         let caught = runner::catch_up::<P, _, _>(&store, &checkpoints, CatchUp::default(), |_| {})
             .await
             .map_err(|e| e.to_string())?;
@@ -100,7 +101,7 @@ pub async fn state<P: Projection>(
         return Ok((caught.state, caught.position));
     }
     let mut state = P::default();
-    let (covered, _) = fold_as_of(path, as_of, false, |position, event| {
+    let (covered, _) = fold_as_of(spec, as_of, false, |position, event| {
         state.apply(position, event)
     })
     .await?;
@@ -111,12 +112,12 @@ pub async fn state<P: Projection>(
 /// `apply`, in memory. Gives the last position folded and how many events were. With
 /// `progress`, a one-line bar on stderr (long replays of large logs).
 pub async fn fold_as_of(
-    path: &Path,
+    spec: &super::store::StoreSpec,
     as_of: AsOf,
     progress: bool,
     mut apply: impl FnMut(dealreg_events::Position, &dealreg_domain::Event),
 ) -> Result<(dealreg_events::Position, u64), String> {
-    let store = super::store::open_read(path)?;
+    let store = super::store::open_read(spec).await?;
     let mut pages = dealreg_events::LogPages::new(&store, dealreg_events::Position::ORIGIN)
         .await
         .map_err(|e| e.to_string())?;
@@ -216,10 +217,14 @@ pub fn ledger_json(ledger: &Ledger, partner: Option<PartnerId>) -> serde_json::V
     serde_json::json!({ "entries": entries, "balances": balances })
 }
 
-pub async fn run(path: &Path, what: ViewKind, as_of: AsOf) -> Result<ExitCode, String> {
+pub async fn run(
+    spec: &super::store::StoreSpec,
+    what: ViewKind,
+    as_of: AsOf,
+) -> Result<ExitCode, String> {
     match what {
         ViewKind::Pipeline { partner, json, .. } => {
-            let (pipeline, _) = state::<Pipeline>(path, as_of).await?;
+            let (pipeline, _) = state::<Pipeline>(spec, as_of).await?;
             match partner {
                 Some(id) => {
                     let view = pipeline.partner_view(PartnerId(id));
@@ -235,7 +240,7 @@ pub async fn run(path: &Path, what: ViewKind, as_of: AsOf) -> Result<ExitCode, S
             let account = account
                 .map(|a| AccountKey::from_domain(&a).map_err(|e| e.message))
                 .transpose()?;
-            let (flags, _) = state::<ConflictFlags>(path, as_of).await?;
+            let (flags, _) = state::<ConflictFlags>(spec, as_of).await?;
             let conflicts: Vec<_> = flags
                 .all()
                 .filter(|(k, _)| account.as_ref().is_none_or(|a| a == *k))
@@ -248,13 +253,13 @@ pub async fn run(path: &Path, what: ViewKind, as_of: AsOf) -> Result<ExitCode, S
             print(json, value, || text::conflicts(&conflicts, &duplicates))?;
         }
         ViewKind::Metrics { json } => {
-            let (metrics, _) = state::<ProgramMetrics>(path, as_of).await?;
+            let (metrics, _) = state::<ProgramMetrics>(spec, as_of).await?;
             print(json, to_json(&metrics.report())?, || {
                 text::metrics(&metrics)
             })?;
         }
         ViewKind::Ledger { partner, json } => {
-            let (ledger, _) = state::<Ledger>(path, as_of).await?;
+            let (ledger, _) = state::<Ledger>(spec, as_of).await?;
             let partner = partner.map(PartnerId);
             let value = ledger_json(&ledger, partner);
             print(json, value, || text::ledger(&ledger, partner))?;
