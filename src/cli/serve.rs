@@ -158,8 +158,15 @@ async fn connect(args: &ServeArgs) -> Result<async_nats::Client, String> {
         options = options.add_client_certificate(cert.clone(), key.clone());
     }
     let urls = args.nats_url.clone();
+    // A cluster's servers, comma-separated: the client takes them as a list (a string
+    // with commas is one malformed address to it).
+    let servers = urls
+        .split(',')
+        .map(|url| url.trim().parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("--nats-url {urls}: {e}; give one URL or several separated by commas (nats://host:4222,nats://other:4222)"))?;
     // retry_on_initial_connect makes connect return at once; the first request waits.
-    options.connect(urls.as_str()).await.map_err(|e| {
+    options.connect(servers).await.map_err(|e| {
         format!("cannot connect to NATS at {urls}: {e}; check --nats-url and the credentials")
     })
 }
