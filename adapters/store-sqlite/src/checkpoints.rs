@@ -302,7 +302,34 @@ impl SqliteCheckpoints {
                 })
                 .ok()
         };
-        let views = views_path(path);
+        Self::open_views(&views_path(path), store_id.as_deref(), &existing)
+    }
+
+    /// The views of a log kept elsewhere (JetStream, KurrentDB) in the file `views`,
+    /// created (with its directory) when missing. `store_id` names the log: views saved
+    /// from another log's events are dropped and rebuilt.
+    pub fn open_file(
+        views: impl AsRef<Path>,
+        store_id: &str,
+    ) -> Result<SqliteCheckpoints, StoreError> {
+        let views = views.as_ref();
+        if let Some(dir) = views.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Backend(format!(
+                    "cannot create the directory of the views file {}: {e}",
+                    views.display()
+                ))
+            })?;
+        }
+        Self::open_views(views, Some(store_id), &SqliteOptions::existing())
+    }
+
+    fn open_views(
+        views: &Path,
+        store_id: Option<&str>,
+        existing: &SqliteOptions,
+    ) -> Result<SqliteCheckpoints, StoreError> {
+        let views = views.to_path_buf();
         let conn = Connection::open_with_flags(
             &views,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -375,7 +402,7 @@ impl SqliteCheckpoints {
             backend(e)
         })?;
         if let Some(store_id) = store_id {
-            belong_to(&conn, &store_id).map_err(backend)?;
+            belong_to(&conn, store_id).map_err(backend)?;
         }
         // Saves do not checkpoint the WAL in their commits; the checkpointer does it beside
         // them (a process that only reads the views never writes, so it never needs to).
