@@ -19,8 +19,11 @@ use dealreg_events::{
     Appended, Capabilities, EventStore, ExpectedVersion, LogStream, NewEvent, Position,
     RecordedEvent, StoreError, StreamTip,
 };
+use dealreg_store_jetstream::{JetStreamOptions, JetStreamStore};
+use dealreg_store_kurrentdb::KurrentStore;
 use dealreg_store_sqlite::{OpenError, SqliteCheckpoints, SqliteOptions, SqliteStore, SqliteVault};
 use dealreg_vault::{KeyMaterial, KeyVault};
+use dealreg_vault_jetstream::{JetStreamVault, VaultOptions};
 
 /// The operator's cap on the store file, in database pages (`PRAGMA max_page_count`; pages
 /// are 4 KiB). Appends that would grow the file past it fail as on a full disk and are
@@ -32,6 +35,156 @@ pub const MAX_PAGES_ENV: &str = "DEALREG_SQLITE_MAX_PAGES";
 pub enum StoreSpec {
     /// The embedded SQLite file at this path.
     Sqlite(PathBuf),
+    /// A stream on NATS JetStream.
+    JetStream(JetStreamSpec),
+    /// KurrentDB (EventStoreDB).
+    Kurrent(KurrentSpec),
+}
+
+/// `kurrentdb:URL[&views=PATH&keys=sqlite:PATH|keys=jetstream:URL]` (the URL as the
+/// client takes it: `kurrentdb://host:2113?tls=false`; `kurrentdb:host:2113?tls=false`
+/// is read as that too).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KurrentSpec {
+    /// The connection string handed to the client.
+    pub url: String,
+    /// This process's views of the log (a local file; rebuilt from the log when missing).
+    pub views: PathBuf,
+    /// Where the keys that seal contacts are kept.
+    pub keys: KeysAt,
+}
+
+/// Where a KurrentDB deployment keeps its key vault (KurrentDB holds only the log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeysAt {
+    /// A SQLite vault file (`<path>-keys`): one host.
+    Sqlite(PathBuf),
+    /// The JetStream vault on these servers: every host shares it.
+    JetStream(JetStreamSpec),
+}
+
+impl KurrentSpec {
+    fn parse(text: &str) -> Result<KurrentSpec, String> {
+        let scheme_given = text
+            .split('?')
+            .next()
+            .is_some_and(|head| head.contains("://"));
+        let mut url = if scheme_given {
+            text.to_string()
+        } else {
+            format!("kurrentdb://{text}")
+        };
+        let mut views = None;
+        let mut keys = None;
+        // dealreg's own settings ride on the connection string's query; the client gets
+        // the rest.
+        if let Some((base, query)) = url.clone().split_once('?') {
+            let mut kept = Vec::new();
+            for pair in query.split('&').filter(|p| !p.is_empty()) {
+                match pair.split_once('=') {
+                    Some(("views", path)) if !path.is_empty() => views = Some(PathBuf::from(path)),
+                    Some(("keys", at)) => {
+                        keys = Some(match at.split_once(':') {
+                            Some(("sqlite", path)) if !path.is_empty() => {
+                                KeysAt::Sqlite(path.into())
+                            }
+                            Some(("jetstream", rest)) => {
+                                KeysAt::JetStream(JetStreamSpec::parse(rest)?)
+                            }
+                            _ => {
+                                return Err(format!(
+                                    "kurrentdb: keys={at} is not sqlite:PATH or jetstream:URL"
+                                ))
+                            }
+                        })
+                    }
+                    _ => kept.push(pair),
+                }
+            }
+            url = if kept.is_empty() {
+                base.to_string()
+            } else {
+                format!("{base}?{}", kept.join("&"))
+            };
+        }
+        Ok(KurrentSpec {
+            url,
+            views: views.unwrap_or_else(|| "dealreg-views-kurrentdb.db".into()),
+            keys: keys.unwrap_or_else(|| KeysAt::Sqlite("dealreg-kurrentdb".into())),
+        })
+    }
+
+    /// The connection string without a password, for messages and the views' owner.
+    fn shown(&self) -> String {
+        match (self.url.split_once("://"), self.url.find('@')) {
+            (Some((scheme, rest)), Some(_)) => {
+                let host = rest.split_once('@').map_or(rest, |(_, host)| host);
+                format!("{scheme}://***@{host}")
+            }
+            _ => self.url.clone(),
+        }
+    }
+}
+
+/// `jetstream:URL[,URL...][?stream=NAME&replicas=N&monitor=URL&views=PATH]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JetStreamSpec {
+    /// The servers (`nats://host:port`), several for a cluster.
+    pub urls: Vec<String>,
+    /// The JetStream stream of the events (default `DEALREG_EVENTS`).
+    pub stream: String,
+    /// Replicas of the streams a job creates (the events, the key vault): 3 on a cluster.
+    pub replicas: usize,
+    /// The monitoring endpoint, read to tell whether a single node syncs every write.
+    pub monitor: Option<String>,
+    /// This process's views of the log (a local file; rebuilt from the log when missing).
+    pub views: PathBuf,
+}
+
+impl JetStreamSpec {
+    fn parse(text: &str) -> Result<JetStreamSpec, String> {
+        let (urls, query) = text.split_once('?').unwrap_or((text, ""));
+        let urls: Vec<String> = urls
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_string)
+            .collect();
+        if urls.is_empty() {
+            return Err(
+                "jetstream: needs the servers: jetstream:nats://host:4222[,nats://other:4222]"
+                    .into(),
+            );
+        }
+        let mut spec = JetStreamSpec {
+            urls,
+            stream: "DEALREG_EVENTS".into(),
+            replicas: 1,
+            monitor: None,
+            views: PathBuf::new(),
+        };
+        let mut views = None;
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match key {
+                "stream" if !value.is_empty() => spec.stream = value.into(),
+                "replicas" => {
+                    spec.replicas = value.parse().ok().filter(|r| (1..=5).contains(r)).ok_or_else(|| {
+                        format!("jetstream: replicas={value} is not 1 to 5 (3 on a cluster)")
+                    })?
+                }
+                "monitor" if !value.is_empty() => spec.monitor = Some(value.into()),
+                "views" if !value.is_empty() => views = Some(PathBuf::from(value)),
+                other => {
+                    return Err(format!(
+                        "jetstream: `{other}` is not a setting; use stream=NAME, replicas=N, monitor=URL or views=PATH"
+                    ))
+                }
+            }
+        }
+        spec.views = views.unwrap_or_else(|| format!("dealreg-views-{}.db", spec.stream).into());
+        Ok(spec)
+    }
 }
 
 impl std::str::FromStr for StoreSpec {
@@ -44,6 +197,10 @@ impl std::str::FromStr for StoreSpec {
         }
         match text.split_once(':') {
             Some(("sqlite", path)) if !path.is_empty() => Ok(StoreSpec::Sqlite(path.into())),
+            Some(("jetstream", rest)) => JetStreamSpec::parse(rest).map(StoreSpec::JetStream),
+            Some(("kurrentdb", rest)) if !rest.is_empty() => {
+                KurrentSpec::parse(rest).map(StoreSpec::Kurrent)
+            }
             Some((kind, _)) if is_scheme(kind) && !Path::new(text).exists() => Err(format!(
                 "`{kind}:` is not a store this build knows; use sqlite:PATH (or a bare path), jetstream:URL or kurrentdb:URL (docs/STORES.md)"
             )),
@@ -65,6 +222,14 @@ impl std::fmt::Display for StoreSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StoreSpec::Sqlite(path) => write!(f, "{}", path.display()),
+            StoreSpec::JetStream(js) => {
+                write!(f, "jetstream:{}", js.urls.join(","))?;
+                if js.stream != "DEALREG_EVENTS" {
+                    write!(f, "?stream={}", js.stream)?;
+                }
+                Ok(())
+            }
+            StoreSpec::Kurrent(kdb) => write!(f, "kurrentdb:{}", kdb.shown()),
         }
     }
 }
@@ -74,6 +239,7 @@ impl StoreSpec {
     pub fn sqlite_path(&self) -> Option<&Path> {
         match self {
             StoreSpec::Sqlite(path) => Some(path),
+            StoreSpec::JetStream(_) | StoreSpec::Kurrent(_) => None,
         }
     }
 }
@@ -82,6 +248,8 @@ impl StoreSpec {
 #[derive(Clone)]
 pub enum Log {
     Sqlite(SqliteStore),
+    JetStream(JetStreamStore),
+    Kurrent(KurrentStore),
 }
 
 impl Log {
@@ -89,6 +257,7 @@ impl Log {
     pub fn sqlite(&self) -> Option<&SqliteStore> {
         match self {
             Log::Sqlite(store) => Some(store),
+            _ => None,
         }
     }
 }
@@ -102,6 +271,8 @@ impl EventStore for Log {
     ) -> Result<Appended, StoreError> {
         match self {
             Log::Sqlite(s) => s.append(stream, expected, events).await,
+            Log::JetStream(s) => s.append(stream, expected, events).await,
+            Log::Kurrent(s) => s.append(stream, expected, events).await,
         }
     }
 
@@ -113,6 +284,8 @@ impl EventStore for Log {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         match self {
             Log::Sqlite(s) => s.read_stream(stream, after, max).await,
+            Log::JetStream(s) => s.read_stream(stream, after, max).await,
+            Log::Kurrent(s) => s.read_stream(stream, after, max).await,
         }
     }
 
@@ -123,24 +296,32 @@ impl EventStore for Log {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         match self {
             Log::Sqlite(s) => s.read_all(after, max).await,
+            Log::JetStream(s) => s.read_all(after, max).await,
+            Log::Kurrent(s) => s.read_all(after, max).await,
         }
     }
 
     fn subscribe_all(&self, after: Position) -> LogStream {
         match self {
             Log::Sqlite(s) => s.subscribe_all(after),
+            Log::JetStream(s) => s.subscribe_all(after),
+            Log::Kurrent(s) => s.subscribe_all(after),
         }
     }
 
     async fn last_position(&self) -> Result<Position, StoreError> {
         match self {
             Log::Sqlite(s) => s.last_position().await,
+            Log::JetStream(s) => s.last_position().await,
+            Log::Kurrent(s) => s.last_position().await,
         }
     }
 
     fn capabilities(&self) -> Capabilities {
         match self {
             Log::Sqlite(s) => s.capabilities(),
+            Log::JetStream(s) => s.capabilities(),
+            Log::Kurrent(s) => s.capabilities(),
         }
     }
 }
@@ -148,13 +329,13 @@ impl EventStore for Log {
 /// Opens the store, creating it when missing (`demo`, `apply`, `import`, `serve`), with
 /// its views.
 pub async fn create_or_open(spec: &StoreSpec) -> Result<(Log, SqliteCheckpoints), String> {
-    open_as(spec, SqliteOptions::create())
+    open_as(spec, SqliteOptions::create()).await
 }
 
 /// Opens the store, which must already be one (every job that writes views or commands
 /// but may not create the store), with its views.
 pub async fn open_existing(spec: &StoreSpec) -> Result<(Log, SqliteCheckpoints), String> {
-    open_as(spec, SqliteOptions::existing())
+    open_as(spec, SqliteOptions::existing()).await
 }
 
 /// Opens the store for reading only (every job that only reads: events, verify, history,
@@ -165,10 +346,16 @@ pub async fn open_read(spec: &StoreSpec) -> Result<Log, String> {
         StoreSpec::Sqlite(path) => SqliteStore::open_read_only(path)
             .map(Log::Sqlite)
             .map_err(|e| refusal(path, &e)),
+        StoreSpec::JetStream(js) => jetstream(js, false).await.map(Log::JetStream),
+        StoreSpec::Kurrent(kdb) => kurrent(kdb).await.map(Log::Kurrent),
     }
 }
 
-fn open_as(spec: &StoreSpec, options: SqliteOptions) -> Result<(Log, SqliteCheckpoints), String> {
+async fn open_as(
+    spec: &StoreSpec,
+    options: SqliteOptions,
+) -> Result<(Log, SqliteCheckpoints), String> {
+    let create = options.creates();
     let options = match max_pages()? {
         Some(pages) => options.max_pages(pages),
         None => options,
@@ -180,7 +367,46 @@ fn open_as(spec: &StoreSpec, options: SqliteOptions) -> Result<(Log, SqliteCheck
                 .map_err(|e| format!("cannot open the views of {}: {e}", path.display()))?;
             Ok((Log::Sqlite(store), checkpoints))
         }
+        StoreSpec::JetStream(js) => {
+            let store = jetstream(js, create).await?;
+            let checkpoints = SqliteCheckpoints::open_file(&js.views, store.identity())
+                .map_err(|e| format!("cannot open the views file {}: {e}", js.views.display()))?;
+            Ok((Log::JetStream(store), checkpoints))
+        }
+        StoreSpec::Kurrent(kdb) => {
+            let store = kurrent(kdb).await?;
+            let owner = format!("kurrentdb:{}", kdb.shown());
+            let checkpoints = SqliteCheckpoints::open_file(&kdb.views, &owner)
+                .map_err(|e| format!("cannot open the views file {}: {e}", kdb.views.display()))?;
+            Ok((Log::Kurrent(store), checkpoints))
+        }
     }
+}
+
+/// Connects to the KurrentDB `spec` names (a server holds its log whatever job asks).
+async fn kurrent(spec: &KurrentSpec) -> Result<KurrentStore, String> {
+    KurrentStore::connect(&spec.url)
+        .await
+        .map_err(|e| format!("cannot open the KurrentDB store {}: {e}", spec.shown()))
+}
+
+/// Opens the JetStream store `spec` names, creating its stream only when `create`.
+async fn jetstream(spec: &JetStreamSpec, create: bool) -> Result<JetStreamStore, String> {
+    let options = JetStreamOptions {
+        stream: spec.stream.clone(),
+        replicas: spec.replicas,
+        create,
+        monitoring_url: spec.monitor.clone(),
+        ..JetStreamOptions::default()
+    };
+    JetStreamStore::connect(&spec.urls, options)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot open the JetStream store at {}: {e}",
+                spec.urls.join(",")
+            )
+        })
 }
 
 /// The message for a store that cannot be opened, saying what to do next.
@@ -214,13 +440,66 @@ pub async fn vault(spec: &StoreSpec, material: KeyMaterial) -> Result<Arc<dyn Ke
         StoreSpec::Sqlite(path) => SqliteVault::open(path, material)
             .map(|v| Arc::new(v) as Arc<dyn KeyVault>)
             .map_err(|e| e.to_string()),
+        StoreSpec::JetStream(js) => jetstream_vault(js, material, true)
+            .await
+            .map(|v| Arc::new(v) as Arc<dyn KeyVault>),
+        StoreSpec::Kurrent(kdb) => match &kdb.keys {
+            KeysAt::Sqlite(path) => SqliteVault::open(path, material)
+                .map(|v| Arc::new(v) as Arc<dyn KeyVault>)
+                .map_err(|e| e.to_string()),
+            KeysAt::JetStream(js) => jetstream_vault(js, material, true)
+                .await
+                .map(|v| Arc::new(v) as Arc<dyn KeyVault>),
+        },
     }
+}
+
+/// The key vault beside a JetStream log: a stream of its own on the same servers.
+async fn jetstream_vault(
+    spec: &JetStreamSpec,
+    material: KeyMaterial,
+    create: bool,
+) -> Result<JetStreamVault, String> {
+    let servers = spec
+        .urls
+        .iter()
+        .map(|u| u.parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("a NATS URL of --store is invalid: {e}"))?;
+    let client = async_nats::connect(servers).await.map_err(|e| {
+        format!(
+            "cannot connect to {} for the key vault: {e}",
+            spec.urls.join(",")
+        )
+    })?;
+    JetStreamVault::open(
+        client,
+        VaultOptions {
+            replicas: spec.replicas,
+            material,
+            create,
+            ..VaultOptions::default()
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())
 }
 
 /// Whether the store has a key vault yet (a store without one never sealed a contact).
 pub async fn has_vault(spec: &StoreSpec) -> bool {
     match spec {
         StoreSpec::Sqlite(path) => dealreg_store_sqlite::vault_path(path).exists(),
+        StoreSpec::JetStream(js)
+        | StoreSpec::Kurrent(KurrentSpec {
+            keys: KeysAt::JetStream(js),
+            ..
+        }) => jetstream_vault(js, KeyMaterial::Random, false)
+            .await
+            .is_ok(),
+        StoreSpec::Kurrent(KurrentSpec {
+            keys: KeysAt::Sqlite(path),
+            ..
+        }) => dealreg_store_sqlite::vault_path(path).exists(),
     }
 }
 
@@ -228,9 +507,23 @@ pub async fn has_vault(spec: &StoreSpec) -> bool {
 /// `None` when there is none (contacts are then shown sealed).
 pub async fn read_vault(spec: &StoreSpec) -> Option<Arc<dyn KeyVault>> {
     let opened = match spec {
-        StoreSpec::Sqlite(path) => {
-            SqliteVault::open_read_only(path).map(|v| v.map(|v| Arc::new(v) as Arc<dyn KeyVault>))
-        }
+        StoreSpec::Sqlite(path) => SqliteVault::open_read_only(path)
+            .map(|v| v.map(|v| Arc::new(v) as Arc<dyn KeyVault>))
+            .map_err(|e| e.to_string()),
+        StoreSpec::JetStream(js)
+        | StoreSpec::Kurrent(KurrentSpec {
+            keys: KeysAt::JetStream(js),
+            ..
+        }) => Ok(jetstream_vault(js, KeyMaterial::Random, false)
+            .await
+            .ok()
+            .map(|v| Arc::new(v) as Arc<dyn KeyVault>)),
+        StoreSpec::Kurrent(KurrentSpec {
+            keys: KeysAt::Sqlite(path),
+            ..
+        }) => SqliteVault::open_read_only(path)
+            .map(|v| v.map(|v| Arc::new(v) as Arc<dyn KeyVault>))
+            .map_err(|e| e.to_string()),
     };
     match opened {
         Ok(vault) => vault,
@@ -296,5 +589,35 @@ mod tests {
             "{unknown:?}"
         );
         assert!("".parse::<StoreSpec>().is_err());
+        let js = "jetstream:nats://a:4222,nats://b:4222?replicas=3&views=/v/js.db"
+            .parse::<StoreSpec>()
+            .expect("jetstream");
+        assert_eq!(
+            js,
+            StoreSpec::JetStream(JetStreamSpec {
+                urls: vec!["nats://a:4222".into(), "nats://b:4222".into()],
+                stream: "DEALREG_EVENTS".into(),
+                replicas: 3,
+                monitor: None,
+                views: "/v/js.db".into(),
+            })
+        );
+        assert!("jetstream:nats://a:4222?replica=3"
+            .parse::<StoreSpec>()
+            .is_err());
+        let kdb =
+            "kurrentdb:admin:secret@db:2113?tls=false&views=/v/k.db&keys=jetstream:nats://n:4222"
+                .parse::<StoreSpec>()
+                .expect("kurrentdb");
+        let StoreSpec::Kurrent(kdb) = kdb else {
+            panic!("not kurrentdb")
+        };
+        assert_eq!(kdb.url, "kurrentdb://admin:secret@db:2113?tls=false");
+        assert_eq!(kdb.views, PathBuf::from("/v/k.db"));
+        assert!(matches!(kdb.keys, KeysAt::JetStream(_)));
+        assert_eq!(
+            StoreSpec::Kurrent(kdb).to_string(),
+            "kurrentdb:kurrentdb://***@db:2113?tls=false"
+        );
     }
 }

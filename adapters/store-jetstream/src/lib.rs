@@ -145,6 +145,7 @@ struct Inner {
     replicated: bool,
     timeout: Duration,
     durability: Durability,
+    identity: String,
 }
 
 /// One stream's share of an append, with what its expectation stands for on the server.
@@ -232,7 +233,7 @@ impl JetStreamStore {
         }
         let mut js = jetstream::new(client.clone());
         js.set_timeout(options.timeout);
-        let config = find_or_create_stream(&js, &options).await?;
+        let (config, created) = find_or_create_stream(&js, &options).await?;
         open::check_stream(&config, &options)?;
         let durability = open::durability(config.num_replicas, &options).await;
         if durability.acknowledged_means_durable() {
@@ -254,6 +255,7 @@ impl JetStreamStore {
                 replicated: config.num_replicas > 1,
                 timeout: options.timeout,
                 durability,
+                identity: format!("jetstream:{}@{created}", options.stream),
             }),
         })
     }
@@ -266,6 +268,17 @@ impl JetStreamStore {
     /// The JetStream stream's name.
     pub fn stream_name(&self) -> &str {
         &self.inner.stream_name
+    }
+
+    /// What names this log wherever it is reached from: the stream's name and when it was
+    /// created (a views file saved from another log's events is rebuilt).
+    pub fn identity(&self) -> &str {
+        &self.inner.identity
+    }
+
+    /// The connection the store uses (the key vault and the leases beside it share it).
+    pub fn client(&self) -> &Client {
+        &self.inner.client
     }
 
     /// The subject the events of `stream` are published on (`None`: the name cannot be
@@ -618,11 +631,14 @@ fn check_stream_name(name: &str) -> Result<(), OpenError> {
 async fn find_or_create_stream(
     js: &jetstream::Context,
     options: &JetStreamOptions,
-) -> Result<jetstream::stream::Config, OpenError> {
+) -> Result<(jetstream::stream::Config, String), OpenError> {
     use async_nats::jetstream::context::{CreateStreamErrorKind, GetStreamErrorKind};
+    // The config and when the stream was created: a log's identity, however it is reached.
+    let described =
+        |info: &jetstream::stream::Info| (info.config.clone(), info.created.to_string());
     let not_found = |kind: &GetStreamErrorKind| matches!(kind, GetStreamErrorKind::JetStream(e) if e.error_code() == ErrorCode::STREAM_NOT_FOUND);
     match js.get_stream(&options.stream).await {
-        Ok(mut stream) => return Ok(stream.info().await.map_err(nats)?.config.clone()),
+        Ok(mut stream) => return Ok(described(stream.info().await.map_err(nats)?)),
         Err(e) if not_found(&e.kind()) => {}
         Err(e) => return Err(nats(e)),
     }
@@ -633,12 +649,12 @@ async fn find_or_create_stream(
         });
     }
     match js.create_stream(open::stream_config(options)).await {
-        Ok(mut stream) => Ok(stream.info().await.map_err(nats)?.config.clone()),
+        Ok(mut stream) => Ok(described(stream.info().await.map_err(nats)?)),
         // Another process created it first: use theirs, if it fits.
         Err(e) if matches!(&e.kind(), CreateStreamErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_NAME_EXIST) =>
         {
             let mut stream = js.get_stream(&options.stream).await.map_err(nats)?;
-            Ok(stream.info().await.map_err(nats)?.config.clone())
+            Ok(described(stream.info().await.map_err(nats)?))
         }
         Err(e) => Err(OpenError::Nats(format!(
             "creating the JetStream stream `{}` failed: {e}",

@@ -44,6 +44,11 @@ impl SqliteOptions {
         }
     }
 
+    /// Whether these options create a store that is missing.
+    pub fn creates(&self) -> bool {
+        self.create
+    }
+
     /// The file must already be a dealreg store; nothing is created.
     pub fn existing() -> SqliteOptions {
         SqliteOptions {
