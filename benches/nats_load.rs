@@ -204,6 +204,7 @@ fn main() {
                 views: checkpoints.clone(),
                 fenced,
                 leases: checkpoints.clone(),
+                shared: None::<dealreg_views::Unshared>,
             },
             ServeOptions {
                 holder,

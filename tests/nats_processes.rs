@@ -208,6 +208,33 @@ async fn until_answered(
     }
 }
 
+/// `registration_submitted` events per idempotency key in the log of `store` (`--store`).
+fn submissions_per_key(store: &std::ffi::OsStr) -> BTreeMap<String, usize> {
+    let events = std::process::Command::new(env!("CARGO_BIN_EXE_dealreg"))
+        .arg("--store")
+        .arg(store)
+        .arg("events")
+        .output()
+        .expect("dealreg events");
+    assert!(
+        events.status.success(),
+        "dealreg events: {}",
+        String::from_utf8_lossy(&events.stderr)
+    );
+    let mut per_key: BTreeMap<String, usize> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&events.stdout).lines() {
+        let event: serde_json::Value = serde_json::from_str(line).expect("event line");
+        if event["event_type"] == json!("registration_submitted") {
+            let key = event["metadata"]["idempotency_key"]
+                .as_str()
+                .unwrap_or("none")
+                .to_string();
+            *per_key.entry(key).or_default() += 1;
+        }
+    }
+    per_key
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_one_of_two_processes_loses_nothing_and_retries_apply_once() {
     let server = NatsServer::start(None);
@@ -333,23 +360,7 @@ async fn killing_one_of_two_processes_loses_nothing_and_retries_apply_once() {
     // Every acknowledged command is in the log exactly once, per idempotency key.
     let status = second.terminate();
     assert!(status.success(), "{}", second.log_text());
-    let events = std::process::Command::new(env!("CARGO_BIN_EXE_dealreg"))
-        .arg("--store")
-        .arg(dir.path().join("shared.db"))
-        .arg("events")
-        .output()
-        .expect("dealreg events");
-    let mut per_key: BTreeMap<String, usize> = BTreeMap::new();
-    for line in String::from_utf8_lossy(&events.stdout).lines() {
-        let event: serde_json::Value = serde_json::from_str(line).expect("event line");
-        if event["event_type"] == json!("registration_submitted") {
-            let key = event["metadata"]["idempotency_key"]
-                .as_str()
-                .unwrap_or("none")
-                .to_string();
-            *per_key.entry(key).or_default() += 1;
-        }
-    }
+    let per_key = submissions_per_key(dir.path().join("shared.db").as_os_str());
     for key in registrations.keys() {
         assert_eq!(per_key.get(key), Some(&1), "{key}: {per_key:?}");
     }
@@ -517,5 +528,314 @@ async fn a_no_views_process_answers_commands_and_leaves_the_views_to_another() {
     for serve in [&mut commands_only, &mut keeper] {
         let status = serve.terminate();
         assert!(status.success(), "{}", serve.log_text());
+    }
+}
+
+/// Submissions `keys` (one new registration each, for the partners in turn), 16 at a
+/// time, each sent again with its key until answered; `acknowledged` counts the answered.
+fn steady_submissions(
+    client: &async_nats::Client,
+    partners: &[Uuid],
+    keys: std::ops::Range<usize>,
+    prefix: &'static str,
+    acknowledged: &Arc<std::sync::atomic::AtomicUsize>,
+) -> Vec<tokio::task::JoinHandle<(String, Uuid, u32)>> {
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(16));
+    keys.map(|n| {
+        let (client, acknowledged, semaphore) = (
+            client.clone(),
+            Arc::clone(acknowledged),
+            Arc::clone(&semaphore),
+        );
+        let partner = partners[n % partners.len()];
+        tokio::spawn(async move {
+            let _permit = semaphore.acquire().await.expect("permit");
+            let registration = Uuid::now_v7();
+            let key = format!("{prefix}-{n}");
+            let (reply, attempts) = until_answered(
+                &client,
+                &format!("dealreg.partner.{partner}.cmd.submit_registration"),
+                &json!({ "command": submission(registration, partner, &format!("{prefix}-{n}.example")) }),
+                &key,
+            )
+            .await;
+            assert_eq!(reply["ok"], json!(true), "{key}: {reply}");
+            acknowledged.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            (key, registration, attempts)
+        })
+    })
+    .collect()
+}
+
+/// What a views file holds: the pipeline's saved position (a token), and the entries
+/// waiting in its feed outbox.
+fn views_file_state(path: &std::path::Path) -> (Option<String>, i64) {
+    let Ok(conn) =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return (None, 0);
+    };
+    let position = conn
+        .query_row(
+            "SELECT position FROM projection_state WHERE name = 'pipeline'",
+            [],
+            |r| r.get::<_, rusqlite::types::Value>(0),
+        )
+        .ok()
+        .map(|v| match v {
+            rusqlite::types::Value::Integer(n) => n.to_string(),
+            rusqlite::types::Value::Text(t) => t,
+            other => format!("{other:?}"),
+        });
+    let outbox = conn
+        .query_row("SELECT count(*) FROM feed_outbox", [], |r| r.get(0))
+        .unwrap_or(-1);
+    (position, outbox)
+}
+
+/// Waits until every views file's pipeline is saved at `position` or later and its outbox
+/// is empty: each host folds its own views, and the outbox of the hosts that do not
+/// publish is emptied by the marks of the one that does.
+async fn until_hosts_caught_up(files: &[std::path::PathBuf], position: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let states: Vec<_> = files.iter().map(|f| views_file_state(f)).collect();
+        let done = states.iter().all(|(at, outbox)| {
+            at.as_deref()
+                .and_then(|t| t.parse::<dealreg_events::Position>().ok())
+                .and_then(|p| p.sequence())
+                .is_some_and(|p| p >= position)
+                && *outbox == 0
+        });
+        if done {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the hosts' views did not catch up with {position}: {states:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Every message on the vendor feed of registrations, read from the start until idle:
+/// `(key, position)` of each.
+async fn whole_registration_feed(client: &async_nats::Client) -> Vec<(String, u64)> {
+    let js = async_nats::jetstream::new(client.clone());
+    let stream = js.get_stream("DEALREG_FEED").await.expect("feed stream");
+    let consumer = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
+            filter_subject: "dealreg.feed.pipeline.registration.vendor".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("ordered consumer");
+    let mut messages = consumer.messages().await.expect("messages");
+    let mut seen = Vec::new();
+    while let Ok(Some(Ok(message))) =
+        tokio::time::timeout(Duration::from_secs(3), messages.next()).await
+    {
+        let body: serde_json::Value = serde_json::from_slice(&message.payload).expect("JSON");
+        seen.push((
+            body["key"].as_str().unwrap_or_default().to_string(),
+            support::position_number(&body["position"]).unwrap_or(0),
+        ));
+    }
+    seen
+}
+
+/// Two hosts, each with its own views file, serving one log on JetStream: both fold every
+/// view; one publishes the feeds (the other's outbox empties by its marks); when that one
+/// is killed, the other takes the duties over and the feed goes on, each change once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hosts_on_one_jetstream_log_fold_their_own_views_and_publish_once() {
+    let server = NatsServer::start(None);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let client = async_nats::connect(&server.url).await.expect("connect");
+    let files = [dir.path().join("host-a.db"), dir.path().join("host-b.db")];
+    let spec =
+        |views: &std::path::Path| format!("jetstream:{}?views={}", server.url, views.display());
+    let mut hosts = Vec::new();
+    for (i, file) in files.iter().enumerate() {
+        hosts.push(
+            Serve::start(
+                spec(file),
+                &server.url,
+                &[],
+                &[],
+                dir.path().join(format!("host-{i}.log")),
+                &client,
+            )
+            .await,
+        );
+    }
+    let mut partners = Vec::new();
+    for i in 0..3 {
+        partners.push(ready_partner(&client, &format!("Two hosts {i}")).await);
+    }
+    let acknowledged = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut registrations = BTreeMap::new();
+    for task in steady_submissions(&client, &partners, 0..40, "hosts", &acknowledged) {
+        let (key, registration, _) = task.await.expect("task");
+        registrations.insert(key, registration);
+    }
+    let (metrics, _) = request(&client, "dealreg.vendor.query.metrics", &json!({}), None).await;
+    let head = submissions_per_key(spec(&files[0]).as_ref());
+    assert_eq!(head.len(), 40, "{head:?}");
+    let last = {
+        let (reply, _) = request(
+            &client,
+            &format!("{CM}.certify_partner"),
+            &json!({ "command": certify(partners[0], "security", &days_from_now(700)) }),
+            None,
+        )
+        .await;
+        assert_eq!(reply["ok"], json!(true), "{reply} {metrics}");
+        support::position_number(&reply["events"][0]["position"]).expect("position")
+    };
+    until_hosts_caught_up(&files, last).await;
+    let holder = hosts
+        .iter()
+        .position(|h| h.log_text().contains("took the deployment's duties"))
+        .expect("one host holds the duties");
+    assert!(
+        !hosts[1 - holder]
+            .log_text()
+            .contains("took the deployment's duties"),
+        "both hosts took the duties"
+    );
+
+    // Kill the publishing host under load; the other takes the duties over.
+    let tasks = steady_submissions(&client, &partners, 40..100, "hosts", &acknowledged);
+    while acknowledged.load(std::sync::atomic::Ordering::SeqCst) < 55 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    hosts[holder].kill();
+    for task in tasks {
+        let (key, registration, _) = task.await.expect("task");
+        registrations.insert(key, registration);
+    }
+    let survivor = 1 - holder;
+    let last = {
+        let (reply, _) = request(
+            &client,
+            &format!("{CM}.certify_partner"),
+            &json!({ "command": certify(partners[1], "security", &days_from_now(700)) }),
+            None,
+        )
+        .await;
+        assert_eq!(reply["ok"], json!(true), "{reply}");
+        support::position_number(&reply["events"][0]["position"]).expect("position")
+    };
+    until_hosts_caught_up(&files[survivor..=survivor], last).await;
+    assert!(
+        hosts[survivor]
+            .log_text()
+            .contains("took the deployment's duties"),
+        "{}",
+        hosts[survivor].log_text()
+    );
+    let seen = whole_registration_feed(&client).await;
+    let unique: BTreeSet<&(String, u64)> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "a row change was published twice");
+    let keys: BTreeSet<String> = seen.iter().map(|(k, _)| k.clone()).collect();
+    for registration in registrations.values() {
+        assert!(
+            keys.contains(&format!("registration/{registration}")),
+            "registration {registration} never reached the feed"
+        );
+    }
+    for (key, n) in submissions_per_key(spec(&files[survivor]).as_ref()) {
+        assert_eq!(n, 1, "{key} was recorded {n} times");
+    }
+    let status = hosts[survivor].terminate();
+    assert!(status.success(), "{}", hosts[survivor].log_text());
+}
+
+/// A three-node JetStream cluster holding the log with three replicas, two hosts serving
+/// it: the stream's leader is killed under steady load. Every acknowledged command is in
+/// the log once (per idempotency key), the hosts go on within seconds, and the log
+/// verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_stream_leader_of_a_cluster_loses_no_acknowledged_command() {
+    let mut cluster = dealreg_nats_testkit::NatsCluster::start(3);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let urls = cluster.urls();
+    let client = async_nats::connect(cluster.url_list())
+        .await
+        .expect("connect to the cluster");
+    let files = [dir.path().join("host-a.db"), dir.path().join("host-b.db")];
+    let spec =
+        |views: &std::path::Path| format!("jetstream:{urls}?replicas=3&views={}", views.display());
+    let mut hosts = Vec::new();
+    for (i, file) in files.iter().enumerate() {
+        hosts.push(
+            Serve::start(
+                spec(file),
+                &urls,
+                &[],
+                &[],
+                dir.path().join(format!("host-{i}.log")),
+                &client,
+            )
+            .await,
+        );
+    }
+    let mut partners = Vec::new();
+    for i in 0..4 {
+        partners.push(ready_partner(&client, &format!("Cluster {i}")).await);
+    }
+    const N: usize = 120;
+    let acknowledged = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let tasks = steady_submissions(&client, &partners, 0..N, "leader", &acknowledged);
+    while acknowledged.load(std::sync::atomic::Ordering::SeqCst) < N / 4 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let leader = cluster
+        .wait_for_stream_leader("DEALREG_EVENTS", Duration::from_secs(10))
+        .await;
+    let at_kill = acknowledged.load(std::sync::atomic::Ordering::SeqCst);
+    let killed = std::time::Instant::now();
+    cluster.kill(leader);
+    // How long until the hosts acknowledge again.
+    while acknowledged.load(std::sync::atomic::Ordering::SeqCst) <= at_kill + 1
+        && acknowledged.load(std::sync::atomic::Ordering::SeqCst) < N
+    {
+        assert!(
+            killed.elapsed() < Duration::from_secs(60),
+            "no command was acknowledged in the minute after the stream leader died"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let resumed = killed.elapsed();
+    let mut registrations = BTreeMap::new();
+    let mut retried = 0;
+    for task in tasks {
+        let (key, registration, attempts) = task.await.expect("task");
+        retried += usize::from(attempts > 1);
+        registrations.insert(key, registration);
+    }
+    eprintln!(
+        "stream leader killed after {at_kill} acknowledged: acknowledging again after {resumed:?}, {retried} of {N} retried"
+    );
+    let per_key = submissions_per_key(spec(&files[0]).as_ref());
+    for key in registrations.keys() {
+        assert_eq!(per_key.get(key), Some(&1), "{key}: {per_key:?}");
+    }
+    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_dealreg"))
+        .arg("--store")
+        .arg(spec(&files[0]))
+        .arg("verify")
+        .output()
+        .expect("dealreg verify");
+    assert!(
+        verify.status.success(),
+        "verify: {} {}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    for host in &mut hosts {
+        let status = host.terminate();
+        assert!(status.success(), "{}", host.log_text());
     }
 }

@@ -5,7 +5,7 @@
 //! server fails the test: `scripts/setup` installs one.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -74,7 +74,7 @@ impl Serve {
     /// Starts `dealreg serve` on `store`, connecting to `url` with `extra` arguments
     /// (credentials), and waits until it answers `$SRV.PING.dealreg` through `client`.
     pub async fn start(
-        store: &Path,
+        store: impl AsRef<std::ffi::OsStr>,
         url: &str,
         extra: &[&str],
         envs: &[(&str, &str)],
@@ -85,7 +85,7 @@ impl Serve {
         let out = std::fs::File::create(&log).expect("serve log");
         let child = Command::new(env!("CARGO_BIN_EXE_dealreg"))
             .arg("--store")
-            .arg(store)
+            .arg(store.as_ref())
             .args(["serve", "--nats-url", url, "--tick-secs", "3600"])
             .args(extra)
             .envs(envs.iter().copied())

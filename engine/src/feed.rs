@@ -120,15 +120,25 @@ pub fn changes_of(entry: &FeedEntry, row: Option<&serde_json::Value>) -> Option<
     Some(out)
 }
 
+/// What one [`publish_pending`] handed over.
+#[derive(Debug, Default)]
+pub struct HandedOver {
+    /// Outbox entries that left the outbox.
+    pub entries: usize,
+    /// Per view, the newest position among them: what another host's outbox may drop
+    /// ([`dealreg_views::SharedDuties`]).
+    pub through: BTreeMap<String, Position>,
+}
+
 /// Hands what waits in the outbox (up to one batch) to `sink`, and removes it once the
-/// sink took it. Returns how many entries left the outbox.
+/// sink took it.
 pub async fn publish_pending<K: CheckpointStore>(
     views: &K,
     sink: &dyn FeedSink,
-) -> Result<usize, FeedError> {
+) -> Result<HandedOver, FeedError> {
     let entries = views.feed_after(0, BATCH).await?;
     let Some(last) = entries.last().map(|e| e.seq) else {
-        return Ok(0);
+        return Ok(HandedOver::default());
     };
     let published = |e: &FeedEntry| {
         let table = e.key.split_once('/').map_or(e.key.as_str(), |(t, _)| t);
@@ -170,5 +180,13 @@ pub async fn publish_pending<K: CheckpointStore>(
         sink.publish(&changes).await?;
     }
     views.feed_published(last).await?;
-    Ok(entries.len())
+    let mut through: BTreeMap<String, Position> = BTreeMap::new();
+    for entry in &entries {
+        let newest = through.entry(entry.view.clone()).or_insert(entry.position);
+        *newest = (*newest).max(entry.position);
+    }
+    Ok(HandedOver {
+        entries: entries.len(),
+        through,
+    })
 }

@@ -1,5 +1,5 @@
-//! The views host: in the one process that holds the views lease, the projection
-//! followers, the follow-up reactor, the timekeeper and the feed publisher, fed by one log
+//! The views host: the projection followers of a views file, and the deployment's duties
+//! beside them (the follow-up reactor, the timekeeper, the feed publisher), fed by one log
 //! pump; whatever transport the process serves (NATS today, a CRM adapter, none).
 //!
 //! Why a lease: every process of a deployment answers commands (the store's exact
@@ -7,9 +7,15 @@
 //! views), but a view must be folded and saved by one process at a time, and a row change
 //! published by one. The holder writes its saves through a fenced views handle, so a
 //! holder that lost the lease (paused, partitioned) cannot save any more: the save is
-//! refused in its own transaction. When the log is remote, each host may keep its own
-//! views file; the lease is then per views file, and only one process should publish the
-//! feeds (see docs/DEPLOYMENT.md).
+//! refused in its own transaction.
+//!
+//! Two roles. The *views* role folds the views into this views file: the holder of the
+//! file's lease has it. The *duties* (publishing the feeds, reacting, keeping time) are
+//! the deployment's: with one views file (a SQLite log) the same holder has them; when
+//! every host keeps its own views file beside a shared log, one process of the deployment
+//! has them, by a second lease kept beside the log ([`SharedDuties`]), and marks there how
+//! far each got. The other hosts fold their views all the same (their queries answer from
+//! them) and drop from their outbox what the duties' holder marked published.
 //!
 //! Why one log pump ([`LogTail`]): the followers and the reactor read each new event once,
 //! decoded once, from one subscription to the log.
@@ -20,7 +26,7 @@ use std::time::{Duration, Instant};
 use dealreg_clock::Clock;
 use dealreg_events::{EventStore, Position};
 use dealreg_projections::deadlines::Deadlines;
-use dealreg_views::{CheckpointStore, Leases};
+use dealreg_views::{CheckpointStore, Leases, SharedDuties, Unshared};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -30,6 +36,17 @@ use crate::{reactor, registry, runner, timekeeper, Engine};
 
 /// The lease the process folding the views holds.
 pub const VIEWS_LEASE: &str = "views";
+
+/// The lease of the deployment's duties when several views files share a log.
+pub const DUTIES_LEASE: &str = "duties";
+
+/// The mark of the reactor's progress among the shared duties.
+pub const REACTOR_MARK: &str = "reactor";
+
+/// The mark of view `view`'s published outbox among the shared duties.
+pub fn feed_mark(view: &str) -> String {
+    format!("feed/{view}")
+}
 
 /// How the host runs.
 #[derive(Debug, Clone)]
@@ -77,12 +94,14 @@ impl HostObserver for Unobserved {}
 
 /// The stores the host works on: the log, the views as every process reads them, the
 /// same views through a handle fenced by the views lease (what the holder saves with),
-/// and the leases.
-pub struct HostStores<S, K, L> {
+/// the leases of the views file, and the deployment's shared duties when several views
+/// files share the log (`None`: this file is the only one).
+pub struct HostStores<S, K, L, D = Unshared> {
     pub log: S,
     pub views: K,
     pub fenced: K,
     pub leases: L,
+    pub shared: Option<D>,
 }
 
 fn stop_signal(
@@ -94,12 +113,44 @@ fn stop_signal(
     }
 }
 
-/// Takes and renews the views lease; while it holds it, runs the followers, the reactor,
-/// the timekeeper and (with a sink) the feed publisher. Returns once `stop` is set, after
-/// they stopped, the outbox was published and the lease released.
-pub async fn hold_views<S, C, K, L>(
+/// Tasks running while a role is held, and how to stop them.
+struct Running {
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Running {
+    async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+async fn acquire(leases: &impl Leases, lease: &str, options: &HostOptions) -> bool {
+    match leases
+        .try_acquire(
+            lease,
+            &options.holder,
+            chrono::Utc::now(),
+            options.lease_ttl,
+        )
+        .await
+    {
+        Ok(held) => held,
+        Err(e) => {
+            tracing::warn!(error = %e, lease, "a lease cannot be read; trying again");
+            false
+        }
+    }
+}
+
+/// Takes and renews the views lease (and the shared duties' lease, if any); while it holds
+/// them, runs the followers, and the reactor, the timekeeper and (with a sink) the feed
+/// publisher. Returns once `stop` is set, after they stopped, the outbox was published
+/// and the leases released.
+pub async fn hold_views<S, C, K, L, D>(
     engine: Arc<Engine<S, C>>,
-    stores: HostStores<S, K, L>,
+    stores: HostStores<S, K, L, D>,
     options: HostOptions,
     observer: Arc<dyn HostObserver>,
     sink: Option<Arc<dyn FeedSink>>,
@@ -109,47 +160,54 @@ pub async fn hold_views<S, C, K, L>(
     C: Clock + Clone,
     K: CheckpointStore,
     L: Leases,
+    D: SharedDuties,
 {
-    let mut writers: Option<(watch::Sender<bool>, JoinSet<()>)> = None;
+    let mut views: Option<(Running, Arc<LogTail<S>>)> = None;
+    let mut duties: Option<Running> = None;
     let renew = options.lease_ttl / 3;
     loop {
-        let held = match stores
-            .leases
-            .try_acquire(
-                VIEWS_LEASE,
-                &options.holder,
-                chrono::Utc::now(),
-                options.lease_ttl,
-            )
-            .await
-        {
-            Ok(held) => held,
-            Err(e) => {
-                tracing::warn!(error = %e, "the views lease cannot be read; trying again");
-                false
+        let views_held = acquire(&stores.leases, VIEWS_LEASE, &options).await;
+        observer.holds_views(views_held);
+        let duties_held = views_held
+            && match &stores.shared {
+                None => true,
+                Some(shared) => acquire(shared, DUTIES_LEASE, &options).await,
+            };
+        if !duties_held {
+            if let Some(running) = duties.take() {
+                tracing::warn!(holder = %options.holder, "lost the deployment's duties: another process publishes the feeds and keeps time now");
+                running.stop().await;
             }
-        };
-        observer.holds_views(held);
-        match (held, writers.is_some()) {
-            (true, false) => {
-                tracing::info!(holder = %options.holder, "took the views lease: folding views, publishing feeds, running the timekeeper");
-                let (writer_stop, writer_rx) = watch::channel(false);
-                match start_writers(&engine, &stores, &options, &observer, &sink, &writer_rx).await
-                {
-                    Ok(tasks) => writers = Some((writer_stop, tasks)),
+        }
+        if !views_held {
+            if let Some((running, _)) = views.take() {
+                tracing::warn!(holder = %options.holder, "lost the views lease: another process writes the views now");
+                running.stop().await;
+            }
+        }
+        if views_held && views.is_none() {
+            match start_views(&stores, &options, &observer).await {
+                Ok(started) => {
+                    tracing::info!(holder = %options.holder, "took the views lease: folding views");
+                    views = Some(started);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the views cannot start: the log cannot be read; trying again")
+                }
+            }
+        }
+        if duties_held && duties.is_none() {
+            if let Some((_, tail)) = &views {
+                match start_duties(&engine, &stores, &options, &observer, &sink, tail).await {
+                    Ok(started) => {
+                        tracing::info!(holder = %options.holder, "took the deployment's duties: publishing feeds, reacting, running the timekeeper");
+                        duties = Some(started);
+                    }
                     Err(e) => {
-                        tracing::warn!(error = %e, "the views cannot start: the log cannot be read; trying again")
+                        tracing::warn!(error = %e, "the duties cannot start; trying again")
                     }
                 }
             }
-            (false, true) => {
-                tracing::warn!(holder = %options.holder, "lost the views lease: another process writes the views now");
-                if let Some((writer_stop, mut tasks)) = writers.take() {
-                    let _ = writer_stop.send(true);
-                    while tasks.join_next().await.is_some() {}
-                }
-            }
-            _ => {}
         }
         let mut stop_now = stop.clone();
         tokio::select! {
@@ -157,13 +215,12 @@ pub async fn hold_views<S, C, K, L>(
             _ = tokio::time::sleep(renew) => {}
         }
     }
-    if let Some((writer_stop, mut tasks)) = writers.take() {
-        let _ = writer_stop.send(true);
-        while tasks.join_next().await.is_some() {}
+    if let Some(running) = duties.take() {
+        running.stop().await;
         // What the followers saved last is published before the process goes.
         if let Some(sink) = &sink {
             loop {
-                match feed::publish_pending(&stores.fenced, sink.as_ref()).await {
+                match publish_and_mark(&stores.fenced, sink.as_ref(), &stores.shared, true).await {
                     Ok(0) => break,
                     Ok(_) => {}
                     Err(e) => {
@@ -173,27 +230,83 @@ pub async fn hold_views<S, C, K, L>(
                 }
             }
         }
+        if let Some(shared) = &stores.shared {
+            mark_reactor(shared, &stores.views).await;
+            if let Err(e) = shared.release(DUTIES_LEASE, &options.holder).await {
+                tracing::warn!(error = %e, "the duties' lease could not be released; it expires by itself");
+            }
+        }
+    }
+    if let Some((running, _)) = views.take() {
+        running.stop().await;
         if let Err(e) = stores.leases.release(VIEWS_LEASE, &options.holder).await {
             tracing::warn!(error = %e, "the views lease could not be released; it expires by itself");
         }
     }
 }
 
-/// Spawns the followers, the reactor, the timekeeper and the feed publisher, all reading
-/// one log pump.
-async fn start_writers<S, C, K, L>(
-    engine: &Arc<Engine<S, C>>,
-    stores: &HostStores<S, K, L>,
+/// Publishes one batch of the outbox and marks for the other hosts how far the feed is
+/// published: each view through the newest entry handed over; when the outbox was empty
+/// (and `idle` asks for it), each view through its saved position, read before the
+/// outbox was found empty (a save after that read has a newer position). Returns how many
+/// entries left the outbox.
+async fn publish_and_mark<K: CheckpointStore, D: SharedDuties>(
+    fenced: &K,
+    sink: &dyn FeedSink,
+    shared: &Option<D>,
+    idle: bool,
+) -> Result<usize, feed::FeedError> {
+    let mut saved = Vec::new();
+    if let (Some(_), true) = (shared, idle) {
+        for view in registry::names::<dealreg_events::memory::MemoryStore, K>() {
+            if let Some(checkpoint) = fenced.load(view).await? {
+                saved.push((view.to_string(), checkpoint.position));
+            }
+        }
+    }
+    let handed = feed::publish_pending(fenced, sink).await?;
+    let Some(shared) = shared else {
+        return Ok(handed.entries);
+    };
+    let through = if handed.entries == 0 {
+        saved
+    } else {
+        handed.through.into_iter().collect()
+    };
+    for (view, position) in &through {
+        if let Err(e) = shared.mark_done(&feed_mark(view), *position).await {
+            tracing::warn!(error = %e, view, "the feed's mark could not be written; the other hosts keep those changes in their outbox a while longer");
+        }
+    }
+    Ok(handed.entries)
+}
+
+/// Marks the reactor done through where this views file's reactor got.
+async fn mark_reactor<D: SharedDuties, K: CheckpointStore>(shared: &D, views: &K) {
+    match reactor::position(views).await {
+        Ok(position) if position > Position::ORIGIN => {
+            if let Err(e) = shared.mark_done(REACTOR_MARK, position).await {
+                tracing::warn!(error = %e, "the reactor's mark could not be written; a process taking over reads those events again (each follow-up is idempotent)");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "the reactor's checkpoint cannot be read"),
+    }
+}
+
+/// Spawns the followers (one log pump for all), and with shared duties the task that drops
+/// from this file's outbox what the duties' holder published.
+async fn start_views<S, K, L, D>(
+    stores: &HostStores<S, K, L, D>,
     options: &HostOptions,
     observer: &Arc<dyn HostObserver>,
-    sink: &Option<Arc<dyn FeedSink>>,
-    stop: &watch::Receiver<bool>,
-) -> Result<JoinSet<()>, crate::EngineError>
+) -> Result<(Running, Arc<LogTail<S>>), crate::EngineError>
 where
     S: EventStore + Clone,
-    C: Clock + Clone,
     K: CheckpointStore,
+    D: SharedDuties,
 {
+    let (stop_tx, stop) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let tail = Arc::new(LogTail::new(stores.log.clone()).await?);
     let count = registry::projections::<S, K>().len();
@@ -228,9 +341,95 @@ where
             tokio::join!(follow, lag);
         });
     }
+    if let Some(shared) = &stores.shared {
+        let (shared, fenced, stop) = (shared.clone(), stores.fenced.clone(), stop.clone());
+        let every = options.lease_ttl / 3;
+        tasks.spawn(async move {
+            let mut stop_now = stop.clone();
+            loop {
+                drop_published_elsewhere::<S, K, D>(&shared, &fenced).await;
+                tokio::select! {
+                    _ = stop_now.wait_for(|s| *s) => break,
+                    _ = tokio::time::sleep(every) => {}
+                }
+            }
+        });
+    }
+    Ok((
+        Running {
+            stop: stop_tx,
+            tasks,
+        },
+        tail,
+    ))
+}
+
+/// Drops from this views file's outbox the changes the duties' holder marked published.
+async fn drop_published_elsewhere<S: EventStore, K: CheckpointStore, D: SharedDuties>(
+    shared: &D,
+    fenced: &K,
+) {
+    for view in registry::names::<S, K>() {
+        let dropped = match shared.done_through(&feed_mark(view)).await {
+            Ok(Some(position)) => fenced.feed_published_elsewhere(view, position).await,
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = dropped {
+            tracing::warn!(error = %e, view, "the outbox could not drop what was published elsewhere; trying again");
+        }
+    }
+}
+
+/// Drops the outbox entries at or below each view's floor, and keeps the floors of the
+/// views whose saved position has not reached them yet.
+async fn pass_floors<K: CheckpointStore>(
+    fenced: &K,
+    floors: Vec<(&'static str, Position)>,
+) -> Vec<(&'static str, Position)> {
+    let mut left = Vec::new();
+    for (view, floor) in floors {
+        // The saved position first: every save up to it wrote its entries already, so
+        // once it reached the floor, this drop is the last one needed.
+        let reached = matches!(fenced.load(view).await, Ok(Some(saved)) if saved.position >= floor);
+        if let Err(e) = fenced.feed_published_elsewhere(view, floor).await {
+            tracing::warn!(error = %e, view, "the outbox could not drop what was published before; trying again");
+            left.push((view, floor));
+        } else if !reached {
+            left.push((view, floor));
+        }
+    }
+    left
+}
+
+/// Spawns the reactor, the timekeeper and the feed publisher on the views role's `tail`.
+/// With shared duties they start where the previous holder marked, not where this file's
+/// checkpoints are.
+async fn start_duties<S, C, K, L, D>(
+    engine: &Arc<Engine<S, C>>,
+    stores: &HostStores<S, K, L, D>,
+    options: &HostOptions,
+    observer: &Arc<dyn HostObserver>,
+    sink: &Option<Arc<dyn FeedSink>>,
+    tail: &Arc<LogTail<S>>,
+) -> Result<Running, dealreg_events::StoreError>
+where
+    S: EventStore + Clone,
+    C: Clock + Clone,
+    K: CheckpointStore,
+    D: SharedDuties,
+{
+    if let Some(shared) = &stores.shared {
+        if let Some(position) = shared.done_through(REACTOR_MARK).await? {
+            reactor::skip_to(&stores.fenced, position).await?;
+        }
+        drop_published_elsewhere::<S, K, D>(shared, &stores.fenced).await;
+    }
+    let (stop_tx, stop) = watch::channel(false);
+    let mut tasks = JoinSet::new();
     {
         let (engine, fenced, stop) = (Arc::clone(engine), stores.fenced.clone(), stop.clone());
-        let (tail, poll) = (Arc::clone(&tail), options.poll);
+        let (tail, poll) = (Arc::clone(tail), options.poll);
         tasks.spawn(async move {
             while !*stop.borrow() {
                 match reactor::follow(&engine, &fenced, &tail, poll, stop_signal(&stop)).await {
@@ -240,6 +439,20 @@ where
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                 }
+            }
+        });
+    }
+    if let Some(shared) = &stores.shared {
+        let (shared, views, stop) = (shared.clone(), stores.views.clone(), stop.clone());
+        let every = options.lease_ttl / 3;
+        tasks.spawn(async move {
+            let mut stop_now = stop.clone();
+            loop {
+                tokio::select! {
+                    _ = stop_now.wait_for(|s| *s) => break,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                mark_reactor(&shared, &views).await;
             }
         });
     }
@@ -275,10 +488,31 @@ where
             Arc::clone(observer),
             stop.clone(),
         );
+        let shared = stores.shared.clone();
+        // What the previous holder published: this file's views may still be behind it,
+        // and the changes they save up to there must not go out a second time.
+        let mut floors: Vec<(&'static str, Position)> = Vec::new();
+        if let Some(shared) = &shared {
+            for view in registry::names::<S, K>() {
+                if let Some(position) = shared.done_through(&feed_mark(view)).await? {
+                    floors.push((view, position));
+                }
+            }
+        }
+        let every = options.lease_ttl / 3;
         tasks.spawn(async move {
             let mut stop_now = stop.clone();
+            let mut idle_marked = Instant::now();
             loop {
-                let wait = match feed::publish_pending(&fenced, sink.as_ref()).await {
+                if !floors.is_empty() {
+                    floors = pass_floors(&fenced, floors).await;
+                }
+                let mark_idle = shared.is_some() && idle_marked.elapsed() >= every;
+                if mark_idle {
+                    idle_marked = Instant::now();
+                }
+                let wait = match publish_and_mark(&fenced, sink.as_ref(), &shared, mark_idle).await
+                {
                     Ok(0) => {
                         observer.feed_published(0);
                         Duration::from_millis(20)
@@ -299,7 +533,10 @@ where
             }
         });
     }
-    Ok(tasks)
+    Ok(Running {
+        stop: stop_tx,
+        tasks,
+    })
 }
 
 /// Reports every half second whether view `name`'s saved position is behind the newest

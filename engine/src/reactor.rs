@@ -95,6 +95,23 @@ async fn save<K: CheckpointStore>(checkpoints: &K, position: Position) -> Result
         .await
 }
 
+/// How far the reactor of this views file got.
+pub async fn position<K: CheckpointStore>(checkpoints: &K) -> Result<Position, StoreError> {
+    saved_position(checkpoints).await
+}
+
+/// Moves the reactor's checkpoint on to `position` when it is behind: another process of
+/// the deployment handled the log up to there ([`dealreg_views::SharedDuties`]).
+pub async fn skip_to<K: CheckpointStore>(
+    checkpoints: &K,
+    position: Position,
+) -> Result<(), StoreError> {
+    if saved_position(checkpoints).await? < position {
+        save(checkpoints, position).await?;
+    }
+    Ok(())
+}
+
 /// Issues the follow-ups `event` implies and answers them (empty when it implies none).
 async fn react<S: EventStore + Clone, C: Clock>(
     engine: &Engine<S, C>,

@@ -77,6 +77,10 @@ pub struct ServeArgs {
     /// times out.
     #[arg(long)]
     no_views: bool,
+    /// Replicas of the feed stream DEALREG_FEED (1 to 5). Default: the store's replicas
+    /// for a JetStream log (`replicas=3` on a cluster), else 1.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=5))]
+    feed_replicas: Option<u8>,
 }
 
 /// Signs the log's head every `every` while it moves, appending each signature to `out`.
@@ -279,12 +283,28 @@ pub async fn run(spec: &super::store::StoreSpec, args: ServeArgs) -> Result<Exit
         holder,
         tick: Duration::from_secs(args.tick_secs.max(1)),
         views: !args.no_views,
+        feed_replicas: match (args.feed_replicas, spec) {
+            (Some(n), _) => usize::from(n),
+            (None, super::store::StoreSpec::JetStream(js)) => js.replicas,
+            (None, _) => 1,
+        },
         ..ServeOptions::default()
     };
     eprintln!(
         "dealreg serve: {} on NATS {} (store {})",
         options.holder, args.nats_url, spec
     );
+    // A log several hosts share: each host folds its own views file, and one process of
+    // the deployment publishes the feeds, reacts and keeps time, by a lease kept on
+    // JetStream beside the log (docs/DEPLOYMENT.md).
+    let shared = match spec {
+        super::store::StoreSpec::Sqlite(_) => None,
+        super::store::StoreSpec::JetStream(_) | super::store::StoreSpec::Kurrent(_) => Some(
+            dealreg_nats::duties::JetStreamDuties::open(client.clone(), options.feed_replicas)
+                .await
+                .map_err(|e| e.to_string())?,
+        ),
+    };
     dealreg_nats::serve(
         client,
         engine,
@@ -292,7 +312,8 @@ pub async fn run(spec: &super::store::StoreSpec, args: ServeArgs) -> Result<Exit
             log: store,
             views: checkpoints.clone(),
             fenced,
-            leases: checkpoints,
+            leases: checkpoints.clone(),
+            shared,
         },
         options,
         metrics,

@@ -45,13 +45,14 @@ pub struct FeedMessage {
     pub deleted: bool,
 }
 
-/// Creates the feed stream, or updates its configuration.
-pub async fn ensure_stream(js: &jetstream::Context) -> Result<(), FeedError> {
+/// Creates the feed stream, or updates its configuration (`replicas`: 3 on a cluster).
+pub async fn ensure_stream(js: &jetstream::Context, replicas: usize) -> Result<(), FeedError> {
     let config = jetstream::stream::Config {
         name: subject::FEED_STREAM.into(),
         subjects: vec![subject::FEED_SUBJECTS.into()],
         storage: jetstream::stream::StorageType::File,
         duplicate_window: DUPLICATE_WINDOW,
+        num_replicas: replicas.max(1),
         description: Some("dealreg view row changes; see docs/NATS.md".into()),
         ..Default::default()
     };

@@ -13,6 +13,7 @@
 //! `dealreg-store` traits.
 
 pub mod command;
+pub mod duties;
 pub mod feed;
 pub mod metrics;
 pub mod query;

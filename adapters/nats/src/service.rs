@@ -15,7 +15,7 @@ use dealreg_clock::Clock;
 use dealreg_engine::host::{self, HostOptions, HostStores};
 use dealreg_engine::Engine;
 use dealreg_events::EventStore;
-use dealreg_views::{CheckpointStore, Leases};
+use dealreg_views::{CheckpointStore, Leases, SharedDuties, Unshared};
 use futures_util::{future, stream, StreamExt};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -46,6 +46,8 @@ pub struct ServeOptions {
     /// commands and queries only, from the views another `serve` of the store keeps, so
     /// folding never takes CPU from its command path.
     pub views: bool,
+    /// Replicas of the feed stream (3 on a cluster, so the feed survives a node).
+    pub feed_replicas: usize,
 }
 
 impl Default for ServeOptions {
@@ -57,18 +59,21 @@ impl Default for ServeOptions {
             lease_ttl: Duration::from_secs(6),
             feeds: true,
             views: true,
+            feed_replicas: 1,
         }
     }
 }
 
 /// The stores `serve` works on: the log, the views as every process reads them, the same
-/// views through a handle fenced by the views lease (what the holder saves with), and
-/// the leases.
-pub struct Stores<S, K, L> {
+/// views through a handle fenced by the views lease (what the holder saves with), the
+/// leases of the views file, and the deployment's shared duties when every host keeps its
+/// own views file beside a shared log (`None`: one views file).
+pub struct Stores<S, K, L, D = Unshared> {
     pub log: S,
     pub views: K,
     pub fenced: K,
     pub leases: L,
+    pub shared: Option<D>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,10 +85,10 @@ pub enum ServeError {
 }
 
 /// Runs the service on `client` until `shutdown` resolves, then drains.
-pub async fn serve<S, C, K, L>(
+pub async fn serve<S, C, K, L, D>(
     client: Client,
     engine: Arc<Engine<S, C>>,
-    stores: Stores<S, K, L>,
+    stores: Stores<S, K, L, D>,
     options: ServeOptions,
     metrics: Arc<Metrics>,
     shutdown: impl std::future::Future<Output = ()>,
@@ -93,9 +98,10 @@ where
     C: Clock + Clone,
     K: CheckpointStore,
     L: Leases + Clone,
+    D: SharedDuties,
 {
     let js = jetstream::new(client.clone());
-    feed::ensure_stream(&js).await?;
+    feed::ensure_stream(&js, options.feed_replicas).await?;
     let service = client
         .service_builder()
         .description("dealreg: deal registration commands and queries; see docs/NATS.md")
@@ -158,6 +164,7 @@ where
                 views: stores.views.clone(),
                 fenced: stores.fenced.clone(),
                 leases: stores.leases.clone(),
+                shared: stores.shared.clone(),
             },
             HostOptions {
                 holder: options.holder.clone(),

@@ -669,6 +669,40 @@ impl CheckpointStore for SqliteCheckpoints {
         .await
     }
 
+    async fn feed_published_elsewhere(
+        &self,
+        view: &str,
+        position: Position,
+    ) -> Result<(), StoreError> {
+        let view = view.to_string();
+        self.run(move |conn| {
+            // Positions may be tokens (`c/p`) that SQL cannot order: compared here.
+            let tx = conn.unchecked_transaction()?;
+            let published = {
+                let mut query =
+                    tx.prepare_cached("SELECT seq, position FROM feed_outbox WHERE view = ?1")?;
+                let entries = query
+                    .query_map(params![view], |r| {
+                        Ok((r.get::<_, i64>(0)?, position_at(r, 1)?))
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                entries
+                    .into_iter()
+                    .filter(|(_, at)| *at <= position)
+                    .map(|(seq, _)| seq)
+                    .collect::<Vec<_>>()
+            };
+            {
+                let mut delete = tx.prepare_cached("DELETE FROM feed_outbox WHERE seq = ?1")?;
+                for seq in published {
+                    delete.execute(params![seq])?;
+                }
+            }
+            tx.commit()
+        })
+        .await
+    }
+
     async fn load_rows(&self, name: &str) -> Result<Vec<StoredRow>, StoreError> {
         let table = rows_table(name);
         self.run(move |conn| {

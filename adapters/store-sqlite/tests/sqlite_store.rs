@@ -436,6 +436,43 @@ async fn a_save_fenced_by_a_lost_lease_writes_nothing() {
     assert_eq!(b.feed_after(0, 10).await.expect("feed").len(), 1);
 }
 
+/// Outbox entries another process of the deployment published leave this file's outbox
+/// for their view, up to the position marked, and no others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_entries_published_elsewhere_leave_only_for_their_view_and_positions() {
+    use dealreg_views::{CheckpointStore, RowWrite};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("outbox.db");
+    SqliteStore::open(&path).expect("open store");
+    let views = dealreg_store_sqlite::SqliteCheckpoints::open(&path).expect("views");
+    for (view, position) in [("a", 3), ("b", 4), ("a", 5), ("a", 8)] {
+        let rows = vec![RowWrite {
+            key: format!("r/{position}"),
+            scope: None,
+            row: Some(b"1".to_vec()),
+        }];
+        views
+            .save_published_rows(view, empty_meta(position, 1), rows)
+            .await
+            .expect("save");
+    }
+    views
+        .feed_published_elsewhere("a", Position::at(5))
+        .await
+        .expect("drop");
+    let left: Vec<(String, Position)> = views
+        .feed_after(0, 10)
+        .await
+        .expect("outbox")
+        .into_iter()
+        .map(|e| (e.view, e.position))
+        .collect();
+    assert_eq!(
+        left,
+        vec![("b".into(), Position::at(4)), ("a".into(), Position::at(8))]
+    );
+}
+
 /// A views file of the earlier layout (every view's rows in one `view_rows` table) is moved
 /// to a table per view: its derived views are dropped with their checkpoints and outbox,
 /// so the next fold rebuilds them; nothing of the old rows is served.

@@ -81,6 +81,64 @@ pub trait Leases: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// The duties one process of a whole deployment performs (publishing the feeds, the
+/// follow-up reactor, the timekeeper) when every host keeps its own views file beside a
+/// log they share (JetStream, KurrentDB): who performs them, a lease kept beside the log,
+/// and how far each got, so the process that takes them over goes on from there rather
+/// than from its own file's (older) checkpoints.
+///
+/// Why: each host folds its own views (its queries answer from them), and every host's
+/// outbox holds the same row changes with the same ids; one process publishes them, and
+/// the others drop what it marked published. Marks are written after the work they record,
+/// so a takeover repeats at most the work of the last moments (feed messages carry their
+/// id, which JetStream's duplicate window drops; follow-ups carry their idempotency key).
+pub trait SharedDuties: Leases + Clone {
+    /// Records that duty `name` (`feed/pipeline`, `reactor`...) is done through
+    /// `position`. Never moves a mark back.
+    fn mark_done(
+        &self,
+        name: &str,
+        position: Position,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// How far duty `name` is done; `None` when it was never marked.
+    fn done_through(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Position>, StoreError>> + Send;
+}
+
+/// No shared duties: the views file is the deployment's only one (a SQLite log), so
+/// whoever holds its lease performs them. Never held, never marked.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unshared;
+
+impl Leases for Unshared {
+    async fn try_acquire(
+        &self,
+        _lease: &str,
+        _holder: &str,
+        _now: chrono::DateTime<chrono::Utc>,
+        _ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
+    async fn release(&self, _lease: &str, _holder: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+impl SharedDuties for Unshared {
+    async fn mark_done(&self, _name: &str, _position: Position) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn done_through(&self, _name: &str) -> Result<Option<Position>, StoreError> {
+        Ok(None)
+    }
+}
+
 /// Saved states by name (`pipeline`, `ledger`, `reactor/offboarding`...). Clones share
 /// the storage (the runner writes a save while it folds on).
 pub trait CheckpointStore: Clone + Send + Sync + 'static {
@@ -160,6 +218,14 @@ pub trait CheckpointStore: Clone + Send + Sync + 'static {
 
     /// Removes the outbox entries up to `seq`: they are published.
     fn feed_published(&self, seq: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Removes the outbox entries of `view` at or before `position`: another process of
+    /// the deployment published them (see [`SharedDuties`]).
+    fn feed_published_elsewhere(
+        &self,
+        view: &str,
+        position: Position,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// Rows read by key (`None`: no such row) and the view's checkpoint position they are
@@ -315,6 +381,16 @@ impl CheckpointStore for MemoryCheckpoints {
     async fn feed_published(&self, seq: u64) -> Result<(), StoreError> {
         let mut outbox = self.outbox.lock().unwrap_or_else(PoisonError::into_inner);
         outbox.1.retain(|e| e.seq > seq);
+        Ok(())
+    }
+
+    async fn feed_published_elsewhere(
+        &self,
+        view: &str,
+        position: Position,
+    ) -> Result<(), StoreError> {
+        let mut outbox = self.outbox.lock().unwrap_or_else(PoisonError::into_inner);
+        outbox.1.retain(|e| e.view != view || e.position > position);
         Ok(())
     }
 }
