@@ -2,8 +2,8 @@
 //! slot on the partner's stream (at its exact tip) before the account records it, and a
 //! slot nothing backs (its command was interrupted) is given back by the timekeeper.
 //!
-//! Each case runs on every backend the engine runs on here; `tests/backends` adds the
-//! distributed ones (docs/STORES.md).
+//! Each case runs on every backend: memory, SQLite, JetStream (a real nats-server) and
+//! KurrentDB (the official client against the in-test gRPC double; docs/STORES.md).
 
 mod support;
 
@@ -378,4 +378,47 @@ async fn an_interrupted_submission_never_leaks_a_slot_on_sqlite() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = SqliteStore::open(dir.path().join("interrupted.db")).expect("open");
     an_interrupted_submission_never_leaks_a_slot(store).await;
+}
+
+async fn jetstream(
+    server: &dealreg_nats_testkit::NatsServer,
+) -> dealreg_store_jetstream::JetStreamStore {
+    dealreg_store_jetstream::JetStreamStore::connect(
+        &[server.url().to_string()],
+        dealreg_store_jetstream::JetStreamOptions::default(),
+    )
+    .await
+    .expect("open the JetStream store")
+}
+
+async fn kurrentdb(
+    double: &dealreg_kurrentdb_double::KurrentDouble,
+) -> dealreg_store_kurrentdb::KurrentStore {
+    dealreg_store_kurrentdb::KurrentStore::connect(&double.url())
+        .await
+        .expect("open the KurrentDB store")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capacity_is_exact_on_jetstream() {
+    let server = dealreg_nats_testkit::NatsServer::start();
+    capacity_is_exact_under_concurrent_submissions(jetstream(&server).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_submission_never_leaks_a_slot_on_jetstream() {
+    let server = dealreg_nats_testkit::NatsServer::start();
+    an_interrupted_submission_never_leaks_a_slot(jetstream(&server).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capacity_is_exact_on_kurrentdb() {
+    let double = dealreg_kurrentdb_double::KurrentDouble::start().await;
+    capacity_is_exact_under_concurrent_submissions(kurrentdb(&double).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_submission_never_leaks_a_slot_on_kurrentdb() {
+    let double = dealreg_kurrentdb_double::KurrentDouble::start().await;
+    an_interrupted_submission_never_leaks_a_slot(kurrentdb(&double).await).await;
 }

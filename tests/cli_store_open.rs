@@ -229,3 +229,40 @@ fn processes_creating_one_store_at_once_all_succeed() {
         assert!(verify.status.success(), "round {round}: chains intact");
     }
 }
+
+/// Every job, the creating ones and `serve` included, refuses a nats-server older than
+/// 2.12 at once, naming its version and the one required.
+#[test]
+fn every_job_refuses_a_nats_server_older_than_2_12() {
+    let old = dealreg_nats_testkit::HandshakeOnlyServer::start("2.10.22");
+    let store = format!("jetstream:{}", old.url());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let commands = dir.path().join("none.jsonl");
+    std::fs::write(&commands, "").expect("write");
+    let commands = commands.to_string_lossy().to_string();
+    let mut jobs: Vec<Vec<&str>> = READERS.iter().map(|job| job.to_vec()).collect();
+    jobs.push(vec!["demo"]);
+    jobs.push(vec!["apply", &commands]);
+    jobs.push(vec!["serve", "--nats-url", old.url()]);
+    for job in jobs {
+        let started = std::time::Instant::now();
+        let out = dealreg()
+            .arg("--store")
+            .arg(&store)
+            .args(&job)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run dealreg");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{job:?} ran on an old server");
+        assert!(
+            stderr.contains("2.10.22") && stderr.contains("2.12"),
+            "{job:?}: {stderr}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{job:?} took {:?} to refuse",
+            started.elapsed()
+        );
+    }
+}

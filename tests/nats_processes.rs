@@ -754,8 +754,8 @@ async fn two_hosts_on_one_jetstream_log_fold_their_own_views_and_publish_once() 
 
 /// A three-node JetStream cluster holding the log with three replicas, two hosts serving
 /// it: the stream's leader is killed under steady load. Every acknowledged command is in
-/// the log once (per idempotency key), the hosts go on within seconds, and the log
-/// verifies.
+/// the log once (per idempotency key), the hosts go on within seconds, and `audit verify`
+/// passes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_stream_leader_of_a_cluster_loses_no_acknowledged_command() {
     let mut cluster = dealreg_nats_testkit::NatsCluster::start(3);
@@ -825,9 +825,9 @@ async fn killing_the_stream_leader_of_a_cluster_loses_no_acknowledged_command() 
     let verify = std::process::Command::new(env!("CARGO_BIN_EXE_dealreg"))
         .arg("--store")
         .arg(spec(&files[0]))
-        .arg("verify")
+        .args(["audit", "verify"])
         .output()
-        .expect("dealreg verify");
+        .expect("dealreg audit verify");
     assert!(
         verify.status.success(),
         "verify: {} {}",

@@ -355,3 +355,150 @@ fn forget_finds_a_person_whose_record_in_the_vault_was_lost() {
         }
     }
 }
+
+/// Every file under `dirs` (the JetStream store directories of every node), with its path.
+fn files_under(dirs: &[std::path::PathBuf]) -> Vec<(String, Vec<u8>)> {
+    fn walk(dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                out.push((path.display().to_string(), bytes));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for dir in dirs {
+        walk(dir, &mut out);
+    }
+    out
+}
+
+/// The person's key as the JetStream vault keeps it (the payload of
+/// `dealreg.keys.person.<id>`), read directly from the stream.
+async fn key_bytes(client: &async_nats::Client, person: &str) -> Vec<u8> {
+    let js = async_nats::jetstream::new(client.clone());
+    let stream = js
+        .get_stream("DEALREG_KEYS")
+        .await
+        .expect("the vault stream");
+    let person = Uuid::parse_str(person).expect("a person id");
+    let message = stream
+        .get_last_raw_message_by_subject(&format!("dealreg.keys.person.{}", person.simple()))
+        .await
+        .expect("the person's key");
+    message.payload.to_vec()
+}
+
+/// On a three-node JetStream deployment (log, vault and views' duties replicated three
+/// times), `forget` leaves no byte of the person's key, name, address or phone in the
+/// store directory of any node: the vault erases the key's message, and the nodes' Raft
+/// logs drop their copy when they compact (nats-server snapshots a stream's Raft log about
+/// every two minutes; the test waits for it). The log still verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forget_on_a_jetstream_cluster_leaves_no_copy_on_any_node() {
+    let cluster = dealreg_nats_testkit::NatsCluster::start(3);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = std::path::PathBuf::from(format!(
+        "jetstream:{}?replicas=3&views={}",
+        cluster.urls(),
+        dir.path().join("views.db").display()
+    ));
+    let partner = Uuid::now_v7();
+    let mut setup = partner_ready(partner);
+    setup.extend([
+        submission(Uuid::now_v7(), partner, "initech-example.com", EMAIL),
+        submission(Uuid::now_v7(), partner, "initrode-example.com", EMAIL),
+    ]);
+    let store_for = store.clone();
+    let dir_path = dir.path().to_path_buf();
+    let replies = tokio::task::spawn_blocking(move || {
+        apply(
+            &store_for,
+            &dir_path,
+            "setup.jsonl",
+            "2026-03-02T09:00:00Z",
+            &setup,
+        )
+    })
+    .await
+    .expect("apply");
+    let person = replies[2]["events"][0]["event"]["customer"]["contact"]["clear"]["person"]
+        .as_str()
+        .map(str::to_string)
+        .or_else(|| {
+            let events = dealreg(&store, &["events"]);
+            String::from_utf8_lossy(&events.stdout)
+                .lines()
+                .find_map(|l| {
+                    let v: Value = serde_json::from_str(l).ok()?;
+                    v["event"]["customer"]["contact"]["sealed"]["person"]
+                        .as_str()
+                        .map(str::to_string)
+                })
+        })
+        .expect("the sealed contact names its person");
+    let client = async_nats::connect(cluster.url_list())
+        .await
+        .expect("connect");
+    let key = key_bytes(&client, &person).await;
+    assert_eq!(key.len(), 32);
+    let dirs = cluster.store_dirs();
+    assert!(
+        files_under(&dirs)
+            .iter()
+            .any(|(_, bytes)| bytes.windows(32).any(|w| w == key.as_slice())),
+        "the key is on the nodes before forget (else the check below proves nothing)"
+    );
+    for (file, bytes) in files_under(&dirs) {
+        for needle in [NAME, EMAIL, PHONE] {
+            assert!(
+                !contains(&bytes, needle),
+                "{file} holds `{needle}` in clear"
+            );
+        }
+    }
+
+    let forgot = dealreg(&store, &["forget", "--email", EMAIL]);
+    assert!(
+        forgot.status.success(),
+        "{}",
+        String::from_utf8_lossy(&forgot.stderr)
+    );
+    let report: Value = serde_json::from_slice(&forgot.stdout).expect("a JSON report");
+    assert_eq!(report["erased"], 2, "{report}");
+    let revealed = dealreg(&store, &["events", "--reveal"]);
+    assert!(!contains(&revealed.stdout, NAME), "readable after forget");
+    assert!(contains(&revealed.stdout, "\"erased\""), "shown as erased");
+
+    let started = std::time::Instant::now();
+    loop {
+        let left: Vec<String> = files_under(&dirs)
+            .into_iter()
+            .filter(|(_, bytes)| bytes.windows(32).any(|w| w == key.as_slice()))
+            .map(|(file, _)| file)
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(300),
+            "the key is still on the nodes five minutes after forget: {left:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
+    eprintln!("no node holds the key {:?} after forget", started.elapsed());
+    for (file, bytes) in files_under(&dirs) {
+        for needle in [NAME, EMAIL, PHONE, "zelda", "Quixote"] {
+            assert!(!contains(&bytes, needle), "{file} still shows `{needle}`");
+        }
+    }
+    let verify = dealreg(&store, &["audit", "verify"]);
+    assert!(
+        verify.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}

@@ -613,3 +613,77 @@ mod tests {
         assert_eq!(ports.len(), 9);
     }
 }
+
+/// A loopback listener that answers the NATS client handshake as a server of another
+/// version would: its `INFO` names `version` and JetStream, it answers `PING` with `PONG`,
+/// and it never serves anything else. For the refusal of servers older than
+/// [`MIN_SERVER_VERSION`]: no older `nats-server` is installed here, and the version check
+/// reads nothing but the handshake's `INFO`.
+pub struct HandshakeOnlyServer {
+    url: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl HandshakeOnlyServer {
+    /// Listens on 127.0.0.1 on a free port, in a thread of its own.
+    pub fn start(version: &str) -> HandshakeOnlyServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port on 127.0.0.1");
+        let port = listener.local_addr().expect("local address").port();
+        listener
+            .set_nonblocking(true)
+            .expect("a non-blocking listener");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let info = format!(
+            "INFO {{\"server_id\":\"HANDSHAKE-ONLY\",\"server_name\":\"handshake-only\",\"version\":\"{version}\",\"proto\":1,\"go\":\"go1.24\",\"host\":\"127.0.0.1\",\"port\":{port},\"headers\":true,\"max_payload\":1048576,\"jetstream\":true}}\r\n"
+        );
+        let stopped = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            while !stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let info = info.clone();
+                        std::thread::spawn(move || answer_handshake(stream, &info));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        HandshakeOnlyServer {
+            url: format!("nats://127.0.0.1:{port}"),
+            stop,
+        }
+    }
+
+    /// `nats://127.0.0.1:PORT`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for HandshakeOnlyServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn answer_handshake(mut stream: TcpStream, info: &str) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    if stream.write_all(info.as_bytes()).is_err() {
+        return;
+    }
+    let mut pending = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while let Ok(n) = stream.read(&mut buffer) {
+        if n == 0 {
+            return;
+        }
+        pending.extend_from_slice(&buffer[..n]);
+        while let Some(end) = pending.windows(2).position(|w| w == b"\r\n") {
+            let line: Vec<u8> = pending.drain(..end + 2).collect();
+            if line.starts_with(b"PING") && stream.write_all(b"PONG\r\n").is_err() {
+                return;
+            }
+        }
+    }
+}
