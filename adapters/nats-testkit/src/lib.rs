@@ -586,34 +586,6 @@ fn free_ports(n: usize) -> Vec<u16> {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn versions_parse() {
-        assert_eq!(parse_version("2.15.1"), Some((2, 15, 1)));
-        assert_eq!(parse_version("2.12.0-beta.1"), Some((2, 12, 0)));
-        assert_eq!(parse_version("2.12"), Some((2, 12, 0)));
-        assert_eq!(parse_version("x"), None);
-        assert!(parse_version("2.11.9").map(|(a, b, _)| (a, b)) < Some(MIN_SERVER_VERSION));
-    }
-
-    #[test]
-    fn ports_come_from_urls() {
-        assert_eq!(port_of("nats://127.0.0.1:4222"), Some(4222));
-        assert_eq!(port_of("http://127.0.0.1:8222/"), Some(8222));
-    }
-
-    #[test]
-    fn free_ports_are_distinct() {
-        let mut ports = free_ports(9);
-        ports.sort_unstable();
-        ports.dedup();
-        assert_eq!(ports.len(), 9);
-    }
-}
-
 /// A loopback listener that answers the NATS client handshake as a server of another
 /// version would: its `INFO` names `version` and JetStream, it answers `PING` with `PONG`,
 /// and it never serves anything else. For the refusal of servers older than
@@ -685,5 +657,33 @@ fn answer_handshake(mut stream: TcpStream, info: &str) {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_parse() {
+        assert_eq!(parse_version("2.15.1"), Some((2, 15, 1)));
+        assert_eq!(parse_version("2.12.0-beta.1"), Some((2, 12, 0)));
+        assert_eq!(parse_version("2.12"), Some((2, 12, 0)));
+        assert_eq!(parse_version("x"), None);
+        assert!(parse_version("2.11.9").map(|(a, b, _)| (a, b)) < Some(MIN_SERVER_VERSION));
+    }
+
+    #[test]
+    fn ports_come_from_urls() {
+        assert_eq!(port_of("nats://127.0.0.1:4222"), Some(4222));
+        assert_eq!(port_of("http://127.0.0.1:8222/"), Some(8222));
+    }
+
+    #[test]
+    fn free_ports_are_distinct() {
+        let mut ports = free_ports(9);
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), 9);
     }
 }
