@@ -396,7 +396,12 @@ async fn key_bytes(client: &async_nats::Client, person: &str) -> Vec<u8> {
 /// store directory of any node: the vault erases the key's message, and the nodes' Raft
 /// logs drop their copy when they compact (nats-server snapshots a stream's Raft log about
 /// every two minutes; the test waits for it). The log still verifies.
+///
+/// Ignored by a plain `cargo test` because it waits about three minutes, almost all of it
+/// idle: `scripts/test` runs it on its own, in the background beside the rest of the suite
+/// (`--ignored`), and counts its result with the others.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "waits ~3 min for nats-server's Raft compaction; scripts/test runs it beside the suite"]
 async fn forget_on_a_jetstream_cluster_leaves_no_copy_on_any_node() {
     let cluster = dealreg_nats_testkit::NatsCluster::start(3);
     let dir = tempfile::tempdir().expect("temp dir");
