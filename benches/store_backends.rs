@@ -234,7 +234,10 @@ async fn echo_floor(url: &str, count: usize, in_flight: usize) -> f64 {
     // for the first answer before timing.
     let deadline = Instant::now() + Duration::from_secs(10);
     while client.request("bench.echo", payload.clone()).await.is_err() {
-        assert!(Instant::now() < deadline, "the echo responder never answered");
+        assert!(
+            Instant::now() < deadline,
+            "the echo responder never answered"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let rate = drive(count, in_flight, move |_| {
