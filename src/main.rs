@@ -112,6 +112,12 @@ enum Job {
         /// The projection to rebuild; all when left out.
         projection: Option<String>,
     },
+    /// The CRM adapters (docs/CRM.md): sync the views into Salesforce or HubSpot, show
+    /// and retry the dead-letter list, serve HubSpot's webhooks.
+    Crm {
+        #[command(subcommand)]
+        job: cli::crm::CrmJob,
+    },
     /// Serve commands, queries and view feeds over NATS (see docs/NATS.md) until SIGTERM,
     /// then drain. The store is created when missing.
     Serve(Box<cli::serve::ServeArgs>),
@@ -203,6 +209,7 @@ fn main() -> ExitCode {
             }
             Job::Replay { as_of, view, out } => cli::replay::run(&store, as_of, view, out).await,
             Job::Serve(args) => cli::serve::run(&store, *args).await,
+            Job::Crm { job } => cli::crm::run(&store, job).await,
         }
     });
     match outcome {

@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod audit;
+pub mod crm;
 pub mod demo;
 pub mod events;
 pub mod forget;

@@ -1,0 +1,253 @@
+//! HubSpot CRM v3: batch upsert by a unique property (`idProperty`), up to 100 records a
+//! request, with a private-app token.
+//!
+//! A 207 answer is a partial success: the records in `results` were written, the others
+//! failed with the `errors` (matched to records by the ids in their context when HubSpot
+//! gives them). A 429 is waited out: nothing is sent before its `Retry-After` (or, when
+//! HubSpot gives none, the `X-HubSpot-RateLimit-Interval-Milliseconds` window), and when
+//! an answer says `X-HubSpot-RateLimit-Remaining: 0` the next request waits for the window
+//! too, so the adapter does not spend the app's burst limit on refusals.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::client::{retry_after, CrmClient, CrmError, RecordOutcome, Upsert};
+
+/// Records per batch request (HubSpot's limit).
+pub const MAX_BATCH: usize = 100;
+
+/// One HubSpot account through a private app's token.
+pub struct HubspotClient {
+    http: reqwest::Client,
+    base_url: String,
+    token: String,
+    next_request_at: Mutex<Option<Instant>>,
+}
+
+impl HubspotClient {
+    pub fn new(base_url: &str, token: String) -> Result<HubspotClient, CrmError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| CrmError::Transient(e.to_string()))?;
+        Ok(HubspotClient {
+            http,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            token,
+            next_request_at: Mutex::new(None),
+        })
+    }
+
+    fn window(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+        headers
+            .get("X-HubSpot-RateLimit-Interval-Milliseconds")?
+            .to_str()
+            .ok()?
+            .parse::<u64>()
+            .ok()
+            .map(Duration::from_millis)
+    }
+
+    fn note_limits(&self, headers: &reqwest::header::HeaderMap) {
+        let remaining = headers
+            .get("X-HubSpot-RateLimit-Remaining")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let mut next = self
+            .next_request_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *next = match (remaining, Self::window(headers)) {
+            (Some(0), Some(window)) => Some(Instant::now() + window),
+            _ => None,
+        };
+    }
+
+    async fn wait_for_window(&self) {
+        let at = *self
+            .next_request_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(at) = at {
+            tokio::time::sleep_until(at.into()).await;
+        }
+    }
+
+    /// GET one object with the named properties: the inbound side reads a deal a webhook
+    /// names. `Ok(None)` when HubSpot has no such object.
+    pub async fn get_object(
+        &self,
+        object: &str,
+        id: &str,
+        properties: &[&str],
+    ) -> Result<Option<Value>, CrmError> {
+        self.wait_for_window().await;
+        let answer = self
+            .http
+            .get(format!("{}/crm/v3/objects/{object}/{id}", self.base_url))
+            .query(&[("properties", properties.join(","))])
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| CrmError::Transient(e.to_string()))?;
+        self.note_limits(answer.headers());
+        let status = answer.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            return Err(CrmError::Throttled(throttle_wait(answer.headers())));
+        }
+        let body: Value = answer.json().await.unwrap_or(Value::Null);
+        match status {
+            s if s.is_success() => Ok(Some(body)),
+            reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN => {
+                Err(CrmError::Auth(message(&body)))
+            }
+            s if s.is_server_error() => {
+                Err(CrmError::Transient(format!("{s}: {}", message(&body))))
+            }
+            s => Err(CrmError::Refused(format!("{s}: {}", message(&body)))),
+        }
+    }
+}
+
+fn throttle_wait(headers: &reqwest::header::HeaderMap) -> Duration {
+    retry_after(headers)
+        .or_else(|| HubspotClient::window(headers))
+        .unwrap_or(Duration::from_secs(10))
+}
+
+fn message(body: &Value) -> String {
+    let text = body
+        .get("message")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| body.to_string());
+    text.chars().take(500).collect()
+}
+
+impl CrmClient for HubspotClient {
+    fn max_batch(&self) -> usize {
+        MAX_BATCH
+    }
+
+    async fn upsert(
+        &self,
+        object: &str,
+        external_id_field: &str,
+        records: &[Upsert],
+    ) -> Result<Vec<RecordOutcome>, CrmError> {
+        self.wait_for_window().await;
+        let inputs: Vec<Value> = records
+            .iter()
+            .map(|r| {
+                // Every HubSpot property value is a string.
+                let properties: serde_json::Map<String, Value> = r
+                    .fields
+                    .iter()
+                    .map(|(k, v)| {
+                        let v = match v {
+                            Value::String(_) | Value::Null => v.clone(),
+                            other => Value::String(other.to_string()),
+                        };
+                        (k.clone(), v)
+                    })
+                    .collect();
+                json!({ "idProperty": external_id_field, "id": r.external_id, "properties": properties })
+            })
+            .collect();
+        let answer = self
+            .http
+            .post(format!(
+                "{}/crm/v3/objects/{object}/batch/upsert",
+                self.base_url
+            ))
+            .bearer_auth(&self.token)
+            .json(&json!({ "inputs": inputs }))
+            .send()
+            .await
+            .map_err(|e| CrmError::Transient(e.to_string()))?;
+        self.note_limits(answer.headers());
+        let status = answer.status();
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            return Err(CrmError::Throttled(throttle_wait(answer.headers())));
+        }
+        let body: Value = answer
+            .json()
+            .await
+            .map_err(|e| CrmError::Transient(format!("an answer that is not JSON: {e}")))?;
+        match status.as_u16() {
+            200 | 201 | 207 => {}
+            401 | 403 => return Err(CrmError::Auth(message(&body))),
+            s if s >= 500 => {
+                return Err(CrmError::Transient(format!("{status}: {}", message(&body))))
+            }
+            _ => return Err(CrmError::Refused(format!("{status}: {}", message(&body)))),
+        }
+        // Written records, by the value of their idProperty.
+        let mut written: HashMap<String, (String, bool)> = HashMap::new();
+        for result in body
+            .get("results")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let key = result
+                .get("properties")
+                .and_then(|p| p.get(external_id_field))
+                .and_then(Value::as_str);
+            let id = result.get("id").and_then(Value::as_str);
+            if let (Some(key), Some(id)) = (key, id) {
+                let created = result.get("new").and_then(Value::as_bool).unwrap_or(false);
+                written.insert(key.to_string(), (id.to_string(), created));
+            }
+        }
+        let errors: Vec<&Value> = body
+            .get("errors")
+            .and_then(Value::as_array)
+            .map(|e| e.iter().collect())
+            .unwrap_or_default();
+        let error_for = |external_id: &str| -> (String, String) {
+            let named = errors.iter().find(|e| {
+                e.pointer("/context/ids")
+                    .and_then(Value::as_array)
+                    .is_some_and(|ids| ids.iter().any(|i| i.as_str() == Some(external_id)))
+            });
+            let error = named.or(errors.first());
+            match error {
+                Some(e) => (
+                    e.get("category")
+                        .and_then(Value::as_str)
+                        .unwrap_or("ERROR")
+                        .to_string(),
+                    message(e),
+                ),
+                None => (
+                    "MISSING_RESULT".into(),
+                    "HubSpot returned no result and no error for this record".into(),
+                ),
+            }
+        };
+        Ok(records
+            .iter()
+            .map(|r| match written.get(&r.external_id) {
+                Some((id, created)) => RecordOutcome::Upserted {
+                    crm_id: id.clone(),
+                    created: *created,
+                },
+                None => {
+                    let (code, message) = error_for(&r.external_id);
+                    RecordOutcome::Failed {
+                        retryable: code == "MISSING_RESULT",
+                        code,
+                        message,
+                    }
+                }
+            })
+            .collect())
+    }
+}

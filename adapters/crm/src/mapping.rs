@@ -1,0 +1,658 @@
+//! `crm.toml`: which view rows become which CRM records, field by field.
+//!
+//! Why a file and not code: every program names its CRM fields its own way, and channel
+//! teams decide per field which system wins (to the CRM, from it, or only on the first
+//! sync). The default (`adapters/crm/crm.toml`, compiled in) follows Salesforce's own
+//! Register Deal flow: a registration is a **Lead** with `LeadSource = Partner`; set
+//! `salesforce.object = "Opportunity"` on the registration object for the
+//! Opportunity-first variant.
+//!
+//! A field's `from` is a JSON pointer into a small document built per record:
+//! `{"key": <row key>, "row": <row>, "element": <key in the exploded map>, "value":
+//! <its value>}`. `explode` turns one row holding a map (an account's conflict flags, a
+//! partner's balances by currency) into one record per entry.
+
+use std::collections::BTreeSet;
+
+use dealreg_projections::Projection;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::change::ViewChange;
+
+/// The mapping compiled in: what `dealreg crm sync` uses without `--config`.
+pub const DEFAULT_MAPPING: &str = include_str!("../crm.toml");
+
+/// Which CRM a record goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    Salesforce,
+    Hubspot,
+}
+
+impl Target {
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Salesforce => "salesforce",
+            Target::Hubspot => "hubspot",
+        }
+    }
+}
+
+impl std::str::FromStr for Target {
+    type Err = MappingError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "salesforce" => Ok(Target::Salesforce),
+            "hubspot" => Ok(Target::Hubspot),
+            other => Err(MappingError::Invalid(format!(
+                "unknown CRM target {other:?}; use salesforce or hubspot"
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MappingError {
+    #[error("crm.toml cannot be read: {0}")]
+    Parse(String),
+    #[error("crm.toml is not valid: {0}")]
+    Invalid(String),
+    #[error("the row {key} of {view}/{table} cannot be mapped: {reason}")]
+    Row {
+        view: String,
+        table: String,
+        key: String,
+        reason: String,
+    },
+}
+
+/// The whole `crm.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrmConfig {
+    #[serde(default)]
+    pub salesforce: SalesforceSettings,
+    #[serde(default)]
+    pub hubspot: HubspotSettings,
+    #[serde(rename = "object", default)]
+    pub objects: Vec<ObjectMapping>,
+    #[serde(default)]
+    pub inbound: InboundSettings,
+}
+
+/// Where Salesforce is and how to authenticate (secrets come from the environment).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SalesforceSettings {
+    /// `https://<my-domain>.my.salesforce.com`; the token answer's `instance_url` wins.
+    pub instance_url: Option<String>,
+    pub token_url: String,
+    pub api_version: String,
+    pub client_id_env: String,
+    pub client_secret_env: String,
+}
+
+impl Default for SalesforceSettings {
+    fn default() -> Self {
+        SalesforceSettings {
+            instance_url: None,
+            token_url: "https://login.salesforce.com/services/oauth2/token".into(),
+            api_version: "v62.0".into(),
+            client_id_env: "DEALREG_SALESFORCE_CLIENT_ID".into(),
+            client_secret_env: "DEALREG_SALESFORCE_CLIENT_SECRET".into(),
+        }
+    }
+}
+
+/// Where HubSpot is and which environment variables hold its secrets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HubspotSettings {
+    pub base_url: String,
+    pub token_env: String,
+    pub app_secret_env: String,
+}
+
+impl Default for HubspotSettings {
+    fn default() -> Self {
+        HubspotSettings {
+            base_url: "https://api.hubapi.com".into(),
+            token_env: "DEALREG_HUBSPOT_TOKEN".into(),
+            app_secret_env: "DEALREG_HUBSPOT_APP_SECRET".into(),
+        }
+    }
+}
+
+/// CRM facts that come back as commands.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InboundSettings {
+    /// HubSpot deal stages that mean won and lost (internal values).
+    pub hubspot_won_stages: Vec<String>,
+    pub hubspot_lost_stages: Vec<String>,
+    /// Stages that are neither (a change to one of them does nothing); a stage in none of
+    /// the three lists is reported as an error.
+    pub hubspot_open_stages: Vec<String>,
+    /// The deal property naming the customer's domain, for deals direct sales created.
+    pub hubspot_account_property: String,
+    pub hubspot_product_line_property: String,
+    pub hubspot_owner_property: String,
+}
+
+impl Default for InboundSettings {
+    fn default() -> Self {
+        InboundSettings {
+            hubspot_won_stages: vec!["closedwon".into()],
+            hubspot_lost_stages: vec!["closedlost".into()],
+            hubspot_open_stages: [
+                "appointmentscheduled",
+                "qualifiedtobuy",
+                "presentationscheduled",
+                "decisionmakerboughtin",
+                "contractsent",
+            ]
+            .map(String::from)
+            .to_vec(),
+            hubspot_account_property: "dealreg_account".into(),
+            hubspot_product_line_property: "dealreg_product_line".into(),
+            hubspot_owner_property: "hubspot_owner_id".into(),
+        }
+    }
+}
+
+/// One kind of CRM record and the view table it mirrors.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectMapping {
+    /// Names the mapping in status and dead letters (`registration`, `conflict`...).
+    pub name: String,
+    pub view: String,
+    pub table: String,
+    /// Records a partner sees in the CRM's partner portal: built from the row's
+    /// partner-safe form only, and refused here if a field is not in it.
+    #[serde(default)]
+    pub portal: bool,
+    /// Pointers whose values, joined by `:`, make the record's external id.
+    pub key: Vec<String>,
+    #[serde(default)]
+    pub explode: Option<String>,
+    #[serde(default)]
+    pub salesforce: Option<TargetObject>,
+    #[serde(default)]
+    pub hubspot: Option<TargetObject>,
+    #[serde(rename = "field", default)]
+    pub fields: Vec<FieldMapping>,
+}
+
+/// The CRM object and its external-id field (HubSpot: the `idProperty`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetObject {
+    pub object: String,
+    pub external_id: String,
+}
+
+/// Which system owns a field.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Written on every sync: the views are the truth.
+    #[default]
+    ToCrm,
+    /// Written when the adapter first creates the record, then left to the CRM's users.
+    FirstSync,
+    /// Never written: the CRM owns it (read back by the inbound side).
+    FromCrm,
+}
+
+/// How a view value becomes a CRM value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transform {
+    /// `{"amount_minor", "currency"}` as a decimal amount in major units.
+    Money,
+    /// `{"amount_minor", "currency"}`: its currency code.
+    Currency,
+    /// An integer in minor units, in the currency the field's `currency` pointer names.
+    MinorUnits,
+    /// An attribution (`sourcing`, `influencers`) as one line of text.
+    Attribution,
+    /// An array of strings joined by `; `.
+    Join,
+    /// Any value as compact JSON text.
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldMapping {
+    /// A pointer into the record's document; or `value`, a constant.
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub value: Option<Value>,
+    #[serde(default)]
+    pub transform: Option<Transform>,
+    /// For `minor_units`: the pointer to the currency code.
+    #[serde(default)]
+    pub currency: Option<String>,
+    #[serde(default)]
+    pub salesforce: Option<String>,
+    #[serde(default)]
+    pub hubspot: Option<String>,
+    #[serde(default)]
+    pub direction: Direction,
+}
+
+impl FieldMapping {
+    fn name_in(&self, target: Target) -> Option<&str> {
+        match target {
+            Target::Salesforce => self.salesforce.as_deref(),
+            Target::Hubspot => self.hubspot.as_deref(),
+        }
+    }
+}
+
+impl ObjectMapping {
+    pub fn target(&self, target: Target) -> Option<&TargetObject> {
+        match target {
+            Target::Salesforce => self.salesforce.as_ref(),
+            Target::Hubspot => self.hubspot.as_ref(),
+        }
+    }
+}
+
+/// One record to upsert: the CRM object, its external id, and its fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// The mapping it came from (`registration`...).
+    pub mapping: String,
+    pub object: String,
+    pub external_id_field: String,
+    pub external_id: String,
+    /// Fields written on every sync.
+    pub fields: Map<String, Value>,
+    /// Fields written only when the adapter creates the record.
+    pub first_sync: Map<String, Value>,
+}
+
+impl CrmConfig {
+    /// Reads and checks a `crm.toml`.
+    pub fn parse(text: &str) -> Result<CrmConfig, MappingError> {
+        let config: CrmConfig =
+            toml::from_str(text).map_err(|e| MappingError::Parse(e.to_string()))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// The default mapping.
+    pub fn default_mapping() -> Result<CrmConfig, MappingError> {
+        CrmConfig::parse(DEFAULT_MAPPING)
+    }
+
+    /// Refuses what would misbehave at sync time: unknown views or tables, portal records
+    /// of tables partners may not see, portal fields outside the partner-safe form,
+    /// fields with neither a source nor a constant.
+    fn check(&self) -> Result<(), MappingError> {
+        let mut names = BTreeSet::new();
+        for object in &self.objects {
+            if !names.insert(object.name.as_str()) {
+                return Err(MappingError::Invalid(format!(
+                    "two objects are named {:?}; give each its own name",
+                    object.name
+                )));
+            }
+            let Some(partner_form) = published(&object.view, &object.table) else {
+                return Err(MappingError::Invalid(format!(
+                    "object {:?}: {}/{} is not a published view table; published: {}",
+                    object.name,
+                    object.view,
+                    object.table,
+                    published_tables().join(", ")
+                )));
+            };
+            if object.key.is_empty() {
+                return Err(MappingError::Invalid(format!(
+                    "object {:?} has no key; name the pointers that identify a record",
+                    object.name
+                )));
+            }
+            if object.portal {
+                if !partner_form {
+                    return Err(MappingError::Invalid(format!(
+                        "object {:?} is a portal object, but partners may not see {}/{}; set portal = false",
+                        object.name, object.view, object.table
+                    )));
+                }
+                if let Some(allowed) = partner_safe_fields(&object.view, &object.table) {
+                    for field in &object.fields {
+                        if let Some(from) = &field.from {
+                            let first = from
+                                .strip_prefix("/row/")
+                                .map(|rest| rest.split('/').next().unwrap_or_default().to_string());
+                            if let Some(first) = first {
+                                if !allowed.contains(&first) {
+                                    return Err(MappingError::Invalid(format!(
+                                        "object {:?} is a portal object and {from} is not partner-safe; partner-safe fields: {}",
+                                        object.name,
+                                        allowed.iter().cloned().collect::<Vec<_>>().join(", ")
+                                    )));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            for field in &object.fields {
+                if field.from.is_none() && field.value.is_none() {
+                    return Err(MappingError::Invalid(format!(
+                        "a field of object {:?} has neither `from` nor `value`",
+                        object.name
+                    )));
+                }
+                if field.transform == Some(Transform::MinorUnits) && field.currency.is_none() {
+                    return Err(MappingError::Invalid(format!(
+                        "a minor_units field of object {:?} needs `currency`, the pointer to its currency code",
+                        object.name
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The objects mapped to `target`.
+    pub fn objects_for(&self, target: Target) -> impl Iterator<Item = &ObjectMapping> {
+        self.objects
+            .iter()
+            .filter(move |o| o.target(target).is_some())
+    }
+
+    /// The records one view change makes in `target`. A deleted row makes none (a CRM
+    /// keeps its records; dealreg never deletes them).
+    pub fn records(
+        &self,
+        target: Target,
+        change: &ViewChange,
+    ) -> Result<Vec<Record>, MappingError> {
+        let Some(row) = &change.row else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for object in self.objects_for(target).filter(|o| {
+            o.view == change.view && o.table == change.table && o.portal == change.partner.is_some()
+        }) {
+            let Some(crm) = object.target(target) else {
+                continue;
+            };
+            let key = change
+                .key
+                .split_once('/')
+                .map_or(change.key.as_str(), |(_, k)| k);
+            let row_error = |reason: String| MappingError::Row {
+                view: change.view.clone(),
+                table: change.table.clone(),
+                key: change.key.clone(),
+                reason,
+            };
+            let base = json_document(key, row, None);
+            let documents = match &object.explode {
+                None => vec![base],
+                Some(pointer) => match base.pointer(pointer) {
+                    Some(Value::Object(entries)) => entries
+                        .iter()
+                        .map(|(k, v)| json_document(key, row, Some((k, v))))
+                        .collect(),
+                    Some(Value::Null) | None => Vec::new(),
+                    Some(_) => {
+                        return Err(row_error(format!("{pointer} is not a map to explode")));
+                    }
+                },
+            };
+            for document in documents {
+                let mut parts = Vec::new();
+                for pointer in &object.key {
+                    match document.pointer(pointer) {
+                        Some(Value::String(s)) => parts.push(s.clone()),
+                        Some(Value::Null) | None => {
+                            return Err(row_error(format!("its key {pointer} is missing")));
+                        }
+                        Some(other) => parts.push(other.to_string()),
+                    }
+                }
+                let mut record = Record {
+                    mapping: object.name.clone(),
+                    object: crm.object.clone(),
+                    external_id_field: crm.external_id.clone(),
+                    external_id: parts.join(":"),
+                    fields: Map::new(),
+                    first_sync: Map::new(),
+                };
+                for field in &object.fields {
+                    let Some(name) = field.name_in(target) else {
+                        continue;
+                    };
+                    if field.direction == Direction::FromCrm {
+                        continue;
+                    }
+                    let value = field_value(field, &document, target).map_err(&row_error)?;
+                    match field.direction {
+                        Direction::FirstSync => record.first_sync.insert(name.to_string(), value),
+                        _ => record.fields.insert(name.to_string(), value),
+                    };
+                }
+                out.push(record);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn json_document(key: &str, row: &Value, element: Option<(&String, &Value)>) -> Value {
+    let mut document = Map::new();
+    document.insert("key".into(), Value::String(key.to_string()));
+    document.insert("row".into(), row.clone());
+    if let Some((k, v)) = element {
+        document.insert("element".into(), Value::String(k.clone()));
+        document.insert("value".into(), v.clone());
+    }
+    Value::Object(document)
+}
+
+fn field_value(field: &FieldMapping, document: &Value, target: Target) -> Result<Value, String> {
+    if let Some(constant) = &field.value {
+        return Ok(constant.clone());
+    }
+    let pointer = field.from.as_deref().unwrap_or_default();
+    let raw = document.pointer(pointer).cloned().unwrap_or(Value::Null);
+    if raw.is_null() {
+        return Ok(Value::Null);
+    }
+    let value = match field.transform {
+        None => match raw {
+            Value::Object(_) | Value::Array(_) => Value::String(raw.to_string()),
+            other => other,
+        },
+        Some(Transform::Json) => Value::String(raw.to_string()),
+        Some(Transform::Join) => match raw {
+            Value::Array(items) => Value::String(
+                items
+                    .iter()
+                    .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+            other => other,
+        },
+        Some(Transform::Money) | Some(Transform::Currency) => {
+            let minor = raw.get("amount_minor").and_then(Value::as_i64);
+            let currency = raw.get("currency").and_then(Value::as_str);
+            let (Some(minor), Some(currency)) = (minor, currency) else {
+                return Err(format!(
+                    "{pointer} is not an amount (amount_minor, currency)"
+                ));
+            };
+            if field.transform == Some(Transform::Currency) {
+                Value::String(currency.to_string())
+            } else {
+                amount(minor, currency, target)
+            }
+        }
+        Some(Transform::MinorUnits) => {
+            let currency_pointer = field.currency.as_deref().unwrap_or_default();
+            let currency = document
+                .pointer(currency_pointer)
+                .and_then(Value::as_str)
+                .ok_or_else(|| format!("{currency_pointer} names no currency"))?;
+            let minor = raw
+                .as_i64()
+                .ok_or_else(|| format!("{pointer} is not an integer amount in minor units"))?;
+            amount(minor, currency, target)
+        }
+        Some(Transform::Attribution) => Value::String(attribution_text(&raw)),
+    };
+    Ok(value)
+}
+
+/// An amount in major units, exactly: a decimal string for HubSpot (every property is a
+/// string there), a JSON number for Salesforce (currency fields are numbers).
+fn amount(minor: i64, currency: &str, target: Target) -> Value {
+    let exponent = dealreg_domain::money::Currency::try_from(currency.to_string())
+        .map(|c| c.exponent())
+        .unwrap_or(2);
+    let text = decimal(minor, exponent);
+    match target {
+        Target::Hubspot => Value::String(text),
+        Target::Salesforce => text
+            .parse::<serde_json::Number>()
+            .map(Value::Number)
+            .unwrap_or(Value::String(text)),
+    }
+}
+
+/// `minor` with `exponent` decimals: `decimal(-12345, 2) == "-123.45"`.
+pub fn decimal(minor: i64, exponent: u32) -> String {
+    if exponent == 0 {
+        return minor.to_string();
+    }
+    let digits = minor.unsigned_abs().to_string();
+    let width = exponent as usize + 1;
+    let padded = format!("{digits:0>width$}");
+    let (whole, fraction) = padded.split_at(padded.len() - exponent as usize);
+    let sign = if minor < 0 { "-" } else { "" };
+    format!("{sign}{whole}.{fraction}")
+}
+
+fn attribution_text(raw: &Value) -> String {
+    let mut parts = Vec::new();
+    if let Some(sourcing) = raw.get("sourcing").and_then(Value::as_str) {
+        parts.push(format!("sourced by {sourcing}"));
+    }
+    if let Some(Value::Object(influencers)) = raw.get("influencers") {
+        for (partner, percent) in influencers {
+            parts.push(format!("influenced by {partner} {percent}%"));
+        }
+    }
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join("; ")
+    }
+}
+
+/// Whether `view/table` is published, and if so whether partners get a form of it.
+fn published(view: &str, table: &str) -> Option<bool> {
+    use dealreg_projections::{conflicts, ledger, pipeline};
+    let list = match view {
+        v if v == pipeline::Pipeline::NAME => pipeline::Pipeline::PUBLISHED,
+        v if v == ledger::Ledger::NAME => ledger::Ledger::PUBLISHED,
+        v if v == conflicts::ConflictFlags::NAME => conflicts::ConflictFlags::PUBLISHED,
+        _ => return None,
+    };
+    dealreg_projections::published(list, table).map(|p| p.for_partners.is_some())
+}
+
+fn published_tables() -> Vec<String> {
+    use dealreg_projections::{conflicts, ledger, pipeline};
+    [
+        (pipeline::Pipeline::NAME, pipeline::Pipeline::PUBLISHED),
+        (ledger::Ledger::NAME, ledger::Ledger::PUBLISHED),
+        (
+            conflicts::ConflictFlags::NAME,
+            conflicts::ConflictFlags::PUBLISHED,
+        ),
+    ]
+    .iter()
+    .flat_map(|(view, list)| list.iter().map(move |p| format!("{view}/{}", p.table)))
+    .collect()
+}
+
+/// The fields of a table's partner-safe form, where it is a closed type (a pipeline
+/// registration: `PartnerRow`); `None` where partners get the row as it is.
+fn partner_safe_fields(view: &str, table: &str) -> Option<BTreeSet<String>> {
+    if view != dealreg_projections::pipeline::Pipeline::NAME || table != "registration" {
+        return None;
+    }
+    let schema = schemars::schema_for!(dealreg_projections::pipeline::PartnerRow);
+    let properties = schema.as_value().get("properties")?.as_object()?;
+    Some(properties.keys().cloned().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_are_exact() {
+        assert_eq!(decimal(-12345, 2), "-123.45");
+        assert_eq!(decimal(5, 2), "0.05");
+        assert_eq!(decimal(5, 0), "5");
+        assert_eq!(decimal(1, 3), "0.001");
+        assert_eq!(decimal(i64::MIN, 2), "-92233720368547758.08");
+    }
+
+    #[test]
+    fn the_default_mapping_is_valid() {
+        let config = CrmConfig::default_mapping();
+        assert!(config.is_ok(), "{config:?}");
+    }
+
+    #[test]
+    fn a_portal_field_outside_the_partner_form_is_refused() {
+        let text = r#"
+[[object]]
+name = "registration"
+view = "pipeline"
+table = "registration"
+portal = true
+key = ["/row/registration_id"]
+salesforce = { object = "Lead", external_id = "Dealreg_Registration_Id__c" }
+[[object.field]]
+from = "/row/internal_notes"
+salesforce = "Description"
+"#;
+        let refused = CrmConfig::parse(text);
+        assert!(
+            matches!(&refused, Err(MappingError::Invalid(m)) if m.contains("not partner-safe")),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_table_is_refused_with_the_list() {
+        let text = r#"
+[[object]]
+name = "x"
+view = "pipeline"
+table = "nope"
+key = ["/key"]
+"#;
+        let refused = CrmConfig::parse(text);
+        assert!(
+            matches!(&refused, Err(MappingError::Invalid(m)) if m.contains("pipeline/registration")),
+            "{refused:?}"
+        );
+    }
+}

@@ -1,0 +1,374 @@
+//! Salesforce REST: sObject Collections upsert by external id, with an OAuth 2.0
+//! client-credentials token fetched on first use and again when Salesforce answers 401.
+//!
+//! Why Collections: up to 200 records a request, each with its own result
+//! (`allOrNone: false`), so one bad record does not hold back the other 199. The
+//! `Sforce-Limit-Info: api-usage=USED/LIMIT` header of every answer is read: above
+//! `limit_share` of the org's daily API requests the client sends at most one request per
+//! `limit_pause`, so the adapter never exhausts the requests the org's other integrations
+//! need.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Map, Value};
+
+use crate::client::{retry_after, CrmClient, CrmError, RecordOutcome, Upsert};
+use crate::mapping::SalesforceSettings;
+
+/// Records per Collections request (Salesforce's limit).
+pub const MAX_BATCH: usize = 200;
+
+/// Per-record error codes Salesforce documents as worth retrying.
+const RETRYABLE: &[&str] = &[
+    "UNABLE_TO_LOCK_ROW",
+    "SERVER_UNAVAILABLE",
+    "REQUEST_RUNNING_TOO_LONG",
+];
+
+#[derive(Debug, Clone)]
+struct Token {
+    access_token: String,
+    instance_url: String,
+}
+
+/// A Salesforce org, as one connected app sees it.
+pub struct SalesforceClient {
+    http: reqwest::Client,
+    settings: SalesforceSettings,
+    client_id: String,
+    client_secret: String,
+    token: Mutex<Option<Token>>,
+    /// Share of the daily API limit above which requests are spaced out.
+    pub limit_share: f64,
+    pub limit_pause: Duration,
+    next_request_at: Mutex<Option<Instant>>,
+    last_usage: Mutex<Option<(u64, u64)>>,
+}
+
+impl SalesforceClient {
+    pub fn new(
+        settings: SalesforceSettings,
+        client_id: String,
+        client_secret: String,
+    ) -> Result<SalesforceClient, CrmError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| CrmError::Transient(e.to_string()))?;
+        Ok(SalesforceClient {
+            http,
+            settings,
+            client_id,
+            client_secret,
+            token: Mutex::new(None),
+            limit_share: 0.9,
+            limit_pause: Duration::from_secs(60),
+            next_request_at: Mutex::new(None),
+            last_usage: Mutex::new(None),
+        })
+    }
+
+    /// The last `api-usage` Salesforce reported: (used, limit).
+    pub fn api_usage(&self) -> Option<(u64, u64)> {
+        *self.last_usage.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn token(&self, fresh: bool) -> Result<Token, CrmError> {
+        if !fresh {
+            if let Some(token) = self.token.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+                return Ok(token);
+            }
+        }
+        let answer = self
+            .http
+            .post(&self.settings.token_url)
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", self.client_id.as_str()),
+                ("client_secret", self.client_secret.as_str()),
+            ])
+            .send()
+            .await
+            .map_err(|e| CrmError::Transient(format!("token request: {e}")))?;
+        let status = answer.status();
+        let body: Value = answer.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            let reason = body
+                .get("error_description")
+                .or_else(|| body.get("error"))
+                .and_then(Value::as_str)
+                .unwrap_or("no reason given");
+            return Err(if status.is_server_error() {
+                CrmError::Transient(format!("token endpoint answered {status}: {reason}"))
+            } else {
+                CrmError::Auth(format!("token endpoint answered {status}: {reason}"))
+            });
+        }
+        let access_token = body
+            .get("access_token")
+            .and_then(Value::as_str)
+            .ok_or_else(|| CrmError::Auth("the token answer has no access_token".into()))?;
+        let instance_url = body
+            .get("instance_url")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .or_else(|| self.settings.instance_url.clone())
+            .ok_or_else(|| {
+                CrmError::Auth("no instance_url: set salesforce.instance_url in crm.toml".into())
+            })?;
+        let token = Token {
+            access_token: access_token.to_string(),
+            instance_url: instance_url.trim_end_matches('/').to_string(),
+        };
+        *self.token.lock().unwrap_or_else(|e| e.into_inner()) = Some(token.clone());
+        Ok(token)
+    }
+
+    fn note_usage(&self, headers: &reqwest::header::HeaderMap) {
+        let Some(usage) = headers
+            .get("Sforce-Limit-Info")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_api_usage)
+        else {
+            return;
+        };
+        *self.last_usage.lock().unwrap_or_else(|e| e.into_inner()) = Some(usage);
+        let (used, limit) = usage;
+        let mut next = self
+            .next_request_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if limit > 0 && used as f64 >= limit as f64 * self.limit_share {
+            tracing::warn!(
+                used,
+                limit,
+                "Salesforce API usage is high: spacing requests out"
+            );
+            *next = Some(Instant::now() + self.limit_pause);
+        } else {
+            *next = None;
+        }
+    }
+
+    async fn wait_for_limit(&self) {
+        let at = *self
+            .next_request_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(at) = at {
+            tokio::time::sleep_until(at.into()).await;
+        }
+    }
+
+    async fn send_collection(
+        &self,
+        token: &Token,
+        object: &str,
+        external_id_field: &str,
+        records: &[Upsert],
+    ) -> Result<reqwest::Response, CrmError> {
+        let url = format!(
+            "{}/services/data/{}/composite/sobjects/{}/{}",
+            token.instance_url, self.settings.api_version, object, external_id_field
+        );
+        let records: Vec<Value> = records
+            .iter()
+            .map(|r| {
+                let mut fields = Map::new();
+                fields.insert("attributes".into(), json!({ "type": object }));
+                fields.insert(
+                    external_id_field.to_string(),
+                    Value::String(r.external_id.clone()),
+                );
+                for (k, v) in &r.fields {
+                    fields.insert(k.clone(), v.clone());
+                }
+                Value::Object(fields)
+            })
+            .collect();
+        self.http
+            .patch(url)
+            .bearer_auth(&token.access_token)
+            .json(&json!({ "allOrNone": false, "records": records }))
+            .send()
+            .await
+            .map_err(|e| CrmError::Transient(e.to_string()))
+    }
+}
+
+impl CrmClient for SalesforceClient {
+    fn max_batch(&self) -> usize {
+        MAX_BATCH
+    }
+
+    async fn upsert(
+        &self,
+        object: &str,
+        external_id_field: &str,
+        records: &[Upsert],
+    ) -> Result<Vec<RecordOutcome>, CrmError> {
+        self.wait_for_limit().await;
+        let mut token = self.token(false).await?;
+        let mut answer = self
+            .send_collection(&token, object, external_id_field, records)
+            .await?;
+        if answer.status() == reqwest::StatusCode::UNAUTHORIZED {
+            // INVALID_SESSION_ID: the token expired or was revoked; one fresh token.
+            tracing::info!("Salesforce answered 401: fetching a new token");
+            token = self.token(true).await?;
+            answer = self
+                .send_collection(&token, object, external_id_field, records)
+                .await?;
+        }
+        self.note_usage(answer.headers());
+        let status = answer.status();
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS
+            || status == reqwest::StatusCode::SERVICE_UNAVAILABLE
+        {
+            return Err(CrmError::Throttled(
+                retry_after(answer.headers()).unwrap_or(self.limit_pause),
+            ));
+        }
+        let body: Value = answer
+            .json()
+            .await
+            .map_err(|e| CrmError::Transient(format!("an answer that is not JSON: {e}")))?;
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            return Err(CrmError::Auth(error_text(&body)));
+        }
+        if status == reqwest::StatusCode::FORBIDDEN
+            && error_codes(&body)
+                .iter()
+                .any(|c| c == "REQUEST_LIMIT_EXCEEDED")
+        {
+            return Err(CrmError::Throttled(self.limit_pause));
+        }
+        if status.is_server_error() {
+            return Err(CrmError::Transient(format!(
+                "{status}: {}",
+                error_text(&body)
+            )));
+        }
+        if !status.is_success() {
+            return Err(CrmError::Refused(format!(
+                "{status}: {}",
+                error_text(&body)
+            )));
+        }
+        let Value::Array(results) = body else {
+            return Err(CrmError::Transient(
+                "the answer is not a list of results".into(),
+            ));
+        };
+        if results.len() != records.len() {
+            return Err(CrmError::Transient(format!(
+                "{} results for {} records",
+                results.len(),
+                records.len()
+            )));
+        }
+        Ok(results.iter().map(outcome).collect())
+    }
+}
+
+fn outcome(result: &Value) -> RecordOutcome {
+    if result.get("success").and_then(Value::as_bool) == Some(true) {
+        return RecordOutcome::Upserted {
+            crm_id: result
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            created: result
+                .get("created")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        };
+    }
+    let first = result
+        .get("errors")
+        .and_then(Value::as_array)
+        .and_then(|e| e.first())
+        .cloned()
+        .unwrap_or(Value::Null);
+    let code = first
+        .get("statusCode")
+        .and_then(Value::as_str)
+        .unwrap_or("UNKNOWN")
+        .to_string();
+    let mut message = first
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("no message")
+        .to_string();
+    if let Some(fields) = first.get("fields").and_then(Value::as_array) {
+        if !fields.is_empty() {
+            let names: Vec<String> = fields
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect();
+            message.push_str(&format!(" (fields: {})", names.join(", ")));
+        }
+    }
+    RecordOutcome::Failed {
+        retryable: RETRYABLE.contains(&code.as_str()),
+        code,
+        message,
+    }
+}
+
+fn error_codes(body: &Value) -> Vec<String> {
+    body.as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .filter_map(|e| e.get("errorCode").and_then(Value::as_str))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn error_text(body: &Value) -> String {
+    match body.as_array().and_then(|e| e.first()) {
+        Some(first) => format!(
+            "{}: {}",
+            first
+                .get("errorCode")
+                .and_then(Value::as_str)
+                .unwrap_or("ERROR"),
+            first
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("no message")
+        ),
+        None => body.to_string().chars().take(300).collect(),
+    }
+}
+
+/// `api-usage=USED/LIMIT` (other entries of the header, such as `per-app-api-usage`, are
+/// skipped).
+pub fn parse_api_usage(header: &str) -> Option<(u64, u64)> {
+    header.split(',').find_map(|part| {
+        let value = part.trim().strip_prefix("api-usage=")?;
+        let (used, limit) = value.split_once('/')?;
+        Some((used.trim().parse().ok()?, limit.trim().parse().ok()?))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_usage_is_read_from_the_header() {
+        assert_eq!(parse_api_usage("api-usage=25/15000"), Some((25, 15000)));
+        assert_eq!(
+            parse_api_usage("per-app-api-usage=2/250(appName=x), api-usage=9/100"),
+            Some((9, 100))
+        );
+        assert_eq!(parse_api_usage("nonsense"), None);
+    }
+}

@@ -1,0 +1,466 @@
+//! `dealreg crm ...`: the CRM adapters (adapters/crm) on this store: outbound sync from the
+//! views, the dead-letter list, and the HubSpot webhook endpoint.
+//!
+//! The changes come from the views file in-process: the published views (pipeline,
+//! conflicts, ledger) are brought up to date from their checkpoints, and their rows are
+//! handed to the sync in pages; the cursor is the views' log position and the page. A
+//! record whose fields are as the adapter last wrote them is not sent, so a pass over
+//! rows that did not change costs reads, not CRM requests.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Subcommand;
+use dealreg_clock::SystemClock;
+use dealreg_crm::hubspot::HubspotClient;
+use dealreg_crm::salesforce::SalesforceClient;
+use dealreg_crm::sync::{ChangeSource, Outbound, SyncError, SyncReport};
+use dealreg_crm::webhook::{CommandSink, HubspotInbound};
+use dealreg_crm::{CrmConfig, SyncState, Target, ViewChange};
+use dealreg_engine::runner::{self, CatchUp};
+use dealreg_engine::Engine;
+use dealreg_projections::conflicts::ConflictFlags;
+use dealreg_projections::ledger::Ledger;
+use dealreg_projections::pipeline::Pipeline;
+use dealreg_projections::Projection;
+use dealreg_views::CheckpointStore;
+
+use super::store::{Log, StoreSpec};
+
+#[derive(Subcommand)]
+pub enum CrmJob {
+    /// Upsert what changed in the views into the CRM, from where this adapter stopped;
+    /// with --follow, keep doing so every --every seconds until interrupted.
+    Sync {
+        #[command(flatten)]
+        adapter: AdapterArgs,
+        /// Changes per batch (the CRM's own batches are 200 for Salesforce, 100 for HubSpot).
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        #[arg(long)]
+        follow: bool,
+        #[arg(long, default_value_t = 5)]
+        every: u64,
+    },
+    /// The adapter's cursor, the records it wrote, its dead-letter list with the CRM's
+    /// errors, and the latest bad input a CRM sent.
+    Status {
+        #[command(flatten)]
+        adapter: AdapterArgs,
+    },
+    /// Send the dead-letter list again (after fixing the CRM or crm.toml); records the CRM
+    /// now accepts leave the list.
+    Retry {
+        #[command(flatten)]
+        adapter: AdapterArgs,
+    },
+    /// Serve the HubSpot webhook endpoint (v3 signatures) until interrupted: deal stage
+    /// changes become mark_won / mark_lost, deals direct sales created become
+    /// record_direct_opportunity.
+    Webhook {
+        #[command(flatten)]
+        adapter: AdapterArgs,
+        /// Where to listen, e.g. 127.0.0.1:8787.
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// The URL HubSpot calls, without the path (https://hooks.example.com): the
+        /// signature covers it.
+        #[arg(long)]
+        public_url: String,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct AdapterArgs {
+    /// salesforce or hubspot.
+    #[arg(long)]
+    target: Target,
+    /// The mapping (docs/CRM.md); the default mapping when left out.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The adapter's state file (cursor, written records, dead letters); default: beside
+    /// the store, `<store>.crm.db`.
+    #[arg(long)]
+    state: Option<PathBuf>,
+}
+
+impl AdapterArgs {
+    fn config(&self) -> Result<CrmConfig, String> {
+        match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                CrmConfig::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+            }
+            None => CrmConfig::default_mapping().map_err(|e| e.to_string()),
+        }
+    }
+
+    fn state(&self, spec: &StoreSpec) -> Result<Arc<SyncState>, String> {
+        let path = match (&self.state, spec.sqlite_path()) {
+            (Some(path), _) => path.clone(),
+            (None, Some(store)) => {
+                let mut name = store.as_os_str().to_owned();
+                name.push(".crm.db");
+                PathBuf::from(name)
+            }
+            (None, None) => {
+                return Err("a store that is not a SQLite file has no default CRM state file; pass --state PATH".into());
+            }
+        };
+        SyncState::open(&path)
+            .map(Arc::new)
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn env(name: &str, what: &str) -> Result<String, String> {
+    std::env::var(name).map_err(|_| format!("{name} is not set: {what}"))
+}
+
+fn salesforce(config: &CrmConfig) -> Result<SalesforceClient, String> {
+    let settings = config.salesforce.clone();
+    let id = env(&settings.client_id_env, "the connected app's consumer key")?;
+    let secret = env(
+        &settings.client_secret_env,
+        "the connected app's consumer secret",
+    )?;
+    SalesforceClient::new(settings, id, secret).map_err(|e| e.to_string())
+}
+
+fn hubspot(config: &CrmConfig) -> Result<HubspotClient, String> {
+    let token = env(&config.hubspot.token_env, "the private app's access token")?;
+    HubspotClient::new(&config.hubspot.base_url, token).map_err(|e| e.to_string())
+}
+
+pub async fn run(spec: &StoreSpec, job: CrmJob) -> Result<ExitCode, String> {
+    match job {
+        CrmJob::Sync {
+            adapter,
+            batch,
+            follow,
+            every,
+        } => {
+            let config = adapter.config()?;
+            let state = adapter.state(spec)?;
+            match adapter.target {
+                Target::Salesforce => {
+                    let client = salesforce(&config)?;
+                    sync(
+                        spec,
+                        outbound(adapter.target, client, config, state),
+                        batch,
+                        follow,
+                        every,
+                    )
+                    .await
+                }
+                Target::Hubspot => {
+                    let client = hubspot(&config)?;
+                    sync(
+                        spec,
+                        outbound(adapter.target, client, config, state),
+                        batch,
+                        follow,
+                        every,
+                    )
+                    .await
+                }
+            }
+        }
+        CrmJob::Status { adapter } => status(spec, &adapter),
+        CrmJob::Retry { adapter } => {
+            let config = adapter.config()?;
+            let state = adapter.state(spec)?;
+            let report = match adapter.target {
+                Target::Salesforce => {
+                    let client = salesforce(&config)?;
+                    outbound(adapter.target, client, config, state)
+                        .retry_dead_letters()
+                        .await
+                }
+                Target::Hubspot => {
+                    let client = hubspot(&config)?;
+                    outbound(adapter.target, client, config, state)
+                        .retry_dead_letters()
+                        .await
+                }
+            }
+            .map_err(|e| e.to_string())?;
+            print_report("retried", &report);
+            Ok(if report.dead_lettered == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
+        }
+        CrmJob::Webhook {
+            adapter,
+            listen,
+            public_url,
+        } => webhook(spec, &adapter, listen, public_url).await,
+    }
+}
+
+fn outbound<C: dealreg_crm::CrmClient>(
+    target: Target,
+    client: C,
+    config: CrmConfig,
+    state: Arc<SyncState>,
+) -> Outbound<C> {
+    Outbound {
+        config,
+        target,
+        client,
+        state,
+        clock: Arc::new(SystemClock),
+        adapter: format!("{}/views", target.name()),
+        backoff: Duration::from_millis(500),
+    }
+}
+
+fn print_report(what: &str, r: &SyncReport) {
+    println!(
+        "{what}: {} changes, {} records: {} written ({} created), {} unchanged, {} dead-lettered; {} requests, {} throttled",
+        r.changes, r.records, r.written, r.created, r.unchanged, r.dead_lettered, r.requests, r.throttled
+    );
+}
+
+async fn sync<C: dealreg_crm::CrmClient>(
+    spec: &StoreSpec,
+    outbound: Outbound<C>,
+    batch: usize,
+    follow: bool,
+    every: u64,
+) -> Result<ExitCode, String> {
+    let mut total = SyncReport::default();
+    loop {
+        let mut source = ViewsFile::new(spec);
+        let report = outbound
+            .run_once(&mut source, batch.max(1))
+            .await
+            .map_err(|e| e.to_string())?;
+        if report.changes > 0 || !follow {
+            print_report("synced", &report);
+        }
+        total.dead_lettered += report.dead_lettered;
+        if !follow {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            () = tokio::time::sleep(Duration::from_secs(every.max(1))) => {}
+        }
+    }
+    Ok(if total.dead_lettered == 0 {
+        ExitCode::SUCCESS
+    } else {
+        // Some records are on the dead-letter list: `dealreg crm status` shows why.
+        ExitCode::from(2)
+    })
+}
+
+fn status(spec: &StoreSpec, adapter: &AdapterArgs) -> Result<ExitCode, String> {
+    let state = adapter.state(spec)?;
+    let target = adapter.target.name();
+    let cursor = state
+        .cursor(&format!("{target}/views"))
+        .map_err(|e| e.to_string())?;
+    let written = state.records_written(target).map_err(|e| e.to_string())?;
+    let letters = state.dead_letters(target).map_err(|e| e.to_string())?;
+    let inbound = state.inbound_errors(20).map_err(|e| e.to_string())?;
+    println!(
+        "crm {target}: cursor {}",
+        cursor.as_deref().unwrap_or("(not started)")
+    );
+    println!("records written: {written}");
+    println!("dead letters: {}", letters.len());
+    for l in &letters {
+        println!(
+            "  {} {} = {} ({}): {} {} [attempts {}, at {}]",
+            l.object,
+            l.external_id_field,
+            l.external_id,
+            l.mapping,
+            l.code,
+            l.message,
+            l.attempts,
+            l.at
+        );
+    }
+    println!("inbound errors (latest {}):", inbound.len());
+    for e in &inbound {
+        println!("  {} {} {}: {}", e.at, e.source, e.code, e.error);
+    }
+    Ok(if letters.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+/// The published views of the views file, brought up to date, as pages of changes.
+struct ViewsFile<'a> {
+    spec: &'a StoreSpec,
+    loaded: Option<(String, Vec<ViewChange>)>,
+}
+
+impl<'a> ViewsFile<'a> {
+    fn new(spec: &'a StoreSpec) -> Self {
+        ViewsFile { spec, loaded: None }
+    }
+
+    async fn load(&mut self) -> Result<(String, Vec<ViewChange>), SyncError> {
+        if let Some(loaded) = &self.loaded {
+            return Ok(loaded.clone());
+        }
+        let source = |e: String| SyncError::Source(e);
+        let (store, checkpoints) = super::store::open_existing(self.spec)
+            .await
+            .map_err(source)?;
+        let mut head = dealreg_events::Position::ORIGIN;
+        head = head.max(
+            catch_up::<Pipeline>(&store, &checkpoints)
+                .await
+                .map_err(source)?,
+        );
+        head = head.max(
+            catch_up::<ConflictFlags>(&store, &checkpoints)
+                .await
+                .map_err(source)?,
+        );
+        head = head.max(
+            catch_up::<Ledger>(&store, &checkpoints)
+                .await
+                .map_err(source)?,
+        );
+        let mut changes = Vec::new();
+        for view in [Pipeline::NAME, ConflictFlags::NAME, Ledger::NAME] {
+            let rows = checkpoints
+                .load_rows(view)
+                .await
+                .map_err(|e| source(e.to_string()))?;
+            for (key, bytes) in rows {
+                let table = key.split_once('/').map_or(key.as_str(), |(t, _)| t);
+                let Some(published) = dealreg_engine::registry::published(view, table) else {
+                    continue;
+                };
+                let Ok(row) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+                    continue;
+                };
+                let change = |partner: Option<String>, row: Option<serde_json::Value>| ViewChange {
+                    view: view.to_string(),
+                    table: table.to_string(),
+                    key: key.clone(),
+                    position: head.to_string(),
+                    partner,
+                    row,
+                };
+                if let Some(form) = published.for_partners {
+                    let partner = row
+                        .get("partner_id")
+                        .and_then(serde_json::Value::as_str)
+                        .unwrap_or("partner")
+                        .to_string();
+                    changes.push(change(Some(partner), form(&row)));
+                }
+                changes.push(change(None, Some(row)));
+            }
+        }
+        let loaded = (head.to_string(), changes);
+        self.loaded = Some(loaded.clone());
+        Ok(loaded)
+    }
+}
+
+async fn catch_up<P: Projection>(
+    store: &Log,
+    checkpoints: &dealreg_store_sqlite::SqliteCheckpoints,
+) -> Result<dealreg_events::Position, String> {
+    let caught = runner::catch_up::<P, _, _>(store, checkpoints, CatchUp::default(), |_| {})
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(caught.position)
+}
+
+impl ChangeSource for ViewsFile<'_> {
+    async fn changes_after(
+        &mut self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<(Vec<ViewChange>, String)>, SyncError> {
+        let (position, changes) = self.load().await?;
+        // The cursor is `<views position>#<rows done>`: a pass over the rows as they
+        // stood at that position. Views that moved on start a new pass.
+        let done = match cursor.and_then(|c| c.split_once('#')) {
+            Some((at, done)) if at == position => done.parse::<usize>().unwrap_or(0),
+            _ => 0,
+        };
+        if done >= changes.len() {
+            return Ok(None);
+        }
+        let end = (done + limit).min(changes.len());
+        Ok(Some((
+            changes[done..end].to_vec(),
+            format!("{position}#{end}"),
+        )))
+    }
+}
+
+/// Commands from the webhook, executed by the engine on this store.
+struct EngineCommands(Arc<Engine<Log, dealreg_clock::SharedClock>>);
+
+impl CommandSink for EngineCommands {
+    async fn execute(&self, envelope: Vec<u8>) -> serde_json::Value {
+        let reply = self.0.execute_line(&envelope).await;
+        serde_json::to_value(&reply).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+async fn webhook(
+    spec: &StoreSpec,
+    adapter: &AdapterArgs,
+    listen: std::net::SocketAddr,
+    public_url: String,
+) -> Result<ExitCode, String> {
+    if adapter.target != Target::Hubspot {
+        return Err(
+            "webhooks are HubSpot's; Salesforce facts come back by polling (docs/CRM.md)".into(),
+        );
+    }
+    let config = adapter.config()?;
+    let state = adapter.state(spec)?;
+    let secret = env(
+        &config.hubspot.app_secret_env,
+        "the app's client secret, which signs webhooks",
+    )?;
+    let client = hubspot(&config)?;
+    let (store, _checkpoints) = super::store::open_existing(spec).await?;
+    let engine = Arc::new(
+        Engine::open(store, super::store::clock(None), None)
+            .await
+            .map_err(|e| e.to_string())?
+            .with_vault(super::store::vault(spec, dealreg_vault::KeyMaterial::Random).await?),
+    );
+    let inbound = Arc::new(HubspotInbound {
+        config,
+        app_secret: secret.into_bytes(),
+        public_base: public_url,
+        client,
+        state,
+        clock: Arc::new(SystemClock),
+        commands: EngineCommands(engine),
+    });
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("listening on {bound}");
+    dealreg_crm::webhook::serve(listener, inbound, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,468 @@
+//! The CRM adapters end to end: `dealreg crm ...` on the demo's store against the local
+//! CRM fakes (adapters/crm-fake), as an operator runs them.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use dealreg_crm::mapping::DEFAULT_MAPPING;
+use dealreg_crm_fake::{FakeCrm, Kind, CLIENT_ID, CLIENT_SECRET, HUBSPOT_TOKEN};
+use serde_json::{json, Value};
+use support::demo_store;
+
+const APP_SECRET: &str = "hubspot-app-secret";
+
+/// The default mapping with the CRMs' addresses pointed at `fake`.
+fn config(dir: &Path, fake: &FakeCrm) -> std::path::PathBuf {
+    let text = DEFAULT_MAPPING
+        .replace(
+            "base_url = \"https://api.hubapi.com\"",
+            &format!("base_url = \"{}\"", fake.url()),
+        )
+        .replace(
+            "token_url = \"https://login.salesforce.com/services/oauth2/token\"",
+            &format!("token_url = \"{}\"", fake.token_url()),
+        );
+    let path = dir.join("crm.toml");
+    std::fs::write(&path, text).expect("write crm.toml");
+    path
+}
+
+fn crm(store: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dealreg"));
+    command
+        .arg("--store")
+        .arg(store)
+        .arg("crm")
+        .args(args)
+        .env("DEALREG_SALESFORCE_CLIENT_ID", CLIENT_ID)
+        .env("DEALREG_SALESFORCE_CLIENT_SECRET", CLIENT_SECRET)
+        .env("DEALREG_HUBSPOT_TOKEN", HUBSPOT_TOKEN)
+        .env("DEALREG_HUBSPOT_APP_SECRET", APP_SECRET);
+    command
+}
+
+fn run(mut command: Command) -> Output {
+    command.output().expect("run dealreg crm")
+}
+
+fn view(store: &Path, args: &[&str]) -> Value {
+    let out = support::dealreg(store, args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("a JSON view")
+}
+
+/// Every registration of the vendor's pipeline view, by id.
+fn registrations(store: &Path) -> BTreeMap<String, Value> {
+    let grouped = view(store, &["view", "pipeline", "--vendor", "--json"]);
+    let mut rows = BTreeMap::new();
+    for stages in grouped.as_object().expect("by motion").values() {
+        for list in stages.as_object().expect("by stage").values() {
+            for row in list.as_array().expect("rows") {
+                let id = row["registration_id"].as_str().expect("id").to_string();
+                rows.insert(id, row.clone());
+            }
+        }
+    }
+    rows
+}
+
+fn decimal(amount: &Value) -> Value {
+    let minor = amount["amount_minor"].as_i64().expect("minor units");
+    Value::String(dealreg_crm::mapping::decimal(minor, 2))
+}
+
+/// The CRM holds one record per registration, conflict flag and balance, with the
+/// views' values.
+fn assert_mirrors_views(fake: &FakeCrm, store: &Path) {
+    let rows = registrations(store);
+    let deals = fake.records("deals");
+    assert_eq!(deals.len(), rows.len(), "one deal per registration");
+    for (id, row) in &rows {
+        let (_, deal) = &deals[id];
+        assert_eq!(deal["dealreg_status"], row["status"], "{id}");
+        assert_eq!(deal["dealreg_stage"], row["stage"], "{id}");
+        assert_eq!(deal["dealreg_motion"], row["motion"], "{id}");
+        assert_eq!(deal["dealreg_protection"], row["protection"], "{id}");
+        assert_eq!(deal["dealreg_account"], row["account"], "{id}");
+        assert_eq!(deal["amount"], decimal(&row["estimated_amount"]), "{id}");
+        let won = if row["won_amount"].is_null() {
+            Value::Null
+        } else {
+            decimal(&row["won_amount"])
+        };
+        assert_eq!(deal["dealreg_won_amount"], won, "{id}");
+        assert_eq!(
+            deal["dealreg_sourcing_partner"], row["attribution"]["sourcing"],
+            "{id}"
+        );
+        assert_eq!(
+            deal["dealreg_influencers"],
+            Value::String(row["attribution"]["influencers"].to_string()),
+            "{id}"
+        );
+        let expires = row["protection_expires_at"].clone();
+        assert_eq!(deal["dealreg_protection_expires_at"], expires, "{id}");
+    }
+    let conflicts = view(store, &["view", "conflicts", "--json"]);
+    let flags: usize = conflicts["conflicts"]
+        .as_object()
+        .expect("by account")
+        .values()
+        .map(|f| f.as_array().map_or(0, Vec::len))
+        .sum();
+    let crm_conflicts = fake.records("dealreg_conflicts");
+    assert_eq!(crm_conflicts.len(), flags, "one record per conflict flag");
+    for (account, list) in conflicts["conflicts"].as_object().expect("by account") {
+        for flag in list.as_array().expect("flags") {
+            let key = format!("{account}:{}", flag["conflict_id"].as_str().expect("id"));
+            let (_, record) = &crm_conflicts[&key];
+            assert_eq!(record["dealreg_status"], flag["status"], "{key}");
+            assert_eq!(
+                record["dealreg_acknowledge_by"], flag["acknowledge_by"],
+                "{key}"
+            );
+            assert_eq!(
+                record["dealreg_resolution_plan_by"], flag["resolution_plan_by"],
+                "{key}"
+            );
+        }
+    }
+    let ledger = view(store, &["view", "ledger", "--json"]);
+    let balances = fake.records("dealreg_commission_balances");
+    let mut expected = 0;
+    for (partner, by_currency) in ledger["balances"].as_object().expect("balances") {
+        for (currency, minor) in by_currency.as_object().expect("by currency") {
+            expected += 1;
+            let (_, record) = &balances[&format!("{partner}:{currency}")];
+            let minor = minor.as_i64().expect("minor units");
+            assert_eq!(
+                record["dealreg_balance"],
+                json!(dealreg_crm::mapping::decimal(minor, 2))
+            );
+        }
+    }
+    assert_eq!(
+        balances.len(),
+        expected,
+        "one record per partner and currency"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_lifecycle_appears_in_each_fake_crm_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = demo_store(&dir);
+    // HubSpot: deals, conflicts and balances with the views' values.
+    let hubspot = FakeCrm::start(Kind::Hubspot).await;
+    let cfg = config(dir.path(), &hubspot);
+    let state = dir.path().join("hubspot.crm.db");
+    let args = [
+        "sync",
+        "--target",
+        "hubspot",
+        "--config",
+        cfg.to_str().expect("utf-8"),
+        "--state",
+        state.to_str().expect("utf-8"),
+    ];
+    let out = run(crm(&store, &args));
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_mirrors_views(&hubspot, &store);
+    let won: Vec<_> = hubspot
+        .records("deals")
+        .into_values()
+        .filter(|(_, d)| d["dealreg_status"] == json!("won"))
+        .collect();
+    assert!(!won.is_empty(), "the demo wins deals");
+    assert!(won
+        .iter()
+        .any(|(_, d)| d["dealreg_sourcing_partner"].is_string()
+            && d["dealreg_influencers"] != json!("{}")));
+    // Run again: nothing new is written.
+    let requests = hubspot.log().len();
+    let again = run(crm(&store, &args));
+    assert!(again.status.success());
+    assert_eq!(
+        hubspot.log().len(),
+        requests,
+        "an unchanged view sends nothing"
+    );
+
+    // Salesforce: Leads by default, first-sync fields set.
+    let salesforce = FakeCrm::start(Kind::Salesforce).await;
+    let cfg = config(dir.path(), &salesforce);
+    let state = dir.path().join("salesforce.crm.db");
+    let out = run(crm(
+        &store,
+        &[
+            "sync",
+            "--target",
+            "salesforce",
+            "--config",
+            cfg.to_str().expect("utf-8"),
+            "--state",
+            state.to_str().expect("utf-8"),
+        ],
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let leads = salesforce.records("Lead");
+    let rows = registrations(&store);
+    assert_eq!(leads.len(), rows.len());
+    for (id, row) in &rows {
+        let (_, lead) = &leads[id];
+        assert_eq!(lead["LeadSource"], json!("Partner"));
+        assert_eq!(lead["Company"], row["company"]);
+        assert_eq!(lead["Dealreg_Status__c"], row["status"]);
+        let minor = row["estimated_amount"]["amount_minor"]
+            .as_i64()
+            .expect("minor");
+        assert_eq!(
+            lead["Dealreg_Estimated_Amount__c"].as_f64(),
+            Some(minor as f64 / 100.0)
+        );
+    }
+    assert_eq!(
+        salesforce.records("Dealreg_Conflict__c").len(),
+        hubspot.records("dealreg_conflicts").len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adapter_killed_mid_batch_resumes_without_a_gap_or_a_second_record() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = demo_store(&dir);
+    let fake = FakeCrm::start(Kind::Hubspot).await;
+    let cfg = config(dir.path(), &fake);
+    let state = dir.path().join("crm.db");
+    let args = [
+        "sync",
+        "--target",
+        "hubspot",
+        "--config",
+        cfg.to_str().expect("utf-8"),
+        "--state",
+        state.to_str().expect("utf-8"),
+        "--batch",
+        "5",
+    ];
+    // Each request is answered slowly, after its records are written: the kill lands
+    // between a write and its acknowledgement.
+    fake.stall(Duration::from_millis(400));
+    let mut child = crm(&store, &args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the sync");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while fake.log().iter().filter(|l| l.records > 0).count() < 2 {
+        assert!(Instant::now() < deadline, "the sync never wrote");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // SIGKILL: no chance to save anything.
+    child.kill().expect("kill");
+    child.wait().expect("reap");
+    let partial = fake.records("deals").len();
+    assert!(
+        partial < registrations(&store).len(),
+        "killed before the end ({partial})"
+    );
+    fake.stall(Duration::ZERO);
+    let out = run(crm(&store, &args));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_mirrors_views(&fake, &store);
+    let records = fake.records("deals").len()
+        + fake.records("dealreg_conflicts").len()
+        + fake.records("dealreg_commission_balances").len();
+    assert_eq!(
+        fake.creations(),
+        records as u64,
+        "no record was created twice"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_the_crm_refuses_is_a_dead_letter_shown_by_status_and_retried() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = demo_store(&dir);
+    let fake = FakeCrm::start(Kind::Hubspot).await;
+    let cfg = config(dir.path(), &fake);
+    let state = dir.path().join("crm.db");
+    let rows = registrations(&store);
+    let refused = rows.keys().next().expect("a registration").clone();
+    fake.reject(&refused);
+    let common = [
+        "--target",
+        "hubspot",
+        "--config",
+        cfg.to_str().expect("utf-8"),
+        "--state",
+        state.to_str().expect("utf-8"),
+    ];
+    let sync = run(crm(&store, &[&["sync"][..], &common[..]].concat()));
+    assert_eq!(sync.status.code(), Some(2), "dead letters make exit code 2");
+    assert_eq!(
+        fake.records("deals").len(),
+        rows.len() - 1,
+        "the others flowed"
+    );
+    let status = run(crm(&store, &[&["status"][..], &common[..]].concat()));
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("dead letters: 1"), "{text}");
+    assert!(
+        text.contains(&refused) && text.contains("VALIDATION_ERROR"),
+        "{text}"
+    );
+    fake.accept_all();
+    let retry = run(crm(&store, &[&["retry"][..], &common[..]].concat()));
+    assert!(
+        retry.status.success(),
+        "{}",
+        String::from_utf8_lossy(&retry.stdout)
+    );
+    assert_eq!(fake.records("deals").len(), rows.len());
+    let status = run(crm(&store, &[&["status"][..], &common[..]].concat()));
+    assert!(String::from_utf8_lossy(&status.stdout).contains("dead letters: 0"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_webhook_wins_a_deal_once_and_a_forged_one_writes_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = demo_store(&dir);
+    let fake = FakeCrm::start(Kind::Hubspot).await;
+    let cfg = config(dir.path(), &fake);
+    let state = dir.path().join("crm.db");
+    let common = [
+        "--target",
+        "hubspot",
+        "--config",
+        cfg.to_str().expect("utf-8"),
+        "--state",
+        state.to_str().expect("utf-8"),
+    ];
+    let sync = run(crm(&store, &[&["sync"][..], &common[..]].concat()));
+    assert!(
+        sync.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sync.stderr)
+    );
+    // A protected registration with its attribution set: the one HubSpot will close.
+    let rows = registrations(&store);
+    let (id, row) = rows
+        .iter()
+        .find(|(_, r)| {
+            r["status"] == json!("protected")
+                && (r["attribution"]["sourcing"].is_string()
+                    || r["attribution"]["influencers"]
+                        .as_object()
+                        .is_some_and(|i| !i.is_empty()))
+        })
+        .expect("a protected registration with attribution in the demo");
+    let deal_id = fake.records("deals")[id].0.clone();
+    let public = "https://hooks.example.com";
+    let mut server = crm(
+        &store,
+        &[
+            &["webhook"][..],
+            &common[..],
+            &["--listen", "127.0.0.1:0", "--public-url", public][..],
+        ]
+        .concat(),
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("start the webhook endpoint");
+    let mut line = String::new();
+    {
+        use std::io::BufRead;
+        let stdout = server.stdout.take().expect("stdout");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("the listening line");
+    }
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("listening on ADDR")
+        .to_string();
+    let body = json!([{ "eventId": 7, "subscriptionId": 1, "portalId": 1, "appId": 1, "occurredAt": 1_764_000_000_000_i64,
+                        "subscriptionType": "deal.propertyChange", "attemptNumber": 0,
+                        "objectId": deal_id.parse::<u64>().expect("id"), "propertyName": "dealstage",
+                        "propertyValue": "closedwon", "changeSource": "CRM" }])
+    .to_string();
+    let path = "/hubspot";
+    let http = reqwest::Client::new();
+    let post = |signature: String, timestamp: String| {
+        http.post(format!("http://{addr}{path}"))
+            .header("X-HubSpot-Signature-v3", signature)
+            .header("X-HubSpot-Request-Timestamp", timestamp)
+            .body(body.clone())
+            .send()
+    };
+    let now = || chrono::Utc::now().timestamp_millis().to_string();
+    let events_before = support::dealreg(&store, &["events"]).stdout.len();
+    let ts = now();
+    let forged = dealreg_crm::webhook::sign(
+        b"not the secret",
+        "POST",
+        &format!("{public}{path}"),
+        body.as_bytes(),
+        &ts,
+    );
+    let answer = post(forged, ts).await.expect("deliver");
+    assert_eq!(answer.status().as_u16(), 401);
+    assert_eq!(
+        support::dealreg(&store, &["events"]).stdout.len(),
+        events_before,
+        "a forged delivery writes nothing"
+    );
+    for _ in 0..2 {
+        let ts = now();
+        let signature = dealreg_crm::webhook::sign(
+            APP_SECRET.as_bytes(),
+            "POST",
+            &format!("{public}{path}"),
+            body.as_bytes(),
+            &ts,
+        );
+        let answer = post(signature, ts).await.expect("deliver");
+        assert_eq!(answer.status().as_u16(), 200);
+        let answer: Value = answer.json().await.expect("json");
+        assert_eq!(answer["events"][0]["ok"], json!(true), "{answer}");
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    let after = registrations(&store);
+    assert_eq!(after[id]["status"], json!("won"));
+    assert_eq!(
+        after[id]["won_amount"], row["estimated_amount"],
+        "won at the deal's amount"
+    );
+    let events = String::from_utf8_lossy(&support::dealreg(&store, &["events"]).stdout).to_string();
+    let wins = events
+        .lines()
+        .filter(|l| l.contains(id.as_str()) && l.contains("\"event_type\":\"deal_won\""))
+        .count();
+    assert_eq!(wins, 1, "delivered twice, won once");
+}
