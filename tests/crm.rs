@@ -1,6 +1,7 @@
 //! The CRM adapters end to end: `dealreg crm ...` on the demo's store against the local
 //! CRM fakes (adapters/crm-fake), as an operator runs them.
 
+mod nats_support;
 mod support;
 
 use std::collections::BTreeMap;
@@ -465,4 +466,77 @@ async fn a_signed_webhook_wins_a_deal_once_and_a_forged_one_writes_nothing() {
         .filter(|l| l.contains(id.as_str()) && l.contains("\"event_type\":\"deal_won\""))
         .count();
     assert_eq!(wins, 1, "delivered twice, won once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sync_reads_the_feed_that_serve_publishes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = demo_store(&dir);
+    let nats = nats_support::NatsServer::start(None);
+    let client = async_nats::connect(&nats.url).await.expect("connect");
+    let mut serve = nats_support::Serve::start(
+        &store,
+        &nats.url,
+        &[],
+        &[],
+        dir.path().join("serve.log"),
+        &client,
+    )
+    .await;
+    // The demo's row changes wait in the outbox; serve publishes them to DEALREG_FEED.
+    let js = async_nats::jetstream::new(client.clone());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = (0, Instant::now());
+    loop {
+        let count = match js.get_stream("DEALREG_FEED").await {
+            Ok(mut stream) => stream.info().await.map(|i| i.state.messages).unwrap_or(0),
+            Err(_) => 0,
+        };
+        if count != last.0 {
+            last = (count, Instant::now());
+        } else if count > 0 && last.1.elapsed() > Duration::from_millis(1500) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve did not publish the feed: {}",
+            serve.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(serve.terminate().success());
+    let fake = FakeCrm::start(Kind::Hubspot).await;
+    let cfg = config(dir.path(), &fake);
+    let state = dir.path().join("crm.db");
+    let args = [
+        "sync",
+        "--target",
+        "hubspot",
+        "--config",
+        cfg.to_str().expect("utf-8"),
+        "--state",
+        state.to_str().expect("utf-8"),
+        "--feed",
+        nats.url.as_str(),
+        "--batch",
+        "100",
+    ];
+    let out = run(crm(&store, &args));
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_mirrors_views(&fake, &store);
+    // The cursor is the stream sequence: a second run reads nothing and sends nothing.
+    let requests = fake.log().len();
+    let again = run(crm(&store, &args));
+    assert!(again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("synced: 0 changes"),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+    assert_eq!(fake.log().len(), requests);
 }

@@ -39,6 +39,11 @@ pub enum CrmJob {
         /// Changes per batch (the CRM's own batches are 200 for Salesforce, 100 for HubSpot).
         #[arg(long, default_value_t = 1000)]
         batch: usize,
+        /// Read the view changes from the JetStream feed `dealreg serve` publishes
+        /// (DEALREG_FEED) on these servers (nats://host:port[,...]) instead of the views
+        /// file: for a deployment whose views live in another process or host.
+        #[arg(long)]
+        feed: Option<String>,
         #[arg(long)]
         follow: bool,
         #[arg(long, default_value_t = 5)]
@@ -140,33 +145,27 @@ pub async fn run(spec: &StoreSpec, job: CrmJob) -> Result<ExitCode, String> {
         CrmJob::Sync {
             adapter,
             batch,
+            feed,
             follow,
             every,
         } => {
             let config = adapter.config()?;
             let state = adapter.state(spec)?;
+            let feed = match feed {
+                Some(urls) => Some(Feed::connect(&urls).await?),
+                None => None,
+            };
+            let source = feed.as_ref().map_or("views", |_| "feed");
             match adapter.target {
                 Target::Salesforce => {
                     let client = salesforce(&config)?;
-                    sync(
-                        spec,
-                        outbound(adapter.target, client, config, state),
-                        batch,
-                        follow,
-                        every,
-                    )
-                    .await
+                    let outbound = outbound(adapter.target, source, client, config, state);
+                    sync(spec, feed, outbound, batch, follow, every).await
                 }
                 Target::Hubspot => {
                     let client = hubspot(&config)?;
-                    sync(
-                        spec,
-                        outbound(adapter.target, client, config, state),
-                        batch,
-                        follow,
-                        every,
-                    )
-                    .await
+                    let outbound = outbound(adapter.target, source, client, config, state);
+                    sync(spec, feed, outbound, batch, follow, every).await
                 }
             }
         }
@@ -177,13 +176,13 @@ pub async fn run(spec: &StoreSpec, job: CrmJob) -> Result<ExitCode, String> {
             let report = match adapter.target {
                 Target::Salesforce => {
                     let client = salesforce(&config)?;
-                    outbound(adapter.target, client, config, state)
+                    outbound(adapter.target, "views", client, config, state)
                         .retry_dead_letters()
                         .await
                 }
                 Target::Hubspot => {
                     let client = hubspot(&config)?;
-                    outbound(adapter.target, client, config, state)
+                    outbound(adapter.target, "views", client, config, state)
                         .retry_dead_letters()
                         .await
                 }
@@ -206,6 +205,7 @@ pub async fn run(spec: &StoreSpec, job: CrmJob) -> Result<ExitCode, String> {
 
 fn outbound<C: dealreg_crm::CrmClient>(
     target: Target,
+    source: &str,
     client: C,
     config: CrmConfig,
     state: Arc<SyncState>,
@@ -216,7 +216,7 @@ fn outbound<C: dealreg_crm::CrmClient>(
         client,
         state,
         clock: Arc::new(SystemClock),
-        adapter: format!("{}/views", target.name()),
+        adapter: format!("{}/{source}", target.name()),
         backoff: Duration::from_millis(500),
     }
 }
@@ -230,6 +230,7 @@ fn print_report(what: &str, r: &SyncReport) {
 
 async fn sync<C: dealreg_crm::CrmClient>(
     spec: &StoreSpec,
+    mut feed: Option<Feed>,
     outbound: Outbound<C>,
     batch: usize,
     follow: bool,
@@ -237,11 +238,15 @@ async fn sync<C: dealreg_crm::CrmClient>(
 ) -> Result<ExitCode, String> {
     let mut total = SyncReport::default();
     loop {
-        let mut source = ViewsFile::new(spec);
-        let report = outbound
-            .run_once(&mut source, batch.max(1))
-            .await
-            .map_err(|e| e.to_string())?;
+        let report = match feed.as_mut() {
+            Some(feed) => outbound.run_once(feed, batch.max(1)).await,
+            None => {
+                outbound
+                    .run_once(&mut ViewsFile::new(spec), batch.max(1))
+                    .await
+            }
+        }
+        .map_err(|e| e.to_string())?;
         if report.changes > 0 || !follow {
             print_report("synced", &report);
         }
@@ -265,15 +270,19 @@ async fn sync<C: dealreg_crm::CrmClient>(
 fn status(spec: &StoreSpec, adapter: &AdapterArgs) -> Result<ExitCode, String> {
     let state = adapter.state(spec)?;
     let target = adapter.target.name();
-    let cursor = state
+    let views = state
         .cursor(&format!("{target}/views"))
         .map_err(|e| e.to_string())?;
-    let written = state.records_written(target).map_err(|e| e.to_string())?;
+    let feed = state
+        .cursor(&format!("{target}/feed"))
+        .map_err(|e| e.to_string())?;
+    let written = state.record_count(target).map_err(|e| e.to_string())?;
     let letters = state.dead_letters(target).map_err(|e| e.to_string())?;
     let inbound = state.inbound_errors(20).map_err(|e| e.to_string())?;
     println!(
-        "crm {target}: cursor {}",
-        cursor.as_deref().unwrap_or("(not started)")
+        "crm {target}: views cursor {}, feed cursor {}",
+        views.as_deref().unwrap_or("(not started)"),
+        feed.as_deref().unwrap_or("(not started)")
     );
     println!("records written: {written}");
     println!("dead letters: {}", letters.len());
@@ -406,6 +415,123 @@ impl ChangeSource for ViewsFile<'_> {
             changes[done..end].to_vec(),
             format!("{position}#{end}"),
         )))
+    }
+}
+
+/// The JetStream feed `dealreg serve` publishes, read in stream order. The cursor is the
+/// stream sequence of the last change applied.
+struct Feed {
+    stream: async_nats::jetstream::stream::Stream,
+}
+
+impl Feed {
+    async fn connect(urls: &str) -> Result<Feed, String> {
+        let servers = urls
+            .split(',')
+            .map(|u| u.trim().parse::<async_nats::ServerAddr>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("a NATS URL of --feed is invalid: {e}"))?;
+        let client = async_nats::ConnectOptions::new()
+            .name(format!("dealreg-crm-{}", std::process::id()))
+            .connect(servers)
+            .await
+            .map_err(|e| format!("cannot connect to {urls} for the feed: {e}"))?;
+        let js = async_nats::jetstream::new(client);
+        let stream = js.get_stream(dealreg_nats::subject::FEED_STREAM).await.map_err(|e| {
+            format!(
+                "the feed stream {} cannot be read on {urls}: {e}; is `dealreg serve` publishing there?",
+                dealreg_nats::subject::FEED_STREAM
+            )
+        })?;
+        Ok(Feed { stream })
+    }
+}
+
+impl ChangeSource for Feed {
+    async fn changes_after(
+        &mut self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<(Vec<ViewChange>, String)>, SyncError> {
+        use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
+        use futures_util::StreamExt;
+        let source = |e: String| SyncError::Source(e);
+        let after: u64 = match cursor {
+            Some(c) => c
+                .parse()
+                .map_err(|_| source(format!("the feed cursor {c:?} is not a stream sequence")))?,
+            None => 0,
+        };
+        let info = self
+            .stream
+            .info()
+            .await
+            .map_err(|e| source(e.to_string()))?;
+        let (first, last) = (info.state.first_sequence, info.state.last_sequence);
+        if last <= after {
+            return Ok(None);
+        }
+        if after > 0 && first > after + 1 {
+            return Err(source(format!(
+                "the feed no longer holds the changes after {after} (it starts at {first}); run `dealreg crm sync` without --feed on the host that holds the views, once, to catch the CRM up"
+            )));
+        }
+        let consumer = self
+            .stream
+            .create_consumer(OrderedConfig {
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: after + 1,
+                },
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| source(e.to_string()))?;
+        let mut messages = consumer
+            .messages()
+            .await
+            .map_err(|e| source(e.to_string()))?;
+        let wanted = usize::try_from(last - after)
+            .unwrap_or(usize::MAX)
+            .min(limit.max(1));
+        let mut changes = Vec::with_capacity(wanted);
+        let mut through = after;
+        while changes.len() < wanted {
+            let next = tokio::time::timeout(Duration::from_secs(10), messages.next())
+                .await
+                .map_err(|_| source("the feed stopped answering".into()))?;
+            let Some(message) = next else { break };
+            let message = message.map_err(|e| source(e.to_string()))?;
+            let sequence = message
+                .info()
+                .map_err(|e| source(e.to_string()))?
+                .stream_sequence;
+            through = sequence;
+            let body: serde_json::Value = serde_json::from_slice(&message.payload)
+                .map_err(|e| source(format!("feed message {sequence} is not JSON: {e}")))?;
+            let text = |name: &str| {
+                body.get(name)
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let partner = message
+                .subject
+                .as_str()
+                .split_once(".partner.")
+                .map(|(_, id)| id.to_string());
+            changes.push(ViewChange {
+                view: text("view"),
+                table: text("table"),
+                key: text("key"),
+                position: body
+                    .get("position")
+                    .map(|p| p.as_str().map_or_else(|| p.to_string(), str::to_string))
+                    .unwrap_or_default(),
+                partner,
+                row: body.get("row").cloned().filter(|r| !r.is_null()),
+            });
+        }
+        Ok(Some((changes, through.to_string())))
     }
 }
 

@@ -450,18 +450,57 @@ impl CrmConfig {
     }
 }
 
-fn json_document(key: &str, row: &Value, element: Option<(&String, &Value)>) -> Value {
-    let mut document = Map::new();
-    document.insert("key".into(), Value::String(key.to_string()));
-    document.insert("row".into(), row.clone());
-    if let Some((k, v)) = element {
-        document.insert("element".into(), Value::String(k.clone()));
-        document.insert("value".into(), v.clone());
-    }
-    Value::Object(document)
+/// The document a record's pointers read: the row and its key, and in an exploded row
+/// the entry's key and value. Borrowed: mapping a row copies only what the record keeps.
+struct Document<'a> {
+    key: Value,
+    row: &'a Value,
+    element: Option<Value>,
+    value: Option<&'a Value>,
 }
 
-fn field_value(field: &FieldMapping, document: &Value, target: Target) -> Result<Value, String> {
+fn json_document<'a>(
+    key: &str,
+    row: &'a Value,
+    entry: Option<(&String, &'a Value)>,
+) -> Document<'a> {
+    Document {
+        key: Value::String(key.to_string()),
+        row,
+        element: entry.map(|(k, _)| Value::String(k.clone())),
+        value: entry.map(|(_, v)| v),
+    }
+}
+
+impl Document<'_> {
+    /// RFC 6901 pointer lookup, as `serde_json::Value::pointer` over
+    /// `{"key", "row", "element", "value"}`.
+    fn pointer(&self, pointer: &str) -> Option<&Value> {
+        let rest = pointer.strip_prefix('/')?;
+        let (first, inner) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        let root: &Value = match first {
+            "key" => &self.key,
+            "row" => self.row,
+            "element" => self.element.as_ref()?,
+            "value" => self.value?,
+            _ => return None,
+        };
+        if inner.is_empty() {
+            Some(root)
+        } else {
+            root.pointer(inner)
+        }
+    }
+}
+
+fn field_value(
+    field: &FieldMapping,
+    document: &Document<'_>,
+    target: Target,
+) -> Result<Value, String> {
     if let Some(constant) = &field.value {
         return Ok(constant.clone());
     }

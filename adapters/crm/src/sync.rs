@@ -24,7 +24,7 @@ use serde_json::{Map, Value};
 use crate::change::ViewChange;
 use crate::client::{CrmClient, CrmError, RecordOutcome, Upsert};
 use crate::mapping::{CrmConfig, Record, Target};
-use crate::state::{DeadLetter, StateError, SyncState};
+use crate::state::{DeadLetter, StateError, SyncState, Written};
 
 /// Attempts of a record the CRM says may succeed later, before it is dead-lettered.
 const RECORD_ATTEMPTS: u32 = 3;
@@ -159,7 +159,7 @@ impl<C: CrmClient> Outbound<C> {
             };
             let known =
                 self.state
-                    .record(self.target.name(), &record.object, &record.external_id)?;
+                    .digest(self.target.name(), &record.object, &record.external_id)?;
             let mut fields = record.fields.clone();
             if known.is_none() {
                 for (k, v) in &record.first_sync {
@@ -167,7 +167,7 @@ impl<C: CrmClient> Outbound<C> {
                 }
             }
             let digest = digest(&record.fields);
-            if known.as_ref().is_some_and(|k| k.digest == digest) {
+            if known.as_ref() == Some(&digest) {
                 report.unchanged += 1;
                 continue;
             }
@@ -215,19 +215,12 @@ impl<C: CrmClient> Outbound<C> {
                 Err(e) => return Err(e.into()),
             };
             let mut retry = Vec::new();
+            let mut crm_ids = Vec::new();
             for (item, outcome) in pending.iter().zip(outcomes) {
-                let (record, upsert, digest) = item;
+                let (record, upsert, _) = item;
                 match outcome {
                     RecordOutcome::Upserted { crm_id, created } => {
-                        self.state.record_written(
-                            self.target.name(),
-                            &record.object,
-                            &record.external_id,
-                            &record.mapping,
-                            &crm_id,
-                            digest,
-                            &upsert.fields,
-                        )?;
+                        crm_ids.push((*item, crm_id));
                         report.written += 1;
                         report.created += u64::from(created);
                     }
@@ -241,6 +234,19 @@ impl<C: CrmClient> Outbound<C> {
                     }
                 }
             }
+            let written: Vec<Written<'_>> = crm_ids
+                .iter()
+                .map(|((record, upsert, digest), crm_id)| Written {
+                    target: self.target.name(),
+                    object: &record.object,
+                    external_id: &record.external_id,
+                    mapping: &record.mapping,
+                    crm_id,
+                    digest,
+                    fields: &upsert.fields,
+                })
+                .collect();
+            self.state.records_written(&written)?;
             pending = retry;
             if !pending.is_empty() {
                 tokio::time::sleep(self.backoff * attempt).await;
