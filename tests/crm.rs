@@ -540,3 +540,71 @@ async fn the_sync_reads_the_feed_that_serve_publishes() {
     );
     assert_eq!(fake.log().len(), requests);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_salesforce_opportunity_closed_won_is_polled_into_one_win() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = demo_store(&dir);
+    let fake = FakeCrm::start(Kind::Salesforce).await;
+    let cfg = config(dir.path(), &fake);
+    let state = dir.path().join("crm.db");
+    let common = [
+        "--target",
+        "salesforce",
+        "--config",
+        cfg.to_str().expect("utf-8"),
+        "--state",
+        state.to_str().expect("utf-8"),
+    ];
+    let rows = registrations(&store);
+    let (id, row) = rows
+        .iter()
+        .find(|(_, r)| {
+            r["status"] == json!("protected")
+                && (r["attribution"]["sourcing"].is_string()
+                    || r["attribution"]["influencers"]
+                        .as_object()
+                        .is_some_and(|i| !i.is_empty()))
+        })
+        .expect("a protected registration with attribution in the demo");
+    let minor = row["estimated_amount"]["amount_minor"]
+        .as_i64()
+        .expect("minor units");
+    let opportunity = |stamp: &str| {
+        json!({ "IsClosed": true, "IsWon": true, "Amount": dealreg_crm::mapping::decimal(minor, 2),
+                "SystemModstamp": stamp, "OwnerId": "005X", "Dealreg_Registration_Id__c": id,
+                "Dealreg_Account__c": row["account"], "Dealreg_Product_Line__c": row["product_line"] })
+        .as_object()
+        .cloned()
+        .expect("an object")
+    };
+    fake.put_opportunity("006WON", opportunity("2026-12-01T10:00:00.000+0000"));
+    let out = run(crm(&store, &[&["poll"][..], &common[..]].concat()));
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 commands (0 refused)"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Polled again (the record is at the watermark): the same key, no second win.
+    let again = run(crm(&store, &[&["poll"][..], &common[..]].concat()));
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+    let after = registrations(&store);
+    assert_eq!(after[id]["status"], json!("won"));
+    assert_eq!(after[id]["won_amount"], row["estimated_amount"]);
+    let events = String::from_utf8_lossy(&support::dealreg(&store, &["events"]).stdout).to_string();
+    let wins = events
+        .lines()
+        .filter(|l| l.contains(id.as_str()) && l.contains("\"event_type\":\"deal_won\""))
+        .count();
+    assert_eq!(wins, 1, "polled twice, won once");
+}

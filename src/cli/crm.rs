@@ -61,6 +61,17 @@ pub enum CrmJob {
         #[command(flatten)]
         adapter: AdapterArgs,
     },
+    /// Poll Salesforce Opportunities changed since the last poll (by SystemModstamp):
+    /// closed won / lost with a registration id become mark_won / mark_lost, those without
+    /// one become record_direct_opportunity. With --follow, every --every seconds.
+    Poll {
+        #[command(flatten)]
+        adapter: AdapterArgs,
+        #[arg(long)]
+        follow: bool,
+        #[arg(long, default_value_t = 60)]
+        every: u64,
+    },
     /// Serve the HubSpot webhook endpoint (v3 signatures) until interrupted: deal stage
     /// changes become mark_won / mark_lost, deals direct sales created become
     /// record_direct_opportunity.
@@ -200,6 +211,11 @@ pub async fn run(spec: &StoreSpec, job: CrmJob) -> Result<ExitCode, String> {
             listen,
             public_url,
         } => webhook(spec, &adapter, listen, public_url).await,
+        CrmJob::Poll {
+            adapter,
+            follow,
+            every,
+        } => poll(spec, &adapter, follow, every).await,
     }
 }
 
@@ -545,6 +561,65 @@ impl CommandSink for EngineCommands {
     }
 }
 
+/// The engine on this store, for the commands CRM facts become.
+async fn engine(spec: &StoreSpec) -> Result<EngineCommands, String> {
+    let (store, _checkpoints) = super::store::open_existing(spec).await?;
+    let engine = Engine::open(store, super::store::clock(None), None)
+        .await
+        .map_err(|e| e.to_string())?
+        .with_vault(super::store::vault(spec, dealreg_vault::KeyMaterial::Random).await?);
+    Ok(EngineCommands(Arc::new(engine)))
+}
+
+async fn poll(
+    spec: &StoreSpec,
+    adapter: &AdapterArgs,
+    follow: bool,
+    every: u64,
+) -> Result<ExitCode, String> {
+    if adapter.target != Target::Salesforce {
+        return Err(
+            "polling is Salesforce's; HubSpot facts come as webhooks (dealreg crm webhook)".into(),
+        );
+    }
+    let config = adapter.config()?;
+    let state = adapter.state(spec)?;
+    let client = salesforce(&config)?;
+    let poll = dealreg_crm::poll::SalesforcePoll {
+        config,
+        client,
+        state,
+        clock: Arc::new(SystemClock),
+        commands: engine(spec).await?,
+    };
+    let mut errors = 0;
+    loop {
+        let report = poll.poll_once().await.map_err(|e| e.to_string())?;
+        println!(
+            "polled: {} opportunities, {} commands ({} refused), {} bad records; watermark {}",
+            report.records,
+            report.commands,
+            report.refused,
+            report.errors,
+            report.watermark.as_deref().unwrap_or("unchanged")
+        );
+        errors += report.errors + report.refused;
+        if !follow {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            () = tokio::time::sleep(Duration::from_secs(every.max(1))) => {}
+        }
+    }
+    Ok(if errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        // Recorded for `dealreg crm status`.
+        ExitCode::from(2)
+    })
+}
+
 async fn webhook(
     spec: &StoreSpec,
     adapter: &AdapterArgs,
@@ -563,13 +638,6 @@ async fn webhook(
         "the app's client secret, which signs webhooks",
     )?;
     let client = hubspot(&config)?;
-    let (store, _checkpoints) = super::store::open_existing(spec).await?;
-    let engine = Arc::new(
-        Engine::open(store, super::store::clock(None), None)
-            .await
-            .map_err(|e| e.to_string())?
-            .with_vault(super::store::vault(spec, dealreg_vault::KeyMaterial::Random).await?),
-    );
     let inbound = Arc::new(HubspotInbound {
         config,
         app_secret: secret.into_bytes(),
@@ -577,7 +645,7 @@ async fn webhook(
         client,
         state,
         clock: Arc::new(SystemClock),
-        commands: EngineCommands(engine),
+        commands: engine(spec).await?,
     });
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -67,6 +67,8 @@ struct World {
     early: u32,
     /// Salesforce API usage reported: (used, limit).
     usage: (u64, u64),
+    /// Pages of query results not yet fetched, by locator.
+    query_pages: std::collections::HashMap<String, Vec<Value>>,
     /// Upserts wait this long before answering (after writing).
     stall: Duration,
     log: Vec<Logged>,
@@ -202,6 +204,16 @@ impl FakeCrm {
         self.world().log.clone()
     }
 
+    /// Puts (or replaces) a Salesforce Opportunity, as its users would edit it: `fields`
+    /// should carry `SystemModstamp` (`2026-12-01T10:00:00.000+0000`).
+    pub fn put_opportunity(&self, id: &str, fields: Map<String, Value>) {
+        self.world()
+            .records
+            .entry("Opportunity".into())
+            .or_default()
+            .insert(id.to_string(), (id.to_string(), fields));
+    }
+
     /// A deal created in HubSpot by direct sales (not by dealreg): its id.
     pub fn create_deal(&self, properties: Map<String, Value>) -> String {
         let mut world = self.world();
@@ -270,7 +282,15 @@ async fn answer(
             }
         }
         let (response, records) = match kind {
-            Kind::Salesforce => salesforce(&mut w, base, &method, &path, bearer.as_deref(), &body),
+            Kind::Salesforce => salesforce(
+                &mut w,
+                base,
+                &method,
+                &path,
+                &query,
+                bearer.as_deref(),
+                &body,
+            ),
             Kind::Hubspot => hubspot(&mut w, &method, &path, &query, bearer.as_deref(), &body),
         };
         w.log.push(Logged {
@@ -307,6 +327,7 @@ fn salesforce(
     base: &str,
     method: &str,
     path: &str,
+    query: &str,
     bearer: Option<&str>,
     body: &[u8],
 ) -> (Response<Full<Bytes>>, usize) {
@@ -360,6 +381,77 @@ fn salesforce(
         format!("api-usage={}/{}", w.usage.0, w.usage.1),
     )];
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    // services/data/vXX.X/query?q=SOQL and services/data/vXX.X/query/<locator>
+    if method == "GET" && segments.len() >= 4 && segments[0] == "services" && segments[3] == "query"
+    {
+        let page = if segments.len() == 5 {
+            let Some(rest) = w.query_pages.remove(segments[4]) else {
+                return (
+                    reply(
+                        StatusCode::NOT_FOUND,
+                        json!([{ "message": "invalid query locator", "errorCode": "INVALID_QUERY_LOCATOR" }]),
+                        &usage,
+                    ),
+                    0,
+                );
+            };
+            rest
+        } else {
+            let soql = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("q="))
+                .map(percent_decode)
+                .unwrap_or_default();
+            // The one query shape the adapter sends: SELECT ... FROM Opportunity WHERE
+            // SystemModstamp >= <literal> ORDER BY SystemModstamp ASC.
+            let Some(since) = soql
+                .split("SystemModstamp >= ")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_string)
+            else {
+                return (
+                    reply(
+                        StatusCode::BAD_REQUEST,
+                        json!([{ "message": "unexpected query", "errorCode": "MALFORMED_QUERY" }]),
+                        &usage,
+                    ),
+                    0,
+                );
+            };
+            let stamp = |v: &Value| v.as_str().unwrap_or_default().replace("+0000", "Z");
+            let mut found: Vec<Value> = w
+                .records
+                .get("Opportunity")
+                .map(|t| {
+                    t.values()
+                        .filter(|(_, f)| {
+                            f.get("SystemModstamp").map(stamp).unwrap_or_default() >= since
+                        })
+                        .map(|(id, f)| {
+                            let mut f = f.clone();
+                            f.insert("Id".into(), Value::String(id.clone()));
+                            f.insert("attributes".into(), json!({ "type": "Opportunity" }));
+                            Value::Object(f)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            found.sort_by_key(|r| r.get("SystemModstamp").map(stamp).unwrap_or_default());
+            found
+        };
+        // Two records a page, so every test crosses pages.
+        let total = page.len();
+        let (now, rest) = page.split_at(total.min(2));
+        let mut body = json!({ "totalSize": total, "done": rest.is_empty(), "records": now });
+        if !rest.is_empty() {
+            w.next_id += 1;
+            let locator = format!("01gFAKE{}-2", w.next_id);
+            body["nextRecordsUrl"] = Value::String(format!("/services/data/v62.0/query/{locator}"));
+            w.query_pages.insert(locator, rest.to_vec());
+        }
+        return (reply(StatusCode::OK, body, &usage), 0);
+    }
     // services/data/vXX.X/composite/sobjects/{object}/{field}
     let is_collection = segments.len() == 7
         && segments[0] == "services"
@@ -667,4 +759,37 @@ fn hubspot(
         ),
         0,
     )
+}
+
+/// Decodes `%XX` and `+` in a query parameter.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 3;
+                    }
+                    Err(_) => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

@@ -7,6 +7,7 @@
 //! - [`salesforce`], [`hubspot`]: the two REST clients (reqwest), each a `CrmClient`.
 //! - [`state`]: what an adapter remembers, in a SQLite file of its own.
 //! - [`webhook`]: HubSpot webhook deliveries (v3 signature) as commands.
+//! - [`poll`]: Salesforce Opportunities polled by `SystemModstamp` as commands.
 //!
 //! The crate knows neither the engine nor a store: the `dealreg` binary gives it the
 //! changes (the JetStream feed or the views file) and executes its commands.
@@ -15,6 +16,7 @@ pub mod change;
 pub mod client;
 pub mod hubspot;
 pub mod mapping;
+pub mod poll;
 pub mod salesforce;
 pub mod state;
 pub mod sync;

@@ -139,6 +139,15 @@ pub struct InboundSettings {
     pub hubspot_account_property: String,
     pub hubspot_product_line_property: String,
     pub hubspot_owner_property: String,
+    /// Where Salesforce polling starts the first time (a SOQL datetime literal).
+    pub salesforce_since: String,
+    /// The Opportunity fields naming the customer's domain and the product line.
+    pub salesforce_account_field: String,
+    pub salesforce_product_line_field: String,
+    /// `CurrencyIsoCode` in a multi-currency org; empty: every amount is in
+    /// `salesforce_default_currency`.
+    pub salesforce_currency_field: String,
+    pub salesforce_default_currency: String,
 }
 
 impl Default for InboundSettings {
@@ -158,6 +167,11 @@ impl Default for InboundSettings {
             hubspot_account_property: "dealreg_account".into(),
             hubspot_product_line_property: "dealreg_product_line".into(),
             hubspot_owner_property: "hubspot_owner_id".into(),
+            salesforce_since: "2000-01-01T00:00:00.000Z".into(),
+            salesforce_account_field: "Dealreg_Account__c".into(),
+            salesforce_product_line_field: "Dealreg_Product_Line__c".into(),
+            salesforce_currency_field: String::new(),
+            salesforce_default_currency: "USD".into(),
         }
     }
 }

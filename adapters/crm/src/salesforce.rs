@@ -161,6 +161,72 @@ impl SalesforceClient {
         }
     }
 
+    /// Runs a SOQL query and follows `nextRecordsUrl` to its last page; every record, in
+    /// the query's order. A 401 fetches a new token once, as upserts do.
+    pub async fn query(&self, soql: &str) -> Result<Vec<Value>, CrmError> {
+        let mut token = self.token(false).await?;
+        let mut next = format!(
+            "/services/data/{}/query?q={}",
+            self.settings.api_version,
+            encode_query(soql)
+        );
+        let mut records = Vec::new();
+        loop {
+            self.wait_for_limit().await;
+            let mut answer = self.get(&token, &next).await?;
+            if answer.status() == reqwest::StatusCode::UNAUTHORIZED {
+                token = self.token(true).await?;
+                answer = self.get(&token, &next).await?;
+            }
+            self.note_usage(answer.headers());
+            let status = answer.status();
+            if status == reqwest::StatusCode::TOO_MANY_REQUESTS
+                || status == reqwest::StatusCode::SERVICE_UNAVAILABLE
+            {
+                return Err(CrmError::Throttled(
+                    retry_after(answer.headers()).unwrap_or(self.limit_pause),
+                ));
+            }
+            let body: Value = answer
+                .json()
+                .await
+                .map_err(|e| CrmError::Transient(format!("an answer that is not JSON: {e}")))?;
+            if status == reqwest::StatusCode::UNAUTHORIZED {
+                return Err(CrmError::Auth(error_text(&body)));
+            }
+            if status.is_server_error() {
+                return Err(CrmError::Transient(format!(
+                    "{status}: {}",
+                    error_text(&body)
+                )));
+            }
+            if !status.is_success() {
+                return Err(CrmError::Refused(format!(
+                    "{status}: {}",
+                    error_text(&body)
+                )));
+            }
+            if let Some(page) = body.get("records").and_then(Value::as_array) {
+                records.extend(page.iter().cloned());
+            }
+            match body.get("nextRecordsUrl").and_then(Value::as_str) {
+                Some(url) if body.get("done").and_then(Value::as_bool) != Some(true) => {
+                    next = url.to_string();
+                }
+                _ => return Ok(records),
+            }
+        }
+    }
+
+    async fn get(&self, token: &Token, path: &str) -> Result<reqwest::Response, CrmError> {
+        self.http
+            .get(format!("{}{path}", token.instance_url))
+            .bearer_auth(&token.access_token)
+            .send()
+            .await
+            .map_err(|e| CrmError::Transient(e.to_string()))
+    }
+
     async fn send_collection(
         &self,
         token: &Token,
@@ -346,6 +412,19 @@ fn error_text(body: &Value) -> String {
         ),
         None => body.to_string().chars().take(300).collect(),
     }
+}
+
+/// Percent-encodes a query parameter (RFC 3986 unreserved characters stay as they are).
+fn encode_query(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 3);
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// `api-usage=USED/LIMIT` (other entries of the header, such as `per-app-api-usage`, are

@@ -1,0 +1,278 @@
+//! Inbound from Salesforce: Opportunities polled by `SystemModstamp` with a stored
+//! watermark, and turned into commands.
+//!
+//! Why polling and not Change Data Capture: polling needs only the REST API and the
+//! connected app the outbound sync already uses (no Pub/Sub API gRPC client, no CDC
+//! entitlement), an adapter that was down longer than CDC's 72-hour retention still sees
+//! every change, and the watermark lives in the same state file as the cursor.
+//!
+//! What becomes a command: an Opportunity that carries a registration id and is closed won
+//! (`mark_won`, with its `Amount`) or closed lost (`mark_lost`); an Opportunity without one
+//! (direct sales entered it) becomes `record_direct_opportunity`. Keys:
+//! `salesforce:opportunity:<Id>:<SystemModstamp>` for wins and losses (a change polled again
+//! is one effect), `salesforce:opportunity:<Id>:created` for direct opportunities (recorded
+//! once, however often the record changes after). Bad records (no amount, no account) are
+//! recorded for `dealreg crm status` and change nothing.
+
+use std::sync::Arc;
+
+use dealreg_clock::Clock;
+use serde_json::{json, Value};
+
+use crate::client::CrmError;
+use crate::mapping::{CrmConfig, Target};
+use crate::salesforce::SalesforceClient;
+use crate::state::{StateError, SyncState};
+use crate::webhook::{minor_units, CommandSink};
+
+/// The watermark's name in the state file.
+pub const WATERMARK: &str = "salesforce/inbound";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("{0}")]
+    Crm(#[from] CrmError),
+}
+
+/// What one poll did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PollReport {
+    pub records: u64,
+    pub commands: u64,
+    pub refused: u64,
+    pub errors: u64,
+    pub watermark: Option<String>,
+}
+
+/// The Salesforce side of inbound.
+pub struct SalesforcePoll<S: CommandSink> {
+    pub config: CrmConfig,
+    pub client: SalesforceClient,
+    pub state: Arc<SyncState>,
+    pub clock: Arc<dyn Clock>,
+    pub commands: S,
+}
+
+impl<S: CommandSink> SalesforcePoll<S> {
+    fn registration_field(&self) -> String {
+        self.config
+            .objects
+            .iter()
+            .find(|o| o.view == "pipeline" && o.table == "registration")
+            .and_then(|o| o.target(Target::Salesforce))
+            .map_or_else(
+                || "Dealreg_Registration_Id__c".into(),
+                |t| t.external_id.clone(),
+            )
+    }
+
+    /// Reads the Opportunities changed since the watermark and executes what they mean;
+    /// moves the watermark to the last one read.
+    pub async fn poll_once(&self) -> Result<PollReport, PollError> {
+        let inbound = &self.config.inbound;
+        let registration = self.registration_field();
+        let since = self
+            .state
+            .cursor(WATERMARK)?
+            .unwrap_or_else(|| inbound.salesforce_since.clone());
+        // SystemModstamp literals are unquoted in SOQL; `>=` with the keys below makes a
+        // record polled twice one effect, and none modified in the same millisecond as the
+        // watermark is missed.
+        let currency = if inbound.salesforce_currency_field.is_empty() {
+            String::new()
+        } else {
+            format!("{}, ", inbound.salesforce_currency_field)
+        };
+        let soql = format!(
+            "SELECT Id, IsClosed, IsWon, Amount, {currency}SystemModstamp, OwnerId, {registration}, {account}, {product_line} \
+             FROM Opportunity WHERE SystemModstamp >= {since} ORDER BY SystemModstamp ASC",
+            account = inbound.salesforce_account_field,
+            product_line = inbound.salesforce_product_line_field,
+        );
+        let records = self.client.query(&soql).await?;
+        let mut report = PollReport {
+            records: records.len() as u64,
+            ..PollReport::default()
+        };
+        for record in &records {
+            match self.command_of(record, &registration) {
+                Ok(None) => {}
+                Ok(Some((key, role, command))) => {
+                    report.commands += 1;
+                    if !self.execute(&key, role, command).await {
+                        report.refused += 1;
+                    }
+                }
+                Err((code, message)) => {
+                    report.errors += 1;
+                    let at = self.clock.now().to_rfc3339();
+                    self.state.inbound_error(
+                        "salesforce",
+                        &at,
+                        &code,
+                        &message,
+                        record.to_string().as_bytes(),
+                    )?;
+                }
+            }
+            if let Some(stamp) = record.get("SystemModstamp").and_then(Value::as_str) {
+                report.watermark = Some(soql_datetime(stamp));
+            }
+        }
+        if let Some(watermark) = &report.watermark {
+            self.state.set_cursor(WATERMARK, watermark)?;
+        }
+        Ok(report)
+    }
+
+    /// The command a polled Opportunity means, if any: (key, role, command).
+    #[allow(clippy::type_complexity)]
+    fn command_of(
+        &self,
+        record: &Value,
+        registration_field: &str,
+    ) -> Result<Option<(String, &'static str, Value)>, (String, String)> {
+        let inbound = &self.config.inbound;
+        let text = |name: &str| {
+            record
+                .get(name)
+                .and_then(Value::as_str)
+                .filter(|s| !s.trim().is_empty())
+                .map(str::to_string)
+        };
+        let id = text("Id").ok_or_else(|| {
+            (
+                "missing_field".to_string(),
+                "an Opportunity without Id".to_string(),
+            )
+        })?;
+        let stamp = text("SystemModstamp").unwrap_or_default();
+        let closed = record.get("IsClosed").and_then(Value::as_bool) == Some(true);
+        let won = record.get("IsWon").and_then(Value::as_bool) == Some(true);
+        let amount = || -> Result<Value, (String, String)> {
+            let currency = Some(inbound.salesforce_currency_field.as_str())
+                .filter(|f| !f.is_empty())
+                .and_then(text)
+                .unwrap_or_else(|| inbound.salesforce_default_currency.clone());
+            let exponent = dealreg_domain::money::Currency::try_from(currency.clone())
+                .map_err(|e| {
+                    (
+                        "invalid_field".to_string(),
+                        format!("Opportunity {id}: {e}"),
+                    )
+                })?
+                .exponent();
+            let amount = match record.get("Amount") {
+                Some(Value::Number(n)) => n.to_string(),
+                Some(Value::String(s)) => s.clone(),
+                _ => {
+                    return Err((
+                        "no_amount".to_string(),
+                        format!("Opportunity {id} has no Amount"),
+                    ))
+                }
+            };
+            let minor = minor_units(&amount, exponent).ok_or_else(|| {
+                (
+                    "invalid_field".to_string(),
+                    format!("Opportunity {id} has Amount {amount}, not an amount in {currency}"),
+                )
+            })?;
+            Ok(json!({ "amount_minor": minor, "currency": currency }))
+        };
+        let account = || {
+            text(&inbound.salesforce_account_field).ok_or_else(|| {
+                (
+                    "missing_field".to_string(),
+                    format!(
+                        "Opportunity {id} has no {} (the customer's domain)",
+                        inbound.salesforce_account_field
+                    ),
+                )
+            })
+        };
+        match text(registration_field) {
+            Some(registration) if closed && won => Ok(Some((
+                format!("salesforce:opportunity:{id}:{stamp}"),
+                "rev_ops",
+                json!({ "type": "mark_won", "account": account()?, "registration_id": registration, "amount": amount()? }),
+            ))),
+            Some(registration) if closed => Ok(Some((
+                format!("salesforce:opportunity:{id}:{stamp}"),
+                "channel_manager",
+                json!({ "type": "mark_lost", "account": account()?, "registration_id": registration,
+                        "reason": format!("closed lost in Salesforce (Opportunity {id})") }),
+            ))),
+            Some(_) => Ok(None),
+            None => {
+                let product_line =
+                    text(&inbound.salesforce_product_line_field).ok_or_else(|| {
+                        (
+                            "missing_field".to_string(),
+                            format!(
+                                "Opportunity {id} has no {}",
+                                inbound.salesforce_product_line_field
+                            ),
+                        )
+                    })?;
+                let owner = text("OwnerId").map_or_else(
+                    || "salesforce".to_string(),
+                    |o| format!("salesforce-owner-{o}"),
+                );
+                Ok(Some((
+                    format!("salesforce:opportunity:{id}:created"),
+                    "direct_sales",
+                    json!({ "type": "record_direct_opportunity", "account": account()?,
+                            "opportunity_id": format!("salesforce-{id}"), "owner": owner,
+                            "product_line": product_line, "amount": amount()? }),
+                )))
+            }
+        }
+    }
+
+    /// Executes one command; `false` when the engine refused it (recorded).
+    async fn execute(&self, key: &str, role: &str, command: Value) -> bool {
+        let envelope = json!({
+            "idempotency_key": key,
+            "actor": { "kind": "vendor", "role": role, "user": "salesforce" },
+            "command": command,
+        });
+        let reply = self
+            .commands
+            .execute(envelope.to_string().into_bytes())
+            .await;
+        if reply.get("ok").and_then(Value::as_bool) == Some(true) {
+            return true;
+        }
+        let code = reply
+            .pointer("/error/code")
+            .and_then(Value::as_str)
+            .unwrap_or("refused");
+        let message = reply
+            .pointer("/error/message")
+            .and_then(Value::as_str)
+            .unwrap_or("the command was refused");
+        let at = self.clock.now().to_rfc3339();
+        if let Err(e) = self.state.inbound_error(
+            "salesforce",
+            &at,
+            code,
+            message,
+            envelope.to_string().as_bytes(),
+        ) {
+            tracing::error!(%e, "an inbound error could not be recorded");
+        }
+        false
+    }
+}
+
+/// A `SystemModstamp` as Salesforce returns it (`2026-12-05T08:00:00.000+0000`) as a SOQL
+/// datetime literal (`2026-12-05T08:00:00.000Z`).
+pub fn soql_datetime(stamp: &str) -> String {
+    match stamp.strip_suffix("+0000") {
+        Some(utc) => format!("{utc}Z"),
+        None => stamp.to_string(),
+    }
+}
