@@ -1,7 +1,8 @@
 //! The CRM adapters' outbound sync against the local CRM fakes (adapters/crm-fake), next to
 //! a floor in the same run: the same records, in the same batches, posted with plain
 //! HTTP requests to the same fake (what the sync cannot avoid: serialising and sending
-//! them, and the fake's own work).
+//! them, and the fake's own work), with, for HubSpot, the same company upserts and
+//! deal-to-company associations per batch.
 //!
 //! Reports records/s pushed to each fake with batching, and the lag under a burst: N view
 //! changes arrive at once and the sync drains them; how long until the last one is in the
@@ -106,7 +107,7 @@ async fn drain<C: CrmClient>(
     let writes: Vec<(Duration, usize)> = fake
         .log()
         .iter()
-        .filter(|l| l.status == 200 && l.records > 0)
+        .filter(|l| l.status == 200 && l.records > 0 && l.path.contains(&format!("/{object}/")))
         .map(|l| (l.at.saturating_duration_since(started), l.records))
         .collect();
     let tenths = (1..=10)
@@ -208,12 +209,87 @@ async fn floor(fake: &FakeCrm, kind: Kind, changes: &[ViewChange]) -> Duration {
                 .json(&json!({ "allOrNone": false, "records": list }))
             }
         };
-        request
+        let answer: Value = request
             .bearer_auth(&token)
             .send()
             .await
             .and_then(|r| r.error_for_status())
-            .unwrap_or_else(|e| panic!("floor request: {e}"));
+            .unwrap_or_else(|e| panic!("floor request: {e}"))
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("floor answer: {e}"));
+        if kind == Kind::Hubspot {
+            // What the sync also does for new deals: upsert their companies and link
+            // each deal to its company, one request each per batch.
+            let deals: Vec<(String, String)> = answer["results"]
+                .as_array()
+                .map(|results| {
+                    results
+                        .iter()
+                        .map(|r| {
+                            let id = r["id"].as_str().unwrap_or_default().to_string();
+                            let account = r["properties"]["dealreg_account"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_string();
+                            (id, account)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut accounts: Vec<&str> = deals.iter().map(|(_, a)| a.as_str()).collect();
+            accounts.sort_unstable();
+            accounts.dedup();
+            let inputs: Vec<Value> = accounts
+                .iter()
+                .map(|a| json!({ "idProperty": "dealreg_account", "id": a, "properties": { "domain": a } }))
+                .collect();
+            let companies: Value = http
+                .post(format!(
+                    "{}/crm/v3/objects/companies/batch/upsert",
+                    fake.url()
+                ))
+                .bearer_auth(&token)
+                .json(&json!({ "inputs": inputs }))
+                .send()
+                .await
+                .and_then(|r| r.error_for_status())
+                .unwrap_or_else(|e| panic!("floor companies: {e}"))
+                .json()
+                .await
+                .unwrap_or_else(|e| panic!("floor companies: {e}"));
+            let company_of: std::collections::HashMap<String, String> = companies["results"]
+                .as_array()
+                .map(|results| {
+                    results
+                        .iter()
+                        .map(|r| {
+                            (
+                                r["properties"]["dealreg_account"]
+                                    .as_str()
+                                    .unwrap_or_default()
+                                    .to_string(),
+                                r["id"].as_str().unwrap_or_default().to_string(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let pairs: Vec<Value> = deals
+                .iter()
+                .map(|(deal, account)| json!({ "from": { "id": deal }, "to": { "id": company_of[account] } }))
+                .collect();
+            http.post(format!(
+                "{}/crm/v4/associations/deals/companies/batch/associate/default",
+                fake.url()
+            ))
+            .bearer_auth(&token)
+            .json(&json!({ "inputs": pairs }))
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .unwrap_or_else(|e| panic!("floor associations: {e}"));
+        }
     }
     started.elapsed()
 }

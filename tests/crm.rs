@@ -112,6 +112,28 @@ fn assert_mirrors_views(fake: &FakeCrm, store: &Path) {
         let expires = row["protection_expires_at"].clone();
         assert_eq!(deal["dealreg_protection_expires_at"], expires, "{id}");
     }
+    // Each deal is associated with its customer's company, one company per account.
+    let companies = fake.records("companies");
+    let accounts: std::collections::BTreeSet<&str> = rows
+        .values()
+        .filter_map(|r| r["account"].as_str())
+        .collect();
+    assert_eq!(companies.len(), accounts.len(), "one company per account");
+    let associations = fake.associations();
+    for (id, row) in &rows {
+        let (deal_id, _) = &deals[id];
+        let (company_id, company) = &companies[row["account"].as_str().expect("account")];
+        assert_eq!(company["domain"], row["account"]);
+        assert!(
+            associations.contains(&(
+                "deals".into(),
+                deal_id.clone(),
+                "companies".into(),
+                company_id.clone()
+            )),
+            "deal {deal_id} of {id} is linked to its company"
+        );
+    }
     let conflicts = view(store, &["view", "conflicts", "--json"]);
     let flags: usize = conflicts["conflicts"]
         .as_object()
@@ -293,6 +315,7 @@ async fn an_adapter_killed_mid_batch_resumes_without_a_gap_or_a_second_record() 
     );
     assert_mirrors_views(&fake, &store);
     let records = fake.records("deals").len()
+        + fake.records("companies").len()
         + fake.records("dealreg_conflicts").len()
         + fake.records("dealreg_commission_balances").len();
     assert_eq!(

@@ -67,6 +67,10 @@ struct World {
     early: u32,
     /// Salesforce API usage reported: (used, limit).
     usage: (u64, u64),
+    /// (object, CRM id) of every record, to find one by its CRM id at once.
+    crm_ids: HashSet<(String, String)>,
+    /// Associations: (from object, from id, to object, to id).
+    associations: std::collections::BTreeSet<(String, String, String, String)>,
     /// Pages of query results not yet fetched, by locator.
     query_pages: std::collections::HashMap<String, Vec<Value>>,
     /// Upserts wait this long before answering (after writing).
@@ -204,14 +208,21 @@ impl FakeCrm {
         self.world().log.clone()
     }
 
+    /// Every association made: (from object, from id, to object, to id).
+    pub fn associations(&self) -> Vec<(String, String, String, String)> {
+        self.world().associations.iter().cloned().collect()
+    }
+
     /// Puts (or replaces) a Salesforce Opportunity, as its users would edit it: `fields`
     /// should carry `SystemModstamp` (`2026-12-01T10:00:00.000+0000`).
     pub fn put_opportunity(&self, id: &str, fields: Map<String, Value>) {
-        self.world()
+        let mut world = self.world();
+        world
             .records
             .entry("Opportunity".into())
             .or_default()
             .insert(id.to_string(), (id.to_string(), fields));
+        world.crm_ids.insert(("Opportunity".into(), id.to_string()));
     }
 
     /// A deal created in HubSpot by direct sales (not by dealreg): its id.
@@ -224,6 +235,7 @@ impl FakeCrm {
             .entry("deals".into())
             .or_default()
             .insert(format!("hs-direct-{id}"), (id.clone(), properties));
+        world.crm_ids.insert(("deals".into(), id.clone()));
         id
     }
 }
@@ -542,6 +554,7 @@ fn salesforce(
             None => {
                 table.insert(external_id.clone(), (fresh_id.clone(), written));
                 w.creations += 1;
+                w.crm_ids.insert((object.clone(), fresh_id.clone()));
                 (fresh_id, true)
             }
         };
@@ -682,6 +695,7 @@ fn hubspot(
                 None => {
                     table.insert(external_id.clone(), (fresh_id.clone(), properties.clone()));
                     w.creations += 1;
+                    w.crm_ids.insert((object.clone(), fresh_id.clone()));
                     (fresh_id, true, properties)
                 }
             };
@@ -706,6 +720,65 @@ fn hubspot(
                 &limits(100),
             ),
             count,
+        );
+    }
+    // crm/v4/associations/{from}/{to}/batch/associate/default
+    if method == "POST"
+        && segments.len() == 8
+        && segments[..3] == ["crm", "v4", "associations"]
+        && segments[5..] == ["batch", "associate", "default"]
+    {
+        let (from, to) = (segments[3].to_string(), segments[4].to_string());
+        let Ok(parsed) = serde_json::from_slice::<Value>(body) else {
+            return (
+                reply(
+                    StatusCode::BAD_REQUEST,
+                    json!({ "status": "error", "message": "Invalid input JSON", "category": "VALIDATION_ERROR" }),
+                    &limits(100),
+                ),
+                0,
+            );
+        };
+        let inputs = parsed
+            .get("inputs")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let mut results = Vec::new();
+        for input in &inputs {
+            let from_id = input
+                .pointer("/from/id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let to_id = input
+                .pointer("/to/id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let exists =
+                |object: &str, id: &str| w.crm_ids.contains(&(object.to_string(), id.to_string()));
+            if !exists(&from, &from_id) || !exists(&to, &to_id) {
+                return (
+                    reply(
+                        StatusCode::BAD_REQUEST,
+                        json!({ "status": "error", "message": "an object of the association does not exist", "category": "VALIDATION_ERROR" }),
+                        &limits(100),
+                    ),
+                    0,
+                );
+            }
+            w.associations
+                .insert((from.clone(), from_id.clone(), to.clone(), to_id.clone()));
+            results.push(json!({ "from": { "id": from_id }, "to": [{ "toObjectId": to_id, "associationTypes": [{ "category": "HUBSPOT_DEFINED", "typeId": 5 }] }] }));
+        }
+        return (
+            reply(
+                StatusCode::OK,
+                json!({ "status": "COMPLETE", "results": results }),
+                &limits(100),
+            ),
+            0,
         );
     }
     // crm/v3/objects/{object}/{id}

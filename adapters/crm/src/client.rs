@@ -57,6 +57,36 @@ pub trait CrmClient: Send + Sync {
         external_id_field: &str,
         records: &[Upsert],
     ) -> impl Future<Output = Result<Vec<RecordOutcome>, CrmError>> + Send;
+
+    /// Links records of `object` to their companies (HubSpot's deal-to-company
+    /// association). CRMs without such links do nothing.
+    fn link_companies(
+        &self,
+        object: &str,
+        links: &[CompanyLink],
+    ) -> impl Future<Output = Result<(), CrmError>> + Send {
+        let _ = (object, links);
+        std::future::ready(Ok(()))
+    }
+}
+
+/// The customer's company a record belongs to, upserted by its unique property.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Company {
+    /// The company's unique property (HubSpot's `idProperty`), e.g. `dealreg_account`.
+    pub id_property: String,
+    /// Its value: the account (`acme.com`).
+    pub key: String,
+    pub name: Option<String>,
+    pub domain: Option<String>,
+}
+
+/// A written record to link to its company (HubSpot associates a deal with its company).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompanyLink {
+    /// The CRM id of the record to link from.
+    pub from_id: String,
+    pub company: Company,
 }
 
 /// A `Retry-After` header in seconds (or an HTTP date, read as one minute).

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::client::{retry_after, CrmClient, CrmError, RecordOutcome, Upsert};
+use crate::client::{retry_after, CompanyLink, CrmClient, CrmError, RecordOutcome, Upsert};
 
 /// Records per batch request (HubSpot's limit).
 pub const MAX_BATCH: usize = 100;
@@ -249,5 +249,86 @@ impl CrmClient for HubspotClient {
                 }
             })
             .collect())
+    }
+
+    /// Upserts the companies by their unique property, then associates each record with
+    /// its company (v4 default association, in batches). A company HubSpot refuses is
+    /// logged and its records stay unlinked; the rest are linked.
+    async fn link_companies(&self, object: &str, links: &[CompanyLink]) -> Result<(), CrmError> {
+        let mut companies: Vec<&crate::client::Company> = Vec::new();
+        for link in links {
+            if !companies.iter().any(|c| c.key == link.company.key) {
+                companies.push(&link.company);
+            }
+        }
+        let mut ids: HashMap<String, String> = HashMap::new();
+        for chunk in companies.chunks(MAX_BATCH) {
+            let Some(id_property) = chunk.first().map(|c| c.id_property.clone()) else {
+                continue;
+            };
+            let upserts: Vec<Upsert> = chunk
+                .iter()
+                .map(|c| {
+                    let mut fields = serde_json::Map::new();
+                    if let Some(name) = &c.name {
+                        fields.insert("name".into(), Value::String(name.clone()));
+                    }
+                    if let Some(domain) = &c.domain {
+                        fields.insert("domain".into(), Value::String(domain.clone()));
+                    }
+                    Upsert {
+                        external_id: c.key.clone(),
+                        fields,
+                    }
+                })
+                .collect();
+            let outcomes = self.upsert("companies", &id_property, &upserts).await?;
+            for (company, outcome) in chunk.iter().zip(outcomes) {
+                match outcome {
+                    RecordOutcome::Upserted { crm_id, .. } => {
+                        ids.insert(company.key.clone(), crm_id);
+                    }
+                    RecordOutcome::Failed { code, message, .. } => {
+                        tracing::warn!(company = %company.key, %code, %message, "a company could not be upserted; its records stay unlinked");
+                    }
+                }
+            }
+        }
+        let pairs: Vec<Value> = links
+            .iter()
+            .filter_map(|l| {
+                ids.get(&l.company.key)
+                    .map(|to| json!({ "from": { "id": l.from_id }, "to": { "id": to } }))
+            })
+            .collect();
+        for chunk in pairs.chunks(MAX_BATCH) {
+            self.wait_for_window().await;
+            let answer = self
+                .http
+                .post(format!(
+                    "{}/crm/v4/associations/{object}/companies/batch/associate/default",
+                    self.base_url
+                ))
+                .bearer_auth(&self.token)
+                .json(&json!({ "inputs": chunk }))
+                .send()
+                .await
+                .map_err(|e| CrmError::Transient(e.to_string()))?;
+            self.note_limits(answer.headers());
+            let status = answer.status();
+            if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+                return Err(CrmError::Throttled(throttle_wait(answer.headers())));
+            }
+            if status.is_success() {
+                continue;
+            }
+            let body: Value = answer.json().await.unwrap_or(Value::Null);
+            return Err(match status.as_u16() {
+                401 | 403 => CrmError::Auth(message(&body)),
+                s if s >= 500 => CrmError::Transient(format!("{status}: {}", message(&body))),
+                _ => CrmError::Refused(format!("{status}: {}", message(&body))),
+            });
+        }
+        Ok(())
     }
 }

@@ -198,6 +198,23 @@ pub struct ObjectMapping {
     pub hubspot: Option<TargetObject>,
     #[serde(rename = "field", default)]
     pub fields: Vec<FieldMapping>,
+    /// HubSpot: link each record to the customer's company, upserted by this key.
+    #[serde(default)]
+    pub hubspot_company: Option<CompanyMapping>,
+}
+
+/// The company a HubSpot record is associated with: pointers into the record's document.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompanyMapping {
+    /// The company's unique property (its `idProperty`), e.g. `dealreg_account`.
+    pub id_property: String,
+    /// The pointer to its value, e.g. `/row/account`.
+    pub key: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub domain: Option<String>,
 }
 
 /// The CRM object and its external-id field (HubSpot: the `idProperty`).
@@ -290,6 +307,8 @@ pub struct Record {
     pub fields: Map<String, Value>,
     /// Fields written only when the adapter creates the record.
     pub first_sync: Map<String, Value>,
+    /// HubSpot: the company to link the record to.
+    pub company: Option<crate::client::Company>,
 }
 
 impl CrmConfig {
@@ -443,7 +462,24 @@ impl CrmConfig {
                     external_id: parts.join(":"),
                     fields: Map::new(),
                     first_sync: Map::new(),
+                    company: None,
                 };
+                if let (Target::Hubspot, Some(company)) = (target, &object.hubspot_company) {
+                    let text = |p: &str| {
+                        document
+                            .pointer(p)
+                            .and_then(Value::as_str)
+                            .map(str::to_string)
+                    };
+                    if let Some(key) = text(&company.key) {
+                        record.company = Some(crate::client::Company {
+                            id_property: company.id_property.clone(),
+                            key,
+                            name: company.name.as_deref().and_then(text),
+                            domain: company.domain.as_deref().and_then(text),
+                        });
+                    }
+                }
                 for field in &object.fields {
                     let Some(name) = field.name_in(target) else {
                         continue;

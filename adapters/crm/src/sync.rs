@@ -22,7 +22,7 @@ use dealreg_clock::Clock;
 use serde_json::{Map, Value};
 
 use crate::change::ViewChange;
-use crate::client::{CrmClient, CrmError, RecordOutcome, Upsert};
+use crate::client::{CompanyLink, CrmClient, CrmError, RecordOutcome, Upsert};
 use crate::mapping::{CrmConfig, Record, Target};
 use crate::state::{DeadLetter, StateError, SyncState, Written};
 
@@ -234,6 +234,28 @@ impl<C: CrmClient> Outbound<C> {
                     }
                 }
             }
+            // Records this adapter writes for the first time are linked to their company
+            // before they are noted as written: a crash in between links them again
+            // (links are idempotent in the CRM).
+            let mut links = Vec::new();
+            for ((record, _, _), crm_id) in &crm_ids {
+                if let Some(company) = &record.company {
+                    let known = self.state.digest(
+                        self.target.name(),
+                        &record.object,
+                        &record.external_id,
+                    )?;
+                    if known.is_none() {
+                        links.push(CompanyLink {
+                            from_id: crm_id.clone(),
+                            company: company.clone(),
+                        });
+                    }
+                }
+            }
+            if !links.is_empty() {
+                self.link(object, &links, report).await?;
+            }
             let written: Vec<Written<'_>> = crm_ids
                 .iter()
                 .map(|((record, upsert, digest), crm_id)| Written {
@@ -254,6 +276,34 @@ impl<C: CrmClient> Outbound<C> {
             attempt += 1;
         }
         Ok(())
+    }
+
+    /// Links records to their companies, waited out while throttled and retried while
+    /// failing transiently; any other failure stops the sync (the records are sent and
+    /// linked again on the next run).
+    async fn link(
+        &self,
+        object: &str,
+        links: &[CompanyLink],
+        report: &mut SyncReport,
+    ) -> Result<(), CrmError> {
+        let mut failures = 0;
+        let mut throttled = 0;
+        loop {
+            report.requests += 1;
+            match self.client.link_companies(object, links).await {
+                Err(CrmError::Throttled(wait)) if throttled < THROTTLED_WAITS => {
+                    throttled += 1;
+                    report.throttled += 1;
+                    tokio::time::sleep(wait).await;
+                }
+                Err(CrmError::Transient(_)) if failures + 1 < REQUEST_ATTEMPTS => {
+                    failures += 1;
+                    tokio::time::sleep(self.backoff * 2u32.pow(failures)).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// One request, waited out while throttled and retried while failing transiently.
@@ -338,6 +388,7 @@ impl<C: CrmClient> Outbound<C> {
                 external_id: letter.external_id.clone(),
                 fields: letter.fields.clone(),
                 first_sync: Map::new(),
+                company: None,
             };
             let upsert = Upsert {
                 external_id: letter.external_id.clone(),
