@@ -631,3 +631,55 @@ async fn a_salesforce_opportunity_closed_won_is_polled_into_one_win() {
         .count();
     assert_eq!(wins, 1, "polled twice, won once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_keeps_the_crm_in_step_when_configured() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = demo_store(&dir);
+    let fake = FakeCrm::start(Kind::Hubspot).await;
+    let cfg = config(dir.path(), &fake);
+    let state = dir.path().join("crm.db");
+    let nats = nats_support::NatsServer::start(None);
+    let client = async_nats::connect(&nats.url).await.expect("connect");
+    let extra = [
+        "--crm-target",
+        "hubspot",
+        "--crm-config",
+        cfg.to_str().expect("utf-8"),
+        "--crm-state",
+        state.to_str().expect("utf-8"),
+        "--crm-every",
+        "1",
+    ];
+    let mut serve = nats_support::Serve::start(
+        &store,
+        &nats.url,
+        &extra,
+        &[("DEALREG_HUBSPOT_TOKEN", HUBSPOT_TOKEN)],
+        dir.path().join("serve.log"),
+        &client,
+    )
+    .await;
+    let expected = registrations(&store).len();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while fake.records("deals").len() < expected {
+        assert!(
+            Instant::now() < deadline,
+            "serve did not sync the CRM: {}",
+            serve.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Let the last round finish (conflicts and balances come in the same feed).
+    let mut last = fake.log().len();
+    loop {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let now = fake.log().len();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    assert!(serve.terminate().success());
+    assert_mirrors_views(&fake, &store);
+}

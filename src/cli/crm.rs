@@ -452,6 +452,10 @@ impl Feed {
             .connect(servers)
             .await
             .map_err(|e| format!("cannot connect to {urls} for the feed: {e}"))?;
+        Feed::open(client, urls).await
+    }
+
+    async fn open(client: async_nats::Client, urls: &str) -> Result<Feed, String> {
         let js = async_nats::jetstream::new(client);
         let stream = js.get_stream(dealreg_nats::subject::FEED_STREAM).await.map_err(|e| {
             format!(
@@ -460,6 +464,70 @@ impl Feed {
             )
         })?;
         Ok(Feed { stream })
+    }
+}
+
+/// What `serve --crm-target` runs beside the service: the outbound sync from the feed
+/// this deployment publishes, every `every`, until the process ends. The mapping and the
+/// credentials are checked before it starts (a bad one stops `serve` at once); a failed
+/// round is logged and tried again next round, from the same cursor.
+pub async fn sync_beside_serve(
+    spec: &StoreSpec,
+    client: async_nats::Client,
+    target: Target,
+    config: Option<PathBuf>,
+    state: Option<PathBuf>,
+    every: Duration,
+) -> Result<tokio::task::JoinHandle<()>, String> {
+    let adapter = AdapterArgs {
+        target,
+        config,
+        state,
+    };
+    let config = adapter.config()?;
+    let state = adapter.state(spec)?;
+    let task = match target {
+        Target::Salesforce => {
+            let outbound = outbound(target, "feed", salesforce(&config)?, config, state);
+            tokio::spawn(follow_feed(client, outbound, every))
+        }
+        Target::Hubspot => {
+            let outbound = outbound(target, "feed", hubspot(&config)?, config, state);
+            tokio::spawn(follow_feed(client, outbound, every))
+        }
+    };
+    Ok(task)
+}
+
+async fn follow_feed<C: dealreg_crm::CrmClient>(
+    client: async_nats::Client,
+    outbound: Outbound<C>,
+    every: Duration,
+) {
+    let mut feed = None;
+    loop {
+        if feed.is_none() {
+            // The feed stream appears once serve set it up.
+            feed = Feed::open(client.clone(), "this deployment's servers")
+                .await
+                .ok();
+        }
+        if let Some(feed) = feed.as_mut() {
+            match outbound.run_once(feed, 1000).await {
+                Ok(report) if report.changes > 0 => tracing::info!(
+                    crm = outbound.target.name(),
+                    changes = report.changes,
+                    written = report.written,
+                    dead_lettered = report.dead_lettered,
+                    "CRM sync"
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(crm = outbound.target.name(), %e, "CRM sync failed; trying again next round")
+                }
+            }
+        }
+        tokio::time::sleep(every).await;
     }
 }
 

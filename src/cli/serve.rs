@@ -81,6 +81,19 @@ pub struct ServeArgs {
     /// for a JetStream log (`replicas=3` on a cluster), else 1.
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=5))]
     feed_replicas: Option<u8>,
+    /// Keep this CRM (salesforce or hubspot) in step with the feed this deployment
+    /// publishes (docs/CRM.md), every --crm-every seconds. Configure it on one process of
+    /// the deployment. Credentials come from the environment, as for `dealreg crm sync`.
+    #[arg(long)]
+    crm_target: Option<dealreg_crm::Target>,
+    /// The CRM mapping (default: the built-in one).
+    #[arg(long, requires = "crm_target")]
+    crm_config: Option<PathBuf>,
+    /// The CRM adapter's state file (default: `<store>.crm.db` beside a SQLite store).
+    #[arg(long, requires = "crm_target")]
+    crm_state: Option<PathBuf>,
+    #[arg(long, default_value_t = 5)]
+    crm_every: u64,
 }
 
 /// Signs the log's head every `every` while it moves, appending each signature to `out`.
@@ -279,6 +292,20 @@ pub async fn run(spec: &super::store::StoreSpec, args: ServeArgs) -> Result<Exit
         ));
     }
     let client = connect(&args).await?;
+    let crm = match args.crm_target {
+        Some(target) => Some(
+            super::crm::sync_beside_serve(
+                spec,
+                client.clone(),
+                target,
+                args.crm_config.clone(),
+                args.crm_state.clone(),
+                Duration::from_secs(args.crm_every.max(1)),
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let options = ServeOptions {
         holder,
         tick: Duration::from_secs(args.tick_secs.max(1)),
@@ -321,6 +348,9 @@ pub async fn run(spec: &super::store::StoreSpec, args: ServeArgs) -> Result<Exit
     )
     .await
     .map_err(|e| e.to_string())?;
+    if let Some(crm) = crm {
+        crm.abort();
+    }
     eprintln!("dealreg serve: drained, exiting");
     Ok(ExitCode::SUCCESS)
 }
