@@ -75,6 +75,19 @@ fn registrations(store: &Path) -> BTreeMap<String, Value> {
     rows
 }
 
+/// A protected registration with its attribution set: one a CRM may close as won.
+fn protected_with_attribution(rows: &BTreeMap<String, Value>) -> (&String, &Value) {
+    rows.iter()
+        .find(|(_, r)| {
+            r["status"] == json!("protected")
+                && (r["attribution"]["sourcing"].is_string()
+                    || r["attribution"]["influencers"]
+                        .as_object()
+                        .is_some_and(|i| !i.is_empty()))
+        })
+        .expect("a protected registration with attribution in the demo")
+}
+
 fn decimal(amount: &Value) -> Value {
     let minor = amount["amount_minor"].as_i64().expect("minor units");
     Value::String(dealreg_crm::mapping::decimal(minor, 2))
@@ -392,16 +405,7 @@ async fn a_signed_webhook_wins_a_deal_once_and_a_forged_one_writes_nothing() {
     );
     // A protected registration with its attribution set: the one HubSpot will close.
     let rows = registrations(&store);
-    let (id, row) = rows
-        .iter()
-        .find(|(_, r)| {
-            r["status"] == json!("protected")
-                && (r["attribution"]["sourcing"].is_string()
-                    || r["attribution"]["influencers"]
-                        .as_object()
-                        .is_some_and(|i| !i.is_empty()))
-        })
-        .expect("a protected registration with attribution in the demo");
+    let (id, row) = protected_with_attribution(&rows);
     let deal_id = fake.records("deals")[id].0.clone();
     let public = "https://hooks.example.com";
     let mut server = crm(
@@ -580,16 +584,7 @@ async fn a_salesforce_opportunity_closed_won_is_polled_into_one_win() {
         state.to_str().expect("utf-8"),
     ];
     let rows = registrations(&store);
-    let (id, row) = rows
-        .iter()
-        .find(|(_, r)| {
-            r["status"] == json!("protected")
-                && (r["attribution"]["sourcing"].is_string()
-                    || r["attribution"]["influencers"]
-                        .as_object()
-                        .is_some_and(|i| !i.is_empty()))
-        })
-        .expect("a protected registration with attribution in the demo");
+    let (id, row) = protected_with_attribution(&rows);
     let minor = row["estimated_amount"]["amount_minor"]
         .as_i64()
         .expect("minor units");

@@ -23,7 +23,7 @@ use crate::client::CrmError;
 use crate::mapping::{CrmConfig, Target};
 use crate::salesforce::SalesforceClient;
 use crate::state::{StateError, SyncState};
-use crate::webhook::{minor_units, CommandSink};
+use crate::webhook::{execute_fact, minor_units, CommandSink, Fact};
 
 /// The watermark's name in the state file.
 pub const WATERMARK: &str = "salesforce/inbound";
@@ -234,37 +234,14 @@ impl<S: CommandSink> SalesforcePoll<S> {
 
     /// Executes one command; `false` when the engine refused it (recorded).
     async fn execute(&self, key: &str, role: &str, command: Value) -> bool {
-        let envelope = json!({
-            "idempotency_key": key,
-            "actor": { "kind": "vendor", "role": role, "user": "salesforce" },
-            "command": command,
-        });
-        let reply = self
-            .commands
-            .execute(envelope.to_string().into_bytes())
-            .await;
-        if reply.get("ok").and_then(Value::as_bool) == Some(true) {
-            return true;
-        }
-        let code = reply
-            .pointer("/error/code")
-            .and_then(Value::as_str)
-            .unwrap_or("refused");
-        let message = reply
-            .pointer("/error/message")
-            .and_then(Value::as_str)
-            .unwrap_or("the command was refused");
-        let at = self.clock.now().to_rfc3339();
-        if let Err(e) = self.state.inbound_error(
-            "salesforce",
-            &at,
-            code,
-            message,
-            envelope.to_string().as_bytes(),
-        ) {
-            tracing::error!(%e, "an inbound error could not be recorded");
-        }
-        false
+        let fact = Fact {
+            source: "salesforce",
+            key,
+            role,
+            command,
+        };
+        let reply = execute_fact(&self.commands, &self.state, &*self.clock, fact).await;
+        reply.get("ok").and_then(Value::as_bool) == Some(true)
     }
 }
 

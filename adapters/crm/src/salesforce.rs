@@ -178,34 +178,7 @@ impl SalesforceClient {
                 token = self.token(true).await?;
                 answer = self.get(&token, &next).await?;
             }
-            self.note_usage(answer.headers());
-            let status = answer.status();
-            if status == reqwest::StatusCode::TOO_MANY_REQUESTS
-                || status == reqwest::StatusCode::SERVICE_UNAVAILABLE
-            {
-                return Err(CrmError::Throttled(
-                    retry_after(answer.headers()).unwrap_or(self.limit_pause),
-                ));
-            }
-            let body: Value = answer
-                .json()
-                .await
-                .map_err(|e| CrmError::Transient(format!("an answer that is not JSON: {e}")))?;
-            if status == reqwest::StatusCode::UNAUTHORIZED {
-                return Err(CrmError::Auth(error_text(&body)));
-            }
-            if status.is_server_error() {
-                return Err(CrmError::Transient(format!(
-                    "{status}: {}",
-                    error_text(&body)
-                )));
-            }
-            if !status.is_success() {
-                return Err(CrmError::Refused(format!(
-                    "{status}: {}",
-                    error_text(&body)
-                )));
-            }
+            let body = self.body_of(answer).await?;
             if let Some(page) = body.get("records").and_then(Value::as_array) {
                 records.extend(page.iter().cloned());
             }
@@ -216,6 +189,47 @@ impl SalesforceClient {
                 _ => return Ok(records),
             }
         }
+    }
+
+    /// The body of a successful answer; any other answer as the error it means (and the
+    /// API usage it reports noted either way).
+    async fn body_of(&self, answer: reqwest::Response) -> Result<Value, CrmError> {
+        self.note_usage(answer.headers());
+        let status = answer.status();
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS
+            || status == reqwest::StatusCode::SERVICE_UNAVAILABLE
+        {
+            return Err(CrmError::Throttled(
+                retry_after(answer.headers()).unwrap_or(self.limit_pause),
+            ));
+        }
+        let body: Value = answer
+            .json()
+            .await
+            .map_err(|e| CrmError::Transient(format!("an answer that is not JSON: {e}")))?;
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            return Err(CrmError::Auth(error_text(&body)));
+        }
+        if status == reqwest::StatusCode::FORBIDDEN
+            && error_codes(&body)
+                .iter()
+                .any(|c| c == "REQUEST_LIMIT_EXCEEDED")
+        {
+            return Err(CrmError::Throttled(self.limit_pause));
+        }
+        if status.is_server_error() {
+            return Err(CrmError::Transient(format!(
+                "{status}: {}",
+                error_text(&body)
+            )));
+        }
+        if !status.is_success() {
+            return Err(CrmError::Refused(format!(
+                "{status}: {}",
+                error_text(&body)
+            )));
+        }
+        Ok(body)
     }
 
     async fn get(&self, token: &Token, path: &str) -> Result<reqwest::Response, CrmError> {
@@ -287,41 +301,7 @@ impl CrmClient for SalesforceClient {
                 .send_collection(&token, object, external_id_field, records)
                 .await?;
         }
-        self.note_usage(answer.headers());
-        let status = answer.status();
-        if status == reqwest::StatusCode::TOO_MANY_REQUESTS
-            || status == reqwest::StatusCode::SERVICE_UNAVAILABLE
-        {
-            return Err(CrmError::Throttled(
-                retry_after(answer.headers()).unwrap_or(self.limit_pause),
-            ));
-        }
-        let body: Value = answer
-            .json()
-            .await
-            .map_err(|e| CrmError::Transient(format!("an answer that is not JSON: {e}")))?;
-        if status == reqwest::StatusCode::UNAUTHORIZED {
-            return Err(CrmError::Auth(error_text(&body)));
-        }
-        if status == reqwest::StatusCode::FORBIDDEN
-            && error_codes(&body)
-                .iter()
-                .any(|c| c == "REQUEST_LIMIT_EXCEEDED")
-        {
-            return Err(CrmError::Throttled(self.limit_pause));
-        }
-        if status.is_server_error() {
-            return Err(CrmError::Transient(format!(
-                "{status}: {}",
-                error_text(&body)
-            )));
-        }
-        if !status.is_success() {
-            return Err(CrmError::Refused(format!(
-                "{status}: {}",
-                error_text(&body)
-            )));
-        }
+        let body = self.body_of(answer).await?;
         let Value::Array(results) = body else {
             return Err(CrmError::Transient(
                 "the answer is not a list of results".into(),

@@ -383,30 +383,60 @@ impl<S: CommandSink> HubspotInbound<S> {
     }
 
     async fn execute(&self, key: &str, role: &str, command: Value) -> Value {
-        let envelope = json!({
-            "idempotency_key": key,
-            "actor": { "kind": "vendor", "role": role, "user": "hubspot" },
-            "command": command,
-        });
-        let reply = self
-            .commands
-            .execute(envelope.to_string().into_bytes())
-            .await;
-        if reply.get("ok").and_then(Value::as_bool) != Some(true) {
-            let code = reply
-                .pointer("/error/code")
-                .and_then(Value::as_str)
-                .unwrap_or("refused")
-                .to_string();
-            let message = reply
-                .pointer("/error/message")
-                .and_then(Value::as_str)
-                .unwrap_or("the command was refused")
-                .to_string();
-            self.record(&code, &message, envelope.to_string().as_bytes());
-        }
-        reply
+        let fact = Fact {
+            source: "hubspot",
+            key,
+            role,
+            command,
+        };
+        execute_fact(&self.commands, &self.state, &*self.clock, fact).await
     }
+}
+
+/// A CRM fact as a command: who says it and under which idempotency key.
+pub(crate) struct Fact<'a> {
+    /// `hubspot` or `salesforce`: the actor's user, and where a refusal is recorded.
+    pub source: &'a str,
+    pub key: &'a str,
+    pub role: &'a str,
+    pub command: Value,
+}
+
+/// Executes a CRM fact as the vendor role it names; a refusal is recorded for `dealreg
+/// crm status` (the engine has recorded it in the log too). Answers the engine's reply.
+pub(crate) async fn execute_fact<S: CommandSink>(
+    commands: &S,
+    state: &SyncState,
+    clock: &dyn Clock,
+    fact: Fact<'_>,
+) -> Value {
+    let envelope = json!({
+        "idempotency_key": fact.key,
+        "actor": { "kind": "vendor", "role": fact.role, "user": fact.source },
+        "command": fact.command,
+    });
+    let reply = commands.execute(envelope.to_string().into_bytes()).await;
+    if reply.get("ok").and_then(Value::as_bool) != Some(true) {
+        let code = reply
+            .pointer("/error/code")
+            .and_then(Value::as_str)
+            .unwrap_or("refused");
+        let message = reply
+            .pointer("/error/message")
+            .and_then(Value::as_str)
+            .unwrap_or("the command was refused");
+        let at = clock.now().to_rfc3339();
+        if let Err(e) = state.inbound_error(
+            fact.source,
+            &at,
+            code,
+            message,
+            envelope.to_string().as_bytes(),
+        ) {
+            tracing::error!(%e, "an inbound error could not be recorded");
+        }
+    }
+    reply
 }
 
 fn amount_of(deal: &Value, id: &str) -> Result<Value, Fault> {

@@ -1,12 +1,15 @@
 //! HubSpot webhook deliveries: signatures, the commands they become, and bad input.
 
-use std::sync::{Arc, Mutex};
+mod common;
+
+use std::sync::Arc;
 use std::time::Duration;
 
+use common::Recorded;
 use dealreg_clock::{Clock, SystemClock};
 use dealreg_crm::hubspot::HubspotClient;
 use dealreg_crm::sync::{ChangeSource, Outbound, SyncError};
-use dealreg_crm::webhook::{self, CommandSink, HubspotInbound};
+use dealreg_crm::webhook::{self, HubspotInbound};
 use dealreg_crm::{CrmConfig, SyncState, Target, ViewChange};
 use dealreg_crm_fake::{FakeCrm, Kind, HUBSPOT_TOKEN};
 use serde_json::{json, Value};
@@ -15,27 +18,6 @@ const SECRET: &[u8] = b"hubspot-app-secret";
 const PUBLIC: &str = "https://hooks.example.com";
 const PATH: &str = "/crm/hubspot/webhook";
 const REGISTRATION: &str = "0193a000-0000-7000-8000-000000000001";
-
-/// Records every command envelope; answers ok.
-#[derive(Clone, Default)]
-struct Recorded(Arc<Mutex<Vec<Value>>>);
-
-impl Recorded {
-    fn commands(&self) -> Vec<Value> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-}
-
-impl CommandSink for Recorded {
-    async fn execute(&self, envelope: Vec<u8>) -> Value {
-        let envelope: Value = serde_json::from_slice(&envelope).unwrap_or(Value::Null);
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(envelope);
-        json!({ "ok": true, "events": [], "replayed": false })
-    }
-}
 
 struct One(Option<ViewChange>);
 

@@ -1,35 +1,17 @@
 //! Salesforce inbound: Opportunities polled by SystemModstamp, across pages, as commands.
 
-use std::sync::{Arc, Mutex};
+mod common;
 
+use std::sync::Arc;
+
+use common::Recorded;
 use dealreg_clock::SystemClock;
 use dealreg_crm::mapping::SalesforceSettings;
 use dealreg_crm::poll::{SalesforcePoll, WATERMARK};
 use dealreg_crm::salesforce::SalesforceClient;
-use dealreg_crm::webhook::CommandSink;
 use dealreg_crm::{CrmConfig, SyncState};
 use dealreg_crm_fake::{FakeCrm, Kind, CLIENT_ID, CLIENT_SECRET};
 use serde_json::{json, Value};
-
-#[derive(Clone, Default)]
-struct Recorded(Arc<Mutex<Vec<Value>>>);
-
-impl Recorded {
-    fn commands(&self) -> Vec<Value> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-}
-
-impl CommandSink for Recorded {
-    async fn execute(&self, envelope: Vec<u8>) -> Value {
-        let envelope: Value = serde_json::from_slice(&envelope).unwrap_or(Value::Null);
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(envelope);
-        json!({ "ok": true, "events": [], "replayed": false })
-    }
-}
 
 fn opportunity(fields: Value) -> serde_json::Map<String, Value> {
     fields.as_object().cloned().unwrap_or_default()
