@@ -6,6 +6,12 @@
 //! - the read-and-decode floor: the same events read through the store's trait (pages of
 //!   the log) and decoded through the upcaster chain, as every projection reads them.
 //!
+//! - the I/O floor (issue 22): the read-and-decode floor AND the rows the rebuild wrote
+//!   (the view's rows, same keys, scopes and bytes, and its feed outbox entries) written
+//!   into an empty views file with plain prepared inserts in transactions of 50,000 rows,
+//!   WAL and synchronous NORMAL as the views file: the physical limit of the rebuild's
+//!   work on this machine.
+//!
 //! The rebuild is what `dealreg rebuild pipeline` does: the pipeline projection from the
 //! origin, saved on the way (every 2 s or 50,000 changed rows, the runner's default) and
 //! when done; `1 save` is the same fold saved only at the end, `fold` the fold not saved.
@@ -125,7 +131,10 @@ fn main() {
     let replay = measure(|| Phase::Replay.run(&log));
     let fold = measure(|| Phase::Fold.run(&log));
     let one_save = measure(|| Phase::OneSave.run(&log));
+    let outbox_before = outbox_last(&log);
     let rebuilt = measure(|| Phase::Rebuild.run(&log));
+    let written = rows_written(&log, outbox_before);
+    let io_floor = measure(|| io_floor(&log, &written));
     let per_s = |took: &Took| events as f64 / took.wall;
     println!("dealreg projection rebuild (pipeline view, SQLite store)");
     println!(
@@ -140,6 +149,13 @@ fn main() {
     println!(
         "  floor  : read through the store + decode        {:>10.0} events/s ({floor})",
         per_s(&floor)
+    );
+    println!(
+        "  io floor: read + decode + the same rows written  {:>10.0} events/s ({io_floor}; {} rows, {} outbox entries, {:.1} MB of row bytes)",
+        per_s(&io_floor),
+        written.rows.len(),
+        written.outbox.len(),
+        written.rows.iter().map(|r| r.3.len()).sum::<usize>() as f64 / 1e6
     );
     println!(
         "  rebuild: read + decode + fold + saves            {:>10.0} events/s ({rebuilt}; saved every 2 s or 50,000 rows, and at the end)",
@@ -158,11 +174,119 @@ fn main() {
         per_s(&replay)
     );
     println!(
-        "  ratios : floor ÷ scan = {:.3}; rebuild ÷ floor = {:.3}; replay ÷ floor = {:.3}",
+        "  ratios : floor ÷ scan = {:.3}; rebuild ÷ floor = {:.3}; rebuild ÷ io floor = {:.3}; replay ÷ floor = {:.3}",
         scan.wall / floor.wall,
         floor.wall / rebuilt.wall,
+        io_floor.wall / rebuilt.wall,
         floor.wall / replay.wall
     );
+}
+
+/// What one rebuild wrote: the view's rows (key, scope, position, bytes) and its feed
+/// outbox entries (view, key, scope, previous scope, position).
+struct Written {
+    rows: Vec<StoredRow>,
+    outbox: Vec<OutboxEntry>,
+}
+
+/// key, scope, position, row bytes.
+type StoredRow = (String, Option<String>, i64, Vec<u8>);
+/// view, key, scope, previous scope, position.
+type OutboxEntry = (String, String, Option<String>, Option<String>, i64);
+
+fn views_file(log: &Log<'_>) -> rusqlite::Connection {
+    rusqlite::Connection::open_with_flags(
+        dealreg_store_sqlite::views_path(log.path),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap_or_else(|e| panic!("open the views file: {e}"))
+}
+
+/// The last outbox sequence number before a phase.
+fn outbox_last(log: &Log<'_>) -> i64 {
+    views_file(log)
+        .query_row("SELECT coalesce(max(seq), 0) FROM feed_outbox", [], |r| {
+            r.get(0)
+        })
+        .unwrap_or(0)
+}
+
+/// The pipeline's rows as the rebuild left them, and the outbox entries it added.
+fn rows_written(log: &Log<'_>, outbox_after: i64) -> Written {
+    let conn = views_file(log);
+    let mut rows = conn
+        .prepare("SELECT key, scope, position, row FROM rows_pipeline")
+        .unwrap_or_else(|e| panic!("rows: {e}"));
+    let rows = rows
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .unwrap_or_else(|e| panic!("rows: {e}"));
+    let mut outbox = conn
+        .prepare("SELECT view, key, scope, previous_scope, position FROM feed_outbox WHERE seq > ?1 ORDER BY seq")
+        .unwrap_or_else(|e| panic!("outbox: {e}"));
+    let outbox = outbox
+        .query_map([outbox_after], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .unwrap_or_else(|e| panic!("outbox: {e}"));
+    Written { rows, outbox }
+}
+
+/// Reads and decodes the log while another thread writes `written` into an empty views
+/// file with plain prepared inserts, 50,000 rows a transaction: both halves of the
+/// rebuild's I/O, overlapped as well as two cores allow; done when both are.
+fn io_floor(log: &Log<'_>, written: &Written) -> Instant {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+    let conn = rusqlite::Connection::open(dir.path().join("floor-views.db"))
+        .unwrap_or_else(|e| panic!("open: {e}"));
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536;
+         CREATE TABLE rows_pipeline (key TEXT PRIMARY KEY, scope TEXT, position INTEGER NOT NULL, row BLOB NOT NULL) WITHOUT ROWID;
+         CREATE TABLE feed_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, view TEXT NOT NULL, key TEXT NOT NULL,
+                                   scope TEXT, previous_scope TEXT, position INTEGER NOT NULL);",
+    )
+    .unwrap_or_else(|e| panic!("schema: {e}"));
+    let started = Instant::now();
+    std::thread::scope(|threads| {
+        let writer = threads.spawn(|| {
+            let mut conn = conn;
+            for chunk in written.rows.chunks(50_000) {
+                let tx = conn.transaction().unwrap_or_else(|e| panic!("begin: {e}"));
+                {
+                    let mut insert = tx
+                        .prepare_cached("INSERT INTO rows_pipeline (key, scope, position, row) VALUES (?1, ?2, ?3, ?4)")
+                        .unwrap_or_else(|e| panic!("prepare: {e}"));
+                    for (key, scope, position, row) in chunk {
+                        insert
+                            .execute(rusqlite::params![key, scope, position, row])
+                            .unwrap_or_else(|e| panic!("insert: {e}"));
+                    }
+                }
+                tx.commit().unwrap_or_else(|e| panic!("commit: {e}"));
+            }
+            for chunk in written.outbox.chunks(50_000) {
+                let tx = conn.transaction().unwrap_or_else(|e| panic!("begin: {e}"));
+                {
+                    let mut insert = tx
+                        .prepare_cached("INSERT INTO feed_outbox (view, key, scope, previous_scope, position) VALUES (?1, ?2, ?3, ?4, ?5)")
+                        .unwrap_or_else(|e| panic!("prepare: {e}"));
+                    for (view, key, scope, previous, position) in chunk {
+                        insert
+                            .execute(rusqlite::params![view, key, scope, previous, position])
+                            .unwrap_or_else(|e| panic!("insert: {e}"));
+                    }
+                }
+                tx.commit().unwrap_or_else(|e| panic!("commit: {e}"));
+            }
+        });
+        let decoded = log.runtime.block_on(each_event(log, |_, _| {}));
+        assert_eq!(decoded, log.events, "every event decodes");
+        writer
+            .join()
+            .unwrap_or_else(|_| panic!("the floor's writer panicked"));
+    });
+    started
 }
 
 /// The log under measurement, and what reads it.
