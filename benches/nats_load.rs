@@ -1,17 +1,22 @@
 //! Load generator for `dealreg serve`: submissions per second and latency (p50, p99,
-//! p99.9) at 1, 64 and 256 requests in flight, next to two floors measured in the same
+//! p99.9) at 1, 16 and 64 requests in flight, next to two floors measured in the same
 //! run: a plain NATS echo responder answering the same payload size, and the same commands
-//! through the engine in-process (no NATS); and how long after each level's last reply
-//! every view had saved the log's head. The service runs in this process
-//! (`dealreg_nats::serve` on a SQLite file, as `dealreg serve` runs it) against a real
-//! nats-server on 127.0.0.1.
+//! through the engine in-process (no NATS); the latency NATS and the service add (over
+//! NATS minus in-process, per percentile); and how far behind the views were at each
+//! level's last reply, and how long until every view had saved the log's head. The
+//! command path runs in this process (`dealreg_nats::serve` on a SQLite file, as
+//! `dealreg serve --no-views` runs it) against a real nats-server on 127.0.0.1; the views
+//! are kept by another process, `dealreg serve --views-only` on the same store
+//! (`DEALREG_BENCH_NATS_VIEWS=beside` folds them in this process instead, as one plain
+//! `dealreg serve` does; `none` folds none).
 //!
 //! Submissions spread over 512 partners: each takes a capacity slot on its partner's
 //! stream, so fewer partners than requests in flight measure contention on partner
 //! streams, not the interface.
 //!
 //! `cargo bench --bench nats_load`; knobs: DEALREG_BENCH_NATS_COMMANDS (per level, default
-//! 3000), DEALREG_BENCH_NATS_LEVELS (default `1,64,256`).
+//! 3000), DEALREG_BENCH_NATS_LEVELS (default `1,16,64`), DEALREG_BENCH_NATS_VIEWS
+//! (`process`, the default; `beside`; `none`).
 
 /// The allocator and its settings, as in the `dealreg` binary: the engine's cost includes
 /// them, so the benches measure what the product runs with.
@@ -143,7 +148,7 @@ fn main() {
     allocator::tune();
     let count = env_usize("DEALREG_BENCH_NATS_COMMANDS", 3000).max(1);
     let levels: Vec<usize> = std::env::var("DEALREG_BENCH_NATS_LEVELS")
-        .unwrap_or_else(|_| "1,64,256".into())
+        .unwrap_or_else(|_| "1,16,64".into())
         .split(',')
         .filter_map(|l| l.trim().parse().ok())
         .collect();
@@ -183,13 +188,24 @@ fn main() {
         let (served_engine, store, checkpoints) = open_engine(&served).await;
         let served_partners = Arc::new(load::onboard_partners(&served_engine, 512).await);
         let holder = dealreg_nats::service::holder_name();
-        // DEALREG_BENCH_NATS_NO_VIEWS=1: the service runs as `serve --no-views`, answering
-        // commands only (no followers, reactor, timekeeper or feed beside them): what the
-        // views cost the command path.
-        let views = !std::env::var("DEALREG_BENCH_NATS_NO_VIEWS").is_ok_and(|v| v == "1");
-        if !views {
-            println!("nats_load: the views run elsewhere (DEALREG_BENCH_NATS_NO_VIEWS=1, as `serve --no-views`)");
-        }
+        // Where the views are folded: by `dealreg serve --views-only` in another process
+        // (the default), beside the commands in this one, or nowhere.
+        let where_views = std::env::var("DEALREG_BENCH_NATS_VIEWS").unwrap_or_else(|_| "process".into());
+        let (views, views_beside) = match where_views.as_str() {
+            "process" => (true, false),
+            "beside" => (true, true),
+            "none" => (false, false),
+            other => panic!("DEALREG_BENCH_NATS_VIEWS={other}: say process, beside or none"),
+        };
+        let _views_process = (views && !views_beside).then(|| ViewsProcess::start(&served, &server.url, dir.path()));
+        println!(
+            "nats_load: the views are kept {}",
+            match (views, views_beside) {
+                (true, false) => "by another process (`dealreg serve --views-only` on the same store); the commands are answered as `serve --no-views`",
+                (true, true) => "beside the commands, in this process (one plain `dealreg serve`)",
+                _ => "by no process (DEALREG_BENCH_NATS_VIEWS=none)",
+            }
+        );
         let fenced = checkpoints.fenced(dealreg_nats::service::VIEWS_LEASE, &holder);
         let service_client = async_nats::connect(&server.url)
             .await
@@ -211,7 +227,7 @@ fn main() {
                 tick: Duration::from_secs(3600),
                 // DEALREG_BENCH_NATS_NO_FEED=1: the views are folded, not published.
                 feeds: !std::env::var("DEALREG_BENCH_NATS_NO_FEED").is_ok_and(|v| v == "1"),
-                views,
+                views: views_beside,
                 ..ServeOptions::default()
             },
             Arc::clone(&metrics),
@@ -228,14 +244,15 @@ fn main() {
             payload.len()
         );
         println!(
-            "{:>9} | {:>28} | {:>28} | {:>28} | {:>10} | {:>10} | {:>13}",
+            "{:>9} | {:>28} | {:>28} | {:>28} | {:>20} | {:>8} | {:>6} | {:>24}",
             "in flight",
             "echo floor /s p50 p99 p999",
             "in-process /s p50 p99 p999",
             "over NATS /s p50 p99 p999",
+            "added p50 p99 p999",
             "÷in-proc",
             "÷echo",
-            "views after"
+            "views behind at end"
         );
         let row = |f: Figures| {
             format!(
@@ -307,26 +324,33 @@ fn main() {
                 })
                 .await
             };
-            // The views fold beside the commands: how long after the level's last reply
-            // every view had saved the log's head (they must keep up, not just the replies).
+            // How far behind the views were at the level's last reply (events of the log
+            // not yet in the least advanced view's save), and how long until every view
+            // had saved the log's head (they must keep up, not just the replies).
             let caught_up = if views {
                 let head = store
                     .last_position()
                     .await
                     .unwrap_or_else(|e| panic!("head: {e}"));
                 let since = Instant::now();
+                let mut behind_at_end = None;
                 loop {
-                    let mut behind = false;
+                    let mut least = head;
                     for name in dealreg_engine::registry::names::<SqliteStore, SqliteCheckpoints>() {
                         let saved = checkpoints
                             .load(name)
                             .await
                             .unwrap_or_else(|e| panic!("views: {e}"))
                             .map_or(Position::ORIGIN, |c| c.position);
-                        behind |= saved < head;
+                        least = least.min(saved);
                     }
-                    if !behind {
-                        break format!("{:.0} ms", since.elapsed().as_secs_f64() * 1000.0);
+                    // SQLite positions count events: the difference is events behind.
+                    let behind = *behind_at_end.get_or_insert(head.commit().saturating_sub(least.commit()));
+                    if least >= head {
+                        break format!(
+                            "{behind} events, {:.0} ms",
+                            since.elapsed().as_secs_f64() * 1000.0
+                        );
                     }
                     assert!(since.elapsed() < Duration::from_secs(120), "the views did not catch up");
                     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -334,12 +358,19 @@ fn main() {
             } else {
                 "-".into()
             };
+            let added = |over: Duration, under: Duration| {
+                let ms = (over.as_secs_f64() - under.as_secs_f64()) * 1000.0;
+                format!("{ms:.2}")
+            };
             println!(
-                "{:>9} | {} | {} | {} | {:>10.2} | {:>10.2} | {:>13}",
+                "{:>9} | {} | {} | {} | {:>6} {:>6} {:>6} | {:>8.2} | {:>6.2} | {:>24}",
                 in_flight,
                 row(echo),
                 row(in_process),
                 row(over_nats),
+                added(over_nats.p50, in_process.p50),
+                added(over_nats.p99, in_process.p99),
+                added(over_nats.p999, in_process.p999),
                 over_nats.per_second / in_process.per_second,
                 over_nats.per_second / echo.per_second,
                 caught_up
@@ -359,4 +390,56 @@ fn main() {
             other => panic!("the service did not drain: {other:?}"),
         }
     });
+}
+
+/// `dealreg serve --views-only` on the bench's store, in its own process: it keeps the
+/// views while this process answers the commands. Stopped (SIGTERM, then awaited) on drop.
+struct ViewsProcess {
+    child: std::process::Child,
+}
+
+impl ViewsProcess {
+    fn start(store: &std::path::Path, nats_url: &str, dir: &std::path::Path) -> ViewsProcess {
+        let log = dir.join("views-only.log");
+        let out = std::fs::File::create(&log).unwrap_or_else(|e| panic!("views log: {e}"));
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_dealreg"))
+            .arg("--store")
+            .arg(store)
+            .args([
+                "serve",
+                "--views-only",
+                "--nats-url",
+                nats_url,
+                "--tick-secs",
+                "3600",
+            ])
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(out)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start dealreg serve --views-only: {e}"));
+        let process = ViewsProcess { child };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("took the views lease")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "dealreg serve --views-only did not take the views lease: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        process
+    }
+}
+
+impl Drop for ViewsProcess {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
 }

@@ -124,19 +124,28 @@ fn main() {
         return;
     }
     // In this order: `fold` resets the saved rows a reused store may hold, outside its
-    // timing, and `rebuild` follows `1 save`, so its reset drops a full table beside its
-    // fold, as `dealreg rebuild pipeline` over a built view does.
+    // timing, and each rebuild follows a run that saved the same views, so its reset drops
+    // full tables beside its fold, as `dealreg rebuild` over built views does.
     let scan = measure(|| Phase::Scan.run(&log));
     let floor = measure(|| Phase::Floor.run(&log));
     let replay = measure(|| Phase::Replay.run(&log));
+    let replay_2 = measure(|| Phase::Replay2.run(&log));
     let fold = measure(|| Phase::Fold.run(&log));
     let one_save = measure(|| Phase::OneSave.run(&log));
+    let on_task = measure(|| Phase::RebuildOnTask.run(&log));
     let outbox_before = outbox_last(&log);
     let rebuilt = measure(|| Phase::Rebuild.run(&log));
-    let written = rows_written(&log, outbox_before);
-    let io_floor = measure(|| io_floor(&log, &written));
+    let written = rows_written(&log, &["pipeline"], outbox_before);
+    let io_floor_pipeline = measure(|| io_floor(&log, &written));
+    let store_floor_pipeline = measure(|| store_floor(&log, &written));
+    let all_1 = measure(|| Phase::RebuildAll(1).run(&log));
+    let outbox_before = outbox_last(&log);
+    let all_2 = measure(|| Phase::RebuildAll(2).run(&log));
+    let names = dealreg_engine::registry::names::<SqliteStore, SqliteCheckpoints>();
+    let written_all = rows_written(&log, &names, outbox_before);
+    let io_floor_all = measure(|| io_floor(&log, &written_all));
     let per_s = |took: &Took| events as f64 / took.wall;
-    println!("dealreg projection rebuild (pipeline view, SQLite store)");
+    println!("dealreg projection rebuild (SQLite store)");
     println!(
         "  log    : {events} events written through the engine in {:.1} s",
         fill.as_secs_f64()
@@ -150,16 +159,25 @@ fn main() {
         "  floor  : read through the store + decode        {:>10.0} events/s ({floor})",
         per_s(&floor)
     );
+    println!("  the pipeline view alone:");
     println!(
-        "  io floor: read + decode + the same rows written  {:>10.0} events/s ({io_floor}; {} rows, {} outbox entries, {:.1} MB of row bytes)",
-        per_s(&io_floor),
-        written.rows.len(),
+        "  io floor: read + decode + the same rows written  {:>10.0} events/s ({io_floor_pipeline}; {} rows, {} outbox entries, {:.1} MB of row bytes)",
+        per_s(&io_floor_pipeline),
+        written.row_count(),
         written.outbox.len(),
-        written.rows.iter().map(|r| r.3.len()).sum::<usize>() as f64 / 1e6
+        written.row_bytes() as f64 / 1e6
     );
     println!(
-        "  rebuild: read + decode + fold + saves            {:>10.0} events/s ({rebuilt}; saved every 2 s or 50,000 rows, and at the end)",
+        "  store  : the same rows saved through the views store {:>6.0} events/s ({store_floor_pipeline}; 50,000 a save, outbox and scope index included, nothing folded or serialised)",
+        per_s(&store_floor_pipeline)
+    );
+    println!(
+        "  rebuild: `dealreg rebuild pipeline`             {:>10.0} events/s ({rebuilt}; one reader, one fold thread; saved every 2 s or 50,000 rows, and at the end)",
         per_s(&rebuilt)
+    );
+    println!(
+        "  on task: the same, folded on the reader's task  {:>10.0} events/s ({on_task}; the runner's catch-up path)",
+        per_s(&on_task)
     );
     println!(
         "  1 save : read + decode + fold, saved at the end  {:>10.0} events/s ({one_save})",
@@ -169,24 +187,60 @@ fn main() {
         "  fold   : read + decode + fold, not saved         {:>10.0} events/s ({fold})",
         per_s(&fold)
     );
+    println!("  all {} views ({}):", names.len(), names.join(", "));
     println!(
-        "  replay : read + decode + fold of all 4 views     {:>10.0} events/s ({replay}; `dealreg replay --as-of`, in memory)",
+        "  io floor: read + decode + the same rows written  {:>10.0} events/s ({io_floor_all}; {} rows, {} outbox entries, {:.1} MB of row bytes)",
+        per_s(&io_floor_all),
+        written_all.row_count(),
+        written_all.outbox.len(),
+        written_all.row_bytes() as f64 / 1e6
+    );
+    println!(
+        "  rebuild, 1 fold thread  (`dealreg rebuild --fold-threads 1`) {:>10.0} events/s ({all_1})",
+        per_s(&all_1)
+    );
+    println!(
+        "  rebuild, 2 fold threads (`dealreg rebuild`, 2 cores)         {:>10.0} events/s ({all_2})",
+        per_s(&all_2)
+    );
+    println!(
+        "  replay : read + decode + fold of 4 views, in memory, on the reader's task {:>10.0} events/s ({replay})",
         per_s(&replay)
     );
     println!(
-        "  ratios : floor ÷ scan = {:.3}; rebuild ÷ floor = {:.3}; rebuild ÷ io floor = {:.3}; replay ÷ floor = {:.3}",
+        "  replay : the same on 2 fold threads (`dealreg replay --as-of`)             {:>10.0} events/s ({replay_2})",
+        per_s(&replay_2)
+    );
+    println!(
+        "  ratios : floor ÷ scan = {:.3}; pipeline: rebuild ÷ io floor = {:.3}, rebuild ÷ floor = {:.3}; all views: rebuild ÷ io floor = {:.3} (1 fold thread), {:.3} (2); 2 threads ÷ 1 = {:.2}; replay 2 threads ÷ 1 = {:.2}",
         scan.wall / floor.wall,
+        io_floor_pipeline.wall / rebuilt.wall,
         floor.wall / rebuilt.wall,
-        io_floor.wall / rebuilt.wall,
-        floor.wall / replay.wall
+        io_floor_all.wall / all_1.wall,
+        io_floor_all.wall / all_2.wall,
+        all_1.wall / all_2.wall,
+        replay.wall / replay_2.wall
     );
 }
 
-/// What one rebuild wrote: the view's rows (key, scope, position, bytes) and its feed
-/// outbox entries (view, key, scope, previous scope, position).
+/// What one rebuild wrote: each view's rows (key, scope, position, bytes), by row table,
+/// and the feed outbox entries (view, key, scope, previous scope, position).
 struct Written {
-    rows: Vec<StoredRow>,
+    rows: Vec<(String, Vec<StoredRow>)>,
     outbox: Vec<OutboxEntry>,
+}
+
+impl Written {
+    fn row_count(&self) -> usize {
+        self.rows.iter().map(|(_, rows)| rows.len()).sum()
+    }
+
+    fn row_bytes(&self) -> usize {
+        self.rows
+            .iter()
+            .flat_map(|(_, rows)| rows.iter().map(|r| r.3.len()))
+            .sum()
+    }
 }
 
 /// key, scope, position, row bytes.
@@ -211,16 +265,23 @@ fn outbox_last(log: &Log<'_>) -> i64 {
         .unwrap_or(0)
 }
 
-/// The pipeline's rows as the rebuild left them, and the outbox entries it added.
-fn rows_written(log: &Log<'_>, outbox_after: i64) -> Written {
+/// The rows of `views` as the rebuild left them, and the outbox entries it added.
+fn rows_written(log: &Log<'_>, views: &[&str], outbox_after: i64) -> Written {
     let conn = views_file(log);
-    let mut rows = conn
-        .prepare("SELECT key, scope, position, row FROM rows_pipeline")
-        .unwrap_or_else(|e| panic!("rows: {e}"));
-    let rows = rows
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-        .unwrap_or_else(|e| panic!("rows: {e}"));
+    let mut rows = Vec::new();
+    for view in views {
+        let table = format!("rows_{view}");
+        let Ok(mut select) =
+            conn.prepare(&format!("SELECT key, scope, position, row FROM {table}"))
+        else {
+            continue; // a view that saved no row has no table
+        };
+        let view_rows = select
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .unwrap_or_else(|e| panic!("rows: {e}"));
+        rows.push((table, view_rows));
+    }
     let mut outbox = conn
         .prepare("SELECT view, key, scope, previous_scope, position FROM feed_outbox WHERE seq > ?1 ORDER BY seq")
         .unwrap_or_else(|e| panic!("outbox: {e}"));
@@ -242,20 +303,29 @@ fn io_floor(log: &Log<'_>, written: &Written) -> Instant {
         .unwrap_or_else(|e| panic!("open: {e}"));
     conn.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536;
-         CREATE TABLE rows_pipeline (key TEXT PRIMARY KEY, scope TEXT, position INTEGER NOT NULL, row BLOB NOT NULL) WITHOUT ROWID;
          CREATE TABLE feed_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, view TEXT NOT NULL, key TEXT NOT NULL,
                                    scope TEXT, previous_scope TEXT, position INTEGER NOT NULL);",
     )
     .unwrap_or_else(|e| panic!("schema: {e}"));
+    for (table, _) in &written.rows {
+        conn.execute_batch(&format!(
+            "CREATE TABLE {table} (key TEXT PRIMARY KEY, scope TEXT, position INTEGER NOT NULL, row BLOB NOT NULL) WITHOUT ROWID;"
+        ))
+        .unwrap_or_else(|e| panic!("schema: {e}"));
+    }
     let started = Instant::now();
     std::thread::scope(|threads| {
         let writer = threads.spawn(|| {
             let mut conn = conn;
-            for chunk in written.rows.chunks(50_000) {
+            for (table, chunk) in written
+                .rows
+                .iter()
+                .flat_map(|(table, rows)| rows.chunks(50_000).map(move |chunk| (table, chunk)))
+            {
                 let tx = conn.transaction().unwrap_or_else(|e| panic!("begin: {e}"));
                 {
                     let mut insert = tx
-                        .prepare_cached("INSERT INTO rows_pipeline (key, scope, position, row) VALUES (?1, ?2, ?3, ?4)")
+                        .prepare_cached(&format!("INSERT INTO {table} (key, scope, position, row) VALUES (?1, ?2, ?3, ?4)"))
                         .unwrap_or_else(|e| panic!("prepare: {e}"));
                     for (key, scope, position, row) in chunk {
                         insert
@@ -289,6 +359,69 @@ fn io_floor(log: &Log<'_>, written: &Written) -> Instant {
     started
 }
 
+/// The I/O floor's rows written instead through the views store (`SqliteCheckpoints`,
+/// saves of 50,000 rows, as the rebuild saves them, outbox included) into an empty views
+/// file, while the log is read and decoded: what the store's write path costs over plain
+/// inserts, with no fold and no serialising.
+fn store_floor(log: &Log<'_>, written: &Written) -> Instant {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+    let floor_store = dir.path().join("floor.db");
+    SqliteStore::open(&floor_store).unwrap_or_else(|e| panic!("store: {e}"));
+    let views = SqliteCheckpoints::open(&floor_store).unwrap_or_else(|e| panic!("views: {e}"));
+    let registry = dealreg_engine::registry::projections::<SqliteStore, SqliteCheckpoints>();
+    // Reset first, as a rebuild does: the rows are written in bulk, the scope index built
+    // once at the end.
+    for (table, _) in &written.rows {
+        log.runtime
+            .block_on(views.reset(table.trim_start_matches("rows_")))
+            .unwrap_or_else(|e| panic!("reset: {e}"));
+    }
+    let started = Instant::now();
+    std::thread::scope(|threads| {
+        let writer = threads.spawn(|| {
+            for (table, rows) in &written.rows {
+                let view = table.trim_start_matches("rows_");
+                let entry = registry
+                    .iter()
+                    .find(|p| p.name == view)
+                    .unwrap_or_else(|| panic!("no view {view}"));
+                for chunk in rows.chunks(50_000) {
+                    let writes = chunk
+                        .iter()
+                        .map(|(key, scope, _, row)| dealreg_views::RowWrite {
+                            key: key.clone(),
+                            scope: scope.clone(),
+                            row: Some(row.clone()),
+                        })
+                        .collect();
+                    let checkpoint = dealreg_views::Checkpoint {
+                        position: Position::at(chunk.last().map_or(1, |r| r.2.max(1) as u64)),
+                        version: entry.version,
+                        state: b"{}".to_vec(),
+                    };
+                    let saved = if entry.published.is_empty() {
+                        log.runtime
+                            .block_on(views.save_rows(entry.name, checkpoint, writes))
+                    } else {
+                        log.runtime
+                            .block_on(views.save_published_rows(entry.name, checkpoint, writes))
+                    };
+                    saved.unwrap_or_else(|e| panic!("save: {e}"));
+                }
+                log.runtime
+                    .block_on(views.caught_up(view))
+                    .unwrap_or_else(|e| panic!("caught up: {e}"));
+            }
+        });
+        let decoded = log.runtime.block_on(each_event(log, |_, _| {}));
+        assert_eq!(decoded, log.events, "every event decodes");
+        writer
+            .join()
+            .unwrap_or_else(|_| panic!("the store floor's writer panicked"));
+    });
+    started
+}
+
 /// The log under measurement, and what reads it.
 struct Log<'a> {
     runtime: &'a tokio::runtime::Runtime,
@@ -305,15 +438,22 @@ enum Phase {
     Scan,
     /// Every event read through the store's trait and decoded through the upcaster chain.
     Floor,
-    /// The same read and decode, folding every view at once, in memory, nothing saved.
+    /// The same read and decode, folding the four replayed views at once on the reader's
+    /// task, in memory, nothing saved.
     Replay,
+    /// The same replay with one reader and 2 fold threads, as `dealreg replay --as-of`.
+    Replay2,
     /// The pipeline's fold from the origin, ended before its final save (saves on the way
     /// are left out too: the interval is longer than the run).
     Fold,
     /// The same fold saved once, at the end: what the saves on the way cost.
     OneSave,
-    /// What `dealreg rebuild pipeline` does.
+    /// The pipeline rebuilt by the runner's catch-up, folding on the reader's task.
+    RebuildOnTask,
+    /// What `dealreg rebuild pipeline` does: one reader, one fold thread.
     Rebuild,
+    /// What `dealreg rebuild --fold-threads N` does: every view, one reader, N fold threads.
+    RebuildAll(usize),
 }
 
 impl Phase {
@@ -322,11 +462,15 @@ impl Phase {
             "scan" => Phase::Scan,
             "floor" => Phase::Floor,
             "replay" => Phase::Replay,
+            "replay-2" => Phase::Replay2,
             "fold" => Phase::Fold,
             "one-save" => Phase::OneSave,
+            "rebuild-on-task" => Phase::RebuildOnTask,
             "rebuild" => Phase::Rebuild,
+            "rebuild-all-1" => Phase::RebuildAll(1),
+            "rebuild-all-2" => Phase::RebuildAll(2),
             other => panic!(
-                "DEALREG_BENCH_ONLY={other}: say scan, floor, replay, fold, one-save or rebuild"
+                "DEALREG_BENCH_ONLY={other}: say scan, floor, replay, replay-2, fold, one-save, rebuild-on-task, rebuild, rebuild-all-1 or rebuild-all-2"
             ),
         }
     }
@@ -337,11 +481,65 @@ impl Phase {
             Phase::Scan => scan(log),
             Phase::Floor => log.runtime.block_on(floor(log)),
             Phase::Replay => log.runtime.block_on(replay(log)),
-            Phase::Fold | Phase::OneSave | Phase::Rebuild => {
+            Phase::Replay2 => log.runtime.block_on(replay_on_threads(log, 2)),
+            Phase::Fold | Phase::OneSave | Phase::RebuildOnTask => {
                 log.runtime.block_on(fold_from_origin(log, self))
+            }
+            Phase::Rebuild => log
+                .runtime
+                .block_on(rebuild_on_threads(log, &["pipeline"], 1)),
+            Phase::RebuildAll(threads) => {
+                let names = dealreg_engine::registry::names::<SqliteStore, SqliteCheckpoints>();
+                log.runtime
+                    .block_on(rebuild_on_threads(log, &names, threads))
             }
         }
     }
+}
+
+/// The views named rebuilt as `dealreg rebuild` does: one reader, `threads` fold threads,
+/// saved every 2 s or 50,000 changed rows and at the end.
+async fn rebuild_on_threads(log: &Log<'_>, names: &[&str], threads: usize) -> Instant {
+    let views = SqliteCheckpoints::open(log.path).unwrap_or_else(|e| panic!("views: {e}"));
+    let folds = dealreg_engine::registry::projections::<SqliteStore, SqliteCheckpoints>()
+        .iter()
+        .filter(|p| names.contains(&p.name))
+        .map(|p| p.fresh())
+        .collect();
+    let started = Instant::now();
+    let rebuilt = dealreg_engine::parallel::rebuild_together(
+        log.store,
+        &views,
+        folds,
+        threads,
+        CatchUp {
+            checkpoint_every: 50_000,
+            ..CatchUp::default()
+        },
+        |_| {},
+    )
+    .await
+    .unwrap_or_else(|e| panic!("rebuild: {e}"));
+    assert_eq!(rebuilt.folded, log.events, "the rebuild folded every event");
+    started
+}
+
+/// The four replayed views folded in memory with one reader and `threads` fold threads.
+async fn replay_on_threads(log: &Log<'_>, threads: usize) -> Instant {
+    use dealreg_projections::{conflicts::ConflictFlags, ledger::Ledger, metrics::ProgramMetrics};
+    let folds: Vec<Box<dyn dealreg_engine::parallel::Folding>> = vec![
+        Box::new(Pipeline::default()),
+        Box::new(Ledger::default()),
+        Box::new(ConflictFlags::default()),
+        Box::new(ProgramMetrics::default()),
+    ];
+    let started = Instant::now();
+    let replayed =
+        dealreg_engine::parallel::replay_together(log.store, folds, threads, |_, _| false, |_| {})
+            .await
+            .unwrap_or_else(|e| panic!("replay: {e}"));
+    assert_eq!(replayed.folded, log.events, "the replay read every event");
+    started
 }
 
 /// Wall and CPU seconds of one phase.
@@ -483,7 +681,10 @@ async fn fold_from_origin(log: &Log<'_>, phase: Phase) -> Instant {
             }
         }
         Phase::OneSave => saved_at_end,
-        _ => CatchUp::default(),
+        _ => CatchUp {
+            checkpoint_every: 50_000,
+            ..CatchUp::default()
+        },
     };
     let started = Instant::now();
     let caught = rebuild::<Pipeline, _, _>(log.store, &views, how, |_| {})

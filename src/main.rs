@@ -107,10 +107,15 @@ enum Job {
         #[arg(long)]
         at: Option<DateTime<Utc>>,
     },
-    /// Rebuild projections from the log (all, or the one named), with a progress bar.
+    /// Rebuild projections from the log (all, or the one named), with a progress bar: the
+    /// log is read and decoded once, the projections folded on separate threads.
     Rebuild {
         /// The projection to rebuild; all when left out.
         projection: Option<String>,
+        /// Threads folding the projections (default: one per core, at most one per
+        /// projection); the log is read by one more.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+        fold_threads: Option<u16>,
     },
     /// The CRM adapters (docs/CRM.md): sync the views into Salesforce or HubSpot, show
     /// and retry the dead-letter list, serve HubSpot's webhooks.
@@ -203,7 +208,10 @@ fn main() -> ExitCode {
             }
             Job::Import { file } => cli::portable::import(&store, &file).await,
             Job::Timekeeper { at } => cli::timekeeper::run(&store, at).await,
-            Job::Rebuild { projection } => cli::rebuild::run(&store, projection).await,
+            Job::Rebuild {
+                projection,
+                fold_threads,
+            } => cli::rebuild::run(&store, projection, fold_threads.map(usize::from)).await,
             Job::View { what, as_of } => {
                 cli::view::run(&store, what, as_of.unwrap_or(cli::view::AsOf::Now)).await
             }

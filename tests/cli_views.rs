@@ -160,3 +160,46 @@ fn every_amount_prints_with_its_own_currencys_exponent() {
     let ledger = dealreg(&path, &["view", "ledger"]);
     assert!(ledger.contains("3,950,617 JPY"), "{ledger}");
 }
+
+/// `dealreg rebuild` (every view, one read of the log, on 1 or 2 fold threads) and
+/// `dealreg rebuild pipeline` leave every view as it was: the same JSON as before.
+#[test]
+fn rebuilding_on_fold_threads_leaves_every_view_as_it_was() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = demo_store(&dir);
+    let views = [
+        vec!["view", "pipeline", "--vendor", "--json"],
+        vec!["view", "ledger", "--json"],
+        vec!["view", "conflicts", "--json"],
+        vec!["view", "metrics", "--json"],
+    ];
+    let before: Vec<Value> = views.iter().map(|v| json_view(&path, v)).collect();
+    for rebuild in [
+        vec!["rebuild", "--fold-threads", "1"],
+        vec!["rebuild", "--fold-threads", "2"],
+        vec!["rebuild"],
+        vec!["rebuild", "pipeline"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_dealreg"))
+            .arg("--store")
+            .arg(&path)
+            .args(&rebuild)
+            .output()
+            .expect("run dealreg");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{rebuild:?}: {stderr}");
+        assert!(
+            stderr.contains("events read once and folded into"),
+            "{rebuild:?}: {stderr}"
+        );
+        let after: Vec<Value> = views.iter().map(|v| json_view(&path, v)).collect();
+        assert_eq!(after, before, "{rebuild:?} changed a view");
+    }
+    let refused = Command::new(env!("CARGO_BIN_EXE_dealreg"))
+        .arg("--store")
+        .arg(&path)
+        .args(["rebuild", "--fold-threads", "0"])
+        .output()
+        .expect("run dealreg");
+    assert!(!refused.status.success(), "0 fold threads is refused");
+}

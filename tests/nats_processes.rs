@@ -531,6 +531,80 @@ async fn a_no_views_process_answers_commands_and_leaves_the_views_to_another() {
     }
 }
 
+/// `serve --views-only` keeps the views for `serve --no-views` processes and answers
+/// nothing itself: one service instance answers the command, the query for its position
+/// is answered from the views the other process folded, and only that one took the lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_views_only_process_keeps_the_views_and_answers_no_request() {
+    let server = NatsServer::start(None);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let client = async_nats::connect(&server.url).await.expect("connect");
+    let store = dir.path().join("split.db");
+    let mut commands = Serve::start(
+        &store,
+        &server.url,
+        &["--no-views"],
+        &[],
+        dir.path().join("serve-commands.log"),
+        &client,
+    )
+    .await;
+    let mut views =
+        Serve::start_views_only(&store, &server.url, dir.path().join("serve-views.log")).await;
+    assert_eq!(
+        count_instances(&client).await,
+        1,
+        "the views-only process registered no service instance"
+    );
+    let partner = ready_partner(&client, "Split Views").await;
+    let registration = Uuid::now_v7();
+    let (submitted, _) = request(
+        &client,
+        &format!("dealreg.partner.{partner}.cmd.submit_registration"),
+        &json!({ "command": submission(registration, partner, "split-views.example") }),
+        None,
+    )
+    .await;
+    assert_eq!(submitted["ok"], json!(true), "{submitted}");
+    let position =
+        support::position_number(&submitted["events"][0]["position"]).expect("a position");
+    let (answer, code) = request(
+        &client,
+        &format!("dealreg.partner.{partner}.query.pipeline"),
+        &json!({ "min_position": position, "timeout_ms": 10000 }),
+        None,
+    )
+    .await;
+    assert_eq!(code, None, "{answer}");
+    assert!(
+        answer["answer"]
+            .to_string()
+            .contains(&registration.to_string()),
+        "{answer}"
+    );
+    assert!(
+        views
+            .log_text()
+            .contains("answers no request (--views-only)"),
+        "{}",
+        views.log_text()
+    );
+    assert!(
+        !commands.log_text().contains("took the views lease"),
+        "{}",
+        commands.log_text()
+    );
+    let answered = requests_per_instance(&client).await;
+    assert!(
+        answered.len() == 1 && answered[0] >= 2,
+        "one instance answered the command and the query: {answered:?}"
+    );
+    for serve in [&mut commands, &mut views] {
+        let status = serve.terminate();
+        assert!(status.success(), "{}", serve.log_text());
+    }
+}
+
 /// Submissions `keys` (one new registration each, for the partners in turn), 16 at a
 /// time, each sent again with its key until answered; `acknowledged` counts the answered.
 fn steady_submissions(

@@ -82,6 +82,46 @@ impl Serve {
         client: &async_nats::Client,
     ) -> Serve {
         let before = count_instances(client).await;
+        let serve = Serve::spawn(store, url, extra, envs, log);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while count_instances(client).await <= before {
+            assert!(
+                Instant::now() < deadline,
+                "dealreg serve did not come up: {}",
+                serve.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        serve
+    }
+
+    /// `dealreg serve --views-only`: it registers no service instance, so it is up once
+    /// its log says it took the views lease.
+    pub async fn start_views_only(
+        store: impl AsRef<std::ffi::OsStr>,
+        url: &str,
+        log: PathBuf,
+    ) -> Serve {
+        let serve = Serve::spawn(store, url, &["--views-only"], &[], log);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !serve.log_text().contains("took the views lease") {
+            assert!(
+                Instant::now() < deadline,
+                "dealreg serve --views-only did not take the views lease: {}",
+                serve.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        serve
+    }
+
+    fn spawn(
+        store: impl AsRef<std::ffi::OsStr>,
+        url: &str,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+        log: PathBuf,
+    ) -> Serve {
         let out = std::fs::File::create(&log).expect("serve log");
         let child = Command::new(env!("CARGO_BIN_EXE_dealreg"))
             .arg("--store")
@@ -94,20 +134,10 @@ impl Serve {
             .stderr(out)
             .spawn()
             .expect("start dealreg serve");
-        let serve = Serve {
+        Serve {
             child: Some(child),
             log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while count_instances(client).await <= before {
-            assert!(
-                Instant::now() < deadline,
-                "dealreg serve did not come up: {}",
-                serve.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        serve
     }
 
     pub fn pid(&self) -> u32 {

@@ -415,3 +415,164 @@ async fn saves_started_by_changed_rows_resume_to_the_same_bytes() {
     let (_, loaded) = saved::<Ledger>(&views).await;
     assert_eq!(snapshot(&loaded), snapshot(&whole.state));
 }
+
+/// The snapshot of projection `P` as saved, loaded back through the runner.
+async fn saved_snapshot<P: Projection>(views: &SqliteCheckpoints) -> (Position, String) {
+    let (position, state) = saved::<P>(views).await;
+    (
+        position,
+        dealreg_projections::snapshot(&state)
+            .expect("json")
+            .to_string(),
+    )
+}
+
+/// Every projection's saved snapshot, in registry order.
+async fn every_saved(views: &SqliteCheckpoints) -> Vec<(Position, String)> {
+    vec![
+        saved_snapshot::<Pipeline>(views).await,
+        saved_snapshot::<Ledger>(views).await,
+        saved_snapshot::<ConflictFlags>(views).await,
+        saved_snapshot::<Deadlines>(views).await,
+        saved_snapshot::<ProgramMetrics>(views).await,
+    ]
+}
+
+fn fresh_folds() -> Vec<Box<dyn dealreg_engine::parallel::Folding>> {
+    dealreg_engine::registry::projections::<SqliteStore, SqliteCheckpoints>()
+        .iter()
+        .map(|p| p.fresh())
+        .collect()
+}
+
+/// Saves at every checkpoint, as the tests above do.
+fn saving_every(every: u64, stop_after: Option<u64>) -> CatchUp {
+    CatchUp {
+        checkpoint_every: every,
+        save_interval: std::time::Duration::ZERO,
+        rows_per_save: usize::MAX,
+        stop_after,
+    }
+}
+
+/// One read of the log feeding every projection's fold on 1, 2 or 5 threads saves the
+/// same states, at the same position, as each projection rebuilt alone by the runner.
+#[tokio::test]
+async fn projections_rebuilt_together_on_any_number_of_threads_equal_each_rebuilt_alone() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = demo_store(&dir);
+    let store = SqliteStore::open(&path).expect("open");
+    let views = SqliteCheckpoints::open(&path).expect("views");
+    for entry in dealreg_engine::registry::projections::<SqliteStore, SqliteCheckpoints>() {
+        entry
+            .rebuild(&store, &views, saving_every(500, None), &mut |_| {})
+            .await
+            .expect("rebuild alone");
+    }
+    let alone = every_saved(&views).await;
+    let head = store.last_position().await.expect("head");
+    assert!(
+        alone.iter().all(|(at, _)| *at == head),
+        "each alone reached the head"
+    );
+
+    for threads in [1, 2, 5] {
+        let mut last_report = None;
+        let together = dealreg_engine::parallel::rebuild_together(
+            &store,
+            &views,
+            fresh_folds(),
+            threads,
+            saving_every(97, None),
+            |p| last_report = Some(p),
+        )
+        .await
+        .expect("rebuild together");
+        assert!(!together.crashed);
+        let reported = last_report.expect("progress was reported");
+        assert_eq!((reported.position, reported.head), (head, head));
+        assert_eq!(together.position, head);
+        assert_eq!(
+            together.folded,
+            events_after(&store, Position::ORIGIN).await,
+            "every event folded once into each"
+        );
+        assert_eq!(
+            every_saved(&views).await,
+            alone,
+            "{threads} fold thread(s): the saved states equal those rebuilt alone"
+        );
+        // The states handed back are the ones saved.
+        let pipeline = together
+            .folds
+            .into_iter()
+            .next()
+            .expect("the pipeline")
+            .into_any()
+            .downcast::<Pipeline>()
+            .expect("the first is the pipeline, as given");
+        assert_eq!(
+            dealreg_projections::snapshot(&*pipeline)
+                .expect("json")
+                .to_string(),
+            alone[0].1
+        );
+    }
+}
+
+/// A rebuild of every projection killed midway leaves each at its last save along the
+/// way (no final save); each resumes from there to the states of an uninterrupted one.
+#[tokio::test]
+async fn projections_rebuilt_together_and_killed_resume_without_gaps_or_doubles() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = demo_store(&dir);
+    let store = SqliteStore::open(&path).expect("open");
+    let views = SqliteCheckpoints::open(&path).expect("views");
+    dealreg_engine::parallel::rebuild_together(
+        &store,
+        &views,
+        fresh_folds(),
+        2,
+        saving_every(100, None),
+        |_| {},
+    )
+    .await
+    .expect("uninterrupted");
+    let uninterrupted = every_saved(&views).await;
+
+    let died = dealreg_engine::parallel::rebuild_together(
+        &store,
+        &views,
+        fresh_folds(),
+        2,
+        saving_every(100, Some(731)),
+        |_| {},
+    )
+    .await
+    .expect("killed");
+    assert!(died.crashed, "the run says it stopped as a crash would");
+    assert_eq!(died.folded, 731);
+    let after_crash = every_saved(&views).await;
+    let total = events_after(&store, Position::ORIGIN).await;
+    for (at, _) in &after_crash {
+        assert_eq!(
+            total - events_after(&store, *at).await,
+            700,
+            "each projection's checkpoint covers exactly the first 700 events"
+        );
+    }
+    let restarted = SqliteCheckpoints::open(&path).expect("views after restart");
+    for entry in dealreg_engine::registry::projections::<SqliteStore, SqliteCheckpoints>() {
+        let resumed = entry
+            .catch_up(&store, &restarted, saving_every(100, None), &mut |_| {})
+            .await
+            .expect("resume");
+        assert_eq!(
+            resumed.folded,
+            total - 700,
+            "{}: only what came after its checkpoint",
+            entry.name
+        );
+    }
+    assert_eq!(every_saved(&restarted).await, uninterrupted);
+}

@@ -14,6 +14,7 @@ pub mod engine;
 pub mod envelope;
 pub mod feed;
 pub mod host;
+pub mod parallel;
 pub mod partner_reply;
 pub mod personal;
 pub mod reactor;

@@ -18,6 +18,7 @@ use dealreg_projections::pipeline::Pipeline;
 use dealreg_projections::{Projection, Published};
 use dealreg_views::CheckpointStore;
 
+use crate::parallel::Folding;
 use crate::runner::{self, CatchUp, Progress, ViewError};
 use crate::tail::LogTail;
 
@@ -49,6 +50,7 @@ pub struct Registered<S, K> {
     pub published: &'static [Published],
     catch_up: Run<S, K>,
     rebuild: Run<S, K>,
+    fresh: fn() -> Box<dyn Folding>,
     follow: Follow<S, K>,
 }
 
@@ -73,6 +75,11 @@ impl<S, K> Registered<S, K> {
         progress: ProgressSink<'a>,
     ) -> Boxed<'a, RunReport> {
         (self.rebuild)(store, checkpoints, how, progress)
+    }
+
+    /// The projection's empty state, to be folded with others ([`crate::parallel`]).
+    pub fn fresh(&self) -> Box<dyn Folding> {
+        (self.fresh)()
     }
 
     /// Keeps the projection current until `stop` resolves (see [`runner::follow`]),
@@ -103,6 +110,7 @@ fn entry<P: Projection, S: EventStore, K: CheckpointStore>() -> Registered<S, K>
         name: P::NAME,
         version: P::VERSION,
         published: P::PUBLISHED,
+        fresh: || Box::new(P::default()),
         catch_up: |store, checkpoints, how, progress| {
             Box::pin(async move {
                 let caught = runner::catch_up::<P, S, K>(store, checkpoints, how, progress).await?;

@@ -124,7 +124,7 @@ pub async fn load<P: Projection, K: CheckpointStore>(
 
 /// What a save writes: the meta now, and the rows changed since the last save, taken from
 /// the state (so the next save starts from nothing changed) to be serialised later.
-fn take_save<P: Projection>(
+pub(crate) fn take_save<P: Projection>(
     position: Position,
     state: &mut P,
 ) -> Result<(Checkpoint, Vec<TakenRow>), ViewError> {
@@ -153,6 +153,30 @@ async fn write_save<P: Projection, K: CheckpointStore>(
     checkpoint: Checkpoint,
     rows: Vec<TakenRow>,
 ) -> Result<(), ViewError> {
+    write_rows(
+        checkpoints,
+        P::NAME,
+        !P::PUBLISHED.is_empty(),
+        checkpoint,
+        rows,
+    )
+    .await
+}
+
+/// [`write_save`] for a projection known by its name: the rows serialised on the
+/// blocking pool, then written with the checkpoint (and the feed outbox when the view
+/// `publishes`).
+pub(crate) async fn write_rows<K: CheckpointStore>(
+    checkpoints: &K,
+    name: &'static str,
+    publishes: bool,
+    checkpoint: Checkpoint,
+    rows: Vec<TakenRow>,
+) -> Result<(), ViewError> {
+    let corrupt = |e: serde_json::Error| ViewError::Corrupt {
+        name: name.into(),
+        reason: e.to_string(),
+    };
     let rows = tokio::task::spawn_blocking(move || {
         rows.into_iter()
             .map(|taken| {
@@ -170,13 +194,13 @@ async fn write_save<P: Projection, K: CheckpointStore>(
             "serialising a checkpoint's rows failed to run: {e}"
         ))
     })?
-    .map_err(|e| corrupt::<P>(&e))?;
-    if !P::PUBLISHED.is_empty() {
+    .map_err(corrupt)?;
+    if publishes {
         checkpoints
-            .save_published_rows(P::NAME, checkpoint, rows)
+            .save_published_rows(name, checkpoint, rows)
             .await?;
     } else {
-        checkpoints.save_rows(P::NAME, checkpoint, rows).await?;
+        checkpoints.save_rows(name, checkpoint, rows).await?;
     }
     Ok(())
 }

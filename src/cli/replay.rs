@@ -1,6 +1,7 @@
 //! `dealreg replay --as-of <position | RFC 3339 time>`: every view as it stood then,
 //! folded from the origin in memory (nothing is written, so it runs on a read-only copy).
-//! Prints one view (`--view`) or writes them all as one JSON document.
+//! Prints one view (`--view`) or writes them all as one JSON document; all of them are
+//! folded from one read of the log on separate threads ([`dealreg_engine::parallel`]).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -12,9 +13,26 @@ use dealreg_projections::ledger::Ledger;
 use dealreg_projections::metrics::ProgramMetrics;
 use dealreg_projections::pipeline::Pipeline;
 
-use dealreg_projections::Projection;
+use dealreg_engine::parallel::{fold_threads_for, replay_together, Folding};
+use dealreg_engine::runner::Progress;
 
-use super::view::{conflicts_json, fold_as_of, ledger_json, state, AsOf};
+use super::view::{conflicts_json, ledger_json, state, AsOf};
+
+/// A one-line progress bar on stderr; positions grow with the log on every backend,
+/// though they are not counts (the bar counts events folded).
+fn progress_bar(p: Progress) {
+    let done = p.position.commit() as f64 / p.head.commit().max(1) as f64;
+    let filled = (done * 30.0).round().clamp(0.0, 30.0) as usize;
+    eprint!(
+        "\rreplaying [{}{}] {:>3.0}% {} events, position {} of {}",
+        "#".repeat(filled),
+        "-".repeat(30 - filled),
+        (done * 100.0).min(100.0),
+        p.events,
+        p.position,
+        p.head
+    );
+}
 
 /// The views a replay can show.
 pub const VIEWS: [&str; 4] = ["pipeline", "ledger", "conflicts", "metrics"];
@@ -62,19 +80,45 @@ pub async fn run(
     let document = match &view {
         Some(name) => view_json(spec, name, as_of).await?.0,
         None => {
-            // Every view in one pass over the log.
+            // Every view from one pass over the log, folded on separate threads.
             let started = Instant::now();
-            let mut pipeline = Pipeline::default();
-            let mut ledger = Ledger::default();
-            let mut conflicts = ConflictFlags::default();
-            let mut metrics = ProgramMetrics::default();
-            let (covered, folded) = fold_as_of(spec, as_of, true, |position, event| {
-                pipeline.apply(position, event);
-                ledger.apply(position, event);
-                conflicts.apply(position, event);
-                metrics.apply(position, event);
-            })
-            .await?;
+            let store = super::store::open_read(spec).await?;
+            let folds: Vec<Box<dyn Folding>> = vec![
+                Box::new(Pipeline::default()),
+                Box::new(Ledger::default()),
+                Box::new(ConflictFlags::default()),
+                Box::new(ProgramMetrics::default()),
+            ];
+            let replayed = replay_together(
+                &store,
+                folds,
+                fold_threads_for(VIEWS.len()),
+                |position, event| match as_of {
+                    AsOf::Position(until) => position > until,
+                    // Time never runs backwards in the log: the first later event ends it.
+                    AsOf::Time(until) => event.at() > until,
+                    AsOf::Now => false,
+                },
+                progress_bar,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            eprintln!();
+            let (covered, folded) = (replayed.position, replayed.folded);
+            let mut folds = replayed.folds.into_iter().map(Folding::into_any);
+            let mut next = || folds.next().ok_or("the replay lost a view");
+            let pipeline = next()?
+                .downcast::<Pipeline>()
+                .map_err(|_| "the replay's first view is not the pipeline")?;
+            let ledger = next()?
+                .downcast::<Ledger>()
+                .map_err(|_| "the replay's second view is not the ledger")?;
+            let conflicts = next()?
+                .downcast::<ConflictFlags>()
+                .map_err(|_| "the replay's third view is not the conflicts")?;
+            let metrics = next()?
+                .downcast::<ProgramMetrics>()
+                .map_err(|_| "the replay's fourth view is not the metrics")?;
             let seconds = started.elapsed().as_secs_f64();
             eprintln!(
                 "replayed {folded} events into {} views in {seconds:.2} s ({:.0} events/s), as of position {covered}",

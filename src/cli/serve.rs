@@ -75,8 +75,14 @@ pub struct ServeArgs {
     /// `serve` of the same store (without this flag) keeps the views; until one does,
     /// queries answer from the views as last saved, and a query for "at least position P"
     /// times out.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "views_only")]
     no_views: bool,
+    /// Keep the views only: answer no command and no query; take the views lease, fold
+    /// the views, publish the feeds, run the reactor and the timekeeper. Run it beside
+    /// `serve --no-views` processes on the same store, so that folding never takes CPU
+    /// from the command path (docs/DEPLOYMENT.md).
+    #[arg(long)]
+    views_only: bool,
     /// Replicas of the feed stream DEALREG_FEED (1 to 5). Default: the store's replicas
     /// for a JetStream log (`replicas=3` on a cluster), else 1.
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=5))]
@@ -310,6 +316,7 @@ pub async fn run(spec: &super::store::StoreSpec, args: ServeArgs) -> Result<Exit
         holder,
         tick: Duration::from_secs(args.tick_secs.max(1)),
         views: !args.no_views,
+        requests: !args.views_only,
         feed_replicas: match (args.feed_replicas, spec) {
             (Some(n), _) => usize::from(n),
             (None, super::store::StoreSpec::JetStream(js)) => js.replicas,

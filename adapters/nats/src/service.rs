@@ -46,6 +46,10 @@ pub struct ServeOptions {
     /// commands and queries only, from the views another `serve` of the store keeps, so
     /// folding never takes CPU from its command path.
     pub views: bool,
+    /// Whether this process answers commands and queries. `false` (`serve --views-only`):
+    /// it registers no endpoint and only keeps the views (it takes the lease like any
+    /// other), so the processes answering requests (`--no-views`) never fold.
+    pub requests: bool,
     /// Replicas of the feed stream (3 on a cluster, so the feed survives a node).
     pub feed_replicas: usize,
 }
@@ -59,6 +63,7 @@ impl Default for ServeOptions {
             lease_ttl: Duration::from_secs(6),
             feeds: true,
             views: true,
+            requests: true,
             feed_replicas: 1,
         }
     }
@@ -102,6 +107,127 @@ where
 {
     let js = jetstream::new(client.clone());
     feed::ensure_stream(&js, options.feed_replicas).await?;
+    let (service, mut requests) = if options.requests {
+        let (service, requests) = endpoints(&client).await?;
+        (Some(service), requests)
+    } else {
+        tracing::info!(holder = %options.holder, "answers no request (--views-only): keeps the views only");
+        (None, stream::select_all(Vec::new()))
+    };
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let writer = if options.views {
+        let sink: Option<Arc<dyn dealreg_engine::feed::FeedSink>> = options
+            .feeds
+            .then(|| Arc::new(feed::JetStreamFeed::new(js.clone())) as _);
+        tokio::spawn(host::hold_views(
+            Arc::clone(&engine),
+            HostStores {
+                log: stores.log.clone(),
+                views: stores.views.clone(),
+                fenced: stores.fenced.clone(),
+                leases: stores.leases.clone(),
+                shared: stores.shared.clone(),
+            },
+            HostOptions {
+                holder: options.holder.clone(),
+                tick: options.tick,
+                poll: options.poll,
+                lease_ttl: options.lease_ttl,
+            },
+            Arc::clone(&metrics) as Arc<dyn host::HostObserver>,
+            sink,
+            stop_rx.clone(),
+        ))
+    } else {
+        tracing::info!(holder = %options.holder, "never takes the views lease (--no-views): commands and queries only");
+        tokio::spawn(async {})
+    };
+    metrics.set_ready(true);
+    tracing::info!(holder = %options.holder, "serving");
+
+    let mut in_flight = JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => {
+                tracing::info!("draining: no new requests, answering those received");
+                metrics.set_ready(false);
+                break;
+            }
+            next = requests.next(), if options.requests => {
+                let Some((route, request)) = next else { break };
+                match route {
+                    Route::Command | Route::UnknownCommand => command::spawn_answer(
+                        &mut in_flight,
+                        Arc::clone(&engine),
+                        client.clone(),
+                        Arc::clone(&metrics),
+                        request,
+                        route == Route::Command,
+                    ),
+                    Route::Query => {
+                        let log = stores.log.clone();
+                        let views = stores.views.clone();
+                        let metrics = Arc::clone(&metrics);
+                        let client = client.clone();
+                        let vault = Arc::clone(engine.vault());
+                        in_flight.spawn(async move {
+                            answer_query(&client, &log, &views, &*vault, &metrics, request).await;
+                        });
+                    }
+                }
+            }
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+        }
+    }
+    // Unsubscribe every endpoint, then answer what had arrived before the unsubscribe
+    // (each endpoint's stream ends once its unsubscribe went out).
+    if let Some(service) = service {
+        if let Err(e) = service.stop().await {
+            tracing::warn!(error = %e, "the micro service did not stop cleanly");
+        }
+    }
+    let grace = tokio::time::sleep(Duration::from_secs(2));
+    let mut grace = std::pin::pin!(grace);
+    loop {
+        tokio::select! {
+            next = requests.next() => {
+                let Some((route, request)) = next else { break };
+                if route == Route::Query {
+                    let (log, views, metrics, client) = (stores.log.clone(), stores.views.clone(), Arc::clone(&metrics), client.clone());
+                    let vault = Arc::clone(engine.vault());
+                    in_flight.spawn(async move { answer_query(&client, &log, &views, &*vault, &metrics, request).await });
+                } else {
+                    command::spawn_answer(&mut in_flight, Arc::clone(&engine), client.clone(), Arc::clone(&metrics), request, route == Route::Command);
+                }
+            }
+            _ = &mut grace => break,
+        }
+    }
+    while in_flight.join_next().await.is_some() {}
+    let _ = stop_tx.send(true);
+    match writer.await {
+        Ok(()) => {}
+        Err(e) => tracing::error!(error = %e, "the views writer failed to stop cleanly"),
+    }
+    if let Err(e) = client.flush().await {
+        tracing::warn!(error = %e, "flushing the NATS connection failed");
+    }
+    tracing::info!("drained");
+    Ok(())
+}
+
+/// The requests `serve` answers, one stream over every endpoint.
+type Requests = stream::SelectAll<
+    futures_util::stream::BoxStream<'static, (Route, async_nats::service::Request)>,
+>;
+
+/// Starts the micro service and its endpoints: every command, the unknown-command
+/// catch-all, the partner and vendor queries.
+async fn endpoints(
+    client: &Client,
+) -> Result<(async_nats::service::Service, Requests), ServeError> {
     let service = client
         .service_builder()
         .description("dealreg: deal registration commands and queries; see docs/NATS.md")
@@ -150,107 +276,7 @@ where
             .map_err(service_error)?;
         endpoints.push(endpoint.map(|r| (Route::Query, r)).boxed());
     }
-    let mut requests = stream::select_all(endpoints);
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let writer = if options.views {
-        let sink: Option<Arc<dyn dealreg_engine::feed::FeedSink>> = options
-            .feeds
-            .then(|| Arc::new(feed::JetStreamFeed::new(js.clone())) as _);
-        tokio::spawn(host::hold_views(
-            Arc::clone(&engine),
-            HostStores {
-                log: stores.log.clone(),
-                views: stores.views.clone(),
-                fenced: stores.fenced.clone(),
-                leases: stores.leases.clone(),
-                shared: stores.shared.clone(),
-            },
-            HostOptions {
-                holder: options.holder.clone(),
-                tick: options.tick,
-                poll: options.poll,
-                lease_ttl: options.lease_ttl,
-            },
-            Arc::clone(&metrics) as Arc<dyn host::HostObserver>,
-            sink,
-            stop_rx.clone(),
-        ))
-    } else {
-        tracing::info!(holder = %options.holder, "never takes the views lease (--no-views): commands and queries only");
-        tokio::spawn(async {})
-    };
-    metrics.set_ready(true);
-    tracing::info!(holder = %options.holder, "serving");
-
-    let mut in_flight = JoinSet::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => {
-                tracing::info!("draining: no new requests, answering those received");
-                metrics.set_ready(false);
-                break;
-            }
-            next = requests.next() => {
-                let Some((route, request)) = next else { break };
-                match route {
-                    Route::Command | Route::UnknownCommand => command::spawn_answer(
-                        &mut in_flight,
-                        Arc::clone(&engine),
-                        client.clone(),
-                        Arc::clone(&metrics),
-                        request,
-                        route == Route::Command,
-                    ),
-                    Route::Query => {
-                        let log = stores.log.clone();
-                        let views = stores.views.clone();
-                        let metrics = Arc::clone(&metrics);
-                        let client = client.clone();
-                        let vault = Arc::clone(engine.vault());
-                        in_flight.spawn(async move {
-                            answer_query(&client, &log, &views, &*vault, &metrics, request).await;
-                        });
-                    }
-                }
-            }
-            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
-        }
-    }
-    // Unsubscribe every endpoint, then answer what had arrived before the unsubscribe
-    // (each endpoint's stream ends once its unsubscribe went out).
-    if let Err(e) = service.stop().await {
-        tracing::warn!(error = %e, "the micro service did not stop cleanly");
-    }
-    let grace = tokio::time::sleep(Duration::from_secs(2));
-    let mut grace = std::pin::pin!(grace);
-    loop {
-        tokio::select! {
-            next = requests.next() => {
-                let Some((route, request)) = next else { break };
-                if route == Route::Query {
-                    let (log, views, metrics, client) = (stores.log.clone(), stores.views.clone(), Arc::clone(&metrics), client.clone());
-                    let vault = Arc::clone(engine.vault());
-                    in_flight.spawn(async move { answer_query(&client, &log, &views, &*vault, &metrics, request).await });
-                } else {
-                    command::spawn_answer(&mut in_flight, Arc::clone(&engine), client.clone(), Arc::clone(&metrics), request, route == Route::Command);
-                }
-            }
-            _ = &mut grace => break,
-        }
-    }
-    while in_flight.join_next().await.is_some() {}
-    let _ = stop_tx.send(true);
-    match writer.await {
-        Ok(()) => {}
-        Err(e) => tracing::error!(error = %e, "the views writer failed to stop cleanly"),
-    }
-    if let Err(e) = client.flush().await {
-        tracing::warn!(error = %e, "flushing the NATS connection failed");
-    }
-    tracing::info!("drained");
-    Ok(())
+    Ok((service, stream::select_all(endpoints)))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
