@@ -135,12 +135,15 @@ fn main() {
     let on_task = measure(|| Phase::RebuildOnTask.run(&log));
     let outbox_before = outbox_last(&log);
     let rebuilt = measure(|| Phase::Rebuild.run(&log));
+    let dropped = measure(|| drop_previous_rows(&log));
     let written = rows_written(&log, &["pipeline"], outbox_before);
     let io_floor_pipeline = measure(|| io_floor(&log, &written));
     let store_floor_pipeline = measure(|| store_floor(&log, &written));
     let all_1 = measure(|| Phase::RebuildAll(1).run(&log));
+    let _ = measure(|| drop_previous_rows(&log));
     let outbox_before = outbox_last(&log);
     let all_2 = measure(|| Phase::RebuildAll(2).run(&log));
+    let dropped_all = measure(|| drop_previous_rows(&log));
     let names = dealreg_engine::registry::names::<SqliteStore, SqliteCheckpoints>();
     let written_all = rows_written(&log, &names, outbox_before);
     let io_floor_all = measure(|| io_floor(&log, &written_all));
@@ -175,6 +178,7 @@ fn main() {
         "  rebuild: `dealreg rebuild pipeline`             {:>10.0} events/s ({rebuilt}; one reader, one fold thread; saved every 2 s or 50,000 rows, and at the end)",
         per_s(&rebuilt)
     );
+    println!("           then the previous rows dropped: {dropped} (after the rebuilt view is complete; `dealreg rebuild` waits for it before it exits)");
     println!(
         "  on task: the same, folded on the reader's task  {:>10.0} events/s ({on_task}; the runner's catch-up path)",
         per_s(&on_task)
@@ -196,13 +200,14 @@ fn main() {
         written_all.row_bytes() as f64 / 1e6
     );
     println!(
-        "  rebuild, 1 fold thread  (`dealreg rebuild --fold-threads 1`) {:>10.0} events/s ({all_1})",
+        "  rebuild, 1 fold thread  (`dealreg rebuild` on 2 cores)       {:>10.0} events/s ({all_1})",
         per_s(&all_1)
     );
     println!(
-        "  rebuild, 2 fold threads (`dealreg rebuild`, 2 cores)         {:>10.0} events/s ({all_2})",
+        "  rebuild, 2 fold threads (`dealreg rebuild --fold-threads 2`) {:>10.0} events/s ({all_2})",
         per_s(&all_2)
     );
+    println!("           then the previous rows dropped: {dropped_all}");
     println!(
         "  replay : read + decode + fold of 4 views, in memory, on the reader's task {:>10.0} events/s ({replay})",
         per_s(&replay)
@@ -497,6 +502,27 @@ impl Phase {
     }
 }
 
+/// The views handle of the last rebuild: its drop of the rows it replaced runs on this
+/// handle's connection, so a drop through a clone of it waits for that one.
+static LAST_REBUILD_VIEWS: std::sync::Mutex<Option<SqliteCheckpoints>> =
+    std::sync::Mutex::new(None);
+
+/// The rows of the views the last rebuild replaced, dropped (what `dealreg rebuild` does
+/// once the rebuilt views are complete): timed from the rebuild's end, so it includes
+/// the rest of the drop the rebuild started in the background.
+fn drop_previous_rows(log: &Log<'_>) -> Instant {
+    let views = LAST_REBUILD_VIEWS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
+        .unwrap_or_else(|| panic!("no rebuild ran before the drop"));
+    let started = Instant::now();
+    log.runtime
+        .block_on(views.drop_retired_now())
+        .unwrap_or_else(|e| panic!("drop: {e}"));
+    started
+}
+
 /// The views named rebuilt as `dealreg rebuild` does: one reader, `threads` fold threads,
 /// saved every 2 s or 50,000 changed rows and at the end.
 async fn rebuild_on_threads(log: &Log<'_>, names: &[&str], threads: usize) -> Instant {
@@ -521,6 +547,9 @@ async fn rebuild_on_threads(log: &Log<'_>, names: &[&str], threads: usize) -> In
     .await
     .unwrap_or_else(|e| panic!("rebuild: {e}"));
     assert_eq!(rebuilt.folded, log.events, "the rebuild folded every event");
+    *LAST_REBUILD_VIEWS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(views);
     started
 }
 

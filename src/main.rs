@@ -112,8 +112,8 @@ enum Job {
     Rebuild {
         /// The projection to rebuild; all when left out.
         projection: Option<String>,
-        /// Threads folding the projections (default: one per core, at most one per
-        /// projection); the log is read by one more.
+        /// Threads folding the projections (default: one per core but one, which the
+        /// log's reader and the views file's writer use; at most one per projection).
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
         fold_threads: Option<u16>,
     },

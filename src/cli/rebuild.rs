@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use dealreg_engine::parallel::{fold_threads_for, rebuild_together};
+use dealreg_engine::parallel::{rebuild_threads_for, rebuild_together};
 use dealreg_engine::registry;
 use dealreg_engine::runner::{CatchUp, Progress};
 use dealreg_store_sqlite::SqliteCheckpoints;
@@ -52,7 +52,7 @@ pub async fn run(
         .filter(|p| projection.as_deref().is_none_or(|n| n == p.name))
         .collect();
     let names = chosen.iter().map(|p| p.name).collect::<Vec<_>>().join(", ");
-    let threads = fold_threads.unwrap_or_else(|| fold_threads_for(chosen.len()));
+    let threads = fold_threads.unwrap_or_else(|| rebuild_threads_for(chosen.len()));
     let started = Instant::now();
     let rebuilt = rebuild_together(
         &store,
@@ -72,8 +72,15 @@ pub async fn run(
             entry.name, entry.version, rebuilt.position
         );
     }
+    // The rows the rebuilt views replaced are freed now, after the views are complete.
+    let dropping = Instant::now();
+    checkpoints
+        .drop_retired_now()
+        .await
+        .map_err(|e| format!("the rebuilt views are saved, but their previous rows could not be dropped ({e}); the next rebuild drops them"))?;
+    let dropped = dropping.elapsed().as_secs_f64();
     eprintln!(
-        "{} events read once and folded into {} projection(s) on {} fold thread(s) in {seconds:.2} s ({:.0} events/s)",
+        "{} events read once and folded into {} projection(s) on {} fold thread(s) in {seconds:.2} s ({:.0} events/s); their previous rows dropped after, in {dropped:.2} s",
         rebuilt.folded,
         chosen.len(),
         threads.min(chosen.len()),

@@ -763,9 +763,11 @@ impl CheckpointStore for SqliteCheckpoints {
                 let tx = conn.unchecked_transaction()?;
                 if has_table(&tx, &table)? {
                     // Forgotten at once, dropped later: the table is renamed aside (without
-                    // its scope index, so the next save makes a new one) and dropped beside
-                    // the fold that follows. Why: dropping a table of 333k rows took 1.5 s,
-                    // which a rebuild waited for before it folded its first event.
+                    // its scope index, so the next save makes a new one) and dropped once
+                    // no view of this process is being rebuilt (at the last `caught_up`).
+                    // Why: dropping a table of 333k rows reads every page of it (1.5 s
+                    // once); a rebuild waited for that before it folded its first event,
+                    // and later its saves, which share this connection, waited for it.
                     let retired = format!("{table}{RETIRED}{}", uuid::Uuid::now_v7().simple());
                     tx.execute_batch(&format!(
                         "DROP INDEX IF EXISTS {index};
@@ -782,7 +784,6 @@ impl CheckpointStore for SqliteCheckpoints {
             })
             .await?;
         self.bulk_views().insert(name);
-        self.drop_retired();
         Ok(())
     }
 
@@ -800,7 +801,14 @@ impl CheckpointStore for SqliteCheckpoints {
         .await?;
         // Out of bulk only once the index is there: a failed build is tried again by the
         // next catch-up, and saves meanwhile still leave the index out.
-        self.bulk_views().remove(name);
+        let rebuilding = {
+            let mut bulk = self.bulk_views();
+            bulk.remove(name);
+            !bulk.is_empty()
+        };
+        if !rebuilding {
+            self.drop_retired();
+        }
         Ok(())
     }
 }
@@ -822,15 +830,24 @@ impl SqliteCheckpoints {
 
     /// Drops the row tables resets renamed aside, on the blocking pool, holding the
     /// connection (a save waits for it). A process that stops first leaves them for the
-    /// next reset of any view, or for a views file given to another store.
+    /// next view of any process to catch up after a reset, or for
+    /// [`SqliteCheckpoints::drop_retired_now`].
     fn drop_retired(&self) {
         let conn = Arc::clone(&self.conn);
         tokio::task::spawn_blocking(move || {
             let conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
             if let Err(e) = drop_tables_like(&conn, &format!("rows\\_%{RETIRED}%")) {
-                tracing::warn!(error = %e, "a reset view's old rows could not be dropped yet; the next reset tries again");
+                tracing::warn!(error = %e, "a reset view's old rows could not be dropped yet; the next rebuild tries again");
             }
         });
+    }
+
+    /// Drops the row tables resets renamed aside (the rows of views since rebuilt), and
+    /// returns once they are gone: `dealreg rebuild` frees them after the rebuilt views
+    /// are complete, so the rebuild never waits for them.
+    pub async fn drop_retired_now(&self) -> Result<(), StoreError> {
+        self.run(|conn| drop_tables_like(conn, &format!("rows\\_%{RETIRED}%")))
+            .await
     }
 }
 

@@ -704,21 +704,28 @@ async fn a_reset_view_serves_only_new_rows_and_its_old_table_is_dropped() {
     assert_eq!(position, Position::at(5));
     assert_eq!(scoped.len(), 1, "the scope index holds only the new row");
     let conn = rusqlite::Connection::open(dealreg_store_sqlite::views_path(&path)).expect("views");
+    let retired_tables = || -> i64 {
+        conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE instr(name, '~retired~') > 0",
+            [],
+            |r| r.get(0),
+        )
+        .expect("schema")
+    };
+    assert_eq!(
+        retired_tables(),
+        1,
+        "while the view is being rebuilt its old rows wait aside: dropping them would hold up its saves"
+    );
+    checkpoints.caught_up("pipeline").await.expect("caught up");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let retired: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE instr(name, '~retired~') > 0",
-                [],
-                |r| r.get(0),
-            )
-            .expect("schema");
-        if retired == 0 {
+        if retired_tables() == 0 {
             break;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "the old rows' table is still there"
+            "the old rows' table is still there after the rebuild caught up"
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
