@@ -1,9 +1,11 @@
 //! Load generator for `dealreg serve`: submissions per second and latency (p50, p99,
 //! p99.9) at 1, 16 and 64 requests in flight, next to two floors measured in the same
 //! run: a plain NATS echo responder answering the same payload size, and the same commands
-//! through the engine in-process (no NATS); the latency NATS and the service add (over
-//! NATS minus in-process, per percentile); and how far behind the views were at each
-//! level's last reply, and how long until every view had saved the log's head. The
+//! through the service's own engine in-process (same store, same views following it: the
+//! same work but the NATS hop); the latency NATS and the service add (over NATS minus
+//! in-process, per percentile); the CPU milliseconds per command of this process,
+//! nats-server and the views process; and how far behind the views were at each level's
+//! last reply, and how long until every view had saved the log's head. The
 //! command path runs in this process (`dealreg_nats::serve` on a SQLite file, as
 //! `dealreg serve --no-views` runs it) against a real nats-server on 127.0.0.1; the views
 //! are kept by another process, `dealreg serve --views-only` on the same store
@@ -140,6 +142,38 @@ async fn open_engine(
     (Arc::new(engine), store, checkpoints)
 }
 
+/// User plus system CPU seconds of process `pid` so far (Linux `/proc/<pid>/stat`,
+/// fields 14 and 15, in ticks of 1/100 s); 0 where it cannot be read.
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// CPU seconds of this process, nats-server and the views process, now.
+fn cpu_now(server: u32, views: Option<u32>) -> [f64; 3] {
+    [
+        cpu_seconds(std::process::id()),
+        cpu_seconds(server),
+        views.map_or(0.0, cpu_seconds),
+    ]
+}
+
+/// CPU milliseconds per command between two readings, per process.
+fn cpu_per_command(before: [f64; 3], after: [f64; 3], commands: usize) -> String {
+    let per = |i: usize| (after[i] - before[i]) * 1000.0 / commands as f64;
+    format!("{:.3} + {:.3} + {:.3}", per(0), per(1), per(2))
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1000.0)
 }
@@ -179,14 +213,15 @@ fn main() {
         });
         let payload = bytes::Bytes::from(submission(Uuid::now_v7(), 0, "echo").to_string());
 
-        // Floor 2: the engine in-process, on its own store.
-        let (engine, _, _) = open_engine(&dir.path().join("in-process.db")).await;
-        let partners = Arc::new(load::onboard_partners(&engine, 512).await);
-
-        // The service, in this process, on a third store.
+        // The service, in this process, on its store.
         let served = dir.path().join("served.db");
         let (served_engine, store, checkpoints) = open_engine(&served).await;
         let served_partners = Arc::new(load::onboard_partners(&served_engine, 512).await);
+        // Floor 2: the same engine in-process, on the same store, its events folded by
+        // the same views (in the views process, or beside): the same work as over NATS
+        // but the NATS hop. (Until 2026-12-05 this floor had a store of its own that no
+        // view followed: it left out the views' CPU, which shares these cores.)
+        let (engine, partners) = (Arc::clone(&served_engine), Arc::clone(&served_partners));
         let holder = dealreg_nats::service::holder_name();
         // Where the views are folded: by `dealreg serve --views-only` in another process
         // (the default), beside the commands in this one, or nowhere.
@@ -197,7 +232,10 @@ fn main() {
             "none" => (false, false),
             other => panic!("DEALREG_BENCH_NATS_VIEWS={other}: say process, beside or none"),
         };
-        let _views_process = (views && !views_beside).then(|| ViewsProcess::start(&served, &server.url, dir.path()));
+        let views_process = (views && !views_beside).then(|| ViewsProcess::start(&served, &server.url, dir.path()));
+        let views_pid = views_process.as_ref().map(|p| p.child.id());
+        let server_pid = server.server_pid();
+        let mut cpu_lines = Vec::new();
         println!(
             "nats_load: the views are kept {}",
             match (views, views_beside) {
@@ -277,10 +315,11 @@ fn main() {
                 })
                 .await
             };
-            let tag = format!("r{round}");
+            let (in_process_tag, over_nats_tag) = (format!("r{round}i"), format!("r{round}n"));
+            let cpu_before_in_process = cpu_now(server_pid, views_pid);
             let in_process = {
                 let (engine, partners, tag) =
-                    (Arc::clone(&engine), Arc::clone(&partners), tag.clone());
+                    (Arc::clone(&engine), Arc::clone(&partners), in_process_tag.clone());
                 drive(count, in_flight, move |n| {
                     let (engine, partners, tag) =
                         (Arc::clone(&engine), Arc::clone(&partners), tag.clone());
@@ -299,9 +338,15 @@ fn main() {
                 })
                 .await
             };
+            let cpu_in_process = cpu_per_command(
+                cpu_before_in_process,
+                cpu_now(server_pid, views_pid),
+                count,
+            );
+            let cpu_before_over_nats = cpu_now(server_pid, views_pid);
             let over_nats = {
                 let (client, partners, tag) =
-                    (client.clone(), Arc::clone(&served_partners), tag.clone());
+                    (client.clone(), Arc::clone(&served_partners), over_nats_tag.clone());
                 drive(count, in_flight, move |n| {
                     let (client, partners, tag) =
                         (client.clone(), Arc::clone(&partners), tag.clone());
@@ -324,6 +369,11 @@ fn main() {
                 })
                 .await
             };
+            let cpu_over_nats =
+                cpu_per_command(cpu_before_over_nats, cpu_now(server_pid, views_pid), count);
+            cpu_lines.push(format!(
+                "{in_flight:>9} | in-process {cpu_in_process} | over NATS {cpu_over_nats}"
+            ));
             // How far behind the views were at the level's last reply (events of the log
             // not yet in the least advanced view's save), and how long until every view
             // had saved the log's head (they must keep up, not just the replies).
@@ -375,6 +425,10 @@ fn main() {
                 over_nats.per_second / echo.per_second,
                 caught_up
             );
+        }
+        println!("nats_load: CPU ms per command (this process + nats-server + the views process; the commands' own part of it):");
+        for line in &cpu_lines {
+            println!("{line}");
         }
         // Inside the service: the time from a request's arrival to its reply's encoding,
         // over all rounds (where the latency over NATS is spent: in the service or around it).

@@ -16,6 +16,11 @@ pub struct NatsServer {
 }
 
 impl NatsServer {
+    /// The server's process id.
+    pub fn server_pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// A server with JetStream, and `config` (a nats-server configuration) when given.
     pub fn start(config: Option<&str>) -> NatsServer {
         let dir = tempfile::tempdir().expect("temp dir");
