@@ -183,7 +183,7 @@ fn store_failures_are_counted_apart_and_the_run_exits_non_zero() {
     assert_eq!(applied + failed, lines, "nothing else happened: {stderr}");
     assert!(
         stderr.contains(&format!(
-            "{applied} applied, 0 rejected by the rules, 0 refused as unreadable, {failed} not written (store failed)"
+            "{applied} applied, 0 rejected by the rules, 0 refused as unreadable, 0 failed in the engine, {failed} not written (store failed)"
         )),
         "the summary counts store failures apart: {stderr}"
     );
@@ -213,7 +213,7 @@ fn store_failures_are_counted_apart_and_the_run_exits_non_zero() {
     assert!(again.status.success(), "{stderr}");
     assert!(
         stderr.contains(&format!(
-            "{lines} applied, 0 rejected by the rules, 0 refused as unreadable, 0 not written (store failed), {applied} replayed"
+            "{lines} applied, 0 rejected by the rules, 0 refused as unreadable, 0 failed in the engine, 0 not written (store failed), {applied} replayed"
         )),
         "{stderr}"
     );

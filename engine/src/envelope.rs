@@ -56,6 +56,24 @@ pub enum InputErrorCode {
     CommandMismatch,
 }
 
+impl InputErrorCode {
+    /// Every input error, in declaration order.
+    pub const ALL: [InputErrorCode; 6] = [
+        InputErrorCode::MalformedJson,
+        InputErrorCode::InvalidCommand,
+        InputErrorCode::UnknownCommand,
+        InputErrorCode::PayloadTooLarge,
+        InputErrorCode::ActorMismatch,
+        InputErrorCode::CommandMismatch,
+    ];
+
+    /// Whether `code` is the code of an input error (the line or body was not a readable
+    /// command), as opposed to a refusal of a readable one.
+    pub fn is_input_code(code: &str) -> bool {
+        Self::ALL.iter().any(|c| c.to_string() == code)
+    }
+}
+
 impl std::fmt::Display for InputErrorCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let code = match self {

@@ -33,6 +33,11 @@ pub const EXIT_STORE_FAILED: u8 = 3;
 /// Engine error codes that mean the store failed, not the input.
 const STORE_FAILURE_CODES: [&str; 2] = ["store_failed", "store_unavailable"];
 
+/// Refusals of a readable command by a rule of the engine, counted with the decisions
+/// the domain rejected: a command dated before the log (time never runs backwards), an
+/// idempotency key reused for another command, no approval policy configured.
+const RULE_REFUSAL_CODES: [&str; 3] = ["time_before_log", "idempotency_key_reused", "no_policy"];
+
 /// `dealreg apply FILE [--policy P] [--at T]`.
 pub async fn run(
     spec: &super::store::StoreSpec,
@@ -103,11 +108,12 @@ pub async fn run(
         None => String::new(),
     };
     eprintln!(
-        "{} lines: {} applied, {} rejected by the rules, {} refused as unreadable, {} not written (store failed), {} replayed; store {}{writer}",
+        "{} lines: {} applied, {} rejected by the rules, {} refused as unreadable, {} failed in the engine, {} not written (store failed), {} replayed; store {}{writer}",
         summary.lines,
         summary.applied,
         summary.rejected,
         summary.refused,
+        summary.failed,
         summary.store_failed,
         summary.replayed,
         spec,
@@ -137,8 +143,14 @@ pub async fn run(
 pub struct ApplySummary {
     pub lines: usize,
     pub applied: usize,
+    /// Decisions the domain rejected, and readable commands an engine rule refused
+    /// ([`RULE_REFUSAL_CODES`]).
     pub rejected: usize,
+    /// Lines that are not a readable command (the envelope's input errors).
     pub refused: usize,
+    /// Readable commands the engine could not complete (contention that outlasted its
+    /// retries, an event it cannot read, an internal failure): retry them.
+    pub failed: usize,
     /// Lines the store could not write (the engine answered `store_failed` or
     /// `store_unavailable`).
     pub store_failed: usize,
@@ -203,10 +215,15 @@ where
                 }
             }
             ReplyLine::Refused { error, .. } => {
-                if STORE_FAILURE_CODES.contains(&error.code.as_str()) {
+                let code = error.code.as_str();
+                if STORE_FAILURE_CODES.contains(&code) {
                     summary.store_failed += 1;
-                } else {
+                } else if RULE_REFUSAL_CODES.contains(&code) {
+                    summary.rejected += 1;
+                } else if dealreg_engine::InputErrorCode::is_input_code(code) {
                     summary.refused += 1;
+                } else {
+                    summary.failed += 1;
                 }
                 if error.details.is_null() {
                     error.details = serde_json::json!({ "input_line": line_number });
