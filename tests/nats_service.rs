@@ -362,3 +362,67 @@ async fn bad_input_over_nats_gets_coded_errors_and_the_service_keeps_serving() {
     assert_eq!(reply["ok"], json!(true), "{reply}");
     assert_eq!(header, None);
 }
+
+/// A refusal quotes a bounded prefix of what it refuses: a 50 KB value in a command (the
+/// limit is 64 KB) or a 600 KB one in a query gives a reply of a few KB (header and body),
+/// not the input twice over, and the service goes on answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_quotes_a_bounded_prefix_of_a_huge_input() {
+    let server = NatsServer::start(Some("max_payload: 4MB\n"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (client, _serve) = started(&dir, &server).await;
+    let partner = ready_partner(&client, "Contoso").await;
+    let huge = "x".repeat(600_000);
+    let mut command = submission(Uuid::now_v7(), partner, "fabrikam.example");
+    command["motion"] = json!("x".repeat(50_000));
+    let cases = [
+        (
+            format!("dealreg.partner.{partner}.cmd.submit_registration"),
+            json!({ "command": command }),
+            "invalid_command",
+        ),
+        (
+            "dealreg.vendor.query.pipeline".to_string(),
+            json!({ "timeout_ms": huge }),
+            "invalid_query",
+        ),
+    ];
+    for (subject, body, code) in cases {
+        let reply = tokio::time::timeout(
+            Duration::from_secs(20),
+            client.request(subject.clone(), body.to_string().into()),
+        )
+        .await
+        .expect("answered in time")
+        .expect("answered");
+        let header = reply
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Nats-Service-Error"))
+            .map(|v| v.as_str().to_string())
+            .unwrap_or_default();
+        let value: serde_json::Value = serde_json::from_slice(&reply.payload).expect("JSON");
+        assert_eq!(value["error"]["code"], json!(code), "{subject}");
+        assert!(header.starts_with(code), "{subject}: {header}");
+        assert!(
+            reply.payload.len() < 4096 && header.len() < 4096,
+            "{subject}: a reply of {} bytes with a header of {} bytes quotes too much",
+            reply.payload.len(),
+            header.len()
+        );
+        assert!(
+            value["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("bytes in all")),
+            "{subject}: the message says it was cut: {value}"
+        );
+    }
+    let (answer, _) = request(
+        &client,
+        &format!("dealreg.partner.{partner}.cmd.submit_registration"),
+        &json!({ "command": submission(Uuid::now_v7(), partner, "after.example") }),
+        None,
+    )
+    .await;
+    assert_eq!(answer["ok"], json!(true), "the service goes on: {answer}");
+}

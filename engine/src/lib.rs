@@ -28,4 +28,4 @@ pub use codec::{decode_event, EventMetadata, EVENT_SCHEMA_VERSION};
 pub use engine::{Engine, EngineError, Executed};
 pub use envelope::{Address, CommandEnvelope, InputError, InputErrorCode};
 pub use partner_reply::{PartnerError, PartnerEvent, PartnerReply};
-pub use reply::{PositionedEvent, RefusalBody, Reply, ReplyLine};
+pub use reply::{bounded_message, PositionedEvent, RefusalBody, Reply, ReplyLine};

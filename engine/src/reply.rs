@@ -91,11 +91,36 @@ pub struct RefusalBody {
     pub details: serde_json::Value,
 }
 
+/// The most of a refusal's message a reply carries, in bytes.
+///
+/// Why: a message may quote what it refuses (serde names the value it could not read),
+/// and an input of megabytes, quoted in a NATS reply's error header and again in its body,
+/// made a reply bigger than the server's `max_payload`: the server closed the service's
+/// connection, and the replies to other clients in flight were lost.
+pub const MAX_REFUSAL_MESSAGE: usize = 1024;
+
+/// `message` cut to at most [`MAX_REFUSAL_MESSAGE`] bytes (at a character boundary), and
+/// saying so when it was.
+pub fn bounded_message(message: &str) -> String {
+    if message.len() <= MAX_REFUSAL_MESSAGE {
+        return message.to_string();
+    }
+    let mut end = MAX_REFUSAL_MESSAGE;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}… [message cut: {} bytes in all]",
+        &message[..end],
+        message.len()
+    )
+}
+
 impl From<&InputError> for RefusalBody {
     fn from(e: &InputError) -> Self {
         RefusalBody {
             code: e.code.to_string(),
-            message: e.message.clone(),
+            message: bounded_message(&e.message),
             details: e.details.clone(),
         }
     }

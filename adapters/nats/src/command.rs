@@ -44,8 +44,8 @@ pub fn status_of(code: &str) -> u16 {
 /// The error headers for a line that is not `ok`.
 pub fn error_headers(code: &str, message: &str) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    // A header value is one line.
-    let message: String = message
+    // A header value is one line, and bounded: the message may quote the input.
+    let message: String = dealreg_engine::bounded_message(message)
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();

@@ -91,7 +91,8 @@ fn refused(code: &str, message: String) -> QueryReply {
         ok: false,
         error: RefusalBody {
             code: code.into(),
-            message,
+            // It may quote the query, which may be megabytes.
+            message: dealreg_engine::bounded_message(&message),
             details: serde_json::Value::Null,
         },
     }
