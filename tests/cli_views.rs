@@ -203,3 +203,37 @@ fn rebuilding_on_fold_threads_leaves_every_view_as_it_was() {
         .expect("run dealreg");
     assert!(!refused.status.success(), "0 fold threads is refused");
 }
+
+/// `dealreg view` on a full disk (the views file cannot grow: `DEALREG_SQLITE_MAX_PAGES`)
+/// still answers with the view folded from the log, says on stderr that its checkpoint
+/// was not saved, and exits 0; the view is the same as on a disk with room.
+#[test]
+fn a_view_on_a_full_disk_is_served_from_the_log_with_a_warning() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = demo_store(&dir);
+    // The views are derived: without their file, the view must be folded and saved anew.
+    for suffix in ["-views", "-views-wal", "-views-shm"] {
+        let mut views = path.clone().into_os_string();
+        views.push(suffix);
+        let _ = std::fs::remove_file(views);
+    }
+    let full = Command::new(env!("CARGO_BIN_EXE_dealreg"))
+        .env("DEALREG_SQLITE_MAX_PAGES", "1")
+        .arg("--store")
+        .arg(&path)
+        .args(["view", "pipeline", "--vendor", "--json"])
+        .output()
+        .expect("run dealreg");
+    let stderr = String::from_utf8_lossy(&full.stderr);
+    assert!(
+        full.status.success(),
+        "a full disk still shows the view: {stderr}"
+    );
+    assert!(
+        stderr.contains("not saved"),
+        "it says the checkpoint was not saved: {stderr}"
+    );
+    let served: Value = serde_json::from_slice(&full.stdout).expect("a JSON view");
+    let with_room = json_view(&path, &["view", "pipeline", "--vendor", "--json"]);
+    assert_eq!(served, with_room);
+}

@@ -91,14 +91,18 @@ pub async fn state<P: Projection>(
         .sqlite_path()
         .is_some_and(|path| std::fs::metadata(path).is_ok_and(|m| m.permissions().readonly()));
     if as_of == AsOf::Now && !read_only {
-        let (store, checkpoints) = super::store::open_existing(spec).await?;
-        let caught = runner::catch_up::<P, _, _>(&store, &checkpoints, CatchUp::default(), |_| {})
-            .await
-            .map_err(|e| e.to_string())?;
-        if let Some(why) = &caught.rebuilt {
-            eprintln!("note: {why}");
+        match caught_up::<P>(spec).await {
+            Ok(found) => return Ok(found),
+            // The views could not be written (a full disk, say): the view is still
+            // folded from the log, in memory, once the log itself reads.
+            Err(Unsaved::Views(e)) => {
+                super::store::open_read(spec).await.map_err(|_| e.clone())?;
+                eprintln!(
+                    "warning: the view's checkpoint was not saved ({e}); it is shown folded from the log in memory. Free space beside the store, or fix the views file, so the next view resumes from a checkpoint"
+                );
+            }
+            Err(Unsaved::Other(e)) => return Err(e),
         }
-        return Ok((caught.state, caught.position));
     }
     let mut state = P::default();
     let (covered, _) = fold_as_of(spec, as_of, false, |position, event| {
@@ -106,6 +110,32 @@ pub async fn state<P: Projection>(
     })
     .await?;
     Ok((state, covered))
+}
+
+/// Why bringing a view up to date failed.
+enum Unsaved {
+    /// Opening the views or saving the checkpoint failed.
+    Views(String),
+    Other(String),
+}
+
+/// `P` brought up to date from its checkpoint, and saved.
+async fn caught_up<P: Projection>(
+    spec: &super::store::StoreSpec,
+) -> Result<(P, dealreg_events::Position), Unsaved> {
+    let (store, checkpoints) = super::store::open_existing(spec)
+        .await
+        .map_err(Unsaved::Views)?;
+    let caught = runner::catch_up::<P, _, _>(&store, &checkpoints, CatchUp::default(), |_| {})
+        .await
+        .map_err(|e| match e {
+            runner::ViewError::Store(_) => Unsaved::Views(e.to_string()),
+            other => Unsaved::Other(other.to_string()),
+        })?;
+    if let Some(why) = &caught.rebuilt {
+        eprintln!("note: {why}");
+    }
+    Ok((caught.state, caught.position))
 }
 
 /// Folds the log from the origin up to `as_of` (a position or a time; not `Now`) through
