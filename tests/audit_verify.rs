@@ -468,3 +468,53 @@ fn a_store_regenerated_from_scratch_is_caught_by_the_signed_checkpoints() {
     assert_eq!(out.status.code(), Some(2), "{report}");
     assert!(report.contains("signature (checkpoint 1)"), "{report}");
 }
+
+/// A forged export (another log, every chain consistent) carrying a checkpoint signed on
+/// the original is refused by `dealreg import`: exit 2, the checkpoint it contradicts
+/// named, no "verified" claim, and no store left behind.
+#[test]
+fn an_import_contradicted_by_its_own_checkpoint_leaves_nothing() {
+    let audited = audited();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let other = dir.path().join("regenerated.db");
+    let demo = dealreg(&other, &["demo", "--seed", "7"]);
+    assert!(demo.status.success(), "{}", String::from_utf8_lossy(&demo.stderr));
+    let export = dir.path().join("forged-export.jsonl");
+    let exported = dealreg(
+        &other,
+        &[
+            "export",
+            "--out",
+            export.to_str().expect("path"),
+            "--checkpoints",
+            audited.checkpoints.to_str().expect("path"),
+        ],
+    );
+    assert!(
+        exported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&exported.stderr)
+    );
+    let target = dir.path().join("imported.db");
+    let out = dealreg(&target, &["import", export.to_str().expect("path")]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("checkpoint(s) 1 of the file do not match its events"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("verified"), "no verified claim: {stderr}");
+    assert!(stderr.contains("nothing was left in the store"), "{stderr}");
+    for suffix in ["", "-wal", "-shm", "-views", "-keys"] {
+        let mut file = target.clone().into_os_string();
+        file.push(suffix);
+        assert!(
+            !std::path::Path::new(&file).exists(),
+            "{} is left behind",
+            std::path::Path::new(&file).display()
+        );
+    }
+}
