@@ -478,7 +478,11 @@ fn an_import_contradicted_by_its_own_checkpoint_leaves_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
     let other = dir.path().join("regenerated.db");
     let demo = dealreg(&other, &["demo", "--seed", "7"]);
-    assert!(demo.status.success(), "{}", String::from_utf8_lossy(&demo.stderr));
+    assert!(
+        demo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&demo.stderr)
+    );
     let export = dir.path().join("forged-export.jsonl");
     let exported = dealreg(
         &other,

@@ -45,7 +45,7 @@ pub use decision::{decide, evolve, partners_needed, State};
 pub use error::{DomainError, RejectionCode};
 pub use event::Event;
 pub use ids::{AccountKey, ConflictId, OpportunityId, PartnerId, RegistrationId};
-pub use money::{Currency, Money};
+pub use money::{Currency, Money, MAX_AMOUNT_MINOR};
 pub use motion::{DealKind, Motion, Tier};
 pub use partner::{PartnerState, PartnerStatus};
 pub use policy::Policy;

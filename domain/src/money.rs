@@ -59,6 +59,15 @@ impl fmt::Display for Currency {
     }
 }
 
+/// The most a money input may be, in minor units: 10^15 (ten trillion of a two-decimal
+/// currency, a quadrillion yen).
+///
+/// Why a ceiling: amounts are summed in `i64` minor units (a partner's balance, the
+/// program's sourced revenue, a deal's reversals); inputs of up to `i64::MAX` wrapped
+/// those sums (six wins of `i64::MAX` gave a negative balance). At this ceiling over
+/// 9,000 inputs at the ceiling fit in one sum; no deal comes near it.
+pub const MAX_AMOUNT_MINOR: i64 = 1_000_000_000_000_000;
+
 /// An exact amount: `amount_minor` of the currency's minor unit (cents for USD, yen for JPY).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -75,9 +84,21 @@ impl Money {
         })
     }
 
-    /// The one rule every money input follows: more than zero (the currency is an ISO
-    /// 4217 code with minor units by construction). `field` names it in the refusal.
+    /// The one rule every money input follows: more than zero and at most
+    /// [`MAX_AMOUNT_MINOR`] (the currency is an ISO 4217 code with minor units by
+    /// construction). `field` names it in the refusal.
     pub fn require_positive(&self, field: &str) -> Result<(), DomainError> {
+        if self.amount_minor > MAX_AMOUNT_MINOR {
+            return Err(DomainError::new(
+                RejectionCode::InvalidField,
+                format!(
+                    "`{field}` must be at most {} (10^15 minor units), not {}; amounts are in minor units (cents for USD)",
+                    format_minor(MAX_AMOUNT_MINOR, self.currency.exponent()),
+                    format_minor(self.amount_minor, self.currency.exponent())
+                ),
+            )
+            .with_details(serde_json::json!({ "field": field, "max_amount_minor": MAX_AMOUNT_MINOR })));
+        }
         if self.amount_minor > 0 {
             Ok(())
         } else {

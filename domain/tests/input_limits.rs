@@ -39,6 +39,49 @@ fn every_money_input_follows_one_rule_positive() {
     }
 }
 
+/// No money input may exceed 10^15 minor units: six wins of `i64::MAX` once summed to a
+/// negative balance in the ledger (issue 25). At the ceiling, sums of millions of inputs
+/// stay far inside `i64`.
+#[test]
+fn every_money_input_has_a_ceiling_so_sums_cannot_wrap() {
+    let partner = reseller(Tier::Gold);
+    let deal = Deal::new(&partner, Motion::Reseller);
+    for amount in [MAX_AMOUNT_MINOR + 1, i64::MAX] {
+        let err = Scenario::given(partner.events())
+            .by(partner.user())
+            .when(deal.submit_with(|s| s.estimated_amount = usd(amount)))
+            .then_error(RejectionCode::InvalidField);
+        assert_eq!(err.details["field"], "estimated_amount");
+        assert!(err.message.contains("at most"), "{}", err.message);
+        let direct = Command::RecordDirectOpportunity(RecordDirectOpportunity {
+            account: "acme.com".into(),
+            opportunity_id: OpportunityId(uuid::Uuid::now_v7()),
+            owner: "tom.ae@vendor.example".into(),
+            product_line: "analytics".into(),
+            amount: usd(amount),
+        });
+        let err = Scenario::given(partner.events())
+            .when(direct)
+            .then_error(RejectionCode::InvalidField);
+        assert_eq!(err.details["field"], "amount");
+        let payout = Command::RecordCommissionPayout(RecordCommissionPayout {
+            partner_id: partner.id,
+            amount: usd(amount),
+            reference: "PAY-1".into(),
+        });
+        let err = Scenario::given(partner.events())
+            .by(revops())
+            .when(payout)
+            .then_error(RejectionCode::InvalidField);
+        assert_eq!(err.details["field"], "amount");
+    }
+    // The ceiling itself is an amount like any other.
+    Scenario::given(partner.events())
+        .by(partner.user())
+        .when(deal.submit_with(|s| s.estimated_amount = usd(MAX_AMOUNT_MINOR)))
+        .then_ok();
+}
+
 #[test]
 fn currencies_are_iso_4217_codes_with_minor_units() {
     for code in ["ZZZ", "XAU", "usd", "DOLLAR"] {
