@@ -47,9 +47,12 @@
 //!   writes no part.
 //! * A refused expectation (`10071`, or `10164`) is
 //!   [`StoreError::WrongExpectedVersion`] with the subject's real last revision, read from
-//!   the stream leader. An error the server answered (and a publish nobody answered: no
-//!   stream leader during an election) is [`StoreError::NotWritten`]; no answer in time or
-//!   a lost connection is [`StoreError::OutcomeUnknown`].
+//!   the stream leader. An error the server answered is [`StoreError::NotWritten`]. A
+//!   publish nobody answered (no stream leader during an election, or a stream just
+//!   created whose subjects not every server routes yet) wrote nothing: it is tried again
+//!   every 50 ms until the timeout, then is [`StoreError::NotWritten`]; a store opened on
+//!   a replicated stream also waits (up to the timeout) for it to have a leader. No answer
+//!   in time or a lost connection is [`StoreError::OutcomeUnknown`].
 
 //! # Reads
 //!
@@ -182,8 +185,15 @@ impl<'a> Part<'a> {
 enum Refused {
     /// The subject was not at the expected sequence.
     Conflict,
+    /// No stream answered the publish (no responders): nothing was written. A replicated
+    /// stream answers nothing while it elects a leader, and a stream just created or just
+    /// led by another server takes a moment until every server routes its subjects.
+    Unanswered(StoreError),
     Failed(StoreError),
 }
+
+/// How long apart an append tries again while no stream answers it.
+const UNANSWERED_PAUSE: Duration = Duration::from_millis(50);
 
 impl JetStreamStore {
     /// Connects to `urls` (one or more `nats://host:port`, tried in turn and kept for
@@ -235,6 +245,9 @@ impl JetStreamStore {
         js.set_timeout(options.timeout);
         let (config, created) = find_or_create_stream(&js, &options).await?;
         open::check_stream(&config, &options)?;
+        if config.num_replicas > 1 {
+            until_led(&js, &options.stream, options.timeout).await;
+        }
         let durability = open::durability(config.num_replicas, &options).await;
         if durability.acknowledged_means_durable() {
             tracing::info!(stream = %options.stream, %durability, "JetStream event store opened");
@@ -416,7 +429,10 @@ impl JetStreamStore {
             )));
         }
         let mut parts = parts;
-        for attempt in 0..ANY_ATTEMPTS {
+        // Unanswered publishes wrote nothing: they are tried again until the timeout.
+        let unanswered_until = std::time::Instant::now() + self.inner.timeout;
+        let mut attempt = 0;
+        while attempt < ANY_ATTEMPTS {
             for part in &mut parts {
                 let (sequence, tip) = self
                     .resolve(part.stream, &part.subject, &part.expected)
@@ -427,6 +443,14 @@ impl JetStreamStore {
             match self.publish(&parts).await {
                 Ok(appended) => return Ok(appended),
                 Err(Refused::Failed(e)) => return Err(e),
+                Err(Refused::Unanswered(e)) => {
+                    if std::time::Instant::now() + UNANSWERED_PAUSE >= unanswered_until {
+                        return Err(e);
+                    }
+                    tracing::debug!(error = %e, "no stream answered the append; trying again");
+                    tokio::time::sleep(UNANSWERED_PAUSE).await;
+                    continue;
+                }
                 Err(Refused::Conflict) => {
                     if let Some(e) = self.diagnose(&parts).await {
                         return Err(e);
@@ -437,6 +461,7 @@ impl JetStreamStore {
                     tokio::time::sleep(Duration::from_millis(pause)).await;
                 }
             }
+            attempt += 1;
         }
         // Writers kept winning every race: report the first stream as it is now.
         let Some(first) = parts.first() else {
@@ -587,7 +612,7 @@ impl JetStreamStore {
                     ),
                 })
             }
-            PublishErrorKind::StreamNotFound => Refused::Failed(StoreError::NotWritten {
+            PublishErrorKind::StreamNotFound => Refused::Unanswered(StoreError::NotWritten {
                 reason: format!(
                     "no JetStream stream answered for the event subjects (is `{}` there, and a quorum of its replicas up?)",
                     self.inner.stream_name
@@ -660,6 +685,29 @@ async fn find_or_create_stream(
             "creating the JetStream stream `{}` failed: {e}",
             options.stream
         ))),
+    }
+}
+
+/// Waits, at most `within`, until the stream has a leader. Why: a replicated stream just
+/// created (or whose leader just went) answers no publish until its replicas elect one,
+/// and a store's first appends then failed as not written ("no JetStream stream answered")
+/// although nothing was wrong. After `within` the store opens anyway: its appends say
+/// plainly that nothing was written and may be retried.
+async fn until_led(js: &jetstream::Context, name: &str, within: std::time::Duration) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Ok(mut stream) = js.get_stream(name).await {
+            if let Ok(info) = stream.info().await {
+                if info.cluster.as_ref().is_none_or(|c| c.leader.is_some()) {
+                    return;
+                }
+            }
+        }
+        if std::time::Instant::now() >= deadline {
+            tracing::warn!(stream = %name, "the JetStream stream has no leader yet; appends are refused as not written until it has one");
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 
