@@ -242,4 +242,117 @@ async fn a_partner_is_confined_to_its_own_subjects_and_sees_only_partner_safe_da
         )
         .await
     );
+    // The vendor's durable consumer of the feed (a CRM sync keeps one): the auditor can
+    // neither delete it nor replace its configuration, nor ack its messages...
+    let js = async_nats::jetstream::new(vendor.clone());
+    let feed = js
+        .get_stream("DEALREG_FEED")
+        .await
+        .expect("the feed stream");
+    feed.create_consumer(async_nats::jetstream::consumer::pull::Config {
+        durable_name: Some("vendor-crm".into()),
+        ..Default::default()
+    })
+    .await
+    .expect("the vendor's durable consumer");
+    assert!(
+        denied(
+            &auditor,
+            "$JS.API.CONSUMER.DELETE.DEALREG_FEED.vendor-crm",
+            json!({})
+        )
+        .await
+    );
+    assert!(
+        denied(
+            &auditor,
+            "$JS.API.CONSUMER.CREATE.DEALREG_FEED.vendor-crm",
+            json!({ "stream_name": "DEALREG_FEED", "config": { "durable_name": "vendor-crm", "ack_policy": "none" } }),
+        )
+        .await
+    );
+    assert!(
+        denied(
+            &auditor,
+            "$JS.API.CONSUMER.MSG.NEXT.DEALREG_FEED.vendor-crm",
+            json!({ "batch": 1 })
+        )
+        .await
+    );
+    let still = feed
+        .consumer_info("vendor-crm")
+        .await
+        .expect("the vendor's consumer is still there");
+    assert_eq!(
+        still.config.ack_policy,
+        async_nats::jetstream::consumer::AckPolicy::Explicit,
+        "its configuration is unchanged"
+    );
+    // ...and reads the stored feed, message by message.
+    let (first, _) = request(
+        &auditor,
+        "$JS.API.STREAM.MSG.GET.DEALREG_FEED",
+        &json!({ "seq": 1 }),
+        None,
+    )
+    .await;
+    assert!(first["message"]["subject"].is_string(), "{first}");
+}
+
+/// The permission lists of each kind of user in the example server configuration (which
+/// the test above runs) and in the AsyncAPI document's `x-permissions` are the same.
+#[test]
+fn the_asyncapi_permissions_are_the_example_configurations() {
+    let conf = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/adapters/nats/deploy/nats-server.conf"
+    ))
+    .expect("the example configuration");
+    let asyncapi = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/schemas/asyncapi.yaml"
+    ))
+    .expect("the AsyncAPI document");
+    // `["a", "b"]` after `key` on the first line at or after `from` that holds `key`.
+    let list_after = |text: &str, from: usize, key: &str| -> Vec<String> {
+        let line = text[from..]
+            .lines()
+            .find(|l| l.contains(key))
+            .unwrap_or_else(|| panic!("no `{key}` after byte {from}"));
+        let start = line.find('[').expect("a list");
+        let end = line.rfind(']').expect("a list");
+        serde_json::from_str(&line[start..=end]).expect("a list of strings")
+    };
+    let conf_lists = |anchor: &str| {
+        let at = conf
+            .find(anchor)
+            .unwrap_or_else(|| panic!("no {anchor} in the configuration"));
+        let publish = list_after(&conf, at, "publish = { allow =");
+        let subscribe = list_after(&conf, at, "subscribe = { allow =");
+        let own = |l: Vec<String>| -> Vec<String> {
+            l.into_iter().map(|s| s.replace(A, "<own id>")).collect()
+        };
+        (own(publish), own(subscribe))
+    };
+    let start = asyncapi.find("x-permissions:").expect("x-permissions");
+    let documented = |role: &str| {
+        let at = start
+            + asyncapi[start..]
+                .find(&format!("\n  {role}:"))
+                .unwrap_or_else(|| panic!("no {role} in x-permissions"));
+        let publish_at = at + asyncapi[at..].find("publish:").expect("publish");
+        let subscribe_at = at + asyncapi[at..].find("subscribe:").expect("subscribe");
+        (
+            list_after(&asyncapi, publish_at, "allow:"),
+            list_after(&asyncapi, subscribe_at, "allow:"),
+        )
+    };
+    for (role, anchor) in [
+        ("partner", "user = \"partner-a\""),
+        ("vendor", "VENDOR = {"),
+        ("auditor", "AUDITOR = {"),
+        ("service", "SERVICE = {"),
+    ] {
+        assert_eq!(documented(role), conf_lists(anchor), "{role}");
+    }
 }
