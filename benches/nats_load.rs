@@ -25,6 +25,8 @@
 #[path = "../src/allocator.rs"]
 mod allocator;
 
+#[path = "cpu.rs"]
+mod cpu;
 #[path = "../tests/nats_support.rs"]
 mod nats_support;
 
@@ -142,29 +144,12 @@ async fn open_engine(
     (Arc::new(engine), store, checkpoints)
 }
 
-/// User plus system CPU seconds of process `pid` so far (Linux `/proc/<pid>/stat`,
-/// fields 14 and 15, in ticks of 1/100 s); 0 where it cannot be read.
-fn cpu_seconds(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 /// CPU seconds of this process, nats-server and the views process, now.
 fn cpu_now(server: u32, views: Option<u32>) -> [f64; 3] {
     [
-        cpu_seconds(std::process::id()),
-        cpu_seconds(server),
-        views.map_or(0.0, cpu_seconds),
+        cpu::cpu_seconds("self"),
+        cpu::cpu_seconds(&server.to_string()),
+        views.map_or(0.0, |pid| cpu::cpu_seconds(&pid.to_string())),
     ]
 }
 

@@ -30,6 +30,8 @@
 #[path = "../src/allocator.rs"]
 mod allocator;
 
+#[path = "cpu.rs"]
+mod cpu;
 #[path = "load.rs"]
 mod load;
 
@@ -310,20 +312,8 @@ fn rows_written(log: &Log<'_>, views: &[&str], outbox_after: i64) -> Written {
 /// rebuild's I/O, overlapped as well as two cores allow; done when both are.
 fn io_floor(log: &Log<'_>, written: &Written) -> Instant {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
-    let conn = rusqlite::Connection::open(dir.path().join("floor-views.db"))
-        .unwrap_or_else(|e| panic!("open: {e}"));
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536;
-         CREATE TABLE feed_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, view TEXT NOT NULL, key TEXT NOT NULL,
-                                   scope TEXT, previous_scope TEXT, position INTEGER NOT NULL);",
-    )
-    .unwrap_or_else(|e| panic!("schema: {e}"));
-    for (table, _) in &written.rows {
-        conn.execute_batch(&format!(
-            "CREATE TABLE {table} (key TEXT PRIMARY KEY, scope TEXT, position INTEGER NOT NULL, row BLOB NOT NULL) WITHOUT ROWID;"
-        ))
-        .unwrap_or_else(|e| panic!("schema: {e}"));
-    }
+    let tables: Vec<&str> = written.rows.iter().map(|(t, _)| t.as_str()).collect();
+    let conn = empty_views_file(&dir.path().join("floor-views.db"), &tables);
     let started = Instant::now();
     std::thread::scope(|threads| {
         let writer = threads.spawn(|| {
@@ -346,20 +336,7 @@ fn io_floor(log: &Log<'_>, written: &Written) -> Instant {
                 }
                 tx.commit().unwrap_or_else(|e| panic!("commit: {e}"));
             }
-            for chunk in written.outbox.chunks(50_000) {
-                let tx = conn.transaction().unwrap_or_else(|e| panic!("begin: {e}"));
-                {
-                    let mut insert = tx
-                        .prepare_cached("INSERT INTO feed_outbox (view, key, scope, previous_scope, position) VALUES (?1, ?2, ?3, ?4, ?5)")
-                        .unwrap_or_else(|e| panic!("prepare: {e}"));
-                    for (view, key, scope, previous, position) in chunk {
-                        insert
-                            .execute(rusqlite::params![view, key, scope, previous, position])
-                            .unwrap_or_else(|e| panic!("insert: {e}"));
-                    }
-                }
-                tx.commit().unwrap_or_else(|e| panic!("commit: {e}"));
-            }
+            insert_outbox(&mut conn, &written.outbox);
         });
         let decoded = log.runtime.block_on(each_event(log, |_, _| {}));
         assert_eq!(decoded, log.events, "every event decodes");
@@ -431,6 +408,43 @@ fn store_floor(log: &Log<'_>, written: &Written) -> Instant {
             .unwrap_or_else(|_| panic!("the store floor's writer panicked"));
     });
     started
+}
+
+/// An empty views file for a floor: the settings of the views file (WAL, synchronous
+/// NORMAL, a 64 MiB cache), the feed outbox and the row tables named.
+fn empty_views_file(path: &std::path::Path, tables: &[&str]) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(path).unwrap_or_else(|e| panic!("open: {e}"));
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536;
+         CREATE TABLE feed_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, view TEXT NOT NULL, key TEXT NOT NULL,
+                                   scope TEXT, previous_scope TEXT, position INTEGER NOT NULL);",
+    )
+    .unwrap_or_else(|e| panic!("schema: {e}"));
+    for table in tables {
+        conn.execute_batch(&format!(
+            "CREATE TABLE {table} (key TEXT PRIMARY KEY, scope TEXT, position INTEGER NOT NULL, row BLOB NOT NULL) WITHOUT ROWID;"
+        ))
+        .unwrap_or_else(|e| panic!("schema: {e}"));
+    }
+    conn
+}
+
+/// The outbox entries inserted with a plain prepared insert, 50,000 a transaction.
+fn insert_outbox(conn: &mut rusqlite::Connection, outbox: &[OutboxEntry]) {
+    for chunk in outbox.chunks(50_000) {
+        let tx = conn.transaction().unwrap_or_else(|e| panic!("begin: {e}"));
+        {
+            let mut insert = tx
+                .prepare_cached("INSERT INTO feed_outbox (view, key, scope, previous_scope, position) VALUES (?1, ?2, ?3, ?4, ?5)")
+                .unwrap_or_else(|e| panic!("prepare: {e}"));
+            for (view, key, scope, previous, position) in chunk {
+                insert
+                    .execute(rusqlite::params![view, key, scope, previous, position])
+                    .unwrap_or_else(|e| panic!("insert: {e}"));
+            }
+        }
+        tx.commit().unwrap_or_else(|e| panic!("commit: {e}"));
+    }
 }
 
 /// The log under measurement, and what reads it.
@@ -523,15 +537,7 @@ fn work_floor(log: &Log<'_>, written: &Written) -> Instant {
     assert_eq!(events, log.events, "the untimed fold read every event");
     let taken = dealreg_projections::table::take_all(&mut folded.tables_mut());
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
-    let conn = rusqlite::Connection::open(dir.path().join("work-floor-views.db"))
-        .unwrap_or_else(|e| panic!("open: {e}"));
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536;
-         CREATE TABLE rows_pipeline (key TEXT PRIMARY KEY, scope TEXT, position INTEGER NOT NULL, row BLOB NOT NULL) WITHOUT ROWID;
-         CREATE TABLE feed_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, view TEXT NOT NULL, key TEXT NOT NULL,
-                                   scope TEXT, previous_scope TEXT, position INTEGER NOT NULL);",
-    )
-    .unwrap_or_else(|e| panic!("schema: {e}"));
+    let conn = empty_views_file(&dir.path().join("work-floor-views.db"), &["rows_pipeline"]);
     let position = i64::try_from(log.events).unwrap_or(i64::MAX);
     let started = timed_from_here();
     std::thread::scope(|threads| {
@@ -553,20 +559,7 @@ fn work_floor(log: &Log<'_>, written: &Written) -> Instant {
                 }
                 tx.commit().unwrap_or_else(|e| panic!("commit: {e}"));
             }
-            for chunk in written.outbox.chunks(50_000) {
-                let tx = conn.transaction().unwrap_or_else(|e| panic!("begin: {e}"));
-                {
-                    let mut insert = tx
-                        .prepare_cached("INSERT INTO feed_outbox (view, key, scope, previous_scope, position) VALUES (?1, ?2, ?3, ?4, ?5)")
-                        .unwrap_or_else(|e| panic!("prepare: {e}"));
-                    for (view, key, scope, previous, position) in chunk {
-                        insert
-                            .execute(rusqlite::params![view, key, scope, previous, position])
-                            .unwrap_or_else(|e| panic!("insert: {e}"));
-                    }
-                }
-                tx.commit().unwrap_or_else(|e| panic!("commit: {e}"));
-            }
+            insert_outbox(&mut conn, &written.outbox);
             conn.execute_batch(
                 "CREATE INDEX rows_pipeline_by_scope ON rows_pipeline (scope, key) WHERE scope IS NOT NULL;",
             )
@@ -694,23 +687,9 @@ fn measure(phase: impl FnOnce() -> Instant) -> Took {
     }
 }
 
-/// User plus system CPU seconds of this process so far (Linux `/proc/self/stat`, fields
-/// 14 and 15, in clock ticks of 1/100 s); 0 where that file cannot be read.
+/// User plus system CPU seconds of this process so far.
 fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    // The command name (field 2) may hold spaces; the fields after it follow its `)`.
-    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // Field 3 (state) is fields[0] here, so utime (14) and stime (15) are 11 and 12.
-    (ticks(11) + ticks(12)) / 100.0
+    cpu::cpu_seconds("self")
 }
 
 fn scan(log: &Log<'_>) -> Instant {

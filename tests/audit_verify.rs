@@ -408,12 +408,9 @@ fn every_kind_of_tampering_is_caught_and_named() {
     );
 }
 
-#[test]
-fn a_store_regenerated_from_scratch_is_caught_by_the_signed_checkpoints() {
-    let audited = audited();
-    // Another program, written from scratch into a file of the same name: every chain in
-    // it is consistent, and only the checkpoint signed on the original can tell.
-    let dir = tempfile::tempdir().expect("temp dir");
+/// Another program, written from scratch (`demo --seed 7`) into `regenerated.db` in
+/// `dir`: every chain in it is consistent.
+fn regenerated(dir: &tempfile::TempDir) -> std::path::PathBuf {
     let other = dir.path().join("regenerated.db");
     let demo = dealreg(&other, &["demo", "--seed", "7"]);
     assert!(
@@ -421,6 +418,16 @@ fn a_store_regenerated_from_scratch_is_caught_by_the_signed_checkpoints() {
         "{}",
         String::from_utf8_lossy(&demo.stderr)
     );
+    other
+}
+
+#[test]
+fn a_store_regenerated_from_scratch_is_caught_by_the_signed_checkpoints() {
+    let audited = audited();
+    // Another program, written from scratch into a file of the same name: every chain in
+    // it is consistent, and only the checkpoint signed on the original can tell.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let other = regenerated(&dir);
     let plain = dealreg(&other, &["audit", "verify"]);
     assert!(plain.status.success(), "without checkpoints it looks fine");
     let out = dealreg(
@@ -476,13 +483,7 @@ fn a_store_regenerated_from_scratch_is_caught_by_the_signed_checkpoints() {
 fn an_import_contradicted_by_its_own_checkpoint_leaves_nothing() {
     let audited = audited();
     let dir = tempfile::tempdir().expect("temp dir");
-    let other = dir.path().join("regenerated.db");
-    let demo = dealreg(&other, &["demo", "--seed", "7"]);
-    assert!(
-        demo.status.success(),
-        "{}",
-        String::from_utf8_lossy(&demo.stderr)
-    );
+    let other = regenerated(&dir);
     let export = dir.path().join("forged-export.jsonl");
     let exported = dealreg(
         &other,

@@ -439,6 +439,28 @@ async fn sigterm_drains_one_process_while_the_other_takes_the_rest() {
     assert_eq!(submitted, N, "one registration per key");
 }
 
+/// A new partner, ready, submits one registration for `domain` over NATS: the partner,
+/// the registration and the position of its first event.
+async fn one_submission(
+    client: &async_nats::Client,
+    name: &str,
+    domain: &str,
+) -> (Uuid, Uuid, u64) {
+    let partner = ready_partner(client, name).await;
+    let registration = Uuid::now_v7();
+    let (submitted, _) = request(
+        client,
+        &format!("dealreg.partner.{partner}.cmd.submit_registration"),
+        &json!({ "command": submission(registration, partner, domain) }),
+        None,
+    )
+    .await;
+    assert_eq!(submitted["ok"], json!(true), "{submitted}");
+    let position =
+        support::position_number(&submitted["events"][0]["position"]).expect("a position");
+    (partner, registration, position)
+}
+
 /// `serve --no-views` answers commands and queries but never folds: alone, its answers
 /// stay at the views as last saved (a query for the new position times out, coded); once
 /// a `serve` without the flag joins, that one keeps the views and the same query is
@@ -458,18 +480,7 @@ async fn a_no_views_process_answers_commands_and_leaves_the_views_to_another() {
         &client,
     )
     .await;
-    let partner = ready_partner(&client, "Split").await;
-    let registration = Uuid::now_v7();
-    let (submitted, _) = request(
-        &client,
-        &format!("dealreg.partner.{partner}.cmd.submit_registration"),
-        &json!({ "command": submission(registration, partner, "split.example") }),
-        None,
-    )
-    .await;
-    assert_eq!(submitted["ok"], json!(true), "{submitted}");
-    let position =
-        support::position_number(&submitted["events"][0]["position"]).expect("a position");
+    let (partner, registration, position) = one_submission(&client, "Split", "split.example").await;
     let pipeline = format!("dealreg.partner.{partner}.query.pipeline");
     let (late, code) = request(
         &client,
@@ -556,18 +567,8 @@ async fn a_views_only_process_keeps_the_views_and_answers_no_request() {
         1,
         "the views-only process registered no service instance"
     );
-    let partner = ready_partner(&client, "Split Views").await;
-    let registration = Uuid::now_v7();
-    let (submitted, _) = request(
-        &client,
-        &format!("dealreg.partner.{partner}.cmd.submit_registration"),
-        &json!({ "command": submission(registration, partner, "split-views.example") }),
-        None,
-    )
-    .await;
-    assert_eq!(submitted["ok"], json!(true), "{submitted}");
-    let position =
-        support::position_number(&submitted["events"][0]["position"]).expect("a position");
+    let (partner, registration, position) =
+        one_submission(&client, "Split Views", "split-views.example").await;
     let (answer, code) = request(
         &client,
         &format!("dealreg.partner.{partner}.query.pipeline"),

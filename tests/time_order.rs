@@ -116,47 +116,51 @@ async fn a_clock_slightly_behind_the_log_decides_at_the_newest_events_time() {
     );
 }
 
+/// `dealreg apply -` on the store at `path` at time `at`, `lines` on its stdin.
+fn apply_at(path: &std::path::Path, at: &str, lines: Vec<Value>) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dealreg"))
+        .arg("--store")
+        .arg(path)
+        .args(["apply", "-", "--at", at])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    for line in lines {
+        writeln!(stdin, "{line}").expect("write");
+    }
+    drop(stdin);
+    child.wait_with_output().expect("wait")
+}
+
+/// Partner `partner` onboarded and certified, and its registration `id` submitted.
+fn submitted(partner: Uuid, id: Uuid) -> Vec<Value> {
+    vec![
+        json!({ "actor": channel_manager(), "command": onboard(partner, "Contoso", &["reseller"], "gold", 10) }),
+        json!({ "actor": channel_manager(), "command": certify(partner, "analytics", "2027-12-31") }),
+        json!({ "actor": partner_actor(partner), "command": submit(id, partner, "acme.com", "analytics", "reseller") }),
+    ]
+}
+
 /// `dealreg apply`'s summary counts a `time_before_log` refusal (a rule: time never runs
 /// backwards in the log) with the rules' refusals, not with the unreadable lines.
 #[test]
 fn apply_counts_time_before_log_with_the_rules_refusals() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("time-summary.db");
-    let partner = Uuid::now_v7();
-    let id = Uuid::now_v7();
-    let run = |at: &str, lines: Vec<Value>| -> String {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_dealreg"))
-            .arg("--store")
-            .arg(&path)
-            .args(["apply", "-", "--at", at])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let mut stdin = child.stdin.take().expect("stdin");
-        for line in lines {
-            writeln!(stdin, "{line}").expect("write");
-        }
-        drop(stdin);
-        let out = child.wait_with_output().expect("wait");
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    };
-    run(
-        "2026-04-11T09:00:00Z",
-        vec![
-            json!({ "actor": channel_manager(), "command": onboard(partner, "Contoso", &["reseller"], "gold", 10) }),
-            json!({ "actor": channel_manager(), "command": certify(partner, "analytics", "2027-12-31") }),
-            json!({ "actor": partner_actor(partner), "command": submit(id, partner, "acme.com", "analytics", "reseller") }),
-        ],
-    );
-    let summary = run(
+    let (partner, id) = (Uuid::now_v7(), Uuid::now_v7());
+    apply_at(&path, "2026-04-11T09:00:00Z", submitted(partner, id));
+    let out = apply_at(
+        &path,
         "2026-03-02T09:00:00Z",
         vec![
             json!({ "actor": channel_manager(), "command": approve(id, "acme.com") }),
             json!("not a command"),
         ],
     );
+    let summary = String::from_utf8_lossy(&out.stderr);
     assert!(
         summary.contains("2 lines: 0 applied, 1 rejected by the rules, 1 refused as unreadable, 0 failed in the engine, 0 not written (store failed)"),
         "{summary}"
@@ -167,37 +171,14 @@ fn apply_counts_time_before_log_with_the_rules_refusals() {
 fn dealreg_apply_with_an_earlier_at_answers_time_before_log() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("time.db");
-    let partner = Uuid::now_v7();
-    let id = Uuid::now_v7();
+    let (partner, id) = (Uuid::now_v7(), Uuid::now_v7());
     let run = |at: &str, lines: Vec<Value>| -> Vec<Value> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_dealreg"))
-            .arg("--store")
-            .arg(&path)
-            .args(["apply", "-", "--at", at])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let mut stdin = child.stdin.take().expect("stdin");
-        for line in lines {
-            writeln!(stdin, "{line}").expect("write");
-        }
-        drop(stdin);
-        let out = child.wait_with_output().expect("wait");
-        String::from_utf8_lossy(&out.stdout)
+        String::from_utf8_lossy(&apply_at(&path, at, lines).stdout)
             .lines()
             .map(|l| serde_json::from_str(l).expect("a JSON reply"))
             .collect()
     };
-    let setup = run(
-        "2026-04-11T09:00:00Z",
-        vec![
-            json!({ "actor": channel_manager(), "command": onboard(partner, "Contoso", &["reseller"], "gold", 10) }),
-            json!({ "actor": channel_manager(), "command": certify(partner, "analytics", "2027-12-31") }),
-            json!({ "actor": partner_actor(partner), "command": submit(id, partner, "acme.com", "analytics", "reseller") }),
-        ],
-    );
+    let setup = run("2026-04-11T09:00:00Z", submitted(partner, id));
     assert!(setup.iter().all(|r| r["ok"] == true), "{setup:?}");
     let replies = run(
         "2026-03-02T09:00:00Z",

@@ -229,8 +229,12 @@ impl<K: CheckpointStore> Saving<K> {
     /// interval passed since the last.
     fn if_due(&self, fold: &mut LaneFold, position: Position) -> Result<(), ViewError> {
         let idle = fold.pending.as_ref().is_none_or(JoinHandle::is_finished);
-        let many = idle && fold.fold.changed_rows() >= self.how.rows_per_save;
-        if many || fold.last_save.elapsed() >= self.how.save_interval {
+        if runner::save_due(
+            &self.how,
+            idle,
+            fold.fold.changed_rows(),
+            fold.last_save.elapsed(),
+        ) {
             self.start(fold, position)?;
         }
         Ok(())

@@ -48,6 +48,13 @@ pub const SAVE_INTERVAL: Duration = Duration::from_secs(2);
 /// A save starts along the way once this many rows changed (and none is being written).
 pub const ROWS_PER_SAVE: usize = 50_000;
 
+/// Whether a save along the way is due: enough rows changed while no save is being
+/// written (`idle`), or `how.save_interval` passed since the last one. The runner and the
+/// fold threads of [`crate::parallel`] decide by this one rule.
+pub(crate) fn save_due(how: &CatchUp, idle: bool, changed: usize, since_last: Duration) -> bool {
+    (idle && changed >= how.rows_per_save) || since_last >= how.save_interval
+}
+
 /// How a catch-up saves along the way.
 #[derive(Debug, Clone, Copy)]
 pub struct CatchUp {
@@ -353,9 +360,8 @@ impl Run {
         }
         if self.folded.is_multiple_of(self.how.checkpoint_every.max(1)) {
             let idle = self.pending.as_ref().is_none_or(JoinHandle::is_finished);
-            let many = idle
-                && dealreg_projections::table::changed(&state.tables()) >= self.how.rows_per_save;
-            if many || self.last_save.elapsed() >= self.how.save_interval {
+            let changed = dealreg_projections::table::changed(&state.tables());
+            if save_due(&self.how, idle, changed, self.last_save.elapsed()) {
                 finish(&mut self.pending).await?;
                 self.pending = start_save(checkpoints, *position, state)?;
                 self.last_save = Instant::now();

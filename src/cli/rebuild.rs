@@ -8,24 +8,8 @@ use std::time::Instant;
 
 use dealreg_engine::parallel::{rebuild_threads_for, rebuild_together};
 use dealreg_engine::registry;
-use dealreg_engine::runner::{CatchUp, Progress};
+use dealreg_engine::runner::CatchUp;
 use dealreg_store_sqlite::SqliteCheckpoints;
-
-/// A one-line progress bar on stderr.
-fn progress_bar(names: &str, p: Progress) {
-    // Positions grow with the log on every backend, though they are not counts.
-    let done = p.position.commit() as f64 / p.head.commit().max(1) as f64;
-    let filled = (done * 30.0).round().clamp(0.0, 30.0) as usize;
-    eprint!(
-        "\rrebuilding {names} [{}{}] {:>3.0}% {} events, position {} of {}",
-        "#".repeat(filled),
-        "-".repeat(30 - filled),
-        done * 100.0,
-        p.events,
-        p.position,
-        p.head
-    );
-}
 
 pub async fn run(
     spec: &super::store::StoreSpec,
@@ -52,6 +36,7 @@ pub async fn run(
         .filter(|p| projection.as_deref().is_none_or(|n| n == p.name))
         .collect();
     let names = chosen.iter().map(|p| p.name).collect::<Vec<_>>().join(", ");
+    let doing = format!("rebuilding {names}");
     let threads = fold_threads.unwrap_or_else(|| rebuild_threads_for(chosen.len()));
     let started = Instant::now();
     let rebuilt = rebuild_together(
@@ -60,7 +45,7 @@ pub async fn run(
         chosen.iter().map(|p| p.fresh()).collect(),
         threads,
         how,
-        |p| progress_bar(&names, p),
+        |p| super::progress_bar(&doing, p),
     )
     .await
     .map_err(|e| e.to_string())?;

@@ -14,25 +14,8 @@ use dealreg_projections::metrics::ProgramMetrics;
 use dealreg_projections::pipeline::Pipeline;
 
 use dealreg_engine::parallel::{fold_threads_for, replay_together, Folding};
-use dealreg_engine::runner::Progress;
 
 use super::view::{conflicts_json, ledger_json, state, AsOf};
-
-/// A one-line progress bar on stderr; positions grow with the log on every backend,
-/// though they are not counts (the bar counts events folded).
-fn progress_bar(p: Progress) {
-    let done = p.position.commit() as f64 / p.head.commit().max(1) as f64;
-    let filled = (done * 30.0).round().clamp(0.0, 30.0) as usize;
-    eprint!(
-        "\rreplaying [{}{}] {:>3.0}% {} events, position {} of {}",
-        "#".repeat(filled),
-        "-".repeat(30 - filled),
-        (done * 100.0).min(100.0),
-        p.events,
-        p.position,
-        p.head
-    );
-}
 
 /// The views a replay can show.
 pub const VIEWS: [&str; 4] = ["pipeline", "ledger", "conflicts", "metrics"];
@@ -93,13 +76,8 @@ pub async fn run(
                 &store,
                 folds,
                 fold_threads_for(VIEWS.len()),
-                |position, event| match as_of {
-                    AsOf::Position(until) => position > until,
-                    // Time never runs backwards in the log: the first later event ends it.
-                    AsOf::Time(until) => event.at() > until,
-                    AsOf::Now => false,
-                },
-                progress_bar,
+                |position, event| as_of.ends_before(position, event),
+                |p| super::progress_bar("replaying", p),
             )
             .await
             .map_err(|e| e.to_string())?;

@@ -66,6 +66,22 @@ pub enum AsOf {
     Time(chrono::DateTime<chrono::Utc>),
 }
 
+impl AsOf {
+    /// Whether the event at `position` is past this moment: the fold stops before it.
+    /// Time never runs backwards in the log, so the first later event ends it.
+    pub fn ends_before(
+        self,
+        position: dealreg_events::Position,
+        event: &dealreg_domain::Event,
+    ) -> bool {
+        match self {
+            AsOf::Now => false,
+            AsOf::Position(until) => position > until,
+            AsOf::Time(until) => event.at() > until,
+        }
+    }
+}
+
 impl std::str::FromStr for AsOf {
     type Err = String;
     fn from_str(text: &str) -> Result<AsOf, String> {
@@ -96,19 +112,26 @@ pub async fn state<P: Projection>(
             // The views could not be written (a full disk, say): the view is still
             // folded from the log, in memory, once the log itself reads.
             Err(Unsaved::Views(e)) => {
-                super::store::open_read(spec).await.map_err(|_| e.clone())?;
+                let store = super::store::open_read(spec).await.map_err(|_| e.clone())?;
                 eprintln!(
                     "warning: the view's checkpoint was not saved ({e}); it is shown folded from the log in memory. Free space beside the store, or fix the views file, so the next view resumes from a checkpoint"
                 );
+                return folded::<P>(&store, as_of).await;
             }
             Err(Unsaved::Other(e)) => return Err(e),
         }
     }
+    folded::<P>(&super::store::open_read(spec).await?, as_of).await
+}
+
+/// `P` folded from the origin of `store` up to `as_of`, in memory.
+async fn folded<P: Projection>(
+    store: &super::store::Log,
+    as_of: AsOf,
+) -> Result<(P, dealreg_events::Position), String> {
     let mut state = P::default();
-    let (covered, _) = fold_as_of(spec, as_of, false, |position, event| {
-        state.apply(position, event)
-    })
-    .await?;
+    let (covered, _) =
+        fold_log(store, as_of, |position, event| state.apply(position, event)).await?;
     Ok((state, covered))
 }
 
@@ -138,61 +161,28 @@ async fn caught_up<P: Projection>(
     Ok((caught.state, caught.position))
 }
 
-/// Folds the log from the origin up to `as_of` (a position or a time; not `Now`) through
-/// `apply`, in memory. Gives the last position folded and how many events were. With
-/// `progress`, a one-line bar on stderr (long replays of large logs).
-pub async fn fold_as_of(
-    spec: &super::store::StoreSpec,
+/// Folds the log of `store` from the origin up to `as_of` through `apply`, in memory.
+/// Gives the last position folded and how many events were.
+async fn fold_log(
+    store: &super::store::Log,
     as_of: AsOf,
-    progress: bool,
     mut apply: impl FnMut(dealreg_events::Position, &dealreg_domain::Event),
 ) -> Result<(dealreg_events::Position, u64), String> {
-    let store = super::store::open_read(spec).await?;
-    let mut pages = dealreg_events::LogPages::new(&store, dealreg_events::Position::ORIGIN)
+    let mut pages = dealreg_events::LogPages::new(store, dealreg_events::Position::ORIGIN)
         .await
         .map_err(|e| e.to_string())?;
-    let head = pages.head();
-    let end = match as_of {
-        AsOf::Position(until) => until.min(head),
-        _ => head,
-    };
     let mut covered = dealreg_events::Position::ORIGIN;
     let mut folded = 0u64;
-    let mut shown = 0u64;
     'log: while let Some(page) = pages.next_page().await.map_err(|e| e.to_string())? {
         for recorded in &page {
-            if let AsOf::Position(until) = as_of {
-                if recorded.position > until {
-                    break 'log;
-                }
-            }
             let event = dealreg_engine::decode_event(recorded).map_err(|e| e.to_string())?;
-            if let AsOf::Time(until) = as_of {
-                // Time never runs backwards in the log: the first later event ends it.
-                if event.at() > until {
-                    break 'log;
-                }
+            if as_of.ends_before(recorded.position, &event) {
+                break 'log;
             }
             apply(recorded.position, &event);
             covered = recorded.position;
             folded += 1;
         }
-        // Progress by position: positions grow with the log on every backend, though
-        // they are not counts (the bar counts events folded).
-        if progress && (folded - shown >= 65_536 || covered >= end) {
-            shown = folded;
-            let done = covered.commit() as f64 / end.commit().max(1) as f64;
-            let filled = (done * 30.0).round().clamp(0.0, 30.0) as usize;
-            eprint!(
-                "\rreplaying [{}{}] {:>3.0}% {folded} events, position {covered} of {end}",
-                "#".repeat(filled),
-                "-".repeat(30 - filled),
-                (done * 100.0).min(100.0),
-            );
-        }
-    }
-    if progress {
-        eprintln!();
     }
     Ok((covered, folded))
 }
