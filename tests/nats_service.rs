@@ -426,3 +426,162 @@ async fn a_refusal_quotes_a_bounded_prefix_of_a_huge_input() {
     .await;
     assert_eq!(answer["ok"], json!(true), "the service goes on: {answer}");
 }
+
+/// Every page of a query after the other, following `next`: the pages' answers and
+/// the largest reply's size.
+async fn all_pages(
+    client: &async_nats::Client,
+    subject: &str,
+    body: serde_json::Value,
+) -> (Vec<serde_json::Value>, usize) {
+    let mut pages = Vec::new();
+    let mut largest = 0;
+    let mut body = body;
+    loop {
+        let reply = tokio::time::timeout(
+            Duration::from_secs(20),
+            client.request(subject.to_string(), body.to_string().into()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{subject}: no answer in 20 s (a reply the server dropped?)"))
+        .expect("answered");
+        largest = largest.max(reply.payload.len());
+        let value: serde_json::Value = serde_json::from_slice(&reply.payload).expect("JSON");
+        assert_eq!(value["ok"], json!(true), "{subject}: {value}");
+        let next = value["next"].as_str().map(str::to_string);
+        pages.push(value);
+        match next {
+            Some(next) => body["after"] = json!(next),
+            None => return (pages, largest),
+        }
+        assert!(pages.len() < 200, "{subject}: the pages do not end");
+    }
+}
+
+/// The registration ids of pipeline answers (grouped by motion and stage).
+fn pipeline_ids(pages: &[serde_json::Value]) -> Vec<String> {
+    let mut ids = Vec::new();
+    for page in pages {
+        for stages in page["answer"].as_object().expect("by motion").values() {
+            for rows in stages.as_object().expect("by stage").values() {
+                for row in rows.as_array().expect("rows") {
+                    ids.push(row["registration_id"].as_str().expect("an id").to_string());
+                }
+            }
+        }
+    }
+    ids
+}
+
+/// An answer larger than the server's `max_payload` comes in pages that each fit, every
+/// registration once, in id order; a caller's `limit` cuts smaller pages; a bad cursor
+/// or limit is a coded error. Without paging, the vendor's pipeline of these 40
+/// registrations (~30 KB) was a reply the server dropped: the asker heard nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_larger_than_a_message_comes_in_pages() {
+    let server = NatsServer::start(Some("max_payload: 8KB\n"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (client, _serve) = started(&dir, &server).await;
+    let partner = ready_partner(&client, "Contoso").await;
+    let mut submitted = Vec::new();
+    let mut last = 0;
+    for n in 0..40 {
+        let registration = Uuid::now_v7();
+        let (reply, _) = request(
+            &client,
+            &format!("dealreg.partner.{partner}.cmd.submit_registration"),
+            &json!({ "command": submission(registration, partner, &format!("customer{n}.example")) }),
+            None,
+        )
+        .await;
+        assert_eq!(reply["ok"], json!(true), "{reply}");
+        last = support::position_number(&reply["events"][0]["position"]).expect("a position");
+        submitted.push(registration.to_string());
+    }
+    submitted.sort();
+
+    let (pages, largest) = all_pages(
+        &client,
+        "dealreg.vendor.query.pipeline",
+        json!({ "min_position": last, "timeout_ms": 10000 }),
+    )
+    .await;
+    assert!(
+        pages.len() > 1,
+        "40 rows do not fit 8 KB: {} page(s)",
+        pages.len()
+    );
+    assert!(largest <= 8 * 1024, "a reply of {largest} bytes");
+    let mut ids = pipeline_ids(&pages);
+    assert_eq!(ids.len(), 40, "every registration once: {ids:?}");
+    ids.sort();
+    assert_eq!(ids, submitted);
+
+    let (pages, _) = all_pages(
+        &client,
+        &format!("dealreg.partner.{partner}.query.pipeline"),
+        json!({ "min_position": last, "limit": 7 }),
+    )
+    .await;
+    assert_eq!(pages.len(), 6, "40 by 7");
+    assert!(pipeline_ids(&pages[..5]).len() == 35 && pipeline_ids(&pages[5..]).len() == 5);
+    let mut ids = pipeline_ids(&pages);
+    ids.sort();
+    assert_eq!(
+        ids, submitted,
+        "the partner's pages hold the same registrations"
+    );
+
+    let one = &submitted[0];
+    let (whole, _) = request(
+        &client,
+        "dealreg.vendor.query.registration",
+        &json!({ "registration_id": one }),
+        None,
+    )
+    .await;
+    let events = whole["answer"]["events"]
+        .as_array()
+        .expect("events")
+        .clone();
+    assert!(!events.is_empty() && whole.get("next").is_none(), "{whole}");
+    let (pages, _) = all_pages(
+        &client,
+        "dealreg.vendor.query.registration",
+        json!({ "registration_id": one, "limit": 1 }),
+    )
+    .await;
+    let paged: Vec<serde_json::Value> = pages
+        .iter()
+        .flat_map(|p| {
+            p["answer"]["events"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(
+        paged, events,
+        "a history a line at a time is the whole history"
+    );
+
+    for (body, says) in [
+        (json!({ "after": "account:acme.com" }), "not a cursor"),
+        (json!({ "limit": 0 }), "`limit`"),
+        (json!({ "limit": 10001 }), "`limit`"),
+    ] {
+        let (refused, code) = request(&client, "dealreg.vendor.query.pipeline", &body, None).await;
+        assert_eq!(
+            refused["error"]["code"],
+            json!("invalid_query"),
+            "{body}: {refused}"
+        );
+        assert!(
+            refused["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(says)),
+            "{refused}"
+        );
+        assert_eq!(code.as_deref(), Some("400"));
+    }
+}

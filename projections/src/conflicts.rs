@@ -125,6 +125,17 @@ impl ConflictFlags {
         self.duplicates.values()
     }
 
+    /// Each account with its conflicts, in account order.
+    pub fn by_account(&self) -> impl Iterator<Item = (&AccountKey, Vec<&ConflictFlag>)> {
+        self.accounts.iter().map(|(k, m)| (k, m.values().collect()))
+    }
+
+    /// Likely duplicates with their keys (`"<first account> <second account>"`), in key
+    /// order.
+    pub fn duplicates_by_key(&self) -> impl Iterator<Item = (&str, &DuplicateFlag)> {
+        self.duplicates.iter().map(|(k, d)| (k.as_str(), d))
+    }
+
     fn note_account(&mut self, key: &AccountKey, company: &str, at: DateTime<Utc>) {
         if self.names.contains_key(key) {
             return;

@@ -102,6 +102,11 @@ impl Ledger {
         self.entries.values()
     }
 
+    /// Entries with their sequence numbers, in posting order.
+    pub fn entries_by_sequence(&self) -> impl Iterator<Item = (u64, &Entry)> {
+        self.entries.iter().map(|(n, e)| (*n, e))
+    }
+
     pub fn entries_for(&self, partner: PartnerId) -> impl Iterator<Item = &Entry> {
         self.entries().filter(move |e| e.partner_id == partner)
     }

@@ -147,7 +147,8 @@ impl Pipeline {
     }
 }
 
-trait Grouping {
+/// A row that can be grouped by motion and stage (a vendor's or a partner's).
+pub trait Grouping {
     fn motion(&self) -> Motion;
     fn stage(&self) -> &str;
 }
@@ -161,6 +162,15 @@ impl Grouping for VendorRow {
     }
 }
 
+impl<R: Grouping> Grouping for &R {
+    fn motion(&self) -> Motion {
+        (**self).motion()
+    }
+    fn stage(&self) -> &str {
+        (**self).stage()
+    }
+}
+
 impl Grouping for PartnerRow {
     fn motion(&self) -> Motion {
         self.motion
@@ -170,7 +180,9 @@ impl Grouping for PartnerRow {
     }
 }
 
-fn group<R: Grouping>(rows: impl Iterator<Item = R>) -> Grouped<R> {
+/// Rows grouped by motion, then stage, in the order given within a group (the form the
+/// pipeline is answered in, whole or one page of it).
+pub fn group<R: Grouping>(rows: impl IntoIterator<Item = R>) -> Grouped<R> {
     let mut grouped: Grouped<R> = BTreeMap::new();
     for row in rows {
         grouped

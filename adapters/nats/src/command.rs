@@ -24,7 +24,8 @@ pub const ERROR_HEADER: &str = "Nats-Service-Error";
 pub const ERROR_CODE_HEADER: &str = "Nats-Service-Error-Code";
 
 /// The status a refusal carries in `Nats-Service-Error-Code`, HTTP-like: 400 the input
-/// cannot be read, 403 it names someone else, 409 the account is contended (retry), 422
+/// cannot be read, 403 it names someone else, 404 it names what is not there (for you), 413
+/// one item of an answer is larger than a message may be, 409 the account is contended (retry), 422
 /// the domain refused it (recorded), 503 the store cannot take it now (retry with the same
 /// key), 500 a defect.
 pub fn status_of(code: &str) -> u16 {
@@ -33,6 +34,7 @@ pub fn status_of(code: &str) -> u16 {
         | "command_mismatch" | "invalid_query" | "unknown_view" => 400,
         "actor_mismatch" | "not_permitted" => 403,
         "unknown_registration" => 404,
+        "answer_too_large" => 413,
         "idempotency_key_reused" | "contention" => 409,
         "view_timeout" => 504,
         "store_unavailable" | "store_failed" | "view_unavailable" => 503,

@@ -5,6 +5,7 @@
 //! - [`command`]: one NATS micro endpoint per command; replies are the `dealreg apply`
 //!   lines, with the micro protocol's error headers.
 //! - [`query`]: answers from the stored views, at a position the caller asks for.
+//! - [`page`]: query answers cut into pages that fit one message, with a cursor.
 //! - [`feed`]: the views' row changes from the outbox to JetStream.
 //! - [`service`]: the wiring, the views lease, the drain on shutdown.
 //! - [`metrics`]: Prometheus text and the health endpoints.
@@ -16,6 +17,7 @@ pub mod command;
 pub mod duties;
 pub mod feed;
 pub mod metrics;
+pub mod page;
 pub mod query;
 pub mod service;
 pub mod subject;

@@ -19,12 +19,13 @@ use dealreg_events::{EventStore, Position, StoreError, StreamRevision, StreamTip
 use dealreg_projections::conflicts::ConflictFlags;
 use dealreg_projections::ledger::Ledger;
 use dealreg_projections::metrics::ProgramMetrics;
-use dealreg_projections::pipeline::{Pipeline, VendorRow};
+use dealreg_projections::pipeline::{group, PartnerRow, Pipeline, VendorRow};
 use dealreg_projections::Projection;
 use dealreg_vault::KeyVault;
 use dealreg_views::CheckpointStore;
 use serde::{Deserialize, Serialize};
 
+use crate::page::{self, PageError, Pager};
 use crate::subject::Asker;
 
 /// The longest a query waits for `min_position`.
@@ -58,6 +59,13 @@ pub struct QueryRequest {
     /// `registration`: the registration whose history is asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registration_id: Option<uuid::Uuid>,
+    /// The page after this cursor: the `next` of the page before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// At most this many items in the page (1 to 10000); without it, as many as fit in
+    /// one message of the server's `max_payload`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
 }
 
 /// The reply to a query.
@@ -70,6 +78,10 @@ pub enum QueryReply {
         /// The log position the answer reflects.
         position: Position,
         answer: serde_json::Value,
+        /// The cursor of the next page (ask again with it as `after`); absent on the
+        /// last page.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next: Option<String>,
     },
     Refused {
         ok: bool,
@@ -159,15 +171,57 @@ async fn read_view<P: Projection, K: CheckpointStore>(
     }
 }
 
-fn answered<T: Serialize>(view: &str, position: Position, answer: &T) -> QueryReply {
+fn answered<T: Serialize>(view: &str, position: Position, answer: &T, pager: Pager) -> QueryReply {
+    let next = match pager.finish() {
+        Ok(next) => next,
+        Err(e) => return page_refusal(view, e),
+    };
     match serde_json::to_value(answer) {
         Ok(answer) => QueryReply::Answered {
             ok: true,
             view: view.into(),
             position,
             answer,
+            next,
         },
         Err(e) => refused("internal", format!("the answer could not be encoded: {e}")),
+    }
+}
+
+/// The refusal of a reply of `bytes` that a message of `max_payload` cannot carry.
+pub fn too_large(bytes: usize, max_payload: usize) -> QueryReply {
+    QueryReply::Refused {
+        ok: false,
+        error: RefusalBody {
+            code: "answer_too_large".into(),
+            message: format!(
+                "the answer is {bytes} bytes and a reply may hold {max_payload}; ask with a smaller `limit`, or narrow the query"
+            ),
+            details: serde_json::json!({ "bytes": bytes, "room": max_payload }),
+        },
+    }
+}
+
+fn page_refusal(view: &str, e: PageError) -> QueryReply {
+    match e {
+        PageError::Cursor(cursor) => refused(
+            "invalid_query",
+            format!("`after`: `{cursor}` is not a cursor of the `{view}` view; pass the `next` of its previous page, or leave `after` out for the first page"),
+        ),
+        PageError::Limit(n) => refused(
+            "invalid_query",
+            format!("`limit`: {n} is not from 1 to {}", page::MAX_LIMIT),
+        ),
+        PageError::ItemTooLarge { section, bytes, room } => QueryReply::Refused {
+            ok: false,
+            error: RefusalBody {
+                code: "answer_too_large".into(),
+                message: format!(
+                    "one `{section}` of the `{view}` answer is {bytes} bytes and a reply may hold {room}; raise the server's `max_payload`, or narrow the query"
+                ),
+                details: serde_json::json!({ "bytes": bytes, "room": room }),
+            },
+        },
     }
 }
 
@@ -197,6 +251,7 @@ pub async fn answer<S: EventStore, K: CheckpointStore>(
     asker: &Asker,
     view: &str,
     body: &[u8],
+    max_payload: usize,
 ) -> QueryReply {
     let allowed = match asker {
         Asker::Partner(_) => PARTNER_VIEWS,
@@ -242,31 +297,68 @@ pub async fn answer<S: EventStore, K: CheckpointStore>(
         }
         Asker::Vendor => request.partner_id.map(PartnerId),
     };
+    let sections = match view {
+        "pipeline" => PIPELINE_PAGES,
+        "ledger" => LEDGER_PAGES,
+        "conflicts" => CONFLICT_PAGES,
+        "registration" => HISTORY_PAGES,
+        _ => NOT_PAGED,
+    };
+    let mut pager = match Pager::new(
+        sections,
+        request.after.as_deref(),
+        request.limit,
+        max_payload,
+    ) {
+        Ok(pager) => pager,
+        Err(e) => return page_refusal(view, e),
+    };
     match view {
         "pipeline" => match read_view::<Pipeline, K>(checkpoints, partner, min, deadline).await {
-            Ok(read) => match asker {
-                Asker::Partner(me) => answered(view, read.position, &read.view.partner_view(*me)),
-                Asker::Vendor => answered(view, read.position, &read.view.vendor_view()),
-            },
+            Ok(read) => {
+                let rows = read
+                    .view
+                    .rows()
+                    .filter(|r| partner.is_none_or(|p| p == r.partner_id))
+                    .map(|r| (r.registration_id.0.to_string(), r));
+                match asker {
+                    Asker::Partner(_) => {
+                        let rows = rows.map(|(k, r)| (k, PartnerRow::from(r)));
+                        let page = group(pager.take("registration", rows));
+                        answered(view, read.position, &page, pager)
+                    }
+                    Asker::Vendor => {
+                        let page = group(pager.take("registration", rows));
+                        answered(view, read.position, &page, pager)
+                    }
+                }
+            }
             Err(e) => wait_refusal(view, min, e),
         },
         "ledger" => match read_view::<Ledger, K>(checkpoints, partner, min, deadline).await {
             Ok(read) => {
-                let entries: Vec<_> = read
-                    .view
-                    .entries()
-                    .filter(|e| partner.is_none_or(|p| p == e.partner_id))
-                    .collect();
-                let balances: BTreeMap<String, _> = read
-                    .view
-                    .balances()
-                    .filter(|(p, _)| partner.is_none_or(|q| q == **p))
-                    .map(|(p, by_currency)| (p.to_string(), by_currency))
+                let entries = pager.take(
+                    "entry",
+                    read.view
+                        .entries_by_sequence()
+                        .filter(|(_, e)| partner.is_none_or(|p| p == e.partner_id))
+                        .map(|(n, e)| (page::sequence_key(n), e)),
+                );
+                let balances: BTreeMap<String, _> = pager
+                    .take(
+                        "balance",
+                        read.view
+                            .balances()
+                            .filter(|(p, _)| partner.is_none_or(|q| q == **p))
+                            .map(|(p, by_currency)| (p.to_string(), (p.to_string(), by_currency))),
+                    )
+                    .into_iter()
                     .collect();
                 answered(
                     view,
                     read.position,
                     &serde_json::json!({ "entries": entries, "balances": balances }),
+                    pager,
                 )
             }
             Err(e) => wait_refusal(view, min, e),
@@ -283,28 +375,39 @@ pub async fn answer<S: EventStore, K: CheckpointStore>(
             };
             match read_view::<ConflictFlags, K>(checkpoints, None, min, deadline).await {
                 Ok(read) => {
-                    let mut by_account: BTreeMap<&str, Vec<_>> = BTreeMap::new();
-                    for (key, flag) in read.view.all() {
-                        if account.as_ref().is_none_or(|a| a == key) {
-                            by_account.entry(key.0.as_str()).or_default().push(flag);
-                        }
-                    }
-                    let duplicates: Vec<_> = read
-                        .view
-                        .duplicates()
-                        .filter(|d| account.as_ref().is_none_or(|a| d.accounts.contains(a)))
+                    let by_account: BTreeMap<&str, Vec<_>> = pager
+                        .take(
+                            "account",
+                            read.view
+                                .by_account()
+                                .filter(|(key, flags)| {
+                                    !flags.is_empty() && account.as_ref().is_none_or(|a| a == *key)
+                                })
+                                .map(|(key, flags)| (key.0.clone(), (key.0.as_str(), flags))),
+                        )
+                        .into_iter()
                         .collect();
+                    let duplicates = pager.take(
+                        "duplicate",
+                        read.view
+                            .duplicates_by_key()
+                            .filter(|(_, d)| {
+                                account.as_ref().is_none_or(|a| d.accounts.contains(a))
+                            })
+                            .map(|(key, d)| (key.to_string(), d)),
+                    );
                     answered(
                         view,
                         read.position,
                         &serde_json::json!({ "conflicts": by_account, "likely_duplicates": duplicates }),
+                        pager,
                     )
                 }
                 Err(e) => wait_refusal(view, min, e),
             }
         }
         "metrics" => match read_view::<ProgramMetrics, K>(checkpoints, None, min, deadline).await {
-            Ok(read) => answered(view, read.position, &read.view.report()),
+            Ok(read) => answered(view, read.position, &read.view.report(), pager),
             Err(e) => wait_refusal(view, min, e),
         },
         "registration" => {
@@ -314,7 +417,7 @@ pub async fn answer<S: EventStore, K: CheckpointStore>(
                     "`registration_id` is required for a registration's history".into(),
                 );
             };
-            history(
+            match history(
                 store,
                 checkpoints,
                 vault,
@@ -324,10 +427,30 @@ pub async fn answer<S: EventStore, K: CheckpointStore>(
                 deadline,
             )
             .await
+            {
+                Ok(found) => {
+                    let events = pager.take("event", found.lines);
+                    answered(
+                        view,
+                        found.position,
+                        &serde_json::json!({ "registration_id": id, "account": found.account, "events": events }),
+                        pager,
+                    )
+                }
+                Err(refusal) => refusal,
+            }
         }
         _ => refused("unknown_view", format!("`{view}` is not a view")),
     }
 }
+
+/// The sections each view's answer is paged by (see [`crate::page`]).
+const PIPELINE_PAGES: &[&str] = &["registration"];
+const LEDGER_PAGES: &[&str] = &["entry", "balance"];
+const CONFLICT_PAGES: &[&str] = &["account", "duplicate"];
+const HISTORY_PAGES: &[&str] = &["event"];
+/// `metrics` is one report whose size does not grow with the log: one page.
+const NOT_PAGED: &[&str] = &[];
 
 /// One event of a registration's history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -353,6 +476,13 @@ fn names(value: &serde_json::Value, id: &str) -> bool {
     }
 }
 
+/// A registration's history as of `position`: its account, and its lines keyed for paging.
+struct History {
+    position: Position,
+    account: AccountKey,
+    lines: Vec<(String, HistoryLine)>,
+}
+
 /// The history of one registration, from its account's stream: every event that names it,
 /// partner-safe for a partner, who sees only its own registrations (another partner's
 /// registration answers as unknown, exactly as one that does not exist).
@@ -364,7 +494,7 @@ async fn history<S: EventStore, K: CheckpointStore>(
     id: RegistrationId,
     min: Position,
     deadline: Instant,
-) -> QueryReply {
+) -> Result<History, QueryReply> {
     let unknown = || {
         refused(
             "unknown_registration",
@@ -380,26 +510,32 @@ async fn history<S: EventStore, K: CheckpointStore>(
         {
             Ok((position, mut rows)) if position >= min || Instant::now() >= deadline => {
                 if position < min {
-                    return wait_refusal("registration", min, Wait::Timeout { reached: position });
+                    return Err(wait_refusal(
+                        "registration",
+                        min,
+                        Wait::Timeout { reached: position },
+                    ));
                 }
                 break (position, rows.pop().flatten());
             }
             Ok(_) => tokio::time::sleep(RECHECK).await,
-            Err(e) => return store_refusal(&e),
+            Err(e) => return Err(store_refusal(&e)),
         }
     };
-    let Some(row) = row else { return unknown() };
+    let Some(row) = row else {
+        return Err(unknown());
+    };
     let row: VendorRow = match serde_json::from_slice(&row) {
         Ok(row) => row,
         Err(e) => {
-            return refused(
+            return Err(refused(
                 "view_unavailable",
                 format!("the pipeline row cannot be read: {e}"),
-            )
+            ))
         }
     };
     let me = match asker {
-        Asker::Partner(me) if row.partner_id != *me => return unknown(),
+        Asker::Partner(me) if row.partner_id != *me => return Err(unknown()),
         Asker::Partner(me) => Some(*me),
         Asker::Vendor => None,
     };
@@ -410,7 +546,7 @@ async fn history<S: EventStore, K: CheckpointStore>(
     loop {
         let page = match store.read_stream(&stream, after.as_ref(), 1024).await {
             Ok(page) => page,
-            Err(e) => return store_refusal(&e),
+            Err(e) => return Err(store_refusal(&e)),
         };
         let Some(last) = page.last() else { break };
         after = Some(StreamTip::of(last));
@@ -420,12 +556,15 @@ async fn history<S: EventStore, K: CheckpointStore>(
             }
             let mut event = match decode_event(recorded) {
                 Ok(event) => event,
-                Err(e) => return refused("internal", format!("an event cannot be read: {e}")),
+                Err(e) => return Err(refused("internal", format!("an event cannot be read: {e}"))),
             };
             // The vendor reads the contact (or sees it erased); a partner's form has none.
             if me.is_none() {
                 if let Err(e) = personal::reveal(&mut event, vault) {
-                    return refused("store_failed", format!("the key vault cannot be read: {e}"));
+                    return Err(refused(
+                        "store_failed",
+                        format!("the key vault cannot be read: {e}"),
+                    ));
                 }
             }
             let value = match me {
@@ -437,17 +576,20 @@ async fn history<S: EventStore, K: CheckpointStore>(
             };
             let Ok(value) = value else { continue };
             if names(&value, &wanted) {
-                lines.push(HistoryLine {
-                    position: recorded.position,
-                    revision: me.is_none().then_some(recorded.revision),
-                    event: value,
-                });
+                lines.push((
+                    page::position_key(recorded.position),
+                    HistoryLine {
+                        position: recorded.position,
+                        revision: me.is_none().then_some(recorded.revision),
+                        event: value,
+                    },
+                ));
             }
         }
     }
-    answered(
-        "registration",
+    Ok(History {
         position,
-        &serde_json::json!({ "registration_id": id.0, "account": row.account, "events": lines }),
-    )
+        account: row.account,
+        lines,
+    })
 }

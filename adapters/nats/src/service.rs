@@ -296,9 +296,19 @@ async fn answer_query<S: EventStore, K: CheckpointStore>(
 ) {
     let started = Instant::now();
     let message = &request.message;
-    let reply = match subject::query_address(&message.subject) {
+    let mut reply = match subject::query_address(&message.subject) {
         Some((asker, view)) => {
-            query::answer(log, views, vault, &asker, &view, &message.payload).await
+            let max_payload = client.server_info().max_payload;
+            query::answer(
+                log,
+                views,
+                vault,
+                &asker,
+                &view,
+                &message.payload,
+                max_payload,
+            )
+            .await
         }
         None => query::QueryReply::Refused {
             ok: false,
@@ -312,13 +322,19 @@ async fn answer_query<S: EventStore, K: CheckpointStore>(
             },
         },
     };
+    let mut body = serde_json::to_vec(&reply).unwrap_or_default();
+    // The pages are cut to fit; this is the last guard, so that a reply the server would
+    // drop (leaving the asker with no answer at all) is a coded refusal instead.
+    if body.len() > client.server_info().max_payload {
+        reply = query::too_large(body.len(), client.server_info().max_payload);
+        body = serde_json::to_vec(&reply).unwrap_or_default();
+    }
     let view = message.subject.rsplit('.').next().unwrap_or_default();
     let outcome = reply.refusal().map_or("ok", |e| e.code.as_str());
     metrics.query_done(view, outcome, started.elapsed());
     let Some(to) = message.reply.clone() else {
         return;
     };
-    let body = serde_json::to_vec(&reply).unwrap_or_default();
     let sent = match reply.refusal() {
         None => request.respond(Ok(body.into())).await,
         Some(e) => {
