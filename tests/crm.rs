@@ -90,7 +90,7 @@ fn protected_with_attribution(rows: &BTreeMap<String, Value>) -> (&String, &Valu
 
 fn decimal(amount: &Value) -> Value {
     let minor = amount["amount_minor"].as_i64().expect("minor units");
-    Value::String(dealreg_crm::mapping::decimal(minor, 2))
+    Value::String(dealreg_crm::mapping::decimal(minor.into(), 2))
 }
 
 /// The CRM holds one record per registration, conflict flag and balance, with the
@@ -181,7 +181,7 @@ fn assert_mirrors_views(fake: &FakeCrm, store: &Path) {
             let minor = minor.as_i64().expect("minor units");
             assert_eq!(
                 record["dealreg_balance"],
-                json!(dealreg_crm::mapping::decimal(minor, 2))
+                json!(dealreg_crm::mapping::decimal(minor.into(), 2))
             );
         }
     }
@@ -589,7 +589,7 @@ async fn a_salesforce_opportunity_closed_won_is_polled_into_one_win() {
         .as_i64()
         .expect("minor units");
     let opportunity = |stamp: &str| {
-        json!({ "IsClosed": true, "IsWon": true, "Amount": dealreg_crm::mapping::decimal(minor, 2),
+        json!({ "IsClosed": true, "IsWon": true, "Amount": dealreg_crm::mapping::decimal(minor.into(), 2),
                 "SystemModstamp": stamp, "OwnerId": "005X", "Dealreg_Registration_Id__c": id,
                 "Dealreg_Account__c": row["account"], "Dealreg_Product_Line__c": row["product_line"] })
         .as_object()

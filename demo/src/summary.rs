@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use dealreg_domain::{Currency, Event, Money, Motion, PartnerId, RegistrationStatus};
+use dealreg_domain::{Currency, Event, Motion, PartnerId, RegistrationStatus};
 use dealreg_engine::decode_event;
 use dealreg_engine::runner::{self, CatchUp};
 use dealreg_events::chain::ChainReport;
@@ -101,13 +101,7 @@ impl Happened {
     }
 }
 
-fn money(minor: i64, currency: &Currency) -> String {
-    Money {
-        amount_minor: minor,
-        currency: currency.clone(),
-    }
-    .to_string()
-}
+use dealreg_domain::money::format_amount as money;
 
 /// Renders the demo's closing report.
 pub async fn render<S: EventStore, K: CheckpointStore>(

@@ -62,10 +62,11 @@ impl fmt::Display for Currency {
 /// The most a money input may be, in minor units: 10^15 (ten trillion of a two-decimal
 /// currency, a quadrillion yen).
 ///
-/// Why a ceiling: amounts are summed in `i64` minor units (a partner's balance, the
-/// program's sourced revenue, a deal's reversals); inputs of up to `i64::MAX` wrapped
-/// those sums (six wins of `i64::MAX` gave a negative balance). At this ceiling over
-/// 9,000 inputs at the ceiling fit in one sum; no deal comes near it.
+/// Why a ceiling: one amount and what is computed from it (a commission, a deal's
+/// reversals) is an `i64`; inputs of up to `i64::MAX` wrapped sums (six wins of
+/// `i64::MAX` gave a negative balance). The views now sum in `i128` (a balance, the
+/// program's won revenue), exact for any number of inputs; the ceiling keeps each input
+/// and each deal's own arithmetic far from the `i64` edge, and no deal comes near it.
 pub const MAX_AMOUNT_MINOR: i64 = 1_000_000_000_000_000;
 
 /// An exact amount: `amount_minor` of the currency's minor unit (cents for USD, yen for JPY).
@@ -116,10 +117,11 @@ impl Money {
 
 /// `1234567` minor units as `12,345.67` (or `1,234,567` with exponent 0): thousands
 /// grouped, exactly the currency's number of decimals.
-pub fn format_minor(amount_minor: i64, exponent: u32) -> String {
+pub fn format_minor(amount_minor: impl Into<i128>, exponent: u32) -> String {
+    let amount_minor: i128 = amount_minor.into();
     let sign = if amount_minor < 0 { "-" } else { "" };
     let abs = amount_minor.unsigned_abs();
-    let scale = 10u64.pow(exponent);
+    let scale = 10u128.pow(exponent);
     let (units, fraction) = (abs / scale, abs % scale);
     let digits = units.to_string();
     let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
@@ -137,6 +139,15 @@ pub fn format_minor(amount_minor: i64, exponent: u32) -> String {
             width = exponent as usize
         )
     }
+}
+
+/// An amount (one `i64` input or an `i128` sum of them) with its currency:
+/// `12,345.67 USD`, as [`Money`] prints.
+pub fn format_amount(amount_minor: impl Into<i128>, currency: &Currency) -> String {
+    format!(
+        "{} {currency}",
+        format_minor(amount_minor, currency.exponent())
+    )
 }
 
 impl fmt::Display for Money {

@@ -71,8 +71,9 @@ impl Scope<Entry> for ToPartner {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Balances {
     pub partner_id: PartnerId,
-    /// Currency -> balance in minor units.
-    pub by_currency: BTreeMap<Currency, i64>,
+    /// Currency -> balance in minor units. `i128`: a sum of `i64` entries, exact however
+    /// many there are (an `i64` sum wrapped negative past 9.2 * 10^18).
+    pub by_currency: BTreeMap<Currency, i128>,
 }
 
 impl Scope<Balances> for ToPartner {
@@ -111,7 +112,7 @@ impl Ledger {
         self.entries().filter(move |e| e.partner_id == partner)
     }
 
-    pub fn balance(&self, partner: PartnerId, currency: &Currency) -> i64 {
+    pub fn balance(&self, partner: PartnerId, currency: &Currency) -> i128 {
         self.balances
             .get(&partner)
             .and_then(|b| b.by_currency.get(currency))
@@ -120,7 +121,7 @@ impl Ledger {
     }
 
     /// Each partner's balances by currency, partners in order.
-    pub fn balances(&self) -> impl Iterator<Item = (&PartnerId, &BTreeMap<Currency, i64>)> {
+    pub fn balances(&self) -> impl Iterator<Item = (&PartnerId, &BTreeMap<Currency, i128>)> {
         self.balances.iter().map(|(p, b)| (p, &b.by_currency))
     }
 
@@ -140,7 +141,7 @@ impl Ledger {
         *balances
             .by_currency
             .entry(entry.currency.clone())
-            .or_default() += entry.amount_minor;
+            .or_default() += i128::from(entry.amount_minor);
         let sequence = self.next_entry;
         self.next_entry += 1;
         self.entries.insert(sequence, entry);
@@ -170,8 +171,9 @@ pub fn commission(amount_minor: i64, percent: u32, rate_bps: u32) -> i64 {
 
 impl Projection for Ledger {
     const NAME: &'static str = "ledger";
-    /// 2: stored as rows.
-    const VERSION: u32 = 2;
+    /// 2: stored as rows. 3: balances are `i128` sums (folded again so that a balance an
+    /// `i64` sum wrapped is exact).
+    const VERSION: u32 = 3;
     /// A partner's own commission entries and balances are its to see.
     const PUBLISHED: &'static [crate::Published] = &[
         crate::Published {
@@ -306,8 +308,10 @@ impl Projection for Ledger {
                     .won_at
                     .is_some_and(|won| *at <= won + Duration::days(i64::from(window)));
                 if within && deal.amount_minor > 0 {
-                    deal.reversed_minor =
-                        (deal.reversed_minor + amount.amount_minor).min(deal.amount_minor);
+                    deal.reversed_minor = deal
+                        .reversed_minor
+                        .saturating_add(amount.amount_minor)
+                        .min(deal.amount_minor);
                     for (slot, &index) in deal.accruals.iter().enumerate() {
                         let Some(accrual) = self.entries.get(&index).cloned() else {
                             continue;

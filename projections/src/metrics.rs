@@ -20,10 +20,11 @@ pub struct MotionMetrics {
     pub submitted: u64,
     pub won: u64,
     pub lost: u64,
-    /// Won amount with a sourcing partner, per currency (minor units).
-    pub sourced_minor: BTreeMap<Currency, i64>,
+    /// Won amount with a sourcing partner, per currency (minor units; `i128`, exact
+    /// however many wins are summed).
+    pub sourced_minor: BTreeMap<Currency, i128>,
     /// Won amount with influencers and no sourcing partner, per currency.
-    pub influenced_minor: BTreeMap<Currency, i64>,
+    pub influenced_minor: BTreeMap<Currency, i128>,
     /// Sum of days from submission to win, to average.
     pub cycle_days_total: i64,
 }
@@ -82,9 +83,9 @@ pub struct MotionReport {
     pub win_rate_bps: Option<u64>,
     pub average_cycle_days: Option<i64>,
     /// Won amounts with a sourcing partner, per currency, in minor units.
-    pub sourced_minor: BTreeMap<Currency, i64>,
+    pub sourced_minor: BTreeMap<Currency, i128>,
     /// Won amounts with influencers only, per currency, in minor units.
-    pub influenced_minor: BTreeMap<Currency, i64>,
+    pub influenced_minor: BTreeMap<Currency, i128>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
@@ -165,8 +166,9 @@ impl ProgramMetrics {
 
 impl Projection for ProgramMetrics {
     const NAME: &'static str = "metrics";
-    /// 2: conflicts that closed by themselves are counted apart. 3: stored as rows.
-    const VERSION: u32 = 3;
+    /// 2: conflicts that closed by themselves are counted apart. 3: stored as rows. 4: won
+    /// amounts are `i128` sums.
+    const VERSION: u32 = 4;
 
     fn tables(&self) -> Tables<'_> {
         vec![
@@ -237,7 +239,8 @@ impl Projection for ProgramMetrics {
                     None
                 };
                 if let Some(bucket) = bucket {
-                    *bucket.entry(amount.currency.clone()).or_default() += amount.amount_minor;
+                    *bucket.entry(amount.currency.clone()).or_default() +=
+                        i128::from(amount.amount_minor);
                 }
             }
             Event::DealLost {

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
-use dealreg_domain::{AccountKey, Currency, Money, PartnerId};
+use dealreg_domain::{AccountKey, Currency, PartnerId};
 use serde::Serialize;
 
 use crate::conflicts::{ConflictFlag, DuplicateFlag};
@@ -39,13 +39,7 @@ fn expiry(protection: ProtectionStatus, at: Option<DateTime<Utc>>) -> String {
     }
 }
 
-fn money(minor: i64, currency: &Currency) -> String {
-    Money {
-        amount_minor: minor,
-        currency: currency.clone(),
-    }
-    .to_string()
-}
+use dealreg_domain::money::format_amount as money;
 
 /// Rows grouped by motion, then stage, one line per row.
 fn grouped<R>(view: &Grouped<R>, line: impl Fn(&R) -> String) -> String {
@@ -169,7 +163,7 @@ pub fn conflicts(
 pub fn metrics(m: &ProgramMetrics) -> String {
     let pct =
         |bps: Option<u64>| bps.map_or("-".to_string(), |b| format!("{}.{:02} %", b / 100, b % 100));
-    let amounts = |by: &BTreeMap<Currency, i64>| {
+    let amounts = |by: &BTreeMap<Currency, i128>| {
         if by.is_empty() {
             return "-".to_string();
         }

@@ -249,16 +249,16 @@ proptest! {
         let ledger = fold(&events);
 
         // Entries sum to balances, per partner and currency.
-        let mut sums: BTreeMap<(PartnerId, Currency), i64> = BTreeMap::new();
+        let mut sums: BTreeMap<(PartnerId, Currency), i128> = BTreeMap::new();
         for e in ledger.entries() {
-            *sums.entry((e.partner_id, e.currency.clone())).or_default() += e.amount_minor;
+            *sums.entry((e.partner_id, e.currency.clone())).or_default() += i128::from(e.amount_minor);
         }
         for (partner, by_currency) in ledger.balances() {
             for (currency, balance) in by_currency {
                 prop_assert_eq!(sums.get(&(*partner, currency.clone())).copied().unwrap_or(0), *balance);
             }
         }
-        prop_assert_eq!(sums.values().sum::<i64>(), ledger.balances().flat_map(|(_, b)| b.values()).sum::<i64>());
+        prop_assert_eq!(sums.values().sum::<i128>(), ledger.balances().flat_map(|(_, b)| b.values()).sum::<i128>());
 
         // No money created or lost: per deal, clawbacks never exceed accruals, accruals never
         // exceed the highest rate on the whole amount, and a fully reversed deal nets zero
@@ -302,4 +302,42 @@ fn won_at(events: &[Event], deal: RegistrationId) -> DateTime<Utc> {
             _ => None,
         })
         .unwrap_or_else(t0)
+}
+
+/// Sums are exact past `i64`: six wins of `i64::MAX` (a log written before inputs were
+/// capped at 10^15, or 9,300 wins at the cap) give the partner the exact positive sum of
+/// its accruals, not a balance wrapped negative.
+#[test]
+fn a_balance_past_i64_is_exact_not_wrapped() {
+    let reseller = PartnerId(Uuid::now_v7());
+    let mut events = vec![
+        Event::PolicyAdopted {
+            policy: Policy::default_program(),
+            at: t0(),
+        },
+        onboarded(reseller, Motion::Reseller),
+    ];
+    for _ in 0..6 {
+        let attribution = Attribution {
+            sourcing: Some(reseller),
+            influencers: BTreeMap::new(),
+        };
+        let deal = RegistrationId(Uuid::now_v7());
+        events.push(won(
+            deal,
+            reseller,
+            Motion::Reseller,
+            i64::MAX,
+            attribution,
+            t0(),
+        ));
+    }
+    let ledger = fold(&events);
+    let accrued: i128 = ledger.entries().map(|e| i128::from(e.amount_minor)).sum();
+    assert!(
+        accrued > i128::from(i64::MAX),
+        "six accruals near i64::MAX each"
+    );
+    let usd = Currency::try_from("USD".to_string()).expect("usd");
+    assert_eq!(ledger.balance(reseller, &usd), accrued);
 }

@@ -167,3 +167,29 @@ fn sourced_influenced_win_rate_cycle_time_sla_and_conflicts() {
         (1, 1, 30)
     );
 }
+
+/// Won amounts are summed exactly past `i64`: six sourced wins of `i64::MAX` (a log written
+/// before inputs were capped) are six times `i64::MAX`, not a negative revenue.
+#[test]
+fn sourced_revenue_past_i64_is_exact_not_wrapped() {
+    let sourced = Attribution {
+        sourcing: Some(PartnerId(Uuid::nil())),
+        influencers: Default::default(),
+    };
+    let mut m = ProgramMetrics::default();
+    for i in 0..6 {
+        let id = RegistrationId(Uuid::now_v7());
+        m.apply(
+            dealreg_domain::Position::at(i + 1),
+            &won(id, Motion::Reseller, i64::MAX, sourced.clone(), 30),
+        );
+    }
+    let usd = dealreg_domain::Currency::try_from("USD".to_string()).expect("usd");
+    assert_eq!(
+        m.motions[&Motion::Reseller]
+            .sourced_minor
+            .get(&usd)
+            .copied(),
+        Some(6 * i128::from(i64::MAX))
+    );
+}

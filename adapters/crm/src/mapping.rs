@@ -586,7 +586,7 @@ fn field_value(
             if field.transform == Some(Transform::Currency) {
                 Value::String(currency.to_string())
             } else {
-                amount(minor, currency, target)
+                amount(i128::from(minor), currency, target)
             }
         }
         Some(Transform::MinorUnits) => {
@@ -595,8 +595,12 @@ fn field_value(
                 .pointer(currency_pointer)
                 .and_then(Value::as_str)
                 .ok_or_else(|| format!("{currency_pointer} names no currency"))?;
+            // A balance is an `i128` sum: past `i64` it is read as `u64` (past that, JSON
+            // numbers are floats here, and an inexact amount is refused, not sent).
             let minor = raw
                 .as_i64()
+                .map(i128::from)
+                .or_else(|| raw.as_u64().map(i128::from))
                 .ok_or_else(|| format!("{pointer} is not an integer amount in minor units"))?;
             amount(minor, currency, target)
         }
@@ -607,7 +611,7 @@ fn field_value(
 
 /// An amount in major units, exactly: a decimal string for HubSpot (every property is a
 /// string there), a JSON number for Salesforce (currency fields are numbers).
-fn amount(minor: i64, currency: &str, target: Target) -> Value {
+fn amount(minor: i128, currency: &str, target: Target) -> Value {
     let exponent = dealreg_domain::money::Currency::try_from(currency.to_string())
         .map(|c| c.exponent())
         .unwrap_or(2);
@@ -622,7 +626,7 @@ fn amount(minor: i64, currency: &str, target: Target) -> Value {
 }
 
 /// `minor` with `exponent` decimals: `decimal(-12345, 2) == "-123.45"`.
-pub fn decimal(minor: i64, exponent: u32) -> String {
+pub fn decimal(minor: i128, exponent: u32) -> String {
     if exponent == 0 {
         return minor.to_string();
     }
@@ -699,7 +703,11 @@ mod tests {
         assert_eq!(decimal(5, 2), "0.05");
         assert_eq!(decimal(5, 0), "5");
         assert_eq!(decimal(1, 3), "0.001");
-        assert_eq!(decimal(i64::MIN, 2), "-92233720368547758.08");
+        assert_eq!(decimal(i64::MIN.into(), 2), "-92233720368547758.08");
+        assert_eq!(
+            decimal(6 * i128::from(i64::MAX), 2),
+            "553402322211286548.42"
+        );
     }
 
     #[test]
