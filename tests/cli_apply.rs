@@ -218,3 +218,109 @@ fn store_failures_are_counted_apart_and_the_run_exits_non_zero() {
         "{stderr}"
     );
 }
+
+/// Writes `lines` onboarding commands to `path`, as one `apply` input.
+fn onboarding_file(path: &std::path::Path, lines: usize, tag: &str) {
+    let mut file = std::fs::File::create(path).expect("create");
+    for n in 0..lines {
+        let name = format!("{tag} partner {n} {}", "of a long name ".repeat(8));
+        writeln!(
+            file,
+            "{}",
+            json!({ "actor": channel_manager(), "command": onboard(Uuid::now_v7(), &name, &["referral"], "silver", 10) })
+        )
+        .expect("write");
+    }
+}
+
+/// A store whose pages were overwritten is refused before the run writes anything: the
+/// run exits non-zero, names the damage and what to do, answers no line, and the file's
+/// bytes are as they were. (Before, `apply` made ~50 durable commits into such a file
+/// before an append met a damaged page.) `DEALREG_SQLITE_SKIP_CHECK=1` skips the check.
+#[test]
+fn a_damaged_store_is_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = dir.path().join("damaged.db");
+    let seed = dir.path().join("seed.jsonl");
+    onboarding_file(&seed, 300, "Seed");
+    let seeded = dealreg()
+        .arg("--store")
+        .arg(&store)
+        .args(["apply", "--at", "2026-03-02T09:00:00Z"])
+        .arg(&seed)
+        .output()
+        .expect("run apply");
+    assert!(seeded.status.success(), "the seed run applies");
+    // Every page in the file itself, so that the noise below is what SQLite reads.
+    rusqlite::Connection::open(&store)
+        .and_then(|c| c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);"))
+        .expect("checkpoint the WAL");
+    let mut wal = store.as_os_str().to_owned();
+    wal.push("-wal");
+    assert!(std::fs::metadata(&wal).map_or(true, |m| m.len() == 0));
+
+    // Overwrite the second quarter of the file's pages with noise (page 1, the header and
+    // the schema, stays: the file still opens as a store).
+    let mut bytes = std::fs::read(&store).expect("read the store");
+    let pages = bytes.len() / 4096;
+    assert!(pages >= 16, "a store of {pages} pages");
+    let mut noise: u64 = 0x9e37_79b9_7f4a_7c15;
+    for byte in &mut bytes[(pages / 4) * 4096..(pages / 2) * 4096] {
+        noise ^= noise << 13;
+        noise ^= noise >> 7;
+        noise ^= noise << 17;
+        *byte = noise as u8;
+    }
+    std::fs::write(&store, &bytes).expect("damage the store");
+
+    let input = dir.path().join("more.jsonl");
+    onboarding_file(&input, 60, "Later");
+    let output = dealreg()
+        .arg("--store")
+        .arg(&store)
+        .args(["apply", "--at", "2026-03-02T10:00:00Z"])
+        .arg(&input)
+        .output()
+        .expect("run apply on a damaged store");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "refused: {stderr}");
+    for says in [
+        "is damaged",
+        "nothing was written",
+        "dealreg verify",
+        "quick check",
+    ] {
+        assert!(stderr.contains(says), "the refusal says `{says}`: {stderr}");
+    }
+    assert!(output.stdout.is_empty(), "no line was answered");
+    assert_eq!(
+        std::fs::read(&store).expect("read the store"),
+        bytes,
+        "not a byte of the store changed"
+    );
+    assert!(
+        std::fs::metadata(&wal).map_or(true, |m| m.len() == 0),
+        "nothing was committed to the WAL either"
+    );
+
+    // The operator may skip the check (a large store verified on a schedule): the run
+    // then meets the damage itself, and still exits non-zero.
+    let skipped = dealreg()
+        .env("DEALREG_SQLITE_SKIP_CHECK", "1")
+        .arg("--store")
+        .arg(&store)
+        .args(["apply", "--at", "2026-03-02T10:00:00Z"])
+        .arg(&input)
+        .output()
+        .expect("run apply with the check skipped");
+    assert!(
+        !String::from_utf8_lossy(&skipped.stderr).contains("quick check"),
+        "the check was skipped"
+    );
+    assert_eq!(
+        skipped.status.code(),
+        Some(3),
+        "the damage stops the run as a store failure: {}",
+        String::from_utf8_lossy(&skipped.stderr)
+    );
+}

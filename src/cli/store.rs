@@ -30,6 +30,11 @@ use dealreg_vault_jetstream::{JetStreamVault, VaultOptions};
 /// counted as store failures.
 pub const MAX_PAGES_ENV: &str = "DEALREG_SQLITE_MAX_PAGES";
 
+/// Set to `1` to skip SQLite's quick check of an existing store file when a job that
+/// writes opens it (for large stores whose integrity a scheduled `dealreg verify` covers;
+/// the check reads the whole file).
+pub const SKIP_CHECK_ENV: &str = "DEALREG_SQLITE_SKIP_CHECK";
+
 /// What `--store` names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreSpec {
@@ -329,7 +334,14 @@ impl EventStore for Log {
 /// Opens the store, creating it when missing (`demo`, `apply`, `import`, `serve`), with
 /// its views.
 pub async fn create_or_open(spec: &StoreSpec) -> Result<(Log, SqliteCheckpoints), String> {
-    open_as(spec, SqliteOptions::create()).await
+    open_as(spec, with_check(SqliteOptions::create())?).await
+}
+
+/// Opens the store, which must already be one, for a job that appends to the log (the
+/// timekeeper): a damaged file is refused before the first append, as by
+/// [`create_or_open`].
+pub async fn open_existing_to_append(spec: &StoreSpec) -> Result<(Log, SqliteCheckpoints), String> {
+    open_as(spec, with_check(SqliteOptions::existing())?).await
 }
 
 /// Opens the store, which must already be one (every job that writes views or commands
@@ -360,6 +372,7 @@ async fn open_as(
         Some(pages) => options.max_pages(pages),
         None => options,
     };
+
     match spec {
         StoreSpec::Sqlite(path) => {
             let store = SqliteStore::open_with(path, &options).map_err(|e| refusal(path, &e))?;
@@ -420,6 +433,19 @@ fn refusal(path: &Path, e: &OpenError) -> String {
             )
         }
         _ => format!("cannot open the store {}: {e}", path.display()),
+    }
+}
+
+/// `options` with SQLite's quick check at open, unless [`SKIP_CHECK_ENV`] says to skip it:
+/// a job that appends to the log refuses a damaged file before its first commit.
+fn with_check(options: SqliteOptions) -> Result<SqliteOptions, String> {
+    match std::env::var(SKIP_CHECK_ENV).as_deref() {
+        Ok("1") => Ok(options),
+        Ok("" | "0") | Err(std::env::VarError::NotPresent) => Ok(options.check_integrity()),
+        Ok(other) => Err(format!(
+            "{SKIP_CHECK_ENV}={other:?}: set it to 1 to skip the store check, or unset it"
+        )),
+        Err(e) => Err(format!("{SKIP_CHECK_ENV} cannot be read: {e}")),
     }
 }
 

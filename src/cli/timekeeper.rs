@@ -13,7 +13,7 @@ pub async fn run(
     spec: &super::store::StoreSpec,
     at: Option<DateTime<Utc>>,
 ) -> Result<ExitCode, String> {
-    let (store, checkpoints) = super::store::open_existing(spec).await?;
+    let (store, checkpoints) = super::store::open_existing_to_append(spec).await?;
     let engine = Engine::open(store.clone(), super::store::clock(at), None)
         .await
         .map_err(|e| e.to_string())?

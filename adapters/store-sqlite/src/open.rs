@@ -32,6 +32,7 @@ pub struct SqliteOptions {
     create: bool,
     max_pages: Option<u64>,
     record_commits: bool,
+    check: bool,
 }
 
 impl SqliteOptions {
@@ -41,6 +42,7 @@ impl SqliteOptions {
             create: true,
             max_pages: None,
             record_commits: false,
+            check: false,
         }
     }
 
@@ -55,6 +57,7 @@ impl SqliteOptions {
             create: false,
             max_pages: None,
             record_commits: false,
+            check: false,
         }
     }
 
@@ -72,6 +75,17 @@ impl SqliteOptions {
     /// Grows by one number per commit: for benchmarks, not for services.
     pub fn record_commits(mut self) -> SqliteOptions {
         self.record_commits = true;
+        self
+    }
+
+    /// Runs SQLite's quick check on an existing file before anything is written to it, and
+    /// refuses a damaged file ([`OpenError::Damaged`]). Why: a file whose pages were
+    /// overwritten opens, and appends that touch only sound pages commit, until one meets a
+    /// damaged page; a run would have made durable commits into a broken store before it
+    /// stopped. The check reads the whole file once (seconds per GB from a cold cache), so
+    /// it is for the jobs that write, at their start.
+    pub fn check_integrity(mut self) -> SqliteOptions {
+        self.check = true;
         self
     }
 
@@ -125,6 +139,12 @@ pub enum OpenError {
     },
     #[error("cannot start the writer thread: {0}")]
     Thread(#[source] std::io::Error),
+    #[error("{} is damaged, and nothing was written to it (SQLite's quick check: {}); run `dealreg verify` to see what is affected, and restore the store from a backup or an export (`dealreg import`)", path.display(), findings.join("; "))]
+    Damaged {
+        path: PathBuf,
+        /// The first problems the check names.
+        findings: Vec<String>,
+    },
 }
 
 impl OpenError {
@@ -149,7 +169,11 @@ pub(crate) fn writer_connection(
     path: &Path,
     options: &SqliteOptions,
 ) -> Result<(Connection, StoreSettings), OpenError> {
+    let existed = std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
     let conn = connect(path, options)?;
+    if options.check && existed {
+        quick_check(&conn, path)?;
+    }
     // Every statement the writer runs stays prepared (rusqlite's default cache holds 16).
     conn.set_prepared_statement_cache_capacity(64);
     switch_to_wal(&conn, path)?;
@@ -174,6 +198,39 @@ pub(crate) fn writer_connection(
         });
     }
     Ok((conn, settings))
+}
+
+/// The most problems a refusal names (the check stops looking after them).
+const FINDINGS: u32 = 5;
+
+/// SQLite's quick check of the whole file (b-trees, page and cell sizes, free list; not
+/// the indexes' agreement with their tables, which `integrity_check` adds at several times
+/// the cost). A file too damaged for the check to run is damaged too.
+fn quick_check(conn: &Connection, path: &Path) -> Result<(), OpenError> {
+    let damaged = |findings: Vec<String>| OpenError::Damaged {
+        path: path.to_path_buf(),
+        findings,
+    };
+    let findings: rusqlite::Result<Vec<String>> = conn
+        .prepare(&format!("PRAGMA quick_check({FINDINGS})"))
+        .and_then(|mut statement| {
+            statement
+                .query_map([], |row| row.get::<_, String>(0))?
+                .collect()
+        });
+    match findings {
+        Ok(findings) if findings.len() == 1 && findings[0] == "ok" => Ok(()),
+        Ok(findings) => Err(damaged(findings)),
+        Err(e)
+            if matches!(
+                e.sqlite_error_code(),
+                Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
+            ) =>
+        {
+            Err(damaged(vec![e.to_string()]))
+        }
+        Err(e) => Err(OpenError::sqlite(path, "check the file", e)),
+    }
 }
 
 /// How long a busy connection sleeps before it tries the lock again.
