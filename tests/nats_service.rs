@@ -309,10 +309,14 @@ async fn bad_input_over_nats_gets_coded_errors_and_the_service_keeps_serving() {
     wrong_type["estimated_amount"]["amount_minor"] = json!("lots");
     let mut missing = good.clone();
     missing.as_object_mut().map(|c| c.remove("customer"));
+    let mut array_amount = good.clone();
+    array_amount["estimated_amount"] = json!([5000, "EUR"]);
     let cases: Vec<(&str, String, Vec<u8>, &str, &str)> = vec![
         ("malformed JSON", submit.clone(), b"{\"command\": ".to_vec(), "malformed_json", "400"),
         ("wrong type", submit.clone(), json!({ "command": wrong_type }).to_string().into_bytes(), "invalid_command", "400"),
         ("missing field", submit.clone(), json!({ "command": missing }).to_string().into_bytes(), "invalid_command", "400"),
+        ("an array for an amount", submit.clone(), json!({ "command": array_amount }).to_string().into_bytes(), "invalid_command", "400"),
+        ("an array for a query", "dealreg.vendor.query.pipeline".into(), b"[1, 2]".to_vec(), "invalid_query", "400"),
         ("unknown command", format!("dealreg.partner.{partner}.cmd.steal_deal"), b"{}".to_vec(), "unknown_command", "400"),
         ("2 MB payload", submit.clone(), vec![b' '; 2 << 20], "payload_too_large", "400"),
         ("another actor", submit.clone(),

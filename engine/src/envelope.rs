@@ -107,6 +107,71 @@ fn invalid(message: String, field: &str) -> InputError {
     }
 }
 
+/// Whether `value` holds an array anywhere (most commands hold none, and need no
+/// [`array_for_object`] walk).
+fn holds_array(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Array(_) => true,
+        serde_json::Value::Object(fields) => fields.values().any(holds_array),
+        _ => false,
+    }
+}
+
+/// The JSON path of the first place where `given` (the input) has an array and `read`
+/// (what was read from it, serialised again) has an object: a struct that serde's derive
+/// read from the array of its fields in order (it accepts both, as `[5000, "EUR"]` for an
+/// amount). Why refuse it: the schemas say object, and a reader that follows them (or a
+/// later field added to the struct) would read that array otherwise.
+fn array_for_object(
+    given: &serde_json::Value,
+    read: &serde_json::Value,
+    path: &str,
+) -> Option<String> {
+    use serde_json::Value;
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match (given, read) {
+        (Value::Array(_), Value::Object(_)) => Some(path.to_string()),
+        (Value::Object(given), Value::Object(read)) => read.iter().find_map(|(key, r)| {
+            given
+                .get(key)
+                .and_then(|g| array_for_object(g, r, &join(key)))
+        }),
+        (Value::Array(given), Value::Array(read)) => given
+            .iter()
+            .zip(read)
+            .enumerate()
+            .find_map(|(i, (g, r))| array_for_object(g, r, &format!("{path}[{i}]"))),
+        _ => None,
+    }
+}
+
+/// Refuses `given` when [`array_for_object`] finds an array where `read` has an object.
+fn objects_as_objects<T: Serialize>(
+    given: &serde_json::Value,
+    read: &T,
+    path: &str,
+) -> Result<(), InputError> {
+    if !holds_array(given) {
+        return Ok(());
+    }
+    let Ok(read) = serde_json::to_value(read) else {
+        return Ok(());
+    };
+    match array_for_object(given, &read, path) {
+        None => Ok(()),
+        Some(field) => Err(invalid(
+            format!("`{field}` must be an object, not an array; see schemas/ for its fields"),
+            &field,
+        )),
+    }
+}
+
 /// Reads JSON, refusing an object that names a key twice: JSON parsers disagree on which
 /// of the two wins (serde keeps the last), and two readers of one message must never
 /// disagree about what it says.
@@ -371,10 +436,13 @@ impl CommandEnvelope {
     fn from_value(value: serde_json::Value) -> Result<CommandEnvelope, InputError> {
         const SHAPE: &str =
             "the envelope must be {\"idempotency_key\"?, \"actor\", \"command\": {\"type\", ...}}";
+        let given_actor = value.get("actor").cloned().unwrap_or_default();
         let arriving: Arriving = serde_path_to_error::deserialize(value).map_err(|e| {
             let field = field_of("", &e);
             invalid(format!("{}; {SHAPE}", at_path(&field, &e)), &field)
         })?;
+        objects_as_objects(&given_actor, &arriving.actor, "actor")?;
+        let given_command = arriving.command.clone();
         let serde_json::Value::Object(mut fields) = arriving.command else {
             return Err(invalid(
                 format!("`command` must be an object; {SHAPE}"),
@@ -410,7 +478,10 @@ impl CommandEnvelope {
                     details: serde_json::json!({ "command": name }),
                 })
             }
-            Some(Ok(command)) => command,
+            Some(Ok(command)) => {
+                objects_as_objects(&given_command, &command, "command")?;
+                command
+            }
             Some(Err(e)) => {
                 let error = serde_path_to_error::Error::new(track.path(), e);
                 let field = field_of("command", &error);
@@ -453,6 +524,36 @@ mod tests {
                 "proof_of_work": "met the CFO"
             }
         })
+    }
+
+    /// serde's derived structs also read a JSON array of their fields in order; the
+    /// schemas say object, and so does the parser.
+    #[test]
+    fn an_array_where_an_object_belongs_is_an_invalid_command_naming_the_field() {
+        let mut amount = submission();
+        amount["command"]["estimated_amount"] = json!([100, "USD"]);
+        let mut customer = submission();
+        customer["command"]["customer"] =
+            json!(["Acme", "acme.com", { "name": "Dana", "email": "dana@acme.com" }]);
+        let mut contact = submission();
+        contact["command"]["customer"]["contact"] = json!(["Dana", "dana@acme.com"]);
+        let mut actor = submission();
+        actor["actor"] = json!(["vendor", "channel_manager", "cm"]);
+        for (bad, field) in [
+            (amount, "command.estimated_amount"),
+            (customer, "command.customer"),
+            (contact, "command.customer.contact"),
+            (actor, "actor"),
+        ] {
+            let error = parse(bad).expect_err(field);
+            assert_eq!(error.code, InputErrorCode::InvalidCommand, "{field}");
+            assert_eq!(error.details["field"], field, "{}", error.message);
+            assert!(
+                error.message.contains("must be an object, not an array"),
+                "{}",
+                error.message
+            );
+        }
     }
 
     #[test]

@@ -98,6 +98,18 @@ impl QueryReply {
     }
 }
 
+/// What a JSON value is, for a message.
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
 fn refused(code: &str, message: String) -> QueryReply {
     QueryReply::Refused {
         ok: false,
@@ -269,7 +281,17 @@ pub async fn answer<S: EventStore, K: CheckpointStore>(
     let request: QueryRequest = if body.iter().all(u8::is_ascii_whitespace) {
         QueryRequest::default()
     } else {
-        match serde_json::from_slice(body) {
+        // An object only: serde's derive also reads an array of the fields in order
+        // (`[1, 2]` was `min_position` 1, `timeout_ms` 2).
+        let object = match serde_json::from_slice::<serde_json::Value>(body) {
+            Ok(value @ serde_json::Value::Object(_)) => Ok(value),
+            Ok(other) => Err(format!(
+                "it is JSON, but {} and not an object",
+                json_kind(&other)
+            )),
+            Err(e) => Err(e.to_string()),
+        };
+        match object.and_then(|o| serde_json::from_value(o).map_err(|e| e.to_string())) {
             Ok(request) => request,
             Err(e) => {
                 return refused(
