@@ -23,11 +23,13 @@ use dealreg_domain::Event;
 use dealreg_engine::{CommandEnvelope, Engine, PartnerEvent, RefusalBody, ReplyLine};
 use dealreg_events::memory::MemoryStore;
 use dealreg_nats::feed::FeedMessage;
-use dealreg_nats::query::{HistoryLine, QueryReply, QueryRequest};
+use dealreg_nats::query::{
+    ConflictsAnswer, HistoryLine, LedgerAnswer, QueryReply, QueryRequest, RegistrationAnswer,
+};
 use dealreg_projections::conflicts::ConflictFlag;
 use dealreg_projections::ledger::{Balances, Entry};
 use dealreg_projections::metrics::MetricsReport;
-use dealreg_projections::pipeline::{PartnerRow, VendorRow};
+use dealreg_projections::pipeline::{Grouped, PartnerRow, VendorRow};
 use schemars::generate::SchemaSettings;
 use schemars::JsonSchema;
 use serde_json::{json, Value};
@@ -144,6 +146,23 @@ fn documents() -> Vec<Document> {
             "Conflict flags of one account (by conflict id)",
         ),
         document::<MetricsReport>("metrics-report.schema.json", "Program metrics report"),
+        document::<Grouped<VendorRow>>(
+            "answers/pipeline.schema.json",
+            "Pipeline query answer (vendor): rows by motion, then stage",
+        ),
+        document::<Grouped<PartnerRow>>(
+            "answers/pipeline-partner.schema.json",
+            "Pipeline query answer (partner): its own rows by motion, then stage",
+        ),
+        document::<LedgerAnswer<'static>>("answers/ledger.schema.json", "Ledger query answer"),
+        document::<ConflictsAnswer<'static>>(
+            "answers/conflicts.schema.json",
+            "Conflicts query answer",
+        ),
+        document::<RegistrationAnswer>(
+            "answers/registration.schema.json",
+            "Registration history query answer",
+        ),
     ]
 }
 

@@ -16,10 +16,24 @@ use crate::error::{DomainError, RejectionCode};
     Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
 )]
 #[serde(try_from = "String", into = "String")]
-#[schemars(extend("pattern" = "^[A-Z]{3}$"))]
+#[schemars(extend("pattern" = "^[A-Z]{3}$", "enum" = Currency::codes()))]
 pub struct Currency(String);
 
 impl Currency {
+    /// Every code a [`Currency`] accepts (ISO 4217 currencies with minor units), in
+    /// alphabetical order: the schemas' `enum`, so that a schema-checked `XAU` (gold, no
+    /// minor unit) or `XXX` is refused as the server refuses it.
+    pub fn codes() -> Vec<String> {
+        let letters = b'A'..=b'Z';
+        letters
+            .clone()
+            .flat_map(|a| letters.clone().map(move |b| (a, b)))
+            .flat_map(|(a, b)| (b'A'..=b'Z').map(move |c| [a, b, c]))
+            .filter_map(|code| String::from_utf8(code.to_vec()).ok())
+            .filter(|code| Currency::try_from(code.clone()).is_ok())
+            .collect()
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -13,11 +13,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use dealreg_domain::{AccountKey, PartnerId, RegistrationId};
+use dealreg_domain::{AccountKey, Currency, PartnerId, RegistrationId};
 use dealreg_engine::{decode_event, personal, PartnerEvent, RefusalBody};
 use dealreg_events::{EventStore, Position, StoreError, StreamRevision, StreamTip};
-use dealreg_projections::conflicts::ConflictFlags;
-use dealreg_projections::ledger::Ledger;
+use dealreg_projections::conflicts::{ConflictFlag, ConflictFlags, DuplicateFlag};
+use dealreg_projections::ledger::{Entry, Ledger};
 use dealreg_projections::metrics::ProgramMetrics;
 use dealreg_projections::pipeline::{group, PartnerRow, Pipeline, VendorRow};
 use dealreg_projections::Projection;
@@ -366,7 +366,7 @@ pub async fn answer<S: EventStore, K: CheckpointStore>(
                         .filter(|(_, e)| partner.is_none_or(|p| p == e.partner_id))
                         .map(|(n, e)| (page::sequence_key(n), e)),
                 );
-                let balances: BTreeMap<String, _> = pager
+                let balances = pager
                     .take(
                         "balance",
                         read.view
@@ -379,7 +379,7 @@ pub async fn answer<S: EventStore, K: CheckpointStore>(
                 answered(
                     view,
                     read.position,
-                    &serde_json::json!({ "entries": entries, "balances": balances }),
+                    &LedgerAnswer { entries, balances },
                     pager,
                 )
             }
@@ -397,7 +397,7 @@ pub async fn answer<S: EventStore, K: CheckpointStore>(
             };
             match read_view::<ConflictFlags, K>(checkpoints, None, min, deadline).await {
                 Ok(read) => {
-                    let by_account: BTreeMap<&str, Vec<_>> = pager
+                    let conflicts = pager
                         .take(
                             "account",
                             read.view
@@ -421,7 +421,10 @@ pub async fn answer<S: EventStore, K: CheckpointStore>(
                     answered(
                         view,
                         read.position,
-                        &serde_json::json!({ "conflicts": by_account, "likely_duplicates": duplicates }),
+                        &ConflictsAnswer {
+                            conflicts,
+                            likely_duplicates: duplicates,
+                        },
                         pager,
                     )
                 }
@@ -455,7 +458,11 @@ pub async fn answer<S: EventStore, K: CheckpointStore>(
                     answered(
                         view,
                         found.position,
-                        &serde_json::json!({ "registration_id": id, "account": found.account, "events": events }),
+                        &RegistrationAnswer {
+                            registration_id: RegistrationId(id),
+                            account: found.account,
+                            events,
+                        },
                         pager,
                     )
                 }
@@ -473,6 +480,34 @@ const CONFLICT_PAGES: &[&str] = &["account", "duplicate"];
 const HISTORY_PAGES: &[&str] = &["event"];
 /// `metrics` is one report whose size does not grow with the log: one page.
 const NOT_PAGED: &[&str] = &[];
+
+/// The `ledger` answer (one page of it): entries, then balances.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct LedgerAnswer<'a> {
+    /// Entries in the order they were posted.
+    pub entries: Vec<&'a Entry>,
+    /// Balances by partner id, then currency, in minor units (exact `i128` sums).
+    pub balances: BTreeMap<String, &'a BTreeMap<Currency, i128>>,
+}
+
+/// The `conflicts` answer (one page of it): open and closed conflicts by account, then
+/// likely duplicate accounts.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct ConflictsAnswer<'a> {
+    /// Conflicts by account key (the customer's domain).
+    pub conflicts: BTreeMap<&'a str, Vec<&'a ConflictFlag>>,
+    pub likely_duplicates: Vec<&'a DuplicateFlag>,
+}
+
+/// The `registration` answer (one page of it): the registration's history.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct RegistrationAnswer {
+    pub registration_id: RegistrationId,
+    pub account: AccountKey,
+    /// Events that name the registration, in log order (a partner's in their partner-safe
+    /// form, `schemas/partner-event.schema.json`).
+    pub events: Vec<HistoryLine>,
+}
 
 /// One event of a registration's history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]

@@ -315,6 +315,18 @@ class Client:
                 raise Failure(f"query {subject} {show(body)} was refused: {show(reply)} (headers {hdrs})")
             if body.get("min_position") and position(reply.get("position", "0")) < position(body["min_position"]):
                 raise Failure(f"query {subject} answered at {reply.get('position')}, before min_position {body['min_position']}")
+            view = subject.rsplit(".", 1)[-1]
+            partner = subject.startswith("dealreg.partner.")
+            answer_schema = {
+                "pipeline": "answers/pipeline-partner.schema.json" if partner else "answers/pipeline.schema.json",
+                "ledger": "answers/ledger.schema.json",
+                "conflicts": "answers/conflicts.schema.json",
+                "registration": "answers/registration.schema.json",
+                "metrics": "metrics-report.schema.json",
+            }.get(view)
+            if answer_schema and not self.schemas.check_file(answer_schema, reply.get("answer"), f"the `{view}` answer on {subject}"):
+                if not isinstance(self.schemas, NoSchemas):
+                    raise Failure(f"no answer schema {answer_schema} under schemas/ for the `{view}` answer")
         elif reply.get("ok") is not False:
             raise Failure(f"query {subject} was expected to be refused, got {show(reply)}")
         return reply
