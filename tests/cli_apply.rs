@@ -219,6 +219,23 @@ fn store_failures_are_counted_apart_and_the_run_exits_non_zero() {
     );
 }
 
+/// `dealreg --store STORE apply --at AT INPUT` with `env` set.
+fn run_apply(
+    store: &std::path::Path,
+    at: &str,
+    input: &std::path::Path,
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    dealreg()
+        .envs(env.iter().copied())
+        .arg("--store")
+        .arg(store)
+        .args(["apply", "--at", at])
+        .arg(input)
+        .output()
+        .expect("run dealreg apply")
+}
+
 /// Writes `lines` onboarding commands to `path`, as one `apply` input.
 fn onboarding_file(path: &std::path::Path, lines: usize, tag: &str) {
     let mut file = std::fs::File::create(path).expect("create");
@@ -243,13 +260,7 @@ fn a_damaged_store_is_refused_before_anything_is_written() {
     let store = dir.path().join("damaged.db");
     let seed = dir.path().join("seed.jsonl");
     onboarding_file(&seed, 300, "Seed");
-    let seeded = dealreg()
-        .arg("--store")
-        .arg(&store)
-        .args(["apply", "--at", "2026-03-02T09:00:00Z"])
-        .arg(&seed)
-        .output()
-        .expect("run apply");
+    let seeded = run_apply(&store, "2026-03-02T09:00:00Z", &seed, &[]);
     assert!(seeded.status.success(), "the seed run applies");
     // Every page in the file itself, so that the noise below is what SQLite reads.
     rusqlite::Connection::open(&store)
@@ -275,13 +286,7 @@ fn a_damaged_store_is_refused_before_anything_is_written() {
 
     let input = dir.path().join("more.jsonl");
     onboarding_file(&input, 60, "Later");
-    let output = dealreg()
-        .arg("--store")
-        .arg(&store)
-        .args(["apply", "--at", "2026-03-02T10:00:00Z"])
-        .arg(&input)
-        .output()
-        .expect("run apply on a damaged store");
+    let output = run_apply(&store, "2026-03-02T10:00:00Z", &input, &[]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "refused: {stderr}");
     for says in [
@@ -305,14 +310,12 @@ fn a_damaged_store_is_refused_before_anything_is_written() {
 
     // The operator may skip the check (a large store verified on a schedule): the run
     // then meets the damage itself, and still exits non-zero.
-    let skipped = dealreg()
-        .env("DEALREG_SQLITE_SKIP_CHECK", "1")
-        .arg("--store")
-        .arg(&store)
-        .args(["apply", "--at", "2026-03-02T10:00:00Z"])
-        .arg(&input)
-        .output()
-        .expect("run apply with the check skipped");
+    let skipped = run_apply(
+        &store,
+        "2026-03-02T10:00:00Z",
+        &input,
+        &[("DEALREG_SQLITE_SKIP_CHECK", "1")],
+    );
     assert!(
         !String::from_utf8_lossy(&skipped.stderr).contains("quick check"),
         "the check was skipped"
