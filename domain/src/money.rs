@@ -24,12 +24,10 @@ impl Currency {
     /// alphabetical order: the schemas' `enum`, so that a schema-checked `XAU` (gold, no
     /// minor unit) or `XXX` is refused as the server refuses it.
     pub fn codes() -> Vec<String> {
-        let letters = b'A'..=b'Z';
-        letters
-            .clone()
-            .flat_map(|a| letters.clone().map(move |b| (a, b)))
-            .flat_map(|(a, b)| (b'A'..=b'Z').map(move |c| [a, b, c]))
-            .filter_map(|code| String::from_utf8(code.to_vec()).ok())
+        let letters = || (b'A'..=b'Z').map(char::from);
+        letters()
+            .flat_map(|a| letters().flat_map(move |b| letters().map(move |c| [a, b, c])))
+            .map(|code| code.iter().collect::<String>())
             .filter(|code| Currency::try_from(code.clone()).is_ok())
             .collect()
     }
@@ -166,12 +164,7 @@ pub fn format_amount(amount_minor: impl Into<i128>, currency: &Currency) -> Stri
 
 impl fmt::Display for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {}",
-            format_minor(self.amount_minor, self.currency.exponent()),
-            self.currency
-        )
+        f.write_str(&format_amount(self.amount_minor, &self.currency))
     }
 }
 

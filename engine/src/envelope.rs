@@ -152,14 +152,16 @@ fn array_for_object(
 }
 
 /// Refuses `given` when [`array_for_object`] finds an array where `read` has an object.
+/// `given` is kept (a copy of the input) only when it [`holds_array`]: most inputs need no
+/// walk, and no copy on the command path.
 fn objects_as_objects<T: Serialize>(
-    given: &serde_json::Value,
+    given: Option<&serde_json::Value>,
     read: &T,
     path: &str,
 ) -> Result<(), InputError> {
-    if !holds_array(given) {
+    let Some(given) = given else {
         return Ok(());
-    }
+    };
     let Ok(read) = serde_json::to_value(read) else {
         return Ok(());
     };
@@ -436,13 +438,13 @@ impl CommandEnvelope {
     fn from_value(value: serde_json::Value) -> Result<CommandEnvelope, InputError> {
         const SHAPE: &str =
             "the envelope must be {\"idempotency_key\"?, \"actor\", \"command\": {\"type\", ...}}";
-        let given_actor = value.get("actor").cloned().unwrap_or_default();
+        let given_actor = value.get("actor").filter(|a| holds_array(a)).cloned();
         let arriving: Arriving = serde_path_to_error::deserialize(value).map_err(|e| {
             let field = field_of("", &e);
             invalid(format!("{}; {SHAPE}", at_path(&field, &e)), &field)
         })?;
-        objects_as_objects(&given_actor, &arriving.actor, "actor")?;
-        let given_command = arriving.command.clone();
+        objects_as_objects(given_actor.as_ref(), &arriving.actor, "actor")?;
+        let given_command = holds_array(&arriving.command).then(|| arriving.command.clone());
         let serde_json::Value::Object(mut fields) = arriving.command else {
             return Err(invalid(
                 format!("`command` must be an object; {SHAPE}"),
@@ -479,7 +481,7 @@ impl CommandEnvelope {
                 })
             }
             Some(Ok(command)) => {
-                objects_as_objects(&given_command, &command, "command")?;
+                objects_as_objects(given_command.as_ref(), &command, "command")?;
                 command
             }
             Some(Err(e)) => {

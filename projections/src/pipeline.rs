@@ -125,12 +125,16 @@ impl Pipeline {
 
     /// One partner's view: its own registrations, safe fields only.
     pub fn partner_view(&self, partner: PartnerId) -> Grouped<PartnerRow> {
-        group(
-            self.rows
-                .values()
-                .filter(|r| r.partner_id == partner)
-                .map(PartnerRow::from),
-        )
+        group(self.partner_rows(partner))
+    }
+
+    /// One partner's registrations as it may see them (safe fields only), in registration
+    /// id order: the one place a partner's rows are chosen, whole view or page of it.
+    pub fn partner_rows(&self, partner: PartnerId) -> impl Iterator<Item = PartnerRow> + '_ {
+        self.rows
+            .values()
+            .filter(move |r| r.partner_id == partner)
+            .map(PartnerRow::from)
     }
 
     /// Every registration's row, in registration id order.

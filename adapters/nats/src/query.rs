@@ -19,7 +19,7 @@ use dealreg_events::{EventStore, Position, StoreError, StreamRevision, StreamTip
 use dealreg_projections::conflicts::{ConflictFlag, ConflictFlags, DuplicateFlag};
 use dealreg_projections::ledger::{Entry, Ledger};
 use dealreg_projections::metrics::ProgramMetrics;
-use dealreg_projections::pipeline::{group, PartnerRow, Pipeline, VendorRow};
+use dealreg_projections::pipeline::{group, Pipeline, VendorRow};
 use dealreg_projections::Projection;
 use dealreg_vault::KeyVault;
 use dealreg_views::CheckpointStore;
@@ -111,13 +111,18 @@ fn json_kind(value: &serde_json::Value) -> &'static str {
 }
 
 fn refused(code: &str, message: String) -> QueryReply {
+    refused_with(code, message, serde_json::Value::Null)
+}
+
+/// A refusal with `details` for a program to read.
+fn refused_with(code: &str, message: String, details: serde_json::Value) -> QueryReply {
     QueryReply::Refused {
         ok: false,
         error: RefusalBody {
             code: code.into(),
             // It may quote the query, which may be megabytes.
             message: dealreg_engine::bounded_message(&message),
-            details: serde_json::Value::Null,
+            details,
         },
     }
 }
@@ -202,16 +207,13 @@ fn answered<T: Serialize>(view: &str, position: Position, answer: &T, pager: Pag
 
 /// The refusal of a reply of `bytes` that a message of `max_payload` cannot carry.
 pub fn too_large(bytes: usize, max_payload: usize) -> QueryReply {
-    QueryReply::Refused {
-        ok: false,
-        error: RefusalBody {
-            code: "answer_too_large".into(),
-            message: format!(
-                "the answer is {bytes} bytes and a reply may hold {max_payload}; ask with a smaller `limit`, or narrow the query"
-            ),
-            details: serde_json::json!({ "bytes": bytes, "room": max_payload }),
-        },
-    }
+    refused_with(
+        "answer_too_large",
+        format!(
+            "the answer is {bytes} bytes and a reply may hold {max_payload}; ask with a smaller `limit`, or narrow the query"
+        ),
+        serde_json::json!({ "bytes": bytes, "room": max_payload }),
+    )
 }
 
 fn page_refusal(view: &str, e: PageError) -> QueryReply {
@@ -224,16 +226,13 @@ fn page_refusal(view: &str, e: PageError) -> QueryReply {
             "invalid_query",
             format!("`limit`: {n} is not from 1 to {}", page::MAX_LIMIT),
         ),
-        PageError::ItemTooLarge { section, bytes, room } => QueryReply::Refused {
-            ok: false,
-            error: RefusalBody {
-                code: "answer_too_large".into(),
-                message: format!(
-                    "one `{section}` of the `{view}` answer is {bytes} bytes and a reply may hold {room}; raise the server's `max_payload`, or narrow the query"
-                ),
-                details: serde_json::json!({ "bytes": bytes, "room": room }),
-            },
-        },
+        PageError::ItemTooLarge { section, bytes, room } => refused_with(
+            "answer_too_large",
+            format!(
+                "one `{section}` of the `{view}` answer is {bytes} bytes and a reply may hold {room}; raise the server's `max_payload`, or narrow the query"
+            ),
+            serde_json::json!({ "bytes": bytes, "room": room }),
+        ),
     }
 }
 
@@ -241,17 +240,13 @@ fn wait_refusal(view: &str, min: Position, wait: Wait) -> QueryReply {
     match wait {
         Wait::Store(e) => store_refusal(&e),
         Wait::Unavailable(why) => refused("view_unavailable", format!("{why}; retry, or rebuild the view")),
-        Wait::Timeout { reached } => QueryReply::Refused {
-            ok: false,
-            error: RefusalBody {
-                code: "view_timeout".into(),
-                message: format!(
-                    "the `{view}` view reached position {} and not {} in time; ask again, or with a longer `timeout_ms`",
-                    reached, min
-                ),
-                details: serde_json::json!({ "reached": reached, "wanted": min }),
-            },
-        },
+        Wait::Timeout { reached } => refused_with(
+            "view_timeout",
+            format!(
+                "the `{view}` view reached position {reached} and not {min} in time; ask again, or with a longer `timeout_ms`"
+            ),
+            serde_json::json!({ "reached": reached, "wanted": min }),
+        ),
     }
 }
 
@@ -338,18 +333,20 @@ pub async fn answer<S: EventStore, K: CheckpointStore>(
     match view {
         "pipeline" => match read_view::<Pipeline, K>(checkpoints, partner, min, deadline).await {
             Ok(read) => {
-                let rows = read
-                    .view
-                    .rows()
-                    .filter(|r| partner.is_none_or(|p| p == r.partner_id))
-                    .map(|r| (r.registration_id.0.to_string(), r));
+                let key = |id: RegistrationId| id.0.to_string();
                 match asker {
-                    Asker::Partner(_) => {
-                        let rows = rows.map(|(k, r)| (k, PartnerRow::from(r)));
+                    Asker::Partner(me) => {
+                        let rows = read.view.partner_rows(*me);
+                        let rows = rows.map(|r| (key(r.registration_id), r));
                         let page = group(pager.take("registration", rows));
                         answered(view, read.position, &page, pager)
                     }
                     Asker::Vendor => {
+                        let rows = read
+                            .view
+                            .rows()
+                            .filter(|r| partner.is_none_or(|p| p == r.partner_id));
+                        let rows = rows.map(|r| (key(r.registration_id), r));
                         let page = group(pager.take("registration", rows));
                         answered(view, read.position, &page, pager)
                     }

@@ -296,9 +296,9 @@ async fn answer_query<S: EventStore, K: CheckpointStore>(
 ) {
     let started = Instant::now();
     let message = &request.message;
+    let max_payload = client.server_info().max_payload;
     let mut reply = match subject::query_address(&message.subject) {
         Some((asker, view)) => {
-            let max_payload = client.server_info().max_payload;
             query::answer(
                 log,
                 views,
@@ -325,8 +325,8 @@ async fn answer_query<S: EventStore, K: CheckpointStore>(
     let mut body = serde_json::to_vec(&reply).unwrap_or_default();
     // The pages are cut to fit; this is the last guard, so that a reply the server would
     // drop (leaving the asker with no answer at all) is a coded refusal instead.
-    if body.len() > client.server_info().max_payload {
-        reply = query::too_large(body.len(), client.server_info().max_payload);
+    if body.len() > max_payload {
+        reply = query::too_large(body.len(), max_payload);
         body = serde_json::to_vec(&reply).unwrap_or_default();
     }
     let view = message.subject.rsplit('.').next().unwrap_or_default();
