@@ -23,6 +23,8 @@ struct Cli {
     /// foreign one.
     #[arg(long, global = true, default_value = "./dealreg.db")]
     store: cli::store::StoreSpec,
+    #[command(flatten)]
+    nats: cli::nats_access::NatsAccessArgs,
     #[command(subcommand)]
     job: Job,
 }
@@ -156,6 +158,15 @@ fn main() -> ExitCode {
     // log collectors; the one-shot jobs log text for a person. DEALREG_LOG_FORMAT=text|json
     // overrides.
     let serving = matches!(cli.job, Job::Serve(_));
+    // A job that prints for a reader (`dealreg events | head -1`) ends quietly when the
+    // reader goes away, as Unix tools do: SIGPIPE's default action. Not for the long-lived
+    // services (serve, the CRM webhook and followers), whose stdout is not their output.
+    if !serving && !matches!(cli.job, Job::Crm { .. }) {
+        // SAFETY: restoring a signal's default disposition before any thread is started.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let json = match std::env::var("DEALREG_LOG_FORMAT").as_deref() {
         Ok("json") => true,
         Ok("text") => false,
@@ -185,7 +196,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Err(message) = cli::nats_access::set(&cli.nats) {
+        eprintln!("error: {message}");
+        return ExitCode::FAILURE;
+    }
     let store = cli.store;
+    let urls = store.nats_urls();
     let outcome = runtime.block_on(async move {
         match cli.job {
             Job::Demo { force, seed } => cli::demo::run(&store, force, seed).await,
@@ -223,6 +239,8 @@ fn main() -> ExitCode {
     match outcome {
         Ok(code) => code,
         Err(message) => {
+            // The last guard: no secret given to this job is ever printed.
+            let message = dealreg_nats_connect::scrub(&message, &cli::nats_access::access(), &urls);
             eprintln!("error: {message}");
             ExitCode::FAILURE
         }

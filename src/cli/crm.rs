@@ -442,16 +442,17 @@ struct Feed {
 
 impl Feed {
     async fn connect(urls: &str) -> Result<Feed, String> {
-        let servers = urls
-            .split(',')
-            .map(|u| u.trim().parse::<async_nats::ServerAddr>())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("a NATS URL of --feed is invalid: {e}"))?;
-        let client = async_nats::ConnectOptions::new()
-            .name(format!("dealreg-crm-{}", std::process::id()))
-            .connect(servers)
-            .await
-            .map_err(|e| format!("cannot connect to {urls} for the feed: {e}"))?;
+        let list: Vec<String> = urls.split(',').map(|u| u.trim().to_string()).collect();
+        let client = dealreg_nats_connect::connect(
+            &list,
+            &super::nats_access::access(),
+            &format!("dealreg-crm-{}", std::process::id()),
+            super::nats_access::liveness(),
+        )
+        .await
+        .map_err(|e| format!("the feed (--feed): {e}"))?
+        .client;
+        let urls = &dealreg_nats_connect::redact(urls);
         Feed::open(client, urls).await
     }
 

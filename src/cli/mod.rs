@@ -8,6 +8,7 @@ pub mod demo;
 pub mod events;
 pub mod forget;
 pub mod history;
+pub mod nats_access;
 pub mod portable;
 pub mod rebuild;
 pub mod replay;

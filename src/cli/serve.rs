@@ -28,27 +28,8 @@ pub struct ServeArgs {
         env = "DEALREG_NATS_URL"
     )]
     nats_url: String,
-    /// A credentials file (JWT and nkey seed), for servers run with accounts in operator mode.
-    #[arg(long)]
-    creds: Option<PathBuf>,
-    /// A file holding an nkey seed (`SU...`), for servers that list users by nkey.
-    #[arg(long)]
-    nkey: Option<PathBuf>,
-    /// User name, for servers with user/password authorisation (the password comes from
-    /// DEALREG_NATS_PASSWORD, so it is not in the process list).
-    #[arg(long)]
-    user: Option<String>,
-    /// Require TLS to the server.
-    #[arg(long)]
-    tls: bool,
-    /// A CA certificate (PEM) to trust for the server's certificate.
-    #[arg(long)]
-    tls_ca: Option<PathBuf>,
-    /// A client certificate (PEM) for mutual TLS, with --tls-key.
-    #[arg(long, requires = "tls_key")]
-    tls_cert: Option<PathBuf>,
-    #[arg(long, requires = "tls_cert")]
-    tls_key: Option<PathBuf>,
+    // Credentials and TLS: the global --nats-* options (cli/nats_access.rs), which every
+    // NATS connection of the job uses, the store's and the key vault's too.
     /// Serve Prometheus metrics, /healthz and /readyz here (e.g. 127.0.0.1:9464).
     #[arg(long)]
     metrics_addr: Option<SocketAddr>,
@@ -100,6 +81,11 @@ pub struct ServeArgs {
     crm_state: Option<PathBuf>,
     #[arg(long, default_value_t = 5)]
     crm_every: u64,
+    /// Seconds a drain (after SIGTERM) may take: answering the requests received,
+    /// publishing the feed, releasing the lease. Past it the process exits with 1, naming
+    /// what was left (a NATS server gone during the drain cannot take the rest).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    drain_secs: u64,
 }
 
 /// Signs the log's head every `every` while it moves, appending each signature to `out`.
@@ -149,49 +135,25 @@ async fn sign_on_interval<S: dealreg_events::EventStore>(
     }
 }
 
-const PASSWORD_ENV: &str = "DEALREG_NATS_PASSWORD";
-
+/// The service's connection: the servers of `--nats-url`, the job's credentials, a probe
+/// that moves to another server when this one goes silent. Returns at once; the first
+/// request waits for the server.
 async fn connect(args: &ServeArgs) -> Result<async_nats::Client, String> {
-    let mut options = async_nats::ConnectOptions::new()
-        .name(format!("dealreg-serve-{}", std::process::id()))
-        .retry_on_initial_connect();
-    if let Some(creds) = &args.creds {
-        options = options
-            .credentials_file(creds)
-            .await
-            .map_err(|e| format!("cannot read the credentials file {}: {e}", creds.display()))?;
-    }
-    if let Some(path) = &args.nkey {
-        let seed = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read the nkey seed {}: {e}", path.display()))?;
-        options = options.nkey(seed.trim().to_string());
-    }
-    if let Some(user) = &args.user {
-        let password = std::env::var(PASSWORD_ENV)
-            .map_err(|_| format!("--user needs the password in {PASSWORD_ENV}"))?;
-        options = options.user_and_password(user.clone(), password);
-    }
-    if args.tls {
-        options = options.require_tls(true);
-    }
-    if let Some(ca) = &args.tls_ca {
-        options = options.add_root_certificates(ca.clone());
-    }
-    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
-        options = options.add_client_certificate(cert.clone(), key.clone());
-    }
-    let urls = args.nats_url.clone();
-    // A cluster's servers, comma-separated: the client takes them as a list (a string
-    // with commas is one malformed address to it).
-    let servers = urls
+    let urls: Vec<String> = args
+        .nats_url
         .split(',')
-        .map(|url| url.trim().parse::<async_nats::ServerAddr>())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("--nats-url {urls}: {e}; give one URL or several separated by commas (nats://host:4222,nats://other:4222)"))?;
-    // retry_on_initial_connect makes connect return at once; the first request waits.
-    options.connect(servers).await.map_err(|e| {
-        format!("cannot connect to NATS at {urls}: {e}; check --nats-url and the credentials")
-    })
+        .map(|u| u.trim().to_string())
+        .filter(|u| !u.is_empty())
+        .collect();
+    dealreg_nats_connect::connect_retrying(
+        &urls,
+        &super::nats_access::access(),
+        &format!("dealreg-serve-{}", std::process::id()),
+        super::nats_access::liveness(),
+    )
+    .await
+    .map(|connection| connection.client)
+    .map_err(|e| format!("--nats-url: {e}"))
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -322,11 +284,14 @@ pub async fn run(spec: &super::store::StoreSpec, args: ServeArgs) -> Result<Exit
             (None, super::store::StoreSpec::JetStream(js)) => js.replicas,
             (None, _) => 1,
         },
+        drain_deadline: Duration::from_secs(args.drain_secs),
         ..ServeOptions::default()
     };
     eprintln!(
         "dealreg serve: {} on NATS {} (store {})",
-        options.holder, args.nats_url, spec
+        options.holder,
+        dealreg_nats_connect::redact(&args.nats_url),
+        spec
     );
     // A log several hosts share: each host folds its own views file, and one process of
     // the deployment publishes the feeds, reacts and keeps time, by a lease kept on

@@ -223,12 +223,34 @@ fn is_scheme(word: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '+')
 }
 
+impl StoreSpec {
+    /// Every URL this spec holds (the servers of a JetStream log or key vault, the
+    /// KurrentDB connection string): what a message must never print with its secrets.
+    pub fn nats_urls(&self) -> Vec<String> {
+        match self {
+            StoreSpec::Sqlite(_) => Vec::new(),
+            StoreSpec::JetStream(js) => js.urls.clone(),
+            StoreSpec::Kurrent(kdb) => {
+                let mut urls = vec![kdb.url.clone()];
+                if let KeysAt::JetStream(js) = &kdb.keys {
+                    urls.extend(js.urls.iter().cloned());
+                }
+                urls
+            }
+        }
+    }
+}
+
 impl std::fmt::Display for StoreSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StoreSpec::Sqlite(path) => write!(f, "{}", path.display()),
             StoreSpec::JetStream(js) => {
-                write!(f, "jetstream:{}", js.urls.join(","))?;
+                write!(
+                    f,
+                    "jetstream:{}",
+                    dealreg_nats_connect::redact(&js.urls.join(","))
+                )?;
                 if js.stream != "DEALREG_EVENTS" {
                     write!(f, "?stream={}", js.stream)?;
                 }
@@ -410,6 +432,8 @@ async fn jetstream(spec: &JetStreamSpec, create: bool) -> Result<JetStreamStore,
         replicas: spec.replicas,
         create,
         monitoring_url: spec.monitor.clone(),
+        access: super::nats_access::access(),
+        liveness: super::nats_access::liveness(),
         ..JetStreamOptions::default()
     };
     JetStreamStore::connect(&spec.urls, options)
@@ -417,7 +441,7 @@ async fn jetstream(spec: &JetStreamSpec, create: bool) -> Result<JetStreamStore,
         .map_err(|e| {
             format!(
                 "cannot open the JetStream store at {}: {e}",
-                spec.urls.join(",")
+                dealreg_nats_connect::redact(&spec.urls.join(","))
             )
         })
 }
@@ -486,20 +510,16 @@ async fn jetstream_vault(
     material: KeyMaterial,
     create: bool,
 ) -> Result<JetStreamVault, String> {
-    let servers = spec
-        .urls
-        .iter()
-        .map(|u| u.parse::<async_nats::ServerAddr>())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("a NATS URL of --store is invalid: {e}"))?;
-    let client = async_nats::connect(servers).await.map_err(|e| {
-        format!(
-            "cannot connect to {} for the key vault: {e}",
-            spec.urls.join(",")
-        )
-    })?;
+    let connection = dealreg_nats_connect::connect(
+        &spec.urls,
+        &super::nats_access::access(),
+        &format!("dealreg-keys-{}", std::process::id()),
+        super::nats_access::liveness(),
+    )
+    .await
+    .map_err(|e| format!("the key vault: {e}"))?;
     JetStreamVault::open(
-        client,
+        connection.client,
         VaultOptions {
             replicas: spec.replicas,
             material,

@@ -52,6 +52,10 @@ pub struct ServeOptions {
     pub requests: bool,
     /// Replicas of the feed stream (3 on a cluster, so the feed survives a node).
     pub feed_replicas: usize,
+    /// How long the drain after shutdown may take. Past it, `serve` returns
+    /// [`ServeError::DrainUnfinished`] naming what was left, rather than waiting for a
+    /// server that may never come back.
+    pub drain_deadline: Duration,
 }
 
 impl Default for ServeOptions {
@@ -65,6 +69,7 @@ impl Default for ServeOptions {
             views: true,
             requests: true,
             feed_replicas: 1,
+            drain_deadline: Duration::from_secs(30),
         }
     }
 }
@@ -87,6 +92,9 @@ pub enum ServeError {
     Service(String),
     #[error(transparent)]
     Feed(#[from] feed::FeedError),
+    /// The drain did not finish by its deadline (the NATS server went away during it, say).
+    #[error("the drain did not finish within {after:?}: {left}; restart `serve` (or another process of the deployment takes over): an unanswered request is retried by its client with the same idempotency key, and feed changes not yet published stay in the views outbox for the next holder of the views lease")]
+    DrainUnfinished { after: Duration, left: String },
 }
 
 /// Runs the service on `client` until `shutdown` resolves, then drains.
@@ -181,14 +189,22 @@ where
             Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
         }
     }
+    // Everything below runs against one deadline: a server gone during the drain must not
+    // keep the process waiting for it.
+    let deadline = tokio::time::Instant::now() + options.drain_deadline;
+    let mut left: Vec<String> = Vec::new();
     // Unsubscribe every endpoint, then answer what had arrived before the unsubscribe
     // (each endpoint's stream ends once its unsubscribe went out).
     if let Some(service) = service {
-        if let Err(e) = service.stop().await {
-            tracing::warn!(error = %e, "the micro service did not stop cleanly");
+        match tokio::time::timeout_at(deadline, service.stop()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "the micro service did not stop cleanly"),
+            Err(_) => left.push("the endpoints could not be unsubscribed".into()),
         }
     }
-    let grace = tokio::time::sleep(Duration::from_secs(2));
+    let grace = tokio::time::sleep_until(
+        deadline.min(tokio::time::Instant::now() + Duration::from_secs(2)),
+    );
     let mut grace = std::pin::pin!(grace);
     loop {
         tokio::select! {
@@ -205,14 +221,39 @@ where
             _ = &mut grace => break,
         }
     }
-    while in_flight.join_next().await.is_some() {}
-    let _ = stop_tx.send(true);
-    match writer.await {
-        Ok(()) => {}
-        Err(e) => tracing::error!(error = %e, "the views writer failed to stop cleanly"),
+    let answered = tokio::time::timeout_at(deadline, async {
+        while in_flight.join_next().await.is_some() {}
+    })
+    .await;
+    if answered.is_err() {
+        left.push(format!(
+            "{} request(s) received were not answered",
+            in_flight.len()
+        ));
+        in_flight.abort_all();
     }
-    if let Err(e) = client.flush().await {
-        tracing::warn!(error = %e, "flushing the NATS connection failed");
+    let _ = stop_tx.send(true);
+    let mut writer = writer;
+    match tokio::time::timeout_at(deadline, &mut writer).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "the views writer failed to stop cleanly"),
+        Err(_) => {
+            writer.abort();
+            left.push("the views writer had not stopped (feed changes unpublished, the views lease left to expire)".into());
+        }
+    }
+    match tokio::time::timeout_at(deadline, client.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "flushing the NATS connection failed"),
+        Err(_) => left.push("replies and feed messages already sent to the NATS client were not flushed to the server".into()),
+    }
+    if !left.is_empty() {
+        let left = left.join("; ");
+        tracing::error!(%left, deadline_ms = options.drain_deadline.as_millis() as u64, "the drain did not finish in time");
+        return Err(ServeError::DrainUnfinished {
+            after: options.drain_deadline,
+            left,
+        });
     }
     tracing::info!("drained");
     Ok(())

@@ -149,6 +149,9 @@ struct Inner {
     timeout: Duration,
     durability: Durability,
     identity: String,
+    /// The refusals the server sent on this connection, when it was made by
+    /// dealreg-nats-connect.
+    refusals: Option<dealreg_nats_connect::Refusals>,
 }
 
 /// One stream's share of an append, with what its expectation stands for on the server.
@@ -207,19 +210,37 @@ impl JetStreamStore {
                 "no NATS URL was given; pass at least one nats://host:port".into(),
             ));
         }
-        let addrs = urls
-            .iter()
-            .map(|u| u.parse::<async_nats::ServerAddr>())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| OpenError::InvalidOptions(format!("a NATS URL is invalid: {e}")))?;
-        let client = async_nats::ConnectOptions::new()
-            .connect(addrs)
-            .await
-            .map_err(|e| OpenError::Connect {
-                urls: urls.join(","),
+        let connection = dealreg_nats_connect::connect(
+            urls,
+            &options.access,
+            &format!("dealreg-store-{}", std::process::id()),
+            options.liveness,
+        )
+        .await
+        .map_err(|e| match e {
+            dealreg_nats_connect::ConnectError::InvalidUrl { .. } => {
+                OpenError::InvalidOptions(e.to_string())
+            }
+            _ => OpenError::Connect {
+                urls: dealreg_nats_connect::redact(&urls.join(",")),
                 reason: e.to_string(),
-            })?;
-        JetStreamStore::open(client, options).await
+            },
+        })?;
+        JetStreamStore::open_on(connection, options).await
+    }
+
+    /// Opens the store on a connection made by [`dealreg_nats_connect`]: as
+    /// [`open`](JetStreamStore::open), and an append the server refused for want of a
+    /// permission is reported as that, not as an unanswered append.
+    pub async fn open_on(
+        connection: dealreg_nats_connect::Connection,
+        options: JetStreamOptions,
+    ) -> Result<JetStreamStore, OpenError> {
+        let mut store = JetStreamStore::open(connection.client, options).await?;
+        if let Some(inner) = Arc::get_mut(&mut store.inner) {
+            inner.refusals = Some(connection.refusals);
+        }
+        Ok(store)
     }
 
     /// Opens the store on a connected client: checks the server's version, creates or
@@ -269,6 +290,7 @@ impl JetStreamStore {
                 timeout: options.timeout,
                 durability,
                 identity: format!("jetstream:{}@{created}", options.stream),
+                refusals: None,
             }),
         })
     }
@@ -480,6 +502,7 @@ impl JetStreamStore {
     /// message), chained from each part's tip.
     async fn publish(&self, parts: &[Part<'_>]) -> Result<Vec<Appended>, Refused> {
         let count: usize = parts.iter().map(|p| p.events.len()).sum();
+        let started = std::time::Instant::now();
         let batch_id = (count > 1).then(|| uuid::Uuid::now_v7().simple().to_string());
         let mut links = Vec::with_capacity(parts.len());
         let mut commit = None;
@@ -542,7 +565,7 @@ impl JetStreamStore {
                     reason: format!("the append could not be sent: {e}"),
                 })
             })?;
-        let ack = ack.await.map_err(|e| self.refused(e))?;
+        let ack = ack.await.map_err(|e| self.refused(e, parts, started))?;
         if ack.stream != self.inner.stream_name {
             return Err(Refused::Failed(StoreError::Backend(format!(
                 "the append was stored in JetStream stream `{}`, not `{}`: another stream captures `{subject}`; give dealreg subjects of its own",
@@ -593,7 +616,26 @@ impl JetStreamStore {
     }
 
     /// What a failed acknowledgement means for the append.
-    fn refused(&self, e: async_nats::jetstream::context::PublishError) -> Refused {
+    fn refused(
+        &self,
+        e: async_nats::jetstream::context::PublishError,
+        parts: &[Part<'_>],
+        started: std::time::Instant,
+    ) -> Refused {
+        // A publish the user may not make is dropped by the server, which says so only on
+        // the connection: nothing was written, and the cause is the permission.
+        if let Some(refusal) = self.inner.refusals.as_ref().and_then(|refusals| {
+            parts
+                .iter()
+                .find_map(|part| refusals.publish_denied(&part.subject, started))
+        }) {
+            return Refused::Failed(StoreError::NotWritten {
+                reason: format!(
+                    "the NATS server refused this user publishing the events ({refusal}); grant the user publish on `{}` (adapters/nats/deploy/nats-server.conf)",
+                    self.inner.subjects.all()
+                ),
+            });
+        }
         let code = std::error::Error::source(&e)
             .and_then(|s| s.downcast_ref::<jetstream::Error>())
             .map(|js| js.error_code());
@@ -622,7 +664,9 @@ impl JetStreamStore {
             _ if code.is_some() => Refused::Failed(StoreError::NotWritten {
                 reason: format!("the server refused the append: {e}"),
             }),
-            PublishErrorKind::MaxAckPending | PublishErrorKind::WrongLastMessageId => {
+            PublishErrorKind::MaxAckPending
+            | PublishErrorKind::WrongLastMessageId
+            | PublishErrorKind::MaxPayloadExceeded => {
                 Refused::Failed(StoreError::NotWritten {
                     reason: e.to_string(),
                 })

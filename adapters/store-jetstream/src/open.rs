@@ -37,6 +37,11 @@ pub struct JetStreamOptions {
     /// acknowledgement did not come in time is reported as
     /// [`dealreg_events::StoreError::OutcomeUnknown`].
     pub timeout: Duration,
+    /// How [`JetStreamStore::connect`](crate::JetStreamStore::connect) authenticates
+    /// (default: anonymously).
+    pub access: dealreg_nats_connect::Access,
+    /// How a silent server is found on the store's connection.
+    pub liveness: dealreg_nats_connect::Liveness,
 }
 
 impl Default for JetStreamOptions {
@@ -48,6 +53,8 @@ impl Default for JetStreamOptions {
             create: true,
             monitoring_url: None,
             timeout: Duration::from_secs(5),
+            access: dealreg_nats_connect::Access::default(),
+            liveness: dealreg_nats_connect::Liveness::default(),
         }
     }
 }
