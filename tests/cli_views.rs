@@ -237,3 +237,51 @@ fn a_view_on_a_full_disk_is_served_from_the_log_with_a_warning() {
     let with_room = json_view(&path, &["view", "pipeline", "--vendor", "--json"]);
     assert_eq!(served, with_room);
 }
+
+/// `dealreg events | head -1`: the reader goes away after one line, and every job that
+/// prints ends quietly (no "Broken pipe" error, no panic), as Unix tools do.
+#[test]
+fn a_job_whose_reader_goes_away_ends_quietly() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = demo_store(&dir);
+    for args in [
+        vec!["events"],
+        vec!["view", "pipeline", "--vendor", "--json"],
+        vec!["audit", "verify"],
+        vec!["export"],
+    ] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dealreg"))
+            .arg("--store")
+            .arg(&path)
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start dealreg");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut first = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut first)
+            .expect("one line");
+        assert!(!first.is_empty(), "{args:?} printed nothing");
+        // The reader is gone: the pipe is closed here.
+        let output = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !stderr.contains("Broken pipe") && !stderr.contains("panicked"),
+            "{args:?}: {stderr}"
+        );
+        use std::os::unix::process::ExitStatusExt;
+        assert!(
+            output.status.success() || output.status.signal() == Some(libc_sigpipe()),
+            "{args:?}: {:?} {stderr}",
+            output.status
+        );
+    }
+}
+
+/// SIGPIPE's number on Linux.
+fn libc_sigpipe() -> i32 {
+    13
+}

@@ -112,6 +112,7 @@ impl KurrentSpec {
                 format!("{base}?{}", kept.join("&"))
             };
         }
+        let url = with_kurrent_credentials(&url)?;
         Ok(KurrentSpec {
             url,
             views: views.unwrap_or_else(|| "dealreg-views-kurrentdb.db".into()),
@@ -128,6 +129,43 @@ impl KurrentSpec {
             }
             _ => self.url.clone(),
         }
+    }
+}
+
+/// The KurrentDB user, when the connection string names none (a secure server denies
+/// anonymous access); the password comes from [`KURRENTDB_PASSWORD_ENV`].
+pub const KURRENTDB_USER_ENV: &str = "DEALREG_KURRENTDB_USER";
+/// The password of [`KURRENTDB_USER_ENV`]: in the environment, not in the process list.
+pub const KURRENTDB_PASSWORD_ENV: &str = "DEALREG_KURRENTDB_PASSWORD";
+
+/// `url` with the user and password of the environment as its user part, unless it has one.
+fn with_kurrent_credentials(url: &str) -> Result<String, String> {
+    let user = std::env::var(KURRENTDB_USER_ENV)
+        .ok()
+        .filter(|u| !u.is_empty());
+    let password = std::env::var(KURRENTDB_PASSWORD_ENV)
+        .ok()
+        .filter(|p| !p.is_empty());
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Ok(url.to_string());
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    if rest[..authority_end].contains('@') {
+        return Ok(url.to_string());
+    }
+    match (user, password) {
+        (Some(user), Some(password)) => {
+            if user.contains([':', '@', '/']) || password.contains(['@', '/']) {
+                return Err(format!(
+                    "{KURRENTDB_USER_ENV} or {KURRENTDB_PASSWORD_ENV} holds ':', '@' or '/', which a connection string cannot carry; use another user or password"
+                ));
+            }
+            Ok(format!("{scheme}://{user}:{password}@{rest}"))
+        }
+        (Some(_), None) => Err(format!(
+            "{KURRENTDB_USER_ENV} needs the password in {KURRENTDB_PASSWORD_ENV}"
+        )),
+        (None, _) => Ok(url.to_string()),
     }
 }
 
@@ -203,6 +241,12 @@ impl std::str::FromStr for StoreSpec {
         match text.split_once(':') {
             Some(("sqlite", path)) if !path.is_empty() => Ok(StoreSpec::Sqlite(path.into())),
             Some(("jetstream", rest)) => JetStreamSpec::parse(rest).map(StoreSpec::JetStream),
+            // The client's own connection string, as the README writes it:
+            // `kurrentdb://host:2113`, `kurrentdb+discover://...`, `esdb://...`.
+            Some((
+                "kurrentdb" | "kurrentdb+discover" | "esdb" | "esdb+discover",
+                rest,
+            )) if rest.starts_with("//") => KurrentSpec::parse(text).map(StoreSpec::Kurrent),
             Some(("kurrentdb", rest)) if !rest.is_empty() => {
                 KurrentSpec::parse(rest).map(StoreSpec::Kurrent)
             }
@@ -651,6 +695,24 @@ mod tests {
         assert!("jetstream:nats://a:4222?replica=3"
             .parse::<StoreSpec>()
             .is_err());
+        // The client's connection string as it is, as the README and STORES.md write it.
+        for url in [
+            "kurrentdb://db:2113?tls=false",
+            "kurrentdb+discover://a:2113,b:2113",
+            "esdb://db:2113",
+        ] {
+            let Ok(StoreSpec::Kurrent(spec)) = url.parse::<StoreSpec>() else {
+                panic!("{url} is not read as a KurrentDB store")
+            };
+            assert_eq!(spec.url, url);
+        }
+        let with_views = "kurrentdb://admin:pw@db:2113?tls=false&views=/v/k.db"
+            .parse::<StoreSpec>()
+            .expect("kurrentdb");
+        assert_eq!(
+            with_views.to_string(),
+            "kurrentdb:kurrentdb://***@db:2113?tls=false"
+        );
         let kdb =
             "kurrentdb:admin:secret@db:2113?tls=false&views=/v/k.db&keys=jetstream:nats://n:4222"
                 .parse::<StoreSpec>()

@@ -377,6 +377,10 @@ fn next_server(
     servers: &[async_nats::Server],
     left: &async_nats::ServerInfo,
 ) -> Option<async_nats::ReconnectToServer> {
+    if left.port == 0 {
+        // Not connected yet: the first connection tries every server in turn.
+        return None;
+    }
     let unspecified = left.host.is_empty() || left.host == "0.0.0.0" || left.host == "::";
     let is_left = |server: &async_nats::Server| {
         server.addr.port() == left.port && (unspecified || server.addr.host() == left.host)

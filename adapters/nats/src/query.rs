@@ -40,12 +40,32 @@ pub const PARTNER_VIEWS: &[&str] = &["pipeline", "ledger", "registration"];
 /// The views the vendor (and the auditor) may ask for.
 pub const VENDOR_VIEWS: &[&str] = &["pipeline", "conflicts", "ledger", "metrics", "registration"];
 
+/// `min_position`'s schema: a position token, or (deprecated) the bare number that builds
+/// before position tokens sent, which the server still reads.
+fn min_position_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let token = generator.subschema_for::<Position>();
+    schemars::json_schema!({
+        "description": "Answer only once the view reflects the log at least up to here: a position token as a reply gave it. A bare number is still read (deprecated: what builds before position tokens sent).",
+        "anyOf": [
+            token,
+            {
+                "type": "integer",
+                "minimum": 0,
+                "deprecated": true,
+                "description": "Deprecated: a bare number N, read as the token \"N\"."
+            },
+            { "type": "null" }
+        ]
+    })
+}
+
 /// A query's body (every field optional; an empty body is `{}`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueryRequest {
     /// Answer only once the view reflects the log at least up to here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "min_position_schema")]
     pub min_position: Option<Position>,
     /// How long to wait for `min_position` (default 5000, at most 30000).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -218,13 +218,10 @@ impl JetStreamStore {
         )
         .await
         .map_err(|e| match e {
-            dealreg_nats_connect::ConnectError::InvalidUrl { .. } => {
-                OpenError::InvalidOptions(e.to_string())
+            dealreg_nats_connect::ConnectError::Connect { urls, reason } => {
+                OpenError::Connect { urls, reason }
             }
-            _ => OpenError::Connect {
-                urls: dealreg_nats_connect::redact(&urls.join(",")),
-                reason: e.to_string(),
-            },
+            _ => OpenError::InvalidOptions(e.to_string()),
         })?;
         JetStreamStore::open_on(connection, options).await
     }

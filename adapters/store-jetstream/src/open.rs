@@ -76,7 +76,7 @@ pub enum OpenError {
     AtomicPublishOff { stream: String },
     #[error("the JetStream stream `{stream}` cannot hold dealreg's events: {problem}; change the stream (or the options) and open again")]
     StreamUnfit { stream: String, problem: String },
-    #[error("cannot connect to NATS at {urls}: {reason}; check the URLs and that the server runs")]
+    #[error("cannot connect to NATS at {urls}: {reason}; check the URLs, that the server runs and the credentials (--nats-user with DEALREG_NATS_PASSWORD, --nats-creds, --nats-nkey, DEALREG_NATS_TOKEN)")]
     Connect { urls: String, reason: String },
     #[error("NATS failed while opening the event store: {0}; check that the server (and, on a cluster, a quorum of it) is up, then open again")]
     Nats(String),
