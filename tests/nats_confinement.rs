@@ -18,15 +18,6 @@ const A: &str = "0190b0b0-0000-7000-8000-00000000000a";
 const B: &str = "0190b0b0-0000-7000-8000-00000000000b";
 const CONFIG: &str = include_str!("../adapters/nats/deploy/nats-server.conf");
 
-async fn connect_as(url: &str, user: &str, inbox: Option<String>) -> async_nats::Client {
-    let mut options = async_nats::ConnectOptions::new()
-        .user_and_password(user.to_string(), format!("{user}-secret"));
-    if let Some(prefix) = inbox {
-        options = options.custom_inbox_prefix(prefix);
-    }
-    options.connect(url).await.expect("connect")
-}
-
 async fn partner(url: &str, id: &str) -> async_nats::Client {
     let user = if id == A { "partner-a" } else { "partner-b" };
     connect_as(url, user, Some(format!("_INBOX.partner-{id}"))).await

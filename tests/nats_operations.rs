@@ -20,15 +20,6 @@ const A: &str = "0190b0b0-0000-7000-8000-00000000000a";
 const CONFIG: &str = include_str!("../adapters/nats/deploy/nats-server.conf");
 const SERVICE_SECRET: &str = "dealreg-secret";
 
-async fn connect_as(url: &str, user: &str, inbox: Option<String>) -> async_nats::Client {
-    let mut options = async_nats::ConnectOptions::new()
-        .user_and_password(user.to_string(), format!("{user}-secret"));
-    if let Some(prefix) = inbox {
-        options = options.custom_inbox_prefix(prefix);
-    }
-    options.connect(url).await.expect("connect")
-}
-
 async fn vendor_command(vendor: &async_nats::Client, command: serde_json::Value) {
     let subject = format!(
         "dealreg.vendor.channel_manager.cmd.{}",

@@ -243,6 +243,17 @@ pub async fn request_bytes(
     (value, code)
 }
 
+/// A client of a server run with the example configuration, as `user` (whose password
+/// there is `<user>-secret`), with its own inbox prefix when given (partners need one).
+pub async fn connect_as(url: &str, user: &str, inbox: Option<String>) -> async_nats::Client {
+    let mut options = async_nats::ConnectOptions::new()
+        .user_and_password(user.to_string(), format!("{user}-secret"));
+    if let Some(prefix) = inbox {
+        options = options.custom_inbox_prefix(prefix);
+    }
+    options.connect(url).await.expect("connect")
+}
+
 /// A date `days` from today, as the commands write dates.
 pub fn days_from_now(days: i64) -> String {
     (chrono::Utc::now() + chrono::Duration::days(days))

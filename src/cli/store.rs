@@ -57,6 +57,9 @@ pub struct KurrentSpec {
     pub views: PathBuf,
     /// Where the keys that seal contacts are kept.
     pub keys: KeysAt,
+    /// Streams stored as `<namespace>.<stream>`, and only those read as the log, so another
+    /// application's events on the same server are never taken for dealreg's.
+    pub namespace: Option<String>,
 }
 
 /// Where a KurrentDB deployment keeps its key vault (KurrentDB holds only the log).
@@ -81,6 +84,7 @@ impl KurrentSpec {
         };
         let mut views = None;
         let mut keys = None;
+        let mut namespace = None;
         // dealreg's own settings ride on the connection string's query; the client gets
         // the rest.
         if let Some((base, query)) = url.clone().split_once('?') {
@@ -88,6 +92,7 @@ impl KurrentSpec {
             for pair in query.split('&').filter(|p| !p.is_empty()) {
                 match pair.split_once('=') {
                     Some(("views", path)) if !path.is_empty() => views = Some(PathBuf::from(path)),
+                    Some(("namespace", ns)) if !ns.is_empty() => namespace = Some(ns.to_string()),
                     Some(("keys", at)) => {
                         keys = Some(match at.split_once(':') {
                             Some(("sqlite", path)) if !path.is_empty() => {
@@ -117,6 +122,7 @@ impl KurrentSpec {
             url,
             views: views.unwrap_or_else(|| "dealreg-views-kurrentdb.db".into()),
             keys: keys.unwrap_or_else(|| KeysAt::Sqlite("dealreg-kurrentdb".into())),
+            namespace,
         })
     }
 
@@ -464,7 +470,11 @@ async fn open_as(
 
 /// Connects to the KurrentDB `spec` names (a server holds its log whatever job asks).
 async fn kurrent(spec: &KurrentSpec) -> Result<KurrentStore, String> {
-    KurrentStore::connect(&spec.url)
+    let options = dealreg_store_kurrentdb::KurrentOptions {
+        namespace: spec.namespace.clone(),
+        ..dealreg_store_kurrentdb::KurrentOptions::default()
+    };
+    KurrentStore::connect_with(&spec.url, options)
         .await
         .map_err(|e| format!("cannot open the KurrentDB store {}: {e}", spec.shown()))
 }
@@ -706,6 +716,13 @@ mod tests {
             };
             assert_eq!(spec.url, url);
         }
+        let Ok(StoreSpec::Kurrent(spaced)) =
+            "kurrentdb://db:2113?tls=false&namespace=dealreg-prod".parse::<StoreSpec>()
+        else {
+            panic!("namespace= is a setting")
+        };
+        assert_eq!(spaced.namespace.as_deref(), Some("dealreg-prod"));
+        assert_eq!(spaced.url, "kurrentdb://db:2113?tls=false");
         let with_views = "kurrentdb://admin:pw@db:2113?tls=false&views=/v/k.db"
             .parse::<StoreSpec>()
             .expect("kurrentdb");

@@ -127,6 +127,17 @@ impl Refusals {
             .map(|(_, message)| message.clone())
     }
 
+    /// Whether the server refused anything on `subject` (a publish or a subscription)
+    /// since `since`.
+    pub fn refused_on(&self, subject: &str, since: Instant) -> bool {
+        self.since(since).iter().any(|message| {
+            message
+                .to_ascii_lowercase()
+                .contains("permissions violation")
+                && denied_subject(message).is_some_and(|denied| subject_matches(&denied, subject))
+        })
+    }
+
     /// Every refusal seen since `since`, oldest first.
     pub fn since(&self, since: Instant) -> Vec<String> {
         self.seen.lock().map_or_else(
@@ -268,7 +279,7 @@ async fn connect_with(
             urls: redact(&urls.join(",")),
             reason: scrub(&e.to_string(), access, urls),
         })?;
-    tokio::spawn(probe(client.clone(), liveness));
+    tokio::spawn(probe(client.clone(), liveness, refusals.clone()));
     Ok(Connection { client, refusals })
 }
 
@@ -401,8 +412,10 @@ fn next_server(
 /// Sends a message to itself through the server every `liveness.every`; when none comes
 /// back within `liveness.silence` while connected, drops the connection so that the client
 /// reconnects (to another server of its list when this one stays silent). Ends when the
-/// client is gone.
-async fn probe(client: async_nats::Client, liveness: Liveness) {
+/// client is gone, or when the user may not publish on its own inbox (a vendor or auditor
+/// user of the example configuration): then only the client's own pings, after
+/// `liveness.silence` without traffic, find a silent server.
+async fn probe(client: async_nats::Client, liveness: Liveness, refusals: Refusals) {
     let subject = client.new_inbox();
     let mut echoes = match client.subscribe(subject.clone()).await {
         Ok(subscriber) => subscriber,
@@ -412,6 +425,7 @@ async fn probe(client: async_nats::Client, liveness: Liveness) {
         }
     };
     let mut sent: u64 = 0;
+    let started = Instant::now();
     let mut heard = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(liveness.every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -422,6 +436,10 @@ async fn probe(client: async_nats::Client, liveness: Liveness) {
                 None => return,
             },
             _ = tick.tick() => {
+                if refusals.refused_on(&subject, started) {
+                    tracing::warn!("this NATS user may not publish on its own inbox, so the liveness probe is off: a server that goes silent is found by the client's pings only");
+                    return;
+                }
                 if client.connection_state() != async_nats::connection::State::Connected {
                     // Reconnecting: the silence counts from when the connection is back.
                     heard = tokio::time::Instant::now();
