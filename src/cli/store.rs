@@ -492,11 +492,15 @@ async fn jetstream(spec: &JetStreamSpec, create: bool) -> Result<JetStreamStore,
     };
     JetStreamStore::connect(&spec.urls, options)
         .await
-        .map_err(|e| {
-            format!(
+        .map_err(|e| match e {
+            // Names the servers itself.
+            dealreg_store_jetstream::OpenError::Connect { .. } => {
+                format!("cannot open the JetStream store: {e}")
+            }
+            _ => format!(
                 "cannot open the JetStream store at {}: {e}",
                 dealreg_nats_connect::redact(&spec.urls.join(","))
-            )
+            ),
         })
 }
 
