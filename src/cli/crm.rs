@@ -442,9 +442,8 @@ struct Feed {
 
 impl Feed {
     async fn connect(urls: &str) -> Result<Feed, String> {
-        let list: Vec<String> = urls.split(',').map(|u| u.trim().to_string()).collect();
         let client = dealreg_nats_connect::connect(
-            &list,
+            &[urls.to_string()],
             &super::nats_access::access(),
             &format!("dealreg-crm-{}", std::process::id()),
             super::nats_access::liveness(),

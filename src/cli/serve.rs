@@ -139,14 +139,9 @@ async fn sign_on_interval<S: dealreg_events::EventStore>(
 /// that moves to another server when this one goes silent. Returns at once; the first
 /// request waits for the server.
 async fn connect(args: &ServeArgs) -> Result<async_nats::Client, String> {
-    let urls: Vec<String> = args
-        .nats_url
-        .split(',')
-        .map(|u| u.trim().to_string())
-        .filter(|u| !u.is_empty())
-        .collect();
+    // Several servers, comma-separated: dealreg-nats-connect splits them.
     dealreg_nats_connect::connect_retrying(
-        &urls,
+        std::slice::from_ref(&args.nats_url),
         &super::nats_access::access(),
         &format!("dealreg-serve-{}", std::process::id()),
         super::nats_access::liveness(),

@@ -48,8 +48,8 @@ pub enum StoreSpec {
 
 /// `kurrentdb:URL[&views=PATH&keys=sqlite:PATH|keys=jetstream:URL]` (the URL as the
 /// client takes it: `kurrentdb://host:2113?tls=false`; `kurrentdb:host:2113?tls=false`
-/// is read as that too).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// is read as that too). `Debug` shows the connection string without its user part.
+#[derive(Clone, PartialEq, Eq)]
 pub struct KurrentSpec {
     /// The connection string handed to the client.
     pub url: String,
@@ -69,6 +69,17 @@ pub enum KeysAt {
     Sqlite(PathBuf),
     /// The JetStream vault on these servers: every host shares it.
     JetStream(JetStreamSpec),
+}
+
+impl std::fmt::Debug for KurrentSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KurrentSpec")
+            .field("url", &self.shown())
+            .field("views", &self.views)
+            .field("keys", &self.keys)
+            .field("namespace", &self.namespace)
+            .finish()
+    }
 }
 
 impl KurrentSpec {
@@ -128,13 +139,7 @@ impl KurrentSpec {
 
     /// The connection string without a password, for messages and the views' owner.
     fn shown(&self) -> String {
-        match (self.url.split_once("://"), self.url.find('@')) {
-            (Some((scheme, rest)), Some(_)) => {
-                let host = rest.split_once('@').map_or(rest, |(_, host)| host);
-                format!("{scheme}://***@{host}")
-            }
-            _ => self.url.clone(),
-        }
+        dealreg_nats_connect::redact(&self.url)
     }
 }
 
@@ -155,8 +160,7 @@ fn with_kurrent_credentials(url: &str) -> Result<String, String> {
     let Some((scheme, rest)) = url.split_once("://") else {
         return Ok(url.to_string());
     };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    if rest[..authority_end].contains('@') {
+    if dealreg_nats_connect::userinfo(url).is_some() {
         return Ok(url.to_string());
     }
     match (user, password) {
@@ -175,8 +179,9 @@ fn with_kurrent_credentials(url: &str) -> Result<String, String> {
     }
 }
 
-/// `jetstream:URL[,URL...][?stream=NAME&replicas=N&monitor=URL&views=PATH]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `jetstream:URL[,URL...][?stream=NAME&replicas=N&monitor=URL&views=PATH]`. `Debug`
+/// shows the URLs without their user part.
+#[derive(Clone, PartialEq, Eq)]
 pub struct JetStreamSpec {
     /// The servers (`nats://host:port`), several for a cluster.
     pub urls: Vec<String>,
@@ -188,6 +193,23 @@ pub struct JetStreamSpec {
     pub monitor: Option<String>,
     /// This process's views of the log (a local file; rebuilt from the log when missing).
     pub views: PathBuf,
+}
+
+impl std::fmt::Debug for JetStreamSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let urls: Vec<String> = self
+            .urls
+            .iter()
+            .map(|u| dealreg_nats_connect::redact(u))
+            .collect();
+        f.debug_struct("JetStreamSpec")
+            .field("urls", &urls)
+            .field("stream", &self.stream)
+            .field("replicas", &self.replicas)
+            .field("monitor", &self.monitor)
+            .field("views", &self.views)
+            .finish()
+    }
 }
 
 impl JetStreamSpec {

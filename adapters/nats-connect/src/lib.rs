@@ -114,28 +114,29 @@ impl Refusals {
     /// The server's message refusing a publish to `subject` (or to a subject it names
     /// with a wildcard) since `since`, if one came.
     pub fn publish_denied(&self, subject: &str, since: Instant) -> Option<String> {
-        let seen = self.seen.lock().ok()?;
-        seen.iter()
-            .rev()
-            .take_while(|(at, _)| *at >= since)
-            .find(|(_, message)| {
-                let lower = message.to_ascii_lowercase();
-                lower.contains("permissions violation for publish")
-                    && denied_subject(message)
-                        .is_some_and(|denied| subject_matches(&denied, subject))
-            })
-            .map(|(_, message)| message.clone())
+        self.refusal(subject, since, "permissions violation for publish")
     }
 
     /// Whether the server refused anything on `subject` (a publish or a subscription)
     /// since `since`.
     pub fn refused_on(&self, subject: &str, since: Instant) -> bool {
-        self.since(since).iter().any(|message| {
-            message
-                .to_ascii_lowercase()
-                .contains("permissions violation")
-                && denied_subject(message).is_some_and(|denied| subject_matches(&denied, subject))
-        })
+        self.refusal(subject, since, "permissions violation")
+            .is_some()
+    }
+
+    /// The newest refusal since `since` whose message starts with `kind` (any case) and
+    /// names `subject`, or a wildcard subject over it.
+    fn refusal(&self, subject: &str, since: Instant, kind: &str) -> Option<String> {
+        let seen = self.seen.lock().ok()?;
+        seen.iter()
+            .rev()
+            .take_while(|(at, _)| *at >= since)
+            .find(|(_, message)| {
+                message.to_ascii_lowercase().contains(kind)
+                    && denied_subject(message)
+                        .is_some_and(|denied| subject_matches(&denied, subject))
+            })
+            .map(|(_, message)| message.clone())
     }
 
     /// Every refusal seen since `since`, oldest first.
@@ -181,24 +182,53 @@ pub struct Connection {
     pub refusals: Refusals,
 }
 
-/// `url` with any user, password or token replaced by `***`, for messages and logs.
+/// One URL cut where its user part is: the scheme (`nats`), the user part (`user:password`,
+/// a token) if any, and the rest from the host on.
+struct Parts<'a> {
+    scheme: Option<&'a str>,
+    userinfo: Option<&'a str>,
+    rest: &'a str,
+}
+
+fn parts(url: &str) -> Parts<'_> {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, url),
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => Parts {
+            scheme,
+            userinfo: Some(&rest[..at]),
+            rest: &rest[at + 1..],
+        },
+        None => Parts {
+            scheme,
+            userinfo: None,
+            rest,
+        },
+    }
+}
+
+/// The user part of `url` (`user:password` in `nats://user:password@host`), if it has one.
+pub fn userinfo(url: &str) -> Option<&str> {
+    parts(url.trim()).userinfo
+}
+
+/// `url` (several comma-separated allowed) with any user, password or token replaced by
+/// `***`, for messages and logs.
 pub fn redact(url: &str) -> String {
     url.split(',')
         .map(|one| {
-            let one = one.trim();
-            let (scheme, rest) = match one.split_once("://") {
-                Some((scheme, rest)) => (Some(scheme), rest),
-                None => (None, one),
-            };
-            let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-            let (authority, tail) = rest.split_at(authority_end);
-            let authority = match authority.rfind('@') {
-                Some(at) => format!("***@{}", &authority[at + 1..]),
-                None => authority.to_string(),
-            };
+            let Parts {
+                scheme,
+                userinfo,
+                rest,
+            } = parts(one.trim());
+            let hidden = if userinfo.is_some() { "***@" } else { "" };
             match scheme {
-                Some(scheme) => format!("{scheme}://{authority}{tail}"),
-                None => format!("{authority}{tail}"),
+                Some(scheme) => format!("{scheme}://{hidden}{rest}"),
+                None => format!("{hidden}{rest}"),
             }
         })
         .collect::<Vec<_>>()
@@ -215,15 +245,10 @@ pub fn scrub(text: &str, access: &Access, urls: &[String]) -> String {
     if let Some(token) = &access.token {
         secrets.push(token.clone());
     }
-    for url in urls {
-        let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
-        let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
-        if let Some(at) = authority.rfind('@') {
-            let userinfo = &authority[..at];
-            secrets.push(userinfo.to_string());
-            if let Some((_, password)) = userinfo.split_once(':') {
-                secrets.push(password.to_string());
-            }
+    for userinfo in urls.iter().flat_map(|u| u.split(',')).filter_map(userinfo) {
+        secrets.push(userinfo.to_string());
+        if let Some((_, password)) = userinfo.split_once(':') {
+            secrets.push(password.to_string());
         }
     }
     secrets.retain(|s| !s.is_empty());
@@ -244,9 +269,7 @@ pub async fn connect(
     name: &str,
     liveness: Liveness,
 ) -> Result<Connection, ConnectError> {
-    let refusals = Refusals::default();
-    let options = options(access, name, liveness, &refusals).await?;
-    connect_with(urls, access, options, liveness, refusals).await
+    connect_with(urls, access, name, liveness, false).await
 }
 
 /// As [`connect`], but returns at once and connects in the background (the first request
@@ -257,21 +280,22 @@ pub async fn connect_retrying(
     name: &str,
     liveness: Liveness,
 ) -> Result<Connection, ConnectError> {
-    let refusals = Refusals::default();
-    let options = options(access, name, liveness, &refusals)
-        .await?
-        .retry_on_initial_connect();
-    connect_with(urls, access, options, liveness, refusals).await
+    connect_with(urls, access, name, liveness, true).await
 }
 
 async fn connect_with(
     urls: &[String],
     access: &Access,
-    options: async_nats::ConnectOptions,
+    name: &str,
     liveness: Liveness,
-    refusals: Refusals,
+    in_background: bool,
 ) -> Result<Connection, ConnectError> {
     let servers = addresses(urls)?;
+    let refusals = Refusals::default();
+    let mut options = options(access, name, liveness, &refusals).await?;
+    if in_background {
+        options = options.retry_on_initial_connect();
+    }
     let client = options
         .connect(servers)
         .await

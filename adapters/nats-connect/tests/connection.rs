@@ -23,6 +23,15 @@ fn quick() -> Liveness {
     }
 }
 
+/// How many times the connection was made (1: never dropped).
+fn connects(connection: &dealreg_nats_connect::Connection) -> u64 {
+    connection
+        .client
+        .statistics()
+        .connects
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_is_refused_and_never_shown() {
     let server = NatsServer::start_with(Some(CONFIG));
@@ -54,11 +63,7 @@ async fn a_user_that_may_not_publish_on_its_inbox_keeps_its_connection() {
         .expect("connect");
     // Ten silences' worth: a probe that never hears back would have reconnected by now.
     tokio::time::sleep(Duration::from_secs(6)).await;
-    let connects = connection
-        .client
-        .statistics()
-        .connects
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let connects = connects(&connection);
     assert_eq!(connects, 1, "the connection was made again");
     assert!(!connection
         .refusals
@@ -74,10 +79,6 @@ async fn a_healthy_connection_is_never_dropped_by_the_probe() {
         .await
         .expect("connect");
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let connects = connection
-        .client
-        .statistics()
-        .connects
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let connects = connects(&connection);
     assert_eq!(connects, 1);
 }

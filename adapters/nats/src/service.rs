@@ -155,6 +155,27 @@ where
     tracing::info!(holder = %options.holder, "serving");
 
     let mut in_flight = JoinSet::new();
+    // One way a received request is answered, while serving and during the drain.
+    let answer =
+        |in_flight: &mut JoinSet<()>, route: Route, request: async_nats::service::Request| {
+            if route == Route::Query {
+                let (log, views) = (stores.log.clone(), stores.views.clone());
+                let (metrics, client) = (Arc::clone(&metrics), client.clone());
+                let vault = Arc::clone(engine.vault());
+                in_flight.spawn(async move {
+                    answer_query(&client, &log, &views, &*vault, &metrics, request).await;
+                });
+            } else {
+                command::spawn_answer(
+                    in_flight,
+                    Arc::clone(&engine),
+                    client.clone(),
+                    Arc::clone(&metrics),
+                    request,
+                    route == Route::Command,
+                );
+            }
+        };
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
@@ -165,26 +186,7 @@ where
             }
             next = requests.next(), if options.requests => {
                 let Some((route, request)) = next else { break };
-                match route {
-                    Route::Command | Route::UnknownCommand => command::spawn_answer(
-                        &mut in_flight,
-                        Arc::clone(&engine),
-                        client.clone(),
-                        Arc::clone(&metrics),
-                        request,
-                        route == Route::Command,
-                    ),
-                    Route::Query => {
-                        let log = stores.log.clone();
-                        let views = stores.views.clone();
-                        let metrics = Arc::clone(&metrics);
-                        let client = client.clone();
-                        let vault = Arc::clone(engine.vault());
-                        in_flight.spawn(async move {
-                            answer_query(&client, &log, &views, &*vault, &metrics, request).await;
-                        });
-                    }
-                }
+                answer(&mut in_flight, route, request);
             }
             Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
         }
@@ -210,13 +212,7 @@ where
         tokio::select! {
             next = requests.next() => {
                 let Some((route, request)) = next else { break };
-                if route == Route::Query {
-                    let (log, views, metrics, client) = (stores.log.clone(), stores.views.clone(), Arc::clone(&metrics), client.clone());
-                    let vault = Arc::clone(engine.vault());
-                    in_flight.spawn(async move { answer_query(&client, &log, &views, &*vault, &metrics, request).await });
-                } else {
-                    command::spawn_answer(&mut in_flight, Arc::clone(&engine), client.clone(), Arc::clone(&metrics), request, route == Route::Command);
-                }
+                answer(&mut in_flight, route, request);
             }
             _ = &mut grace => break,
         }

@@ -233,11 +233,7 @@ impl JetStreamStore {
         connection: dealreg_nats_connect::Connection,
         options: JetStreamOptions,
     ) -> Result<JetStreamStore, OpenError> {
-        let mut store = JetStreamStore::open(connection.client, options).await?;
-        if let Some(inner) = Arc::get_mut(&mut store.inner) {
-            inner.refusals = Some(connection.refusals);
-        }
-        Ok(store)
+        JetStreamStore::open_with(connection.client, options, Some(connection.refusals)).await
     }
 
     /// Opens the store on a connected client: checks the server's version, creates or
@@ -245,6 +241,14 @@ impl JetStreamStore {
     pub async fn open(
         client: Client,
         options: JetStreamOptions,
+    ) -> Result<JetStreamStore, OpenError> {
+        JetStreamStore::open_with(client, options, None).await
+    }
+
+    async fn open_with(
+        client: Client,
+        options: JetStreamOptions,
+        refusals: Option<dealreg_nats_connect::Refusals>,
     ) -> Result<JetStreamStore, OpenError> {
         subject::check_prefix(&options.subject_prefix).map_err(OpenError::InvalidOptions)?;
         check_stream_name(&options.stream)?;
@@ -287,7 +291,7 @@ impl JetStreamStore {
                 timeout: options.timeout,
                 durability,
                 identity: format!("jetstream:{}@{created}", options.stream),
-                refusals: None,
+                refusals,
             }),
         })
     }
