@@ -57,10 +57,71 @@ pub(crate) mod proto {
     }
 }
 
+/// A user of a secure double: a name, a password and the groups (roles) it belongs to.
+/// `$admins` makes it an administrator; `$ops` an operations user (which, as documented,
+/// grants no stream access of its own).
+#[derive(Clone, Debug)]
+pub struct User {
+    pub name: String,
+    pub password: String,
+    pub groups: Vec<String>,
+}
+
+impl User {
+    /// A user in `groups`.
+    pub fn new(name: &str, password: &str, groups: &[&str]) -> User {
+        User {
+            name: name.to_owned(),
+            password: password.to_owned(),
+            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+        }
+    }
+}
+
+/// How a secure double authenticates and authorises calls (README.md, "Security"). The
+/// double has no TLS: "secure" here means what a secure server does with credentials.
+#[derive(Clone, Debug)]
+pub struct Security {
+    /// The users the server knows (the real server's defaults are `admin`/`changeit` in
+    /// `$admins` and `ops`/`changeit` in `$ops`).
+    pub users: Vec<User>,
+    /// `AllowAnonymousStreamAccess`: false by default since 24.10.
+    pub allow_anonymous_stream_access: bool,
+}
+
+impl Security {
+    /// A secure server with the given users, anonymous stream access denied (the 24.10+
+    /// default).
+    pub fn with_users(users: Vec<User>) -> Security {
+        Security {
+            users,
+            allow_anonymous_stream_access: false,
+        }
+    }
+}
+
+/// How a double runs. The default is an insecure single node (`--insecure`): no
+/// authentication, no authorisation, reads never lag.
+#[derive(Clone, Debug, Default)]
+pub struct DoubleOptions {
+    /// `Some`: authenticate and authorise every streams call as a secure server does.
+    pub security: Option<Security>,
+}
+
+/// A follower that lags the leader: the next `reads` reads (of a stream or of `$all`) see
+/// the log without its last `events` records.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Lag {
+    pub(crate) events: usize,
+    pub(crate) reads: u64,
+}
+
 /// What every handler shares: the database, a counter that wakes live subscriptions when
 /// the log grows, and the shutdown flag that ends them.
 pub(crate) struct Shared {
     pub(crate) store: Mutex<store::Store>,
+    pub(crate) security: Option<Security>,
+    pub(crate) lag: Mutex<Lag>,
     /// The log's length, published after every write.
     pub(crate) log_len: watch::Sender<usize>,
     pub(crate) shutdown: watch::Sender<bool>,
@@ -87,14 +148,32 @@ impl KurrentDouble {
         }
     }
 
+    /// Starts a double with `options` (a secure one, for example).
+    ///
+    /// # Panics
+    /// As [`KurrentDouble::start`].
+    pub async fn start_with(options: DoubleOptions) -> KurrentDouble {
+        match Self::try_start_with(options).await {
+            Ok(double) => double,
+            Err(e) => panic!("the KurrentDB double could not bind 127.0.0.1: {e}"),
+        }
+    }
+
     /// Starts a double on a free loopback port, or says why it could not.
     pub async fn try_start() -> std::io::Result<KurrentDouble> {
+        Self::try_start_with(DoubleOptions::default()).await
+    }
+
+    /// [`KurrentDouble::try_start`] with `options`.
+    pub async fn try_start_with(options: DoubleOptions) -> std::io::Result<KurrentDouble> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
         let (log_len, _) = watch::channel(0);
         let (shutdown, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             store: Mutex::new(store::Store::default()),
+            security: options.security,
+            lag: Mutex::new(Lag::default()),
             log_len,
             shutdown,
             addr,
@@ -112,6 +191,16 @@ impl KurrentDouble {
     /// The address the double listens on.
     pub fn addr(&self) -> SocketAddr {
         self.shared.addr
+    }
+
+    /// Makes the double answer reads as a follower that lags the leader: the next `reads`
+    /// reads (one stream or `$all`; not subscriptions) see the log without its last
+    /// `events` records, then reads are current again. Appends are unaffected (they go to
+    /// the leader), so an append's own read-back comes back short.
+    pub fn lag_reads(&self, events: usize, reads: u64) {
+        if let Ok(mut lag) = self.shared.lag.lock() {
+            *lag = Lag { events, reads };
+        }
     }
 
     /// How many records the global log holds, system records (tombstones, `$$stream`

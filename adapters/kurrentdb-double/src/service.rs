@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use crate::proto::event_store::client as pb;
 use crate::store::{Expected, Proposed, Record, Store, StreamFrom, StreamRead, WriteError};
-use crate::Shared;
+use crate::{Security, Shared};
 use pb::gossip::{self, gossip_server::GossipServer};
 use pb::server_features::{self, server_features_server::ServerFeaturesServer};
 use pb::streams::read_req::options::{self as read_options, all_options::AllOption};
@@ -67,6 +67,113 @@ impl Double {
             .map_err(|_| Status::internal("the double's store lock is poisoned"))
     }
 
+    /// Who sent a call, as the server's authentication middleware decides it before any
+    /// handler runs (`AuthenticationMiddleware.HandleAsGrpcAsync` in the KurrentDB source):
+    /// no `authorization` header is the anonymous user; a header that names no user with
+    /// that password is refused with `UNAUTHENTICATED` "Unauthenticated", whatever the call
+    /// (the client maps it to `AccessDenied`; the .NET client's `NotAuthenticatedException`,
+    /// as `read_all_security.cs` in the server's tests expects for bad credentials).
+    fn principal(&self, metadata: &MetadataMap) -> Result<Principal, Status> {
+        let Some(security) = &self.shared.security else {
+            // An insecure node (`--insecure`) "does not use any authentication or
+            // authorization" (docs/server/security/security-options.md, "Running without
+            // security").
+            return Ok(Principal::Insecure);
+        };
+        let Some(header) = metadata.get("authorization") else {
+            return Ok(Principal::Anonymous);
+        };
+        let header = header.to_str().unwrap_or_default();
+        security
+            .users
+            .iter()
+            .find(|u| header == basic_authorization(&u.name, &u.password))
+            .map(|u| Principal::User {
+                name: u.name.clone(),
+                groups: u.groups.clone(),
+            })
+            .ok_or_else(|| Status::new(Code::Unauthenticated, "Unauthenticated"))
+    }
+
+    fn security(&self) -> Option<&Security> {
+        self.shared.security.as_ref()
+    }
+
+    /// Whether `principal` may read, write or delete `stream` under the default ACLs
+    /// (docs/server/security/user-authorization.md, "Access control lists" and "Default
+    /// ACL"): user streams are `$userStreamAcl` (`$all` for every permission), system
+    /// streams (`$…`) `$systemStreamAcl` (`$admins`), and a metadata stream `$$X` follows
+    /// X's. `$admins` "bypasses all stream access checks" (same page, "Admins role").
+    /// The `$all` role lets the anonymous user in only with `AllowAnonymousStreamAccess`,
+    /// false by default since 24.10 (docs/server/security/security-options.md, "Anonymous
+    /// access to streams"). Per-stream ACLs other than `$all`'s are not modelled.
+    fn authorize_stream(&self, principal: &Principal, stream: &str) -> Result<(), Status> {
+        let described = stream.strip_prefix("$$").unwrap_or(stream);
+        if described.starts_with('$') {
+            return self.authorize(principal, &[]);
+        }
+        self.authorize(principal, &["$all".to_owned()])
+    }
+
+    /// Whether `principal` may read `$all` (a read or a subscription): `$admins` ("Read
+    /// all streams, including `$all`", user-authorization.md, "Admins role"), or the
+    /// roles in the `$r` of the ACL written to `$all`'s metadata (`$$$all`); without one,
+    /// `$all` is a system stream and only `$admins` read it. The `$ops` role "grants
+    /// similar permissions to the `$admins` role, but without the user management and
+    /// stream access" (same page, "Ops role"), so it does not open `$all`. The server's
+    /// own tests of this: `read_all_security.cs`, `subscribe_to_all_security.cs`.
+    fn authorize_all_read(&self, principal: &Principal) -> Result<(), Status> {
+        let readers = self
+            .store()?
+            .all_readers()
+            .map(<[String]>::to_vec)
+            .unwrap_or_default();
+        self.authorize(principal, &readers)
+    }
+
+    /// `principal` against the roles an ACL allows; a refusal is the server's
+    /// `RpcExceptions.AccessDenied()`: `PERMISSION_DENIED` "Access Denied" with
+    /// `exception: access-denied`.
+    fn authorize(&self, principal: &Principal, allowed: &[String]) -> Result<(), Status> {
+        let anonymous_allowed = self
+            .security()
+            .is_some_and(|s| s.allow_anonymous_stream_access);
+        let ok = match principal {
+            Principal::Insecure => true,
+            Principal::Anonymous => anonymous_allowed && allowed.iter().any(|r| r == "$all"),
+            Principal::User { name, groups } => {
+                groups.iter().any(|g| g == "$admins")
+                    || allowed
+                        .iter()
+                        .any(|r| r == "$all" || r == name || groups.contains(r))
+            }
+        };
+        if ok {
+            Ok(())
+        } else {
+            let mut metadata = MetadataMap::new();
+            metadata.insert("exception", MetadataValue::from_static("access-denied"));
+            Err(Status::with_metadata(
+                Code::PermissionDenied,
+                "Access Denied",
+                metadata,
+            ))
+        }
+    }
+
+    /// How many records of the log a read sees: all of them, or fewer while the double
+    /// plays a lagging follower ([`crate::KurrentDouble::lag_reads`]).
+    fn visible(&self, store: &Store) -> usize {
+        let Ok(mut lag) = self.shared.lag.lock() else {
+            return store.len();
+        };
+        if lag.reads == 0 {
+            return store.len();
+        }
+        lag.reads -= 1;
+        store.len().saturating_sub(lag.events)
+    }
+
     /// Wakes live subscriptions after a write.
     fn published(&self, store: &Store) {
         self.shared.log_len.send_replace(store.len());
@@ -84,6 +191,7 @@ impl streams::streams_server::Streams for Double {
         &self,
         request: Request<streams::ReadReq>,
     ) -> Result<Response<Self::ReadStream>, Status> {
+        let principal = self.principal(request.metadata())?;
         let options = request
             .into_inner()
             .options
@@ -110,6 +218,7 @@ impl streams::streams_server::Streams for Double {
                     ));
                 }
                 let stream = stream_name(s.stream_identifier)?;
+                self.authorize_stream(&principal, &stream)?;
                 let from = match s.revision_option {
                     Some(read_options::stream_options::RevisionOption::Revision(r)) => {
                         StreamFrom::Revision(r)
@@ -117,7 +226,11 @@ impl streams::streams_server::Streams for Double {
                     Some(read_options::stream_options::RevisionOption::End(_)) => StreamFrom::End,
                     _ => StreamFrom::Start,
                 };
-                let read = self.store()?.read_stream(&stream, from, count, forwards);
+                let read = {
+                    let store = self.store()?;
+                    let visible = self.visible(&store);
+                    store.read_stream_as_of(&stream, from, count, forwards, visible)
+                };
                 let responses = match read {
                     StreamRead::Deleted => return Err(stream_deleted(&stream)),
                     StreamRead::NotFound => {
@@ -143,9 +256,18 @@ impl streams::streams_server::Streams for Double {
                 ))))
             }
             (Some(StreamOption::All(a)), Some(CountOption::Count(count))) => {
+                self.authorize_all_read(&principal)?;
                 let filter = filter.map(|f| EventFilter::new(f, false)).transpose()?;
                 let store = self.store()?;
-                let records = read_all(&store, a.all_option, count, forwards, filter.as_ref());
+                let visible = self.visible(&store);
+                let records = read_all(
+                    &store,
+                    visible,
+                    a.all_option,
+                    count,
+                    forwards,
+                    filter.as_ref(),
+                );
                 let responses: Vec<_> = records.iter().map(|r| event_response(r, ids)).collect();
                 Ok(Response::new(Box::pin(tokio_stream::iter(
                     responses.into_iter().map(Ok),
@@ -155,6 +277,7 @@ impl streams::streams_server::Streams for Double {
                 if !forwards {
                     return Err(Status::invalid_argument("subscriptions read forwards"));
                 }
+                self.authorize_all_read(&principal)?;
                 let filter = filter.map(|f| EventFilter::new(f, true)).transpose()?;
                 let start = {
                     let store = self.store()?;
@@ -196,6 +319,7 @@ impl streams::streams_server::Streams for Double {
     ) -> Result<Response<streams::AppendResp>, Status> {
         use streams::append_req::{options::ExpectedStreamRevision, Content};
 
+        let principal = self.principal(request.metadata())?;
         let mut inbound = request.into_inner();
         let Some(Content::Options(options)) = inbound.message().await?.and_then(|m| m.content)
         else {
@@ -204,6 +328,7 @@ impl streams::streams_server::Streams for Double {
             ));
         };
         let stream = stream_name(options.stream_identifier)?;
+        self.authorize_stream(&principal, &stream)?;
         let expected = match options.expected_stream_revision {
             Some(ExpectedStreamRevision::Revision(r)) => Expected::Revision(r),
             Some(ExpectedStreamRevision::NoStream(_)) => Expected::NoStream,
@@ -267,11 +392,13 @@ impl streams::streams_server::Streams for Double {
         request: Request<streams::DeleteReq>,
     ) -> Result<Response<streams::DeleteResp>, Status> {
         use streams::delete_req::options::ExpectedStreamRevision as E;
+        let principal = self.principal(request.metadata())?;
         let options = request
             .into_inner()
             .options
             .ok_or_else(|| Status::invalid_argument("'options' is required"))?;
         let stream = stream_name(options.stream_identifier)?;
+        self.authorize_stream(&principal, &stream)?;
         let expected = match options.expected_stream_revision {
             Some(E::Revision(r)) => Expected::Revision(r),
             Some(E::NoStream(_)) => Expected::NoStream,
@@ -304,11 +431,13 @@ impl streams::streams_server::Streams for Double {
         request: Request<streams::TombstoneReq>,
     ) -> Result<Response<streams::TombstoneResp>, Status> {
         use streams::tombstone_req::options::ExpectedStreamRevision as E;
+        let principal = self.principal(request.metadata())?;
         let options = request
             .into_inner()
             .options
             .ok_or_else(|| Status::invalid_argument("'options' is required"))?;
         let stream = stream_name(options.stream_identifier)?;
+        self.authorize_stream(&principal, &stream)?;
         let expected = match options.expected_stream_revision {
             Some(E::Revision(r)) => Expected::Revision(r),
             Some(E::NoStream(_)) => Expected::NoStream,
@@ -352,8 +481,10 @@ impl streams::streams_server::Streams for Double {
 impl server_features::server_features_server::ServerFeatures for Double {
     async fn get_supported_methods(
         &self,
-        _request: Request<pb::Empty>,
+        request: Request<pb::Empty>,
     ) -> Result<Response<server_features::SupportedMethods>, Status> {
+        // The client sends no credentials here; bad ones would be refused as anywhere.
+        self.principal(request.metadata())?;
         // Lower-case names, as the real server reports them and the client compares them.
         let method = |method: &str, service: &str| server_features::SupportedMethod {
             method_name: method.to_owned(),
@@ -384,8 +515,9 @@ impl gossip::gossip_server::Gossip for Double {
     /// string (several seeds, or `+discover`) asks for before it picks a node.
     async fn read(
         &self,
-        _request: Request<pb::Empty>,
+        request: Request<pb::Empty>,
     ) -> Result<Response<gossip::ClusterInfo>, Status> {
+        self.principal(request.metadata())?;
         let addr = self.shared.addr;
         Ok(Response::new(gossip::ClusterInfo {
             members: vec![gossip::MemberInfo {
@@ -400,6 +532,40 @@ impl gossip::gossip_server::Gossip for Double {
             }],
         }))
     }
+}
+
+/// Who a call is from.
+#[derive(Debug)]
+enum Principal {
+    /// Any call to an insecure double.
+    Insecure,
+    /// No credentials sent to a secure double.
+    Anonymous,
+    User {
+        name: String,
+        groups: Vec<String>,
+    },
+}
+
+/// The `authorization` header the client sends for `name`:`password` (HTTP basic).
+fn basic_authorization(name: &str, password: &str) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes = format!("{name}:{password}").into_bytes();
+    let mut out = String::from("Basic ");
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// How a read wants event ids written.
@@ -475,6 +641,7 @@ impl EventFilter {
 /// from a position returns the records before it.
 fn read_all(
     store: &Store,
+    visible: usize,
     from: Option<AllOption>,
     count: u64,
     forwards: bool,
@@ -487,10 +654,10 @@ fn read_all(
             Some(AllOption::Position(p)) => {
                 store.first_index_at_or_after(p.commit_position, p.prepare_position)
             }
-            Some(AllOption::End(_)) => store.len(),
+            Some(AllOption::End(_)) => visible,
             _ => 0,
         };
-        (start..store.len())
+        (start..visible)
             .filter_map(|i| store.record(i))
             .filter(allowed)
             .take(count)
@@ -498,11 +665,11 @@ fn read_all(
             .collect()
     } else {
         let end = match from {
-            Some(AllOption::Position(p)) => {
-                store.first_index_at_or_after(p.commit_position, p.prepare_position)
-            }
+            Some(AllOption::Position(p)) => store
+                .first_index_at_or_after(p.commit_position, p.prepare_position)
+                .min(visible),
             Some(AllOption::Start(_)) => 0,
-            _ => store.len(),
+            _ => visible,
         };
         (0..end)
             .rev()
@@ -875,4 +1042,138 @@ fn now_ticks() -> i64 {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     i64::try_from(since.as_nanos() / 100).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Lag, User};
+    use std::sync::Mutex;
+    use tokio::sync::watch;
+
+    fn double(security: Option<Security>) -> Double {
+        Double {
+            shared: Arc::new(Shared {
+                store: Mutex::new(Store::default()),
+                security,
+                lag: Mutex::new(Lag::default()),
+                log_len: watch::channel(0).0,
+                shutdown: watch::channel(false).0,
+                addr: ([127, 0, 0, 1], 0).into(),
+            }),
+        }
+    }
+
+    fn secure() -> Double {
+        double(Some(Security::with_users(vec![
+            User::new("admin", "changeit", &["$admins"]),
+            User::new("ops", "changeit", &["$ops"]),
+            User::new("reader", "pw", &["team"]),
+        ])))
+    }
+
+    fn as_user(name: &str, password: &str) -> MetadataMap {
+        let mut metadata = MetadataMap::new();
+        insert_ascii(
+            &mut metadata,
+            "authorization",
+            &basic_authorization(name, password),
+        );
+        metadata
+    }
+
+    #[test]
+    fn the_authorization_header_is_the_clients() {
+        // The value the kurrentdb client's own test expects for admin:changeit.
+        assert_eq!(
+            basic_authorization("admin", "changeit"),
+            "Basic YWRtaW46Y2hhbmdlaXQ="
+        );
+        assert_eq!(basic_authorization("a", "b"), "Basic YTpi");
+        assert_eq!(basic_authorization("ab", "c"), "Basic YWI6Yw==");
+    }
+
+    #[test]
+    fn bad_credentials_are_unauthenticated_and_a_refusal_is_permission_denied() {
+        let double = secure();
+        let wrong = double.principal(&as_user("admin", "wrong")).unwrap_err();
+        assert_eq!(wrong.code(), Code::Unauthenticated);
+        let unknown = double.principal(&as_user("nobody", "x")).unwrap_err();
+        assert_eq!(unknown.code(), Code::Unauthenticated);
+
+        let anonymous = double.principal(&MetadataMap::new()).unwrap();
+        let denied = double.authorize_all_read(&anonymous).unwrap_err();
+        assert_eq!(denied.code(), Code::PermissionDenied);
+        assert_eq!(
+            denied
+                .metadata()
+                .get("exception")
+                .and_then(|v| v.to_str().ok()),
+            Some("access-denied")
+        );
+        // Anonymous stream access is off by default (24.10+).
+        assert_eq!(
+            double
+                .authorize_stream(&anonymous, "account-1")
+                .unwrap_err()
+                .code(),
+            Code::PermissionDenied
+        );
+
+        let admin = double.principal(&as_user("admin", "changeit")).unwrap();
+        assert!(double.authorize_all_read(&admin).is_ok());
+        assert!(double.authorize_stream(&admin, "$$$all").is_ok());
+        let ops = double.principal(&as_user("ops", "changeit")).unwrap();
+        assert!(
+            double.authorize_all_read(&ops).is_err(),
+            "$ops does not open $all"
+        );
+        let reader = double.principal(&as_user("reader", "pw")).unwrap();
+        assert!(double.authorize_stream(&reader, "account-1").is_ok());
+        assert!(double.authorize_stream(&reader, "$$account-1").is_ok());
+        assert!(double.authorize_stream(&reader, "$$$all").is_err());
+        assert!(double.authorize_stream(&reader, "$settings").is_err());
+        assert!(double.authorize_all_read(&reader).is_err());
+
+        // An ACL on $all naming the reader's group opens it to the reader only.
+        double
+            .store()
+            .unwrap()
+            .append(
+                "$$$all",
+                crate::store::Expected::Any,
+                vec![Proposed {
+                    id: Uuid::new_v4(),
+                    event_type: "$metadata".into(),
+                    content_type: "application/json".into(),
+                    custom_metadata: Vec::new(),
+                    data: br#"{"$acl":{"$r":"team"}}"#.to_vec(),
+                }],
+            )
+            .unwrap();
+        assert!(double.authorize_all_read(&reader).is_ok());
+        assert!(double.authorize_all_read(&anonymous).is_err());
+        assert!(double.authorize_all_read(&ops).is_err());
+    }
+
+    #[test]
+    fn an_insecure_double_lets_everyone_in_whatever_the_header() {
+        let double = double(None);
+        let principal = double.principal(&as_user("admin", "wrong")).unwrap();
+        assert!(double.authorize_all_read(&principal).is_ok());
+        assert!(double.authorize_stream(&principal, "$settings").is_ok());
+    }
+
+    #[test]
+    fn a_lagging_follower_hides_the_newest_records_for_a_number_of_reads() {
+        let double = double(None);
+        let store = Store::default();
+        assert_eq!(double.visible(&store), 0);
+        *double.shared.lag.lock().unwrap() = Lag {
+            events: 2,
+            reads: 1,
+        };
+        assert_eq!(double.visible(&store), 0, "never below zero");
+        assert_eq!(double.shared.lag.lock().unwrap().reads, 0);
+    }
 }

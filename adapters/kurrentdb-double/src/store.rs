@@ -91,8 +91,10 @@ struct Stream {
     tombstoned: bool,
     /// Soft delete: the first revision a read still shows. `Some(u64::MAX)` right after a
     /// delete (nothing is shown); the revision of the first event appended after it once the
-    /// stream is recreated.
+    /// stream is recreated. Also set by a `$tb` in metadata a client writes.
     truncate_before: Option<u64>,
+    /// `$maxCount` of the stream's metadata: reads show only its last this many events.
+    max_count: Option<u64>,
 }
 
 impl Stream {
@@ -122,6 +124,9 @@ pub struct Store {
     /// recently committed ids (which is bounded; this is not).
     ids: HashMap<Uuid, usize>,
     next_position: u64,
+    /// `$r` of the ACL in `$all`'s metadata (`$$$all`): who besides `$admins` may read
+    /// `$all`. `None`: no ACL, so only `$admins` (the system stream default).
+    all_readers: Option<Vec<String>>,
 }
 
 impl Default for Store {
@@ -131,6 +136,7 @@ impl Default for Store {
             streams: HashMap::new(),
             ids: HashMap::new(),
             next_position: FIRST_POSITION,
+            all_readers: None,
         }
     }
 }
@@ -194,8 +200,15 @@ impl Store {
                     }
                 }
                 let mut last = None;
+                let mut metadata = None;
                 for event in events {
+                    if event.event_type == METADATA_EVENT_TYPE {
+                        metadata = Some(event.data.clone());
+                    }
                     last = Some(self.push(stream, event, None));
+                }
+                if let (Some(target), Some(data)) = (stream.strip_prefix("$$"), metadata) {
+                    self.apply_metadata(target, &data);
                 }
                 let position = last.map(|i| self.log[i].position);
                 Ok(Appended {
@@ -294,6 +307,47 @@ impl Store {
         })
     }
 
+    /// Applies the newest `$metadata` record a client wrote to `$$target`: as on the
+    /// server, the newest record is the whole metadata (a key it lacks is unset). Read
+    /// here: `$tb` (truncate before), `$maxCount`, and for `$all` the `$r` of its `$acl`.
+    /// Data that is not a JSON object sets nothing, as the server ignores it.
+    fn apply_metadata(&mut self, target: &str, data: &[u8]) {
+        let Ok(serde_json::Value::Object(metadata)) = serde_json::from_slice(data) else {
+            return;
+        };
+        if target == "$all" {
+            let roles = metadata
+                .get("$acl")
+                .and_then(|acl| acl.get("$r"))
+                .map(|r| match r {
+                    serde_json::Value::String(one) => vec![one.clone()],
+                    serde_json::Value::Array(many) => many
+                        .iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect(),
+                    _ => Vec::new(),
+                });
+            self.all_readers = roles;
+            return;
+        }
+        let number = |key: &str| metadata.get(key).and_then(serde_json::Value::as_u64);
+        let s = self.streams.entry(target.to_owned()).or_default();
+        // `$tb` of `long.MaxValue` is how a soft delete is written.
+        s.truncate_before = number("$tb").map(|tb| {
+            if tb >= TOMBSTONE_REVISION {
+                u64::MAX
+            } else {
+                tb
+            }
+        });
+        s.max_count = number("$maxCount");
+    }
+
+    /// Who besides `$admins` may read `$all` (the `$r` of its ACL), if it has an ACL.
+    pub fn all_readers(&self) -> Option<&[String]> {
+        self.all_readers.as_deref()
+    }
+
     /// The expected-state check of a delete or tombstone, which has no idempotence.
     fn check_delete(&self, stream: &str, expected: Expected) -> Result<(), WriteError> {
         let s = self.streams.get(stream);
@@ -345,6 +399,7 @@ impl Store {
     }
 
     /// Reads `stream` from `from` (a revision; `None` = its end) forwards or backwards.
+    #[cfg(test)]
     pub fn read_stream(
         &self,
         stream: &str,
@@ -352,16 +407,35 @@ impl Store {
         count: u64,
         forwards: bool,
     ) -> StreamRead {
+        self.read_stream_as_of(stream, from, count, forwards, self.log.len())
+    }
+
+    /// [`Store::read_stream`] as a node that holds only the first `visible` records of the
+    /// log (a lagging follower) answers it.
+    ///
+    /// Events before the stream's `$tb`, and all but its last `$maxCount`, are skipped as
+    /// the server's reads skip them: a forwards read from revision 0 of a truncated stream
+    /// starts at its first visible revision, without saying so.
+    pub fn read_stream_as_of(
+        &self,
+        stream: &str,
+        from: StreamFrom,
+        count: u64,
+        forwards: bool,
+        visible: usize,
+    ) -> StreamRead {
         let Some(s) = self.streams.get(stream) else {
             return StreamRead::NotFound;
         };
         if s.tombstoned {
             return StreamRead::Deleted;
         }
-        let Some(last) = s.last_revision() else {
+        let known = s.events.partition_point(|&index| index < visible);
+        let Some(last) = (known as u64).checked_sub(1) else {
             return StreamRead::NotFound;
         };
-        let first_visible = s.truncate_before.unwrap_or(0);
+        let by_count = s.max_count.map_or(0, |max| (last + 1).saturating_sub(max));
+        let first_visible = s.truncate_before.unwrap_or(0).max(by_count);
         if first_visible > last {
             return StreamRead::NotFound;
         }
@@ -488,6 +562,55 @@ mod tests {
         // The prefix of an earlier append, retried at its place.
         let prefix = store.append("s", Expected::NoStream, vec![ev(1)]).unwrap();
         assert_eq!(prefix.current_revision, Some(0));
+    }
+
+    fn metadata(json: &str) -> Proposed {
+        Proposed {
+            id: Uuid::new_v4(),
+            event_type: METADATA_EVENT_TYPE.into(),
+            content_type: "application/json".into(),
+            custom_metadata: Vec::new(),
+            data: json.as_bytes().to_vec(),
+        }
+    }
+
+    fn revisions(store: &Store, from: StreamFrom, visible: usize) -> Vec<u64> {
+        match store.read_stream_as_of("s", from, 100, true, visible) {
+            StreamRead::Events(events, _) => events.iter().map(|e| e.revision).collect(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn reads_skip_what_tb_and_max_count_hide_as_the_server_does() {
+        let mut store = Store::default();
+        store
+            .append("s", Expected::NoStream, (1..=5).map(ev).collect())
+            .unwrap();
+        let all = store.len() + 10;
+        store
+            .append("$$s", Expected::Any, vec![metadata(r#"{"$tb":3}"#)])
+            .unwrap();
+        assert_eq!(revisions(&store, StreamFrom::Start, all), vec![3, 4]);
+        assert_eq!(revisions(&store, StreamFrom::Revision(1), all), vec![3, 4]);
+        // The newest metadata is the whole of it: $tb is gone, $maxCount keeps the last 2.
+        store
+            .append("$$s", Expected::Any, vec![metadata(r#"{"$maxCount":2}"#)])
+            .unwrap();
+        assert_eq!(revisions(&store, StreamFrom::Start, all), vec![3, 4]);
+        store
+            .append("$$s", Expected::Any, vec![metadata("{}")])
+            .unwrap();
+        assert_eq!(
+            revisions(&store, StreamFrom::Start, all),
+            vec![0, 1, 2, 3, 4]
+        );
+        // A follower that holds only the first 3 records of the log.
+        assert_eq!(revisions(&store, StreamFrom::Start, 3), vec![0, 1, 2]);
+        assert!(matches!(
+            store.read_stream_as_of("s", StreamFrom::Start, 100, true, 0),
+            StreamRead::NotFound
+        ));
     }
 
     #[test]

@@ -572,3 +572,53 @@ async fn dropping_the_double_ends_its_subscriptions() {
         .expect("the subscription ends when the double stops");
     assert!(end.is_err());
 }
+
+#[tokio::test]
+async fn a_secure_double_refuses_the_client_as_a_secure_server_does() {
+    use dealreg_kurrentdb_double::{DoubleOptions, Security, User};
+    let double = KurrentDouble::start_with(DoubleOptions {
+        security: Some(Security::with_users(vec![
+            User::new("admin", "changeit", &["$admins"]),
+            User::new("app", "app-pw", &[]),
+        ])),
+    })
+    .await;
+    let as_user = |user: Option<(&str, &str)>| {
+        let url = match user {
+            Some((name, pw)) => format!("kurrentdb://{name}:{pw}@{}?tls=false", double.addr()),
+            None => double.url(),
+        };
+        Client::new(url.parse().unwrap()).unwrap()
+    };
+    let read_all = |client: Client| async move {
+        let mut read = client.read_all(&ReadAllOptions::default()).await?;
+        read.next().await.map(|_| ())
+    };
+    // Server features answer anyone (the client sends no credentials there).
+    assert!(as_user(None).server_info().await.is_ok());
+    // Anonymous, a wrong password, a user without an ACL on $all: all AccessDenied to
+    // this client (UNAUTHENTICATED and PERMISSION_DENIED alike).
+    for user in [None, Some(("admin", "wrong")), Some(("app", "app-pw"))] {
+        assert!(
+            matches!(read_all(as_user(user)).await, Err(Error::AccessDenied)),
+            "{user:?}"
+        );
+    }
+    // The user may write and read its own streams; the admin reads $all.
+    let app = as_user(Some(("app", "app-pw")));
+    app.append_to_stream("deal-1", &expect(StreamState::NoStream), event("A", 0))
+        .await
+        .unwrap();
+    assert_eq!(
+        read_stream_all(&app, "deal-1", &ReadStreamOptions::default()).await,
+        vec![0]
+    );
+    assert!(read_all(as_user(Some(("admin", "changeit")))).await.is_ok());
+    // Anonymous may not write.
+    assert!(matches!(
+        as_user(None)
+            .append_to_stream("deal-2", &expect(StreamState::Any), event("A", 0))
+            .await,
+        Err(Error::AccessDenied)
+    ));
+}

@@ -32,6 +32,17 @@ pub enum OpenError {
     Client { url: String, reason: String },
     #[error("KurrentDB at `{url}` did not answer: {reason}; check that the server runs, the host and port, and that tls= matches the server (tls=false for an insecure node)")]
     Unreachable { url: String, reason: String },
+    /// No user was given and the server denies anonymous access (a secure KurrentDB 24.10
+    /// or later does by default).
+    #[error("KurrentDB at `{url}` denies anonymous access (a secure server does by default since 24.10): connect as a user that may read $all, in the connection string (kurrentdb://USER:PASSWORD@HOST:2113) or, on the command line, DEALREG_KURRENTDB_USER and DEALREG_KURRENTDB_PASSWORD")]
+    AnonymousDenied { url: String },
+    /// The user may read ordinary streams but not `$all`, which is dealreg's log.
+    #[error("user `{user}` may not read $all at `{url}`, and $all is dealreg's log: add `{user}` to the $admins group, or give $all an ACL whose $r names `{user}` or one of its groups (the metadata of $all, written by an admin; the $ops group alone does not open $all), or connect as an admin")]
+    AllDenied { url: String, user: String },
+    /// The server refused the user for every call: a wrong password, an unknown or
+    /// disabled user, or one an ACL keeps out of every stream.
+    #[error("KurrentDB at `{url}` refused user `{user}` (wrong user name or password, or a disabled user, or one that may read nothing): check the password given for `{user}`, that the user exists and is enabled, and that it may read $all (the $admins group, or an ACL on $all naming it)")]
+    Refused { url: String, user: String },
 }
 
 impl From<OpenError> for StoreError {
@@ -59,6 +70,29 @@ impl From<ForeignEvent> for StoreError {
     }
 }
 
+/// A stream whose events do not start where a read asked, or skip revisions: KurrentDB
+/// hides events before a stream's `$tb` (truncate before) and all but the last
+/// `$maxCount`, and its reads skip them without a word. Folding what is left would build
+/// a wrong state, so the read is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("stream `{stream}` was truncated in KurrentDB: a read from revision {from} got revision {got} next (expected {expected}), so events of it are hidden by its $tb (truncate before) or $maxCount metadata, or were scavenged. dealreg needs every event of a stream to fold it: remove $tb/$maxCount from the metadata of `{stream}` (stream `$${stream}`) if no scavenge has run since they were set, otherwise restore the stream from a backup or a dealreg export")]
+pub struct TruncatedStream {
+    /// The stream as KurrentDB names it (namespace included).
+    pub stream: String,
+    /// The revision the read started from.
+    pub from: u64,
+    /// The revision that should have come next.
+    pub expected: u64,
+    /// The revision that did.
+    pub got: u64,
+}
+
+impl From<TruncatedStream> for StoreError {
+    fn from(e: TruncatedStream) -> StoreError {
+        StoreError::Backend(e.to_string())
+    }
+}
+
 /// A connection string with any password replaced, for messages and logs.
 pub(crate) fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -70,6 +104,16 @@ pub(crate) fn redact(url: &str) -> String {
         Some((_, hosts)) => format!("{scheme}://***@{hosts}{tail}"),
         None => url.to_string(),
     }
+}
+
+/// The user a connection string names (`scheme://USER:PASSWORD@hosts…`), without its
+/// password.
+pub(crate) fn user_of(url: &str) -> Option<String> {
+    let (_, rest) = url.split_once("://")?;
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (userinfo, _) = rest[..end].rsplit_once('@')?;
+    let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+    Some(user.to_string())
 }
 
 /// What one failed attempt at an append says about that attempt.
@@ -190,6 +234,11 @@ mod tests {
             "kurrentdb://127.0.0.1:2113?tls=false"
         );
         assert_eq!(redact("not a url"), "not a url");
+        assert_eq!(
+            user_of("kurrentdb://reader:s3cret@db-1:2113?tls=true").as_deref(),
+            Some("reader")
+        );
+        assert_eq!(user_of("kurrentdb://db-1:2113?tls=false"), None);
     }
 
     #[test]

@@ -70,6 +70,16 @@
 //! it saw, so nothing is skipped or repeated (`subscription.rs`).
 //! [`EventStore::last_position`] reads `$all` backwards to the newest dealreg event.
 //!
+//! # Checks at open and on reads
+//!
+//! [`KurrentStore::connect`] reads one record of `$all`, so a user who may not read the
+//! log is refused at once with what to grant ([`OpenError::AnonymousDenied`],
+//! [`OpenError::AllDenied`], [`OpenError::Refused`]), not on the first command. A
+//! stream read must start at the revision asked and run without gaps; a stream whose
+//! events `$tb`/`$maxCount` metadata hides is refused ([`TruncatedStream`]). The read-back
+//! of an append that comes back short (a follower behind the leader) is read again, then
+//! reported as [`StoreError::OutcomeUnknown`], never as a change by someone else.
+//!
 //! # What was verified where
 //!
 //! Everything in this crate's tests ran against `dealreg-kurrentdb-double`, an in-memory
@@ -124,7 +134,7 @@ use dealreg_events::{
     RecordedEvent, StoreError, StreamRevision, StreamTip,
 };
 
-pub use error::{ForeignEvent, OpenError};
+pub use error::{ForeignEvent, OpenError, TruncatedStream};
 
 /// How the store talks to KurrentDB. [`KurrentOptions::default`] suits a server on the
 /// same network.
@@ -251,6 +261,8 @@ impl KurrentStore {
                 format!("{ns}.")
             }
         };
+        // The user's name, for the refusals at open; never the password.
+        let user = error::user_of(url);
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| OpenError::NoRuntime)?;
         let client =
             Client::with_runtime_handle(runtime, settings).map_err(|e| OpenError::Client {
@@ -274,13 +286,70 @@ impl KurrentStore {
                 })
             }
         }
-        Ok(KurrentStore {
+        let store = KurrentStore {
             inner: Arc::new(Inner {
                 client,
                 options,
                 prefix,
             }),
-        })
+        };
+        store.check_access(&shown, user).await?;
+        Ok(store)
+    }
+
+    /// Reads one record of `$all`, so that a user who may not read the log is refused
+    /// here, naming what to grant, rather than on the first command. The client reports
+    /// both of the server's refusals, `UNAUTHENTICATED` (bad credentials) and
+    /// `PERMISSION_DENIED` (not allowed), as one `AccessDenied`; a read of an ordinary
+    /// stream (which nobody writes: it never exists) tells them apart, since every
+    /// authenticated user may read ordinary streams under the default ACL.
+    async fn check_access(&self, url: &str, user: Option<String>) -> Result<(), OpenError> {
+        let deadline = self.options().deadline;
+        let all = ReadAllOptions::default()
+            .position(StreamPosition::End)
+            .max_count(1)
+            .deadline(deadline);
+        let read_all = async {
+            let mut read = self.inner.client.read_all(&all).await?;
+            read.next().await.map(|_| ())
+        };
+        match tokio::time::timeout(deadline, read_all).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(kurrentdb::Error::AccessDenied)) => {}
+            Ok(Err(e)) => {
+                return Err(OpenError::Unreachable {
+                    url: url.to_string(),
+                    reason: format!("reading $all failed: {e}"),
+                })
+            }
+            Err(_) => {
+                return Err(OpenError::Unreachable {
+                    url: url.to_string(),
+                    reason: format!("reading $all got no answer within {deadline:?}"),
+                })
+            }
+        }
+        let Some(user) = user else {
+            return Err(OpenError::AnonymousDenied {
+                url: url.to_string(),
+            });
+        };
+        let probe = ReadStreamOptions::default().max_count(1).deadline(deadline);
+        let stream = self.stored_name("dealreg-access-check");
+        let read_stream = async {
+            let mut read = self.inner.client.read_stream(stream, &probe).await?;
+            read.next().await.map(|_| ())
+        };
+        match tokio::time::timeout(deadline, read_stream).await {
+            Ok(Err(kurrentdb::Error::AccessDenied)) => Err(OpenError::Refused {
+                url: url.to_string(),
+                user,
+            }),
+            _ => Err(OpenError::AllDenied {
+                url: url.to_string(),
+                user,
+            }),
+        }
     }
 
     /// The KurrentDB client this store uses (for tools and tests that need a call the port
@@ -350,6 +419,14 @@ impl KurrentStore {
 
     /// Reads up to `max` events of stored stream `stored` forwards from `from`, decoded. A
     /// stream that does not exist (or was soft-deleted) reads as empty.
+    ///
+    /// The revisions must start at `from` and run without a gap: KurrentDB's reads skip
+    /// the events a stream's `$tb` or `$maxCount` metadata hides (a forwards read from 0
+    /// of a stream truncated before 5 starts at 5), and folding the rest would build a
+    /// wrong state, so such a read fails with [`TruncatedStream`]. dealreg never truncates
+    /// a stream, and it never lets a stream start past revision 0 (an append that landed
+    /// elsewhere than its chain is refused), so a read that starts late always means
+    /// someone else truncated it.
     async fn read_from(
         &self,
         stored: &str,
@@ -372,13 +449,23 @@ impl KurrentStore {
                 .read_stream(stored, &options)
                 .await
                 .map_err(|e| error::read_error(&what, e))?;
-            let mut events = Vec::new();
+            let mut events: Vec<RecordedEvent> = Vec::new();
             loop {
                 match read.next().await {
                     Ok(Some(resolved)) => {
                         let Some(event) = resolved.event.as_ref() else {
                             continue;
                         };
+                        let expected = from + events.len() as u64;
+                        if event.revision != expected {
+                            return Err(TruncatedStream {
+                                stream: stored.to_string(),
+                                from,
+                                expected,
+                                got: event.revision,
+                            }
+                            .into());
+                        }
                         events.push(self.decode(event)?);
                     }
                     Ok(None) => return Ok(events),
@@ -577,17 +664,32 @@ impl KurrentStore {
             }
             match self.read_from(stored, first, events.len()).await {
                 Ok(read) => {
-                    let ours = read.len() == events.len()
-                        && read
-                            .iter()
-                            .zip(events)
-                            .all(|(got, sent)| got.event_id == sent.event_id);
+                    let ours = read
+                        .iter()
+                        .zip(events)
+                        .all(|(got, sent)| got.event_id == sent.event_id);
                     if !ours {
                         return Err(StoreError::Backend(format!(
                             "the append to `{stream}` succeeded, but its revisions {first}.. now hold other events: the stream was changed by someone else"
                         )));
                     }
-                    return Ok(read.iter().map(|e| e.position).collect());
+                    if read.len() == events.len() {
+                        return Ok(read.iter().map(|e| e.position).collect());
+                    }
+                    // Fewer than were written, and those ours: the node read from lags the
+                    // leader that took the append (a follower). Read again shortly.
+                    warn!(
+                        stream,
+                        attempt,
+                        read = read.len(),
+                        written = events.len(),
+                        "the read-back of an append came back short (a lagging follower?); reading again"
+                    );
+                    last_error = format!(
+                        "the node read from showed {} of its {} events (a follower behind the leader)",
+                        read.len(),
+                        events.len()
+                    );
                 }
                 Err(e) => last_error = e.to_string(),
             }
