@@ -19,6 +19,8 @@
 //! version, so capacity is exact), a slot it gives back is released *after* it. A command
 //! interrupted between the two leaves a slot the account does not back; the timekeeper
 //! finds it and gives it back (`lapse_capacity_slot`). See docs/ARCHITECTURE.md, capacity.
+//! The reply lists every event the command wrote, its slot events on partners' streams
+//! included, in the order written; a retry's reply rebuilt from the log lists the same.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -497,6 +499,9 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
         // Slots this command took in an earlier round: released when the decision that
         // lands no longer needs them.
         let mut reserved: Vec<(PartnerId, RegistrationId, u64)> = Vec::new();
+        // What this command wrote beside its boundary's events (slots taken, in any round,
+        // and given back): its reply lists them too (issue 30, item 11).
+        let mut written: Vec<PositionedEvent> = Vec::new();
         for attempt in 1..=RETRY_LIMIT {
             let fresh = |b: &Boundary| stale.contains(&b.stream_name());
             // Streams only read that came from the cache: a refusal is never decided on them.
@@ -536,7 +541,9 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
                             key: envelope.idempotency_key.clone().unwrap_or_default(),
                         });
                     }
-                    let reply = self.replay(&command_name, &primary_stream, record).await?;
+                    let reply = self
+                        .replay(&command_name, &envelope.command, &boundary, record)
+                        .await?;
                     return Ok(Executed {
                         reply,
                         replayed: true,
@@ -611,6 +618,7 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
                         &metadata,
                         now,
                         &mut reserved,
+                        &mut written,
                     )
                     .await?
                 {
@@ -665,7 +673,7 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
                         appended.revisions.first().copied(),
                     );
                     drop(primary);
-                    let reply = reply_from(&command_name, &appended, own)?;
+                    written.extend(positioned(&appended, own));
                     // Slots taken in earlier rounds that the decision that landed does
                     // not hold are given back, as are the slots it releases.
                     let mut releases: Vec<(PartnerId, RegistrationId, Option<u64>)> =
@@ -679,9 +687,12 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
                             releases.push((partner, registration, Some(slot)));
                         }
                     }
-                    self.release_slots(releases, &metadata, now).await;
+                    self.release_slots(releases, &metadata, now, &mut written)
+                        .await;
+                    // In the order written, whichever stream each landed on.
+                    written.sort_by_key(|e| e.position);
                     return Ok(Executed {
-                        reply,
+                        reply: reply_of(&command_name, written),
                         replayed: false,
                     });
                 }
@@ -772,6 +783,7 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
         metadata: &EventMetadata,
         now: DateTime<Utc>,
         reserved: &mut Vec<(PartnerId, RegistrationId, u64)>,
+        written: &mut Vec<PositionedEvent>,
     ) -> Result<Reserved, EngineError> {
         let lapsed = match &primary.state {
             State::Account(a) => Some(&a.lapsed_slots),
@@ -795,7 +807,7 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
                 // The account gave this slot up: give it back before taking a new one.
                 let events = release_slot(state, *registration, slot, now);
                 match self
-                    .append_to(&stream, &loaded, &events, metadata, now)
+                    .append_to(&stream, &loaded, &events, metadata, now, written)
                     .await
                 {
                     Ok(next) => loaded = next,
@@ -815,7 +827,7 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
                 }
             };
             match self
-                .append_to(&stream, &loaded, &events, metadata, now)
+                .append_to(&stream, &loaded, &events, metadata, now, written)
                 .await
             {
                 Ok(next) => {
@@ -833,13 +845,15 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
     }
 
     /// Gives slots back after the account's write, each at its partner's exact tip (read
-    /// again after a lost race). Best effort: a slot not given back here is still held by
-    /// nothing on the account, and the timekeeper gives it back.
+    /// again after a lost race), adding what it wrote to `written`. Best effort: a slot not
+    /// given back here is still held by nothing on the account, and the timekeeper gives it
+    /// back.
     async fn release_slots(
         &self,
         releases: Vec<(PartnerId, RegistrationId, Option<u64>)>,
         metadata: &EventMetadata,
         now: DateTime<Utc>,
+        written: &mut Vec<PositionedEvent>,
     ) {
         for (partner, registration, slot) in releases {
             let Some(slot) = slot else { continue };
@@ -859,7 +873,7 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
                 };
                 let events = release_slot(state, registration, slot, now);
                 match self
-                    .append_to(&stream, &loaded, &events, metadata, now)
+                    .append_to(&stream, &loaded, &events, metadata, now, written)
                     .await
                 {
                     Ok(_) => break,
@@ -876,8 +890,8 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
     }
 
     /// Appends `events` (none: nothing to do) to a stream only this engine's capacity
-    /// bookkeeping writes beside a decision, at the exact tip of `loaded`, and keeps the
-    /// result in the cache.
+    /// bookkeeping writes beside a decision, at the exact tip of `loaded`, keeps the
+    /// result in the cache and adds the events, where they landed, to `written`.
     async fn append_to(
         &self,
         stream: &str,
@@ -885,6 +899,7 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
         events: &[Event],
         metadata: &EventMetadata,
         now: DateTime<Utc>,
+        written: &mut Vec<PositionedEvent>,
     ) -> Result<Arc<Loaded>, EngineError> {
         if events.is_empty() {
             return Ok(Arc::clone(loaded));
@@ -901,14 +916,16 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
             .store
             .append(stream, loaded.expected(), new_events)
             .await?;
-        Ok(self.remember(
+        let next = self.remember(
             stream,
             Arc::clone(loaded),
             events,
             &appended.tip,
             None,
             None,
-        ))
+        );
+        written.extend(positioned(&appended, events.to_vec()));
+        Ok(next)
     }
 
     /// Folds a boundary's stream forward from the cached state (or from the start), and
@@ -1024,17 +1041,21 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
         Ok(keys)
     }
 
-    /// Rebuilds the first reply of a command applied before from what it wrote.
+    /// Rebuilds the first reply of a command applied before from what it wrote: its events
+    /// on its boundary's stream (the idempotency record names them) and, for an account
+    /// command, the slots it took or gave back on partners' streams, in the order written.
     async fn replay(
         &self,
-        command: &str,
-        stream: &str,
+        command_name: &str,
+        command: &Command,
+        boundary: &Boundary,
         record: &KeyRecord,
     ) -> Result<Reply, EngineError> {
+        let stream = boundary.stream_name();
         let count = usize::try_from(record.last - record.first + 1).unwrap_or(usize::MAX);
         let recorded = self
             .store
-            .read_stream(stream, record.after.as_ref(), count)
+            .read_stream(&stream, record.after.as_ref(), count)
             .await?;
         let mut events = Vec::with_capacity(recorded.len());
         for r in &recorded {
@@ -1047,8 +1068,95 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
                 event,
             });
         }
-        Ok(reply_of(command, events))
+        let command_id = recorded.first().and_then(|r| command_id_of(&r.metadata));
+        if let (Boundary::Account(_), Some(command_id)) = (boundary, command_id) {
+            // The slot events carry no idempotency key, only the command's id: they are on
+            // the streams of the partners the decision read (the state before the command
+            // says which).
+            let before = self.state_before(boundary, record.first).await?;
+            for partner in partners_needed(&before, command) {
+                let partner_stream = Boundary::Partner(partner).stream_name();
+                self.written_by(&partner_stream, command_id, &mut events)
+                    .await?;
+            }
+        }
+        events.sort_by_key(|e| e.position);
+        Ok(reply_of(command_name, events))
     }
+
+    /// The state of `boundary` folded from its stream's events before revision `until`.
+    async fn state_before(
+        &self,
+        boundary: &Boundary,
+        until: StreamRevision,
+    ) -> Result<State, EngineError> {
+        let stream = boundary.stream_name();
+        let mut state = State::initial(boundary);
+        let mut after: Option<StreamTip> = None;
+        loop {
+            let page = self
+                .store
+                .read_stream(&stream, after.as_ref(), READ_PAGE)
+                .await?;
+            for recorded in &page {
+                if recorded.revision >= until {
+                    return Ok(state);
+                }
+                evolve(&mut state, &decode_event(recorded)?);
+                after = Some(StreamTip::of(recorded));
+            }
+            if page.len() < READ_PAGE {
+                return Ok(state);
+            }
+        }
+    }
+
+    /// Adds the events of `stream` that command `command_id` wrote to `into`. Reads the
+    /// whole stream: a retry's reply is rebuilt rarely, and the slot events name no key.
+    async fn written_by(
+        &self,
+        stream: &str,
+        command_id: Uuid,
+        into: &mut Vec<PositionedEvent>,
+    ) -> Result<(), EngineError> {
+        let needle = command_id.to_string();
+        let mut after: Option<StreamTip> = None;
+        loop {
+            let page = self
+                .store
+                .read_stream(stream, after.as_ref(), READ_PAGE)
+                .await?;
+            for r in &page {
+                let named = r
+                    .metadata
+                    .windows(needle.len())
+                    .any(|w| w == needle.as_bytes());
+                if named && command_id_of(&r.metadata) == Some(command_id) {
+                    into.push(PositionedEvent {
+                        stream: r.stream.clone(),
+                        revision: r.revision,
+                        position: r.position,
+                        event: decode_event(r)?,
+                    });
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == READ_PAGE => after = Some(StreamTip::of(last)),
+                _ => return Ok(()),
+            }
+        }
+    }
+}
+
+/// The id of the command that wrote an event, from its metadata.
+fn command_id_of(metadata: &[u8]) -> Option<Uuid> {
+    #[derive(serde::Deserialize)]
+    struct Written {
+        command_id: Uuid,
+    }
+    serde_json::from_slice::<Written>(metadata)
+        .ok()
+        .map(|w| w.command_id)
 }
 
 /// The outcome of taking the slots a decision needs.
@@ -1149,12 +1257,12 @@ fn encode(
     Ok(new_events)
 }
 
-fn reply_from(
-    command: &str,
+/// `events`, as appended, with where each landed.
+fn positioned(
     appended: &dealreg_events::Appended,
     events: Vec<Event>,
-) -> Result<Reply, EngineError> {
-    let positioned = events
+) -> impl Iterator<Item = PositionedEvent> + '_ {
+    events
         .into_iter()
         .zip(&appended.revisions)
         .zip(&appended.positions)
@@ -1164,8 +1272,6 @@ fn reply_from(
             position: *position,
             event,
         })
-        .collect();
-    Ok(reply_of(command, positioned))
 }
 
 fn reply_of(command: &str, positioned: Vec<PositionedEvent>) -> Reply {
