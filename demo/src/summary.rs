@@ -14,6 +14,7 @@ use dealreg_projections::conflicts::{ConflictFlags, FlagStatus};
 use dealreg_projections::ledger::{EntryKind, Ledger};
 use dealreg_projections::metrics::ProgramMetrics;
 use dealreg_projections::pipeline::Pipeline;
+use dealreg_projections::program::{self, Program};
 use dealreg_projections::text::{self, word};
 use dealreg_views::CheckpointStore;
 
@@ -130,6 +131,9 @@ pub async fn render<S: EventStore, K: CheckpointStore>(
     let metrics = runner::catch_up::<ProgramMetrics, S, K>(store, checkpoints, how, |_| {})
         .await?
         .state;
+    let program = runner::catch_up::<Program, S, K>(store, checkpoints, how, |_| {})
+        .await?
+        .state;
 
     let mut out = String::new();
     let h = &happened;
@@ -236,6 +240,15 @@ pub async fn render<S: EventStore, K: CheckpointStore>(
         .iter()
         .filter(|(_, f)| f.status == FlagStatus::Active)
         .count();
+    // Resolved means resolved by the desk (a decision recorded); a conflict that closed by
+    // itself when fewer than two parties were left live was never resolved, and one
+    // neither resolved nor closed is still open (`dealreg view conflicts` counts the same).
+    let closed = all.iter().filter(|(_, f)| f.closed.is_some()).count();
+    let resolved = all
+        .iter()
+        .filter(|(_, f)| f.closed.is_none() && f.resolved_at.is_some())
+        .count();
+    let open = all.len() - closed - resolved;
     let late = all
         .iter()
         .filter(|(_, f)| f.acknowledged_at.is_some_and(|a| a > f.acknowledge_by))
@@ -246,9 +259,8 @@ pub async fn render<S: EventStore, K: CheckpointStore>(
         .count();
     let _ = writeln!(
         out,
-        "\nConflict flags: {} in all, {active} active, {} resolved; {late} acknowledged after the SLA, {unacknowledged} not acknowledged yet",
+        "\nConflict flags: {} in all, {open} open ({active} active), {resolved} resolved by the desk, {closed} closed by themselves; {late} acknowledged after the SLA, {unacknowledged} not acknowledged yet",
         all.len(),
-        all.len() - active
     );
     let duplicates: Vec<_> = flags.duplicates().collect();
     let _ = writeln!(out, "Likely duplicate accounts: {}", duplicates.len());
@@ -298,6 +310,13 @@ pub async fn render<S: EventStore, K: CheckpointStore>(
     }
     let _ = writeln!(out, "\nProgram metrics");
     out.push_str(&text::metrics(&metrics));
+    // The program view counts partner credit by its share (a reseller win sourced 80 %
+    // and influenced 20 % shows 20 % as influenced), which the metrics above do not.
+    let _ = writeln!(
+        out,
+        "\nProgram figures (shares of partner credit, open pipeline, per partner)"
+    );
+    out.push_str(&program::text(&program.report()));
     let _ = writeln!(
         out,
         "\nHash chains: {} events in {} streams, {}",
@@ -310,7 +329,7 @@ pub async fn render<S: EventStore, K: CheckpointStore>(
         }
     );
     if let Some((id, name)) = pipeline.partners().next() {
-        let _ = writeln!(out, "\nNext: `view pipeline --partner {id}` shows what {name} sees; `view pipeline --vendor`, `view conflicts`, `view ledger`, `view metrics`, `timekeeper`, `rebuild` and `events` show the rest.");
+        let _ = writeln!(out, "\nNext: `view pipeline --partner {id}` shows what {name} sees; `view pipeline --vendor`, `view conflicts`, `view ledger`, `view metrics`, `view program`, `timekeeper`, `rebuild` and `events` show the rest.");
     }
     Ok(out)
 }

@@ -15,6 +15,7 @@ use dealreg_projections::deadlines::Deadlines;
 use dealreg_projections::ledger::Ledger;
 use dealreg_projections::metrics::ProgramMetrics;
 use dealreg_projections::pipeline::Pipeline;
+use dealreg_projections::program::Program;
 use dealreg_projections::{Projection, Published};
 use dealreg_views::CheckpointStore;
 
@@ -138,13 +139,14 @@ fn entry<P: Projection, S: EventStore, K: CheckpointStore>() -> Registered<S, K>
 }
 
 /// Every projection the engine maintains.
-pub fn projections<S: EventStore, K: CheckpointStore>() -> [Registered<S, K>; 5] {
+pub fn projections<S: EventStore, K: CheckpointStore>() -> [Registered<S, K>; 6] {
     [
         entry::<Pipeline, S, K>(),
         entry::<Ledger, S, K>(),
         entry::<ConflictFlags, S, K>(),
         entry::<Deadlines, S, K>(),
         entry::<ProgramMetrics, S, K>(),
+        entry::<Program, S, K>(),
     ]
 }
 

@@ -9,6 +9,7 @@ pub mod deadlines;
 pub mod ledger;
 pub mod metrics;
 pub mod pipeline;
+pub mod program;
 pub mod table;
 pub mod text;
 

@@ -4,6 +4,13 @@
 //!
 //! Counting rules: a won deal with a sourcing partner counts as sourced (all of its
 //! amount); one with influencers only counts as influenced. Amounts are per currency.
+//!
+//! So `influenced_minor` here is the revenue of influencer-only deals: a deal sourced by
+//! one partner and influenced by others counts whole as sourced, though the ledger pays
+//! the influencers their shares of it. These figures stay as they are because old logs
+//! replay to them byte for byte (the replay fixtures); the `program` view
+//! ([`crate::program`]) counts each partner credit by its share, and adds the open
+//! pipeline, average deal size, partner deals beside direct ones and per-partner figures.
 
 use std::collections::BTreeMap;
 
@@ -23,7 +30,8 @@ pub struct MotionMetrics {
     /// Won amount with a sourcing partner, per currency (minor units; `i128`, exact
     /// however many wins are summed).
     pub sourced_minor: BTreeMap<Currency, i128>,
-    /// Won amount with influencers and no sourcing partner, per currency.
+    /// Won amount with influencers and no sourcing partner, per currency (influencer-only
+    /// deals; the `program` view counts influence by its share).
     pub influenced_minor: BTreeMap<Currency, i128>,
     /// Sum of days from submission to win, to average.
     pub cycle_days_total: i64,
@@ -84,7 +92,8 @@ pub struct MotionReport {
     pub average_cycle_days: Option<i64>,
     /// Won amounts with a sourcing partner, per currency, in minor units.
     pub sourced_minor: BTreeMap<Currency, i128>,
-    /// Won amounts with influencers only, per currency, in minor units.
+    /// Won amounts with influencers only, per currency, in minor units (influencer-only
+    /// deals; the `program` view counts influence by its share).
     pub influenced_minor: BTreeMap<Currency, i128>,
 }
 

@@ -5,10 +5,16 @@
 //! [`PartnerRow`], which has no field that could carry pricing, discounts, internal notes,
 //! attribution or another partner's identity. What is not in the type cannot leak
 //! (docs/ARCHITECTURE.md, invariant 7; docs/RULES.md, "Visibility").
+//!
+//! A partner sees what it is part of: the registrations it owns, and those it influences
+//! (marked [`PartnerRole::Influencer`], without the owner's name or next step, until the
+//! influence is removed). After a win its row shows when the deal renews and whether the
+//! renewal is its own; the renewal is kept in a table of its own, so the vendor's rows (and
+//! the pipeline old logs replay to) are unchanged.
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use dealreg_domain::stages::stage_name;
 use dealreg_domain::Position;
 use dealreg_domain::{AccountKey, Attribution, Event, Money, Motion, PartnerId, RegistrationId};
@@ -56,8 +62,8 @@ pub struct VendorRow {
     pub updated_at: DateTime<Utc>,
 }
 
-/// What a partner may see of its own registration: stage, owner, next step, protection
-/// status and expiry, motion.
+/// What a partner may see of a registration it is part of: stage, owner, next step,
+/// protection status and expiry, motion; its role on the deal; after a win, the renewal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 // The published schema closes the row (`additionalProperties: false`): a partner client
 // can then refuse any field that is not partner-safe.
@@ -70,14 +76,57 @@ pub struct PartnerRow {
     pub motion: Motion,
     pub stage: String,
     pub status: String,
-    /// The partner organisation that owns the registration (the viewer itself).
-    pub owner: String,
+    /// Whether the viewer owns the registration or influences another partner's.
+    pub role: PartnerRole,
+    /// The partner organisation that owns the registration, shown to its owner only (the
+    /// viewer itself): an influencer is never told who the owning partner is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// The owner's next step; an influencer does not get it (it is the owner's plan).
     pub next_step: Option<String>,
     pub protection: ProtectionStatus,
     pub protection_expires_at: Option<DateTime<Utc>>,
+    /// When the won deal renews (absent before a win, and for wins recorded without one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub renewal_date: Option<NaiveDate>,
+    /// Who holds the renewal of the won deal, as the viewer may know it: itself or another
+    /// partner, never which one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub renewal_owner: Option<RenewalOwner>,
+}
+
+/// The viewer's part in a registration shown in its pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PartnerRole {
+    /// The registration is the viewer's (submitted by it or reassigned to it).
+    Owner,
+    /// Another partner's registration on which the viewer is an influencer.
+    Influencer,
+}
+
+/// Who holds the renewal of a won deal, relative to the partner looking at it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RenewalOwner {
+    /// The viewer owns the renewal.
+    ThisPartner,
+    /// Another partner owns it (reassigned, or the viewer only influenced the deal).
+    AnotherPartner,
+}
+
+/// The renewal of a product line won on an account: the registration it was won with, its
+/// current owner (the winner, unless confirmed for or reassigned to another) and date.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Renewal {
+    pub won_with: RegistrationId,
+    pub owner: PartnerId,
+    pub renewal_date: Option<NaiveDate>,
 }
 
 impl From<&VendorRow> for PartnerRow {
+    /// The owner's form of its row (what the owner's feed carries: one row alone knows
+    /// nothing of the renewal table).
     fn from(v: &VendorRow) -> Self {
         PartnerRow {
             registration_id: v.registration_id,
@@ -87,10 +136,13 @@ impl From<&VendorRow> for PartnerRow {
             motion: v.motion,
             stage: v.stage.clone(),
             status: v.status.clone(),
-            owner: v.partner.clone(),
+            role: PartnerRole::Owner,
+            owner: Some(v.partner.clone()),
             next_step: v.next_step.clone(),
             protection: v.protection,
             protection_expires_at: v.protection_expires_at,
+            renewal_date: None,
+            renewal_owner: None,
         }
     }
 }
@@ -114,7 +166,15 @@ pub struct Pipeline {
     partners: Table<PartnerId, String>,
     #[serde(skip)]
     rows: Table<RegistrationId, VendorRow, ByOwner>,
+    /// Renewals by `"<account>|<product line>"`: vendor-only rows, never published (a
+    /// partner gets its part of them through [`Pipeline::partner_rows`]).
+    #[serde(skip)]
+    renewals: Table<String, Renewal>,
     last_position: Position,
+}
+
+fn renewal_key(account: &AccountKey, product_line: &str) -> String {
+    format!("{}|{product_line}", account.0)
 }
 
 impl Pipeline {
@@ -123,18 +183,48 @@ impl Pipeline {
         group(self.rows.values().cloned())
     }
 
-    /// One partner's view: its own registrations, safe fields only.
+    /// One partner's view: the registrations it owns or influences, safe fields only.
     pub fn partner_view(&self, partner: PartnerId) -> Grouped<PartnerRow> {
         group(self.partner_rows(partner))
     }
 
-    /// One partner's registrations as it may see them (safe fields only), in registration
-    /// id order: the one place a partner's rows are chosen, whole view or page of it.
+    /// The registrations `partner` owns or influences as it may see them (safe fields
+    /// only), in registration id order: the one place a partner's rows are chosen, whole
+    /// view or page of it.
     pub fn partner_rows(&self, partner: PartnerId) -> impl Iterator<Item = PartnerRow> + '_ {
         self.rows
             .values()
-            .filter(move |r| r.partner_id == partner)
-            .map(PartnerRow::from)
+            .filter_map(move |r| self.partner_row(r, partner))
+    }
+
+    /// The renewal of the deal `row` was won with, if it was.
+    pub fn renewal(&self, row: &VendorRow) -> Option<&Renewal> {
+        self.renewals
+            .get(&renewal_key(&row.account, &row.product_line))
+            .filter(|r| r.won_with == row.registration_id)
+    }
+
+    /// What `viewer` sees of `row`: all the safe fields when it owns it; without the owner
+    /// and next step when it influences it; nothing otherwise.
+    fn partner_row(&self, row: &VendorRow, viewer: PartnerId) -> Option<PartnerRow> {
+        let mut seen = PartnerRow::from(row);
+        if row.partner_id != viewer {
+            if !row.attribution.influencers.contains_key(&viewer) {
+                return None;
+            }
+            seen.role = PartnerRole::Influencer;
+            seen.owner = None;
+            seen.next_step = None;
+        }
+        if let Some(renewal) = self.renewal(row) {
+            seen.renewal_date = renewal.renewal_date;
+            seen.renewal_owner = Some(if renewal.owner == viewer {
+                RenewalOwner::ThisPartner
+            } else {
+                RenewalOwner::AnotherPartner
+            });
+        }
+        Some(seen)
     }
 
     /// Every registration's row, in registration id order.
@@ -202,7 +292,8 @@ pub fn group<R: Grouping>(rows: impl IntoIterator<Item = R>) -> Grouped<R> {
 impl Projection for Pipeline {
     const NAME: &'static str = "pipeline";
     /// 2: a reassigned registration moves to its new partner's view. 3: stored as rows.
-    const VERSION: u32 = 3;
+    /// 4: renewals of won deals (a table of their own).
+    const VERSION: u32 = 4;
     /// Registrations (a partner gets its own as a [`PartnerRow`]) and the partners'
     /// summaries (the vendor's only).
     const PUBLISHED: &'static [crate::Published] = &[
@@ -217,13 +308,18 @@ impl Projection for Pipeline {
     ];
 
     fn tables(&self) -> Tables<'_> {
-        vec![("partner", &self.partners), ("registration", &self.rows)]
+        vec![
+            ("partner", &self.partners),
+            ("registration", &self.rows),
+            ("renewal", &self.renewals),
+        ]
     }
 
     fn tables_mut(&mut self) -> TablesMut<'_> {
         vec![
             ("partner", &mut self.partners),
             ("registration", &mut self.rows),
+            ("renewal", &mut self.renewals),
         ]
     }
 
@@ -407,18 +503,55 @@ impl Projection for Pipeline {
                 r.attribution.influencers.remove(partner_id);
             }),
             Event::DealWon {
+                account,
                 registration_id,
+                partner_id,
+                product_line,
                 amount,
                 attribution,
+                renewal_date,
                 at,
                 ..
-            } => update(registration_id, at, &mut |r| {
-                r.status = "won".into();
-                r.protection = ProtectionStatus::Ended;
-                r.won_amount = Some(amount.clone());
-                r.attribution = attribution.clone();
-                r.next_step = None;
-            }),
+            } => {
+                update(registration_id, at, &mut |r| {
+                    r.status = "won".into();
+                    r.protection = ProtectionStatus::Ended;
+                    r.won_amount = Some(amount.clone());
+                    r.attribution = attribution.clone();
+                    r.next_step = None;
+                });
+                // The winner is the incumbent and owns the renewal (as the account does).
+                self.renewals.insert(
+                    renewal_key(account, product_line),
+                    Renewal {
+                        won_with: *registration_id,
+                        owner: *partner_id,
+                        renewal_date: *renewal_date,
+                    },
+                );
+            }
+            Event::RenewalOwnershipConfirmed {
+                account,
+                product_line,
+                partner_id,
+                renewal_date,
+                ..
+            } => {
+                if let Some(r) = self.renewals.get_mut(&renewal_key(account, product_line)) {
+                    r.owner = *partner_id;
+                    r.renewal_date = Some(*renewal_date);
+                }
+            }
+            Event::RenewalOwnershipReassigned {
+                account,
+                product_line,
+                to,
+                ..
+            } => {
+                if let Some(r) = self.renewals.get_mut(&renewal_key(account, product_line)) {
+                    r.owner = *to;
+                }
+            }
             Event::DealLost {
                 registration_id,
                 reason,

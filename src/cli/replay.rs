@@ -12,13 +12,14 @@ use dealreg_projections::conflicts::ConflictFlags;
 use dealreg_projections::ledger::Ledger;
 use dealreg_projections::metrics::ProgramMetrics;
 use dealreg_projections::pipeline::Pipeline;
+use dealreg_projections::program::Program;
 
 use dealreg_engine::parallel::{fold_threads_for, replay_together, Folding};
 
 use super::view::{conflicts_json, ledger_json, state, AsOf};
 
 /// The views a replay can show.
-pub const VIEWS: [&str; 4] = ["pipeline", "ledger", "conflicts", "metrics"];
+pub const VIEWS: [&str; 5] = ["pipeline", "ledger", "conflicts", "metrics", "program"];
 
 /// One view as JSON as of `as_of`, with the position it covers; the same JSON as
 /// `dealreg view <name> --json` (the vendor's pipeline).
@@ -44,6 +45,10 @@ pub async fn view_json(
         "metrics" => {
             let (m, at) = state::<ProgramMetrics>(spec, as_of).await?;
             (encode(serde_json::to_value(m.report()))?, at)
+        }
+        "program" => {
+            let (p, at) = state::<Program>(spec, as_of).await?;
+            (encode(serde_json::to_value(p.report()))?, at)
         }
         other => {
             return Err(format!(
@@ -71,6 +76,7 @@ pub async fn run(
                 Box::new(Ledger::default()),
                 Box::new(ConflictFlags::default()),
                 Box::new(ProgramMetrics::default()),
+                Box::new(Program::default()),
             ];
             let replayed = replay_together(
                 &store,
@@ -97,6 +103,9 @@ pub async fn run(
             let metrics = next()?
                 .downcast::<ProgramMetrics>()
                 .map_err(|_| "the replay's fourth view is not the metrics")?;
+            let program = next()?
+                .downcast::<Program>()
+                .map_err(|_| "the replay's fifth view is not the program")?;
             let seconds = started.elapsed().as_secs_f64();
             eprintln!(
                 "replayed {folded} events into {} views in {seconds:.2} s ({:.0} events/s), as of position {covered}",
@@ -114,6 +123,10 @@ pub async fn run(
             all.insert(
                 "metrics".into(),
                 encode(serde_json::to_value(metrics.report()))?,
+            );
+            all.insert(
+                "program".into(),
+                encode(serde_json::to_value(program.report()))?,
             );
             all.insert("position".into(), covered.to_string().into());
             serde_json::Value::Object(all)

@@ -11,6 +11,7 @@ use dealreg_projections::conflicts::ConflictFlags;
 use dealreg_projections::ledger::Ledger;
 use dealreg_projections::metrics::ProgramMetrics;
 use dealreg_projections::pipeline::Pipeline;
+use dealreg_projections::program::{self, Program};
 use dealreg_projections::{text, Projection};
 
 #[derive(Subcommand)]
@@ -40,6 +41,15 @@ pub enum ViewKind {
     /// Program metrics: sourced and influenced amounts, win rate and cycle time by motion,
     /// approval SLA compliance, conflicts by kind and time to resolution.
     Metrics {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The program's figures (vendor-only): won and open pipeline sourced and influenced
+    /// by share, win rate, average deal size and cycle time by motion, partner deals
+    /// beside direct opportunities, and per partner registrations, approval rate, win
+    /// rate and won revenue.
+    Program {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -277,6 +287,11 @@ pub async fn run(
             print(json, to_json(&metrics.report())?, || {
                 text::metrics(&metrics)
             })?;
+        }
+        ViewKind::Program { json } => {
+            let (state, _) = state::<Program>(spec, as_of).await?;
+            let report = state.report();
+            print(json, to_json(&report)?, || program::text(&report))?;
         }
         ViewKind::Ledger { partner, json } => {
             let (ledger, _) = state::<Ledger>(spec, as_of).await?;
