@@ -130,8 +130,17 @@ fn every_amount_prints_with_its_own_currencys_exponent() {
         json!({ "actor": partner_actor(partner), "command": submission }),
         json!({ "actor": channel_manager(), "command": approve(deal, "nakatomi.co.jp") }),
         json!({ "actor": channel_manager(), "command": { "type": "set_sourcing_partner", "account": "nakatomi.co.jp", "registration_id": deal, "partner_id": partner, "reason": "originated" } }),
-        json!({ "actor": channel_manager(), "command": { "type": "mark_won", "account": "nakatomi.co.jp", "registration_id": deal, "amount": { "amount_minor": 19_753_086, "currency": "JPY" } } }),
-    ];
+    ]
+    .into_iter()
+    .chain(
+        to_closing_stage(deal, "nakatomi.co.jp", "reseller")
+            .into_iter()
+            .map(|c| json!({ "actor": channel_manager(), "command": c })),
+    )
+    .chain([
+        json!({ "actor": channel_manager(), "command": won(deal, "nakatomi.co.jp", 19_753_086, "JPY") }),
+    ])
+    .collect::<Vec<_>>();
     let mut child = Command::new(env!("CARGO_BIN_EXE_dealreg"))
         .arg("--store")
         .arg(&path)

@@ -112,10 +112,26 @@ async fn sixteen_racing_partners_end_with_exactly_one_protected_registration() {
                 .expect("a refused reply carries its error");
             assert!(!error.message.is_empty(), "every refusal explains itself");
             *codes.entry(error.code.to_string()).or_default() += 1;
+            // On the account, the refusal; a slot a refused attempt had reserved in an
+            // earlier round is listed too, taken and given back.
+            let types = event_types(reply);
+            let account: Vec<&String> = types
+                .iter()
+                .filter(|t| !t.starts_with("capacity_slot_"))
+                .collect();
             assert_eq!(
-                event_types(reply),
-                vec!["command_rejected".to_string()],
+                account,
+                vec!["command_rejected"],
                 "a refusal is recorded in the log"
+            );
+            let taken = types.iter().filter(|t| *t == "capacity_slot_taken").count();
+            let released = types
+                .iter()
+                .filter(|t| *t == "capacity_slot_released")
+                .count();
+            assert_eq!(
+                taken, released,
+                "every slot a refusal took is given back: {types:?}"
             );
         }
     }

@@ -108,8 +108,9 @@ fn forbidden_for(me: &str, log: &[Value], partners: &BTreeMap<String, String>) -
             }
         }
     }
-    // Registrations `me` never owned (submitted by another partner and never reassigned
-    // to `me`).
+    // Registrations `me` was never part of (submitted by another partner, never
+    // reassigned to `me`, never influenced by `me`): an influencer sees the registrations
+    // it influences (docs/RULES.md, "Visibility"; issue 30, item 8).
     let mut ever_mine = BTreeSet::new();
     let mut others = BTreeSet::new();
     for event in log {
@@ -122,6 +123,9 @@ fn forbidden_for(me: &str, log: &[Value], partners: &BTreeMap<String, String>) -
                 ever_mine.insert(id);
             }
             Some("registration_reassigned") if event["to"] == json!(me) => {
+                ever_mine.insert(id);
+            }
+            Some("influencer_added") if event["partner_id"] == json!(me) => {
                 ever_mine.insert(id);
             }
             Some("registration_submitted") => {
@@ -236,10 +240,13 @@ async fn nothing_a_partner_receives_in_the_demo_leaks_vendor_data_or_other_partn
         let view = serde_json::to_value(pipeline.partner_view(dealreg_domain::PartnerId(id)))
             .expect("json");
         assert_partner_safe(&format!("{name}'s pipeline view"), &view, &forbidden);
-        // Its own registrations now: submitted by it, or reassigned to it, and not away.
+        // Its own registrations now (submitted by it, or reassigned to it, and not away),
+        // and those of others it influences now (added and not removed; a win locks them).
         let mut owners: BTreeMap<&str, &Value> = BTreeMap::new();
+        let mut influencers: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
         for e in &log {
             let id = e["registration_id"].as_str().unwrap_or_default();
+            let who = e["partner_id"].as_str().unwrap_or_default().to_string();
             match e["type"].as_str() {
                 Some("registration_submitted") => {
                     owners.insert(id, &e["partner_id"]);
@@ -247,15 +254,38 @@ async fn nothing_a_partner_receives_in_the_demo_leaks_vendor_data_or_other_partn
                 Some("registration_reassigned") => {
                     owners.insert(id, &e["to"]);
                 }
+                Some("influencer_added") => {
+                    influencers.entry(id).or_default().insert(who);
+                }
+                Some("influencer_removed") => {
+                    influencers.entry(id).or_default().remove(&who);
+                }
+                Some("deal_won") => {
+                    let locked = e["attribution"]["influencers"]
+                        .as_object()
+                        .map(|m| m.keys().cloned().collect())
+                        .unwrap_or_default();
+                    influencers.insert(id, locked);
+                }
                 _ => {}
             }
         }
         let own = owners.values().filter(|p| ***p == json!(partner)).count();
+        let influenced = owners
+            .iter()
+            .filter(|(id, owner)| {
+                ***owner != json!(partner)
+                    && influencers.get(*id).is_some_and(|i| i.contains(partner))
+            })
+            .count();
         let shown = view.to_string().matches("\"registration_id\"").count();
         assert_eq!(
-            shown, own,
-            "{name}'s view shows each of its own registrations"
+            shown,
+            own + influenced,
+            "{name}'s view shows each of its own registrations and each it influences"
         );
+        let marked = view.to_string().matches("\"role\":\"influencer\"").count();
+        assert_eq!(marked, influenced, "{name}'s influenced rows are marked so");
         for (_, reply) in replies.iter().filter(|(to, _)| to == partner) {
             assert_partner_safe(&format!("a reply to {name}"), reply, &forbidden);
             if let Some(command) = reply["command"].as_str() {

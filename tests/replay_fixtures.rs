@@ -54,17 +54,15 @@ fn every_fixture_replays_to_its_expected_views() {
 }
 
 /// Schema evolution, shown: `replay-fixtures/demo-schema-2` was recorded when contacts were
-/// stored in clear (event schema 2). The same demo recorded today stores them sealed
-/// (schema 3), a real change of `registration_submitted`'s shape; the old log, read through
-/// the schema 2 → 3 upcaster, replays to the very views the new one does.
+/// stored in clear (event schema 2); today's demo stores them sealed (schema 3), a real
+/// change of `registration_submitted`'s shape. The old log reads through the schema 2 → 3
+/// upcaster and replays to the views recorded with it (checked for every fixture above);
+/// today's demo replays to the views recorded with `replay-fixtures/demo-closing-stages`,
+/// recorded when wins moved to each motion's closing stage (the demo's story changed then,
+/// so its views are no longer those of the schema-2 recording).
 #[test]
-fn the_demo_recorded_in_schema_2_replays_to_the_views_of_the_demo_recorded_today() {
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("replay-fixtures/demo-schema-2");
-    let expected: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(fixture.join("expected.json")).expect("expected.json"),
-    )
-    .expect("expected JSON");
-    let old_log = std::fs::read_to_string(fixture.join("log.jsonl")).expect("log.jsonl");
+fn the_demo_recorded_in_schema_2_and_the_demo_run_today_each_replay_to_their_views() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("replay-fixtures");
     let submitted_in = |log: &str| -> (u64, String) {
         log.lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -81,6 +79,7 @@ fn the_demo_recorded_in_schema_2_replays_to_the_views_of_the_demo_recorded_today
             .next()
             .expect("a submission in the log")
     };
+    let old_log = std::fs::read_to_string(root.join("demo-schema-2/log.jsonl")).expect("log.jsonl");
     let (old_schema, old_payload) = submitted_in(&old_log);
     assert_eq!(old_schema, 2, "the fixture was recorded in schema 2");
     assert!(
@@ -103,8 +102,12 @@ fn the_demo_recorded_in_schema_2_replays_to_the_views_of_the_demo_recorded_today
         new_payload.contains("\"contact\":{\"sealed\""),
         "schema 3 seals it: {new_payload}"
     );
-
-    assert_replays_to(&store, &expected, "today's demo ~ the schema-2 recording");
+    let expected: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("demo-closing-stages/expected.json"))
+            .expect("expected.json"),
+    )
+    .expect("expected JSON");
+    assert_replays_to(&store, &expected, "today's demo ~ its recording");
 }
 
 /// Replays `store` as of `expected`'s position and checks every view equals the one in
@@ -123,7 +126,12 @@ fn assert_replays_to(store: &Path, expected: &serde_json::Value, what: &str) {
         String::from_utf8_lossy(&replayed.stderr)
     );
     let replayed: serde_json::Value = serde_json::from_slice(&replayed.stdout).expect("JSON");
-    for view in ["pipeline", "ledger", "conflicts", "metrics"] {
+    // `program` is compared where the fixture recorded it (fixtures recorded before the
+    // view existed hold the other four).
+    for view in ["pipeline", "ledger", "conflicts", "metrics", "program"] {
+        if expected.get(view).is_none() && view == "program" {
+            continue;
+        }
         assert_eq!(
             serde_json::to_string(&replayed[view]).expect("bytes"),
             serde_json::to_string(&expected[view]).expect("bytes"),

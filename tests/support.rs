@@ -79,6 +79,31 @@ pub fn approve(registration: Uuid, domain: &str) -> Value {
     json!({ "type": "approve_registration", "account": domain, "registration_id": registration, "rationale": "Qualified, proof of work checked" })
 }
 
+/// The `advance_stage` commands that bring a protected, attributed registration of
+/// `motion` to its closing stage (where it is won), each with the evidence its exit needs
+/// (a 10 % discount where a quote is checked: inside every tier's band but `registered`'s).
+pub fn to_closing_stage(registration: Uuid, domain: &str, motion: &str) -> Vec<Value> {
+    let motion: dealreg_domain::Motion =
+        serde_json::from_value(json!(motion)).expect("a motion's wire name");
+    let names = dealreg_domain::stages::stages(motion);
+    (1..=dealreg_domain::stages::closing_stage(motion))
+        .map(|next| {
+            json!({ "type": "advance_stage", "account": domain, "registration_id": registration,
+                    "to_stage": names[next],
+                    "evidence": { "note": "exit criteria met", "discount_percent": 10,
+                                  "vendor_owner": "ae@vendor.example", "offer_reference": "offer-1",
+                                  "transaction_reference": "txn-1", "success_criteria": "go-live in Q3",
+                                  "integration": "warehouse connector" } })
+        })
+        .collect()
+}
+
+/// `mark_won` for `amount` (minor units) in `currency`, with an order reference.
+pub fn won(registration: Uuid, domain: &str, amount_minor: i64, currency: &str) -> Value {
+    json!({ "type": "mark_won", "account": domain, "registration_id": registration,
+            "amount": { "amount_minor": amount_minor, "currency": currency }, "order_reference": "PO-4711" })
+}
+
 /// Onboards and certifies a partner for `analytics`, asserting each step succeeds.
 pub async fn ready_partner<S: EventStore + Clone>(
     engine: &Engine<S, ControlledClock>,

@@ -368,7 +368,17 @@ async fn renewal_ownership_review_is_issued_once_ninety_days_before_renewal() {
         )
         .ok
     );
-    let won = json!({ "type": "mark_won", "account": "acme.com", "registration_id": id, "amount": { "amount_minor": 1_000_000, "currency": "EUR" } });
+    for advance in to_closing_stage(id, "acme.com", "reseller") {
+        assert!(
+            must(
+                engine
+                    .execute(envelope(None, channel_manager(), advance))
+                    .await
+            )
+            .ok
+        );
+    }
+    let won = won(id, "acme.com", 1_000_000, "EUR");
     assert!(must(engine.execute(envelope(None, channel_manager(), won)).await).ok);
     let views = SqliteCheckpoints::open(&path).expect("views");
     for day in 1..=300 {
@@ -394,4 +404,164 @@ async fn renewal_ownership_review_is_issued_once_ninety_days_before_renewal() {
         .collect();
     // Won 2026-03-02, renews 2027-03-02, reviewed from 2026-12-02: the first daily tick.
     assert_eq!(reviews, vec!["2026-12-02T09:00:00Z".to_string()]);
+}
+
+/// Runs the timekeeper every hour for `hours` hours, `during(hour)` first each hour.
+async fn hourly<F, Fut>(
+    engine: &Engine<SqliteStore, ControlledClock>,
+    store: &SqliteStore,
+    views: &SqliteCheckpoints,
+    clock: &ControlledClock,
+    hours: i64,
+    mut during: F,
+) where
+    F: FnMut(i64) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for hour in 1..=hours {
+        clock.set(start() + Duration::hours(hour));
+        during(hour).await;
+        let deadlines = catch_up::<Deadlines, _, _>(store, views, CatchUp::default(), |_| {})
+            .await
+            .expect("deadlines")
+            .state;
+        tick(engine, &deadlines).await.expect("tick");
+    }
+}
+
+/// The events of `types` in the log, with their `at`.
+async fn recorded(store: &SqliteStore, types: &[&str]) -> Vec<(String, String)> {
+    store
+        .read_all(Position::ORIGIN, 10_000)
+        .await
+        .expect("read")
+        .into_iter()
+        .filter(|e| types.contains(&e.event_type.as_str()))
+        .map(|e| {
+            let data: Value = serde_json::from_slice(&e.data).expect("data");
+            (
+                e.event_type.clone(),
+                data["at"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn secs(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+#[tokio::test]
+async fn a_recorded_resolution_plan_meets_the_plan_sla_and_the_timekeeper_leaves_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("plan.db");
+    let store = SqliteStore::open(&path).expect("open");
+    let clock = ControlledClock::starting_at(start());
+    let engine = Engine::open(store.clone(), clock.clone(), None)
+        .await
+        .expect("engine");
+    let a = ready_partner(&engine, "Contoso", "reseller").await;
+    let b = ready_partner(&engine, "Fabrikam", "reseller").await;
+    for p in [a, b] {
+        let reply = must(
+            engine
+                .execute(envelope(
+                    None,
+                    partner_actor(p),
+                    submit(Uuid::now_v7(), p, "acme.com", "analytics", "reseller"),
+                ))
+                .await,
+        );
+        assert!(reply.ok);
+    }
+    let conflict = "acme.com/analytics/1";
+    let views = SqliteCheckpoints::open(&path).expect("views");
+    hourly(&engine, &store, &views, &clock, 10 * 24, |hour| {
+        let engine = &engine;
+        async move {
+            let command = match hour {
+                2 => json!({ "type": "acknowledge_conflict", "account": "acme.com", "conflict_id": conflict, "note": "looking" }),
+                48 => json!({ "type": "record_resolution_plan", "account": "acme.com", "conflict_id": conflict,
+                              "owner": "maria.cm@vendor.example", "steps": ["call both partners", "compare proof of work"],
+                              "resolve_by": "2026-03-20" }),
+                _ => return,
+            };
+            let reply = must(engine.execute(envelope(None, channel_manager(), command)).await);
+            assert!(reply.ok, "{reply:?}");
+        }
+    })
+    .await;
+    assert_eq!(
+        recorded(
+            &store,
+            &["conflict_sla_breached", "conflict_resolution_plan_recorded"]
+        )
+        .await,
+        vec![(
+            "conflict_resolution_plan_recorded".to_string(),
+            secs(start() + Duration::hours(48))
+        )],
+        "acknowledged and planned in time: no breach, though the conflict is not resolved"
+    );
+}
+
+#[tokio::test]
+async fn a_referral_not_accepted_within_24_hours_is_flagged_once_an_accepted_one_never() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("referral.db");
+    let store = SqliteStore::open(&path).expect("open");
+    let clock = ControlledClock::starting_at(start());
+    let engine = Engine::open(store.clone(), clock.clone(), None)
+        .await
+        .expect("engine");
+    let p = ready_partner(&engine, "Northwind", "referral").await;
+    let (accepted, waiting) = (Uuid::now_v7(), Uuid::now_v7());
+    for (id, domain) in [(accepted, "acme.com"), (waiting, "globex.com")] {
+        for command in [
+            submit(id, p, domain, "analytics", "referral"),
+            approve(id, domain),
+            json!({ "type": "set_sourcing_partner", "account": domain, "registration_id": id, "partner_id": p, "reason": "referred" }),
+        ] {
+            let reply = must(
+                engine
+                    .execute(envelope(None, channel_manager(), command))
+                    .await,
+            );
+            assert!(reply.ok, "{reply:?}");
+        }
+    }
+    let views = SqliteCheckpoints::open(&path).expect("views");
+    hourly(&engine, &store, &views, &clock, 72, |hour| {
+        let engine = &engine;
+        async move {
+            if hour == 10 {
+                let intro = json!({ "type": "advance_stage", "account": "acme.com", "registration_id": accepted,
+                                    "to_stage": "validate",
+                                    "evidence": { "note": "intro call held", "vendor_owner": "ae.jones@vendor.example" } });
+                let reply = must(engine.execute(envelope(None, channel_manager(), intro)).await);
+                assert!(reply.ok, "{reply:?}");
+            }
+        }
+    })
+    .await;
+    let breaches: Vec<Value> = store
+        .read_all(Position::ORIGIN, 10_000)
+        .await
+        .expect("read")
+        .into_iter()
+        .filter(|e| e.event_type == "referral_sla_breached")
+        .map(|e| serde_json::from_slice(&e.data).expect("data"))
+        .collect();
+    assert_eq!(breaches.len(), 1, "{breaches:?}");
+    assert_eq!(breaches[0]["registration_id"], json!(waiting));
+    assert_eq!(
+        breaches[0]["at"],
+        json!(secs(start() + Duration::hours(24)))
+    );
+    assert!(
+        recorded(&store, &["approval_sla_breached"])
+            .await
+            .is_empty(),
+        "both were decided in time: the 48-hour clock is apart"
+    );
 }

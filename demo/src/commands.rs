@@ -107,8 +107,12 @@ pub fn add_influencer(account: &str, registration: Uuid, partner: Uuid, percent:
     json!({ "type": "add_influencer", "account": account, "registration_id": registration, "partner_id": partner, "percent": percent, "reason": "Integration demo moved the deal forward" })
 }
 
-pub fn won(account: &str, registration: Uuid, amount_minor: i64) -> Value {
-    json!({ "type": "mark_won", "account": account, "registration_id": registration, "amount": { "amount_minor": amount_minor, "currency": "USD" } })
+pub fn won(account: &str, registration: Uuid, amount_minor: i64, order: Option<&str>) -> Value {
+    let mut command = json!({ "type": "mark_won", "account": account, "registration_id": registration, "amount": { "amount_minor": amount_minor, "currency": "USD" } });
+    if let (Some(order), Some(fields)) = (order, command.as_object_mut()) {
+        fields.insert("order_reference".into(), json!(order));
+    }
+    command
 }
 
 pub fn lost(account: &str, registration: Uuid) -> Value {

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Duration, Utc};
 use dealreg_clock::{Clock, ControlledClock, IdSource, SeededIds};
 use dealreg_domain::account::ConflictStatus;
-use dealreg_domain::stages::stage_name;
+use dealreg_domain::stages::{closing_stage, stage_name};
 use dealreg_domain::{
     AccountKey, AccountState, Boundary, Motion, Policy, Registration, RegistrationId,
     RegistrationStatus, State,
@@ -515,10 +515,29 @@ impl<S: EventStore + Clone, K: CheckpointStore> Story<'_, S, K> {
         let now = self.now();
         let tailspin = self.cast[5].id;
         for (s, r) in self.registrations().await? {
-            if r.status != RegistrationStatus::Protected || !self.cast[s.partner].active {
+            if !self.cast[s.partner].active {
                 continue;
             }
             let (account, id, partner) = (s.account.0.clone(), r.id.0, self.cast[s.partner].id);
+            // After the win, now and then the partner records the post-sale stages:
+            // who delivers and who owns the renewal.
+            if r.status == RegistrationStatus::Won {
+                let next = r.stage.max(closing_stage(r.motion)) + 1;
+                if next < 5 && self.dice.chance(30) {
+                    let evidence = json!({
+                        "note": format!("{} delivers; renewal owned by the partner", self.cast[s.partner].name),
+                    });
+                    self.send(
+                        cmd::partner(partner),
+                        cmd::advance(&account, id, stage_name(r.motion, next), evidence),
+                    )
+                    .await?;
+                }
+                continue;
+            }
+            if r.status != RegistrationStatus::Protected {
+                continue;
+            }
             // After the expiry reminder, the partner asks and the channel manager extends
             // (six times in ten), once.
             let reminded = r.expires_at.is_some() && r.reminded_for == r.expires_at;
@@ -560,14 +579,22 @@ impl<S: EventStore + Clone, K: CheckpointStore> Story<'_, S, K> {
                     }
                 }
             }
-            if r.stage >= 3 {
+            // Won at the motion's closing stage (its exit is the win).
+            if r.stage >= closing_stage(r.motion) {
                 let roll = self.dice.below(100);
                 if roll < 65 {
                     let estimate = r.estimated_amount.amount_minor;
                     let amount =
                         (estimate + (self.dice.below(20) as i64 - 5) * 100_000).max(100_000);
+                    // A reseller's Transact closes on its order; a marketplace deal on the
+                    // transaction its Procurement recorded.
+                    let order = (r.motion == Motion::Reseller)
+                        .then(|| format!("PO-{:05}", self.dice.below(100_000)));
                     let reply = self
-                        .send(cmd::channel_manager(), cmd::won(&account, id, amount))
+                        .send(
+                            cmd::channel_manager(),
+                            cmd::won(&account, id, amount, order.as_deref()),
+                        )
                         .await?;
                     if reply.ok() {
                         self.wins.insert(r.id, (s.account.clone(), now, amount));
@@ -582,11 +609,32 @@ impl<S: EventStore + Clone, K: CheckpointStore> Story<'_, S, K> {
                 stage_name(r.motion, r.stage),
                 stage_name(r.motion, r.stage + 1),
             );
-            let evidence = json!({
+            let mut evidence = json!({
                 "note": format!("Exit criteria of {current} met"),
                 "discount_percent": 8 + self.dice.below(6),
                 "next_step": format!("Prepare {next}"),
             });
+            // The fact each exit checks where the brief names one.
+            let fact = match (r.motion, r.stage) {
+                (Motion::Referral, 0) => Some(("vendor_owner", "ae.north@vendor.example".into())),
+                (Motion::Marketplace, 1) => Some((
+                    "offer_reference",
+                    format!("offer-{:06}", self.dice.below(1_000_000)),
+                )),
+                (Motion::Marketplace, 2) => Some((
+                    "transaction_reference",
+                    format!("mp-txn-{:08}", self.dice.below(100_000_000)),
+                )),
+                (Motion::Services, 0) => Some((
+                    "success_criteria",
+                    "Go-live in one quarter with two workloads migrated".into(),
+                )),
+                (Motion::TechIsv, 0) => Some(("integration", "Warehouse connector".into())),
+                _ => None,
+            };
+            if let (Some((field, value)), Some(fields)) = (fact, evidence.as_object_mut()) {
+                fields.insert(field.into(), Value::String(value));
+            }
             self.send(
                 cmd::partner(partner),
                 cmd::advance(&account, id, next, evidence),

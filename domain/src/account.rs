@@ -81,6 +81,18 @@ pub struct Registration {
     pub won_amount: Option<Money>,
     pub reversed_minor: i64,
     pub holds_slot: bool,
+    /// A referral's clock to an accepted opportunity (None: not a referral, or recorded
+    /// before the clock existed).
+    #[serde(default)]
+    pub intro_due_at: Option<DateTime<Utc>>,
+    /// The referral left Intro Logged: the vendor created and accepted the opportunity.
+    #[serde(default)]
+    pub intro_logged: bool,
+    #[serde(default)]
+    pub referral_breach_recorded: bool,
+    /// The marketplace transaction reference recorded at Procurement's exit.
+    #[serde(default)]
+    pub transaction_reference: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -120,6 +132,9 @@ pub struct Conflict {
     pub resolution_plan_by: Option<DateTime<Utc>>,
     /// SLAs already recorded as breached.
     pub breached: Vec<ConflictSla>,
+    /// The resolution plan recorded last: (owner, steps, resolve by).
+    #[serde(default)]
+    pub plan: Option<(String, Vec<String>, NaiveDate)>,
 }
 
 /// The partner the customer is a named account of.
@@ -215,6 +230,7 @@ impl AccountState {
                 certified,
                 incumbent,
                 approval_due_at,
+                intro_due_at,
                 at,
                 ..
             } => {
@@ -251,6 +267,10 @@ impl AccountState {
                         won_amount: None,
                         reversed_minor: 0,
                         holds_slot: true,
+                        intro_due_at: *intro_due_at,
+                        intro_logged: false,
+                        referral_breach_recorded: false,
+                        transaction_reference: None,
                     },
                 );
             }
@@ -308,6 +328,9 @@ impl AccountState {
             Event::ApprovalSlaBreached {
                 registration_id, ..
             } => with(registration_id, &mut |r| r.sla_breach_recorded = true),
+            Event::ReferralSlaBreached {
+                registration_id, ..
+            } => with(registration_id, &mut |r| r.referral_breach_recorded = true),
             Event::AppealFiled {
                 registration_id, ..
             } => with(registration_id, &mut |r| r.appeal_filed = true),
@@ -329,10 +352,25 @@ impl AccountState {
             }),
             Event::StageAdvanced {
                 registration_id,
+                from_stage,
+                to_stage,
+                evidence,
                 at,
                 ..
             } => with(registration_id, &mut |r| {
-                r.stage += 1;
+                // By name: after a win recorded before wins waited for the closing stage,
+                // the first post-sale stage can lie more than one step ahead.
+                let names = crate::stages::stages(r.motion);
+                r.stage = names
+                    .iter()
+                    .position(|s| s == to_stage)
+                    .unwrap_or(r.stage + 1);
+                if r.motion == crate::motion::Motion::Referral && from_stage == names[0] {
+                    r.intro_logged = true;
+                }
+                if let Some(reference) = &evidence.transaction_reference {
+                    r.transaction_reference = Some(reference.clone());
+                }
                 r.last_touch = *at;
                 r.inactive_flagged_at = None;
             }),
@@ -455,6 +493,7 @@ impl AccountState {
                         acknowledge_by: *acknowledge_by,
                         resolution_plan_by: *resolution_plan_by,
                         breached: Vec::new(),
+                        plan: None,
                     },
                 );
             }
@@ -468,6 +507,17 @@ impl AccountState {
             Event::ConflictAcknowledged { conflict_id, .. } => {
                 if let Some(c) = self.conflicts.get_mut(conflict_id) {
                     c.status = ConflictStatus::Acknowledged;
+                }
+            }
+            Event::ConflictResolutionPlanRecorded {
+                conflict_id,
+                owner,
+                steps,
+                resolve_by,
+                ..
+            } => {
+                if let Some(c) = self.conflicts.get_mut(conflict_id) {
+                    c.plan = Some((owner.clone(), steps.clone(), *resolve_by));
                 }
             }
             Event::ConflictResolved { conflict_id, .. } => {

@@ -207,6 +207,10 @@ pub struct MarkWon {
     pub account: String,
     pub registration_id: RegistrationId,
     pub amount: Money,
+    /// The order the deal closed with: required for a reseller's Transact, and for a
+    /// marketplace deal whose Procurement recorded no transaction reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_reference: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -304,6 +308,27 @@ pub struct AcknowledgeConflict {
     pub conflict_id: ConflictId,
     #[serde(default)]
     pub note: String,
+}
+
+/// The timekeeper's: a referral was not made an accepted opportunity in time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FlagReferralSlaBreached {
+    pub account: String,
+    pub registration_id: RegistrationId,
+}
+
+/// A channel manager records how a conflict will be resolved: the owner of the work, its
+/// steps, and the date it is to be resolved by.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordResolutionPlan {
+    pub account: String,
+    pub conflict_id: ConflictId,
+    pub owner: String,
+    pub steps: Vec<String>,
+    #[serde(deserialize_with = "strict_date")]
+    pub resolve_by: NaiveDate,
 }
 
 /// The timekeeper's: a conflict SLA fell due unmet.
@@ -424,6 +449,7 @@ wire_commands! {
     SendExpiryReminder => "send_expiry_reminder",
     FlagInactive => "flag_inactive",
     FlagApprovalSlaBreached => "flag_approval_sla_breached",
+    FlagReferralSlaBreached => "flag_referral_sla_breached",
     AppealDecision => "appeal_decision",
     DecideAppeal => "decide_appeal",
     AdvanceStage => "advance_stage",
@@ -438,6 +464,7 @@ wire_commands! {
     AcknowledgeConflict => "acknowledge_conflict",
     FlagRenewalOwnershipDue => "flag_renewal_ownership_due",
     FlagConflictSlaBreached => "flag_conflict_sla_breached",
+    RecordResolutionPlan => "record_resolution_plan",
     ResolveConflict => "resolve_conflict",
     ConfirmRenewalOwnership => "confirm_renewal_ownership",
     ReassignRenewalOwnership => "reassign_renewal_ownership",

@@ -119,6 +119,11 @@ pub enum Event {
         /// The partner was the account's incumbent for the product line.
         incumbent: bool,
         approval_due_at: DateTime<Utc>,
+        /// A referral's separate clock: the vendor creates and accepts the opportunity
+        /// (the Intro Logged exit) by then. Absent for other motions and in events written
+        /// before the clock existed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        intro_due_at: Option<DateTime<Utc>>,
         policy_version: u32,
         at: DateTime<Utc>,
     },
@@ -207,6 +212,16 @@ pub enum Event {
         policy_version: u32,
         at: DateTime<Utc>,
     },
+    /// A referral was not made an opportunity accepted by the vendor (Intro Logged left)
+    /// within the referral SLA (24 h).
+    ReferralSlaBreached {
+        account: AccountKey,
+        registration_id: RegistrationId,
+        partner_id: PartnerId,
+        due_at: DateTime<Utc>,
+        policy_version: u32,
+        at: DateTime<Utc>,
+    },
     AppealFiled {
         account: AccountKey,
         registration_id: RegistrationId,
@@ -273,6 +288,9 @@ pub enum Event {
         /// When the contract renews (win + the policy's term); absent in older events.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         renewal_date: Option<NaiveDate>,
+        /// The order (reseller) or marketplace transaction the win closed with.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        order_reference: Option<String>,
         policy_version: u32,
         at: DateTime<Utc>,
     },
@@ -329,6 +347,17 @@ pub enum Event {
         sla: ConflictSla,
         due_at: DateTime<Utc>,
         policy_version: u32,
+        at: DateTime<Utc>,
+    },
+    /// The conflict desk's plan: who resolves it, how, and by when. Meets the
+    /// resolution-plan SLA (5 business days); the resolution itself is tracked apart.
+    ConflictResolutionPlanRecorded {
+        account: AccountKey,
+        conflict_id: ConflictId,
+        owner: String,
+        steps: Vec<String>,
+        resolve_by: NaiveDate,
+        by: String,
         at: DateTime<Utc>,
     },
     ConflictResolved {
@@ -422,6 +451,7 @@ impl Event {
             | ExpiryReminderSent { at, .. }
             | RegistrationFlaggedInactive { at, .. }
             | ApprovalSlaBreached { at, .. }
+            | ReferralSlaBreached { at, .. }
             | AppealFiled { at, .. }
             | AppealDecided { at, .. }
             | StageAdvanced { at, .. }
@@ -437,6 +467,7 @@ impl Event {
             | ConflictAcknowledged { at, .. }
             | ConflictSlaBreached { at, .. }
             | ConflictResolved { at, .. }
+            | ConflictResolutionPlanRecorded { at, .. }
             | RenewalOwnershipConfirmed { at, .. }
             | RenewalOwnershipReassigned { at, .. }
             | ConflictClosed { at, .. }
@@ -470,6 +501,7 @@ impl Event {
             | ExpiryReminderSent { account, .. }
             | RegistrationFlaggedInactive { account, .. }
             | ApprovalSlaBreached { account, .. }
+            | ReferralSlaBreached { account, .. }
             | AppealFiled { account, .. }
             | AppealDecided { account, .. }
             | StageAdvanced { account, .. }
@@ -483,6 +515,7 @@ impl Event {
             | DirectOpportunityRecorded { account, .. }
             | ConflictAcknowledged { account, .. }
             | ConflictResolved { account, .. }
+            | ConflictResolutionPlanRecorded { account, .. }
             | ConflictSlaBreached { account, .. }
             | RenewalOwnershipConfirmed { account, .. }
             | RenewalOwnershipReassigned { account, .. }
@@ -519,6 +552,7 @@ impl Event {
             ExpiryReminderSent { .. } => "expiry_reminder_sent",
             RegistrationFlaggedInactive { .. } => "registration_flagged_inactive",
             ApprovalSlaBreached { .. } => "approval_sla_breached",
+            ReferralSlaBreached { .. } => "referral_sla_breached",
             AppealFiled { .. } => "appeal_filed",
             AppealDecided { .. } => "appeal_decided",
             StageAdvanced { .. } => "stage_advanced",
@@ -533,6 +567,7 @@ impl Event {
             DirectOpportunityRecorded { .. } => "direct_opportunity_recorded",
             ConflictAcknowledged { .. } => "conflict_acknowledged",
             ConflictResolved { .. } => "conflict_resolved",
+            ConflictResolutionPlanRecorded { .. } => "conflict_resolution_plan_recorded",
             ConflictSlaBreached { .. } => "conflict_sla_breached",
             RenewalOwnershipConfirmed { .. } => "renewal_ownership_confirmed",
             RenewalOwnershipReassigned { .. } => "renewal_ownership_reassigned",

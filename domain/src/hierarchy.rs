@@ -1,6 +1,7 @@
 //! The conflict hierarchy (docs/RULES.md 4): who wins when two partners want the same customer
 //! and product line. Registered beats unregistered; the incumbent beats net-new;
-//! certification breaks ties; otherwise the policy's tie-break (first approved, or tier).
+//! certification breaks ties; otherwise the policy's tie-break (first submitted, tier, or
+//! first approved).
 
 use std::cmp::Ordering;
 
@@ -16,6 +17,7 @@ pub enum HierarchyRule {
     IncumbentBeatsNetNew,
     CertificationBreaksTie,
     TierPriority,
+    FirstSubmitted,
     FirstApproved,
 }
 
@@ -53,6 +55,10 @@ pub fn rank(a: &Claim, b: &Claim, tie_break: TieBreak) -> (Ordering, HierarchyRu
         );
     }
     match tie_break {
+        TieBreak::FirstSubmitted => (
+            b.submitted_order.cmp(&a.submitted_order),
+            HierarchyRule::FirstSubmitted,
+        ),
         TieBreak::FirstApproved => (Ordering::Equal, HierarchyRule::FirstApproved),
         TieBreak::TierPriority => {
             let by_tier = a.tier.cmp(&b.tier);

@@ -143,7 +143,12 @@ fn default_renewal_term_days() -> u32 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TieBreak {
-    /// First-come-first-served: the first registration approved wins.
+    /// First come, first served (the rules' default): the registration submitted first
+    /// ranks higher, so a later equal claim waits until the earlier one is decided.
+    FirstSubmitted,
+    /// Approval order decides: equal claims rank alike, and whichever the channel manager
+    /// approves first wins (the others are then refused as already protected). A named
+    /// option for programs that want it; not the rules' first come, first served.
     FirstApproved,
     /// The higher-tier partner wins; equal tiers fall back to the earlier submission.
     TierPriority,
@@ -279,14 +284,17 @@ impl Policy {
             .unwrap_or(self.protection.default_days)
     }
 
-    /// Hours the vendor has to decide a registration of `motion`: a referral must become
-    /// an opportunity within the referral SLA (24 h); every other motion gets the
-    /// approval SLA (48 h).
-    pub fn decision_hours(&self, motion: Motion) -> u32 {
-        match motion {
-            Motion::Referral => self.sla.referral_to_opportunity_hours,
-            _ => self.sla.approval_hours,
-        }
+    /// Hours the vendor has to decide a registration: the approval SLA (48 h), the same
+    /// for every motion. A referral runs a second clock beside it
+    /// ([`Policy::intro_hours`]).
+    pub fn decision_hours(&self) -> u32 {
+        self.sla.approval_hours
+    }
+
+    /// Hours from a partner's referral to the opportunity the vendor created and accepted
+    /// (the referral's Intro Logged exit): 24 h. None for the other motions.
+    pub fn intro_hours(&self, motion: Motion) -> Option<u32> {
+        (motion == Motion::Referral).then_some(self.sla.referral_to_opportunity_hours)
     }
 
     pub fn requires_certification(&self, motion: Motion) -> bool {
@@ -316,7 +324,7 @@ mod tests {
         assert_eq!(p.timing.inactivity_days, 30);
         assert_eq!(p.timing.appeal_window_days, 10);
         assert_eq!(p.timing.renewal_confirmation_days, 90);
-        assert_eq!(p.conflict.tie_break, TieBreak::FirstApproved);
+        assert_eq!(p.conflict.tie_break, TieBreak::FirstSubmitted);
     }
 
     #[test]

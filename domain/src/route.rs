@@ -54,6 +54,8 @@ pub enum ReviewCommand<'c> {
     Approve(&'c ApproveRegistration),
     Decline(&'c DeclineRegistration),
     FlagSlaBreached(&'c FlagApprovalSlaBreached),
+    /// The referral's own clock: referral to an accepted opportunity (Intro Logged).
+    FlagReferralSlaBreached(&'c FlagReferralSlaBreached),
     Appeal(&'c AppealDecision),
     DecideAppeal(&'c DecideAppeal),
 }
@@ -94,6 +96,7 @@ pub enum ConflictCommand<'c> {
     RecordDirectOpportunity(&'c RecordDirectOpportunity),
     Acknowledge(&'c AcknowledgeConflict),
     FlagSlaBreached(&'c FlagConflictSlaBreached),
+    RecordPlan(&'c RecordResolutionPlan),
     Resolve(&'c ResolveConflict),
     AssignNamedAccount(&'c AssignNamedAccount),
 }
@@ -135,6 +138,10 @@ impl Command {
             C::FlagApprovalSlaBreached(c) => {
                 Route::Account(&c.account, A::Review(ReviewCommand::FlagSlaBreached(c)))
             }
+            C::FlagReferralSlaBreached(c) => Route::Account(
+                &c.account,
+                A::Review(ReviewCommand::FlagReferralSlaBreached(c)),
+            ),
             C::AppealDecision(c) => Route::Account(&c.account, A::Review(ReviewCommand::Appeal(c))),
             C::DecideAppeal(c) => {
                 Route::Account(&c.account, A::Review(ReviewCommand::DecideAppeal(c)))
@@ -190,6 +197,9 @@ impl Command {
             C::FlagConflictSlaBreached(c) => {
                 Route::Account(&c.account, A::Conflict(ConflictCommand::FlagSlaBreached(c)))
             }
+            C::RecordResolutionPlan(c) => {
+                Route::Account(&c.account, A::Conflict(ConflictCommand::RecordPlan(c)))
+            }
             C::ResolveConflict(c) => {
                 Route::Account(&c.account, A::Conflict(ConflictCommand::Resolve(c)))
             }
@@ -242,6 +252,7 @@ impl AccountCommand<'_> {
                 ReviewCommand::Approve(c) => c.registration_id,
                 ReviewCommand::Decline(c) => c.registration_id,
                 ReviewCommand::FlagSlaBreached(c) => c.registration_id,
+                ReviewCommand::FlagReferralSlaBreached(c) => c.registration_id,
                 ReviewCommand::Appeal(c) => c.registration_id,
                 ReviewCommand::DecideAppeal(c) => c.registration_id,
             }),

@@ -6,6 +6,7 @@
 //! other; here they depend on nothing but ids, so every import in the domain runs one way
 //! (values → event/command → states → decisions).
 
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{AccountKey, OpportunityId, PartnerId, RegistrationId};
@@ -142,6 +143,21 @@ pub struct StageEvidence {
     pub discount_percent: Option<u32>,
     #[serde(default)]
     pub next_step: Option<String>,
+    /// The vendor's owner who accepted the referred opportunity (referral Intro Logged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vendor_owner: Option<String>,
+    /// The marketplace private offer's reference (marketplace Private Offer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offer_reference: Option<String>,
+    /// The marketplace transaction's reference (marketplace Procurement).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_reference: Option<String>,
+    /// The joint success criteria agreed with the customer (services Solution Design).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success_criteria: Option<String>,
+    /// The integration the use case rests on (tech/ISV Integration Fit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integration: Option<String>,
 }
 
 /// Where a partner may sell: a region and a vertical.
@@ -189,6 +205,9 @@ pub enum ConflictKind {
     RenewalOwnership,
     /// Price protection of two registrations would overlap.
     OverlappingProtection,
+    /// Direct sales opened an opportunity on another product line of an account where a
+    /// partner holds protection: a risk to watch, not a claim on the same deal.
+    DirectOnProtectedAccount,
 }
 
 /// The two SLAs of a conflict.
@@ -227,6 +246,11 @@ pub enum ConflictParty {
     },
     /// The partner whose named account the customer is.
     NamedPartner { partner_id: PartnerId },
+    /// The partner that won the product line and owns its renewal, due on `renewal_date`.
+    RenewalOwner {
+        partner_id: PartnerId,
+        renewal_date: NaiveDate,
+    },
 }
 
 /// A registration a partner leaves open when it is offboarded.

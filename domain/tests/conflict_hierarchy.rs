@@ -1,11 +1,19 @@
 //! docs/RULES.md, registration policy 4 (conflict hierarchy), applied when a channel manager
 //! approves one of several claims on a customer and product line: registered beats
-//! unregistered; incumbent beats net-new; certification breaks ties; otherwise first
-//! approved wins, or tier priority when the policy says so.
+//! unregistered; incumbent beats net-new; certification breaks ties; otherwise the first
+//! submitted wins (first come, first served: registration order), or tier priority, or
+//! approval order (`first_approved`) when the policy says so.
 
 mod fixtures;
 use fixtures::*;
 use uuid::Uuid;
+
+/// The default policy (version 1) with approval order as its tie-break.
+fn first_approved() -> Policy {
+    let mut policy = policy_version(1);
+    policy.conflict.tie_break = TieBreak::FirstApproved;
+    policy
+}
 
 fn tier_priority() -> Policy {
     let mut policy = policy_version(2);
@@ -217,13 +225,22 @@ fn certification_is_judged_on_the_day_of_the_approval() {
         uncertified_deal.submitted(),
     ]);
     // On its last valid day the certification still outranks; the day after, it has
-    // lapsed, the claims are equal and the first approved wins.
-    Scenario::given(given.clone())
+    // lapsed, the claims are equal and registration order decides (under approval order,
+    // either may then be approved).
+    let err = Scenario::given(given.clone())
         .at(t0() + days(1))
         .by(channel_manager())
         .when(uncertified_deal.approve())
         .then_error(RejectionCode::Outranked);
+    assert_eq!(err.details["rule"], "certification_breaks_tie");
+    let err = Scenario::given(given.clone())
+        .at(t0() + days(2))
+        .by(channel_manager())
+        .when(uncertified_deal.approve())
+        .then_error(RejectionCode::Outranked);
+    assert_eq!(err.details["rule"], "first_submitted");
     Scenario::given(given)
+        .with_policy(first_approved())
         .at(t0() + days(2))
         .by(channel_manager())
         .when(uncertified_deal.approve())
@@ -264,11 +281,31 @@ fn two_equal_pending_claims() -> (Vec<Event>, Deal, Deal) {
     (given, first, second)
 }
 
+/// The rules' first come, first served (the default policy): of two equal claims the one
+/// submitted first is decided first; the later one waits, whoever approves in what order.
+#[test]
+fn by_default_the_first_submitted_of_equal_claims_wins() {
+    let (given, first, second) = two_equal_pending_claims();
+    let err = Scenario::given(given.clone())
+        .at(t0() + hours(2))
+        .by(channel_manager())
+        .when(second.approve())
+        .then_error(RejectionCode::Outranked);
+    assert_eq!(err.details["rule"], "first_submitted");
+    assert_eq!(err.details["outranked_by"], json!(first.id));
+    Scenario::given(given)
+        .at(t0() + hours(2))
+        .by(channel_manager())
+        .when(first.approve())
+        .then(vec![first.approval(t0() + hours(2), 90)]);
+}
+
 #[test]
 fn under_first_approved_either_equal_claim_may_be_approved_first() {
     let (given, first, second) = two_equal_pending_claims();
     for deal in [&first, &second] {
         Scenario::given(given.clone())
+            .with_policy(first_approved())
             .at(t0() + hours(2))
             .by(channel_manager())
             .when(deal.approve())
@@ -280,6 +317,7 @@ fn under_first_approved_either_equal_claim_may_be_approved_first() {
 fn under_first_approved_the_first_approval_wins_and_the_other_is_already_protected() {
     let (given, first, second) = two_equal_pending_claims();
     let err = Scenario::given(history([given, vec![second.approval(t0() + hours(2), 90)]]))
+        .with_policy(first_approved())
         .at(t0() + hours(3))
         .by(channel_manager())
         .when(first.approve())

@@ -90,7 +90,7 @@ fn every_way_a_party_closes_settles_a_two_party_conflict_in_the_same_decision() 
 fn a_won_party_settles_the_conflict_too() {
     let (_, _, first, _, given) = two_parties();
     let sourced = first.sourcing_set_by_partner();
-    let events = Scenario::given(history([given, vec![sourced]]))
+    let events = Scenario::given(history([given, vec![sourced], first.to_closing_stage()]))
         .at(t0() + days(5))
         .by(channel_manager())
         .when(first.mark_won(usd(5_000_000)))

@@ -572,9 +572,10 @@ fn every_decision_event_records_the_policy_version_in_force() {
         a.user(),
         deal.advance("qualification", note("budget confirmed")),
     );
+    let at_closing = history([sourced.clone(), deal.to_closing_stage()]);
     run(
-        &sourced,
-        t0() + days(1),
+        &at_closing,
+        t0() + days(5),
         channel_manager(),
         deal.mark_won(usd(10)),
     );

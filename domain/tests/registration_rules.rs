@@ -29,6 +29,7 @@ fn a_complete_submission_is_recorded_with_its_approval_deadline_and_capacity_slo
                 certified: true,
                 incumbent: false,
                 approval_due_at: t0() + hours(48),
+                intro_due_at: None,
                 policy_version: 1,
                 at: t0(),
             },

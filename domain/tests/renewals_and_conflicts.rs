@@ -190,10 +190,78 @@ fn a_direct_opportunity_on_a_line_no_partner_registered_raises_no_conflict() {
     let partner = reseller(Tier::Gold);
     let deal = Deal::new(&partner, Motion::Reseller).line(&partner, "security");
     let opportunity = OpportunityId(Uuid::now_v7());
+    // A declined registration on another line, nobody protected, nobody owning a renewal.
+    Scenario::given(history([partner.events(), deal.declined()]))
+        .at(t0() + days(1))
+        .by(direct_sales())
+        .when(direct_opportunity(opportunity, "analytics"))
+        .then(vec![direct_opportunity_recorded(
+            opportunity,
+            t0() + days(1),
+        )]);
+}
+
+/// docs/RULES.md, "Conflict types and signals": direct sales on another product line of an
+/// account where a partner holds protection is a risk to watch, not a vertical conflict.
+#[test]
+fn a_direct_opportunity_on_another_line_of_a_protected_account_is_a_risk() {
+    let partner = reseller(Tier::Gold);
+    let deal = Deal::new(&partner, Motion::Reseller).line(&partner, "security");
+    let opportunity = OpportunityId(Uuid::now_v7());
     Scenario::given(history([partner.events(), deal.approved()]))
         .by(direct_sales())
         .when(direct_opportunity(opportunity, "analytics"))
-        .then(vec![direct_opportunity_recorded(opportunity, t0())]);
+        .then(vec![
+            direct_opportunity_recorded(opportunity, t0()),
+            conflict_detected(
+                1,
+                ConflictKind::DirectOnProtectedAccount,
+                vec![deal.party(), direct_party(opportunity)],
+                &format!("direct sales ({TOM}) opened an opportunity on `analytics` at an account where partners hold protection on security"),
+                t0(),
+            ),
+        ]);
+}
+
+/// docs/RULES.md, "Conflict types and signals": "the vendor's direct sales works the same
+/// account, renewal or expansion as a partner". The partner that won the line owns its
+/// renewal while the contract's term runs: direct sales opening an opportunity on it is a
+/// vertical conflict, though no registration is open any more.
+#[test]
+fn a_direct_opportunity_on_a_line_a_partner_won_and_owns_the_renewal_of_is_vertical() {
+    let partner = reseller(Tier::Gold);
+    let deal = Deal::new(&partner, Motion::Reseller);
+    let renews = deal.won_at().date_naive() + days(365);
+    let opportunity = OpportunityId(Uuid::now_v7());
+    let at = t0() + days(100);
+    let given = history([partner.events(), deal.won(usd(4_000_000))]);
+    Scenario::given(given.clone())
+        .at(at)
+        .by(direct_sales())
+        .when(direct_opportunity(opportunity, "analytics"))
+        .then(vec![
+            direct_opportunity_recorded(opportunity, at),
+            conflict_detected(
+                1,
+                ConflictKind::Vertical,
+                vec![
+                    ConflictParty::RenewalOwner {
+                        partner_id: partner.id,
+                        renewal_date: renews,
+                    },
+                    direct_party(opportunity),
+                ],
+                &format!("direct sales ({TOM}) opened an opportunity on `analytics`, which partner {} won and whose renewal on {renews} it owns", partner.id),
+                at,
+            ),
+        ]);
+    // After the renewal date the won term is over: nothing to protect any more.
+    let later = midnight(renews) + days(1);
+    Scenario::given(given)
+        .at(later)
+        .by(direct_sales())
+        .when(direct_opportunity(opportunity, "analytics"))
+        .then(vec![direct_opportunity_recorded(opportunity, later)]);
 }
 
 #[test]

@@ -141,6 +141,46 @@ impl World {
     fn approve(&mut self, id: RegistrationId, domain: &str) {
         self.run(cm(), t0(), approve(id, domain));
     }
+    /// Advances a protected, attributed registration to its motion's closing stage, each
+    /// exit with the evidence it needs (a discount inside every tier's band).
+    fn advance_to_closing_stage(&mut self, id: RegistrationId, domain: &str) {
+        let motion = self
+            .events
+            .iter()
+            .find_map(|e| match e {
+                Event::RegistrationSubmitted {
+                    registration_id,
+                    motion,
+                    ..
+                } if *registration_id == id => Some(*motion),
+                _ => None,
+            })
+            .expect("a submitted registration");
+        let names = dealreg_domain::stages::stages(motion);
+        let closing = dealreg_domain::stages::closing_stage(motion);
+        for stage in names.iter().take(closing + 1).skip(1) {
+            let evidence = StageEvidence {
+                note: "exit criteria met".into(),
+                discount_percent: Some(5),
+                vendor_owner: Some("ae@vendor.example".into()),
+                offer_reference: Some("offer-1".into()),
+                transaction_reference: Some("txn-1".into()),
+                success_criteria: Some("go-live in Q3".into()),
+                integration: Some("Snowflake".into()),
+                next_step: None,
+            };
+            self.run(
+                cm(),
+                t0(),
+                Command::AdvanceStage(AdvanceStage {
+                    account: domain.into(),
+                    registration_id: id,
+                    to_stage: (*stage).into(),
+                    evidence,
+                }),
+            );
+        }
+    }
 }
 
 fn submit(id: RegistrationId, p: PartnerId, domain: &str, line: &str, motion: Motion) -> Command {
@@ -689,6 +729,7 @@ fn incumbent_beats_net_new() {
             reason: "originated".into(),
         }),
     );
+    w.advance_to_closing_stage(old, "acme.com");
     w.run(
         cm(),
         t0(),
@@ -696,6 +737,7 @@ fn incumbent_beats_net_new() {
             account: "acme.com".into(),
             registration_id: old,
             amount: usd(1_000_000),
+            order_reference: Some("PO-1".into()),
         }),
     );
     let net_new = w.submit(newcomer, "acme.com", "analytics", Motion::Reseller);
@@ -739,8 +781,26 @@ fn certification_breaks_ties() {
 }
 
 #[test]
-fn first_approved_wins_under_the_default_tie_break() {
+fn first_submitted_wins_under_the_default_tie_break() {
     let mut w = World::new();
+    let a = w.partner(Motion::Reseller, Tier::Silver, 10);
+    let b = w.partner(Motion::Reseller, Tier::Platinum, 10);
+    let first = w.submit(a, "acme.com", "analytics", Motion::Reseller);
+    let second = w.submit(b, "acme.com", "analytics", Motion::Reseller);
+    // Registration order decides, not approval order and not tier.
+    let err = w
+        .scenario(cm(), t0())
+        .when(approve(second, "acme.com"))
+        .then_error(RejectionCode::Outranked);
+    assert_eq!(err.details["rule"], "first_submitted");
+    w.approve(first, "acme.com");
+}
+
+#[test]
+fn first_approved_when_the_policy_says_so() {
+    let mut policy = Policy::default_program();
+    policy.conflict.tie_break = TieBreak::FirstApproved;
+    let mut w = World::with_policy(policy);
     let a = w.partner(Motion::Reseller, Tier::Silver, 10);
     let b = w.partner(Motion::Reseller, Tier::Platinum, 10);
     let first = w.submit(a, "acme.com", "analytics", Motion::Reseller);
@@ -1084,7 +1144,7 @@ fn stages_move_one_step_in_order_only_with_attribution_and_evidence() {
             evidence: StageEvidence {
                 note: "criteria met".into(),
                 discount_percent: pct,
-                next_step: None,
+                ..StageEvidence::default()
             },
         })
     };
@@ -1129,6 +1189,22 @@ fn stages_move_one_step_in_order_only_with_attribution_and_evidence() {
         .when(advance("transact", Some(21)))
         .then_error(RejectionCode::ExitCriteriaNotMet);
     w.run(partner(p), t0(), advance("transact", Some(20)));
+    // Transact's exit is the win: Launch & Enable comes after it.
+    let early = w
+        .scenario(partner(p), t0())
+        .when(advance("launch_and_enable", None))
+        .then_error(RejectionCode::InvalidTransition);
+    assert_eq!(early.details["closing_stage"], "transact");
+    w.run(
+        cm(),
+        t0(),
+        Command::MarkWon(MarkWon {
+            account: "acme.com".into(),
+            registration_id: id,
+            amount: usd(4_000_000),
+            order_reference: Some("PO-1".into()),
+        }),
+    );
     w.run(partner(p), t0(), advance("launch_and_enable", None));
     w.scenario(partner(p), t0())
         .when(advance("launch_and_enable", None))
@@ -1148,6 +1224,7 @@ fn referral_intro_needs_the_partner_as_sourcing_and_tech_credit_is_influence() {
         to_stage: "validate".into(),
         evidence: StageEvidence {
             note: "intro done".into(),
+            vendor_owner: Some("ae@vendor.example".into()),
             ..StageEvidence::default()
         },
     });
@@ -1204,6 +1281,7 @@ fn referral_intro_needs_the_partner_as_sourcing_and_tech_credit_is_influence() {
         to_stage: "field_readiness".into(),
         evidence: StageEvidence {
             note: "integration certified".into(),
+            integration: Some("Snowflake connector".into()),
             ..StageEvidence::default()
         },
     });
@@ -1297,6 +1375,7 @@ fn attribution_has_one_sourcing_partner_never_exceeds_100_and_locks_on_the_win()
             reason: "workshop".into(),
         }),
     );
+    w.advance_to_closing_stage(id, "acme.com");
     let won = w.run(
         cm(),
         t0(),
@@ -1304,6 +1383,7 @@ fn attribution_has_one_sourcing_partner_never_exceeds_100_and_locks_on_the_win()
             account: "acme.com".into(),
             registration_id: id,
             amount: usd(4_200_000),
+            order_reference: Some("PO-1".into()),
         }),
     );
     let Event::DealWon {
@@ -1344,6 +1424,7 @@ fn wins_need_attribution_and_the_deal_currency_and_reversals_stay_within_the_win
             account: "acme.com".into(),
             registration_id: id,
             amount: m,
+            order_reference: Some("PO-1".into()),
         })
     };
     w.scenario(cm(), t0())
@@ -1365,6 +1446,7 @@ fn wins_need_attribution_and_the_deal_currency_and_reversals_stay_within_the_win
     w.scenario(partner(p), t0())
         .when(win(usd(100)))
         .then_error(RejectionCode::NotAuthorised);
+    w.advance_to_closing_stage(id, "acme.com");
     w.run(cm(), t0(), win(usd(10_000)));
     let reverse = |minor| {
         Command::RecordRevenueReversal(RecordRevenueReversal {
@@ -1435,6 +1517,7 @@ fn the_incumbent_owns_the_renewal_unless_reassigned_confirmed_90_days_ahead() {
             reason: "originated".into(),
         }),
     );
+    w.advance_to_closing_stage(id, "acme.com");
     w.run(
         cm(),
         t0(),
@@ -1442,6 +1525,7 @@ fn the_incumbent_owns_the_renewal_unless_reassigned_confirmed_90_days_ahead() {
             account: "acme.com".into(),
             registration_id: id,
             amount: usd(1_000_000),
+            order_reference: Some("PO-1".into()),
         }),
     );
     let err = w
@@ -1834,6 +1918,7 @@ fn renewal_ownership_is_reviewed_90_days_before_the_contract_renews_once() {
             reason: "originated".into(),
         }),
     );
+    w.advance_to_closing_stage(id, "acme.com");
     let won = w.run(
         cm(),
         t0(),
@@ -1841,6 +1926,7 @@ fn renewal_ownership_is_reviewed_90_days_before_the_contract_renews_once() {
             account: "acme.com".into(),
             registration_id: id,
             amount: usd(1_000_000),
+            order_reference: Some("PO-1".into()),
         }),
     );
     let Event::DealWon { renewal_date, .. } = &won[0] else {

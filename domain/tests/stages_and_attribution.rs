@@ -28,6 +28,14 @@ fn stage_names(motion: Motion) -> [&'static str; 5] {
 
 // ----------------------------------------------------------------------- stages
 
+/// Intro Logged's evidence: the intro call, and the vendor's owner who accepted it.
+fn intro_accepted() -> StageEvidence {
+    StageEvidence {
+        vendor_owner: Some("ae.jones@vendor.example".into()),
+        ..note("intro call held")
+    }
+}
+
 #[test]
 fn each_motion_has_the_five_stages_of_the_rules() {
     assert_eq!(
@@ -91,6 +99,7 @@ fn a_protected_deal_with_attribution_moves_to_its_next_stage() {
         note: "budget confirmed by the CFO".into(),
         discount_percent: None,
         next_step: Some("technical validation".into()),
+        ..StageEvidence::default()
     };
     Scenario::given(history([given, vec![deal.sourcing_set_by_partner()]]))
         .at(at)
@@ -123,9 +132,22 @@ fn every_motion_walks_its_five_stages_in_order_and_stops_at_the_last() {
         let mut log = given;
         log.extend(Scenario::given(log.clone()).when(credit).then_ok());
         let names = stage_names(motion);
-        for next in &names[1..] {
+        let closing = dealreg_domain::stages::closing_stage(motion);
+        for (i, next) in names.iter().enumerate().skip(1) {
+            if i == closing + 1 {
+                // The closing stage is left by the win, not by a stage change.
+                let err = Scenario::given(log.clone())
+                    .when(deal.advance(next, exit_evidence(motion, i - 1)))
+                    .then_error(RejectionCode::InvalidTransition);
+                assert_eq!(err.details["closing_stage"], names[closing], "{motion:?}");
+                let won = Scenario::given(log.clone())
+                    .by(channel_manager())
+                    .when(deal.mark_won(usd(4_000_000)))
+                    .then_ok();
+                log.extend(won);
+            }
             let moved = Scenario::given(log.clone())
-                .when(deal.advance(next, quote(Some(10))))
+                .when(deal.advance(next, exit_evidence(motion, i - 1)))
                 .then_ok();
             assert!(
                 matches!(&moved[0], Event::StageAdvanced { to_stage, .. } if to_stage == next),
@@ -241,13 +263,13 @@ fn a_referral_leaves_intro_logged_only_with_the_partner_marked_as_sourcing() {
     for credit in [deal.influencer_added(partner.id, 50), sourced_by_other] {
         let err = Scenario::given(history([given.clone(), vec![credit]]))
             .by(partner.user())
-            .when(deal.advance("validate", note("intro call held")))
+            .when(deal.advance("validate", intro_accepted()))
             .then_error(RejectionCode::ExitCriteriaNotMet);
         assert_eq!(err.details["stage"], "intro_logged");
     }
     Scenario::given(history([given, vec![deal.sourcing_set_by_partner()]]))
         .by(partner.user())
-        .when(deal.advance("validate", note("intro call held")))
+        .when(deal.advance("validate", intro_accepted()))
         .then_ok();
 }
 
@@ -337,14 +359,14 @@ fn a_tech_isv_deal_moves_only_with_its_partner_recorded_as_influencer() {
         vec![deal.influencer_added(colleague.id, 40)],
     ]))
     .by(partner.user())
-    .when(deal.advance("field_readiness", note("integration certified")))
+    .when(deal.advance("field_readiness", exit_evidence(Motion::TechIsv, 0)))
     .then_error(RejectionCode::ExitCriteriaNotMet);
     Scenario::given(history([
         given,
         vec![deal.influencer_added(partner.id, 40)],
     ]))
     .by(partner.user())
-    .when(deal.advance("field_readiness", note("integration certified")))
+    .when(deal.advance("field_readiness", exit_evidence(Motion::TechIsv, 0)))
     .then_ok();
 }
 
@@ -648,6 +670,7 @@ fn a_won_deal_carries_its_attribution_renewal_date_and_frees_the_slot() {
             deal.sourcing_set_by_partner(),
             deal.influencer_added(helper.id, 25),
         ],
+        deal.to_closing_stage(),
     ]))
     .at(at)
     .when(deal.mark_won(usd(4_800_000)))
@@ -664,6 +687,7 @@ fn a_won_deal_carries_its_attribution_renewal_date_and_frees_the_slot() {
                 influencers: BTreeMap::from([(helper.id, 25)]),
             },
             renewal_date: Some(date("2027-04-16")),
+            order_reference: Some(ORDER.into()),
             policy_version: 1,
             at,
         },
@@ -721,7 +745,11 @@ fn only_a_protected_deal_is_won() {
 fn wins_are_recorded_by_the_vendor_not_the_partner() {
     let partner = reseller(Tier::Gold);
     let (deal, given) = protected(&partner, Motion::Reseller);
-    let given = history([given, vec![deal.sourcing_set_by_partner()]]);
+    let given = history([
+        given,
+        vec![deal.sourcing_set_by_partner()],
+        deal.to_closing_stage(),
+    ]);
     for actor in [channel_manager(), revops(), timekeeper()] {
         Scenario::given(given.clone())
             .by(actor)

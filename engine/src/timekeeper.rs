@@ -39,6 +39,10 @@ fn command(deadline: &Deadline) -> Option<Command> {
             account,
             registration_id: registration?,
         }),
+        DeadlineKind::ReferralSla => Command::FlagReferralSlaBreached(FlagReferralSlaBreached {
+            account,
+            registration_id: registration?,
+        }),
         DeadlineKind::ExpiryReminder => Command::SendExpiryReminder(SendExpiryReminder {
             account,
             registration_id: registration?,

@@ -70,6 +70,20 @@ pub struct ConflictFlag {
     /// When and why the conflict closed by itself (fewer than two live parties).
     #[serde(default)]
     pub closed: Option<(DateTime<Utc>, String)>,
+    /// The resolution plan recorded last (absent until one is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<ResolutionPlan>,
+}
+
+/// A conflict's resolution plan: it meets the 5-business-day SLA; the resolution itself
+/// is tracked apart (`resolved_at`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ResolutionPlan {
+    pub owner: String,
+    pub steps: Vec<String>,
+    pub resolve_by: chrono::NaiveDate,
+    pub recorded_at: DateTime<Utc>,
+    pub recorded_by: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -261,7 +275,8 @@ impl Projection for ConflictFlags {
     /// 2: overlapping protection is flagged as a risk. 3: conflicts close by themselves.
     /// 4: stored as rows. 5: at most 8 similar names flagged per account, names whose
     /// numbers differ never, and only the last 256 accounts kept per first word.
-    const VERSION: u32 = 5;
+    /// 6: resolution plans; direct sales beside a protection is a risk.
+    const VERSION: u32 = 6;
     /// Flags and likely duplicates, for the vendor only.
     const PUBLISHED: &'static [crate::Published] = &[
         crate::Published {
@@ -328,9 +343,14 @@ impl Projection for ConflictFlags {
                         conflict_id: conflict_id.clone(),
                         kind: *kind,
                         product_line: product_line.clone(),
-                        // Overlapping protection is a risk to watch; every other kind
-                        // is a conflict to resolve.
-                        status: if *kind == ConflictKind::OverlappingProtection {
+                        // Overlapping protection and direct sales on another line of a
+                        // protected account are risks to watch; every other kind is a
+                        // conflict to resolve.
+                        status: if matches!(
+                            kind,
+                            ConflictKind::OverlappingProtection
+                                | ConflictKind::DirectOnProtectedAccount
+                        ) {
                             FlagStatus::Risk
                         } else {
                             FlagStatus::Active
@@ -346,6 +366,7 @@ impl Projection for ConflictFlags {
                         winner: None,
                         breached: Vec::new(),
                         closed: None,
+                        plan: None,
                     },
                 );
             }
@@ -375,6 +396,29 @@ impl Projection for ConflictFlags {
                     .and_then(|m| m.get_mut(conflict_id))
                 {
                     flag.acknowledged_at = Some(*at);
+                }
+            }
+            Event::ConflictResolutionPlanRecorded {
+                account,
+                conflict_id,
+                owner,
+                steps,
+                resolve_by,
+                by,
+                at,
+            } => {
+                if let Some(flag) = self
+                    .accounts
+                    .get_mut(account)
+                    .and_then(|m| m.get_mut(conflict_id))
+                {
+                    flag.plan = Some(ResolutionPlan {
+                        owner: owner.clone(),
+                        steps: steps.clone(),
+                        resolve_by: *resolve_by,
+                        recorded_at: *at,
+                        recorded_by: by.clone(),
+                    });
                 }
             }
             Event::ConflictResolved {

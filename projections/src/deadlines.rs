@@ -23,6 +23,8 @@ use crate::Projection;
 pub enum DeadlineKind {
     /// The registration decision is due within 48 h of submission.
     ApprovalSla,
+    /// A referral made an opportunity the vendor accepted (Intro Logged left) within 24 h.
+    ReferralSla,
     /// Reminder 7 days before protection expires.
     ExpiryReminder,
     /// Protection ends.
@@ -106,6 +108,11 @@ impl Deadlines {
                         slot: None,
                     })
                 };
+                if let Some(due) = r.intro_due_at {
+                    if r.status.is_open() && !r.intro_logged && !r.referral_breach_recorded {
+                        push(DeadlineKind::ReferralSla, due);
+                    }
+                }
                 match r.status {
                     RegistrationStatus::Pending => {
                         if !r.sla_breach_recorded {
@@ -147,7 +154,10 @@ impl Deadlines {
                 {
                     push(DeadlineKind::ConflictAcknowledgement, c.acknowledge_by);
                 }
-                if !c.status.is_settled() && !c.breached.contains(&ConflictSla::ResolutionPlan) {
+                if !c.status.is_settled()
+                    && c.plan.is_none()
+                    && !c.breached.contains(&ConflictSla::ResolutionPlan)
+                {
                     let due = c.resolution_plan_by.unwrap_or_else(|| {
                         add_business_days(
                             c.detected_at,
@@ -275,8 +285,8 @@ impl Projection for Deadlines {
     const NAME: &'static str = "deadlines";
     /// 2: closed conflicts, reassigned and named-account state in the folded accounts.
     /// 3: stored as rows.
-    /// 4: capacity slots no account backs.
-    const VERSION: u32 = 4;
+    /// 4: capacity slots no account backs. 5: the referral's own clock; resolution plans.
+    const VERSION: u32 = 5;
 
     fn tables(&self) -> Tables<'_> {
         vec![

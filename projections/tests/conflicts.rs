@@ -43,6 +43,7 @@ fn submitted(domain: &str, company: &str) -> Event {
         certified: true,
         incumbent: false,
         approval_due_at: friday(),
+        intro_due_at: None,
         policy_version: 1,
         at: friday(),
     }

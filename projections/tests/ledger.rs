@@ -52,6 +52,7 @@ fn won(
         amount: usd(minor),
         attribution,
         renewal_date: None,
+        order_reference: None,
         policy_version: 1,
         at,
     }

@@ -44,6 +44,7 @@ fn submitted(id: RegistrationId, motion: Motion) -> Event {
         certified: true,
         incumbent: false,
         approval_due_at: t0() + Duration::hours(48),
+        intro_due_at: None,
         policy_version: 1,
         at: t0(),
     }
@@ -78,6 +79,7 @@ fn won(
         amount: Money::new(minor, "USD").expect("usd"),
         attribution,
         renewal_date: None,
+        order_reference: None,
         policy_version: 1,
         at: t0() + Duration::days(days),
     }

@@ -7,7 +7,7 @@
 //! every change, and the watermark lives in the same state file as the cursor.
 //!
 //! What becomes a command: an Opportunity that carries a registration id and is closed won
-//! (`mark_won`, with its `Amount`) or closed lost (`mark_lost`); an Opportunity without one
+//! (`mark_won`, with its `Amount`, the Opportunity as the order reference) or closed lost (`mark_lost`); an Opportunity without one
 //! (direct sales entered it) becomes `record_direct_opportunity`. Keys:
 //! `salesforce:opportunity:<Id>:<SystemModstamp>` for wins and losses (a change polled again
 //! is one effect), `salesforce:opportunity:<Id>:created` for direct opportunities (recorded
@@ -197,7 +197,8 @@ impl<S: CommandSink> SalesforcePoll<S> {
             Some(registration) if closed && won => Ok(Some((
                 format!("salesforce:opportunity:{id}:{stamp}"),
                 "rev_ops",
-                json!({ "type": "mark_won", "account": account()?, "registration_id": registration, "amount": amount()? }),
+                json!({ "type": "mark_won", "account": account()?, "registration_id": registration, "amount": amount()?,
+                        "order_reference": format!("salesforce:opportunity:{id}") }),
             ))),
             Some(registration) if closed => Ok(Some((
                 format!("salesforce:opportunity:{id}:{stamp}"),

@@ -9,7 +9,7 @@
 //! with 401 and changes nothing.
 //!
 //! What becomes a command: a deal whose `dealstage` changed to a won stage (`mark_won`,
-//! with the deal's amount) or a lost stage (`mark_lost`), and a deal created in HubSpot
+//! with the deal's amount and the deal as the order reference) or a lost stage (`mark_lost`), and a deal created in HubSpot
 //! that dealreg did not create (`record_direct_opportunity`: direct sales entered it).
 //! Each command's idempotency key is the record id and the change's time
 //! (`hubspot:<subscription>:<object id>:<occurredAt>`), so a delivery HubSpot repeats has
@@ -245,7 +245,8 @@ impl<S: CommandSink> HubspotInbound<S> {
                 let (registration, account) = self.registration_of(&object_id)?;
                 let command = if won {
                     let amount = self.deal_amount(&object_id).await?;
-                    json!({ "type": "mark_won", "account": account, "registration_id": registration, "amount": amount })
+                    json!({ "type": "mark_won", "account": account, "registration_id": registration, "amount": amount,
+                            "order_reference": format!("hubspot:deal:{object_id}") })
                 } else {
                     json!({ "type": "mark_lost", "account": account, "registration_id": registration,
                             "reason": format!("closed lost in HubSpot (deal {object_id})") })

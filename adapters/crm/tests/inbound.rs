@@ -144,7 +144,8 @@ async fn a_won_stage_becomes_mark_won_with_the_deal_amount_and_one_key_per_chang
             "idempotency_key": format!("hubspot:deal.propertyChange:{deal_id}:1764000000000"),
             "actor": { "kind": "vendor", "role": "rev_ops", "user": "hubspot" },
             "command": { "type": "mark_won", "account": "acme.com", "registration_id": REGISTRATION,
-                         "amount": { "amount_minor": 4_200_000, "currency": "USD" } }
+                         "amount": { "amount_minor": 4_200_000, "currency": "USD" },
+                         "order_reference": format!("hubspot:deal:{deal_id}") }
         })
     );
     let (status, _) = deliver(

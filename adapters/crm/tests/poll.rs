@@ -74,7 +74,8 @@ async fn opportunities_become_commands_across_pages_and_the_watermark_moves() {
     assert_eq!(
         commands[0]["command"],
         json!({ "type": "mark_won", "account": "acme.com", "registration_id": registration,
-                "amount": { "amount_minor": 420_050, "currency": "USD" } })
+                "amount": { "amount_minor": 420_050, "currency": "USD" },
+                "order_reference": "salesforce:opportunity:006A" })
     );
     assert_eq!(
         commands[0]["idempotency_key"],

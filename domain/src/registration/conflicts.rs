@@ -5,12 +5,12 @@
 use chrono::Duration;
 
 use super::guards::{channel_manager, invalid, not_due, partner, require, system};
-use crate::account::{AccountState, Conflict, ConflictStatus, Registration};
+use crate::account::{AccountState, Conflict, ConflictStatus, Registration, RegistrationStatus};
 use crate::actor::VendorRole;
 use crate::calendar::add_business_days;
 use crate::command::{
     AcknowledgeConflict, AssignNamedAccount, FlagConflictSlaBreached, RecordDirectOpportunity,
-    ResolveConflict,
+    RecordResolutionPlan, ResolveConflict,
 };
 use crate::context::Context;
 use crate::error::{refuse, DomainError, RejectionCode};
@@ -29,6 +29,7 @@ pub(super) fn decide(
         ConflictCommand::RecordDirectOpportunity(c) => direct_opportunity(state, c, account, ctx),
         ConflictCommand::Acknowledge(c) => acknowledge(state, c, account, ctx),
         ConflictCommand::FlagSlaBreached(c) => flag_sla_breached(state, c, account, ctx),
+        ConflictCommand::RecordPlan(c) => record_plan(state, c, account, ctx),
         ConflictCommand::Resolve(c) => resolve(state, c, account, ctx),
         ConflictCommand::AssignNamedAccount(c) => assign_named_account(state, c, account, ctx),
     }
@@ -55,7 +56,9 @@ pub(super) fn settled_by(
                     .get(registration_id)
                     .is_some_and(|r| r.status.is_open())
         }
-        ConflictParty::DirectSales { .. } | ConflictParty::NamedPartner { .. } => true,
+        ConflictParty::DirectSales { .. }
+        | ConflictParty::NamedPartner { .. }
+        | ConflictParty::RenewalOwner { .. } => true,
     };
     state
         .conflicts
@@ -172,13 +175,59 @@ fn direct_opportunity(
         amount: command.amount.clone(),
         at: ctx.now,
     }];
-    let open: Vec<&Registration> = state
+    // Vertical: the partner side of the same product line, open registrations and the
+    // partner that won it and owns its renewal while the won contract's term runs.
+    let mut parties: Vec<ConflictParty> = state
         .registrations
         .values()
         .filter(|r| r.status.is_open() && r.product_line == *product_line)
+        .map(|r| ConflictParty::Registration {
+            registration_id: r.id,
+            partner_id: r.partner_id,
+        })
         .collect();
-    if !open.is_empty() {
-        let mut parties: Vec<ConflictParty> = open
+    let open = parties.len();
+    let mut reasons = Vec::new();
+    if open > 0 {
+        reasons.push(format!("direct sales ({owner}) opened an opportunity on `{product_line}` where {open} partner registration(s) are open"));
+    }
+    let today = ctx.now.date_naive();
+    if let (Some(renewal_date), Some(renewal_owner)) = (
+        state.renewal_dates.get(product_line.as_str()).copied(),
+        state.renewal_owner(product_line),
+    ) {
+        if renewal_date >= today {
+            parties.push(ConflictParty::RenewalOwner {
+                partner_id: renewal_owner,
+                renewal_date,
+            });
+            reasons.push(format!("direct sales ({owner}) opened an opportunity on `{product_line}`, which partner {renewal_owner} won and whose renewal on {renewal_date} it owns"));
+        }
+    }
+    if !parties.is_empty() {
+        parties.push(ConflictParty::DirectSales {
+            opportunity_id: command.opportunity_id,
+            owner: owner.clone(),
+        });
+        events.push(conflict_detected(
+            state,
+            &account,
+            ConflictKind::Vertical,
+            product_line,
+            parties,
+            reasons,
+            0,
+            ctx,
+        ));
+    }
+    // A risk: direct sales on another product line of an account a partner is protected on.
+    let protected: Vec<&Registration> = state
+        .registrations
+        .values()
+        .filter(|r| r.status == RegistrationStatus::Protected && r.product_line != *product_line)
+        .collect();
+    if !protected.is_empty() {
+        let mut parties: Vec<ConflictParty> = protected
             .iter()
             .map(|r| ConflictParty::Registration {
                 registration_id: r.id,
@@ -189,15 +238,25 @@ fn direct_opportunity(
             opportunity_id: command.opportunity_id,
             owner: owner.clone(),
         });
-        let reason = format!("direct sales ({owner}) opened an opportunity on `{product_line}` where {} partner registration(s) are open", open.len());
+        let mut lines: Vec<&str> = protected.iter().map(|r| r.product_line.as_str()).collect();
+        lines.sort_unstable();
+        lines.dedup();
+        let reason = format!(
+            "direct sales ({owner}) opened an opportunity on `{product_line}` at an account where partners hold protection on {}",
+            lines.join(", ")
+        );
+        let offset = events
+            .iter()
+            .filter(|e| matches!(e, Event::ConflictDetected { .. }))
+            .count();
         events.push(conflict_detected(
             state,
             &account,
-            ConflictKind::Vertical,
+            ConflictKind::DirectOnProtectedAccount,
             product_line,
             parties,
             vec![reason],
-            0,
+            offset,
             ctx,
         ));
     }
@@ -240,6 +299,7 @@ fn flag_sla_breached(
     let sla = command.sla;
     let (due_at, met) = match sla {
         ConflictSla::Acknowledgement => (c.acknowledge_by, c.status != ConflictStatus::Open),
+        // Met by a recorded plan (or by the resolution itself, which needs no plan).
         ConflictSla::ResolutionPlan => (
             c.resolution_plan_by.unwrap_or_else(|| {
                 add_business_days(
@@ -247,7 +307,7 @@ fn flag_sla_breached(
                     ctx.policy.sla.conflict_resolution_business_days,
                 )
             }),
-            c.status == ConflictStatus::Resolved,
+            c.plan.is_some() || c.status == ConflictStatus::Resolved,
         ),
     };
     if met {
@@ -268,6 +328,56 @@ fn flag_sla_breached(
         sla,
         due_at,
         policy_version: ctx.policy.version,
+        at: ctx.now,
+    }])
+}
+
+/// The resolution plan (docs/RULES.md, registration policy 6: within 5 business days): who
+/// owns the work, its steps, the date it is to be resolved by. A later plan revises the
+/// earlier one; the SLA is met by the first.
+fn record_plan(
+    state: &AccountState,
+    command: &RecordResolutionPlan,
+    account: AccountKey,
+    ctx: &Context<'_>,
+) -> Result<Vec<Event>, DomainError> {
+    channel_manager(ctx.actor)?;
+    let c = known(state, &command.conflict_id)?;
+    closed_by_itself(c)?;
+    if c.status == ConflictStatus::Resolved {
+        return refuse(
+            RejectionCode::AlreadyRecorded,
+            "this conflict is already resolved; it needs no plan",
+        );
+    }
+    require(&command.owner, "owner")?;
+    if command.steps.is_empty() || command.steps.iter().any(|s| s.trim().is_empty()) {
+        return Err(invalid(
+            "steps",
+            "must list at least one step, none of them blank",
+        ));
+    }
+    if command.resolve_by < ctx.now.date_naive() {
+        return Err(invalid("resolve_by", "must be today or later"));
+    }
+    let plan = (
+        command.owner.trim().to_string(),
+        command.steps.clone(),
+        command.resolve_by,
+    );
+    if c.plan.as_ref() == Some(&plan) {
+        return refuse(
+            RejectionCode::AlreadyRecorded,
+            "this plan is already recorded",
+        );
+    }
+    Ok(vec![Event::ConflictResolutionPlanRecorded {
+        account,
+        conflict_id: c.id.clone(),
+        owner: plan.0,
+        steps: plan.1,
+        resolve_by: plan.2,
+        by: ctx.actor.label(),
         at: ctx.now,
     }])
 }

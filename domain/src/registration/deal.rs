@@ -1,5 +1,5 @@
-//! The deal: it moves through its motion's five stages when the exit criteria are met,
-//! and ends won (attribution locked, renewal date set), lost, withdrawn by the partner, or
+//! The deal: it moves through its motion's stages when the exit criteria are met, is won
+//! at its motion's closing stage (then goes on through the post-sale stages), and ends won (attribution locked, renewal date set), lost, withdrawn by the partner, or
 //! released (offboarding). Revenue that reverses after a win is recorded here too, so the
 //! ledger can claw back.
 
@@ -7,6 +7,7 @@ use chrono::Duration;
 use serde_json::json;
 
 use super::conflicts::settled_by;
+use super::exits::{check_exit, check_win};
 use super::guards::{
     find, invalid, owner_or_channel_manager, partner, release_slot, require, status_is,
 };
@@ -21,7 +22,7 @@ use crate::error::{refuse, DomainError, RejectionCode};
 use crate::event::Event;
 use crate::ids::AccountKey;
 use crate::route::DealCommand;
-use crate::stages::{check_exit, stage_name, stages};
+use crate::stages::{closing_stage, stage_name, stages};
 
 pub(super) fn decide(
     state: &AccountState,
@@ -47,13 +48,38 @@ fn advance(
 ) -> Result<Vec<Event>, DomainError> {
     let r = find(state, &command.registration_id, ctx.actor)?;
     owner_or_channel_manager(ctx.actor, r)?;
-    status_is(r, &[RegistrationStatus::Protected], "advance")?;
-    let next = r.stage + 1;
+    status_is(
+        r,
+        &[RegistrationStatus::Protected, RegistrationStatus::Won],
+        "advance",
+    )?;
+    let closing = closing_stage(r.motion);
+    let won = r.status == RegistrationStatus::Won;
+    // Before the win a deal moves up to its closing stage, whose exit is the win; after
+    // it, through the post-sale stages (a deal won before wins waited for the closing
+    // stage goes on from the first post-sale one).
+    let next = if won {
+        (r.stage + 1).max(closing + 1)
+    } else {
+        r.stage + 1
+    };
     if next >= stages(r.motion).len() {
         return refuse(
             RejectionCode::InvalidTransition,
-            "the deal is at its motion's last stage; mark it won or lost",
+            "the deal is at its motion's last stage",
         );
+    }
+    if !won && next > closing {
+        return Err(DomainError::new(
+            RejectionCode::InvalidTransition,
+            format!(
+                "a {} deal leaves `{}` by being won: mark it won (or lost); `{}` comes after the win",
+                r.motion.as_str(),
+                stage_name(r.motion, r.stage),
+                stage_name(r.motion, next)
+            ),
+        )
+        .with_details(json!({ "closing_stage": stage_name(r.motion, closing) })));
     }
     let expected = stage_name(r.motion, next);
     if command.to_stage != expected {
@@ -68,8 +94,18 @@ fn advance(
         )
         .with_details(json!({ "next_stage": expected, "stages": stages(r.motion) })));
     }
-    let tier = partner(ctx, r.partner_id)?.tier();
-    check_exit(r, tier, &command.evidence, ctx.policy)?;
+    if won {
+        // Post-sale: delivery and renewal responsibility, recorded in the note.
+        if command.evidence.note.trim().is_empty() {
+            return refuse(
+                RejectionCode::ExitCriteriaNotMet,
+                "evidence needs a note saying who delivers and who owns the renewal",
+            );
+        }
+    } else {
+        let tier = partner(ctx, r.partner_id)?.tier();
+        check_exit(r, tier, &command.evidence, ctx.policy)?;
+    }
     Ok(vec![Event::StageAdvanced {
         account,
         registration_id: r.id,
@@ -111,6 +147,7 @@ fn won(
     if r.attribution.is_empty() {
         return refuse(RejectionCode::ExitCriteriaNotMet, "attribution is locked at the win, and this deal has none: set the sourcing partner or influencers first");
     }
+    let order_reference = check_win(r, &command.order_reference)?;
     let mut events = vec![Event::DealWon {
         account: account.clone(),
         registration_id: r.id,
@@ -122,6 +159,7 @@ fn won(
         renewal_date: Some(
             now.date_naive() + Duration::days(i64::from(ctx.policy.timing.renewal_term_days)),
         ),
+        order_reference,
         policy_version: ctx.policy.version,
         at: now,
     }];

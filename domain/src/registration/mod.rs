@@ -11,6 +11,7 @@ mod attribution;
 mod capacity;
 mod conflicts;
 mod deal;
+mod exits;
 mod guards;
 mod protection;
 mod renewals;

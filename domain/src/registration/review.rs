@@ -11,7 +11,8 @@ use super::guards::{
 };
 use crate::account::{AccountState, Registration, RegistrationStatus};
 use crate::command::{
-    AppealDecision, ApproveRegistration, DecideAppeal, DeclineRegistration, FlagApprovalSlaBreached,
+    AppealDecision, ApproveRegistration, DecideAppeal, DeclineRegistration,
+    FlagApprovalSlaBreached, FlagReferralSlaBreached,
 };
 use crate::context::Context;
 use crate::error::{refuse, DomainError, RejectionCode};
@@ -32,6 +33,9 @@ pub(super) fn decide(
         ReviewCommand::Approve(c) => approve(state, c, account, ctx),
         ReviewCommand::Decline(c) => decline(state, c, account, ctx),
         ReviewCommand::FlagSlaBreached(c) => flag_sla_breached(state, c, account, ctx),
+        ReviewCommand::FlagReferralSlaBreached(c) => {
+            flag_referral_sla_breached(state, c, account, ctx)
+        }
         ReviewCommand::Appeal(c) => appeal(state, c, account, ctx),
         ReviewCommand::DecideAppeal(c) => decide_appeal(state, c, account, ctx),
     }
@@ -247,6 +251,53 @@ fn flag_sla_breached(
     }])
 }
 
+/// The referral's own clock (docs/RULES.md, registration policy 6): the vendor makes the
+/// referral an opportunity it accepts, the Intro Logged exit, within 24 hours. Beside the
+/// 48-hour approval SLA, not instead of it.
+fn flag_referral_sla_breached(
+    state: &AccountState,
+    command: &FlagReferralSlaBreached,
+    account: AccountKey,
+    ctx: &Context<'_>,
+) -> Result<Vec<Event>, DomainError> {
+    system(ctx.actor)?;
+    let r = find(state, &command.registration_id, ctx.actor)?;
+    let Some(due_at) = r.intro_due_at else {
+        return refuse(
+            RejectionCode::InvalidTransition,
+            "only a referral runs the referral-to-opportunity clock",
+        );
+    };
+    status_is(
+        r,
+        &[RegistrationStatus::Pending, RegistrationStatus::Protected],
+        "flag the referral SLA of",
+    )?;
+    if r.intro_logged {
+        return refuse(
+            RejectionCode::InvalidTransition,
+            "that SLA was met: the referral left Intro Logged",
+        );
+    }
+    if ctx.now < due_at {
+        return not_due("the referral SLA is breached", due_at);
+    }
+    if r.referral_breach_recorded {
+        return refuse(
+            RejectionCode::AlreadyRecorded,
+            "this SLA breach is already recorded",
+        );
+    }
+    Ok(vec![Event::ReferralSlaBreached {
+        account,
+        registration_id: r.id,
+        partner_id: r.partner_id,
+        due_at,
+        policy_version: ctx.policy.version,
+        at: ctx.now,
+    }])
+}
+
 fn appeal(
     state: &AccountState,
     command: &AppealDecision,
@@ -310,7 +361,7 @@ fn decide_appeal(
         upheld,
         rationale: command.rationale.clone(),
         approval_due_at: upheld
-            .then(|| now + Duration::hours(i64::from(ctx.policy.decision_hours(r.motion)))),
+            .then(|| now + Duration::hours(i64::from(ctx.policy.decision_hours()))),
         policy_version: ctx.policy.version,
         at: now,
     }];

@@ -247,7 +247,10 @@ pub(super) fn decide(
             proof_of_work: proof_of_work.clone(),
             certified,
             incumbent,
-            approval_due_at: now + Duration::hours(i64::from(policy.decision_hours(*motion))),
+            approval_due_at: now + Duration::hours(i64::from(policy.decision_hours())),
+            intro_due_at: policy
+                .intro_hours(*motion)
+                .map(|h| now + Duration::hours(i64::from(h))),
             policy_version: policy.version,
             at: now,
         },
