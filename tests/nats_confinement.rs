@@ -225,6 +225,9 @@ async fn a_partner_is_confined_to_its_own_subjects_and_sees_only_partner_safe_da
     let auditor = connect_as(&server.url, "auditor", None).await;
     let (metrics, _) = request(&auditor, "dealreg.vendor.query.metrics", &json!({}), None).await;
     assert_eq!(metrics["ok"], json!(true), "{metrics}");
+    let (program, _) = request(&auditor, "dealreg.vendor.query.program", &json!({}), None).await;
+    assert_eq!(program["ok"], json!(true), "{program}");
+    assert!(program["answer"].is_object(), "{program}");
     assert!(
         denied(
             &auditor,

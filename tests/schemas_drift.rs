@@ -30,6 +30,7 @@ use dealreg_projections::conflicts::ConflictFlag;
 use dealreg_projections::ledger::{Balances, Entry};
 use dealreg_projections::metrics::MetricsReport;
 use dealreg_projections::pipeline::{Grouped, PartnerRow, VendorRow};
+use dealreg_projections::program::ProgramReport;
 use schemars::generate::SchemaSettings;
 use schemars::JsonSchema;
 use serde_json::{json, Value};
@@ -146,6 +147,10 @@ fn documents() -> Vec<Document> {
             "Conflict flags of one account (by conflict id)",
         ),
         document::<MetricsReport>("metrics-report.schema.json", "Program metrics report"),
+        document::<ProgramReport>(
+            "program-report.schema.json",
+            "Program report (credit by share, open pipeline, per partner)",
+        ),
         document::<Grouped<VendorRow>>(
             "answers/pipeline.schema.json",
             "Pipeline query answer (vendor): rows by motion, then stage",

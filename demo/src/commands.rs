@@ -133,6 +133,13 @@ pub fn acknowledge_conflict(account: &str, conflict_id: &str) -> Value {
     json!({ "type": "acknowledge_conflict", "account": account, "conflict_id": conflict_id, "note": "Both partners contacted; reviewing proof of work" })
 }
 
+pub fn resolution_plan(account: &str, conflict_id: &str, resolve_by: chrono::NaiveDate) -> Value {
+    json!({ "type": "record_resolution_plan", "account": account, "conflict_id": conflict_id,
+            "owner": "maria.cm@vendor.example",
+            "steps": ["Compare both partners' proof of work", "Apply the conflict hierarchy", "Tell both partners the outcome"],
+            "resolve_by": resolve_by })
+}
+
 pub fn resolve_conflict(account: &str, conflict_id: &str) -> Value {
     json!({ "type": "resolve_conflict", "account": account, "conflict_id": conflict_id, "rationale": "Resolved under the conflict hierarchy; the protected registration stands" })
 }

@@ -748,8 +748,8 @@ impl<S: EventStore + Clone, K: CheckpointStore> Story<'_, S, K> {
         Ok(())
     }
 
-    /// The channel manager acknowledges conflicts (one in six after the SLA) and resolves
-    /// them three days after detection.
+    /// The channel manager acknowledges conflicts (one in six after the SLA), records a
+    /// resolution plan a day after detection, and resolves them three days after it.
     async fn conflict_desk(&mut self) -> Result<(), DemoError> {
         let now = self.now();
         let late_by = Duration::hours(i64::from(self.policy.sla.conflict_ack_hours) + 6);
@@ -763,6 +763,18 @@ impl<S: EventStore + Clone, K: CheckpointStore> Story<'_, S, K> {
                         self.send(
                             cmd::channel_manager(),
                             cmd::acknowledge_conflict(&account.0, &conflict.id.0),
+                        )
+                        .await?;
+                    }
+                    ConflictStatus::Acknowledged
+                        if conflict.plan.is_none()
+                            && now >= conflict.detected_at + Duration::days(1)
+                            && now < conflict.detected_at + Duration::days(3) =>
+                    {
+                        let resolve_by = (conflict.detected_at + Duration::days(3)).date_naive();
+                        self.send(
+                            cmd::channel_manager(),
+                            cmd::resolution_plan(&account.0, &conflict.id.0, resolve_by),
                         )
                         .await?;
                     }

@@ -59,10 +59,17 @@ fn grouped<R>(view: &Grouped<R>, line: impl Fn(&R) -> String) -> String {
 /// A partner's own pipeline (safe fields only, as the view holds them).
 pub fn partner_pipeline(view: &Grouped<PartnerRow>) -> String {
     grouped(view, |r| {
+        // After a win: when it renews and whether the renewal is the viewer's.
+        let renewal = match (r.renewal_date, r.renewal_owner) {
+            (Some(on), Some(owner)) => format!("  renews {on} ({})", word(&owner)),
+            (Some(on), None) => format!("  renews {on}"),
+            _ => String::new(),
+        };
         format!(
-            "{:<28} {:<10} {:<10} {:<18} expires {:<10}  next: {}",
+            "{:<28} {:<10} {:<10} {:<10} {:<18} expires {:<10}  next: {}{renewal}",
             r.company,
             r.product_line,
+            word(&r.role),
             r.status,
             word(&r.protection),
             expiry(r.protection, r.protection_expires_at),

@@ -20,6 +20,7 @@ use dealreg_projections::conflicts::{ConflictFlag, ConflictFlags, DuplicateFlag}
 use dealreg_projections::ledger::{Entry, Ledger};
 use dealreg_projections::metrics::ProgramMetrics;
 use dealreg_projections::pipeline::{group, Pipeline, VendorRow};
+use dealreg_projections::program::Program;
 use dealreg_projections::Projection;
 use dealreg_vault::KeyVault;
 use dealreg_views::CheckpointStore;
@@ -38,7 +39,14 @@ const RECHECK: Duration = Duration::from_millis(5);
 /// The views a partner may ask for.
 pub const PARTNER_VIEWS: &[&str] = &["pipeline", "ledger", "registration"];
 /// The views the vendor (and the auditor) may ask for.
-pub const VENDOR_VIEWS: &[&str] = &["pipeline", "conflicts", "ledger", "metrics", "registration"];
+pub const VENDOR_VIEWS: &[&str] = &[
+    "pipeline",
+    "conflicts",
+    "ledger",
+    "metrics",
+    "program",
+    "registration",
+];
 
 /// `min_position`'s schema: a position token, or (deprecated) the bare number that builds
 /// before position tokens sent, which the server still reads.
@@ -452,6 +460,10 @@ pub async fn answer<S: EventStore, K: CheckpointStore>(
             Ok(read) => answered(view, read.position, &read.view.report(), pager),
             Err(e) => wait_refusal(view, min, e),
         },
+        "program" => match read_view::<Program, K>(checkpoints, None, min, deadline).await {
+            Ok(read) => answered(view, read.position, &read.view.report(), pager),
+            Err(e) => wait_refusal(view, min, e),
+        },
         "registration" => {
             let Some(id) = request.registration_id else {
                 return refused(
@@ -495,7 +507,7 @@ const PIPELINE_PAGES: &[&str] = &["registration"];
 const LEDGER_PAGES: &[&str] = &["entry", "balance"];
 const CONFLICT_PAGES: &[&str] = &["account", "duplicate"];
 const HISTORY_PAGES: &[&str] = &["event"];
-/// `metrics` is one report whose size does not grow with the log: one page.
+/// `metrics` and `program` are reports whose size does not grow with the log: one page.
 const NOT_PAGED: &[&str] = &[];
 
 /// The `ledger` answer (one page of it): entries, then balances.
