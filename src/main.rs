@@ -143,7 +143,7 @@ enum Job {
         /// A log position (e.g. 1200) or an RFC 3339 time (e.g. 2026-03-02T09:00:00Z).
         #[arg(long)]
         as_of: cli::view::AsOf,
-        /// pipeline (the vendor's), ledger, conflicts or metrics.
+        /// pipeline (the vendor's), ledger, conflicts, metrics or program.
         #[arg(long)]
         view: Option<String>,
         /// Write the JSON here instead of stdout.
