@@ -92,10 +92,25 @@ enum Job {
         #[arg(long)]
         checkpoints: Option<PathBuf>,
     },
-    /// Load a portable log into an empty store (created when missing); it is checked line
-    /// by line first and verified after. Exit codes: 0 imported and verified, 2 imported
-    /// but a checkpoint does not match, 1 refused (damaged file, non-empty store).
-    Import { file: PathBuf },
+    /// Load a portable log into an empty store (created when missing). Everything is
+    /// checked before anything is written: every line and both hash chains, and the
+    /// signed checkpoints. With --public-key (or the auditor's --checkpoints) the file
+    /// must carry or match a checkpoint signed with the auditor's key; without either its
+    /// authenticity is not checked, and the job says so. Exit codes: 0 imported, 2 refused
+    /// for a checkpoint that is missing, does not match or is signed by another key
+    /// (nothing written), 1 refused (damaged file, non-empty store, bad key).
+    Import {
+        file: PathBuf,
+        /// The auditor's public key (64 hex digits, as `audit keygen` printed it): every
+        /// checkpoint must be signed with it, and at least one must be there.
+        #[arg(long)]
+        public_key: Option<String>,
+        /// The auditor's checkpoint file (JSON lines from `dealreg audit checkpoint`), held
+        /// against the imported log like the file's own; without --public-key its one key
+        /// is the auditor's.
+        #[arg(long)]
+        checkpoints: Option<PathBuf>,
+    },
     /// The auditor's tools: signing keys, signed checkpoints, the full verify.
     Audit {
         #[command(subcommand)]
@@ -222,7 +237,11 @@ fn main() -> ExitCode {
             Job::Export { out, checkpoints } => {
                 cli::portable::export(&store, out, checkpoints).await
             }
-            Job::Import { file } => cli::portable::import(&store, &file).await,
+            Job::Import {
+                file,
+                public_key,
+                checkpoints,
+            } => cli::portable::import(&store, &file, public_key, checkpoints).await,
             Job::Timekeeper { at } => cli::timekeeper::run(&store, at).await,
             Job::Rebuild {
                 projection,

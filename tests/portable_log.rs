@@ -25,11 +25,9 @@ fn a_log_exported_and_imported_is_the_same_log() {
     let key = dir.path().join("key");
     let checkpoints = dir.path().join("checkpoints.jsonl");
     let path = |p: &Path| p.to_string_lossy().to_string();
-    assert!(
-        dealreg(&original, &["audit", "keygen", "--out", &path(&key)])
-            .status
-            .success()
-    );
+    let keygen = dealreg(&original, &["audit", "keygen", "--out", &path(&key)]);
+    assert!(keygen.status.success(), "{}", stderr(&keygen));
+    let public_key = stdout(&keygen).trim().to_string();
     assert!(dealreg(
         &original,
         &[
@@ -57,10 +55,15 @@ fn a_log_exported_and_imported_is_the_same_log() {
     assert!(out.status.success(), "{}", stderr(&out));
 
     let copy = dir.path().join("imported.db");
-    let out = dealreg(&copy, &["import", &path(&export)]);
+    let out = dealreg(
+        &copy,
+        &["import", &path(&export), "--public-key", &public_key],
+    );
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert!(
-        stderr(&out).contains("1 checkpoints verified"),
+        stderr(&out).contains(&format!(
+            "authenticity verified against public key {public_key}: 1 checkpoint(s) signed with it match the log"
+        )),
         "{}",
         stderr(&out)
     );

@@ -89,6 +89,17 @@ pub(super) fn read_checkpoints(path: &Path) -> Result<Vec<SignedCheckpoint>, Str
         .collect()
 }
 
+/// The key every checkpoint must be signed with, from `--public-key HEX` (`audit verify`,
+/// `import`).
+pub(super) fn pinned_key(
+    public_key: Option<&str>,
+) -> Result<Option<ed25519_dalek::VerifyingKey>, String> {
+    public_key
+        .map(audit::verifying_key)
+        .transpose()
+        .map_err(|e| format!("--public-key: {e}"))
+}
+
 pub async fn run(spec: &super::store::StoreSpec, job: AuditJob) -> Result<ExitCode, String> {
     match job {
         AuditJob::History {
@@ -163,11 +174,7 @@ pub async fn run(spec: &super::store::StoreSpec, job: AuditJob) -> Result<ExitCo
                 Some(path) => read_checkpoints(path)?,
                 None => Vec::new(),
             };
-            let pinned = public_key
-                .as_deref()
-                .map(audit::verifying_key)
-                .transpose()
-                .map_err(|e| format!("--public-key: {e}"))?;
+            let pinned = pinned_key(public_key.as_deref())?;
             let report = verify(spec, &checkpoints, pinned.as_ref()).await?;
             if json {
                 let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
