@@ -145,6 +145,42 @@ impl Serve {
         }
     }
 
+    /// Like [`Serve::start`] with no extra arguments, logging with `rust_log` (a
+    /// `RUST_LOG` filter, e.g. the engine's debug events) instead of `info`.
+    pub async fn start_logging(
+        store: impl AsRef<std::ffi::OsStr>,
+        url: &str,
+        rust_log: &str,
+        log: PathBuf,
+        client: &async_nats::Client,
+    ) -> Serve {
+        let before = count_instances(client).await;
+        let out = std::fs::File::create(&log).expect("serve log");
+        let child = Command::new(env!("CARGO_BIN_EXE_dealreg"))
+            .arg("--store")
+            .arg(store.as_ref())
+            .args(["serve", "--nats-url", url, "--tick-secs", "3600"])
+            .env("RUST_LOG", rust_log)
+            .stdout(Stdio::null())
+            .stderr(out)
+            .spawn()
+            .expect("start dealreg serve");
+        let serve = Serve {
+            child: Some(child),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while count_instances(client).await <= before {
+            assert!(
+                Instant::now() < deadline,
+                "dealreg serve did not come up: {}",
+                serve.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        serve
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(Child::id).unwrap_or_default()
     }
