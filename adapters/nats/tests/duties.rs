@@ -1,7 +1,7 @@
 //! The deployment's shared duties on a real JetStream server: one holder at a time, taken
 //! over once expired or released; marks that never move back.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use dealreg_events::Position;
@@ -49,28 +49,63 @@ async fn one_process_holds_the_duties_until_it_lets_go_or_its_lease_expires() {
     assert!(b.try_acquire("other", "b", t9, ttl).await.expect("other"));
 }
 
+/// Eight processes, each with its own connection, race for free leases: every one exists
+/// before any may try (a barrier), exactly one takes each lease, and the race is real: a
+/// loser's attempt began before the winner's ended. (Started one by one, the first would
+/// take the lease while the others were still connecting, and no attempt would overlap.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_processes_take_a_free_lease_once() {
+    const CONTENDERS: usize = 8;
     let server = NatsServer::start();
-    let mut tasks = Vec::new();
-    for i in 0..8 {
-        let d = duties(&server).await;
-        tasks.push(tokio::spawn(async move {
-            d.try_acquire(
-                "duties",
-                &format!("p{i}"),
-                Utc::now(),
-                Duration::from_secs(30),
-            )
-            .await
-            .expect("try")
-        }));
+    let mut contenders = Vec::new();
+    for _ in 0..CONTENDERS {
+        contenders.push(std::sync::Arc::new(duties(&server).await));
     }
-    let mut taken = 0;
-    for task in tasks {
-        taken += usize::from(task.await.expect("task"));
+    for round in 0..5 {
+        let lease = format!("duties-{round}");
+        let start = std::sync::Arc::new(tokio::sync::Barrier::new(CONTENDERS));
+        let mut tasks = Vec::new();
+        for (i, d) in contenders.iter().enumerate() {
+            let (d, start, lease) = (d.clone(), start.clone(), lease.clone());
+            tasks.push(tokio::spawn(async move {
+                start.wait().await;
+                let began = Instant::now();
+                let taken = d
+                    .try_acquire(
+                        &lease,
+                        &format!("p{i}"),
+                        Utc::now(),
+                        Duration::from_secs(30),
+                    )
+                    .await
+                    .expect("try");
+                (taken, began, Instant::now())
+            }));
+        }
+        let mut attempts = Vec::new();
+        for task in tasks {
+            attempts.push(task.await.expect("task"));
+        }
+        let winners: Vec<_> = attempts.iter().filter(|(taken, _, _)| *taken).collect();
+        assert_eq!(
+            winners.len(),
+            1,
+            "round {round}: one contender takes the lease"
+        );
+        let (_, _, won_at) = winners[0];
+        let overlapping = attempts
+            .iter()
+            .filter(|(taken, began, _)| !taken && began < won_at)
+            .count();
+        assert!(
+            overlapping > 0,
+            "round {round}: every loser tried only after the winner had the lease, so they did not race"
+        );
+        println!(
+            "round {round}: {overlapping} of {} losers tried while the winner was taking the lease",
+            CONTENDERS - 1
+        );
     }
-    assert_eq!(taken, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
