@@ -72,11 +72,27 @@ enum Job {
     },
     /// Erase a person's contact data (name, e-mail, phone): destroys their key in the
     /// store's key vault (`<store>-keys`), so every sealed copy in the log, its exports
-    /// and backups becomes unreadable while the hash chains still verify. Exit codes: 0
-    /// erased, 1 the address also appears in contacts recorded in clear (before schema 3).
+    /// and backups becomes unreadable while the hash chains still verify. On a replicated
+    /// JetStream vault the servers' replication logs keep the key until they compact them
+    /// (minutes): the report says whether the erasure is complete or pending, and until
+    /// when. Exit codes: 0 done (complete or pending, as reported), 1 the address also
+    /// appears in contacts recorded in clear (before schema 3); with `--status`: 0
+    /// complete, 3 pending or the key still held.
     Forget {
-        #[arg(long)]
-        email: String,
+        /// The address to forget.
+        #[arg(long, required_unless_present = "status")]
+        email: Option<String>,
+        /// After forgetting, wait until the erasure is complete on every replica (as far
+        /// as the vault can tell) instead of answering that it is pending.
+        #[arg(long, conflicts_with = "status")]
+        wait: bool,
+        /// Forget nothing: say whether the erasure of a forgotten person's key is complete
+        /// (the person id `forget` printed).
+        #[arg(long, requires = "person")]
+        status: bool,
+        /// The person id, with `--status`.
+        #[arg(long, requires = "status")]
+        person: Option<uuid::Uuid>,
     },
     /// Check the whole log: every stream's hash chain, the order and gaps of positions, and
     /// the records the store keeps beside the events (a cut tail, a deleted stream); prints
@@ -231,7 +247,16 @@ fn main() -> ExitCode {
                 stream,
                 reveal,
             } => cli::events::run(&store, after, stream, reveal).await,
-            Job::Forget { email } => cli::forget::run(&store, &email).await,
+            Job::Forget {
+                email,
+                wait,
+                status,
+                person,
+            } => match (status, person, email) {
+                (true, Some(person), _) => cli::forget::status(&store, person).await,
+                (_, _, Some(email)) => cli::forget::run(&store, &email, wait).await,
+                _ => Err("pass --email ADDRESS, or --status --person ID".into()),
+            },
             Job::Verify => cli::verify::run(&store).await,
             Job::Audit { job } => cli::audit::run(&store, job).await,
             Job::Export { out, checkpoints } => {

@@ -384,9 +384,29 @@ fn files_under(dirs: &[std::path::PathBuf]) -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// The views file of a host (`views=` of the store spec: the file, its WAL and shm).
+fn views_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("views"))
+        .map(|e| {
+            (
+                e.path().display().to_string(),
+                std::fs::read(e.path()).expect("read"),
+            )
+        })
+        .collect();
+    assert!(!files.is_empty(), "the host's views file is in {dir:?}");
+    files
+}
+
 /// The person's key as the JetStream vault keeps it (the payload of
-/// `dealreg.keys.person.<id>`), read directly from the stream.
-async fn key_bytes(client: &async_nats::Client, person: &str) -> Vec<u8> {
+/// `dealreg.keys.person.<id>`), read directly from the stream, and when it was written.
+async fn key_bytes(
+    client: &async_nats::Client,
+    person: &str,
+) -> (Vec<u8>, chrono::DateTime<chrono::Utc>) {
     let js = async_nats::jetstream::new(client.clone());
     let stream = js
         .get_stream("DEALREG_KEYS")
@@ -397,20 +417,26 @@ async fn key_bytes(client: &async_nats::Client, person: &str) -> Vec<u8> {
         .get_last_raw_message_by_subject(&format!("dealreg.keys.person.{}", person.simple()))
         .await
         .expect("the person's key");
-    message.payload.to_vec()
+    let written = chrono::DateTime::from_timestamp_nanos(
+        i64::try_from(message.time.unix_timestamp_nanos()).expect("a time"),
+    );
+    (message.payload.to_vec(), written)
 }
 
 /// On a three-node JetStream deployment (log, vault and views' duties replicated three
 /// times), `forget` leaves no byte of the person's key, name, address or phone in the
-/// store directory of any node: the vault erases the key's message, and the nodes' Raft
-/// logs drop their copy when they compact (nats-server snapshots a stream's Raft log about
-/// every two minutes; the test waits for it). The log still verifies.
+/// store directory of any node, nor in the host's views file: the vault erases the key's
+/// message, and the nodes' Raft logs drop their copy when they compact (nats-server
+/// snapshots a stream's Raft log at most 3 minutes apart; the test waits for it). `forget`
+/// says the erasure is pending on 3 replicas until a time, `forget --status` says so too,
+/// the key is gone from every node by that time, and `--status` then says complete. The
+/// log still verifies.
 ///
-/// Ignored by a plain `cargo test` because it waits about three minutes, almost all of it
+/// Ignored by a plain `cargo test` because it waits about four minutes, almost all of it
 /// idle: `scripts/test` runs it on its own, in the background beside the rest of the suite
 /// (`--ignored`), and counts its result with the others.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "waits ~3 min for nats-server's Raft compaction; scripts/test runs it beside the suite"]
+#[ignore = "waits ~4 min for nats-server's Raft compaction; scripts/test runs it beside the suite"]
 async fn forget_on_a_jetstream_cluster_leaves_no_copy_on_any_node() {
     let cluster = dealreg_nats_testkit::NatsCluster::start(3);
     let dir = tempfile::tempdir().expect("temp dir");
@@ -456,9 +482,22 @@ async fn forget_on_a_jetstream_cluster_leaves_no_copy_on_any_node() {
     let client = async_nats::connect(cluster.url_list())
         .await
         .expect("connect");
-    let key = key_bytes(&client, &person).await;
+    let (key, written) = key_bytes(&client, &person).await;
     assert_eq!(key.len(), 32);
     let dirs = cluster.store_dirs();
+    // The host's views file never holds the contact in clear, nor the key.
+    for (file, bytes) in views_files(dir.path()) {
+        for needle in [NAME, EMAIL, PHONE] {
+            assert!(
+                !contains(&bytes, needle),
+                "{file} holds `{needle}` in clear"
+            );
+        }
+        assert!(
+            !bytes.windows(32).any(|w| w == key.as_slice()),
+            "{file} holds the key"
+        );
+    }
     assert!(
         files_under(&dirs)
             .iter()
@@ -480,13 +519,37 @@ async fn forget_on_a_jetstream_cluster_leaves_no_copy_on_any_node() {
         "{}",
         String::from_utf8_lossy(&forgot.stderr)
     );
+    let forgotten_at = chrono::Utc::now();
+    let started = std::time::Instant::now();
     let report: Value = serde_json::from_slice(&forgot.stdout).expect("a JSON report");
     assert_eq!(report["erased"], 2, "{report}");
+    // The key was written seconds ago: its write is still in the nodes' Raft logs.
+    assert_eq!(report["erasure"]["state"], "pending", "{report}");
+    assert_eq!(report["erasure"]["replicas"], 3, "{report}");
+    let until: chrono::DateTime<chrono::Utc> = report["erasure"]["until"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .expect("a time the erasure is due by");
+    assert!(
+        String::from_utf8_lossy(&forgot.stderr).contains("erasure pending on 3 replica(s) until"),
+        "{}",
+        String::from_utf8_lossy(&forgot.stderr)
+    );
+    let status = |store: &Path| {
+        let out = dealreg(store, &["forget", "--status", "--person", &person]);
+        let report: Value = serde_json::from_slice(&out.stdout).expect("a JSON status");
+        (out.status.code(), report)
+    };
+    let (code, pending) = status(&store);
+    assert_eq!(
+        (code, &pending["erasure"]["state"]),
+        (Some(3), &json!("pending")),
+        "{pending}"
+    );
     let revealed = dealreg(&store, &["events", "--reveal"]);
     assert!(!contains(&revealed.stdout, NAME), "readable after forget");
     assert!(contains(&revealed.stdout, "\"erased\""), "shown as erased");
 
-    let started = std::time::Instant::now();
     loop {
         let left: Vec<String> = files_under(&dirs)
             .into_iter()
@@ -502,7 +565,37 @@ async fn forget_on_a_jetstream_cluster_leaves_no_copy_on_any_node() {
         );
         tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     }
-    eprintln!("no node holds the key {:?} after forget", started.elapsed());
+    let gone_at = chrono::Utc::now();
+    eprintln!(
+        "no node holds the key {:?} after forget, {} s after the key was written (forget {} s after); forget said pending until {until} ({} s after the write)",
+        started.elapsed(),
+        (gone_at - written).num_seconds(),
+        (forgotten_at - written).num_seconds(),
+        (until - written).num_seconds()
+    );
+    assert!(
+        gone_at <= until + chrono::Duration::seconds(3),
+        "the key was on a node after the time forget gave ({until}); gone at {gone_at}"
+    );
+    // Once that time has passed, `--status` says complete.
+    if let Ok(left) = (until - chrono::Utc::now()).to_std() {
+        tokio::time::sleep(left + std::time::Duration::from_secs(1)).await;
+    }
+    let (code, complete) = status(&store);
+    assert_eq!(
+        (code, &complete["erasure"]["state"]),
+        (Some(0), &json!("complete")),
+        "{complete}"
+    );
+    for (file, bytes) in views_files(dir.path()) {
+        assert!(
+            !bytes.windows(32).any(|w| w == key.as_slice()),
+            "{file} holds the key"
+        );
+        for needle in [NAME, EMAIL, PHONE, "zelda", "Quixote"] {
+            assert!(!contains(&bytes, needle), "{file} still shows `{needle}`");
+        }
+    }
     for (file, bytes) in files_under(&dirs) {
         for needle in [NAME, EMAIL, PHONE, "zelda", "Quixote"] {
             assert!(!contains(&bytes, needle), "{file} still shows `{needle}`");

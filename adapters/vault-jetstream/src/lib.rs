@@ -7,14 +7,19 @@
 //! key's name) leaves the old value's bytes in the stream's block files until the store
 //! compacts them, which nothing can trigger. Deleting one message of a stream that allows
 //! deletes overwrites its bytes at once (the server erases unless asked not to). On a
-//! replicated stream each node's Raft log keeps the message until the stream's next
-//! snapshot (two to three minutes in our tests); docs/PERSONAL-DATA.md says so.
+//! replicated stream each node's Raft log keeps the message's write until the server's
+//! next snapshot of the stream compacts it: at most [`LOG_COMPACTED_WITHIN`] after the
+//! write, on a timer nothing outside the server can shorten or read (see
+//! [`JetStreamVault::erasure`] and docs/PERSONAL-DATA.md).
 //!
 //! The stream holds three kinds of message, none of them naming a person:
 //! - `<prefix>.secret`: 32 random bytes, written once: the HMAC key of the address records.
 //! - `<prefix>.addr.<hex HMAC-SHA256(secret, address)>`: the person's id (an address is
 //!   personal data, so its record is named by a keyed hash of it).
 //! - `<prefix>.person.<uuid>`: the person's 32-byte key.
+//! - `<prefix>.forgotten.<uuid>`: written when the key is destroyed: when the key was
+//!   written and when it was forgotten (two RFC 3339 times), so that
+//!   [`KeyVault::erasure`] can say later when the replicas' logs drop their copy.
 //!
 //! Each is written once, with `Nats-Expected-Last-Subject-Sequence: 0`, so two processes
 //! making a key for one address at the same moment agree on one (the loser uses the
@@ -33,7 +38,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, stream};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use dealreg_vault::{normalise_email, KeyMaterial, KeyVault, PersonKey, VaultError};
+use dealreg_vault::{normalise_email, Erasure, KeyMaterial, KeyVault, PersonKey, VaultError};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -41,6 +46,18 @@ use uuid::Uuid;
 /// stream: a key another process forgot meanwhile is used at most this long to seal a new
 /// contact (which then reads as erased).
 const CACHE_FOR: Duration = Duration::from_secs(5);
+
+/// How long after a key's write every running replica's Raft log has dropped its copy.
+///
+/// nats-server (2.10 to 2.15, `server/jetstream_cluster.go`, `monitorStream`) snapshots
+/// each replica of a replicated stream on a ticker of `compactInterval` (2 min) plus a
+/// random `rci` below 1 min fixed when the replica starts, and compacts the replica's Raft
+/// log up to the snapshot (`raft.go`, `InstallSnapshot` -> `wal.Compact`, which removes
+/// the log's block files when nothing was written after the snapshot's index). A
+/// snapshot that fails is retried every `compactMinInterval` (15 s) and forced after five
+/// failures: 3 min + 5 x 15 s. Sooner only when the log holds 65,536 entries or 8 MB.
+/// No API of the server forces a snapshot or shows a replica's log over NATS.
+pub const LOG_COMPACTED_WITHIN: Duration = Duration::from_secs(180 + 5 * 15);
 
 /// How to open the vault.
 #[derive(Debug, Clone)]
@@ -90,7 +107,11 @@ fn io(name: &str, reason: impl std::fmt::Display) -> VaultError {
 
 /// What a read of one subject found.
 enum Found {
-    Message { sequence: u64, payload: Bytes },
+    Message {
+        sequence: u64,
+        payload: Bytes,
+        written: DateTime<Utc>,
+    },
     Nothing,
 }
 
@@ -204,6 +225,9 @@ impl JetStreamVault {
             Ok(message) => Ok(Found::Message {
                 sequence: message.sequence,
                 payload: message.payload,
+                written: DateTime::from_timestamp_nanos(
+                    i64::try_from(message.time.unix_timestamp_nanos()).unwrap_or(i64::MAX),
+                ),
             }),
             Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {
                 Ok(Found::Nothing)
@@ -288,14 +312,114 @@ impl JetStreamVault {
         }
     }
 
+    fn forgotten_subject(&self, person: Uuid) -> String {
+        format!("{}.forgotten.{}", self.prefix, person.simple())
+    }
+
     async fn forget_person_now(&self, person: Uuid) -> Result<bool, VaultError> {
         match self.last(&self.person_subject(person)).await? {
-            Found::Message { sequence, .. } => {
+            Found::Message {
+                sequence, written, ..
+            } => {
                 self.erase(sequence).await?;
+                // When it was written and forgotten, for `erasure` (no personal data: the
+                // person's id and two times, as the SQLite vault's `forgotten` table).
+                let record = format!(
+                    "written {}\nforgotten {}\n",
+                    written.to_rfc3339(),
+                    Utc::now().to_rfc3339()
+                );
+                self.create(&self.forgotten_subject(person), Bytes::from(record))
+                    .await?;
                 Ok(true)
             }
             Found::Nothing => Ok(false),
         }
+    }
+
+    async fn erasure_now(&self, person: Uuid) -> Result<Erasure, VaultError> {
+        if self.key_of_now(person).await?.is_some() {
+            return Ok(Erasure::Held);
+        }
+        let Found::Message { payload, .. } = self.last(&self.forgotten_subject(person)).await?
+        else {
+            return Ok(Erasure::Complete {
+                basis: format!(
+                    "the vault holds no key for person {person} and has no record of forgetting one (never made here, or forgotten by a dealreg older than this record)"
+                ),
+            });
+        };
+        let text = String::from_utf8_lossy(&payload);
+        let time = |label: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(label))
+                .and_then(|t| DateTime::parse_from_rfc3339(t.trim()).ok())
+                .map(|t| t.with_timezone(&Utc))
+        };
+        let (Some(written), Some(forgotten)) = (time("written "), time("forgotten ")) else {
+            return Err(io(
+                &self.name,
+                "a record of a forgotten key is not two times",
+            ));
+        };
+        // A replica's "current" is whether it has persisted every committed entry: one may
+        // trail the leader by a few milliseconds after the writes `forget` just made, so
+        // a replica behind (not offline) is asked about again for up to 2 s.
+        let mut tries = 0;
+        let (replicas, behind) = loop {
+            let info = self
+                .js
+                .get_stream(&self.name)
+                .await
+                .map_err(|e| io(&self.name, format!("cannot be read: {e}")))?
+                .cached_info()
+                .clone();
+            let replicas = info.config.num_replicas.max(1);
+            let peers = info.cluster.map(|c| c.replicas).unwrap_or_default();
+            let behind: Vec<String> = peers
+                .iter()
+                .filter(|p| !p.current || p.offline)
+                .map(|p| p.name.clone())
+                .collect();
+            tries += 1;
+            if behind.is_empty() || peers.iter().any(|p| p.offline) || tries >= 10 {
+                break (replicas, behind);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        if replicas == 1 {
+            return Ok(Erasure::Complete {
+                basis: format!(
+                    "the key's bytes were overwritten in the stream's files when it was forgotten ({forgotten}); a stream of one replica keeps no replication log"
+                ),
+            });
+        }
+        let due = written
+            + chrono::Duration::from_std(LOG_COMPACTED_WITHIN).unwrap_or(chrono::Duration::MAX);
+        if !behind.is_empty() {
+            return Ok(Erasure::Pending {
+                replicas: behind.len(),
+                until: None,
+                reason: format!(
+                    "replica(s) {} of the key vault's stream are offline or behind: they erase the key when they catch up with the delete, and their replication log drops it at their next snapshot after that",
+                    behind.join(", ")
+                ),
+            });
+        }
+        if Utc::now() < due {
+            return Ok(Erasure::Pending {
+                replicas,
+                until: Some(due),
+                reason: format!(
+                    "every one of the {replicas} replicas has the delete that overwrites the key in the stream's files, but each replica's replication (Raft) log keeps the key's write ({written}) until nats-server's next snapshot of the stream compacts it, due by {due}; no NATS API forces that snapshot or shows a replica's log"
+                ),
+            });
+        }
+        Ok(Erasure::Complete {
+            basis: format!(
+                "erased from the stream's files: every one of the {replicas} replicas has the delete (all current), and each replica's replication log was due to drop the key's write ({written}) by {due}: nats-server snapshots a replicated stream at most 3 minutes apart, retried for at most 75 s more; this is the server's bound, not a reading of its disks"
+            ),
+        })
     }
 
     fn cached(&self, email: &str) -> Option<PersonKey> {
@@ -352,7 +476,10 @@ impl KeyVault for JetStreamVault {
         let email = normalise_email(email);
         let address = self.address_subject(&email);
         let person = self.run(async {
-            let Found::Message { sequence, payload } = self.last(&address).await? else {
+            let Found::Message {
+                sequence, payload, ..
+            } = self.last(&address).await?
+            else {
                 return Ok(None);
             };
             let person = Uuid::from_slice(&payload).ok();
@@ -370,6 +497,10 @@ impl KeyVault for JetStreamVault {
         let had = self.run(self.forget_person_now(person))?;
         self.forget_cached(Some(person), None);
         Ok(had)
+    }
+
+    fn erasure(&self, person: Uuid) -> Result<Erasure, VaultError> {
+        self.run(self.erasure_now(person))
     }
 }
 

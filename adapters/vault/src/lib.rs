@@ -61,6 +61,36 @@ pub trait KeyVault: Send + Sync + 'static {
     /// address being forgotten, when the vault's own record of the address was lost).
     /// Gives whether there was a key.
     fn forget_person(&self, person: Uuid, at: DateTime<Utc>) -> Result<bool, VaultError>;
+    /// Whether every copy of `person`'s key is gone from the disks this vault writes to,
+    /// as far as the vault can tell. A vault that erases in place when it forgets (the
+    /// SQLite and memory vaults) is done when `forget` returns; a replicated vault may
+    /// leave copies in its servers' replication logs until they compact them.
+    fn erasure(&self, person: Uuid) -> Result<Erasure, VaultError> {
+        Ok(match self.key_of(person)? {
+            Some(_) => Erasure::Held,
+            None => Erasure::Complete {
+                basis: "the vault erases a key's bytes in place when it forgets it".into(),
+            },
+        })
+    }
+}
+
+/// What [`KeyVault::erasure`] knows of a person's key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Erasure {
+    /// The vault still holds the key: the person was not forgotten (or a key was made for
+    /// the address again later).
+    Held,
+    /// No copy of the key is left on the vault's disks; `basis` says how that is known.
+    Complete { basis: String },
+    /// The key can no longer be read through the vault, but copies may still be on the
+    /// disks of `replicas` servers until `until` (`None`: no bound can be given, e.g. a
+    /// replica is offline); what bounds it is in `reason`.
+    Pending {
+        replicas: usize,
+        until: Option<DateTime<Utc>>,
+        reason: String,
+    },
 }
 
 /// How an address is compared: trimmed, lower case.
