@@ -202,10 +202,15 @@ async fn a_signed_log_moves_between_every_backend_unchanged() {
             ],
         )
         .await;
-        let out = dealreg(to, &["import", &path(export)]).await;
+        // Pinned to the auditor's checkpoints: authenticity checked, not only integrity.
+        let out = dealreg(
+            to,
+            &["import", &path(export), "--checkpoints", &checkpoints],
+        )
+        .await;
         assert!(out.status.success(), "import into {to}: {}", stderr(&out));
         assert!(
-            stderr(&out).contains("1 checkpoints verified"),
+            stderr(&out).contains("authenticity verified against public key"),
             "{}",
             stderr(&out)
         );

@@ -637,9 +637,22 @@ async def lifecycle(args) -> int:
         }, key=f"influence-{reg_a}")
         require_events(r, ["influencer_added"], step)
 
+        step = "the partner walks the deal to Transact, its motion's closing stage"
+        for to_stage, evidence in [
+            ("qualification", {"note": "Demand and technical fit confirmed with the buyer"}),
+            ("configure_and_quote", {"note": "SKUs agreed", "next_step": "Send the quote"}),
+            ("transact", {"note": "Quote within the band", "discount_percent": 10}),
+        ]:
+            r = await client.command(f"dealreg.partner.{partner_a}.cmd.advance_stage", {
+                "type": "advance_stage", "account": domain, "registration_id": reg_a,
+                "to_stage": to_stage, "evidence": evidence,
+            }, key=f"advance-{reg_a}-{to_stage}")
+            require_events(r, ["stage_advanced"], step)
+
         step = "RevOps records the win (revenue) and the commission accrues"
         won = await client.command(f"{REV_OPS}.mark_won", {
             "type": "mark_won", "account": domain, "registration_id": reg_a, "amount": won_amount,
+            "order_reference": "PO-2026-0042",
         }, key=f"won-{reg_a}")
         require_events(won, ["deal_won"], step)
         won_at = max((line["position"] for line in won["events"]), key=position)
