@@ -589,3 +589,246 @@ async fn an_answer_larger_than_a_message_comes_in_pages() {
         assert_eq!(code.as_deref(), Some("400"));
     }
 }
+
+/// Sends `command` as a channel manager and returns the position of the reply's last event.
+async fn as_cm(client: &async_nats::Client, command: serde_json::Value) -> u64 {
+    let subject = format!("{CM}.{}", command["type"].as_str().unwrap_or_default());
+    let (reply, _) = request(client, &subject, &json!({ "command": command }), None).await;
+    assert_eq!(reply["ok"], json!(true), "{subject}: {reply}");
+    reply["events"]
+        .as_array()
+        .and_then(|events| events.last())
+        .and_then(|e| support::position_number(&e["position"]))
+        .expect("a position")
+}
+
+/// Ledger and conflicts answers larger than a message come in pages through the service,
+/// every entry, balance and account once: 24 accounts each claimed by two resellers (a
+/// horizontal conflict each), the first partner's deal won on each (a ledger entry each).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ledger_and_conflicts_come_in_pages_through_the_service() {
+    let server = NatsServer::start(Some("max_payload: 8KB\n"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (client, _serve) = started(&dir, &server).await;
+    let first = ready_partner(&client, "Contoso").await;
+    let second = ready_partner(&client, "Fabrikam").await;
+    let mut accounts = Vec::new();
+    let mut won = Vec::new();
+    let mut last = 0;
+    for n in 0..24 {
+        let domain = format!("customer{n}.example");
+        let mine = Uuid::now_v7();
+        as_cm(&client, submission(mine, first, &domain)).await;
+        as_cm(&client, submission(Uuid::now_v7(), second, &domain)).await;
+        as_cm(&client, approve(mine, &domain)).await;
+        as_cm(
+            &client,
+            json!({ "type": "set_sourcing_partner", "account": domain, "registration_id": mine, "partner_id": first, "reason": "originated" }),
+        )
+        .await;
+        for advance in support::to_closing_stage(mine, &domain, "reseller") {
+            as_cm(&client, advance).await;
+        }
+        last = as_cm(&client, support::won(mine, &domain, 4_000_000, "EUR")).await;
+        accounts.push(domain);
+        won.push(mine.to_string());
+    }
+    accounts.sort();
+    won.sort();
+
+    let (pages, largest) = all_pages(
+        &client,
+        "dealreg.vendor.query.conflicts",
+        json!({ "min_position": last, "timeout_ms": 10000, "limit": 5 }),
+    )
+    .await;
+    assert!(
+        pages.len() >= 5,
+        "24 accounts by 5: {} page(s)",
+        pages.len()
+    );
+    assert!(largest <= 8 * 1024, "a reply of {largest} bytes");
+    let mut seen: Vec<String> = pages
+        .iter()
+        .flat_map(|p| {
+            p["answer"]["conflicts"]
+                .as_object()
+                .map(|m| m.keys().cloned().collect::<Vec<_>>())
+                .unwrap_or_default()
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(seen, accounts, "every account's conflicts once");
+
+    let (pages, largest) = all_pages(
+        &client,
+        "dealreg.vendor.query.ledger",
+        json!({ "min_position": last, "timeout_ms": 10000 }),
+    )
+    .await;
+    assert!(pages.len() > 1, "24 entries do not fit 8 KB");
+    assert!(largest <= 8 * 1024, "a reply of {largest} bytes");
+    let mut entries: Vec<String> = pages
+        .iter()
+        .flat_map(|p| {
+            p["answer"]["entries"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|e| {
+            e["registration_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    entries.sort();
+    assert_eq!(entries, won, "every win's commission entry once");
+    let balances: Vec<String> = pages
+        .iter()
+        .flat_map(|p| {
+            p["answer"]["balances"]
+                .as_object()
+                .map(|m| m.keys().cloned().collect::<Vec<_>>())
+                .unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(balances, vec![first.to_string()], "one balance, once");
+}
+
+/// One item larger than a reply may hold (a registration's history whose submission
+/// carries 13 KB of proof of work, under a 16 KB `max_payload`) is answered
+/// `answer_too_large` (413) with its size and the room, through the service; the service
+/// goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_item_larger_than_a_reply_is_answer_too_large_through_the_service() {
+    let server = NatsServer::start(Some("max_payload: 16KB\n"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (client, _serve) = started(&dir, &server).await;
+    let partner = ready_partner(&client, "Contoso").await;
+    let registration = Uuid::now_v7();
+    let mut command = submission(registration, partner, "bulky.example");
+    command["proof_of_work"] = json!("minutes of the CFO workshop; ".repeat(450));
+    let last = as_cm(&client, command).await;
+    let (refused, code) = request(
+        &client,
+        "dealreg.vendor.query.registration",
+        &json!({ "registration_id": registration, "min_position": last, "timeout_ms": 10000 }),
+        None,
+    )
+    .await;
+    assert_eq!(
+        refused["error"]["code"],
+        json!("answer_too_large"),
+        "{refused}"
+    );
+    assert_eq!(code.as_deref(), Some("413"));
+    let details = &refused["error"]["details"];
+    assert!(
+        details["bytes"].as_u64() > details["room"].as_u64(),
+        "{refused}"
+    );
+    let (fine, _) = request(
+        &client,
+        "dealreg.vendor.query.pipeline",
+        &json!({ "min_position": last }),
+        None,
+    )
+    .await;
+    assert_eq!(fine["ok"], json!(true), "the service goes on: {fine}");
+}
+
+/// The cursor is a key, not an offset: rows written between two page requests (one that
+/// sorts before the cursor, one after it, and a change to a row already read and to one
+/// not yet read) neither shift nor repeat the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_written_between_pages_neither_shift_nor_repeat_the_others() {
+    let server = NatsServer::start(None);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (client, _serve) = started(&dir, &server).await;
+    let partner = ready_partner(&client, "Contoso").await;
+    let mut submitted = Vec::new();
+    let mut last = 0;
+    for n in 0..20 {
+        let registration = Uuid::now_v7();
+        last = as_cm(
+            &client,
+            submission(registration, partner, &format!("customer{n}.example")),
+        )
+        .await;
+        submitted.push(registration);
+    }
+    submitted.sort();
+    let page = |after: Option<String>, min: u64| {
+        let mut body = json!({ "min_position": min, "timeout_ms": 10000, "limit": 5 });
+        if let Some(after) = after {
+            body["after"] = json!(after);
+        }
+        body
+    };
+    let (first, _) = request(
+        &client,
+        "dealreg.vendor.query.pipeline",
+        &page(None, last),
+        None,
+    )
+    .await;
+    let mut ids = pipeline_ids(std::slice::from_ref(&first));
+    assert_eq!(ids.len(), 5, "{first}");
+    // Between the pages: a row before the cursor, one after it, and changes to rows on
+    // both sides of it.
+    let before = Uuid::from_u128(0x0000_0000_0000_7000_8000_0000_0000_0001);
+    let after = Uuid::from_u128(0xffff_ffff_ffff_7fff_bfff_ffff_ffff_fff0);
+    as_cm(&client, submission(before, partner, "early.example")).await;
+    as_cm(&client, submission(after, partner, "late.example")).await;
+    let read = submitted[0];
+    as_cm(&client, approve(read, &account_of(&client, read).await)).await;
+    let unread = submitted[12];
+    let position = as_cm(
+        &client,
+        json!({ "type": "withdraw_registration", "account": account_of(&client, unread).await, "registration_id": unread, "reason": "postponed" }),
+    )
+    .await;
+    let mut cursor = first["next"].as_str().map(str::to_string);
+    let mut pages = 1;
+    while let Some(at) = cursor {
+        let (next, _) = request(
+            &client,
+            "dealreg.vendor.query.pipeline",
+            &page(Some(at), position),
+            None,
+        )
+        .await;
+        assert_eq!(next["ok"], json!(true), "{next}");
+        ids.extend(pipeline_ids(std::slice::from_ref(&next)));
+        cursor = next["next"].as_str().map(str::to_string);
+        pages += 1;
+        assert!(pages < 50, "the pages do not end");
+    }
+    let mut expected: Vec<String> = submitted.iter().map(Uuid::to_string).collect();
+    expected.push(after.to_string());
+    let mut sorted = ids.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), ids.len(), "no row twice: {ids:?}");
+    assert_eq!(
+        sorted, expected,
+        "every row once; the one written behind the cursor is not in later pages, the one ahead is"
+    );
+}
+
+/// The account (customer domain) a registration was submitted for, from its history.
+async fn account_of(client: &async_nats::Client, registration: Uuid) -> String {
+    let (history, _) = request(
+        client,
+        "dealreg.vendor.query.registration",
+        &json!({ "registration_id": registration, "timeout_ms": 10000 }),
+        None,
+    )
+    .await;
+    history["answer"]["account"]
+        .as_str()
+        .unwrap_or_else(|| panic!("an account: {history}"))
+        .to_string()
+}
