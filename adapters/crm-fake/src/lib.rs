@@ -25,7 +25,10 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
+
+mod hubspot;
+mod salesforce;
 
 /// Which CRM the fake plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +52,7 @@ pub struct Logged {
 pub type Stored = (String, Map<String, Value>);
 
 #[derive(Default)]
-struct World {
+pub(crate) struct World {
     /// object -> external id -> (CRM id, fields)
     records: BTreeMap<String, BTreeMap<String, Stored>>,
     next_id: u64,
@@ -246,7 +249,11 @@ impl Drop for FakeCrm {
     }
 }
 
-fn reply(status: StatusCode, body: Value, headers: &[(&str, String)]) -> Response<Full<Bytes>> {
+pub(crate) fn reply(
+    status: StatusCode,
+    body: Value,
+    headers: &[(&str, String)],
+) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
     *response.status_mut() = status;
     response.headers_mut().insert(
@@ -294,7 +301,7 @@ async fn answer(
             }
         }
         let (response, records) = match kind {
-            Kind::Salesforce => salesforce(
+            Kind::Salesforce => salesforce::salesforce(
                 &mut w,
                 base,
                 &method,
@@ -303,7 +310,9 @@ async fn answer(
                 bearer.as_deref(),
                 &body,
             ),
-            Kind::Hubspot => hubspot(&mut w, &method, &path, &query, bearer.as_deref(), &body),
+            Kind::Hubspot => {
+                hubspot::hubspot(&mut w, &method, &path, &query, bearer.as_deref(), &body)
+            }
         };
         w.log.push(Logged {
             at: now,
@@ -323,7 +332,7 @@ async fn answer(
 }
 
 /// A throttled answer when one is due.
-fn throttled(w: &mut World) -> Option<u64> {
+pub(crate) fn throttled(w: &mut World) -> Option<u64> {
     let (count, seconds) = w.throttle?;
     w.throttle = if count > 1 {
         Some((count - 1, seconds))
@@ -334,508 +343,8 @@ fn throttled(w: &mut World) -> Option<u64> {
     Some(seconds)
 }
 
-fn salesforce(
-    w: &mut World,
-    base: &str,
-    method: &str,
-    path: &str,
-    query: &str,
-    bearer: Option<&str>,
-    body: &[u8],
-) -> (Response<Full<Bytes>>, usize) {
-    if path == "/services/oauth2/token" && method == "POST" {
-        let form = String::from_utf8_lossy(body).to_string();
-        let field = |name: &str| {
-            form.split('&')
-                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-                .unwrap_or_default()
-                .to_string()
-        };
-        if field("grant_type") != "client_credentials"
-            || field("client_id") != CLIENT_ID
-            || field("client_secret") != CLIENT_SECRET
-        {
-            return (
-                reply(
-                    StatusCode::BAD_REQUEST,
-                    json!({ "error": "invalid_client", "error_description": "invalid client credentials" }),
-                    &[],
-                ),
-                0,
-            );
-        }
-        w.tokens_issued += 1;
-        let token = format!("00Dfake!token-{}", w.tokens_issued);
-        w.valid_token = Some(token.clone());
-        return (
-            reply(
-                StatusCode::OK,
-                json!({ "access_token": token, "instance_url": base, "token_type": "Bearer",
-                        "issued_at": "1700000000000", "signature": "fake" }),
-                &[],
-            ),
-            0,
-        );
-    }
-    if bearer.is_none() || bearer != w.valid_token.as_deref() {
-        return (
-            reply(
-                StatusCode::UNAUTHORIZED,
-                json!([{ "message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID" }]),
-                &[],
-            ),
-            0,
-        );
-    }
-    w.usage.0 += 1;
-    let usage = vec![(
-        "Sforce-Limit-Info",
-        format!("api-usage={}/{}", w.usage.0, w.usage.1),
-    )];
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    // services/data/vXX.X/query?q=SOQL and services/data/vXX.X/query/<locator>
-    if method == "GET" && segments.len() >= 4 && segments[0] == "services" && segments[3] == "query"
-    {
-        let page = if segments.len() == 5 {
-            let Some(rest) = w.query_pages.remove(segments[4]) else {
-                return (
-                    reply(
-                        StatusCode::NOT_FOUND,
-                        json!([{ "message": "invalid query locator", "errorCode": "INVALID_QUERY_LOCATOR" }]),
-                        &usage,
-                    ),
-                    0,
-                );
-            };
-            rest
-        } else {
-            let soql = query
-                .split('&')
-                .find_map(|kv| kv.strip_prefix("q="))
-                .map(percent_decode)
-                .unwrap_or_default();
-            // The one query shape the adapter sends: SELECT ... FROM Opportunity WHERE
-            // SystemModstamp >= <literal> ORDER BY SystemModstamp ASC.
-            let Some(since) = soql
-                .split("SystemModstamp >= ")
-                .nth(1)
-                .and_then(|rest| rest.split_whitespace().next())
-                .map(str::to_string)
-            else {
-                return (
-                    reply(
-                        StatusCode::BAD_REQUEST,
-                        json!([{ "message": "unexpected query", "errorCode": "MALFORMED_QUERY" }]),
-                        &usage,
-                    ),
-                    0,
-                );
-            };
-            let stamp = |v: &Value| v.as_str().unwrap_or_default().replace("+0000", "Z");
-            let mut found: Vec<Value> = w
-                .records
-                .get("Opportunity")
-                .map(|t| {
-                    t.values()
-                        .filter(|(_, f)| {
-                            f.get("SystemModstamp").map(stamp).unwrap_or_default() >= since
-                        })
-                        .map(|(id, f)| {
-                            let mut f = f.clone();
-                            f.insert("Id".into(), Value::String(id.clone()));
-                            f.insert("attributes".into(), json!({ "type": "Opportunity" }));
-                            Value::Object(f)
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            found.sort_by_key(|r| r.get("SystemModstamp").map(stamp).unwrap_or_default());
-            found
-        };
-        // Two records a page, so every test crosses pages.
-        let total = page.len();
-        let (now, rest) = page.split_at(total.min(2));
-        let mut body = json!({ "totalSize": total, "done": rest.is_empty(), "records": now });
-        if !rest.is_empty() {
-            w.next_id += 1;
-            let locator = format!("01gFAKE{}-2", w.next_id);
-            body["nextRecordsUrl"] = Value::String(format!("/services/data/v62.0/query/{locator}"));
-            w.query_pages.insert(locator, rest.to_vec());
-        }
-        return (reply(StatusCode::OK, body, &usage), 0);
-    }
-    // services/data/vXX.X/composite/sobjects/{object}/{field}
-    let is_collection = segments.len() == 7
-        && segments[0] == "services"
-        && segments[1] == "data"
-        && segments[3] == "composite"
-        && segments[4] == "sobjects";
-    if !is_collection || method != "PATCH" {
-        return (
-            reply(
-                StatusCode::NOT_FOUND,
-                json!([{ "message": "The requested resource does not exist", "errorCode": "NOT_FOUND" }]),
-                &usage,
-            ),
-            0,
-        );
-    }
-    let (object, field) = (segments[5].to_string(), segments[6].to_string());
-    let Ok(parsed) = serde_json::from_slice::<Value>(body) else {
-        return (
-            reply(
-                StatusCode::BAD_REQUEST,
-                json!([{ "message": "Unexpected character", "errorCode": "JSON_PARSER_ERROR" }]),
-                &usage,
-            ),
-            0,
-        );
-    };
-    let records = parsed
-        .get("records")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    if records.len() > 200 {
-        return (
-            reply(
-                StatusCode::BAD_REQUEST,
-                json!([{ "message": "Number of records exceeds the limit of 200", "errorCode": "EXCEEDED_ID_LIMIT" }]),
-                &usage,
-            ),
-            records.len(),
-        );
-    }
-    if let Some(seconds) = throttled(w) {
-        let _ = seconds;
-        return (
-            reply(
-                StatusCode::FORBIDDEN,
-                json!([{ "message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED" }]),
-                &usage,
-            ),
-            records.len(),
-        );
-    }
-    let mut results = Vec::new();
-    for record in &records {
-        let Some(fields) = record.as_object() else {
-            results.push(json!({ "success": false, "errors": [{ "statusCode": "INVALID_TYPE", "message": "a record must be an object", "fields": [] }] }));
-            continue;
-        };
-        if fields.pointer_type() != Some(object.as_str()) {
-            results.push(json!({ "success": false, "errors": [{ "statusCode": "INVALID_TYPE", "message": "attributes.type does not match the URL", "fields": [] }] }));
-            continue;
-        }
-        let Some(external_id) = fields
-            .get(&field)
-            .and_then(Value::as_str)
-            .map(str::to_string)
-        else {
-            results.push(json!({ "success": false, "errors": [{ "statusCode": "REQUIRED_FIELD_MISSING", "message": format!("Required fields are missing: [{field}]"), "fields": [field] }] }));
-            continue;
-        };
-        if w.reject.contains(&external_id) {
-            results.push(json!({ "success": false, "errors": [{ "statusCode": "FIELD_CUSTOM_VALIDATION_EXCEPTION", "message": "Rejected by a validation rule", "fields": [] }] }));
-            continue;
-        }
-        let mut written = fields.clone();
-        written.remove("attributes");
-        w.next_id += 1;
-        let fresh_id = format!("00Q{:015}", w.next_id);
-        let table = w.records.entry(object.clone()).or_default();
-        let (id, created) = match table.get_mut(&external_id) {
-            Some((id, existing)) => {
-                for (k, v) in written {
-                    existing.insert(k, v);
-                }
-                (id.clone(), false)
-            }
-            None => {
-                table.insert(external_id.clone(), (fresh_id.clone(), written));
-                w.creations += 1;
-                w.crm_ids.insert((object.clone(), fresh_id.clone()));
-                (fresh_id, true)
-            }
-        };
-        results.push(json!({ "id": id, "success": true, "errors": [], "created": created }));
-    }
-    (
-        reply(StatusCode::OK, Value::Array(results), &usage),
-        records.len(),
-    )
-}
-
-trait AttributesType {
-    fn pointer_type(&self) -> Option<&str>;
-}
-
-impl AttributesType for Map<String, Value> {
-    fn pointer_type(&self) -> Option<&str> {
-        self.get("attributes")?.get("type")?.as_str()
-    }
-}
-
-fn hubspot(
-    w: &mut World,
-    method: &str,
-    path: &str,
-    query: &str,
-    bearer: Option<&str>,
-    body: &[u8],
-) -> (Response<Full<Bytes>>, usize) {
-    let limits = |remaining: u64| {
-        vec![
-            ("X-HubSpot-RateLimit-Max", "190".to_string()),
-            ("X-HubSpot-RateLimit-Remaining", remaining.to_string()),
-            (
-                "X-HubSpot-RateLimit-Interval-Milliseconds",
-                "10000".to_string(),
-            ),
-        ]
-    };
-    if bearer != Some(HUBSPOT_TOKEN) {
-        return (
-            reply(
-                StatusCode::UNAUTHORIZED,
-                json!({ "status": "error", "message": "Authentication credentials not found.", "category": "INVALID_AUTHENTICATION" }),
-                &[],
-            ),
-            0,
-        );
-    }
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    // crm/v3/objects/{object}/batch/upsert
-    if method == "POST"
-        && segments.len() == 6
-        && segments[..3] == ["crm", "v3", "objects"]
-        && segments[4..] == ["batch", "upsert"]
-    {
-        let object = segments[3].to_string();
-        let Ok(parsed) = serde_json::from_slice::<Value>(body) else {
-            return (
-                reply(
-                    StatusCode::BAD_REQUEST,
-                    json!({ "status": "error", "message": "Invalid input JSON", "category": "VALIDATION_ERROR" }),
-                    &limits(100),
-                ),
-                0,
-            );
-        };
-        let inputs = parsed
-            .get("inputs")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        if inputs.len() > 100 {
-            return (
-                reply(
-                    StatusCode::BAD_REQUEST,
-                    json!({ "status": "error", "message": "Batch size is limited to 100", "category": "VALIDATION_ERROR" }),
-                    &limits(100),
-                ),
-                inputs.len(),
-            );
-        }
-        if let Some(seconds) = throttled(w) {
-            // The window the limit counts in ends when the client may send again.
-            let mut headers = limits(0);
-            headers.retain(|(name, _)| *name != "X-HubSpot-RateLimit-Interval-Milliseconds");
-            headers.push((
-                "X-HubSpot-RateLimit-Interval-Milliseconds",
-                (seconds * 1000).to_string(),
-            ));
-            headers.push(("Retry-After", seconds.to_string()));
-            return (
-                reply(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    json!({ "status": "error", "message": "You have reached your secondly limit.", "errorType": "RATE_LIMIT", "policyName": "SECONDLY" }),
-                    &headers,
-                ),
-                inputs.len(),
-            );
-        }
-        let mut results = Vec::new();
-        let mut errors = Vec::new();
-        for input in &inputs {
-            let id_property = input
-                .get("idProperty")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            let Some(external_id) = input.get("id").and_then(Value::as_str).map(str::to_string)
-            else {
-                errors.push(json!({ "status": "error", "category": "VALIDATION_ERROR", "message": "an input has no id", "context": { "ids": [] } }));
-                continue;
-            };
-            if w.reject.contains(&external_id) {
-                errors.push(json!({ "status": "error", "category": "VALIDATION_ERROR", "message": format!("Property values were not valid for {external_id}"), "context": { "ids": [external_id] } }));
-                continue;
-            }
-            let mut properties = input
-                .get("properties")
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default();
-            if properties.values().any(|v| !(v.is_string() || v.is_null())) {
-                errors.push(json!({ "status": "error", "category": "VALIDATION_ERROR", "message": "Property values must be strings", "context": { "ids": [external_id] } }));
-                continue;
-            }
-            properties.insert(id_property.clone(), Value::String(external_id.clone()));
-            w.next_id += 1;
-            let fresh_id = format!("{}", 1_000_000 + w.next_id);
-            let table = w.records.entry(object.clone()).or_default();
-            let (id, created, all) = match table.get_mut(&external_id) {
-                Some((id, existing)) => {
-                    for (k, v) in properties {
-                        existing.insert(k, v);
-                    }
-                    (id.clone(), false, existing.clone())
-                }
-                None => {
-                    table.insert(external_id.clone(), (fresh_id.clone(), properties.clone()));
-                    w.creations += 1;
-                    w.crm_ids.insert((object.clone(), fresh_id.clone()));
-                    (fresh_id, true, properties)
-                }
-            };
-            results.push(json!({ "id": id, "properties": all, "new": created,
-                                 "createdAt": "2026-01-01T00:00:00Z", "updatedAt": "2026-01-01T00:00:00Z", "archived": false }));
-        }
-        let count = inputs.len();
-        if errors.is_empty() {
-            return (
-                reply(
-                    StatusCode::OK,
-                    json!({ "status": "COMPLETE", "results": results }),
-                    &limits(100),
-                ),
-                count,
-            );
-        }
-        return (
-            reply(
-                StatusCode::MULTI_STATUS,
-                json!({ "status": "COMPLETE", "results": results, "numErrors": errors.len(), "errors": errors }),
-                &limits(100),
-            ),
-            count,
-        );
-    }
-    // crm/v4/associations/{from}/{to}/batch/associate/default
-    if method == "POST"
-        && segments.len() == 8
-        && segments[..3] == ["crm", "v4", "associations"]
-        && segments[5..] == ["batch", "associate", "default"]
-    {
-        let (from, to) = (segments[3].to_string(), segments[4].to_string());
-        let Ok(parsed) = serde_json::from_slice::<Value>(body) else {
-            return (
-                reply(
-                    StatusCode::BAD_REQUEST,
-                    json!({ "status": "error", "message": "Invalid input JSON", "category": "VALIDATION_ERROR" }),
-                    &limits(100),
-                ),
-                0,
-            );
-        };
-        let inputs = parsed
-            .get("inputs")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        let mut results = Vec::new();
-        for input in &inputs {
-            let from_id = input
-                .pointer("/from/id")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            let to_id = input
-                .pointer("/to/id")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            let exists =
-                |object: &str, id: &str| w.crm_ids.contains(&(object.to_string(), id.to_string()));
-            if !exists(&from, &from_id) || !exists(&to, &to_id) {
-                return (
-                    reply(
-                        StatusCode::BAD_REQUEST,
-                        json!({ "status": "error", "message": "an object of the association does not exist", "category": "VALIDATION_ERROR" }),
-                        &limits(100),
-                    ),
-                    0,
-                );
-            }
-            w.associations
-                .insert((from.clone(), from_id.clone(), to.clone(), to_id.clone()));
-            results.push(json!({ "from": { "id": from_id }, "to": [{ "toObjectId": to_id, "associationTypes": [{ "category": "HUBSPOT_DEFINED", "typeId": 5 }] }] }));
-        }
-        return (
-            reply(
-                StatusCode::OK,
-                json!({ "status": "COMPLETE", "results": results }),
-                &limits(100),
-            ),
-            0,
-        );
-    }
-    // crm/v3/objects/{object}/{id}
-    if method == "GET" && segments.len() == 5 && segments[..3] == ["crm", "v3", "objects"] {
-        let (object, id) = (segments[3], segments[4]);
-        let wanted: Vec<String> = query
-            .split('&')
-            .find_map(|kv| kv.strip_prefix("properties="))
-            .map(|p| {
-                p.replace("%2C", ",")
-                    .split(',')
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let found = w
-            .records
-            .get(object)
-            .and_then(|t| t.values().find(|(crm_id, _)| crm_id == id))
-            .cloned();
-        return match found {
-            Some((crm_id, properties)) => {
-                let properties: Map<String, Value> = properties
-                    .into_iter()
-                    .filter(|(k, _)| wanted.is_empty() || wanted.contains(k))
-                    .collect();
-                (
-                    reply(
-                        StatusCode::OK,
-                        json!({ "id": crm_id, "properties": properties, "archived": false }),
-                        &limits(100),
-                    ),
-                    0,
-                )
-            }
-            None => (
-                reply(
-                    StatusCode::NOT_FOUND,
-                    json!({ "status": "error", "message": "Object not found", "category": "OBJECT_NOT_FOUND" }),
-                    &limits(100),
-                ),
-                0,
-            ),
-        };
-    }
-    (
-        reply(
-            StatusCode::NOT_FOUND,
-            json!({ "status": "error", "message": "Not found", "category": "NOT_FOUND" }),
-            &[],
-        ),
-        0,
-    )
-}
-
 /// Decodes `%XX` and `+` in a query parameter.
-fn percent_decode(text: &str) -> String {
+pub(crate) fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
