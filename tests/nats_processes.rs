@@ -8,7 +8,7 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use nats_support::*;
@@ -175,17 +175,31 @@ async fn a_hundred_racing_submissions_to_two_processes_end_with_one_protected_re
     eprintln!("race over NATS: {codes:?}");
 }
 
+/// A command's reply, when each attempt was sent and when the reply came.
+struct Answered {
+    reply: serde_json::Value,
+    sent: Vec<Instant>,
+    answered: Instant,
+}
+
+impl Answered {
+    fn attempts(&self) -> usize {
+        self.sent.len()
+    }
+}
+
 /// Sends `command` with `key` until a reply arrives (another process takes over when the
-/// one that had it dies), and returns the reply.
+/// one that had it dies), and returns the reply with the instant of each attempt.
 async fn until_answered(
     client: &async_nats::Client,
     subject: &str,
     body: &serde_json::Value,
     key: &str,
-) -> (serde_json::Value, u32) {
-    let mut attempts = 0;
+) -> Answered {
+    let mut sends = Vec::new();
     loop {
-        attempts += 1;
+        sends.push(Instant::now());
+        let attempts = sends.len();
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", key);
         let sent = tokio::time::timeout(
@@ -199,13 +213,69 @@ async fn until_answered(
                     ["store_failed", "store_unavailable", "contention"].contains(&c)
                 });
                 if !retry {
-                    return (value, attempts);
+                    return Answered {
+                        reply: value,
+                        sent: sends,
+                        answered: Instant::now(),
+                    };
                 }
             }
         }
         assert!(attempts < 40, "{key} was never answered");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// When a process or server was killed: just before the signal, and once it was dead.
+#[derive(Clone, Copy)]
+struct Kill {
+    began: Instant,
+    done: Instant,
+}
+
+impl Kill {
+    fn now(kill: impl FnOnce()) -> Kill {
+        let began = Instant::now();
+        kill();
+        Kill {
+            began,
+            done: Instant::now(),
+        }
+    }
+}
+
+/// Asserts that the kill of `what` overlapped the load of `answers`: commands were in
+/// flight at it (sent before it, not answered before it), some of them retried or answered
+/// after it, and commands first sent after it were answered too. A kill after the load
+/// ended, or before it began, fails here.
+fn assert_killed_under_load(kill: Kill, answers: &[&Answered], what: &str) {
+    let in_flight: Vec<&&Answered> = answers
+        .iter()
+        .filter(|a| a.sent[0] < kill.began && a.answered > kill.began)
+        .collect();
+    let retried_after = in_flight
+        .iter()
+        .filter(|a| a.sent.iter().any(|s| *s > kill.done))
+        .count();
+    let answered_after = in_flight.iter().filter(|a| a.answered > kill.done).count();
+    let sent_after = answers.iter().filter(|a| a.sent[0] > kill.done).count();
+    eprintln!(
+        "{what} killed with {} commands in flight: {retried_after} of them retried after it, \
+         {answered_after} answered after it; {sent_after} commands sent after it",
+        in_flight.len()
+    );
+    assert!(
+        !in_flight.is_empty(),
+        "no command was in flight when {what} was killed"
+    );
+    assert!(
+        retried_after + answered_after > 0,
+        "no command in flight at the kill of {what} was retried or answered after it"
+    );
+    assert!(
+        sent_after > 0,
+        "no command was sent after {what} was killed: the load had ended"
+    );
 }
 
 /// `registration_submitted` events per idempotency key in the log of `store` (`--store`).
@@ -276,31 +346,38 @@ async fn killing_one_of_two_processes_loses_nothing_and_retries_apply_once() {
             let _permit = semaphore.acquire().await.expect("permit");
             let registration = Uuid::now_v7();
             let key = format!("kill-{n}");
-            let (reply, attempts) = until_answered(
+            let answered = until_answered(
                 &client,
                 &format!("dealreg.partner.{partner}.cmd.submit_registration"),
                 &json!({ "command": submission(registration, partner, &format!("customer-{n}.example")) }),
                 &key,
             )
             .await;
-            assert_eq!(reply["ok"], json!(true), "{key}: {reply}");
+            assert_eq!(answered.reply["ok"], json!(true), "{key}: {}", answered.reply);
             acknowledged.lock().expect("lock").insert(registration);
-            (key, registration, attempts)
+            (key, registration, answered)
         }));
     }
     // Kill the first process (the views' lease holder) once some are acknowledged.
     while acknowledged.lock().expect("lock").len() < N / 4 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    first.kill();
+    let kill = Kill::now(|| first.kill());
     let mut retried = 0;
     let mut registrations = BTreeMap::new();
+    let mut answers = Vec::new();
     for task in tasks {
-        let (key, registration, attempts) = task.await.expect("task");
-        retried += usize::from(attempts > 1);
+        let (key, registration, answered) = task.await.expect("task");
+        retried += usize::from(answered.attempts() > 1);
         registrations.insert(key, registration);
+        answers.push(answered);
     }
     eprintln!("{retried} of {N} submissions were retried after the kill");
+    assert_killed_under_load(
+        kill,
+        &answers.iter().collect::<Vec<_>>(),
+        "the views' lease holder",
+    );
 
     // Half the feed, then the consumer stops and comes back.
     let mut seen: Vec<(String, u64)> = Vec::new();
@@ -405,9 +482,9 @@ async fn sigterm_drains_one_process_while_the_other_takes_the_rest() {
     }
     let mut retried = 0;
     for task in tasks {
-        let (reply, attempts) = task.await.expect("answered");
-        assert_eq!(reply["ok"], json!(true), "{reply}");
-        retried += usize::from(attempts > 1);
+        let answered = task.await.expect("answered");
+        assert_eq!(answered.reply["ok"], json!(true), "{}", answered.reply);
+        retried += usize::from(answered.attempts() > 1);
     }
     assert!(
         retried <= N / 10,
@@ -614,7 +691,7 @@ fn steady_submissions(
     keys: std::ops::Range<usize>,
     prefix: &'static str,
     acknowledged: &Arc<std::sync::atomic::AtomicUsize>,
-) -> Vec<tokio::task::JoinHandle<(String, Uuid, u32)>> {
+) -> Vec<tokio::task::JoinHandle<(String, Uuid, Answered)>> {
     let semaphore = Arc::new(tokio::sync::Semaphore::new(16));
     keys.map(|n| {
         let (client, acknowledged, semaphore) = (
@@ -627,16 +704,16 @@ fn steady_submissions(
             let _permit = semaphore.acquire().await.expect("permit");
             let registration = Uuid::now_v7();
             let key = format!("{prefix}-{n}");
-            let (reply, attempts) = until_answered(
+            let answered = until_answered(
                 &client,
                 &format!("dealreg.partner.{partner}.cmd.submit_registration"),
                 &json!({ "command": submission(registration, partner, &format!("{prefix}-{n}.example")) }),
                 &key,
             )
             .await;
-            assert_eq!(reply["ok"], json!(true), "{key}: {reply}");
+            assert_eq!(answered.reply["ok"], json!(true), "{key}: {}", answered.reply);
             acknowledged.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            (key, registration, attempts)
+            (key, registration, answered)
         })
     })
     .collect()
@@ -785,11 +862,18 @@ async fn two_hosts_on_one_jetstream_log_fold_their_own_views_and_publish_once() 
     while acknowledged.load(std::sync::atomic::Ordering::SeqCst) < 55 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    hosts[holder].kill();
+    let kill = Kill::now(|| hosts[holder].kill());
+    let mut answers = Vec::new();
     for task in tasks {
-        let (key, registration, _) = task.await.expect("task");
+        let (key, registration, answered) = task.await.expect("task");
         registrations.insert(key, registration);
+        answers.push(answered);
     }
+    assert_killed_under_load(
+        kill,
+        &answers.iter().collect::<Vec<_>>(),
+        "the publishing host",
+    );
     let survivor = 1 - holder;
     let last = {
         let (reply, _) = request(
@@ -830,7 +914,8 @@ async fn two_hosts_on_one_jetstream_log_fold_their_own_views_and_publish_once() 
 /// A three-node JetStream cluster holding the log with three replicas, two hosts serving
 /// it: the stream's leader is killed under steady load. Every acknowledged command is in
 /// the log once (per idempotency key), the hosts go on within seconds, and `audit verify`
-/// passes.
+/// passes. The kill overlapped the load: commands were in flight at it and were retried or
+/// answered after it, and commands sent after it were answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_stream_leader_of_a_cluster_loses_no_acknowledged_command() {
     let mut cluster = dealreg_nats_testkit::NatsCluster::start(3);
@@ -870,8 +955,8 @@ async fn killing_the_stream_leader_of_a_cluster_loses_no_acknowledged_command() 
         .wait_for_stream_leader("DEALREG_EVENTS", Duration::from_secs(10))
         .await;
     let at_kill = acknowledged.load(std::sync::atomic::Ordering::SeqCst);
-    let killed = std::time::Instant::now();
-    cluster.kill(leader);
+    let kill = Kill::now(|| cluster.kill(leader));
+    let killed = kill.done;
     // How long until the hosts acknowledge again.
     while acknowledged.load(std::sync::atomic::Ordering::SeqCst) <= at_kill + 1
         && acknowledged.load(std::sync::atomic::Ordering::SeqCst) < N
@@ -885,13 +970,20 @@ async fn killing_the_stream_leader_of_a_cluster_loses_no_acknowledged_command() 
     let resumed = killed.elapsed();
     let mut registrations = BTreeMap::new();
     let mut retried = 0;
+    let mut answers = Vec::new();
     for task in tasks {
-        let (key, registration, attempts) = task.await.expect("task");
-        retried += usize::from(attempts > 1);
+        let (key, registration, answered) = task.await.expect("task");
+        retried += usize::from(answered.attempts() > 1);
         registrations.insert(key, registration);
+        answers.push(answered);
     }
     eprintln!(
         "stream leader killed after {at_kill} acknowledged: acknowledging again after {resumed:?}, {retried} of {N} retried"
+    );
+    assert_killed_under_load(
+        kill,
+        &answers.iter().collect::<Vec<_>>(),
+        "the stream leader",
     );
     let per_key = submissions_per_key(spec(&files[0]).as_ref());
     for key in registrations.keys() {
