@@ -246,13 +246,8 @@ async fn one_hundred_twenty_days_of_deadlines_fire_once_each_across_a_restart() 
 
 #[tokio::test]
 async fn conflict_slas_are_flagged_once_by_the_timekeeper() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let (dir, store, clock, engine) = fresh("conflicts").await;
     let path = dir.path().join("conflicts.db");
-    let store = SqliteStore::open(&path).expect("open");
-    let clock = ControlledClock::starting_at(start());
-    let engine = Engine::open(store.clone(), clock.clone(), None)
-        .await
-        .expect("engine");
     let a = ready_partner(&engine, "Contoso", "reseller").await;
     let b = ready_partner(&engine, "Fabrikam", "reseller").await;
     assert!(
@@ -330,13 +325,8 @@ async fn conflict_slas_are_flagged_once_by_the_timekeeper() {
 
 #[tokio::test]
 async fn renewal_ownership_review_is_issued_once_ninety_days_before_renewal() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let (dir, store, clock, engine) = fresh("renewal").await;
     let path = dir.path().join("renewal.db");
-    let store = SqliteStore::open(&path).expect("open");
-    let clock = ControlledClock::starting_at(start());
-    let engine = Engine::open(store.clone(), clock.clone(), None)
-        .await
-        .expect("engine");
     let p = ready_partner(&engine, "Contoso", "reseller").await;
     let id = Uuid::now_v7();
     assert!(
@@ -406,6 +396,25 @@ async fn renewal_ownership_review_is_issued_once_ninety_days_before_renewal() {
     assert_eq!(reviews, vec!["2026-12-02T09:00:00Z".to_string()]);
 }
 
+/// A store file in a fresh temp dir (`<name>.db`), a controlled clock at `start()`, and an
+/// engine over them.
+async fn fresh(
+    name: &str,
+) -> (
+    tempfile::TempDir,
+    SqliteStore,
+    ControlledClock,
+    Engine<SqliteStore, ControlledClock>,
+) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(dir.path().join(format!("{name}.db"))).expect("open");
+    let clock = ControlledClock::starting_at(start());
+    let engine = Engine::open(store.clone(), clock.clone(), None)
+        .await
+        .expect("engine");
+    (dir, store, clock, engine)
+}
+
 /// Runs the timekeeper every hour for `hours` hours, `during(hour)` first each hour.
 async fn hourly<F, Fut>(
     engine: &Engine<SqliteStore, ControlledClock>,
@@ -453,13 +462,8 @@ fn secs(t: chrono::DateTime<chrono::Utc>) -> String {
 
 #[tokio::test]
 async fn a_recorded_resolution_plan_meets_the_plan_sla_and_the_timekeeper_leaves_it() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let (dir, store, clock, engine) = fresh("plan").await;
     let path = dir.path().join("plan.db");
-    let store = SqliteStore::open(&path).expect("open");
-    let clock = ControlledClock::starting_at(start());
-    let engine = Engine::open(store.clone(), clock.clone(), None)
-        .await
-        .expect("engine");
     let a = ready_partner(&engine, "Contoso", "reseller").await;
     let b = ready_partner(&engine, "Fabrikam", "reseller").await;
     for p in [a, b] {
@@ -507,13 +511,8 @@ async fn a_recorded_resolution_plan_meets_the_plan_sla_and_the_timekeeper_leaves
 
 #[tokio::test]
 async fn a_referral_not_accepted_within_24_hours_is_flagged_once_an_accepted_one_never() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let (dir, store, clock, engine) = fresh("referral").await;
     let path = dir.path().join("referral.db");
-    let store = SqliteStore::open(&path).expect("open");
-    let clock = ControlledClock::starting_at(start());
-    let engine = Engine::open(store.clone(), clock.clone(), None)
-        .await
-        .expect("engine");
     let p = ready_partner(&engine, "Northwind", "referral").await;
     let (accepted, waiting) = (Uuid::now_v7(), Uuid::now_v7());
     for (id, domain) in [(accepted, "acme.com"), (waiting, "globex.com")] {

@@ -116,6 +116,28 @@ pub(super) fn conflict_detected(
     }
 }
 
+/// A conflict the desk may still work on, for a channel manager: known, not closed by
+/// itself, not resolved (`resolved_then` ends the refusal's message when it is).
+fn unsettled<'s>(
+    state: &'s AccountState,
+    id: &ConflictId,
+    ctx: &Context<'_>,
+    resolved_then: &str,
+) -> Result<&'s Conflict, DomainError> {
+    channel_manager(ctx.actor)?;
+    let c = known(state, id)?;
+    closed_by_itself(c)?;
+    if c.status == ConflictStatus::Resolved {
+        let message = if resolved_then.is_empty() {
+            "this conflict is already resolved".to_string()
+        } else {
+            format!("this conflict is already resolved; {resolved_then}")
+        };
+        return refuse(RejectionCode::AlreadyRecorded, message);
+    }
+    Ok(c)
+}
+
 /// A conflict that closed by itself takes no more work from the desk.
 fn closed_by_itself(c: &Conflict) -> Result<(), DomainError> {
     if c.status == ConflictStatus::Closed {
@@ -341,15 +363,7 @@ fn record_plan(
     account: AccountKey,
     ctx: &Context<'_>,
 ) -> Result<Vec<Event>, DomainError> {
-    channel_manager(ctx.actor)?;
-    let c = known(state, &command.conflict_id)?;
-    closed_by_itself(c)?;
-    if c.status == ConflictStatus::Resolved {
-        return refuse(
-            RejectionCode::AlreadyRecorded,
-            "this conflict is already resolved; it needs no plan",
-        );
-    }
+    let c = unsettled(state, &command.conflict_id, ctx, "it needs no plan")?;
     require(&command.owner, "owner")?;
     if command.steps.is_empty() || command.steps.iter().any(|s| s.trim().is_empty()) {
         return Err(invalid(
@@ -388,15 +402,7 @@ fn resolve(
     account: AccountKey,
     ctx: &Context<'_>,
 ) -> Result<Vec<Event>, DomainError> {
-    channel_manager(ctx.actor)?;
-    let c = known(state, &command.conflict_id)?;
-    closed_by_itself(c)?;
-    if c.status == ConflictStatus::Resolved {
-        return refuse(
-            RejectionCode::AlreadyRecorded,
-            "this conflict is already resolved",
-        );
-    }
+    let c = unsettled(state, &command.conflict_id, ctx, "")?;
     require(&command.rationale, "rationale")?;
     if let Some(w) = &command.winner {
         let party = c.parties.iter().any(|p| {
