@@ -30,6 +30,8 @@ use serde_json::{Map, Value};
 mod hubspot;
 mod salesforce;
 
+pub use salesforce::FieldType;
+
 /// Which CRM the fake plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -74,6 +76,8 @@ pub(crate) struct World {
     crm_ids: HashSet<(String, String)>,
     /// Associations: (from object, from id, to object, to id).
     associations: std::collections::BTreeSet<(String, String, String, String)>,
+    /// Salesforce: the org's objects and fields, its currencies.
+    pub(crate) salesforce: salesforce::SalesforceWorld,
     /// Pages of query results not yet fetched, by locator.
     query_pages: std::collections::HashMap<String, Vec<Value>>,
     /// Upserts wait this long before answering (after writing).

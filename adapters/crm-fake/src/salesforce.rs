@@ -1,12 +1,314 @@
-//! The fake Salesforce: the REST behaviour dealreg's Salesforce adapter relies on (see the
-//! crate's documentation for what is faithful and where it comes from).
+//! The fake Salesforce: the REST behaviour dealreg's Salesforce adapter relies on, as strict
+//! as Salesforce's documentation says the real API is. Each rule names the page it comes
+//! from; what is not documented (exact message wording) is marked as such.
+//!
+//! The org it plays is the one docs/CRM.md's "Setting up Salesforce" creates: Lead and
+//! Opportunity with their standard fields and the `Dealreg_*__c` custom fields, and the two
+//! custom objects. A test can take a field away ([`FakeCrm::salesforce_remove_field`]),
+//! define one ([`FakeCrm::salesforce_define_field`]), turn multi-currency on, and convert a
+//! Lead as a user would ([`FakeCrm::convert_lead`]).
+
+use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Response, StatusCode};
 use serde_json::{json, Map, Value};
 
-use crate::{percent_decode, reply, throttled, World, CLIENT_ID, CLIENT_SECRET};
+use crate::{percent_decode, reply, throttled, FakeCrm, World, CLIENT_ID, CLIENT_SECRET};
+
+/// A field's type, as describe names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldType {
+    Id,
+    Text,
+    Number,
+    Currency,
+    Date,
+    DateTime,
+    Boolean,
+    Picklist,
+    Reference,
+}
+
+/// One field of an object in the fake org.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Field {
+    ty: FieldType,
+    /// Required on create (and never null).
+    required: bool,
+    /// Written by the API (false: system fields such as `IsConverted`, `SystemModstamp`).
+    writable: bool,
+    external_id: bool,
+}
+
+impl Field {
+    fn of(ty: FieldType) -> Field {
+        Field {
+            ty,
+            required: false,
+            writable: true,
+            external_id: false,
+        }
+    }
+    fn required(mut self) -> Field {
+        self.required = true;
+        self
+    }
+    fn system(mut self) -> Field {
+        self.writable = false;
+        self
+    }
+    fn external_id(mut self) -> Field {
+        self.external_id = true;
+        self
+    }
+}
+
+/// What the fake Salesforce keeps besides the records.
+#[derive(Default)]
+pub(crate) struct SalesforceWorld {
+    /// object -> field -> definition; empty until first used (then docs/CRM.md's org).
+    schema: BTreeMap<String, BTreeMap<String, Field>>,
+    /// Currencies enabled in a multi-currency org (the `CurrencyIsoCode` picklist).
+    currencies: Vec<String>,
+}
+
+/// The registration fields docs/CRM.md's setup creates on Lead and on Opportunity (the
+/// Lead's fields map onto the Opportunity's on conversion).
+const REGISTRATION_TEXT: &[&str] = &[
+    "Dealreg_Account__c",
+    "Dealreg_Product_Line__c",
+    "Dealreg_Partner__c",
+    "Dealreg_Partner_Id__c",
+    "Dealreg_Motion__c",
+    "Dealreg_Status__c",
+    "Dealreg_Stage__c",
+    "Dealreg_Protection__c",
+    "Dealreg_Sourcing_Partner__c",
+    "Dealreg_Next_Step__c",
+    "Dealreg_Currency__c",
+    "Dealreg_Influencers__c",
+    "Dealreg_Attribution__c",
+];
+
+/// The org docs/CRM.md's "Setting up Salesforce" creates.
+fn default_org() -> BTreeMap<String, BTreeMap<String, Field>> {
+    use FieldType::*;
+    let mut registration: BTreeMap<String, Field> = BTreeMap::new();
+    registration.insert(
+        "Dealreg_Registration_Id__c".into(),
+        Field::of(Text).external_id(),
+    );
+    for name in REGISTRATION_TEXT {
+        registration.insert((*name).into(), Field::of(Text));
+    }
+    registration.insert("Dealreg_Protection_Expires__c".into(), Field::of(DateTime));
+    registration.insert("Dealreg_Estimated_Amount__c".into(), Field::of(Number));
+    registration.insert("Dealreg_Won_Amount__c".into(), Field::of(Number));
+    let standard = |extra: &[(&str, Field)]| {
+        let mut fields: BTreeMap<String, Field> = BTreeMap::new();
+        fields.insert("Id".into(), Field::of(Id).system());
+        fields.insert("OwnerId".into(), Field::of(Reference));
+        fields.insert("SystemModstamp".into(), Field::of(DateTime).system());
+        fields.insert("LastModifiedById".into(), Field::of(Reference).system());
+        for (name, field) in extra {
+            fields.insert((*name).into(), *field);
+        }
+        fields
+    };
+    let mut lead = standard(&[
+        ("LastName", Field::of(Text).required()),
+        ("FirstName", Field::of(Text)),
+        ("Company", Field::of(Text).required()),
+        ("LeadSource", Field::of(Picklist)),
+        ("Status", Field::of(Picklist)),
+        ("IsConverted", Field::of(Boolean).system()),
+        ("ConvertedOpportunityId", Field::of(Reference).system()),
+        ("ConvertedAccountId", Field::of(Reference).system()),
+    ]);
+    lead.extend(registration.clone());
+    let mut opportunity = standard(&[
+        ("Name", Field::of(Text).required()),
+        ("StageName", Field::of(Picklist).required()),
+        ("CloseDate", Field::of(Date).required()),
+        ("Amount", Field::of(Currency)),
+        ("IsClosed", Field::of(Boolean).system()),
+        ("IsWon", Field::of(Boolean).system()),
+        ("LeadSource", Field::of(Picklist)),
+        ("AccountId", Field::of(Reference)),
+    ]);
+    opportunity.extend(registration);
+    let conflict = standard(&[
+        ("Dealreg_Conflict_Key__c", Field::of(Text).external_id()),
+        ("Dealreg_Account__c", Field::of(Text)),
+        ("Dealreg_Kind__c", Field::of(Text)),
+        ("Dealreg_Status__c", Field::of(Text)),
+        ("Dealreg_Product_Line__c", Field::of(Text)),
+        ("Dealreg_Breached__c", Field::of(Text)),
+        ("Dealreg_Reasons__c", Field::of(Text)),
+        ("Dealreg_Acknowledge_By__c", Field::of(DateTime)),
+        ("Dealreg_Resolution_Plan_By__c", Field::of(DateTime)),
+        ("Dealreg_Acknowledged_At__c", Field::of(DateTime)),
+        ("Dealreg_Resolved_At__c", Field::of(DateTime)),
+    ]);
+    let balance = standard(&[
+        ("Dealreg_Balance_Key__c", Field::of(Text).external_id()),
+        ("Dealreg_Partner_Id__c", Field::of(Text)),
+        ("Dealreg_Currency__c", Field::of(Text)),
+        ("Dealreg_Balance__c", Field::of(Number)),
+    ]);
+    BTreeMap::from([
+        ("Lead".to_string(), lead),
+        ("Opportunity".to_string(), opportunity),
+        ("Dealreg_Conflict__c".to_string(), conflict),
+        ("Dealreg_Commission_Balance__c".to_string(), balance),
+    ])
+}
+
+fn org(w: &mut World) -> &mut BTreeMap<String, BTreeMap<String, Field>> {
+    if w.salesforce.schema.is_empty() {
+        w.salesforce.schema = default_org();
+    }
+    &mut w.salesforce.schema
+}
+
+impl FakeCrm {
+    /// Salesforce: the org loses a field (a test of what an org set up without it answers).
+    pub fn salesforce_remove_field(&self, object: &str, field: &str) {
+        let mut w = self.world();
+        if let Some(fields) = org(&mut w).get_mut(object) {
+            fields.remove(field);
+        }
+    }
+
+    /// Salesforce: defines a field (creating the object if need be), writable, optional.
+    pub fn salesforce_define_field(
+        &self,
+        object: &str,
+        field: &str,
+        ty: FieldType,
+        external_id: bool,
+    ) {
+        let mut w = self.world();
+        let mut definition = Field::of(ty);
+        definition.external_id = external_id;
+        let fields = org(&mut w).entry(object.to_string()).or_default();
+        fields
+            .entry("Id".into())
+            .or_insert(Field::of(FieldType::Id).system());
+        fields.insert(field.to_string(), definition);
+    }
+
+    /// Salesforce: turns multi-currency on with these currencies: every object gets
+    /// `CurrencyIsoCode`, a restricted picklist of them.
+    pub fn salesforce_multi_currency(&self, currencies: &[&str]) {
+        let mut w = self.world();
+        for fields in org(&mut w).values_mut() {
+            fields.insert("CurrencyIsoCode".into(), Field::of(FieldType::Picklist));
+        }
+        w.salesforce.currencies = currencies.iter().map(|c| c.to_string()).collect();
+    }
+
+    /// Converts the Lead with this registration id as a user does in Salesforce (Convert,
+    /// with an Opportunity): the Lead becomes `IsConverted` with its
+    /// `ConvertedOpportunityId`, and a new Opportunity carries the Lead's `Dealreg_*__c`
+    /// fields (the Lead field mapping docs/CRM.md sets up). The Opportunity's id.
+    pub fn convert_lead(&self, registration_id: &str) -> Option<String> {
+        let mut w = self.world();
+        w.next_id += 1;
+        let opportunity_id = format!("006{:015}", w.next_id);
+        let stamp = modstamp();
+        let lead = w
+            .records
+            .get_mut("Lead")?
+            .get_mut(registration_id)
+            .map(|(_, fields)| {
+                fields.insert("IsConverted".into(), Value::Bool(true));
+                fields.insert(
+                    "ConvertedOpportunityId".into(),
+                    Value::String(opportunity_id.clone()),
+                );
+                fields.insert("SystemModstamp".into(), Value::String(stamp.clone()));
+                fields.clone()
+            })?;
+        let mut opportunity: Map<String, Value> = lead
+            .iter()
+            .filter(|(k, _)| k.ends_with("__c"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        opportunity.insert(
+            "Name".into(),
+            lead.get("Company").cloned().unwrap_or(Value::Null),
+        );
+        opportunity.insert("StageName".into(), json!("Prospecting"));
+        opportunity.insert("CloseDate".into(), json!("2027-03-31"));
+        opportunity.insert("IsClosed".into(), json!(false));
+        opportunity.insert("IsWon".into(), json!(false));
+        opportunity.insert("SystemModstamp".into(), Value::String(stamp));
+        w.records.entry("Opportunity".into()).or_default().insert(
+            registration_id.to_string(),
+            (opportunity_id.clone(), opportunity),
+        );
+        w.crm_ids
+            .insert(("Opportunity".into(), opportunity_id.clone()));
+        w.creations += 1;
+        Some(opportunity_id)
+    }
+
+    /// The URL of the generic login host's token endpoint (`login.salesforce.com`), where
+    /// the client-credentials flow is refused. A path stands for the host here: the fake
+    /// serves one address.
+    pub fn generic_token_url(&self) -> String {
+        format!("{}{GENERIC_LOGIN}/services/oauth2/token", self.url())
+    }
+}
+
+/// The path prefix that stands for `https://login.salesforce.com`.
+const GENERIC_LOGIN: &str = "/login.salesforce.com";
+
+/// Now as Salesforce writes `SystemModstamp`: `2026-12-01T10:00:00.000+0000`.
+pub(crate) fn modstamp() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let millis = now.as_millis() as i64;
+    let (days, rest) = (millis.div_euclid(86_400_000), millis.rem_euclid(86_400_000));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}+0000",
+        rest / 3_600_000,
+        rest / 60_000 % 60,
+        rest / 1000 % 60,
+        rest % 1000
+    )
+}
+
+type Answer = (Response<Full<Bytes>>, usize);
+
+fn error(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    headers: &[(&str, String)],
+) -> Response<Full<Bytes>> {
+    // Error bodies: a list of {message, errorCode[, fields]}, as "Status Codes and Error
+    // Responses" shows (https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/errorcodes.htm).
+    reply(
+        status,
+        json!([{ "message": message, "errorCode": code }]),
+        headers,
+    )
+}
 
 pub(crate) fn salesforce(
     w: &mut World,
@@ -16,46 +318,17 @@ pub(crate) fn salesforce(
     query: &str,
     bearer: Option<&str>,
     body: &[u8],
-) -> (Response<Full<Bytes>>, usize) {
-    if path == "/services/oauth2/token" && method == "POST" {
-        let form = String::from_utf8_lossy(body).to_string();
-        let field = |name: &str| {
-            form.split('&')
-                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-                .unwrap_or_default()
-                .to_string()
-        };
-        if field("grant_type") != "client_credentials"
-            || field("client_id") != CLIENT_ID
-            || field("client_secret") != CLIENT_SECRET
-        {
-            return (
-                reply(
-                    StatusCode::BAD_REQUEST,
-                    json!({ "error": "invalid_client", "error_description": "invalid client credentials" }),
-                    &[],
-                ),
-                0,
-            );
-        }
-        w.tokens_issued += 1;
-        let token = format!("00Dfake!token-{}", w.tokens_issued);
-        w.valid_token = Some(token.clone());
-        return (
-            reply(
-                StatusCode::OK,
-                json!({ "access_token": token, "instance_url": base, "token_type": "Bearer",
-                        "issued_at": "1700000000000", "signature": "fake" }),
-                &[],
-            ),
-            0,
-        );
+) -> Answer {
+    org(w);
+    if path.ends_with("/services/oauth2/token") && method == "POST" {
+        return token(w, base, path, body);
     }
     if bearer.is_none() || bearer != w.valid_token.as_deref() {
         return (
-            reply(
+            error(
                 StatusCode::UNAUTHORIZED,
-                json!([{ "message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID" }]),
+                "INVALID_SESSION_ID",
+                "Session expired or invalid",
                 &[],
             ),
             0,
@@ -66,101 +339,342 @@ pub(crate) fn salesforce(
         "Sforce-Limit-Info",
         format!("api-usage={}/{}", w.usage.0, w.usage.1),
     )];
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    // services/data/vXX.X/query?q=SOQL and services/data/vXX.X/query/<locator>
-    if method == "GET" && segments.len() >= 4 && segments[0] == "services" && segments[3] == "query"
-    {
-        let page = if segments.len() == 5 {
-            let Some(rest) = w.query_pages.remove(segments[4]) else {
-                return (
-                    reply(
-                        StatusCode::NOT_FOUND,
-                        json!([{ "message": "invalid query locator", "errorCode": "INVALID_QUERY_LOCATOR" }]),
-                        &usage,
-                    ),
-                    0,
-                );
-            };
-            rest
-        } else {
-            let soql = query
-                .split('&')
-                .find_map(|kv| kv.strip_prefix("q="))
-                .map(percent_decode)
-                .unwrap_or_default();
-            // The one query shape the adapter sends: SELECT ... FROM Opportunity WHERE
-            // SystemModstamp >= <literal> ORDER BY SystemModstamp ASC.
-            let Some(since) = soql
-                .split("SystemModstamp >= ")
-                .nth(1)
-                .and_then(|rest| rest.split_whitespace().next())
-                .map(str::to_string)
-            else {
-                return (
-                    reply(
-                        StatusCode::BAD_REQUEST,
-                        json!([{ "message": "unexpected query", "errorCode": "MALFORMED_QUERY" }]),
-                        &usage,
-                    ),
-                    0,
-                );
-            };
-            let stamp = |v: &Value| v.as_str().unwrap_or_default().replace("+0000", "Z");
-            let mut found: Vec<Value> = w
-                .records
-                .get("Opportunity")
-                .map(|t| {
-                    t.values()
-                        .filter(|(_, f)| {
-                            f.get("SystemModstamp").map(stamp).unwrap_or_default() >= since
-                        })
-                        .map(|(id, f)| {
-                            let mut f = f.clone();
-                            f.insert("Id".into(), Value::String(id.clone()));
-                            f.insert("attributes".into(), json!({ "type": "Opportunity" }));
-                            Value::Object(f)
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            found.sort_by_key(|r| r.get("SystemModstamp").map(stamp).unwrap_or_default());
-            found
-        };
-        // Two records a page, so every test crosses pages.
-        let total = page.len();
-        let (now, rest) = page.split_at(total.min(2));
-        let mut body = json!({ "totalSize": total, "done": rest.is_empty(), "records": now });
-        if !rest.is_empty() {
-            w.next_id += 1;
-            let locator = format!("01gFAKE{}-2", w.next_id);
-            body["nextRecordsUrl"] = Value::String(format!("/services/data/v62.0/query/{locator}"));
-            w.query_pages.insert(locator, rest.to_vec());
-        }
-        return (reply(StatusCode::OK, body, &usage), 0);
-    }
-    // services/data/vXX.X/composite/sobjects/{object}/{field}
-    let is_collection = segments.len() == 7
-        && segments[0] == "services"
-        && segments[1] == "data"
-        && segments[3] == "composite"
-        && segments[4] == "sobjects";
-    if !is_collection || method != "PATCH" {
+    // The org's daily allocation of API requests spent: every call is refused 403
+    // REQUEST_LIMIT_EXCEEDED ("TotalRequests Limit exceeded.") until the rolling 24-hour
+    // window frees some. "API Request Limits and Allocations"
+    // (https://developer.salesforce.com/docs/platform/salesforce-app-limits-cheatsheet/guide/salesforce-app-limits-platform-api.html);
+    // the message as integrators report it (not on that page).
+    if w.usage.1 > 0 && w.usage.0 > w.usage.1 {
         return (
-            reply(
-                StatusCode::NOT_FOUND,
-                json!([{ "message": "The requested resource does not exist", "errorCode": "NOT_FOUND" }]),
+            error(
+                StatusCode::FORBIDDEN,
+                "REQUEST_LIMIT_EXCEEDED",
+                "TotalRequests Limit exceeded.",
                 &usage,
             ),
             0,
         );
     }
-    let (object, field) = (segments[5].to_string(), segments[6].to_string());
-    let Ok(parsed) = serde_json::from_slice::<Value>(body) else {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let data = segments.len() >= 4 && segments[0] == "services" && segments[1] == "data";
+    if data && method == "GET" && segments[3] == "query" {
+        return run_query(w, &segments, query, &usage);
+    }
+    if data
+        && method == "PATCH"
+        && segments.len() >= 5
+        && segments[3] == "composite"
+        && segments[4] == "sobjects"
+    {
+        return match segments.len() {
+            5 => update_by_id(w, body, &usage),
+            7 => upsert(w, segments[5], segments[6], body, &usage),
+            _ => (
+                error(
+                    StatusCode::NOT_FOUND,
+                    "NOT_FOUND",
+                    "The requested resource does not exist",
+                    &usage,
+                ),
+                0,
+            ),
+        };
+    }
+    (
+        error(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "The requested resource does not exist",
+            &usage,
+        ),
+        0,
+    )
+}
+
+fn token(w: &mut World, base: &str, path: &str, body: &[u8]) -> Answer {
+    let form = String::from_utf8_lossy(body).to_string();
+    let field = |name: &str| {
+        form.split('&')
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .map(percent_decode)
+            .unwrap_or_default()
+    };
+    // The client-credentials flow is not supported on login.salesforce.com or
+    // test.salesforce.com: only on the org's My Domain login URL. "Migrate from OAuth
+    // Username-Password to Client Credentials Flow"
+    // (https://help.salesforce.com/s/articleView?id=000886201&type=1). The answer's wording
+    // is what integrators report, not on that page.
+    if path.starts_with(GENERIC_LOGIN) && field("grant_type") == "client_credentials" {
         return (
             reply(
                 StatusCode::BAD_REQUEST,
-                json!([{ "message": "Unexpected character", "errorCode": "JSON_PARSER_ERROR" }]),
-                &usage,
+                json!({ "error": "invalid_grant", "error_description": "request not supported on this domain" }),
+                &[],
+            ),
+            0,
+        );
+    }
+    if field("grant_type") != "client_credentials"
+        || field("client_id") != CLIENT_ID
+        || field("client_secret") != CLIENT_SECRET
+    {
+        return (
+            reply(
+                StatusCode::BAD_REQUEST,
+                json!({ "error": "invalid_client", "error_description": "invalid client credentials" }),
+                &[],
+            ),
+            0,
+        );
+    }
+    w.tokens_issued += 1;
+    let token = format!("00Dfake!token-{}", w.tokens_issued);
+    w.valid_token = Some(token.clone());
+    // The token answer of "OAuth 2.0 Client Credentials Flow for Server-to-Server
+    // Integration" (https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_client_credentials_flow.htm&type=5):
+    // access_token, signature, scope, instance_url, id, token_type, issued_at.
+    (
+        reply(
+            StatusCode::OK,
+            json!({ "access_token": token, "signature": "fake", "scope": "api",
+                    "instance_url": base, "id": format!("{base}/id/00Dfake/005fake"),
+                    "token_type": "Bearer", "issued_at": "1700000000000" }),
+            &[],
+        ),
+        0,
+    )
+}
+
+/// The documented input formats of "Valid Date and DateTime Formats"
+/// (https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/intro_valid_date_formats.htm):
+/// date `yyyy-MM-dd` (no offset); dateTime `yyyy-MM-ddTHH:mm:ss[.SSS](Z|+/-HH:mm)` with at
+/// most three digits of milliseconds (`+HHmm`, as Salesforce writes them back, is taken too).
+fn valid_date(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.len() == 10
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            _ => c.is_ascii_digit(),
+        })
+}
+
+fn valid_datetime(text: &str) -> bool {
+    if text.len() < 20 || !valid_date(&text[..10]) || text.as_bytes()[10] != b'T' {
+        return false;
+    }
+    let time = &text.as_bytes()[11..];
+    if !(time.len() >= 9
+        && time[..8].iter().enumerate().all(|(i, c)| match i {
+            2 | 5 => *c == b':',
+            _ => c.is_ascii_digit(),
+        }))
+    {
+        return false;
+    }
+    let mut rest = &text[19..];
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        if digits != 3 {
+            return false;
+        }
+        rest = &fraction[digits..];
+    }
+    let offset = rest.as_bytes();
+    rest == "Z"
+        || (offset.len() == 6
+            && matches!(offset[0], b'+' | b'-')
+            && offset[3] == b':'
+            && offset[1..3]
+                .iter()
+                .chain(&offset[4..])
+                .all(u8::is_ascii_digit))
+        || (offset.len() == 5
+            && matches!(offset[0], b'+' | b'-')
+            && offset[1..].iter().all(u8::is_ascii_digit))
+}
+
+/// Whether `value` can be read as a value of `ty`; null is always readable (required is
+/// checked per record).
+fn readable(ty: FieldType, value: &Value) -> bool {
+    match (ty, value) {
+        (_, Value::Null) => true,
+        (FieldType::Date, Value::String(s)) => valid_date(s),
+        (FieldType::DateTime, Value::String(s)) => valid_datetime(s),
+        (FieldType::Date | FieldType::DateTime, _) => false,
+        (FieldType::Number | FieldType::Currency, Value::Number(_)) => true,
+        (FieldType::Number | FieldType::Currency, Value::String(s)) => s.parse::<f64>().is_ok(),
+        (FieldType::Number | FieldType::Currency, _) => false,
+        (FieldType::Boolean, Value::Bool(_)) => true,
+        (FieldType::Boolean, _) => false,
+        (_, Value::Object(_) | Value::Array(_)) => false,
+        _ => true,
+    }
+}
+
+/// Checks every record's fields against the object before anything is written: a field
+/// the object does not have, or a value its type cannot take, fails the whole request
+/// (400), as a request body Salesforce cannot deserialize does. Wording from "Status
+/// Codes and Error Responses" (INVALID_FIELD, JSON_PARSER_ERROR); the exact messages are
+/// not documented.
+fn check_fields(
+    fields: &BTreeMap<String, Field>,
+    object: &str,
+    records: &[Value],
+) -> Result<(), (StatusCode, &'static str, String)> {
+    for record in records {
+        let Some(record) = record.as_object() else {
+            continue;
+        };
+        for (name, value) in record {
+            if name == "attributes" || name == "id" {
+                continue;
+            }
+            let Some(field) = fields.get(name) else {
+                return Err((
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_FIELD",
+                    format!("No such column '{name}' on sObject of type {object}"),
+                ));
+            };
+            if !readable(field.ty, value) {
+                let kind = match field.ty {
+                    FieldType::Date => "date",
+                    FieldType::DateTime => "datetime",
+                    FieldType::Number | FieldType::Currency => "double",
+                    FieldType::Boolean => "boolean",
+                    _ => "string",
+                };
+                return Err((
+                    StatusCode::BAD_REQUEST,
+                    "JSON_PARSER_ERROR",
+                    format!("Cannot deserialize instance of {kind} from {value} (field {name})"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn record_error(code: &str, message: &str, fields: &[&str]) -> Value {
+    json!({ "success": false, "errors": [{ "statusCode": code, "message": message, "fields": fields }] })
+}
+
+/// Per-record rules of a write to an existing record or a new one.
+fn record_rules(
+    fields: &BTreeMap<String, Field>,
+    sf: &SalesforceWorld,
+    object: &str,
+    record: &Map<String, Value>,
+    existing: Option<&Map<String, Value>>,
+) -> Option<Value> {
+    // A converted Lead cannot be updated: CANNOT_UPDATE_CONVERTED_LEAD ("cannot reference
+    // converted lead"). Lead object reference, IsConverted
+    // (https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_lead.htm)
+    // and "Status Codes and Error Responses"; the message as Salesforce's knowledge article
+    // 000384333 quotes it.
+    if object == "Lead" && existing.and_then(|e| e.get("IsConverted")) == Some(&Value::Bool(true)) {
+        return Some(record_error(
+            "CANNOT_UPDATE_CONVERTED_LEAD",
+            "cannot reference converted lead",
+            &[],
+        ));
+    }
+    for (name, value) in record {
+        if name == "attributes" || name == "id" {
+            continue;
+        }
+        let field = fields[name.as_str()];
+        // System fields (IsConverted, IsWon, SystemModstamp...) are not createable or
+        // updateable: describe's createable/updateable flags, object reference.
+        if !field.writable {
+            return Some(record_error(
+                "INVALID_FIELD_FOR_INSERT_UPDATE",
+                &format!("Unable to create/update fields: {name}. Please check the security settings of this field and verify that it is read/write for your profile or permission set."),
+                &[name],
+            ));
+        }
+        // CurrencyIsoCode: a restricted picklist of the org's active currencies
+        // ("CurrencyType", object reference,
+        // https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_currencytype.htm).
+        if name == "CurrencyIsoCode" {
+            if let Some(code) = value.as_str() {
+                if !sf.currencies.iter().any(|c| c == code) {
+                    return Some(record_error(
+                        "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                        &format!("Currency ISO Code: invalid currency code: {code}"),
+                        &["CurrencyIsoCode"],
+                    ));
+                }
+            }
+        }
+    }
+    // Required fields (Lead: LastName, Company; Opportunity: Name, StageName, CloseDate)
+    // must be given on create and may not be set to null: REQUIRED_FIELD_MISSING
+    // ("Required fields are missing: [..]"), object reference and "Status Codes and Error
+    // Responses".
+    let missing: Vec<&str> = fields
+        .iter()
+        .filter(|(_, f)| f.required)
+        .filter(|(name, _)| match record.get(name.as_str()) {
+            Some(Value::Null) => true,
+            Some(_) => false,
+            None => existing.is_none(),
+        })
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if !missing.is_empty() {
+        return Some(record_error(
+            "REQUIRED_FIELD_MISSING",
+            &format!("Required fields are missing: [{}]", missing.join(", ")),
+            &missing,
+        ));
+    }
+    None
+}
+
+/// `PATCH /services/data/vXX.X/composite/sobjects/{object}/{external id field}`: "Upsert
+/// Records Using sObject Collections"
+/// (https://developer.salesforce.com/docs/platform/api-rest/guide/resources-composite-sobjects-collections-upsert.html):
+/// at most 200 records, of the URL's object only, each with `attributes.type`; one
+/// UpsertResult (`id`, `success`, `errors`, `created`) per record, in order.
+fn upsert(
+    w: &mut World,
+    object: &str,
+    field: &str,
+    body: &[u8],
+    usage: &[(&str, String)],
+) -> Answer {
+    // An object the org does not have: 404 NOT_FOUND ("The requested resource does not
+    // exist"), "Status Codes and Error Responses".
+    let Some(fields) = w.salesforce.schema.get(object).cloned() else {
+        return (
+            error(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "The requested resource does not exist",
+                usage,
+            ),
+            0,
+        );
+    };
+    if !fields.get(field).is_some_and(|f| f.external_id) {
+        return (
+            error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_FIELD",
+                &format!("Field name provided, {field} is not an External ID or indexed field for {object}"),
+                usage,
+            ),
+            0,
+        );
+    }
+    let Ok(parsed) = serde_json::from_slice::<Value>(body) else {
+        return (
+            error(
+                StatusCode::BAD_REQUEST,
+                "JSON_PARSER_ERROR",
+                "Unexpected character",
+                usage,
             ),
             0,
         );
@@ -172,10 +686,11 @@ pub(crate) fn salesforce(
         .unwrap_or_default();
     if records.len() > 200 {
         return (
-            reply(
+            error(
                 StatusCode::BAD_REQUEST,
-                json!([{ "message": "Number of records exceeds the limit of 200", "errorCode": "EXCEEDED_ID_LIMIT" }]),
-                &usage,
+                "EXCEEDED_ID_LIMIT",
+                "Number of records exceeds the limit of 200",
+                usage,
             ),
             records.len(),
         );
@@ -183,41 +698,84 @@ pub(crate) fn salesforce(
     if let Some(seconds) = throttled(w) {
         let _ = seconds;
         return (
-            reply(
+            error(
                 StatusCode::FORBIDDEN,
-                json!([{ "message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED" }]),
-                &usage,
+                "REQUEST_LIMIT_EXCEEDED",
+                "TotalRequests Limit exceeded.",
+                usage,
             ),
             records.len(),
         );
     }
+    if let Err((status, code, message)) = check_fields(&fields, object, &records) {
+        return (error(status, code, &message, usage), records.len());
+    }
+    let stamp = modstamp();
     let mut results = Vec::new();
     for record in &records {
-        let Some(fields) = record.as_object() else {
-            results.push(json!({ "success": false, "errors": [{ "statusCode": "INVALID_TYPE", "message": "a record must be an object", "fields": [] }] }));
+        let Some(record) = record.as_object() else {
+            results.push(record_error(
+                "INVALID_TYPE",
+                "a record must be an object",
+                &[],
+            ));
             continue;
         };
-        if fields.pointer_type() != Some(object.as_str()) {
-            results.push(json!({ "success": false, "errors": [{ "statusCode": "INVALID_TYPE", "message": "attributes.type does not match the URL", "fields": [] }] }));
+        if record
+            .get("attributes")
+            .and_then(|a| a.get("type"))
+            .and_then(Value::as_str)
+            != Some(object)
+        {
+            results.push(record_error(
+                "INVALID_TYPE",
+                "attributes.type does not match the URL",
+                &[],
+            ));
             continue;
         }
-        let Some(external_id) = fields
-            .get(&field)
+        let Some(external_id) = record
+            .get(field)
             .and_then(Value::as_str)
             .map(str::to_string)
         else {
-            results.push(json!({ "success": false, "errors": [{ "statusCode": "REQUIRED_FIELD_MISSING", "message": format!("Required fields are missing: [{field}]"), "fields": [field] }] }));
+            results.push(record_error(
+                "REQUIRED_FIELD_MISSING",
+                &format!("Required fields are missing: [{field}]"),
+                &[field],
+            ));
             continue;
         };
         if w.reject.contains(&external_id) {
-            results.push(json!({ "success": false, "errors": [{ "statusCode": "FIELD_CUSTOM_VALIDATION_EXCEPTION", "message": "Rejected by a validation rule", "fields": [] }] }));
+            results.push(record_error(
+                "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+                "Rejected by a validation rule",
+                &[],
+            ));
             continue;
         }
-        let mut written = fields.clone();
+        let existing = w
+            .records
+            .get(object)
+            .and_then(|t| t.get(&external_id))
+            .map(|(_, f)| f.clone());
+        if let Some(refused) =
+            record_rules(&fields, &w.salesforce, object, record, existing.as_ref())
+        {
+            results.push(refused);
+            continue;
+        }
+        let mut written = record.clone();
         written.remove("attributes");
+        written.insert("SystemModstamp".into(), Value::String(stamp.clone()));
         w.next_id += 1;
-        let fresh_id = format!("00Q{:015}", w.next_id);
-        let table = w.records.entry(object.clone()).or_default();
+        let prefix = match object {
+            "Lead" => "00Q",
+            "Opportunity" => "006",
+            _ => "a00",
+        };
+        let fresh_id = format!("{prefix}{:015}", w.next_id);
+        let table = w.records.entry(object.to_string()).or_default();
         let (id, created) = match table.get_mut(&external_id) {
             Some((id, existing)) => {
                 for (k, v) in written {
@@ -228,24 +786,303 @@ pub(crate) fn salesforce(
             None => {
                 table.insert(external_id.clone(), (fresh_id.clone(), written));
                 w.creations += 1;
-                w.crm_ids.insert((object.clone(), fresh_id.clone()));
+                w.crm_ids.insert((object.to_string(), fresh_id.clone()));
                 (fresh_id, true)
             }
         };
         results.push(json!({ "id": id, "success": true, "errors": [], "created": created }));
     }
     (
-        reply(StatusCode::OK, Value::Array(results), &usage),
+        reply(StatusCode::OK, Value::Array(results), usage),
         records.len(),
     )
 }
 
-trait AttributesType {
-    fn pointer_type(&self) -> Option<&str>;
+/// `PATCH /services/data/vXX.X/composite/sobjects`: "Update Records Using sObject
+/// Collections"
+/// (https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_sobjects_collections_update.htm):
+/// up to 200 records, each with `attributes.type` and `id`; one SaveResult (`id`,
+/// `success`, `errors`) per record.
+fn update_by_id(w: &mut World, body: &[u8], usage: &[(&str, String)]) -> Answer {
+    let Ok(parsed) = serde_json::from_slice::<Value>(body) else {
+        return (
+            error(
+                StatusCode::BAD_REQUEST,
+                "JSON_PARSER_ERROR",
+                "Unexpected character",
+                usage,
+            ),
+            0,
+        );
+    };
+    let records = parsed
+        .get("records")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if records.len() > 200 {
+        return (
+            error(
+                StatusCode::BAD_REQUEST,
+                "EXCEEDED_ID_LIMIT",
+                "Number of records exceeds the limit of 200",
+                usage,
+            ),
+            records.len(),
+        );
+    }
+    for record in &records {
+        let object = record
+            .get("attributes")
+            .and_then(|a| a.get("type"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let Some(fields) = w.salesforce.schema.get(object) else {
+            return (
+                error(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_TYPE",
+                    &format!("sObject type '{object}' is not supported."),
+                    usage,
+                ),
+                records.len(),
+            );
+        };
+        if let Err((status, code, message)) =
+            check_fields(fields, object, std::slice::from_ref(record))
+        {
+            return (error(status, code, &message, usage), records.len());
+        }
+    }
+    let stamp = modstamp();
+    let mut results = Vec::new();
+    for record in &records {
+        let record = record.as_object().cloned().unwrap_or_default();
+        let object = record
+            .get("attributes")
+            .and_then(|a| a.get("type"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let id = record
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let fields = w.salesforce.schema[&object].clone();
+        let key = w
+            .records
+            .get(&object)
+            .and_then(|t| t.iter().find(|(_, (crm_id, _))| *crm_id == id))
+            .map(|(k, (_, f))| (k.clone(), f.clone()));
+        let Some((key, existing)) = key else {
+            results.push(json!({ "id": id, "success": false, "errors": [{ "statusCode": "INVALID_CROSS_REFERENCE_KEY", "message": "invalid cross reference id", "fields": [] }] }));
+            continue;
+        };
+        if let Some(refused) =
+            record_rules(&fields, &w.salesforce, &object, &record, Some(&existing))
+        {
+            let mut refused = refused;
+            refused["id"] = Value::String(id);
+            results.push(refused);
+            continue;
+        }
+        if let Some((_, stored)) = w.records.get_mut(&object).and_then(|t| t.get_mut(&key)) {
+            for (k, v) in record {
+                if k != "attributes" && k != "id" {
+                    stored.insert(k, v);
+                }
+            }
+            stored.insert("SystemModstamp".into(), Value::String(stamp.clone()));
+        }
+        results.push(json!({ "id": id, "success": true, "errors": [] }));
+    }
+    (
+        reply(StatusCode::OK, Value::Array(results), usage),
+        records.len(),
+    )
 }
 
-impl AttributesType for Map<String, Value> {
-    fn pointer_type(&self) -> Option<&str> {
-        self.get("attributes")?.get("type")?.as_str()
+/// A SOQL literal: a quoted string or a bare date-time.
+fn literal(text: &str) -> String {
+    text.trim().trim_matches('\'').replace("+0000", "Z")
+}
+
+/// A stored value compared with a literal (date-times in one form).
+fn comparable(value: Option<&Value>) -> String {
+    match value {
+        Some(Value::String(s)) => s.replace("+0000", "Z"),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// `GET /services/data/vXX.X/query?q=SOQL` and `.../query/<locator>`: "Query"
+/// (https://developer.salesforce.com/docs/platform/api-rest/guide/resources-query.html):
+/// `totalSize`, `done`, `nextRecordsUrl` while more remain, `records` with their
+/// `attributes` (`type`, `url`). The fake reads the SOQL the adapter sends: `SELECT f, ...
+/// FROM Object [WHERE f >= x | f = x | f IN ('a', ...) [AND ...]] [ORDER BY f [ASC]]`.
+/// A field the object does not have fails the whole query, 400 INVALID_FIELD ("No such
+/// column 'X' on entity 'Opportunity'"); an unknown object 400 INVALID_TYPE ("sObject type
+/// 'X' is not supported"): "Status Codes and Error Responses".
+fn run_query(w: &mut World, segments: &[&str], query: &str, usage: &[(&str, String)]) -> Answer {
+    let page = if segments.len() == 5 {
+        let Some(rest) = w.query_pages.remove(segments[4]) else {
+            return (
+                error(
+                    StatusCode::NOT_FOUND,
+                    "INVALID_QUERY_LOCATOR",
+                    "invalid query locator",
+                    usage,
+                ),
+                0,
+            );
+        };
+        rest
+    } else {
+        let soql = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("q="))
+            .map(percent_decode)
+            .unwrap_or_default();
+        match select(w, &soql) {
+            Ok(found) => found,
+            Err((code, message)) => {
+                return (error(StatusCode::BAD_REQUEST, code, &message, usage), 0);
+            }
+        }
+    };
+    // Two records a page, so every test crosses pages.
+    let total = page.len();
+    let (now, rest) = page.split_at(total.min(2));
+    let mut body = json!({ "totalSize": total, "done": rest.is_empty(), "records": now });
+    if !rest.is_empty() {
+        w.next_id += 1;
+        let locator = format!("01gFAKE{}-2", w.next_id);
+        body["nextRecordsUrl"] = Value::String(format!("/services/data/v62.0/query/{locator}"));
+        w.query_pages.insert(locator, rest.to_vec());
+    }
+    (reply(StatusCode::OK, body, usage), 0)
+}
+
+/// One WHERE clause of a query.
+type Filter = Box<dyn Fn(&Map<String, Value>) -> bool>;
+
+fn select(w: &World, soql: &str) -> Result<Vec<Value>, (&'static str, String)> {
+    let malformed = || ("MALFORMED_QUERY", format!("unexpected query: {soql}"));
+    let rest = soql.trim().strip_prefix("SELECT ").ok_or_else(malformed)?;
+    let (fields, rest) = rest.split_once(" FROM ").ok_or_else(malformed)?;
+    let fields: Vec<String> = fields.split(',').map(|f| f.trim().to_string()).collect();
+    let (object, rest) = match rest.trim().split_once(' ') {
+        Some((o, r)) => (o.to_string(), r.to_string()),
+        None => (rest.trim().to_string(), String::new()),
+    };
+    let Some(schema) = w.salesforce.schema.get(&object) else {
+        return Err((
+            "INVALID_TYPE",
+            format!("sObject type '{object}' is not supported."),
+        ));
+    };
+    for field in &fields {
+        if !schema.contains_key(field) {
+            return Err((
+                "INVALID_FIELD",
+                format!("No such column '{field}' on entity '{object}'. If you are attempting to use a custom field, be sure to append the '__c' after the custom field name."),
+            ));
+        }
+    }
+    let (condition, order) = match rest.split_once("ORDER BY") {
+        Some((c, o)) => (
+            c.to_string(),
+            Some(o.split_whitespace().next().unwrap_or_default().to_string()),
+        ),
+        None => (rest.clone(), None),
+    };
+    let condition = condition
+        .trim()
+        .strip_prefix("WHERE")
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let mut filters: Vec<Filter> = Vec::new();
+    if !condition.is_empty() {
+        for clause in condition.split(" AND ") {
+            let clause = clause.trim();
+            if let Some((field, value)) = clause.split_once(">=") {
+                let (field, value) = (field.trim().to_string(), literal(value));
+                check_known(schema, &object, &field)?;
+                filters.push(Box::new(move |r| comparable(r.get(&field)) >= value));
+            } else if let Some((field, values)) = clause.split_once(" IN ") {
+                let field = field.trim().to_string();
+                check_known(schema, &object, &field)?;
+                let values: Vec<String> = values
+                    .trim()
+                    .trim_start_matches('(')
+                    .trim_end_matches(')')
+                    .split(',')
+                    .map(literal)
+                    .collect();
+                filters.push(Box::new(move |r| {
+                    values.contains(&comparable(r.get(&field)))
+                }));
+            } else if let Some((field, value)) = clause.split_once('=') {
+                let (field, value) = (field.trim().to_string(), literal(value));
+                check_known(schema, &object, &field)?;
+                filters.push(Box::new(move |r| comparable(r.get(&field)) == value));
+            } else {
+                return Err(malformed());
+            }
+        }
+    }
+    let mut found: Vec<(String, Map<String, Value>)> = w
+        .records
+        .get(&object)
+        .map(|t| {
+            t.values()
+                .map(|(id, f)| {
+                    let mut f = f.clone();
+                    f.insert("Id".into(), Value::String(id.clone()));
+                    (id.clone(), f)
+                })
+                .filter(|(_, f)| filters.iter().all(|keep| keep(f)))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(order) = order {
+        found.sort_by_key(|(_, f)| comparable(f.get(&order)));
+    }
+    Ok(found
+        .into_iter()
+        .map(|(id, f)| {
+            let mut out = Map::new();
+            out.insert(
+                "attributes".into(),
+                json!({ "type": object, "url": format!("/services/data/v62.0/sobjects/{object}/{id}") }),
+            );
+            for field in &fields {
+                let value = match (f.get(field), schema[field.as_str()].ty) {
+                    (Some(v), _) => v.clone(),
+                    (None, FieldType::Boolean) => Value::Bool(false),
+                    (None, _) => Value::Null,
+                };
+                out.insert(field.clone(), value);
+            }
+            Value::Object(out)
+        })
+        .collect())
+}
+
+fn check_known(
+    schema: &BTreeMap<String, Field>,
+    object: &str,
+    field: &str,
+) -> Result<(), (&'static str, String)> {
+    if schema.contains_key(field) {
+        Ok(())
+    } else {
+        Err((
+            "INVALID_FIELD",
+            format!("No such column '{field}' on entity '{object}'."),
+        ))
     }
 }
