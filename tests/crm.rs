@@ -107,22 +107,27 @@ fn assert_mirrors_views(fake: &FakeCrm, store: &Path) {
         assert_eq!(deal["dealreg_protection"], row["protection"], "{id}");
         assert_eq!(deal["dealreg_account"], row["account"], "{id}");
         assert_eq!(deal["amount"], decimal(&row["estimated_amount"]), "{id}");
+        // HubSpot has no null: an empty value is "" (issue 31 item 11).
         let won = if row["won_amount"].is_null() {
-            Value::Null
+            json!("")
         } else {
             decimal(&row["won_amount"])
         };
         assert_eq!(deal["dealreg_won_amount"], won, "{id}");
-        assert_eq!(
-            deal["dealreg_sourcing_partner"], row["attribution"]["sourcing"],
-            "{id}"
-        );
+        let sourcing = match &row["attribution"]["sourcing"] {
+            Value::Null => json!(""),
+            other => other.clone(),
+        };
+        assert_eq!(deal["dealreg_sourcing_partner"], sourcing, "{id}");
         assert_eq!(
             deal["dealreg_influencers"],
             Value::String(row["attribution"]["influencers"].to_string()),
             "{id}"
         );
-        let expires = row["protection_expires_at"].clone();
+        let expires = match &row["protection_expires_at"] {
+            Value::Null => json!(""),
+            other => other.clone(),
+        };
         assert_eq!(deal["dealreg_protection_expires_at"], expires, "{id}");
     }
     // Each deal is associated with its customer's company, one company per account.

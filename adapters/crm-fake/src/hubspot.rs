@@ -6,7 +6,184 @@ use http_body_util::Full;
 use hyper::{Response, StatusCode};
 use serde_json::{json, Map, Value};
 
+use std::collections::BTreeMap;
+
 use crate::{reply, throttled, World, HUBSPOT_TOKEN};
+
+/// An input that passed the checks: its id, its idProperty, its properties.
+type Checked = (String, String, Map<String, Value>);
+
+/// One property of a HubSpot object, as the Properties API describes it: its `type` and
+/// whether it has unique values (only those may be an `idProperty`). Source:
+/// https://developers.hubspot.com/docs/api/crm/properties (type: bool, enumeration, date,
+/// dateTime, string, number; `hasUniqueValue`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Property {
+    pub(crate) kind: String,
+    pub(crate) unique: bool,
+    /// For enumerations: the allowed internal values (empty: any).
+    pub(crate) options: Vec<String>,
+}
+
+impl Property {
+    pub(crate) fn new(kind: &str, unique: bool) -> Property {
+        Property {
+            kind: kind.to_string(),
+            unique,
+            options: Vec::new(),
+        }
+    }
+}
+
+/// The portal a channel team has after docs/CRM.md's "Setting up HubSpot": HubSpot's
+/// standard deal and company properties the adapter writes, and the `dealreg_*`
+/// properties the setup creates. No custom objects (they exist only where an Enterprise
+/// portal created them: https://knowledge.hubspot.com/crm-setup/create-custom-objects).
+pub(crate) fn default_portal() -> BTreeMap<String, BTreeMap<String, Property>> {
+    let mut deals = BTreeMap::new();
+    for (name, kind) in [
+        ("dealname", "string"),
+        ("amount", "number"),
+        ("dealstage", "enumeration"),
+        ("pipeline", "enumeration"),
+        ("closedate", "datetime"),
+        ("deal_currency_code", "enumeration"),
+        ("hubspot_owner_id", "enumeration"),
+    ] {
+        deals.insert(name.to_string(), Property::new(kind, false));
+    }
+    deals.insert(
+        "dealreg_registration_id".into(),
+        Property::new("string", true),
+    );
+    for name in [
+        "dealreg_account",
+        "dealreg_product_line",
+        "dealreg_partner",
+        "dealreg_partner_id",
+        "dealreg_motion",
+        "dealreg_status",
+        "dealreg_stage",
+        "dealreg_protection",
+        "dealreg_protection_expires_at",
+        "dealreg_won_amount",
+        "dealreg_sourcing_partner",
+        "dealreg_influencers",
+        "dealreg_attribution",
+        "dealreg_next_step",
+    ] {
+        deals.insert(name.to_string(), Property::new("string", false));
+    }
+    let mut companies = BTreeMap::new();
+    for (name, kind) in [("name", "string"), ("domain", "string")] {
+        companies.insert(name.to_string(), Property::new(kind, false));
+    }
+    companies.insert("dealreg_account".into(), Property::new("string", true));
+    let mut portal = BTreeMap::new();
+    portal.insert("deals".to_string(), deals);
+    portal.insert("companies".to_string(), companies);
+    portal
+}
+
+/// One entry of HubSpot's "Property values were not valid" list (`isValid`, `message`,
+/// `error`, `name`), as the documented example shows it:
+/// https://developers.hubspot.com/changelog/upcoming-property-validations-rules-will-be-enforced-for-apis-and-integrations
+fn invalid(name: &str, error: &str, message: &str) -> Value {
+    json!({ "isValid": false, "message": message, "error": error, "name": name })
+}
+
+/// What HubSpot refuses in one input's properties.
+fn check_properties(
+    schema: &BTreeMap<String, Property>,
+    id_property: &str,
+    external_id: &str,
+    properties: &Map<String, Value>,
+    exists: bool,
+) -> Vec<Value> {
+    let mut problems = Vec::new();
+    // `idProperty` must name a property with unique values (the batch upsert reference:
+    // "idProperty ... refers to a property whose values are unique for the object").
+    match schema.get(id_property) {
+        Some(p) if p.unique => {}
+        Some(_) => problems.push(invalid(
+            id_property,
+            "NOT_UNIQUE",
+            &format!("{id_property} does not have unique values and cannot be an idProperty"),
+        )),
+        None => problems.push(invalid(
+            id_property,
+            "PROPERTY_DOESNT_EXIST",
+            &format!("Property \"{id_property}\" does not exist"),
+        )),
+    }
+    // The documented request carries the idProperty's value among the properties; a
+    // record created without it would lack its own key (the fake's reading of the
+    // reference's examples; not verified against a real portal).
+    match properties.get(id_property) {
+        Some(Value::String(v)) if v == external_id => {}
+        Some(other) => problems.push(invalid(
+            id_property,
+            "INVALID_ID_PROPERTY_VALUE",
+            &format!("{id_property} is {other}, but the input's id is {external_id}"),
+        )),
+        None if !exists => problems.push(invalid(
+            id_property,
+            "MISSING_ID_PROPERTY_VALUE",
+            &format!("the properties of a new record must carry {id_property}"),
+        )),
+        None => {}
+    }
+    for (name, value) in properties {
+        let Some(property) = schema.get(name) else {
+            // PROPERTY_DOESNT_EXIST: HubSpot's error for a property the object does not
+            // have (https://developers.hubspot.com/docs/api/crm/properties).
+            problems.push(invalid(
+                name,
+                "PROPERTY_DOESNT_EXIST",
+                &format!("Property \"{name}\" does not exist"),
+            ));
+            continue;
+        };
+        // Property values are strings: `properties` is `{[key: string]: string}` in the
+        // batch upsert reference; "" clears a value. A null is not a string.
+        let Some(text) = value.as_str() else {
+            problems.push(invalid(
+                name,
+                "INVALID_STRING",
+                &format!("{value} is not a string; send \"\" to clear a value"),
+            ));
+            continue;
+        };
+        if text.is_empty() {
+            continue;
+        }
+        // Types (https://developers.hubspot.com/docs/api/crm/properties): a number is a
+        // decimal; a date or dateTime an ISO 8601 string or epoch milliseconds; an
+        // enumeration one of its options.
+        let valid = match property.kind.as_str() {
+            "number" => text.parse::<f64>().is_ok_and(f64::is_finite),
+            "date" | "datetime" => {
+                text.bytes().all(|b| b.is_ascii_digit())
+                    || (text.len() >= 10
+                        && text.as_bytes()[4] == b'-'
+                        && text.as_bytes()[7] == b'-')
+            }
+            "bool" => text == "true" || text == "false",
+            "enumeration" => {
+                property.options.is_empty() || property.options.iter().any(|o| o == text)
+            }
+            _ => true,
+        };
+        if !valid {
+            problems.push(invalid(
+                name,
+                "INVALID_OPTION",
+                &format!("{text} is not a valid {} value", property.kind),
+            ));
+        }
+    }
+    problems
+}
 
 pub(crate) fn hubspot(
     w: &mut World,
@@ -87,9 +264,36 @@ pub(crate) fn hubspot(
                 inputs.len(),
             );
         }
-        let mut results = Vec::new();
-        let mut errors = Vec::new();
+        // Every input is checked before anything is written: HubSpot fails the whole batch
+        // (400, nothing written) when one input is invalid, unless every input carries an
+        // `objectWriteTraceId`; then it answers 207 with a result per written record and an
+        // error per refused one, each carrying its trace id. Source: the batch upsert
+        // reference (`inputs[].objectWriteTraceId`, `results[].objectWriteTraceId`,
+        // `errors[]`, `numErrors`), https://developers.hubspot.com/docs/api-reference/latest/crm/objects/custom-objects/batch/upsert-custom-objects
+        // The whole-batch 400 without trace ids is issue 31's account of HubSpot's
+        // behaviour; that page does not state it (not verified against a real portal).
+        let traced = !inputs.is_empty()
+            && inputs.iter().all(|i| {
+                i.get("objectWriteTraceId")
+                    .and_then(Value::as_str)
+                    .is_some()
+            });
+        let schema = w.hubspot_schema.get(&object).cloned();
+        let mut checked: Vec<Result<Checked, Value>> = Vec::new();
         for input in &inputs {
+            let trace = input
+                .get("objectWriteTraceId")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let refuse = |message: String, errors: Value, ids: Vec<String>| {
+                let mut context = Map::new();
+                context.insert("ids".into(), json!(ids));
+                if let Some(trace) = &trace {
+                    context.insert("objectWriteTraceId".into(), json!([trace]));
+                }
+                json!({ "status": "error", "category": "VALIDATION_ERROR", "message": message,
+                        "errors": errors, "context": context })
+            };
             let id_property = input
                 .get("idProperty")
                 .and_then(Value::as_str)
@@ -97,22 +301,84 @@ pub(crate) fn hubspot(
                 .to_string();
             let Some(external_id) = input.get("id").and_then(Value::as_str).map(str::to_string)
             else {
-                errors.push(json!({ "status": "error", "category": "VALIDATION_ERROR", "message": "an input has no id", "context": { "ids": [] } }));
+                checked.push(Err(refuse("an input has no id".into(), json!([]), vec![])));
                 continue;
             };
             if w.reject.contains(&external_id) {
-                errors.push(json!({ "status": "error", "category": "VALIDATION_ERROR", "message": format!("Property values were not valid for {external_id}"), "context": { "ids": [external_id] } }));
+                checked.push(Err(refuse(
+                    format!("Property values were not valid for {external_id}"),
+                    json!([]),
+                    vec![external_id],
+                )));
                 continue;
             }
-            let mut properties = input
+            let properties = input
                 .get("properties")
                 .and_then(Value::as_object)
                 .cloned()
                 .unwrap_or_default();
-            if properties.values().any(|v| !(v.is_string() || v.is_null())) {
-                errors.push(json!({ "status": "error", "category": "VALIDATION_ERROR", "message": "Property values must be strings", "context": { "ids": [external_id] } }));
+            let exists = w
+                .records
+                .get(&object)
+                .is_some_and(|t| t.contains_key(&external_id));
+            let problems = match &schema {
+                Some(schema) => {
+                    check_properties(schema, &id_property, &external_id, &properties, exists)
+                }
+                // An object the portal does not describe: only the string rule.
+                None => properties
+                    .iter()
+                    .filter(|(_, v)| !v.is_string())
+                    .map(|(k, v)| invalid(k, "INVALID_STRING", &format!("{v} is not a string")))
+                    .collect(),
+            };
+            if !problems.is_empty() {
+                checked.push(Err(refuse(
+                    format!(
+                        "Property values were not valid: {}",
+                        Value::Array(problems.clone())
+                    ),
+                    Value::Array(problems),
+                    vec![external_id],
+                )));
                 continue;
             }
+            checked.push(Ok((external_id, id_property, properties)));
+        }
+        let count = inputs.len();
+        let failed: Vec<Value> = checked
+            .iter()
+            .filter_map(|c| c.as_ref().err().cloned())
+            .collect();
+        if !failed.is_empty() && !traced {
+            // The documented error body: status, message, correlationId, category
+            // (https://developers.hubspot.com/changelog/upcoming-property-validations-rules-will-be-enforced-for-apis-and-integrations).
+            let message = failed
+                .iter()
+                .filter_map(|e| e.get("message").and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join("; ");
+            return (
+                reply(
+                    StatusCode::BAD_REQUEST,
+                    json!({ "status": "error", "message": message,
+                            "correlationId": "00000000-0000-4000-8000-000000000000",
+                            "category": "VALIDATION_ERROR" }),
+                    &limits(100),
+                ),
+                count,
+            );
+        }
+        let mut results = Vec::new();
+        let mut errors = Vec::new();
+        for (input, outcome) in inputs.iter().zip(checked) {
+            let (external_id, id_property, mut properties) = match outcome {
+                Ok(ok) => ok,
+                Err(error) => {
+                    errors.push(error);
+                    continue;
+                }
+            };
             properties.insert(id_property.clone(), Value::String(external_id.clone()));
             w.next_id += 1;
             let fresh_id = format!("{}", 1_000_000 + w.next_id);
@@ -131,15 +397,19 @@ pub(crate) fn hubspot(
                     (fresh_id, true, properties)
                 }
             };
-            results.push(json!({ "id": id, "properties": all, "new": created,
-                                 "createdAt": "2026-01-01T00:00:00Z", "updatedAt": "2026-01-01T00:00:00Z", "archived": false }));
+            let mut result = json!({ "id": id, "properties": all, "new": created,
+                                 "createdAt": "2026-01-01T00:00:00Z", "updatedAt": "2026-01-01T00:00:00Z", "archived": false });
+            if let Some(trace) = input.get("objectWriteTraceId") {
+                result["objectWriteTraceId"] = trace.clone();
+            }
+            results.push(result);
         }
-        let count = inputs.len();
         if errors.is_empty() {
             return (
                 reply(
                     StatusCode::OK,
-                    json!({ "status": "COMPLETE", "results": results }),
+                    json!({ "status": "COMPLETE", "results": results,
+                            "startedAt": "2026-01-01T00:00:00Z", "completedAt": "2026-01-01T00:00:00Z" }),
                     &limits(100),
                 ),
                 count,
@@ -148,7 +418,8 @@ pub(crate) fn hubspot(
         return (
             reply(
                 StatusCode::MULTI_STATUS,
-                json!({ "status": "COMPLETE", "results": results, "numErrors": errors.len(), "errors": errors }),
+                json!({ "status": "COMPLETE", "results": results, "numErrors": errors.len(), "errors": errors,
+                        "startedAt": "2026-01-01T00:00:00Z", "completedAt": "2026-01-01T00:00:00Z" }),
                 &limits(100),
             ),
             count,

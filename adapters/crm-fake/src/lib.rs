@@ -76,6 +76,8 @@ pub(crate) struct World {
     crm_ids: HashSet<(String, String)>,
     /// Associations: (from object, from id, to object, to id).
     associations: std::collections::BTreeSet<(String, String, String, String)>,
+    /// HubSpot: the portal's objects and their properties (`hubspot::default_portal`).
+    pub(crate) hubspot_schema: BTreeMap<String, BTreeMap<String, hubspot::Property>>,
     /// Salesforce: the org's objects and fields, its currencies.
     pub(crate) salesforce: salesforce::SalesforceWorld,
     /// Pages of query results not yet fetched, by locator.
@@ -107,6 +109,11 @@ impl FakeCrm {
         let world = Arc::new(Mutex::new(World {
             usage: (100, 15_000),
             valid_token: (kind == Kind::Hubspot).then(|| HUBSPOT_TOKEN.to_string()),
+            hubspot_schema: if kind == Kind::Hubspot {
+                hubspot::default_portal()
+            } else {
+                BTreeMap::new()
+            },
             ..World::default()
         }));
         let served = Arc::clone(&world);
@@ -230,6 +237,29 @@ impl FakeCrm {
             .or_default()
             .insert(id.to_string(), (id.to_string(), fields));
         world.crm_ids.insert(("Opportunity".into(), id.to_string()));
+    }
+
+    /// HubSpot: defines (or redefines) a property of `object` (creating the object, as an
+    /// Enterprise portal's custom-object schema would): `kind` is HubSpot's property type
+    /// (`string`, `number`, `date`, `datetime`, `enumeration`, `bool`).
+    pub fn hubspot_define_property(&self, object: &str, name: &str, kind: &str, unique: bool) {
+        self.world()
+            .hubspot_schema
+            .entry(object.to_string())
+            .or_default()
+            .insert(name.to_string(), hubspot::Property::new(kind, unique));
+    }
+
+    /// HubSpot: the portal loses a property (a test of what a portal without it answers).
+    pub fn hubspot_remove_property(&self, object: &str, name: &str) {
+        if let Some(properties) = self.world().hubspot_schema.get_mut(object) {
+            properties.remove(name);
+        }
+    }
+
+    /// HubSpot: the objects the portal has.
+    pub fn hubspot_objects(&self) -> Vec<String> {
+        self.world().hubspot_schema.keys().cloned().collect()
     }
 
     /// A deal created in HubSpot by direct sales (not by dealreg): its id.

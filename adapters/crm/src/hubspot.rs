@@ -115,6 +115,15 @@ impl HubspotClient {
     }
 }
 
+/// A property value as HubSpot takes it: a string; "" for no value (clears it).
+fn property_text(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
 fn throttle_wait(headers: &reqwest::header::HeaderMap) -> Duration {
     retry_after(headers)
         .or_else(|| HubspotClient::window(headers))
@@ -142,22 +151,25 @@ impl CrmClient for HubspotClient {
         records: &[Upsert],
     ) -> Result<Vec<RecordOutcome>, CrmError> {
         self.wait_for_window().await;
+        // What the batch upsert reference shows: each input with its `idProperty`, its `id`
+        // (the idProperty's value, also among its `properties`), string values ("" clears
+        // a value; HubSpot has no null), and an `objectWriteTraceId` (its position here),
+        // without which one invalid input fails the whole batch.
         let inputs: Vec<Value> = records
             .iter()
-            .map(|r| {
-                // Every HubSpot property value is a string.
-                let properties: serde_json::Map<String, Value> = r
+            .enumerate()
+            .map(|(i, r)| {
+                let mut properties: serde_json::Map<String, Value> = r
                     .fields
                     .iter()
-                    .map(|(k, v)| {
-                        let v = match v {
-                            Value::String(_) | Value::Null => v.clone(),
-                            other => Value::String(other.to_string()),
-                        };
-                        (k.clone(), v)
-                    })
+                    .map(|(k, v)| (k.clone(), Value::String(property_text(v))))
                     .collect();
-                json!({ "idProperty": external_id_field, "id": r.external_id, "properties": properties })
+                properties.insert(
+                    external_id_field.to_string(),
+                    Value::String(r.external_id.clone()),
+                );
+                json!({ "idProperty": external_id_field, "id": r.external_id,
+                        "properties": properties, "objectWriteTraceId": i.to_string() })
             })
             .collect();
         let answer = self
@@ -188,65 +200,95 @@ impl CrmClient for HubspotClient {
             }
             _ => return Err(CrmError::Refused(format!("{status}: {}", message(&body)))),
         }
-        // Written records, by the value of their idProperty.
-        let mut written: HashMap<String, (String, bool)> = HashMap::new();
+        // Written records, by their trace id (and, where an answer carries none, by the
+        // value of their idProperty).
+        let position_of = |value: &Value| -> Option<usize> {
+            if let Some(trace) = value.get("objectWriteTraceId").and_then(Value::as_str) {
+                return trace.parse::<usize>().ok().filter(|i| *i < records.len());
+            }
+            let key = value
+                .get("properties")
+                .and_then(|p| p.get(external_id_field))
+                .and_then(Value::as_str)?;
+            records.iter().position(|r| r.external_id == key)
+        };
+        let mut outcomes: Vec<Option<RecordOutcome>> = vec![None; records.len()];
         for result in body
             .get("results")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
         {
-            let key = result
-                .get("properties")
-                .and_then(|p| p.get(external_id_field))
-                .and_then(Value::as_str);
-            let id = result.get("id").and_then(Value::as_str);
-            if let (Some(key), Some(id)) = (key, id) {
-                let created = result.get("new").and_then(Value::as_bool).unwrap_or(false);
-                written.insert(key.to_string(), (id.to_string(), created));
-            }
+            let (Some(at), Some(id)) = (
+                position_of(result),
+                result.get("id").and_then(Value::as_str),
+            ) else {
+                continue;
+            };
+            let created = result.get("new").and_then(Value::as_bool).unwrap_or(false);
+            outcomes[at] = Some(RecordOutcome::Upserted {
+                crm_id: id.to_string(),
+                created,
+            });
         }
         let errors: Vec<&Value> = body
             .get("errors")
             .and_then(Value::as_array)
             .map(|e| e.iter().collect())
             .unwrap_or_default();
-        let error_for = |external_id: &str| -> (String, String) {
-            let named = errors.iter().find(|e| {
-                e.pointer("/context/ids")
+        // An error names its input by trace id in its context (or, failing that, by the
+        // idProperty value among the context's ids).
+        let error_position = |e: &Value| -> Option<usize> {
+            let named = |key: &str| {
+                e.pointer(&format!("/context/{key}"))
                     .and_then(Value::as_array)
-                    .is_some_and(|ids| ids.iter().any(|i| i.as_str() == Some(external_id)))
-            });
-            let error = named.or(errors.first());
-            match error {
-                Some(e) => (
-                    e.get("category")
-                        .and_then(Value::as_str)
-                        .unwrap_or("ERROR")
-                        .to_string(),
-                    message(e),
-                ),
-                None => (
-                    "MISSING_RESULT".into(),
-                    "HubSpot returned no result and no error for this record".into(),
-                ),
+                    .and_then(|v| v.first())
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            };
+            if let Some(trace) = named("objectWriteTraceId") {
+                return trace.parse::<usize>().ok().filter(|i| *i < records.len());
             }
+            let id = named("ids")?;
+            records.iter().position(|r| r.external_id == id)
         };
-        Ok(records
-            .iter()
-            .map(|r| match written.get(&r.external_id) {
-                Some((id, created)) => RecordOutcome::Upserted {
-                    crm_id: id.clone(),
-                    created: *created,
+        let mut unnamed: Vec<&Value> = Vec::new();
+        for error in &errors {
+            let outcome = RecordOutcome::Failed {
+                code: error
+                    .get("category")
+                    .and_then(Value::as_str)
+                    .unwrap_or("ERROR")
+                    .to_string(),
+                message: message(error),
+                retryable: false,
+            };
+            match error_position(error) {
+                Some(at) if outcomes[at].is_none() => outcomes[at] = Some(outcome),
+                _ => unnamed.push(error),
+            }
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|o| match o {
+                Some(o) => o,
+                // An error that names no input: HubSpot's; the record is tried again.
+                None => match unnamed.first() {
+                    Some(e) => RecordOutcome::Failed {
+                        code: e
+                            .get("category")
+                            .and_then(Value::as_str)
+                            .unwrap_or("ERROR")
+                            .to_string(),
+                        message: message(e),
+                        retryable: false,
+                    },
+                    None => RecordOutcome::Failed {
+                        code: "MISSING_RESULT".into(),
+                        message: "HubSpot returned no result and no error for this record".into(),
+                        retryable: true,
+                    },
                 },
-                None => {
-                    let (code, message) = error_for(&r.external_id);
-                    RecordOutcome::Failed {
-                        retryable: code == "MISSING_RESULT",
-                        code,
-                        message,
-                    }
-                }
             })
             .collect())
     }

@@ -1,0 +1,143 @@
+//! The HubSpot adapter against the strict fake HubSpot (issue 31, HubSpot items): what a
+//! real portal refuses, the fake refuses, and the adapter sends what the documentation
+//! shows. Each test failed on the adapter as it was before its item.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dealreg_clock::SystemClock;
+use dealreg_crm::hubspot::HubspotClient;
+use dealreg_crm::sync::{ChangeSource, Outbound, SyncError};
+use dealreg_crm::{CrmConfig, SyncState, Target, ViewChange};
+use dealreg_crm_fake::{FakeCrm, Kind, HUBSPOT_TOKEN};
+use serde_json::{json, Value};
+
+/// Changes from a list; the cursor is the index of the next one.
+struct ListSource(Vec<ViewChange>);
+
+impl ChangeSource for ListSource {
+    async fn changes_after(
+        &mut self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<(Vec<ViewChange>, String)>, SyncError> {
+        let start: usize = cursor.and_then(|c| c.parse().ok()).unwrap_or(0);
+        if start >= self.0.len() {
+            return Ok(None);
+        }
+        let end = (start + limit).min(self.0.len());
+        Ok(Some((self.0[start..end].to_vec(), end.to_string())))
+    }
+}
+
+fn registration_id(n: usize) -> String {
+    format!("0193a000-0000-7000-8000-{n:012}")
+}
+
+fn registration(n: usize, stage: &str, status: &str) -> ViewChange {
+    let id = registration_id(n);
+    ViewChange {
+        view: "pipeline".into(),
+        table: "registration".into(),
+        key: format!("registration/{id}"),
+        position: n.to_string(),
+        partner: None,
+        row: Some(json!({
+            "registration_id": id,
+            "partner_id": "0193a000-0000-7000-8000-aaaaaaaaaaaa",
+            "partner": "Contoso Resellers",
+            "account": format!("customer-{n}.com"),
+            "company": format!("Customer {n}"),
+            "product_line": "analytics",
+            "motion": "reseller",
+            "stage": stage,
+            "status": status,
+            "protection": "protected",
+            "protection_expires_at": "2027-03-01T00:00:00Z",
+            "next_step": null,
+            "estimated_amount": { "amount_minor": 1_250_050, "currency": "EUR" },
+            "won_amount": null,
+            "attribution": { "sourcing": null, "influencers": {} },
+            "submitted_at": "2026-12-01T00:00:00Z",
+            "updated_at": "2026-12-01T00:00:00Z"
+        })),
+    }
+}
+
+fn sync(fake: &FakeCrm, state: Arc<SyncState>) -> Outbound<HubspotClient> {
+    sync_with(fake, state, CrmConfig::default_mapping().expect("mapping"))
+}
+
+fn sync_with(fake: &FakeCrm, state: Arc<SyncState>, config: CrmConfig) -> Outbound<HubspotClient> {
+    Outbound {
+        config,
+        target: Target::Hubspot,
+        client: HubspotClient::new(&fake.url(), HUBSPOT_TOKEN.into()).expect("client"),
+        state,
+        clock: Arc::new(SystemClock),
+        adapter: "hubspot-test".into(),
+        backoff: Duration::from_millis(10),
+    }
+}
+
+fn state(dir: &tempfile::TempDir) -> Arc<SyncState> {
+    Arc::new(SyncState::open(&dir.path().join("crm.db")).expect("state"))
+}
+
+/// Item 10: one invalid record among 100 is refused alone: the adapter sends an
+/// `objectWriteTraceId` per input, so HubSpot answers 207 instead of failing the batch.
+#[tokio::test]
+async fn a_bad_record_does_not_sink_99_good_ones() {
+    let fake = FakeCrm::start(Kind::Hubspot).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state = state(&dir);
+    fake.reject(&registration_id(42));
+    let sync = sync(&fake, Arc::clone(&state));
+    let mut source = ListSource(
+        (0..100)
+            .map(|n| registration(n, "deal_registration", "submitted"))
+            .collect(),
+    );
+    let report = sync.run_once(&mut source, 100).await.expect("sync");
+    assert_eq!(
+        (report.written, report.dead_lettered),
+        (99, 1),
+        "{report:?}"
+    );
+    assert_eq!(fake.records("deals").len(), 99);
+    let letters = state.dead_letters("hubspot").expect("letters");
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].external_id, registration_id(42));
+    assert_eq!(letters[0].code, "VALIDATION_ERROR");
+    let upserts: Vec<u16> = fake
+        .log()
+        .iter()
+        .filter(|l| l.path.ends_with("/deals/batch/upsert"))
+        .map(|l| l.status)
+        .collect();
+    assert_eq!(upserts, vec![207], "one request, answered per record");
+}
+
+/// Item 11: values are strings, a missing value is "" (clears it; never null), and the
+/// idProperty's value is among the properties.
+#[tokio::test]
+async fn values_are_strings_and_empty_values_clear() {
+    let fake = FakeCrm::start(Kind::Hubspot).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state = state(&dir);
+    let sync = sync(&fake, Arc::clone(&state));
+    let mut source = ListSource(vec![registration(1, "deal_registration", "submitted")]);
+    let report = sync.run_once(&mut source, 100).await.expect("sync");
+    assert_eq!(
+        (report.written, report.dead_lettered),
+        (1, 0),
+        "{report:?}: {:?}",
+        state.dead_letters("hubspot")
+    );
+    let deals = fake.records("deals");
+    let (_, deal) = &deals[&registration_id(1)];
+    assert_eq!(deal["dealreg_registration_id"], json!(registration_id(1)));
+    assert_eq!(deal["dealreg_next_step"], json!(""));
+    assert_eq!(deal["dealreg_won_amount"], json!(""));
+    assert!(deal.values().all(Value::is_string), "{deal:?}");
+}
