@@ -8,6 +8,7 @@
 //! `limit_pause`, so the adapter never exhausts the requests the org's other integrations
 //! need.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -44,7 +45,14 @@ pub struct SalesforceClient {
     pub limit_pause: Duration,
     next_request_at: Mutex<Option<Instant>>,
     last_usage: Mutex<Option<(u64, u64)>>,
+    /// Converted Leads followed to their Opportunity: the Lead's external id -> the
+    /// Opportunity's id (learned from `CANNOT_UPDATE_CONVERTED_LEAD` and the Lead's
+    /// `ConvertedOpportunityId`).
+    moved: Mutex<HashMap<String, String>>,
 }
+
+/// The error Salesforce answers for a write to a converted Lead.
+pub const CONVERTED_LEAD: &str = "CANNOT_UPDATE_CONVERTED_LEAD";
 
 impl SalesforceClient {
     pub fn new(
@@ -66,6 +74,7 @@ impl SalesforceClient {
             limit_pause: Duration::from_secs(60),
             next_request_at: Mutex::new(None),
             last_usage: Mutex::new(None),
+            moved: Mutex::new(HashMap::new()),
         })
     }
 
@@ -241,6 +250,132 @@ impl SalesforceClient {
             .map_err(|e| CrmError::Transient(e.to_string()))
     }
 
+    /// One Collections upsert of `records`, a new token once on 401.
+    async fn upsert_collection(
+        &self,
+        object: &str,
+        external_id_field: &str,
+        records: &[Upsert],
+    ) -> Result<Vec<RecordOutcome>, CrmError> {
+        self.wait_for_limit().await;
+        let mut token = self.token(false).await?;
+        let mut answer = self
+            .send_collection(&token, object, external_id_field, records)
+            .await?;
+        if answer.status() == reqwest::StatusCode::UNAUTHORIZED {
+            // INVALID_SESSION_ID: the token expired or was revoked; one fresh token.
+            tracing::info!("Salesforce answered 401: fetching a new token");
+            token = self.token(true).await?;
+            answer = self
+                .send_collection(&token, object, external_id_field, records)
+                .await?;
+        }
+        let body = self.body_of(answer).await?;
+        let Value::Array(results) = body else {
+            return Err(CrmError::Transient(
+                "the answer is not a list of results".into(),
+            ));
+        };
+        if results.len() != records.len() {
+            return Err(CrmError::Transient(format!(
+                "{} results for {} records",
+                results.len(),
+                records.len()
+            )));
+        }
+        Ok(results.iter().map(outcome).collect())
+    }
+
+    /// The Opportunity each converted Lead became: (external id, ConvertedOpportunityId)
+    /// of those converted with one.
+    async fn converted_leads(
+        &self,
+        external_id_field: &str,
+        external_ids: &[&str],
+    ) -> Result<Vec<(String, String)>, CrmError> {
+        let mut found = Vec::new();
+        for chunk in external_ids.chunks(100) {
+            let list: Vec<String> = chunk.iter().map(|e| soql_string(e)).collect();
+            let soql = format!(
+                "SELECT Id, {external_id_field}, IsConverted, ConvertedOpportunityId FROM Lead WHERE {external_id_field} IN ({})",
+                list.join(", ")
+            );
+            for lead in self.query(&soql).await? {
+                let converted = lead.get("IsConverted").and_then(Value::as_bool) == Some(true);
+                let external_id = lead.get(external_id_field).and_then(Value::as_str);
+                let opportunity = lead.get("ConvertedOpportunityId").and_then(Value::as_str);
+                if let (true, Some(e), Some(o)) = (converted, external_id, opportunity) {
+                    found.push((e.to_string(), o.to_string()));
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// sObject Collections update (`PATCH /services/data/vXX.X/composite/sobjects`) of
+    /// records of `object` by their Salesforce id; one outcome per record, in order.
+    async fn update_by_id(
+        &self,
+        object: &str,
+        updates: &[(String, Map<String, Value>)],
+    ) -> Result<Vec<RecordOutcome>, CrmError> {
+        let records: Vec<Value> = updates
+            .iter()
+            .map(|(id, fields)| {
+                let mut record = fields.clone();
+                record.insert("attributes".into(), json!({ "type": object }));
+                record.insert("id".into(), Value::String(id.clone()));
+                Value::Object(record)
+            })
+            .collect();
+        let body = json!({ "allOrNone": false, "records": records });
+        self.wait_for_limit().await;
+        let mut token = self.token(false).await?;
+        let path = format!(
+            "/services/data/{}/composite/sobjects",
+            self.settings.api_version
+        );
+        let send = |token: Token| {
+            self.http
+                .patch(format!("{}{path}", token.instance_url))
+                .bearer_auth(token.access_token)
+                .json(&body)
+                .send()
+        };
+        let mut answer = send(token.clone())
+            .await
+            .map_err(|e| CrmError::Transient(e.to_string()))?;
+        if answer.status() == reqwest::StatusCode::UNAUTHORIZED {
+            token = self.token(true).await?;
+            answer = send(token)
+                .await
+                .map_err(|e| CrmError::Transient(e.to_string()))?;
+        }
+        let Value::Array(results) = self.body_of(answer).await? else {
+            return Err(CrmError::Transient(
+                "the answer is not a list of results".into(),
+            ));
+        };
+        if results.len() != updates.len() {
+            return Err(CrmError::Transient(format!(
+                "{} results for {} records",
+                results.len(),
+                updates.len()
+            )));
+        }
+        Ok(results
+            .iter()
+            .zip(updates)
+            .map(|(result, (id, _))| match outcome(result) {
+                RecordOutcome::Upserted { .. } => RecordOutcome::Upserted {
+                    crm_id: id.clone(),
+                    created: false,
+                },
+                failed => failed,
+            })
+            .collect())
+    }
+
     async fn send_collection(
         &self,
         token: &Token,
@@ -288,34 +423,102 @@ impl CrmClient for SalesforceClient {
         external_id_field: &str,
         records: &[Upsert],
     ) -> Result<Vec<RecordOutcome>, CrmError> {
-        self.wait_for_limit().await;
-        let mut token = self.token(false).await?;
-        let mut answer = self
-            .send_collection(&token, object, external_id_field, records)
-            .await?;
-        if answer.status() == reqwest::StatusCode::UNAUTHORIZED {
-            // INVALID_SESSION_ID: the token expired or was revoked; one fresh token.
-            tracing::info!("Salesforce answered 401: fetching a new token");
-            token = self.token(true).await?;
-            answer = self
-                .send_collection(&token, object, external_id_field, records)
+        if object != "Lead" {
+            return self
+                .upsert_collection(object, external_id_field, records)
+                .await;
+        }
+        // Leads already known to be converted go to their Opportunity at once; the others
+        // are upserted, and those Salesforce answers CANNOT_UPDATE_CONVERTED_LEAD for are
+        // looked up (IsConverted, ConvertedOpportunityId) and written to the Opportunity.
+        let known: HashMap<String, String> =
+            self.moved.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut outcomes: Vec<Option<RecordOutcome>> = vec![None; records.len()];
+        let fresh: Vec<usize> = (0..records.len())
+            .filter(|i| !known.contains_key(&records[*i].external_id))
+            .collect();
+        if !fresh.is_empty() {
+            let batch: Vec<Upsert> = fresh.iter().map(|i| records[*i].clone()).collect();
+            let answered = self
+                .upsert_collection(object, external_id_field, &batch)
                 .await?;
+            for (i, outcome) in fresh.iter().zip(answered) {
+                outcomes[*i] = Some(outcome);
+            }
         }
-        let body = self.body_of(answer).await?;
-        let Value::Array(results) = body else {
-            return Err(CrmError::Transient(
-                "the answer is not a list of results".into(),
-            ));
-        };
-        if results.len() != records.len() {
-            return Err(CrmError::Transient(format!(
-                "{} results for {} records",
-                results.len(),
-                records.len()
-            )));
+        let converted: Vec<&str> = outcomes
+            .iter()
+            .zip(records)
+            .filter(|(o, _)| matches!(o, Some(RecordOutcome::Failed { code, .. }) if code == CONVERTED_LEAD))
+            .map(|(_, r)| r.external_id.as_str())
+            .collect();
+        if !converted.is_empty() {
+            let found = self.converted_leads(external_id_field, &converted).await?;
+            let mut moved = self.moved.lock().unwrap_or_else(|e| e.into_inner());
+            for (external_id, opportunity) in found {
+                moved.insert(external_id, opportunity);
+            }
         }
-        Ok(results.iter().map(outcome).collect())
+        let moved = self.moved.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let to_opportunity: Vec<usize> = (0..records.len())
+            .filter(|i| match &outcomes[*i] {
+                None => true,
+                Some(RecordOutcome::Failed { code, .. }) => {
+                    code == CONVERTED_LEAD && moved.contains_key(&records[*i].external_id)
+                }
+                Some(_) => false,
+            })
+            .collect();
+        if !to_opportunity.is_empty() {
+            let updates: Vec<(String, Map<String, Value>)> = to_opportunity
+                .iter()
+                .map(|i| {
+                    let record = &records[*i];
+                    (
+                        moved[&record.external_id].clone(),
+                        opportunity_fields(external_id_field, record),
+                    )
+                })
+                .collect();
+            let answered = self.update_by_id("Opportunity", &updates).await?;
+            for (i, outcome) in to_opportunity.iter().zip(answered) {
+                outcomes[*i] = Some(outcome);
+            }
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|o| {
+                o.unwrap_or(RecordOutcome::Failed {
+                    code: "UNKNOWN".into(),
+                    message: "no answer for this record".into(),
+                    retryable: true,
+                })
+            })
+            .collect())
     }
+}
+
+/// What a converted Lead's record writes on its Opportunity: the external id and the
+/// custom fields (the `Dealreg_*__c` fields setup creates on both objects and maps on
+/// conversion); the Lead's standard fields (`Company`, `LastName`, `LeadSource`) stay on
+/// the Lead.
+fn opportunity_fields(external_id_field: &str, record: &Upsert) -> Map<String, Value> {
+    let mut fields: Map<String, Value> = record
+        .fields
+        .iter()
+        .filter(|(k, _)| k.ends_with("__c"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    fields.insert(
+        external_id_field.to_string(),
+        Value::String(record.external_id.clone()),
+    );
+    fields
+}
+
+/// A SOQL string literal.
+fn soql_string(text: &str) -> String {
+    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
 fn outcome(result: &Value) -> RecordOutcome {

@@ -3,8 +3,103 @@
 //! reading only fields setup creates, the My Domain token host, types as the org expects,
 //! polling that misses nothing, the daily API limit.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use dealreg_clock::SystemClock;
+use dealreg_crm::mapping::SalesforceSettings;
+use dealreg_crm::salesforce::SalesforceClient;
+use dealreg_crm::sync::{ChangeSource, Outbound, SyncError};
+use dealreg_crm::{CrmConfig, SyncState, Target, ViewChange};
 use dealreg_crm_fake::{FakeCrm, Kind, CLIENT_ID, CLIENT_SECRET};
 use serde_json::{json, Value};
+
+/// Changes from a list; the cursor is the index of the next one.
+struct ListSource(Vec<ViewChange>);
+
+impl ChangeSource for ListSource {
+    async fn changes_after(
+        &mut self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<(Vec<ViewChange>, String)>, SyncError> {
+        let start: usize = cursor.and_then(|c| c.parse().ok()).unwrap_or(0);
+        if start >= self.0.len() {
+            return Ok(None);
+        }
+        let end = (start + limit).min(self.0.len());
+        Ok(Some((self.0[start..end].to_vec(), end.to_string())))
+    }
+}
+
+fn registration_id(n: usize) -> String {
+    format!("0193a000-0000-7000-8000-{n:012}")
+}
+
+fn registration(n: usize, status: &str, row: Value) -> ViewChange {
+    let id = registration_id(n);
+    let mut base = json!({
+        "registration_id": id,
+        "partner_id": "0193a000-0000-7000-8000-aaaaaaaaaaaa",
+        "partner": "Contoso Resellers",
+        "account": format!("customer-{n}.com"),
+        "company": format!("Customer {n}"),
+        "product_line": "analytics",
+        "motion": "reseller",
+        "stage": "qualified",
+        "status": status,
+        "protection": "protected",
+        "protection_expires_at": "2027-03-01T00:00:00Z",
+        "next_step": null,
+        "estimated_amount": { "amount_minor": 1_250_050, "currency": "EUR" },
+        "won_amount": null,
+        "attribution": { "sourcing": null, "influencers": {} },
+        "submitted_at": "2026-12-01T00:00:00Z",
+        "updated_at": "2026-12-01T00:00:00Z"
+    });
+    if let (Some(base), Value::Object(extra)) = (base.as_object_mut(), row) {
+        base.extend(extra);
+    }
+    ViewChange {
+        view: "pipeline".into(),
+        table: "registration".into(),
+        key: format!("registration/{id}"),
+        position: n.to_string(),
+        partner: None,
+        row: Some(base),
+    }
+}
+
+fn settings(fake: &FakeCrm) -> SalesforceSettings {
+    SalesforceSettings {
+        token_url: fake.token_url(),
+        ..SalesforceSettings::default()
+    }
+}
+
+fn client(settings: SalesforceSettings) -> SalesforceClient {
+    SalesforceClient::new(settings, CLIENT_ID.into(), CLIENT_SECRET.into()).expect("a client")
+}
+
+fn outbound(
+    config: CrmConfig,
+    client: SalesforceClient,
+    state: Arc<SyncState>,
+) -> Outbound<SalesforceClient> {
+    Outbound {
+        config,
+        target: Target::Salesforce,
+        client,
+        state,
+        clock: Arc::new(SystemClock),
+        adapter: "salesforce-test".into(),
+        backoff: Duration::from_millis(20),
+    }
+}
+
+fn state(dir: &tempfile::TempDir) -> Arc<SyncState> {
+    Arc::new(SyncState::open(&dir.path().join("crm.db")).expect("state"))
+}
 
 /// A token from the fake's My Domain endpoint.
 async fn token(fake: &FakeCrm) -> String {
@@ -193,5 +288,74 @@ async fn the_fake_refuses_what_salesforce_refuses() {
         (status, body[0]["errorCode"].clone()),
         (403, json!("REQUEST_LIMIT_EXCEEDED")),
         "{body}"
+    );
+}
+
+/// Item 1: a Lead converted in Salesforce is followed to its Opportunity; the registration's
+/// state is written there from then on, and nothing goes to the dead-letter list.
+#[tokio::test]
+async fn a_converted_lead_is_followed_to_its_opportunity() {
+    let fake = FakeCrm::start(Kind::Salesforce).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state = state(&dir);
+    let config = CrmConfig::default_mapping().expect("mapping");
+    let sync = outbound(config, client(settings(&fake)), Arc::clone(&state));
+    let mut source = ListSource(
+        (0..3)
+            .map(|n| registration(n, "submitted", json!({})))
+            .collect(),
+    );
+    let first = sync.run_once(&mut source, 100).await.expect("sync");
+    assert_eq!(first.written, 3);
+    // A channel manager approves and converts the Lead in Salesforce.
+    let opportunity = fake.convert_lead(&registration_id(1)).expect("converted");
+    source
+        .0
+        .push(registration(1, "approved", json!({ "stage": "proposal" })));
+    source.0.push(registration(2, "approved", json!({})));
+    let second = sync.run_once(&mut source, 100).await.expect("sync");
+    assert_eq!((second.written, second.dead_lettered), (2, 0), "{second:?}");
+    assert!(state
+        .dead_letters("salesforce")
+        .expect("letters")
+        .is_empty());
+    let opportunities = fake.records("Opportunity");
+    let (id, fields) = &opportunities[&registration_id(1)];
+    assert_eq!(id, &opportunity);
+    assert_eq!(fields["Dealreg_Status__c"], json!("approved"));
+    assert_eq!(fields["Dealreg_Stage__c"], json!("proposal"));
+    // The Lead kept what it had at conversion; the unconverted one is updated in place.
+    assert_eq!(
+        fake.records("Lead")[&registration_id(1)].1["Dealreg_Status__c"],
+        json!("submitted")
+    );
+    assert_eq!(
+        fake.records("Lead")[&registration_id(2)].1["Dealreg_Status__c"],
+        json!("approved")
+    );
+    let known = state
+        .record("salesforce", "Lead", &registration_id(1))
+        .expect("state")
+        .expect("known");
+    assert_eq!(
+        known.crm_id, opportunity,
+        "the record now names its Opportunity"
+    );
+    // Later changes go straight to the Opportunity, still nothing dead.
+    source.0.push(registration(
+        1,
+        "won",
+        json!({ "won_amount": { "amount_minor": 1_300_000, "currency": "EUR" } }),
+    ));
+    let third = sync.run_once(&mut source, 100).await.expect("sync");
+    assert_eq!((third.written, third.dead_lettered), (1, 0), "{third:?}");
+    assert_eq!(
+        fake.records("Opportunity")[&registration_id(1)].1["Dealreg_Won_Amount__c"],
+        json!(13000.0)
+    );
+    assert_eq!(
+        fake.records("Opportunity").len(),
+        1,
+        "no Opportunity created twice"
     );
 }
