@@ -68,6 +68,28 @@ impl<S: CommandSink> SalesforcePoll<S> {
             )
     }
 
+    /// The SOQL of one poll from `since` (a SOQL datetime literal): only fields docs/CRM.md's
+    /// setup creates on Opportunity (the standard ones, the registration id, account and
+    /// product line; `CurrencyIsoCode` where configured, multi-currency orgs only).
+    pub fn query(&self, since: &str) -> String {
+        let inbound = &self.config.inbound;
+        // SystemModstamp literals are unquoted in SOQL; `>=` with the keys below makes a
+        // record polled twice one effect, and none modified in the same millisecond as the
+        // watermark is missed.
+        let currency = if inbound.salesforce_currency_field.is_empty() {
+            String::new()
+        } else {
+            format!("{}, ", inbound.salesforce_currency_field)
+        };
+        format!(
+            "SELECT Id, IsClosed, IsWon, Amount, {currency}SystemModstamp, OwnerId, {registration}, {account}, {product_line} \
+             FROM Opportunity WHERE SystemModstamp >= {since} ORDER BY SystemModstamp ASC",
+            registration = self.registration_field(),
+            account = inbound.salesforce_account_field,
+            product_line = inbound.salesforce_product_line_field,
+        )
+    }
+
     /// Reads the Opportunities changed since the watermark and executes what they mean;
     /// moves the watermark to the last one read.
     pub async fn poll_once(&self) -> Result<PollReport, PollError> {
@@ -77,21 +99,16 @@ impl<S: CommandSink> SalesforcePoll<S> {
             .state
             .cursor(WATERMARK)?
             .unwrap_or_else(|| inbound.salesforce_since.clone());
-        // SystemModstamp literals are unquoted in SOQL; `>=` with the keys below makes a
-        // record polled twice one effect, and none modified in the same millisecond as the
-        // watermark is missed.
-        let currency = if inbound.salesforce_currency_field.is_empty() {
-            String::new()
-        } else {
-            format!("{}, ", inbound.salesforce_currency_field)
+        let soql = self.query(&since);
+        let records = match self.client.query(&soql).await {
+            Ok(records) => records,
+            Err(CrmError::Refused(message)) if message.contains("INVALID_FIELD") => {
+                return Err(PollError::Crm(CrmError::Refused(format!(
+                    "{message}; the poll reads the fields docs/CRM.md's setup creates (step 2): create it on Opportunity (and map the Lead's field to it), or name another field in [inbound] of crm.toml"
+                ))));
+            }
+            Err(e) => return Err(e.into()),
         };
-        let soql = format!(
-            "SELECT Id, IsClosed, IsWon, Amount, {currency}SystemModstamp, OwnerId, {registration}, {account}, {product_line} \
-             FROM Opportunity WHERE SystemModstamp >= {since} ORDER BY SystemModstamp ASC",
-            account = inbound.salesforce_account_field,
-            product_line = inbound.salesforce_product_line_field,
-        );
-        let records = self.client.query(&soql).await?;
         let mut report = PollReport {
             records: records.len() as u64,
             ..PollReport::default()

@@ -3,6 +3,8 @@
 //! reading only fields setup creates, the My Domain token host, types as the org expects,
 //! polling that misses nothing, the daily API limit.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -358,4 +360,71 @@ async fn a_converted_lead_is_followed_to_its_opportunity() {
         1,
         "no Opportunity created twice"
     );
+}
+
+fn poll_of(
+    fake: &FakeCrm,
+    state: Arc<SyncState>,
+) -> dealreg_crm::poll::SalesforcePoll<common::Recorded> {
+    dealreg_crm::poll::SalesforcePoll {
+        config: CrmConfig::default_mapping().expect("mapping"),
+        client: client(settings(fake)),
+        state,
+        clock: Arc::new(SystemClock),
+        commands: common::Recorded::default(),
+    }
+}
+
+/// Item 2: `crm poll` selects only fields docs/CRM.md's setup creates on Opportunity, and an
+/// org without one is told which field to create where.
+#[tokio::test]
+async fn the_poll_selects_only_fields_setup_creates_on_opportunity() {
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/CRM.md"))
+        .expect("docs/CRM.md");
+    let setup = docs
+        .split("## Setting up Salesforce")
+        .nth(1)
+        .and_then(|s| s.split("## ").next())
+        .expect("the setup section");
+    let on_opportunity = setup
+        .split("\n2. ")
+        .nth(1)
+        .and_then(|s| s.split("\n3. ").next())
+        .expect("setup step 2");
+    assert!(
+        on_opportunity.contains("**Opportunity**"),
+        "setup step 2 creates the fields on Opportunity too: {on_opportunity}"
+    );
+    let fake = FakeCrm::start(Kind::Salesforce).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let poll = poll_of(&fake, state(&dir));
+    let soql = poll.query("2026-12-01T00:00:00.000Z");
+    let selected = soql
+        .strip_prefix("SELECT ")
+        .and_then(|s| s.split(" FROM ").next())
+        .expect("a SELECT");
+    for field in selected
+        .split(',')
+        .map(str::trim)
+        .filter(|f| f.ends_with("__c"))
+    {
+        assert!(
+            on_opportunity.contains(field),
+            "{field} is selected but setup does not create it"
+        );
+    }
+    poll.poll_once()
+        .await
+        .expect("the org docs/CRM.md sets up answers the poll");
+    assert!(poll.commands.commands().is_empty());
+    // An org set up as the docs said before (the fields on Lead only): the whole query is
+    // refused, and the error says what to create.
+    fake.salesforce_remove_field("Opportunity", "Dealreg_Account__c");
+    let refused = poll.poll_once().await.expect_err("INVALID_FIELD");
+    let text = refused.to_string();
+    assert!(
+        text.contains("INVALID_FIELD") && text.contains("Dealreg_Account__c"),
+        "{text}"
+    );
+    assert!(text.contains("create it on Opportunity"), "{text}");
 }
