@@ -88,6 +88,13 @@ pub struct CrmConfig {
 pub struct SalesforceSettings {
     /// `https://<my-domain>.my.salesforce.com`; the token answer's `instance_url` wins.
     pub instance_url: Option<String>,
+    /// The org's My Domain login URL (`https://<my-domain>.my.salesforce.com`, a sandbox
+    /// `https://<my-domain>--<sandbox>.sandbox.my.salesforce.com`): the token comes from
+    /// `<my_domain>/services/oauth2/token`. Salesforce refuses the client-credentials flow
+    /// on `login.salesforce.com` and `test.salesforce.com`.
+    pub my_domain: Option<String>,
+    /// The token endpoint when `my_domain` is not set (a My Domain URL; the generic login
+    /// hosts are refused).
     pub token_url: String,
     pub api_version: String,
     pub client_id_env: String,
@@ -98,11 +105,43 @@ impl Default for SalesforceSettings {
     fn default() -> Self {
         SalesforceSettings {
             instance_url: None,
+            my_domain: None,
             token_url: "https://login.salesforce.com/services/oauth2/token".into(),
             api_version: "v62.0".into(),
             client_id_env: "DEALREG_SALESFORCE_CLIENT_ID".into(),
             client_secret_env: "DEALREG_SALESFORCE_CLIENT_SECRET".into(),
         }
+    }
+}
+
+/// The hosts where Salesforce refuses the client-credentials flow ("Migrate from OAuth
+/// Username-Password to Client Credentials Flow",
+/// https://help.salesforce.com/s/articleView?id=000886201&type=1).
+const GENERIC_LOGIN_HOSTS: &[&str] = &["login.salesforce.com", "test.salesforce.com"];
+
+/// What to set instead of a generic login host.
+pub const MY_DOMAIN_HINT: &str = "set my_domain = \"https://<your-domain>.my.salesforce.com\" in [salesforce] of crm.toml (a sandbox: \"https://<your-domain>--<sandbox>.sandbox.my.salesforce.com\"; Setup → My Domain shows it): Salesforce issues client-credentials tokens only on the org's My Domain host, never on login.salesforce.com or test.salesforce.com";
+
+impl SalesforceSettings {
+    /// The token endpoint: `<my_domain>/services/oauth2/token`, else `token_url`; refused
+    /// when it is a generic login host (or empty), with what to set.
+    pub fn token_endpoint(&self) -> Result<String, String> {
+        let url = match self.my_domain.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
+            Some(domain) => format!("{}/services/oauth2/token", domain.trim_end_matches('/')),
+            None => self.token_url.trim().to_string(),
+        };
+        let host = url
+            .split_once("://")
+            .map_or(url.as_str(), |(_, rest)| rest)
+            .split(['/', ':', '?'])
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if host.is_empty() || GENERIC_LOGIN_HOSTS.contains(&host.as_str()) {
+            let shown = if url.is_empty() { "no token URL" } else { url.as_str() };
+            return Err(format!("{shown}: {MY_DOMAIN_HINT}"));
+        }
+        Ok(url)
     }
 }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Map, Value};
 
 use crate::client::{retry_after, CrmClient, CrmError, RecordOutcome, Upsert};
-use crate::mapping::SalesforceSettings;
+use crate::mapping::{SalesforceSettings, MY_DOMAIN_HINT};
 
 /// Records per Collections request (Salesforce's limit).
 pub const MAX_BATCH: usize = 200;
@@ -37,6 +37,8 @@ struct Token {
 pub struct SalesforceClient {
     http: reqwest::Client,
     settings: SalesforceSettings,
+    /// `<my_domain>/services/oauth2/token` (or `token_url`), checked when the client is made.
+    token_endpoint: String,
     client_id: String,
     client_secret: String,
     token: Mutex<Option<Token>>,
@@ -60,6 +62,9 @@ impl SalesforceClient {
         client_id: String,
         client_secret: String,
     ) -> Result<SalesforceClient, CrmError> {
+        // The generic login hosts are refused here, before any request: Salesforce would
+        // refuse the client-credentials flow there.
+        let token_endpoint = settings.token_endpoint().map_err(CrmError::Auth)?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()
@@ -67,6 +72,7 @@ impl SalesforceClient {
         Ok(SalesforceClient {
             http,
             settings,
+            token_endpoint,
             client_id,
             client_secret,
             token: Mutex::new(None),
@@ -91,7 +97,7 @@ impl SalesforceClient {
         }
         let answer = self
             .http
-            .post(&self.settings.token_url)
+            .post(&self.token_endpoint)
             .form(&[
                 ("grant_type", "client_credentials"),
                 ("client_id", self.client_id.as_str()),
@@ -108,6 +114,14 @@ impl SalesforceClient {
                 .or_else(|| body.get("error"))
                 .and_then(Value::as_str)
                 .unwrap_or("no reason given");
+            if reason.contains("not supported on this domain") {
+                // What Salesforce answers the client-credentials flow on a generic login
+                // host (or a host that is not the org's My Domain).
+                return Err(CrmError::Auth(format!(
+                    "{} answered {status}: {reason}; {MY_DOMAIN_HINT}",
+                    self.token_endpoint
+                )));
+            }
             return Err(if status.is_server_error() {
                 CrmError::Transient(format!("token endpoint answered {status}: {reason}"))
             } else {
@@ -123,6 +137,7 @@ impl SalesforceClient {
             .and_then(Value::as_str)
             .map(str::to_string)
             .or_else(|| self.settings.instance_url.clone())
+            .or_else(|| self.settings.my_domain.clone())
             .ok_or_else(|| {
                 CrmError::Auth("no instance_url: set salesforce.instance_url in crm.toml".into())
             })?;

@@ -428,3 +428,61 @@ async fn the_poll_selects_only_fields_setup_creates_on_opportunity() {
     );
     assert!(text.contains("create it on Opportunity"), "{text}");
 }
+
+/// Item 4: the client-credentials token comes from the org's My Domain host; the generic
+/// login hosts are refused when the configuration is read, and the server's refusal is
+/// translated into what to set.
+#[tokio::test]
+async fn the_token_comes_from_the_my_domain_host() {
+    // The default token URL (login.salesforce.com) and test.salesforce.com: refused before
+    // any request, saying what to set.
+    for url in [
+        "https://login.salesforce.com/services/oauth2/token",
+        "https://TEST.salesforce.com/services/oauth2/token",
+    ] {
+        let settings = SalesforceSettings {
+            token_url: url.into(),
+            ..SalesforceSettings::default()
+        };
+        let refused = SalesforceClient::new(settings, CLIENT_ID.into(), CLIENT_SECRET.into())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            refused.contains("my_domain") && refused.contains(".my.salesforce.com"),
+            "{url}: {refused:?}"
+        );
+    }
+    let fake = FakeCrm::start(Kind::Salesforce).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A token endpoint that answers as the generic host does: the refusal says what to set.
+    let generic = SalesforceSettings {
+        token_url: fake.generic_token_url(),
+        ..SalesforceSettings::default()
+    };
+    let sync = outbound(
+        CrmConfig::default_mapping().expect("mapping"),
+        client(generic),
+        state(&dir),
+    );
+    let mut source = ListSource(vec![registration(1, "submitted", json!({}))]);
+    let refused = sync.run_once(&mut source, 10).await.expect_err("refused");
+    let text = refused.to_string();
+    assert!(
+        text.contains("my_domain") && text.contains("not supported on this domain"),
+        "{text}"
+    );
+    // The My Domain set: the token comes from <my_domain>/services/oauth2/token.
+    let my_domain = SalesforceSettings {
+        my_domain: Some(fake.url()),
+        ..SalesforceSettings::default()
+    };
+    let sync = outbound(
+        CrmConfig::default_mapping().expect("mapping"),
+        client(my_domain),
+        state(&dir),
+    );
+    let report = sync.run_once(&mut source, 10).await.expect("sync");
+    assert_eq!(report.written, 1);
+    assert_eq!(fake.tokens_issued(), 1);
+}
