@@ -79,6 +79,17 @@ pub(crate) fn default_portal() -> BTreeMap<String, BTreeMap<String, Property>> {
         companies.insert(name.to_string(), Property::new(kind, false));
     }
     companies.insert("dealreg_account".into(), Property::new("string", true));
+    // Conflicts and commission balances on companies, which every tier has (issue 31
+    // item 12): the customer's company carries its conflict flags, the partner's company
+    // (by its unique dealreg_partner_id) its balances.
+    companies.insert("dealreg_partner_id".into(), Property::new("string", true));
+    for name in [
+        "dealreg_conflicts",
+        "dealreg_open_conflicts",
+        "dealreg_commission_balances",
+    ] {
+        companies.insert(name.to_string(), Property::new("string", false));
+    }
     let mut portal = BTreeMap::new();
     portal.insert("deals".to_string(), deals);
     portal.insert("companies".to_string(), companies);
@@ -221,6 +232,25 @@ pub(crate) fn hubspot(
         && segments[4..] == ["batch", "upsert"]
     {
         let object = segments[3].to_string();
+        // An object the portal does not have: HubSpot cannot resolve the object type and
+        // refuses the request as a whole. Custom objects exist only where an Enterprise
+        // portal defined them (https://knowledge.hubspot.com/crm-setup/create-custom-objects;
+        // the schema API: https://hubspot-guidebook-pages.pages.dev/en/dev/DEV_ch04.html);
+        // the wording is the fake's, the 400 as a VALIDATION_ERROR the documented error
+        // form (not verified against a real portal).
+        if !w.hubspot_schema.contains_key(&object) {
+            return (
+                reply(
+                    StatusCode::BAD_REQUEST,
+                    json!({ "status": "error",
+                            "message": format!("Unable to infer object type from: {object}"),
+                            "correlationId": "00000000-0000-4000-8000-000000000000",
+                            "category": "VALIDATION_ERROR" }),
+                    &limits(100),
+                ),
+                0,
+            );
+        }
         let Ok(parsed) = serde_json::from_slice::<Value>(body) else {
             return (
                 reply(

@@ -152,6 +152,9 @@ pub struct HubspotSettings {
     pub base_url: String,
     pub token_env: String,
     pub app_secret_env: String,
+    /// Write the objects marked `custom = true` (HubSpot custom objects, which only an
+    /// Enterprise portal can have) in place of those marked `without_custom_objects`.
+    pub custom_objects: bool,
 }
 
 impl Default for HubspotSettings {
@@ -160,6 +163,7 @@ impl Default for HubspotSettings {
             base_url: "https://api.hubapi.com".into(),
             token_env: "DEALREG_HUBSPOT_TOKEN".into(),
             app_secret_env: "DEALREG_HUBSPOT_APP_SECRET".into(),
+            custom_objects: false,
         }
     }
 }
@@ -215,6 +219,20 @@ impl Default for InboundSettings {
     }
 }
 
+/// HubSpot's standard CRM objects, which every tier has (custom objects: Enterprise only,
+/// https://knowledge.hubspot.com/crm-setup/create-custom-objects).
+pub const HUBSPOT_STANDARD_OBJECTS: &[&str] = &[
+    "contacts",
+    "companies",
+    "deals",
+    "tickets",
+    "notes",
+    "tasks",
+    "products",
+    "line_items",
+    "quotes",
+];
+
 /// One kind of CRM record and the view table it mirrors.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -262,6 +280,14 @@ pub struct CompanyMapping {
 pub struct TargetObject {
     pub object: String,
     pub external_id: String,
+    /// HubSpot: a custom object (Enterprise portals only), written only with
+    /// `[hubspot] custom_objects = true`.
+    #[serde(default)]
+    pub custom: bool,
+    /// HubSpot: what carries the data on standard objects where there are no custom
+    /// objects; skipped with `[hubspot] custom_objects = true`.
+    #[serde(default)]
+    pub without_custom_objects: bool,
 }
 
 /// Which system owns a field.
@@ -293,6 +319,10 @@ pub enum Transform {
     Join,
     /// Any value as compact JSON text.
     Json,
+    /// A map of currency -> minor units as one line: `EUR 12500.50; JPY 1200`.
+    Balances,
+    /// A map or list of conflict flags: how many are not resolved (`resolved_at` null).
+    OpenCount,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -417,6 +447,14 @@ impl CrmConfig {
                     }
                 }
             }
+            if let Some(hubspot) = &object.hubspot {
+                if !hubspot.custom && !HUBSPOT_STANDARD_OBJECTS.contains(&hubspot.object.as_str()) {
+                    return Err(MappingError::Invalid(format!(
+                        "object {:?}: HubSpot object {:?} is not a standard object; a custom object (Enterprise portals only) needs `custom = true` and `[hubspot] custom_objects = true`",
+                        object.name, hubspot.object
+                    )));
+                }
+            }
             for field in &object.fields {
                 if field.from.is_none() && field.value.is_none() {
                     return Err(MappingError::Invalid(format!(
@@ -435,11 +473,21 @@ impl CrmConfig {
         Ok(())
     }
 
-    /// The objects mapped to `target`.
+    /// The objects mapped to `target` (for HubSpot, the custom objects only where
+    /// `[hubspot] custom_objects` opts in, and their standard-object stand-ins otherwise).
     pub fn objects_for(&self, target: Target) -> impl Iterator<Item = &ObjectMapping> {
-        self.objects
-            .iter()
-            .filter(move |o| o.target(target).is_some())
+        let custom = self.hubspot.custom_objects;
+        self.objects.iter().filter(move |o| match o.target(target) {
+            None => false,
+            Some(t) if target == Target::Hubspot => {
+                if custom {
+                    !t.without_custom_objects
+                } else {
+                    !t.custom
+                }
+            }
+            Some(_) => true,
+        })
     }
 
     /// The records one view change makes in `target`. A deleted row makes none (a CRM
@@ -644,6 +692,33 @@ fn field_value(
             amount(minor, currency, target)
         }
         Some(Transform::Attribution) => Value::String(attribution_text(&raw)),
+        Some(Transform::Balances) => {
+            let Value::Object(by_currency) = &raw else {
+                return Err(format!("{pointer} is not a map of currency to minor units"));
+            };
+            let mut parts = Vec::new();
+            for (currency, minor) in by_currency {
+                let minor = minor
+                    .as_i64()
+                    .map(i128::from)
+                    .or_else(|| minor.as_u64().map(i128::from))
+                    .ok_or_else(|| format!("{pointer}/{currency} is not an integer amount"))?;
+                let exponent = dealreg_domain::money::Currency::try_from(currency.clone())
+                    .map(|c| c.exponent())
+                    .unwrap_or(2);
+                parts.push(format!("{currency} {}", decimal(minor, exponent)));
+            }
+            Value::String(parts.join("; "))
+        }
+        Some(Transform::OpenCount) => {
+            let open = |flag: &Value| flag.get("resolved_at").is_none_or(Value::is_null);
+            let count = match &raw {
+                Value::Object(flags) => flags.values().filter(|f| open(f)).count(),
+                Value::Array(flags) => flags.iter().filter(|f| open(f)).count(),
+                _ => return Err(format!("{pointer} is not a map or list of flags")),
+            };
+            Value::String(count.to_string())
+        }
     };
     Ok(value)
 }

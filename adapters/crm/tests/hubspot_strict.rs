@@ -141,3 +141,104 @@ async fn values_are_strings_and_empty_values_clear() {
     assert_eq!(deal["dealreg_won_amount"], json!(""));
     assert!(deal.values().all(Value::is_string), "{deal:?}");
 }
+
+fn conflicts(account: &str) -> ViewChange {
+    ViewChange {
+        view: "conflicts".into(),
+        table: "account".into(),
+        key: format!("account/{account}"),
+        position: "1".into(),
+        partner: None,
+        row: Some(json!({
+            "0193b000-0000-7000-8000-000000000001": {
+                "conflict_id": "0193b000-0000-7000-8000-000000000001",
+                "kind": "duplicate_registration", "status": "open", "product_line": "analytics",
+                "acknowledge_by": "2026-12-03T00:00:00Z", "resolution_plan_by": "2026-12-08T00:00:00Z",
+                "acknowledged_at": null, "resolved_at": null, "breached": [], "reasons": ["two partners"]
+            }
+        })),
+    }
+}
+
+fn balance(partner: &str) -> ViewChange {
+    ViewChange {
+        view: "ledger".into(),
+        table: "balance".into(),
+        key: format!("balance/{partner}"),
+        position: "2".into(),
+        partner: None,
+        row: Some(
+            json!({ "partner_id": partner, "by_currency": { "EUR": 1_250_050, "JPY": 1200 } }),
+        ),
+    }
+}
+
+/// Item 12: the default mapping writes nothing to objects a portal does not have: the
+/// conflicts go on the customer's company, the balances on the partner's company; the
+/// custom objects are opt-in.
+#[tokio::test]
+async fn conflicts_and_balances_land_on_companies_every_tier_has() {
+    let fake = FakeCrm::start(Kind::Hubspot).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state = self::state(&dir);
+    let sync = sync(&fake, Arc::clone(&state));
+    let partner = "0193a000-0000-7000-8000-aaaaaaaaaaaa";
+    let mut source = ListSource(vec![
+        registration(1, "deal_registration", "submitted"),
+        conflicts("customer-1.com"),
+        balance(partner),
+    ]);
+    let report = sync.run_once(&mut source, 100).await.expect("sync");
+    assert_eq!(
+        report.dead_lettered,
+        0,
+        "{:?}",
+        state.dead_letters("hubspot")
+    );
+    assert!(fake.records("dealreg_conflicts").is_empty());
+    let companies = fake.records("companies");
+    let (_, customer) = &companies["customer-1.com"];
+    assert_eq!(customer["dealreg_open_conflicts"], json!("1"));
+    let text = customer["dealreg_conflicts"].as_str().expect("text");
+    assert!(text.contains("duplicate_registration"), "{text}");
+    let (_, partner_company) = &companies[partner];
+    assert_eq!(
+        partner_company["dealreg_commission_balances"],
+        json!("EUR 12500.50; JPY 1200")
+    );
+    // Custom objects are written where the mapping opts in and the portal has them.
+    let fake = FakeCrm::start(Kind::Hubspot).await;
+    for (object, key) in [
+        ("dealreg_conflicts", "dealreg_conflict_key"),
+        ("dealreg_commission_balances", "dealreg_balance_key"),
+    ] {
+        fake.hubspot_define_property(object, key, "string", true);
+    }
+    for name in [
+        "dealreg_account",
+        "dealreg_kind",
+        "dealreg_status",
+        "dealreg_product_line",
+        "dealreg_acknowledge_by",
+        "dealreg_resolution_plan_by",
+        "dealreg_acknowledged_at",
+        "dealreg_resolved_at",
+        "dealreg_breached",
+        "dealreg_reasons",
+    ] {
+        fake.hubspot_define_property("dealreg_conflicts", name, "string", false);
+    }
+    for name in ["dealreg_partner_id", "dealreg_currency", "dealreg_balance"] {
+        fake.hubspot_define_property("dealreg_commission_balances", name, "string", false);
+    }
+    let text = dealreg_crm::mapping::DEFAULT_MAPPING
+        .replace("custom_objects = false", "custom_objects = true");
+    let config = CrmConfig::parse(&text).expect("opt-in mapping");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sync = sync_with(&fake, self::state(&dir), config);
+    let mut source = ListSource(vec![conflicts("customer-1.com"), balance(partner)]);
+    let report = sync.run_once(&mut source, 100).await.expect("sync");
+    assert_eq!(report.dead_lettered, 0);
+    assert_eq!(fake.records("dealreg_conflicts").len(), 1);
+    assert_eq!(fake.records("dealreg_commission_balances").len(), 2);
+}
