@@ -93,6 +93,9 @@ pub struct SalesforceSettings {
     /// `<my_domain>/services/oauth2/token`. Salesforce refuses the client-credentials flow
     /// on `login.salesforce.com` and `test.salesforce.com`.
     pub my_domain: Option<String>,
+    /// A multi-currency org: each record also carries `CurrencyIsoCode`, the currency of
+    /// its first amount (single-currency orgs have no such field and refuse it).
+    pub multi_currency: bool,
     /// The token endpoint when `my_domain` is not set (a My Domain URL; the generic login
     /// hosts are refused).
     pub token_url: String,
@@ -106,6 +109,7 @@ impl Default for SalesforceSettings {
         SalesforceSettings {
             instance_url: None,
             my_domain: None,
+            multi_currency: false,
             token_url: "https://login.salesforce.com/services/oauth2/token".into(),
             api_version: "v62.0".into(),
             client_id_env: "DEALREG_SALESFORCE_CLIENT_ID".into(),
@@ -126,7 +130,12 @@ impl SalesforceSettings {
     /// The token endpoint: `<my_domain>/services/oauth2/token`, else `token_url`; refused
     /// when it is a generic login host (or empty), with what to set.
     pub fn token_endpoint(&self) -> Result<String, String> {
-        let url = match self.my_domain.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
+        let url = match self
+            .my_domain
+            .as_deref()
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+        {
             Some(domain) => format!("{}/services/oauth2/token", domain.trim_end_matches('/')),
             None => self.token_url.trim().to_string(),
         };
@@ -138,7 +147,11 @@ impl SalesforceSettings {
             .unwrap_or_default()
             .to_ascii_lowercase();
         if host.is_empty() || GENERIC_LOGIN_HOSTS.contains(&host.as_str()) {
-            let shown = if url.is_empty() { "no token URL" } else { url.as_str() };
+            let shown = if url.is_empty() {
+                "no token URL"
+            } else {
+                url.as_str()
+            };
             return Err(format!("{shown}: {MY_DOMAIN_HINT}"));
         }
         Ok(url)
@@ -319,6 +332,9 @@ pub enum Transform {
     Join,
     /// Any value as compact JSON text.
     Json,
+    /// A date-time (or date) as its UTC date, `YYYY-MM-DD`: what a Salesforce Date field
+    /// such as Opportunity's `CloseDate` takes.
+    Date,
     /// A map of currency -> minor units as one line: `EUR 12500.50; JPY 1200`.
     Balances,
     /// A map or list of conflict flags: how many are not resolved (`resolved_at` null).
@@ -331,6 +347,10 @@ pub struct FieldMapping {
     /// A pointer into the record's document; or `value`, a constant.
     #[serde(default)]
     pub from: Option<String>,
+    /// Where the value comes from when `from` is null (a required field such as
+    /// `CloseDate` is never sent empty).
+    #[serde(default)]
+    pub or_from: Option<String>,
     #[serde(default)]
     pub value: Option<Value>,
     #[serde(default)]
@@ -574,11 +594,24 @@ impl CrmConfig {
                     if field.direction == Direction::FromCrm {
                         continue;
                     }
-                    let value = field_value(field, &document, target).map_err(&row_error)?;
+                    let mut value = field_value(field, &document, target).map_err(&row_error)?;
+                    if target == Target::Salesforce {
+                        value = salesforce_datetime(value);
+                    }
                     match field.direction {
                         Direction::FirstSync => record.first_sync.insert(name.to_string(), value),
                         _ => record.fields.insert(name.to_string(), value),
                     };
+                }
+                if target == Target::Salesforce
+                    && self.salesforce.multi_currency
+                    && !record.fields.contains_key("CurrencyIsoCode")
+                {
+                    if let Some(currency) = record_currency(object, &document) {
+                        record
+                            .fields
+                            .insert("CurrencyIsoCode".into(), Value::String(currency));
+                    }
                 }
                 out.push(record);
             }
@@ -642,7 +675,15 @@ fn field_value(
         return Ok(constant.clone());
     }
     let pointer = field.from.as_deref().unwrap_or_default();
-    let raw = document.pointer(pointer).cloned().unwrap_or(Value::Null);
+    let raw = match document.pointer(pointer) {
+        Some(Value::Null) | None => field
+            .or_from
+            .as_deref()
+            .and_then(|p| document.pointer(p))
+            .cloned()
+            .unwrap_or(Value::Null),
+        Some(value) => value.clone(),
+    };
     if raw.is_null() {
         return Ok(Value::Null);
     }
@@ -692,6 +733,14 @@ fn field_value(
             amount(minor, currency, target)
         }
         Some(Transform::Attribution) => Value::String(attribution_text(&raw)),
+        Some(Transform::Date) => {
+            let text = raw.as_str().unwrap_or_default();
+            let date = chrono::DateTime::parse_from_rfc3339(text)
+                .map(|t| t.with_timezone(&chrono::Utc).date_naive())
+                .or_else(|_| chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d"))
+                .map_err(|_| format!("{pointer} is not a date or date-time: {raw}"))?;
+            Value::String(date.format("%Y-%m-%d").to_string())
+        }
         Some(Transform::Balances) => {
             let Value::Object(by_currency) = &raw else {
                 return Err(format!("{pointer} is not a map of currency to minor units"));
@@ -721,6 +770,42 @@ fn field_value(
         }
     };
     Ok(value)
+}
+
+/// A date-time as Salesforce's REST API documents it ("Valid Date and DateTime Formats":
+/// `yyyy-MM-ddTHH:mm:ss.SSSZ`): UTC, exactly three digits of milliseconds. Other values
+/// pass as they are.
+fn salesforce_datetime(value: Value) -> Value {
+    let Value::String(text) = &value else {
+        return value;
+    };
+    match chrono::DateTime::parse_from_rfc3339(text) {
+        Ok(t) if text.len() > 10 => Value::String(
+            t.with_timezone(&chrono::Utc)
+                .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+                .to_string(),
+        ),
+        _ => value,
+    }
+}
+
+/// The currency of a record's first amount (a `money` field's or a `minor_units` field's).
+fn record_currency(object: &ObjectMapping, document: &Document<'_>) -> Option<String> {
+    object
+        .fields
+        .iter()
+        .find_map(|field| match field.transform {
+            Some(Transform::Money) | Some(Transform::Currency) => document
+                .pointer(field.from.as_deref()?)?
+                .get("currency")?
+                .as_str()
+                .map(str::to_string),
+            Some(Transform::MinorUnits) => document
+                .pointer(field.currency.as_deref()?)?
+                .as_str()
+                .map(str::to_string),
+            _ => None,
+        })
 }
 
 /// An amount in major units, exactly: a decimal string for HubSpot (every property is a

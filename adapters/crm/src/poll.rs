@@ -181,9 +181,12 @@ impl<S: CommandSink> SalesforcePoll<S> {
                     )
                 })?
                 .exponent();
+            // Salesforce answers currency fields as doubles (`1250000.0` for JPY): the
+            // zeros after the point are no precision, so a zero-decimal amount reads back
+            // exactly; a digit that is not zero beyond the currency's exponent is refused.
             let amount = match record.get("Amount") {
-                Some(Value::Number(n)) => n.to_string(),
-                Some(Value::String(s)) => s.clone(),
+                Some(Value::Number(n)) => trim_fraction(&n.to_string()),
+                Some(Value::String(s)) => trim_fraction(s),
                 _ => {
                     return Err((
                         "no_amount".to_string(),
@@ -260,6 +263,21 @@ impl<S: CommandSink> SalesforcePoll<S> {
         };
         let reply = execute_fact(&self.commands, &self.state, &*self.clock, fact).await;
         reply.get("ok").and_then(Value::as_bool) == Some(true)
+    }
+}
+
+/// `1250000.0` as `1250000`, `4200.50` as `4200.5`: trailing zeros of the fraction dropped.
+fn trim_fraction(amount: &str) -> String {
+    match amount.split_once('.') {
+        Some((whole, fraction)) => {
+            let fraction = fraction.trim_end_matches('0');
+            if fraction.is_empty() {
+                whole.to_string()
+            } else {
+                format!("{whole}.{fraction}")
+            }
+        }
+        None => amount.to_string(),
     }
 }
 

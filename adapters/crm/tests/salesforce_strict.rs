@@ -486,3 +486,99 @@ async fn the_token_comes_from_the_my_domain_host() {
     assert_eq!(report.written, 1);
     assert_eq!(fake.tokens_issued(), 1);
 }
+
+/// The default mapping with the registration as an Opportunity, as docs/CRM.md's
+/// Opportunity-first variant says to map it.
+fn opportunity_first(extra_salesforce: &str) -> CrmConfig {
+    let text = dealreg_crm::mapping::DEFAULT_MAPPING
+        .replace(
+            "salesforce = { object = \"Lead\", external_id = \"Dealreg_Registration_Id__c\" }",
+            "salesforce = { object = \"Opportunity\", external_id = \"Dealreg_Registration_Id__c\" }",
+        )
+        .replace("salesforce = \"LeadSource\"", "hubspot = \"dealreg_lead_source_unused\"")
+        .replace("salesforce = \"LastName\"", "hubspot = \"dealreg_last_name_unused\"")
+        .replace("salesforce = \"Company\"\n", "salesforce = \"Name\"\n")
+        .replace(
+            "[salesforce]\n",
+            &format!("[salesforce]\n{extra_salesforce}\n"),
+        )
+        .replacen(
+            "[[object.field]]\nfrom = \"/row/account\"",
+            "[[object.field]]\nvalue = \"Prospecting\"\nsalesforce = \"StageName\"\ndirection = \"first_sync\"\n\n\
+             [[object.field]]\nfrom = \"/row/protection_expires_at\"\nor_from = \"/row/submitted_at\"\ntransform = \"date\"\nsalesforce = \"CloseDate\"\ndirection = \"first_sync\"\n\n\
+             [[object.field]]\nfrom = \"/row/account\"",
+            1,
+        );
+    CrmConfig::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+/// Item 5: types as the org expects. CloseDate a Date (never null, never a date-time);
+/// date-times with milliseconds; CurrencyIsoCode in a multi-currency org; a zero-decimal
+/// currency read back exactly.
+#[tokio::test]
+async fn values_have_the_types_the_org_expects() {
+    let fake = FakeCrm::start(Kind::Salesforce).await;
+    fake.salesforce_multi_currency(&["USD", "EUR", "JPY"]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state = state(&dir);
+    let config = opportunity_first("multi_currency = true");
+    let sync = outbound(config, client(settings(&fake)), Arc::clone(&state));
+    let mut source = ListSource(vec![
+        // Protected, with an expiry given to the microsecond.
+        registration(
+            1,
+            "approved",
+            json!({ "protection_expires_at": "2027-03-01T10:20:30.123456Z" }),
+        ),
+        // No protection window yet: the close date falls back to the submission.
+        registration(
+            2,
+            "submitted",
+            json!({ "protection": "none", "protection_expires_at": null,
+            "estimated_amount": { "amount_minor": 1_250_000, "currency": "JPY" } }),
+        ),
+    ]);
+    let report = sync.run_once(&mut source, 10).await.expect("sync");
+    assert_eq!(
+        (report.written, report.dead_lettered),
+        (2, 0),
+        "{:?}",
+        state.dead_letters("salesforce")
+    );
+    let opportunities = fake.records("Opportunity");
+    let (_, first) = &opportunities[&registration_id(1)];
+    assert_eq!(first["CloseDate"], json!("2027-03-01"));
+    assert_eq!(
+        first["Dealreg_Protection_Expires__c"],
+        json!("2027-03-01T10:20:30.123Z")
+    );
+    assert_eq!(first["CurrencyIsoCode"], json!("EUR"));
+    assert_eq!(first["Dealreg_Estimated_Amount__c"], json!(12500.50));
+    let (_, second) = &opportunities[&registration_id(2)];
+    assert_eq!(second["CloseDate"], json!("2026-12-01"));
+    assert_eq!(second["CurrencyIsoCode"], json!("JPY"));
+    assert_eq!(second["Dealreg_Estimated_Amount__c"], json!(1_250_000));
+    // JPY read back exactly: Salesforce answers currency amounts as doubles (1250000.0).
+    fake.put_opportunity(
+        "006JPY",
+        json!({ "IsClosed": false, "IsWon": false, "Amount": 1_250_000.0, "CurrencyIsoCode": "JPY",
+                "SystemModstamp": "2026-12-01T10:00:00.000+0000", "OwnerId": "005X",
+                "Dealreg_Account__c": "example.jp", "Dealreg_Product_Line__c": "analytics" })
+        .as_object()
+        .cloned()
+        .expect("an object"),
+    );
+    let mut poll = poll_of(&fake, Arc::clone(&state));
+    poll.config.inbound.salesforce_currency_field = "CurrencyIsoCode".into();
+    let polled = poll.poll_once().await.expect("poll");
+    assert_eq!(polled.errors, 0, "{:?}", state.inbound_errors(5));
+    let direct = poll.commands.commands();
+    let direct = direct
+        .iter()
+        .find(|c| c["command"]["type"] == json!("record_direct_opportunity"))
+        .expect("the direct opportunity");
+    assert_eq!(
+        direct["command"]["amount"],
+        json!({ "amount_minor": 1_250_000, "currency": "JPY" })
+    );
+}
