@@ -204,6 +204,9 @@ pub struct InboundSettings {
     /// `salesforce_default_currency`.
     pub salesforce_currency_field: String,
     pub salesforce_default_currency: String,
+    /// Each poll reads again this many seconds before its watermark (changes committed
+    /// late with an older SystemModstamp); what was seen (same id and modstamp) is dropped.
+    pub salesforce_overlap_seconds: u64,
 }
 
 impl Default for InboundSettings {
@@ -228,6 +231,7 @@ impl Default for InboundSettings {
             salesforce_product_line_field: "Dealreg_Product_Line__c".into(),
             salesforce_currency_field: String::new(),
             salesforce_default_currency: "USD".into(),
+            salesforce_overlap_seconds: 300,
         }
     }
 }

@@ -28,6 +28,9 @@ use crate::webhook::{execute_fact, minor_units, CommandSink, Fact};
 /// The watermark's name in the state file.
 pub const WATERMARK: &str = "salesforce/inbound";
 
+/// The polled records' source in the state file (their modstamps and accepted facts).
+const POLLED: &str = "salesforce/opportunity";
+
 #[derive(Debug, thiserror::Error)]
 pub enum PollError {
     #[error(transparent)]
@@ -40,6 +43,9 @@ pub enum PollError {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PollReport {
     pub records: u64,
+    /// Records read again in the overlap window with the modstamp already seen, and
+    /// records whose command the engine already accepted with the same facts: dropped.
+    pub skipped: u64,
     pub commands: u64,
     pub refused: u64,
     pub errors: u64,
@@ -99,7 +105,9 @@ impl<S: CommandSink> SalesforcePoll<S> {
             .state
             .cursor(WATERMARK)?
             .unwrap_or_else(|| inbound.salesforce_since.clone());
-        let soql = self.query(&since);
+        // The overlap: a change committed after the last poll with a SystemModstamp before
+        // its watermark (a long transaction) is read now; what was seen is dropped below.
+        let soql = self.query(&overlap(&since, inbound.salesforce_overlap_seconds));
         let records = match self.client.query(&soql).await {
             Ok(records) => records,
             Err(CrmError::Refused(message)) if message.contains("INVALID_FIELD") => {
@@ -114,12 +122,40 @@ impl<S: CommandSink> SalesforcePoll<S> {
             ..PollReport::default()
         };
         for record in &records {
+            let id = record.get("Id").and_then(Value::as_str).unwrap_or_default();
+            let stamp = record
+                .get("SystemModstamp")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if let Some(seen) = stamp.get(..).filter(|s| !s.is_empty()) {
+                report.watermark = Some(soql_datetime(seen));
+            }
+            let before = if id.is_empty() {
+                None
+            } else {
+                self.state.polled(POLLED, id)?
+            };
+            if before.as_ref().is_some_and(|(s, _)| s == stamp) {
+                // Read again in the overlap window: seen, same id and modstamp.
+                report.skipped += 1;
+                continue;
+            }
+            let mut facts = before.and_then(|(_, f)| f);
             match self.command_of(record, &registration) {
                 Ok(None) => {}
                 Ok(Some((key, role, command))) => {
-                    report.commands += 1;
-                    if !self.execute(&key, role, command).await {
-                        report.refused += 1;
+                    let now = facts_of(&command);
+                    if facts.as_deref() == Some(now.as_str()) {
+                        // A closed Opportunity edited in what the engine does not own:
+                        // the same command again would change nothing (or be refused).
+                        report.skipped += 1;
+                    } else {
+                        report.commands += 1;
+                        if self.execute(&key, role, command).await {
+                            facts = Some(now);
+                        } else {
+                            report.refused += 1;
+                        }
                     }
                 }
                 Err((code, message)) => {
@@ -134,12 +170,16 @@ impl<S: CommandSink> SalesforcePoll<S> {
                     )?;
                 }
             }
-            if let Some(stamp) = record.get("SystemModstamp").and_then(Value::as_str) {
-                report.watermark = Some(soql_datetime(stamp));
+            if !id.is_empty() {
+                self.state.set_polled(POLLED, id, stamp, facts.as_deref())?;
             }
         }
-        if let Some(watermark) = &report.watermark {
-            self.state.set_cursor(WATERMARK, watermark)?;
+        // The watermark only moves forward (records read in the overlap are older).
+        match &report.watermark {
+            Some(watermark) if *watermark > since => {
+                self.state.set_cursor(WATERMARK, watermark)?;
+            }
+            _ => report.watermark = None,
         }
         Ok(report)
     }
@@ -263,6 +303,27 @@ impl<S: CommandSink> SalesforcePoll<S> {
         };
         let reply = execute_fact(&self.commands, &self.state, &*self.clock, fact).await;
         reply.get("ok").and_then(Value::as_bool) == Some(true)
+    }
+}
+
+/// What of a command the engine owns: the command without its reason text (the same
+/// facts give the same command).
+fn facts_of(command: &Value) -> String {
+    let mut facts = command.clone();
+    if let Some(map) = facts.as_object_mut() {
+        map.remove("reason");
+    }
+    facts.to_string()
+}
+
+/// A SOQL datetime literal `seconds` earlier (a literal that is not RFC 3339 as it is).
+fn overlap(since: &str, seconds: u64) -> String {
+    match chrono::DateTime::parse_from_rfc3339(since) {
+        Ok(t) => (t.with_timezone(&chrono::Utc)
+            - chrono::Duration::seconds(i64::try_from(seconds).unwrap_or(i64::MAX / 1000)))
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string(),
+        Err(_) => since.to_string(),
     }
 }
 

@@ -52,6 +52,13 @@ CREATE TABLE IF NOT EXISTS dead_letter (
     at                TEXT NOT NULL,
     PRIMARY KEY (target, object, external_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS polled (
+    source TEXT NOT NULL,
+    id     TEXT NOT NULL,
+    stamp  TEXT NOT NULL,
+    facts  TEXT,
+    PRIMARY KEY (source, id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS inbound_error (
     id     INTEGER PRIMARY KEY AUTOINCREMENT,
     source TEXT NOT NULL,
@@ -347,6 +354,39 @@ impl SyncState {
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(errors)
+    }
+
+    /// What a poll last read of a CRM record: its modstamp, and the facts of the last
+    /// command that record gave the engine (`None`: none was accepted yet).
+    pub fn polled(
+        &self,
+        source: &str,
+        id: &str,
+    ) -> Result<Option<(String, Option<String>)>, StateError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT stamp, facts FROM polled WHERE source = ?1 AND id = ?2",
+                params![source, id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    /// Notes a polled record's modstamp and the facts the engine accepted from it.
+    pub fn set_polled(
+        &self,
+        source: &str,
+        id: &str,
+        stamp: &str,
+        facts: Option<&str>,
+    ) -> Result<(), StateError> {
+        self.conn().execute(
+            "INSERT INTO polled (source, id, stamp, facts) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (source, id) DO UPDATE SET stamp = excluded.stamp, facts = excluded.facts",
+            params![source, id, stamp, facts],
+        )?;
+        Ok(())
     }
 
     /// How many records the adapter has written to `target`.

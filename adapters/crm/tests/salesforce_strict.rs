@@ -582,3 +582,83 @@ async fn values_have_the_types_the_org_expects() {
         json!({ "amount_minor": 1_250_000, "currency": "JPY" })
     );
 }
+
+fn closed(
+    registration: &str,
+    won: bool,
+    amount: f64,
+    stamp: &str,
+) -> serde_json::Map<String, Value> {
+    json!({ "IsClosed": true, "IsWon": won, "Amount": amount, "SystemModstamp": stamp, "OwnerId": "005X",
+            "Dealreg_Registration_Id__c": registration, "Dealreg_Account__c": "acme.com",
+            "Dealreg_Product_Line__c": "analytics" })
+    .as_object()
+    .cloned()
+    .expect("an object")
+}
+
+/// Item 8: polling misses nothing and repeats nothing: an overlap window before the
+/// watermark is read again (a change committed late, with an older SystemModstamp, is
+/// found) and what was seen (same id and modstamp) is dropped; an edit of a closed
+/// Opportunity that changes nothing the engine owns sends no command.
+#[tokio::test]
+async fn polling_misses_nothing_and_repeats_nothing() {
+    let fake = FakeCrm::start(Kind::Salesforce).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let poll = poll_of(&fake, state(&dir));
+    fake.put_opportunity(
+        "006A",
+        closed(
+            &registration_id(1),
+            true,
+            4200.5,
+            "2026-12-01T10:00:00.000+0000",
+        ),
+    );
+    let first = poll.poll_once().await.expect("poll");
+    assert_eq!(first.commands, 1);
+    // A change committed after the poll but stamped before its watermark.
+    fake.put_opportunity(
+        "006B",
+        closed(
+            &registration_id(2),
+            false,
+            100.0,
+            "2026-12-01T09:58:00.000+0000",
+        ),
+    );
+    let second = poll.poll_once().await.expect("poll");
+    assert_eq!(second.commands, 1, "the late change is found: {second:?}");
+    assert_eq!(
+        poll.commands.commands()[1]["command"]["type"],
+        json!("mark_lost")
+    );
+    // 006A was read again in the overlap, and dropped: same id, same modstamp.
+    assert_eq!(poll.commands.commands().len(), 2);
+    // A user edits the won Opportunity (its description, say): nothing the engine owns
+    // changed, no command.
+    fake.put_opportunity(
+        "006A",
+        closed(
+            &registration_id(1),
+            true,
+            4200.5,
+            "2026-12-01T11:00:00.000+0000",
+        ),
+    );
+    let third = poll.poll_once().await.expect("poll");
+    // (006B, in the overlap, is read again and dropped as seen.)
+    assert_eq!(
+        (third.records, third.commands, third.skipped),
+        (2, 0, 2),
+        "{third:?}"
+    );
+    assert_eq!(poll.commands.commands().len(), 2);
+    assert_eq!(
+        poll.state
+            .cursor(dealreg_crm::poll::WATERMARK)
+            .expect("cursor")
+            .as_deref(),
+        Some("2026-12-01T11:00:00.000Z")
+    );
+}
