@@ -62,7 +62,7 @@ fn change(n: usize) -> ViewChange {
             "registration_id": id, "partner_id": "0193a000-0000-7000-8000-aaaaaaaaaaaa",
             "partner": "Contoso Resellers", "account": format!("customer-{n}.com"),
             "company": format!("Customer {n}"), "product_line": "analytics", "motion": "reseller",
-            "stage": "qualified", "status": "protected", "protection": "protected",
+            "stage": "qualification", "status": "protected", "protection": "protected",
             "protection_expires_at": "2027-03-01T00:00:00Z", "next_step": "Send the quote",
             "estimated_amount": { "amount_minor": 1_250_050 + n as i64, "currency": "EUR" },
             "won_amount": null, "attribution": { "sourcing": "0193a000-0000-7000-8000-bbbbbbbbbbbb", "influencers": {} },

@@ -78,6 +78,8 @@ pub(crate) struct World {
     associations: std::collections::BTreeSet<(String, String, String, String)>,
     /// HubSpot: the portal's objects and their properties (`hubspot::default_portal`).
     pub(crate) hubspot_schema: BTreeMap<String, BTreeMap<String, hubspot::Property>>,
+    /// HubSpot: deal pipelines (boards) by internal id, with their stages' internal ids.
+    pub(crate) hubspot_pipelines: BTreeMap<String, Vec<String>>,
     /// Salesforce: the org's objects and fields, its currencies.
     pub(crate) salesforce: salesforce::SalesforceWorld,
     /// Pages of query results not yet fetched, by locator.
@@ -111,6 +113,11 @@ impl FakeCrm {
             valid_token: (kind == Kind::Hubspot).then(|| HUBSPOT_TOKEN.to_string()),
             hubspot_schema: if kind == Kind::Hubspot {
                 hubspot::default_portal()
+            } else {
+                BTreeMap::new()
+            },
+            hubspot_pipelines: if kind == Kind::Hubspot {
+                hubspot::default_pipelines()
             } else {
                 BTreeMap::new()
             },

@@ -168,7 +168,55 @@ pub struct HubspotSettings {
     /// Write the objects marked `custom = true` (HubSpot custom objects, which only an
     /// Enterprise portal can have) in place of those marked `without_custom_objects`.
     pub custom_objects: bool,
+    /// The deal pipeline (board) registrations' deals are on: its internal id.
+    pub pipeline: String,
+    /// Its stages' internal ids: by dealreg stage name (`deal_registration`,
+    /// `qualification`...) and by registration status (`won`, `lost`, `declined`...; a
+    /// status listed here wins over the stage).
+    pub stages: std::collections::BTreeMap<String, String>,
 }
+
+/// The board `crm setup` would create in HubSpot, "Partner registrations": one stage per
+/// stage of the five motions (shared names once), one for a registration past its last
+/// stage, and one per ending status. (key, stage id, label). HubSpot gives a pipeline's
+/// stages their internal ids; these are the ids the defaults name, to be replaced in
+/// `[hubspot.stages]` with the ones the portal gave.
+pub fn hubspot_default_board() -> Vec<(String, String, String)> {
+    use dealreg_domain::motion::Motion;
+    let mut board: Vec<(String, String, String)> = Vec::new();
+    for motion in [
+        Motion::Referral,
+        Motion::Reseller,
+        Motion::Marketplace,
+        Motion::Services,
+        Motion::TechIsv,
+    ] {
+        for stage in dealreg_domain::stages::stages(motion) {
+            if !board.iter().any(|(k, _, _)| k == stage) {
+                board.push((
+                    stage.into(),
+                    format!("dealreg_{stage}"),
+                    stage.replace('_', " "),
+                ));
+            }
+        }
+    }
+    for key in [
+        "closed",
+        "won",
+        "lost",
+        "declined",
+        "withdrawn",
+        "expired",
+        "released",
+    ] {
+        board.push((key.into(), format!("dealreg_{key}"), key.into()));
+    }
+    board
+}
+
+/// The default board's pipeline id.
+pub const HUBSPOT_DEFAULT_PIPELINE: &str = "partner_registrations";
 
 impl Default for HubspotSettings {
     fn default() -> Self {
@@ -177,6 +225,11 @@ impl Default for HubspotSettings {
             token_env: "DEALREG_HUBSPOT_TOKEN".into(),
             app_secret_env: "DEALREG_HUBSPOT_APP_SECRET".into(),
             custom_objects: false,
+            pipeline: HUBSPOT_DEFAULT_PIPELINE.into(),
+            stages: hubspot_default_board()
+                .into_iter()
+                .map(|(key, id, _)| (key, id))
+                .collect(),
         }
     }
 }
@@ -275,6 +328,18 @@ pub struct ObjectMapping {
     /// HubSpot: link each record to the customer's company, upserted by this key.
     #[serde(default)]
     pub hubspot_company: Option<CompanyMapping>,
+    /// HubSpot deals: put each on the board (`[hubspot] pipeline`), in the stage
+    /// `[hubspot.stages]` gives for its status or, failing that, its stage.
+    #[serde(default)]
+    pub hubspot_board: Option<BoardMapping>,
+}
+
+/// Where a deal's stage and status are: pointers into the record's document.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoardMapping {
+    pub stage: String,
+    pub status: String,
 }
 
 /// The company a HubSpot record is associated with: pointers into the record's document.
@@ -590,6 +655,26 @@ impl CrmConfig {
                             domain: company.domain.as_deref().and_then(text),
                         });
                     }
+                }
+                if let (Target::Hubspot, Some(board)) = (target, &object.hubspot_board) {
+                    let text = |p: &str| document.pointer(p).and_then(Value::as_str);
+                    let stage = text(&board.stage);
+                    let status = text(&board.status);
+                    let id = status
+                        .and_then(|s| self.hubspot.stages.get(s))
+                        .or_else(|| stage.and_then(|s| self.hubspot.stages.get(s)))
+                        .ok_or_else(|| {
+                            row_error(format!(
+                                "its stage {stage:?} (status {status:?}) has no HubSpot stage id in [hubspot.stages]"
+                            ))
+                        })?;
+                    record.fields.insert(
+                        "pipeline".into(),
+                        Value::String(self.hubspot.pipeline.clone()),
+                    );
+                    record
+                        .fields
+                        .insert("dealstage".into(), Value::String(id.clone()));
                 }
                 for field in &object.fields {
                     let Some(name) = field.name_in(target) else {

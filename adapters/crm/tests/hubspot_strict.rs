@@ -242,3 +242,56 @@ async fn conflicts_and_balances_land_on_companies_every_tier_has() {
     assert_eq!(fake.records("dealreg_conflicts").len(), 1);
     assert_eq!(fake.records("dealreg_commission_balances").len(), 2);
 }
+
+/// Item 13: every deal is on the board: `pipeline` and the `dealstage` of its stage (or
+/// of its ending status), following the registration.
+#[tokio::test]
+async fn every_deal_is_on_the_partner_registrations_board() {
+    let fake = FakeCrm::start(Kind::Hubspot).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state = state(&dir);
+    let sync = sync(&fake, Arc::clone(&state));
+    let mut source = ListSource(vec![
+        registration(1, "deal_registration", "pending"),
+        registration(2, "qualification", "protected"),
+    ]);
+    let report = sync.run_once(&mut source, 100).await.expect("sync");
+    assert_eq!(
+        (report.written, report.dead_lettered),
+        (2, 0),
+        "{:?}",
+        state.dead_letters("hubspot")
+    );
+    let deals = fake.records("deals");
+    for (n, stage) in [
+        (1, "dealreg_deal_registration"),
+        (2, "dealreg_qualification"),
+    ] {
+        let (_, deal) = &deals[&registration_id(n)];
+        assert_eq!(deal["pipeline"], json!("partner_registrations"));
+        assert_eq!(deal["dealstage"], json!(stage));
+    }
+    // The deal follows its registration: a new stage, then the win.
+    source.0.push(registration(1, "transact", "protected"));
+    source.0.push(registration(2, "transact", "won"));
+    sync.run_once(&mut source, 100).await.expect("sync");
+    let deals = fake.records("deals");
+    assert_eq!(
+        deals[&registration_id(1)].1["dealstage"],
+        json!("dealreg_transact")
+    );
+    assert_eq!(
+        deals[&registration_id(2)].1["dealstage"],
+        json!("dealreg_won")
+    );
+    // A stage the board does not have is not sent: the mapping names what is missing.
+    source.0.push(registration(3, "no_such_stage", "pending"));
+    let report = sync.run_once(&mut source, 100).await.expect("sync");
+    assert_eq!(report.dead_lettered, 1);
+    let letters = state.dead_letters("hubspot").expect("letters");
+    assert!(
+        letters[0].message.contains("[hubspot.stages]"),
+        "{}",
+        letters[0].message
+    );
+}

@@ -54,7 +54,7 @@ async fn setup(dir: &tempfile::TempDir) -> (FakeCrm, Arc<HubspotInbound<Recorded
         row: Some(json!({
             "registration_id": REGISTRATION, "account": "acme.com", "company": "Acme",
             "partner": "Contoso", "partner_id": "0193a000-0000-7000-8000-aaaaaaaaaaaa",
-            "product_line": "analytics", "motion": "reseller", "stage": "negotiation",
+            "product_line": "analytics", "motion": "reseller", "stage": "transact",
             "status": "approved", "protection": "protected",
             "estimated_amount": { "amount_minor": 4_200_000, "currency": "USD" },
             "attribution": { "sourcing": null, "influencers": {} }

@@ -47,7 +47,7 @@ fn registration(n: usize, status: &str) -> ViewChange {
             "company": format!("Customer {n}"),
             "product_line": "analytics",
             "motion": "reseller",
-            "stage": "qualified",
+            "stage": "qualification",
             "status": status,
             "protection": "protected",
             "protection_expires_at": "2027-03-01T00:00:00Z",
