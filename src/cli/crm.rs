@@ -266,6 +266,9 @@ async fn sync<C: dealreg_crm::CrmClient>(
         if report.changes > 0 || !follow {
             print_report("synced", &report);
         }
+        if let Some(paused) = &report.paused {
+            println!("{paused}");
+        }
         total.dead_lettered += report.dead_lettered;
         if !follow {
             break;
@@ -300,6 +303,12 @@ fn status(spec: &StoreSpec, adapter: &AdapterArgs) -> Result<ExitCode, String> {
         views.as_deref().unwrap_or("(not started)"),
         feed.as_deref().unwrap_or("(not started)")
     );
+    // The daily API limit spent: nothing is sent before the pause ends.
+    if let Some(paused) = dealreg_crm::sync::paused(&state, adapter.target, chrono::Utc::now())
+        .map_err(|e| e.to_string())?
+    {
+        println!("{paused}");
+    }
     println!("records written: {written}");
     println!("dead letters: {}", letters.len());
     for l in &letters {
@@ -671,6 +680,9 @@ async fn poll(
             report.errors,
             report.watermark.as_deref().unwrap_or("unchanged")
         );
+        if let Some(paused) = &report.paused {
+            println!("{paused}");
+        }
         errors += report.errors + report.refused;
         if !follow {
             break;

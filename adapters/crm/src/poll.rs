@@ -50,6 +50,8 @@ pub struct PollReport {
     pub refused: u64,
     pub errors: u64,
     pub watermark: Option<String>,
+    /// Salesforce's daily API limit is spent: what `crm status` says (nothing was read).
+    pub paused: Option<String>,
 }
 
 /// The Salesforce side of inbound.
@@ -108,8 +110,22 @@ impl<S: CommandSink> SalesforcePoll<S> {
         // The overlap: a change committed after the last poll with a SystemModstamp before
         // its watermark (a long transaction) is read now; what was seen is dropped below.
         let soql = self.query(&overlap(&since, inbound.salesforce_overlap_seconds));
+        let paused = || crate::sync::paused(&self.state, Target::Salesforce, self.clock.now());
+        if let Some(paused) = paused()? {
+            return Ok(PollReport {
+                paused: Some(paused),
+                ..PollReport::default()
+            });
+        }
         let records = match self.client.query(&soql).await {
             Ok(records) => records,
+            Err(CrmError::Throttled(wait)) if wait >= crate::sync::LONG_PAUSE => {
+                crate::sync::note_pause(&self.state, Target::Salesforce, self.clock.now(), wait)?;
+                return Ok(PollReport {
+                    paused: paused()?,
+                    ..PollReport::default()
+                });
+            }
             Err(CrmError::Refused(message)) if message.contains("INVALID_FIELD") => {
                 return Err(PollError::Crm(CrmError::Refused(format!(
                     "{message}; the poll reads the fields docs/CRM.md's setup creates (step 2): create it on Opportunity (and map the Lead's field to it), or name another field in [inbound] of crm.toml"

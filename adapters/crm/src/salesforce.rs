@@ -45,6 +45,13 @@ pub struct SalesforceClient {
     /// Share of the daily API limit above which requests are spaced out.
     pub limit_share: f64,
     pub limit_pause: Duration,
+    /// How long the adapter pauses once the org's daily API allocation is spent (403
+    /// `REQUEST_LIMIT_EXCEEDED` "TotalRequests", or `api-usage` at its limit). Salesforce's
+    /// window is a rolling 24 hours with no reset time: the requests of a day ago free up
+    /// gradually, so after this pause one request shows whether there is room again.
+    pub daily_pause: Duration,
+    /// No request before this instant: the daily allocation is spent.
+    paused_until: Mutex<Option<Instant>>,
     next_request_at: Mutex<Option<Instant>>,
     last_usage: Mutex<Option<(u64, u64)>>,
     /// Converted Leads followed to their Opportunity: the Lead's external id -> the
@@ -78,6 +85,8 @@ impl SalesforceClient {
             token: Mutex::new(None),
             limit_share: 0.9,
             limit_pause: Duration::from_secs(60),
+            daily_pause: Duration::from_secs(3600),
+            paused_until: Mutex::new(None),
             next_request_at: Mutex::new(None),
             last_usage: Mutex::new(None),
             moved: Mutex::new(HashMap::new()),
@@ -163,6 +172,11 @@ impl SalesforceClient {
             .next_request_at
             .lock()
             .unwrap_or_else(|e| e.into_inner());
+        if limit > 0 && used >= limit {
+            drop(next);
+            self.pause_for_the_day();
+            return;
+        }
         if limit > 0 && used as f64 >= limit as f64 * self.limit_share {
             tracing::warn!(
                 used,
@@ -175,7 +189,16 @@ impl SalesforceClient {
         }
     }
 
-    async fn wait_for_limit(&self) {
+    /// Waits while requests are spaced out; while the daily allocation is spent, sends
+    /// nothing and answers how long is left (the sync pauses instead of retrying).
+    async fn wait_for_limit(&self) -> Result<(), CrmError> {
+        let paused = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(until) = paused {
+            let left = until.saturating_duration_since(Instant::now());
+            if !left.is_zero() {
+                return Err(CrmError::Throttled(left));
+            }
+        }
         let at = *self
             .next_request_at
             .lock()
@@ -183,6 +206,15 @@ impl SalesforceClient {
         if let Some(at) = at {
             tokio::time::sleep_until(at.into()).await;
         }
+        Ok(())
+    }
+
+    /// The daily allocation is spent: nothing is sent for `daily_pause`.
+    fn pause_for_the_day(&self) -> Duration {
+        tracing::warn!(pause = ?self.daily_pause, "Salesforce's daily API request limit is spent: pausing");
+        *self.paused_until.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(Instant::now() + self.daily_pause);
+        self.daily_pause
     }
 
     /// Runs a SOQL query and follows `nextRecordsUrl` to its last page; every record, in
@@ -196,7 +228,7 @@ impl SalesforceClient {
         );
         let mut records = Vec::new();
         loop {
-            self.wait_for_limit().await;
+            self.wait_for_limit().await?;
             let mut answer = self.get(&token, &next).await?;
             if answer.status() == reqwest::StatusCode::UNAUTHORIZED {
                 token = self.token(true).await?;
@@ -239,6 +271,12 @@ impl SalesforceClient {
                 .iter()
                 .any(|c| c == "REQUEST_LIMIT_EXCEEDED")
         {
+            // "TotalRequests Limit exceeded.": the org's daily allocation ("API Request
+            // Limits and Allocations"); otherwise the concurrent long-request limit, which
+            // frees up within seconds.
+            if error_text(&body).contains("TotalRequests") {
+                return Err(CrmError::Throttled(self.pause_for_the_day()));
+            }
             return Err(CrmError::Throttled(self.limit_pause));
         }
         if status.is_server_error() {
@@ -272,7 +310,7 @@ impl SalesforceClient {
         external_id_field: &str,
         records: &[Upsert],
     ) -> Result<Vec<RecordOutcome>, CrmError> {
-        self.wait_for_limit().await;
+        self.wait_for_limit().await?;
         let mut token = self.token(false).await?;
         let mut answer = self
             .send_collection(&token, object, external_id_field, records)
@@ -344,7 +382,7 @@ impl SalesforceClient {
             })
             .collect();
         let body = json!({ "allOrNone": false, "records": records });
-        self.wait_for_limit().await;
+        self.wait_for_limit().await?;
         let mut token = self.token(false).await?;
         let path = format!(
             "/services/data/{}/composite/sobjects",

@@ -32,6 +32,54 @@ const RECORD_ATTEMPTS: u32 = 3;
 const REQUEST_ATTEMPTS: u32 = 5;
 /// Throttled answers waited out for one request before the sync stops.
 const THROTTLED_WAITS: u32 = 50;
+/// A throttle at least this long (a daily API allocation spent) is not slept through: the
+/// adapter notes a pause in its state (`crm status` shows it) and sends nothing before it
+/// ends, run after run.
+pub const LONG_PAUSE: Duration = Duration::from_secs(15 * 60);
+
+/// The state key of a target's pause.
+fn pause_key(target: Target) -> String {
+    format!("{}/paused-until", target.name())
+}
+
+/// Notes in the state that nothing is sent to `target` for `wait` from `now`.
+pub fn note_pause(
+    state: &SyncState,
+    target: Target,
+    now: chrono::DateTime<chrono::Utc>,
+    wait: Duration,
+) -> Result<(), StateError> {
+    let until =
+        now + chrono::Duration::from_std(wait).unwrap_or_else(|_| chrono::Duration::hours(1));
+    state.set_cursor(
+        &pause_key(target),
+        &until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    )
+}
+
+/// The pause in effect for `target` at `now`, as `crm status` says it; `None`: none.
+pub fn paused(
+    state: &SyncState,
+    target: Target,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<String>, StateError> {
+    let Some(until) = state.cursor(&pause_key(target))? else {
+        return Ok(None);
+    };
+    let Ok(until) = chrono::DateTime::parse_from_rfc3339(&until) else {
+        return Ok(None);
+    };
+    let until = until.with_timezone(&chrono::Utc);
+    if until <= now {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "paused: {}'s daily API request limit is spent; nothing is sent before {} ({} min left), then one request shows whether the rolling 24-hour window freed some",
+        target.name(),
+        until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        (until - now).num_minutes() + 1
+    )))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -67,6 +115,8 @@ pub struct SyncReport {
     pub dead_lettered: u64,
     pub requests: u64,
     pub throttled: u64,
+    /// The CRM's daily API limit is spent: what `crm status` says (nothing more was sent).
+    pub paused: Option<String>,
 }
 
 impl SyncReport {
@@ -79,6 +129,9 @@ impl SyncReport {
         self.dead_lettered += other.dead_lettered;
         self.requests += other.requests;
         self.throttled += other.throttled;
+        if other.paused.is_some() {
+            self.paused.clone_from(&other.paused);
+        }
     }
 }
 
@@ -110,18 +163,34 @@ impl<C: CrmClient> Outbound<C> {
     ) -> Result<SyncReport, SyncError> {
         let mut total = SyncReport::default();
         loop {
+            total.paused = paused(&self.state, self.target, self.clock.now())?;
+            if total.paused.is_some() {
+                return Ok(total);
+            }
             let cursor = self.state.cursor(&self.adapter)?;
             let Some((changes, next)) = source.changes_after(cursor.as_deref(), batch).await?
             else {
                 return Ok(total);
             };
-            let report = self.push(&changes).await?;
+            let report = match self.push(&changes).await {
+                Err(SyncError::Crm(CrmError::Throttled(wait))) if wait >= LONG_PAUSE => {
+                    // The batch is sent again after the pause (records it already wrote
+                    // are skipped by digest).
+                    self.pause(wait)?;
+                    continue;
+                }
+                other => other?,
+            };
             self.state.set_cursor(&self.adapter, &next)?;
             total.add(&report);
             if changes.is_empty() && cursor.as_deref() == Some(next.as_str()) {
                 return Ok(total);
             }
         }
+    }
+
+    fn pause(&self, wait: Duration) -> Result<(), StateError> {
+        note_pause(&self.state, self.target, self.clock.now(), wait)
     }
 
     /// Maps and writes one batch of changes.
@@ -292,6 +361,9 @@ impl<C: CrmClient> Outbound<C> {
         loop {
             report.requests += 1;
             match self.client.link_companies(object, links).await {
+                Err(CrmError::Throttled(wait)) if wait >= LONG_PAUSE => {
+                    return Err(CrmError::Throttled(wait));
+                }
                 Err(CrmError::Throttled(wait)) if throttled < THROTTLED_WAITS => {
                     throttled += 1;
                     report.throttled += 1;
@@ -319,6 +391,9 @@ impl<C: CrmClient> Outbound<C> {
         loop {
             report.requests += 1;
             match self.client.upsert(object, external_id_field, upserts).await {
+                Err(CrmError::Throttled(wait)) if wait >= LONG_PAUSE => {
+                    return Err(CrmError::Throttled(wait));
+                }
                 Err(CrmError::Throttled(wait)) if throttled < THROTTLED_WAITS => {
                     throttled += 1;
                     report.throttled += 1;

@@ -662,3 +662,58 @@ async fn polling_misses_nothing_and_repeats_nothing() {
         Some("2026-12-01T11:00:00.000Z")
     );
 }
+
+/// Item 9: the org's daily API allocation spent (403 REQUEST_LIMIT_EXCEEDED, or
+/// `Sforce-Limit-Info` at the limit): the adapter pauses (one hour, then one request to see
+/// whether the rolling 24-hour window freed some), says so in the state `crm status`
+/// reads, and sends nothing meanwhile: no retries a minute apart.
+#[tokio::test]
+async fn a_spent_daily_limit_pauses_the_adapter() {
+    let fake = FakeCrm::start(Kind::Salesforce).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state = state(&dir);
+    let sync = outbound(
+        CrmConfig::default_mapping().expect("mapping"),
+        client(settings(&fake)),
+        Arc::clone(&state),
+    );
+    fake.set_usage(15_000, 15_000);
+    let mut source = ListSource(
+        (0..3)
+            .map(|n| registration(n, "submitted", json!({})))
+            .collect(),
+    );
+    let report = tokio::time::timeout(Duration::from_secs(10), sync.run_once(&mut source, 1))
+        .await
+        .expect("a pause, not minute-by-minute retries")
+        .expect("a paused run is not an error");
+    let paused = report.paused.clone().expect("paused");
+    assert!(paused.contains("daily API request limit"), "{paused}");
+    let requests = fake.log().iter().filter(|l| l.method == "PATCH").count();
+    assert_eq!(requests, 1, "one refused request, then nothing");
+    assert_eq!(fake.records("Lead").len(), 0);
+    // The pause outlives the process: a new run sends nothing before it ends.
+    let status = dealreg_crm::sync::paused(&state, Target::Salesforce, chrono::Utc::now())
+        .expect("state")
+        .expect("a pause in the state");
+    assert!(status.contains("daily API request limit"), "{status}");
+    let again = outbound(
+        CrmConfig::default_mapping().expect("mapping"),
+        client(settings(&fake)),
+        Arc::clone(&state),
+    );
+    let report = tokio::time::timeout(Duration::from_secs(10), again.run_once(&mut source, 1))
+        .await
+        .expect("no waiting")
+        .expect("paused");
+    assert!(report.paused.is_some());
+    assert_eq!(fake.log().iter().filter(|l| l.method == "PATCH").count(), 1);
+    assert_eq!(report.written, 0);
+    // The poll pauses too, without a request.
+    let polled = poll_of(&fake, Arc::clone(&state))
+        .poll_once()
+        .await
+        .expect("paused");
+    assert!(polled.paused.is_some());
+    assert!(!fake.log().iter().any(|l| l.path.contains("/query")));
+}
