@@ -303,9 +303,11 @@ fn error(
 ) -> Response<Full<Bytes>> {
     // Error bodies: a list of {message, errorCode[, fields]}, as "Status Codes and Error
     // Responses" shows (https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/errorcodes.htm).
+    // The example there carries `fields` (the fields the error is about) beside `message`
+    // and `errorCode`.
     reply(
         status,
-        json!([{ "message": message, "errorCode": code }]),
+        json!([{ "message": message, "errorCode": code, "fields": [] }]),
         headers,
     )
 }
