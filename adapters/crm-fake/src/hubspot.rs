@@ -591,6 +591,7 @@ pub(crate) fn hubspot(
             .cloned()
             .unwrap_or_default();
         let mut results = Vec::new();
+        let mut errors = Vec::new();
         for input in &inputs {
             let from_id = input
                 .pointer("/from/id")
@@ -602,21 +603,206 @@ pub(crate) fn hubspot(
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string();
+            // Each input is answered on its own: the documented answer of the batch
+            // (results with from, to and associationSpec; errors; numErrors; 207 when some
+            // failed): https://developers.hubspot.com/docs/api-reference/latest/crm/associations/associate-records/batch/create-associations
             let exists =
                 |object: &str, id: &str| w.crm_ids.contains(&(object.to_string(), id.to_string()));
-            if !exists(&from, &from_id) || !exists(&to, &to_id) {
-                return (
-                    reply(
-                        StatusCode::BAD_REQUEST,
-                        json!({ "status": "error", "message": "an object of the association does not exist", "category": "VALIDATION_ERROR" }),
-                        &limits(100),
-                    ),
-                    0,
-                );
+            let refused = w.association_failures > 0;
+            if refused || !exists(&from, &from_id) || !exists(&to, &to_id) {
+                w.association_failures = w.association_failures.saturating_sub(1);
+                errors.push(json!({ "status": "error", "category": "VALIDATION_ERROR",
+                    "message": format!("{from} {from_id} cannot be associated with {to} {to_id}: an object does not exist or cannot be associated"),
+                    "context": { "fromObjectId": [from_id], "toObjectId": [to_id] } }));
+                continue;
             }
             w.associations
                 .insert((from.clone(), from_id.clone(), to.clone(), to_id.clone()));
-            results.push(json!({ "from": { "id": from_id }, "to": [{ "toObjectId": to_id, "associationTypes": [{ "category": "HUBSPOT_DEFINED", "typeId": 5 }] }] }));
+            results.push(json!({ "from": { "id": from_id }, "to": { "id": to_id },
+                "associationSpec": { "associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 5 } }));
+        }
+        let (status, body) = if errors.is_empty() {
+            (
+                StatusCode::OK,
+                json!({ "status": "COMPLETE", "results": results }),
+            )
+        } else {
+            (
+                StatusCode::MULTI_STATUS,
+                json!({ "status": "COMPLETE", "results": results,
+                "numErrors": errors.len(), "errors": errors }),
+            )
+        };
+        return (reply(status, body, &limits(100)), 0);
+    }
+    // crm/v3/objects/{object}/search: filters EQ or IN on one property (what the adapter
+    // asks: companies by domain). Answer: total, results with id and properties. Source:
+    // https://developers.hubspot.com/docs/api/crm/search (filterGroups, filters with
+    // propertyName, operator, value or values; properties; limit up to 100).
+    if method == "POST"
+        && segments.len() == 5
+        && segments[..3] == ["crm", "v3", "objects"]
+        && segments[4] == "search"
+    {
+        let object = segments[3];
+        let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let wanted: Vec<String> = parsed
+            .get("properties")
+            .and_then(Value::as_array)
+            .map(|p| {
+                p.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut groups: Vec<Vec<(String, Vec<String>)>> = Vec::new();
+        for group in parsed
+            .get("filterGroups")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let mut filters = Vec::new();
+            for filter in group
+                .get("filters")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let name = filter
+                    .get("propertyName")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let values: Vec<String> = match filter.get("operator").and_then(Value::as_str) {
+                    Some("EQ") => filter
+                        .get("value")
+                        .and_then(Value::as_str)
+                        .map(|v| vec![v.to_lowercase()])
+                        .unwrap_or_default(),
+                    Some("IN") => filter
+                        .get("values")
+                        .and_then(Value::as_array)
+                        .map(|v| {
+                            v.iter()
+                                .filter_map(Value::as_str)
+                                .map(str::to_lowercase)
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    other => {
+                        return (
+                            reply(
+                                StatusCode::BAD_REQUEST,
+                                json!({ "status": "error", "message": format!("the fake supports EQ and IN, not {other:?}"), "category": "VALIDATION_ERROR" }),
+                                &limits(100),
+                            ),
+                            0,
+                        );
+                    }
+                };
+                filters.push((name.to_string(), values));
+            }
+            groups.push(filters);
+        }
+        let results: Vec<Value> = w
+            .records
+            .get(object)
+            .into_iter()
+            .flat_map(|t| t.values())
+            .filter(|(_, p)| {
+                groups.iter().any(|g| {
+                    g.iter().all(|(name, values)| {
+                        p.get(name)
+                            .and_then(Value::as_str)
+                            .is_some_and(|v| values.contains(&v.to_lowercase()))
+                    })
+                })
+            })
+            .take(100)
+            .map(|(id, p)| {
+                let properties: Map<String, Value> = p
+                    .iter()
+                    .filter(|(k, _)| wanted.contains(k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                json!({ "id": id, "properties": properties, "archived": false })
+            })
+            .collect();
+        return (
+            reply(
+                StatusCode::OK,
+                json!({ "total": results.len(), "results": results }),
+                &limits(100),
+            ),
+            0,
+        );
+    }
+    // crm/v3/objects/{object}/batch/update: by internal id (what the adapter uses to give a
+    // company it found by domain its dealreg_account). The same property rules as upsert;
+    // https://developers.hubspot.com/docs/api-reference/2026-03/crm/objects/custom-objects/batch/update-custom-objects
+    if method == "POST"
+        && segments.len() == 6
+        && segments[..3] == ["crm", "v3", "objects"]
+        && segments[4..] == ["batch", "update"]
+    {
+        let object = segments[3].to_string();
+        let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let inputs = parsed
+            .get("inputs")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let schema = w.hubspot_schema.get(&object).cloned().unwrap_or_default();
+        let mut results = Vec::new();
+        for input in &inputs {
+            let id = input.get("id").and_then(Value::as_str).unwrap_or_default();
+            let properties = input
+                .get("properties")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            let bad: Vec<&String> = properties
+                .iter()
+                .filter(|(k, v)| !schema.contains_key(*k) || !v.is_string())
+                .map(|(k, _)| k)
+                .collect();
+            if !bad.is_empty() {
+                return (
+                    reply(
+                        StatusCode::BAD_REQUEST,
+                        json!({ "status": "error", "message": format!("Property values were not valid: {bad:?}"), "category": "VALIDATION_ERROR" }),
+                        &limits(100),
+                    ),
+                    inputs.len(),
+                );
+            }
+            let Some(table) = w.records.get_mut(&object) else {
+                continue;
+            };
+            let Some(key) = table
+                .iter()
+                .find(|(_, (crm_id, _))| crm_id == id)
+                .map(|(k, _)| k.clone())
+            else {
+                continue;
+            };
+            let Some((crm_id, mut fields)) = table.remove(&key) else {
+                continue;
+            };
+            // A unique property set on a record the fake keyed by its internal id: the
+            // record is found by that value from now on (as an upsert by it would).
+            let mut new_key = key.clone();
+            for (k, v) in properties {
+                if schema.get(&k).is_some_and(|p| p.unique) && key.starts_with("hs-direct-") {
+                    if let Some(v) = v.as_str() {
+                        new_key = v.to_string();
+                    }
+                }
+                fields.insert(k, v);
+            }
+            results.push(json!({ "id": crm_id, "properties": fields.clone() }));
+            table.insert(new_key, (crm_id, fields));
         }
         return (
             reply(
@@ -624,7 +810,7 @@ pub(crate) fn hubspot(
                 json!({ "status": "COMPLETE", "results": results }),
                 &limits(100),
             ),
-            0,
+            inputs.len(),
         );
     }
     // crm/v3/objects/{object}/{id}

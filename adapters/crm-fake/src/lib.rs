@@ -80,6 +80,8 @@ pub(crate) struct World {
     pub(crate) hubspot_schema: BTreeMap<String, BTreeMap<String, hubspot::Property>>,
     /// HubSpot: deal pipelines (boards) by internal id, with their stages' internal ids.
     pub(crate) hubspot_pipelines: BTreeMap<String, Vec<String>>,
+    /// HubSpot: the next `n` association inputs are refused (each on its own, in a 207).
+    pub(crate) association_failures: u32,
     /// Salesforce: the org's objects and fields, its currencies.
     pub(crate) salesforce: salesforce::SalesforceWorld,
     /// Pages of query results not yet fetched, by locator.
@@ -262,6 +264,25 @@ impl FakeCrm {
         if let Some(properties) = self.world().hubspot_schema.get_mut(object) {
             properties.remove(name);
         }
+    }
+
+    /// HubSpot: a company the team created before dealreg (no dealreg_account): its id.
+    pub fn create_company(&self, properties: Map<String, Value>) -> String {
+        let mut world = self.world();
+        world.next_id += 1;
+        let id = format!("{}", 8_000_000 + world.next_id);
+        world
+            .records
+            .entry("companies".into())
+            .or_default()
+            .insert(format!("hs-direct-{id}"), (id.clone(), properties));
+        world.crm_ids.insert(("companies".into(), id.clone()));
+        id
+    }
+
+    /// HubSpot: the next `count` association inputs are refused, each on its own.
+    pub fn fail_associations(&self, count: u32) {
+        self.world().association_failures = count;
     }
 
     /// HubSpot: the objects the portal has.

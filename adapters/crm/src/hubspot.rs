@@ -25,6 +25,11 @@ pub struct HubspotClient {
     base_url: String,
     token: String,
     next_request_at: Mutex<Option<Instant>>,
+    /// Company keys (idProperty values) this client has already matched by domain or
+    /// upserted: not searched again.
+    companies_seen: Mutex<std::collections::HashSet<String>>,
+    /// Associations HubSpot refused, item by item: (from id, company key, its message).
+    link_failures: Mutex<Vec<(String, String, String)>>,
 }
 
 impl HubspotClient {
@@ -38,6 +43,8 @@ impl HubspotClient {
             base_url: base_url.trim_end_matches('/').to_string(),
             token,
             next_request_at: Mutex::new(None),
+            companies_seen: Mutex::new(std::collections::HashSet::new()),
+            link_failures: Mutex::new(Vec::new()),
         })
     }
 
@@ -74,6 +81,137 @@ impl HubspotClient {
         if let Some(at) = at {
             tokio::time::sleep_until(at.into()).await;
         }
+    }
+
+    /// The associations HubSpot refused (each item of a 207 on its own): (the record's
+    /// id, its company's key, HubSpot's message). Each is logged as it comes.
+    pub fn link_failures(&self) -> Vec<(String, String, String)> {
+        self.link_failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// POSTs `body` and gives the status and the answer; throttling, credentials and
+    /// server errors become the request's error.
+    async fn post(&self, path: &str, body: &Value) -> Result<(u16, Value), CrmError> {
+        self.wait_for_window().await;
+        let answer = self
+            .http
+            .post(format!("{}{path}", self.base_url))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| CrmError::Transient(e.to_string()))?;
+        self.note_limits(answer.headers());
+        let status = answer.status();
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            return Err(CrmError::Throttled(throttle_wait(answer.headers())));
+        }
+        let body: Value = answer.json().await.unwrap_or(Value::Null);
+        match status.as_u16() {
+            401 | 403 => Err(CrmError::Auth(message(&body))),
+            s if s >= 500 => Err(CrmError::Transient(format!("{status}: {}", message(&body)))),
+            s => Ok((s, body)),
+        }
+    }
+
+    /// HubSpot does not deduplicate companies created through the API by their domain
+    /// (only imports do), so before a company is upserted by its own unique property,
+    /// one the team already has with the same domain is found (search, domain IN ...) and
+    /// given that property's value, so the upsert updates it instead of creating a second
+    /// one. Gives the keys of the companies so matched.
+    async fn match_by_domain(
+        &self,
+        companies: &[&crate::client::Company],
+    ) -> Result<std::collections::HashSet<String>, CrmError> {
+        let mut matched = std::collections::HashSet::new();
+        let unseen: Vec<&&crate::client::Company> = {
+            let seen = self
+                .companies_seen
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            companies
+                .iter()
+                .filter(|c| c.domain.is_some() && !seen.contains(&c.key))
+                .collect()
+        };
+        for chunk in unseen.chunks(MAX_BATCH) {
+            let Some(id_property) = chunk.first().map(|c| c.id_property.clone()) else {
+                continue;
+            };
+            let domains: Vec<String> = chunk
+                .iter()
+                .filter_map(|c| c.domain.as_deref().map(str::to_lowercase))
+                .collect();
+            let (status, body) = self
+                .post(
+                    "/crm/v3/objects/companies/search",
+                    &json!({
+                        "filterGroups": [{ "filters": [{ "propertyName": "domain", "operator": "IN", "values": domains }] }],
+                        "properties": ["domain", id_property],
+                        "limit": 100
+                    }),
+                )
+                .await?;
+            if status != 200 {
+                return Err(CrmError::Refused(format!(
+                    "searching companies by domain: {status}: {}",
+                    message(&body)
+                )));
+            }
+            let mut updates = Vec::new();
+            for found in body
+                .get("results")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let text = |name: &str| {
+                    found
+                        .pointer(&format!("/properties/{name}"))
+                        .and_then(Value::as_str)
+                        .filter(|v| !v.is_empty())
+                };
+                let (Some(id), Some(domain)) =
+                    (found.get("id").and_then(Value::as_str), text("domain"))
+                else {
+                    continue;
+                };
+                if text(&id_property).is_some() {
+                    // Already dealreg's (or another account's): the upsert finds it.
+                    continue;
+                }
+                let Some(company) = chunk.iter().find(|c| {
+                    c.domain
+                        .as_deref()
+                        .is_some_and(|d| d.eq_ignore_ascii_case(domain))
+                }) else {
+                    continue;
+                };
+                if matched.insert(company.key.clone()) {
+                    updates.push(
+                        json!({ "id": id, "properties": { id_property.clone(): company.key } }),
+                    );
+                }
+            }
+            if !updates.is_empty() {
+                let (status, body) = self
+                    .post(
+                        "/crm/v3/objects/companies/batch/update",
+                        &json!({ "inputs": updates }),
+                    )
+                    .await?;
+                if !(200..300).contains(&status) {
+                    return Err(CrmError::Refused(format!(
+                        "giving companies found by domain their {id_property}: {status}: {}",
+                        message(&body)
+                    )));
+                }
+            }
+        }
+        Ok(matched)
     }
 
     /// GET one object with the named properties: the inbound side reads a deal a webhook
@@ -303,6 +441,7 @@ impl CrmClient for HubspotClient {
                 companies.push(&link.company);
             }
         }
+        let matched = self.match_by_domain(&companies).await?;
         let mut ids: HashMap<String, String> = HashMap::new();
         for chunk in companies.chunks(MAX_BATCH) {
             let Some(id_property) = chunk.first().map(|c| c.id_property.clone()) else {
@@ -312,7 +451,8 @@ impl CrmClient for HubspotClient {
                 .iter()
                 .map(|c| {
                     let mut fields = serde_json::Map::new();
-                    if let Some(name) = &c.name {
+                    // A company the team already had keeps its own name.
+                    if let Some(name) = c.name.as_ref().filter(|_| !matched.contains(&c.key)) {
                         fields.insert("name".into(), Value::String(name.clone()));
                     }
                     if let Some(domain) = &c.domain {
@@ -328,6 +468,10 @@ impl CrmClient for HubspotClient {
             for (company, outcome) in chunk.iter().zip(outcomes) {
                 match outcome {
                     RecordOutcome::Upserted { crm_id, .. } => {
+                        self.companies_seen
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(company.key.clone());
                         ids.insert(company.key.clone(), crm_id);
                     }
                     RecordOutcome::Failed { code, message, .. } => {
@@ -336,40 +480,54 @@ impl CrmClient for HubspotClient {
                 }
             }
         }
-        let pairs: Vec<Value> = links
+        let pairs: Vec<(&CompanyLink, &String)> = links
             .iter()
-            .filter_map(|l| {
-                ids.get(&l.company.key)
-                    .map(|to| json!({ "from": { "id": l.from_id }, "to": { "id": to } }))
-            })
+            .filter_map(|l| ids.get(&l.company.key).map(|to| (l, to)))
             .collect();
         for chunk in pairs.chunks(MAX_BATCH) {
-            self.wait_for_window().await;
-            let answer = self
-                .http
-                .post(format!(
-                    "{}/crm/v4/associations/{object}/companies/batch/associate/default",
-                    self.base_url
-                ))
-                .bearer_auth(&self.token)
-                .json(&json!({ "inputs": chunk }))
-                .send()
-                .await
-                .map_err(|e| CrmError::Transient(e.to_string()))?;
-            self.note_limits(answer.headers());
-            let status = answer.status();
-            if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-                return Err(CrmError::Throttled(throttle_wait(answer.headers())));
+            let inputs: Vec<Value> = chunk
+                .iter()
+                .map(|(l, to)| json!({ "from": { "id": l.from_id }, "to": { "id": to } }))
+                .collect();
+            let (status, body) = self
+                .post(
+                    &format!("/crm/v4/associations/{object}/companies/batch/associate/default"),
+                    &json!({ "inputs": inputs }),
+                )
+                .await?;
+            if !(200..300).contains(&status) {
+                return Err(CrmError::Refused(format!("{status}: {}", message(&body))));
             }
-            if status.is_success() {
-                continue;
+            // A 207 is read item by item: the links in `results` were made, each error
+            // names the pair it refused (its context's from and to ids, where given).
+            for error in body
+                .get("errors")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let named = |key: &str| {
+                    error
+                        .pointer(&format!("/context/{key}"))
+                        .and_then(Value::as_array)
+                        .and_then(|v| v.first())
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                };
+                let from = named("fromObjectId").unwrap_or_default();
+                let to = named("toObjectId").unwrap_or_default();
+                let company = chunk
+                    .iter()
+                    .find(|(l, t)| l.from_id == from && **t == to)
+                    .map(|(l, _)| l.company.key.clone())
+                    .unwrap_or_default();
+                let text = message(error);
+                tracing::warn!(record = %from, %company, message = %text, "HubSpot refused to link a record to its company; the record is written, unlinked");
+                self.link_failures
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((from, company, text));
             }
-            let body: Value = answer.json().await.unwrap_or(Value::Null);
-            return Err(match status.as_u16() {
-                401 | 403 => CrmError::Auth(message(&body)),
-                s if s >= 500 => CrmError::Transient(format!("{status}: {}", message(&body))),
-                _ => CrmError::Refused(format!("{status}: {}", message(&body))),
-            });
         }
         Ok(())
     }

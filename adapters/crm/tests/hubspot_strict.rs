@@ -295,3 +295,62 @@ async fn every_deal_is_on_the_partner_registrations_board() {
         letters[0].message
     );
 }
+
+/// Item 14: a company the team already has (same domain, no dealreg_account) is the one
+/// the deal is linked to, not a second one; the association batch's 207 is read item by
+/// item (the refused link is reported, the others made).
+#[tokio::test]
+async fn no_duplicate_companies_and_links_checked_item_by_item() {
+    let fake = FakeCrm::start(Kind::Hubspot).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state = state(&dir);
+    let mut existing = serde_json::Map::new();
+    existing.insert("name".into(), json!("Customer One, Inc."));
+    existing.insert("domain".into(), json!("Customer-1.com"));
+    let company_id = fake.create_company(existing);
+    let sync = sync(&fake, Arc::clone(&state));
+    let mut source = ListSource(
+        (1..=3)
+            .map(|n| registration(n, "deal_registration", "pending"))
+            .collect(),
+    );
+    let report = sync.run_once(&mut source, 100).await.expect("sync");
+    assert_eq!(report.dead_lettered, 0);
+    let companies = fake.records("companies");
+    let same_domain: Vec<_> = companies
+        .values()
+        .filter(|(_, c)| {
+            c.get("domain")
+                .and_then(Value::as_str)
+                .is_some_and(|d| d.eq_ignore_ascii_case("customer-1.com"))
+        })
+        .collect();
+    assert_eq!(same_domain.len(), 1, "{companies:?}");
+    let (id, company) = same_domain[0];
+    assert_eq!(id, &company_id, "the team's company, found by its domain");
+    assert_eq!(company["dealreg_account"], json!("customer-1.com"));
+    assert_eq!(
+        company["name"],
+        json!("Customer One, Inc."),
+        "its own name kept"
+    );
+    let deal_id = fake.records("deals")[&registration_id(1)].0.clone();
+    assert!(fake.associations().contains(&(
+        "deals".into(),
+        deal_id,
+        "companies".into(),
+        company_id
+    )));
+    assert_eq!(fake.records("companies").len(), 3);
+    // One link of the next batch refused: the others are made, the refused one reported.
+    fake.fail_associations(1);
+    source
+        .0
+        .extend((4..=6).map(|n| registration(n, "deal_registration", "pending")));
+    let report = sync.run_once(&mut source, 100).await.expect("sync");
+    assert_eq!((report.written, report.dead_lettered), (3, 0));
+    assert_eq!(fake.associations().len(), 5);
+    let failures = sync.client.link_failures();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].1, "customer-4.com");
+}
