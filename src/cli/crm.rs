@@ -148,7 +148,11 @@ fn salesforce(config: &CrmConfig) -> Result<SalesforceClient, String> {
 
 fn hubspot(config: &CrmConfig) -> Result<HubspotClient, String> {
     let token = env(&config.hubspot.token_env, "the private app's access token")?;
-    HubspotClient::new(&config.hubspot.base_url, token).map_err(|e| e.to_string())
+    let mut client =
+        HubspotClient::new(&config.hubspot.base_url, token).map_err(|e| e.to_string())?;
+    // A spent daily limit pauses until the account's midnight (`crm status` says so).
+    client.daily_reset_utc_offset_minutes = config.hubspot.daily_reset_utc_offset_minutes;
+    Ok(client)
 }
 
 pub async fn run(spec: &StoreSpec, job: CrmJob) -> Result<ExitCode, String> {

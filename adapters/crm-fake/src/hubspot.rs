@@ -310,7 +310,93 @@ fn check_properties(
     problems
 }
 
+/// The limits around every authenticated request: the daily allowance (429 `DAILY` once
+/// spent) and the rolling window (429 `SECONDLY` past its maximum), and their headers on
+/// every answer (`X-HubSpot-RateLimit-Daily`, `-Daily-Remaining`, `-Max`, `-Remaining`,
+/// `-Interval-Milliseconds`). Source: the usage guidelines,
+/// https://developers.hubspot.com/docs/developer-tooling/platform/usage-guidelines (the
+/// headers; "message and policyName will indicate which limit you hit (either daily or
+/// secondly)"; the daily limit resets at midnight in the account's time zone). Whether
+/// a 429 carries `Retry-After` is not documented there: the fake sends none for these.
 pub(crate) fn hubspot(
+    w: &mut World,
+    method: &str,
+    path: &str,
+    query: &str,
+    bearer: Option<&str>,
+    body: &[u8],
+) -> (Response<Full<Bytes>>, usize) {
+    if bearer != Some(HUBSPOT_TOKEN) || (w.hubspot_daily.is_none() && w.hubspot_window.is_none()) {
+        return hubspot_request(w, method, path, query, bearer, body);
+    }
+    let now = std::time::Instant::now();
+    let mut headers: Vec<(&str, String)> = Vec::new();
+    if let Some((limit, remaining)) = w.hubspot_daily {
+        headers.push(("X-HubSpot-RateLimit-Daily", limit.to_string()));
+        if remaining == 0 {
+            headers.push(("X-HubSpot-RateLimit-Daily-Remaining", "0".into()));
+            return (
+                reply(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    json!({ "status": "error", "message": "You have reached your daily limit.",
+                            "errorType": "RATE_LIMIT", "correlationId": "00000000-0000-4000-8000-000000000000",
+                            "policyName": "DAILY" }),
+                    &headers,
+                ),
+                0,
+            );
+        }
+        w.hubspot_daily = Some((limit, remaining - 1));
+        headers.push((
+            "X-HubSpot-RateLimit-Daily-Remaining",
+            (remaining - 1).to_string(),
+        ));
+    }
+    if let Some((max, interval, start, count)) = w.hubspot_window {
+        let (start, count) = if now.duration_since(start) >= interval {
+            (now, 0)
+        } else {
+            (start, count)
+        };
+        headers.push(("X-HubSpot-RateLimit-Max", max.to_string()));
+        headers.push((
+            "X-HubSpot-RateLimit-Interval-Milliseconds",
+            interval.as_millis().to_string(),
+        ));
+        if count >= max {
+            w.hubspot_window = Some((max, interval, start, count));
+            w.hubspot_window_refusals += 1;
+            headers.push(("X-HubSpot-RateLimit-Remaining", "0".into()));
+            return (
+                reply(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    json!({ "status": "error", "message": "You have reached your secondly limit.",
+                            "errorType": "RATE_LIMIT", "correlationId": "00000000-0000-4000-8000-000000000000",
+                            "policyName": "SECONDLY" }),
+                    &headers,
+                ),
+                0,
+            );
+        }
+        w.hubspot_window = Some((max, interval, start, count + 1));
+        headers.push((
+            "X-HubSpot-RateLimit-Remaining",
+            (max - count - 1).to_string(),
+        ));
+    }
+    let (mut response, records) = hubspot_request(w, method, path, query, bearer, body);
+    for (name, value) in headers {
+        if let (Ok(name), Ok(value)) = (
+            hyper::header::HeaderName::from_bytes(name.as_bytes()),
+            hyper::header::HeaderValue::from_str(&value),
+        ) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    (response, records)
+}
+
+fn hubspot_request(
     w: &mut World,
     method: &str,
     path: &str,

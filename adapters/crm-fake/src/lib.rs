@@ -82,6 +82,13 @@ pub(crate) struct World {
     pub(crate) hubspot_pipelines: BTreeMap<String, Vec<String>>,
     /// HubSpot: the next `n` association inputs are refused (each on its own, in a 207).
     pub(crate) association_failures: u32,
+    /// HubSpot: the daily allowance (limit, remaining); `None`: not counted.
+    pub(crate) hubspot_daily: Option<(u64, u64)>,
+    /// HubSpot: the rolling window (max, interval, its start, requests in it); `None`:
+    /// not counted.
+    pub(crate) hubspot_window: Option<(u64, Duration, Instant, u64)>,
+    /// HubSpot: requests refused for exceeding the window.
+    pub(crate) hubspot_window_refusals: u64,
     /// Salesforce: the org's objects and fields, its currencies.
     pub(crate) salesforce: salesforce::SalesforceWorld,
     /// Pages of query results not yet fetched, by locator.
@@ -283,6 +290,23 @@ impl FakeCrm {
     /// HubSpot: the next `count` association inputs are refused, each on its own.
     pub fn fail_associations(&self, count: u32) {
         self.world().association_failures = count;
+    }
+
+    /// HubSpot: counts the daily allowance: `remaining` requests are left of `limit` (0:
+    /// spent, every request is answered 429 `DAILY` until it is set again).
+    pub fn hubspot_daily_limit(&self, limit: u64, remaining: u64) {
+        self.world().hubspot_daily = Some((limit, remaining));
+    }
+
+    /// HubSpot: counts the rolling window: at most `max` requests per `interval`, then 429
+    /// `SECONDLY` until the window ends.
+    pub fn hubspot_window(&self, max: u64, interval: Duration) {
+        self.world().hubspot_window = Some((max, interval, Instant::now(), 0));
+    }
+
+    /// HubSpot: requests refused because the window's maximum was reached.
+    pub fn hubspot_window_refusals(&self) -> u64 {
+        self.world().hubspot_window_refusals
     }
 
     /// HubSpot: the objects the portal has.

@@ -30,6 +30,10 @@ pub struct HubspotClient {
     companies_seen: Mutex<std::collections::HashSet<String>>,
     /// Associations HubSpot refused, item by item: (from id, company key, its message).
     link_failures: Mutex<Vec<(String, String, String)>>,
+    /// The daily allowance is spent until then: nothing is sent before it.
+    daily_spent_until: Mutex<Option<chrono::DateTime<chrono::Utc>>>,
+    /// The account's offset from UTC in minutes: its daily limit resets at its midnight.
+    pub daily_reset_utc_offset_minutes: i32,
 }
 
 impl HubspotClient {
@@ -45,6 +49,8 @@ impl HubspotClient {
             next_request_at: Mutex::new(None),
             companies_seen: Mutex::new(std::collections::HashSet::new()),
             link_failures: Mutex::new(Vec::new()),
+            daily_spent_until: Mutex::new(None),
+            daily_reset_utc_offset_minutes: 0,
         })
     }
 
@@ -58,7 +64,73 @@ impl HubspotClient {
             .map(Duration::from_millis)
     }
 
+    /// When HubSpot resets the daily limit after `now`: the account's next midnight
+    /// (https://developers.hubspot.com/docs/developer-tooling/platform/usage-guidelines:
+    /// "The daily limit resets at midnight based on your time zone setting"), a minute
+    /// after it to be safe.
+    pub fn daily_reset_after(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> chrono::DateTime<chrono::Utc> {
+        let offset = chrono::FixedOffset::east_opt(self.daily_reset_utc_offset_minutes * 60)
+            .unwrap_or_else(|| chrono::FixedOffset::east_opt(0).expect("UTC"));
+        let local = now.with_timezone(&offset);
+        let midnight = local
+            .date_naive()
+            .succ_opt()
+            .and_then(|d| d.and_hms_opt(0, 1, 0))
+            .and_then(|t| t.and_local_timezone(offset).single())
+            .map(|t| t.with_timezone(&chrono::Utc));
+        midnight.unwrap_or(now + chrono::Duration::hours(24))
+    }
+
+    fn spend_daily(&self) -> Duration {
+        let now = chrono::Utc::now();
+        let until = self.daily_reset_after(now);
+        *self
+            .daily_spent_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(until);
+        (until - now).to_std().unwrap_or(Duration::from_secs(3600))
+    }
+
+    /// Nothing is sent while the daily allowance is spent: the sync pauses (and says so
+    /// in `crm status`) for what is left of it.
+    fn daily_gate(&self) -> Result<(), CrmError> {
+        let until = *self
+            .daily_spent_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match until {
+            Some(until) if until > chrono::Utc::now() => Err(CrmError::Throttled(
+                (until - chrono::Utc::now())
+                    .to_std()
+                    .unwrap_or(Duration::from_secs(60)),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// A 429: the daily limit (`policyName: DAILY`) pauses until HubSpot resets it; the
+    /// rolling window is waited out (Retry-After, or the window the headers give).
+    async fn throttled(&self, answer: reqwest::Response) -> CrmError {
+        let wait = throttle_wait(answer.headers());
+        let body: Value = answer.json().await.unwrap_or(Value::Null);
+        if body.get("policyName").and_then(Value::as_str) == Some("DAILY") {
+            return CrmError::Throttled(self.spend_daily());
+        }
+        CrmError::Throttled(wait)
+    }
+
     fn note_limits(&self, headers: &reqwest::header::HeaderMap) {
+        let daily_left = headers
+            .get("X-HubSpot-RateLimit-Daily-Remaining")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if daily_left == Some(0) {
+            // The last request of the day: the next would be refused.
+            self.spend_daily();
+        }
         let remaining = headers
             .get("X-HubSpot-RateLimit-Remaining")
             .and_then(|v| v.to_str().ok())
@@ -95,6 +167,7 @@ impl HubspotClient {
     /// POSTs `body` and gives the status and the answer; throttling, credentials and
     /// server errors become the request's error.
     async fn post(&self, path: &str, body: &Value) -> Result<(u16, Value), CrmError> {
+        self.daily_gate()?;
         self.wait_for_window().await;
         let answer = self
             .http
@@ -107,7 +180,7 @@ impl HubspotClient {
         self.note_limits(answer.headers());
         let status = answer.status();
         if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-            return Err(CrmError::Throttled(throttle_wait(answer.headers())));
+            return Err(self.throttled(answer).await);
         }
         let body: Value = answer.json().await.unwrap_or(Value::Null);
         match status.as_u16() {
@@ -222,6 +295,7 @@ impl HubspotClient {
         id: &str,
         properties: &[&str],
     ) -> Result<Option<Value>, CrmError> {
+        self.daily_gate()?;
         self.wait_for_window().await;
         let answer = self
             .http
@@ -237,7 +311,7 @@ impl HubspotClient {
             return Ok(None);
         }
         if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-            return Err(CrmError::Throttled(throttle_wait(answer.headers())));
+            return Err(self.throttled(answer).await);
         }
         let body: Value = answer.json().await.unwrap_or(Value::Null);
         match status {
@@ -288,6 +362,7 @@ impl CrmClient for HubspotClient {
         external_id_field: &str,
         records: &[Upsert],
     ) -> Result<Vec<RecordOutcome>, CrmError> {
+        self.daily_gate()?;
         self.wait_for_window().await;
         // What the batch upsert reference shows: each input with its `idProperty`, its `id`
         // (the idProperty's value, also among its `properties`), string values ("" clears
@@ -324,7 +399,7 @@ impl CrmClient for HubspotClient {
         self.note_limits(answer.headers());
         let status = answer.status();
         if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-            return Err(CrmError::Throttled(throttle_wait(answer.headers())));
+            return Err(self.throttled(answer).await);
         }
         let body: Value = answer
             .json()

@@ -168,6 +168,10 @@ pub struct HubspotSettings {
     /// Write the objects marked `custom = true` (HubSpot custom objects, which only an
     /// Enterprise portal can have) in place of those marked `without_custom_objects`.
     pub custom_objects: bool,
+    /// The account's offset from UTC in minutes (its time zone setting): HubSpot resets
+    /// the daily API limit at the account's midnight, and a spent limit pauses the
+    /// adapter until then.
+    pub daily_reset_utc_offset_minutes: i32,
     /// The deal pipeline (board) registrations' deals are on: its internal id.
     pub pipeline: String,
     /// Its stages' internal ids: by dealreg stage name (`deal_registration`,
@@ -225,6 +229,7 @@ impl Default for HubspotSettings {
             token_env: "DEALREG_HUBSPOT_TOKEN".into(),
             app_secret_env: "DEALREG_HUBSPOT_APP_SECRET".into(),
             custom_objects: false,
+            daily_reset_utc_offset_minutes: 0,
             pipeline: HUBSPOT_DEFAULT_PIPELINE.into(),
             stages: hubspot_default_board()
                 .into_iter()

@@ -73,8 +73,14 @@ pub fn paused(
     if until <= now {
         return Ok(None);
     }
+    // HubSpot's daily limit resets at midnight in the account's time zone; Salesforce's
+    // is a rolling 24-hour window.
+    let then = match target {
+        Target::Hubspot => "when HubSpot resets it (midnight in the account's time zone, [hubspot] daily_reset_utc_offset_minutes)",
+        Target::Salesforce => "then one request shows whether the rolling 24-hour window freed some",
+    };
     Ok(Some(format!(
-        "paused: {}'s daily API request limit is spent; nothing is sent before {} ({} min left), then one request shows whether the rolling 24-hour window freed some",
+        "paused: {}'s daily API request limit is spent; nothing is sent before {} ({} min left), {then}",
         target.name(),
         until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         (until - now).num_minutes() + 1

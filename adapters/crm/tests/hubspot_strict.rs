@@ -354,3 +354,67 @@ async fn no_duplicate_companies_and_links_checked_item_by_item() {
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert_eq!(failures[0].1, "customer-4.com");
 }
+
+/// Item 15: a spent daily allowance pauses the adapter until HubSpot resets it (one
+/// request, then nothing; `crm status` says why and until when), not a retry every few
+/// seconds.
+#[tokio::test]
+async fn the_daily_limit_pauses_until_reset() {
+    let fake = FakeCrm::start(Kind::Hubspot).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state = state(&dir);
+    fake.hubspot_daily_limit(250_000, 0);
+    let sync = sync(&fake, Arc::clone(&state));
+    let mut source = ListSource(vec![registration(1, "deal_registration", "pending")]);
+    let report = tokio::time::timeout(Duration::from_secs(20), sync.run_once(&mut source, 100))
+        .await
+        .expect("the run does not sit retrying")
+        .expect("sync");
+    let status = report.paused.expect("paused");
+    assert!(
+        status.contains("hubspot's daily API request limit"),
+        "{status}"
+    );
+    assert!(status.contains("midnight"), "{status}");
+    assert_eq!(fake.log().len(), 1, "one request, then the pause");
+    let shown = dealreg_crm::sync::paused(&state, Target::Hubspot, chrono::Utc::now())
+        .expect("state")
+        .expect("the pause is in the state");
+    assert_eq!(shown, status);
+    // Run after run, nothing is sent before the reset.
+    let again = sync.run_once(&mut source, 100).await.expect("sync");
+    assert!(again.paused.is_some());
+    assert_eq!(fake.log().len(), 1);
+    assert_eq!(state.cursor("hubspot-test").expect("cursor"), None);
+}
+
+/// Item 15: the rolling window follows `X-HubSpot-RateLimit-*`: when an answer says
+/// nothing remains, the next request waits for the window, so none is refused.
+#[tokio::test]
+async fn the_ten_second_window_follows_the_headers() {
+    let fake = FakeCrm::start(Kind::Hubspot).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    fake.hubspot_window(4, Duration::from_millis(700));
+    let sync = sync(&fake, state(&dir));
+    let mut source = ListSource(
+        (0..500)
+            .map(|n| registration(n, "deal_registration", "pending"))
+            .collect(),
+    );
+    let started = std::time::Instant::now();
+    let report = sync.run_once(&mut source, 100).await.expect("sync");
+    assert_eq!(report.written, 500);
+    assert_eq!(
+        fake.hubspot_window_refusals(),
+        0,
+        "no request past the window"
+    );
+    assert_eq!(report.throttled, 0);
+    // 5 deal batches, and per batch a company search, upsert and link: 20 requests,
+    // 4 per window.
+    assert!(
+        started.elapsed() >= Duration::from_millis(4 * 700),
+        "{:?}",
+        started.elapsed()
+    );
+}
