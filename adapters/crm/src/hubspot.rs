@@ -234,6 +234,15 @@ impl HubspotClient {
                     message(&body)
                 )));
             }
+            {
+                let mut seen = self
+                    .companies_seen
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                for company in chunk {
+                    seen.insert(company.key.clone());
+                }
+            }
             let mut updates = Vec::new();
             for found in body
                 .get("results")
@@ -364,6 +373,26 @@ impl CrmClient for HubspotClient {
     ) -> Result<Vec<RecordOutcome>, CrmError> {
         self.daily_gate()?;
         self.wait_for_window().await;
+        // Companies written by their own unique property (conflicts on the customer's
+        // company) are matched by domain first, as the deals' companies are.
+        if object == "companies" {
+            let companies: Vec<crate::client::Company> = records
+                .iter()
+                .filter_map(|r| {
+                    let domain = r.fields.get("domain").and_then(Value::as_str)?;
+                    Some(crate::client::Company {
+                        id_property: external_id_field.to_string(),
+                        key: r.external_id.clone(),
+                        name: None,
+                        domain: Some(domain.to_string()),
+                    })
+                })
+                .collect();
+            if !companies.is_empty() {
+                let refs: Vec<&crate::client::Company> = companies.iter().collect();
+                self.match_by_domain(&refs).await?;
+            }
+        }
         // What the batch upsert reference shows: each input with its `idProperty`, its `id`
         // (the idProperty's value, also among its `properties`), string values ("" clears
         // a value; HubSpot has no null), and an `objectWriteTraceId` (its position here),

@@ -418,3 +418,24 @@ async fn the_ten_second_window_follows_the_headers() {
         started.elapsed()
     );
 }
+
+/// Item 14, conflicts: the customer's company that carries its conflict flags is the one
+/// the team already has with that domain, not a second one.
+#[tokio::test]
+async fn conflicts_land_on_the_company_the_team_already_has() {
+    let fake = FakeCrm::start(Kind::Hubspot).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut existing = serde_json::Map::new();
+    existing.insert("name".into(), json!("Customer Nine"));
+    existing.insert("domain".into(), json!("customer-9.com"));
+    let company_id = fake.create_company(existing);
+    let sync = sync(&fake, state(&dir));
+    let mut source = ListSource(vec![conflicts("customer-9.com")]);
+    let report = sync.run_once(&mut source, 100).await.expect("sync");
+    assert_eq!(report.dead_lettered, 0);
+    let companies = fake.records("companies");
+    assert_eq!(companies.len(), 1, "{companies:?}");
+    let (id, company) = &companies["customer-9.com"];
+    assert_eq!(id, &company_id);
+    assert_eq!(company["dealreg_open_conflicts"], json!("1"));
+}
