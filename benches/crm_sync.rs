@@ -164,19 +164,28 @@ async fn floor(fake: &FakeCrm, kind: Kind, changes: &[ViewChange]) -> Duration {
     for chunk in records.chunks(batch) {
         let request = match kind {
             Kind::Hubspot => {
+                // What HubSpot's documentation shows and the strict fake wants: string
+                // values ("" for none), the idProperty's value among them, a trace id each.
                 let inputs: Vec<Value> = chunk
                     .iter()
-                    .map(|r| {
+                    .enumerate()
+                    .map(|(i, r)| {
                         let mut fields = r.fields.clone();
                         fields.extend(r.first_sync.clone());
-                        let properties: serde_json::Map<String, Value> = fields
+                        let mut properties: serde_json::Map<String, Value> = fields
                             .into_iter()
                             .map(|(k, v)| match v {
-                                Value::String(_) | Value::Null => (k, v),
+                                Value::String(_) => (k, v),
+                                Value::Null => (k, Value::String(String::new())),
                                 other => (k, Value::String(other.to_string())),
                             })
                             .collect();
-                        json!({ "idProperty": r.external_id_field, "id": r.external_id, "properties": properties })
+                        properties.insert(
+                            r.external_id_field.clone(),
+                            Value::String(r.external_id.clone()),
+                        );
+                        json!({ "idProperty": r.external_id_field, "id": r.external_id,
+                                "properties": properties, "objectWriteTraceId": i.to_string() })
                     })
                     .collect();
                 http.post(format!(
@@ -240,9 +249,23 @@ async fn floor(fake: &FakeCrm, kind: Kind, changes: &[ViewChange]) -> Duration {
             let mut accounts: Vec<&str> = deals.iter().map(|(_, a)| a.as_str()).collect();
             accounts.sort_unstable();
             accounts.dedup();
+            // The sync first looks for companies the portal has by domain (one search).
+            http.post(format!("{}/crm/v3/objects/companies/search", fake.url()))
+                .bearer_auth(&token)
+                .json(&json!({
+                    "filterGroups": [{ "filters": [{ "propertyName": "domain", "operator": "IN", "values": accounts }] }],
+                    "properties": ["domain", "dealreg_account"],
+                    "limit": 100
+                }))
+                .send()
+                .await
+                .and_then(|r| r.error_for_status())
+                .unwrap_or_else(|e| panic!("floor search: {e}"));
             let inputs: Vec<Value> = accounts
                 .iter()
-                .map(|a| json!({ "idProperty": "dealreg_account", "id": a, "properties": { "domain": a } }))
+                .enumerate()
+                .map(|(i, a)| json!({ "idProperty": "dealreg_account", "id": a,
+                    "properties": { "domain": a, "dealreg_account": a }, "objectWriteTraceId": i.to_string() }))
                 .collect();
             let companies: Value = http
                 .post(format!(
