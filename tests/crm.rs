@@ -706,3 +706,104 @@ async fn serve_keeps_the_crm_in_step_when_configured() {
     assert!(serve.terminate().success());
     assert_mirrors_views(&fake, &store);
 }
+
+/// Issue 31 item 3 (Salesforce): an empty org is refused by `crm check` and `crm sync`
+/// (naming the fields, nothing sent); `crm setup` shows the steps, `--apply` takes them
+/// through the Tooling API and a permission set, a second `--apply` creates nothing, and
+/// then the check passes and the demo syncs with no dead letter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_salesforce_org_is_set_up_checked_and_synced() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = demo_store(&dir);
+    let fake = FakeCrm::start(Kind::Salesforce).await;
+    fake.salesforce_empty_org();
+    let cfg = config(dir.path(), &fake);
+    let state = dir.path().join("crm.db");
+    let common = [
+        "--target",
+        "salesforce",
+        "--config",
+        cfg.to_str().expect("utf-8"),
+        "--state",
+        state.to_str().expect("utf-8"),
+    ];
+    let text = |out: &Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let check = run(crm(&store, &[&["check"][..], &common[..]].concat()));
+    assert_eq!(check.status.code(), Some(2), "{}", text(&check));
+    for named in [
+        "missing field Lead.Dealreg_Registration_Id__c",
+        "missing field Opportunity.Dealreg_Status__c",
+        "missing object Dealreg_Conflict__c",
+    ] {
+        assert!(text(&check).contains(named), "{named}: {}", text(&check));
+    }
+    let sync = run(crm(&store, &[&["sync"][..], &common[..]].concat()));
+    assert_eq!(sync.status.code(), Some(2), "{}", text(&sync));
+    assert!(
+        !fake.log().iter().any(|l| l.path.contains("/composite/")),
+        "a refused check sends no record"
+    );
+    assert!(fake.records("Lead").is_empty());
+
+    let dry = run(crm(&store, &[&["setup"][..], &common[..]].concat()));
+    assert!(dry.status.success(), "{}", text(&dry));
+    assert!(
+        text(&dry).contains(
+            "create the field Lead.Dealreg_Registration_Id__c: Text(255), External ID, Unique"
+        ),
+        "{}",
+        text(&dry)
+    );
+    assert!(text(&dry).contains("Map Lead Fields"), "{}", text(&dry));
+    assert!(text(&dry).contains("FieldPermissions"), "{}", text(&dry));
+    assert!(
+        fake.salesforce_tooling_created().is_empty(),
+        "a dry run creates nothing"
+    );
+
+    let apply = run(crm(
+        &store,
+        &[&["setup", "--apply"][..], &common[..]].concat(),
+    ));
+    assert!(apply.status.success(), "{}", text(&apply));
+    let created = fake.salesforce_tooling_created();
+    assert!(created.contains(&"Lead.Dealreg_Registration_Id__c".to_string()));
+    assert!(created.contains(&"Dealreg_Conflict__c".to_string()));
+    let again = run(crm(
+        &store,
+        &[&["setup", "--apply"][..], &common[..]].concat(),
+    ));
+    assert!(again.status.success(), "{}", text(&again));
+    assert_eq!(
+        fake.salesforce_tooling_created(),
+        created,
+        "a second --apply creates nothing: {}",
+        text(&again)
+    );
+
+    let check = run(crm(&store, &[&["check"][..], &common[..]].concat()));
+    assert!(check.status.success(), "{}", text(&check));
+    let sync = run(crm(&store, &[&["sync"][..], &common[..]].concat()));
+    assert!(sync.status.success(), "{}", text(&sync));
+    assert!(text(&sync).contains(" 0 dead-lettered"), "{}", text(&sync));
+    assert_eq!(fake.records("Lead").len(), registrations(&store).len());
+
+    let hubspot = run(crm(
+        &store,
+        &[
+            "check",
+            "--target",
+            "hubspot",
+            "--config",
+            cfg.to_str().expect("utf-8"),
+        ],
+    ));
+    assert_eq!(hubspot.status.code(), Some(2));
+    assert!(text(&hubspot).contains("not built yet for HubSpot"));
+}

@@ -72,6 +72,22 @@ pub enum CrmJob {
         #[arg(long, default_value_t = 60)]
         every: u64,
     },
+    /// Describe every object and field the mapping needs in the CRM and name each one that
+    /// is missing, mistyped or not writable (exit 2); nothing is written. `crm sync` and
+    /// `crm poll` run it first.
+    Check {
+        #[command(flatten)]
+        adapter: AdapterArgs,
+    },
+    /// Show what the CRM needs for the mapping (fields, objects, access for the
+    /// integration user, and the steps no API takes); with --apply, create it. Running it
+    /// again creates nothing.
+    Setup {
+        #[command(flatten)]
+        adapter: AdapterArgs,
+        #[arg(long)]
+        apply: bool,
+    },
     /// Serve the HubSpot webhook endpoint (v3 signatures) until interrupted: deal stage
     /// changes become mark_won / mark_lost, deals direct sales created become
     /// record_direct_opportunity.
@@ -174,6 +190,11 @@ pub async fn run(spec: &StoreSpec, job: CrmJob) -> Result<ExitCode, String> {
             match adapter.target {
                 Target::Salesforce => {
                     let client = salesforce(&config)?;
+                    // The pre-flight check: an org without a mapped field would refuse
+                    // every batch; nothing is sent.
+                    if let Some(refused) = salesforce_check(&config, &client).await? {
+                        return Ok(refused);
+                    }
                     let outbound = outbound(adapter.target, source, client, config, state);
                     sync(spec, feed, outbound, batch, follow, every).await
                 }
@@ -185,6 +206,28 @@ pub async fn run(spec: &StoreSpec, job: CrmJob) -> Result<ExitCode, String> {
             }
         }
         CrmJob::Status { adapter } => status(spec, &adapter),
+        CrmJob::Check { adapter } => {
+            let config = adapter.config()?;
+            if adapter.target != Target::Salesforce {
+                return not_built_for_hubspot("crm check");
+            }
+            let client = salesforce(&config)?;
+            Ok(match salesforce_check(&config, &client).await? {
+                None => {
+                    println!("check: the org has every object and field the mapping needs");
+                    ExitCode::SUCCESS
+                }
+                Some(refused) => refused,
+            })
+        }
+        CrmJob::Setup { adapter, apply } => {
+            let config = adapter.config()?;
+            if adapter.target != Target::Salesforce {
+                return not_built_for_hubspot("crm setup");
+            }
+            let client = salesforce(&config)?;
+            setup_salesforce(&config, &client, apply).await
+        }
         CrmJob::Retry { adapter } => {
             let config = adapter.config()?;
             let state = adapter.state(spec)?;
@@ -221,6 +264,70 @@ pub async fn run(spec: &StoreSpec, job: CrmJob) -> Result<ExitCode, String> {
             every,
         } => poll(spec, &adapter, follow, every).await,
     }
+}
+
+fn not_built_for_hubspot(what: &str) -> Result<ExitCode, String> {
+    eprintln!("{what} is not built yet for HubSpot (only --target salesforce): create the properties and the board docs/CRM.md lists by hand");
+    Ok(ExitCode::from(2))
+}
+
+/// The Salesforce check: `None` when the org has what the mapping needs; otherwise each
+/// finding is printed and the exit code to end with (2).
+async fn salesforce_check(
+    config: &CrmConfig,
+    client: &SalesforceClient,
+) -> Result<Option<ExitCode>, String> {
+    let requirements = dealreg_crm::setup_salesforce::requirements(config);
+    let findings = dealreg_crm::setup_salesforce::check(client, &requirements)
+        .await
+        .map_err(|e| format!("crm check: {e}"))?;
+    if findings.is_empty() {
+        return Ok(None);
+    }
+    eprintln!(
+        "crm check: the Salesforce org lacks what the mapping needs ({} findings); nothing was sent:",
+        findings.len()
+    );
+    for finding in &findings {
+        eprintln!("  {finding}");
+    }
+    eprintln!("`dealreg crm setup --target salesforce` shows what would fix it; --apply does it");
+    Ok(Some(ExitCode::from(2)))
+}
+
+async fn setup_salesforce(
+    config: &CrmConfig,
+    client: &SalesforceClient,
+    apply: bool,
+) -> Result<ExitCode, String> {
+    use dealreg_crm::setup_salesforce as sf;
+    let requirements = sf::requirements(config);
+    let findings = sf::check(client, &requirements)
+        .await
+        .map_err(|e| format!("crm setup: {e}"))?;
+    let steps = sf::plan(config, &requirements, &findings);
+    let automatic = steps.iter().filter(|(_, a)| a.is_some()).count();
+    if !apply {
+        println!("setup would take {} steps:", steps.len());
+        for (step, _) in &steps {
+            println!("  {step}");
+        }
+        if automatic > 0 {
+            println!("run again with --apply to take the {automatic} steps that are not by hand");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let done = sf::apply(client, &steps)
+        .await
+        .map_err(|e| format!("crm setup --apply: {e}"))?;
+    println!("setup: {} done", done.len());
+    for line in &done {
+        println!("  {line}");
+    }
+    for (step, _) in steps.iter().filter(|(s, _)| s.by_hand) {
+        println!("  still to do {step}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn outbound<C: dealreg_crm::CrmClient>(
@@ -666,6 +773,9 @@ async fn poll(
     let config = adapter.config()?;
     let state = adapter.state(spec)?;
     let client = salesforce(&config)?;
+    if let Some(refused) = salesforce_check(&config, &client).await? {
+        return Ok(refused);
+    }
     let poll = dealreg_crm::poll::SalesforcePoll {
         config,
         client,

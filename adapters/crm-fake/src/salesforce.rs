@@ -40,6 +40,11 @@ pub(crate) struct Field {
     /// Written by the API (false: system fields such as `IsConverted`, `SystemModstamp`).
     writable: bool,
     external_id: bool,
+    /// The integration user cannot see it (no field-level security grants it read): a
+    /// field created through the Tooling API is visible to nobody until a permission set's
+    /// FieldPermissions grant it. Describe leaves it out; queries and writes treat it as
+    /// a field the object does not have.
+    hidden: bool,
 }
 
 impl Field {
@@ -49,6 +54,7 @@ impl Field {
             required: false,
             writable: true,
             external_id: false,
+            hidden: false,
         }
     }
     fn required(mut self) -> Field {
@@ -72,6 +78,8 @@ pub(crate) struct SalesforceWorld {
     schema: BTreeMap<String, BTreeMap<String, Field>>,
     /// Currencies enabled in a multi-currency org (the `CurrencyIsoCode` picklist).
     currencies: Vec<String>,
+    /// What the Tooling API created: `Object.Field` or an object's name.
+    created: Vec<String>,
 }
 
 /// The registration fields docs/CRM.md's setup creates on Lead and on Opportunity (the
@@ -158,12 +166,76 @@ fn default_org() -> BTreeMap<String, BTreeMap<String, Field>> {
         ("Dealreg_Currency__c", Field::of(Text)),
         ("Dealreg_Balance__c", Field::of(Number)),
     ]);
-    BTreeMap::from([
+    let mut org = BTreeMap::from([
         ("Lead".to_string(), lead),
         ("Opportunity".to_string(), opportunity),
         ("Dealreg_Conflict__c".to_string(), conflict),
         ("Dealreg_Commission_Balance__c".to_string(), balance),
+    ]);
+    org.extend(setup_objects());
+    org
+}
+
+/// What every org has besides Lead and Opportunity: Account, and the setup objects a
+/// permission set is made of. PermissionSet, FieldPermissions (`ParentId`, `SobjectType`,
+/// `Field` as `Object.Field`, `PermissionsRead`, `PermissionsEdit`: "FieldPermissions",
+/// https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_fieldpermissions.htm)
+/// and PermissionSetAssignment (`AssigneeId`, `PermissionSetId`).
+fn setup_objects() -> BTreeMap<String, BTreeMap<String, Field>> {
+    use FieldType::*;
+    let object = |fields: &[(&str, Field)]| {
+        let mut map: BTreeMap<String, Field> = BTreeMap::new();
+        map.insert("Id".into(), Field::of(Id).system());
+        map.insert("SystemModstamp".into(), Field::of(DateTime).system());
+        for (name, field) in fields {
+            map.insert((*name).into(), *field);
+        }
+        map
+    };
+    BTreeMap::from([
+        (
+            "Account".to_string(),
+            object(&[
+                ("Name", Field::of(Text).required()),
+                ("OwnerId", Field::of(Reference)),
+            ]),
+        ),
+        (
+            "PermissionSet".to_string(),
+            object(&[
+                ("Name", Field::of(Text).required()),
+                ("Label", Field::of(Text).required()),
+            ]),
+        ),
+        (
+            "FieldPermissions".to_string(),
+            object(&[
+                ("ParentId", Field::of(Reference).required()),
+                ("SobjectType", Field::of(Picklist).required()),
+                ("Field", Field::of(Picklist).required()),
+                ("PermissionsRead", Field::of(Boolean)),
+                ("PermissionsEdit", Field::of(Boolean)),
+            ]),
+        ),
+        (
+            "PermissionSetAssignment".to_string(),
+            object(&[
+                ("AssigneeId", Field::of(Reference).required()),
+                ("PermissionSetId", Field::of(Reference).required()),
+            ]),
+        ),
     ])
+}
+
+/// An org before dealreg's setup: Lead and Opportunity with their standard fields only,
+/// no custom objects.
+fn empty_org() -> BTreeMap<String, BTreeMap<String, Field>> {
+    let mut org = default_org();
+    org.retain(|name, _| !name.ends_with("__c"));
+    for fields in org.values_mut() {
+        fields.retain(|name, _| !name.ends_with("__c"));
+    }
+    org
 }
 
 fn org(w: &mut World) -> &mut BTreeMap<String, BTreeMap<String, Field>> {
@@ -174,6 +246,18 @@ fn org(w: &mut World) -> &mut BTreeMap<String, BTreeMap<String, Field>> {
 }
 
 impl FakeCrm {
+    /// Salesforce: the org as it is before dealreg's setup (`dealreg crm setup`): Lead,
+    /// Opportunity and Account with their standard fields, no `Dealreg_*` field or object.
+    pub fn salesforce_empty_org(&self) {
+        self.world().salesforce.schema = empty_org();
+    }
+
+    /// Salesforce: the custom fields and objects the Tooling API created, in order
+    /// (`Object.Field`, or the object's name).
+    pub fn salesforce_tooling_created(&self) -> Vec<String> {
+        self.world().salesforce.created.clone()
+    }
+
     /// Salesforce: the org loses a field (a test of what an org set up without it answers).
     pub fn salesforce_remove_field(&self, object: &str, field: &str) {
         let mut w = self.world();
@@ -363,6 +447,25 @@ pub(crate) fn salesforce(
         return run_query(w, &segments, query, &usage);
     }
     if data
+        && method == "GET"
+        && segments.len() == 6
+        && segments[3] == "sobjects"
+        && segments[5] == "describe"
+    {
+        return describe(w, segments[4], &usage);
+    }
+    if data
+        && method == "POST"
+        && segments.len() == 6
+        && segments[3] == "tooling"
+        && segments[4] == "sobjects"
+    {
+        return tooling_create(w, segments[5], body, &usage);
+    }
+    if data && method == "POST" && segments.len() == 5 && segments[3] == "sobjects" {
+        return create(w, segments[4], body, &usage);
+    }
+    if data
         && method == "PATCH"
         && segments.len() >= 5
         && segments[3] == "composite"
@@ -531,7 +634,7 @@ fn check_fields(
             if name == "attributes" || name == "id" {
                 continue;
             }
-            let Some(field) = fields.get(name) else {
+            let Some(field) = fields.get(name).filter(|f| !f.hidden) else {
                 return Err((
                     StatusCode::BAD_REQUEST,
                     "INVALID_FIELD",
@@ -659,7 +762,10 @@ fn upsert(
             0,
         );
     };
-    if !fields.get(field).is_some_and(|f| f.external_id) {
+    if !fields
+        .get(field)
+        .is_some_and(|f| f.external_id && !f.hidden)
+    {
         return (
             error(
                 StatusCode::BAD_REQUEST,
@@ -986,7 +1092,7 @@ fn select(w: &World, soql: &str) -> Result<Vec<Value>, (&'static str, String)> {
         ));
     };
     for field in &fields {
-        if !schema.contains_key(field) {
+        if schema.get(field).is_none_or(|f| f.hidden) {
             return Err((
                 "INVALID_FIELD",
                 format!("No such column '{field}' on entity '{object}'. If you are attempting to use a custom field, be sure to append the '__c' after the custom field name."),
@@ -1079,7 +1185,7 @@ fn check_known(
     object: &str,
     field: &str,
 ) -> Result<(), (&'static str, String)> {
-    if schema.contains_key(field) {
+    if schema.get(field).is_some_and(|f| !f.hidden) {
         Ok(())
     } else {
         Err((
@@ -1087,4 +1193,305 @@ fn check_known(
             format!("No such column '{field}' on entity '{object}'."),
         ))
     }
+}
+
+/// Describe's name for a field type ("DescribeSObjectResult", Field `type`).
+fn describe_type(ty: FieldType) -> &'static str {
+    match ty {
+        FieldType::Id => "id",
+        FieldType::Text => "string",
+        FieldType::Number => "double",
+        FieldType::Currency => "currency",
+        FieldType::Date => "date",
+        FieldType::DateTime => "datetime",
+        FieldType::Boolean => "boolean",
+        FieldType::Picklist => "picklist",
+        FieldType::Reference => "reference",
+    }
+}
+
+/// `GET /services/data/vXX.X/sobjects/{object}/describe`: "sObject Describe"
+/// (https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_sobject_describe.htm):
+/// the object's `name` and its `fields`, each with `name`, `type`, `createable`,
+/// `updateable`, `externalId`, `nillable`. Only the fields the integration user can see
+/// (field-level security); an object the org does not have: 404 NOT_FOUND.
+fn describe(w: &mut World, object: &str, usage: &[(&str, String)]) -> Answer {
+    let Some(fields) = w.salesforce.schema.get(object) else {
+        return (
+            error(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "The requested resource does not exist",
+                usage,
+            ),
+            0,
+        );
+    };
+    let fields: Vec<Value> = fields
+        .iter()
+        .filter(|(_, f)| !f.hidden)
+        .map(|(name, f)| {
+            json!({ "name": name, "type": describe_type(f.ty), "createable": f.writable,
+                    "updateable": f.writable, "externalId": f.external_id,
+                    "nillable": !f.required, "custom": name.ends_with("__c") })
+        })
+        .collect();
+    (
+        reply(
+            StatusCode::OK,
+            json!({ "name": object, "custom": object.ends_with("__c"), "createable": true,
+                    "updateable": true, "fields": fields }),
+            usage,
+        ),
+        0,
+    )
+}
+
+/// `POST /services/data/vXX.X/tooling/sobjects/CustomField` (or `CustomObject`) with
+/// `FullName` and `Metadata`: Tooling API, "CustomField"
+/// (https://developer.salesforce.com/docs/atlas.en-us.api_tooling.meta/api_tooling/tooling_api_objects_customfield.htm)
+/// and the Metadata API's CustomField types (Text with `length`, Number with `precision`
+/// and `scale`, Date, DateTime, Picklist with `valueSet`, Lookup with `referenceTo` and
+/// `relationshipName`). A field created so has no field-level security for anyone:
+/// hidden until FieldPermissions grant it. A name already taken:
+/// DUPLICATE_DEVELOPER_NAME (wording not documented).
+fn tooling_create(w: &mut World, kind: &str, body: &[u8], usage: &[(&str, String)]) -> Answer {
+    let bad = |code: &str, message: String| {
+        (
+            error(StatusCode::BAD_REQUEST, code, &message, usage),
+            0usize,
+        )
+    };
+    let Ok(parsed) = serde_json::from_slice::<Value>(body) else {
+        return bad("JSON_PARSER_ERROR", "Unexpected character".into());
+    };
+    let full_name = parsed
+        .get("FullName")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let metadata = parsed.get("Metadata").cloned().unwrap_or(Value::Null);
+    let text = |name: &str| metadata.get(name).and_then(Value::as_str).unwrap_or("");
+    if text("label").is_empty() {
+        return bad(
+            "REQUIRED_FIELD_MISSING",
+            "Required field is missing: label".into(),
+        );
+    }
+    match kind {
+        "CustomObject" => {
+            if !full_name.ends_with("__c") {
+                return bad(
+                    "FIELD_INTEGRITY_EXCEPTION",
+                    format!("invalid custom object name {full_name}"),
+                );
+            }
+            if text("pluralLabel").is_empty() || metadata.get("nameField").is_none() {
+                return bad(
+                    "REQUIRED_FIELD_MISSING",
+                    "Required fields are missing: pluralLabel, nameField".into(),
+                );
+            }
+            if w.salesforce.schema.contains_key(&full_name) {
+                return bad(
+                    "DUPLICATE_DEVELOPER_NAME",
+                    format!("{full_name} already exists"),
+                );
+            }
+            let mut fields: BTreeMap<String, Field> = BTreeMap::new();
+            for (name, field) in [
+                ("Id", Field::of(FieldType::Id).system()),
+                ("Name", Field::of(FieldType::Text).system()),
+                ("OwnerId", Field::of(FieldType::Reference)),
+                ("SystemModstamp", Field::of(FieldType::DateTime).system()),
+                ("LastModifiedById", Field::of(FieldType::Reference).system()),
+            ] {
+                fields.insert(name.into(), field);
+            }
+            w.salesforce.schema.insert(full_name.clone(), fields);
+        }
+        "CustomField" => {
+            let Some((object, field)) = full_name.split_once('.') else {
+                return bad(
+                    "FIELD_INTEGRITY_EXCEPTION",
+                    format!("FullName {full_name:?} is not Object.Field__c"),
+                );
+            };
+            if !field.ends_with("__c") {
+                return bad(
+                    "FIELD_INTEGRITY_EXCEPTION",
+                    format!("a custom field's name ends in __c: {field}"),
+                );
+            }
+            let number = |name: &str| metadata.get(name).and_then(Value::as_u64);
+            let ty = match text("type") {
+                "Text" if number("length").is_some_and(|l| (1..=255).contains(&l)) => {
+                    FieldType::Text
+                }
+                "LongTextArea"
+                    if number("length").is_some_and(|l| (256..=131_072).contains(&l))
+                        && number("visibleLines").is_some() =>
+                {
+                    FieldType::Text
+                }
+                "Number" if number("precision").is_some() && number("scale").is_some() => {
+                    FieldType::Number
+                }
+                "Date" => FieldType::Date,
+                "DateTime" => FieldType::DateTime,
+                "Picklist"
+                    if metadata
+                        .pointer("/valueSet/valueSetDefinition/value")
+                        .is_some() =>
+                {
+                    FieldType::Picklist
+                }
+                "Lookup"
+                    if !text("referenceTo").is_empty() && !text("relationshipName").is_empty() =>
+                {
+                    FieldType::Reference
+                }
+                other => {
+                    return bad(
+                        "FIELD_INTEGRITY_EXCEPTION",
+                        format!("type {other:?} without the attributes it needs (Text: length 1-255; Number: precision, scale; Picklist: valueSet; Lookup: referenceTo, relationshipName)"),
+                    );
+                }
+            };
+            let Some(fields) = w.salesforce.schema.get_mut(object) else {
+                return bad(
+                    "FIELD_INTEGRITY_EXCEPTION",
+                    format!("no such object {object}"),
+                );
+            };
+            if fields.contains_key(field) {
+                return bad(
+                    "DUPLICATE_DEVELOPER_NAME",
+                    format!("{full_name} already exists"),
+                );
+            }
+            let mut definition = Field::of(ty);
+            definition.external_id = metadata.get("externalId") == Some(&Value::Bool(true));
+            definition.hidden = true;
+            definition.writable = false;
+            fields.insert(field.to_string(), definition);
+        }
+        other => {
+            return (
+                error(
+                    StatusCode::NOT_FOUND,
+                    "NOT_FOUND",
+                    &format!("The requested resource does not exist: tooling {other}"),
+                    usage,
+                ),
+                0,
+            );
+        }
+    }
+    w.salesforce.created.push(full_name);
+    w.next_id += 1;
+    let id = format!("00N{:015}", w.next_id);
+    (
+        reply(
+            StatusCode::CREATED,
+            json!({ "id": id, "success": true, "errors": [], "warnings": [] }),
+            usage,
+        ),
+        0,
+    )
+}
+
+/// `POST /services/data/vXX.X/sobjects/{object}`: "Create a Record"
+/// (https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/dome_sobject_create.htm):
+/// 201 with `id`, `success`, `errors`. A FieldPermissions record grants its field to the
+/// integration user at once (the fake does not model which user holds the permission set).
+fn create(w: &mut World, object: &str, body: &[u8], usage: &[(&str, String)]) -> Answer {
+    let Some(fields) = w.salesforce.schema.get(object).cloned() else {
+        return (
+            error(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "The requested resource does not exist",
+                usage,
+            ),
+            0,
+        );
+    };
+    let Ok(Value::Object(record)) = serde_json::from_slice::<Value>(body) else {
+        return (
+            error(
+                StatusCode::BAD_REQUEST,
+                "JSON_PARSER_ERROR",
+                "Unexpected character",
+                usage,
+            ),
+            0,
+        );
+    };
+    if let Err((status, code, message)) =
+        check_fields(&fields, object, &[Value::Object(record.clone())])
+    {
+        return (error(status, code, &message, usage), 0);
+    }
+    if let Some(refused) = record_rules(&fields, &w.salesforce, object, &record, None) {
+        let first = refused.pointer("/errors/0").cloned().unwrap_or(Value::Null);
+        return (
+            reply(
+                StatusCode::BAD_REQUEST,
+                json!([{ "message": first["message"], "errorCode": first["statusCode"], "fields": first["fields"] }]),
+                usage,
+            ),
+            0,
+        );
+    }
+    if object == "FieldPermissions" {
+        let name = record.get("Field").and_then(Value::as_str).unwrap_or("");
+        let read = record.get("PermissionsRead") == Some(&Value::Bool(true));
+        let edit = record.get("PermissionsEdit") == Some(&Value::Bool(true));
+        // PermissionsEdit requires PermissionsRead ("FieldPermissions", object reference).
+        if edit && !read {
+            return (
+                error(
+                    StatusCode::BAD_REQUEST,
+                    "FIELD_INTEGRITY_EXCEPTION",
+                    "Permission Edit depends on permission(s): Read",
+                    usage,
+                ),
+                0,
+            );
+        }
+        let target = name
+            .split_once('.')
+            .and_then(|(o, f)| w.salesforce.schema.get_mut(o)?.get_mut(f));
+        let Some(target) = target else {
+            return (
+                error(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                    &format!("Field Name: bad value for restricted picklist field: {name}"),
+                    usage,
+                ),
+                0,
+            );
+        };
+        target.hidden &= !read;
+        target.writable |= edit;
+    }
+    w.next_id += 1;
+    let id = format!("0PS{:015}", w.next_id);
+    let mut stored = record;
+    stored.insert("SystemModstamp".into(), Value::String(modstamp()));
+    w.records
+        .entry(object.to_string())
+        .or_default()
+        .insert(id.clone(), (id.clone(), stored));
+    w.crm_ids.insert((object.to_string(), id.clone()));
+    (
+        reply(
+            StatusCode::CREATED,
+            json!({ "id": id, "success": true, "errors": [] }),
+            usage,
+        ),
+        0,
+    )
 }

@@ -31,6 +31,9 @@ const RETRYABLE: &[&str] = &[
 struct Token {
     access_token: String,
     instance_url: String,
+    /// The integration user's id: the last segment of the token answer's `id` URL
+    /// (`https://login.salesforce.com/id/<org id>/<user id>`).
+    user_id: Option<String>,
 }
 
 /// A Salesforce org, as one connected app sees it.
@@ -150,9 +153,16 @@ impl SalesforceClient {
             .ok_or_else(|| {
                 CrmError::Auth("no instance_url: set salesforce.instance_url in crm.toml".into())
             })?;
+        let user_id = body
+            .get("id")
+            .and_then(Value::as_str)
+            .and_then(|id| id.rsplit('/').next())
+            .filter(|id| !id.is_empty())
+            .map(str::to_string);
         let token = Token {
             access_token: access_token.to_string(),
             instance_url: instance_url.trim_end_matches('/').to_string(),
+            user_id,
         };
         *self.token.lock().unwrap_or_else(|e| e.into_inner()) = Some(token.clone());
         Ok(token)
@@ -292,6 +302,78 @@ impl SalesforceClient {
             )));
         }
         Ok(body)
+    }
+
+    /// The integration user's id, from the token answer (a token is fetched if need be).
+    pub async fn user_id(&self) -> Result<Option<String>, CrmError> {
+        Ok(self.token(false).await?.user_id)
+    }
+
+    /// One JSON request to `/services/data/<version><path>` (a new token once on 401):
+    /// the status and the body of the answer, whatever the status (the API usage it
+    /// reports is noted; a throttled answer or the daily limit is an error as elsewhere).
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(reqwest::StatusCode, Value), CrmError> {
+        self.wait_for_limit().await?;
+        let url_path = format!("/services/data/{}{path}", self.settings.api_version);
+        let send = |token: Token| {
+            let mut request = self
+                .http
+                .request(method.clone(), format!("{}{url_path}", token.instance_url))
+                .bearer_auth(token.access_token);
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            request.send()
+        };
+        let mut answer = send(self.token(false).await?)
+            .await
+            .map_err(|e| CrmError::Transient(e.to_string()))?;
+        if answer.status() == reqwest::StatusCode::UNAUTHORIZED {
+            answer = send(self.token(true).await?)
+                .await
+                .map_err(|e| CrmError::Transient(e.to_string()))?;
+        }
+        let status = answer.status();
+        if status.is_client_error()
+            && status != reqwest::StatusCode::UNAUTHORIZED
+            && status != reqwest::StatusCode::FORBIDDEN
+            && status != reqwest::StatusCode::TOO_MANY_REQUESTS
+        {
+            // A refusal the caller reads (404 for an object the org lacks, 400 with
+            // Salesforce's error list).
+            self.note_usage(answer.headers());
+            let body: Value = answer.json().await.unwrap_or(Value::Null);
+            return Ok((status, body));
+        }
+        let body = self.body_of(answer).await?;
+        Ok((status, body))
+    }
+
+    /// `GET /sobjects/{object}/describe`: the object's fields; `None` when the org has no
+    /// such object (404).
+    pub async fn describe(&self, object: &str) -> Result<Option<Value>, CrmError> {
+        let (status, body) = self
+            .request(
+                reqwest::Method::GET,
+                &format!("/sobjects/{object}/describe"),
+                None,
+            )
+            .await?;
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(CrmError::Refused(format!(
+                "describe {object}: {status}: {}",
+                error_text(&body)
+            )));
+        }
+        Ok(Some(body))
     }
 
     async fn get(&self, token: &Token, path: &str) -> Result<reqwest::Response, CrmError> {
@@ -633,7 +715,8 @@ fn error_codes(body: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn error_text(body: &Value) -> String {
+/// Salesforce's error list as one line: `CODE: message` of the first error.
+pub fn error_text(body: &Value) -> String {
     match body.as_array().and_then(|e| e.first()) {
         Some(first) => format!(
             "{}: {}",
