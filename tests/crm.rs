@@ -807,3 +807,102 @@ async fn an_empty_salesforce_org_is_set_up_checked_and_synced() {
     assert_eq!(hubspot.status.code(), Some(2));
     assert!(text(&hubspot).contains("not built yet for HubSpot"));
 }
+
+/// Issue 31 item 7: a channel manager approves in Salesforce (Dealreg_Decision__c on the
+/// registration's Lead); `crm poll` sends approve_registration as the role the user is
+/// mapped to, and the engine's refusal of a second decision is written back to its
+/// record (Dealreg_Decision_Error__c); a user with no role is refused and recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_made_in_salesforce_reaches_the_engine_and_a_refusal_comes_back() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = demo_store(&dir);
+    let fake = FakeCrm::start(Kind::Salesforce).await;
+    let cfg = config(dir.path(), &fake);
+    let mut text = std::fs::read_to_string(&cfg).expect("crm.toml");
+    text.push_str("\n[salesforce.approvers]\n\"005CHANNEL\" = \"channel_manager\"\n");
+    std::fs::write(&cfg, text).expect("write crm.toml");
+    let state = dir.path().join("crm.db");
+    let common = [
+        "--target",
+        "salesforce",
+        "--config",
+        cfg.to_str().expect("utf-8"),
+        "--state",
+        state.to_str().expect("utf-8"),
+    ];
+    let output = |out: &Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let sync = run(crm(&store, &[&["sync"][..], &common[..]].concat()));
+    assert!(sync.status.success(), "{}", output(&sync));
+    let rows = registrations(&store);
+    let (pending, _) = rows
+        .iter()
+        .find(|(_, r)| r["status"] == json!("pending"))
+        .expect("a pending registration in the demo");
+    let (decided, _) = rows
+        .iter()
+        .find(|(_, r)| r["status"] == json!("declined"))
+        .expect("a declined registration in the demo");
+    // A first poll reads what the sync wrote (no decision): nothing is sent.
+    let poll = run(crm(&store, &[&["poll"][..], &common[..]].concat()));
+    assert!(poll.status.success(), "{}", output(&poll));
+
+    assert!(fake.salesforce_decide("Lead", pending, "Approve", "fits the program", "005CHANNEL"));
+    assert!(fake.salesforce_decide("Lead", decided, "Approve", "reconsidered", "005CHANNEL"));
+    let poll = run(crm(&store, &[&["poll"][..], &common[..]].concat()));
+    assert_eq!(poll.status.code(), Some(2), "{}", output(&poll));
+    assert!(
+        output(&poll).contains("decisions: 2 sent (1 refused"),
+        "{}",
+        output(&poll)
+    );
+    let after = registrations(&store);
+    assert_eq!(
+        after[pending]["status"],
+        json!("protected"),
+        "approved from Salesforce"
+    );
+    let events = String::from_utf8_lossy(&support::dealreg(&store, &["events"]).stdout).to_string();
+    assert!(
+        events.lines().any(|l| l.contains(pending.as_str())
+            && l.contains("registration_approved")
+            && l.contains("salesforce:005CHANNEL")),
+        "the approval is the mapped user's"
+    );
+    let leads = fake.records("Lead");
+    assert!(leads[pending].1["Dealreg_Decision_Error__c"].is_null());
+    let error = leads[decided].1["Dealreg_Decision_Error__c"]
+        .as_str()
+        .expect("the refusal written back")
+        .to_string();
+    assert!(!error.is_empty());
+
+    // Polled again: the adapter's own write changed the records; nothing is sent twice.
+    let again = run(crm(&store, &[&["poll"][..], &common[..]].concat()));
+    assert!(again.status.success(), "{}", output(&again));
+
+    // A user with no role: refused, recorded, written back; never guessed.
+    let (other, _) = rows
+        .iter()
+        .find(|(id, r)| r["status"] == json!("declined") && *id != decided)
+        .expect("another declined registration");
+    assert!(fake.salesforce_decide("Lead", other, "Decline", "no", "005STRANGER"));
+    let poll = run(crm(&store, &[&["poll"][..], &common[..]].concat()));
+    assert_eq!(poll.status.code(), Some(2), "{}", output(&poll));
+    let error = fake.records("Lead")[other].1["Dealreg_Decision_Error__c"].clone();
+    assert!(
+        error.as_str().is_some_and(|e| e.contains("005STRANGER")),
+        "{error}"
+    );
+    let status = run(crm(&store, &[&["status"][..], &common[..]].concat()));
+    assert!(
+        output(&status).contains("unmapped_user"),
+        "{}",
+        output(&status)
+    );
+}

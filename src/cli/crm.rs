@@ -798,6 +798,15 @@ async fn poll(
             println!("{paused}");
         }
         errors += report.errors + report.refused;
+        // Approvals made in Salesforce ([salesforce] approvals).
+        let decisions = poll.poll_decisions().await.map_err(|e| e.to_string())?;
+        if decisions.records > 0 {
+            println!(
+                "decisions: {} sent ({} refused, written back to the record), {} not sent (crm status says why)",
+                decisions.commands, decisions.refused, decisions.errors
+            );
+        }
+        errors += decisions.errors + decisions.refused;
         if !follow {
             break;
         }

@@ -30,7 +30,7 @@ use serde_json::{Map, Value};
 mod hubspot;
 mod salesforce;
 
-pub use salesforce::FieldType;
+pub use salesforce::{FieldType, INTEGRATION_USER};
 
 /// Which CRM the fake plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

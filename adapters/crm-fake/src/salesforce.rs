@@ -112,6 +112,10 @@ fn default_org() -> BTreeMap<String, BTreeMap<String, Field>> {
         registration.insert((*name).into(), Field::of(Text));
     }
     registration.insert("Dealreg_Protection_Expires__c".into(), Field::of(DateTime));
+    // Approvals from inside Salesforce (docs/CRM.md, setup creates them).
+    registration.insert("Dealreg_Decision__c".into(), Field::of(Picklist));
+    registration.insert("Dealreg_Decision_Reason__c".into(), Field::of(Text));
+    registration.insert("Dealreg_Decision_Error__c".into(), Field::of(Text));
     registration.insert("Dealreg_Estimated_Amount__c".into(), Field::of(Number));
     registration.insert("Dealreg_Won_Amount__c".into(), Field::of(Number));
     let standard = |extra: &[(&str, Field)]| {
@@ -258,6 +262,33 @@ impl FakeCrm {
         self.world().salesforce.created.clone()
     }
 
+    /// Salesforce: a user decides on a registration in Salesforce, as a channel manager
+    /// editing the record would: `Dealreg_Decision__c` (Approve/Decline) and
+    /// `Dealreg_Decision_Reason__c` set on the `object` record with this registration id,
+    /// `LastModifiedById` the user, a new `SystemModstamp`.
+    pub fn salesforce_decide(
+        &self,
+        object: &str,
+        registration_id: &str,
+        decision: &str,
+        reason: &str,
+        user_id: &str,
+    ) -> bool {
+        let mut w = self.world();
+        let Some((_, fields)) = w
+            .records
+            .get_mut(object)
+            .and_then(|t| t.get_mut(registration_id))
+        else {
+            return false;
+        };
+        fields.insert("Dealreg_Decision__c".into(), json!(decision));
+        fields.insert("Dealreg_Decision_Reason__c".into(), json!(reason));
+        fields.insert("LastModifiedById".into(), json!(user_id));
+        fields.insert("SystemModstamp".into(), Value::String(modstamp()));
+        true
+    }
+
     /// Salesforce: the org loses a field (a test of what an org set up without it answers).
     pub fn salesforce_remove_field(&self, object: &str, field: &str) {
         let mut w = self.world();
@@ -347,6 +378,10 @@ impl FakeCrm {
         format!("{}{GENERIC_LOGIN}/services/oauth2/token", self.url())
     }
 }
+
+/// The connected app's Run As user: the token answer's `id` names it, and every write
+/// through the API is `LastModifiedById` it.
+pub const INTEGRATION_USER: &str = "005fake";
 
 /// The path prefix that stands for `https://login.salesforce.com`.
 const GENERIC_LOGIN: &str = "/login.salesforce.com";
@@ -542,7 +577,7 @@ fn token(w: &mut World, base: &str, path: &str, body: &[u8]) -> Answer {
         reply(
             StatusCode::OK,
             json!({ "access_token": token, "signature": "fake", "scope": "api",
-                    "instance_url": base, "id": format!("{base}/id/00Dfake/005fake"),
+                    "instance_url": base, "id": format!("{base}/id/00Dfake/{INTEGRATION_USER}"),
                     "token_type": "Bearer", "issued_at": "1700000000000" }),
             &[],
         ),
@@ -876,6 +911,7 @@ fn upsert(
         let mut written = record.clone();
         written.remove("attributes");
         written.insert("SystemModstamp".into(), Value::String(stamp.clone()));
+        written.insert("LastModifiedById".into(), json!(INTEGRATION_USER));
         w.next_id += 1;
         let prefix = match object {
             "Lead" => "00Q",
@@ -1002,6 +1038,7 @@ fn update_by_id(w: &mut World, body: &[u8], usage: &[(&str, String)]) -> Answer 
                 }
             }
             stored.insert("SystemModstamp".into(), Value::String(stamp.clone()));
+            stored.insert("LastModifiedById".into(), json!(INTEGRATION_USER));
         }
         results.push(json!({ "id": id, "success": true, "errors": [] }));
     }

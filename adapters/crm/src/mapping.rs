@@ -102,7 +102,21 @@ pub struct SalesforceSettings {
     pub api_version: String,
     pub client_id_env: String,
     pub client_secret_env: String,
+    /// Approvals from inside Salesforce: a channel manager sets `Dealreg_Decision__c`
+    /// (Approve/Decline, with `Dealreg_Decision_Reason__c`) on the registration's record;
+    /// `crm poll` sends approve_registration / decline_registration and writes the
+    /// engine's refusal to `Dealreg_Decision_Error__c` (setup creates the three fields).
+    pub approvals: bool,
+    /// Who may decide from Salesforce: the Salesforce user id (`LastModifiedById`, 15 or
+    /// 18 characters as Salesforce answers it) -> the vendor role the decision is made as
+    /// (`channel_manager`). A decision by a user not listed is refused and recorded.
+    pub approvers: std::collections::BTreeMap<String, String>,
 }
+
+/// The approval fields on the registration's record.
+pub const DECISION_FIELD: &str = "Dealreg_Decision__c";
+pub const DECISION_REASON_FIELD: &str = "Dealreg_Decision_Reason__c";
+pub const DECISION_ERROR_FIELD: &str = "Dealreg_Decision_Error__c";
 
 impl Default for SalesforceSettings {
     fn default() -> Self {
@@ -114,6 +128,8 @@ impl Default for SalesforceSettings {
             api_version: "v62.0".into(),
             client_id_env: "DEALREG_SALESFORCE_CLIENT_ID".into(),
             client_secret_env: "DEALREG_SALESFORCE_CLIENT_SECRET".into(),
+            approvals: true,
+            approvers: std::collections::BTreeMap::new(),
         }
     }
 }

@@ -20,7 +20,9 @@ use dealreg_clock::Clock;
 use serde_json::{json, Value};
 
 use crate::client::CrmError;
-use crate::mapping::{CrmConfig, Target};
+use crate::mapping::{
+    CrmConfig, Target, DECISION_ERROR_FIELD, DECISION_FIELD, DECISION_REASON_FIELD,
+};
 use crate::salesforce::SalesforceClient;
 use crate::state::{StateError, SyncState};
 use crate::webhook::{execute_fact, minor_units, CommandSink, Fact};
@@ -365,4 +367,269 @@ pub fn soql_datetime(stamp: &str) -> String {
         Some(utc) => format!("{utc}Z"),
         None => stamp.to_string(),
     }
+}
+
+/// The approvals' watermark and their records in the state file.
+pub const DECISIONS_WATERMARK: &str = "salesforce/decisions";
+const DECIDED: &str = "salesforce/decision";
+
+/// What one poll of approvals did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DecisionReport {
+    /// Records read (changed since the watermark, with or without a decision).
+    pub records: u64,
+    /// Decisions sent to the engine.
+    pub commands: u64,
+    /// Decisions the engine refused (its reason written back to the record).
+    pub refused: u64,
+    /// Decisions not sent: a user with no role in `[salesforce.approvers]`, a record
+    /// without an account or a decision that is neither Approve nor Decline.
+    pub errors: u64,
+}
+
+impl<S: CommandSink> SalesforcePoll<S> {
+    /// The object registrations are written to (Lead by default).
+    fn registration_object(&self) -> String {
+        self.config
+            .objects
+            .iter()
+            .find(|o| o.view == "pipeline" && o.table == "registration" && !o.portal)
+            .and_then(|o| o.target(Target::Salesforce))
+            .map_or_else(|| "Lead".into(), |t| t.object.clone())
+    }
+
+    /// The SOQL of one poll of approvals from `since`: the fields setup creates on the
+    /// registration's object.
+    pub fn decisions_query(&self, since: &str) -> String {
+        format!(
+            "SELECT Id, {registration}, {account}, {DECISION_FIELD}, {DECISION_REASON_FIELD}, LastModifiedById, SystemModstamp \
+             FROM {object} WHERE SystemModstamp >= {since} ORDER BY SystemModstamp ASC",
+            registration = self.registration_field(),
+            account = self.config.inbound.salesforce_account_field,
+            object = self.registration_object(),
+        )
+    }
+
+    /// Approvals made in Salesforce: each record whose `Dealreg_Decision__c` changed
+    /// becomes approve_registration / decline_registration, made as the role
+    /// `[salesforce.approvers]` gives its `LastModifiedById` (a user not listed is refused
+    /// and recorded, never guessed); the engine's refusal is written to
+    /// `Dealreg_Decision_Error__c` and an accepted decision clears it. A decision is sent
+    /// once: the same decision and reason read again (the adapter's own writes change
+    /// the record too) send nothing; to try again, change the decision or the reason.
+    pub async fn poll_decisions(&self) -> Result<DecisionReport, PollError> {
+        let mut report = DecisionReport::default();
+        if !self.config.salesforce.approvals {
+            return Ok(report);
+        }
+        if crate::sync::paused(&self.state, Target::Salesforce, self.clock.now())?.is_some() {
+            return Ok(report);
+        }
+        let inbound = &self.config.inbound;
+        let since = self
+            .state
+            .cursor(DECISIONS_WATERMARK)?
+            .unwrap_or_else(|| inbound.salesforce_since.clone());
+        let soql = self.decisions_query(&overlap(&since, inbound.salesforce_overlap_seconds));
+        let records = match self.client.query(&soql).await {
+            Ok(records) => records,
+            Err(CrmError::Throttled(wait)) if wait >= crate::sync::LONG_PAUSE => {
+                crate::sync::note_pause(&self.state, Target::Salesforce, self.clock.now(), wait)?;
+                return Ok(report);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        report.records = records.len() as u64;
+        let object = self.registration_object();
+        let registration_field = self.registration_field();
+        let mut watermark: Option<String> = None;
+        let mut write_back: Vec<(String, serde_json::Map<String, Value>)> = Vec::new();
+        for record in &records {
+            let text = |name: &str| {
+                record
+                    .get(name)
+                    .and_then(Value::as_str)
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+            };
+            let (Some(id), Some(stamp)) = (text("Id"), text("SystemModstamp")) else {
+                continue;
+            };
+            watermark = Some(soql_datetime(&stamp));
+            let before = self.state.polled(DECIDED, &id)?;
+            if before.as_ref().is_some_and(|(s, _)| *s == stamp) {
+                continue;
+            }
+            let decision = text(DECISION_FIELD);
+            let reason = text(DECISION_REASON_FIELD).unwrap_or_default();
+            let facts = decision
+                .as_ref()
+                .map(|d| format!("{d}|{reason}"))
+                .unwrap_or_default();
+            if before
+                .as_ref()
+                .and_then(|(_, f)| f.as_deref())
+                .unwrap_or("")
+                == facts
+            {
+                // Nothing decided, or the same decision read again.
+                self.state.set_polled(DECIDED, &id, &stamp, Some(&facts))?;
+                continue;
+            }
+            let Some(decision) = decision else {
+                self.state.set_polled(DECIDED, &id, &stamp, Some(&facts))?;
+                continue;
+            };
+            let user = text("LastModifiedById").unwrap_or_default();
+            let outcome = self
+                .decide(
+                    record,
+                    &registration_field,
+                    &decision,
+                    &reason,
+                    &user,
+                    &id,
+                    &stamp,
+                )
+                .await?;
+            match &outcome {
+                Decided::Accepted => report.commands += 1,
+                Decided::Refused(_) => {
+                    report.commands += 1;
+                    report.refused += 1;
+                }
+                Decided::NotSent(_) => report.errors += 1,
+            }
+            let error = match outcome {
+                Decided::Accepted => Value::Null,
+                Decided::Refused(text) | Decided::NotSent(text) => {
+                    Value::String(text.chars().take(255).collect())
+                }
+            };
+            let mut fields = serde_json::Map::new();
+            fields.insert(DECISION_ERROR_FIELD.into(), error);
+            write_back.push((id.clone(), fields));
+            self.state.set_polled(DECIDED, &id, &stamp, Some(&facts))?;
+        }
+        if !write_back.is_empty() {
+            for (outcome, (id, _)) in self
+                .client
+                .update_by_id(&object, &write_back)
+                .await?
+                .iter()
+                .zip(&write_back)
+            {
+                if let crate::client::RecordOutcome::Failed { code, message, .. } = outcome {
+                    tracing::warn!(%id, %code, %message, "the decision's outcome could not be written back to Salesforce");
+                }
+            }
+        }
+        if let Some(watermark) = watermark.filter(|w| *w > since) {
+            self.state.set_cursor(DECISIONS_WATERMARK, &watermark)?;
+        }
+        Ok(report)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn decide(
+        &self,
+        record: &Value,
+        registration_field: &str,
+        decision: &str,
+        reason: &str,
+        user: &str,
+        id: &str,
+        stamp: &str,
+    ) -> Result<Decided, PollError> {
+        let text = |name: &str| {
+            record
+                .get(name)
+                .and_then(Value::as_str)
+                .filter(|s| !s.trim().is_empty())
+                .map(str::to_string)
+        };
+        let at = self.clock.now().to_rfc3339();
+        let not_sent = |code: &str, message: String| -> Result<Decided, PollError> {
+            self.state.inbound_error(
+                "salesforce",
+                &at,
+                code,
+                &message,
+                record.to_string().as_bytes(),
+            )?;
+            Ok(Decided::NotSent(format!("dealreg: {message}")))
+        };
+        let Some(role) = self.config.salesforce.approvers.get(user) else {
+            return not_sent(
+                "unmapped_user",
+                format!("the Salesforce user {user:?} who set {DECISION_FIELD} on {id} has no dealreg role in [salesforce.approvers] of crm.toml; the decision was not sent"),
+            );
+        };
+        let (Some(registration), Some(account)) = (
+            text(registration_field),
+            text(&self.config.inbound.salesforce_account_field),
+        ) else {
+            return not_sent(
+                "missing_field",
+                format!("{id} has no {registration_field} or account: not a dealreg registration"),
+            );
+        };
+        let rationale = if reason.is_empty() {
+            format!("{decision} in Salesforce by {user}")
+        } else {
+            reason.to_string()
+        };
+        let command = match decision {
+            "Approve" => json!({ "type": "approve_registration", "account": account,
+                                 "registration_id": registration, "rationale": rationale }),
+            "Decline" => json!({ "type": "decline_registration", "account": account,
+                                 "registration_id": registration, "reason_code": "declined_in_salesforce",
+                                 "rationale": rationale }),
+            other => {
+                return not_sent(
+                    "invalid_field",
+                    format!("{DECISION_FIELD} on {id} is {other:?}, neither Approve nor Decline"),
+                );
+            }
+        };
+        let envelope = json!({
+            "idempotency_key": format!("salesforce:decision:{id}:{stamp}"),
+            "actor": { "kind": "vendor", "role": role, "user": format!("salesforce:{user}") },
+            "command": command,
+        });
+        let reply = self
+            .commands
+            .execute(envelope.to_string().into_bytes())
+            .await;
+        if reply.get("ok").and_then(Value::as_bool) == Some(true) {
+            return Ok(Decided::Accepted);
+        }
+        let code = reply
+            .pointer("/error/code")
+            .and_then(Value::as_str)
+            .unwrap_or("refused")
+            .to_string();
+        let message = reply
+            .pointer("/error/message")
+            .and_then(Value::as_str)
+            .unwrap_or("the command was refused")
+            .to_string();
+        self.state.inbound_error(
+            "salesforce",
+            &at,
+            &code,
+            &message,
+            envelope.to_string().as_bytes(),
+        )?;
+        Ok(Decided::Refused(format!("{code}: {message}")))
+    }
+}
+
+enum Decided {
+    Accepted,
+    /// The engine refused it: its code and message.
+    Refused(String),
+    /// Not sent: why.
+    NotSent(String),
 }

@@ -449,7 +449,7 @@ impl SalesforceClient {
 
     /// sObject Collections update (`PATCH /services/data/vXX.X/composite/sobjects`) of
     /// records of `object` by their Salesforce id; one outcome per record, in order.
-    async fn update_by_id(
+    pub async fn update_by_id(
         &self,
         object: &str,
         updates: &[(String, Map<String, Value>)],

@@ -20,7 +20,10 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use crate::client::CrmError;
-use crate::mapping::{CrmConfig, Direction, Target, Transform};
+use crate::mapping::{
+    CrmConfig, Direction, Target, Transform, DECISION_ERROR_FIELD, DECISION_FIELD,
+    DECISION_REASON_FIELD,
+};
 use crate::salesforce::{error_text, SalesforceClient};
 use crate::setup::{Access, FieldKind, Finding, Requirement, Step};
 
@@ -93,6 +96,40 @@ pub fn requirements(config: &CrmConfig) -> Vec<Requirement> {
                     access,
                     why: why.clone(),
                 });
+            }
+        }
+    }
+    // Approvals from inside Salesforce: on the registration's record (and, Lead-first, on
+    // the Opportunity it converts to).
+    if config.salesforce.approvals {
+        if let Some(target) = config
+            .objects_for(Target::Salesforce)
+            .find(|o| o.view == "pipeline" && o.table == "registration" && !o.portal)
+            .and_then(|o| o.target(Target::Salesforce))
+        {
+            let objects: Vec<&str> = if target.object == "Lead" {
+                vec!["Lead", "Opportunity"]
+            } else {
+                vec![target.object.as_str()]
+            };
+            for object in objects {
+                for (field, kind, access) in [
+                    (
+                        DECISION_FIELD,
+                        FieldKind::Picklist(vec!["Approve".into(), "Decline".into()]),
+                        Access::Read,
+                    ),
+                    (DECISION_REASON_FIELD, FieldKind::Text, Access::Read),
+                    (DECISION_ERROR_FIELD, FieldKind::Text, Access::Write),
+                ] {
+                    add(Requirement {
+                        object: object.into(),
+                        field: field.into(),
+                        kind,
+                        access,
+                        why: "approvals in Salesforce ([salesforce] approvals)".into(),
+                    });
+                }
             }
         }
     }
