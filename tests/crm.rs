@@ -255,12 +255,14 @@ async fn the_demo_lifecycle_appears_in_each_fake_crm_once() {
         .iter()
         .any(|(_, d)| d["dealreg_sourcing_partner"].is_string()
             && d["dealreg_influencers"] != json!("{}")));
-    // Run again: nothing new is written.
-    let requests = hubspot.log().len();
+    // Run again: nothing new is written (the pre-flight check reads the properties and
+    // the board, nothing else).
+    let writes = |fake: &FakeCrm| fake.log().iter().filter(|l| l.method != "GET").count();
+    let requests = writes(&hubspot);
     let again = run(crm(&store, &args));
     assert!(again.status.success());
     assert_eq!(
-        hubspot.log().len(),
+        writes(&hubspot),
         requests,
         "an unchanged view sends nothing"
     );
@@ -584,8 +586,10 @@ async fn the_sync_reads_the_feed_that_serve_publishes() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_mirrors_views(&fake, &store);
-    // The cursor is the stream sequence: a second run reads nothing and sends nothing.
-    let requests = fake.log().len();
+    // The cursor is the stream sequence: a second run reads nothing and sends nothing
+    // (but the pre-flight check's reads of the properties and the board).
+    let writes = |fake: &FakeCrm| fake.log().iter().filter(|l| l.method != "GET").count();
+    let requests = writes(&fake);
     let again = run(crm(&store, &args));
     assert!(again.status.success());
     assert!(
@@ -593,7 +597,7 @@ async fn the_sync_reads_the_feed_that_serve_publishes() {
         "{}",
         String::from_utf8_lossy(&again.stdout)
     );
-    assert_eq!(fake.log().len(), requests);
+    assert_eq!(writes(&fake), requests);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -793,19 +797,168 @@ async fn an_empty_salesforce_org_is_set_up_checked_and_synced() {
     assert!(sync.status.success(), "{}", text(&sync));
     assert!(text(&sync).contains(" 0 dead-lettered"), "{}", text(&sync));
     assert_eq!(fake.records("Lead").len(), registrations(&store).len());
+}
 
-    let hubspot = run(crm(
-        &store,
-        &[
-            "check",
-            "--target",
-            "hubspot",
-            "--config",
-            cfg.to_str().expect("utf-8"),
-        ],
-    ));
-    assert_eq!(hubspot.status.code(), Some(2));
-    assert!(text(&hubspot).contains("not built yet for HubSpot"));
+fn output_text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Issue 31 item 3 (HubSpot): an empty portal (no dealreg group, properties or board) is
+/// refused by `crm check` and `crm sync` (naming what is missing, nothing sent); `crm
+/// setup` shows the plan, `--apply` creates the group, the properties (the idProperty
+/// with unique values) and the board "Partner registrations", and prints the ids HubSpot
+/// gave it for crm.toml; a second `--apply` creates nothing; with those ids the check
+/// passes and the demo syncs with no dead letter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_hubspot_portal_is_set_up_checked_and_synced() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = demo_store(&dir);
+    let fake = FakeCrm::start_hubspot_empty_portal().await;
+    let cfg = config(dir.path(), &fake);
+    let state = dir.path().join("crm.db");
+    let args = |cfg: &Path, first: &[&'static str]| -> Vec<String> {
+        first
+            .iter()
+            .map(|s| s.to_string())
+            .chain([
+                "--target".into(),
+                "hubspot".into(),
+                "--config".into(),
+                cfg.to_str().expect("utf-8").to_string(),
+                "--state".into(),
+                state.to_str().expect("utf-8").to_string(),
+            ])
+            .collect()
+    };
+    let go = |cfg: &Path, first: &[&'static str]| {
+        let args = args(cfg, first);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(crm(&store, &refs))
+    };
+    let check = go(&cfg, &["check"]);
+    assert_eq!(check.status.code(), Some(2), "{}", output_text(&check));
+    for named in [
+        "missing property deals.dealreg_registration_id (text, external id, unique)",
+        "missing property deals.dealreg_status",
+        "missing property companies.dealreg_account",
+        "missing board: no deal pipeline partner_registrations",
+    ] {
+        assert!(
+            output_text(&check).contains(named),
+            "{named}: {}",
+            output_text(&check)
+        );
+    }
+    let sync = go(&cfg, &["sync"]);
+    assert_eq!(sync.status.code(), Some(2), "{}", output_text(&sync));
+    assert!(
+        !fake.log().iter().any(|l| l.path.contains("/batch/")),
+        "a refused check sends no record"
+    );
+
+    let dry = go(&cfg, &["setup"]);
+    assert!(dry.status.success(), "{}", output_text(&dry));
+    for shown in [
+        "create the property group dealreg on deals",
+        "create the property deals.dealreg_registration_id: type string, fieldType text, groupName dealreg, hasUniqueValue: true",
+        "create the deal pipeline \"Partner registrations\"",
+    ] {
+        assert!(output_text(&dry).contains(shown), "{shown}: {}", output_text(&dry));
+    }
+    assert!(
+        fake.hubspot_setup_created().is_empty(),
+        "a dry run creates nothing"
+    );
+
+    let apply = go(&cfg, &["setup", "--apply"]);
+    assert!(apply.status.success(), "{}", output_text(&apply));
+    let created = fake.hubspot_setup_created();
+    for made in [
+        "deals group dealreg",
+        "deals.dealreg_registration_id",
+        "companies.dealreg_account",
+        "pipeline Partner registrations",
+    ] {
+        assert!(created.contains(&made.to_string()), "{made}: {created:?}");
+    }
+    // The ids HubSpot gave the board, as setup printed them, in the team's crm.toml.
+    let out = String::from_utf8_lossy(&apply.stdout).to_string();
+    let block = out
+        .split("# --- crm.toml, [hubspot] section: the board's ids ---\n")
+        .nth(1)
+        .and_then(|rest| rest.split("# --- end ---").next())
+        .unwrap_or_else(|| panic!("the board's ids: {out}"))
+        .to_string();
+    let text = std::fs::read_to_string(&cfg)
+        .expect("crm.toml")
+        .replace("pipeline = \"partner_registrations\"", block.trim_end());
+    let set_up = dir.path().join("crm-set-up.toml");
+    std::fs::write(&set_up, text).expect("write crm.toml");
+
+    let again = go(&set_up, &["setup", "--apply"]);
+    assert!(again.status.success(), "{}", output_text(&again));
+    assert_eq!(
+        fake.hubspot_setup_created(),
+        created,
+        "a second --apply creates nothing: {}",
+        output_text(&again)
+    );
+    let check = go(&set_up, &["check"]);
+    assert!(check.status.success(), "{}", output_text(&check));
+    let sync = go(&set_up, &["sync"]);
+    assert!(sync.status.success(), "{}", output_text(&sync));
+    assert!(
+        output_text(&sync).contains(" 0 dead-lettered"),
+        "{}",
+        output_text(&sync)
+    );
+    assert_eq!(fake.records("deals").len(), registrations(&store).len());
+}
+
+/// Issue 31 item 3 (HubSpot): `crm check` names a mistyped property, an idProperty
+/// without unique values, a read-only property and a stage the board lacks; exit 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hubspot_portal_with_wrong_properties_is_refused_by_the_check() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = demo_store(&dir);
+    let fake = FakeCrm::start(Kind::Hubspot).await;
+    let cfg = config(dir.path(), &fake);
+    let check = || {
+        run(crm(
+            &store,
+            &[
+                "check",
+                "--target",
+                "hubspot",
+                "--config",
+                cfg.to_str().expect("utf-8"),
+            ],
+        ))
+    };
+    let ok = check();
+    assert!(
+        ok.status.success(),
+        "the default portal passes: {}",
+        output_text(&ok)
+    );
+    fake.hubspot_define_property("deals", "dealreg_registration_id", "string", false);
+    fake.hubspot_define_property("deals", "dealreg_status", "number", false);
+    fake.hubspot_read_only("deals", "dealreg_stage");
+    fake.hubspot_remove_stage("partner_registrations", "dealreg_won");
+    let refused = check();
+    assert_eq!(refused.status.code(), Some(2), "{}", output_text(&refused));
+    for named in [
+        "mistyped property deals.dealreg_registration_id: it is string (text), without unique values",
+        "mistyped property deals.dealreg_status: it is number (number)",
+        "property deals.dealreg_stage is read-only",
+        "missing stage: dealreg_won ([hubspot.stages] won)",
+    ] {
+        assert!(output_text(&refused).contains(named), "{named}: {}", output_text(&refused));
+    }
 }
 
 /// Issue 31 item 7: a channel manager approves in Salesforce (Dealreg_Decision__c on the

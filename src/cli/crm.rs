@@ -200,6 +200,10 @@ pub async fn run(spec: &StoreSpec, job: CrmJob) -> Result<ExitCode, String> {
                 }
                 Target::Hubspot => {
                     let client = hubspot(&config)?;
+                    // The same pre-flight check for HubSpot: properties and the board.
+                    if let Some(refused) = hubspot_check(&config, &client).await? {
+                        return Ok(refused);
+                    }
                     let outbound = outbound(adapter.target, source, client, config, state);
                     sync(spec, feed, outbound, batch, follow, every).await
                 }
@@ -208,8 +212,17 @@ pub async fn run(spec: &StoreSpec, job: CrmJob) -> Result<ExitCode, String> {
         CrmJob::Status { adapter } => status(spec, &adapter),
         CrmJob::Check { adapter } => {
             let config = adapter.config()?;
-            if adapter.target != Target::Salesforce {
-                return not_built_for_hubspot("crm check");
+            if adapter.target == Target::Hubspot {
+                let client = hubspot(&config)?;
+                return Ok(match hubspot_check(&config, &client).await? {
+                    None => {
+                        println!(
+                            "check: the portal has every property and the board the mapping needs"
+                        );
+                        ExitCode::SUCCESS
+                    }
+                    Some(refused) => refused,
+                });
             }
             let client = salesforce(&config)?;
             Ok(match salesforce_check(&config, &client).await? {
@@ -222,8 +235,9 @@ pub async fn run(spec: &StoreSpec, job: CrmJob) -> Result<ExitCode, String> {
         }
         CrmJob::Setup { adapter, apply } => {
             let config = adapter.config()?;
-            if adapter.target != Target::Salesforce {
-                return not_built_for_hubspot("crm setup");
+            if adapter.target == Target::Hubspot {
+                let client = hubspot(&config)?;
+                return setup_hubspot(&config, &client, apply).await;
             }
             let client = salesforce(&config)?;
             setup_salesforce(&config, &client, apply).await
@@ -266,9 +280,75 @@ pub async fn run(spec: &StoreSpec, job: CrmJob) -> Result<ExitCode, String> {
     }
 }
 
-fn not_built_for_hubspot(what: &str) -> Result<ExitCode, String> {
-    eprintln!("{what} is not built yet for HubSpot (only --target salesforce): create the properties and the board docs/CRM.md lists by hand");
-    Ok(ExitCode::from(2))
+/// The HubSpot check (properties of each mapped object, the board): `None` when the
+/// portal has what the mapping needs; otherwise each finding is printed and the exit code
+/// to end with (2).
+async fn hubspot_check(
+    config: &CrmConfig,
+    client: &HubspotClient,
+) -> Result<Option<ExitCode>, String> {
+    use dealreg_crm::setup_hubspot as hs;
+    let requirements = hs::requirements(config);
+    let findings = hs::check(client, config, &requirements)
+        .await
+        .map_err(|e| format!("crm check: {e}"))?;
+    if findings.is_empty() {
+        return Ok(None);
+    }
+    eprintln!(
+        "crm check: the HubSpot portal lacks what the mapping needs ({} findings); nothing was sent:",
+        findings.len()
+    );
+    for finding in &findings {
+        eprintln!("  {finding}");
+    }
+    eprintln!("`dealreg crm setup --target hubspot` shows what would fix it; --apply does it");
+    Ok(Some(ExitCode::from(2)))
+}
+
+/// The marker lines around the crm.toml lines `crm setup --target hubspot` prints.
+pub const BOARD_TOML_BEGIN: &str = "# --- crm.toml, [hubspot] section: the board's ids ---";
+pub const BOARD_TOML_END: &str = "# --- end ---";
+
+async fn setup_hubspot(
+    config: &CrmConfig,
+    client: &HubspotClient,
+    apply: bool,
+) -> Result<ExitCode, String> {
+    use dealreg_crm::setup_hubspot as hs;
+    let requirements = hs::requirements(config);
+    let findings = hs::check(client, config, &requirements)
+        .await
+        .map_err(|e| format!("crm setup: {e}"))?;
+    let steps = hs::plan(&findings);
+    let automatic = steps.iter().filter(|(_, a)| a.is_some()).count();
+    if !apply {
+        println!("setup would take {} steps:", steps.len());
+        for (step, _) in &steps {
+            println!("  {step}");
+        }
+        if automatic > 0 {
+            println!("run again with --apply to take the {automatic} steps that are not by hand");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let applied = hs::apply(client, &steps)
+        .await
+        .map_err(|e| format!("crm setup --apply: {e}"))?;
+    println!("setup: {} done", applied.done.len());
+    for line in &applied.done {
+        println!("  {line}");
+    }
+    for (step, _) in steps.iter().filter(|(s, _)| s.by_hand) {
+        println!("  still to do {step}");
+    }
+    if let Some(board) = &applied.board {
+        println!("HubSpot gave the board and its stages their own ids; put them in crm.toml (replacing [hubspot] pipeline):");
+        println!("{BOARD_TOML_BEGIN}");
+        print!("{}", hs::board_toml(board));
+        println!("{BOARD_TOML_END}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The Salesforce check: `None` when the org has what the mapping needs; otherwise each

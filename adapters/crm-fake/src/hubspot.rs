@@ -6,7 +6,7 @@ use http_body_util::Full;
 use hyper::{Response, StatusCode};
 use serde_json::{json, Map, Value};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::{reply, throttled, World, HUBSPOT_TOKEN};
 
@@ -23,16 +23,66 @@ pub(crate) struct Property {
     pub(crate) unique: bool,
     /// For enumerations: the allowed internal values (empty: any).
     pub(crate) options: Vec<String>,
+    /// How HubSpot shows it (`text`, `textarea`, `number`, `select`, `date`...).
+    pub(crate) field_type: String,
+    /// Its group (`groupName`).
+    pub(crate) group: String,
+    /// `modificationMetadata.readOnlyValue`: no integration may write its value.
+    pub(crate) read_only: bool,
 }
 
 impl Property {
     pub(crate) fn new(kind: &str, unique: bool) -> Property {
+        let field_type = match kind {
+            "number" => "number",
+            "enumeration" => "select",
+            "date" | "datetime" => "date",
+            "bool" => "booleancheckbox",
+            _ => "text",
+        };
         Property {
             kind: kind.to_string(),
             unique,
             options: Vec::new(),
+            field_type: field_type.to_string(),
+            group: String::new(),
+            read_only: false,
         }
     }
+}
+
+/// The property groups a portal has by object: HubSpot's own information group, and
+/// `dealreg` where setup (or docs/CRM.md's steps) made it.
+pub(crate) fn default_groups(with_dealreg: bool) -> BTreeMap<String, BTreeSet<String>> {
+    let mut groups = BTreeMap::new();
+    for (object, own) in [
+        ("deals", "dealinformation"),
+        ("companies", "companyinformation"),
+    ] {
+        let mut set = BTreeSet::new();
+        set.insert(own.to_string());
+        if with_dealreg {
+            set.insert("dealreg".to_string());
+        }
+        groups.insert(object.to_string(), set);
+    }
+    groups
+}
+
+/// A portal before dealreg: HubSpot's standard deal and company properties only, the
+/// default pipeline only (what `crm setup --target hubspot` starts from).
+pub(crate) fn empty_portal() -> BTreeMap<String, BTreeMap<String, Property>> {
+    let mut portal = default_portal();
+    for properties in portal.values_mut() {
+        properties.retain(|name, _| !name.starts_with("dealreg_"));
+    }
+    portal
+}
+
+/// A stage's or pipeline's label from its id (the fake's boards carry no labels of their
+/// own): `dealreg_deal_registration` is "deal registration".
+pub(crate) fn label_of(id: &str) -> String {
+    id.trim_start_matches("dealreg_").replace('_', " ")
 }
 
 /// The portal a channel team has after docs/CRM.md's "Setting up HubSpot": HubSpot's
@@ -269,6 +319,16 @@ fn check_properties(
             ));
             continue;
         };
+        // A read-only value (`modificationMetadata.readOnlyValue`, the properties API) is
+        // HubSpot's to set; the refusal's wording is the fake's.
+        if property.read_only {
+            problems.push(invalid(
+                name,
+                "READ_ONLY_VALUE",
+                &format!("{name} is a read only property; its value cannot be set"),
+            ));
+            continue;
+        }
         // Property values are strings: `properties` is `{[key: string]: string}` in the
         // batch upsert reference; "" clears a value. A null is not a string.
         let Some(text) = value.as_str() else {
@@ -942,6 +1002,9 @@ fn hubspot_request(
             ),
         };
     }
+    if let Some(answered) = setup_request(w, method, &segments, body) {
+        return (answered, 0);
+    }
     (
         reply(
             StatusCode::NOT_FOUND,
@@ -950,4 +1013,257 @@ fn hubspot_request(
         ),
         0,
     )
+}
+
+fn error(status: StatusCode, category: &str, message: &str) -> Response<Full<Bytes>> {
+    reply(
+        status,
+        json!({ "status": "error", "message": message,
+                "correlationId": "00000000-0000-4000-8000-000000000000", "category": category }),
+        &[],
+    )
+}
+
+/// A property as the properties API answers it.
+fn property_json(name: &str, property: &Property, object: &str) -> Value {
+    let group = if !property.group.is_empty() {
+        property.group.clone()
+    } else if name.starts_with("dealreg_") {
+        "dealreg".to_string()
+    } else {
+        format!("{}information", object.trim_end_matches('s'))
+    };
+    json!({ "name": name, "label": label_of(name), "type": property.kind,
+            "fieldType": property.field_type, "groupName": group,
+            "hasUniqueValue": property.unique, "hidden": false, "formField": false,
+            "options": property.options.iter().map(|o| json!({ "label": o, "value": o, "hidden": false })).collect::<Vec<_>>(),
+            "modificationMetadata": { "archivable": !property.read_only, "readOnlyDefinition": !name.starts_with("dealreg_"),
+                                      "readOnlyValue": property.read_only } })
+}
+
+fn pipeline_json(w: &World, id: &str, stages: &[String]) -> Value {
+    let label = |id: &str| {
+        w.hubspot_labels
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| label_of(id))
+    };
+    json!({ "id": id, "label": label(id), "displayOrder": 0, "archived": false,
+            "createdAt": "2026-01-01T00:00:00Z", "updatedAt": "2026-01-01T00:00:00Z",
+            "stages": stages.iter().enumerate().map(|(i, s)| json!({ "id": s, "label": label(s),
+                "displayOrder": i, "archived": false, "metadata": { "probability": "0.5" },
+                "createdAt": "2026-01-01T00:00:00Z", "updatedAt": "2026-01-01T00:00:00Z" })).collect::<Vec<_>>() })
+}
+
+/// What `crm setup --target hubspot` and `crm check` call: the properties API (read an
+/// object's properties, create a property, create a property group) and the pipelines API
+/// for deals (read the boards, create one). Sources:
+/// - properties: https://developers.hubspot.com/docs/api/crm/properties (`GET` and `POST
+///   /crm/v3/properties/{objectType}`; a property needs `name`, `label`, `type`,
+///   `fieldType` and `groupName`; `hasUniqueValue`; groups through `POST
+///   /crm/v3/properties/{objectType}/groups` with `name` and `label`;
+///   `modificationMetadata.readOnlyValue`);
+/// - pipelines: https://developers.hubspot.com/docs/api/crm/pipelines (`POST
+///   /crm/v3/pipelines/{objectType}` with `label`, `displayOrder` and `stages`, each stage
+///   with `label`, `displayOrder` and, for deals, `metadata.probability` between 0.0 and
+///   1.0; stage labels unique; HubSpot gives the pipeline and its stages their ids).
+///
+/// A property or group that exists already is answered 409 (the API's conflict; the
+/// wording is the fake's). Nothing here is verified against a real portal.
+fn setup_request(
+    w: &mut World,
+    method: &str,
+    segments: &[&str],
+    body: &[u8],
+) -> Option<Response<Full<Bytes>>> {
+    let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let text = |name: &str| {
+        parsed
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    let unknown = |object: &str| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            &format!("Unable to infer object type from: {object}"),
+        )
+    };
+    match (method, segments) {
+        ("GET", ["crm", "v3", "properties", object]) => {
+            let Some(properties) = w.hubspot_schema.get(*object) else {
+                return Some(unknown(object));
+            };
+            let results: Vec<Value> = properties
+                .iter()
+                .map(|(name, p)| property_json(name, p, object))
+                .collect();
+            Some(reply(StatusCode::OK, json!({ "results": results }), &[]))
+        }
+        ("POST", ["crm", "v3", "properties", object]) => {
+            if !w.hubspot_schema.contains_key(*object) {
+                return Some(unknown(object));
+            }
+            let (Some(name), Some(_label), Some(kind), Some(field_type), Some(group)) = (
+                text("name"),
+                text("label"),
+                text("type"),
+                text("fieldType"),
+                text("groupName"),
+            ) else {
+                return Some(error(
+                    StatusCode::BAD_REQUEST,
+                    "VALIDATION_ERROR",
+                    "a property needs name, label, type, fieldType and groupName",
+                ));
+            };
+            if !w
+                .hubspot_groups
+                .get(*object)
+                .is_some_and(|g| g.contains(&group))
+            {
+                return Some(error(
+                    StatusCode::BAD_REQUEST,
+                    "VALIDATION_ERROR",
+                    &format!("{group} is not a property group of {object}"),
+                ));
+            }
+            if w.hubspot_schema[*object].contains_key(&name) {
+                return Some(error(
+                    StatusCode::CONFLICT,
+                    "OBJECT_ALREADY_EXISTS",
+                    &format!("A property named '{name}' already exists."),
+                ));
+            }
+            let mut property = Property::new(
+                &kind,
+                parsed.get("hasUniqueValue").and_then(Value::as_bool) == Some(true),
+            );
+            property.field_type = field_type;
+            property.group = group;
+            let answer = property_json(&name, &property, object);
+            w.hubspot_schema
+                .get_mut(*object)
+                .expect("checked")
+                .insert(name.clone(), property);
+            w.hubspot_setup_created.push(format!("{object}.{name}"));
+            Some(reply(StatusCode::CREATED, answer, &[]))
+        }
+        ("POST", ["crm", "v3", "properties", object, "groups"]) => {
+            if !w.hubspot_schema.contains_key(*object) {
+                return Some(unknown(object));
+            }
+            let (Some(name), Some(label)) = (text("name"), text("label")) else {
+                return Some(error(
+                    StatusCode::BAD_REQUEST,
+                    "VALIDATION_ERROR",
+                    "a property group needs name and label",
+                ));
+            };
+            let groups = w.hubspot_groups.entry(object.to_string()).or_default();
+            if !groups.insert(name.clone()) {
+                return Some(error(
+                    StatusCode::CONFLICT,
+                    "OBJECT_ALREADY_EXISTS",
+                    &format!("A property group named '{name}' already exists."),
+                ));
+            }
+            w.hubspot_setup_created
+                .push(format!("{object} group {name}"));
+            Some(reply(
+                StatusCode::CREATED,
+                json!({ "name": name, "label": label, "displayOrder": -1, "archived": false }),
+                &[],
+            ))
+        }
+        ("GET", ["crm", "v3", "pipelines", "deals"]) => {
+            let results: Vec<Value> = w
+                .hubspot_pipelines
+                .iter()
+                .map(|(id, stages)| pipeline_json(w, id, stages))
+                .collect();
+            Some(reply(StatusCode::OK, json!({ "results": results }), &[]))
+        }
+        ("POST", ["crm", "v3", "pipelines", "deals"]) => {
+            let Some(label) = text("label") else {
+                return Some(error(
+                    StatusCode::BAD_REQUEST,
+                    "VALIDATION_ERROR",
+                    "a pipeline needs a label",
+                ));
+            };
+            let stages = parsed
+                .get("stages")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let mut labels = BTreeSet::new();
+            for stage in &stages {
+                let stage_label = stage.get("label").and_then(Value::as_str).unwrap_or("");
+                let probability = stage
+                    .pointer("/metadata/probability")
+                    .and_then(|p| match p {
+                        Value::String(s) => s.parse::<f64>().ok(),
+                        other => other.as_f64(),
+                    });
+                if stage_label.is_empty()
+                    || stage.get("displayOrder").is_none()
+                    || !probability.is_some_and(|p| (0.0..=1.0).contains(&p))
+                {
+                    return Some(error(
+                        StatusCode::BAD_REQUEST,
+                        "VALIDATION_ERROR",
+                        "each deal stage needs a label, a displayOrder and metadata.probability between 0.0 and 1.0",
+                    ));
+                }
+                if !labels.insert(stage_label.to_string()) {
+                    return Some(error(
+                        StatusCode::BAD_REQUEST,
+                        "VALIDATION_ERROR",
+                        &format!("stage labels must be unique: {stage_label} appears twice"),
+                    ));
+                }
+            }
+            if stages.is_empty() {
+                return Some(error(
+                    StatusCode::BAD_REQUEST,
+                    "VALIDATION_ERROR",
+                    "a pipeline needs stages",
+                ));
+            }
+            let taken = w.hubspot_pipelines.keys().any(|id| {
+                w.hubspot_labels
+                    .get(id)
+                    .cloned()
+                    .unwrap_or_else(|| label_of(id))
+                    == label
+            });
+            if taken {
+                return Some(error(
+                    StatusCode::CONFLICT,
+                    "OBJECT_ALREADY_EXISTS",
+                    &format!("A pipeline labelled '{label}' already exists."),
+                ));
+            }
+            // HubSpot gives the ids (numbers, as text).
+            w.next_id += 1;
+            let id = format!("{}", 70_000_000 + w.next_id);
+            w.hubspot_labels.insert(id.clone(), label.clone());
+            let mut ids = Vec::new();
+            for stage in &stages {
+                w.next_id += 1;
+                let stage_id = format!("{}", 80_000_000 + w.next_id);
+                let stage_label = stage.get("label").and_then(Value::as_str).unwrap_or("");
+                w.hubspot_labels
+                    .insert(stage_id.clone(), stage_label.to_string());
+                ids.push(stage_id);
+            }
+            w.hubspot_pipelines.insert(id.clone(), ids.clone());
+            w.hubspot_setup_created.push(format!("pipeline {label}"));
+            Some(reply(StatusCode::CREATED, pipeline_json(w, &id, &ids), &[]))
+        }
+        _ => None,
+    }
 }

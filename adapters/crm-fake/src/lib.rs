@@ -80,6 +80,12 @@ pub(crate) struct World {
     pub(crate) hubspot_schema: BTreeMap<String, BTreeMap<String, hubspot::Property>>,
     /// HubSpot: deal pipelines (boards) by internal id, with their stages' internal ids.
     pub(crate) hubspot_pipelines: BTreeMap<String, Vec<String>>,
+    /// HubSpot: property groups by object.
+    pub(crate) hubspot_groups: BTreeMap<String, std::collections::BTreeSet<String>>,
+    /// HubSpot: the labels of pipelines and stages by id (else made from the id).
+    pub(crate) hubspot_labels: BTreeMap<String, String>,
+    /// HubSpot: what the properties and pipelines APIs created, in order.
+    pub(crate) hubspot_setup_created: Vec<String>,
     /// HubSpot: the next `n` association inputs are refused (each on its own, in a 207).
     pub(crate) association_failures: u32,
     /// HubSpot: the daily allowance (limit, remaining); `None`: not counted.
@@ -130,6 +136,14 @@ impl FakeCrm {
             } else {
                 BTreeMap::new()
             },
+            hubspot_groups: hubspot::default_groups(true),
+            hubspot_labels: [
+                ("default", "Sales Pipeline"),
+                ("partner_registrations", "Partner registrations"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
             ..World::default()
         }));
         let served = Arc::clone(&world);
@@ -270,6 +284,49 @@ impl FakeCrm {
     pub fn hubspot_remove_property(&self, object: &str, name: &str) {
         if let Some(properties) = self.world().hubspot_schema.get_mut(object) {
             properties.remove(name);
+        }
+    }
+
+    /// HubSpot: a portal before dealreg, started as such: HubSpot's standard deal and
+    /// company properties, no `dealreg` group or property, the default pipeline only.
+    pub async fn start_hubspot_empty_portal() -> FakeCrm {
+        let fake = FakeCrm::start(Kind::Hubspot).await;
+        {
+            let mut world = fake.world();
+            world.hubspot_schema = hubspot::empty_portal();
+            world.hubspot_groups = hubspot::default_groups(false);
+            world.hubspot_pipelines.retain(|id, _| id == "default");
+        }
+        fake
+    }
+
+    /// HubSpot: what the properties and pipelines APIs created (`deals.dealreg_status`,
+    /// `deals group dealreg`, `pipeline Partner registrations`), in order.
+    pub fn hubspot_setup_created(&self) -> Vec<String> {
+        self.world().hubspot_setup_created.clone()
+    }
+
+    /// HubSpot: a property's value becomes read-only (`modificationMetadata.readOnlyValue`).
+    pub fn hubspot_read_only(&self, object: &str, name: &str) {
+        if let Some(property) = self
+            .world()
+            .hubspot_schema
+            .get_mut(object)
+            .and_then(|p| p.get_mut(name))
+        {
+            property.read_only = true;
+        }
+    }
+
+    /// HubSpot: the deal pipelines: id -> stage ids.
+    pub fn hubspot_pipelines(&self) -> BTreeMap<String, Vec<String>> {
+        self.world().hubspot_pipelines.clone()
+    }
+
+    /// HubSpot: the portal loses a deal pipeline stage (a board edited by hand).
+    pub fn hubspot_remove_stage(&self, pipeline: &str, stage: &str) {
+        if let Some(stages) = self.world().hubspot_pipelines.get_mut(pipeline) {
+            stages.retain(|s| s != stage);
         }
     }
 

@@ -164,9 +164,35 @@ impl HubspotClient {
             .clone()
     }
 
+    /// GETs `path` and gives the status and the answer (`crm check` and `crm setup`: the
+    /// properties and pipelines APIs); throttling, credentials and server errors become the
+    /// request's error.
+    pub(crate) async fn get(&self, path: &str) -> Result<(u16, Value), CrmError> {
+        self.daily_gate()?;
+        self.wait_for_window().await;
+        let answer = self
+            .http
+            .get(format!("{}{path}", self.base_url))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| CrmError::Transient(e.to_string()))?;
+        self.note_limits(answer.headers());
+        let status = answer.status();
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            return Err(self.throttled(answer).await);
+        }
+        let body: Value = answer.json().await.unwrap_or(Value::Null);
+        match status.as_u16() {
+            401 | 403 => Err(CrmError::Auth(message(&body))),
+            s if s >= 500 => Err(CrmError::Transient(format!("{status}: {}", message(&body)))),
+            s => Ok((s, body)),
+        }
+    }
+
     /// POSTs `body` and gives the status and the answer; throttling, credentials and
     /// server errors become the request's error.
-    async fn post(&self, path: &str, body: &Value) -> Result<(u16, Value), CrmError> {
+    pub(crate) async fn post(&self, path: &str, body: &Value) -> Result<(u16, Value), CrmError> {
         self.daily_gate()?;
         self.wait_for_window().await;
         let answer = self
@@ -351,7 +377,7 @@ fn throttle_wait(headers: &reqwest::header::HeaderMap) -> Duration {
         .unwrap_or(Duration::from_secs(10))
 }
 
-fn message(body: &Value) -> String {
+pub(crate) fn message(body: &Value) -> String {
     let text = body
         .get("message")
         .and_then(Value::as_str)

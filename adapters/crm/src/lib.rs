@@ -8,7 +8,7 @@
 //! - [`state`]: what an adapter remembers, in a SQLite file of its own.
 //! - [`webhook`]: HubSpot webhook deliveries (v3 signature) as commands.
 //! - [`poll`]: Salesforce Opportunities polled by `SystemModstamp` as commands.
-//! - [`setup`], [`setup_salesforce`]: what a mapping needs in the CRM, checked (`crm
+//! - [`setup`], [`setup_salesforce`], [`setup_hubspot`]: what a mapping needs in the CRM, checked (`crm
 //!   check`) and created (`crm setup`).
 //!
 //! The crate knows neither the engine nor a store: the `dealreg` binary gives it the
@@ -21,6 +21,7 @@ pub mod mapping;
 pub mod poll;
 pub mod salesforce;
 pub mod setup;
+pub mod setup_hubspot;
 pub mod setup_salesforce;
 pub mod state;
 pub mod sync;

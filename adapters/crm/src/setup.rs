@@ -2,11 +2,11 @@
 //! kind), what a check found wrong, and the steps a setup takes.
 //!
 //! `dealreg crm check` turns a mapping into [`Requirement`]s, asks the CRM what it has
-//! (Salesforce: sObject describe; HubSpot: the properties API, not built yet) and answers
+//! (Salesforce: sObject describe; HubSpot: the properties and pipelines APIs) and answers
 //! [`Finding`]s; `dealreg crm sync` and `crm poll` run it first and send nothing when
 //! anything is found. `dealreg crm setup` shows the [`Step`]s that would make the findings
 //! go away and takes them on `--apply`. Each CRM has its own module for the specifics
-//! (`setup_salesforce`).
+//! (`setup_salesforce`, `setup_hubspot`).
 
 use std::fmt;
 
