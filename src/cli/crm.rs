@@ -90,7 +90,8 @@ pub enum CrmJob {
     },
     /// Serve the HubSpot webhook endpoint (v3 signatures) until interrupted: deal stage
     /// changes become mark_won / mark_lost, deals direct sales created become
-    /// record_direct_opportunity.
+    /// record_direct_opportunity (legacy deal.* and generic object.* subscriptions). A
+    /// delivery is answered at once and its events processed from the state file.
     Webhook {
         #[command(flatten)]
         adapter: AdapterArgs,

@@ -59,6 +59,14 @@ CREATE TABLE IF NOT EXISTS polled (
     facts  TEXT,
     PRIMARY KEY (source, id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS inbound_event (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    source   TEXT NOT NULL,
+    at       TEXT NOT NULL,
+    event    TEXT NOT NULL,
+    done     INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS inbound_event_pending ON inbound_event (source, done, id);
 CREATE TABLE IF NOT EXISTS inbound_error (
     id     INTEGER PRIMARY KEY AUTOINCREMENT,
     source TEXT NOT NULL,
@@ -333,6 +341,55 @@ impl SyncState {
             "INSERT INTO inbound_error (source, at, code, error, body) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![source, at, code, error, body],
         )?;
+        Ok(())
+    }
+
+    /// Keeps the events of one webhook delivery, in one transaction, to be processed
+    /// after the delivery is answered ([`SyncState::pending_events`]).
+    pub fn received_events(
+        &self,
+        source: &str,
+        at: &str,
+        events: &[String],
+    ) -> Result<(), StateError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut insert =
+                tx.prepare("INSERT INTO inbound_event (source, at, event) VALUES (?1, ?2, ?3)")?;
+            for event in events {
+                insert.execute(params![source, at, event])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The first `limit` events received from `source` and not processed yet, oldest
+    /// first: (its number, the event as received).
+    pub fn pending_events(
+        &self,
+        source: &str,
+        limit: usize,
+    ) -> Result<Vec<(i64, String)>, StateError> {
+        let conn = self.conn();
+        let mut query = conn.prepare(
+            "SELECT id, event FROM inbound_event WHERE source = ?1 AND done = 0 ORDER BY id LIMIT ?2",
+        )?;
+        let events = query
+            .query_map(
+                params![source, i64::try_from(limit).unwrap_or(i64::MAX)],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(events)
+    }
+
+    /// An event was processed (its command executed, or its bad input recorded): it
+    /// leaves the file.
+    pub fn event_processed(&self, id: i64) -> Result<(), StateError> {
+        self.conn()
+            .execute("DELETE FROM inbound_event WHERE id = ?1", params![id])?;
         Ok(())
     }
 

@@ -13,9 +13,16 @@
 //! that dealreg did not create (`record_direct_opportunity`: direct sales entered it).
 //! Each command's idempotency key is the record id and the change's time
 //! (`hubspot:<subscription>:<object id>:<occurredAt>`), so a delivery HubSpot repeats has
-//! one effect. Bad input (a body that is not JSON, a deal with no amount, an unknown
-//! stage, a deal that matches no registration) is answered with the error, recorded for
-//! `dealreg crm status`, and changes nothing.
+//! one effect. The developer platform's generic subscriptions (`object.propertyChange`,
+//! `object.creation` with `objectTypeId` `0-3`) are read as the legacy `deal.*` ones, under
+//! the same key.
+//!
+//! A delivery is answered at once: its events are kept in the state file
+//! ([`SyncState::received_events`]) and processed afterwards
+//! ([`HubspotInbound::process_pending`], run by [`serve`]'s worker), so a large batch is
+//! not delivered again for a slow answer. A body that is not JSON is answered 400; bad
+//! events (a deal with no amount, an unknown stage, a deal that matches no registration)
+//! are recorded for `dealreg crm status` when processed, and change nothing.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -36,6 +43,8 @@ use crate::state::SyncState;
 
 /// Deliveries older than this are refused (HubSpot's own rule for v3 signatures).
 pub const MAX_AGE_MS: i64 = 5 * 60 * 1000;
+/// HubSpot's object type id of deals (`0-1` contacts, `0-2` companies, `0-3` deals).
+pub const DEALS_OBJECT_TYPE_ID: &str = "0-3";
 /// The largest delivery read (HubSpot sends at most 100 events a request).
 pub const MAX_BODY: usize = 1024 * 1024;
 
@@ -173,24 +182,55 @@ impl<S: CommandSink> HubspotInbound<S> {
                 );
             }
         };
+        // Answered at once, processed from the state file afterwards
+        // ([`HubspotInbound::process_pending`]): HubSpot counts a delivery not answered in
+        // time as failed and delivers it again, so a large batch processed inline (each
+        // won deal read back from HubSpot) would come again and again. Each event's
+        // command carries its idempotency key, so an event processed twice (a repeated
+        // delivery, a crash between the command and its removal from the file) has one
+        // effect.
+        let kept: Vec<String> = events.iter().map(Value::to_string).collect();
+        let at = self.clock.now().to_rfc3339();
+        if let Err(e) = self.state.received_events("hubspot", &at, &kept) {
+            // Not kept: HubSpot delivers again on a 5xx.
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({ "error": { "code": "state_unavailable", "message": e.to_string() } }),
+            );
+        }
+        (StatusCode::OK, json!({ "received": kept.len() }))
+    }
+
+    /// Processes the events received and not processed yet, oldest first: each becomes
+    /// its command (or its bad input is recorded) and leaves the state file. Answers what
+    /// each gave. When HubSpot cannot be asked (a deal's amount could not be read), the
+    /// event stays and the error is answered: the next call takes it up again.
+    pub async fn process_pending(&self) -> Result<Vec<Value>, CrmError> {
         let mut results = Vec::new();
-        for event in &events {
-            match self.event(event).await {
-                Ok(result) => results.push(result),
-                Err(Fault::Crm(e)) => {
-                    // HubSpot delivers again on a 5xx: nothing was done for this event.
-                    return (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        json!({ "error": { "code": "crm_unavailable", "message": e.to_string() } }),
-                    );
-                }
-                Err(Fault::Input(code, message)) => {
-                    self.record(&code, &message, event.to_string().as_bytes());
-                    results.push(json!({ "error": { "code": code, "message": message } }));
-                }
+        loop {
+            let pending = self
+                .state
+                .pending_events("hubspot", 100)
+                .map_err(|e| CrmError::Transient(e.to_string()))?;
+            if pending.is_empty() {
+                return Ok(results);
+            }
+            for (id, text) in pending {
+                let event: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                let result = match self.event(&event).await {
+                    Ok(result) => result,
+                    Err(Fault::Crm(e)) => return Err(e),
+                    Err(Fault::Input(code, message)) => {
+                        self.record(&code, &message, text.as_bytes());
+                        json!({ "error": { "code": code, "message": message } })
+                    }
+                };
+                self.state
+                    .event_processed(id)
+                    .map_err(|e| CrmError::Transient(e.to_string()))?;
+                results.push(result);
             }
         }
-        (StatusCode::OK, json!({ "events": results }))
     }
 
     fn record(&self, code: &str, error: &str, body: &[u8]) {
@@ -214,6 +254,28 @@ impl<S: CommandSink> HubspotInbound<S> {
             .get("occurredAt")
             .and_then(Value::as_i64)
             .ok_or_else(|| Fault::input("missing_field", "an event has no occurredAt"))?;
+        // The developer platform's generic subscriptions (`object.propertyChange`,
+        // `object.creation`, ...) name the object by `objectTypeId` (`0-3`: deals) where the
+        // legacy ones say `deal.propertyChange`: "Public Beta: Generic Webhook
+        // Subscriptions", https://developers.hubspot.com/changelog/public-beta-generic-webhook-subscriptions
+        // ("objectTypeId in the response payload in raw ID format (e.g., 0-1 for
+        // contacts)"); otherwise the same fields. Both shapes of one change make one key,
+        // so an app subscribed both ways acts once.
+        let generic;
+        let kind = match kind.strip_prefix("object.") {
+            None => kind,
+            Some(action) => {
+                let object_type = event.get("objectTypeId").and_then(Value::as_str);
+                if object_type != Some(DEALS_OBJECT_TYPE_ID) {
+                    return Ok(json!({ "ignored": format!(
+                        "{kind} of object type {} is not a deal (0-3)",
+                        object_type.unwrap_or("(none)")
+                    ) }));
+                }
+                generic = format!("deal.{action}");
+                generic.as_str()
+            }
+        };
         let key = format!("hubspot:{kind}:{object_id}:{occurred}");
         let inbound = &self.config.inbound;
         match kind {
@@ -494,9 +556,32 @@ pub async fn serve<S: CommandSink>(
     shutdown: impl Future<Output = ()> + Send,
 ) {
     tokio::pin!(shutdown);
+    // The worker that processes what deliveries kept: woken by each delivery, and every
+    // 30 s (events kept before a restart, events whose deal could not be read).
+    let received = Arc::new(tokio::sync::Notify::new());
+    let worker = {
+        let inbound = Arc::clone(&inbound);
+        let received = Arc::clone(&received);
+        tokio::spawn(async move {
+            loop {
+                let wait = match inbound.process_pending().await {
+                    Ok(_) => std::time::Duration::from_secs(30),
+                    Err(CrmError::Throttled(wait)) => wait.min(std::time::Duration::from_secs(300)),
+                    Err(e) => {
+                        tracing::warn!(%e, "webhook events wait: HubSpot could not be asked");
+                        std::time::Duration::from_secs(5)
+                    }
+                };
+                let _ = tokio::time::timeout(wait, received.notified()).await;
+            }
+        })
+    };
     loop {
         let accepted = tokio::select! {
-            () = &mut shutdown => return,
+            () = &mut shutdown => {
+                worker.abort();
+                return;
+            }
             accepted = listener.accept() => accepted,
         };
         let (stream, peer): (tokio::net::TcpStream, SocketAddr) = match accepted {
@@ -507,10 +592,18 @@ pub async fn serve<S: CommandSink>(
             }
         };
         let inbound = Arc::clone(&inbound);
+        let received = Arc::clone(&received);
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                 let inbound = Arc::clone(&inbound);
-                async move { Ok::<_, std::convert::Infallible>(answer(&inbound, request).await) }
+                let received = Arc::clone(&received);
+                async move {
+                    let response = answer(&inbound, request).await;
+                    if response.status() == StatusCode::OK {
+                        received.notify_one();
+                    }
+                    Ok::<_, std::convert::Infallible>(response)
+                }
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
