@@ -623,16 +623,29 @@ pub async fn apply(
     Ok(applied)
 }
 
+/// `[hubspot.stages]` for `board`: each key of dealreg's board by its stage's label.
+pub fn board_stages(board: &Board) -> BTreeMap<String, String> {
+    hubspot_default_board()
+        .into_iter()
+        .filter_map(|(key, _, label)| {
+            board
+                .stages
+                .iter()
+                .find(|(_, l)| *l == label)
+                .map(|(id, _)| (key, id.clone()))
+        })
+        .collect()
+}
+
 /// The crm.toml lines that name `board` and its stages: `pipeline = "..."` for the
 /// `[hubspot]` section, then its `[hubspot.stages]` table (each key of dealreg's board by
 /// its stage's label), and the won and lost stages for `[inbound]` as a comment.
 pub fn board_toml(board: &Board) -> String {
     let mut out = format!("pipeline = \"{}\"\n\n[hubspot.stages]\n", board.id);
-    let mut id_of = BTreeMap::new();
-    for (key, _, label) in hubspot_default_board() {
-        if let Some((id, _)) = board.stages.iter().find(|(_, l)| *l == label) {
+    let id_of = board_stages(board);
+    for (key, _, _) in hubspot_default_board() {
+        if let Some(id) = id_of.get(&key) {
             out.push_str(&format!("{key} = \"{id}\"\n"));
-            id_of.insert(key, id.clone());
         }
     }
     let stage = |key: &str| id_of.get(key).cloned().unwrap_or_default();
