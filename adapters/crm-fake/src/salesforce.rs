@@ -4,9 +4,13 @@
 //!
 //! The org it plays is the one docs/CRM.md's "Setting up Salesforce" creates: Lead and
 //! Opportunity with their standard fields and the `Dealreg_*__c` custom fields, and the two
-//! custom objects. A test can take a field away ([`FakeCrm::salesforce_remove_field`]),
-//! define one ([`FakeCrm::salesforce_define_field`]), turn multi-currency on, and convert a
-//! Lead as a user would ([`FakeCrm::convert_lead`]).
+//! custom objects, and the partner's Account (`Account.Dealreg_Partner_Id__c`, the lookup
+//! `Dealreg_Partner_Account__c` on Lead and Opportunity; relationships by external id are
+//! resolved, a reference to an Account not written yet refused). A test can take a field
+//! away ([`FakeCrm::salesforce_remove_field`]), define one
+//! ([`FakeCrm::salesforce_define_field`]), turn multi-currency or partner accounts on
+//! ([`FakeCrm::salesforce_partner_accounts`]), and convert a Lead as a user would
+//! ([`FakeCrm::convert_lead`]).
 
 use std::collections::BTreeMap;
 
@@ -80,6 +84,40 @@ pub(crate) struct SalesforceWorld {
     currencies: Vec<String>,
     /// What the Tooling API created: `Object.Field` or an object's name.
     created: Vec<String>,
+    /// Lookup fields created through the Tooling API: (object, field) -> the object it
+    /// refers to (`referenceTo`).
+    references: BTreeMap<(String, String), String>,
+}
+
+/// The partner's Account: the lookup field setup creates on Lead and Opportunity, and the
+/// Account's external id it is written through.
+const PARTNER_LOOKUP: &str = "Dealreg_Partner_Account__c";
+const PARTNER_EXTERNAL_ID: &str = "Dealreg_Partner_Id__c";
+
+/// The object a reference field refers to: the Tooling API's `referenceTo` for a lookup
+/// it created, else the org's own (Account for `AccountId`, `PartnerAccountId` and the
+/// partner lookup docs/CRM.md's setup creates).
+fn referenced(sf: &SalesforceWorld, object: &str, field: &str) -> Option<String> {
+    if let Some(to) = sf.references.get(&(object.to_string(), field.to_string())) {
+        return Some(to.clone());
+    }
+    match field {
+        PARTNER_LOOKUP | "PartnerAccountId" | "AccountId" | "ConvertedAccountId" => {
+            Some("Account".into())
+        }
+        _ => None,
+    }
+}
+
+/// The reference field a relationship name stands for: `Dealreg_Partner_Account__r` is
+/// the custom `Dealreg_Partner_Account__c`, a standard `PartnerAccount` is
+/// `PartnerAccountId` (relationship names: "Relationship Queries" / the object reference's
+/// "Relationship Name" of each reference field).
+fn reference_field(relationship: &str) -> String {
+    match relationship.strip_suffix("__r") {
+        Some(base) => format!("{base}__c"),
+        None => format!("{relationship}Id"),
+    }
 }
 
 /// The registration fields docs/CRM.md's setup creates on Lead and on Opportunity (the
@@ -116,6 +154,8 @@ fn default_org() -> BTreeMap<String, BTreeMap<String, Field>> {
     registration.insert("Dealreg_Decision__c".into(), Field::of(Picklist));
     registration.insert("Dealreg_Decision_Reason__c".into(), Field::of(Text));
     registration.insert("Dealreg_Decision_Error__c".into(), Field::of(Text));
+    // The partner's Account (docs/CRM.md, setup creates it): a lookup to Account.
+    registration.insert(PARTNER_LOOKUP.into(), Field::of(Reference));
     registration.insert("Dealreg_Estimated_Amount__c".into(), Field::of(Number));
     registration.insert("Dealreg_Won_Amount__c".into(), Field::of(Number));
     let standard = |extra: &[(&str, Field)]| {
@@ -177,6 +217,10 @@ fn default_org() -> BTreeMap<String, BTreeMap<String, Field>> {
         ("Dealreg_Commission_Balance__c".to_string(), balance),
     ]);
     org.extend(setup_objects());
+    // The partner's Account, upserted by the external id setup creates on Account.
+    if let Some(account) = org.get_mut("Account") {
+        account.insert(PARTNER_EXTERNAL_ID.into(), Field::of(Text).external_id());
+    }
     org
 }
 
@@ -313,6 +357,19 @@ impl FakeCrm {
             .entry("Id".into())
             .or_insert(Field::of(FieldType::Id).system());
         fields.insert(field.to_string(), definition);
+    }
+
+    /// Salesforce: partner accounts are enabled (Partner Relationship Management / Partner
+    /// Central): Opportunity gets the standard `PartnerAccountId`, a reference to Account
+    /// (relationship `PartnerAccount`). Without it the org has no such field and refuses
+    /// it as any unknown field (Opportunity object reference: "PartnerAccountId ... available
+    /// only if partner relationship management (partner portal) is enabled",
+    /// https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_opportunity.htm).
+    pub fn salesforce_partner_accounts(&self) {
+        let mut w = self.world();
+        if let Some(fields) = org(&mut w).get_mut("Opportunity") {
+            fields.insert("PartnerAccountId".into(), Field::of(FieldType::Reference));
+        }
     }
 
     /// Salesforce: turns multi-currency on with these currencies: every object gets
@@ -657,6 +714,7 @@ fn readable(ty: FieldType, value: &Value) -> bool {
 /// Codes and Error Responses" (INVALID_FIELD, JSON_PARSER_ERROR); the exact messages are
 /// not documented.
 fn check_fields(
+    sf: &SalesforceWorld,
     fields: &BTreeMap<String, Field>,
     object: &str,
     records: &[Value],
@@ -667,6 +725,44 @@ fn check_fields(
         };
         for (name, value) in record {
             if name == "attributes" || name == "id" {
+                continue;
+            }
+            if let Value::Object(by) = value {
+                // A relationship by external id ("Insert or Update (Upsert) a Record Using
+                // an External ID", upserting and associating through a relationship's
+                // external id, `"Account__r": {"Ext_Id__c": "..."}`,
+                // https://developer.salesforce.com/docs/platform/api-rest/guide/dome-upsert.html):
+                // the relationship name of a reference field the user can see, naming one
+                // external id field of the object it refers to. Anything else is a field
+                // the object does not have (INVALID_FIELD, as below).
+                let reference = reference_field(name);
+                let target = fields
+                    .get(&reference)
+                    .filter(|f| f.ty == FieldType::Reference && !f.hidden)
+                    .and_then(|_| referenced(sf, object, &reference));
+                let Some(target) = target else {
+                    return Err((
+                        StatusCode::BAD_REQUEST,
+                        "INVALID_FIELD",
+                        format!("No such column '{name}' on sObject of type {object}"),
+                    ));
+                };
+                let by_external_id = by.len() == 1
+                    && by.iter().all(|(k, v)| {
+                        v.is_string()
+                            && sf
+                                .schema
+                                .get(&target)
+                                .and_then(|t| t.get(k))
+                                .is_some_and(|f| f.external_id && !f.hidden)
+                    });
+                if !by_external_id {
+                    return Err((
+                        StatusCode::BAD_REQUEST,
+                        "INVALID_FIELD",
+                        format!("The relationship {name} must name one External ID field of {target} and its value"),
+                    ));
+                }
                 continue;
             }
             let Some(field) = fields.get(name).filter(|f| !f.hidden) else {
@@ -691,6 +787,46 @@ fn check_fields(
                 ));
             }
         }
+    }
+    Ok(())
+}
+
+/// Replaces each relationship by external id (checked by [`check_fields`]) with the id of
+/// the record it names, in its reference field; a record that does not exist (yet) refuses
+/// this record alone: INVALID_FIELD "Foreign key external ID: <value> not found for field
+/// <field> in entity <object>" (the error code from "Status Codes and Error Responses";
+/// the wording is the one commonly reported, not on a page read here). Salesforce does not
+/// create the referenced record: it must be written first.
+fn resolve_references(
+    w: &World,
+    object: &str,
+    record: &mut Map<String, Value>,
+) -> Result<(), Value> {
+    let relationships: Vec<(String, String, String)> = record
+        .iter()
+        .filter(|(name, _)| *name != "attributes")
+        .filter_map(|(name, value)| {
+            let (k, v) = value.as_object()?.iter().next()?;
+            Some((name.clone(), k.clone(), v.as_str()?.to_string()))
+        })
+        .collect();
+    for (name, external_field, value) in relationships {
+        let reference = reference_field(&name);
+        let target = referenced(&w.salesforce, object, &reference).unwrap_or_default();
+        let found = w.records.get(&target).and_then(|t| {
+            t.values()
+                .find(|(_, f)| f.get(&external_field).and_then(Value::as_str) == Some(&value))
+                .map(|(id, _)| id.clone())
+        });
+        let Some(id) = found else {
+            return Err(record_error(
+                "INVALID_FIELD",
+                &format!("Foreign key external ID: {value} not found for field {external_field} in entity {target}"),
+                &[],
+            ));
+        };
+        record.remove(&name);
+        record.insert(reference, Value::String(id));
     }
     Ok(())
 }
@@ -723,7 +859,10 @@ fn record_rules(
         if name == "attributes" || name == "id" {
             continue;
         }
-        let field = fields[name.as_str()];
+        // A relationship by external id was resolved (or refused) before these rules.
+        let Some(&field) = fields.get(name.as_str()) else {
+            continue;
+        };
         // System fields (IsConverted, IsWon, SystemModstamp...) are not createable or
         // updateable: describe's createable/updateable flags, object reference.
         if !field.writable {
@@ -850,7 +989,7 @@ fn upsert(
             records.len(),
         );
     }
-    if let Err((status, code, message)) = check_fields(&fields, object, &records) {
+    if let Err((status, code, message)) = check_fields(&w.salesforce, &fields, object, &records) {
         return (error(status, code, &message, usage), records.len());
     }
     let stamp = modstamp();
@@ -902,6 +1041,12 @@ fn upsert(
             .get(object)
             .and_then(|t| t.get(&external_id))
             .map(|(_, f)| f.clone());
+        let mut record = record.clone();
+        if let Err(refused) = resolve_references(w, object, &mut record) {
+            results.push(refused);
+            continue;
+        }
+        let record = &record;
         if let Some(refused) =
             record_rules(&fields, &w.salesforce, object, record, existing.as_ref())
         {
@@ -916,6 +1061,7 @@ fn upsert(
         let prefix = match object {
             "Lead" => "00Q",
             "Opportunity" => "006",
+            "Account" => "001",
             _ => "a00",
         };
         let fresh_id = format!("{prefix}{:015}", w.next_id);
@@ -993,7 +1139,7 @@ fn update_by_id(w: &mut World, body: &[u8], usage: &[(&str, String)]) -> Answer 
             );
         };
         if let Err((status, code, message)) =
-            check_fields(fields, object, std::slice::from_ref(record))
+            check_fields(&w.salesforce, fields, object, std::slice::from_ref(record))
         {
             return (error(status, code, &message, usage), records.len());
         }
@@ -1023,6 +1169,12 @@ fn update_by_id(w: &mut World, body: &[u8], usage: &[(&str, String)]) -> Answer 
             results.push(json!({ "id": id, "success": false, "errors": [{ "statusCode": "INVALID_CROSS_REFERENCE_KEY", "message": "invalid cross reference id", "fields": [] }] }));
             continue;
         };
+        let mut record = record;
+        if let Err(mut refused) = resolve_references(w, &object, &mut record) {
+            refused["id"] = Value::String(id);
+            results.push(refused);
+            continue;
+        }
         if let Some(refused) =
             record_rules(&fields, &w.salesforce, &object, &record, Some(&existing))
         {
@@ -1412,6 +1564,12 @@ fn tooling_create(w: &mut World, kind: &str, body: &[u8], usage: &[(&str, String
             definition.hidden = true;
             definition.writable = false;
             fields.insert(field.to_string(), definition);
+            if ty == FieldType::Reference {
+                w.salesforce.references.insert(
+                    (object.to_string(), field.to_string()),
+                    text("referenceTo").to_string(),
+                );
+            }
         }
         other => {
             return (
@@ -1465,9 +1623,12 @@ fn create(w: &mut World, object: &str, body: &[u8], usage: &[(&str, String)]) ->
             0,
         );
     };
-    if let Err((status, code, message)) =
-        check_fields(&fields, object, &[Value::Object(record.clone())])
-    {
+    if let Err((status, code, message)) = check_fields(
+        &w.salesforce,
+        &fields,
+        object,
+        &[Value::Object(record.clone())],
+    ) {
         return (error(status, code, &message, usage), 0);
     }
     if let Some(refused) = record_rules(&fields, &w.salesforce, object, &record, None) {

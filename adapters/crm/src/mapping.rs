@@ -96,6 +96,12 @@ pub struct SalesforceSettings {
     /// A multi-currency org: each record also carries `CurrencyIsoCode`, the currency of
     /// its first amount (single-currency orgs have no such field and refuse it).
     pub multi_currency: bool,
+    /// The org has partner accounts (Partner Relationship Management / Partner Central):
+    /// Opportunities carry the partner's Account in the standard `PartnerAccountId` (sent
+    /// as `PartnerAccount: {"Dealreg_Partner_Id__c": ...}`) instead of the lookup
+    /// `Dealreg_Partner_Account__c` setup creates. Orgs without partner accounts have no
+    /// such field and refuse it.
+    pub partner_accounts: bool,
     /// The token endpoint when `my_domain` is not set (a My Domain URL; the generic login
     /// hosts are refused).
     pub token_url: String,
@@ -113,6 +119,19 @@ pub struct SalesforceSettings {
     pub approvers: std::collections::BTreeMap<String, String>,
 }
 
+/// The partner's Account in Salesforce: an Account per partner, upserted by this external
+/// id (the partner's id) ...
+pub const PARTNER_ACCOUNT_OBJECT: &str = "Account";
+pub const PARTNER_ACCOUNT_EXTERNAL_ID: &str = "Dealreg_Partner_Id__c";
+/// ... referenced from each registration's record through the lookup setup creates (sent
+/// by its relationship name, `Dealreg_Partner_Account__r: {"Dealreg_Partner_Id__c": id}`)
+/// or, with `[salesforce] partner_accounts = true`, on Opportunities through the standard
+/// `PartnerAccountId` (relationship `PartnerAccount`).
+pub const PARTNER_ACCOUNT_LOOKUP: &str = "Dealreg_Partner_Account__c";
+pub const PARTNER_ACCOUNT_RELATIONSHIP: &str = "Dealreg_Partner_Account__r";
+pub const PARTNER_ACCOUNT_STANDARD_FIELD: &str = "PartnerAccountId";
+pub const PARTNER_ACCOUNT_STANDARD_RELATIONSHIP: &str = "PartnerAccount";
+
 /// The approval fields on the registration's record.
 pub const DECISION_FIELD: &str = "Dealreg_Decision__c";
 pub const DECISION_REASON_FIELD: &str = "Dealreg_Decision_Reason__c";
@@ -124,6 +143,7 @@ impl Default for SalesforceSettings {
             instance_url: None,
             my_domain: None,
             multi_currency: false,
+            partner_accounts: false,
             token_url: "https://login.salesforce.com/services/oauth2/token".into(),
             api_version: "v62.0".into(),
             client_id_env: "DEALREG_SALESFORCE_CLIENT_ID".into(),
@@ -353,6 +373,12 @@ pub struct ObjectMapping {
     /// `[hubspot.stages]` gives for its status or, failing that, its stage.
     #[serde(default)]
     pub hubspot_board: Option<BoardMapping>,
+    /// Salesforce: the pointer to the partner's id; the record references the partner's
+    /// Account (upserted by `Dealreg_Partner_Id__c`, an object of its own in crm.toml)
+    /// through `Dealreg_Partner_Account__r`, or `PartnerAccount` on an Opportunity with
+    /// `[salesforce] partner_accounts = true`.
+    #[serde(default)]
+    pub salesforce_partner_account: Option<String>,
 }
 
 /// Where a deal's stage and status are: pointers into the record's document.
@@ -488,6 +514,9 @@ pub struct Record {
     pub first_sync: Map<String, Value>,
     /// HubSpot: the company to link the record to.
     pub company: Option<crate::client::Company>,
+    /// The CRM objects this record references by external id (Salesforce relationships):
+    /// their records are written first within a batch.
+    pub references: Vec<String>,
 }
 
 impl CrmConfig {
@@ -660,6 +689,7 @@ impl CrmConfig {
                     fields: Map::new(),
                     first_sync: Map::new(),
                     company: None,
+                    references: Vec::new(),
                 };
                 if let (Target::Hubspot, Some(company)) = (target, &object.hubspot_company) {
                     let text = |p: &str| {
@@ -712,6 +742,32 @@ impl CrmConfig {
                         Direction::FirstSync => record.first_sync.insert(name.to_string(), value),
                         _ => record.fields.insert(name.to_string(), value),
                     };
+                }
+                if let (Target::Salesforce, Some(pointer)) =
+                    (target, &object.salesforce_partner_account)
+                {
+                    // The partner's Account by its external id ("Insert or Update (Upsert)
+                    // a Record Using an External ID": a relationship set through the
+                    // related record's external id,
+                    // https://developer.salesforce.com/docs/platform/api-rest/guide/dome-upsert.html).
+                    let partner = match document.pointer(pointer) {
+                        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+                        Some(Value::Null) | None => {
+                            return Err(row_error(format!("its partner {pointer} is missing")));
+                        }
+                        Some(other) => other.to_string(),
+                    };
+                    let relationship =
+                        if self.salesforce.partner_accounts && crm.object == "Opportunity" {
+                            PARTNER_ACCOUNT_STANDARD_RELATIONSHIP
+                        } else {
+                            PARTNER_ACCOUNT_RELATIONSHIP
+                        };
+                    record.fields.insert(
+                        relationship.into(),
+                        serde_json::json!({ PARTNER_ACCOUNT_EXTERNAL_ID: partner }),
+                    );
+                    record.references.push(PARTNER_ACCOUNT_OBJECT.into());
                 }
                 if target == Target::Salesforce
                     && self.salesforce.multi_currency

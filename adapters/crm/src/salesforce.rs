@@ -15,7 +15,10 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Map, Value};
 
 use crate::client::{retry_after, CrmClient, CrmError, RecordOutcome, Upsert};
-use crate::mapping::{SalesforceSettings, MY_DOMAIN_HINT};
+use crate::mapping::{
+    SalesforceSettings, MY_DOMAIN_HINT, PARTNER_ACCOUNT_RELATIONSHIP,
+    PARTNER_ACCOUNT_STANDARD_RELATIONSHIP,
+};
 
 /// Records per Collections request (Salesforce's limit).
 pub const MAX_BATCH: usize = 200;
@@ -611,7 +614,11 @@ impl CrmClient for SalesforceClient {
                     let record = &records[*i];
                     (
                         moved[&record.external_id].clone(),
-                        opportunity_fields(external_id_field, record),
+                        opportunity_fields(
+                            external_id_field,
+                            record,
+                            self.settings.partner_accounts,
+                        ),
                     )
                 })
                 .collect();
@@ -633,17 +640,28 @@ impl CrmClient for SalesforceClient {
     }
 }
 
-/// What a converted Lead's record writes on its Opportunity: the external id and the
-/// custom fields (the `Dealreg_*__c` fields setup creates on both objects and maps on
-/// conversion); the Lead's standard fields (`Company`, `LastName`, `LeadSource`) stay on
-/// the Lead.
-fn opportunity_fields(external_id_field: &str, record: &Upsert) -> Map<String, Value> {
+/// What a converted Lead's record writes on its Opportunity: the external id, the custom
+/// fields (the `Dealreg_*__c` fields setup creates on both objects and maps on conversion)
+/// and the custom relationships (`Dealreg_Partner_Account__r`, the partner's Account by
+/// its external id); with partner accounts, the partner's Account in the Opportunity's
+/// standard `PartnerAccountId` too (`PartnerAccount`). The Lead's standard fields
+/// (`Company`, `LastName`, `LeadSource`) stay on the Lead.
+fn opportunity_fields(
+    external_id_field: &str,
+    record: &Upsert,
+    partner_accounts: bool,
+) -> Map<String, Value> {
     let mut fields: Map<String, Value> = record
         .fields
         .iter()
-        .filter(|(k, _)| k.ends_with("__c"))
+        .filter(|(k, _)| k.ends_with("__c") || k.ends_with("__r"))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    if partner_accounts {
+        if let Some(partner) = fields.get(PARTNER_ACCOUNT_RELATIONSHIP).cloned() {
+            fields.insert(PARTNER_ACCOUNT_STANDARD_RELATIONSHIP.into(), partner);
+        }
+    }
     fields.insert(
         external_id_field.to_string(),
         Value::String(record.external_id.clone()),

@@ -22,7 +22,8 @@ use serde_json::{json, Value};
 use crate::client::CrmError;
 use crate::mapping::{
     CrmConfig, Direction, Target, Transform, DECISION_ERROR_FIELD, DECISION_FIELD,
-    DECISION_REASON_FIELD,
+    DECISION_REASON_FIELD, PARTNER_ACCOUNT_EXTERNAL_ID, PARTNER_ACCOUNT_LOOKUP,
+    PARTNER_ACCOUNT_OBJECT, PARTNER_ACCOUNT_STANDARD_FIELD,
 };
 use crate::salesforce::{error_text, SalesforceClient};
 use crate::setup::{Access, FieldKind, Finding, Requirement, Step};
@@ -98,6 +99,55 @@ pub fn requirements(config: &CrmConfig) -> Vec<Requirement> {
                 });
             }
         }
+    }
+    // The partner's Account on the registration's record: the lookup setup creates (on the
+    // Lead and the Opportunity it converts to), and, with partner accounts, Opportunity's
+    // standard PartnerAccountId (only where the org has partner accounts: enabling them
+    // is by hand).
+    for object in config.objects_for(Target::Salesforce) {
+        let (Some(target), Some(_)) = (
+            object.target(Target::Salesforce),
+            &object.salesforce_partner_account,
+        ) else {
+            continue;
+        };
+        let why = format!(
+            "the partner's Account of object {:?} of crm.toml",
+            object.name
+        );
+        let objects: Vec<&str> = if target.object == "Lead" {
+            vec!["Lead", "Opportunity"]
+        } else {
+            vec![target.object.as_str()]
+        };
+        for crm_object in objects {
+            if config.salesforce.partner_accounts && crm_object == "Opportunity" {
+                add(Requirement {
+                    object: crm_object.into(),
+                    field: PARTNER_ACCOUNT_STANDARD_FIELD.into(),
+                    kind: FieldKind::Standard,
+                    access: Access::Write,
+                    why: format!("{why} ([salesforce] partner_accounts)"),
+                });
+                if target.object != "Lead" {
+                    continue;
+                }
+            }
+            add(Requirement {
+                object: crm_object.into(),
+                field: PARTNER_ACCOUNT_LOOKUP.into(),
+                kind: FieldKind::Lookup(PARTNER_ACCOUNT_OBJECT.into()),
+                access: Access::Write,
+                why: why.clone(),
+            });
+        }
+        add(Requirement {
+            object: PARTNER_ACCOUNT_OBJECT.into(),
+            field: PARTNER_ACCOUNT_EXTERNAL_ID.into(),
+            kind: FieldKind::ExternalId,
+            access: Access::Write,
+            why,
+        });
     }
     // Approvals from inside Salesforce: on the registration's record (and, Lead-first, on
     // the Opportunity it converts to).
@@ -317,6 +367,16 @@ pub fn plan(
                 field,
                 kind,
             } => {
+                if *kind == FieldKind::Standard && field == PARTNER_ACCOUNT_STANDARD_FIELD {
+                    steps.push((
+                        Step {
+                            what: format!("{object}.{field} exists only where the org has partner accounts (Partner Relationship Management / Partner Central): enable them, or set [salesforce] partner_accounts = false to use the lookup {PARTNER_ACCOUNT_LOOKUP} setup creates"),
+                            by_hand: true,
+                        },
+                        None,
+                    ));
+                    continue;
+                }
                 if *kind == FieldKind::Standard {
                     steps.push((
                         Step {

@@ -256,7 +256,7 @@ impl<C: CrmClient> Outbound<C> {
                 None => groups.push((group, vec![(record, upsert, digest)])),
             }
         }
-        for ((object, external_id_field), items) in groups {
+        for ((object, external_id_field), items) in referenced_first(groups) {
             for chunk in items.chunks(self.client.max_batch().max(1)) {
                 self.write_chunk(&object, &external_id_field, chunk, &mut report)
                     .await?;
@@ -470,6 +470,7 @@ impl<C: CrmClient> Outbound<C> {
                 fields: letter.fields.clone(),
                 first_sync: Map::new(),
                 company: None,
+                references: Vec::new(),
             };
             let upsert = Upsert {
                 external_id: letter.external_id.clone(),
@@ -491,6 +492,21 @@ impl<C: CrmClient> Outbound<C> {
         }
         Ok(report)
     }
+}
+
+/// The groups of a batch with the objects other records reference (Salesforce
+/// relationships by external id: the partner's Account of a registration) first, otherwise
+/// in the order records first appeared: a reference to a record not written yet is refused
+/// by the CRM ("Foreign key external ID ... not found"), so the referenced records must be
+/// in the CRM before the records that name them.
+fn referenced_first(mut groups: Groups) -> Groups {
+    let referenced: std::collections::BTreeSet<String> = groups
+        .iter()
+        .flat_map(|(_, items)| items.iter().flat_map(|(r, _, _)| r.references.clone()))
+        .collect();
+    // A stable sort: referenced objects first, each side in its order of appearance.
+    groups.sort_by_key(|((object, _), _)| !referenced.contains(object));
+    groups
 }
 
 /// A digest of the fields a sync writes on every run (first-sync fields are left out: they

@@ -308,7 +308,8 @@ async fn a_converted_lead_is_followed_to_its_opportunity() {
             .collect(),
     );
     let first = sync.run_once(&mut source, 100).await.expect("sync");
-    assert_eq!(first.written, 3);
+    // Three Leads and their partner's Account (issue 31 item 6).
+    assert_eq!(first.written, 4);
     // A channel manager approves and converts the Lead in Salesforce.
     let opportunity = fake.convert_lead(&registration_id(1)).expect("converted");
     source
@@ -483,7 +484,8 @@ async fn the_token_comes_from_the_my_domain_host() {
         state(&dir),
     );
     let report = sync.run_once(&mut source, 10).await.expect("sync");
-    assert_eq!(report.written, 1);
+    // The Lead and its partner's Account (issue 31 item 6).
+    assert_eq!(report.written, 2);
     assert_eq!(fake.tokens_issued(), 1);
 }
 
@@ -539,9 +541,10 @@ async fn values_have_the_types_the_org_expects() {
         ),
     ]);
     let report = sync.run_once(&mut source, 10).await.expect("sync");
+    // Two Opportunities and their partner's Account (issue 31 item 6).
     assert_eq!(
         (report.written, report.dead_lettered),
-        (2, 0),
+        (3, 0),
         "{:?}",
         state.dead_letters("salesforce")
     );
