@@ -159,9 +159,30 @@ async fn floor(fake: &FakeCrm, kind: Kind, changes: &[ViewChange]) -> Duration {
     } else {
         HUBSPOT_TOKEN.to_string()
     };
+    // As the sync writes them: grouped by object (one object per request), the objects
+    // other records reference first (the partner's Account before the Leads naming it).
+    let mut groups: Vec<(String, Vec<_>)> = Vec::new();
+    for record in records {
+        match groups
+            .iter_mut()
+            .find(|(object, _)| *object == record.object)
+        {
+            Some((_, items)) => items.push(record),
+            None => groups.push((record.object.clone(), vec![record])),
+        }
+    }
+    let referenced: std::collections::BTreeSet<String> = groups
+        .iter()
+        .flat_map(|(_, items)| items.iter().flat_map(|r| r.references.clone()))
+        .collect();
+    groups.sort_by_key(|(object, _)| !referenced.contains(object));
     let started = Instant::now();
     let batch = if kind == Kind::Hubspot { 100 } else { 200 };
-    for chunk in records.chunks(batch) {
+    let chunks: Vec<&[_]> = groups
+        .iter()
+        .flat_map(|(_, items)| items.chunks(batch))
+        .collect();
+    for chunk in chunks {
         let request = match kind {
             Kind::Hubspot => {
                 // What HubSpot's documentation shows and the strict fake wants: string

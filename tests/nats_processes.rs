@@ -533,8 +533,7 @@ async fn one_submission(
     )
     .await;
     assert_eq!(submitted["ok"], json!(true), "{submitted}");
-    let position =
-        support::position_number(&submitted["events"][0]["position"]).expect("a position");
+    let position = support::last_position(&submitted).expect("a position");
     (partner, registration, position)
 }
 

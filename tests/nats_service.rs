@@ -142,7 +142,7 @@ async fn a_registration_over_nats_is_answered_queried_and_published() {
     assert_eq!(first["ok"], json!(true), "{first}");
     assert_eq!(code, None);
     assert_eq!(first["replayed"], json!(false));
-    let position = support::position_number(&first["events"][0]["position"]).expect("a position");
+    let position = support::last_position(&first).expect("a position");
 
     // The same Nats-Msg-Id again: the first reply, no second effect.
     let (again, _) = request(&client, &subject, &body, Some("submit-1")).await;
@@ -499,7 +499,7 @@ async fn an_answer_larger_than_a_message_comes_in_pages() {
         )
         .await;
         assert_eq!(reply["ok"], json!(true), "{reply}");
-        last = support::position_number(&reply["events"][0]["position"]).expect("a position");
+        last = support::last_position(&reply).expect("a position");
         submitted.push(registration.to_string());
     }
     submitted.sort();

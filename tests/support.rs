@@ -170,6 +170,17 @@ pub fn dealreg(store: &std::path::Path, args: &[&str]) -> std::process::Output {
 /// The number of a one-number position (SQLite's: the row id) as a reply, a query answer
 /// or an export names it: a token string, or a bare number as logs written before
 /// positions were tokens hold.
+/// The highest position among a reply's events: where its writes are all visible (a
+/// submission's reply lists the capacity slot taken on the partner's stream first, before
+/// the account's events).
+pub fn last_position(reply: &serde_json::Value) -> Option<u64> {
+    reply["events"]
+        .as_array()?
+        .iter()
+        .filter_map(|e| position_number(&e["position"]))
+        .max()
+}
+
 pub fn position_number(value: &serde_json::Value) -> Option<u64> {
     match value {
         serde_json::Value::String(token) => token
