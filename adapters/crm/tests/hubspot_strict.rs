@@ -2,37 +2,18 @@
 //! real portal refuses, the fake refuses, and the adapter sends what the documentation
 //! shows. Each test failed on the adapter as it was before its item.
 
+mod common;
+use common::{registration_id, ListSource};
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use dealreg_clock::SystemClock;
 use dealreg_crm::hubspot::HubspotClient;
-use dealreg_crm::sync::{ChangeSource, Outbound, SyncError};
+use dealreg_crm::sync::Outbound;
 use dealreg_crm::{CrmConfig, SyncState, Target, ViewChange};
 use dealreg_crm_fake::{FakeCrm, Kind, HUBSPOT_TOKEN};
 use serde_json::{json, Value};
-
-/// Changes from a list; the cursor is the index of the next one.
-struct ListSource(Vec<ViewChange>);
-
-impl ChangeSource for ListSource {
-    async fn changes_after(
-        &mut self,
-        cursor: Option<&str>,
-        limit: usize,
-    ) -> Result<Option<(Vec<ViewChange>, String)>, SyncError> {
-        let start: usize = cursor.and_then(|c| c.parse().ok()).unwrap_or(0);
-        if start >= self.0.len() {
-            return Ok(None);
-        }
-        let end = (start + limit).min(self.0.len());
-        Ok(Some((self.0[start..end].to_vec(), end.to_string())))
-    }
-}
-
-fn registration_id(n: usize) -> String {
-    format!("0193a000-0000-7000-8000-{n:012}")
-}
 
 fn registration(n: usize, stage: &str, status: &str) -> ViewChange {
     let id = registration_id(n);

@@ -1,6 +1,9 @@
 //! The outbound sync against the local CRM fakes: batching, per-record failures and the
 //! dead-letter list, token expiry, throttling, API limits, restarts.
 
+mod common;
+use common::{registration_id, ListSource};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -8,28 +11,10 @@ use dealreg_clock::SystemClock;
 use dealreg_crm::hubspot::HubspotClient;
 use dealreg_crm::mapping::SalesforceSettings;
 use dealreg_crm::salesforce::SalesforceClient;
-use dealreg_crm::sync::{ChangeSource, Outbound, SyncError};
+use dealreg_crm::sync::Outbound;
 use dealreg_crm::{CrmClient, CrmConfig, SyncState, Target, ViewChange};
 use dealreg_crm_fake::{FakeCrm, Kind, CLIENT_ID, CLIENT_SECRET, HUBSPOT_TOKEN};
 use serde_json::{json, Value};
-
-/// Changes from a list; the cursor is the index of the next one.
-struct ListSource(Vec<ViewChange>);
-
-impl ChangeSource for ListSource {
-    async fn changes_after(
-        &mut self,
-        cursor: Option<&str>,
-        limit: usize,
-    ) -> Result<Option<(Vec<ViewChange>, String)>, SyncError> {
-        let start: usize = cursor.and_then(|c| c.parse().ok()).unwrap_or(0);
-        if start >= self.0.len() {
-            return Ok(None);
-        }
-        let end = (start + limit).min(self.0.len());
-        Ok(Some((self.0[start..end].to_vec(), end.to_string())))
-    }
-}
 
 fn registration(n: usize, status: &str) -> ViewChange {
     let id = format!("0193a000-0000-7000-8000-{n:012}");
@@ -61,10 +46,6 @@ fn registration(n: usize, status: &str) -> ViewChange {
             "updated_at": "2026-12-01T00:00:00Z"
         })),
     }
-}
-
-fn registration_id(n: usize) -> String {
-    format!("0193a000-0000-7000-8000-{n:012}")
 }
 
 fn outbound<C: CrmClient>(target: Target, client: C, state: Arc<SyncState>) -> Outbound<C> {

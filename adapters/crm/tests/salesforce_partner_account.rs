@@ -6,6 +6,9 @@
 //! partner_accounts = true`, Opportunity's `PartnerAccountId` (`PartnerAccount: {...}`).
 //! Against the strict fake Salesforce only: not verified against a real org.
 
+mod common;
+use common::{registration_id, ListSource};
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,35 +17,13 @@ use dealreg_crm::mapping::SalesforceSettings;
 use dealreg_crm::salesforce::SalesforceClient;
 use dealreg_crm::setup::Finding;
 use dealreg_crm::setup_salesforce;
-use dealreg_crm::sync::{ChangeSource, Outbound, SyncError};
+use dealreg_crm::sync::Outbound;
 use dealreg_crm::{CrmConfig, SyncState, Target, ViewChange};
 use dealreg_crm_fake::{FakeCrm, Kind, CLIENT_ID, CLIENT_SECRET};
 use serde_json::{json, Value};
 
-/// Changes from a list; the cursor is the index of the next one.
-struct ListSource(Vec<ViewChange>);
-
-impl ChangeSource for ListSource {
-    async fn changes_after(
-        &mut self,
-        cursor: Option<&str>,
-        limit: usize,
-    ) -> Result<Option<(Vec<ViewChange>, String)>, SyncError> {
-        let start: usize = cursor.and_then(|c| c.parse().ok()).unwrap_or(0);
-        if start >= self.0.len() {
-            return Ok(None);
-        }
-        let end = (start + limit).min(self.0.len());
-        Ok(Some((self.0[start..end].to_vec(), end.to_string())))
-    }
-}
-
 const CONTOSO: &str = "0193a000-0000-7000-8000-aaaaaaaaaaaa";
 const FABRIKAM: &str = "0193a000-0000-7000-8000-bbbbbbbbbbbb";
-
-fn registration_id(n: usize) -> String {
-    format!("0193a000-0000-7000-8000-{n:012}")
-}
 
 /// A registration of partner `partner` (Contoso or Fabrikam).
 fn registration(n: usize, partner: &str, status: &str) -> ViewChange {

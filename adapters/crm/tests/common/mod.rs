@@ -1,9 +1,35 @@
-//! What the CRM adapter tests share.
+//! What the CRM adapter tests share (each test file uses a part of it).
+#![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
 
+use dealreg_crm::sync::{ChangeSource, SyncError};
 use dealreg_crm::webhook::CommandSink;
+use dealreg_crm::ViewChange;
 use serde_json::{json, Value};
+
+/// Changes from a list; the cursor is the index of the next one.
+pub struct ListSource(pub Vec<ViewChange>);
+
+impl ChangeSource for ListSource {
+    async fn changes_after(
+        &mut self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<(Vec<ViewChange>, String)>, SyncError> {
+        let start: usize = cursor.and_then(|c| c.parse().ok()).unwrap_or(0);
+        if start >= self.0.len() {
+            return Ok(None);
+        }
+        let end = (start + limit).min(self.0.len());
+        Ok(Some((self.0[start..end].to_vec(), end.to_string())))
+    }
+}
+
+/// The n-th registration's id (UUIDs in order of n).
+pub fn registration_id(n: usize) -> String {
+    format!("0193a000-0000-7000-8000-{n:012}")
+}
 
 /// Records every command envelope; answers ok.
 #[derive(Clone, Default)]
