@@ -745,24 +745,21 @@ async fn an_empty_salesforce_org_is_set_up_checked_and_synced() {
         "--state",
         state.to_str().expect("utf-8"),
     ];
-    let text = |out: &Output| {
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    };
     let check = run(crm(&store, &[&["check"][..], &common[..]].concat()));
-    assert_eq!(check.status.code(), Some(2), "{}", text(&check));
+    assert_eq!(check.status.code(), Some(2), "{}", output_text(&check));
     for named in [
         "missing field Lead.Dealreg_Registration_Id__c",
         "missing field Opportunity.Dealreg_Status__c",
         "missing object Dealreg_Conflict__c",
     ] {
-        assert!(text(&check).contains(named), "{named}: {}", text(&check));
+        assert!(
+            output_text(&check).contains(named),
+            "{named}: {}",
+            output_text(&check)
+        );
     }
     let sync = run(crm(&store, &[&["sync"][..], &common[..]].concat()));
-    assert_eq!(sync.status.code(), Some(2), "{}", text(&sync));
+    assert_eq!(sync.status.code(), Some(2), "{}", output_text(&sync));
     assert!(
         !fake.log().iter().any(|l| l.path.contains("/composite/")),
         "a refused check sends no record"
@@ -770,16 +767,24 @@ async fn an_empty_salesforce_org_is_set_up_checked_and_synced() {
     assert!(fake.records("Lead").is_empty());
 
     let dry = run(crm(&store, &[&["setup"][..], &common[..]].concat()));
-    assert!(dry.status.success(), "{}", text(&dry));
+    assert!(dry.status.success(), "{}", output_text(&dry));
     assert!(
-        text(&dry).contains(
+        output_text(&dry).contains(
             "create the field Lead.Dealreg_Registration_Id__c: Text(255), External ID, Unique"
         ),
         "{}",
-        text(&dry)
+        output_text(&dry)
     );
-    assert!(text(&dry).contains("Map Lead Fields"), "{}", text(&dry));
-    assert!(text(&dry).contains("FieldPermissions"), "{}", text(&dry));
+    assert!(
+        output_text(&dry).contains("Map Lead Fields"),
+        "{}",
+        output_text(&dry)
+    );
+    assert!(
+        output_text(&dry).contains("FieldPermissions"),
+        "{}",
+        output_text(&dry)
+    );
     assert!(
         fake.salesforce_tooling_created().is_empty(),
         "a dry run creates nothing"
@@ -789,7 +794,7 @@ async fn an_empty_salesforce_org_is_set_up_checked_and_synced() {
         &store,
         &[&["setup", "--apply"][..], &common[..]].concat(),
     ));
-    assert!(apply.status.success(), "{}", text(&apply));
+    assert!(apply.status.success(), "{}", output_text(&apply));
     let created = fake.salesforce_tooling_created();
     assert!(created.contains(&"Lead.Dealreg_Registration_Id__c".to_string()));
     assert!(created.contains(&"Dealreg_Conflict__c".to_string()));
@@ -797,19 +802,23 @@ async fn an_empty_salesforce_org_is_set_up_checked_and_synced() {
         &store,
         &[&["setup", "--apply"][..], &common[..]].concat(),
     ));
-    assert!(again.status.success(), "{}", text(&again));
+    assert!(again.status.success(), "{}", output_text(&again));
     assert_eq!(
         fake.salesforce_tooling_created(),
         created,
         "a second --apply creates nothing: {}",
-        text(&again)
+        output_text(&again)
     );
 
     let check = run(crm(&store, &[&["check"][..], &common[..]].concat()));
-    assert!(check.status.success(), "{}", text(&check));
+    assert!(check.status.success(), "{}", output_text(&check));
     let sync = run(crm(&store, &[&["sync"][..], &common[..]].concat()));
-    assert!(sync.status.success(), "{}", text(&sync));
-    assert!(text(&sync).contains(" 0 dead-lettered"), "{}", text(&sync));
+    assert!(sync.status.success(), "{}", output_text(&sync));
+    assert!(
+        output_text(&sync).contains(" 0 dead-lettered"),
+        "{}",
+        output_text(&sync)
+    );
     assert_eq!(fake.records("Lead").len(), registrations(&store).len());
 }
 
@@ -997,15 +1006,8 @@ async fn an_approval_made_in_salesforce_reaches_the_engine_and_a_refusal_comes_b
         "--state",
         state.to_str().expect("utf-8"),
     ];
-    let output = |out: &Output| {
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    };
     let sync = run(crm(&store, &[&["sync"][..], &common[..]].concat()));
-    assert!(sync.status.success(), "{}", output(&sync));
+    assert!(sync.status.success(), "{}", output_text(&sync));
     let rows = registrations(&store);
     let (pending, _) = rows
         .iter()
@@ -1017,16 +1019,16 @@ async fn an_approval_made_in_salesforce_reaches_the_engine_and_a_refusal_comes_b
         .expect("a declined registration in the demo");
     // A first poll reads what the sync wrote (no decision): nothing is sent.
     let poll = run(crm(&store, &[&["poll"][..], &common[..]].concat()));
-    assert!(poll.status.success(), "{}", output(&poll));
+    assert!(poll.status.success(), "{}", output_text(&poll));
 
     assert!(fake.salesforce_decide("Lead", pending, "Approve", "fits the program", "005CHANNEL"));
     assert!(fake.salesforce_decide("Lead", decided, "Approve", "reconsidered", "005CHANNEL"));
     let poll = run(crm(&store, &[&["poll"][..], &common[..]].concat()));
-    assert_eq!(poll.status.code(), Some(2), "{}", output(&poll));
+    assert_eq!(poll.status.code(), Some(2), "{}", output_text(&poll));
     assert!(
-        output(&poll).contains("decisions: 2 sent (1 refused"),
+        output_text(&poll).contains("decisions: 2 sent (1 refused"),
         "{}",
-        output(&poll)
+        output_text(&poll)
     );
     let after = registrations(&store);
     assert_eq!(
@@ -1051,7 +1053,7 @@ async fn an_approval_made_in_salesforce_reaches_the_engine_and_a_refusal_comes_b
 
     // Polled again: the adapter's own write changed the records; nothing is sent twice.
     let again = run(crm(&store, &[&["poll"][..], &common[..]].concat()));
-    assert!(again.status.success(), "{}", output(&again));
+    assert!(again.status.success(), "{}", output_text(&again));
 
     // A user with no role: refused, recorded, written back; never guessed.
     let (other, _) = rows
@@ -1060,7 +1062,7 @@ async fn an_approval_made_in_salesforce_reaches_the_engine_and_a_refusal_comes_b
         .expect("another declined registration");
     assert!(fake.salesforce_decide("Lead", other, "Decline", "no", "005STRANGER"));
     let poll = run(crm(&store, &[&["poll"][..], &common[..]].concat()));
-    assert_eq!(poll.status.code(), Some(2), "{}", output(&poll));
+    assert_eq!(poll.status.code(), Some(2), "{}", output_text(&poll));
     let error = fake.records("Lead")[other].1["Dealreg_Decision_Error__c"].clone();
     assert!(
         error.as_str().is_some_and(|e| e.contains("005STRANGER")),
@@ -1068,8 +1070,8 @@ async fn an_approval_made_in_salesforce_reaches_the_engine_and_a_refusal_comes_b
     );
     let status = run(crm(&store, &[&["status"][..], &common[..]].concat()));
     assert!(
-        output(&status).contains("unmapped_user"),
+        output_text(&status).contains("unmapped_user"),
         "{}",
-        output(&status)
+        output_text(&status)
     );
 }

@@ -7,7 +7,7 @@
 //! Against the strict fake Salesforce only: not verified against a real org.
 
 mod common;
-use common::{registration_id, ListSource};
+use common::{patch, registration_id, ListSource, LEADS, OPPORTUNITIES};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +20,7 @@ use dealreg_crm::setup_salesforce;
 use dealreg_crm::sync::Outbound;
 use dealreg_crm::{CrmConfig, SyncState, Target, ViewChange};
 use dealreg_crm_fake::{FakeCrm, Kind, CLIENT_ID, CLIENT_SECRET};
-use serde_json::{json, Value};
+use serde_json::json;
 
 const CONTOSO: &str = "0193a000-0000-7000-8000-aaaaaaaaaaaa";
 const FABRIKAM: &str = "0193a000-0000-7000-8000-bbbbbbbbbbbb";
@@ -134,39 +134,6 @@ fn upserted_objects(fake: &FakeCrm) -> Vec<String> {
         })
         .collect()
 }
-
-async fn patch(fake: &FakeCrm, path: &str, body: Value) -> (u16, Value) {
-    let answer: Value = reqwest::Client::new()
-        .post(fake.token_url())
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", CLIENT_ID),
-            ("client_secret", CLIENT_SECRET),
-        ])
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("token json");
-    let token = answer["access_token"]
-        .as_str()
-        .expect("a token")
-        .to_string();
-    let answer = reqwest::Client::new()
-        .patch(format!("{}{path}", fake.url()))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .expect("patch");
-    let status = answer.status().as_u16();
-    (status, answer.json().await.unwrap_or(Value::Null))
-}
-
-const LEADS: &str = "/services/data/v62.0/composite/sobjects/Lead/Dealreg_Registration_Id__c";
-const OPPORTUNITIES: &str =
-    "/services/data/v62.0/composite/sobjects/Opportunity/Dealreg_Registration_Id__c";
 
 /// The default (Lead-first) mapping: one Account per partner with its name, written
 /// before the Leads in the same batch; each Lead references its partner's; a converted

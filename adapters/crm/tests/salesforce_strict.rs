@@ -4,7 +4,7 @@
 //! polling that misses nothing, the daily API limit.
 
 mod common;
-use common::{registration_id, ListSource};
+use common::{get, patch, registration_id, ListSource, LEADS, OPPORTUNITIES};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -83,55 +83,6 @@ fn state(dir: &tempfile::TempDir) -> Arc<SyncState> {
 }
 
 /// A token from the fake's My Domain endpoint.
-async fn token(fake: &FakeCrm) -> String {
-    let answer: Value = reqwest::Client::new()
-        .post(fake.token_url())
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", CLIENT_ID),
-            ("client_secret", CLIENT_SECRET),
-        ])
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("token json");
-    answer["access_token"]
-        .as_str()
-        .expect("a token")
-        .to_string()
-}
-
-async fn patch(fake: &FakeCrm, path: &str, body: Value) -> (u16, Value) {
-    let token = token(fake).await;
-    let answer = reqwest::Client::new()
-        .patch(format!("{}{path}", fake.url()))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .expect("patch");
-    let status = answer.status().as_u16();
-    (status, answer.json().await.unwrap_or(Value::Null))
-}
-
-async fn get(fake: &FakeCrm, path: &str) -> (u16, Value) {
-    let token = token(fake).await;
-    let answer = reqwest::Client::new()
-        .get(format!("{}{path}", fake.url()))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("get");
-    let status = answer.status().as_u16();
-    (status, answer.json().await.unwrap_or(Value::Null))
-}
-
-const LEADS: &str = "/services/data/v62.0/composite/sobjects/Lead/Dealreg_Registration_Id__c";
-const OPPORTUNITIES: &str =
-    "/services/data/v62.0/composite/sobjects/Opportunity/Dealreg_Registration_Id__c";
-
 #[tokio::test]
 async fn the_fake_refuses_what_salesforce_refuses() {
     let fake = FakeCrm::start(Kind::Salesforce).await;

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use dealreg_crm::sync::{ChangeSource, SyncError};
 use dealreg_crm::webhook::CommandSink;
 use dealreg_crm::ViewChange;
+use dealreg_crm_fake::{FakeCrm, CLIENT_ID, CLIENT_SECRET};
 use serde_json::{json, Value};
 
 /// Changes from a list; the cursor is the index of the next one.
@@ -51,3 +52,55 @@ impl CommandSink for Recorded {
         json!({ "ok": true, "events": [], "replayed": false })
     }
 }
+
+/// A token from the fake Salesforce, by the client-credentials flow.
+pub async fn token(fake: &FakeCrm) -> String {
+    let answer: Value = reqwest::Client::new()
+        .post(fake.token_url())
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", CLIENT_ID),
+            ("client_secret", CLIENT_SECRET),
+        ])
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("token json");
+    answer["access_token"]
+        .as_str()
+        .expect("a token")
+        .to_string()
+}
+
+/// A raw PATCH to the fake Salesforce, with a fresh token: its status and body.
+pub async fn patch(fake: &FakeCrm, path: &str, body: Value) -> (u16, Value) {
+    let token = token(fake).await;
+    let answer = reqwest::Client::new()
+        .patch(format!("{}{path}", fake.url()))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .expect("patch");
+    let status = answer.status().as_u16();
+    (status, answer.json().await.unwrap_or(Value::Null))
+}
+
+/// A raw GET from the fake Salesforce, with a fresh token: its status and body.
+pub async fn get(fake: &FakeCrm, path: &str) -> (u16, Value) {
+    let token = token(fake).await;
+    let answer = reqwest::Client::new()
+        .get(format!("{}{path}", fake.url()))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("get");
+    let status = answer.status().as_u16();
+    (status, answer.json().await.unwrap_or(Value::Null))
+}
+
+pub const LEADS: &str = "/services/data/v62.0/composite/sobjects/Lead/Dealreg_Registration_Id__c";
+pub const OPPORTUNITIES: &str =
+    "/services/data/v62.0/composite/sobjects/Opportunity/Dealreg_Registration_Id__c";
