@@ -168,38 +168,29 @@ impl HubspotClient {
     /// properties and pipelines APIs); throttling, credentials and server errors become the
     /// request's error.
     pub(crate) async fn get(&self, path: &str) -> Result<(u16, Value), CrmError> {
-        self.daily_gate()?;
-        self.wait_for_window().await;
-        let answer = self
-            .http
-            .get(format!("{}{path}", self.base_url))
-            .bearer_auth(&self.token)
-            .send()
+        self.answer_of(self.http.get(format!("{}{path}", self.base_url)))
             .await
-            .map_err(|e| CrmError::Transient(e.to_string()))?;
-        self.note_limits(answer.headers());
-        let status = answer.status();
-        if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-            return Err(self.throttled(answer).await);
-        }
-        let body: Value = answer.json().await.unwrap_or(Value::Null);
-        match status.as_u16() {
-            401 | 403 => Err(CrmError::Auth(message(&body))),
-            s if s >= 500 => Err(CrmError::Transient(format!("{status}: {}", message(&body)))),
-            s => Ok((s, body)),
-        }
     }
 
     /// POSTs `body` and gives the status and the answer; throttling, credentials and
     /// server errors become the request's error.
     pub(crate) async fn post(&self, path: &str, body: &Value) -> Result<(u16, Value), CrmError> {
+        self.answer_of(
+            self.http
+                .post(format!("{}{path}", self.base_url))
+                .json(body),
+        )
+        .await
+    }
+
+    /// Sends `request` within the limits (the daily gate, the 10-second window) with the
+    /// token, notes the limits it answers with, and gives its status and body; a 429,
+    /// 401/403 and 5xx become the request's error.
+    async fn answer_of(&self, request: reqwest::RequestBuilder) -> Result<(u16, Value), CrmError> {
         self.daily_gate()?;
         self.wait_for_window().await;
-        let answer = self
-            .http
-            .post(format!("{}{path}", self.base_url))
+        let answer = request
             .bearer_auth(&self.token)
-            .json(body)
             .send()
             .await
             .map_err(|e| CrmError::Transient(e.to_string()))?;
@@ -330,34 +321,16 @@ impl HubspotClient {
         id: &str,
         properties: &[&str],
     ) -> Result<Option<Value>, CrmError> {
-        self.daily_gate()?;
-        self.wait_for_window().await;
-        let answer = self
+        let request = self
             .http
             .get(format!("{}/crm/v3/objects/{object}/{id}", self.base_url))
-            .query(&[("properties", properties.join(","))])
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| CrmError::Transient(e.to_string()))?;
-        self.note_limits(answer.headers());
-        let status = answer.status();
-        if status == reqwest::StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-            return Err(self.throttled(answer).await);
-        }
-        let body: Value = answer.json().await.unwrap_or(Value::Null);
-        match status {
-            s if s.is_success() => Ok(Some(body)),
-            reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN => {
-                Err(CrmError::Auth(message(&body)))
-            }
-            s if s.is_server_error() => {
-                Err(CrmError::Transient(format!("{s}: {}", message(&body))))
-            }
-            s => Err(CrmError::Refused(format!("{s}: {}", message(&body)))),
+            .query(&[("properties", properties.join(","))]);
+        let (status, body) = self.answer_of(request).await?;
+        match reqwest::StatusCode::from_u16(status) {
+            Ok(reqwest::StatusCode::NOT_FOUND) => Ok(None),
+            Ok(s) if s.is_success() => Ok(Some(body)),
+            Ok(s) => Err(CrmError::Refused(format!("{s}: {}", message(&body)))),
+            Err(_) => Err(CrmError::Refused(format!("{status}: {}", message(&body)))),
         }
     }
 }
