@@ -511,21 +511,10 @@ fn hubspot_request(
                 0,
             );
         }
-        let Ok(parsed) = serde_json::from_slice::<Value>(body) else {
-            return (
-                reply(
-                    StatusCode::BAD_REQUEST,
-                    json!({ "status": "error", "message": "Invalid input JSON", "category": "VALIDATION_ERROR" }),
-                    &limits(100),
-                ),
-                0,
-            );
+        let inputs = match batch_inputs(body, &limits(100)) {
+            Ok(inputs) => inputs,
+            Err(refused) => return *refused,
         };
-        let inputs = parsed
-            .get("inputs")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
         if inputs.len() > 100 {
             return (
                 reply(
@@ -721,21 +710,10 @@ fn hubspot_request(
         && segments[5..] == ["batch", "associate", "default"]
     {
         let (from, to) = (segments[3].to_string(), segments[4].to_string());
-        let Ok(parsed) = serde_json::from_slice::<Value>(body) else {
-            return (
-                reply(
-                    StatusCode::BAD_REQUEST,
-                    json!({ "status": "error", "message": "Invalid input JSON", "category": "VALIDATION_ERROR" }),
-                    &limits(100),
-                ),
-                0,
-            );
+        let inputs = match batch_inputs(body, &limits(100)) {
+            Ok(inputs) => inputs,
+            Err(refused) => return *refused,
         };
-        let inputs = parsed
-            .get("inputs")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
         let mut results = Vec::new();
         let mut errors = Vec::new();
         for input in &inputs {
@@ -1266,4 +1244,27 @@ fn setup_request(
         }
         _ => None,
     }
+}
+
+/// An answer and the number of records the request carried.
+type Answer = (Response<Full<Bytes>>, usize);
+
+/// The `inputs` of a batch request body (absent: none), or HubSpot's refusal of a body that
+/// is not JSON (a `VALIDATION_ERROR`, the whole request).
+fn batch_inputs(body: &[u8], headers: &[(&str, String)]) -> Result<Vec<Value>, Box<Answer>> {
+    let Ok(parsed) = serde_json::from_slice::<Value>(body) else {
+        return Err(Box::new((
+            reply(
+                StatusCode::BAD_REQUEST,
+                json!({ "status": "error", "message": "Invalid input JSON", "category": "VALIDATION_ERROR" }),
+                headers,
+            ),
+            0,
+        )));
+    };
+    Ok(parsed
+        .get("inputs")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default())
 }

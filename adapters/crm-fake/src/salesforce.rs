@@ -950,33 +950,10 @@ fn upsert(
             0,
         );
     }
-    let Ok(parsed) = serde_json::from_slice::<Value>(body) else {
-        return (
-            error(
-                StatusCode::BAD_REQUEST,
-                "JSON_PARSER_ERROR",
-                "Unexpected character",
-                usage,
-            ),
-            0,
-        );
+    let records = match collection_records(body, usage) {
+        Ok(records) => records,
+        Err(refused) => return *refused,
     };
-    let records = parsed
-        .get("records")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    if records.len() > 200 {
-        return (
-            error(
-                StatusCode::BAD_REQUEST,
-                "EXCEEDED_ID_LIMIT",
-                "Number of records exceeds the limit of 200",
-                usage,
-            ),
-            records.len(),
-        );
-    }
     if let Some(seconds) = throttled(w) {
         let _ = seconds;
         return (
@@ -1088,14 +1065,12 @@ fn upsert(
     )
 }
 
-/// `PATCH /services/data/vXX.X/composite/sobjects`: "Update Records Using sObject
-/// Collections"
-/// (https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_sobjects_collections_update.htm):
-/// up to 200 records, each with `attributes.type` and `id`; one SaveResult (`id`,
-/// `success`, `errors`) per record.
-fn update_by_id(w: &mut World, body: &[u8], usage: &[(&str, String)]) -> Answer {
+/// The `records` of an sObject Collections request body, at most 200 of them (both
+/// Collections pages: "The list can contain up to 200 objects"), or the documented refusal
+/// of the whole request (`JSON_PARSER_ERROR`, `EXCEEDED_ID_LIMIT`).
+fn collection_records(body: &[u8], usage: &[(&str, String)]) -> Result<Vec<Value>, Box<Answer>> {
     let Ok(parsed) = serde_json::from_slice::<Value>(body) else {
-        return (
+        return Err(Box::new((
             error(
                 StatusCode::BAD_REQUEST,
                 "JSON_PARSER_ERROR",
@@ -1103,7 +1078,7 @@ fn update_by_id(w: &mut World, body: &[u8], usage: &[(&str, String)]) -> Answer 
                 usage,
             ),
             0,
-        );
+        )));
     };
     let records = parsed
         .get("records")
@@ -1111,7 +1086,7 @@ fn update_by_id(w: &mut World, body: &[u8], usage: &[(&str, String)]) -> Answer 
         .cloned()
         .unwrap_or_default();
     if records.len() > 200 {
-        return (
+        return Err(Box::new((
             error(
                 StatusCode::BAD_REQUEST,
                 "EXCEEDED_ID_LIMIT",
@@ -1119,8 +1094,21 @@ fn update_by_id(w: &mut World, body: &[u8], usage: &[(&str, String)]) -> Answer 
                 usage,
             ),
             records.len(),
-        );
+        )));
     }
+    Ok(records)
+}
+
+/// `PATCH /services/data/vXX.X/composite/sobjects`: "Update Records Using sObject
+/// Collections"
+/// (https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_sobjects_collections_update.htm):
+/// up to 200 records, each with `attributes.type` and `id`; one SaveResult (`id`,
+/// `success`, `errors`) per record.
+fn update_by_id(w: &mut World, body: &[u8], usage: &[(&str, String)]) -> Answer {
+    let records = match collection_records(body, usage) {
+        Ok(records) => records,
+        Err(refused) => return *refused,
+    };
     for record in &records {
         let object = record
             .get("attributes")
