@@ -12,7 +12,7 @@ use crate::event::Event;
 use crate::ids::{AccountKey, ConflictId, OpportunityId, PartnerId, RegistrationId};
 use crate::money::Money;
 use crate::motion::{DealKind, Motion};
-use crate::values::{ConflictKind, ConflictParty, ConflictSla};
+use crate::values::{ConflictKind, ConflictParty, ConflictSla, StageEvidence};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -211,75 +211,142 @@ impl AccountState {
             .or_else(|| self.incumbents.get(product_line).copied())
     }
 
+    /// Folds one event into the account. This only routes: each event reaches the fold of
+    /// the concern that decides it (the same split as `registration`'s deciders), so a
+    /// reader finds an event's effect beside its siblings'. Events of other aggregates
+    /// (the program's, the partners', capacity slots taken and released) change nothing.
     pub fn evolve(&mut self, event: &Event) {
-        let mut with = |id: &RegistrationId, f: &mut dyn FnMut(&mut Registration)| {
-            if let Some(r) = self.registrations.get_mut(id) {
-                f(r);
-            }
-        };
         match event {
-            Event::RegistrationSubmitted {
-                account,
+            Event::RegistrationSubmitted { .. } => self.fold_submission(event),
+            Event::RegistrationApproved { .. }
+            | Event::RegistrationDeclined { .. }
+            | Event::ApprovalSlaBreached { .. }
+            | Event::ReferralSlaBreached { .. }
+            | Event::AppealFiled { .. }
+            | Event::AppealDecided { .. } => self.fold_review(event),
+            Event::ProtectionExtended { .. }
+            | Event::ProtectionExpired { .. }
+            | Event::ExpiryReminderSent { .. }
+            | Event::RegistrationFlaggedInactive { .. }
+            | Event::RegistrationReassigned { .. } => self.fold_protection(event),
+            Event::StageAdvanced { .. }
+            | Event::DealWon { .. }
+            | Event::DealLost { .. }
+            | Event::RevenueReversed { .. }
+            | Event::RegistrationWithdrawn { .. }
+            | Event::RegistrationReleased { .. } => self.fold_deal(event),
+            Event::SourcingPartnerSet { .. }
+            | Event::InfluencerAdded { .. }
+            | Event::InfluencerRemoved { .. } => self.fold_attribution(event),
+            Event::DirectOpportunityRecorded { .. }
+            | Event::ConflictDetected { .. }
+            | Event::ConflictSlaBreached { .. }
+            | Event::ConflictAcknowledged { .. }
+            | Event::ConflictResolutionPlanRecorded { .. }
+            | Event::ConflictResolved { .. }
+            | Event::ConflictClosed { .. }
+            | Event::NamedAccountAssigned { .. } => self.fold_conflicts(event),
+            Event::RenewalOwnershipReviewDue { .. }
+            | Event::RenewalOwnershipConfirmed { .. }
+            | Event::RenewalOwnershipReassigned { .. } => self.fold_renewals(event),
+            Event::CapacitySlotLapsed {
                 registration_id,
                 partner_id,
-                customer,
-                product_line,
-                motion,
-                kind,
-                estimated_amount,
-                certified,
-                incumbent,
-                approval_due_at,
-                intro_due_at,
-                at,
+                slot,
                 ..
             } => {
-                self.key = Some(account.clone());
-                if self.company.is_empty() {
-                    self.company = customer.company.clone();
-                }
-                self.registrations.insert(
-                    *registration_id,
-                    Registration {
-                        id: *registration_id,
-                        partner_id: *partner_id,
-                        company: customer.company.clone(),
-                        product_line: product_line.clone(),
-                        motion: *motion,
-                        kind: *kind,
-                        estimated_amount: estimated_amount.clone(),
-                        status: RegistrationStatus::Pending,
-                        certified: *certified,
-                        incumbent: *incumbent,
-                        submitted_at: *at,
-                        approval_due_at: *approval_due_at,
-                        sla_breach_recorded: false,
-                        expires_at: None,
-                        extensions: 0,
-                        reminded_for: None,
-                        last_touch: *at,
-                        inactive_flagged_at: None,
-                        appeal_until: None,
-                        appeal_filed: false,
-                        appeal_decided: false,
-                        stage: 0,
-                        attribution: Attribution::default(),
-                        won_amount: None,
-                        reversed_minor: 0,
-                        holds_slot: true,
-                        intro_due_at: *intro_due_at,
-                        intro_logged: false,
-                        referral_breach_recorded: false,
-                        transaction_reference: None,
-                    },
-                );
+                // The account never uses a slot it gave up on again (`registration::capacity`).
+                self.lapsed_slots
+                    .insert((*partner_id, *registration_id, *slot));
             }
+            _ => {}
+        }
+    }
+
+    /// Applies `change` to a registration of this account. An event naming a registration
+    /// the account does not hold changes nothing: folding never fails, whatever the log.
+    fn with_registration(&mut self, id: &RegistrationId, change: impl FnOnce(&mut Registration)) {
+        if let Some(r) = self.registrations.get_mut(id) {
+            change(r);
+        }
+    }
+
+    /// A submission opens the account (its key, and its company name from the first one)
+    /// and records the registration pending, holding a capacity slot, with every later
+    /// fact (protection, appeal, stage, attribution, win) still unset.
+    fn fold_submission(&mut self, event: &Event) {
+        let Event::RegistrationSubmitted {
+            account,
+            registration_id,
+            partner_id,
+            customer,
+            product_line,
+            motion,
+            kind,
+            estimated_amount,
+            certified,
+            incumbent,
+            approval_due_at,
+            intro_due_at,
+            at,
+            ..
+        } = event
+        else {
+            return;
+        };
+        self.key = Some(account.clone());
+        if self.company.is_empty() {
+            self.company = customer.company.clone();
+        }
+        self.registrations.insert(
+            *registration_id,
+            Registration {
+                id: *registration_id,
+                partner_id: *partner_id,
+                company: customer.company.clone(),
+                product_line: product_line.clone(),
+                motion: *motion,
+                kind: *kind,
+                estimated_amount: estimated_amount.clone(),
+                status: RegistrationStatus::Pending,
+                certified: *certified,
+                incumbent: *incumbent,
+                submitted_at: *at,
+                approval_due_at: *approval_due_at,
+                sla_breach_recorded: false,
+                expires_at: None,
+                extensions: 0,
+                reminded_for: None,
+                last_touch: *at,
+                inactive_flagged_at: None,
+                appeal_until: None,
+                appeal_filed: false,
+                appeal_decided: false,
+                stage: 0,
+                attribution: Attribution::default(),
+                won_amount: None,
+                reversed_minor: 0,
+                holds_slot: true,
+                intro_due_at: *intro_due_at,
+                intro_logged: false,
+                referral_breach_recorded: false,
+                transaction_reference: None,
+            },
+        );
+    }
+
+    /// The vendor's review: approval starts protection, a decline frees the slot and
+    /// opens the appeal window, an upheld appeal puts the registration back to pending
+    /// with a fresh approval clock. The SLA breaches are recorded once, so they are not
+    /// reported again.
+    fn fold_review(&mut self, event: &Event) {
+        match event {
             Event::RegistrationApproved {
                 registration_id,
                 expires_at,
                 at,
                 ..
-            } => with(registration_id, &mut |r| {
+            } => self.with_registration(registration_id, |r| {
                 r.status = RegistrationStatus::Protected;
                 r.expires_at = Some(*expires_at);
                 r.last_touch = *at;
@@ -288,59 +355,27 @@ impl AccountState {
                 registration_id,
                 appeal_until,
                 ..
-            } => with(registration_id, &mut |r| {
+            } => self.with_registration(registration_id, |r| {
                 r.status = RegistrationStatus::Declined;
                 r.appeal_until = Some(*appeal_until);
                 r.holds_slot = false;
             }),
-            Event::ProtectionExtended {
-                registration_id,
-                expires_at,
-                at,
-                ..
-            } => with(registration_id, &mut |r| {
-                r.extensions += 1;
-                r.expires_at = Some(*expires_at);
-                r.last_touch = *at;
-            }),
-            Event::RegistrationWithdrawn {
-                registration_id, ..
-            } => with(registration_id, &mut |r| {
-                r.status = RegistrationStatus::Withdrawn;
-                r.holds_slot = false;
-            }),
-            Event::ProtectionExpired {
-                registration_id, ..
-            } => with(registration_id, &mut |r| {
-                r.status = RegistrationStatus::Expired;
-                r.holds_slot = false;
-            }),
-            Event::ExpiryReminderSent {
-                registration_id,
-                expires_at,
-                ..
-            } => with(registration_id, &mut |r| r.reminded_for = Some(*expires_at)),
-            Event::RegistrationFlaggedInactive {
-                registration_id,
-                at,
-                ..
-            } => with(registration_id, &mut |r| r.inactive_flagged_at = Some(*at)),
             Event::ApprovalSlaBreached {
                 registration_id, ..
-            } => with(registration_id, &mut |r| r.sla_breach_recorded = true),
+            } => self.with_registration(registration_id, |r| r.sla_breach_recorded = true),
             Event::ReferralSlaBreached {
                 registration_id, ..
-            } => with(registration_id, &mut |r| r.referral_breach_recorded = true),
+            } => self.with_registration(registration_id, |r| r.referral_breach_recorded = true),
             Event::AppealFiled {
                 registration_id, ..
-            } => with(registration_id, &mut |r| r.appeal_filed = true),
+            } => self.with_registration(registration_id, |r| r.appeal_filed = true),
             Event::AppealDecided {
                 registration_id,
                 upheld,
                 approval_due_at,
                 at,
                 ..
-            } => with(registration_id, &mut |r| {
+            } => self.with_registration(registration_id, |r| {
                 r.appeal_decided = true;
                 if *upheld {
                     r.status = RegistrationStatus::Pending;
@@ -350,6 +385,62 @@ impl AccountState {
                     r.last_touch = *at;
                 }
             }),
+            _ => {}
+        }
+    }
+
+    /// The protection window: extended (counted, so the policy's limit holds), reminded
+    /// about once per expiry, expired (the slot is freed), flagged inactive, or handed to
+    /// another partner (who is not the incumbent, and whose deal counts as touched).
+    fn fold_protection(&mut self, event: &Event) {
+        match event {
+            Event::ProtectionExtended {
+                registration_id,
+                expires_at,
+                at,
+                ..
+            } => self.with_registration(registration_id, |r| {
+                r.extensions += 1;
+                r.expires_at = Some(*expires_at);
+                r.last_touch = *at;
+            }),
+            Event::ProtectionExpired {
+                registration_id, ..
+            } => self.with_registration(registration_id, |r| {
+                r.status = RegistrationStatus::Expired;
+                r.holds_slot = false;
+            }),
+            Event::ExpiryReminderSent {
+                registration_id,
+                expires_at,
+                ..
+            } => self.with_registration(registration_id, |r| r.reminded_for = Some(*expires_at)),
+            Event::RegistrationFlaggedInactive {
+                registration_id,
+                at,
+                ..
+            } => self.with_registration(registration_id, |r| r.inactive_flagged_at = Some(*at)),
+            Event::RegistrationReassigned {
+                registration_id,
+                to,
+                at,
+                ..
+            } => self.with_registration(registration_id, |r| {
+                r.partner_id = *to;
+                r.incumbent = false;
+                r.last_touch = *at;
+                r.inactive_flagged_at = None;
+            }),
+            _ => {}
+        }
+    }
+
+    /// The deal: its stages, and its end. Every end but a win only closes the
+    /// registration and frees its slot; a win also makes the partner the product line's
+    /// incumbent, sets the renewal date when one is known, and drops any reassigned
+    /// renewal owner (the new incumbent owns the renewal). Reversed revenue accumulates.
+    fn fold_deal(&mut self, event: &Event) {
+        match event {
             Event::StageAdvanced {
                 registration_id,
                 from_stage,
@@ -357,57 +448,9 @@ impl AccountState {
                 evidence,
                 at,
                 ..
-            } => with(registration_id, &mut |r| {
-                // By name: after a win recorded before wins waited for the closing stage,
-                // the first post-sale stage can lie more than one step ahead.
-                let names = crate::stages::stages(r.motion);
-                r.stage = names
-                    .iter()
-                    .position(|s| s == to_stage)
-                    .unwrap_or(r.stage + 1);
-                if r.motion == crate::motion::Motion::Referral && from_stage == names[0] {
-                    r.intro_logged = true;
-                }
-                if let Some(reference) = &evidence.transaction_reference {
-                    r.transaction_reference = Some(reference.clone());
-                }
-                r.last_touch = *at;
-                r.inactive_flagged_at = None;
+            } => self.with_registration(registration_id, |r| {
+                stage_advanced(r, from_stage, to_stage, evidence, *at)
             }),
-            Event::SourcingPartnerSet {
-                registration_id,
-                partner_id,
-                at,
-                ..
-            } => with(registration_id, &mut |r| {
-                r.attribution.sourcing = Some(*partner_id);
-                r.last_touch = *at;
-            }),
-            Event::InfluencerAdded {
-                registration_id,
-                partner_id,
-                percent,
-                at,
-                ..
-            } => with(registration_id, &mut |r| {
-                r.attribution.influencers.insert(*partner_id, *percent);
-                r.last_touch = *at;
-            }),
-            Event::InfluencerRemoved {
-                registration_id,
-                partner_id,
-                ..
-            } => with(registration_id, &mut |r| {
-                r.attribution.influencers.remove(partner_id);
-            }),
-            Event::RenewalOwnershipReviewDue {
-                product_line,
-                renewal_date,
-                ..
-            } => {
-                self.renewal_reviews
-                    .push((product_line.clone(), *renewal_date));
-            }
             Event::DealWon {
                 registration_id,
                 partner_id,
@@ -416,7 +459,7 @@ impl AccountState {
                 renewal_date,
                 ..
             } => {
-                with(registration_id, &mut |r| {
+                self.with_registration(registration_id, |r| {
                     r.status = RegistrationStatus::Won;
                     r.won_amount = Some(amount.clone());
                     r.holds_slot = false;
@@ -429,7 +472,7 @@ impl AccountState {
             }
             Event::DealLost {
                 registration_id, ..
-            } => with(registration_id, &mut |r| {
+            } => self.with_registration(registration_id, |r| {
                 r.status = RegistrationStatus::Lost;
                 r.holds_slot = false;
             }),
@@ -437,24 +480,65 @@ impl AccountState {
                 registration_id,
                 amount,
                 ..
-            } => with(registration_id, &mut |r| {
-                r.reversed_minor += amount.amount_minor
+            } => {
+                self.with_registration(registration_id, |r| r.reversed_minor += amount.amount_minor)
+            }
+            Event::RegistrationWithdrawn {
+                registration_id, ..
+            } => self.with_registration(registration_id, |r| {
+                r.status = RegistrationStatus::Withdrawn;
+                r.holds_slot = false;
             }),
             Event::RegistrationReleased {
                 registration_id, ..
-            } => with(registration_id, &mut |r| {
+            } => self.with_registration(registration_id, |r| {
                 r.status = RegistrationStatus::Released;
                 r.holds_slot = false;
             }),
-            Event::CapacitySlotLapsed {
+            _ => {}
+        }
+    }
+
+    /// Attribution: the sourcing partner and the influencers with their percentages.
+    /// Setting either counts as touching the deal; removing an influencer does not.
+    fn fold_attribution(&mut self, event: &Event) {
+        match event {
+            Event::SourcingPartnerSet {
                 registration_id,
                 partner_id,
-                slot,
+                at,
                 ..
-            } => {
-                self.lapsed_slots
-                    .insert((*partner_id, *registration_id, *slot));
-            }
+            } => self.with_registration(registration_id, |r| {
+                r.attribution.sourcing = Some(*partner_id);
+                r.last_touch = *at;
+            }),
+            Event::InfluencerAdded {
+                registration_id,
+                partner_id,
+                percent,
+                at,
+                ..
+            } => self.with_registration(registration_id, |r| {
+                r.attribution.influencers.insert(*partner_id, *percent);
+                r.last_touch = *at;
+            }),
+            Event::InfluencerRemoved {
+                registration_id,
+                partner_id,
+                ..
+            } => self.with_registration(registration_id, |r| {
+                r.attribution.influencers.remove(partner_id);
+            }),
+            _ => {}
+        }
+    }
+
+    /// Conflicts and the facts that raise them: direct-sales opportunities and named
+    /// accounts (either can open the account, so they set its key), then each conflict's
+    /// life: detected open, acknowledged, planned, resolved or closed by itself, with the
+    /// SLAs it breached recorded once.
+    fn fold_conflicts(&mut self, event: &Event) {
+        match event {
             Event::DirectOpportunityRecorded {
                 account,
                 opportunity_id,
@@ -469,6 +553,18 @@ impl AccountState {
                     owner: owner.clone(),
                     product_line: product_line.clone(),
                     amount: amount.clone(),
+                });
+            }
+            Event::NamedAccountAssigned {
+                account,
+                partner_id,
+                exclusive,
+                ..
+            } => {
+                self.key = Some(account.clone());
+                self.named_account = Some(NamedAccount {
+                    partner_id: *partner_id,
+                    exclusive: *exclusive,
                 });
             }
             Event::ConflictDetected {
@@ -499,15 +595,9 @@ impl AccountState {
             }
             Event::ConflictSlaBreached {
                 conflict_id, sla, ..
-            } => {
-                if let Some(c) = self.conflicts.get_mut(conflict_id) {
-                    c.breached.push(*sla);
-                }
-            }
+            } => self.with_conflict(conflict_id, |c| c.breached.push(*sla)),
             Event::ConflictAcknowledged { conflict_id, .. } => {
-                if let Some(c) = self.conflicts.get_mut(conflict_id) {
-                    c.status = ConflictStatus::Acknowledged;
-                }
+                self.with_conflict(conflict_id, |c| c.status = ConflictStatus::Acknowledged)
             }
             Event::ConflictResolutionPlanRecorded {
                 conflict_id,
@@ -515,15 +605,39 @@ impl AccountState {
                 steps,
                 resolve_by,
                 ..
-            } => {
-                if let Some(c) = self.conflicts.get_mut(conflict_id) {
-                    c.plan = Some((owner.clone(), steps.clone(), *resolve_by));
-                }
-            }
+            } => self.with_conflict(conflict_id, |c| {
+                c.plan = Some((owner.clone(), steps.clone(), *resolve_by))
+            }),
             Event::ConflictResolved { conflict_id, .. } => {
-                if let Some(c) = self.conflicts.get_mut(conflict_id) {
-                    c.status = ConflictStatus::Resolved;
-                }
+                self.with_conflict(conflict_id, |c| c.status = ConflictStatus::Resolved)
+            }
+            Event::ConflictClosed { conflict_id, .. } => {
+                self.with_conflict(conflict_id, |c| c.status = ConflictStatus::Closed)
+            }
+            _ => {}
+        }
+    }
+
+    /// Applies `change` to a conflict of this account; like [`Self::with_registration`],
+    /// an event naming an unknown conflict changes nothing.
+    fn with_conflict(&mut self, id: &ConflictId, change: impl FnOnce(&mut Conflict)) {
+        if let Some(c) = self.conflicts.get_mut(id) {
+            change(c);
+        }
+    }
+
+    /// Renewal ownership: a flagged review is remembered so it is flagged once per
+    /// renewal date; a confirmation records the owner for that date; a reassignment
+    /// records the new owner, not yet confirmed for any date.
+    fn fold_renewals(&mut self, event: &Event) {
+        match event {
+            Event::RenewalOwnershipReviewDue {
+                product_line,
+                renewal_date,
+                ..
+            } => {
+                self.renewal_reviews
+                    .push((product_line.clone(), *renewal_date));
             }
             Event::RenewalOwnershipConfirmed {
                 product_line,
@@ -550,35 +664,34 @@ impl AccountState {
                     },
                 );
             }
-            Event::ConflictClosed { conflict_id, .. } => {
-                if let Some(c) = self.conflicts.get_mut(conflict_id) {
-                    c.status = ConflictStatus::Closed;
-                }
-            }
-            Event::NamedAccountAssigned {
-                account,
-                partner_id,
-                exclusive,
-                ..
-            } => {
-                self.key = Some(account.clone());
-                self.named_account = Some(NamedAccount {
-                    partner_id: *partner_id,
-                    exclusive: *exclusive,
-                });
-            }
-            Event::RegistrationReassigned {
-                registration_id,
-                to,
-                at,
-                ..
-            } => with(registration_id, &mut |r| {
-                r.partner_id = *to;
-                r.incumbent = false;
-                r.last_touch = *at;
-                r.inactive_flagged_at = None;
-            }),
             _ => {}
         }
     }
+}
+
+/// A stage advance, found by the stage's name rather than by counting: after a win
+/// recorded before wins waited for the closing stage, the first post-sale stage can lie
+/// more than one step ahead. Leaving a referral's first stage (Intro Logged) stops its
+/// intro clock; Procurement's exit may carry the marketplace transaction reference. Any
+/// advance touches the deal and clears an inactivity flag.
+fn stage_advanced(
+    r: &mut Registration,
+    from_stage: &str,
+    to_stage: &str,
+    evidence: &StageEvidence,
+    at: DateTime<Utc>,
+) {
+    let names = crate::stages::stages(r.motion);
+    r.stage = names
+        .iter()
+        .position(|s| *s == to_stage)
+        .unwrap_or(r.stage + 1);
+    if r.motion == crate::motion::Motion::Referral && from_stage == names[0] {
+        r.intro_logged = true;
+    }
+    if let Some(reference) = &evidence.transaction_reference {
+        r.transaction_reference = Some(reference.clone());
+    }
+    r.last_touch = at;
+    r.inactive_flagged_at = None;
 }
