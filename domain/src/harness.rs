@@ -15,7 +15,7 @@ use crate::actor::{Actor, VendorRole};
 use crate::boundary::Boundary;
 use crate::command::Command;
 use crate::context::{Context, Partners};
-use crate::decision::{decide, evolve, partners_needed, State};
+use crate::decision::{decide, evolve, partners_needed, Decision, State};
 use crate::error::{DomainError, RejectionCode};
 use crate::event::Event;
 use crate::partner::PartnerState;
@@ -69,7 +69,8 @@ impl Scenario {
             Ok(b) => b,
             Err(e) => {
                 return Outcome {
-                    result: Err(e),
+                    result: Err(e.clone()),
+                    decision: Err(e),
                     command,
                 }
             }
@@ -86,9 +87,10 @@ impl Scenario {
             }
         }
         let empty = PartnerState::default();
-        let partners: Partners<'_> = partners_needed(&state, &command)
-            .into_iter()
-            .map(|id| (id, folded.get(&id).unwrap_or(&empty)))
+        let declared = partners_needed(&state, &command);
+        let partners: Partners<'_> = declared
+            .iter()
+            .map(|id| (*id, folded.get(id).unwrap_or(&empty)))
             .collect();
         let ctx = Context {
             now: self.now,
@@ -96,22 +98,73 @@ impl Scenario {
             policy: &self.policy,
             partners: &partners,
         };
-        let result = decide(&state, &command, &ctx);
-        Outcome { result, command }
+        let decision = decide(&state, &command, &ctx);
+        check_declared_reads(&state, &command, &ctx, &folded, &declared, &decision);
+        let result = decision
+            .as_ref()
+            .map(|d| d.all_events(self.now))
+            .map_err(Clone::clone);
+        Outcome {
+            result,
+            decision,
+            command,
+        }
+    }
+}
+
+/// The reads a decision declares ([`partners_needed`]) are all it reads: deciding again
+/// with every partner of the history known must give the same decision, and its capacity
+/// work may only name partners it declared (the engine loads exactly those, and writes
+/// only to streams it loaded). Every rule test checks this for its command, so every
+/// command kind is checked (issue 32, item 2).
+fn check_declared_reads(
+    state: &State,
+    command: &Command,
+    declared_ctx: &Context<'_>,
+    folded: &BTreeMap<crate::ids::PartnerId, PartnerState>,
+    declared: &[crate::ids::PartnerId],
+    decision: &Result<Decision, DomainError>,
+) {
+    let everyone: Partners<'_> = folded.iter().map(|(id, p)| (*id, p)).collect();
+    let ctx = Context {
+        partners: &everyone,
+        ..*declared_ctx
+    };
+    let with_everyone = decide(state, command, &ctx);
+    if &with_everyone != decision {
+        panic!(
+            "{} reads partner facts it does not declare (partners_needed gave {declared:?}): \
+             with those it decided {decision:?}, with every partner known {with_everyone:?}",
+            command.name()
+        );
+    }
+    if let Ok(decision) = decision {
+        if let Some(undeclared) = decision.capacity.partners().find(|p| !declared.contains(p)) {
+            panic!(
+                "{} takes or gives back a slot of partner {undeclared:?}, which it does not \
+                 declare it reads (partners_needed gave {declared:?})",
+                command.name()
+            );
+        }
     }
 }
 
 pub struct Outcome {
+    /// The decision as one list of events ([`Decision::all_events`]): the boundary's own,
+    /// then the capacity slots given back, then those taken.
     pub result: Result<Vec<Event>, DomainError>,
+    decision: Result<Decision, DomainError>,
     command: Command,
 }
 
 impl Outcome {
-    /// Asserts the decision produced exactly `expected`.
+    /// Asserts the decision produced exactly `expected`: the boundary's own events in
+    /// their order, and the capacity slot events (on partners' streams) as its capacity
+    /// work, each kind in its order.
     pub fn then(self, expected: Vec<Event>) -> Vec<Event> {
-        match self.result {
-            Ok(events) => {
-                if events != expected {
+        match (self.decision, self.result) {
+            (Ok(decision), Ok(events)) => {
+                if decision != Decision::of_account(expected.clone()) {
                     panic!(
                         "{} produced\n{}\nbut the rule expects\n{}",
                         self.command.name(),
@@ -121,7 +174,7 @@ impl Outcome {
                 }
                 events
             }
-            Err(e) => panic!(
+            (_, Err(e)) | (Err(e), _) => panic!(
                 "{} was refused ({e}) but the rule expects\n{}",
                 self.command.name(),
                 pretty(&expected)

@@ -41,7 +41,9 @@ pub use attribution::Attribution;
 pub use boundary::Boundary;
 pub use command::Command;
 pub use context::{Context, Partners};
-pub use decision::{decide, evolve, partners_needed, State};
+pub use decision::{
+    decide, evolve, partners_needed, CapacityWork, Decision, SlotRelease, SlotTake, State,
+};
 pub use error::{DomainError, RejectionCode};
 pub use event::Event;
 pub use ids::{AccountKey, ConflictId, OpportunityId, PartnerId, RegistrationId};

@@ -107,7 +107,12 @@ fn a_shared_named_account_accepts_others_with_a_horizontal_conflict() {
     .when(deal.submit())
     .then_ok();
     assert_eq!(conflict_kinds(&events), vec![ConflictKind::Horizontal]);
-    let Some(Event::ConflictDetected { parties, .. }) = events.last() else {
+    // The last conflict raised (the decision's capacity work follows its own events).
+    let Some(Event::ConflictDetected { parties, .. }) = events
+        .iter()
+        .rev()
+        .find(|e| matches!(e, Event::ConflictDetected { .. }))
+    else {
         panic!("{events:?}")
     };
     assert_eq!(

@@ -567,7 +567,7 @@ fn horizontal_multi_channel_vertical_and_renewal_conflicts_are_caught_when_they_
         acknowledge_by,
         parties,
         ..
-    } = &second[2]
+    } = first_conflict(&second)
     else {
         panic!("conflict")
     };
@@ -658,7 +658,7 @@ fn conflicts_are_acknowledged_then_resolved_with_a_party_as_winner() {
         t0(),
         submit(new_id(), b, "acme.com", "analytics", Motion::Reseller),
     );
-    let Event::ConflictDetected { conflict_id, .. } = &events[2] else {
+    let Event::ConflictDetected { conflict_id, .. } = first_conflict(&events) else {
         panic!("conflict")
     };
     w.run(
@@ -1841,7 +1841,7 @@ fn conflict_slas_breach_at_24_hours_and_5_business_days_once() {
         conflict_id,
         resolution_plan_by,
         ..
-    } = &events[2]
+    } = first_conflict(&events)
     else {
         panic!("conflict")
     };
@@ -1999,4 +1999,12 @@ fn product_lines_compare_regardless_of_case_and_spacing() {
             Motion::Reseller,
         ))
         .then_ok();
+}
+
+/// The first conflict a decision raised (its events, then its capacity work).
+fn first_conflict(events: &[Event]) -> &Event {
+    events
+        .iter()
+        .find(|e| matches!(e, Event::ConflictDetected { .. }))
+        .unwrap_or_else(|| panic!("no conflict raised: {events:?}"))
 }

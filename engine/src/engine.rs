@@ -30,10 +30,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use dealreg_clock::{Clock, IdSource, SharedIds, TimeOrderedIds};
 use dealreg_domain::command::AdoptPolicy;
-use dealreg_domain::partner::{release_slot, take_slot};
 use dealreg_domain::{
-    decide, evolve, partners_needed, AccountKey, Actor, Boundary, Command, Context, DomainError,
-    Event, PartnerId, Partners, Policy, RegistrationId, State,
+    decide, evolve, partners_needed, Actor, Boundary, Command, Context, Decision, DomainError,
+    Event, PartnerId, Partners, Policy, State,
 };
 use dealreg_events::{
     EventStore, ExpectedVersion, NewEvent, StoreError, StreamRevision, StreamTip,
@@ -43,6 +42,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::cache::{self, StateCache};
+use crate::capacity::{Held, Reserved, SlotRound};
 use crate::codec::{decode_event, EventMetadata, EVENT_SCHEMA_VERSION};
 use crate::envelope::{CommandEnvelope, InputError};
 use crate::partner_reply::PartnerReply;
@@ -216,7 +216,7 @@ impl Loaded {
         self.tip.as_ref().map(|t| t.revision)
     }
 
-    fn expected(&self) -> ExpectedVersion {
+    pub(crate) fn expected(&self) -> ExpectedVersion {
         ExpectedVersion::after(self.tip.as_ref())
     }
 
@@ -290,24 +290,15 @@ pub struct EngineStats {
 }
 
 pub struct Engine<S, C> {
-    store: S,
+    pub(crate) store: S,
     clock: C,
-    ids: SharedIds,
+    pub(crate) ids: SharedIds,
     states: StateCache,
     decided_again: AtomicU64,
     /// Where the keys that seal contacts are kept (docs/ARCHITECTURE.md, personal data).
     vault: Arc<dyn KeyVault>,
     /// How old the facts of a stream a decision only reads may be.
     staleness: Duration,
-}
-
-/// What an account decision means for partners' capacity, done beside its append.
-#[derive(Debug, Default)]
-struct SlotWork {
-    /// Slots to hold before the account's write: (partner, registration, account).
-    takes: Vec<(PartnerId, RegistrationId, AccountKey)>,
-    /// Slots to give back after it: (partner, registration, slot number if known).
-    releases: Vec<(PartnerId, RegistrationId, Option<u64>)>,
 }
 
 impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
@@ -396,7 +387,7 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
     /// own boundary may come from the cache as it is (its append names the exact tip); a
     /// stream only read is read forward when its cached state is older than the staleness
     /// the engine allows.
-    async fn state_of(
+    pub(crate) async fn state_of(
         &self,
         boundary: &Boundary,
         own: bool,
@@ -462,253 +453,277 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
     /// `Ok` reply with `ok: false` (and is recorded); `Err` means the command had no effect
     /// and may be retried with the same idempotency key.
     pub async fn execute(&self, envelope: CommandEnvelope) -> Result<Executed, EngineError> {
-        let received = self.clock.now();
-        let command_name = envelope.command.name().to_string();
-        let boundary = match envelope.command.boundary() {
-            Ok(boundary) => boundary,
-            // The command does not even name a valid boundary (a malformed domain, say):
-            // there is no stream to record it on, so it is answered and not recorded.
-            Err(error) => {
-                return Ok(Executed {
-                    reply: Reply {
-                        ok: false,
-                        command: command_name,
-                        events: Vec::new(),
-                        error: Some(error),
-                    },
-                    replayed: false,
-                })
-            }
+        let command = match self.pending(envelope) {
+            Ok(command) => command,
+            Err(unrecorded) => return Ok(*unrecorded),
         };
-        let record_key = envelope
-            .idempotency_key
-            .as_ref()
-            .map(|key| idempotency_record_key(&envelope.actor, key));
-        let fingerprint = fingerprint(&envelope);
-        let command_id = self.ids.next_id(received);
         // An interface's span that declared `command_id` (the NATS adapter's) gets it, so
         // every log line of this command names it.
-        tracing::Span::current().record("command_id", tracing::field::display(&command_id));
-        let primary_stream = boundary.stream_name();
-        let account_key = match &boundary {
-            Boundary::Account(key) => Some(key.clone()),
-            _ => None,
-        };
-
+        tracing::Span::current().record("command_id", tracing::field::display(&command.command_id));
         let mut stale: HashSet<String> = HashSet::new();
-        // Slots this command took in an earlier round: released when the decision that
-        // lands no longer needs them.
-        let mut reserved: Vec<(PartnerId, RegistrationId, u64)> = Vec::new();
-        // What this command wrote beside its boundary's events (slots taken, in any round,
-        // and given back): its reply lists them too (issue 30, item 11).
+        // Slots this command took in earlier rounds, and what it wrote beside its
+        // boundary's events (slots taken in any round, and given back): its reply lists
+        // them too.
+        let mut held = Held::default();
         let mut written: Vec<PositionedEvent> = Vec::new();
         for attempt in 1..=RETRY_LIMIT {
-            let fresh = |b: &Boundary| stale.contains(&b.stream_name());
-            // Streams only read that came from the cache: a refusal is never decided on them.
-            let mut cached_reads: Vec<String> = Vec::new();
-            let (program, read_now) = self
-                .state_of(
-                    &Boundary::Program,
-                    boundary == Boundary::Program,
-                    fresh(&Boundary::Program),
-                )
-                .await?;
-            if !read_now && boundary != Boundary::Program {
-                cached_reads.push(Boundary::Program.stream_name());
+            let read = self.read_for(&command, &stale).await?;
+            if let Some(done) = self.applied_before(&command, &read.primary).await? {
+                return Ok(done);
             }
-            let policy = match (&program.state, &envelope.command) {
-                (State::Program(p), _) if p.policy().is_some() => {
-                    p.policy().cloned().ok_or(EngineError::NoPolicy)?
-                }
-                // The very first policy is decided under itself.
-                (_, Command::AdoptPolicy(AdoptPolicy { policy })) => policy.clone(),
-                _ => return Err(EngineError::NoPolicy),
-            };
-            let primary = if boundary == Boundary::Program {
-                Arc::clone(&program)
-            } else {
-                self.state_of(&boundary, true, fresh(&boundary)).await?.0
-            };
-            // A command already applied is answered from what it wrote.
-            if let Some(key) = &record_key {
-                if let Some(record) = primary.keys.get(key) {
-                    if record
-                        .fingerprint
-                        .as_ref()
-                        .is_some_and(|f| *f != fingerprint)
-                    {
-                        return Err(EngineError::IdempotencyKeyReused {
-                            key: envelope.idempotency_key.clone().unwrap_or_default(),
-                        });
-                    }
-                    let reply = self
-                        .replay(&command_name, &envelope.command, &boundary, record)
-                        .await?;
-                    return Ok(Executed {
-                        reply,
-                        replayed: true,
-                    });
-                }
-            }
-            let mut partner_loads: BTreeMap<PartnerId, Arc<Loaded>> = BTreeMap::new();
-            for partner_id in partners_needed(&primary.state, &envelope.command) {
-                let partner = Boundary::Partner(partner_id);
-                let loaded = if partner == boundary {
-                    Arc::clone(&primary)
-                } else {
-                    let (loaded, read_now) =
-                        self.state_of(&partner, false, fresh(&partner)).await?;
-                    if !read_now {
-                        cached_reads.push(partner.stream_name());
-                    }
-                    loaded
-                };
-                partner_loads.insert(partner_id, loaded);
-            }
-            let now = self.decision_time(&program, &primary_stream, &primary, &partner_loads)?;
-            let partner_facts: Partners<'_> = partner_loads
-                .iter()
-                .filter_map(|(id, loaded)| match &loaded.state {
-                    State::Partner(p) => Some((*id, p)),
-                    _ => None,
-                })
-                .collect();
-            let context = Context {
-                now,
-                actor: &envelope.actor,
-                policy: &policy,
-                partners: &partner_facts,
-            };
-            let decided = match decide(&primary.state, &envelope.command, &context) {
-                Ok(events) => events,
-                Err(_) if !cached_reads.is_empty() => {
-                    // A refusal is recorded for good: it is never decided on facts only
-                    // known from the cache. Read them and decide again.
-                    drop(partner_facts);
+            let now = self.decision_time(
+                &read.program,
+                &command.stream,
+                &read.primary,
+                &read.partners,
+            )?;
+            let mut decision = match self.decide_on(&command, &read, now) {
+                Ok(decision) => decision,
+                // A refusal is recorded for good: it is never decided on facts only known
+                // from the cache. Read them and decide again.
+                Err(cached_reads) => {
                     stale.extend(cached_reads);
                     continue;
                 }
-                Err(rejection) => vec![rejection_event(&boundary, &command_name, rejection, now)],
             };
-            drop(partner_facts);
-            let (own, mut slots) = split(&boundary, decided)?;
-            let metadata = EventMetadata {
-                schema: EVENT_SCHEMA_VERSION,
-                command_id,
-                command: command_name.clone(),
-                actor: envelope.actor.clone(),
-                idempotency_key: envelope.idempotency_key.clone(),
-                fingerprint: envelope
-                    .idempotency_key
-                    .as_ref()
-                    .map(|_| fingerprint.clone()),
-                policy_version: policy.version,
-                decided_at: now,
+            let metadata = command.metadata(read.policy.version, now);
+            let round = SlotRound {
+                primary: &read.primary,
+                partners: &read.partners,
+                metadata: &metadata,
+                now,
             };
-
-            // Slots first: each at the partner stream's exact tip.
-            let mut own = own;
-            if let Some(account) = &account_key {
-                match self
-                    .reserve(
-                        &slots.takes,
-                        account,
-                        &primary,
-                        &partner_loads,
-                        &metadata,
-                        now,
-                        &mut reserved,
-                        &mut written,
-                    )
-                    .await?
-                {
-                    Reserved::Held => {}
-                    Reserved::Stale(stream) => {
-                        self.lost_race(&mut stale, stream, attempt, command_id)
-                            .await;
-                        continue;
-                    }
-                    Reserved::Refused { rejection, fresh } => {
-                        if !fresh {
-                            // Decided on a cached partner: read it again before saying no.
-                            stale.extend(
-                                slots
-                                    .takes
-                                    .iter()
-                                    .map(|(p, _, _)| Boundary::Partner(*p).stream_name()),
-                            );
-                            continue;
-                        }
-                        own = vec![rejection_event(&boundary, &command_name, rejection, now)];
-                        slots = SlotWork::default();
-                    }
-                }
-            }
-            // Release slots with the numbers the decision saw.
-            for (partner, registration, slot) in &mut slots.releases {
-                if slot.is_none() {
-                    *slot = partner_loads
-                        .get(partner)
-                        .and_then(|l| partner_state(l))
-                        .and_then(|p| p.slot_of(registration));
-                }
-            }
-
-            let keys = self.personal_keys(&own, now).await?;
-            let new_events = encode(&own, &metadata, &keys, || self.ids.next_id(now))?;
+            // Slots first, each at the partner stream's exact tip.
             match self
-                .store
-                .append(&primary_stream, primary.expected(), new_events)
+                .hold_slots(&decision.capacity, &round, &mut held, &mut written)
+                .await?
+            {
+                Reserved::Held => {}
+                Reserved::Stale(stream) => {
+                    self.lost_race(&mut stale, stream, attempt, command.command_id)
+                        .await;
+                    continue;
+                }
+                // Decided on a cached partner: read it again before saying no.
+                Reserved::Refused { fresh: false, .. } => {
+                    stale.extend(decision.capacity.takes.iter().map(|t| t.partner_stream()));
+                    continue;
+                }
+                Reserved::Refused { rejection, .. } => {
+                    decision = Decision::events(vec![command.refusal(rejection, now)]);
+                }
+            }
+            match self
+                .write(&command, &read.primary, &decision.events, &metadata, now)
                 .await
             {
-                Ok(appended) => {
-                    self.remember(
-                        &primary_stream,
-                        Arc::clone(&primary),
-                        &own,
-                        &appended.tip,
-                        record_key
-                            .clone()
-                            .map(|k| (k, metadata.fingerprint.clone())),
-                        appended.revisions.first().copied(),
-                    );
-                    drop(primary);
-                    written.extend(positioned(&appended, own));
-                    // Slots taken in earlier rounds that the decision that landed does
-                    // not hold are given back, as are the slots it releases.
-                    let mut releases: Vec<(PartnerId, RegistrationId, Option<u64>)> =
-                        slots.releases;
-                    for (partner, registration, slot) in reserved {
-                        let still_needed = slots
-                            .takes
-                            .iter()
-                            .any(|(p, r, _)| *p == partner && *r == registration);
-                        if !still_needed {
-                            releases.push((partner, registration, Some(slot)));
-                        }
-                    }
-                    self.release_slots(releases, &metadata, now, &mut written)
+                Ok(mine) => {
+                    written.extend(mine);
+                    self.settle_slots(decision.capacity, held, &round, &mut written)
                         .await;
                     // In the order written, whichever stream each landed on.
                     written.sort_by_key(|e| e.position);
                     return Ok(Executed {
-                        reply: reply_of(&command_name, written),
+                        reply: reply_of(&command.name, written),
                         replayed: false,
                     });
                 }
-                Err(StoreError::WrongExpectedVersion { stream, .. }) => {
-                    self.lost_race(&mut stale, stream, attempt, command_id)
+                Err(EngineError::Store(StoreError::WrongExpectedVersion { stream, .. })) => {
+                    self.lost_race(&mut stale, stream, attempt, command.command_id)
                         .await;
                 }
-                Err(other) => return Err(other.into()),
+                Err(other) => return Err(other),
             }
         }
         Err(EngineError::Contention {
-            stream: primary_stream,
+            stream: command.stream,
             attempts: RETRY_LIMIT,
         })
     }
 
+    /// The command with what every round of its retry loop needs, or, when it does not
+    /// even name a valid boundary (a malformed domain, say), its answer: there is no
+    /// stream to record it on, so it is answered and not recorded.
+    fn pending(&self, envelope: CommandEnvelope) -> Result<Pending, Box<Executed>> {
+        let received = self.clock.now();
+        let name = envelope.command.name().to_string();
+        let boundary = envelope.command.boundary().map_err(|error| {
+            Box::new(Executed {
+                reply: Reply {
+                    ok: false,
+                    command: name.clone(),
+                    events: Vec::new(),
+                    error: Some(error),
+                },
+                replayed: false,
+            })
+        })?;
+        Ok(Pending {
+            record_key: envelope
+                .idempotency_key
+                .as_ref()
+                .map(|key| idempotency_record_key(&envelope.actor, key)),
+            fingerprint: fingerprint(&envelope),
+            command_id: self.ids.next_id(received),
+            stream: boundary.stream_name(),
+            name,
+            boundary,
+            envelope,
+        })
+    }
+
+    /// Reads what a decision of `command` needs: the program (its policy), the command's
+    /// own boundary, and the partners it declares it reads. Streams named in `stale` are
+    /// read again; the rest may come from the cache.
+    async fn read_for(
+        &self,
+        command: &Pending,
+        stale: &HashSet<String>,
+    ) -> Result<Reads, EngineError> {
+        let boundary = &command.boundary;
+        let fresh = |b: &Boundary| stale.contains(&b.stream_name());
+        let mut cached_reads: Vec<String> = Vec::new();
+        let (program, read_now) = self
+            .state_of(
+                &Boundary::Program,
+                *boundary == Boundary::Program,
+                fresh(&Boundary::Program),
+            )
+            .await?;
+        if !read_now && *boundary != Boundary::Program {
+            cached_reads.push(Boundary::Program.stream_name());
+        }
+        let policy = match (&program.state, &command.envelope.command) {
+            (State::Program(p), _) if p.policy().is_some() => {
+                p.policy().cloned().ok_or(EngineError::NoPolicy)?
+            }
+            // The very first policy is decided under itself.
+            (_, Command::AdoptPolicy(AdoptPolicy { policy })) => policy.clone(),
+            _ => return Err(EngineError::NoPolicy),
+        };
+        let primary = if *boundary == Boundary::Program {
+            Arc::clone(&program)
+        } else {
+            self.state_of(boundary, true, fresh(boundary)).await?.0
+        };
+        let mut partners: BTreeMap<PartnerId, Arc<Loaded>> = BTreeMap::new();
+        for partner_id in partners_needed(&primary.state, &command.envelope.command) {
+            let partner = Boundary::Partner(partner_id);
+            let loaded = if partner == *boundary {
+                Arc::clone(&primary)
+            } else {
+                let (loaded, read_now) = self.state_of(&partner, false, fresh(&partner)).await?;
+                if !read_now {
+                    cached_reads.push(partner.stream_name());
+                }
+                loaded
+            };
+            partners.insert(partner_id, loaded);
+        }
+        Ok(Reads {
+            program,
+            policy,
+            primary,
+            partners,
+            cached_reads,
+        })
+    }
+
+    /// A command already applied (its idempotency key is on the stream) is answered from
+    /// what it wrote; the same key on another command is refused.
+    async fn applied_before(
+        &self,
+        command: &Pending,
+        primary: &Loaded,
+    ) -> Result<Option<Executed>, EngineError> {
+        let Some(record) = command
+            .record_key
+            .as_ref()
+            .and_then(|key| primary.keys.get(key))
+        else {
+            return Ok(None);
+        };
+        if record
+            .fingerprint
+            .as_ref()
+            .is_some_and(|f| *f != command.fingerprint)
+        {
+            return Err(EngineError::IdempotencyKeyReused {
+                key: command.envelope.idempotency_key.clone().unwrap_or_default(),
+            });
+        }
+        let reply = self
+            .replay(
+                &command.name,
+                &command.envelope.command,
+                &command.boundary,
+                record,
+            )
+            .await?;
+        Ok(Some(Executed {
+            reply,
+            replayed: true,
+        }))
+    }
+
+    /// Decides the command on what was read. A refusal decided on streams that came from
+    /// the cache is not final: `Err` names them, to be read again.
+    fn decide_on(
+        &self,
+        command: &Pending,
+        read: &Reads,
+        now: DateTime<Utc>,
+    ) -> Result<Decision, Vec<String>> {
+        let partner_facts: Partners<'_> = read
+            .partners
+            .iter()
+            .filter_map(|(id, loaded)| match &loaded.state {
+                State::Partner(p) => Some((*id, p)),
+                _ => None,
+            })
+            .collect();
+        let context = Context {
+            now,
+            actor: &command.envelope.actor,
+            policy: &read.policy,
+            partners: &partner_facts,
+        };
+        match decide(&read.primary.state, &command.envelope.command, &context) {
+            Ok(decision) => Ok(decision),
+            Err(_) if !read.cached_reads.is_empty() => Err(read.cached_reads.clone()),
+            Err(rejection) => Ok(Decision::events(vec![command.refusal(rejection, now)])),
+        }
+    }
+
+    /// Appends the decision's own events to the command's stream at the exact tip they
+    /// were decided on, and keeps the state after them in the cache.
+    async fn write(
+        &self,
+        command: &Pending,
+        primary: &Arc<Loaded>,
+        events: &[Event],
+        metadata: &EventMetadata,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<PositionedEvent>, EngineError> {
+        let keys = self.personal_keys(events, now).await?;
+        let new_events = encode(events, metadata, &keys, || self.ids.next_id(now))?;
+        let appended = self
+            .store
+            .append(&command.stream, primary.expected(), new_events)
+            .await?;
+        self.remember(
+            &command.stream,
+            Arc::clone(primary),
+            events,
+            &appended.tip,
+            command
+                .record_key
+                .clone()
+                .map(|k| (k, metadata.fingerprint.clone())),
+            appended.revisions.first().copied(),
+        );
+        Ok(positioned(&appended, events.to_vec()).collect())
+    }
     /// The command's time: the clock, read after the streams were loaded (so with a
     /// running clock every event read is older). Time never runs backwards in the log: a
     /// clock a little behind the newest event read (a step of the system clock, another
@@ -751,7 +766,7 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
     /// After a lost race: the stream is read again unless the cache already holds the
     /// winner's state; decided again at once the first times, then after a growing pause
     /// with jitter from the command's id, so racing writers spread out.
-    async fn lost_race(
+    pub(crate) async fn lost_race(
         &self,
         stale: &mut HashSet<String>,
         stream: String,
@@ -770,129 +785,10 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
         }
     }
 
-    /// Holds every slot `takes` needs, each on its partner's stream at the exact tip the
-    /// engine loaded: a slot the registration already holds is kept (a retried command),
-    /// one the account gave up on is released first.
-    #[allow(clippy::too_many_arguments)]
-    async fn reserve(
-        &self,
-        takes: &[(PartnerId, RegistrationId, AccountKey)],
-        account: &AccountKey,
-        primary: &Loaded,
-        partner_loads: &BTreeMap<PartnerId, Arc<Loaded>>,
-        metadata: &EventMetadata,
-        now: DateTime<Utc>,
-        reserved: &mut Vec<(PartnerId, RegistrationId, u64)>,
-        written: &mut Vec<PositionedEvent>,
-    ) -> Result<Reserved, EngineError> {
-        let lapsed = match &primary.state {
-            State::Account(a) => Some(&a.lapsed_slots),
-            _ => None,
-        };
-        for (partner, registration, _) in takes {
-            let stream = Boundary::Partner(*partner).stream_name();
-            let mut loaded = match partner_loads.get(partner) {
-                Some(loaded) => Arc::clone(loaded),
-                None => self.load(&Boundary::Partner(*partner)).await?,
-            };
-            let fresh = loaded.checked_at.elapsed() <= Duration::from_millis(1);
-            let Some(state) = partner_state(&loaded) else {
-                return Err(EngineError::UnloadedBoundary { stream });
-            };
-            if let Some(slot) = state.slot_of(registration) {
-                let gave_up = lapsed.is_some_and(|l| l.contains(&(*partner, *registration, slot)));
-                if !gave_up {
-                    continue;
-                }
-                // The account gave this slot up: give it back before taking a new one.
-                let events = release_slot(state, *registration, slot, now);
-                match self
-                    .append_to(&stream, &loaded, &events, metadata, now, written)
-                    .await
-                {
-                    Ok(next) => loaded = next,
-                    Err(EngineError::Store(StoreError::WrongExpectedVersion { .. })) => {
-                        return Ok(Reserved::Stale(stream));
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            let Some(state) = partner_state(&loaded) else {
-                return Err(EngineError::UnloadedBoundary { stream });
-            };
-            let events = match take_slot(state, *registration, account, now) {
-                Ok(events) => events,
-                Err(rejection) => {
-                    return Ok(Reserved::Refused { rejection, fresh });
-                }
-            };
-            match self
-                .append_to(&stream, &loaded, &events, metadata, now, written)
-                .await
-            {
-                Ok(next) => {
-                    if let Some(slot) = partner_state(&next).and_then(|p| p.slot_of(registration)) {
-                        reserved.push((*partner, *registration, slot));
-                    }
-                }
-                Err(EngineError::Store(StoreError::WrongExpectedVersion { .. })) => {
-                    return Ok(Reserved::Stale(stream));
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(Reserved::Held)
-    }
-
-    /// Gives slots back after the account's write, each at its partner's exact tip (read
-    /// again after a lost race), adding what it wrote to `written`. Best effort: a slot not
-    /// given back here is still held by nothing on the account, and the timekeeper gives it
-    /// back.
-    async fn release_slots(
-        &self,
-        releases: Vec<(PartnerId, RegistrationId, Option<u64>)>,
-        metadata: &EventMetadata,
-        now: DateTime<Utc>,
-        written: &mut Vec<PositionedEvent>,
-    ) {
-        for (partner, registration, slot) in releases {
-            let Some(slot) = slot else { continue };
-            let boundary = Boundary::Partner(partner);
-            let stream = boundary.stream_name();
-            let mut fresh = false;
-            for _ in 0..8 {
-                let loaded = match self.state_of(&boundary, false, fresh).await {
-                    Ok((loaded, _)) => loaded,
-                    Err(e) => {
-                        tracing::warn!(%stream, error = %e, "a capacity slot was not given back now; the timekeeper will");
-                        break;
-                    }
-                };
-                let Some(state) = partner_state(&loaded) else {
-                    break;
-                };
-                let events = release_slot(state, registration, slot, now);
-                match self
-                    .append_to(&stream, &loaded, &events, metadata, now, written)
-                    .await
-                {
-                    Ok(_) => break,
-                    Err(EngineError::Store(StoreError::WrongExpectedVersion { .. })) => {
-                        fresh = true;
-                    }
-                    Err(e) => {
-                        tracing::warn!(%stream, error = %e, "a capacity slot was not given back now; the timekeeper will");
-                        break;
-                    }
-                }
-            }
-        }
-    }
-
     /// Appends `events` (none: nothing to do) to a stream only this engine's capacity
     /// bookkeeping writes beside a decision, at the exact tip of `loaded`, keeps the
     /// result in the cache and adds the events, where they landed, to `written`.
-    async fn append_to(
+    pub(crate) async fn append_to(
         &self,
         stream: &str,
         loaded: &Arc<Loaded>,
@@ -1159,71 +1055,58 @@ fn command_id_of(metadata: &[u8]) -> Option<Uuid> {
         .map(|w| w.command_id)
 }
 
-/// The outcome of taking the slots a decision needs.
-enum Reserved {
-    /// Every slot is held.
-    Held,
-    /// A partner stream moved since it was loaded: decide again.
-    Stale(String),
-    /// The partner refused the slot (capacity, status); `fresh` when it was decided on
-    /// the partner's state as just read.
-    Refused { rejection: DomainError, fresh: bool },
+/// One command on its way through the retry loop, with what every round needs of it.
+struct Pending {
+    envelope: CommandEnvelope,
+    name: String,
+    boundary: Boundary,
+    /// The boundary's one stream, the only one the decision's own events go to.
+    stream: String,
+    /// `<actor scope>/<idempotency key>`, when the command carries a key.
+    record_key: Option<String>,
+    fingerprint: String,
+    command_id: Uuid,
 }
 
-fn partner_state(loaded: &Loaded) -> Option<&dealreg_domain::PartnerState> {
-    match &loaded.state {
-        State::Partner(p) => Some(p),
-        _ => None,
-    }
-}
-
-/// Splits a decision into the events of its own boundary and the capacity work beside it.
-fn split(boundary: &Boundary, decided: Vec<Event>) -> Result<(Vec<Event>, SlotWork), EngineError> {
-    let mut own = Vec::with_capacity(decided.len());
-    let mut slots = SlotWork::default();
-    for event in decided {
-        let target = event.boundary();
-        if target == *boundary {
-            own.push(event);
-            continue;
-        }
-        match event {
-            Event::CapacitySlotTaken {
-                partner_id,
-                registration_id,
-                account,
-                ..
-            } => slots.takes.push((partner_id, registration_id, account)),
-            Event::CapacitySlotReleased {
-                partner_id,
-                registration_id,
-                slot,
-                ..
-            } => slots.releases.push((partner_id, registration_id, slot)),
-            _ => {
-                return Err(EngineError::UnloadedBoundary {
-                    stream: target.stream_name(),
-                })
-            }
+impl Pending {
+    /// The metadata every event of the command carries.
+    fn metadata(&self, policy_version: u32, now: DateTime<Utc>) -> EventMetadata {
+        let key = self.envelope.idempotency_key.clone();
+        EventMetadata {
+            schema: EVENT_SCHEMA_VERSION,
+            command_id: self.command_id,
+            command: self.name.clone(),
+            actor: self.envelope.actor.clone(),
+            fingerprint: key.as_ref().map(|_| self.fingerprint.clone()),
+            idempotency_key: key,
+            policy_version,
+            decided_at: now,
         }
     }
-    Ok((own, slots))
+
+    /// The refusal, as the event that records it on the boundary's stream.
+    fn refusal(&self, rejection: DomainError, now: DateTime<Utc>) -> Event {
+        Event::CommandRejected {
+            boundary: self.boundary.clone(),
+            command: self.name.clone(),
+            code: rejection.code,
+            message: rejection.message,
+            details: rejection.details,
+            at: now,
+        }
+    }
 }
 
-fn rejection_event(
-    boundary: &Boundary,
-    command: &str,
-    rejection: DomainError,
-    now: DateTime<Utc>,
-) -> Event {
-    Event::CommandRejected {
-        boundary: boundary.clone(),
-        command: command.to_string(),
-        code: rejection.code,
-        message: rejection.message,
-        details: rejection.details,
-        at: now,
-    }
+/// What one round of a decision read.
+struct Reads {
+    program: Arc<Loaded>,
+    policy: Policy,
+    /// The command's own boundary.
+    primary: Arc<Loaded>,
+    /// The partners the decision declares it reads.
+    partners: BTreeMap<PartnerId, Arc<Loaded>>,
+    /// Streams only read that came from the cache: a refusal is never decided on them.
+    cached_reads: Vec<String>,
 }
 
 /// The stored form of decided events: each with a new id, its contact sealed, and the

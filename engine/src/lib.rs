@@ -9,6 +9,7 @@
 //! adapter depends on this crate without linking clap, the demo or SQLite.
 
 pub mod cache;
+mod capacity;
 pub mod codec;
 pub mod engine;
 pub mod envelope;

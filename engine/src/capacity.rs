@@ -1,0 +1,224 @@
+//! Capacity beside an account decision: the one place that holds, gives back and
+//! compensates partners' capacity slots (docs/ARCHITECTURE.md, capacity).
+//!
+//! Why on the partners' own streams and in this order: one decision writes one stream at
+//! its exact version. A slot the decision needs ([`CapacityWork::takes`]) is taken *before*
+//! the account's write, decided again by the partner (`partner::take_slot`) at its stream's
+//! exact tip, so capacity is exact however many accounts race for it. A slot it gives back
+//! ([`CapacityWork::releases`]) is released *after* the account's write. A command
+//! interrupted between the two leaves a slot the account does not back; the timekeeper
+//! finds it and gives it back (`lapse_capacity_slot`). A slot taken in an earlier round of
+//! the retry loop that the decision which lands no longer needs is given back here too.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use dealreg_clock::Clock;
+use dealreg_domain::partner::{release_slot, take_slot};
+use dealreg_domain::{
+    Boundary, CapacityWork, DomainError, PartnerId, PartnerState, RegistrationId, State,
+};
+use dealreg_events::{EventStore, StoreError};
+
+use crate::codec::EventMetadata;
+use crate::engine::{Engine, EngineError, Loaded};
+use crate::reply::PositionedEvent;
+
+/// The slots one command holds across the rounds of its retry loop.
+#[derive(Debug, Default)]
+pub(crate) struct Held {
+    slots: Vec<(PartnerId, RegistrationId, u64)>,
+}
+
+/// The outcome of taking the slots a decision needs.
+pub(crate) enum Reserved {
+    /// Every slot is held.
+    Held,
+    /// A partner stream moved since it was loaded: decide again.
+    Stale(String),
+    /// The partner refused the slot (capacity, status); `fresh` when it was decided on
+    /// the partner's state as just read.
+    Refused { rejection: DomainError, fresh: bool },
+}
+
+/// What the capacity work of one round reads and writes with.
+pub(crate) struct SlotRound<'a> {
+    /// The account's state the decision was taken on (it names slots it gave up on).
+    pub primary: &'a Loaded,
+    pub partners: &'a BTreeMap<PartnerId, Arc<Loaded>>,
+    pub metadata: &'a EventMetadata,
+    pub now: DateTime<Utc>,
+}
+
+fn partner_state(loaded: &Loaded) -> Option<&PartnerState> {
+    match &loaded.state {
+        State::Partner(p) => Some(p),
+        _ => None,
+    }
+}
+
+impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
+    /// Holds every slot `work` takes, each on its partner's stream at the exact tip the
+    /// engine loaded: a slot the registration already holds is kept (a retried command),
+    /// one the account gave up on is released first.
+    pub(crate) async fn hold_slots(
+        &self,
+        work: &CapacityWork,
+        round: &SlotRound<'_>,
+        held: &mut Held,
+        written: &mut Vec<PositionedEvent>,
+    ) -> Result<Reserved, EngineError> {
+        let lapsed = match &round.primary.state {
+            State::Account(a) => Some(&a.lapsed_slots),
+            _ => None,
+        };
+        for take in &work.takes {
+            let (partner, registration) = (take.partner_id, take.registration_id);
+            let stream = Boundary::Partner(partner).stream_name();
+            let mut loaded = match round.partners.get(&partner) {
+                Some(loaded) => Arc::clone(loaded),
+                None => self.load(&Boundary::Partner(partner)).await?,
+            };
+            let fresh = loaded.checked_at.elapsed() <= Duration::from_millis(1);
+            let Some(state) = partner_state(&loaded) else {
+                return Err(EngineError::UnloadedBoundary { stream });
+            };
+            if let Some(slot) = state.slot_of(&registration) {
+                let gave_up = lapsed.is_some_and(|l| l.contains(&(partner, registration, slot)));
+                if !gave_up {
+                    continue;
+                }
+                // The account gave this slot up: give it back before taking a new one.
+                let events = release_slot(state, registration, slot, round.now);
+                match self
+                    .append_beside(&stream, &loaded, &events, round, written)
+                    .await
+                {
+                    Ok(next) => loaded = next,
+                    Err(EngineError::Store(StoreError::WrongExpectedVersion { .. })) => {
+                        return Ok(Reserved::Stale(stream));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let Some(state) = partner_state(&loaded) else {
+                return Err(EngineError::UnloadedBoundary { stream });
+            };
+            let events = match take_slot(state, registration, &take.account, round.now) {
+                Ok(events) => events,
+                Err(rejection) => return Ok(Reserved::Refused { rejection, fresh }),
+            };
+            match self
+                .append_beside(&stream, &loaded, &events, round, written)
+                .await
+            {
+                Ok(next) => {
+                    if let Some(slot) = partner_state(&next).and_then(|p| p.slot_of(&registration))
+                    {
+                        held.slots.push((partner, registration, slot));
+                    }
+                }
+                Err(EngineError::Store(StoreError::WrongExpectedVersion { .. })) => {
+                    return Ok(Reserved::Stale(stream));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Reserved::Held)
+    }
+
+    /// After the account's write: gives back the slots the decision releases (with the
+    /// numbers the decision saw) and those held in earlier rounds that it no longer needs,
+    /// adding what it wrote to `written`.
+    pub(crate) async fn settle_slots(
+        &self,
+        work: CapacityWork,
+        held: Held,
+        round: &SlotRound<'_>,
+        written: &mut Vec<PositionedEvent>,
+    ) {
+        let mut releases: Vec<(PartnerId, RegistrationId, Option<u64>)> = work
+            .releases
+            .into_iter()
+            .map(|r| {
+                let slot = r.slot.or_else(|| {
+                    round
+                        .partners
+                        .get(&r.partner_id)
+                        .and_then(|l| partner_state(l))
+                        .and_then(|p| p.slot_of(&r.registration_id))
+                });
+                (r.partner_id, r.registration_id, slot)
+            })
+            .collect();
+        for (partner, registration, slot) in held.slots {
+            let still_needed = work
+                .takes
+                .iter()
+                .any(|t| t.partner_id == partner && t.registration_id == registration);
+            if !still_needed {
+                releases.push((partner, registration, Some(slot)));
+            }
+        }
+        for (partner, registration, slot) in releases {
+            if let Some(slot) = slot {
+                self.give_back(partner, registration, slot, round, written)
+                    .await;
+            }
+        }
+    }
+
+    /// Gives one slot back at its partner's exact tip (read again after a lost race).
+    /// Best effort: a slot not given back here is held by nothing on the account, and the
+    /// timekeeper gives it back.
+    async fn give_back(
+        &self,
+        partner: PartnerId,
+        registration: RegistrationId,
+        slot: u64,
+        round: &SlotRound<'_>,
+        written: &mut Vec<PositionedEvent>,
+    ) {
+        let boundary = Boundary::Partner(partner);
+        let stream = boundary.stream_name();
+        let mut fresh = false;
+        for _ in 0..8 {
+            let loaded = match self.state_of(&boundary, false, fresh).await {
+                Ok((loaded, _)) => loaded,
+                Err(e) => {
+                    tracing::warn!(%stream, error = %e, "a capacity slot was not given back now; the timekeeper will");
+                    return;
+                }
+            };
+            let Some(state) = partner_state(&loaded) else {
+                return;
+            };
+            let events = release_slot(state, registration, slot, round.now);
+            match self
+                .append_beside(&stream, &loaded, &events, round, written)
+                .await
+            {
+                Ok(_) => return,
+                Err(EngineError::Store(StoreError::WrongExpectedVersion { .. })) => fresh = true,
+                Err(e) => {
+                    tracing::warn!(%stream, error = %e, "a capacity slot was not given back now; the timekeeper will");
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn append_beside(
+        &self,
+        stream: &str,
+        loaded: &Arc<Loaded>,
+        events: &[dealreg_domain::Event],
+        round: &SlotRound<'_>,
+        written: &mut Vec<PositionedEvent>,
+    ) -> Result<Arc<Loaded>, EngineError> {
+        self.append_to(stream, loaded, events, round.metadata, round.now, written)
+            .await
+    }
+}
