@@ -9,6 +9,12 @@
 //! interrupted between the two leaves a slot the account does not back; the timekeeper
 //! finds it and gives it back (`lapse_capacity_slot`). A slot taken in an earlier round of
 //! the retry loop that the decision which lands no longer needs is given back here too.
+//!
+//! Where the backend appends to several streams atomically (SQLite, JetStream, the memory
+//! store: [`dealreg_events::Capabilities::multi_stream_append`]) none of that ordering is
+//! needed: the slots taken, the account's events and the slots given back go in one
+//! append, in that order, each stream at the exact tip it was decided on ([`Beside`]). Only
+//! KurrentDB takes the reservation path.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,13 +24,47 @@ use chrono::{DateTime, Utc};
 use dealreg_clock::Clock;
 use dealreg_domain::partner::{release_slot, take_slot};
 use dealreg_domain::{
-    Boundary, CapacityWork, DomainError, PartnerId, PartnerState, RegistrationId, State,
+    Boundary, CapacityWork, Decision, DomainError, Event, PartnerId, PartnerState, RegistrationId,
+    State,
 };
 use dealreg_events::{EventStore, StoreError};
 
 use crate::codec::EventMetadata;
 use crate::engine::{Engine, EngineError, Loaded};
 use crate::reply::PositionedEvent;
+
+/// Slot events that go in one atomic append with the decision's own events.
+#[derive(Default)]
+pub(crate) struct Beside {
+    /// Before the account's events: slots taken (and a slot given up on, given back first).
+    pub before: Vec<SlotPart>,
+    /// After them: slots given back.
+    pub after: Vec<SlotPart>,
+}
+
+/// One partner stream's part of an atomic append, decided at `loaded`'s tip.
+pub(crate) struct SlotPart {
+    pub stream: String,
+    pub loaded: Arc<Loaded>,
+    pub events: Vec<Event>,
+}
+
+impl Beside {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.before.is_empty() && self.after.is_empty()
+    }
+}
+
+/// What the capacity work of a decision needs before its write.
+pub(crate) enum Prepared {
+    /// Write the decision, with these slot events in the same append (none on the
+    /// reservation path: its slots are held already).
+    Ready(Beside),
+    /// A partner stream moved under a reservation: decide again after reading it.
+    LostRace(String),
+    /// The partner refused a slot on facts from the cache: read these and decide again.
+    Reread(Vec<String>),
+}
 
 /// The slots one command holds across the rounds of its retry loop.
 #[derive(Debug, Default)]
@@ -60,6 +100,130 @@ fn partner_state(loaded: &Loaded) -> Option<&PartnerState> {
 }
 
 impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
+    /// Readies the capacity work of `decision` for its write: in one atomic append where
+    /// the backend has it, else by holding its slots first. A slot refused on the
+    /// partner's fresh state turns the decision into its refusal (`refusal`).
+    pub(crate) async fn prepare_slots(
+        &self,
+        decision: &mut Decision,
+        round: &SlotRound<'_>,
+        held: &mut Held,
+        written: &mut Vec<PositionedEvent>,
+        refusal: impl FnOnce(DomainError) -> Event,
+    ) -> Result<Prepared, EngineError> {
+        let reserved = if self.store.capabilities().multi_stream_append {
+            match self.slots_beside(&decision.capacity, round).await? {
+                Ok(beside) => {
+                    // Given back in the same append: nothing is left to settle after it.
+                    decision.capacity.releases.clear();
+                    return Ok(Prepared::Ready(beside));
+                }
+                Err(refused) => refused,
+            }
+        } else {
+            self.hold_slots(&decision.capacity, round, held, written)
+                .await?
+        };
+        match reserved {
+            Reserved::Held => Ok(Prepared::Ready(Beside::default())),
+            Reserved::Stale(stream) => Ok(Prepared::LostRace(stream)),
+            // Decided on a cached partner: read it again before saying no.
+            Reserved::Refused { fresh: false, .. } => Ok(Prepared::Reread(
+                decision
+                    .capacity
+                    .takes
+                    .iter()
+                    .map(|t| t.partner_stream())
+                    .collect(),
+            )),
+            Reserved::Refused { rejection, .. } => {
+                *decision = Decision::events(vec![refusal(rejection)]);
+                Ok(Prepared::Ready(Beside::default()))
+            }
+        }
+    }
+
+    /// The slot events of `work`, each decided by its partner at the tip the engine
+    /// loaded, for one atomic append with the account's events. `Err` when a partner
+    /// refuses a slot. A partner that appears twice (a slot taken and one given back on
+    /// the same stream) is decided in one part, in that order.
+    async fn slots_beside(
+        &self,
+        work: &CapacityWork,
+        round: &SlotRound<'_>,
+    ) -> Result<Result<Beside, Reserved>, EngineError> {
+        let lapsed = match &round.primary.state {
+            State::Account(a) => Some(&a.lapsed_slots),
+            _ => None,
+        };
+        let mut beside = Beside::default();
+        for take in &work.takes {
+            let (partner, registration) = (take.partner_id, take.registration_id);
+            let loaded = self.partner_loaded(partner, round).await?;
+            let fresh = loaded.checked_at.elapsed() <= Duration::from_millis(1);
+            let stream = Boundary::Partner(partner).stream_name();
+            let Some(mut state) = partner_state(&loaded).cloned() else {
+                return Err(EngineError::UnloadedBoundary { stream });
+            };
+            let mut events = Vec::new();
+            if let Some(slot) = state.slot_of(&registration) {
+                if !lapsed.is_some_and(|l| l.contains(&(partner, registration, slot))) {
+                    continue;
+                }
+                // The account gave this slot up: give it back before taking a new one.
+                events = release_slot(&state, registration, slot, round.now);
+                events.iter().for_each(|e| state.evolve(e));
+            }
+            match take_slot(&state, registration, &take.account, round.now) {
+                Ok(taken) => events.extend(taken),
+                Err(rejection) => return Ok(Err(Reserved::Refused { rejection, fresh })),
+            }
+            beside.before.push(SlotPart {
+                stream,
+                loaded,
+                events,
+            });
+        }
+        for release in &work.releases {
+            let loaded = self.partner_loaded(release.partner_id, round).await?;
+            let Some(state) = partner_state(&loaded) else {
+                continue;
+            };
+            let Some(slot) = release
+                .slot
+                .or_else(|| state.slot_of(&release.registration_id))
+            else {
+                continue;
+            };
+            let events = release_slot(state, release.registration_id, slot, round.now);
+            if events.is_empty() {
+                continue;
+            }
+            let stream = Boundary::Partner(release.partner_id).stream_name();
+            match beside.before.iter_mut().find(|p| p.stream == stream) {
+                Some(part) => part.events.extend(events),
+                None => beside.after.push(SlotPart {
+                    stream,
+                    loaded,
+                    events,
+                }),
+            }
+        }
+        Ok(Ok(beside))
+    }
+
+    /// A partner's state as the decision read it, or read now when it did not.
+    async fn partner_loaded(
+        &self,
+        partner: PartnerId,
+        round: &SlotRound<'_>,
+    ) -> Result<Arc<Loaded>, EngineError> {
+        match round.partners.get(&partner) {
+            Some(loaded) => Ok(Arc::clone(loaded)),
+            None => self.load(&Boundary::Partner(partner)).await,
+        }
+    }
+
     /// Holds every slot `work` takes, each on its partner's stream at the exact tip the
     /// engine loaded: a slot the registration already holds is kept (a retried command),
     /// one the account gave up on is released first.
@@ -214,7 +378,7 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
         &self,
         stream: &str,
         loaded: &Arc<Loaded>,
-        events: &[dealreg_domain::Event],
+        events: &[Event],
         round: &SlotRound<'_>,
         written: &mut Vec<PositionedEvent>,
     ) -> Result<Arc<Loaded>, EngineError> {

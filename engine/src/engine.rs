@@ -35,14 +35,14 @@ use dealreg_domain::{
     Event, PartnerId, Partners, Policy, State,
 };
 use dealreg_events::{
-    EventStore, ExpectedVersion, NewEvent, StoreError, StreamRevision, StreamTip,
+    EventStore, ExpectedVersion, NewEvent, StoreError, StreamAppend, StreamRevision, StreamTip,
 };
 use dealreg_vault::{KeyMaterial, KeyVault, MemoryVault, PersonKey, VaultError};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::cache::{self, StateCache};
-use crate::capacity::{Held, Reserved, SlotRound};
+use crate::capacity::{Beside, Held, Prepared, SlotRound};
 use crate::codec::{decode_event, EventMetadata, EVENT_SCHEMA_VERSION};
 use crate::envelope::{CommandEnvelope, InputError};
 use crate::partner_reply::PartnerReply;
@@ -493,28 +493,26 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
                 metadata: &metadata,
                 now,
             };
-            // Slots first, each at the partner stream's exact tip.
-            match self
-                .hold_slots(&decision.capacity, &round, &mut held, &mut written)
+            // Slots held first, or written in one append with the decision's events.
+            let refusal = |rejection| command.refusal(rejection, now);
+            let beside = match self
+                .prepare_slots(&mut decision, &round, &mut held, &mut written, refusal)
                 .await?
             {
-                Reserved::Held => {}
-                Reserved::Stale(stream) => {
+                Prepared::Ready(beside) => beside,
+                Prepared::LostRace(stream) => {
                     self.lost_race(&mut stale, stream, attempt, command.command_id)
                         .await;
                     continue;
                 }
-                // Decided on a cached partner: read it again before saying no.
-                Reserved::Refused { fresh: false, .. } => {
-                    stale.extend(decision.capacity.takes.iter().map(|t| t.partner_stream()));
+                Prepared::Reread(streams) => {
+                    stale.extend(streams);
                     continue;
                 }
-                Reserved::Refused { rejection, .. } => {
-                    decision = Decision::events(vec![command.refusal(rejection, now)]);
-                }
-            }
+            };
+            let own = &decision.events;
             match self
-                .write(&command, &read.primary, &decision.events, &metadata, now)
+                .write(&command, &read.primary, own, beside, &metadata, now)
                 .await
             {
                 Ok(mine) => {
@@ -696,34 +694,89 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
     }
 
     /// Appends the decision's own events to the command's stream at the exact tip they
-    /// were decided on, and keeps the state after them in the cache.
+    /// were decided on, with the slot events `beside` them in the same atomic append (each
+    /// partner stream at its own tip), and keeps the states after them in the cache. Ids
+    /// are minted in the order written.
     async fn write(
         &self,
         command: &Pending,
         primary: &Arc<Loaded>,
         events: &[Event],
+        beside: Beside,
         metadata: &EventMetadata,
         now: DateTime<Utc>,
     ) -> Result<Vec<PositionedEvent>, EngineError> {
         let keys = self.personal_keys(events, now).await?;
-        let new_events = encode(events, metadata, &keys, || self.ids.next_id(now))?;
-        let appended = self
-            .store
-            .append(&command.stream, primary.expected(), new_events)
-            .await?;
-        self.remember(
-            &command.stream,
-            Arc::clone(primary),
-            events,
-            &appended.tip,
-            command
-                .record_key
-                .clone()
-                .map(|k| (k, metadata.fingerprint.clone())),
-            appended.revisions.first().copied(),
-        );
-        Ok(positioned(&appended, events.to_vec()).collect())
+        let own_key = command
+            .record_key
+            .clone()
+            .map(|k| (k, metadata.fingerprint.clone()));
+        if beside.is_empty() {
+            let new_events = encode(events, metadata, &keys, || self.ids.next_id(now))?;
+            let appended = self
+                .store
+                .append(&command.stream, primary.expected(), new_events)
+                .await?;
+            let first = appended.revisions.first().copied();
+            self.remember(
+                &command.stream,
+                Arc::clone(primary),
+                events,
+                &appended.tip,
+                own_key,
+                first,
+            );
+            return Ok(positioned(&appended, events.to_vec()).collect());
+        }
+        // Slot events carry the command's id, not its idempotency key (the key names the
+        // boundary's own events only).
+        let bookkeeping = EventMetadata {
+            idempotency_key: None,
+            fingerprint: None,
+            ..metadata.clone()
+        };
+        let no_keys = HashMap::new();
+        let mut parts = Vec::with_capacity(beside.before.len() + beside.after.len() + 1);
+        let mut states: Vec<(String, Arc<Loaded>, Vec<Event>)> =
+            Vec::with_capacity(parts.capacity());
+        let slots = beside
+            .before
+            .into_iter()
+            .map(Some)
+            .chain([None])
+            .chain(beside.after.into_iter().map(Some));
+        for part in slots {
+            let (stream, loaded, part_events, meta, sealed) = match part {
+                Some(p) => (p.stream, p.loaded, p.events, &bookkeeping, &no_keys),
+                None => (
+                    command.stream.clone(),
+                    Arc::clone(primary),
+                    events.to_vec(),
+                    metadata,
+                    &keys,
+                ),
+            };
+            let new_events = encode(&part_events, meta, sealed, || self.ids.next_id(now))?;
+            parts.push(StreamAppend {
+                stream: stream.clone(),
+                expected: loaded.expected(),
+                events: new_events,
+            });
+            states.push((stream, loaded, part_events));
+        }
+        let appended = self.store.append_streams(parts).await?;
+        let mut written = Vec::new();
+        for (landed, (stream, loaded, part_events)) in appended.iter().zip(states) {
+            let key = (stream == command.stream)
+                .then(|| own_key.clone())
+                .flatten();
+            let first = landed.revisions.first().copied();
+            self.remember(&stream, loaded, &part_events, &landed.tip, key, first);
+            written.extend(positioned(landed, part_events));
+        }
+        Ok(written)
     }
+
     /// The command's time: the clock, read after the streams were loaded (so with a
     /// running clock every event read is older). Time never runs backwards in the log: a
     /// clock a little behind the newest event read (a step of the system clock, another

@@ -423,6 +423,17 @@ impl EventStore for Log {
             Log::Kurrent(s) => s.capabilities(),
         }
     }
+
+    async fn append_streams(
+        &self,
+        appends: Vec<dealreg_events::StreamAppend>,
+    ) -> Result<Vec<dealreg_events::Appended>, StoreError> {
+        match self {
+            Log::Sqlite(s) => s.append_streams(appends).await,
+            Log::JetStream(s) => s.append_streams(appends).await,
+            Log::Kurrent(s) => s.append_streams(appends).await,
+        }
+    }
 }
 
 /// Opens the store, creating it when missing (`demo`, `apply`, `import`, `serve`), with

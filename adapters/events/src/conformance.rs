@@ -13,8 +13,8 @@ use uuid::Uuid;
 
 use crate::chain::{verify_stream, BreakKind, GENESIS_HASH};
 use crate::{
-    Appended, EventStore, ExpectedVersion, LogPages, LogStream, MultiStreamAppend, NewEvent,
-    Position, RecordedEvent, StoreError, StreamAppend, StreamTip,
+    Appended, EventStore, ExpectedVersion, LogPages, LogStream, NewEvent, Position, RecordedEvent,
+    StoreError, StreamAppend, StreamTip,
 };
 
 /// Runs every case, each on a fresh store from `make`.
@@ -33,12 +33,14 @@ where
     hash_chains_detect_tampering(make().await).await;
     invalid_appends_are_refused(make().await).await;
     stream_names_come_back_as_written(make().await).await;
+    several_streams_at_once_only_where_offered(make().await).await;
 }
 
-/// Runs the cases of the optional [`MultiStreamAppend`] capability.
+/// Runs the cases of the optional atomic append to several streams
+/// ([`EventStore::append_streams`], [`crate::Capabilities::multi_stream_append`]).
 pub async fn multi_stream_all<S, F, Fut>(make: F)
 where
-    S: MultiStreamAppend + Clone,
+    S: EventStore + Clone,
     F: Fn() -> Fut,
     Fut: Future<Output = S>,
 {
@@ -551,7 +553,11 @@ pub async fn stream_names_come_back_as_written<S: EventStore>(store: S) {
 
 /// An atomic append to several streams: all parts land, each chained; one part's failed
 /// expectation writes no part.
-pub async fn appends_to_several_streams_are_atomic<S: MultiStreamAppend>(store: S) {
+pub async fn appends_to_several_streams_are_atomic<S: EventStore>(store: S) {
+    assert!(
+        store.capabilities().multi_stream_append,
+        "a backend that runs the multi-stream cases says it can"
+    );
     let (a, b) = ("account-multi.example", "partner-multi");
     let both = |ea: ExpectedVersion, eb: ExpectedVersion, n: usize| {
         vec![
@@ -604,5 +610,35 @@ pub async fn appends_to_several_streams_are_atomic<S: MultiStreamAppend>(store: 
         .expect("both again");
     for s in [a, b] {
         verify_stream(&store.read_stream(s, None, 10).await.expect("read")).expect("chained");
+    }
+}
+
+/// A backend that does not offer atomic appends to several streams refuses them and
+/// writes nothing; one that offers them writes every part.
+pub async fn several_streams_at_once_only_where_offered<S: EventStore>(store: S) {
+    let parts = vec![
+        StreamAppend {
+            stream: "offered-a".into(),
+            expected: ExpectedVersion::NoStream,
+            events: vec![event("a", 1)],
+        },
+        StreamAppend {
+            stream: "offered-b".into(),
+            expected: ExpectedVersion::NoStream,
+            events: vec![event("b", 1)],
+        },
+    ];
+    let answer = store.append_streams(parts).await;
+    let written = read_everything(&store).await;
+    if store.capabilities().multi_stream_append {
+        let appended = answer.expect("a backend that offers it appends to several streams");
+        assert_eq!(appended.len(), 2);
+        assert_eq!(written.len(), 2);
+    } else {
+        assert!(
+            matches!(answer, Err(StoreError::InvalidAppend(_))),
+            "a backend without it refuses: {answer:?}"
+        );
+        assert!(written.is_empty(), "a refused append writes nothing");
     }
 }

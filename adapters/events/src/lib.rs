@@ -15,7 +15,7 @@
 //!   SQLite and KurrentDB check), the position (what JetStream checks, as the last
 //!   sequence of the stream's subject) and the hash the next event chains from.
 //!   Writing several streams in one atomic append is an optional capability
-//!   ([`MultiStreamAppend`]); the engine never needs it.
+//!   ([`EventStore::append_streams`]); the engine never needs it.
 //! * **Hash chains** are computed before the append, by [`chain::link`], from the tip the
 //!   append expects: an exact expectation guarantees the chain continues from the event
 //!   the writer loaded. Every backend stores the two hashes beside the event and none
@@ -137,7 +137,7 @@ pub struct Appended {
     pub tip: StreamTip,
 }
 
-/// One stream's part of an atomic append to several streams ([`MultiStreamAppend`]).
+/// One stream's part of an atomic append to several streams ([`EventStore::append_streams`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamAppend {
     pub stream: String,
@@ -208,6 +208,10 @@ pub struct Capabilities {
     /// Positions are consecutive numbers from 1 (SQLite, JetStream): an auditor can tell
     /// a removed event by the gap it leaves. KurrentDB's are not.
     pub dense_positions: bool,
+    /// [`EventStore::append_streams`] appends to several streams atomically (SQLite in one
+    /// transaction, JetStream in one atomic batch, the memory store); KurrentDB's client
+    /// cannot, and the engine then takes a capacity slot before the account's write.
+    pub multi_stream_append: bool,
 }
 
 /// The event store. Every backend implements it and passes [`conformance::run_all`].
@@ -256,13 +260,20 @@ pub trait EventStore: Clone + Send + Sync + 'static {
     fn capabilities(&self) -> Capabilities {
         Capabilities::default()
     }
-}
 
-/// Atomic appends to several streams at once: an optional capability (SQLite and the
-/// memory store have it; KurrentDB's client does not). Either every part lands or none.
-pub trait MultiStreamAppend: EventStore {
+    /// Appends to several streams at once, atomically: every part lands, each at its
+    /// expected version, or none does. Optional: a backend without it
+    /// ([`Capabilities::multi_stream_append`] false) refuses and writes nothing.
     fn append_streams(
         &self,
         appends: Vec<StreamAppend>,
-    ) -> impl Future<Output = Result<Vec<Appended>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Appended>, StoreError>> + Send {
+        let streams: Vec<String> = appends.into_iter().map(|a| a.stream).collect();
+        async move {
+            Err(StoreError::InvalidAppend(format!(
+                "this backend cannot append to several streams atomically ({}); append to each stream on its own",
+                streams.join(", ")
+            )))
+        }
+    }
 }

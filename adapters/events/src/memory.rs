@@ -11,8 +11,8 @@ use crate::chain::link;
 use crate::rules::{check_expected, validate};
 use crate::subscription::{polling, Polling};
 use crate::{
-    Appended, Capabilities, EventStore, ExpectedVersion, LogStream, MultiStreamAppend, NewEvent,
-    Position, RecordedEvent, StoreError, StreamAppend, StreamTip,
+    Appended, Capabilities, EventStore, ExpectedVersion, LogStream, NewEvent, Position,
+    RecordedEvent, StoreError, StreamAppend, StreamTip,
 };
 
 #[derive(Default)]
@@ -172,11 +172,10 @@ impl EventStore for MemoryStore {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             dense_positions: true,
+            multi_stream_append: true,
         }
     }
-}
 
-impl MultiStreamAppend for MemoryStore {
     async fn append_streams(
         &self,
         appends: Vec<StreamAppend>,

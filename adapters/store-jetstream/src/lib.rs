@@ -42,7 +42,7 @@
 //!   wrote); the server stores all or none, contiguously, so the positions are the
 //!   acknowledged sequence and the n-1 before it. At most [`MAX_BATCH`] events per append
 //!   (the server's batch limit); more are refused before anything is sent.
-//! * [`MultiStreamAppend`] is the same batch over several subjects, each part's expectation
+//! * [`EventStore::append_streams`] is the same batch over several subjects, each part's expectation
 //!   on the first message of its subject (ADR-50 takes that); one refused expectation
 //!   writes no part.
 //! * A refused expectation (`10071`, or `10164`) is
@@ -108,8 +108,8 @@ use async_nats::jetstream::{self, ErrorCode};
 use async_nats::{Client, HeaderMap};
 use dealreg_events::chain::link;
 use dealreg_events::{
-    validate, Appended, Capabilities, EventStore, ExpectedVersion, LogStream, MultiStreamAppend,
-    NewEvent, Position, RecordedEvent, StoreError, StreamAppend, StreamTip,
+    validate, Appended, Capabilities, EventStore, ExpectedVersion, LogStream, NewEvent, Position,
+    RecordedEvent, StoreError, StreamAppend, StreamTip,
 };
 
 pub use open::{check_server_version, Durability, JetStreamOptions, OpenError, MIN_SERVER_VERSION};
@@ -835,11 +835,10 @@ impl EventStore for JetStreamStore {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             dense_positions: true,
+            multi_stream_append: true,
         }
     }
-}
 
-impl MultiStreamAppend for JetStreamStore {
     /// One atomic batch over the parts' subjects, each part's expectation on its first
     /// message (ADR-50 takes a subject expectation on the first message of each subject).
     async fn append_streams(

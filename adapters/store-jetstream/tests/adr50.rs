@@ -193,7 +193,7 @@ async fn a_subject_expectation_on_a_later_message_of_a_subject_the_batch_wrote_i
     assert_eq!(stored(&mut stream).await, 3);
 }
 
-/// What `MultiStreamAppend` relies on: a subject expectation on the first message of each
+/// What `EventStore::append_streams` relies on: a subject expectation on the first message of each
 /// subject of a batch is taken, and one that does not hold refuses the whole batch.
 #[tokio::test]
 async fn each_subject_may_carry_its_expectation_on_its_first_message() {

@@ -901,6 +901,9 @@ impl EventStore for KurrentStore {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             dense_positions: false,
+            // The client's append names one stream; a multi-stream transaction is not in
+            // its API. The engine takes capacity slots before the account's write instead.
+            multi_stream_append: false,
         }
     }
 }

@@ -6,7 +6,7 @@
 //! one transaction, commits once (`synchronous=FULL`: that commit is the fsync), and only
 //! then answers every caller. An append whose expected version fails rolls back its own
 //! savepoint and gets its error; the others in the group still commit. An append to
-//! several streams at once ([`MultiStreamAppend`]) is one savepoint too.
+//! several streams at once ([`EventStore::append_streams`]) is one savepoint too.
 //!
 //! Reads use their own read-only connections (WAL lets them run beside the writer), on
 //! tokio's blocking pool.
@@ -38,8 +38,7 @@ use dealreg_events::chain::link;
 use dealreg_events::subscription::{polling, Polling};
 use dealreg_events::{
     check_expected, validate, Appended, Capabilities, EventStore, ExpectedVersion, LogStream,
-    MultiStreamAppend, NewEvent, Position, RecordedEvent, StoreError, StreamAppend, StreamRevision,
-    StreamTip,
+    NewEvent, Position, RecordedEvent, StoreError, StreamAppend, StreamRevision, StreamTip,
 };
 
 pub mod audit;
@@ -474,11 +473,10 @@ impl EventStore for SqliteStore {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             dense_positions: true,
+            multi_stream_append: true,
         }
     }
-}
 
-impl MultiStreamAppend for SqliteStore {
     async fn append_streams(&self, parts: Vec<StreamAppend>) -> Result<Vec<Appended>, StoreError> {
         for (i, part) in parts.iter().enumerate() {
             validate(&part.stream, &part.events)?;
