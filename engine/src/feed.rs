@@ -22,7 +22,9 @@ use std::pin::Pin;
 use dealreg_events::{Position, StoreError};
 use dealreg_views::{CheckpointStore, FeedEntry};
 
-use crate::registry;
+use dealreg_projections::Published;
+
+use crate::registry::Catalogue;
 
 /// Entries published per round.
 pub const BATCH: usize = 512;
@@ -88,16 +90,44 @@ pub trait FeedSink: Send + Sync + 'static {
 }
 
 /// The changes one outbox entry makes: the vendor's, the owning partner's, and a
-/// withdrawal from the partner the row left. `None` when the table is not published.
+/// withdrawal from the partner the row left. `None` when the table is not published
+/// (by the standard catalogue).
 pub fn changes_of(entry: &FeedEntry, row: Option<&serde_json::Value>) -> Option<Vec<RowChange>> {
-    let (table, _) = entry
-        .key
-        .split_once('/')
-        .unwrap_or((entry.key.as_str(), ""));
-    let published = registry::published(&entry.view, table)?;
+    changes_in(&standard(), entry, row)
+}
+
+/// The standard catalogue, for what only reads its published tables.
+fn standard() -> Catalogue<dealreg_events::memory::MemoryStore, dealreg_views::MemoryCheckpoints> {
+    Catalogue::standard()
+}
+
+/// The table of a stored key (`<table>/<key>`).
+pub fn table_of(key: &str) -> &str {
+    key.split_once('/').map_or(key, |(table, _)| table)
+}
+
+/// [`changes_of`] with the published tables of `catalogue`.
+pub fn changes_in<S, K>(
+    catalogue: &Catalogue<S, K>,
+    entry: &FeedEntry,
+    row: Option<&serde_json::Value>,
+) -> Option<Vec<RowChange>> {
+    let published = catalogue.published(&entry.view, table_of(&entry.key))?;
+    Some(row_changes(&published, entry, row))
+}
+
+/// The changes of a row of the published table `published` that `entry` names, now
+/// `row`: the vendor's, in its partner-safe form for the partner the row belongs to (its
+/// scope), and a withdrawal from the partner it left. The one partner rule of every feed
+/// (the NATS feed, the CRM adapters' views file).
+pub fn row_changes(
+    published: &Published,
+    entry: &FeedEntry,
+    row: Option<&serde_json::Value>,
+) -> Vec<RowChange> {
     let change = |audience, row| RowChange {
         view: entry.view.clone(),
-        table: table.to_string(),
+        table: published.table.to_string(),
         key: entry.key.clone(),
         position: entry.position,
         audience,
@@ -117,7 +147,7 @@ pub fn changes_of(entry: &FeedEntry, row: Option<&serde_json::Value>) -> Option<
             }
         }
     }
-    Some(out)
+    out
 }
 
 /// What one [`publish_pending`] handed over.
@@ -136,14 +166,20 @@ pub async fn publish_pending<K: CheckpointStore>(
     views: &K,
     sink: &dyn FeedSink,
 ) -> Result<HandedOver, FeedError> {
+    publish_pending_in(&standard(), views, sink).await
+}
+
+/// [`publish_pending`] with the published tables of `catalogue`.
+pub async fn publish_pending_in<S, C, K: CheckpointStore>(
+    catalogue: &Catalogue<S, C>,
+    views: &K,
+    sink: &dyn FeedSink,
+) -> Result<HandedOver, FeedError> {
     let entries = views.feed_after(0, BATCH).await?;
     let Some(last) = entries.last().map(|e| e.seq) else {
         return Ok(HandedOver::default());
     };
-    let published = |e: &FeedEntry| {
-        let table = e.key.split_once('/').map_or(e.key.as_str(), |(t, _)| t);
-        registry::published(&e.view, table).is_some()
-    };
+    let published = |e: &FeedEntry| catalogue.published(&e.view, table_of(&e.key)).is_some();
     // The latest entry of each published row in this batch; earlier ones are the same
     // row again. Entries of other tables leave the outbox unpublished.
     let mut latest: HashMap<(&str, &str), u64> = HashMap::new();
@@ -174,7 +210,7 @@ pub async fn publish_pending<K: CheckpointStore>(
         let row = rows
             .get(&(entry.view.clone(), entry.key.clone()))
             .and_then(Option::as_ref);
-        changes.extend(changes_of(entry, row).unwrap_or_default());
+        changes.extend(changes_in(catalogue, entry, row).unwrap_or_default());
     }
     if !changes.is_empty() {
         sink.publish(&changes).await?;

@@ -1,9 +1,9 @@
 //! `dealreg crm ...`: the CRM adapters (adapters/crm) on this store: outbound sync from the
 //! views, the dead-letter list, and the HubSpot webhook endpoint.
 //!
-//! The changes come from the views file in-process: the published views (pipeline,
-//! conflicts, ledger) are brought up to date from their checkpoints, and their rows are
-//! handed to the sync in pages; the cursor is the views' log position and the page. A
+//! The changes come from the views file in-process: the published views (the catalogue's
+//! views with published tables, in the order the mapping first names them) are brought
+//! up to date from their checkpoints, and their rows are handed to the sync in pages; the cursor is the views' log position and the page. A
 //! record whose fields are as the adapter last wrote them is not sent, so a pass over
 //! rows that did not change costs reads, not CRM requests.
 
@@ -19,13 +19,11 @@ use dealreg_crm::salesforce::SalesforceClient;
 use dealreg_crm::sync::{ChangeSource, Outbound, SyncError, SyncReport};
 use dealreg_crm::webhook::{CommandSink, HubspotInbound};
 use dealreg_crm::{CrmConfig, SyncState, Target, ViewChange};
-use dealreg_engine::runner::{self, CatchUp};
+use dealreg_engine::feed::{self, Audience};
+use dealreg_engine::registry::Catalogue;
+use dealreg_engine::runner::CatchUp;
 use dealreg_engine::Engine;
-use dealreg_projections::conflicts::ConflictFlags;
-use dealreg_projections::ledger::Ledger;
-use dealreg_projections::pipeline::Pipeline;
-use dealreg_projections::Projection;
-use dealreg_views::CheckpointStore;
+use dealreg_views::{CheckpointStore, FeedEntry};
 
 use super::store::{Log, StoreSpec};
 
@@ -450,7 +448,7 @@ async fn sync<C: dealreg_crm::CrmClient>(
             Some(feed) => outbound.run_once(feed, batch.max(1)).await,
             None => {
                 outbound
-                    .run_once(&mut ViewsFile::new(spec), batch.max(1))
+                    .run_once(&mut ViewsFile::new(spec, &outbound.config), batch.max(1))
                     .await
             }
         }
@@ -530,12 +528,24 @@ fn status(spec: &StoreSpec, adapter: &AdapterArgs) -> Result<ExitCode, String> {
 /// The published views of the views file, brought up to date, as pages of changes.
 struct ViewsFile<'a> {
     spec: &'a StoreSpec,
+    /// The views the mapping names, in the order it first names them.
+    mapped: Vec<String>,
     loaded: Option<(String, Vec<ViewChange>)>,
 }
 
 impl<'a> ViewsFile<'a> {
-    fn new(spec: &'a StoreSpec) -> Self {
-        ViewsFile { spec, loaded: None }
+    fn new(spec: &'a StoreSpec, config: &CrmConfig) -> Self {
+        let mut mapped: Vec<String> = Vec::new();
+        for object in &config.objects {
+            if !mapped.contains(&object.view) {
+                mapped.push(object.view.clone());
+            }
+        }
+        ViewsFile {
+            spec,
+            mapped,
+            loaded: None,
+        }
     }
 
     async fn load(&mut self) -> Result<(String, Vec<ViewChange>), SyncError> {
@@ -546,53 +556,61 @@ impl<'a> ViewsFile<'a> {
         let (store, checkpoints) = super::store::open_existing(self.spec)
             .await
             .map_err(source)?;
+        // Every view the catalogue publishes, brought up to date; a pass hands them over
+        // in the order the mapping first names them (those it does not name last), so
+        // the mapping's author decides which records are written first.
+        let catalogue = Catalogue::<Log, dealreg_store_sqlite::SqliteCheckpoints>::standard();
+        let mut publishing: Vec<_> = catalogue.publishing().collect();
+        publishing.sort_by_key(|v| {
+            self.mapped
+                .iter()
+                .position(|m| m == v.name)
+                .unwrap_or(usize::MAX)
+        });
         let mut head = dealreg_events::Position::ORIGIN;
-        head = head.max(
-            catch_up::<Pipeline>(&store, &checkpoints)
+        for view in &publishing {
+            let caught = view
+                .catch_up(&store, &checkpoints, CatchUp::default(), &mut |_| {})
                 .await
-                .map_err(source)?,
-        );
-        head = head.max(
-            catch_up::<ConflictFlags>(&store, &checkpoints)
-                .await
-                .map_err(source)?,
-        );
-        head = head.max(
-            catch_up::<Ledger>(&store, &checkpoints)
-                .await
-                .map_err(source)?,
-        );
+                .map_err(|e| source(e.to_string()))?;
+            head = head.max(caught.position);
+        }
         let mut changes = Vec::new();
-        for view in [Pipeline::NAME, ConflictFlags::NAME, Ledger::NAME] {
+        for view in &publishing {
             let rows = checkpoints
-                .load_rows(view)
+                .load_rows(view.name)
                 .await
                 .map_err(|e| source(e.to_string()))?;
             for (key, bytes) in rows {
-                let table = key.split_once('/').map_or(key.as_str(), |(t, _)| t);
-                let Some(published) = dealreg_engine::registry::published(view, table) else {
+                let Some(published) = catalogue.published(view.name, feed::table_of(&key)) else {
                     continue;
                 };
                 let Ok(row) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
                     continue;
                 };
-                let change = |partner: Option<String>, row: Option<serde_json::Value>| ViewChange {
-                    view: view.to_string(),
-                    table: table.to_string(),
-                    key: key.clone(),
-                    position: head.to_string(),
-                    partner,
-                    row,
-                };
-                if let Some(form) = published.for_partners {
-                    let partner = row
-                        .get("partner_id")
+                // The views file keeps no row's scope beside it: a published row that a
+                // partner may see names its partner (`partner_id`), its scope.
+                let scope = published.for_partners.map(|_| {
+                    row.get("partner_id")
                         .and_then(serde_json::Value::as_str)
                         .unwrap_or("partner")
-                        .to_string();
-                    changes.push(change(Some(partner), form(&row)));
-                }
-                changes.push(change(None, Some(row)));
+                        .to_string()
+                });
+                let entry = FeedEntry {
+                    seq: 0,
+                    view: view.name.to_string(),
+                    key,
+                    scope,
+                    previous_scope: None,
+                    position: head,
+                };
+                // The feed's changes of the row (the vendor's first), the partner's
+                // handed over first, as this source always has.
+                let (vendor, partners): (Vec<_>, Vec<_>) =
+                    feed::row_changes(&published, &entry, Some(&row))
+                        .into_iter()
+                        .partition(|c| c.audience == Audience::Vendor);
+                changes.extend(partners.into_iter().chain(vendor).map(view_change));
             }
         }
         let loaded = (head.to_string(), changes);
@@ -601,14 +619,19 @@ impl<'a> ViewsFile<'a> {
     }
 }
 
-async fn catch_up<P: Projection>(
-    store: &Log,
-    checkpoints: &dealreg_store_sqlite::SqliteCheckpoints,
-) -> Result<dealreg_events::Position, String> {
-    let caught = runner::catch_up::<P, _, _>(store, checkpoints, CatchUp::default(), |_| {})
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(caught.position)
+/// A feed's row change as the CRM adapters read it.
+fn view_change(change: feed::RowChange) -> ViewChange {
+    ViewChange {
+        view: change.view,
+        table: change.table,
+        key: change.key,
+        position: change.position.to_string(),
+        partner: match change.audience {
+            Audience::Vendor => None,
+            Audience::Partner(partner) => Some(partner),
+        },
+        row: change.row,
+    }
 }
 
 impl ChangeSource for ViewsFile<'_> {

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 use dealreg_domain::{AccountKey, PartnerId};
+use dealreg_engine::parallel::Folding;
+use dealreg_engine::registry::{conflicts_json, ledger_json};
 use dealreg_engine::runner::{self, CatchUp};
 use dealreg_projections::conflicts::ConflictFlags;
 use dealreg_projections::ledger::Ledger;
@@ -145,6 +147,19 @@ async fn folded<P: Projection>(
     Ok((state, covered))
 }
 
+/// A view of the catalogue (its empty state `fresh`) folded from the origin of the log
+/// up to `as_of`, in memory: what `dealreg replay --view NAME` shows.
+pub async fn folded_any(
+    spec: &super::store::StoreSpec,
+    mut fresh: Box<dyn Folding>,
+    as_of: AsOf,
+) -> Result<(Box<dyn Folding>, dealreg_events::Position), String> {
+    let store = super::store::open_read(spec).await?;
+    let (covered, _) =
+        fold_log(&store, as_of, |position, event| fresh.fold(position, event)).await?;
+    Ok((fresh, covered))
+}
+
 /// Why bringing a view up to date failed.
 enum Unsaved {
     /// Opening the views or saving the checkpoint failed.
@@ -216,35 +231,6 @@ fn print(
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, String> {
     serde_json::to_value(value).map_err(|e| e.to_string())
-}
-
-/// The conflicts view as JSON: flags by account and likely duplicates, for one account or all.
-pub fn conflicts_json(flags: &ConflictFlags, account: Option<&AccountKey>) -> serde_json::Value {
-    let mut by_account: std::collections::BTreeMap<&str, Vec<_>> = Default::default();
-    for (key, flag) in flags.all() {
-        if account.is_none_or(|a| a == key) {
-            by_account.entry(key.0.as_str()).or_default().push(flag);
-        }
-    }
-    let duplicates: Vec<_> = flags
-        .duplicates()
-        .filter(|d| account.is_none_or(|a| d.accounts.contains(a)))
-        .collect();
-    serde_json::json!({ "conflicts": by_account, "likely_duplicates": duplicates })
-}
-
-/// The ledger as JSON: entries and balances, for one partner or all.
-pub fn ledger_json(ledger: &Ledger, partner: Option<PartnerId>) -> serde_json::Value {
-    let entries: Vec<_> = ledger
-        .entries()
-        .filter(|e| partner.is_none_or(|p| p == e.partner_id))
-        .collect();
-    let balances: std::collections::BTreeMap<String, _> = ledger
-        .balances()
-        .filter(|(p, _)| partner.is_none_or(|q| q == **p))
-        .map(|(p, by_currency)| (p.to_string(), by_currency))
-        .collect();
-    serde_json::json!({ "entries": entries, "balances": balances })
 }
 
 pub async fn run(

@@ -14,16 +14,15 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use dealreg_domain::{AccountKey, Currency, PartnerId, RegistrationId};
+use dealreg_engine::registry::{Answer, Catalogue};
 use dealreg_engine::{decode_event, personal, PartnerEvent, RefusalBody};
 use dealreg_events::{EventStore, Position, StoreError, StreamRevision, StreamTip};
 use dealreg_projections::conflicts::{ConflictFlag, ConflictFlags, DuplicateFlag};
 use dealreg_projections::ledger::{Entry, Ledger};
-use dealreg_projections::metrics::ProgramMetrics;
 use dealreg_projections::pipeline::{group, Pipeline, VendorRow};
-use dealreg_projections::program::Program;
 use dealreg_projections::Projection;
 use dealreg_vault::KeyVault;
-use dealreg_views::CheckpointStore;
+use dealreg_views::{CheckpointStore, StoredRow};
 use serde::{Deserialize, Serialize};
 
 use crate::page::{self, PageError, Pager};
@@ -35,18 +34,6 @@ pub const MAX_WAIT: Duration = Duration::from_secs(30);
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(5);
 /// How often a waiting query looks at the view's checkpoint again.
 const RECHECK: Duration = Duration::from_millis(5);
-
-/// The views a partner may ask for.
-pub const PARTNER_VIEWS: &[&str] = &["pipeline", "ledger", "registration"];
-/// The views the vendor (and the auditor) may ask for.
-pub const VENDOR_VIEWS: &[&str] = &[
-    "pipeline",
-    "conflicts",
-    "ledger",
-    "metrics",
-    "program",
-    "registration",
-];
 
 /// `min_position`'s schema: a position token, or (deprecated) the bare number that builds
 /// before position tokens sent, which the server still reads.
@@ -174,38 +161,48 @@ enum Wait {
     Store(StoreError),
 }
 
-/// Reads `P` from its saved meta and rows once it covers `min`, one consistent save (a
-/// save between reading the meta and the rows is noticed by the position and read again).
-async fn read_view<P: Projection, K: CheckpointStore>(
+/// A view's saved meta and rows, of one save.
+struct Stored {
+    position: Position,
+    meta: Vec<u8>,
+    rows: Vec<StoredRow>,
+}
+
+/// Reads the view `name` (saved under `version`) from its saved meta and rows once it
+/// covers `min`, one consistent save (a save between reading the meta and the rows is
+/// noticed by the position and read again).
+async fn read_stored<K: CheckpointStore>(
     checkpoints: &K,
+    name: &str,
+    version: u32,
     scope: Option<PartnerId>,
     min: Position,
     deadline: Instant,
-) -> Result<Read<P>, Wait> {
+) -> Result<Stored, Wait> {
     loop {
-        let meta = checkpoints.load(P::NAME).await.map_err(Wait::Store)?;
+        let meta = checkpoints.load(name).await.map_err(Wait::Store)?;
         let reached = match &meta {
-            Some(saved) if saved.version == P::VERSION => saved.position,
+            Some(saved) if saved.version == version => saved.position,
             Some(_) | None => Position::ORIGIN,
         };
-        if let Some(saved) = meta.filter(|s| s.version == P::VERSION && s.position >= min) {
+        if let Some(saved) = meta.filter(|s| s.version == version && s.position >= min) {
             let (position, rows) = match scope {
                 Some(partner) => checkpoints
-                    .scoped_rows(P::NAME, &partner.to_string())
+                    .scoped_rows(name, &partner.to_string())
                     .await
                     .map_err(Wait::Store)?,
                 None => {
-                    let rows = checkpoints.load_rows(P::NAME).await.map_err(Wait::Store)?;
-                    let again = checkpoints.load(P::NAME).await.map_err(Wait::Store)?;
+                    let rows = checkpoints.load_rows(name).await.map_err(Wait::Store)?;
+                    let again = checkpoints.load(name).await.map_err(Wait::Store)?;
                     (again.map_or(Position::ORIGIN, |c| c.position), rows)
                 }
             };
             if position == saved.position {
-                let mut view: P = serde_json::from_slice(&saved.state)
-                    .map_err(|e| Wait::Unavailable(format!("`{}` cannot be read: {e}", P::NAME)))?;
-                dealreg_projections::table::restore_rows(&mut view.tables_mut(), rows)
-                    .map_err(Wait::Unavailable)?;
-                return Ok(Read { position, view });
+                return Ok(Stored {
+                    position,
+                    meta: saved.state,
+                    rows,
+                });
             }
             continue;
         }
@@ -214,6 +211,24 @@ async fn read_view<P: Projection, K: CheckpointStore>(
         }
         tokio::time::sleep(RECHECK).await;
     }
+}
+
+/// Reads `P` from its saved meta and rows once it covers `min` ([`read_stored`]).
+async fn read_view<P: Projection, K: CheckpointStore>(
+    checkpoints: &K,
+    scope: Option<PartnerId>,
+    min: Position,
+    deadline: Instant,
+) -> Result<Read<P>, Wait> {
+    let stored = read_stored(checkpoints, P::NAME, P::VERSION, scope, min, deadline).await?;
+    let mut view: P = serde_json::from_slice(&stored.meta)
+        .map_err(|e| Wait::Unavailable(format!("`{}` cannot be read: {e}", P::NAME)))?;
+    dealreg_projections::table::restore_rows(&mut view.tables_mut(), stored.rows)
+        .map_err(Wait::Unavailable)?;
+    Ok(Read {
+        position: stored.position,
+        view,
+    })
 }
 
 fn answered<T: Serialize>(view: &str, position: Position, answer: &T, pager: Pager) -> QueryReply {
@@ -278,7 +293,7 @@ fn wait_refusal(view: &str, min: Position, wait: Wait) -> QueryReply {
     }
 }
 
-/// Answers one query body on `view` for `asker`.
+/// Answers one query body on `view` for `asker`, from the standard catalogue's views.
 pub async fn answer<S: EventStore, K: CheckpointStore>(
     store: &S,
     checkpoints: &K,
@@ -288,19 +303,43 @@ pub async fn answer<S: EventStore, K: CheckpointStore>(
     body: &[u8],
     max_payload: usize,
 ) -> QueryReply {
-    let allowed = match asker {
-        Asker::Partner(_) => PARTNER_VIEWS,
-        Asker::Vendor => VENDOR_VIEWS,
-    };
-    if !allowed.contains(&view) {
+    let catalogue = Catalogue::<S, K>::standard();
+    answer_in(
+        &catalogue,
+        store,
+        checkpoints,
+        vault,
+        asker,
+        view,
+        body,
+        max_payload,
+    )
+    .await
+}
+
+/// Answers one query body on the query kind `view` of `catalogue` for `asker`.
+#[allow(clippy::too_many_arguments)]
+pub async fn answer_in<S: EventStore, K: CheckpointStore>(
+    catalogue: &Catalogue<S, K>,
+    store: &S,
+    checkpoints: &K,
+    vault: &dyn KeyVault,
+    asker: &Asker,
+    view: &str,
+    body: &[u8],
+    max_payload: usize,
+) -> QueryReply {
+    let allowed = catalogue.queries_for(matches!(asker, Asker::Partner(_)));
+    let Some(kind) = allowed.iter().find(|q| q.name == view).copied().copied() else {
+        let names: Vec<&str> = allowed.iter().map(|q| q.name).collect();
         return refused(
             "unknown_view",
             format!(
                 "`{view}` is not a view you can ask for; ask for one of {}",
-                allowed.join(", ")
+                names.join(", ")
             ),
         );
-    }
+    };
     let request: QueryRequest = if body.iter().all(u8::is_ascii_whitespace) {
         QueryRequest::default()
     } else {
@@ -342,15 +381,8 @@ pub async fn answer<S: EventStore, K: CheckpointStore>(
         }
         Asker::Vendor => request.partner_id.map(PartnerId),
     };
-    let sections = match view {
-        "pipeline" => PIPELINE_PAGES,
-        "ledger" => LEDGER_PAGES,
-        "conflicts" => CONFLICT_PAGES,
-        "registration" => HISTORY_PAGES,
-        _ => NOT_PAGED,
-    };
     let mut pager = match Pager::new(
-        sections,
+        kind.pages,
         request.after.as_deref(),
         request.limit,
         max_payload,
@@ -358,31 +390,33 @@ pub async fn answer<S: EventStore, K: CheckpointStore>(
         Ok(pager) => pager,
         Err(e) => return page_refusal(view, e),
     };
-    match view {
-        "pipeline" => match read_view::<Pipeline, K>(checkpoints, partner, min, deadline).await {
-            Ok(read) => {
-                let key = |id: RegistrationId| id.0.to_string();
-                match asker {
-                    Asker::Partner(me) => {
-                        let rows = read.view.partner_rows(*me);
-                        let rows = rows.map(|r| (key(r.registration_id), r));
-                        let page = group(pager.take("registration", rows));
-                        answered(view, read.position, &page, pager)
-                    }
-                    Asker::Vendor => {
-                        let rows = read
-                            .view
-                            .rows()
-                            .filter(|r| partner.is_none_or(|p| p == r.partner_id));
-                        let rows = rows.map(|r| (key(r.registration_id), r));
-                        let page = group(pager.take("registration", rows));
-                        answered(view, read.position, &page, pager)
+    match kind.answer {
+        Answer::Pipeline => {
+            match read_view::<Pipeline, K>(checkpoints, partner, min, deadline).await {
+                Ok(read) => {
+                    let key = |id: RegistrationId| id.0.to_string();
+                    match asker {
+                        Asker::Partner(me) => {
+                            let rows = read.view.partner_rows(*me);
+                            let rows = rows.map(|r| (key(r.registration_id), r));
+                            let page = group(pager.take("registration", rows));
+                            answered(view, read.position, &page, pager)
+                        }
+                        Asker::Vendor => {
+                            let rows = read
+                                .view
+                                .rows()
+                                .filter(|r| partner.is_none_or(|p| p == r.partner_id));
+                            let rows = rows.map(|r| (key(r.registration_id), r));
+                            let page = group(pager.take("registration", rows));
+                            answered(view, read.position, &page, pager)
+                        }
                     }
                 }
+                Err(e) => wait_refusal(view, min, e),
             }
-            Err(e) => wait_refusal(view, min, e),
-        },
-        "ledger" => match read_view::<Ledger, K>(checkpoints, partner, min, deadline).await {
+        }
+        Answer::Ledger => match read_view::<Ledger, K>(checkpoints, partner, min, deadline).await {
             Ok(read) => {
                 let entries = pager.take(
                     "entry",
@@ -410,7 +444,7 @@ pub async fn answer<S: EventStore, K: CheckpointStore>(
             }
             Err(e) => wait_refusal(view, min, e),
         },
-        "conflicts" => {
+        Answer::Conflicts => {
             let account = match request
                 .account
                 .as_deref()
@@ -456,15 +490,71 @@ pub async fn answer<S: EventStore, K: CheckpointStore>(
                 Err(e) => wait_refusal(view, min, e),
             }
         }
-        "metrics" => match read_view::<ProgramMetrics, K>(checkpoints, None, min, deadline).await {
-            Ok(read) => answered(view, read.position, &read.view.report(), pager),
-            Err(e) => wait_refusal(view, min, e),
-        },
-        "program" => match read_view::<Program, K>(checkpoints, None, min, deadline).await {
-            Ok(read) => answered(view, read.position, &read.view.report(), pager),
-            Err(e) => wait_refusal(view, min, e),
-        },
-        "registration" => {
+        Answer::Report => {
+            let Some(entry) = catalogue.view(kind.view) else {
+                return refused("unknown_view", format!("`{view}` is not a view"));
+            };
+            match read_stored(checkpoints, entry.name, entry.version, None, min, deadline).await {
+                Ok(stored) => match entry
+                    .restore(&stored.meta, stored.rows)
+                    .map_err(|why| wait_refusal(view, min, Wait::Unavailable(why)))
+                    .and_then(|state| match entry.json(&*state) {
+                        Some(Ok(shown)) => Ok(shown),
+                        Some(Err(e)) => Err(refused(
+                            "internal",
+                            format!("the answer could not be encoded: {e}"),
+                        )),
+                        None => Err(refused("unknown_view", format!("`{view}` is not shown"))),
+                    }) {
+                    Ok(shown) => answered(view, stored.position, &shown, pager),
+                    Err(refusal) => refusal,
+                },
+                Err(e) => wait_refusal(view, min, e),
+            }
+        }
+        Answer::Rows => {
+            let Some(entry) = catalogue.view(kind.view) else {
+                return refused("unknown_view", format!("`{view}` is not a view"));
+            };
+            let section = kind.pages.first().copied().unwrap_or("row");
+            match read_stored(
+                checkpoints,
+                entry.name,
+                entry.version,
+                partner,
+                min,
+                deadline,
+            )
+            .await
+            {
+                Ok(stored) => {
+                    let for_partner = matches!(asker, Asker::Partner(_));
+                    let rows = stored.rows.into_iter().filter_map(|(key, bytes)| {
+                        let published = dealreg_projections::published(
+                            entry.published,
+                            dealreg_engine::feed::table_of(&key),
+                        )?;
+                        let row: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+                        let row = if for_partner {
+                            published.for_partners.and_then(|form| form(&row))?
+                        } else {
+                            row
+                        };
+                        Some((key.clone(), (key, row)))
+                    });
+                    let rows: BTreeMap<String, serde_json::Value> =
+                        pager.take(section, rows).into_iter().collect();
+                    answered(
+                        view,
+                        stored.position,
+                        &serde_json::json!({ "rows": rows }),
+                        pager,
+                    )
+                }
+                Err(e) => wait_refusal(view, min, e),
+            }
+        }
+        Answer::History => {
             let Some(id) = request.registration_id else {
                 return refused(
                     "invalid_query",
@@ -498,17 +588,8 @@ pub async fn answer<S: EventStore, K: CheckpointStore>(
                 Err(refusal) => refusal,
             }
         }
-        _ => refused("unknown_view", format!("`{view}` is not a view")),
     }
 }
-
-/// The sections each view's answer is paged by (see [`crate::page`]).
-const PIPELINE_PAGES: &[&str] = &["registration"];
-const LEDGER_PAGES: &[&str] = &["entry", "balance"];
-const CONFLICT_PAGES: &[&str] = &["account", "duplicate"];
-const HISTORY_PAGES: &[&str] = &["event"];
-/// `metrics` and `program` are reports whose size does not grow with the log: one page.
-const NOT_PAGED: &[&str] = &[];
 
 /// The `ledger` answer (one page of it): entries, then balances.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
