@@ -564,3 +564,100 @@ async fn a_referral_not_accepted_within_24_hours_is_flagged_once_an_accepted_one
         "both were decided in time: the 48-hour clock is apart"
     );
 }
+
+/// The deployment's further duties (the CRM sync, checkpoint signing) run where its
+/// timekeeper runs: in the one process holding the duties. Two hosts given the same duty
+/// run it one at a time, and the other takes it over when the holder stops.
+#[tokio::test]
+async fn a_duty_given_to_two_hosts_runs_in_the_lease_holder_only() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use dealreg_clock::SystemClock;
+    use dealreg_engine::host::{self, Duty, HostOptions, HostStores, Unobserved};
+    use dealreg_events::memory::MemoryStore;
+    use dealreg_views::{MemoryCheckpoints, Unshared};
+
+    #[derive(Default)]
+    struct Runs {
+        now: AtomicUsize,
+        most: AtomicUsize,
+        by: Mutex<Vec<&'static str>>,
+    }
+    let runs = Arc::new(Runs::default());
+    let duty = |holder: &'static str| {
+        let runs = Arc::clone(&runs);
+        Duty::new("test duty", move |stop| {
+            let runs = Arc::clone(&runs);
+            async move {
+                let now = runs.now.fetch_add(1, Ordering::SeqCst) + 1;
+                runs.most.fetch_max(now, Ordering::SeqCst);
+                runs.by.lock().expect("runs").push(holder);
+                stop.await;
+                runs.now.fetch_sub(1, Ordering::SeqCst);
+            }
+        })
+    };
+    let store = MemoryStore::new();
+    let engine = Arc::new(
+        Engine::open(store.clone(), SystemClock, None)
+            .await
+            .expect("engine"),
+    );
+    let views = MemoryCheckpoints::new();
+    let host = |holder: &'static str, stop| {
+        tokio::spawn(host::hold_views(
+            Arc::clone(&engine),
+            HostStores {
+                log: store.clone(),
+                views: views.clone(),
+                fenced: views.clone(),
+                leases: views.clone(),
+                shared: None::<Unshared>,
+            },
+            HostOptions {
+                holder: holder.into(),
+                lease_ttl: std::time::Duration::from_millis(300),
+                duties: vec![duty(holder)],
+                ..HostOptions::default()
+            },
+            Arc::new(Unobserved),
+            None,
+            stop,
+        ))
+    };
+    let (stop_a, stopped_a) = tokio::sync::watch::channel(false);
+    let (stop_b, stopped_b) = tokio::sync::watch::channel(false);
+    let a = host("a", stopped_a);
+    let b = host("b", stopped_b);
+    let started = |count: usize| {
+        let runs = Arc::clone(&runs);
+        async move {
+            for _ in 0..100 {
+                if runs.by.lock().expect("runs").len() >= count {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            panic!("the duty did not start {count} time(s) within 5 s");
+        }
+    };
+    started(1).await;
+    // Several lease renewals (every 100 ms) go by with both hosts running.
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let first = runs.by.lock().expect("runs").clone();
+    assert_eq!(first.len(), 1, "one host runs the duty: {first:?}");
+    let (holder, stop_holder, other) = match first[0] {
+        "a" => (a, stop_a, (b, stop_b)),
+        _ => (b, stop_b, (a, stop_a)),
+    };
+    stop_holder.send(true).expect("stop the holder");
+    holder.await.expect("the holder drained");
+    started(2).await;
+    let by = runs.by.lock().expect("runs").clone();
+    assert_ne!(by[0], by[1], "the other host took the duty over: {by:?}");
+    assert_eq!(runs.most.load(Ordering::SeqCst), 1, "never two at once");
+    other.1.send(true).expect("stop the other");
+    other.0.await.expect("the other drained");
+    assert_eq!(runs.now.load(Ordering::SeqCst), 0, "every run stopped");
+}

@@ -17,6 +17,10 @@
 //! far each got. The other hosts fold their views all the same (their queries answer from
 //! them) and drop from their outbox what the duties' holder marked published.
 //!
+//! The deployment's further duties ([`Duty`]: the CRM sync, checkpoint signing) run
+//! under the same lease: started by the process that takes the duties, stopped when it
+//! loses them, so however many processes were given them, one runs each at a time.
+//!
 //! Why one log pump ([`LogTail`]): the followers and the reactor read each new event once,
 //! decoded once, from one subscription to the log.
 
@@ -48,6 +52,40 @@ pub fn feed_mark(view: &str) -> String {
     format!("feed/{view}")
 }
 
+/// A background job of the deployment beyond the built-in ones (the CRM sync, checkpoint
+/// signing, the coming alerts): run only by the process that holds the deployment's
+/// duties, started when it takes them and stopped when it loses them or drains. Given the
+/// future that resolves when it must stop; it returns once it stopped.
+#[derive(Clone)]
+pub struct Duty {
+    pub name: &'static str,
+    pub run: Arc<dyn Fn(DutyStop) -> DutyRun + Send + Sync>,
+}
+
+/// The future a [`Duty`] must stop at.
+pub type DutyStop = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+/// A running [`Duty`].
+pub type DutyRun = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+impl Duty {
+    pub fn new<F, Fut>(name: &'static str, run: F) -> Duty
+    where
+        F: Fn(DutyStop) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        Duty {
+            name,
+            run: Arc::new(move |stop| Box::pin(run(stop))),
+        }
+    }
+}
+
+impl std::fmt::Debug for Duty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Duty").field("name", &self.name).finish()
+    }
+}
+
 /// How the host runs.
 #[derive(Debug, Clone)]
 pub struct HostOptions {
@@ -59,6 +97,8 @@ pub struct HostOptions {
     pub poll: Duration,
     /// How long the views lease lasts unless renewed (renewed every third of it).
     pub lease_ttl: Duration,
+    /// The deployment's further duties, run beside the built-in ones by their holder.
+    pub duties: Vec<Duty>,
 }
 
 impl Default for HostOptions {
@@ -68,6 +108,7 @@ impl Default for HostOptions {
             tick: Duration::from_secs(60),
             poll: Duration::from_millis(50),
             lease_ttl: Duration::from_secs(6),
+            duties: Vec::new(),
         }
     }
 }
@@ -532,6 +573,10 @@ where
                 }
             }
         });
+    }
+    for duty in &options.duties {
+        tracing::info!(duty = duty.name, holder = %options.holder, "running a duty of the deployment");
+        tasks.spawn((duty.run)(Box::pin(stop_signal(&stop))));
     }
     Ok(Running {
         stop: stop_tx,

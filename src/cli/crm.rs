@@ -691,10 +691,11 @@ impl Feed {
     }
 }
 
-/// What `serve --crm-target` runs beside the service: the outbound sync from the feed
-/// this deployment publishes, every `every`, until the process ends. The mapping and the
-/// credentials are checked before it starts (a bad one stops `serve` at once); a failed
-/// round is logged and tried again next round, from the same cursor.
+/// What `serve --crm-target` runs as a duty of the deployment: the outbound sync from the
+/// feed this deployment publishes, every `every`, while this process holds the
+/// deployment's duties (so one process syncs however many were given the flags). The
+/// mapping and the credentials are read before it starts (a bad one stops `serve` at
+/// once); a failed round is logged and tried again next round, from the same cursor.
 pub async fn sync_beside_serve(
     spec: &StoreSpec,
     client: async_nats::Client,
@@ -702,7 +703,7 @@ pub async fn sync_beside_serve(
     config: Option<PathBuf>,
     state: Option<PathBuf>,
     every: Duration,
-) -> Result<tokio::task::JoinHandle<()>, String> {
+) -> Result<dealreg_engine::host::Duty, String> {
     let adapter = AdapterArgs {
         target,
         config,
@@ -710,23 +711,35 @@ pub async fn sync_beside_serve(
     };
     let config = adapter.config()?;
     let state = adapter.state(spec)?;
-    let task = match target {
+    use dealreg_engine::host::Duty;
+    const NAME: &str = "CRM sync";
+    Ok(match target {
         Target::Salesforce => {
-            let outbound = outbound(target, "feed", salesforce(&config)?, config, state);
-            tokio::spawn(follow_feed(client, outbound, every))
+            let outbound = Arc::new(outbound(
+                target,
+                "feed",
+                salesforce(&config)?,
+                config,
+                state,
+            ));
+            Duty::new(NAME, move |stop| {
+                follow_feed(client.clone(), Arc::clone(&outbound), every, stop)
+            })
         }
         Target::Hubspot => {
-            let outbound = outbound(target, "feed", hubspot(&config)?, config, state);
-            tokio::spawn(follow_feed(client, outbound, every))
+            let outbound = Arc::new(outbound(target, "feed", hubspot(&config)?, config, state));
+            Duty::new(NAME, move |stop| {
+                follow_feed(client.clone(), Arc::clone(&outbound), every, stop)
+            })
         }
-    };
-    Ok(task)
+    })
 }
 
 async fn follow_feed<C: dealreg_crm::CrmClient>(
     client: async_nats::Client,
-    outbound: Outbound<C>,
+    outbound: Arc<Outbound<C>>,
     every: Duration,
+    mut stop: dealreg_engine::host::DutyStop,
 ) {
     let mut feed = None;
     loop {
@@ -751,7 +764,10 @@ async fn follow_feed<C: dealreg_crm::CrmClient>(
                 }
             }
         }
-        tokio::time::sleep(every).await;
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(every) => {}
+        }
     }
 }
 

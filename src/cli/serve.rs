@@ -15,6 +15,7 @@ use std::time::Duration;
 use clap::Args;
 use dealreg_clock::{SharedClock, SystemClock};
 use dealreg_domain::Policy;
+use dealreg_engine::host::Duty;
 use dealreg_engine::Engine;
 use dealreg_nats::metrics::Metrics;
 use dealreg_nats::service::{holder_name, ServeOptions, Stores};
@@ -88,19 +89,24 @@ pub struct ServeArgs {
     drain_secs: u64,
 }
 
-/// Signs the log's head every `every` while it moves, appending each signature to `out`.
-/// The signer walks only what was appended since its last signature.
+/// Signs the log's head every `every` while it moves, appending each signature to `out`,
+/// until `stop`. The signer walks only what was appended since its last signature. A duty
+/// of the deployment: only the holder of the duties signs.
 async fn sign_on_interval<S: dealreg_events::EventStore>(
     store: S,
     key: ed25519_dalek::SigningKey,
     out: PathBuf,
     every: Duration,
+    mut stop: dealreg_engine::host::DutyStop,
 ) {
     use std::io::Write;
     let mut signer = dealreg_events::audit::HeadSigner::new();
     let mut signed_events = None;
     loop {
-        tokio::time::sleep(every).await;
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(every) => {}
+        }
         let checkpoint = match signer.sign(&store, &key, chrono::Utc::now()).await {
             Ok(checkpoint) => checkpoint,
             Err(e) => {
@@ -242,21 +248,22 @@ pub async fn run(spec: &super::store::StoreSpec, args: ServeArgs) -> Result<Exit
             });
         }
     }
+    // The deployment's further duties: run by the process that holds its duties only.
+    let mut duties = Vec::new();
     if let (Some(key), Some(out)) = (&args.signing_key, &args.checkpoints) {
         let text = std::fs::read_to_string(key)
             .map_err(|e| format!("cannot read the signing key {}: {e}", key.display()))?;
         let key = dealreg_events::audit::signing_key(&text)
             .map_err(|e| format!("{}: {e}", key.display()))?;
-        tokio::spawn(sign_on_interval(
-            super::store::open_read(spec).await?,
-            key,
-            out.clone(),
-            Duration::from_secs(args.sign_every.max(1)),
-        ));
+        let (store, out) = (super::store::open_read(spec).await?, out.clone());
+        let every = Duration::from_secs(args.sign_every.max(1));
+        duties.push(Duty::new("checkpoint signing", move |stop| {
+            sign_on_interval(store.clone(), key.clone(), out.clone(), every, stop)
+        }));
     }
     let client = connect(&args).await?;
-    let crm = match args.crm_target {
-        Some(target) => Some(
+    if let Some(target) = args.crm_target {
+        duties.push(
             super::crm::sync_beside_serve(
                 spec,
                 client.clone(),
@@ -266,9 +273,8 @@ pub async fn run(spec: &super::store::StoreSpec, args: ServeArgs) -> Result<Exit
                 Duration::from_secs(args.crm_every.max(1)),
             )
             .await?,
-        ),
-        None => None,
-    };
+        );
+    }
     let options = ServeOptions {
         holder,
         tick: Duration::from_secs(args.tick_secs.max(1)),
@@ -280,6 +286,7 @@ pub async fn run(spec: &super::store::StoreSpec, args: ServeArgs) -> Result<Exit
             (None, _) => 1,
         },
         drain_deadline: Duration::from_secs(args.drain_secs),
+        duties,
         ..ServeOptions::default()
     };
     eprintln!(
@@ -315,9 +322,6 @@ pub async fn run(spec: &super::store::StoreSpec, args: ServeArgs) -> Result<Exit
     )
     .await
     .map_err(|e| e.to_string())?;
-    if let Some(crm) = crm {
-        crm.abort();
-    }
     eprintln!("dealreg serve: drained, exiting");
     Ok(ExitCode::SUCCESS)
 }

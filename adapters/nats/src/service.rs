@@ -56,6 +56,9 @@ pub struct ServeOptions {
     /// [`ServeError::DrainUnfinished`] naming what was left, rather than waiting for a
     /// server that may never come back.
     pub drain_deadline: Duration,
+    /// The deployment's further duties (the CRM sync, checkpoint signing): run by the
+    /// process holding the duties' lease only, whichever processes were given them.
+    pub duties: Vec<host::Duty>,
 }
 
 impl Default for ServeOptions {
@@ -70,6 +73,7 @@ impl Default for ServeOptions {
             requests: true,
             feed_replicas: 1,
             drain_deadline: Duration::from_secs(30),
+            duties: Vec::new(),
         }
     }
 }
@@ -142,6 +146,7 @@ where
                 tick: options.tick,
                 poll: options.poll,
                 lease_ttl: options.lease_ttl,
+                duties: options.duties.clone(),
             },
             Arc::clone(&metrics) as Arc<dyn host::HostObserver>,
             sink,
