@@ -371,7 +371,7 @@ fn main() {
                 let mut behind_at_end = None;
                 loop {
                     let mut least = head;
-                    for name in dealreg_engine::registry::names::<SqliteStore, SqliteCheckpoints>() {
+                    for name in dealreg_host::registry::names::<SqliteStore, SqliteCheckpoints>() {
                         let saved = checkpoints
                             .load(name)
                             .await

@@ -41,9 +41,9 @@ use std::time::Instant;
 use dealreg_clock::ControlledClock;
 use dealreg_domain::Event;
 use dealreg_engine::decode_event;
-use dealreg_engine::runner::{rebuild, CatchUp};
 use dealreg_engine::Engine;
 use dealreg_events::{EventStore, LogPages, Position};
+use dealreg_host::runner::{rebuild, CatchUp};
 use dealreg_projections::pipeline::Pipeline;
 use dealreg_store_sqlite::{SqliteCheckpoints, SqliteStore};
 use dealreg_views::CheckpointStore;
@@ -147,7 +147,7 @@ fn main() {
     let outbox_before = outbox_last(&log);
     let all_2 = measure(|| Phase::RebuildAll(2).run(&log));
     let dropped_all = measure(|| drop_previous_rows(&log));
-    let names = dealreg_engine::registry::names::<SqliteStore, SqliteCheckpoints>();
+    let names = dealreg_host::registry::names::<SqliteStore, SqliteCheckpoints>();
     let written_all = rows_written(&log, &names, outbox_before);
     let io_floor_all = measure(|| io_floor(&log, &written_all));
     let per_s = |took: &Took| events as f64 / took.wall;
@@ -356,7 +356,7 @@ fn store_floor(log: &Log<'_>, written: &Written) -> Instant {
     let floor_store = dir.path().join("floor.db");
     SqliteStore::open(&floor_store).unwrap_or_else(|e| panic!("store: {e}"));
     let views = SqliteCheckpoints::open(&floor_store).unwrap_or_else(|e| panic!("views: {e}"));
-    let registry = dealreg_engine::registry::projections::<SqliteStore, SqliteCheckpoints>();
+    let registry = dealreg_host::registry::projections::<SqliteStore, SqliteCheckpoints>();
     // Reset first, as a rebuild does: the rows are written in bulk, the scope index built
     // once at the end.
     for (table, _) in &written.rows {
@@ -514,7 +514,7 @@ impl Phase {
                 .runtime
                 .block_on(rebuild_on_threads(log, &["pipeline"], 1)),
             Phase::RebuildAll(threads) => {
-                let names = dealreg_engine::registry::names::<SqliteStore, SqliteCheckpoints>();
+                let names = dealreg_host::registry::names::<SqliteStore, SqliteCheckpoints>();
                 log.runtime
                     .block_on(rebuild_on_threads(log, &names, threads))
             }
@@ -602,13 +602,13 @@ fn drop_previous_rows(log: &Log<'_>) -> Instant {
 /// saved every 2 s or 50,000 changed rows and at the end.
 async fn rebuild_on_threads(log: &Log<'_>, names: &[&str], threads: usize) -> Instant {
     let views = SqliteCheckpoints::open(log.path).unwrap_or_else(|e| panic!("views: {e}"));
-    let folds = dealreg_engine::registry::projections::<SqliteStore, SqliteCheckpoints>()
+    let folds = dealreg_host::registry::projections::<SqliteStore, SqliteCheckpoints>()
         .iter()
         .filter(|p| names.contains(&p.name))
         .map(|p| p.fresh())
         .collect();
     let started = Instant::now();
-    let rebuilt = dealreg_engine::parallel::rebuild_together(
+    let rebuilt = dealreg_host::parallel::rebuild_together(
         log.store,
         &views,
         folds,
@@ -631,7 +631,7 @@ async fn rebuild_on_threads(log: &Log<'_>, names: &[&str], threads: usize) -> In
 /// The four replayed views folded in memory with one reader and `threads` fold threads.
 async fn replay_on_threads(log: &Log<'_>, threads: usize) -> Instant {
     use dealreg_projections::{conflicts::ConflictFlags, ledger::Ledger, metrics::ProgramMetrics};
-    let folds: Vec<Box<dyn dealreg_engine::parallel::Folding>> = vec![
+    let folds: Vec<Box<dyn dealreg_host::parallel::Folding>> = vec![
         Box::new(Pipeline::default()),
         Box::new(Ledger::default()),
         Box::new(ConflictFlags::default()),
@@ -639,7 +639,7 @@ async fn replay_on_threads(log: &Log<'_>, threads: usize) -> Instant {
     ];
     let started = Instant::now();
     let replayed =
-        dealreg_engine::parallel::replay_together(log.store, folds, threads, |_, _| false, |_| {})
+        dealreg_host::parallel::replay_together(log.store, folds, threads, |_, _| false, |_| {})
             .await
             .unwrap_or_else(|e| panic!("replay: {e}"));
     assert_eq!(replayed.folded, log.events, "the replay read every event");

@@ -16,13 +16,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use dealreg_clock::ControlledClock;
-use dealreg_engine::runner::{self, CatchUp};
-use dealreg_engine::{timekeeper, Engine};
+use dealreg_engine::Engine;
 use dealreg_events::memory::MemoryStore;
 use dealreg_events::{
     Appended, EventStore, ExpectedVersion, LogPages, LogStream, NewEvent, Position, RecordedEvent,
     StoreError, StreamTip,
 };
+use dealreg_host::runner::{self, CatchUp};
+use dealreg_host::timekeeper;
 use dealreg_projections::deadlines::Deadlines;
 use dealreg_store_sqlite::SqliteStore;
 use dealreg_views::MemoryCheckpoints;

@@ -6,9 +6,10 @@ mod support;
 
 use dealreg_clock::ControlledClock;
 use dealreg_domain::{Boundary, PartnerId, RegistrationStatus, State};
-use dealreg_engine::{reactor, Engine};
+use dealreg_engine::Engine;
 use dealreg_events::memory::MemoryStore;
 use dealreg_events::{EventStore, Position};
+use dealreg_host::reactor;
 use dealreg_store_sqlite::{SqliteCheckpoints, SqliteStore};
 use dealreg_views::MemoryCheckpoints;
 use serde_json::{json, Value};

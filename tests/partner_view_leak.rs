@@ -11,10 +11,10 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 
 use dealreg_clock::ControlledClock;
-use dealreg_engine::runner::{catch_up, CatchUp};
 use dealreg_engine::{Engine, ReplyLine};
 use dealreg_events::memory::MemoryStore;
 use dealreg_events::{EventStore, Position};
+use dealreg_host::runner::{catch_up, CatchUp};
 use dealreg_projections::pipeline::Pipeline;
 use dealreg_views::MemoryCheckpoints;
 use serde_json::{json, Value};

@@ -6,9 +6,9 @@ mod support;
 
 use support::demo_store;
 
-use dealreg_engine::runner::{self, CatchUp, CaughtUp};
-use dealreg_engine::tail::LogTail;
 use dealreg_events::{EventStore, LogPages, Position};
+use dealreg_host::runner::{self, CatchUp, CaughtUp};
+use dealreg_host::tail::LogTail;
 use dealreg_store_sqlite::SqliteCheckpoints;
 use dealreg_views::CheckpointStore;
 
@@ -438,8 +438,8 @@ async fn every_saved(views: &SqliteCheckpoints) -> Vec<(Position, String)> {
     ]
 }
 
-fn fresh_folds() -> Vec<Box<dyn dealreg_engine::parallel::Folding>> {
-    dealreg_engine::registry::projections::<SqliteStore, SqliteCheckpoints>()
+fn fresh_folds() -> Vec<Box<dyn dealreg_host::parallel::Folding>> {
+    dealreg_host::registry::projections::<SqliteStore, SqliteCheckpoints>()
         .iter()
         .map(|p| p.fresh())
         .collect()
@@ -463,7 +463,7 @@ async fn projections_rebuilt_together_on_any_number_of_threads_equal_each_rebuil
     let path = demo_store(&dir);
     let store = SqliteStore::open(&path).expect("open");
     let views = SqliteCheckpoints::open(&path).expect("views");
-    for entry in dealreg_engine::registry::projections::<SqliteStore, SqliteCheckpoints>() {
+    for entry in dealreg_host::registry::projections::<SqliteStore, SqliteCheckpoints>() {
         entry
             .rebuild(&store, &views, saving_every(500, None), &mut |_| {})
             .await
@@ -478,7 +478,7 @@ async fn projections_rebuilt_together_on_any_number_of_threads_equal_each_rebuil
 
     for threads in [1, 2, 5] {
         let mut last_report = None;
-        let together = dealreg_engine::parallel::rebuild_together(
+        let together = dealreg_host::parallel::rebuild_together(
             &store,
             &views,
             fresh_folds(),
@@ -528,7 +528,7 @@ async fn projections_rebuilt_together_and_killed_resume_without_gaps_or_doubles(
     let path = demo_store(&dir);
     let store = SqliteStore::open(&path).expect("open");
     let views = SqliteCheckpoints::open(&path).expect("views");
-    dealreg_engine::parallel::rebuild_together(
+    dealreg_host::parallel::rebuild_together(
         &store,
         &views,
         fresh_folds(),
@@ -540,7 +540,7 @@ async fn projections_rebuilt_together_and_killed_resume_without_gaps_or_doubles(
     .expect("uninterrupted");
     let uninterrupted = every_saved(&views).await;
 
-    let died = dealreg_engine::parallel::rebuild_together(
+    let died = dealreg_host::parallel::rebuild_together(
         &store,
         &views,
         fresh_folds(),
@@ -562,7 +562,7 @@ async fn projections_rebuilt_together_and_killed_resume_without_gaps_or_doubles(
         );
     }
     let restarted = SqliteCheckpoints::open(&path).expect("views after restart");
-    for entry in dealreg_engine::registry::projections::<SqliteStore, SqliteCheckpoints>() {
+    for entry in dealreg_host::registry::projections::<SqliteStore, SqliteCheckpoints>() {
         let resumed = entry
             .catch_up(&store, &restarted, saving_every(100, None), &mut |_| {})
             .await

@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 
 use chrono::Duration;
 use dealreg_clock::ControlledClock;
-use dealreg_engine::runner::{catch_up, CatchUp};
-use dealreg_engine::timekeeper::tick;
 use dealreg_engine::Engine;
 use dealreg_events::{EventStore, Position};
+use dealreg_host::runner::{catch_up, CatchUp};
+use dealreg_host::timekeeper::tick;
 use dealreg_projections::deadlines::Deadlines;
 use dealreg_store_sqlite::SqliteCheckpoints;
 use dealreg_store_sqlite::SqliteStore;
@@ -574,8 +574,8 @@ async fn a_duty_given_to_two_hosts_runs_in_the_lease_holder_only() {
     use std::sync::{Arc, Mutex};
 
     use dealreg_clock::SystemClock;
-    use dealreg_engine::host::{self, Duty, HostOptions, HostStores, Unobserved};
     use dealreg_events::memory::MemoryStore;
+    use dealreg_host::host::{self, Duty, HostOptions, HostStores, Unobserved};
     use dealreg_views::{MemoryCheckpoints, Unshared};
 
     #[derive(Default)]

@@ -10,11 +10,11 @@ use std::sync::Mutex;
 
 use dealreg_clock::ControlledClock;
 use dealreg_domain::{Event, PartnerId, Position};
-use dealreg_engine::feed::{self, Audience, FeedError, FeedSink, RowChange};
-use dealreg_engine::registry::{self, Answer, Catalogue, Catalogued, QueryKind, ShowFn};
-use dealreg_engine::runner::CatchUp;
 use dealreg_engine::Engine;
 use dealreg_events::memory::MemoryStore;
+use dealreg_host::feed::{self, Audience, FeedError, FeedSink, RowChange};
+use dealreg_host::registry::{self, Answer, Catalogue, Catalogued, QueryKind, ShowFn};
+use dealreg_host::runner::CatchUp;
 use dealreg_nats::query::{self, QueryReply};
 use dealreg_nats::subject::Asker;
 use dealreg_projections::table::{Scope, Table};

@@ -23,9 +23,10 @@ use dealreg_domain::{
     AccountKey, AccountState, Boundary, Motion, Policy, Registration, RegistrationId,
     RegistrationStatus, State,
 };
-use dealreg_engine::runner::{self, CatchUp};
-use dealreg_engine::{reactor, timekeeper, Engine, ReplyLine};
+use dealreg_engine::{Engine, ReplyLine};
 use dealreg_events::EventStore;
+use dealreg_host::runner::{self, CatchUp};
+use dealreg_host::{reactor, timekeeper};
 use dealreg_projections::deadlines::Deadlines;
 use dealreg_views::CheckpointStore;
 use serde_json::{json, Value};

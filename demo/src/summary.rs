@@ -7,9 +7,9 @@ use std::fmt::Write;
 
 use dealreg_domain::{Currency, Event, Motion, PartnerId, RegistrationStatus};
 use dealreg_engine::decode_event;
-use dealreg_engine::runner::{self, CatchUp};
 use dealreg_events::chain::ChainReport;
 use dealreg_events::{EventStore, LogPages, Position};
+use dealreg_host::runner::{self, CatchUp};
 use dealreg_projections::conflicts::{ConflictFlags, FlagStatus};
 use dealreg_projections::ledger::{EntryKind, Ledger};
 use dealreg_projections::metrics::ProgramMetrics;
@@ -115,7 +115,7 @@ pub async fn render<S: EventStore, K: CheckpointStore>(
     let mut pages = LogPages::new(store, Position::ORIGIN).await?;
     while let Some(page) = pages.next_page().await? {
         for recorded in &page {
-            happened.apply(&decode_event(recorded)?);
+            happened.apply(&decode_event(recorded).map_err(dealreg_engine::EngineError::from)?);
         }
     }
     let how = CatchUp::default();

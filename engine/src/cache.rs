@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use dealreg_domain::{Event, State};
 use dealreg_events::{StreamRevision, StreamTip};
 
-use crate::engine::Loaded;
+use crate::loaded::Loaded;
 
 /// The default bound: 256 MiB of folded states (estimated by [`weight`]).
 pub const DEFAULT_LIMIT: usize = 256 << 20;

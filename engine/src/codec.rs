@@ -15,8 +15,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::engine::EngineError;
-
 /// Payload encoding of events written by this build.
 ///
 /// * 1: the first encoding.
@@ -98,8 +96,17 @@ struct Schema {
     schema: u32,
 }
 
-fn undecodable(recorded: &RecordedEvent, reason: String) -> EngineError {
-    EngineError::Decode {
+/// A stored event this build cannot read.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("event at position {position} in stream `{stream}` cannot be decoded ({reason}); it was written by a newer dealreg or altered: run `dealreg verify`")]
+pub struct DecodeError {
+    pub stream: String,
+    pub position: dealreg_events::Position,
+    pub reason: String,
+}
+
+fn undecodable(recorded: &RecordedEvent, reason: String) -> DecodeError {
+    DecodeError {
         stream: recorded.stream.clone(),
         position: recorded.position,
         reason,
@@ -127,7 +134,7 @@ fn schema_of(metadata: &[u8]) -> Result<u32, String> {
 }
 
 /// Decodes a stored event into the current [`Event`], upcasting older payload versions.
-pub fn decode_event(recorded: &RecordedEvent) -> Result<Event, EngineError> {
+pub fn decode_event(recorded: &RecordedEvent) -> Result<Event, DecodeError> {
     let schema = schema_of(&recorded.metadata).map_err(|e| undecodable(recorded, e))?;
     if schema == EVENT_SCHEMA_VERSION {
         return serde_json::from_slice::<Event>(&recorded.data)

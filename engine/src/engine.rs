@@ -34,20 +34,22 @@ use dealreg_domain::{
     decide, evolve, partners_needed, Actor, Boundary, Command, Context, Decision, DomainError,
     Event, PartnerId, Partners, Policy, State,
 };
-use dealreg_events::{
-    EventStore, ExpectedVersion, NewEvent, StoreError, StreamAppend, StreamRevision, StreamTip,
-};
+use dealreg_events::{EventStore, NewEvent, StoreError, StreamAppend, StreamRevision, StreamTip};
 use dealreg_vault::{KeyMaterial, KeyVault, MemoryVault, PersonKey, VaultError};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::cache::{self, StateCache};
-use crate::capacity::{Beside, Held, Prepared, SlotRound};
-use crate::codec::{decode_event, EventMetadata, EVENT_SCHEMA_VERSION};
+pub use crate::loaded::{idempotency_record_key, KeyRecord, Loaded};
+mod capacity;
+
+use crate::answer::ReplyLine;
+use crate::codec::{decode_event, DecodeError, EventMetadata, EVENT_SCHEMA_VERSION};
 use crate::envelope::{CommandEnvelope, InputError};
 use crate::partner_reply::PartnerReply;
 use crate::personal;
-use crate::reply::{PositionedEvent, RefusalBody, Reply, ReplyLine};
+use crate::reply::{PositionedEvent, RefusalBody, Reply};
+use capacity::{Beside, Held, Prepared, SlotRound};
 
 /// How many times a command is decided again after losing an optimistic-concurrency race
 /// before the caller is told to retry. Generous: a busy account with dozens of concurrent
@@ -72,12 +74,8 @@ pub const DEFAULT_READ_STALENESS: Duration = Duration::from_millis(250);
 pub enum EngineError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("event at position {position} in stream `{stream}` cannot be decoded ({reason}); it was written by a newer dealreg or altered: run `dealreg verify`")]
-    Decode {
-        stream: String,
-        position: dealreg_events::Position,
-        reason: String,
-    },
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
     #[error("idempotency key `{key}` was already used for a different command; use a new key for a new command")]
     IdempotencyKeyReused { key: String },
     #[error("gave up after {attempts} attempts because `{stream}` kept changing underneath; retry the command with the same idempotency key")]
@@ -121,7 +119,7 @@ impl EngineError {
             EngineError::Vault(_) => {
                 "the store could not take the command; retry it with the same idempotency key"
             }
-            EngineError::Decode { .. }
+            EngineError::Decode(_)
             | EngineError::UnloadedBoundary { .. }
             | EngineError::NoPolicy
             | EngineError::Encode(_) => {
@@ -136,7 +134,7 @@ impl EngineError {
             EngineError::IdempotencyKeyReused { .. } => "idempotency_key_reused",
             EngineError::Store(StoreError::Closed) => "store_unavailable",
             EngineError::Store(_) => "store_failed",
-            EngineError::Decode { .. } => "undecodable_event",
+            EngineError::Decode(_) => "undecodable_event",
             EngineError::Contention { .. } => "contention",
             EngineError::UnloadedBoundary { .. } => "internal",
             EngineError::NoPolicy => "no_policy",
@@ -152,133 +150,6 @@ impl EngineError {
 pub struct Executed {
     pub reply: Reply,
     pub replayed: bool,
-}
-
-/// What the commands that wrote a stream with an idempotency key wrote: the reply of a
-/// retry is rebuilt from these revisions.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyRecord {
-    /// The command's fingerprint (`None` in logs written before it was recorded: any
-    /// command with the key counts as the same).
-    pub fingerprint: Option<String>,
-    /// The stream's last event before the command's (`None`: they were its first).
-    pub after: Option<StreamTip>,
-    pub first: StreamRevision,
-    pub last: StreamRevision,
-}
-
-/// A boundary's folded state, where its stream ends, and the idempotency keys of the
-/// commands that wrote it.
-#[derive(Debug, Clone)]
-pub struct Loaded {
-    pub state: State,
-    /// The stream's last event (`None`: the stream has none).
-    pub tip: Option<StreamTip>,
-    /// When the newest event folded into the state was decided.
-    pub newest: Option<DateTime<Utc>>,
-    /// Record key (`<actor scope>/<key>`) -> what that command wrote to this stream.
-    pub keys: HashMap<String, KeyRecord>,
-    /// When the state was last known to be the stream's: read, or written by this engine.
-    pub checked_at: Instant,
-}
-
-impl Loaded {
-    /// Brings the state forward by `events` appended after its tip and ending at `tip`.
-    pub(crate) fn advance(
-        &mut self,
-        events: &[Event],
-        tip: StreamTip,
-        key: Option<((String, Option<String>), StreamRevision)>,
-    ) {
-        for event in events {
-            evolve(&mut self.state, event);
-            self.newest = self.newest.max(Some(event.at()));
-        }
-        let before = self.tip.replace(tip.clone());
-        if let Some(((key, fingerprint), first)) = key {
-            self.note_key(key, fingerprint, before, first, tip.revision);
-        }
-        self.checked_at = Instant::now();
-    }
-
-    fn initial(boundary: &Boundary) -> Loaded {
-        Loaded {
-            state: State::initial(boundary),
-            tip: None,
-            newest: None,
-            keys: HashMap::new(),
-            checked_at: Instant::now(),
-        }
-    }
-
-    /// The revision of the last event folded into the state.
-    pub fn version(&self) -> Option<StreamRevision> {
-        self.tip.as_ref().map(|t| t.revision)
-    }
-
-    pub(crate) fn expected(&self) -> ExpectedVersion {
-        ExpectedVersion::after(self.tip.as_ref())
-    }
-
-    /// Folds one stored event of the stream (its metadata names the command's key).
-    fn fold(&mut self, recorded: &dealreg_events::RecordedEvent, event: &Event) {
-        evolve(&mut self.state, event);
-        self.newest = self.newest.max(Some(event.at()));
-        let before = self.tip.replace(StreamTip::of(recorded));
-        if let Some((key, fingerprint)) = key_of(&recorded.metadata) {
-            self.note_key(
-                key,
-                fingerprint,
-                before,
-                recorded.revision,
-                recorded.revision,
-            );
-        }
-    }
-
-    /// Records that the command with `key` wrote revisions `first..=last`, after `before`.
-    fn note_key(
-        &mut self,
-        key: String,
-        fingerprint: Option<String>,
-        before: Option<StreamTip>,
-        first: StreamRevision,
-        last: StreamRevision,
-    ) {
-        self.keys
-            .entry(key)
-            .and_modify(|r| r.last = r.last.max(last))
-            .or_insert(KeyRecord {
-                fingerprint,
-                after: before,
-                first,
-                last,
-            });
-    }
-}
-
-/// The idempotency record key and fingerprint an event's metadata names, if any.
-fn key_of(metadata: &[u8]) -> Option<(String, Option<String>)> {
-    #[derive(serde::Deserialize)]
-    struct Keyed {
-        actor: Actor,
-        idempotency_key: Option<String>,
-        #[serde(default)]
-        fingerprint: Option<String>,
-    }
-    // Most events carry no key: skip parsing them.
-    if !metadata
-        .windows(b"\"idempotency_key\"".len())
-        .any(|w| w == b"\"idempotency_key\"")
-    {
-        return None;
-    }
-    let keyed: Keyed = serde_json::from_slice(metadata).ok()?;
-    let key = keyed.idempotency_key?;
-    Some((
-        idempotency_record_key(&keyed.actor, &key),
-        keyed.fingerprint,
-    ))
 }
 
 /// What the engine's retry loop did, for tests and operators: `decided_again` counts
@@ -1229,21 +1100,6 @@ fn reply_of(command: &str, positioned: Vec<PositionedEvent>) -> Reply {
         command: command.to_string(),
         events: positioned,
         error,
-    }
-}
-
-/// The key an idempotency key is recorded under for an actor: keys are scoped to the
-/// actor, so two partners' keys never meet and one partner can never receive another's
-/// reply (invariant 7).
-pub fn idempotency_record_key(actor: &Actor, key: &str) -> String {
-    format!("{}/{}", actor_scope(actor), key)
-}
-
-fn actor_scope(actor: &Actor) -> String {
-    match actor {
-        Actor::Partner { partner_id, .. } => format!("partner:{partner_id}"),
-        Actor::Vendor { .. } => "vendor".to_string(),
-        Actor::System { .. } => "system".to_string(),
     }
 }
 

@@ -19,9 +19,10 @@ use chrono::{DateTime, Utc};
 use dealreg_clock::Clock;
 use dealreg_domain::Policy;
 use dealreg_engine::envelope::MAX_COMMAND_BYTES;
-use dealreg_engine::tail::LogTail;
-use dealreg_engine::{reactor, Engine, RefusalBody, ReplyLine};
+use dealreg_engine::{Engine, RefusalBody, ReplyLine};
 use dealreg_events::EventStore;
+use dealreg_host::reactor;
+use dealreg_host::tail::LogTail;
 
 /// How often the reactor looks for appends by other processes.
 const REACTOR_POLL: Duration = Duration::from_millis(500);

@@ -19,10 +19,10 @@ use dealreg_crm::salesforce::SalesforceClient;
 use dealreg_crm::sync::{ChangeSource, Outbound, SyncError, SyncReport};
 use dealreg_crm::webhook::{CommandSink, HubspotInbound};
 use dealreg_crm::{CrmConfig, SyncState, Target, ViewChange};
-use dealreg_engine::feed::{self, Audience};
-use dealreg_engine::registry::Catalogue;
-use dealreg_engine::runner::CatchUp;
 use dealreg_engine::Engine;
+use dealreg_host::feed::{self, Audience};
+use dealreg_host::registry::Catalogue;
+use dealreg_host::runner::CatchUp;
 use dealreg_views::{CheckpointStore, FeedEntry};
 
 use super::store::{Log, StoreSpec};
@@ -703,7 +703,7 @@ pub async fn sync_beside_serve(
     config: Option<PathBuf>,
     state: Option<PathBuf>,
     every: Duration,
-) -> Result<dealreg_engine::host::Duty, String> {
+) -> Result<dealreg_host::host::Duty, String> {
     let adapter = AdapterArgs {
         target,
         config,
@@ -711,7 +711,7 @@ pub async fn sync_beside_serve(
     };
     let config = adapter.config()?;
     let state = adapter.state(spec)?;
-    use dealreg_engine::host::Duty;
+    use dealreg_host::host::Duty;
     const NAME: &str = "CRM sync";
     Ok(match target {
         Target::Salesforce => {
@@ -739,7 +739,7 @@ async fn follow_feed<C: dealreg_crm::CrmClient>(
     client: async_nats::Client,
     outbound: Arc<Outbound<C>>,
     every: Duration,
-    mut stop: dealreg_engine::host::DutyStop,
+    mut stop: dealreg_host::host::DutyStop,
 ) {
     let mut feed = None;
     loop {

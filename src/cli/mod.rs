@@ -21,7 +21,7 @@ pub mod view;
 /// A one-line progress bar on stderr for a long read of the log (`dealreg rebuild`,
 /// `dealreg replay`): `doing`, then how far by position. Positions grow with the log on
 /// every backend, though they are not counts: the bar counts the events folded.
-pub fn progress_bar(doing: &str, p: dealreg_engine::runner::Progress) {
+pub fn progress_bar(doing: &str, p: dealreg_host::runner::Progress) {
     let done = p.position.commit() as f64 / p.head.commit().max(1) as f64;
     let filled = (done * 30.0).round().clamp(0.0, 30.0) as usize;
     eprint!(

@@ -1,14 +1,14 @@
 //! `dealreg rebuild [NAME]`: rebuilds projections from the log, with a progress bar and
 //! the throughput, from the engine's one registry of projections. The log is read and
 //! decoded once for all of them; their folds run on separate threads
-//! ([`dealreg_engine::parallel`]).
+//! ([`dealreg_host::parallel`]).
 
 use std::process::ExitCode;
 use std::time::Instant;
 
-use dealreg_engine::parallel::{rebuild_threads_for, rebuild_together};
-use dealreg_engine::registry;
-use dealreg_engine::runner::CatchUp;
+use dealreg_host::parallel::{rebuild_threads_for, rebuild_together};
+use dealreg_host::registry;
+use dealreg_host::runner::CatchUp;
 use dealreg_store_sqlite::SqliteCheckpoints;
 
 pub async fn run(

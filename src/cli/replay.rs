@@ -1,17 +1,17 @@
 //! `dealreg replay --as-of <position | RFC 3339 time>`: every view as it stood then,
 //! folded from the origin in memory (nothing is written, so it runs on a read-only copy).
 //! Prints one view (`--view`) or writes them all as one JSON document; all of them are
-//! folded from one read of the log on separate threads ([`dealreg_engine::parallel`]).
+//! folded from one read of the log on separate threads ([`dealreg_host::parallel`]).
 //! Which views there are, and how each is shown, is the catalogue's
-//! ([`dealreg_engine::registry::Catalogue`]: the views it shows).
+//! ([`dealreg_host::registry::Catalogue`]: the views it shows).
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use dealreg_engine::parallel::{fold_threads_for, replay_together, Folding};
-use dealreg_engine::registry::Catalogue;
+use dealreg_host::parallel::{fold_threads_for, replay_together, Folding};
+use dealreg_host::registry::Catalogue;
 use dealreg_store_sqlite::SqliteCheckpoints;
 
 use super::view::{folded_any, AsOf};

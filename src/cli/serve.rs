@@ -15,8 +15,8 @@ use std::time::Duration;
 use clap::Args;
 use dealreg_clock::{SharedClock, SystemClock};
 use dealreg_domain::Policy;
-use dealreg_engine::host::Duty;
 use dealreg_engine::Engine;
+use dealreg_host::host::Duty;
 use dealreg_nats::metrics::Metrics;
 use dealreg_nats::service::{holder_name, ServeOptions, Stores};
 
@@ -97,7 +97,7 @@ async fn sign_on_interval<S: dealreg_events::EventStore>(
     key: ed25519_dalek::SigningKey,
     out: PathBuf,
     every: Duration,
-    mut stop: dealreg_engine::host::DutyStop,
+    mut stop: dealreg_host::host::DutyStop,
 ) {
     use std::io::Write;
     let mut signer = dealreg_events::audit::HeadSigner::new();

@@ -5,8 +5,9 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
-use dealreg_engine::runner::{self, CatchUp};
-use dealreg_engine::{reactor, timekeeper, Engine};
+use dealreg_engine::Engine;
+use dealreg_host::runner::{self, CatchUp};
+use dealreg_host::{reactor, timekeeper};
 use dealreg_projections::deadlines::Deadlines;
 
 pub async fn run(

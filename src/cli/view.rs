@@ -6,9 +6,9 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 use dealreg_domain::{AccountKey, PartnerId};
-use dealreg_engine::parallel::Folding;
-use dealreg_engine::registry::{conflicts_json, ledger_json};
-use dealreg_engine::runner::{self, CatchUp};
+use dealreg_host::parallel::Folding;
+use dealreg_host::registry::{conflicts_json, ledger_json};
+use dealreg_host::runner::{self, CatchUp};
 use dealreg_projections::conflicts::ConflictFlags;
 use dealreg_projections::ledger::Ledger;
 use dealreg_projections::metrics::ProgramMetrics;

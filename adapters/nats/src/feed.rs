@@ -1,5 +1,5 @@
 //! The change feeds on JetStream: one sink of the views host's feed
-//! ([`dealreg_engine::feed`]), which reads the outbox and decides what each audience gets.
+//! ([`dealreg_host::feed`]), which reads the outbox and decides what each audience gets.
 //!
 //! Each change is one message on `dealreg.feed.<view>.<table>[.partner.<id>]`, with the
 //! change's id as `Nats-Msg-Id` (`<view>/<key>@<position>/<audience>`): a change handed
@@ -12,8 +12,8 @@ use std::pin::Pin;
 use async_nats::jetstream;
 use async_nats::HeaderMap;
 use bytes::Bytes;
-use dealreg_engine::feed::{Audience, FeedError as SinkError, FeedSink, RowChange};
 use dealreg_events::{Position, StoreError};
+use dealreg_host::feed::{Audience, FeedError as SinkError, FeedSink, RowChange};
 use serde::{Deserialize, Serialize};
 
 use crate::subject;

@@ -244,7 +244,7 @@ pub async fn serve_http(listener: TcpListener, metrics: std::sync::Arc<Metrics>)
     }
 }
 
-impl dealreg_engine::host::HostObserver for Metrics {
+impl dealreg_host::host::HostObserver for Metrics {
     fn holds_views(&self, held: bool) {
         self.set_holds_views(held);
     }

@@ -14,9 +14,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use dealreg_domain::{AccountKey, Currency, PartnerId, RegistrationId};
-use dealreg_engine::registry::{Answer, Catalogue};
 use dealreg_engine::{decode_event, personal, PartnerEvent, RefusalBody};
 use dealreg_events::{EventStore, Position, StoreError, StreamRevision, StreamTip};
+use dealreg_host::registry::{Answer, Catalogue};
 use dealreg_projections::conflicts::{ConflictFlag, ConflictFlags, DuplicateFlag};
 use dealreg_projections::ledger::{Entry, Ledger};
 use dealreg_projections::pipeline::{group, Pipeline, VendorRow};
@@ -532,7 +532,7 @@ pub async fn answer_in<S: EventStore, K: CheckpointStore>(
                     let rows = stored.rows.into_iter().filter_map(|(key, bytes)| {
                         let published = dealreg_projections::published(
                             entry.published,
-                            dealreg_engine::feed::table_of(&key),
+                            dealreg_host::feed::table_of(&key),
                         )?;
                         let row: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
                         let row = if for_partner {

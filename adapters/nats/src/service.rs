@@ -1,5 +1,5 @@
 //! `serve`: the command and query endpoints, and the views host
-//! ([`dealreg_engine::host`]) with the JetStream feeds as its sink: in the one process
+//! ([`dealreg_host::host`]) with the JetStream feeds as its sink: in the one process
 //! that holds the views lease, the projection followers, the follow-up reactor, the
 //! timekeeper and the feed publisher.
 //!
@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use async_nats::service::ServiceExt;
 use async_nats::{jetstream, Client};
 use dealreg_clock::Clock;
-use dealreg_engine::host::{self, HostOptions, HostStores};
 use dealreg_engine::Engine;
 use dealreg_events::EventStore;
+use dealreg_host::host::{self, HostOptions, HostStores};
 use dealreg_views::{CheckpointStore, Leases, SharedDuties, Unshared};
 use futures_util::{future, stream, StreamExt};
 use tokio::sync::watch;
@@ -23,7 +23,7 @@ use tokio::task::JoinSet;
 use crate::metrics::Metrics;
 use crate::{command, feed, query, subject};
 
-pub use dealreg_engine::host::VIEWS_LEASE;
+pub use dealreg_host::host::VIEWS_LEASE;
 /// The micro service's name, and its queue group.
 pub const SERVICE_NAME: &str = "dealreg";
 
@@ -129,7 +129,7 @@ where
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let writer = if options.views {
-        let sink: Option<Arc<dyn dealreg_engine::feed::FeedSink>> = options
+        let sink: Option<Arc<dyn dealreg_host::feed::FeedSink>> = options
             .feeds
             .then(|| Arc::new(feed::JetStreamFeed::new(js.clone())) as _);
         tokio::spawn(host::hold_views(

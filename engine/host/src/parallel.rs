@@ -26,9 +26,9 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::codec::decode_event;
 use crate::runner::{self, CatchUp, Progress, ViewError};
 use crate::tail::Decoded;
+use dealreg_engine::codec::decode_event;
 
 /// A projection's fold with its type erased, so that one thread folds several.
 pub trait Folding: Send + 'static {

@@ -36,7 +36,8 @@ use tokio::task::JoinSet;
 
 use crate::feed::{self, FeedSink};
 use crate::tail::LogTail;
-use crate::{reactor, registry, runner, timekeeper, Engine};
+use crate::{reactor, registry, runner, timekeeper};
+use dealreg_engine::Engine;
 
 /// The lease the process folding the views holds.
 pub const VIEWS_LEASE: &str = "views";
@@ -341,7 +342,7 @@ async fn start_views<S, K, L, D>(
     stores: &HostStores<S, K, L, D>,
     options: &HostOptions,
     observer: &Arc<dyn HostObserver>,
-) -> Result<(Running, Arc<LogTail<S>>), crate::EngineError>
+) -> Result<(Running, Arc<LogTail<S>>), dealreg_engine::EngineError>
 where
     S: EventStore + Clone,
     K: CheckpointStore,

@@ -17,11 +17,11 @@ use dealreg_domain::{Actor, Command, Event};
 use dealreg_events::{EventStore, LogPages, Position, StoreError};
 use dealreg_views::{Checkpoint, CheckpointStore};
 
-use crate::codec::decode_event;
-use crate::engine::{Engine, EngineError, Executed};
-use crate::envelope::CommandEnvelope;
 use crate::runner::{FOLD_EVERY, SAVE_EVERY};
 use crate::tail::LogTail;
+use dealreg_engine::codec::decode_event;
+use dealreg_engine::engine::{Engine, EngineError, Executed};
+use dealreg_engine::envelope::CommandEnvelope;
 
 /// The reactor's checkpoint name (beside the projections' checkpoints).
 pub const CHECKPOINT: &str = "reactor/follow-ups";
@@ -212,5 +212,11 @@ pub async fn follow<S: EventStore + Clone, C: Clock, K: CheckpointStore>(
             }
             _ = tokio::time::sleep(wait) => {}
         }
+    }
+}
+
+impl From<dealreg_engine::codec::DecodeError> for ReactorError {
+    fn from(e: dealreg_engine::codec::DecodeError) -> Self {
+        ReactorError::Engine(EngineError::Decode(e))
     }
 }

@@ -23,8 +23,8 @@ use dealreg_events::{EventStore, Position};
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
-use crate::codec::decode_event;
-use crate::engine::EngineError;
+use dealreg_engine::codec::decode_event;
+use dealreg_engine::engine::EngineError;
 
 /// One event of the log, decoded.
 #[derive(Debug, Clone, PartialEq)]
@@ -131,11 +131,11 @@ impl<S: EventStore> LogTail<S> {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             if let Some(reason) = &kept.failed {
-                return Err(EngineError::Decode {
+                return Err(EngineError::Decode(dealreg_engine::codec::DecodeError {
                     stream: "the log".into(),
                     position: *self.shared.newest.borrow(),
                     reason: reason.clone(),
-                });
+                }));
             }
             if after >= kept.from {
                 // Positions may skip numbers: find the first kept event after `after`.
@@ -241,7 +241,11 @@ mod tests {
             event_id: uuid::Uuid::now_v7(),
             event_type: event.event_type().to_string(),
             data: serde_json::to_vec(&event).unwrap_or_else(|e| panic!("encode: {e}")),
-            metadata: format!("{{\"schema\":{}}}", crate::codec::EVENT_SCHEMA_VERSION).into_bytes(),
+            metadata: format!(
+                "{{\"schema\":{}}}",
+                dealreg_engine::codec::EVENT_SCHEMA_VERSION
+            )
+            .into_bytes(),
         }
     }
 

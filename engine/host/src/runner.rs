@@ -19,9 +19,9 @@ use dealreg_projections::Projection;
 use dealreg_views::{Checkpoint, CheckpointStore, RowWrite};
 use tokio::task::JoinHandle;
 
-use crate::codec::decode_event;
-use crate::engine::EngineError;
 use crate::tail::LogTail;
+use dealreg_engine::codec::decode_event;
+use dealreg_engine::engine::EngineError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ViewError {
@@ -543,3 +543,9 @@ pub const FOLD_EVERY: Duration = Duration::from_millis(10);
 /// write lock from the appends as often as they take it; folding a few milliseconds'
 /// worth of events into one save keeps appends fast and read-your-writes within this.
 pub const SAVE_EVERY: Duration = Duration::from_millis(50);
+
+impl From<dealreg_engine::codec::DecodeError> for ViewError {
+    fn from(e: dealreg_engine::codec::DecodeError) -> Self {
+        ViewError::Engine(EngineError::Decode(e))
+    }
+}

@@ -12,8 +12,8 @@ use dealreg_domain::{Actor, Command, ConflictSla};
 use dealreg_events::EventStore;
 use dealreg_projections::deadlines::{Deadline, DeadlineKind, Deadlines};
 
-use crate::engine::{Engine, EngineError, Executed};
-use crate::envelope::CommandEnvelope;
+use dealreg_engine::engine::{Engine, EngineError, Executed};
+use dealreg_engine::envelope::CommandEnvelope;
 
 /// What one tick did.
 #[derive(Debug, Default)]

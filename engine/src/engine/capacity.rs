@@ -29,8 +29,8 @@ use dealreg_domain::{
 };
 use dealreg_events::{EventStore, StoreError};
 
+use super::{Engine, EngineError, Loaded};
 use crate::codec::EventMetadata;
-use crate::engine::{Engine, EngineError, Loaded};
 use crate::reply::PositionedEvent;
 
 /// Slot events that go in one atomic append with the decision's own events.
