@@ -191,10 +191,6 @@ pub enum StoreError {
     /// stream again, where a command that did land is found by its idempotency key.
     #[error("the append may or may not have been written ({reason}); retry the command with the same idempotency key, which applies it at most once")]
     OutcomeUnknown { reason: String },
-    /// A save fenced by a lease found the lease held by another process (or expired):
-    /// nothing was written. Why a variant: the holder must stop writing that view, not retry.
-    #[error("the lease `{lease}` is no longer held by this process; another process writes the views now, nothing was saved")]
-    LeaseLost { lease: String },
 }
 
 /// The log as a stream of pages in position order, each non-empty: what

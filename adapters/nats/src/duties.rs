@@ -14,7 +14,8 @@
 
 use async_nats::jetstream::{self, kv};
 use chrono::{DateTime, Utc};
-use dealreg_events::{Position, StoreError};
+use dealreg_events::Position;
+use dealreg_views::ViewsError;
 use serde::{Deserialize, Serialize};
 
 /// The bucket the lease and the marks are kept in.
@@ -43,8 +44,8 @@ fn mark_key(duty: &str) -> String {
     format!("done.{duty}")
 }
 
-fn failed(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(format!(
+fn failed(what: &str, e: impl std::fmt::Display) -> ViewsError {
+    ViewsError::Backend(format!(
         "the lease bucket {LEASE_BUCKET} {what}: {e}; check JetStream on the servers"
     ))
 }
@@ -54,7 +55,7 @@ impl JetStreamDuties {
     pub async fn open(
         client: async_nats::Client,
         replicas: usize,
-    ) -> Result<JetStreamDuties, StoreError> {
+    ) -> Result<JetStreamDuties, ViewsError> {
         let js = jetstream::new(client);
         let bucket = match js.get_key_value(LEASE_BUCKET).await {
             Ok(bucket) => bucket,
@@ -77,7 +78,7 @@ impl JetStreamDuties {
     }
 
     /// The current value of `lease` and its revision.
-    async fn read(&self, lease: &str) -> Result<Option<(Option<Held>, u64)>, StoreError> {
+    async fn read(&self, lease: &str) -> Result<Option<(Option<Held>, u64)>, ViewsError> {
         let entry = self
             .bucket
             .entry(lease_key(lease))
@@ -100,7 +101,7 @@ impl dealreg_views::Leases for JetStreamDuties {
         holder: &str,
         now: DateTime<Utc>,
         ttl: std::time::Duration,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, ViewsError> {
         let until = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
         let value = serde_json::to_vec(&Held {
             holder: holder.to_string(),
@@ -127,7 +128,7 @@ impl dealreg_views::Leases for JetStreamDuties {
         Ok(taken)
     }
 
-    async fn release(&self, lease: &str, holder: &str) -> Result<(), StoreError> {
+    async fn release(&self, lease: &str, holder: &str) -> Result<(), ViewsError> {
         if let Some((Some(held), revision)) = self.read(lease).await? {
             if held.holder == holder {
                 // Expired now, at the revision read: a process that took it meanwhile keeps it.
@@ -147,7 +148,7 @@ impl dealreg_views::Leases for JetStreamDuties {
 }
 
 impl dealreg_views::SharedDuties for JetStreamDuties {
-    async fn mark_done(&self, name: &str, position: Position) -> Result<(), StoreError> {
+    async fn mark_done(&self, name: &str, position: Position) -> Result<(), ViewsError> {
         // Compare and set, so a mark never moves back even with a late writer.
         for _ in 0..8 {
             let entry = self
@@ -187,7 +188,7 @@ impl dealreg_views::SharedDuties for JetStreamDuties {
         ))
     }
 
-    async fn done_through(&self, name: &str) -> Result<Option<Position>, StoreError> {
+    async fn done_through(&self, name: &str) -> Result<Option<Position>, ViewsError> {
         let entry = self
             .bucket
             .entry(mark_key(name))

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use dealreg_domain::{AccountKey, Currency, PartnerId, RegistrationId};
 use dealreg_engine::{decode_event, personal, PartnerEvent, RefusalBody};
-use dealreg_events::{EventStore, Position, StoreError, StreamRevision, StreamTip};
+use dealreg_events::{EventStore, Position, StreamRevision, StreamTip};
 use dealreg_host::registry::{Answer, Catalogue};
 use dealreg_projections::conflicts::{ConflictFlag, ConflictFlags, DuplicateFlag};
 use dealreg_projections::ledger::{Entry, Ledger};
@@ -142,7 +142,7 @@ fn refused_with(code: &str, message: String, details: serde_json::Value) -> Quer
     }
 }
 
-fn store_refusal(e: &StoreError) -> QueryReply {
+fn store_refusal(e: &dyn std::fmt::Display) -> QueryReply {
     refused(
         "view_unavailable",
         format!("the views cannot be read now ({e}); retry"),
@@ -158,7 +158,7 @@ struct Read<P> {
 enum Wait {
     Unavailable(String),
     Timeout { reached: Position },
-    Store(StoreError),
+    Store(dealreg_views::ViewsError),
 }
 
 /// A view's saved meta and rows, of one save.

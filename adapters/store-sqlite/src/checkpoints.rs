@@ -22,8 +22,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use dealreg_events::{Position, StoreError};
-use dealreg_views::{Checkpoint, CheckpointStore, FeedEntry, Leases, RowWrite, RowsAt, StoredRow};
+use dealreg_events::Position;
+use dealreg_views::{
+    Checkpoint, CheckpointStore, FeedEntry, Leases, RowWrite, RowsAt, StoredRow, ViewsError,
+};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::open::{self, SqliteOptions};
@@ -94,17 +96,17 @@ impl WalCheckpointer {
 }
 
 trait Db<T> {
-    fn db(self) -> Result<T, StoreError>;
+    fn db(self) -> Result<T, ViewsError>;
 }
 
 impl<T> Db<T> for rusqlite::Result<T> {
-    fn db(self) -> Result<T, StoreError> {
+    fn db(self) -> Result<T, ViewsError> {
         self.map_err(backend)
     }
 }
 
-fn backend(e: rusqlite::Error) -> StoreError {
-    StoreError::Backend(format!(
+fn backend(e: rusqlite::Error) -> ViewsError {
+    ViewsError::Backend(format!(
         "checkpoint storage failed: {e}; check the store file and its permissions"
     ))
 }
@@ -278,7 +280,7 @@ impl SqliteCheckpoints {
     /// Opens the views of the store at `path`: its views file (created, with its tables,
     /// when missing). `path` must already be a store: open it with
     /// [`crate::SqliteStore`] first.
-    pub fn open(path: impl AsRef<Path>) -> Result<SqliteCheckpoints, StoreError> {
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteCheckpoints, ViewsError> {
         Self::open_with(path, &SqliteOptions::existing())
     }
 
@@ -287,7 +289,7 @@ impl SqliteCheckpoints {
     pub fn open_with(
         path: impl AsRef<Path>,
         options: &SqliteOptions,
-    ) -> Result<SqliteCheckpoints, StoreError> {
+    ) -> Result<SqliteCheckpoints, ViewsError> {
         let path = path.as_ref();
         let mut existing = SqliteOptions::existing();
         if let Some(pages) = options.page_cap() {
@@ -311,11 +313,11 @@ impl SqliteCheckpoints {
     pub fn open_file(
         views: impl AsRef<Path>,
         store_id: &str,
-    ) -> Result<SqliteCheckpoints, StoreError> {
+    ) -> Result<SqliteCheckpoints, ViewsError> {
         let views = views.as_ref();
         if let Some(dir) = views.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Backend(format!(
+                ViewsError::Backend(format!(
                     "cannot create the directory of the views file {}: {e}",
                     views.display()
                 ))
@@ -328,7 +330,7 @@ impl SqliteCheckpoints {
         views: &Path,
         store_id: Option<&str>,
         existing: &SqliteOptions,
-    ) -> Result<SqliteCheckpoints, StoreError> {
+    ) -> Result<SqliteCheckpoints, ViewsError> {
         let views = views.to_path_buf();
         let conn = Connection::open_with_flags(
             &views,
@@ -337,13 +339,13 @@ impl SqliteCheckpoints {
                 | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| {
-            StoreError::Backend(format!(
+            ViewsError::Backend(format!(
                 "cannot open the views file {}: {e}; check the directory's permissions",
                 views.display()
             ))
         })?;
         open::set_up(&conn).map_err(backend)?;
-        open::switch_to_wal(&conn, &views).map_err(|e| StoreError::Backend(e.to_string()))?;
+        open::switch_to_wal(&conn, &views).map_err(|e| ViewsError::Backend(e.to_string()))?;
         // Views are folds of the log: a save lost to a power failure (WAL with NORMAL can
         // roll the last transactions back, never corrupt) takes its checkpoint back with
         // its rows and outbox entries, and the next fold writes them again (the feed's
@@ -427,7 +429,7 @@ impl SqliteCheckpoints {
         })
     }
 
-    /// This handle, with every save refused (`StoreError::LeaseLost`, nothing written)
+    /// This handle, with every save refused (`ViewsError::LeaseLost`, nothing written)
     /// unless `holder` holds `lease` when the save's transaction runs.
     pub fn fenced(&self, lease: &str, holder: &str) -> SqliteCheckpoints {
         SqliteCheckpoints {
@@ -438,10 +440,10 @@ impl SqliteCheckpoints {
         }
     }
 
-    async fn run_checked<T, F>(&self, f: F) -> Result<T, StoreError>
+    async fn run_checked<T, F>(&self, f: F) -> Result<T, ViewsError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, ViewsError> + Send + 'static,
     {
         let conn = Arc::clone(&self.conn);
         tokio::task::spawn_blocking(move || {
@@ -449,7 +451,7 @@ impl SqliteCheckpoints {
             f(&conn)
         })
         .await
-        .map_err(|e| StoreError::Backend(format!("checkpoint task failed: {e}")))?
+        .map_err(|e| ViewsError::Backend(format!("checkpoint task failed: {e}")))?
     }
 
     async fn write(
@@ -458,7 +460,7 @@ impl SqliteCheckpoints {
         checkpoint: Checkpoint,
         rows: Vec<RowWrite>,
         published: bool,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), ViewsError> {
         let name = name.to_string();
         let table = rows_table(&name);
         let fence = self.fence.clone();
@@ -491,7 +493,7 @@ impl SqliteCheckpoints {
                     .optional()
                     .db()?;
                 if current.as_deref() != Some(holder.as_str()) {
-                    return Err(StoreError::LeaseLost {
+                    return Err(ViewsError::LeaseLost {
                         lease: lease.clone(),
                     });
                 }
@@ -546,7 +548,7 @@ impl SqliteCheckpoints {
         Ok(())
     }
 
-    async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    async fn run<T, F>(&self, f: F) -> Result<T, ViewsError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
@@ -557,12 +559,12 @@ impl SqliteCheckpoints {
             f(&conn).map_err(backend)
         })
         .await
-        .map_err(|e| StoreError::Backend(format!("checkpoint task failed: {e}")))?
+        .map_err(|e| ViewsError::Backend(format!("checkpoint task failed: {e}")))?
     }
 }
 
 impl CheckpointStore for SqliteCheckpoints {
-    async fn load(&self, name: &str) -> Result<Option<Checkpoint>, StoreError> {
+    async fn load(&self, name: &str) -> Result<Option<Checkpoint>, ViewsError> {
         let name = name.to_string();
         self.run(move |conn| {
             conn.query_row(
@@ -581,7 +583,7 @@ impl CheckpointStore for SqliteCheckpoints {
         .await
     }
 
-    async fn save(&self, name: &str, checkpoint: Checkpoint) -> Result<(), StoreError> {
+    async fn save(&self, name: &str, checkpoint: Checkpoint) -> Result<(), ViewsError> {
         self.write(name, checkpoint, Vec::new(), false).await
     }
 
@@ -590,7 +592,7 @@ impl CheckpointStore for SqliteCheckpoints {
         name: &str,
         checkpoint: Checkpoint,
         rows: Vec<RowWrite>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), ViewsError> {
         self.write(name, checkpoint, rows, false).await
     }
 
@@ -599,11 +601,11 @@ impl CheckpointStore for SqliteCheckpoints {
         name: &str,
         checkpoint: Checkpoint,
         rows: Vec<RowWrite>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), ViewsError> {
         self.write(name, checkpoint, rows, true).await
     }
 
-    async fn rows_by_key(&self, name: &str, keys: Vec<String>) -> Result<RowsAt, StoreError> {
+    async fn rows_by_key(&self, name: &str, keys: Vec<String>) -> Result<RowsAt, ViewsError> {
         let name = name.to_string();
         let table = rows_table(&name);
         self.run(move |conn| {
@@ -635,7 +637,7 @@ impl CheckpointStore for SqliteCheckpoints {
         .await
     }
 
-    async fn feed_after(&self, after_seq: u64, limit: usize) -> Result<Vec<FeedEntry>, StoreError> {
+    async fn feed_after(&self, after_seq: u64, limit: usize) -> Result<Vec<FeedEntry>, ViewsError> {
         self.run(move |conn| {
             let mut query = conn.prepare_cached(
                 "SELECT seq, view, key, scope, previous_scope, position FROM feed_outbox
@@ -658,7 +660,7 @@ impl CheckpointStore for SqliteCheckpoints {
         .await
     }
 
-    async fn feed_published(&self, seq: u64) -> Result<(), StoreError> {
+    async fn feed_published(&self, seq: u64) -> Result<(), ViewsError> {
         self.run(move |conn| {
             conn.execute(
                 "DELETE FROM feed_outbox WHERE seq <= ?1",
@@ -673,7 +675,7 @@ impl CheckpointStore for SqliteCheckpoints {
         &self,
         view: &str,
         position: Position,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), ViewsError> {
         let view = view.to_string();
         self.run(move |conn| {
             // Positions may be tokens (`c/p`) that SQL cannot order: compared here.
@@ -703,7 +705,7 @@ impl CheckpointStore for SqliteCheckpoints {
         .await
     }
 
-    async fn load_rows(&self, name: &str) -> Result<Vec<StoredRow>, StoreError> {
+    async fn load_rows(&self, name: &str) -> Result<Vec<StoredRow>, ViewsError> {
         let table = rows_table(name);
         self.run(move |conn| {
             if !has_table(conn, &table)? {
@@ -723,7 +725,7 @@ impl CheckpointStore for SqliteCheckpoints {
         &self,
         name: &str,
         scope: &str,
-    ) -> Result<(Position, Vec<StoredRow>), StoreError> {
+    ) -> Result<(Position, Vec<StoredRow>), ViewsError> {
         let name = name.to_string();
         let table = rows_table(&name);
         let scope = scope.to_string();
@@ -755,7 +757,7 @@ impl CheckpointStore for SqliteCheckpoints {
         .await
     }
 
-    async fn reset(&self, name: &str) -> Result<(), StoreError> {
+    async fn reset(&self, name: &str) -> Result<(), ViewsError> {
         let name = name.to_string();
         let table = rows_table(&name);
         let name = self
@@ -787,7 +789,7 @@ impl CheckpointStore for SqliteCheckpoints {
         Ok(())
     }
 
-    async fn caught_up(&self, name: &str) -> Result<(), StoreError> {
+    async fn caught_up(&self, name: &str) -> Result<(), ViewsError> {
         if !self.in_bulk(name) {
             return Ok(());
         }
@@ -845,7 +847,7 @@ impl SqliteCheckpoints {
     /// Drops the row tables resets renamed aside (the rows of views since rebuilt), and
     /// returns once they are gone: `dealreg rebuild` frees them after the rebuilt views
     /// are complete, so the rebuild never waits for them.
-    pub async fn drop_retired_now(&self) -> Result<(), StoreError> {
+    pub async fn drop_retired_now(&self) -> Result<(), ViewsError> {
         self.run(|conn| drop_tables_like(conn, &format!("rows\\_%{RETIRED}%")))
             .await
     }
@@ -858,7 +860,7 @@ impl Leases for SqliteCheckpoints {
         holder: &str,
         now: chrono::DateTime<chrono::Utc>,
         ttl: std::time::Duration,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, ViewsError> {
         let (lease, holder) = (lease.to_string(), holder.to_string());
         let now_ms = now.timestamp_millis();
         let until = now_ms.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
@@ -875,7 +877,7 @@ impl Leases for SqliteCheckpoints {
         .await
     }
 
-    async fn release(&self, lease: &str, holder: &str) -> Result<(), StoreError> {
+    async fn release(&self, lease: &str, holder: &str) -> Result<(), ViewsError> {
         let (lease, holder) = (lease.to_string(), holder.to_string());
         self.run(move |conn| {
             conn.execute(

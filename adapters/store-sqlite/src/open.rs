@@ -163,6 +163,12 @@ impl From<OpenError> for StoreError {
     }
 }
 
+impl From<OpenError> for dealreg_views::ViewsError {
+    fn from(e: OpenError) -> dealreg_views::ViewsError {
+        dealreg_views::ViewsError::Backend(e.to_string())
+    }
+}
+
 /// Opens a read-write connection to `path` as `options` say, checked to be a store, in
 /// WAL mode with `synchronous=FULL`, its schema in place and its cap set.
 pub(crate) fn writer_connection(

@@ -425,7 +425,7 @@ async fn a_save_fenced_by_a_lost_lease_writes_nothing() {
         .expect("b takes over"));
     let refused = fenced.save_published_rows("v", save(6), one_row()).await;
     assert!(
-        matches!(refused, Err(StoreError::LeaseLost { .. })),
+        matches!(refused, Err(dealreg_views::ViewsError::LeaseLost { .. })),
         "{refused:?}"
     );
     assert_eq!(

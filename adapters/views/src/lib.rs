@@ -16,7 +16,33 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 pub mod conformance;
 
-use dealreg_events::{Position, StoreError};
+use dealreg_events::Position;
+
+/// What a views store, a lease or the shared duties answer when they fail. Why a type of
+/// its own and not the event store's: a views store has failures a log does not (a lost
+/// lease), and none of the log's (an expected version).
+#[derive(Debug, thiserror::Error)]
+pub enum ViewsError {
+    #[error("the views store failed: {0}")]
+    Backend(String),
+    #[error("the views store is closed; reopen it")]
+    Closed,
+    /// A save fenced by a lease found the lease held by another process (or expired):
+    /// nothing was written. Why a variant: the holder must stop writing that view, not retry.
+    #[error("the lease `{lease}` is no longer held by this process; another process writes the views now, nothing was saved")]
+    LeaseLost { lease: String },
+}
+
+/// A views store kept beside the log (in the same SQLite file, say) fails as the log's
+/// store does: the same backend, the same words.
+impl From<dealreg_events::StoreError> for ViewsError {
+    fn from(e: dealreg_events::StoreError) -> Self {
+        match e {
+            dealreg_events::StoreError::Closed => ViewsError::Closed,
+            other => ViewsError::Backend(other.to_string()),
+        }
+    }
+}
 
 /// A saved read model: the state's bytes, the position it covers, and the version of the
 /// fold that wrote it (a fold of another version must not serve it).
@@ -71,14 +97,14 @@ pub trait Leases: Send + Sync + 'static {
         holder: &str,
         now: chrono::DateTime<chrono::Utc>,
         ttl: std::time::Duration,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    ) -> impl Future<Output = Result<bool, ViewsError>> + Send;
 
     /// Gives `lease` up, if `holder` has it.
     fn release(
         &self,
         lease: &str,
         holder: &str,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<(), ViewsError>> + Send;
 }
 
 /// The duties one process of a whole deployment performs (publishing the feeds, the
@@ -99,13 +125,13 @@ pub trait SharedDuties: Leases + Clone {
         &self,
         name: &str,
         position: Position,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<(), ViewsError>> + Send;
 
     /// How far duty `name` is done; `None` when it was never marked.
     fn done_through(
         &self,
         name: &str,
-    ) -> impl Future<Output = Result<Option<Position>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<Position>, ViewsError>> + Send;
 }
 
 /// No shared duties: the views file is the deployment's only one (a SQLite log), so
@@ -120,21 +146,21 @@ impl Leases for Unshared {
         _holder: &str,
         _now: chrono::DateTime<chrono::Utc>,
         _ttl: std::time::Duration,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, ViewsError> {
         Ok(false)
     }
 
-    async fn release(&self, _lease: &str, _holder: &str) -> Result<(), StoreError> {
+    async fn release(&self, _lease: &str, _holder: &str) -> Result<(), ViewsError> {
         Ok(())
     }
 }
 
 impl SharedDuties for Unshared {
-    async fn mark_done(&self, _name: &str, _position: Position) -> Result<(), StoreError> {
+    async fn mark_done(&self, _name: &str, _position: Position) -> Result<(), ViewsError> {
         Ok(())
     }
 
-    async fn done_through(&self, _name: &str) -> Result<Option<Position>, StoreError> {
+    async fn done_through(&self, _name: &str) -> Result<Option<Position>, ViewsError> {
         Ok(None)
     }
 }
@@ -146,14 +172,14 @@ pub trait CheckpointStore: Clone + Send + Sync + 'static {
     fn load(
         &self,
         name: &str,
-    ) -> impl Future<Output = Result<Option<Checkpoint>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<Checkpoint>, ViewsError>> + Send;
 
     /// Replaces the checkpoint of `name`: state, position and version in one atomic write.
     fn save(
         &self,
         name: &str,
         checkpoint: Checkpoint,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<(), ViewsError>> + Send;
 
     /// Writes `rows` and replaces the checkpoint of `name` in one atomic write: a reader
     /// sees the rows of one save with its position, never part of a save.
@@ -162,13 +188,13 @@ pub trait CheckpointStore: Clone + Send + Sync + 'static {
         name: &str,
         checkpoint: Checkpoint,
         rows: Vec<RowWrite>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<(), ViewsError>> + Send;
 
     /// Every row of `name`, by key.
     fn load_rows(
         &self,
         name: &str,
-    ) -> impl Future<Output = Result<Vec<StoredRow>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<StoredRow>, ViewsError>> + Send;
 
     /// The rows of `name` that belong to `scope` (a partner), by key, with the position of
     /// the checkpoint they were read with (one consistent read).
@@ -176,18 +202,18 @@ pub trait CheckpointStore: Clone + Send + Sync + 'static {
         &self,
         name: &str,
         scope: &str,
-    ) -> impl Future<Output = Result<(Position, Vec<StoredRow>), StoreError>> + Send;
+    ) -> impl Future<Output = Result<(Position, Vec<StoredRow>), ViewsError>> + Send;
 
     /// Forgets `name` (checkpoint and rows), so its next run starts from the origin. Its
     /// outbox entries stay and are published; the rebuild that follows publishes every
     /// row again.
-    fn reset(&self, name: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn reset(&self, name: &str) -> impl Future<Output = Result<(), ViewsError>> + Send;
 
     /// Tells the store that the fold of `name` has caught up with the log: a store that
     /// writes the rows of a fold from the origin in bulk (the SQLite store leaves out the
     /// scope index until then and builds it once, at the end) makes them ready for
     /// queries now. Stores without such a bulk mode do nothing.
-    fn caught_up(&self, name: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
+    fn caught_up(&self, name: &str) -> impl Future<Output = Result<(), ViewsError>> + Send {
         let _ = name;
         std::future::ready(Ok(()))
     }
@@ -199,7 +225,7 @@ pub trait CheckpointStore: Clone + Send + Sync + 'static {
         name: &str,
         checkpoint: Checkpoint,
         rows: Vec<RowWrite>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<(), ViewsError>> + Send;
 
     /// The rows of `name` with these keys, as stored now (`None`: no such row), with the
     /// position of the view's checkpoint (one consistent read).
@@ -207,17 +233,17 @@ pub trait CheckpointStore: Clone + Send + Sync + 'static {
         &self,
         name: &str,
         keys: Vec<String>,
-    ) -> impl Future<Output = Result<RowsAt, StoreError>> + Send;
+    ) -> impl Future<Output = Result<RowsAt, ViewsError>> + Send;
 
     /// Up to `limit` outbox entries after `after_seq`, in order.
     fn feed_after(
         &self,
         after_seq: u64,
         limit: usize,
-    ) -> impl Future<Output = Result<Vec<FeedEntry>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<FeedEntry>, ViewsError>> + Send;
 
     /// Removes the outbox entries up to `seq`: they are published.
-    fn feed_published(&self, seq: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn feed_published(&self, seq: u64) -> impl Future<Output = Result<(), ViewsError>> + Send;
 
     /// Removes the outbox entries of `view` at or before `position`: another process of
     /// the deployment published them (see [`SharedDuties`]).
@@ -225,7 +251,7 @@ pub trait CheckpointStore: Clone + Send + Sync + 'static {
         &self,
         view: &str,
         position: Position,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<(), ViewsError>> + Send;
 }
 
 /// Rows read by key (`None`: no such row) and the view's checkpoint position they are
@@ -258,7 +284,7 @@ impl MemoryCheckpoints {
         checkpoint: Checkpoint,
         rows: Vec<RowWrite>,
         published: bool,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), ViewsError> {
         let mut saved = self.saved.lock().unwrap_or_else(PoisonError::into_inner);
         let mut outbox = self.outbox.lock().unwrap_or_else(PoisonError::into_inner);
         let view = saved
@@ -290,12 +316,12 @@ impl MemoryCheckpoints {
 }
 
 impl CheckpointStore for MemoryCheckpoints {
-    async fn load(&self, name: &str) -> Result<Option<Checkpoint>, StoreError> {
+    async fn load(&self, name: &str) -> Result<Option<Checkpoint>, ViewsError> {
         let saved = self.saved.lock().unwrap_or_else(PoisonError::into_inner);
         Ok(saved.get(name).map(|(checkpoint, _)| checkpoint.clone()))
     }
 
-    async fn save(&self, name: &str, checkpoint: Checkpoint) -> Result<(), StoreError> {
+    async fn save(&self, name: &str, checkpoint: Checkpoint) -> Result<(), ViewsError> {
         self.write(name, checkpoint, Vec::new(), false)
     }
 
@@ -304,7 +330,7 @@ impl CheckpointStore for MemoryCheckpoints {
         name: &str,
         checkpoint: Checkpoint,
         rows: Vec<RowWrite>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), ViewsError> {
         self.write(name, checkpoint, rows, false)
     }
 
@@ -313,11 +339,11 @@ impl CheckpointStore for MemoryCheckpoints {
         name: &str,
         checkpoint: Checkpoint,
         rows: Vec<RowWrite>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), ViewsError> {
         self.write(name, checkpoint, rows, true)
     }
 
-    async fn load_rows(&self, name: &str) -> Result<Vec<StoredRow>, StoreError> {
+    async fn load_rows(&self, name: &str) -> Result<Vec<StoredRow>, ViewsError> {
         let saved = self.saved.lock().unwrap_or_else(PoisonError::into_inner);
         Ok(saved
             .get(name)
@@ -333,7 +359,7 @@ impl CheckpointStore for MemoryCheckpoints {
         &self,
         name: &str,
         scope: &str,
-    ) -> Result<(Position, Vec<StoredRow>), StoreError> {
+    ) -> Result<(Position, Vec<StoredRow>), ViewsError> {
         let saved = self.saved.lock().unwrap_or_else(PoisonError::into_inner);
         Ok(saved
             .get(name)
@@ -348,7 +374,7 @@ impl CheckpointStore for MemoryCheckpoints {
             .unwrap_or((Position::ORIGIN, Vec::new())))
     }
 
-    async fn rows_by_key(&self, name: &str, keys: Vec<String>) -> Result<RowsAt, StoreError> {
+    async fn rows_by_key(&self, name: &str, keys: Vec<String>) -> Result<RowsAt, ViewsError> {
         let saved = self.saved.lock().unwrap_or_else(PoisonError::into_inner);
         Ok(match saved.get(name) {
             Some((checkpoint, rows)) => (
@@ -361,13 +387,13 @@ impl CheckpointStore for MemoryCheckpoints {
         })
     }
 
-    async fn reset(&self, name: &str) -> Result<(), StoreError> {
+    async fn reset(&self, name: &str) -> Result<(), ViewsError> {
         let mut saved = self.saved.lock().unwrap_or_else(PoisonError::into_inner);
         saved.remove(name);
         Ok(())
     }
 
-    async fn feed_after(&self, after_seq: u64, limit: usize) -> Result<Vec<FeedEntry>, StoreError> {
+    async fn feed_after(&self, after_seq: u64, limit: usize) -> Result<Vec<FeedEntry>, ViewsError> {
         let outbox = self.outbox.lock().unwrap_or_else(PoisonError::into_inner);
         Ok(outbox
             .1
@@ -378,7 +404,7 @@ impl CheckpointStore for MemoryCheckpoints {
             .collect())
     }
 
-    async fn feed_published(&self, seq: u64) -> Result<(), StoreError> {
+    async fn feed_published(&self, seq: u64) -> Result<(), ViewsError> {
         let mut outbox = self.outbox.lock().unwrap_or_else(PoisonError::into_inner);
         outbox.1.retain(|e| e.seq > seq);
         Ok(())
@@ -388,7 +414,7 @@ impl CheckpointStore for MemoryCheckpoints {
         &self,
         view: &str,
         position: Position,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), ViewsError> {
         let mut outbox = self.outbox.lock().unwrap_or_else(PoisonError::into_inner);
         outbox.1.retain(|e| e.view != view || e.position > position);
         Ok(())
@@ -402,7 +428,7 @@ impl Leases for MemoryCheckpoints {
         holder: &str,
         now: chrono::DateTime<chrono::Utc>,
         ttl: std::time::Duration,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, ViewsError> {
         let mut leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
         let until = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
         match leases.get(lease) {
@@ -414,7 +440,7 @@ impl Leases for MemoryCheckpoints {
         }
     }
 
-    async fn release(&self, lease: &str, holder: &str) -> Result<(), StoreError> {
+    async fn release(&self, lease: &str, holder: &str) -> Result<(), ViewsError> {
         let mut leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
         if leases.get(lease).is_some_and(|(h, _)| h == holder) {
             leases.remove(lease);

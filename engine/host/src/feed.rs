@@ -76,6 +76,8 @@ impl RowChange {
 pub enum FeedError {
     #[error("the feed outbox cannot be read: {0}")]
     Store(#[from] StoreError),
+    #[error("the feed outbox cannot be read: {0}")]
+    Views(#[from] dealreg_views::ViewsError),
     #[error("the feed could not take the changes ({0}); they stay in the outbox and are handed over again")]
     Sink(String),
 }

@@ -454,7 +454,7 @@ async fn start_duties<S, C, K, L, D>(
     observer: &Arc<dyn HostObserver>,
     sink: &Option<Arc<dyn FeedSink>>,
     tail: &Arc<LogTail<S>>,
-) -> Result<Running, dealreg_events::StoreError>
+) -> Result<Running, dealreg_views::ViewsError>
 where
     S: EventStore + Clone,
     C: Clock + Clone,

@@ -15,7 +15,7 @@ use dealreg_clock::Clock;
 use dealreg_domain::command::ReleaseRegistration;
 use dealreg_domain::{Actor, Command, Event};
 use dealreg_events::{EventStore, LogPages, Position, StoreError};
-use dealreg_views::{Checkpoint, CheckpointStore};
+use dealreg_views::{Checkpoint, CheckpointStore, ViewsError};
 
 use crate::runner::{FOLD_EVERY, SAVE_EVERY};
 use crate::tail::LogTail;
@@ -34,6 +34,8 @@ pub const VERSION: u32 = 1;
 pub enum ReactorError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Views(#[from] ViewsError),
     #[error(transparent)]
     Engine(#[from] EngineError),
 }
@@ -75,14 +77,14 @@ pub fn follow_ups(event: &Event) -> Vec<CommandEnvelope> {
     }
 }
 
-async fn saved_position<K: CheckpointStore>(checkpoints: &K) -> Result<Position, StoreError> {
+async fn saved_position<K: CheckpointStore>(checkpoints: &K) -> Result<Position, ViewsError> {
     Ok(match checkpoints.load(CHECKPOINT).await? {
         Some(saved) if saved.version == VERSION => saved.position,
         _ => Position::ORIGIN,
     })
 }
 
-async fn save<K: CheckpointStore>(checkpoints: &K, position: Position) -> Result<(), StoreError> {
+async fn save<K: CheckpointStore>(checkpoints: &K, position: Position) -> Result<(), ViewsError> {
     checkpoints
         .save(
             CHECKPOINT,
@@ -96,7 +98,7 @@ async fn save<K: CheckpointStore>(checkpoints: &K, position: Position) -> Result
 }
 
 /// How far the reactor of this views file got.
-pub async fn position<K: CheckpointStore>(checkpoints: &K) -> Result<Position, StoreError> {
+pub async fn position<K: CheckpointStore>(checkpoints: &K) -> Result<Position, ViewsError> {
     saved_position(checkpoints).await
 }
 
@@ -105,7 +107,7 @@ pub async fn position<K: CheckpointStore>(checkpoints: &K) -> Result<Position, S
 pub async fn skip_to<K: CheckpointStore>(
     checkpoints: &K,
     position: Position,
-) -> Result<(), StoreError> {
+) -> Result<(), ViewsError> {
     if saved_position(checkpoints).await? < position {
         save(checkpoints, position).await?;
     }

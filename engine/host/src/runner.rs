@@ -27,6 +27,8 @@ use dealreg_engine::engine::EngineError;
 pub enum ViewError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Views(#[from] dealreg_views::ViewsError),
     #[error("the saved state of projection `{name}` cannot be read ({reason}); run `dealreg rebuild {name}`")]
     Corrupt { name: String, reason: String },
     #[error(transparent)]
