@@ -823,8 +823,9 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
         &self.vault
     }
 
-    /// The keys the decided events need to seal their contacts. Keys the vault knows are
-    /// read on this thread; creating one (a durable write) runs on the blocking pool.
+    /// The keys the decided events need to seal their contacts. Keys the vault has at hand
+    /// are taken inline; the others are awaited (a vault that writes a file or asks its
+    /// servers does so without holding a runtime thread).
     async fn personal_keys(
         &self,
         events: &[Event],
@@ -845,18 +846,7 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
             }
         }
         if !missing.is_empty() {
-            let vault = Arc::clone(&self.vault);
-            let made = tokio::task::spawn_blocking(move || {
-                personal::keys_for(vault.as_ref(), &missing, at)
-            })
-            .await
-            .map_err(|e| {
-                EngineError::Vault(VaultError::Io {
-                    path: "key vault".into(),
-                    reason: format!("its worker stopped: {e}"),
-                })
-            })??;
-            keys.extend(made);
+            keys.extend(personal::keys_for(self.vault.as_ref(), &missing, at).await?);
         }
         Ok(keys)
     }
@@ -880,7 +870,7 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
         let mut events = Vec::with_capacity(recorded.len());
         for r in &recorded {
             let mut event = decode_event(r)?;
-            personal::reveal(&mut event, self.vault.as_ref())?;
+            personal::reveal(&mut event, self.vault.as_ref()).await?;
             events.push(PositionedEvent {
                 stream: r.stream.clone(),
                 revision: r.revision,

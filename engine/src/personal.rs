@@ -50,7 +50,7 @@ pub fn addresses_to_seal(events: &[Event]) -> Vec<String> {
 }
 
 /// The keys of `addresses`, created in the vault where missing.
-pub fn keys_for(
+pub async fn keys_for(
     vault: &dyn KeyVault,
     addresses: &[String],
     at: chrono::DateTime<chrono::Utc>,
@@ -62,7 +62,7 @@ pub fn keys_for(
         }
         let key = match vault.try_key_for(address, at)? {
             Some(key) => key,
-            None => vault.key_for(address, at)?,
+            None => vault.key_for(address, at).await?,
         };
         keys.insert(address.clone(), key);
     }
@@ -148,14 +148,15 @@ pub fn open(sealed: &SealedContact, key: &[u8; 32]) -> Result<Contact, OpenError
 /// as erased when the key was destroyed. A contact that does not open under an existing
 /// key (altered bytes) stays sealed, with a warning: it is never shown as erased, which
 /// would hide the damage.
-pub fn reveal(event: &mut Event, vault: &dyn KeyVault) -> Result<(), VaultError> {
+pub async fn reveal(event: &mut Event, vault: &dyn KeyVault) -> Result<(), VaultError> {
     let Event::RegistrationSubmitted { customer, .. } = event else {
         return Ok(());
     };
     let ContactOnRecord::Sealed(sealed) = &customer.contact else {
         return Ok(());
     };
-    let shown = match vault.key_of(sealed.person)? {
+    let person = sealed.person;
+    let shown = match vault.key_of(person).await? {
         None => ContactOnRecord::Erased(ErasedContact {
             person: sealed.person,
         }),
@@ -184,10 +185,13 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_sealed_contact_opens_only_under_its_key_and_person() {
+    #[tokio::test]
+    async fn a_sealed_contact_opens_only_under_its_key_and_person() {
         let vault = MemoryVault::new(KeyMaterial::Random);
-        let key = vault.key_for("dana@acme.com", chrono::Utc::now()).unwrap();
+        let key = vault
+            .key_for("dana@acme.com", chrono::Utc::now())
+            .await
+            .unwrap();
         let event_id = Uuid::now_v7();
         let sealed = seal(&contact(), &key, event_id).unwrap();
         assert!(!sealed.ciphertext.contains("Dana"));
@@ -197,7 +201,10 @@ mod tests {
             seal(&contact(), &key, Uuid::now_v7()).unwrap().nonce,
             sealed.nonce
         );
-        let other = vault.key_for("lee@acme.com", chrono::Utc::now()).unwrap();
+        let other = vault
+            .key_for("lee@acme.com", chrono::Utc::now())
+            .await
+            .unwrap();
         assert!(matches!(
             open(&sealed, &other.key),
             Err(OpenError::Inauthentic)

@@ -70,7 +70,9 @@ pub async fn run(
                 // Decoded (older schemas upcast), the contact opened where a key exists.
                 let mut event = decode_event(recorded).map_err(|e| e.to_string())?;
                 if let Some(vault) = &vault {
-                    personal::reveal(&mut event, vault.as_ref()).map_err(|e| e.to_string())?;
+                    personal::reveal(&mut event, vault.as_ref())
+                        .await
+                        .map_err(|e| e.to_string())?;
                 }
                 line.event = serde_json::to_value(&event).map_err(|e| e.to_string())?;
             }

@@ -110,7 +110,7 @@ async fn erasure_of(
     let mut worst: Option<(uuid::Uuid, Erasure)> = None;
     for &person in persons {
         loop {
-            let erasure = vault.erasure(person).map_err(|e| e.to_string())?;
+            let erasure = vault.erasure(person).await.map_err(|e| e.to_string())?;
             if let (
                 true,
                 Erasure::Pending {
@@ -147,7 +147,7 @@ pub async fn status(
         return Err("the store has no key vault: no contact was ever sealed in it".into());
     }
     let vault = super::store::vault(spec, KeyMaterial::Random).await?;
-    let erasure = vault.erasure(person).map_err(|e| e.to_string())?;
+    let erasure = vault.erasure(person).await.map_err(|e| e.to_string())?;
     let report = ErasureReport::of(&erasure);
     println!(
         "{}",
@@ -182,6 +182,7 @@ pub async fn run(
     };
     let person = vault
         .forget(&email, Utc::now())
+        .await
         .map_err(|e| e.to_string())?;
     let mut report = Forgotten {
         email: email.clone(),
@@ -212,7 +213,11 @@ pub async fn run(
                     report.erased += 1;
                 }
                 ContactOnRecord::Sealed(sealed) => {
-                    let Some(key) = vault.key_of(sealed.person).map_err(|e| e.to_string())? else {
+                    let Some(key) = vault
+                        .key_of(sealed.person)
+                        .await
+                        .map_err(|e| e.to_string())?
+                    else {
                         continue;
                     };
                     let names_it = personal::open(sealed, &key)
@@ -220,6 +225,7 @@ pub async fn run(
                     if names_it {
                         vault
                             .forget_person(sealed.person, Utc::now())
+                            .await
                             .map_err(|e| e.to_string())?;
                         tracing::info!(person = %sealed.person, position = %recorded.position, "a sealed contact names the address under a key the vault had no record of; destroyed it too");
                         forgotten.insert(sealed.person);

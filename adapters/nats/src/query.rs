@@ -727,7 +727,7 @@ async fn history<S: EventStore, K: CheckpointStore>(
             };
             // The vendor reads the contact (or sees it erased); a partner's form has none.
             if me.is_none() {
-                if let Err(e) = personal::reveal(&mut event, vault) {
+                if let Err(e) = personal::reveal(&mut event, vault).await {
                     return Err(refused(
                         "store_failed",
                         format!("the key vault cannot be read: {e}"),

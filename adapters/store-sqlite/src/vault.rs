@@ -23,11 +23,11 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use dealreg_vault::{normalise_email, KeyMaterial, KeyVault, PersonKey, VaultError};
+use dealreg_vault::{normalise_email, KeyMaterial, KeyVault, PersonKey, VaultError, VaultFuture};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use uuid::Uuid;
 
@@ -85,7 +85,14 @@ struct Inner {
     next_reserve: usize,
 }
 
+/// The key vault in a SQLite file beside the store (`<store>-keys`). Clones share the
+/// file's one handle.
+#[derive(Clone)]
 pub struct SqliteVault {
+    file: Arc<VaultFile>,
+}
+
+struct VaultFile {
     path: PathBuf,
     material: KeyMaterial,
     read_only: bool,
@@ -99,10 +106,10 @@ fn io(path: &Path, e: impl std::fmt::Display) -> VaultError {
     }
 }
 
-impl SqliteVault {
+impl VaultFile {
     /// Opens (creating when missing) the vault of the store at `store`, making new keys
     /// from `material` (`KeyMaterial::Random` for every real store).
-    pub fn open(store: &Path, material: KeyMaterial) -> Result<SqliteVault, VaultError> {
+    fn open(store: &Path, material: KeyMaterial) -> Result<VaultFile, VaultError> {
         let path = vault_path(store);
         let conn = Connection::open_with_flags(
             &path,
@@ -128,7 +135,7 @@ impl SqliteVault {
 
     /// Opens the vault of the store at `store` for reading only, as an auditor's tools do:
     /// `None` when there is none (contacts are then shown sealed).
-    pub fn open_read_only(store: &Path) -> Result<Option<SqliteVault>, VaultError> {
+    fn open_read_only(store: &Path) -> Result<Option<VaultFile>, VaultError> {
         let path = vault_path(store);
         if !path.exists() {
             return Ok(None);
@@ -147,9 +154,9 @@ impl SqliteVault {
         conn: Connection,
         material: KeyMaterial,
         read_only: bool,
-    ) -> Result<SqliteVault, VaultError> {
+    ) -> Result<VaultFile, VaultError> {
         let data_version = data_version(&conn).map_err(|e| io(&path, e))?;
-        Ok(SqliteVault {
+        Ok(VaultFile {
             path,
             material,
             read_only,
@@ -384,7 +391,7 @@ impl SqliteVault {
     }
 }
 
-impl Drop for SqliteVault {
+impl Drop for VaultFile {
     fn drop(&mut self) {
         // A clean close leaves every record written and synced.
         let mut inner = self.inner();
@@ -430,7 +437,9 @@ fn person_key(path: &Path, person: &str, key: &[u8]) -> Result<PersonKey, VaultE
     Ok(PersonKey { person, key })
 }
 
-impl KeyVault for SqliteVault {
+/// The vault's work, done on the calling thread (the [`KeyVault`] impl of [`SqliteVault`]
+/// runs what writes and syncs the file on the blocking pool).
+impl VaultFile {
     fn try_key_for(
         &self,
         email: &str,
@@ -569,5 +578,90 @@ impl KeyVault for SqliteVault {
         let forgotten = forgotten?;
         self.purged(conn)?;
         Ok(forgotten)
+    }
+}
+
+impl SqliteVault {
+    /// Opens (creating it when missing) the vault of the store at `store`.
+    pub fn open(store: &Path, material: KeyMaterial) -> Result<SqliteVault, VaultError> {
+        VaultFile::open(store, material).map(SqliteVault::of)
+    }
+
+    /// Opens the vault of the store at `store` to read only; `None` when it has none.
+    pub fn open_read_only(store: &Path) -> Result<Option<SqliteVault>, VaultError> {
+        VaultFile::open_read_only(store).map(|file| file.map(SqliteVault::of))
+    }
+
+    fn of(file: VaultFile) -> SqliteVault {
+        SqliteVault {
+            file: Arc::new(file),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.file.path()
+    }
+
+    /// How many keys the vault holds.
+    pub fn len(&self) -> Result<u64, VaultError> {
+        self.file.len()
+    }
+
+    pub fn is_empty(&self) -> Result<bool, VaultError> {
+        self.file.is_empty()
+    }
+
+    /// The key of `email` if the vault holds one (never makes one).
+    pub fn known(&self, email: &str) -> Result<Option<PersonKey>, VaultError> {
+        self.file.known(email)
+    }
+
+    /// Writes the records of keys handed out and not written yet.
+    pub fn flush(&self) -> Result<(), VaultError> {
+        self.file.flush()
+    }
+
+    /// Runs `work` on the blocking pool: it writes and syncs the file, which must not hold
+    /// a runtime thread.
+    fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&VaultFile) -> Result<T, VaultError> + Send + 'static,
+    ) -> VaultFuture<'static, T> {
+        let file = Arc::clone(&self.file);
+        Box::pin(async move {
+            let path = file.path.display().to_string();
+            tokio::task::spawn_blocking(move || work(&file))
+                .await
+                .map_err(|e| VaultError::Io {
+                    path,
+                    reason: format!("its worker stopped: {e}"),
+                })?
+        })
+    }
+}
+
+/// Reads (a key it holds, one made ahead, a key by person) are answered on the calling
+/// thread; what writes and syncs the file runs on the blocking pool.
+impl KeyVault for SqliteVault {
+    fn try_key_for(&self, email: &str, at: DateTime<Utc>) -> Result<Option<PersonKey>, VaultError> {
+        self.file.try_key_for(email, at)
+    }
+
+    fn key_for<'a>(&'a self, email: &'a str, at: DateTime<Utc>) -> VaultFuture<'a, PersonKey> {
+        let email = email.to_string();
+        self.blocking(move |file| file.key_for(&email, at))
+    }
+
+    fn key_of(&self, person: Uuid) -> VaultFuture<'_, Option<[u8; 32]>> {
+        Box::pin(std::future::ready(self.file.key_of(person)))
+    }
+
+    fn forget<'a>(&'a self, email: &'a str, at: DateTime<Utc>) -> VaultFuture<'a, Option<Uuid>> {
+        let email = email.to_string();
+        self.blocking(move |file| file.forget(&email, at))
+    }
+
+    fn forget_person(&self, person: Uuid, at: DateTime<Utc>) -> VaultFuture<'_, bool> {
+        self.blocking(move |file| file.forget_person(person, at))
     }
 }

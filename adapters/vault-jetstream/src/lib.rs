@@ -25,20 +25,20 @@
 //! making a key for one address at the same moment agree on one (the loser uses the
 //! winner's). `forget` deletes the address record and the key.
 //!
-//! The [`KeyVault`] trait is synchronous (the engine calls it on the blocking pool, and
-//! inline for keys it already has); this vault runs its requests on the runtime it was
-//! opened in, blocking the calling thread (`block_in_place` on a runtime worker: the
-//! runtime must be multi-threaded, as every dealreg job's is).
+//! The [`KeyVault`] trait's waiting methods are futures the caller awaits: this vault's
+//! requests to the servers never block a runtime thread. Keys it already has are handed
+//! out without a request ([`KeyVault::try_key_for`]).
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, stream};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use dealreg_vault::{normalise_email, Erasure, KeyMaterial, KeyVault, PersonKey, VaultError};
+use dealreg_vault::{
+    normalise_email, Erasure, KeyMaterial, KeyVault, PersonKey, VaultError, VaultFuture,
+};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -94,7 +94,6 @@ pub struct JetStreamVault {
     prefix: String,
     secret: [u8; 32],
     material: KeyMaterial,
-    runtime: tokio::runtime::Handle,
     cache: Mutex<HashMap<String, (PersonKey, Instant)>>,
 }
 
@@ -165,7 +164,6 @@ impl JetStreamVault {
             prefix: options.prefix,
             secret: [0; 32],
             material: options.material,
-            runtime: tokio::runtime::Handle::current(),
             cache: Mutex::new(HashMap::new()),
         };
         vault.secret = vault.secret().await?;
@@ -198,14 +196,6 @@ impl JetStreamVault {
             // A lost race: another process wrote it; read theirs.
             self.create(&subject, Bytes::copy_from_slice(&secret))
                 .await?;
-        }
-    }
-
-    /// Runs `request` on the vault's runtime from the synchronous trait methods.
-    fn run<T>(&self, request: impl Future<Output = T>) -> T {
-        match tokio::runtime::Handle::try_current() {
-            Ok(_) => tokio::task::block_in_place(|| self.runtime.block_on(request)),
-            Err(_) => self.runtime.block_on(request),
         }
     }
 
@@ -458,28 +448,31 @@ impl KeyVault for JetStreamVault {
         Ok(self.cached(&normalise_email(email)))
     }
 
-    fn key_for(&self, email: &str, at: DateTime<Utc>) -> Result<PersonKey, VaultError> {
-        let email = normalise_email(email);
-        if let Some(key) = self.cached(&email) {
-            return Ok(key);
-        }
-        let key = self.run(self.key_for_now(&email, at))?;
-        self.remember(email, &key);
-        Ok(key)
+    fn key_for<'a>(&'a self, email: &'a str, at: DateTime<Utc>) -> VaultFuture<'a, PersonKey> {
+        Box::pin(async move {
+            let email = normalise_email(email);
+            if let Some(key) = self.cached(&email) {
+                return Ok(key);
+            }
+            let key = self.key_for_now(&email, at).await?;
+            self.remember(email, &key);
+            Ok(key)
+        })
     }
 
-    fn key_of(&self, person: Uuid) -> Result<Option<[u8; 32]>, VaultError> {
-        self.run(self.key_of_now(person))
+    fn key_of(&self, person: Uuid) -> VaultFuture<'_, Option<[u8; 32]>> {
+        Box::pin(self.key_of_now(person))
     }
 
-    fn forget(&self, email: &str, _at: DateTime<Utc>) -> Result<Option<Uuid>, VaultError> {
-        let email = normalise_email(email);
-        let address = self.address_subject(&email);
-        let person = self.run(async {
+    fn forget<'a>(&'a self, email: &'a str, _at: DateTime<Utc>) -> VaultFuture<'a, Option<Uuid>> {
+        Box::pin(async move {
+            let email = normalise_email(email);
+            let address = self.address_subject(&email);
             let Found::Message {
                 sequence, payload, ..
             } = self.last(&address).await?
             else {
+                self.forget_cached(None, Some(&email));
                 return Ok(None);
             };
             let person = Uuid::from_slice(&payload).ok();
@@ -487,20 +480,21 @@ impl KeyVault for JetStreamVault {
                 self.forget_person_now(person).await?;
             }
             self.erase(sequence).await?;
-            Ok::<_, VaultError>(person)
-        })?;
-        self.forget_cached(person, Some(&email));
-        Ok(person)
+            self.forget_cached(person, Some(&email));
+            Ok(person)
+        })
     }
 
-    fn forget_person(&self, person: Uuid, _at: DateTime<Utc>) -> Result<bool, VaultError> {
-        let had = self.run(self.forget_person_now(person))?;
-        self.forget_cached(Some(person), None);
-        Ok(had)
+    fn forget_person(&self, person: Uuid, _at: DateTime<Utc>) -> VaultFuture<'_, bool> {
+        Box::pin(async move {
+            let had = self.forget_person_now(person).await?;
+            self.forget_cached(Some(person), None);
+            Ok(had)
+        })
     }
 
-    fn erasure(&self, person: Uuid) -> Result<Erasure, VaultError> {
-        self.run(self.erasure_now(person))
+    fn erasure(&self, person: Uuid) -> VaultFuture<'_, Erasure> {
+        Box::pin(self.erasure_now(person))
     }
 }
 

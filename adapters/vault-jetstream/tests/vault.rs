@@ -48,8 +48,8 @@ async fn one_key_per_address_found_by_its_person_and_forgotten_everywhere() {
     let now = Utc::now();
     let (ka, kb) = {
         let (a2, b2) = (Arc::clone(&a), Arc::clone(&b));
-        let ta = tokio::task::spawn_blocking(move || a2.key_for(email, now));
-        let tb = tokio::task::spawn_blocking(move || b2.key_for(email, now));
+        let ta = tokio::spawn(async move { a2.key_for(email, now).await });
+        let tb = tokio::spawn(async move { b2.key_for(email, now).await });
         (
             ta.await.expect("join").expect("key"),
             tb.await.expect("join").expect("key"),
@@ -57,12 +57,14 @@ async fn one_key_per_address_found_by_its_person_and_forgotten_everywhere() {
     };
     assert_eq!(ka, kb, "one person and one key for one address");
     assert_eq!(
-        a.key_for(" dana.buyer@example.com ", now).expect("again"),
+        a.key_for(" dana.buyer@example.com ", now)
+            .await
+            .expect("again"),
         ka,
         "addresses compare trimmed and in lower case"
     );
-    assert_eq!(b.key_of(ka.person).expect("key_of"), Some(ka.key));
-    let other = a.key_for("someone@example.com", now).expect("other");
+    assert_eq!(b.key_of(ka.person).await.expect("key_of"), Some(ka.key));
+    let other = a.key_for("someone@example.com", now).await.expect("other");
     assert_ne!(other.person, ka.person);
 
     // The address is never in the server's files, only its keyed hash.
@@ -81,9 +83,9 @@ async fn one_key_per_address_found_by_its_person_and_forgotten_everywhere() {
 
     // Forgotten through the other process: the key is gone everywhere, at once (one
     // replica: no Raft log keeps it).
-    assert_eq!(b.forget(email, now).expect("forget"), Some(ka.person));
-    assert_eq!(a.key_of(ka.person).expect("key_of"), None);
-    assert_eq!(b.forget(email, now).expect("forget again"), None);
+    assert_eq!(b.forget(email, now).await.expect("forget"), Some(ka.person));
+    assert_eq!(a.key_of(ka.person).await.expect("key_of"), None);
+    assert_eq!(b.forget(email, now).await.expect("forget again"), None);
     for (path, bytes) in files(&store) {
         assert!(
             !holds(&bytes, &ka.key),
@@ -92,20 +94,24 @@ async fn one_key_per_address_found_by_its_person_and_forgotten_everywhere() {
         );
     }
     assert_eq!(
-        a.key_of(other.person).expect("key_of"),
+        a.key_of(other.person).await.expect("key_of"),
         Some(other.key),
         "other people's keys stay"
     );
     // The address gets a new person when it registers again.
     tokio::time::sleep(std::time::Duration::from_secs(6)).await;
-    let again = a.key_for(email, Utc::now()).expect("new key");
+    let again = a.key_for(email, Utc::now()).await.expect("new key");
     assert_ne!(again.person, ka.person);
 
     // Forgetting by person (a record the vault lost): the key goes, the address then
     // gets a new one.
-    assert!(a.forget_person(again.person, now).expect("forget person"));
+    assert!(a
+        .forget_person(again.person, now)
+        .await
+        .expect("forget person"));
     assert!(!a
         .forget_person(again.person, now)
+        .await
         .expect("forget person again"));
 }
 
@@ -132,7 +138,7 @@ async fn a_seeded_vault_makes_the_same_keys_and_a_missing_one_is_not_created_by_
     .await
     .expect("open");
     let at = Utc::now();
-    let key = seeded.key_for("demo@example.com", at).expect("key");
+    let key = seeded.key_for("demo@example.com", at).await.expect("key");
     let expected = KeyMaterial::Seeded(7)
         .new_key("demo@example.com", at)
         .expect("derive");

@@ -9,6 +9,8 @@
 //! one an id that says nothing about them, and the events name only that id.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
@@ -41,36 +43,44 @@ pub enum VaultError {
     Randomness(String),
 }
 
-/// Where personal-data keys are kept. Every method may be called from many threads.
+/// What a vault's waiting methods return: a future the caller awaits on its own runtime.
+/// Why boxed: the engine holds its vault as `Arc<dyn KeyVault>` (chosen at start-up), and
+/// a vault that talks to servers (JetStream) must not block a runtime thread while it
+/// waits for them.
+pub type VaultFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, VaultError>> + Send + 'a>>;
+
+/// Where personal-data keys are kept. Every method may be called from many tasks at once.
 pub trait KeyVault: Send + Sync + 'static {
-    /// The key of the person at `email` if it can be had without waiting on the disk:
-    /// the one the vault knows, or a key made ahead (already durable) handed out now.
-    /// `None` when only [`KeyVault::key_for`] can give it. The engine calls this on its
-    /// own threads and `key_for` on the blocking pool.
+    /// The key of the person at `email` if it can be had without waiting: the one the
+    /// vault knows, or a key made ahead (already durable) handed out now. `None` when only
+    /// [`KeyVault::key_for`] can give it. Never waits on a disk or a server, so the engine
+    /// calls it inline for every contact it seals.
     fn try_key_for(&self, email: &str, at: DateTime<Utc>) -> Result<Option<PersonKey>, VaultError>;
     /// The key of the person at `email`, created when there is none. A new key is
-    /// durable when this returns (the event it seals may be acknowledged next).
-    fn key_for(&self, email: &str, at: DateTime<Utc>) -> Result<PersonKey, VaultError>;
+    /// durable when this resolves (the event it seals may be acknowledged next).
+    fn key_for<'a>(&'a self, email: &'a str, at: DateTime<Utc>) -> VaultFuture<'a, PersonKey>;
     /// The key of `person`; `None` when it was destroyed (or never existed here).
-    fn key_of(&self, person: Uuid) -> Result<Option<[u8; 32]>, VaultError>;
+    fn key_of(&self, person: Uuid) -> VaultFuture<'_, Option<[u8; 32]>>;
     /// Destroys the key of the person at `email`, so nothing sealed under it can be read
     /// again. Gives the person's id, or `None` when the vault held no key for that address.
     /// A later registration naming the same address gets a new person and a new key.
-    fn forget(&self, email: &str, at: DateTime<Utc>) -> Result<Option<Uuid>, VaultError>;
+    fn forget<'a>(&'a self, email: &'a str, at: DateTime<Utc>) -> VaultFuture<'a, Option<Uuid>>;
     /// Destroys the key of `person` (found by opening a sealed contact that names the
     /// address being forgotten, when the vault's own record of the address was lost).
     /// Gives whether there was a key.
-    fn forget_person(&self, person: Uuid, at: DateTime<Utc>) -> Result<bool, VaultError>;
+    fn forget_person(&self, person: Uuid, at: DateTime<Utc>) -> VaultFuture<'_, bool>;
     /// Whether every copy of `person`'s key is gone from the disks this vault writes to,
     /// as far as the vault can tell. A vault that erases in place when it forgets (the
     /// SQLite and memory vaults) is done when `forget` returns; a replicated vault may
     /// leave copies in its servers' replication logs until they compact them.
-    fn erasure(&self, person: Uuid) -> Result<Erasure, VaultError> {
-        Ok(match self.key_of(person)? {
-            Some(_) => Erasure::Held,
-            None => Erasure::Complete {
-                basis: "the vault erases a key's bytes in place when it forgets it".into(),
-            },
+    fn erasure(&self, person: Uuid) -> VaultFuture<'_, Erasure> {
+        Box::pin(async move {
+            Ok(match self.key_of(person).await? {
+                Some(_) => Erasure::Held,
+                None => Erasure::Complete {
+                    basis: "the vault erases a key's bytes in place when it forgets it".into(),
+                },
+            })
         })
     }
 }
@@ -160,12 +170,8 @@ impl MemoryVault {
     }
 }
 
-impl KeyVault for MemoryVault {
-    fn try_key_for(&self, email: &str, at: DateTime<Utc>) -> Result<Option<PersonKey>, VaultError> {
-        self.key_for(email, at).map(Some)
-    }
-
-    fn key_for(&self, email: &str, at: DateTime<Utc>) -> Result<PersonKey, VaultError> {
+impl MemoryVault {
+    fn key_now(&self, email: &str, at: DateTime<Utc>) -> Result<PersonKey, VaultError> {
         let email = normalise_email(email);
         let mut keys = self.keys();
         if let Some(found) = keys.get(&email) {
@@ -175,27 +181,41 @@ impl KeyVault for MemoryVault {
         keys.insert(email, created.clone());
         Ok(created)
     }
+}
 
-    fn key_of(&self, person: Uuid) -> Result<Option<[u8; 32]>, VaultError> {
-        Ok(self
+/// Nothing of the memory vault waits: each answer is ready at once.
+impl KeyVault for MemoryVault {
+    fn try_key_for(&self, email: &str, at: DateTime<Utc>) -> Result<Option<PersonKey>, VaultError> {
+        self.key_now(email, at).map(Some)
+    }
+
+    fn key_for<'a>(&'a self, email: &'a str, at: DateTime<Utc>) -> VaultFuture<'a, PersonKey> {
+        Box::pin(std::future::ready(self.key_now(email, at)))
+    }
+
+    fn key_of(&self, person: Uuid) -> VaultFuture<'_, Option<[u8; 32]>> {
+        let found = self
             .keys()
             .values()
             .find(|k| k.person == person)
-            .map(|k| k.key))
+            .map(|k| k.key);
+        Box::pin(std::future::ready(Ok(found)))
     }
 
-    fn forget_person(&self, person: Uuid, _at: DateTime<Utc>) -> Result<bool, VaultError> {
+    fn forget_person(&self, person: Uuid, _at: DateTime<Utc>) -> VaultFuture<'_, bool> {
         let mut keys = self.keys();
         let before = keys.len();
         keys.retain(|_, k| k.person != person);
-        Ok(keys.len() < before)
+        let had = keys.len() < before;
+        Box::pin(std::future::ready(Ok(had)))
     }
 
-    fn forget(&self, email: &str, _at: DateTime<Utc>) -> Result<Option<Uuid>, VaultError> {
-        Ok(self
+    fn forget<'a>(&'a self, email: &'a str, _at: DateTime<Utc>) -> VaultFuture<'a, Option<Uuid>> {
+        let person = self
             .keys()
             .remove(&normalise_email(email))
-            .map(|k| k.person))
+            .map(|k| k.person);
+        Box::pin(std::future::ready(Ok(person)))
     }
 }
 
@@ -203,23 +223,32 @@ impl KeyVault for MemoryVault {
 mod tests {
     use super::*;
 
+    /// The memory vault's answers are ready at once: one poll gives them.
+    fn now<T>(mut future: VaultFuture<'_, T>) -> Result<T, VaultError> {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match future.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(answer) => answer,
+            std::task::Poll::Pending => panic!("the memory vault waited"),
+        }
+    }
+
     #[test]
     fn a_forgotten_address_gets_a_new_person_and_key() {
         let vault = MemoryVault::new(KeyMaterial::Random);
         let at = Utc::now();
-        let first = vault.key_for(" Dana@Acme.com", at).unwrap();
+        let first = now(vault.key_for(" Dana@Acme.com", at)).unwrap();
         assert_eq!(
             vault.try_key_for("dana@acme.com", at).unwrap(),
             Some(first.clone())
         );
-        assert_eq!(vault.key_of(first.person).unwrap(), Some(first.key));
+        assert_eq!(now(vault.key_of(first.person)).unwrap(), Some(first.key));
         assert_eq!(
-            vault.forget("DANA@acme.com", at).unwrap(),
+            now(vault.forget("DANA@acme.com", at)).unwrap(),
             Some(first.person)
         );
-        assert_eq!(vault.key_of(first.person).unwrap(), None);
-        assert_eq!(vault.forget("dana@acme.com", at).unwrap(), None);
-        let second = vault.key_for("dana@acme.com", at).unwrap();
+        assert_eq!(now(vault.key_of(first.person)).unwrap(), None);
+        assert_eq!(now(vault.forget("dana@acme.com", at)).unwrap(), None);
+        let second = now(vault.key_for("dana@acme.com", at)).unwrap();
         assert_ne!(second.person, first.person);
         assert_ne!(second.key, first.key);
         assert_eq!(second.person.get_version_num(), 7);
