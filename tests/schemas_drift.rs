@@ -132,6 +132,11 @@ fn documents() -> Vec<Document> {
         document::<QueryReply>("query-reply.schema.json", "Query reply"),
         document::<HistoryLine>("history-line.schema.json", "Registration history line"),
         document::<FeedMessage>("feed-message.schema.json", "Feed message"),
+        // The pipeline's stored registration row is private to the projection; what leaves
+        // it is one of two forms. The vendor's (`VendorRow`) is the row of the vendor's feed
+        // messages and the CRM's input (the feed hands over the stored row, which
+        // serialises as it) and, grouped, the vendor's pipeline answer; the partner's
+        // (`PartnerRow`) is the row of a partner's feed messages and its pipeline answer.
         document::<VendorRow>(
             "rows/pipeline-registration.schema.json",
             "Pipeline registration row (vendor)",

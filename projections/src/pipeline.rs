@@ -11,6 +11,19 @@
 //! influence is removed). After a win its row shows when the deal renews and whether the
 //! renewal is its own; the renewal is kept in a table of its own, so the vendor's rows (and
 //! the pipeline old logs replay to) are unchanged.
+//!
+//! One type per contract. The view stores a `RegistrationRow` per registration: the
+//! fold's state, private to this module. What leaves the projection is converted from it:
+//!
+//! - [`VendorRow`], the vendor's form: the vendor's pipeline answer (the NATS `pipeline`
+//!   query, `dealreg view pipeline`, `dealreg replay`), the row of the vendor's
+//!   `pipeline.registration` feed messages, and so what the CRM adapters map
+//!   (`/row/...` pointers). These contracts are byte-identical today, so one type serves
+//!   them; it is also, field for field, the stored row, because the feed hands the stored
+//!   row over as it is (a test below holds the two to the same bytes).
+//! - [`PartnerRow`], the partner's form: a partner's pipeline answer (its role, after a
+//!   win the renewal) and the row of its feed messages (the owner's form of one row, which
+//!   knows nothing of the renewal table), and the fields a CRM portal object may map.
 
 use std::collections::BTreeMap;
 
@@ -37,6 +50,42 @@ pub enum ProtectionStatus {
     Ended,
 }
 
+/// The stored row of the view's `registration` table: everything the fold keeps of one
+/// registration. Private to the projection: what is answered or published is converted
+/// from it ([`VendorRow`], [`PartnerRow`]). The view's stored bytes are these rows, so
+/// their serialisation (field names and order) is the replay fixtures' and the feed's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct RegistrationRow {
+    registration_id: RegistrationId,
+    /// The owning partner: the row's scope (its feed, its queries).
+    partner_id: PartnerId,
+    partner: String,
+    account: AccountKey,
+    company: String,
+    product_line: String,
+    motion: Motion,
+    stage: String,
+    status: String,
+    protection: ProtectionStatus,
+    protection_expires_at: Option<DateTime<Utc>>,
+    next_step: Option<String>,
+    estimated_amount: Money,
+    won_amount: Option<Money>,
+    last_quoted_discount_percent: Option<u32>,
+    /// Also what the fold reads to choose an influencer's rows.
+    attribution: Attribution,
+    internal_notes: Vec<String>,
+    submitted_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+// The vendor's form of a stored registration row. The contracts it serves (byte-identical
+// today, hence one type): the vendor's pipeline answer (`schemas/answers/pipeline.schema.json`:
+// the NATS `pipeline` query, `dealreg view pipeline --json`, `dealreg replay`), the row of
+// the vendor's `pipeline.registration` feed messages
+// (`schemas/rows/pipeline-registration.schema.json`; the feed hands over the stored row,
+// which serialises as this type), and the CRM adapters' input (their mappings point into
+// these fields). (A plain comment: the doc comment is the published schemas' description.)
 /// Everything the vendor knows about one registration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VendorRow {
@@ -62,6 +111,12 @@ pub struct VendorRow {
     pub updated_at: DateTime<Utc>,
 }
 
+// The partner's form of a stored registration row. The contracts it serves: a partner's
+// pipeline answer (`schemas/answers/pipeline-partner.schema.json`), the row of a partner's
+// `pipeline.registration` feed messages
+// (`schemas/rows/pipeline-registration-partner.schema.json`: always the owner's form,
+// without the renewal), and the fields a CRM portal object may map. (A plain comment: the
+// doc comment is the published schemas' description.)
 /// What a partner may see of a registration it is part of: stage, owner, next step,
 /// protection status and expiry, motion; its role on the deal; after a win, the renewal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
@@ -124,10 +179,59 @@ pub struct Renewal {
     pub renewal_date: Option<NaiveDate>,
 }
 
-impl From<&VendorRow> for PartnerRow {
+impl From<&RegistrationRow> for VendorRow {
+    /// Every field, as stored (the stored row is destructured whole: a field added to it
+    /// is a choice to make here, not a silent addition to the vendor's contracts).
+    fn from(row: &RegistrationRow) -> Self {
+        let RegistrationRow {
+            registration_id,
+            partner_id,
+            partner,
+            account,
+            company,
+            product_line,
+            motion,
+            stage,
+            status,
+            protection,
+            protection_expires_at,
+            next_step,
+            estimated_amount,
+            won_amount,
+            last_quoted_discount_percent,
+            attribution,
+            internal_notes,
+            submitted_at,
+            updated_at,
+        } = row;
+        VendorRow {
+            registration_id: *registration_id,
+            partner_id: *partner_id,
+            partner: partner.clone(),
+            account: account.clone(),
+            company: company.clone(),
+            product_line: product_line.clone(),
+            motion: *motion,
+            stage: stage.clone(),
+            status: status.clone(),
+            protection: *protection,
+            protection_expires_at: *protection_expires_at,
+            next_step: next_step.clone(),
+            estimated_amount: estimated_amount.clone(),
+            won_amount: won_amount.clone(),
+            last_quoted_discount_percent: *last_quoted_discount_percent,
+            attribution: attribution.clone(),
+            internal_notes: internal_notes.clone(),
+            submitted_at: *submitted_at,
+            updated_at: *updated_at,
+        }
+    }
+}
+
+impl From<&RegistrationRow> for PartnerRow {
     /// The owner's form of its row (what the owner's feed carries: one row alone knows
     /// nothing of the renewal table).
-    fn from(v: &VendorRow) -> Self {
+    fn from(v: &RegistrationRow) -> Self {
         PartnerRow {
             registration_id: v.registration_id,
             account: v.account.clone(),
@@ -150,12 +254,12 @@ impl From<&VendorRow> for PartnerRow {
 /// Rows grouped by motion, then stage.
 pub type Grouped<R> = BTreeMap<Motion, BTreeMap<String, Vec<R>>>;
 
-/// Vendor rows belong to their registration's partner (its feed, its queries).
+/// Registration rows belong to their registration's partner (its feed, its queries).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ByOwner;
 
-impl Scope<VendorRow> for ByOwner {
-    fn scope(row: &VendorRow) -> Option<String> {
+impl Scope<RegistrationRow> for ByOwner {
+    fn scope(row: &RegistrationRow) -> Option<String> {
         Some(row.partner_id.to_string())
     }
 }
@@ -165,7 +269,7 @@ pub struct Pipeline {
     #[serde(skip)]
     partners: Table<PartnerId, String>,
     #[serde(skip)]
-    rows: Table<RegistrationId, VendorRow, ByOwner>,
+    rows: Table<RegistrationId, RegistrationRow, ByOwner>,
     /// Renewals by `"<account>|<product line>"`: vendor-only rows, never published (a
     /// partner gets its part of them through [`Pipeline::partner_rows`]).
     #[serde(skip)]
@@ -180,7 +284,7 @@ fn renewal_key(account: &AccountKey, product_line: &str) -> String {
 impl Pipeline {
     /// The vendor's view: every registration, every field.
     pub fn vendor_view(&self) -> Grouped<VendorRow> {
-        group(self.rows.values().cloned())
+        group(self.rows())
     }
 
     /// One partner's view: the registrations it owns or influences, safe fields only.
@@ -198,7 +302,7 @@ impl Pipeline {
     }
 
     /// The renewal of the deal `row` was won with, if it was.
-    pub fn renewal(&self, row: &VendorRow) -> Option<&Renewal> {
+    fn renewal(&self, row: &RegistrationRow) -> Option<&Renewal> {
         self.renewals
             .get(&renewal_key(&row.account, &row.product_line))
             .filter(|r| r.won_with == row.registration_id)
@@ -206,7 +310,7 @@ impl Pipeline {
 
     /// What `viewer` sees of `row`: all the safe fields when it owns it; without the owner
     /// and next step when it influences it; nothing otherwise.
-    fn partner_row(&self, row: &VendorRow, viewer: PartnerId) -> Option<PartnerRow> {
+    fn partner_row(&self, row: &RegistrationRow, viewer: PartnerId) -> Option<PartnerRow> {
         let mut seen = PartnerRow::from(row);
         if row.partner_id != viewer {
             if !row.attribution.influencers.contains_key(&viewer) {
@@ -227,9 +331,18 @@ impl Pipeline {
         Some(seen)
     }
 
-    /// Every registration's row, in registration id order.
-    pub fn rows(&self) -> impl Iterator<Item = &VendorRow> {
-        self.rows.values()
+    /// Every registration as the vendor sees it, in registration id order (each converted
+    /// from its stored row as it is taken).
+    pub fn rows(&self) -> impl Iterator<Item = VendorRow> + '_ {
+        self.rows.values().map(VendorRow::from)
+    }
+
+    /// The vendor's form of a stored `registration` row (its bytes as the views store
+    /// holds them, `registration/<id>`): what reads one row without the whole view (a
+    /// registration's history) are given.
+    pub fn stored_registration(bytes: &[u8]) -> Result<VendorRow, serde_json::Error> {
+        let stored: RegistrationRow = serde_json::from_slice(bytes)?;
+        Ok(VendorRow::from(&stored))
     }
 
     pub fn partners(&self) -> impl Iterator<Item = (&PartnerId, &String)> {
@@ -326,7 +439,7 @@ impl Projection for Pipeline {
     fn apply(&mut self, position: Position, event: &Event) {
         self.last_position = position;
         let mut update =
-            |id: &RegistrationId, at: &DateTime<Utc>, f: &mut dyn FnMut(&mut VendorRow)| {
+            |id: &RegistrationId, at: &DateTime<Utc>, f: &mut dyn FnMut(&mut RegistrationRow)| {
                 if let Some(row) = self.rows.get_mut(id) {
                     f(row);
                     row.updated_at = *at;
@@ -351,7 +464,7 @@ impl Projection for Pipeline {
             } => {
                 self.rows.insert(
                     *registration_id,
-                    VendorRow {
+                    RegistrationRow {
                         registration_id: *registration_id,
                         partner_id: *partner_id,
                         partner: self.partners.get(partner_id).cloned().unwrap_or_default(),
@@ -606,8 +719,102 @@ impl Projection for Pipeline {
     }
 }
 
-/// What a partner sees of its registration row: the [`PartnerRow`] of the vendor's row.
+/// What a partner sees of its registration row: the [`PartnerRow`] of the stored row.
 fn partner_form(row: &serde_json::Value) -> Option<serde_json::Value> {
-    let vendor: VendorRow = serde_json::from_value(row.clone()).ok()?;
-    serde_json::to_value(PartnerRow::from(&vendor)).ok()
+    let stored: RegistrationRow = serde_json::from_value(row.clone()).ok()?;
+    serde_json::to_value(PartnerRow::from(&stored)).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::RowTable;
+
+    /// A stored row with every optional field set and every collection filled.
+    fn full_row() -> RegistrationRow {
+        let at = DateTime::parse_from_rfc3339("2026-03-01T09:30:00Z")
+            .expect("a time")
+            .with_timezone(&Utc);
+        let owner = PartnerId(uuid::Uuid::from_u128(1));
+        let influencer = PartnerId(uuid::Uuid::from_u128(2));
+        RegistrationRow {
+            registration_id: RegistrationId(uuid::Uuid::from_u128(3)),
+            partner_id: owner,
+            partner: "Northwind Traders".into(),
+            account: AccountKey("acme.com".into()),
+            company: "Acme".into(),
+            product_line: "analytics".into(),
+            motion: Motion::Reseller,
+            stage: "qualification".into(),
+            status: "won".into(),
+            protection: ProtectionStatus::Ended,
+            protection_expires_at: Some(at),
+            next_step: Some("call the buyer".into()),
+            estimated_amount: Money::new(480_000, "EUR").expect("money"),
+            won_amount: Some(Money::new(500_000, "EUR").expect("money")),
+            last_quoted_discount_percent: Some(12),
+            attribution: Attribution {
+                sourcing: Some(owner),
+                influencers: BTreeMap::from([(influencer, 20)]),
+            },
+            internal_notes: vec!["approved: fits".into(), "stage note: met".into()],
+            submitted_at: at,
+            updated_at: at,
+        }
+    }
+
+    /// The feed hands over the stored row as it is, for the vendor's form: the two must be
+    /// the same bytes, and a stored row must read back as the vendor's form.
+    #[test]
+    fn a_stored_row_is_byte_for_byte_its_vendor_form() {
+        for row in [
+            full_row(),
+            RegistrationRow {
+                protection_expires_at: None,
+                next_step: None,
+                won_amount: None,
+                last_quoted_discount_percent: None,
+                attribution: Attribution::default(),
+                internal_notes: Vec::new(),
+                ..full_row()
+            },
+        ] {
+            let stored = serde_json::to_vec(&row).expect("a stored row serialises");
+            let vendor = VendorRow::from(&row);
+            assert_eq!(
+                String::from_utf8(stored.clone()).expect("utf-8"),
+                serde_json::to_string(&vendor).expect("a vendor row serialises")
+            );
+            assert_eq!(
+                Pipeline::stored_registration(&stored).expect("a stored row reads"),
+                vendor
+            );
+            let back: VendorRow = serde_json::from_slice(&stored).expect("the wire form reads");
+            assert_eq!(back, vendor);
+        }
+    }
+
+    /// The table stores the row in the same bytes, and the view answers its vendor form.
+    #[test]
+    fn the_view_stores_and_answers_the_same_bytes() {
+        let row = full_row();
+        let mut pipeline = Pipeline::default();
+        pipeline.rows.insert(row.registration_id, row.clone());
+        let stored = pipeline.rows.snapshot().expect("the table serialises");
+        let (_, value) = stored.first().expect("one row");
+        assert_eq!(
+            value,
+            &serde_json::to_value(VendorRow::from(&row)).expect("json")
+        );
+        assert_eq!(
+            pipeline.rows().collect::<Vec<_>>(),
+            vec![VendorRow::from(&row)]
+        );
+        let partner = partner_form(value).expect("the owner's form");
+        assert_eq!(
+            partner,
+            serde_json::to_value(PartnerRow::from(&row)).expect("json")
+        );
+        assert!(partner.get("internal_notes").is_none());
+    }
 }

@@ -19,7 +19,7 @@ use dealreg_events::{EventStore, Position, StreamRevision, StreamTip};
 use dealreg_host::registry::{Answer, Catalogue};
 use dealreg_projections::conflicts::{ConflictFlag, ConflictFlags, DuplicateFlag};
 use dealreg_projections::ledger::{Entry, Ledger};
-use dealreg_projections::pipeline::{group, Pipeline, VendorRow};
+use dealreg_projections::pipeline::{group, Pipeline};
 use dealreg_projections::Projection;
 use dealreg_vault::KeyVault;
 use dealreg_views::{CheckpointStore, StoredRow};
@@ -692,7 +692,7 @@ async fn history<S: EventStore, K: CheckpointStore>(
     let Some(row) = row else {
         return Err(unknown());
     };
-    let row: VendorRow = match serde_json::from_slice(&row) {
+    let row = match Pipeline::stored_registration(&row) {
         Ok(row) => row,
         Err(e) => {
             return Err(refused(
