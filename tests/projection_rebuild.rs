@@ -520,10 +520,12 @@ async fn projections_rebuilt_together_on_any_number_of_threads_equal_each_rebuil
     }
 }
 
-/// A rebuild of every projection killed midway leaves each at its last save along the
-/// way (no final save); each resumes from there to the states of an uninterrupted one.
+/// A rebuild of every projection killed midway leaves the serving views as they were,
+/// whole: it was folding beside them (`<name>~next`, saved along the way at its last save,
+/// exactly the first 700 events) and nothing was swapped in. Run again, it starts over
+/// beside them and swaps in the states of an uninterrupted rebuild.
 #[tokio::test]
-async fn projections_rebuilt_together_and_killed_resume_without_gaps_or_doubles() {
+async fn projections_rebuilt_together_and_killed_leave_the_serving_views_whole() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = demo_store(&dir);
     let store = SqliteStore::open(&path).expect("open");
@@ -539,6 +541,10 @@ async fn projections_rebuilt_together_and_killed_resume_without_gaps_or_doubles(
     .await
     .expect("uninterrupted");
     let uninterrupted = every_saved(&views).await;
+    let total = events_after(&store, Position::ORIGIN).await;
+    for (at, _) in &uninterrupted {
+        assert_eq!(events_after(&store, *at).await, 0, "the rebuilt views cover the log");
+    }
 
     let died = dealreg_host::parallel::rebuild_together(
         &store,
@@ -552,27 +558,47 @@ async fn projections_rebuilt_together_and_killed_resume_without_gaps_or_doubles(
     .expect("killed");
     assert!(died.crashed, "the run says it stopped as a crash would");
     assert_eq!(died.folded, 731);
-    let after_crash = every_saved(&views).await;
-    let total = events_after(&store, Position::ORIGIN).await;
-    for (at, _) in &after_crash {
-        assert_eq!(
-            total - events_after(&store, *at).await,
-            700,
-            "each projection's checkpoint covers exactly the first 700 events"
-        );
-    }
-    let restarted = SqliteCheckpoints::open(&path).expect("views after restart");
+    assert_eq!(
+        every_saved(&views).await,
+        uninterrupted,
+        "the serving views are untouched by a rebuild that did not finish"
+    );
+    let beside = dealreg_host::beside::Beside::new(
+        views.clone(),
+        dealreg_host::registry::names::<SqliteStore, SqliteCheckpoints>(),
+    );
     for entry in dealreg_host::registry::projections::<SqliteStore, SqliteCheckpoints>() {
-        let resumed = entry
-            .catch_up(&store, &restarted, saving_every(100, None), &mut |_| {})
+        let built = beside
+            .load(entry.name)
             .await
-            .expect("resume");
+            .expect("load beside")
+            .expect("a save beside along the way");
         assert_eq!(
-            resumed.folded,
-            total - 700,
-            "{}: only what came after its checkpoint",
+            total - events_after(&store, built.position).await,
+            700,
+            "{}: the rebuild beside covers exactly the first 700 events",
             entry.name
         );
     }
+
+    let restarted = SqliteCheckpoints::open(&path).expect("views after restart");
+    dealreg_host::parallel::rebuild_together(
+        &store,
+        &restarted,
+        fresh_folds(),
+        2,
+        saving_every(100, None),
+        |_| {},
+    )
+    .await
+    .expect("run again");
     assert_eq!(every_saved(&restarted).await, uninterrupted);
+    for entry in dealreg_host::registry::projections::<SqliteStore, SqliteCheckpoints>() {
+        assert_eq!(
+            beside.load(entry.name).await.expect("load beside"),
+            None,
+            "{}: nothing is left beside after the swap",
+            entry.name
+        );
+    }
 }

@@ -705,6 +705,72 @@ impl CheckpointStore for SqliteCheckpoints {
         .await
     }
 
+    async fn swap_in(&self, name: &str, built: &str, publish: bool) -> Result<(), ViewsError> {
+        let (name, built) = (name.to_string(), built.to_string());
+        let (table, built_table) = (rows_table(&name), rows_table(&built));
+        if self.load(&built).await?.is_none() {
+            return Err(ViewsError::Backend(format!(
+                "there is no view `{built}` to put in the place of `{name}`"
+            )));
+        }
+        let swapped = name.clone();
+        self.run(move |conn| {
+            let tx = conn.unchecked_transaction()?;
+            // The serving rows are retired as a reset retires them (dropped later); the
+            // built ones take their place, with the scope index under the serving name.
+            let retired = has_table(&tx, &table)?
+                .then(|| format!("{table}{RETIRED}{}", uuid::Uuid::now_v7().simple()));
+            if let Some(retired) = &retired {
+                tx.execute_batch(&format!(
+                    "DROP INDEX IF EXISTS {index}; ALTER TABLE {table} RENAME TO \"{retired}\";",
+                    index = scope_index(&table)
+                ))?;
+            }
+            if has_table(&tx, &built_table)? {
+                tx.execute_batch(&format!(
+                    "DROP INDEX IF EXISTS {index}; ALTER TABLE {built_table} RENAME TO {table};",
+                    index = scope_index(&built_table)
+                ))?;
+                ensure_scope_index(&tx, &table)?;
+            }
+            tx.execute("DELETE FROM projection_state WHERE name = ?1", params![name])?;
+            tx.execute(
+                "UPDATE projection_state SET name = ?1 WHERE name = ?2",
+                params![name, built],
+            )?;
+            if publish && has_table(&tx, &table)? {
+                let position = "(SELECT position FROM projection_state WHERE name = ?1)";
+                let previous = match &retired {
+                    Some(retired) => format!("(SELECT r.scope FROM \"{retired}\" r WHERE r.key = n.key)"),
+                    None => "NULL".into(),
+                };
+                tx.execute(
+                    &format!(
+                        "INSERT INTO feed_outbox (view, key, scope, previous_scope, position)
+                         SELECT ?1, n.key, n.scope, {previous}, {position} FROM {table} n ORDER BY n.key"
+                    ),
+                    params![name],
+                )?;
+                if let Some(retired) = &retired {
+                    tx.execute(
+                        &format!(
+                            "INSERT INTO feed_outbox (view, key, scope, previous_scope, position)
+                             SELECT ?1, r.key, NULL, r.scope, {position} FROM \"{retired}\" r
+                             WHERE NOT EXISTS (SELECT 1 FROM {table} n WHERE n.key = r.key)
+                             ORDER BY r.key"
+                        ),
+                        params![name],
+                    )?;
+                }
+            }
+            tx.commit()
+        })
+        .await?;
+        self.bulk_views().remove(&swapped);
+        self.drop_retired();
+        Ok(())
+    }
+
     async fn load_rows(&self, name: &str) -> Result<Vec<StoredRow>, ViewsError> {
         let table = rows_table(name);
         self.run(move |conn| {

@@ -18,6 +18,7 @@ where
     saves_of_two_views_do_not_mix(make().await).await;
     published_saves_fill_the_outbox_in_order(make().await).await;
     big_published_saves_keep_every_row_and_entry(make().await).await;
+    a_view_rebuilt_beside_takes_the_place_of_the_serving_one(make().await).await;
 }
 
 /// A published save writes one outbox entry per row, in order, naming the scope a row
@@ -308,4 +309,67 @@ pub async fn saves_of_two_views_do_not_mix<K: crate::CheckpointStore>(k: K) {
     // A save with no rows (the reactor's) keeps the rows already saved.
     k.save("b", at(3, "mb2")).await.expect("save b again");
     assert_eq!(k.load_rows("b").await.expect("rows b").len(), 1);
+}
+
+/// A view built beside the serving one (`v~next`) replaces it in one write: until then
+/// readers of `v` get the old view whole; after it, the new one whole, `v~next` is gone,
+/// and (published) every row of the new view has an outbox entry, naming the scope the
+/// row had before, and every row it no longer has one that deletes it.
+pub async fn a_view_rebuilt_beside_takes_the_place_of_the_serving_one<K: crate::CheckpointStore>(
+    k: K,
+) {
+    k.save_rows(
+        "v",
+        at(5, "old"),
+        vec![row("r/a", Some("p1"), Some("a1")), row("r/gone", Some("p1"), Some("g"))],
+    )
+    .await
+    .expect("serving save");
+    k.save_rows(
+        "v~next",
+        at(9, "new"),
+        vec![row("r/a", Some("p2"), Some("a2")), row("r/b", None, Some("b2"))],
+    )
+    .await
+    .expect("built save");
+    // Until the swap the serving view is the old one, whole.
+    assert_eq!(k.load("v").await.expect("load").map(|c| c.state), Some(b"old".to_vec()));
+    assert_eq!(k.load_rows("v").await.expect("rows").len(), 2);
+    assert!(
+        k.swap_in("v", "nothing~next", true).await.is_err(),
+        "a view never built is not swapped in"
+    );
+    k.swap_in("v", "v~next", true).await.expect("swap");
+    let loaded = k.load("v").await.expect("load").expect("the new view");
+    assert_eq!((loaded.position.commit(), loaded.state), (9, b"new".to_vec()));
+    assert_eq!(
+        k.load_rows("v").await.expect("rows"),
+        vec![("r/a".to_string(), b"a2".to_vec()), ("r/b".to_string(), b"b2".to_vec())]
+    );
+    assert_eq!(k.load("v~next").await.expect("load"), None);
+    assert!(k.load_rows("v~next").await.expect("rows").is_empty());
+    let (_, p2) = k.scoped_rows("v", "p2").await.expect("scoped");
+    assert_eq!(p2.len(), 1, "the scope index serves the new rows");
+    let entries = k.feed_after(0, 10).await.expect("feed");
+    let mut seen: Vec<_> = entries
+        .iter()
+        .map(|e| {
+            (
+                e.view.as_str(),
+                e.key.as_str(),
+                e.scope.as_deref(),
+                e.previous_scope.as_deref(),
+                e.position.commit(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            ("v", "r/a", Some("p2"), Some("p1"), 9),
+            ("v", "r/b", None, None, 9),
+            ("v", "r/gone", None, Some("p1"), 9),
+        ]
+    );
 }

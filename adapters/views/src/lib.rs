@@ -252,6 +252,20 @@ pub trait CheckpointStore: Clone + Send + Sync + 'static {
         view: &str,
         position: Position,
     ) -> impl Future<Output = Result<(), ViewsError>> + Send;
+
+    /// Puts the view saved as `built` (a fold rebuilt beside the serving one) in the place
+    /// of `name`, in one atomic write: `built`'s checkpoint and rows become `name`'s and
+    /// `built` is gone; `name`'s previous rows are retired. Why: readers of `name` see the
+    /// old view, complete, until this write and the new one, complete, after it; never a
+    /// view half rebuilt. With `publish`, every row of the new view gets an outbox entry,
+    /// and every row the new view no longer has one that deletes it, so the feed's
+    /// readers hold the rebuilt view afterwards (as a rebuild in place published it).
+    fn swap_in(
+        &self,
+        name: &str,
+        built: &str,
+        publish: bool,
+    ) -> impl Future<Output = Result<(), ViewsError>> + Send;
 }
 
 /// Rows read by key (`None`: no such row) and the view's checkpoint position they are
@@ -417,6 +431,42 @@ impl CheckpointStore for MemoryCheckpoints {
     ) -> Result<(), ViewsError> {
         let mut outbox = self.outbox.lock().unwrap_or_else(PoisonError::into_inner);
         outbox.1.retain(|e| e.view != view || e.position > position);
+        Ok(())
+    }
+
+    async fn swap_in(&self, name: &str, built: &str, publish: bool) -> Result<(), ViewsError> {
+        let mut saved = self.saved.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut outbox = self.outbox.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some((checkpoint, rows)) = saved.remove(built) else {
+            return Err(ViewsError::Backend(format!(
+                "there is no view `{built}` to put in the place of `{name}`"
+            )));
+        };
+        let previous = saved.remove(name).map(|(_, rows)| rows).unwrap_or_default();
+        if publish {
+            let position = checkpoint.position;
+            let mut entry = |key: &String, scope: Option<String>, previous_scope| {
+                outbox.0 += 1;
+                let seq = outbox.0;
+                outbox.1.push(FeedEntry {
+                    seq,
+                    view: name.to_string(),
+                    key: key.clone(),
+                    scope,
+                    previous_scope,
+                    position,
+                });
+            };
+            for (key, (scope, _)) in &rows {
+                entry(key, scope.clone(), previous.get(key).and_then(|(s, _)| s.clone()));
+            }
+            for (key, (scope, _)) in &previous {
+                if !rows.contains_key(key) {
+                    entry(key, None, scope.clone());
+                }
+            }
+        }
+        saved.insert(name.to_string(), (checkpoint, rows));
         Ok(())
     }
 }

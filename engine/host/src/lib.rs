@@ -8,6 +8,7 @@
 //! knows nothing of views; this crate reads what it wrote. It issues commands only through
 //! the engine's public API (the reactor's follow-ups, the timekeeper's due commands).
 
+pub mod beside;
 pub mod feed;
 pub mod host;
 pub mod parallel;

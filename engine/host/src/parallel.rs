@@ -26,6 +26,7 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::beside::Beside;
 use crate::runner::{self, CatchUp, Progress, ViewError};
 use crate::tail::Decoded;
 use dealreg_engine::codec::decode_event;
@@ -83,9 +84,10 @@ pub struct FoldedTogether {
     pub crashed: bool,
 }
 
-/// Forgets the saved state of each of `folds` (fresh states) and folds the whole log into
-/// them with `threads` fold threads fed by one reader, saving each as `how` says along the
-/// way and at the end, as [`runner::rebuild`] does for one.
+/// Folds the whole log into fresh states of `folds` beside their serving views
+/// ([`crate::beside`]) with `threads` fold threads fed by one reader, saving each as `how`
+/// says along the way and at the end, then puts each in its serving view's place, as
+/// [`runner::rebuild`] does for one. Until then readers keep the views as they were.
 pub async fn rebuild_together<S: EventStore, K: CheckpointStore>(
     store: &S,
     checkpoints: &K,
@@ -94,15 +96,19 @@ pub async fn rebuild_together<S: EventStore, K: CheckpointStore>(
     how: CatchUp,
     progress: impl FnMut(Progress),
 ) -> Result<FoldedTogether, ViewError> {
-    for fold in &folds {
-        checkpoints.reset(fold.name()).await?;
+    let rebuilt: Vec<(&'static str, bool)> =
+        folds.iter().map(|f| (f.name(), f.publishes())).collect();
+    let beside = Beside::new(checkpoints.clone(), rebuilt.iter().map(|(name, _)| *name));
+    for (name, _) in &rebuilt {
+        // Whatever an interrupted rebuild left beside is forgotten first.
+        beside.reset(name).await?;
     }
     let saving = Saving {
-        checkpoints: checkpoints.clone(),
+        checkpoints: beside.clone(),
         how,
         runtime: Handle::current(),
     };
-    fan_out(
+    let together = fan_out(
         store,
         folds,
         threads,
@@ -111,7 +117,13 @@ pub async fn rebuild_together<S: EventStore, K: CheckpointStore>(
         |_, _| false,
         progress,
     )
-    .await
+    .await?;
+    if !together.crashed {
+        for (name, publishes) in rebuilt {
+            beside.swap_in(name, publishes).await?;
+        }
+    }
+    Ok(together)
 }
 
 /// Folds the log from the origin into `folds` in memory (nothing is saved) with `threads`

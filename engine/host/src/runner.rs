@@ -19,6 +19,7 @@ use dealreg_projections::Projection;
 use dealreg_views::{Checkpoint, CheckpointStore, RowWrite};
 use tokio::task::JoinHandle;
 
+use crate::beside::Beside;
 use crate::tail::LogTail;
 use dealreg_engine::codec::decode_event;
 use dealreg_engine::engine::EngineError;
@@ -259,8 +260,9 @@ pub async fn catch_up<P: Projection, S: EventStore, K: CheckpointStore>(
 ) -> Result<CaughtUp<P>, ViewError> {
     let (resumed_from, state, rebuilt) = load::<P, K>(checkpoints).await?;
     if rebuilt.is_some() {
-        // Rows of the other version must not outlive it.
-        checkpoints.reset(P::NAME).await?;
+        // Rebuilt beside the other version's view, which it then replaces (its rows do
+        // not outlive it).
+        return rebuild_beside(store, checkpoints, rebuilt, how, progress).await;
     }
     fold_and_save(
         store,
@@ -450,19 +452,44 @@ pub async fn rebuild<P: Projection, S: EventStore, K: CheckpointStore>(
     how: CatchUp,
     progress: impl FnMut(Progress),
 ) -> Result<CaughtUp<P>, ViewError> {
-    checkpoints.reset(P::NAME).await?;
-    // Nothing to load after a reset: the fold starts at once from the empty state, while
-    // the store may still be dropping the old rows (the first save waits for that).
-    fold_and_save(
+    rebuild_beside(store, checkpoints, None, how, progress).await
+}
+
+/// Folds the whole log into a fresh `P` beside the serving view ([`crate::beside`]) and,
+/// once it is saved complete, puts it in the serving view's place: readers never see the
+/// view half rebuilt. `rebuilt` is the reason reported (a fold of another version).
+async fn rebuild_beside<P: Projection, S: EventStore, K: CheckpointStore>(
+    store: &S,
+    checkpoints: &K,
+    rebuilt: Option<String>,
+    how: CatchUp,
+    progress: impl FnMut(Progress),
+) -> Result<CaughtUp<P>, ViewError> {
+    let beside = Beside::new(checkpoints.clone(), [P::NAME]);
+    // Whatever an interrupted rebuild left beside is forgotten first.
+    beside.reset(P::NAME).await?;
+    let stop_after = how.stop_after;
+    let mut caught = fold_and_save(
         store,
-        checkpoints,
+        &beside,
         Position::ORIGIN,
         P::default(),
         None,
         how,
         progress,
     )
-    .await
+    .await?;
+    if stop_after.is_some_and(|n| caught.folded >= n) {
+        // Stopped as a crash would: nothing is swapped in.
+        return Ok(caught);
+    }
+    if caught.folded == 0 {
+        // An empty log: the rebuilt view is the empty one, saved all the same.
+        save(&beside, caught.position, &mut caught.state).await?;
+    }
+    beside.swap_in(P::NAME, !P::PUBLISHED.is_empty()).await?;
+    caught.rebuilt = rebuilt;
+    Ok(caught)
 }
 
 /// Keeps `P` up to date as events arrive: catches up, then waits for the process's log
@@ -483,11 +510,22 @@ pub async fn follow<P: Projection, S: EventStore, K: CheckpointStore>(
     let mut stop = std::pin::pin!(stop);
     let (mut position, mut state, rebuilt) = load::<P, K>(checkpoints).await?;
     if rebuilt.is_some() {
-        checkpoints.reset(P::NAME).await?;
+        // Another version's view: rebuilt beside it first, and swapped in complete.
+        let caught = rebuild_beside::<P, S, K>(
+            tail.store(),
+            checkpoints,
+            rebuilt.clone(),
+            CatchUp::default(),
+            |_| {},
+        )
+        .await?;
+        position = caught.position;
+        state = caught.state;
+        saved(position);
     }
     let mut first = true;
     // Folded and not saved yet, and when the last save was.
-    let mut unsaved = rebuilt.is_some();
+    let mut unsaved = false;
     let mut last_save: Option<std::time::Instant> = None;
     loop {
         let _ = *head.borrow_and_update();
