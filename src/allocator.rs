@@ -4,7 +4,8 @@
 //! mimalloc instead of the system allocator. Why: a profile of a projection rebuild showed
 //! glibc's allocator in about a sixth of the time (`_int_free`, `malloc_consolidate`:
 //! rows made on the fold's thread and freed on the save's), and with mimalloc the same
-//! rebuild's read-and-decode floor and its saves got faster (docs/ARCHITECTURE.md).
+//! rebuild's read-and-decode floor and its saves got faster (docs/DEPENDENCIES.md;
+//! the figures in benches/README.md).
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

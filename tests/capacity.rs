@@ -1,6 +1,8 @@
-//! Capacity stays exact without atomic appends to several streams: a submission takes its
-//! slot on the partner's stream (at its exact tip) before the account records it, and a
-//! slot nothing backs (its command was interrupted) is given back by the timekeeper.
+//! Capacity stays exact on every backend: a submission's slot is decided on the partner's
+//! stream at its exact tip, in one atomic append with the account's events where the
+//! backend has one (memory, SQLite, JetStream), else taken before the account records it
+//! (KurrentDB), where a slot nothing backs (its command was interrupted) is given back by
+//! the timekeeper.
 //!
 //! Each case runs on every backend: memory, SQLite, JetStream (a real nats-server) and
 //! KurrentDB (the official client against the in-test gRPC double; docs/STORES.md); the

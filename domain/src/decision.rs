@@ -69,8 +69,9 @@ pub struct Decision {
     pub capacity: CapacityWork,
 }
 
-/// The capacity slots an account decision needs held before its events are written, and
-/// those it gives back after (docs/ARCHITECTURE.md, capacity). Each is decided again on
+/// The capacity slots an account decision needs held and those it gives back, written on
+/// the partners' streams in one atomic append with its events where the backend has one,
+/// else held before its events and given back after (docs/ARCHITECTURE.md, capacity). Each is decided again on
 /// the partner's stream at its exact tip (`partner::take_slot`, `partner::release_slot`):
 /// the account decides *that* a slot is needed, the partner *which* one and whether one is
 /// left.

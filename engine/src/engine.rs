@@ -13,12 +13,14 @@
 //! 5. on a concurrency conflict go back to 2 — callers see conflicts only when the business
 //!    rule says no.
 //!
-//! One decision writes one stream. What an account decision means for a partner's
-//! capacity is done beside it, on the partner's own stream: a slot the decision needs is
-//! taken *before* the account's write (a reservation at the partner stream's exact
-//! version, so capacity is exact), a slot it gives back is released *after* it. A command
-//! interrupted between the two leaves a slot the account does not back; the timekeeper
-//! finds it and gives it back (`lapse_capacity_slot`). See docs/ARCHITECTURE.md, capacity.
+//! A decision's own events go to its boundary's one stream. What an account decision
+//! means for partners' capacity (its [`dealreg_domain::CapacityWork`]) is written on the
+//! partners' own streams, each at its exact version (so capacity is exact): in the same
+//! atomic append as the account's events where the backend has one (SQLite, JetStream,
+//! memory); on KurrentDB a slot is taken *before* the account's write and given back
+//! *after* it, and a slot an interrupted command leaves behind is given back by the
+//! timekeeper (`lapse_capacity_slot`). The child module `capacity` owns all of it. See
+//! docs/ARCHITECTURE.md, capacity.
 //! The reply lists every event the command wrote, its slot events on partners' streams
 //! included, in the order written; a retry's reply rebuilt from the log lists the same.
 

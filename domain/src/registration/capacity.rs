@@ -1,9 +1,11 @@
 //! Capacity slots the account does not back (docs/ARCHITECTURE.md, capacity).
 //!
-//! A slot is taken on the partner's stream before the account records what needs it, so
-//! a command interrupted between the two leaves a slot nothing uses; and a slot is given
-//! back after the account records that the registration closed, so a crash between the two
-//! leaves one held too long. The timekeeper finds both and sends `lapse_capacity_slot`:
+//! On a backend without atomic appends to several streams (KurrentDB), a slot is taken on
+//! the partner's stream before the account records what needs it, so a command
+//! interrupted between the two leaves a slot nothing uses; and a slot is given back after
+//! the account records that the registration closed, so a crash between the two leaves
+//! one held too long. (Where the backend has them, both go in one append and neither
+//! happens; the lapse stays for logs written before, and for KurrentDB.) The timekeeper finds both and sends `lapse_capacity_slot`:
 //! decided here, at the account's exact version, it records that the account will never
 //! use that slot (so it can be given back without a race against the interrupted command
 //! finishing), and asks for the slot back.
