@@ -95,6 +95,26 @@ impl Pager {
         })
     }
 
+    /// Where this page starts in `section`: `Some(None)` at its first item, `Some(Some(key))`
+    /// after `key`, `None` when the cursor is past the whole section. What a reader of the
+    /// stored rows asks the store for.
+    pub fn start_of(&self, section: &str) -> Option<Option<&str>> {
+        let index = self.sections.iter().position(|s| *s == section)?;
+        match &self.after {
+            Some((after, key)) if *after == index => Some(Some(key.as_str())),
+            Some((after, _)) if *after > index => None,
+            _ => Some(None),
+        }
+    }
+
+    /// Whether `count` more items of about `bytes` in all could not all fit on this page:
+    /// a reader of the stored rows has read enough once this is true (the page is cut by
+    /// [`Pager::take`], which may cut it earlier).
+    pub fn would_overflow(&self, count: usize, bytes: usize) -> bool {
+        count > self.limit.saturating_sub(self.taken)
+            || bytes > self.room.saturating_sub(self.used)
+    }
+
     /// The items of `section` that belong on this page: those after the cursor, in the
     /// order given (which must be the order of their keys), while the page has room.
     pub fn take<T: Serialize>(

@@ -19,7 +19,7 @@ use dealreg_events::{EventStore, Position, StreamRevision, StreamTip};
 use dealreg_host::registry::{Answer, Catalogue};
 use dealreg_projections::conflicts::{ConflictFlag, ConflictFlags, DuplicateFlag};
 use dealreg_projections::ledger::{Entry, Ledger};
-use dealreg_projections::pipeline::{group, Pipeline};
+use dealreg_projections::pipeline::{group, Pipeline, VendorRow};
 use dealreg_projections::Projection;
 use dealreg_vault::KeyVault;
 use dealreg_views::{CheckpointStore, StoredRow};
@@ -213,6 +213,73 @@ async fn read_stored<K: CheckpointStore>(
     }
 }
 
+/// How many stored rows a page reads from the store at a time.
+const ROWS_AT_A_TIME: usize = 256;
+
+/// The vendor's pipeline rows for `pager`'s page, read from the store a chunk at a time
+/// after the page's cursor (not the whole view restored), once the view covers `min`:
+/// enough rows to fill the page, all of one save (a save between two chunks is noticed by
+/// the position, and the page read again). `partner` narrows them to one partner's (the
+/// rows' scope). Each with its page key (the registration id).
+async fn stored_registrations<K: CheckpointStore>(
+    checkpoints: &K,
+    partner: Option<PartnerId>,
+    pager: &Pager,
+    min: Position,
+    deadline: Instant,
+) -> Result<(Position, Vec<(String, VendorRow)>), Wait> {
+    const PREFIX: &str = "registration/";
+    let scope = partner.map(|p| p.to_string());
+    'save: loop {
+        let meta = checkpoints.load(Pipeline::NAME).await.map_err(Wait::Store)?;
+        let reached = match &meta {
+            Some(saved) if saved.version == Pipeline::VERSION => saved.position,
+            Some(_) | None => Position::ORIGIN,
+        };
+        let Some(saved) = meta.filter(|s| s.version == Pipeline::VERSION && s.position >= min)
+        else {
+            if Instant::now() >= deadline {
+                return Err(Wait::Timeout { reached });
+            }
+            tokio::time::sleep(RECHECK).await;
+            continue;
+        };
+        let Some(start) = pager.start_of("registration") else {
+            return Ok((saved.position, Vec::new()));
+        };
+        let mut after = start.map(|key| format!("{PREFIX}{key}"));
+        let (mut rows, mut bytes) = (Vec::new(), 0usize);
+        loop {
+            let (position, chunk) = checkpoints
+                .rows_after(
+                    Pipeline::NAME,
+                    PREFIX,
+                    after.as_deref(),
+                    ROWS_AT_A_TIME,
+                    scope.as_deref(),
+                )
+                .await
+                .map_err(Wait::Store)?;
+            if position != saved.position {
+                continue 'save;
+            }
+            let last_chunk = chunk.len() < ROWS_AT_A_TIME;
+            for (key, stored) in chunk {
+                bytes += stored.len() + 1;
+                let row = Pipeline::stored_registration(&stored).map_err(|e| {
+                    Wait::Unavailable(format!("`{}` cannot be read: {e}", Pipeline::NAME))
+                })?;
+                let id = key.strip_prefix(PREFIX).unwrap_or(&key).to_string();
+                after = Some(key);
+                rows.push((id, row));
+            }
+            if last_chunk || pager.would_overflow(rows.len(), bytes) {
+                return Ok((saved.position, rows));
+            }
+        }
+    }
+}
+
 /// Reads `P` from its saved meta and rows once it covers `min` ([`read_stored`]).
 async fn read_view<P: Projection, K: CheckpointStore>(
     checkpoints: &K,
@@ -391,31 +458,32 @@ pub async fn answer_in<S: EventStore, K: CheckpointStore>(
         Err(e) => return page_refusal(view, e),
     };
     match kind.answer {
-        Answer::Pipeline => {
-            match read_view::<Pipeline, K>(checkpoints, partner, min, deadline).await {
-                Ok(read) => {
-                    let key = |id: RegistrationId| id.0.to_string();
-                    match asker {
-                        Asker::Partner(me) => {
-                            let rows = read.view.partner_rows(*me);
-                            let rows = rows.map(|r| (key(r.registration_id), r));
-                            let page = group(pager.take("registration", rows));
-                            answered(view, read.position, &page, pager)
-                        }
-                        Asker::Vendor => {
-                            let rows = read
-                                .view
-                                .rows()
-                                .filter(|r| partner.is_none_or(|p| p == r.partner_id));
-                            let rows = rows.map(|r| (key(r.registration_id), r));
-                            let page = group(pager.take("registration", rows));
-                            answered(view, read.position, &page, pager)
-                        }
+        Answer::Pipeline => match asker {
+            // A partner's rows only (the scope index), with what its form needs of the
+            // rest of the view (renewals).
+            Asker::Partner(me) => {
+                match read_view::<Pipeline, K>(checkpoints, partner, min, deadline).await {
+                    Ok(read) => {
+                        let rows = read.view.partner_rows(*me);
+                        let rows = rows.map(|r| (r.registration_id.0.to_string(), r));
+                        let page = group(pager.take("registration", rows));
+                        answered(view, read.position, &page, pager)
                     }
+                    Err(e) => wait_refusal(view, min, e),
                 }
-                Err(e) => wait_refusal(view, min, e),
             }
-        }
+            // The vendor's page read from the store after its cursor: its cost is the
+            // page's, whatever the program's size.
+            Asker::Vendor => {
+                match stored_registrations(checkpoints, partner, &pager, min, deadline).await {
+                    Ok((position, rows)) => {
+                        let page = group(pager.take("registration", rows));
+                        answered(view, position, &page, pager)
+                    }
+                    Err(e) => wait_refusal(view, min, e),
+                }
+            }
+        },
         Answer::Ledger => match read_view::<Ledger, K>(checkpoints, partner, min, deadline).await {
             Ok(read) => {
                 let entries = pager.take(

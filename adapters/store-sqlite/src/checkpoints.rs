@@ -823,6 +823,61 @@ impl CheckpointStore for SqliteCheckpoints {
         .await
     }
 
+    async fn rows_after(
+        &self,
+        name: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+        scope: Option<&str>,
+    ) -> Result<(Position, Vec<StoredRow>), ViewsError> {
+        let name = name.to_string();
+        let table = rows_table(&name);
+        // Keys from `prefix` up to (not including) the first key past every key that
+        // begins with it: the prefix with its last byte raised (`registration/` ->
+        // `registration0`).
+        let start = after.map_or_else(|| prefix.to_string(), str::to_string);
+        let inclusive = after.is_none();
+        let mut end = prefix.as_bytes().to_vec();
+        if let Some(last) = end.last_mut() {
+            *last = last.saturating_add(1);
+        }
+        let end = String::from_utf8_lossy(&end).into_owned();
+        let scope = scope.map(str::to_string);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run(move |conn| {
+            // One read transaction: the rows and the position they cover agree.
+            let tx = conn.unchecked_transaction()?;
+            let position = tx
+                .query_row(
+                    "SELECT position FROM projection_state WHERE name = ?1",
+                    params![name],
+                    |r| position_at(r, 0),
+                )
+                .optional()?
+                .unwrap_or(Position::ORIGIN);
+            let rows = if has_table(&tx, &table)? {
+                let from = if inclusive { ">=" } else { ">" };
+                let mut query = tx.prepare_cached(&format!(
+                    "SELECT key, row FROM {table}
+                     WHERE key {from} ?1 AND key < ?2 AND (?3 IS NULL OR scope = ?3)
+                     ORDER BY key LIMIT ?4"
+                ))?;
+                let rows = query
+                    .query_map(params![start, end, scope, limit], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })?
+                    .collect::<rusqlite::Result<Vec<StoredRow>>>()?;
+                rows
+            } else {
+                Vec::new()
+            };
+            tx.commit()?;
+            Ok((position, rows))
+        })
+        .await
+    }
+
     async fn reset(&self, name: &str) -> Result<(), ViewsError> {
         let name = name.to_string();
         let table = rows_table(&name);

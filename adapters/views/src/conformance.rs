@@ -19,6 +19,7 @@ where
     published_saves_fill_the_outbox_in_order(make().await).await;
     big_published_saves_keep_every_row_and_entry(make().await).await;
     a_view_rebuilt_beside_takes_the_place_of_the_serving_one(make().await).await;
+    rows_are_read_a_page_at_a_time(make().await).await;
 }
 
 /// A published save writes one outbox entry per row, in order, naming the scope a row
@@ -321,19 +322,28 @@ pub async fn a_view_rebuilt_beside_takes_the_place_of_the_serving_one<K: crate::
     k.save_rows(
         "v",
         at(5, "old"),
-        vec![row("r/a", Some("p1"), Some("a1")), row("r/gone", Some("p1"), Some("g"))],
+        vec![
+            row("r/a", Some("p1"), Some("a1")),
+            row("r/gone", Some("p1"), Some("g")),
+        ],
     )
     .await
     .expect("serving save");
     k.save_rows(
         "v~next",
         at(9, "new"),
-        vec![row("r/a", Some("p2"), Some("a2")), row("r/b", None, Some("b2"))],
+        vec![
+            row("r/a", Some("p2"), Some("a2")),
+            row("r/b", None, Some("b2")),
+        ],
     )
     .await
     .expect("built save");
     // Until the swap the serving view is the old one, whole.
-    assert_eq!(k.load("v").await.expect("load").map(|c| c.state), Some(b"old".to_vec()));
+    assert_eq!(
+        k.load("v").await.expect("load").map(|c| c.state),
+        Some(b"old".to_vec())
+    );
     assert_eq!(k.load_rows("v").await.expect("rows").len(), 2);
     assert!(
         k.swap_in("v", "nothing~next", true).await.is_err(),
@@ -341,10 +351,16 @@ pub async fn a_view_rebuilt_beside_takes_the_place_of_the_serving_one<K: crate::
     );
     k.swap_in("v", "v~next", true).await.expect("swap");
     let loaded = k.load("v").await.expect("load").expect("the new view");
-    assert_eq!((loaded.position.commit(), loaded.state), (9, b"new".to_vec()));
+    assert_eq!(
+        (loaded.position.commit(), loaded.state),
+        (9, b"new".to_vec())
+    );
     assert_eq!(
         k.load_rows("v").await.expect("rows"),
-        vec![("r/a".to_string(), b"a2".to_vec()), ("r/b".to_string(), b"b2".to_vec())]
+        vec![
+            ("r/a".to_string(), b"a2".to_vec()),
+            ("r/b".to_string(), b"b2".to_vec())
+        ]
     );
     assert_eq!(k.load("v~next").await.expect("load"), None);
     assert!(k.load_rows("v~next").await.expect("rows").is_empty());
@@ -372,4 +388,50 @@ pub async fn a_view_rebuilt_beside_takes_the_place_of_the_serving_one<K: crate::
             ("v", "r/gone", None, Some("p1"), 9),
         ]
     );
+}
+
+/// A page of a table's rows: after a key, at most a limit, in key order, only its table's
+/// rows, only one scope's when asked, with the checkpoint's position.
+pub async fn rows_are_read_a_page_at_a_time<K: crate::CheckpointStore>(k: K) {
+    let mut rows: Vec<_> = (0..7)
+        .map(|i| {
+            let scope = if i % 2 == 0 { "p1" } else { "p2" };
+            (format!("t/{i:02}"), scope, format!("r{i}"))
+        })
+        .collect();
+    rows.push(("s/00".into(), "p1", "other table".into()));
+    rows.push(("u/00".into(), "p1", "another".into()));
+    k.save_rows(
+        "v",
+        at(12, "m"),
+        rows.iter()
+            .map(|(key, scope, bytes)| row(key, Some(scope), Some(bytes)))
+            .collect(),
+    )
+    .await
+    .expect("save");
+    let keys = |page: Vec<crate::StoredRow>| page.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+    let (position, first) = k.rows_after("v", "t/", None, 3, None).await.expect("first");
+    assert_eq!(position.commit(), 12);
+    assert_eq!(keys(first), vec!["t/00", "t/01", "t/02"]);
+    let (_, next) = k
+        .rows_after("v", "t/", Some("t/02"), 3, None)
+        .await
+        .expect("next");
+    assert_eq!(keys(next), vec!["t/03", "t/04", "t/05"]);
+    let (_, last) = k
+        .rows_after("v", "t/", Some("t/05"), 3, None)
+        .await
+        .expect("last");
+    assert_eq!(keys(last), vec!["t/06"], "the table's rows only");
+    let (_, scoped) = k
+        .rows_after("v", "t/", Some("t/00"), 10, Some("p1"))
+        .await
+        .expect("scoped");
+    assert_eq!(keys(scoped), vec!["t/02", "t/04", "t/06"]);
+    let (position, none) = k
+        .rows_after("w", "t/", None, 3, None)
+        .await
+        .expect("no view");
+    assert_eq!((position, none.len()), (Position::ORIGIN, 0));
 }

@@ -204,6 +204,20 @@ pub trait CheckpointStore: Clone + Send + Sync + 'static {
         scope: &str,
     ) -> impl Future<Output = Result<(Position, Vec<StoredRow>), ViewsError>> + Send;
 
+    /// One page of the rows of `name` whose keys begin with `prefix` (a table's
+    /// `<table>/`): after the key `after` (`None`: from the first), in key order, at most
+    /// `limit`, only those of `scope` when given; with the position of the checkpoint they
+    /// were read at (one consistent read). Why: a query answers a page of a view from the
+    /// store, at a cost of the page and not of the whole view.
+    fn rows_after(
+        &self,
+        name: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+        scope: Option<&str>,
+    ) -> impl Future<Output = Result<(Position, Vec<StoredRow>), ViewsError>> + Send;
+
     /// Forgets `name` (checkpoint and rows), so its next run starts from the origin. Its
     /// outbox entries stay and are published; the rebuild that follows publishes every
     /// row again.
@@ -401,6 +415,32 @@ impl CheckpointStore for MemoryCheckpoints {
         })
     }
 
+    async fn rows_after(
+        &self,
+        name: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+        scope: Option<&str>,
+    ) -> Result<(Position, Vec<StoredRow>), ViewsError> {
+        let saved = self.saved.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some((checkpoint, rows)) = saved.get(name) else {
+            return Ok((Position::ORIGIN, Vec::new()));
+        };
+        let start = match after {
+            Some(after) => std::ops::Bound::Excluded(after.to_string()),
+            None => std::ops::Bound::Included(prefix.to_string()),
+        };
+        let page = rows
+            .range((start, std::ops::Bound::Unbounded))
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .filter(|(_, (s, _))| scope.is_none_or(|scope| s.as_deref() == Some(scope)))
+            .take(limit)
+            .map(|(key, (_, row))| (key.clone(), row.clone()))
+            .collect();
+        Ok((checkpoint.position, page))
+    }
+
     async fn reset(&self, name: &str) -> Result<(), ViewsError> {
         let mut saved = self.saved.lock().unwrap_or_else(PoisonError::into_inner);
         saved.remove(name);
@@ -458,7 +498,11 @@ impl CheckpointStore for MemoryCheckpoints {
                 });
             };
             for (key, (scope, _)) in &rows {
-                entry(key, scope.clone(), previous.get(key).and_then(|(s, _)| s.clone()));
+                entry(
+                    key,
+                    scope.clone(),
+                    previous.get(key).and_then(|(s, _)| s.clone()),
+                );
             }
             for (key, (scope, _)) in &previous {
                 if !rows.contains_key(key) {

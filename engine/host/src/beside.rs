@@ -87,6 +87,19 @@ impl<K: CheckpointStore> CheckpointStore for Beside<K> {
         self.views.scoped_rows(&self.name(name), scope).await
     }
 
+    async fn rows_after(
+        &self,
+        name: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+        scope: Option<&str>,
+    ) -> Result<(Position, Vec<StoredRow>), ViewsError> {
+        self.views
+            .rows_after(&self.name(name), prefix, after, limit, scope)
+            .await
+    }
+
     async fn reset(&self, name: &str) -> Result<(), ViewsError> {
         self.views.reset(&self.name(name)).await
     }
