@@ -543,7 +543,11 @@ async fn projections_rebuilt_together_and_killed_leave_the_serving_views_whole()
     let uninterrupted = every_saved(&views).await;
     let total = events_after(&store, Position::ORIGIN).await;
     for (at, _) in &uninterrupted {
-        assert_eq!(events_after(&store, *at).await, 0, "the rebuilt views cover the log");
+        assert_eq!(
+            events_after(&store, *at).await,
+            0,
+            "the rebuilt views cover the log"
+        );
     }
 
     let died = dealreg_host::parallel::rebuild_together(

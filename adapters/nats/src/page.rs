@@ -111,8 +111,7 @@ impl Pager {
     /// a reader of the stored rows has read enough once this is true (the page is cut by
     /// [`Pager::take`], which may cut it earlier).
     pub fn would_overflow(&self, count: usize, bytes: usize) -> bool {
-        count > self.limit.saturating_sub(self.taken)
-            || bytes > self.room.saturating_sub(self.used)
+        count > self.limit.saturating_sub(self.taken) || bytes > self.room.saturating_sub(self.used)
     }
 
     /// The items of `section` that belong on this page: those after the cursor, in the

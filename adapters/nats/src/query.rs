@@ -231,7 +231,10 @@ async fn stored_registrations<K: CheckpointStore>(
     const PREFIX: &str = "registration/";
     let scope = partner.map(|p| p.to_string());
     'save: loop {
-        let meta = checkpoints.load(Pipeline::NAME).await.map_err(Wait::Store)?;
+        let meta = checkpoints
+            .load(Pipeline::NAME)
+            .await
+            .map_err(Wait::Store)?;
         let reached = match &meta {
             Some(saved) if saved.version == Pipeline::VERSION => saved.position,
             Some(_) | None => Position::ORIGIN,
