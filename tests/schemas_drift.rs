@@ -164,11 +164,8 @@ fn documents() -> Vec<Document> {
             "answers/pipeline-partner.schema.json",
             "Pipeline query answer (partner): its own rows by motion, then stage",
         ),
-        document::<LedgerAnswer<'static>>("answers/ledger.schema.json", "Ledger query answer"),
-        document::<ConflictsAnswer<'static>>(
-            "answers/conflicts.schema.json",
-            "Conflicts query answer",
-        ),
+        document::<LedgerAnswer>("answers/ledger.schema.json", "Ledger query answer"),
+        document::<ConflictsAnswer>("answers/conflicts.schema.json", "Conflicts query answer"),
         document::<RegistrationAnswer>(
             "answers/registration.schema.json",
             "Registration history query answer",

@@ -18,8 +18,8 @@ use dealreg_engine::{decode_event, personal, PartnerEvent, RefusalBody};
 use dealreg_events::{EventStore, Position, StreamRevision, StreamTip};
 use dealreg_host::registry::{Answer, Catalogue};
 use dealreg_projections::conflicts::{ConflictFlag, ConflictFlags, DuplicateFlag};
-use dealreg_projections::ledger::{Entry, Ledger};
-use dealreg_projections::pipeline::{group, Pipeline, VendorRow};
+use dealreg_projections::ledger::{Balances, Entry, Ledger};
+use dealreg_projections::pipeline::{group, Pipeline};
 use dealreg_projections::Projection;
 use dealreg_vault::KeyVault;
 use dealreg_views::{CheckpointStore, StoredRow};
@@ -216,70 +216,86 @@ async fn read_stored<K: CheckpointStore>(
 /// How many stored rows a page reads from the store at a time.
 const ROWS_AT_A_TIME: usize = 256;
 
-/// The vendor's pipeline rows for `pager`'s page, read from the store a chunk at a time
-/// after the page's cursor (not the whole view restored), once the view covers `min`:
-/// enough rows to fill the page, all of one save (a save between two chunks is noticed by
-/// the position, and the page read again). `partner` narrows them to one partner's (the
-/// rows' scope). Each with its page key (the registration id).
-async fn stored_registrations<K: CheckpointStore>(
+/// One section of an answer as its view stores it: the page's section name, the prefix
+/// of its table's row keys, and which of its rows the answer keeps (decoded, with the
+/// page key; `None`: not this one).
+struct Section<'f, T> {
+    name: &'static str,
+    prefix: &'static str,
+    keep: &'f Keep<T>,
+}
+
+/// Which stored rows a section keeps: given the page key and the row's bytes, the decoded
+/// row, `None` for a row the answer leaves out, or why it cannot be read.
+type Keep<T> = dyn Fn(&str, &[u8]) -> Result<Option<T>, String> + Sync;
+
+/// The rows of `pager`'s page of view `P`, section after section, read from the store a
+/// chunk at a time after the page's cursor (not the whole view restored), once the view
+/// covers `min`: enough kept rows to fill the page, all of one save (a save between two
+/// chunks is noticed by the position, and the page read again). `scope` narrows them to
+/// one partner's rows. What a query of a large view costs is then the page's.
+async fn stored_sections<P: Projection, K: CheckpointStore, T>(
     checkpoints: &K,
-    partner: Option<PartnerId>,
+    sections: &[Section<'_, T>],
+    scope: Option<PartnerId>,
     pager: &Pager,
     min: Position,
     deadline: Instant,
-) -> Result<(Position, Vec<(String, VendorRow)>), Wait> {
-    const PREFIX: &str = "registration/";
-    let scope = partner.map(|p| p.to_string());
+) -> Result<(Position, Vec<Vec<(String, T)>>), Wait> {
+    let scope = scope.map(|p| p.to_string());
     'save: loop {
-        let meta = checkpoints
-            .load(Pipeline::NAME)
-            .await
-            .map_err(Wait::Store)?;
+        let meta = checkpoints.load(P::NAME).await.map_err(Wait::Store)?;
         let reached = match &meta {
-            Some(saved) if saved.version == Pipeline::VERSION => saved.position,
+            Some(saved) if saved.version == P::VERSION => saved.position,
             Some(_) | None => Position::ORIGIN,
         };
-        let Some(saved) = meta.filter(|s| s.version == Pipeline::VERSION && s.position >= min)
-        else {
+        let Some(saved) = meta.filter(|s| s.version == P::VERSION && s.position >= min) else {
             if Instant::now() >= deadline {
                 return Err(Wait::Timeout { reached });
             }
             tokio::time::sleep(RECHECK).await;
             continue;
         };
-        let Some(start) = pager.start_of("registration") else {
-            return Ok((saved.position, Vec::new()));
-        };
-        let mut after = start.map(|key| format!("{PREFIX}{key}"));
-        let (mut rows, mut bytes) = (Vec::new(), 0usize);
-        loop {
-            let (position, chunk) = checkpoints
-                .rows_after(
-                    Pipeline::NAME,
-                    PREFIX,
-                    after.as_deref(),
-                    ROWS_AT_A_TIME,
-                    scope.as_deref(),
-                )
-                .await
-                .map_err(Wait::Store)?;
-            if position != saved.position {
-                continue 'save;
+        let (mut kept, mut count, mut bytes) = (Vec::new(), 0usize, 0usize);
+        for section in sections {
+            let mut rows = Vec::new();
+            if let Some(start) = pager.start_of(section.name) {
+                let mut after = start.map(|key| format!("{}{key}", section.prefix));
+                while !pager.would_overflow(count, bytes) {
+                    let (position, chunk) = checkpoints
+                        .rows_after(
+                            P::NAME,
+                            section.prefix,
+                            after.as_deref(),
+                            ROWS_AT_A_TIME,
+                            scope.as_deref(),
+                        )
+                        .await
+                        .map_err(Wait::Store)?;
+                    if position != saved.position {
+                        continue 'save;
+                    }
+                    let last_chunk = chunk.len() < ROWS_AT_A_TIME;
+                    for (key, stored) in chunk {
+                        let page_key = key.strip_prefix(section.prefix).unwrap_or(&key);
+                        let decoded = (section.keep)(page_key, &stored).map_err(|e| {
+                            Wait::Unavailable(format!("`{}` cannot be read: {e}", P::NAME))
+                        })?;
+                        if let Some(row) = decoded {
+                            count += 1;
+                            bytes += stored.len() + 1;
+                            rows.push((page_key.to_string(), row));
+                        }
+                        after = Some(key);
+                    }
+                    if last_chunk {
+                        break;
+                    }
+                }
             }
-            let last_chunk = chunk.len() < ROWS_AT_A_TIME;
-            for (key, stored) in chunk {
-                bytes += stored.len() + 1;
-                let row = Pipeline::stored_registration(&stored).map_err(|e| {
-                    Wait::Unavailable(format!("`{}` cannot be read: {e}", Pipeline::NAME))
-                })?;
-                let id = key.strip_prefix(PREFIX).unwrap_or(&key).to_string();
-                after = Some(key);
-                rows.push((id, row));
-            }
-            if last_chunk || pager.would_overflow(rows.len(), bytes) {
-                return Ok((saved.position, rows));
-            }
+            kept.push(rows);
         }
+        return Ok((saved.position, kept));
     }
 }
 
@@ -478,8 +494,28 @@ pub async fn answer_in<S: EventStore, K: CheckpointStore>(
             // The vendor's page read from the store after its cursor: its cost is the
             // page's, whatever the program's size.
             Asker::Vendor => {
-                match stored_registrations(checkpoints, partner, &pager, min, deadline).await {
-                    Ok((position, rows)) => {
+                let registration = |_: &str, row: &[u8]| {
+                    Pipeline::stored_registration(row)
+                        .map(Some)
+                        .map_err(|e| e.to_string())
+                };
+                let sections = [Section {
+                    name: "registration",
+                    prefix: "registration/",
+                    keep: &registration,
+                }];
+                let read = stored_sections::<Pipeline, K, _>(
+                    checkpoints,
+                    &sections,
+                    partner,
+                    &pager,
+                    min,
+                    deadline,
+                )
+                .await;
+                match read {
+                    Ok((position, mut kept)) => {
+                        let rows = kept.pop().unwrap_or_default();
                         let page = group(pager.take("registration", rows));
                         answered(view, position, &page, pager)
                     }
@@ -487,34 +523,72 @@ pub async fn answer_in<S: EventStore, K: CheckpointStore>(
                 }
             }
         },
-        Answer::Ledger => match read_view::<Ledger, K>(checkpoints, partner, min, deadline).await {
-            Ok(read) => {
-                let entries = pager.take(
-                    "entry",
-                    read.view
-                        .entries_by_sequence()
-                        .filter(|(_, e)| partner.is_none_or(|p| p == e.partner_id))
-                        .map(|(n, e)| (page::sequence_key(n), e)),
-                );
-                let balances = pager
-                    .take(
-                        "balance",
-                        read.view
-                            .balances()
-                            .filter(|(p, _)| partner.is_none_or(|q| q == **p))
-                            .map(|(p, by_currency)| (p.to_string(), (p.to_string(), by_currency))),
-                    )
-                    .into_iter()
-                    .collect();
-                answered(
-                    view,
-                    read.position,
-                    &LedgerAnswer { entries, balances },
-                    pager,
-                )
+        Answer::Ledger => {
+            // Entries (keyed by their zero-padded sequence, the page key) and balances,
+            // both scoped to their partner.
+            let entry = |_: &str, row: &[u8]| {
+                serde_json::from_slice::<Entry>(row)
+                    .map(|e| Some(LedgerRow::Entry(e)))
+                    .map_err(|e| e.to_string())
+            };
+            let balance = |_: &str, row: &[u8]| {
+                serde_json::from_slice::<Balances>(row)
+                    .map(|b| Some(LedgerRow::Balance(b)))
+                    .map_err(|e| e.to_string())
+            };
+            let sections = [
+                Section {
+                    name: "entry",
+                    prefix: "entry/",
+                    keep: &entry,
+                },
+                Section {
+                    name: "balance",
+                    prefix: "balance/",
+                    keep: &balance,
+                },
+            ];
+            match stored_sections::<Ledger, K, _>(
+                checkpoints,
+                &sections,
+                partner,
+                &pager,
+                min,
+                deadline,
+            )
+            .await
+            {
+                Ok((position, kept)) => {
+                    let mut kept = kept.into_iter();
+                    let entries = pager.take(
+                        "entry",
+                        kept.next()
+                            .unwrap_or_default()
+                            .into_iter()
+                            .filter_map(|(k, r)| match r {
+                                LedgerRow::Entry(e) => Some((k, e)),
+                                LedgerRow::Balance(_) => None,
+                            }),
+                    );
+                    let balances = pager
+                        .take(
+                            "balance",
+                            kept.next().unwrap_or_default().into_iter().filter_map(
+                                |(k, r)| match r {
+                                    LedgerRow::Balance(b) => {
+                                        Some((k, (b.partner_id.to_string(), b.by_currency)))
+                                    }
+                                    LedgerRow::Entry(_) => None,
+                                },
+                            ),
+                        )
+                        .into_iter()
+                        .collect();
+                    answered(view, position, &LedgerAnswer { entries, balances }, pager)
+                }
+                Err(e) => wait_refusal(view, min, e),
             }
-            Err(e) => wait_refusal(view, min, e),
-        },
+        }
         Answer::Conflicts => {
             let account = match request
                 .account
@@ -525,32 +599,69 @@ pub async fn answer_in<S: EventStore, K: CheckpointStore>(
                 Ok(account) => account,
                 Err(e) => return refused("invalid_query", format!("`account`: {}", e.message)),
             };
-            match read_view::<ConflictFlags, K>(checkpoints, None, min, deadline).await {
-                Ok(read) => {
+            // Conflicts by account (each account's row holds its flags), then likely
+            // duplicates; the vendor's only.
+            let by_account = |key: &str, row: &[u8]| {
+                let flags: BTreeMap<String, ConflictFlag> =
+                    serde_json::from_slice(row).map_err(|e| e.to_string())?;
+                let wanted = account.as_ref().is_none_or(|a| a.0 == key);
+                Ok((wanted && !flags.is_empty())
+                    .then(|| ConflictRow::Account(flags.into_values().collect())))
+            };
+            let duplicate = |_: &str, row: &[u8]| {
+                let flag: DuplicateFlag = serde_json::from_slice(row).map_err(|e| e.to_string())?;
+                let wanted = account.as_ref().is_none_or(|a| flag.accounts.contains(a));
+                Ok(wanted.then_some(ConflictRow::Duplicate(flag)))
+            };
+            let sections = [
+                Section {
+                    name: "account",
+                    prefix: "account/",
+                    keep: &by_account,
+                },
+                Section {
+                    name: "duplicate",
+                    prefix: "duplicate/",
+                    keep: &duplicate,
+                },
+            ];
+            match stored_sections::<ConflictFlags, K, _>(
+                checkpoints,
+                &sections,
+                None,
+                &pager,
+                min,
+                deadline,
+            )
+            .await
+            {
+                Ok((position, kept)) => {
+                    let mut kept = kept.into_iter();
                     let conflicts = pager
                         .take(
                             "account",
-                            read.view
-                                .by_account()
-                                .filter(|(key, flags)| {
-                                    !flags.is_empty() && account.as_ref().is_none_or(|a| a == *key)
-                                })
-                                .map(|(key, flags)| (key.0.clone(), (key.0.as_str(), flags))),
+                            kept.next().unwrap_or_default().into_iter().filter_map(
+                                |(k, r)| match r {
+                                    ConflictRow::Account(flags) => Some((k.clone(), (k, flags))),
+                                    ConflictRow::Duplicate(_) => None,
+                                },
+                            ),
                         )
                         .into_iter()
                         .collect();
                     let duplicates = pager.take(
                         "duplicate",
-                        read.view
-                            .duplicates_by_key()
-                            .filter(|(_, d)| {
-                                account.as_ref().is_none_or(|a| d.accounts.contains(a))
-                            })
-                            .map(|(key, d)| (key.to_string(), d)),
+                        kept.next()
+                            .unwrap_or_default()
+                            .into_iter()
+                            .filter_map(|(k, r)| match r {
+                                ConflictRow::Duplicate(d) => Some((k, d)),
+                                ConflictRow::Account(_) => None,
+                            }),
                     );
                     answered(
                         view,
-                        read.position,
+                        position,
                         &ConflictsAnswer {
                             conflicts,
                             likely_duplicates: duplicates,
@@ -664,20 +775,32 @@ pub async fn answer_in<S: EventStore, K: CheckpointStore>(
 
 /// The `ledger` answer (one page of it): entries, then balances.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
-pub struct LedgerAnswer<'a> {
+pub struct LedgerAnswer {
     /// Entries in the order they were posted.
-    pub entries: Vec<&'a Entry>,
+    pub entries: Vec<Entry>,
     /// Balances by partner id, then currency, in minor units (exact `i128` sums).
-    pub balances: BTreeMap<String, &'a BTreeMap<Currency, i128>>,
+    pub balances: BTreeMap<String, BTreeMap<Currency, i128>>,
+}
+
+/// A stored row of the ledger's answer sections.
+enum LedgerRow {
+    Entry(Entry),
+    Balance(Balances),
+}
+
+/// A stored row of the conflicts' answer sections.
+enum ConflictRow {
+    Account(Vec<ConflictFlag>),
+    Duplicate(DuplicateFlag),
 }
 
 /// The `conflicts` answer (one page of it): open and closed conflicts by account, then
 /// likely duplicate accounts.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
-pub struct ConflictsAnswer<'a> {
+pub struct ConflictsAnswer {
     /// Conflicts by account key (the customer's domain).
-    pub conflicts: BTreeMap<&'a str, Vec<&'a ConflictFlag>>,
-    pub likely_duplicates: Vec<&'a DuplicateFlag>,
+    pub conflicts: BTreeMap<String, Vec<ConflictFlag>>,
+    pub likely_duplicates: Vec<DuplicateFlag>,
 }
 
 /// The `registration` answer (one page of it): the registration's history.
