@@ -222,12 +222,12 @@ const ROWS_AT_A_TIME: usize = 256;
 struct Section<'f, T> {
     name: &'static str,
     prefix: &'static str,
-    keep: &'f Keep<T>,
+    keep: &'f Keep<'f, T>,
 }
 
 /// Which stored rows a section keeps: given the page key and the row's bytes, the decoded
 /// row, `None` for a row the answer leaves out, or why it cannot be read.
-type Keep<T> = dyn Fn(&str, &[u8]) -> Result<Option<T>, String> + Sync;
+type Keep<'a, T> = dyn Fn(&str, &[u8]) -> Result<Option<T>, String> + Sync + 'a;
 
 /// The rows of `pager`'s page of view `P`, section after section, read from the store a
 /// chunk at a time after the page's cursor (not the whole view restored), once the view
