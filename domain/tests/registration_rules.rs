@@ -469,3 +469,69 @@ fn a_withdrawn_registration_no_longer_blocks_its_partner() {
         .when(second.submit())
         .then(second.submitted());
 }
+
+// ------------------------------------------------------------------ slots nothing backs
+
+/// A slot taken for a registration the account never recorded (its command was
+/// interrupted between the two streams, on a backend without atomic appends) is given up
+/// by the timekeeper alone, once: the account records that it will never use it and asks
+/// for it back.
+#[test]
+fn a_slot_the_account_does_not_back_is_given_up_once_by_the_timekeeper_only() {
+    let partner = reseller(Tier::Gold);
+    let deal = Deal::new(&partner, Motion::Reseller);
+    let lapse = || {
+        Command::LapseCapacitySlot(LapseCapacitySlot {
+            account: "acme.com".into(),
+            registration_id: deal.id,
+            partner_id: partner.id,
+            slot: 1,
+        })
+    };
+    let taken = Event::CapacitySlotTaken {
+        partner_id: partner.id,
+        registration_id: deal.id,
+        account: acme(),
+        at: t0(),
+    };
+    let history = || partner.events().into_iter().chain([taken.clone()]);
+    Scenario::given(history())
+        .by(timekeeper())
+        .when(lapse())
+        .then(vec![
+            Event::CapacitySlotLapsed {
+                account: acme(),
+                registration_id: deal.id,
+                partner_id: partner.id,
+                slot: 1,
+                at: t0(),
+            },
+            Event::CapacitySlotReleased {
+                partner_id: partner.id,
+                registration_id: deal.id,
+                account: acme(),
+                slot: Some(1),
+                at: t0(),
+            },
+        ]);
+    Scenario::given(history())
+        .by(channel_manager())
+        .when(lapse())
+        .then_error(RejectionCode::NotAuthorised);
+    let lapsed = Event::CapacitySlotLapsed {
+        account: acme(),
+        registration_id: deal.id,
+        partner_id: partner.id,
+        slot: 1,
+        at: t0(),
+    };
+    Scenario::given(history().chain([lapsed]))
+        .by(timekeeper())
+        .when(lapse())
+        .then_error(RejectionCode::AlreadyRecorded);
+    // A slot the account's registration holds is in use: never given up.
+    Scenario::given(partner.events().into_iter().chain(deal.submitted()))
+        .by(timekeeper())
+        .when(lapse())
+        .then_error(RejectionCode::AlreadyRecorded);
+}
