@@ -173,6 +173,7 @@ impl EventStore for MemoryStore {
         Capabilities {
             dense_positions: true,
             multi_stream_append: true,
+            capacity_in_one_append: true,
         }
     }
 

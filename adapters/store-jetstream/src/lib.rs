@@ -836,6 +836,7 @@ impl EventStore for JetStreamStore {
         Capabilities {
             dense_positions: true,
             multi_stream_append: true,
+            capacity_in_one_append: self.inner.replicated,
         }
     }
 

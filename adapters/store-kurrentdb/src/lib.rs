@@ -904,6 +904,7 @@ impl EventStore for KurrentStore {
             // The client's append names one stream; a multi-stream transaction is not in
             // its API. The engine takes capacity slots before the account's write instead.
             multi_stream_append: false,
+            capacity_in_one_append: false,
         }
     }
 }

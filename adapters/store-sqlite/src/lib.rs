@@ -474,6 +474,7 @@ impl EventStore for SqliteStore {
         Capabilities {
             dense_positions: true,
             multi_stream_append: true,
+            capacity_in_one_append: true,
         }
     }
 

@@ -10,11 +10,12 @@
 //! finds it and gives it back (`lapse_capacity_slot`). A slot taken in an earlier round of
 //! the retry loop that the decision which lands no longer needs is given back here too.
 //!
-//! Where the backend appends to several streams atomically (SQLite, JetStream, the memory
-//! store: [`dealreg_events::Capabilities::multi_stream_append`]) none of that ordering is
+//! Where the backend appends to several streams atomically at no extra cost (SQLite, the
+//! memory store, a replicated JetStream stream:
+//! [`dealreg_events::Capabilities::capacity_in_one_append`]) none of that ordering is
 //! needed: the slots taken, the account's events and the slots given back go in one
-//! append, in that order, each stream at the exact tip it was decided on ([`Beside`]). Only
-//! KurrentDB takes the reservation path.
+//! append, in that order, each stream at the exact tip it was decided on ([`Beside`]).
+//! KurrentDB and a single JetStream node take the reservation path.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -111,7 +112,7 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
         written: &mut Vec<PositionedEvent>,
         refusal: impl FnOnce(DomainError) -> Event,
     ) -> Result<Prepared, EngineError> {
-        let reserved = if self.store.capabilities().multi_stream_append {
+        let reserved = if self.store.capabilities().capacity_in_one_append {
             match self.slots_beside(&decision.capacity, round).await? {
                 Ok(beside) => {
                     // Given back in the same append: nothing is left to settle after it.
