@@ -1,5 +1,5 @@
 //! Durable command throughput through the engine on the SQLite store, next to the floor:
-//! the very rows the engine wrote (same bytes, tips, idempotency keys, schema and sync
+//! the very rows the engine wrote (same bytes, idempotency keys in them, tips, schema and sync
 //! settings), written again with raw statements in the engine's own group commits, in the
 //! same run (`floor.rs`).
 //!
@@ -144,7 +144,7 @@ fn main() {
         stats.jobs
     );
     println!(
-        "  floor  : the same {} rows ({} appends: events, stream tips, idempotency keys) in the engine's {} commits, raw statements, in {:.2?}",
+        "  floor  : the same {} rows ({} appends: events with their idempotency keys, stream tips) in the engine's {} commits, raw statements, in {:.2?}",
         floor.rows, floor.appends, floor.commits, floor.elapsed
     );
     println!("           {:>10.0} rows/s", floor.rows_per_second());

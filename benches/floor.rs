@@ -4,8 +4,8 @@
 //! those rows faster on the same disk, so the engine is reported against it.
 //!
 //! What the floor does per append of a group: insert its event rows (the stored bytes,
-//! hashes included), upsert the tip of each stream it wrote, insert its idempotency row;
-//! one `COMMIT` per group. What it does not do: parse, decide, hash, serialise, or wait for
+//! hashes included; the idempotency key is in their metadata), upsert the tip of each
+//! stream it wrote; one `COMMIT` per group. What it does not do: parse, decide, hash, serialise, or wait for
 //! anyone; no savepoints.
 
 use std::collections::BTreeMap;
@@ -68,52 +68,16 @@ fn rows(engine: &Connection, after: i64) -> rusqlite::Result<Vec<Row>> {
     rows.collect()
 }
 
-/// The engine's idempotency rows, by the first position their append wrote.
-fn idempotency_by_position(
-    engine: &Connection,
-) -> rusqlite::Result<BTreeMap<i64, (String, String, String)>> {
-    let mut query = engine.prepare("SELECT key, fingerprint, outcome FROM idempotency")?;
-    let rows = query.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-        ))
-    })?;
-    let mut by_position = BTreeMap::new();
-    for row in rows {
-        let (key, fingerprint, outcome) = row?;
-        let first = serde_json::from_str::<serde_json::Value>(&outcome)
-            .ok()
-            .and_then(|o| {
-                o["writes"]
-                    .as_array()?
-                    .iter()
-                    .filter_map(|w| w["positions"].as_array()?.first()?.as_i64())
-                    .min()
-            });
-        if let Some(first) = first {
-            by_position.insert(first, (key, fingerprint, outcome));
-        }
-    }
-    Ok(by_position)
-}
-
 const INSERT_EVENT: &str = "INSERT INTO events (position, stream, revision, event_id, event_type, data, metadata, prev_hash, hash)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
 const UPSERT_TIP: &str = "INSERT INTO streams (stream, last_revision, last_hash) VALUES (?1, ?2, ?3)
      ON CONFLICT(stream) DO UPDATE SET last_revision = excluded.last_revision, last_hash = excluded.last_hash";
-const INSERT_KEY: &str = "INSERT INTO idempotency (key, fingerprint, outcome) VALUES (?1, ?2, ?3)";
 
-/// Writes `rows` (with their tips and keys) in `conn`'s current transaction.
-fn write(
-    conn: &Connection,
-    rows: &[Row],
-    keys: &BTreeMap<i64, (String, String, String)>,
-) -> rusqlite::Result<usize> {
+/// Writes `rows` (with their tips) in `conn`'s current transaction. (The idempotency
+/// keys are in the events' metadata: the store keeps no table of them.)
+fn write(conn: &Connection, rows: &[Row]) -> rusqlite::Result<usize> {
     let mut insert = conn.prepare_cached(INSERT_EVENT)?;
     let mut tip = conn.prepare_cached(UPSERT_TIP)?;
-    let mut key = conn.prepare_cached(INSERT_KEY)?;
     let mut appends = 0;
     let mut i = 0;
     while i < rows.len() {
@@ -141,9 +105,6 @@ fn write(
         for r in last.values() {
             tip.execute(params![r.stream, r.revision, r.hash])?;
         }
-        if let Some((k, f, o)) = keys.get(&rows[i].position) {
-            key.execute(params![k, f, o])?;
-        }
         appends += 1;
         i = j;
     }
@@ -162,12 +123,11 @@ pub fn replay_engine_rows(
 ) -> rusqlite::Result<FloorResult> {
     let engine = Connection::open_with_flags(engine_db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let setup = rows(&engine, 0)?;
-    let keys = idempotency_by_position(&engine)?;
     let mut schema = Vec::new();
     {
         let mut q = engine.prepare(
             "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%'
-             AND tbl_name IN ('events', 'streams', 'idempotency') ORDER BY rowid",
+             AND tbl_name IN ('events', 'streams') ORDER BY rowid",
         )?;
         for sql in q.query_map([], |r| r.get::<_, String>(0))? {
             schema.push(sql?);
@@ -185,7 +145,7 @@ pub fn replay_engine_rows(
         conn.execute_batch(sql)?;
     }
     let tx = conn.unchecked_transaction()?;
-    write(&tx, &before, &keys)?;
+    write(&tx, &before)?;
     tx.commit()?;
 
     let marks: Vec<i64> = marks
@@ -205,7 +165,7 @@ pub fn replay_engine_rows(
             continue;
         }
         let tx = conn.unchecked_transaction()?;
-        appends += write(&tx, &timed[from..to], &keys)?;
+        appends += write(&tx, &timed[from..to])?;
         tx.commit()?;
         commits += 1;
         from = to;

@@ -82,11 +82,6 @@ CREATE TABLE IF NOT EXISTS streams (
     last_revision INTEGER NOT NULL,
     last_hash     TEXT    NOT NULL
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS idempotency (
-    key         TEXT PRIMARY KEY,
-    fingerprint TEXT NOT NULL,
-    outcome     TEXT NOT NULL
-) WITHOUT ROWID;
 ";
 
 /// What the writer did: how much grouping it achieved (`jobs / commits` appends per
