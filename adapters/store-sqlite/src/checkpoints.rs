@@ -201,6 +201,19 @@ fn ensure_scope_index(conn: &Connection, table: &str) -> rusqlite::Result<()> {
     ))
 }
 
+/// The position view `name`'s checkpoint covers ([`Position::ORIGIN`]: none saved), read in
+/// the caller's transaction so that rows read beside it are of the same save.
+fn saved_position(conn: &Connection, name: &str) -> rusqlite::Result<Position> {
+    Ok(conn
+        .query_row(
+            "SELECT position FROM projection_state WHERE name = ?1",
+            params![name],
+            |r| position_at(r, 0),
+        )
+        .optional()?
+        .unwrap_or(Position::ORIGIN))
+}
+
 /// Whether the table `name` exists (a view never saved has no row table: no rows).
 fn has_table(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
     conn.prepare_cached("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1")?
@@ -610,14 +623,7 @@ impl CheckpointStore for SqliteCheckpoints {
         let table = rows_table(&name);
         self.run(move |conn| {
             let tx = conn.unchecked_transaction()?;
-            let position = tx
-                .query_row(
-                    "SELECT position FROM projection_state WHERE name = ?1",
-                    params![name],
-                    |r| position_at(r, 0),
-                )
-                .optional()?
-                .unwrap_or(Position::ORIGIN);
+            let position = saved_position(&tx, &name)?;
             let rows = if has_table(&tx, &table)? {
                 let mut query =
                     tx.prepare_cached(&format!("SELECT row FROM {table} WHERE key = ?1"))?;
@@ -798,14 +804,7 @@ impl CheckpointStore for SqliteCheckpoints {
         self.run(move |conn| {
             // One read transaction: the rows and the position they cover agree.
             let tx = conn.unchecked_transaction()?;
-            let position = tx
-                .query_row(
-                    "SELECT position FROM projection_state WHERE name = ?1",
-                    params![name],
-                    |r| position_at(r, 0),
-                )
-                .optional()?
-                .unwrap_or(Position::ORIGIN);
+            let position = saved_position(&tx, &name)?;
             let rows = if has_table(&tx, &table)? {
                 let mut query = tx.prepare_cached(&format!(
                     "SELECT key, row FROM {table} WHERE scope = ?1 ORDER BY key"
@@ -848,14 +847,7 @@ impl CheckpointStore for SqliteCheckpoints {
         self.run(move |conn| {
             // One read transaction: the rows and the position they cover agree.
             let tx = conn.unchecked_transaction()?;
-            let position = tx
-                .query_row(
-                    "SELECT position FROM projection_state WHERE name = ?1",
-                    params![name],
-                    |r| position_at(r, 0),
-                )
-                .optional()?
-                .unwrap_or(Position::ORIGIN);
+            let position = saved_position(&tx, &name)?;
             let rows = if has_table(&tx, &table)? {
                 let from = if inclusive { ">=" } else { ">" };
                 let mut query = tx.prepare_cached(&format!(
