@@ -3,7 +3,7 @@
 //! shows. Each test failed on the adapter as it was before its item.
 
 mod common;
-use common::{registration_id, ListSource};
+use common::{registration_change, registration_id, state, ListSource};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,33 +16,7 @@ use dealreg_crm_fake::{FakeCrm, Kind, HUBSPOT_TOKEN};
 use serde_json::{json, Value};
 
 fn registration(n: usize, stage: &str, status: &str) -> ViewChange {
-    let id = registration_id(n);
-    ViewChange {
-        view: "pipeline".into(),
-        table: "registration".into(),
-        key: format!("registration/{id}"),
-        position: n.to_string(),
-        partner: None,
-        row: Some(json!({
-            "registration_id": id,
-            "partner_id": "0193a000-0000-7000-8000-aaaaaaaaaaaa",
-            "partner": "Contoso Resellers",
-            "account": format!("customer-{n}.com"),
-            "company": format!("Customer {n}"),
-            "product_line": "analytics",
-            "motion": "reseller",
-            "stage": stage,
-            "status": status,
-            "protection": "protected",
-            "protection_expires_at": "2027-03-01T00:00:00Z",
-            "next_step": null,
-            "estimated_amount": { "amount_minor": 1_250_050, "currency": "EUR" },
-            "won_amount": null,
-            "attribution": { "sourcing": null, "influencers": {} },
-            "submitted_at": "2026-12-01T00:00:00Z",
-            "updated_at": "2026-12-01T00:00:00Z"
-        })),
-    }
+    registration_change(n, status, json!({ "stage": stage }))
 }
 
 fn sync(fake: &FakeCrm, state: Arc<SyncState>) -> Outbound<HubspotClient> {
@@ -59,10 +33,6 @@ fn sync_with(fake: &FakeCrm, state: Arc<SyncState>, config: CrmConfig) -> Outbou
         adapter: "hubspot-test".into(),
         backoff: Duration::from_millis(10),
     }
-}
-
-fn state(dir: &tempfile::TempDir) -> Arc<SyncState> {
-    Arc::new(SyncState::open(&dir.path().join("crm.db")).expect("state"))
 }
 
 /// Item 10: one invalid record among 100 is refused alone: the adapter sends an

@@ -2,7 +2,7 @@
 //! dead-letter list, token expiry, throttling, API limits, restarts.
 
 mod common;
-use common::{registration_id, ListSource};
+use common::{registration_change, registration_id, state, ListSource};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,35 +17,11 @@ use dealreg_crm_fake::{FakeCrm, Kind, CLIENT_ID, CLIENT_SECRET, HUBSPOT_TOKEN};
 use serde_json::{json, Value};
 
 fn registration(n: usize, status: &str) -> ViewChange {
-    let id = format!("0193a000-0000-7000-8000-{n:012}");
-    ViewChange {
-        view: "pipeline".into(),
-        table: "registration".into(),
-        key: format!("registration/{id}"),
-        position: n.to_string(),
-        partner: None,
-        row: Some(json!({
-            "registration_id": id,
-            "partner_id": "0193a000-0000-7000-8000-aaaaaaaaaaaa",
-            "partner": "Contoso Resellers",
-            "account": format!("customer-{n}.com"),
-            "company": format!("Customer {n}"),
-            "product_line": "analytics",
-            "motion": "reseller",
-            "stage": "qualification",
-            "status": status,
-            "protection": "protected",
-            "protection_expires_at": "2027-03-01T00:00:00Z",
-            "next_step": null,
-            "estimated_amount": { "amount_minor": 1_250_050, "currency": "EUR" },
-            "won_amount": null,
-            "last_quoted_discount_percent": 10,
-            "attribution": { "sourcing": null, "influencers": {} },
-            "internal_notes": ["margin is thin"],
-            "submitted_at": "2026-12-01T00:00:00Z",
-            "updated_at": "2026-12-01T00:00:00Z"
-        })),
-    }
+    registration_change(
+        n,
+        status,
+        json!({ "last_quoted_discount_percent": 10, "internal_notes": ["margin is thin"] }),
+    )
 }
 
 fn outbound<C: CrmClient>(target: Target, client: C, state: Arc<SyncState>) -> Outbound<C> {
@@ -66,10 +42,6 @@ fn salesforce(fake: &FakeCrm) -> SalesforceClient {
         ..SalesforceSettings::default()
     };
     SalesforceClient::new(settings, CLIENT_ID.into(), CLIENT_SECRET.into()).expect("a client")
-}
-
-fn state(dir: &tempfile::TempDir) -> Arc<SyncState> {
-    Arc::new(SyncState::open(&dir.path().join("crm.db")).expect("state"))
 }
 
 #[tokio::test]

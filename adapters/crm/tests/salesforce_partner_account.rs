@@ -7,7 +7,7 @@
 //! Against the strict fake Salesforce only: not verified against a real org.
 
 mod common;
-use common::{patch, registration_id, ListSource, LEADS, OPPORTUNITIES};
+use common::{patch, registration_change, registration_id, ListSource, LEADS, OPPORTUNITIES};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,38 +27,12 @@ const FABRIKAM: &str = "0193a000-0000-7000-8000-bbbbbbbbbbbb";
 
 /// A registration of partner `partner` (Contoso or Fabrikam).
 fn registration(n: usize, partner: &str, status: &str) -> ViewChange {
-    let id = registration_id(n);
     let name = if partner == CONTOSO {
         "Contoso Resellers"
     } else {
         "Fabrikam Partners"
     };
-    ViewChange {
-        view: "pipeline".into(),
-        table: "registration".into(),
-        key: format!("registration/{id}"),
-        position: n.to_string(),
-        partner: None,
-        row: Some(json!({
-            "registration_id": id,
-            "partner_id": partner,
-            "partner": name,
-            "account": format!("customer-{n}.com"),
-            "company": format!("Customer {n}"),
-            "product_line": "analytics",
-            "motion": "reseller",
-            "stage": "qualification",
-            "status": status,
-            "protection": "protected",
-            "protection_expires_at": "2027-03-01T00:00:00Z",
-            "next_step": null,
-            "estimated_amount": { "amount_minor": 1_250_050, "currency": "EUR" },
-            "won_amount": null,
-            "attribution": { "sourcing": null, "influencers": {} },
-            "submitted_at": "2026-12-01T00:00:00Z",
-            "updated_at": "2026-12-01T00:00:00Z"
-        })),
-    }
+    registration_change(n, status, json!({ "partner_id": partner, "partner": name }))
 }
 
 fn client(fake: &FakeCrm) -> SalesforceClient {

@@ -4,7 +4,9 @@
 //! polling that misses nothing, the daily API limit.
 
 mod common;
-use common::{get, patch, registration_id, ListSource, LEADS, OPPORTUNITIES};
+use common::{
+    get, patch, registration_change, registration_id, state, ListSource, LEADS, OPPORTUNITIES,
+};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,37 +20,11 @@ use dealreg_crm_fake::{FakeCrm, Kind, CLIENT_ID, CLIENT_SECRET};
 use serde_json::{json, Value};
 
 fn registration(n: usize, status: &str, row: Value) -> ViewChange {
-    let id = registration_id(n);
-    let mut base = json!({
-        "registration_id": id,
-        "partner_id": "0193a000-0000-7000-8000-aaaaaaaaaaaa",
-        "partner": "Contoso Resellers",
-        "account": format!("customer-{n}.com"),
-        "company": format!("Customer {n}"),
-        "product_line": "analytics",
-        "motion": "reseller",
-        "stage": "qualified",
-        "status": status,
-        "protection": "protected",
-        "protection_expires_at": "2027-03-01T00:00:00Z",
-        "next_step": null,
-        "estimated_amount": { "amount_minor": 1_250_050, "currency": "EUR" },
-        "won_amount": null,
-        "attribution": { "sourcing": null, "influencers": {} },
-        "submitted_at": "2026-12-01T00:00:00Z",
-        "updated_at": "2026-12-01T00:00:00Z"
-    });
-    if let (Some(base), Value::Object(extra)) = (base.as_object_mut(), row) {
-        base.extend(extra);
+    let mut fields = json!({ "stage": "qualified" });
+    if let (Some(fields), Value::Object(row)) = (fields.as_object_mut(), row) {
+        fields.extend(row);
     }
-    ViewChange {
-        view: "pipeline".into(),
-        table: "registration".into(),
-        key: format!("registration/{id}"),
-        position: n.to_string(),
-        partner: None,
-        row: Some(base),
-    }
+    registration_change(n, status, fields)
 }
 
 fn settings(fake: &FakeCrm) -> SalesforceSettings {
@@ -76,10 +52,6 @@ fn outbound(
         adapter: "salesforce-test".into(),
         backoff: Duration::from_millis(20),
     }
-}
-
-fn state(dir: &tempfile::TempDir) -> Arc<SyncState> {
-    Arc::new(SyncState::open(&dir.path().join("crm.db")).expect("state"))
 }
 
 /// A token from the fake's My Domain endpoint.

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use dealreg_crm::sync::{ChangeSource, SyncError};
 use dealreg_crm::webhook::CommandSink;
-use dealreg_crm::ViewChange;
+use dealreg_crm::{SyncState, ViewChange};
 use dealreg_crm_fake::{FakeCrm, CLIENT_ID, CLIENT_SECRET};
 use serde_json::{json, Value};
 
@@ -30,6 +30,47 @@ impl ChangeSource for ListSource {
 /// The n-th registration's id (UUIDs in order of n).
 pub fn registration_id(n: usize) -> String {
     format!("0193a000-0000-7000-8000-{n:012}")
+}
+
+/// The n-th registration's row change as the pipeline's `registration` table publishes
+/// it (Contoso's, at the qualification stage, protected), with `fields` laid over it.
+pub fn registration_change(n: usize, status: &str, fields: Value) -> ViewChange {
+    let id = registration_id(n);
+    let mut row = json!({
+        "registration_id": id,
+        "partner_id": "0193a000-0000-7000-8000-aaaaaaaaaaaa",
+        "partner": "Contoso Resellers",
+        "account": format!("customer-{n}.com"),
+        "company": format!("Customer {n}"),
+        "product_line": "analytics",
+        "motion": "reseller",
+        "stage": "qualification",
+        "status": status,
+        "protection": "protected",
+        "protection_expires_at": "2027-03-01T00:00:00Z",
+        "next_step": null,
+        "estimated_amount": { "amount_minor": 1_250_050, "currency": "EUR" },
+        "won_amount": null,
+        "attribution": { "sourcing": null, "influencers": {} },
+        "submitted_at": "2026-12-01T00:00:00Z",
+        "updated_at": "2026-12-01T00:00:00Z"
+    });
+    if let (Some(row), Value::Object(fields)) = (row.as_object_mut(), fields) {
+        row.extend(fields);
+    }
+    ViewChange {
+        view: "pipeline".into(),
+        table: "registration".into(),
+        key: format!("registration/{id}"),
+        position: n.to_string(),
+        partner: None,
+        row: Some(row),
+    }
+}
+
+/// The adapter's state file in `dir`.
+pub fn state(dir: &tempfile::TempDir) -> Arc<SyncState> {
+    Arc::new(SyncState::open(&dir.path().join("crm.db")).expect("state"))
 }
 
 /// Records every command envelope; answers ok.
