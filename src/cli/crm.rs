@@ -291,18 +291,7 @@ async fn hubspot_check(
     let findings = hs::check(client, config, &requirements)
         .await
         .map_err(|e| format!("crm check: {e}"))?;
-    if findings.is_empty() {
-        return Ok(None);
-    }
-    eprintln!(
-        "crm check: the HubSpot portal lacks what the mapping needs ({} findings); nothing was sent:",
-        findings.len()
-    );
-    for finding in &findings {
-        eprintln!("  {finding}");
-    }
-    eprintln!("`dealreg crm setup --target hubspot` shows what would fix it; --apply does it");
-    Ok(Some(ExitCode::from(2)))
+    Ok(refused_by_check("the HubSpot portal", "hubspot", &findings))
 }
 
 /// The marker lines around the crm.toml lines `crm setup --target hubspot` prints.
@@ -360,18 +349,32 @@ async fn salesforce_check(
     let findings = dealreg_crm::setup_salesforce::check(client, &requirements)
         .await
         .map_err(|e| format!("crm check: {e}"))?;
+    Ok(refused_by_check(
+        "the Salesforce org",
+        "salesforce",
+        &findings,
+    ))
+}
+
+/// What `crm check` found missing in `crm` (a portal, an org), printed with the setup
+/// that fixes it: exit 2, nothing sent; `None` when nothing is missing.
+fn refused_by_check(
+    crm: &str,
+    target: &str,
+    findings: &[impl std::fmt::Display],
+) -> Option<ExitCode> {
     if findings.is_empty() {
-        return Ok(None);
+        return None;
     }
     eprintln!(
-        "crm check: the Salesforce org lacks what the mapping needs ({} findings); nothing was sent:",
+        "crm check: {crm} lacks what the mapping needs ({} findings); nothing was sent:",
         findings.len()
     );
-    for finding in &findings {
+    for finding in findings {
         eprintln!("  {finding}");
     }
-    eprintln!("`dealreg crm setup --target salesforce` shows what would fix it; --apply does it");
-    Ok(Some(ExitCode::from(2)))
+    eprintln!("`dealreg crm setup --target {target}` shows what would fix it; --apply does it");
+    Some(ExitCode::from(2))
 }
 
 async fn setup_salesforce(
