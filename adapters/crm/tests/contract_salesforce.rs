@@ -6,7 +6,9 @@
 //! that view, the rest follows the page's own field table, as marked). Nothing here was
 //! checked against a real org.
 
-use dealreg_crm_fake::{FakeCrm, FieldType, Kind, CLIENT_ID, CLIENT_SECRET};
+mod common;
+use common::token_answer;
+use dealreg_crm_fake::{FakeCrm, FieldType, Kind};
 use serde_json::{json, Map, Value};
 
 /// The shape of a JSON value: objects by their keys' shapes, arrays by their first item's,
@@ -46,29 +48,13 @@ fn assert_shape(documented: &Value, answer: &Value, page: &str) {
     assert!(same(&d, &a), "{page}\ndocumented: {d}\nthe fake:   {a}");
 }
 
-async fn token(fake: &FakeCrm) -> Value {
-    reqwest::Client::new()
-        .post(fake.token_url())
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", CLIENT_ID),
-            ("client_secret", CLIENT_SECRET),
-        ])
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("json")
-}
-
 async fn call(
     fake: &FakeCrm,
     method: reqwest::Method,
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let token = token(fake).await["access_token"]
+    let token = token_answer(fake).await["access_token"]
         .as_str()
         .expect("token")
         .to_string();
@@ -100,7 +86,7 @@ async fn the_token_answer() {
     let fake = FakeCrm::start(Kind::Salesforce).await;
     assert_shape(
         &documented,
-        &token(&fake).await,
+        &token_answer(&fake).await,
         "client-credentials token answer",
     );
 }

@@ -94,9 +94,9 @@ impl CommandSink for Recorded {
     }
 }
 
-/// A token from the fake Salesforce, by the client-credentials flow.
-pub async fn token(fake: &FakeCrm) -> String {
-    let answer: Value = reqwest::Client::new()
+/// The fake Salesforce's answer to the client-credentials flow, whole.
+pub async fn token_answer(fake: &FakeCrm) -> Value {
+    reqwest::Client::new()
         .post(fake.token_url())
         .form(&[
             ("grant_type", "client_credentials"),
@@ -108,8 +108,12 @@ pub async fn token(fake: &FakeCrm) -> String {
         .expect("token")
         .json()
         .await
-        .expect("token json");
-    answer["access_token"]
+        .expect("token json")
+}
+
+/// A token from the fake Salesforce, by the client-credentials flow.
+pub async fn token(fake: &FakeCrm) -> String {
+    token_answer(fake).await["access_token"]
         .as_str()
         .expect("a token")
         .to_string()
