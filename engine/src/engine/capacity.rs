@@ -163,19 +163,30 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
             let loaded = self.partner_loaded(partner, round).await?;
             let fresh = loaded.checked_at.elapsed() <= Duration::from_millis(1);
             let stream = Boundary::Partner(partner).stream_name();
-            let Some(mut state) = partner_state(&loaded).cloned() else {
+            let Some(state) = partner_state(&loaded) else {
                 return Err(EngineError::UnloadedBoundary { stream });
             };
             let mut events = Vec::new();
-            if let Some(slot) = state.slot_of(&registration) {
-                if !lapsed.is_some_and(|l| l.contains(&(partner, registration, slot))) {
+            // The partner's state the slot is taken on: as loaded, or (rarely) after giving
+            // back a slot the account gave up on; only then is the state copied.
+            let released;
+            let state = match state.slot_of(&registration) {
+                None => state,
+                Some(slot)
+                    if !lapsed.is_some_and(|l| l.contains(&(partner, registration, slot))) =>
+                {
                     continue;
                 }
-                // The account gave this slot up: give it back before taking a new one.
-                events = release_slot(&state, registration, slot, round.now);
-                events.iter().for_each(|e| state.evolve(e));
-            }
-            match take_slot(&state, registration, &take.account, round.now) {
+                Some(slot) => {
+                    // The account gave this slot up: give it back before taking a new one.
+                    events = release_slot(state, registration, slot, round.now);
+                    let mut after = state.clone();
+                    events.iter().for_each(|e| after.evolve(e));
+                    released = after;
+                    &released
+                }
+            };
+            match take_slot(state, registration, &take.account, round.now) {
                 Ok(taken) => events.extend(taken),
                 Err(rejection) => return Ok(Err(Reserved::Refused { rejection, fresh })),
             }
