@@ -1,0 +1,1 @@
+//! Acting without a portal (being built).

@@ -1,0 +1,1 @@
+//! Alerts carried to people (being built).
