@@ -43,12 +43,16 @@ struct Server {
 }
 
 async fn start(max_message_bytes: usize) -> Server {
+    start_with(|s| s.max_message_bytes = max_message_bytes).await
+}
+
+async fn start_with(adjust: impl FnOnce(&mut InboundSettings)) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let key = Arc::new(LinkKey::generate());
     let receiver = Arc::new(Receiver::default());
     let mut settings = InboundSettings::new("replies.example.com");
-    settings.max_message_bytes = max_message_bytes;
+    adjust(&mut settings);
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(serve_inbound(
         listener,
@@ -370,5 +374,29 @@ async fn a_transient_receiver_error_is_451() {
     let answer = one_session(&mut client, &to, &gmail_reply(&to)).await;
     assert!(answer.starts_with("250"), "{answer}");
     assert_eq!(server.receiver.got.lock().unwrap().len(), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn idle_sessions_are_closed_and_extra_sessions_told_to_wait() {
+    let server = start_with(|s| {
+        s.idle_timeout = std::time::Duration::from_millis(300);
+        s.max_sessions = 1;
+    })
+    .await;
+    let mut first = Client::connect(server.addr).await;
+    // The only session is taken: a second one is told 421 and closed.
+    let (read, _write) = TcpStream::connect(server.addr).await.unwrap().into_split();
+    let mut line = String::new();
+    BufReader::new(read).read_line(&mut line).await.unwrap();
+    assert!(line.starts_with("421"), "{line}");
+    // The first, silent, is closed after the idle timeout.
+    let answer = first.answer().await;
+    assert!(answer.starts_with("421"), "{answer}");
+    assert!(answer.contains("idle"), "{answer}");
+    // Its slot is free again.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let mut next = Client::connect(server.addr).await;
+    next.expect("QUIT", "221").await;
     server.stop().await;
 }
