@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::attribution::Attribution;
 use crate::event::Event;
-use crate::ids::{AccountKey, ConflictId, OpportunityId, PartnerId, RegistrationId};
+use crate::ids::{AccountKey, ConflictId, NoteId, OpportunityId, PartnerId, RegistrationId};
 use crate::money::Money;
 use crate::motion::{DealKind, Motion};
 use crate::values::{ConflictKind, ConflictParty, ConflictSla, StageEvidence};
@@ -93,6 +93,20 @@ pub struct Registration {
     /// The marketplace transaction reference recorded at Procurement's exit.
     #[serde(default)]
     pub transaction_reference: Option<String>,
+    /// The deal's next step, if one is set.
+    #[serde(default)]
+    pub next_step: Option<NextStep>,
+    /// The ids of the notes on the registration (a note id is used once).
+    #[serde(default)]
+    pub notes: BTreeSet<NoteId>,
+}
+
+/// A deal's next step: what, by when, and whether its day passed unmet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NextStep {
+    pub text: String,
+    pub due_on: NaiveDate,
+    pub overdue_flagged: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -249,6 +263,11 @@ impl AccountState {
             Event::RenewalOwnershipReviewDue { .. }
             | Event::RenewalOwnershipConfirmed { .. }
             | Event::RenewalOwnershipReassigned { .. } => self.fold_renewals(event),
+            Event::NoteAdded { .. }
+            | Event::NextStepSet { .. }
+            | Event::NextStepOverdue { .. }
+            | Event::ExtensionRequested { .. }
+            | Event::MoreInformationRequested { .. } => self.fold_engagement(event),
             Event::CapacitySlotLapsed {
                 registration_id,
                 partner_id,
@@ -259,6 +278,49 @@ impl AccountState {
                 self.lapsed_slots
                     .insert((*partner_id, *registration_id, *slot));
             }
+            _ => {}
+        }
+    }
+
+    /// Notes, next steps and requests: a partner's note, next step or extension request
+    /// is the partner working the deal (it touches the registration, as a stage does).
+    fn fold_engagement(&mut self, event: &Event) {
+        match event {
+            Event::NoteAdded {
+                registration_id,
+                note_id,
+                at,
+                ..
+            } => self.with_registration(registration_id, |r| {
+                r.notes.insert(*note_id);
+                r.last_touch = *at;
+            }),
+            Event::NextStepSet {
+                registration_id,
+                text,
+                due_on,
+                at,
+                ..
+            } => self.with_registration(registration_id, |r| {
+                r.next_step = Some(NextStep {
+                    text: text.clone(),
+                    due_on: *due_on,
+                    overdue_flagged: false,
+                });
+                r.last_touch = *at;
+            }),
+            Event::NextStepOverdue {
+                registration_id, ..
+            } => self.with_registration(registration_id, |r| {
+                if let Some(step) = r.next_step.as_mut() {
+                    step.overdue_flagged = true;
+                }
+            }),
+            Event::ExtensionRequested {
+                registration_id,
+                at,
+                ..
+            } => self.with_registration(registration_id, |r| r.last_touch = *at),
             _ => {}
         }
     }
@@ -331,6 +393,8 @@ impl AccountState {
                 intro_logged: false,
                 referral_breach_recorded: false,
                 transaction_reference: None,
+                next_step: None,
+                notes: BTreeSet::new(),
             },
         );
     }

@@ -6,14 +6,17 @@
 //! "cannot happen" arms), the input parser can name the exact type it is reading, and the
 //! JSON Schema of each command is generated from its own type.
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{ConflictId, OpportunityId, PartnerId, RegistrationId};
+use crate::ids::{AnnouncementId, ConflictId, NoteId, OpportunityId, PartnerId, RegistrationId};
 use crate::money::Money;
 use crate::motion::{DealKind, Motion, Tier};
 use crate::policy::Policy;
-use crate::values::{strict_date, ConflictSla, Customer, StageEvidence, Territory};
+use crate::values::{
+    strict_date, Audience, ConflictSla, Customer, NoteVisibility, QuietHours, StageEvidence,
+    Territory,
+};
 
 // ------------------------------------------------------------------------------ program
 
@@ -390,6 +393,130 @@ pub struct ReassignRenewalOwnership {
     pub reason: String,
 }
 
+// ---------------------------------------------------------- registrations: engagement
+
+/// A note on a registration (a partner's update, a channel manager's remark, an e-mail
+/// reply to an alert).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddNote {
+    pub account: String,
+    pub registration_id: RegistrationId,
+    pub note_id: NoteId,
+    pub text: String,
+    #[serde(default)]
+    pub visibility: NoteVisibility,
+}
+
+/// The deal's next step and the day it is due: the weekly action cycle of a partner deal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetNextStep {
+    pub account: String,
+    pub registration_id: RegistrationId,
+    pub text: String,
+    #[serde(deserialize_with = "strict_date")]
+    pub due_on: NaiveDate,
+}
+
+/// The timekeeper's: the next step's day passed without a new one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FlagNextStepOverdue {
+    pub account: String,
+    pub registration_id: RegistrationId,
+}
+
+/// The owning partner asks its channel manager for more protection time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequestExtension {
+    pub account: String,
+    pub registration_id: RegistrationId,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// A channel manager needs more from the partner before deciding a pending registration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequestMoreInformation {
+    pub account: String,
+    pub registration_id: RegistrationId,
+    pub question: String,
+}
+
+// -------------------------------------------------------------------------- announcements
+
+/// RevOps tells partners of a change: the policy version it concerns, who it is for, and
+/// by when they must acknowledge it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PublishAnnouncement {
+    pub announcement_id: AnnouncementId,
+    pub title: String,
+    pub text: String,
+    #[serde(default)]
+    pub policy_version: Option<u32>,
+    #[serde(default)]
+    pub audience: Audience,
+    #[serde(default)]
+    pub acknowledge_by: Option<DateTime<Utc>>,
+}
+
+/// A partner user acknowledges an announcement for its partner.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcknowledgeAnnouncement {
+    pub partner_id: PartnerId,
+    pub announcement_id: AnnouncementId,
+}
+
+/// A partner user opened the announcement: its first opening is the read receipt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordAnnouncementRead {
+    pub partner_id: PartnerId,
+    pub announcement_id: AnnouncementId,
+}
+
+/// The timekeeper's: a partner's acknowledgement is due soon and missing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChaseAnnouncement {
+    pub partner_id: PartnerId,
+    pub announcement_id: AnnouncementId,
+}
+
+// --------------------------------------------------------------------------------- alerts
+
+/// Who hears of what: a person (a partner's user when `partner_id` is given, else a vendor
+/// user) subscribes to alerts. `alerts` empty: every alert meant for them. Setting it
+/// again replaces the earlier subscription of the same user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetAlertSubscription {
+    #[serde(default)]
+    pub partner_id: Option<PartnerId>,
+    pub user: String,
+    pub name: String,
+    pub email: String,
+    #[serde(default = "yes")]
+    pub by_email: bool,
+    #[serde(default)]
+    pub slack_channel: Option<String>,
+    #[serde(default)]
+    pub alerts: Vec<String>,
+    #[serde(default)]
+    pub quiet_hours: Option<QuietHours>,
+    #[serde(default)]
+    pub digest: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
 // ---------------------------------------------------------------------------- the wire
 
 /// Declares [`Command`] with one variant per command struct, its wire names, and the
@@ -471,6 +598,16 @@ wire_commands! {
     ReassignRegistration => "reassign_registration",
     AssignNamedAccount => "assign_named_account",
     LapseCapacitySlot => "lapse_capacity_slot",
+    AddNote => "add_note",
+    SetNextStep => "set_next_step",
+    FlagNextStepOverdue => "flag_next_step_overdue",
+    RequestExtension => "request_extension",
+    RequestMoreInformation => "request_more_information",
+    PublishAnnouncement => "publish_announcement",
+    AcknowledgeAnnouncement => "acknowledge_announcement",
+    RecordAnnouncementRead => "record_announcement_read",
+    ChaseAnnouncement => "chase_announcement",
+    SetAlertSubscription => "set_alert_subscription",
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 //! ([`partners_needed`]); the work never names a partner the decision did not read.
 
 use crate::account::AccountState;
+use crate::announcement;
 use crate::boundary::Boundary;
 use crate::command::Command;
 use crate::context::Context;
@@ -21,6 +22,7 @@ use crate::partner::{self, PartnerState};
 use crate::program::{self, ProgramState};
 use crate::registration;
 use crate::route::Route;
+use crate::subscription;
 
 /// The folded state of one boundary.
 #[derive(Debug, Clone, PartialEq)]
@@ -202,7 +204,23 @@ pub fn decide(
     command: &Command,
     ctx: &Context<'_>,
 ) -> Result<Decision, DomainError> {
+    use crate::route::{PartnerCommand as P, ProgramCommand as G};
     match (state, command.route()) {
+        (State::Program(s), Route::Program(G::PublishAnnouncement(c))) => {
+            announcement::publish(s.announcements(), c, ctx.actor, ctx.now).map(Decision::events)
+        }
+        (State::Program(_), Route::Program(G::SetAlertSubscription(c))) => {
+            subscription::decide(c, ctx.actor, ctx.now).map(Decision::events)
+        }
+        (State::Partner(s), Route::Partner(_, P::AcknowledgeAnnouncement(c))) => {
+            announcement::acknowledge(s, c, ctx).map(Decision::events)
+        }
+        (State::Partner(s), Route::Partner(_, P::RecordAnnouncementRead(c))) => {
+            announcement::record_read(s, c, ctx).map(Decision::events)
+        }
+        (State::Partner(s), Route::Partner(_, P::ChaseAnnouncement(c))) => {
+            announcement::chase(s, c, ctx).map(Decision::events)
+        }
         (State::Program(s), Route::Program(c)) => {
             program::decide(s, c, ctx.actor, ctx.now).map(Decision::events)
         }

@@ -68,6 +68,9 @@ rejection_codes! {
     OutsideTerritory => "outside_territory",
     NamedAccountOfAnotherPartner => "named_account_of_another_partner",
     NotInactive => "not_inactive",
+    UnknownAnnouncement => "unknown_announcement",
+    AnnouncementNotAcknowledged => "announcement_not_acknowledged",
+    NotProtected => "not_protected",
 }
 
 impl fmt::Display for RejectionCode {

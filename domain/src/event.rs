@@ -8,13 +8,15 @@ use serde::{Deserialize, Serialize};
 use crate::attribution::Attribution;
 use crate::boundary::Boundary;
 use crate::error::RejectionCode;
-use crate::ids::{AccountKey, ConflictId, OpportunityId, PartnerId, RegistrationId};
+use crate::ids::{
+    AccountKey, AnnouncementId, ConflictId, NoteId, OpportunityId, PartnerId, RegistrationId,
+};
 use crate::money::Money;
 use crate::motion::{DealKind, Motion, Tier};
 use crate::policy::Policy;
 use crate::values::{
-    ConflictKind, ConflictParty, ConflictSla, OpenSlot, RegisteredCustomer, StageEvidence,
-    Territory,
+    Audience, ConflictKind, ConflictParty, ConflictSla, ContactOnRecord, NoteVisibility, OpenSlot,
+    QuietHours, RegisteredCustomer, StageEvidence, Territory,
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -414,6 +416,94 @@ pub enum Event {
         at: DateTime<Utc>,
     },
 
+    /// A note on a registration; `internal` ones are the vendor's only.
+    NoteAdded {
+        account: AccountKey,
+        registration_id: RegistrationId,
+        partner_id: PartnerId,
+        note_id: NoteId,
+        text: String,
+        visibility: NoteVisibility,
+        by: String,
+        at: DateTime<Utc>,
+    },
+    NextStepSet {
+        account: AccountKey,
+        registration_id: RegistrationId,
+        partner_id: PartnerId,
+        text: String,
+        due_on: NaiveDate,
+        by: String,
+        at: DateTime<Utc>,
+    },
+    /// The next step's day passed without a new one (well before the inactivity rule).
+    NextStepOverdue {
+        account: AccountKey,
+        registration_id: RegistrationId,
+        partner_id: PartnerId,
+        due_on: NaiveDate,
+        at: DateTime<Utc>,
+    },
+    ExtensionRequested {
+        account: AccountKey,
+        registration_id: RegistrationId,
+        partner_id: PartnerId,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    MoreInformationRequested {
+        account: AccountKey,
+        registration_id: RegistrationId,
+        partner_id: PartnerId,
+        question: String,
+        at: DateTime<Utc>,
+    },
+
+    AnnouncementPublished {
+        announcement_id: AnnouncementId,
+        title: String,
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        policy_version: Option<u32>,
+        audience: Audience,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        acknowledge_by: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    },
+    AnnouncementRead {
+        partner_id: PartnerId,
+        announcement_id: AnnouncementId,
+        by: String,
+        at: DateTime<Utc>,
+    },
+    AnnouncementAcknowledged {
+        partner_id: PartnerId,
+        announcement_id: AnnouncementId,
+        by: String,
+        at: DateTime<Utc>,
+    },
+    AnnouncementChased {
+        partner_id: PartnerId,
+        announcement_id: AnnouncementId,
+        acknowledge_by: DateTime<Utc>,
+        at: DateTime<Utc>,
+    },
+    /// A person's alert subscription; `recipient` is sealed like a registration's contact.
+    AlertSubscriptionSet {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        partner_id: Option<PartnerId>,
+        user: String,
+        recipient: ContactOnRecord,
+        by_email: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        slack_channel: Option<String>,
+        alerts: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        quiet_hours: Option<QuietHours>,
+        digest: bool,
+        at: DateTime<Utc>,
+    },
+
     /// A refused command, recorded by the engine so every attempt is in the log.
     CommandRejected {
         boundary: Boundary,
@@ -473,6 +563,16 @@ impl Event {
             | ConflictClosed { at, .. }
             | NamedAccountAssigned { at, .. }
             | RegistrationReassigned { at, .. }
+            | NoteAdded { at, .. }
+            | NextStepSet { at, .. }
+            | NextStepOverdue { at, .. }
+            | ExtensionRequested { at, .. }
+            | MoreInformationRequested { at, .. }
+            | AnnouncementPublished { at, .. }
+            | AnnouncementRead { at, .. }
+            | AnnouncementAcknowledged { at, .. }
+            | AnnouncementChased { at, .. }
+            | AlertSubscriptionSet { at, .. }
             | CommandRejected { at, .. } => *at,
         }
     }
@@ -480,7 +580,14 @@ impl Event {
     pub fn boundary(&self) -> Boundary {
         use Event::*;
         match self {
-            PolicyAdopted { .. } => Boundary::Program,
+            PolicyAdopted { .. } | AnnouncementPublished { .. } => Boundary::Program,
+            AlertSubscriptionSet { partner_id, .. } => match partner_id {
+                Some(id) => Boundary::Partner(*id),
+                None => Boundary::Program,
+            },
+            AnnouncementRead { partner_id, .. }
+            | AnnouncementAcknowledged { partner_id, .. }
+            | AnnouncementChased { partner_id, .. } => Boundary::Partner(*partner_id),
             PartnerOnboarded { partner_id, .. }
             | PartnerTierChanged { partner_id, .. }
             | PartnerCertified { partner_id, .. }
@@ -522,7 +629,12 @@ impl Event {
             | RenewalOwnershipReviewDue { account, .. }
             | ConflictClosed { account, .. }
             | NamedAccountAssigned { account, .. }
-            | RegistrationReassigned { account, .. } => Boundary::Account(account.clone()),
+            | RegistrationReassigned { account, .. }
+            | NoteAdded { account, .. }
+            | NextStepSet { account, .. }
+            | NextStepOverdue { account, .. }
+            | ExtensionRequested { account, .. }
+            | MoreInformationRequested { account, .. } => Boundary::Account(account.clone()),
             CommandRejected { boundary, .. } => boundary.clone(),
         }
     }
@@ -574,7 +686,39 @@ impl Event {
             ConflictClosed { .. } => "conflict_closed",
             NamedAccountAssigned { .. } => "named_account_assigned",
             RegistrationReassigned { .. } => "registration_reassigned",
+            NoteAdded { .. } => "note_added",
+            NextStepSet { .. } => "next_step_set",
+            NextStepOverdue { .. } => "next_step_overdue",
+            ExtensionRequested { .. } => "extension_requested",
+            MoreInformationRequested { .. } => "more_information_requested",
+            AnnouncementPublished { .. } => "announcement_published",
+            AnnouncementRead { .. } => "announcement_read",
+            AnnouncementAcknowledged { .. } => "announcement_acknowledged",
+            AnnouncementChased { .. } => "announcement_chased",
+            AlertSubscriptionSet { .. } => "alert_subscription_set",
             CommandRejected { .. } => "command_rejected",
+        }
+    }
+}
+
+impl Event {
+    /// The personal contact the event records, if any: a registration's customer contact,
+    /// an alert subscription's recipient. What the engine seals, `forget` erases and a
+    /// reader reveals.
+    pub fn contact(&self) -> Option<&ContactOnRecord> {
+        match self {
+            Event::RegistrationSubmitted { customer, .. } => Some(&customer.contact),
+            Event::AlertSubscriptionSet { recipient, .. } => Some(recipient),
+            _ => None,
+        }
+    }
+
+    /// [`Event::contact`], to seal, reveal or erase it in place.
+    pub fn contact_mut(&mut self) -> Option<&mut ContactOnRecord> {
+        match self {
+            Event::RegistrationSubmitted { customer, .. } => Some(&mut customer.contact),
+            Event::AlertSubscriptionSet { recipient, .. } => Some(recipient),
+            _ => None,
         }
     }
 }

@@ -20,6 +20,7 @@ use crate::error::{DomainError, RejectionCode};
 use crate::event::Event;
 use crate::partner::PartnerState;
 use crate::policy::Policy;
+use crate::program::ProgramState;
 
 pub struct Scenario {
     given: Vec<Event>,
@@ -77,10 +78,14 @@ impl Scenario {
         };
         let mut state = State::initial(&boundary);
         let mut folded: BTreeMap<_, PartnerState> = BTreeMap::new();
+        let mut program = ProgramState::default();
         for event in &self.given {
             let target = event.boundary();
             if target == boundary {
                 evolve(&mut state, event);
+            }
+            if target == Boundary::Program {
+                program.evolve(event);
             }
             if let Boundary::Partner(id) = target {
                 folded.entry(id).or_default().evolve(event);
@@ -97,6 +102,7 @@ impl Scenario {
             actor: &self.actor,
             policy: &self.policy,
             partners: &partners,
+            program: &program,
         };
         let decision = decide(&state, &command, &ctx);
         check_declared_reads(&state, &command, &ctx, &folded, &declared, &decision);

@@ -47,6 +47,8 @@ macro_rules! uuid_id {
 uuid_id!(PartnerId, "partner organisation");
 uuid_id!(RegistrationId, "deal registration");
 uuid_id!(OpportunityId, "direct-sales opportunity");
+uuid_id!(AnnouncementId, "program announcement");
+uuid_id!(NoteId, "note on a registration");
 
 /// A conflict on an account: `<account>/<product line>/<n>`, numbered per account.
 #[derive(

@@ -13,6 +13,7 @@
 
 pub mod account;
 pub mod actor;
+pub mod announcement;
 pub mod attribution;
 pub mod boundary;
 pub mod calendar;
@@ -33,6 +34,7 @@ pub mod program;
 mod registration;
 pub mod route;
 pub mod stages;
+pub mod subscription;
 pub mod values;
 
 pub use account::{AccountState, Registration, RegistrationStatus};

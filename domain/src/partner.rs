@@ -1,7 +1,7 @@
 //! Partners: the facts the rules read (motions, tier, certifications, territories,
 //! capacity, status) and the decisions on the partner boundary.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -10,10 +10,11 @@ use crate::actor::{Actor, VendorRole};
 use crate::command::{OnboardPartner, RecordCommissionPayout};
 use crate::error::{refuse, DomainError, RejectionCode};
 use crate::event::Event;
-use crate::ids::{normalise_product_line, AccountKey, PartnerId, RegistrationId};
+use crate::ids::{normalise_product_line, AccountKey, AnnouncementId, PartnerId, RegistrationId};
 use crate::motion::{Motion, Tier};
 use crate::policy::Policy;
 use crate::route::PartnerCommand;
+use crate::subscription;
 use crate::values::{OpenSlot, Territory};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -48,6 +49,9 @@ pub struct PartnerState {
     /// The number of the slot each open registration holds.
     #[serde(default)]
     pub slot_numbers: BTreeMap<RegistrationId, u64>,
+    /// The announcements the partner read, acknowledged, was chased for.
+    #[serde(default)]
+    pub receipts: PartnerReceipts,
 }
 
 impl PartnerState {
@@ -137,6 +141,43 @@ impl PartnerState {
                     self.slot_numbers.remove(registration_id);
                 }
             }
+            Event::AnnouncementRead { .. }
+            | Event::AnnouncementAcknowledged { .. }
+            | Event::AnnouncementChased { .. } => self.receipts.evolve(event),
+            _ => {}
+        }
+    }
+}
+
+/// What a partner did with announcements: its fold on the partner stream.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PartnerReceipts {
+    #[serde(default)]
+    pub read: BTreeSet<AnnouncementId>,
+    #[serde(default)]
+    pub acknowledged: BTreeSet<AnnouncementId>,
+    #[serde(default)]
+    pub chased: BTreeSet<AnnouncementId>,
+}
+
+impl PartnerReceipts {
+    pub fn evolve(&mut self, event: &Event) {
+        match event {
+            Event::AnnouncementRead {
+                announcement_id, ..
+            } => {
+                self.read.insert(*announcement_id);
+            }
+            Event::AnnouncementAcknowledged {
+                announcement_id, ..
+            } => {
+                self.acknowledged.insert(*announcement_id);
+            }
+            Event::AnnouncementChased {
+                announcement_id, ..
+            } => {
+                self.chased.insert(*announcement_id);
+            }
             _ => {}
         }
     }
@@ -176,6 +217,16 @@ pub(crate) fn decide(
     now: DateTime<Utc>,
 ) -> Result<Vec<Event>, DomainError> {
     match command {
+        PartnerCommand::AcknowledgeAnnouncement(_)
+        | PartnerCommand::RecordAnnouncementRead(_)
+        | PartnerCommand::ChaseAnnouncement(_) => refuse(
+            RejectionCode::WrongBoundary,
+            "announcement receipts are decided by the announcement module",
+        ),
+        PartnerCommand::SetAlertSubscription(c) => {
+            exists(state)?;
+            subscription::decide(c, actor, now)
+        }
         PartnerCommand::RecordPayout(c) => record_payout(state, c, actor, now),
         PartnerCommand::Onboard(c) => {
             vendor_admin(actor)?;

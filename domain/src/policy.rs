@@ -31,6 +31,11 @@ pub struct Policy {
     pub renewals: RenewalPolicy,
     #[serde(default)]
     pub territories: TerritoryPolicy,
+    /// A partner registers under this policy version only once it acknowledged every
+    /// announcement of the version that reaches it (refused with
+    /// `announcement_not_acknowledged`, naming the announcement).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_acknowledgement: bool,
 }
 
 /// What happens when a partner that does not own a product line's renewal registers that

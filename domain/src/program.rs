@@ -1,17 +1,23 @@
 //! The program boundary: which policy is in force.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::actor::{Actor, VendorRole};
 use crate::error::{refuse, DomainError, RejectionCode};
 use crate::event::Event;
+use crate::ids::AnnouncementId;
 use crate::policy::Policy;
 use crate::route::ProgramCommand;
+use crate::values::Audience;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ProgramState {
     policy: Option<Policy>,
+    #[serde(default)]
+    announcements: Announcements,
 }
 
 impl ProgramState {
@@ -19,9 +25,36 @@ impl ProgramState {
         self.policy.as_ref()
     }
 
+    /// The announcements published, by id.
+    pub fn announcements(&self) -> &Announcements {
+        &self.announcements
+    }
+
     pub fn evolve(&mut self, event: &Event) {
-        if let Event::PolicyAdopted { policy, .. } = event {
-            self.policy = Some(policy.clone());
+        match event {
+            Event::PolicyAdopted { policy, .. } => self.policy = Some(policy.clone()),
+            Event::AnnouncementPublished {
+                announcement_id,
+                title,
+                policy_version,
+                audience,
+                acknowledge_by,
+                at,
+                ..
+            } => {
+                self.announcements.insert(
+                    *announcement_id,
+                    Announcement {
+                        id: *announcement_id,
+                        title: title.clone(),
+                        policy_version: *policy_version,
+                        audience: audience.clone(),
+                        acknowledge_by: *acknowledge_by,
+                        published_at: *at,
+                    },
+                );
+            }
+            _ => {}
         }
     }
 }
@@ -32,7 +65,12 @@ pub(crate) fn decide(
     actor: &Actor,
     now: DateTime<Utc>,
 ) -> Result<Vec<Event>, DomainError> {
-    let ProgramCommand::AdoptPolicy(command) = command;
+    let ProgramCommand::AdoptPolicy(command) = command else {
+        return refuse(
+            RejectionCode::WrongBoundary,
+            "announcements and subscriptions are decided by their own modules",
+        );
+    };
     let policy = &command.policy;
     if !(actor.is_role(VendorRole::RevOps)
         || actor.is_role(VendorRole::ChannelManager)
@@ -61,3 +99,18 @@ pub(crate) fn decide(
         at: now,
     }])
 }
+
+/// An announcement as the program holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Announcement {
+    pub id: AnnouncementId,
+    pub title: String,
+    /// The policy version it concerns, if it announces a policy change.
+    pub policy_version: Option<u32>,
+    pub audience: Audience,
+    pub acknowledge_by: Option<DateTime<Utc>>,
+    pub published_at: DateTime<Utc>,
+}
+
+/// The announcements of the program, by id.
+pub type Announcements = BTreeMap<AnnouncementId, Announcement>;

@@ -21,6 +21,9 @@ pub enum Route<'c> {
 #[derive(Debug, Clone, Copy)]
 pub enum ProgramCommand<'c> {
     AdoptPolicy(&'c AdoptPolicy),
+    PublishAnnouncement(&'c PublishAnnouncement),
+    /// A vendor user's alert subscription.
+    SetAlertSubscription(&'c SetAlertSubscription),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -32,6 +35,11 @@ pub enum PartnerCommand<'c> {
     SetCapacity(&'c SetCapacity),
     Offboard(&'c OffboardPartner),
     RecordPayout(&'c RecordCommissionPayout),
+    AcknowledgeAnnouncement(&'c AcknowledgeAnnouncement),
+    RecordAnnouncementRead(&'c RecordAnnouncementRead),
+    ChaseAnnouncement(&'c ChaseAnnouncement),
+    /// A partner user's alert subscription.
+    SetAlertSubscription(&'c SetAlertSubscription),
 }
 
 /// The account boundary's commands, by concern.
@@ -44,6 +52,7 @@ pub enum AccountCommand<'c> {
     Attribution(AttributionCommand<'c>),
     Conflict(ConflictCommand<'c>),
     Renewal(RenewalCommand<'c>),
+    Engagement(EngagementCommand<'c>),
     /// Capacity slots the account does not back.
     LapseSlot(&'c LapseCapacitySlot),
 }
@@ -101,6 +110,16 @@ pub enum ConflictCommand<'c> {
     AssignNamedAccount(&'c AssignNamedAccount),
 }
 
+/// The work on a deal between partner and vendor: notes, next steps, requests.
+#[derive(Debug, Clone, Copy)]
+pub enum EngagementCommand<'c> {
+    AddNote(&'c AddNote),
+    SetNextStep(&'c SetNextStep),
+    FlagNextStepOverdue(&'c FlagNextStepOverdue),
+    RequestExtension(&'c RequestExtension),
+    RequestMoreInformation(&'c RequestMoreInformation),
+}
+
 /// Who owns a product line's renewal.
 #[derive(Debug, Clone, Copy)]
 pub enum RenewalCommand<'c> {
@@ -116,6 +135,38 @@ impl Command {
         use Command as C;
         match self {
             C::AdoptPolicy(c) => Route::Program(ProgramCommand::AdoptPolicy(c)),
+            C::PublishAnnouncement(c) => Route::Program(ProgramCommand::PublishAnnouncement(c)),
+            C::SetAlertSubscription(c) => match c.partner_id {
+                Some(id) => Route::Partner(id, PartnerCommand::SetAlertSubscription(c)),
+                None => Route::Program(ProgramCommand::SetAlertSubscription(c)),
+            },
+            C::AcknowledgeAnnouncement(c) => {
+                Route::Partner(c.partner_id, PartnerCommand::AcknowledgeAnnouncement(c))
+            }
+            C::RecordAnnouncementRead(c) => {
+                Route::Partner(c.partner_id, PartnerCommand::RecordAnnouncementRead(c))
+            }
+            C::ChaseAnnouncement(c) => {
+                Route::Partner(c.partner_id, PartnerCommand::ChaseAnnouncement(c))
+            }
+            C::AddNote(c) => {
+                Route::Account(&c.account, A::Engagement(EngagementCommand::AddNote(c)))
+            }
+            C::SetNextStep(c) => {
+                Route::Account(&c.account, A::Engagement(EngagementCommand::SetNextStep(c)))
+            }
+            C::FlagNextStepOverdue(c) => Route::Account(
+                &c.account,
+                A::Engagement(EngagementCommand::FlagNextStepOverdue(c)),
+            ),
+            C::RequestExtension(c) => Route::Account(
+                &c.account,
+                A::Engagement(EngagementCommand::RequestExtension(c)),
+            ),
+            C::RequestMoreInformation(c) => Route::Account(
+                &c.account,
+                A::Engagement(EngagementCommand::RequestMoreInformation(c)),
+            ),
 
             C::OnboardPartner(c) => Route::Partner(c.partner_id, PartnerCommand::Onboard(c)),
             C::ChangePartnerTier(c) => Route::Partner(c.partner_id, PartnerCommand::ChangeTier(c)),
@@ -277,6 +328,13 @@ impl AccountCommand<'_> {
                 AttributionCommand::RemoveInfluencer(c) => c.registration_id,
             }),
             AccountCommand::LapseSlot(c) => Some(c.registration_id),
+            AccountCommand::Engagement(e) => Some(match e {
+                EngagementCommand::AddNote(c) => c.registration_id,
+                EngagementCommand::SetNextStep(c) => c.registration_id,
+                EngagementCommand::FlagNextStepOverdue(c) => c.registration_id,
+                EngagementCommand::RequestExtension(c) => c.registration_id,
+                EngagementCommand::RequestMoreInformation(c) => c.registration_id,
+            }),
             AccountCommand::Conflict(_) | AccountCommand::Renewal(_) => None,
         }
     }

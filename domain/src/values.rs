@@ -10,6 +10,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{AccountKey, OpportunityId, PartnerId, RegistrationId};
+use crate::motion::{Motion, Tier};
 
 /// Dates on the wire are `YYYY-MM-DD` exactly: four-digit year, zero-padded month and
 /// day, nothing before or after. (chrono alone also reads `+10000-01-01` and `2026-9-5`;
@@ -258,4 +259,52 @@ pub enum ConflictParty {
 pub struct OpenSlot {
     pub registration_id: RegistrationId,
     pub account: AccountKey,
+}
+
+/// Who an announcement is for. Empty lists do not narrow: an audience with no tiers,
+/// motions or partners named reaches every partner.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Audience {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tiers: Vec<Tier>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub motions: Vec<Motion>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partners: Vec<PartnerId>,
+}
+
+impl Audience {
+    /// Whether a partner with these facts is in the audience: it is named, or (when no
+    /// partner is named) it has one of the tiers and one of the motions named.
+    pub fn reaches(&self, partner: PartnerId, tier: Tier, motions: &[Motion]) -> bool {
+        if !self.partners.is_empty() {
+            return self.partners.contains(&partner);
+        }
+        let tier_ok = self.tiers.is_empty() || self.tiers.contains(&tier);
+        let motion_ok = self.motions.is_empty() || self.motions.iter().any(|m| motions.contains(m));
+        tier_ok && motion_ok
+    }
+}
+
+/// Quiet hours, in UTC: alerts falling between `start_hour` and `end_hour` wait until
+/// `end_hour` (a window may wrap midnight: 20 to 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuietHours {
+    pub start_hour: u8,
+    pub end_hour: u8,
+}
+
+/// Whether a note is for the partner's eyes too, or the vendor's only.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum NoteVisibility {
+    /// The owning partner and the vendor see it.
+    #[default]
+    Partner,
+    /// The vendor only: never in a partner's view, reply or alert.
+    Internal,
 }

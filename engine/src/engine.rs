@@ -34,7 +34,7 @@ use dealreg_clock::{Clock, IdSource, SharedIds, TimeOrderedIds};
 use dealreg_domain::command::AdoptPolicy;
 use dealreg_domain::{
     decide, evolve, partners_needed, Actor, Boundary, Command, Context, Decision, DomainError,
-    Event, PartnerId, Partners, Policy, State,
+    Event, PartnerId, Partners, Policy, ProgramState, State,
 };
 use dealreg_events::{EventStore, NewEvent, StoreError, StreamAppend, StreamRevision, StreamTip};
 use dealreg_vault::{KeyMaterial, KeyVault, MemoryVault, PersonKey, VaultError};
@@ -553,11 +553,17 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
                 _ => None,
             })
             .collect();
+        let empty = ProgramState::default();
+        let program = match &read.program.state {
+            State::Program(p) => p,
+            _ => &empty,
+        };
         let context = Context {
             now,
             actor: &command.envelope.actor,
             policy: &read.policy,
             partners: &partner_facts,
+            program,
         };
         match decide(&read.primary.state, &command.envelope.command, &context) {
             Ok(decision) => Ok(decision),

@@ -10,6 +10,8 @@
 //! partner's own request.
 
 use chrono::{DateTime, NaiveDate, Utc};
+use dealreg_domain::ids::{AnnouncementId, NoteId};
+use dealreg_domain::values::NoteVisibility;
 use dealreg_domain::{
     AccountKey, DealKind, DomainError, Event, Motion, PartnerId, RegistrationId, RejectionCode,
 };
@@ -120,6 +122,47 @@ pub enum PartnerEvent {
     },
     CapacitySlotReleased {
         registration_id: RegistrationId,
+        at: DateTime<Utc>,
+    },
+    /// A note the partner may read (never an internal one).
+    NoteAdded {
+        registration_id: RegistrationId,
+        note_id: NoteId,
+        text: String,
+        at: DateTime<Utc>,
+    },
+    NextStepSet {
+        registration_id: RegistrationId,
+        text: String,
+        due_on: NaiveDate,
+        at: DateTime<Utc>,
+    },
+    NextStepOverdue {
+        registration_id: RegistrationId,
+        due_on: NaiveDate,
+        at: DateTime<Utc>,
+    },
+    ExtensionRequested {
+        registration_id: RegistrationId,
+        at: DateTime<Utc>,
+    },
+    MoreInformationRequested {
+        registration_id: RegistrationId,
+        question: String,
+        at: DateTime<Utc>,
+    },
+    AnnouncementRead {
+        announcement_id: AnnouncementId,
+        at: DateTime<Utc>,
+    },
+    AnnouncementAcknowledged {
+        announcement_id: AnnouncementId,
+        at: DateTime<Utc>,
+    },
+    /// A subscription of one of the partner's people (the address stays out of replies).
+    AlertSubscriptionSet {
+        user: String,
+        alerts: Vec<String>,
         at: DateTime<Utc>,
     },
     /// The command was refused; the reply's `error` says why.
@@ -324,6 +367,93 @@ impl PartnerEvent {
                 registration_id: *registration_id,
                 at: *at,
             },
+            Event::NoteAdded {
+                registration_id,
+                partner_id,
+                note_id,
+                text,
+                visibility: NoteVisibility::Partner,
+                at,
+                ..
+            } if mine(partner_id) => P::NoteAdded {
+                registration_id: *registration_id,
+                note_id: *note_id,
+                text: text.clone(),
+                at: *at,
+            },
+            Event::NextStepSet {
+                registration_id,
+                partner_id,
+                text,
+                due_on,
+                at,
+                ..
+            } if mine(partner_id) => P::NextStepSet {
+                registration_id: *registration_id,
+                text: text.clone(),
+                due_on: *due_on,
+                at: *at,
+            },
+            Event::NextStepOverdue {
+                registration_id,
+                partner_id,
+                due_on,
+                at,
+                ..
+            } if mine(partner_id) => P::NextStepOverdue {
+                registration_id: *registration_id,
+                due_on: *due_on,
+                at: *at,
+            },
+            Event::ExtensionRequested {
+                registration_id,
+                partner_id,
+                at,
+                ..
+            } if mine(partner_id) => P::ExtensionRequested {
+                registration_id: *registration_id,
+                at: *at,
+            },
+            Event::MoreInformationRequested {
+                registration_id,
+                partner_id,
+                question,
+                at,
+                ..
+            } if mine(partner_id) => P::MoreInformationRequested {
+                registration_id: *registration_id,
+                question: question.clone(),
+                at: *at,
+            },
+            Event::AnnouncementRead {
+                announcement_id,
+                partner_id,
+                at,
+                ..
+            } if mine(partner_id) => P::AnnouncementRead {
+                announcement_id: *announcement_id,
+                at: *at,
+            },
+            Event::AnnouncementAcknowledged {
+                announcement_id,
+                partner_id,
+                at,
+                ..
+            } if mine(partner_id) => P::AnnouncementAcknowledged {
+                announcement_id: *announcement_id,
+                at: *at,
+            },
+            Event::AlertSubscriptionSet {
+                partner_id: Some(partner_id),
+                user,
+                alerts,
+                at,
+                ..
+            } if mine(partner_id) => P::AlertSubscriptionSet {
+                user: user.clone(),
+                alerts: alerts.clone(),
+                at: *at,
+            },
             Event::CommandRejected { code, at, .. } => P::CommandRefused {
                 code: *code,
                 at: *at,
@@ -360,6 +490,10 @@ const SAFE_DETAILS: &[&str] = &[
     "expired_on",
     "status",
     "last_touch",
+    "announcement_id",
+    "title",
+    "policy_version",
+    "note_id",
 ];
 
 /// Codes whose messages can speak of another party (its protection and expiry, its

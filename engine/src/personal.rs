@@ -35,17 +35,12 @@ pub enum OpenError {
     NotAContact(String),
 }
 
-/// The addresses whose keys a list of events needs sealed: `registration_submitted` with a
-/// clear contact.
+/// The addresses whose keys a list of events needs sealed: every event with a clear
+/// contact (`registration_submitted`, `alert_subscription_set`).
 pub fn addresses_to_seal(events: &[Event]) -> Vec<String> {
     events
         .iter()
-        .filter_map(|event| match event {
-            Event::RegistrationSubmitted { customer, .. } => {
-                customer.contact.email().map(normalise_email)
-            }
-            _ => None,
-        })
+        .filter_map(|event| event.contact()?.email().map(normalise_email))
         .collect()
 }
 
@@ -76,18 +71,19 @@ pub fn sealed_for_storage(
     keys: &HashMap<String, PersonKey>,
     event_id: Uuid,
 ) -> Result<Option<Event>, String> {
-    let Event::RegistrationSubmitted { customer, .. } = event else {
+    let Some(ContactOnRecord::Clear(contact)) = event.contact() else {
         return Ok(None);
     };
-    let ContactOnRecord::Clear(contact) = &customer.contact else {
-        return Ok(None);
-    };
-    let key = keys
-        .get(&normalise_email(&contact.email))
-        .ok_or_else(|| format!("no key was fetched for the contact of {}", customer.company))?;
+    let key = keys.get(&normalise_email(&contact.email)).ok_or_else(|| {
+        format!(
+            "no key was fetched for the contact of a {} event",
+            event.event_type()
+        )
+    })?;
+    let sealed = ContactOnRecord::Sealed(seal(contact, key, event_id)?);
     let mut stored = event.clone();
-    if let Event::RegistrationSubmitted { customer, .. } = &mut stored {
-        customer.contact = ContactOnRecord::Sealed(seal(contact, key, event_id)?);
+    if let Some(contact) = stored.contact_mut() {
+        *contact = sealed;
     }
     Ok(Some(stored))
 }
@@ -149,10 +145,7 @@ pub fn open(sealed: &SealedContact, key: &[u8; 32]) -> Result<Contact, OpenError
 /// key (altered bytes) stays sealed, with a warning: it is never shown as erased, which
 /// would hide the damage.
 pub async fn reveal(event: &mut Event, vault: &dyn KeyVault) -> Result<(), VaultError> {
-    let Event::RegistrationSubmitted { customer, .. } = event else {
-        return Ok(());
-    };
-    let ContactOnRecord::Sealed(sealed) = &customer.contact else {
+    let Some(ContactOnRecord::Sealed(sealed)) = event.contact() else {
         return Ok(());
     };
     let person = sealed.person;
@@ -168,7 +161,9 @@ pub async fn reveal(event: &mut Event, vault: &dyn KeyVault) -> Result<(), Vault
             }
         },
     };
-    customer.contact = shown;
+    if let Some(contact) = event.contact_mut() {
+        *contact = shown;
+    }
     Ok(())
 }
 

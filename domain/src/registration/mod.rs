@@ -1,6 +1,7 @@
 //! Decisions on the customer account, one module per concern: [`submission`],
 //! [`review`] (approval, decline, appeals), [`protection`] (the protection window),
-//! [`deal`] (stages and outcomes), [`attribution`], [`conflicts`] and [`renewals`], with
+//! [`deal`] (stages and outcomes), [`attribution`], [`conflicts`], [`renewals`] and
+//! [`engagement`] (notes, next steps, requests), with
 //! the checks they share in [`guards`]. Pure: time, policy, actor and partner facts come
 //! in the [`Context`].
 //!
@@ -11,6 +12,7 @@ mod attribution;
 mod capacity;
 mod conflicts;
 mod deal;
+mod engagement;
 mod exits;
 mod guards;
 mod protection;
@@ -52,7 +54,7 @@ pub(crate) fn partners_needed(state: &AccountState, command: AccountCommand<'_>)
             .chain([attribution::subject(a)])
             .collect(),
         AccountCommand::Conflict(ConflictCommand::AssignNamedAccount(c)) => vec![c.partner_id],
-        AccountCommand::Conflict(_) => Vec::new(),
+        AccountCommand::Conflict(_) | AccountCommand::Engagement(_) => Vec::new(),
         AccountCommand::Renewal(RenewalCommand::Reassign(c)) => vec![c.to_partner],
         AccountCommand::LapseSlot(c) => vec![c.partner_id],
         AccountCommand::Renewal(RenewalCommand::FlagReviewDue(_) | RenewalCommand::Confirm(_)) => {
@@ -81,5 +83,6 @@ pub(crate) fn decide(
         AccountCommand::Conflict(c) => conflicts::decide(state, c, account, ctx),
         AccountCommand::Renewal(c) => renewals::decide(state, c, account, ctx),
         AccountCommand::LapseSlot(c) => capacity::lapse(state, c, account, ctx),
+        AccountCommand::Engagement(c) => engagement::decide(state, c, account, ctx),
     }
 }

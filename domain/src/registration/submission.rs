@@ -181,6 +181,7 @@ impl Submission<'_, '_> {
                 "the partner is not active in the program",
             );
         }
+        crate::announcement::gate(policy, ctx.program.announcements(), facts)?;
         if !facts.motions.contains(motion) {
             return Err(DomainError::new(
                 RejectionCode::MotionNotInAgreement,
