@@ -1,0 +1,196 @@
+//! E-mail over SMTP with lettre.
+
+use std::time::Duration;
+
+use lettre::message::header::{HeaderName, HeaderValue};
+use lettre::message::{Mailbox as LettreMailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use crate::{CarrierError, Secret};
+
+/// A display name and an address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mailbox {
+    pub name: Option<String>,
+    pub address: String,
+}
+
+impl Mailbox {
+    pub fn new(name: impl Into<String>, address: impl Into<String>) -> Self {
+        Mailbox {
+            name: Some(name.into()),
+            address: address.into(),
+        }
+    }
+
+    fn to_lettre(&self, role: &str) -> Result<LettreMailbox, CarrierError> {
+        let address = self.address.parse().map_err(|e| {
+            CarrierError::permanent(format!("invalid {role} address {:?}: {e}", self.address))
+        })?;
+        Ok(LettreMailbox::new(self.name.clone(), address))
+    }
+}
+
+/// One e-mail to one person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email {
+    /// Stable per alert and recipient, without angle brackets (e.g. `a1b2@dealreg`): a
+    /// resend carries the same Message-ID so a mail client or the receiver can recognise
+    /// it as the same message.
+    pub message_id: String,
+    pub from: Mailbox,
+    pub to: Mailbox,
+    pub reply_to: Option<Mailbox>,
+    pub subject: String,
+    /// The text/plain part.
+    pub text: String,
+    /// The text/html part; with it the message is multipart/alternative.
+    pub html: Option<String>,
+    /// Extra headers, e.g. `("X-Dealreg-Alert", "registration_approved")`.
+    pub headers: Vec<(String, String)>,
+}
+
+/// How the connection to the SMTP server is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// Plain SMTP: for loopback tests only; credentials travel in clear.
+    None,
+    /// Plain connection upgraded with STARTTLS, which is required (port 587).
+    StartTls,
+    /// TLS from the first byte (port 465).
+    Tls,
+}
+
+/// Where and how to send e-mail.
+#[derive(Debug, Clone)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    /// User name and password, when the server requires AUTH.
+    pub credentials: Option<(String, Secret)>,
+    /// Bounds connecting and the whole exchange of one send: a hung server (accepting
+    /// connections but never answering) becomes a Transient error. lettre's own timeout
+    /// alone did not end a send to a frozen server in our test, hence the outer bound.
+    pub timeout: Duration,
+}
+
+/// Sends [`Email`]s through one SMTP server.
+pub struct SmtpCarrier {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    password: Option<Secret>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for SmtpCarrier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpCarrier").finish_non_exhaustive()
+    }
+}
+
+impl SmtpCarrier {
+    /// Builds the transport; no connection is made until the first send.
+    pub fn new(settings: SmtpSettings) -> Result<Self, CarrierError> {
+        let tls = match settings.security {
+            Security::None => Tls::None,
+            Security::StartTls => Tls::Required(tls_parameters(&settings.host)?),
+            Security::Tls => Tls::Wrapper(tls_parameters(&settings.host)?),
+        };
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&settings.host)
+            .port(settings.port)
+            .tls(tls)
+            .timeout(Some(settings.timeout));
+        let mut password = None;
+        if let Some((user, secret)) = &settings.credentials {
+            builder =
+                builder.credentials(Credentials::new(user.clone(), secret.expose().to_owned()));
+            password = Some(secret.clone());
+        }
+        Ok(SmtpCarrier {
+            transport: builder.build(),
+            password,
+            timeout: settings.timeout,
+        })
+    }
+
+    /// Sends one e-mail. An invalid address or header is Permanent without any
+    /// connection being made.
+    pub async fn send(&self, email: &Email) -> Result<(), CarrierError> {
+        let message = build_message(email)?;
+        let sent = tokio::time::timeout(self.timeout, self.transport.send(message)).await;
+        let Ok(sent) = sent else {
+            let error = CarrierError::transient(format!(
+                "the SMTP server did not complete the exchange within {:?}",
+                self.timeout
+            ));
+            tracing::warn!(message_id = %email.message_id, %error, "e-mail not sent");
+            return Err(error);
+        };
+        match sent {
+            Ok(response) => {
+                tracing::debug!(message_id = %email.message_id, code = %response.code(), "e-mail accepted by the SMTP server");
+                Ok(())
+            }
+            Err(error) => {
+                let classified = self.classify(&error);
+                tracing::warn!(message_id = %email.message_id, error = %classified, "e-mail not sent");
+                Err(classified)
+            }
+        }
+    }
+
+    fn classify(&self, error: &lettre::transport::smtp::Error) -> CarrierError {
+        let mut reason = error.to_string();
+        if let Some(source) = std::error::Error::source(error) {
+            reason = format!("{reason}: {source}");
+        }
+        if let Some(password) = &self.password {
+            reason = password.scrub(&reason);
+        }
+        // 5xx answers (including 535 for refused credentials) and client-side errors
+        // (a message lettre cannot send) will fail the same way again; 4xx answers,
+        // refused connections, timeouts and TLS trouble may pass later.
+        if error.is_permanent() || error.is_client() {
+            CarrierError::permanent(reason)
+        } else {
+            CarrierError::transient(reason)
+        }
+    }
+}
+
+fn tls_parameters(host: &str) -> Result<TlsParameters, CarrierError> {
+    TlsParameters::new(host.to_owned())
+        .map_err(|e| CarrierError::permanent(format!("TLS settings for {host}: {e}")))
+}
+
+fn build_message(email: &Email) -> Result<Message, CarrierError> {
+    // Subjects come from templates filled with partner data: a line break there would
+    // otherwise be an attempt at header injection. lettre encodes, we also flatten.
+    let subject = email.subject.replace(['\r', '\n'], " ");
+    let mut builder = Message::builder()
+        .message_id(Some(format!(
+            "<{}>",
+            email.message_id.trim_matches(['<', '>'])
+        )))
+        .from(email.from.to_lettre("From")?)
+        .to(email.to.to_lettre("To")?)
+        .subject(subject);
+    if let Some(reply_to) = &email.reply_to {
+        builder = builder.reply_to(reply_to.to_lettre("Reply-To")?);
+    }
+    for (name, value) in &email.headers {
+        let header = HeaderName::new_from_ascii(name.clone())
+            .map_err(|e| CarrierError::permanent(format!("invalid header name {name:?}: {e}")))?;
+        builder = builder.raw_header(HeaderValue::new(header, value.replace(['\r', '\n'], " ")));
+    }
+    let built = match &email.html {
+        Some(html) => builder.multipart(MultiPart::alternative_plain_html(
+            email.text.clone(),
+            html.clone(),
+        )),
+        None => builder.singlepart(SinglePart::plain(email.text.clone())),
+    };
+    built.map_err(|e| CarrierError::permanent(format!("e-mail could not be built: {e}")))
+}
