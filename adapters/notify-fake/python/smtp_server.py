@@ -4,7 +4,7 @@ Started by dealreg-notify-fake's SmtpServer as a child process. One script for e
 because aiosmtpd's command line (`python3 -m aiosmtpd -c aiosmtpd.handlers.Mailbox DIR`)
 cannot require AUTH; its Controller can.
 
-Usage: smtp_server.py --port PORT --maildir DIR [--user USER]
+Usage: smtp_server.py --port PORT --maildir DIR [--user USER] [--tls-cert PEM --tls-key PEM]
 The password, when --user is given, is read from the environment variable
 DEALREG_SMTP_PASSWORD so it never shows in a process listing.
 """
@@ -12,6 +12,7 @@ DEALREG_SMTP_PASSWORD so it never shows in a process listing.
 import argparse
 import os
 import signal
+import ssl
 import threading
 
 from aiosmtpd.controller import Controller
@@ -24,6 +25,8 @@ def main():
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--maildir", required=True)
     parser.add_argument("--user")
+    parser.add_argument("--tls-cert")
+    parser.add_argument("--tls-key")
     args = parser.parse_args()
 
     kwargs = {}
@@ -45,6 +48,12 @@ def main():
         kwargs = dict(
             authenticator=authenticator, auth_required=True, auth_require_tls=False
         )
+
+    if args.tls_cert:
+        # STARTTLS offered and required before MAIL, as a submission server would.
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        kwargs.update(tls_context=context, require_starttls=True)
 
     controller = Controller(
         Mailbox(args.maildir), hostname="127.0.0.1", port=args.port, **kwargs

@@ -4,7 +4,9 @@
 //! - [`SmtpServer`] runs Python's aiosmtpd (the real thing, not a Rust imitation) as a
 //!   child process through one small script (`python/smtp_server.py`), delivering into a
 //!   Maildir in a temporary directory, optionally requiring AUTH with one user and
-//!   password. Python 3 and aiosmtpd are installed by `scripts/setup`.
+//!   password, or requiring STARTTLS with a certificate from a throwaway CA (made with the
+//!   `openssl` command). Python 3 and aiosmtpd are installed by `scripts/setup`; the
+//!   STARTTLS mode also needs `openssl` on PATH.
 //! - [`SlackDouble`] is a hyper HTTP/1 server playing `chat.postMessage` and one incoming
 //!   webhook, as strict as Slack's documentation on the points the carrier depends on
 //!   (authentication, content type, required fields, Block Kit limits, rate limiting).

@@ -44,6 +44,7 @@ pub struct SmtpServer {
     child: Child,
     port: u16,
     maildir: PathBuf,
+    ca_pem: Option<Vec<u8>>,
     _dir: tempfile::TempDir,
 }
 
@@ -60,22 +61,34 @@ impl std::fmt::Debug for SmtpServer {
 impl SmtpServer {
     /// Starts a server accepting any mail without authentication.
     pub fn start() -> Result<SmtpServer, SmtpServerError> {
-        Self::launch(None)
+        Self::launch(None, false)
+    }
+
+    /// Starts a server that offers STARTTLS and requires it before MAIL, with a
+    /// certificate for 127.0.0.1 issued by a throwaway CA made with the `openssl` command
+    /// ([`SmtpServer::ca_pem`] gives the CA for the client to trust).
+    pub fn start_with_starttls() -> Result<SmtpServer, SmtpServerError> {
+        Self::launch(None, true)
+    }
+
+    /// The PEM of the CA that issued the server's certificate, for a STARTTLS server.
+    pub fn ca_pem(&self) -> Option<&[u8]> {
+        self.ca_pem.as_deref()
     }
 
     /// Starts a server that requires AUTH (PLAIN or LOGIN, allowed without TLS on
     /// loopback) and accepts only this user with this password.
     pub fn start_with_auth(user: &str, password: &str) -> Result<SmtpServer, SmtpServerError> {
-        Self::launch(Some((user, password)))
+        Self::launch(Some((user, password)), false)
     }
 
-    fn launch(auth: Option<(&str, &str)>) -> Result<SmtpServer, SmtpServerError> {
+    fn launch(auth: Option<(&str, &str)>, tls: bool) -> Result<SmtpServer, SmtpServerError> {
         check_python()?;
         let mut last = String::new();
         // The port is found free and then released before Python binds it: another
         // process may take it in between, so a clash is retried with a new port.
         for _ in 0..5 {
-            match Self::launch_once(auth) {
+            match Self::launch_once(auth, tls) {
                 Ok(server) => return Ok(server),
                 Err(SmtpServerError::Start(reason)) => last = reason,
                 Err(other) => return Err(other),
@@ -84,8 +97,13 @@ impl SmtpServer {
         Err(SmtpServerError::Start(last))
     }
 
-    fn launch_once(auth: Option<(&str, &str)>) -> Result<SmtpServer, SmtpServerError> {
+    fn launch_once(auth: Option<(&str, &str)>, tls: bool) -> Result<SmtpServer, SmtpServerError> {
         let dir = tempfile::tempdir()?;
+        let ca_pem = if tls {
+            Some(make_certificates(dir.path())?)
+        } else {
+            None
+        };
         let maildir = dir.path().join("Maildir");
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let log = std::fs::File::create(dir.path().join("server.log"))?;
@@ -107,11 +125,19 @@ impl SmtpServer {
                 .arg(user)
                 .env("DEALREG_SMTP_PASSWORD", password);
         }
+        if tls {
+            command
+                .arg("--tls-cert")
+                .arg(dir.path().join("cert.pem"))
+                .arg("--tls-key")
+                .arg(dir.path().join("key.pem"));
+        }
         let child = command.spawn().map_err(SmtpServerError::NoPython)?;
         let mut server = SmtpServer {
             child,
             port,
             maildir,
+            ca_pem,
             _dir: dir,
         };
         server.wait_ready()?;
@@ -218,12 +244,38 @@ impl SmtpServer {
     /// Freezes the server (SIGSTOP): connections are accepted by the kernel but never
     /// answered, as with a hung mail server.
     pub fn sigstop(&self) -> Result<(), SmtpServerError> {
-        self.signal("-STOP")
+        self.signal("-STOP")?;
+        // Signals are delivered asynchronously: wait until the process is seen stopped,
+        // or a test could be greeted in the moment between `kill` and the stop.
+        self.wait_state(true);
+        Ok(())
+    }
+
+    /// Waits (at most 2 s) until the process's state (Linux `/proc/PID/stat`) is or is
+    /// no longer `T` (stopped). Without /proc it returns at once.
+    fn wait_state(&self, stopped: bool) {
+        let path = format!("/proc/{}/stat", self.child.id());
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(2) {
+            let Ok(stat) = std::fs::read_to_string(&path) else {
+                return;
+            };
+            // The state follows the command name, which is in parentheses.
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next());
+            if (state == Some("T")) == stopped {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Thaws a server frozen by [`SmtpServer::sigstop`].
     pub fn sigcont(&self) -> Result<(), SmtpServerError> {
-        self.signal("-CONT")
+        self.signal("-CONT")?;
+        self.wait_state(false);
+        Ok(())
     }
 
     fn signal(&self, signal: &str) -> Result<(), SmtpServerError> {
@@ -277,4 +329,76 @@ fn check_python() -> Result<(), SmtpServerError> {
     } else {
         Err(SmtpServerError::NoAiosmtpd)
     }
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, written into `dir`
+/// (`cert.pem`, `key.pem`); returns the CA's PEM. Two certificates rather than one
+/// self-signed: rustls (webpki) refuses a CA certificate presented as the server's own.
+fn make_certificates(dir: &Path) -> Result<Vec<u8>, SmtpServerError> {
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )?;
+    let steps: [&[&str]; 3] = [
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=dealreg test CA",
+        ],
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "leaf.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "cert.pem",
+            "-days",
+            "1",
+            "-extfile",
+            "leaf.ext",
+        ],
+    ];
+    for args in steps {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| SmtpServerError::Start(format!("openssl is needed for STARTTLS: {e}")))?;
+        if !output.status.success() {
+            return Err(SmtpServerError::Start(format!(
+                "openssl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr).trim()
+            )));
+        }
+    }
+    Ok(std::fs::read(dir.join("ca.pem"))?)
 }

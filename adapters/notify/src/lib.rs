@@ -10,9 +10,10 @@
 //! [`Secret`], which never prints, and are scrubbed from error texts.
 //!
 //! What was verified, plainly:
-//! - SMTP: against a real SMTP server, Python's aiosmtpd on loopback (plain SMTP, AUTH
-//!   required or not, a refused login, a closed port). STARTTLS and implicit TLS were
-//!   not tested against any server; no live mail provider was used.
+//! - SMTP: against a real SMTP server, Python's aiosmtpd on loopback: plain SMTP, AUTH
+//!   required or not, a refused login, a closed port, a frozen server, and STARTTLS
+//!   (required by the server, certificate from a throwaway CA made with `openssl`).
+//!   Implicit TLS (port 465) was not tested; no live mail provider was used.
 //! - Slack: only against `dealreg-notify-fake`'s double, written from Slack's
 //!   documentation. Nothing was verified against live Slack unless `SLACK_BOT_TOKEN` and
 //!   `SLACK_CHANNEL` are set for the `live_slack_post` test, which was not run here.

@@ -5,7 +5,7 @@ use std::time::Duration;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox as LettreMailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::{CarrierError, Secret};
@@ -75,6 +75,9 @@ pub struct SmtpSettings {
     /// connections but never answering) becomes a Transient error. lettre's own timeout
     /// alone did not end a send to a frozen server in our test, hence the outer bound.
     pub timeout: Duration,
+    /// A PEM certificate to trust besides the public roots (webpki-roots): a private CA,
+    /// or a test server's. `None` for public mail services.
+    pub extra_root_pem: Option<Vec<u8>>,
 }
 
 /// Sends [`Email`]s through one SMTP server.
@@ -95,8 +98,8 @@ impl SmtpCarrier {
     pub fn new(settings: SmtpSettings) -> Result<Self, CarrierError> {
         let tls = match settings.security {
             Security::None => Tls::None,
-            Security::StartTls => Tls::Required(tls_parameters(&settings.host)?),
-            Security::Tls => Tls::Wrapper(tls_parameters(&settings.host)?),
+            Security::StartTls => Tls::Required(tls_parameters(&settings)?),
+            Security::Tls => Tls::Wrapper(tls_parameters(&settings)?),
         };
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&settings.host)
             .port(settings.port)
@@ -144,7 +147,10 @@ impl SmtpCarrier {
     fn classify(&self, error: &lettre::transport::smtp::Error) -> CarrierError {
         let mut reason = error.to_string();
         if let Some(source) = std::error::Error::source(error) {
-            reason = format!("{reason}: {source}");
+            let source = source.to_string();
+            if !reason.contains(&source) {
+                reason = format!("{reason}: {source}");
+            }
         }
         if let Some(password) = &self.password {
             reason = password.scrub(&reason);
@@ -160,9 +166,16 @@ impl SmtpCarrier {
     }
 }
 
-fn tls_parameters(host: &str) -> Result<TlsParameters, CarrierError> {
-    TlsParameters::new(host.to_owned())
-        .map_err(|e| CarrierError::permanent(format!("TLS settings for {host}: {e}")))
+fn tls_parameters(settings: &SmtpSettings) -> Result<TlsParameters, CarrierError> {
+    let host = &settings.host;
+    let invalid = |e: lettre::transport::smtp::Error| {
+        CarrierError::permanent(format!("TLS settings for {host}: {e}"))
+    };
+    let mut builder = TlsParameters::builder(host.clone());
+    if let Some(pem) = &settings.extra_root_pem {
+        builder = builder.add_root_certificate(Certificate::from_pem(pem).map_err(invalid)?);
+    }
+    builder.build_rustls().map_err(invalid)
 }
 
 fn build_message(email: &Email) -> Result<Message, CarrierError> {

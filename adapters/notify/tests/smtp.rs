@@ -14,6 +14,7 @@ fn settings(port: u16, credentials: Option<(&str, &str)>) -> SmtpSettings {
         security: Security::None,
         credentials: credentials.map(|(u, p)| (u.to_owned(), Secret::new(p))),
         timeout: Duration::from_secs(5),
+        extra_root_pem: None,
     }
 }
 
@@ -186,4 +187,45 @@ fn settings_debug_does_not_show_the_password() {
     let shown = format!("{:?}", settings(25, Some(("dealreg", "pa55word"))));
     assert!(!shown.contains("pa55word"), "{shown}");
     assert!(shown.contains("<redacted>"), "{shown}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn starttls_with_the_servers_ca_delivers_and_without_it_is_refused() {
+    let server = SmtpServer::start_with_starttls().unwrap();
+    let mut tls = settings(server.port(), None);
+    tls.security = Security::StartTls;
+    tls.extra_root_pem = Some(server.ca_pem().unwrap().to_vec());
+    SmtpCarrier::new(tls.clone())
+        .unwrap()
+        .send(&email())
+        .await
+        .unwrap();
+    assert_eq!(
+        server.wait_for(1, Duration::from_secs(10)).unwrap().len(),
+        1
+    );
+
+    // An untrusted certificate: the send fails, and nothing arrives.
+    tls.extra_root_pem = None;
+    let error = SmtpCarrier::new(tls)
+        .unwrap()
+        .send(&email())
+        .await
+        .unwrap_err();
+    // Reported Transient: lettre gives TLS trouble one kind, and a handshake can fail
+    // for passing reasons too; the notifier's retry limit ends it.
+    assert!(error.is_transient(), "{error:?}");
+    assert!(
+        error.to_string().to_lowercase().contains("certificate")
+            || error.to_string().contains("tls"),
+        "{error}"
+    );
+    // Plain SMTP to a server that requires STARTTLS is refused before MAIL.
+    let error = SmtpCarrier::new(settings(server.port(), None))
+        .unwrap()
+        .send(&email())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, CarrierError::Permanent { .. }), "{error:?}");
+    assert_eq!(server.messages().unwrap().len(), 1);
 }
