@@ -57,6 +57,13 @@ enum Job {
         #[arg(long, default_value_t = 256)]
         state_cache_mib: usize,
     },
+    /// The notifier's state (docs/NOTIFICATIONS.md): messages waiting, sent, and the dead
+    /// letters a person must look at, as JSON.
+    Alerts {
+        /// The notifier settings `serve --notify-config` runs with.
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Print the log as JSON lines in global order.
     Events {
         /// Only events after this global position.
@@ -242,6 +249,7 @@ fn main() -> ExitCode {
                 at,
                 state_cache_mib,
             } => cli::apply::run(&store, &file, policy, at, state_cache_mib << 20).await,
+            Job::Alerts { config } => cli::notifier::status(&store, &config),
             Job::Events {
                 after,
                 stream,

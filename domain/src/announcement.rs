@@ -112,7 +112,7 @@ fn reaching<'c>(
 }
 
 /// The partner's own user (or the system, for the timekeeper's chase).
-fn partner_user<'a>(actor: &'a Actor, partner_id: PartnerId) -> Result<&'a str, DomainError> {
+fn partner_user(actor: &Actor, partner_id: PartnerId) -> Result<&str, DomainError> {
     match actor {
         Actor::Partner {
             partner_id: own,

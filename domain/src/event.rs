@@ -425,6 +425,8 @@ pub enum Event {
         text: String,
         visibility: NoteVisibility,
         by: String,
+        /// Written by a user of the owning partner (else by the vendor).
+        from_partner: bool,
         at: DateTime<Utc>,
     },
     NextStepSet {

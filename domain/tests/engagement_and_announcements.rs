@@ -61,6 +61,7 @@ fn the_owner_adds_a_partner_visible_note_and_the_vendor_an_internal_one() {
             text: "CFO meeting booked".into(),
             visibility: NoteVisibility::Partner,
             by: "rep@partner.example".into(),
+            from_partner: true,
             at: t0(),
         }]);
     let (_, internal) = note(&deal, "margin is thin", NoteVisibility::Internal);

@@ -7,7 +7,11 @@
 
 use chrono::{DateTime, Duration, Utc};
 use dealreg_domain::account::ConflictStatus;
+use dealreg_domain::announcement::{reaches_partner, CHASE_LEAD_HOURS};
 use dealreg_domain::calendar::add_business_days;
+use dealreg_domain::ids::AnnouncementId;
+use dealreg_domain::program::Announcement;
+use dealreg_domain::PartnerState;
 use dealreg_domain::Position;
 use dealreg_domain::{
     AccountKey, AccountState, ConflictId, ConflictSla, Event, PartnerId, Policy, RegistrationId,
@@ -40,6 +44,10 @@ pub enum DeadlineKind {
     /// A capacity slot no registration of its account backs, for [`SLOT_GRACE`]: given
     /// back (`lapse_capacity_slot`).
     UnbackedSlot,
+    /// The day after a next step's due day, with no new one set.
+    NextStepOverdue,
+    /// Two days before a partner's acknowledgement of an announcement is due, missing.
+    AnnouncementChase,
 }
 
 /// How long a capacity slot may be held without its account backing it before the
@@ -71,6 +79,10 @@ pub struct Deadline {
     /// The partner and the number of the capacity slot it is about (unbacked slots).
     #[serde(default)]
     pub slot: Option<(PartnerId, u64)>,
+    /// The partner and the announcement it is about (acknowledgement chases; `account`
+    /// is empty then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announcement: Option<(PartnerId, AnnouncementId)>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -84,6 +96,13 @@ pub struct Deadlines {
     /// How many slots each partner ever took (the next one's number is one more).
     #[serde(skip)]
     slots_taken: Table<PartnerId, u64>,
+    /// The partners' facts and announcement receipts (who an announcement reaches, who
+    /// acknowledged it).
+    #[serde(skip)]
+    partners: Table<PartnerId, PartnerState>,
+    /// The announcements that ask for an acknowledgement.
+    #[serde(skip)]
+    announcements: Table<AnnouncementId, Announcement>,
 }
 
 impl Deadlines {
@@ -106,8 +125,17 @@ impl Deadlines {
                         conflict_id: None,
                         product_line: None,
                         slot: None,
+                        announcement: None,
                     })
                 };
+                if let Some(step) = &r.next_step {
+                    if r.status.is_open() && !step.overdue_flagged {
+                        let day_after = (step.due_on + Duration::days(1))
+                            .and_time(chrono::NaiveTime::MIN)
+                            .and_utc();
+                        push(DeadlineKind::NextStepOverdue, day_after);
+                    }
+                }
                 if let Some(due) = r.intro_due_at {
                     if r.status.is_open() && !r.intro_logged && !r.referral_breach_recorded {
                         push(DeadlineKind::ReferralSla, due);
@@ -147,6 +175,7 @@ impl Deadlines {
                         conflict_id: Some(c.id.clone()),
                         product_line: None,
                         slot: None,
+                        announcement: None,
                     })
                 };
                 if c.status == ConflictStatus::Open
@@ -191,6 +220,7 @@ impl Deadlines {
                     conflict_id: None,
                     product_line: Some(line.clone()),
                     slot: None,
+                    announcement: None,
                 });
             }
         }
@@ -204,7 +234,31 @@ impl Deadlines {
                     conflict_id: None,
                     product_line: None,
                     slot: Some((*partner, held.slot)),
+                    announcement: None,
                 });
+            }
+        }
+        for (id, announcement) in self.announcements.iter() {
+            let Some(due) = announcement.acknowledge_by else {
+                continue;
+            };
+            for (partner_id, partner) in self.partners.iter() {
+                if partner.is_active()
+                    && reaches_partner(&announcement.audience, partner)
+                    && !partner.receipts.acknowledged.contains(id)
+                    && !partner.receipts.chased.contains(id)
+                {
+                    out.push(Deadline {
+                        due_at: due - Duration::hours(CHASE_LEAD_HOURS),
+                        kind: DeadlineKind::AnnouncementChase,
+                        account: AccountKey(String::new()),
+                        registration_id: None,
+                        conflict_id: None,
+                        product_line: None,
+                        slot: None,
+                        announcement: Some((*partner_id, *id)),
+                    });
+                }
             }
         }
         out.sort_by(|a, b| {
@@ -286,13 +340,16 @@ impl Projection for Deadlines {
     /// 2: closed conflicts, reassigned and named-account state in the folded accounts.
     /// 3: stored as rows.
     /// 4: capacity slots no account backs. 5: the referral's own clock; resolution plans.
-    const VERSION: u32 = 5;
+    /// 6: next steps overdue; announcements' acknowledgements chased.
+    const VERSION: u32 = 6;
 
     fn tables(&self) -> Tables<'_> {
         vec![
             ("account", &self.accounts),
             ("slot", &self.slots),
             ("slots_taken", &self.slots_taken),
+            ("partner", &self.partners),
+            ("announcement", &self.announcements),
         ]
     }
 
@@ -301,6 +358,8 @@ impl Projection for Deadlines {
             ("account", &mut self.accounts),
             ("slot", &mut self.slots),
             ("slots_taken", &mut self.slots_taken),
+            ("partner", &mut self.partners),
+            ("announcement", &mut self.announcements),
         ]
     }
 
@@ -308,6 +367,42 @@ impl Projection for Deadlines {
         if let Event::PolicyAdopted { policy, .. } = event {
             self.policy = Some(policy.clone());
             return;
+        }
+        if let Event::AnnouncementPublished {
+            announcement_id,
+            title,
+            policy_version,
+            audience,
+            acknowledge_by: Some(acknowledge_by),
+            at,
+            ..
+        } = event
+        {
+            self.announcements.insert(
+                *announcement_id,
+                Announcement {
+                    id: *announcement_id,
+                    title: title.clone(),
+                    policy_version: *policy_version,
+                    audience: audience.clone(),
+                    acknowledge_by: Some(*acknowledge_by),
+                    published_at: *at,
+                },
+            );
+            return;
+        }
+        if let dealreg_domain::Boundary::Partner(id) = event.boundary() {
+            if matches!(
+                event,
+                Event::PartnerOnboarded { .. }
+                    | Event::PartnerTierChanged { .. }
+                    | Event::PartnerOffboarded { .. }
+                    | Event::AnnouncementAcknowledged { .. }
+                    | Event::AnnouncementChased { .. }
+            ) {
+                self.partners.entry_or_default(id).evolve(event);
+                return;
+            }
         }
         match event {
             Event::CapacitySlotTaken {

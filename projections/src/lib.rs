@@ -4,6 +4,7 @@
 //! time (docs/ARCHITECTURE.md, invariant 3). So a projection is a value with `apply(event)`, and all
 //! state is in ordered maps; the runner that feeds it and stores its output lives outside.
 
+pub mod alerts;
 pub mod conflicts;
 pub mod deadlines;
 pub mod ledger;

@@ -29,6 +29,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use dealreg_domain::stages::stage_name;
+use dealreg_domain::values::NoteVisibility;
 use dealreg_domain::Position;
 use dealreg_domain::{AccountKey, Attribution, Event, Money, Motion, PartnerId, RegistrationId};
 use serde::{Deserialize, Serialize};
@@ -75,6 +76,9 @@ struct RegistrationRow {
     /// Also what the fold reads to choose an influencer's rows.
     attribution: Attribution,
     internal_notes: Vec<String>,
+    /// Notes the partner may read too (`add_note` with visibility `partner`), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    notes: Vec<String>,
     submitted_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -107,6 +111,9 @@ pub struct VendorRow {
     pub attribution: Attribution,
     /// Rationales and reasons recorded by the vendor: internal notes, never shown to partners.
     pub internal_notes: Vec<String>,
+    /// Notes the owning partner reads too (`<author>: <text>`), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     pub submitted_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -141,6 +148,9 @@ pub struct PartnerRow {
     pub next_step: Option<String>,
     pub protection: ProtectionStatus,
     pub protection_expires_at: Option<DateTime<Utc>>,
+    /// The partner-visible notes on the deal (`<author>: <text>`), to its owner only.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// When the won deal renews (absent before a win, and for wins recorded without one).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub renewal_date: Option<NaiveDate>,
@@ -201,6 +211,7 @@ impl From<&RegistrationRow> for VendorRow {
             last_quoted_discount_percent,
             attribution,
             internal_notes,
+            notes,
             submitted_at,
             updated_at,
         } = row;
@@ -222,6 +233,7 @@ impl From<&RegistrationRow> for VendorRow {
             last_quoted_discount_percent: *last_quoted_discount_percent,
             attribution: attribution.clone(),
             internal_notes: internal_notes.clone(),
+            notes: notes.clone(),
             submitted_at: *submitted_at,
             updated_at: *updated_at,
         }
@@ -245,6 +257,7 @@ impl From<&RegistrationRow> for PartnerRow {
             next_step: v.next_step.clone(),
             protection: v.protection,
             protection_expires_at: v.protection_expires_at,
+            notes: v.notes.clone(),
             renewal_date: None,
             renewal_owner: None,
         }
@@ -319,6 +332,7 @@ impl Pipeline {
             seen.role = PartnerRole::Influencer;
             seen.owner = None;
             seen.next_step = None;
+            seen.notes = Vec::new();
         }
         if let Some(renewal) = self.renewal(row) {
             seen.renewal_date = renewal.renewal_date;
@@ -405,8 +419,8 @@ pub fn group<R: Grouping>(rows: impl IntoIterator<Item = R>) -> Grouped<R> {
 impl Projection for Pipeline {
     const NAME: &'static str = "pipeline";
     /// 2: a reassigned registration moves to its new partner's view. 3: stored as rows.
-    /// 4: renewals of won deals (a table of their own).
-    const VERSION: u32 = 4;
+    /// 4: renewals of won deals (a table of their own). 5: next steps set by people, notes.
+    const VERSION: u32 = 5;
     /// Registrations (a partner gets its own as a [`PartnerRow`]) and the partners'
     /// summaries (the vendor's only).
     const PUBLISHED: &'static [crate::Published] = &[
@@ -482,6 +496,7 @@ impl Projection for Pipeline {
                         last_quoted_discount_percent: None,
                         attribution: Attribution::default(),
                         internal_notes: Vec::new(),
+                        notes: Vec::new(),
                         submitted_at: *at,
                         updated_at: *at,
                     },
@@ -588,6 +603,41 @@ impl Projection for Pipeline {
                 if !evidence.note.is_empty() {
                     r.internal_notes
                         .push(format!("stage note: {}", evidence.note));
+                }
+            }),
+            Event::NextStepSet {
+                registration_id,
+                text,
+                due_on,
+                at,
+                ..
+            } => update(registration_id, at, &mut |r| {
+                r.next_step = Some(format!("{text} (due {due_on})"));
+            }),
+            Event::NextStepOverdue {
+                registration_id,
+                due_on,
+                at,
+                ..
+            } => update(registration_id, at, &mut |r| {
+                if let Some(step) = r.next_step.as_mut() {
+                    if !step.contains(": overdue since") {
+                        step.push_str(&format!(": overdue since {due_on}"));
+                    }
+                }
+            }),
+            Event::NoteAdded {
+                registration_id,
+                text,
+                visibility,
+                by,
+                at,
+                ..
+            } => update(registration_id, at, &mut |r| {
+                let line = format!("{by}: {text}");
+                match visibility {
+                    NoteVisibility::Partner => r.notes.push(line.clone()),
+                    NoteVisibility::Internal => r.internal_notes.push(format!("note {line}")),
                 }
             }),
             Event::SourcingPartnerSet {
@@ -758,6 +808,7 @@ mod tests {
                 influencers: BTreeMap::from([(influencer, 20)]),
             },
             internal_notes: vec!["approved: fits".into(), "stage note: met".into()],
+            notes: Vec::new(),
             submitted_at: at,
             updated_at: at,
         }

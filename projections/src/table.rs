@@ -33,7 +33,11 @@ macro_rules! uuid_keys {
         }
     )*};
 }
-uuid_keys!(PartnerId, RegistrationId);
+uuid_keys!(
+    PartnerId,
+    RegistrationId,
+    dealreg_domain::ids::AnnouncementId
+);
 
 impl RowKey for AccountKey {
     fn to_key(&self) -> String {

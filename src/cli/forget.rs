@@ -16,7 +16,6 @@ use std::process::ExitCode;
 
 use chrono::Utc;
 use dealreg_domain::values::ContactOnRecord;
-use dealreg_domain::Event;
 use dealreg_engine::{decode_event, personal};
 use dealreg_events::{LogPages, Position};
 use dealreg_vault::{normalise_email, Erasure, KeyMaterial, KeyVault, MemoryVault};
@@ -200,15 +199,14 @@ pub async fn run(
         .await
         .map_err(|e| e.to_string())?;
     while let Some(page) = pages.next_page().await.map_err(|e| e.to_string())? {
-        for recorded in page
-            .iter()
-            .filter(|r| r.event_type == "registration_submitted")
-        {
+        for recorded in page.iter().filter(|r| {
+            r.event_type == "registration_submitted" || r.event_type == "alert_subscription_set"
+        }) {
             let event = decode_event(recorded).map_err(|e| e.to_string())?;
-            let Event::RegistrationSubmitted { customer, .. } = &event else {
+            let Some(contact) = event.contact() else {
                 continue;
             };
-            match &customer.contact {
+            match contact {
                 ContactOnRecord::Sealed(sealed) if forgotten.contains(&sealed.person) => {
                     report.erased += 1;
                 }

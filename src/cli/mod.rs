@@ -1,6 +1,7 @@
 //! The jobs behind the `dealreg` command line. Each module is one subcommand; `store`
 //! opens the embedded store they share.
 
+pub mod actions;
 pub mod apply;
 pub mod audit;
 pub mod crm;
@@ -9,6 +10,7 @@ pub mod events;
 pub mod forget;
 pub mod history;
 pub mod nats_access;
+pub mod notifier;
 pub mod portable;
 pub mod rebuild;
 pub mod replay;

@@ -82,6 +82,21 @@ pub struct ServeArgs {
     crm_state: Option<PathBuf>,
     #[arg(long, default_value_t = 5)]
     crm_every: u64,
+    /// Send alerts by e-mail and Slack as these settings say (docs/NOTIFICATIONS.md): a
+    /// duty of the deployment, run by the process holding its duties.
+    #[arg(long)]
+    notify_config: Option<PathBuf>,
+    /// Seconds between the notifier's rounds.
+    #[arg(long, default_value_t = 2, requires = "notify_config")]
+    notify_every: u64,
+    /// Serve the alerts' signed action links here (e.g. 127.0.0.1:8080); the notifier's
+    /// `links_base` is how people reach it.
+    #[arg(long, requires = "notify_config")]
+    http: Option<SocketAddr>,
+    /// Receive e-mail replies to alerts here (SMTP; e.g. 127.0.0.1:2525, behind the MX of
+    /// the notifier's `reply_domain`): each becomes a note on its registration.
+    #[arg(long, requires = "notify_config")]
+    smtp_inbound: Option<SocketAddr>,
     /// Seconds a drain (after SIGTERM) may take: answering the requests received,
     /// publishing the feed, releasing the lease. Past it the process exits with 1, naming
     /// what was left (a NATS server gone during the drain cannot take the rest).
@@ -139,6 +154,70 @@ async fn sign_on_interval<S: dealreg_events::EventStore>(
             Err(e) => tracing::warn!(error = %e, "writing the signed checkpoint failed to run"),
         }
     }
+}
+
+/// The notifier as a duty of the deployment, and the listeners people act through (the
+/// link pages, the reply inbox), which every process serves.
+async fn alerts_beside_serve<S: dealreg_events::EventStore, C: dealreg_clock::Clock>(
+    spec: &super::store::StoreSpec,
+    config_path: &std::path::Path,
+    engine: Arc<Engine<S, C>>,
+    every: Duration,
+    http: Option<SocketAddr>,
+    smtp_inbound: Option<SocketAddr>,
+) -> Result<Duty, String> {
+    use super::notifier::{Notifier, NotifyConfig};
+    let config = NotifyConfig::read(config_path)?;
+    let state_path = config.state_path(spec.sqlite_path())?;
+    let vault = super::store::vault(spec, dealreg_vault::KeyMaterial::Random).await?;
+    let store = super::store::open_read(spec).await?;
+    let notifier = Notifier::new(store, Arc::clone(&vault), config, &state_path).await?;
+    let key = notifier.link_key();
+    let state = Arc::clone(&notifier.state);
+    let clock: dealreg_actions::Clock = Arc::new(chrono::Utc::now);
+    if let Some(addr) = http {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("--http {addr}: {e}"))?;
+        let runner = Arc::new(super::actions::LinkActions {
+            engine: Arc::clone(&engine),
+        });
+        tokio::spawn(dealreg_actions::serve_links(
+            listener,
+            Arc::clone(&key),
+            runner,
+            Arc::clone(&clock),
+            std::future::pending::<()>(),
+        ));
+        eprintln!("dealreg serve: action links on http://{addr}");
+    }
+    if let Some(addr) = smtp_inbound {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("--smtp-inbound {addr}: {e}"))?;
+        let domain = notifier
+            .reply_domain()
+            .ok_or("--smtp-inbound needs `reply_domain` in the notifier settings")?;
+        let receiver = Arc::new(super::actions::ReplyNotes {
+            engine: Arc::clone(&engine),
+            vault,
+            state: Arc::clone(&state),
+            aside: dealreg_actions::Aside::new(super::actions::aside_dir(&state_path)),
+        });
+        tokio::spawn(dealreg_actions::serve_inbound(
+            listener,
+            dealreg_actions::InboundSettings::new(domain),
+            key,
+            receiver,
+            clock,
+            std::future::pending::<()>(),
+        ));
+        eprintln!("dealreg serve: e-mail replies on smtp://{addr}");
+    }
+    let notifier = Arc::new(tokio::sync::Mutex::new(notifier));
+    Ok(Duty::new("alerts", move |stop| {
+        super::notifier::run(Arc::clone(&notifier), every, stop)
+    }))
 }
 
 /// The service's connection: the servers of `--nats-url`, the job's credentials, a probe
@@ -260,6 +339,19 @@ pub async fn run(spec: &super::store::StoreSpec, args: ServeArgs) -> Result<Exit
         duties.push(Duty::new("checkpoint signing", move |stop| {
             sign_on_interval(store.clone(), key.clone(), out.clone(), every, stop)
         }));
+    }
+    if let Some(path) = &args.notify_config {
+        duties.push(
+            alerts_beside_serve(
+                spec,
+                path,
+                Arc::clone(&engine),
+                Duration::from_secs(args.notify_every.max(1)),
+                args.http,
+                args.smtp_inbound,
+            )
+            .await?,
+        );
     }
     let client = connect(&args).await?;
     if let Some(target) = args.crm_target {

@@ -47,9 +47,11 @@ macro_rules! builtin_kinds {
 }
 
 builtin_kinds! {
-    "registration_submitted" => ["partner", "company", "product_line", "amount", "registration_id", "decision_due", "action_url"],
-    "approval_due" => ["partner", "company", "product_line", "amount", "registration_id", "decision_due", "action_url", "hours_left"],
-    "approval_sla_breached" => ["partner", "company", "product_line", "amount", "registration_id", "decision_due", "action_url"],
+    "registration_submitted" => ["partner", "company", "product_line", "amount", "registration_id", "decision_due", "action_url", "decline_url"],
+    "approval_due" => ["partner", "company", "product_line", "amount", "registration_id", "decision_due", "action_url", "decline_url", "hours_left"],
+    "approval_sla_breached" => ["partner", "company", "product_line", "amount", "registration_id", "decision_due", "action_url", "decline_url"],
+    "extension_requested" => ["partner", "company", "product_line", "registration_id", "reason"],
+    "note_added" => ["partner", "company", "product_line", "registration_id", "note"],
     "registration_approved" => ["company", "product_line", "protected_until", "registration_id", "action_url"],
     "registration_declined" => ["company", "product_line", "registration_id", "reason", "action_url"],
     "more_information_requested" => ["company", "product_line", "registration_id", "question", "action_url"],

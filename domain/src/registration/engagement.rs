@@ -103,6 +103,7 @@ fn add_note(
         text: c.text.trim().to_string(),
         visibility: c.visibility,
         by: author(ctx.actor),
+        from_partner: ctx.actor.partner().is_some(),
         at: ctx.now,
     }])
 }

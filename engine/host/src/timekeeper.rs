@@ -63,6 +63,17 @@ fn command(deadline: &Deadline) -> Option<Command> {
                 product_line: deadline.product_line.clone()?,
             })
         }
+        DeadlineKind::NextStepOverdue => Command::FlagNextStepOverdue(FlagNextStepOverdue {
+            account,
+            registration_id: registration?,
+        }),
+        DeadlineKind::AnnouncementChase => {
+            let (partner_id, announcement_id) = deadline.announcement?;
+            Command::ChaseAnnouncement(ChaseAnnouncement {
+                partner_id,
+                announcement_id,
+            })
+        }
         DeadlineKind::UnbackedSlot => {
             let (partner_id, slot) = deadline.slot?;
             Command::LapseCapacitySlot(LapseCapacitySlot {
@@ -97,7 +108,10 @@ pub async fn tick<S: EventStore + Clone, C: Clock>(
             },
             (None, Some(c), _) => c.to_string(),
             (None, None, Some(line)) => line.clone(),
-            (None, None, None) => continue,
+            (None, None, None) => match deadline.announcement {
+                Some((partner, announcement)) => format!("{announcement}/{partner}"),
+                None => continue,
+            },
         };
         let envelope = CommandEnvelope {
             idempotency_key: Some(format!(
