@@ -1,7 +1,8 @@
 //! The Slack double against examples from Slack's documentation: the request bodies shown
 //! on the chat.postMessage and incoming webhooks pages are accepted, and the documented
 //! bad requests are refused the documented way. The examples are reproduced from the
-//! pages as read when this was written (not fetched by the test).
+//! pages as read when this was written (not fetched by the test); the pages are listed at
+//! the top of `src/slack.rs`.
 
 use dealreg_notify_fake::SlackDouble;
 use serde_json::{json, Value};
@@ -134,8 +135,32 @@ async fn post_message_refuses_what_the_documentation_refuses() {
     )
     .await;
     assert_eq!(answer["error"], "invalid_auth");
-    let (_, answer) = post_message(&double, Some(&double.token()), "text/plain", good).await;
-    assert_eq!(answer["error"], "invalid_form_data");
+    // chat.postMessage lists only JSON and form bodies: other types are invalid_post_type,
+    // a bad charset invalid_charset, no Content-Type missing_post_type.
+    let (_, answer) =
+        post_message(&double, Some(&double.token()), "text/plain", good.clone()).await;
+    assert_eq!(answer["error"], "invalid_post_type");
+    let (_, answer) = post_message(
+        &double,
+        Some(&double.token()),
+        "application/json; charset=utf-16",
+        good.clone(),
+    )
+    .await;
+    assert_eq!(answer["error"], "invalid_charset");
+    let response = reqwest::Client::new()
+        .post(format!("{}/chat.postMessage", double.api_base()))
+        .bearer_auth(double.token())
+        .body(good.clone())
+        .send()
+        .await
+        .unwrap();
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["error"], "missing_post_type");
+    // With JSON the token must come in the Authorization header, not the body.
+    let in_body = json!({"token": double.token(), "channel": "C1", "text": "hi"}).to_string();
+    let (_, answer) = post_message(&double, None, "application/json", in_body).await;
+    assert_eq!(answer["error"], "not_authed");
     let (_, answer) = post_message(
         &double,
         Some(&double.token()),
@@ -153,7 +178,7 @@ async fn post_message_refuses_what_the_documentation_refuses() {
             "no_text",
         ),
         (
-            json!({"channel": "C1", "blocks": [{"type": "carousel"}]}),
+            json!({"channel": "C1", "blocks": [{"type": "no_such_block"}]}),
             "invalid_blocks",
         ),
         (
@@ -181,8 +206,12 @@ async fn post_message_refuses_what_the_documentation_refuses() {
             "invalid_blocks",
         ),
         (
-            json!({"channel": "C1", "text": "x".repeat(40_001)}),
-            "msg_too_long",
+            json!({"channel": "C1", "attachments": vec![json!({"text": "a"}); 101]}),
+            "too_many_attachments",
+        ),
+        (
+            json!({"channel": "C1", "text": "a", "markdown_text": "**b**"}),
+            "markdown_text_conflict",
         ),
     ];
     for (body, error) in cases {
@@ -239,6 +268,23 @@ async fn webhook_refuses_with_plain_text_names_and_statuses() {
     )
     .await;
     assert_eq!((status, body.as_str()), (410, "channel_is_archived"));
+    // 2016 webhook errors changelog: user_not_found is 400, rollup_error 500.
+    for (name, expected) in [
+        ("user_not_found", 400),
+        ("action_prohibited", 403),
+        ("channel_not_found", 404),
+        ("rollup_error", 500),
+    ] {
+        double.fail_next(name);
+        let (status, body) = webhook(
+            &double,
+            &url,
+            "application/json",
+            json!({"text": "x"}).to_string(),
+        )
+        .await;
+        assert_eq!((status, body.as_str()), (expected, name));
+    }
     assert!(double.posts().is_empty());
 }
 
@@ -257,4 +303,113 @@ async fn rate_limits_answer_429_with_retry_after_then_pass() {
     assert_eq!(response.headers()["retry-after"], "7");
     let answer = post_json(&double, json!({"channel": "C1", "text": "hi"})).await;
     assert_eq!(answer["ok"], true);
+}
+
+/// chat.postMessage page: the token "as a POST parameter" with a form body, and the
+/// `blocks` argument's example "presented as a URL-encoded string".
+#[tokio::test]
+async fn post_message_form_body_with_token_parameter_is_accepted() {
+    let double = SlackDouble::start().await.unwrap();
+    let blocks = r#"[{"type": "section", "text": {"type": "plain_text", "text": "Hello world"}}]"#;
+    let body = format!(
+        "token={}&channel=C123ABC456&text=Hello+world&blocks={}",
+        double.token(),
+        encode(blocks)
+    );
+    let (status, answer) =
+        post_message(&double, None, "application/x-www-form-urlencoded", body).await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["ok"], true, "{answer}");
+    assert_eq!(answer["message"]["text"], "Hello world");
+    assert_eq!(answer["message"]["blocks"][0]["type"], "section");
+    let (_, answer) = post_message(
+        &double,
+        None,
+        "application/x-www-form-urlencoded",
+        "token=xoxb-other&channel=C1&text=hi".into(),
+    )
+    .await;
+    assert_eq!(answer["error"], "invalid_auth");
+    let (_, answer) = post_message(
+        &double,
+        None,
+        "application/x-www-form-urlencoded",
+        format!("token={}&channel=C1&blocks=%5B", double.token()),
+    )
+    .await;
+    assert_eq!(answer["error"], "invalid_blocks_format");
+}
+
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// chat.postMessage page: the `attachments` and `markdown_text` argument examples each
+/// describe a message alone; the answer has the shape of the documented response example.
+#[tokio::test]
+async fn post_message_documented_attachments_and_markdown_examples_are_accepted() {
+    let double = SlackDouble::start().await.unwrap();
+    let answer = post_json(
+        &double,
+        json!({"channel": "C123ABC456", "attachments": [{"pretext": "pre-hello", "text": "text-world"}]}),
+    )
+    .await;
+    assert_eq!(answer["ok"], true, "{answer}");
+    // Documented response example: ok, channel, ts, message {type "message", subtype
+    // "bot_message", bot_id, ts, attachments}.
+    assert_eq!(answer["message"]["type"], "message");
+    assert_eq!(answer["message"]["subtype"], "bot_message");
+    assert!(answer["message"]["bot_id"].is_string());
+    assert_eq!(answer["message"]["ts"], answer["ts"]);
+    assert_eq!(answer["message"]["attachments"][0]["text"], "text-world");
+    let answer = post_json(
+        &double,
+        json!({"channel": "C123ABC456", "markdown_text": "**This is bold text**"}),
+    )
+    .await;
+    assert_eq!(answer["ok"], true, "{answer}");
+}
+
+/// Truncating-really-long-messages changelog: text over 40,000 characters is truncated
+/// and still posted, with the warning `message_truncated`.
+#[tokio::test]
+async fn post_message_truncates_text_over_40000_characters() {
+    let double = SlackDouble::start().await.unwrap();
+    let answer = post_json(
+        &double,
+        json!({"channel": "C1", "text": "x".repeat(40_001)}),
+    )
+    .await;
+    assert_eq!(answer["ok"], true, "{answer}");
+    assert_eq!(answer["message"]["text"].as_str().unwrap().len(), 40_000);
+    assert_eq!(
+        answer["response_metadata"]["warnings"][0],
+        "message_truncated"
+    );
+    let answer = post_json(
+        &double,
+        json!({"channel": "C1", "text": "x".repeat(40_000)}),
+    )
+    .await;
+    assert!(answer.get("response_metadata").is_none(), "{answer}");
+}
+
+/// Header block page: its JSON example, sent through the webhook.
+#[tokio::test]
+async fn webhook_accepts_documented_header_block_example() {
+    let double = SlackDouble::start().await.unwrap();
+    let example = json!({"blocks": [{"type": "header", "text": {"type": "plain_text", "text": "A Heartfelt Header"}}]});
+    let (status, body) = webhook(
+        &double,
+        &double.webhook_url(),
+        "application/json",
+        example.to_string(),
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (200, "ok"));
 }
