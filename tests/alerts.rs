@@ -665,3 +665,149 @@ api_base = "{}"
         );
     }
 }
+
+/// The demo program's history, sent to the people subscribed after it (a backfill), with
+/// the sending process SIGKILLed halfway: every alert arrives once (at most the one in
+/// flight at the kill twice, with the same Message-ID), and no partner's mail names
+/// another partner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_programs_alerts_arrive_once_each_across_a_sigkill() {
+    let nats = NatsServer::start(None);
+    let client = async_nats::connect(&nats.url).await.expect("connect");
+    let smtp = SmtpServer::start().expect("aiosmtpd starts (run scripts/setup)");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = support::demo_store(&dir);
+    // The demo's partners, and a user of each subscribed; the channel team too.
+    let partners: Vec<(Uuid, String)> = history(&store)
+        .iter()
+        .filter(|e| e["type"] == "partner_onboarded")
+        .map(|e| {
+            (
+                serde_json::from_value(e["partner_id"].clone()).expect("a partner id"),
+                e["name"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert!(partners.len() >= 3, "{partners:?}");
+    let offboarded: BTreeSet<String> = history(&store)
+        .iter()
+        .filter(|e| e["type"] == "partner_offboarded")
+        .filter_map(|e| e["partner_id"].as_str().map(str::to_string))
+        .collect();
+    let mut lines = vec![line(
+        cm(),
+        subscribe(None, "casey", "Casey Manager", "casey@vendor.example", None),
+    )];
+    for (n, (id, _)) in partners.iter().enumerate() {
+        if offboarded.contains(&id.to_string()) {
+            continue;
+        }
+        let user = format!("user{n}");
+        lines.push(line(
+            partner_user(*id, &user),
+            subscribe(
+                Some(*id),
+                &user,
+                &format!("User {n}"),
+                &format!("{user}@partner{n}.example"),
+                None,
+            ),
+        ));
+    }
+    ok(&apply(&store, dir.path(), &lines));
+    let config = dir.path().join("notify.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "from_name = \"Channel Team\"\nfrom_address = \"channel@vendor.example\"\nbackfill = true\n\n[smtp]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\n",
+            smtp.port()
+        ),
+    )
+    .expect("write notifier settings");
+    let args = [
+        "--notify-config",
+        config.to_str().expect("utf-8"),
+        "--notify-every",
+        "1",
+    ];
+    let mut serve = Serve::start(
+        &store,
+        &nats.url,
+        &args,
+        &[],
+        dir.path().join("serve-1.log"),
+        &client,
+    )
+    .await;
+    wait_for_mail(&smtp, "the backfill under way", |m| m.len() >= 100);
+    serve.kill();
+    let mut serve = Serve::start(
+        &store,
+        &nats.url,
+        &args,
+        &[],
+        dir.path().join("serve-2.log"),
+        &client,
+    )
+    .await;
+    // Done when nothing waits and the mails stop coming.
+    let status = || -> Value {
+        let out = dealreg(
+            &store,
+            &["alerts", "--config", config.to_str().expect("utf-8")],
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    };
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let s = status();
+        if s["waiting"] == 0 && s["sent"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the backfill did not finish: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    serve.terminate();
+    let report = status();
+    assert_eq!(report["dead_letters"], json!([]), "{report}");
+    let sent = report["sent"].as_u64().expect("a count") as usize;
+    let got = mails(&smtp);
+    let ids: BTreeSet<&str> = got.iter().map(|m| m.message_id.as_str()).collect();
+    assert_eq!(ids.len(), sent, "one message per alert and recipient");
+    assert!(
+        got.len() <= sent + 1,
+        "{} received for {sent} sent",
+        got.len()
+    );
+    assert!(sent > 200, "the demo makes hundreds of alerts: {sent}");
+    eprintln!(
+        "the demo's backfill: {sent} messages sent, {} received",
+        got.len()
+    );
+    let kinds: BTreeSet<&str> = got.iter().map(|m| m.kind.as_str()).collect();
+    for kind in [
+        "registration_submitted",
+        "registration_approved",
+        "conflict_raised",
+        "stage_changed",
+    ] {
+        assert!(kinds.contains(kind), "no {kind} among {kinds:?}");
+    }
+    // Partner-safe: a partner user's mail names no other partner.
+    for (n, (id, _)) in partners.iter().enumerate() {
+        let to = format!("user{n}@partner{n}.example");
+        for mail in got.iter().filter(|m| m.to == to) {
+            let body = format!("{} {} {}", mail.subject, mail.text, mail.html);
+            for (other, name) in partners.iter().filter(|(o, _)| o != id) {
+                assert!(
+                    !body.contains(name.as_str()) && !body.contains(&other.to_string()),
+                    "a mail to {to} names {name}: {mail:?}"
+                );
+            }
+        }
+    }
+}

@@ -36,6 +36,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+/// Messages sent per round at most.
+const SEND_BATCH: usize = 200;
+
 /// The notifier's settings (a TOML file; docs/NOTIFICATIONS.md). Secrets are named by the
 /// environment variable that holds them, never written in the file.
 #[derive(Debug, Clone, Deserialize)]
@@ -70,6 +73,11 @@ pub struct NotifyConfig {
     /// The UTC hour a daily digest goes out.
     #[serde(default = "default_digest_hour")]
     pub digest_hour: u8,
+    /// A new state file starts at the log's beginning instead of its head, and the
+    /// subscriptions recorded anywhere in the log receive the alerts of all of it: to send
+    /// a program's history to the people subscribed now (a backfill). Off by default.
+    #[serde(default)]
+    pub backfill: bool,
     #[serde(default)]
     pub smtp: Option<SmtpConfig>,
     #[serde(default)]
@@ -561,15 +569,21 @@ impl<S: EventStore> Notifier<S> {
         let key = LinkKey::load_or_create(&config.key_path(state_path))
             .map_err(|e| format!("the link key: {e}"))?;
         let state = Arc::new(NotifierState::open(state_path)?);
+        let mut fold = Alerts::new(chrono::Duration::hours(i64::from(
+            config.approval_lead_hours,
+        )));
         let caught_up_to = match state.progress()? {
             Some(position) => position,
+            None if config.backfill => {
+                subscriptions_of(&store, &mut fold).await?;
+                Position::ORIGIN
+            }
             None => {
                 let head = store.last_position().await.map_err(|e| e.to_string())?;
                 state.queue(&[], Some(head))?;
                 head
             }
         };
-        let lead = chrono::Duration::hours(i64::from(config.approval_lead_hours));
         Ok(Notifier {
             store,
             vault,
@@ -578,7 +592,7 @@ impl<S: EventStore> Notifier<S> {
             templates,
             key: Arc::new(key),
             state,
-            fold: Alerts::new(lead),
+            fold,
             position: Position::ORIGIN,
             caught_up_to,
         })
@@ -682,7 +696,7 @@ impl<S: EventStore> Notifier<S> {
 
     /// Sends what is due; a daily digest's messages go as one per person and channel.
     async fn send_due(&self, now: DateTime<Utc>) -> Result<usize, String> {
-        let due = self.state.due(now.timestamp(), 200)?;
+        let due = self.state.due(now.timestamp(), SEND_BATCH)?;
         let mut sent = 0;
         let mut digests: BTreeMap<DigestOf, Vec<(String, Waiting)>> = BTreeMap::new();
         for (id, waiting, _, attempts) in due {
@@ -951,6 +965,29 @@ impl<S: EventStore> Notifier<S> {
     /// Opens a sealed contact with its person's key; `None` when erased or unreadable.
     async fn open(&self, recipient: &ContactOnRecord) -> Option<dealreg_domain::values::Contact> {
         open_contact(self.vault.as_ref(), recipient).await
+    }
+}
+
+/// Folds every subscription of the log into `fold` (a backfill's recipients).
+async fn subscriptions_of<S: EventStore>(store: &S, fold: &mut Alerts) -> Result<(), String> {
+    let mut after = Position::ORIGIN;
+    loop {
+        let page = store
+            .read_all(after, 1024)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(last) = page.last().map(|r| r.position) else {
+            return Ok(());
+        };
+        for recorded in page
+            .iter()
+            .filter(|r| r.event_type == "alert_subscription_set")
+        {
+            let event = dealreg_engine::decode_event(recorded)
+                .map_err(|e| format!("position {}: {e}", recorded.position))?;
+            fold.apply(&recorded.event_id.to_string(), &event);
+        }
+        after = last;
     }
 }
 
