@@ -609,6 +609,24 @@ api_base = "{}"
     assert_eq!(notes[0]["registration_id"], json!(first));
     assert_eq!(notes[0]["text"], "The customer signed the NDA today.");
     assert_eq!(notes[0]["by"], "ana");
+    // The auditor's history of the registration shows the note and who wrote it.
+    let out = dealreg(
+        &store,
+        &[
+            "audit",
+            "history",
+            "--registration",
+            &first.to_string(),
+            "--json",
+        ],
+    );
+    let trail: Vec<Value> = serde_json::from_slice(&out.stdout).expect("history JSON");
+    assert!(
+        trail.iter().any(|l| l["happened"] == "note_added"
+            && l["reason"] == "The customer signed the NDA today."
+            && l["actor"]["user"] == "ana"),
+        "{trail:?}"
+    );
     let aside = std::fs::read_dir(dir.path().join("program.db.notify.db.aside"))
         .map(|d| d.count())
         .unwrap_or(0);
@@ -810,4 +828,100 @@ async fn the_demo_programs_alerts_arrive_once_each_across_a_sigkill() {
             }
         }
     }
+}
+
+/// Two `serve` processes on one store, both with the notifier: one sends at a time (the
+/// holder of the deployment's duties); SIGKILL it while it sends, and the other takes the
+/// duty over and finishes: every alert arrives once (at most the one in flight at the
+/// kill twice, with the same Message-ID).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_serve_processes_send_each_alert_once_when_the_sender_is_killed() {
+    let nats = NatsServer::start(None);
+    let client = async_nats::connect(&nats.url).await.expect("connect");
+    let smtp = SmtpServer::start().expect("aiosmtpd starts (run scripts/setup)");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = dir.path().join("program.db");
+    let config = dir.path().join("notify.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "from_name = \"Channel Team\"\nfrom_address = \"channel@vendor.example\"\n\n[smtp]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\n",
+            smtp.port()
+        ),
+    )
+    .expect("write notifier settings");
+    let args = [
+        "--notify-config",
+        config.to_str().expect("utf-8"),
+        "--notify-every",
+        "1",
+    ];
+    let mut first = Serve::start(
+        &store,
+        &nats.url,
+        &args,
+        &[],
+        dir.path().join("a.log"),
+        &client,
+    )
+    .await;
+    let mut second = Serve::start(
+        &store,
+        &nats.url,
+        &args,
+        &[],
+        dir.path().join("b.log"),
+        &client,
+    )
+    .await;
+    let partner = Uuid::now_v7();
+    let mut lines = vec![
+        line(
+            cm(),
+            json!({ "type": "onboard_partner", "partner_id": partner, "name": "Northwind Resellers",
+                          "motions": ["reseller"], "tier": "gold", "territories": [], "capacity": 500 }),
+        ),
+        line(
+            cm(),
+            json!({ "type": "certify_partner", "partner_id": partner, "product_line": "analytics",
+                          "expires_on": (chrono::Utc::now() + chrono::Duration::days(365)).date_naive().to_string() }),
+        ),
+        line(
+            cm(),
+            subscribe(None, "casey", "Casey Manager", "casey@vendor.example", None),
+        ),
+    ];
+    let n = 300;
+    for i in 0..n {
+        lines.push(line(
+            partner_user(partner, "ana"),
+            submit(Uuid::now_v7(), partner, &format!("c{i}.example")),
+        ));
+    }
+    ok(&apply(&store, dir.path(), &lines));
+    wait_for_mail(&smtp, "the first alerts", |m| m.len() >= 20);
+    // The sender is the process holding the lease.
+    let (sender, other) = if first.log_text().contains("took the views lease") {
+        (&mut first, &mut second)
+    } else {
+        (&mut second, &mut first)
+    };
+    sender.kill();
+    let got = wait_for_mail(&smtp, "every alert, sent by the other process", |m| {
+        m.iter()
+            .map(|m| m.message_id.as_str())
+            .collect::<BTreeSet<_>>()
+            .len()
+            >= n
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let got = if got.len() == mails(&smtp).len() {
+        got
+    } else {
+        mails(&smtp)
+    };
+    other.terminate();
+    let ids: BTreeSet<&str> = got.iter().map(|m| m.message_id.as_str()).collect();
+    assert_eq!(ids.len(), n, "one message per submission");
+    assert!(got.len() <= n + 1, "{} received for {n}", got.len());
 }

@@ -507,3 +507,27 @@ fn a_subscription_names_known_alerts_a_real_address_and_sensible_quiet_hours() {
         })
     });
 }
+
+#[test]
+fn a_next_step_is_one_short_line() {
+    let partner = reseller(Tier::Gold);
+    let deal = Deal::new(&partner, Motion::Reseller);
+    let with_text = |text: String| {
+        Command::SetNextStep(SetNextStep {
+            account: deal.domain.clone(),
+            registration_id: deal.id,
+            text,
+            due_on: date("2026-03-09"),
+        })
+    };
+    for text in ["x".repeat(201), "call\nthe buyer".to_string()] {
+        Scenario::given(history([partner.events(), deal.approved()]))
+            .by(partner.user())
+            .when(with_text(text))
+            .then_error(RejectionCode::InvalidField);
+    }
+    Scenario::given(history([partner.events(), deal.approved()]))
+        .by(partner.user())
+        .when(with_text("y".repeat(200)))
+        .then_ok();
+}

@@ -94,7 +94,10 @@ pub async fn run(
             let reason = if refused.is_some() {
                 text_field(&event, &["message"])
             } else {
-                text_field(&event, &["rationale", "reason", "note"])
+                text_field(
+                    &event,
+                    &["rationale", "reason", "note", "text", "question", "title"],
+                )
             };
             lines.push(HistoryLine {
                 position: recorded.position,

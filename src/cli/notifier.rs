@@ -598,6 +598,16 @@ impl<S: EventStore> Notifier<S> {
         })
     }
 
+    /// Takes up the duty: another process of the deployment may have sent since this one
+    /// last held it, so the progress is read again (what it queued is not queued twice;
+    /// what it sent is in the sent list either way).
+    pub fn resume(&mut self) -> Result<(), String> {
+        if let Some(progress) = self.state.progress()? {
+            self.caught_up_to = self.caught_up_to.max(progress);
+        }
+        Ok(())
+    }
+
     /// The domain of reply addresses, if replies are taken.
     pub fn reply_domain(&self) -> Option<String> {
         self.config.reply_domain.clone()
@@ -1030,6 +1040,9 @@ pub async fn run<S: EventStore>(
     every: Duration,
     mut stop: dealreg_host::host::DutyStop,
 ) {
+    if let Err(e) = notifier.lock().await.resume() {
+        tracing::warn!(error = %e, "the notifier's progress could not be read; going on from its own");
+    }
     loop {
         let result = notifier.lock().await.round(Utc::now()).await;
         match result {

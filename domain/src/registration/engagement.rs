@@ -19,8 +19,12 @@ use crate::values::NoteVisibility;
 
 use super::guards::{channel_manager, find, invalid, require, status_is, system};
 
-/// Longest note or next step, in characters.
+/// Longest note, request or question, in characters.
 const TEXT_LIMIT: usize = 4_000;
+
+/// Longest next step: one line (the pipeline shows it with its day, and CRMs keep it in a
+/// 255-character text field); the detail belongs in a note.
+const NEXT_STEP_LIMIT: usize = 200;
 
 pub(super) fn decide(
     state: &AccountState,
@@ -54,12 +58,12 @@ fn owner_or_vendor(actor: &Actor, owner: crate::ids::PartnerId) -> Result<(), Do
     }
 }
 
-fn text_within(text: &str, field: &str) -> Result<(), DomainError> {
+fn text_within(text: &str, field: &str, limit: usize) -> Result<(), DomainError> {
     require(text, field)?;
-    if text.chars().count() > TEXT_LIMIT {
+    if text.chars().count() > limit {
         return Err(invalid(
             field,
-            &format!("is longer than {TEXT_LIMIT} characters"),
+            &format!("is longer than {limit} characters"),
         ));
     }
     Ok(())
@@ -87,7 +91,7 @@ fn add_note(
             "internal notes are the vendor's; a partner's note is visible to the partner",
         );
     }
-    text_within(&c.text, "text")?;
+    text_within(&c.text, "text", TEXT_LIMIT)?;
     if registration.notes.contains(&c.note_id) {
         return Err(DomainError::new(
             RejectionCode::AlreadyRecorded,
@@ -119,7 +123,10 @@ fn set_next_step(
     let registration = find(state, &c.registration_id, ctx.actor)?;
     owner_or_vendor(ctx.actor, registration.partner_id)?;
     status_is(registration, WORKED, "set a next step on")?;
-    text_within(&c.text, "text")?;
+    if c.text.contains(['\n', '\r']) {
+        return Err(invalid("text", "is one line; put the detail in a note"));
+    }
+    text_within(&c.text, "text", NEXT_STEP_LIMIT)?;
     if c.due_on < ctx.now.date_naive() {
         return Err(invalid(
             "due_on",
@@ -224,7 +231,7 @@ fn request_information(
     channel_manager(ctx.actor)?;
     let registration = find(state, &c.registration_id, ctx.actor)?;
     status_is(registration, &[RegistrationStatus::Pending], "ask about")?;
-    text_within(&c.question, "question")?;
+    text_within(&c.question, "question", TEXT_LIMIT)?;
     Ok(vec![Event::MoreInformationRequested {
         account,
         registration_id: c.registration_id,
