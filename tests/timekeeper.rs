@@ -661,3 +661,79 @@ async fn a_duty_given_to_two_hosts_runs_in_the_lease_holder_only() {
     other.0.await.expect("the other drained");
     assert_eq!(runs.now.load(Ordering::SeqCst), 0, "every run stopped");
 }
+
+/// Issue 33: a next step's day passing unmet is flagged the day after, once, long before
+/// the inactivity rule; an announcement's missing acknowledgement is chased 48 hours before
+/// it is due, once, and never for the partner that acknowledged or one outside the audience.
+#[tokio::test]
+async fn overdue_next_steps_are_flagged_and_missing_acknowledgements_chased_once() {
+    let (dir, store, clock, engine) = fresh("engagement").await;
+    let path = dir.path().join("engagement.db");
+    let (gold, late) = (
+        ready_partner(&engine, "Contoso", "reseller").await,
+        ready_partner(&engine, "Fabrikam", "reseller").await,
+    );
+    let outside = ready_partner(&engine, "Northwind", "referral").await;
+    let registration = Uuid::now_v7();
+    let announcement = Uuid::now_v7();
+    for (actor, command) in [
+        (
+            partner_actor(gold),
+            submit(registration, gold, "acme.com", "analytics", "reseller"),
+        ),
+        (channel_manager(), approve(registration, "acme.com")),
+        // Due on the day after the start: overdue from midnight of the day after that.
+        (
+            partner_actor(gold),
+            json!({ "type": "set_next_step", "account": "acme.com", "registration_id": registration,
+                                      "text": "demo with the CFO", "due_on": "2026-03-03" }),
+        ),
+        (
+            channel_manager(),
+            json!({ "type": "publish_announcement", "announcement_id": announcement,
+                                    "title": "New tie break", "text": "First submitted wins.", "policy_version": 2,
+                                    "audience": { "motions": ["reseller"] },
+                                    "acknowledge_by": secs(start() + Duration::days(5)) }),
+        ),
+        (
+            partner_actor(gold),
+            json!({ "type": "acknowledge_announcement", "partner_id": gold, "announcement_id": announcement }),
+        ),
+    ] {
+        let reply = must(engine.execute(envelope(None, actor, command)).await);
+        assert!(reply.ok, "{reply:?}");
+    }
+    let views = SqliteCheckpoints::open(&path).expect("views");
+    hourly(&engine, &store, &views, &clock, 24 * 6, |_| async {}).await;
+    let overdue = recorded(&store, &["next_step_overdue"]).await;
+    assert_eq!(
+        overdue,
+        vec![(
+            "next_step_overdue".to_string(),
+            "2026-03-04T00:00:00Z".to_string()
+        )],
+        "the first hourly tick past midnight after the due day, once"
+    );
+    let chases: Vec<Value> = store
+        .read_all(Position::ORIGIN, 10_000)
+        .await
+        .expect("read")
+        .into_iter()
+        .filter(|e| e.event_type == "announcement_chased")
+        .map(|e| serde_json::from_slice(&e.data).expect("data"))
+        .collect();
+    assert_eq!(
+        chases.len(),
+        1,
+        "only the reseller that did not acknowledge: {chases:?}"
+    );
+    assert_eq!(chases[0]["partner_id"], json!(late));
+    assert_eq!(chases[0]["at"], json!(secs(start() + Duration::days(3))));
+    assert!(!chases.iter().any(|c| c["partner_id"] == json!(outside)));
+    assert!(
+        recorded(&store, &["registration_flagged_inactive"])
+            .await
+            .is_empty(),
+        "the next step came long before the inactivity rule"
+    );
+}

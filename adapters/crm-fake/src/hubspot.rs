@@ -121,6 +121,7 @@ pub(crate) fn default_portal() -> BTreeMap<String, BTreeMap<String, Property>> {
         "dealreg_influencers",
         "dealreg_attribution",
         "dealreg_next_step",
+        "dealreg_notes",
     ] {
         deals.insert(name.to_string(), Property::new("string", false));
     }

@@ -133,6 +133,7 @@ const REGISTRATION_TEXT: &[&str] = &[
     "Dealreg_Protection__c",
     "Dealreg_Sourcing_Partner__c",
     "Dealreg_Next_Step__c",
+    "Dealreg_Notes__c",
     "Dealreg_Currency__c",
     "Dealreg_Influencers__c",
     "Dealreg_Attribution__c",
