@@ -573,6 +573,61 @@ api_base = "{}"
         posts.len()
     );
 
+    // The channel manager acts from the submission e-mails: approves one, declines
+    // another with a reason (refused without one), as himself.
+    let link_in = |registration: Uuid, label: &str| -> String {
+        let mail = got
+            .iter()
+            .find(|m| {
+                m.kind == "registration_submitted" && m.text.contains(&registration.to_string())
+            })
+            .expect("the submission's mail");
+        mail.text
+            .lines()
+            .find_map(|l| l.strip_prefix(label))
+            .and_then(|l| l.trim().strip_prefix(&format!("http://{http_addr}")))
+            .unwrap_or_else(|| panic!("no {label} link in {}", mail.text))
+            .to_string()
+    };
+    let (approve_me, decline_me) = (registrations[2].0, registrations[3].0);
+    let (status, page) = http(&http_addr, "POST", &link_in(approve_me, "Approve:"), "");
+    assert_eq!(status, 200, "{page}");
+    let decline = link_in(decline_me, "Decline (with a reason):");
+    let (status, page) = http(
+        &http_addr,
+        "POST",
+        &decline,
+        "reason_code=duplicate&reason=",
+    );
+    assert_eq!(status, 422, "a decline needs a reason: {page}");
+    let (status, page) = http(
+        &http_addr,
+        "POST",
+        &decline,
+        "reason_code=duplicate&reason=Already+registered+by+our+direct+team",
+    );
+    assert_eq!(status, 200, "{page}");
+    let log_lines = dealreg(&store, &["events"]);
+    let decisions: Vec<Value> = String::from_utf8_lossy(&log_lines.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| {
+            l["event"]["registration_id"] == json!(approve_me)
+                && l["event_type"] == "registration_approved"
+                || l["event"]["registration_id"] == json!(decline_me)
+                    && l["event_type"] == "registration_declined"
+        })
+        .collect();
+    assert_eq!(decisions.len(), 2, "{decisions:?}");
+    let declined = decisions
+        .iter()
+        .find(|d| d["event_type"] == "registration_declined")
+        .expect("the decline");
+    assert_eq!(
+        declined["event"]["rationale"],
+        "Already registered by our direct team"
+    );
+
     // A reply to the approval becomes a note on that registration, by Ana.
     let approval = got
         .iter()

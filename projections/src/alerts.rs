@@ -283,18 +283,17 @@ impl Alerts {
     }
 
     fn alerts_of(&self, event_id: &str, event: &Event) -> Vec<Alert> {
-        let mut out = Vec::new();
         let at = event.at();
-        let mut push = |kind: &str,
-                        audience: AlertAudience,
-                        fields: BTreeMap<String, String>,
-                        offers: Vec<Offered>,
-                        registration: Option<(String, RegistrationId)>| {
+        let alert = |kind: &str,
+                     audience: AlertAudience,
+                     fields: BTreeMap<String, String>,
+                     offers: Vec<Offered>,
+                     registration: Option<(String, RegistrationId)>| {
             let whom = match &audience {
                 AlertAudience::ChannelManagers => "vendor".to_string(),
                 AlertAudience::Partner(id) => format!("partner.{id}"),
             };
-            out.push(Alert {
+            Alert {
                 id: format!("{event_id}/{kind}/{whom}"),
                 kind: kind.to_string(),
                 audience,
@@ -302,10 +301,41 @@ impl Alerts {
                 offers,
                 registration,
                 at,
-            });
+            }
         };
-        let tracked = |id: &RegistrationId| self.registrations.get(id).map(|r| (r, *id));
-        use AlertAudience::{ChannelManagers as Vendor, Partner};
+        if let Some(about) = about_registration(event) {
+            let Some(r) = self.registrations.get(&about.id) else {
+                return Vec::new();
+            };
+            let mut fields = registration_fields(r, about.id);
+            fields.extend(about.fields.into_iter().map(|(k, v)| (k.to_string(), v)));
+            let offers: Vec<Offered> = about.offers.iter().map(|a| offer(a, r, about.id)).collect();
+            let mut audiences = Vec::new();
+            if about.to.vendor {
+                audiences.push(AlertAudience::ChannelManagers);
+            }
+            if about.to.partner {
+                audiences.push(AlertAudience::Partner(r.partner_id));
+            }
+            return audiences
+                .into_iter()
+                .map(|audience| {
+                    let mut fields = fields.clone();
+                    // The channel team reads which partner; the partner knows itself.
+                    if audience == AlertAudience::ChannelManagers {
+                        fields.insert("partner".into(), self.partner_name(r.partner_id));
+                    }
+                    alert(
+                        about.kind,
+                        audience,
+                        fields,
+                        offers.clone(),
+                        Some((r.account.clone(), about.id)),
+                    )
+                })
+                .collect();
+        }
+        let mut out = Vec::new();
         match event {
             Event::RegistrationSubmitted {
                 account,
@@ -317,6 +347,7 @@ impl Alerts {
                 approval_due_at,
                 ..
             } => {
+                // Folded after its alerts: the registration is described from the event.
                 let r = Tracked {
                     account: account.to_string(),
                     partner_id: *partner_id,
@@ -330,148 +361,13 @@ impl Alerts {
                 fields.insert("partner".into(), self.partner_name(*partner_id));
                 fields.insert("decision_due".into(), approval_due_at.to_rfc3339());
                 let offers = decision_offers(&r, *registration_id);
-                push(
+                out.push(alert(
                     "registration_submitted",
-                    Vendor,
+                    AlertAudience::ChannelManagers,
                     fields,
                     offers,
                     Some((r.account, *registration_id)),
-                );
-            }
-            Event::ApprovalSlaBreached {
-                registration_id, ..
-            } => {
-                if let Some((r, id)) = tracked(registration_id) {
-                    let mut fields = registration_fields(r, id);
-                    fields.insert("partner".into(), self.partner_name(r.partner_id));
-                    fields.insert("decision_due".into(), r.approval_due_at.to_rfc3339());
-                    push(
-                        "approval_sla_breached",
-                        Vendor,
-                        fields,
-                        decision_offers(r, id),
-                        Some((r.account.clone(), id)),
-                    );
-                }
-            }
-            Event::ExtensionRequested {
-                registration_id,
-                reason,
-                ..
-            } => {
-                if let Some((r, id)) = tracked(registration_id) {
-                    let mut fields = registration_fields(r, id);
-                    fields.insert("partner".into(), self.partner_name(r.partner_id));
-                    fields.insert("reason".into(), reason.clone());
-                    push(
-                        "extension_requested",
-                        Vendor,
-                        fields,
-                        vec![],
-                        Some((r.account.clone(), id)),
-                    );
-                }
-            }
-            Event::RegistrationApproved {
-                registration_id,
-                expires_at,
-                ..
-            } => {
-                if let Some((r, id)) = tracked(registration_id) {
-                    let mut fields = registration_fields(r, id);
-                    fields.insert("protected_until".into(), expires_at.to_rfc3339());
-                    let offers = vec![offer("set_next_step", r, id)];
-                    push(
-                        "registration_approved",
-                        Partner(r.partner_id),
-                        fields,
-                        offers,
-                        Some((r.account.clone(), id)),
-                    );
-                }
-            }
-            Event::RegistrationDeclined {
-                registration_id,
-                reason_code,
-                rationale,
-                ..
-            } => {
-                if let Some((r, id)) = tracked(registration_id) {
-                    let mut fields = registration_fields(r, id);
-                    fields.insert("reason".into(), format!("{reason_code}: {rationale}"));
-                    push(
-                        "registration_declined",
-                        Partner(r.partner_id),
-                        fields,
-                        vec![],
-                        Some((r.account.clone(), id)),
-                    );
-                }
-            }
-            Event::MoreInformationRequested {
-                registration_id,
-                question,
-                ..
-            } => {
-                if let Some((r, id)) = tracked(registration_id) {
-                    let mut fields = registration_fields(r, id);
-                    fields.insert("question".into(), question.clone());
-                    push(
-                        "more_information_requested",
-                        Partner(r.partner_id),
-                        fields,
-                        vec![],
-                        Some((r.account.clone(), id)),
-                    );
-                }
-            }
-            Event::ExpiryReminderSent {
-                registration_id,
-                expires_at,
-                ..
-            } => {
-                if let Some((r, id)) = tracked(registration_id) {
-                    let mut fields = registration_fields(r, id);
-                    fields.insert("protected_until".into(), expires_at.to_rfc3339());
-                    let offers = vec![offer("request_extension", r, id)];
-                    push(
-                        "protection_expiring",
-                        Partner(r.partner_id),
-                        fields,
-                        offers,
-                        Some((r.account.clone(), id)),
-                    );
-                }
-            }
-            Event::ProtectionExpired {
-                registration_id, ..
-            } => {
-                if let Some((r, id)) = tracked(registration_id) {
-                    push(
-                        "protection_expired",
-                        Partner(r.partner_id),
-                        registration_fields(r, id),
-                        vec![],
-                        Some((r.account.clone(), id)),
-                    );
-                }
-            }
-            Event::ProtectionExtended {
-                registration_id,
-                expires_at,
-                ..
-            } => {
-                if let Some((r, id)) = tracked(registration_id) {
-                    let mut fields = registration_fields(r, id);
-                    fields.insert("protected_until".into(), expires_at.to_rfc3339());
-                    push(
-                        "extension_granted",
-                        Partner(r.partner_id),
-                        fields,
-                        vec![],
-                        Some((r.account.clone(), id)),
-                    );
-                }
+                ));
             }
             Event::ConflictDetected {
                 account,
@@ -482,22 +378,35 @@ impl Alerts {
                 acknowledge_by,
                 ..
             } => {
-                let mut fields = BTreeMap::new();
-                fields.insert("company".into(), account.to_string());
-                fields.insert("product_line".into(), product_line.clone());
-                fields.insert("conflict_kind".into(), format!("{kind:?}"));
-                fields.insert("acknowledge_by".into(), acknowledge_by.to_rfc3339());
-                fields.insert("conflict_id".into(), conflict_id.to_string());
-                push("conflict_raised", Vendor, fields.clone(), vec![], None);
+                let fields = BTreeMap::from([
+                    ("company".to_string(), account.to_string()),
+                    ("product_line".to_string(), product_line.clone()),
+                    ("conflict_kind".to_string(), format!("{kind:?}")),
+                    ("acknowledge_by".to_string(), acknowledge_by.to_rfc3339()),
+                    ("conflict_id".to_string(), conflict_id.to_string()),
+                ]);
+                out.push(alert(
+                    "conflict_raised",
+                    AlertAudience::ChannelManagers,
+                    fields.clone(),
+                    vec![],
+                    None,
+                ));
                 // Each partner party hears that its own claim is in a conflict: never who
-                // else is in it.
+                // else is in it, nor what kind (the kind names the other side).
                 for partner in partner_parties(parties) {
                     let mut mine = fields.clone();
                     mine.insert(
                         "conflict_kind".into(),
                         "a claim on the same customer and product line".into(),
                     );
-                    push("conflict_raised", Partner(partner), mine, vec![], None);
+                    out.push(alert(
+                        "conflict_raised",
+                        AlertAudience::Partner(partner),
+                        mine,
+                        vec![],
+                        None,
+                    ));
                 }
             }
             Event::ConflictSlaBreached {
@@ -507,11 +416,18 @@ impl Alerts {
                 due_at,
                 ..
             } => {
-                let mut fields = BTreeMap::new();
-                fields.insert("company".into(), account.to_string());
-                fields.insert("conflict_id".into(), conflict_id.to_string());
-                fields.insert("acknowledge_by".into(), due_at.to_rfc3339());
-                push("conflict_acknowledgement_due", Vendor, fields, vec![], None);
+                let fields = BTreeMap::from([
+                    ("company".to_string(), account.to_string()),
+                    ("conflict_id".to_string(), conflict_id.to_string()),
+                    ("acknowledge_by".to_string(), due_at.to_rfc3339()),
+                ]);
+                out.push(alert(
+                    "conflict_acknowledgement_due",
+                    AlertAudience::ChannelManagers,
+                    fields,
+                    vec![],
+                    None,
+                ));
             }
             Event::ConflictResolved {
                 account,
@@ -519,105 +435,35 @@ impl Alerts {
                 winner,
                 ..
             } => {
-                let mut fields = BTreeMap::new();
-                fields.insert("company".into(), account.to_string());
-                fields.insert("conflict_id".into(), conflict_id.to_string());
-                fields.insert(
-                    "outcome".into(),
-                    winner.map_or("no registration won".into(), |w| {
-                        format!("registration {w} keeps the deal")
-                    }),
-                );
-                push("conflict_resolved", Vendor, fields.clone(), vec![], None);
-                if let Some((r, id)) = winner.as_ref().and_then(tracked) {
-                    let mut mine = fields;
-                    mine.insert(
+                let mut fields = BTreeMap::from([
+                    ("company".to_string(), account.to_string()),
+                    ("conflict_id".to_string(), conflict_id.to_string()),
+                ]);
+                let outcome = winner.map_or("no registration won".into(), |w| {
+                    format!("registration {w} keeps the deal")
+                });
+                fields.insert("outcome".into(), outcome);
+                out.push(alert(
+                    "conflict_resolved",
+                    AlertAudience::ChannelManagers,
+                    fields.clone(),
+                    vec![],
+                    None,
+                ));
+                if let Some((w, r)) =
+                    winner.and_then(|w| self.registrations.get(&w).map(|r| (w, r)))
+                {
+                    fields.insert(
                         "outcome".into(),
-                        format!("your registration {id} keeps the deal"),
+                        format!("your registration {w} keeps the deal"),
                     );
-                    push(
+                    out.push(alert(
                         "conflict_resolved",
-                        Partner(r.partner_id),
-                        mine,
+                        AlertAudience::Partner(r.partner_id),
+                        fields,
                         vec![],
                         None,
-                    );
-                }
-            }
-            Event::StageAdvanced {
-                registration_id,
-                to_stage,
-                ..
-            } => {
-                if let Some((r, id)) = tracked(registration_id) {
-                    let mut fields = registration_fields(r, id);
-                    fields.insert("stage".into(), to_stage.clone());
-                    fields.insert("partner".into(), self.partner_name(r.partner_id));
-                    push(
-                        "stage_changed",
-                        Vendor,
-                        fields.clone(),
-                        vec![],
-                        Some((r.account.clone(), id)),
-                    );
-                    fields.remove("partner");
-                    push(
-                        "stage_changed",
-                        Partner(r.partner_id),
-                        fields,
-                        vec![],
-                        Some((r.account.clone(), id)),
-                    );
-                }
-            }
-            Event::NextStepOverdue {
-                registration_id,
-                due_on,
-                ..
-            } => {
-                if let Some((r, id)) = tracked(registration_id) {
-                    let mut fields = registration_fields(r, id);
-                    fields.insert("due".into(), due_on.to_string());
-                    fields.insert("next_step".into(), String::new());
-                    let offers = vec![offer("set_next_step", r, id)];
-                    push(
-                        "next_step_overdue",
-                        Partner(r.partner_id),
-                        fields,
-                        offers,
-                        Some((r.account.clone(), id)),
-                    );
-                }
-            }
-            Event::NoteAdded {
-                registration_id,
-                text,
-                visibility: NoteVisibility::Partner,
-                from_partner,
-                ..
-            } => {
-                if let Some((r, id)) = tracked(registration_id) {
-                    let mut fields = registration_fields(r, id);
-                    fields.insert("note".into(), text.clone());
-                    // A partner's note tells the channel team; the vendor's tells the partner.
-                    if *from_partner {
-                        fields.insert("partner".into(), self.partner_name(r.partner_id));
-                        push(
-                            "note_added",
-                            Vendor,
-                            fields,
-                            vec![],
-                            Some((r.account.clone(), id)),
-                        );
-                    } else {
-                        push(
-                            "note_added",
-                            Partner(r.partner_id),
-                            fields,
-                            vec![],
-                            Some((r.account.clone(), id)),
-                        );
-                    }
+                    ));
                 }
             }
             Event::CommissionPaidOut {
@@ -626,16 +472,17 @@ impl Alerts {
                 reference,
                 ..
             } => {
-                let mut fields = BTreeMap::new();
-                fields.insert("amount".into(), amount.to_string());
-                fields.insert("reference".into(), reference.clone());
-                push(
+                let fields = BTreeMap::from([
+                    ("amount".to_string(), amount.to_string()),
+                    ("reference".to_string(), reference.clone()),
+                ]);
+                out.push(alert(
                     "payout_recorded",
-                    Partner(*partner_id),
+                    AlertAudience::Partner(*partner_id),
                     fields,
                     vec![],
                     None,
-                );
+                ));
             }
             Event::AnnouncementPublished {
                 announcement_id,
@@ -645,29 +492,23 @@ impl Alerts {
                 acknowledge_by,
                 ..
             } => {
-                for (partner_id, _) in self
+                let reached = self
                     .partners
                     .iter()
-                    .filter(|(_, p)| p.is_active() && reaches_partner(audience, p))
-                {
-                    let mut fields = BTreeMap::new();
-                    fields.insert("title".into(), title.clone());
-                    fields.insert("text".into(), text.clone());
-                    fields.insert(
-                        "acknowledge_by".into(),
-                        acknowledge_by.map(|d| d.to_rfc3339()).unwrap_or_default(),
-                    );
+                    .filter(|(_, p)| p.is_active() && reaches_partner(audience, p));
+                for (partner_id, _) in reached {
+                    let fields = announcement_fields(title, text, *acknowledge_by);
                     let offers = acknowledge_by
                         .map(|_| announcement_offer(*partner_id, &announcement_id.to_string()))
                         .into_iter()
                         .collect();
-                    push(
+                    out.push(alert(
                         "announcement_published",
-                        Partner(*partner_id),
+                        AlertAudience::Partner(*partner_id),
                         fields,
                         offers,
                         None,
-                    );
+                    ));
                 }
             }
             Event::AnnouncementChased {
@@ -677,21 +518,18 @@ impl Alerts {
                 ..
             } => {
                 if let Some(a) = self.announcements.get(&announcement_id.to_string()) {
-                    let mut fields = BTreeMap::new();
-                    fields.insert("title".into(), a.title.clone());
-                    fields.insert("text".into(), String::new());
-                    fields.insert("acknowledge_by".into(), acknowledge_by.to_rfc3339());
+                    let fields = announcement_fields(&a.title, "", Some(*acknowledge_by));
                     let offers = vec![announcement_offer(
                         *partner_id,
                         &announcement_id.to_string(),
                     )];
-                    push(
+                    out.push(alert(
                         "announcement_acknowledgement_due",
-                        Partner(*partner_id),
+                        AlertAudience::Partner(*partner_id),
                         fields,
                         offers,
                         None,
-                    );
+                    ));
                 }
             }
             _ => {}
@@ -714,6 +552,186 @@ impl Alerts {
             .get(&id)
             .map(|p| (p.tier(), p.motions.clone()))
     }
+}
+
+/// Who an alert about a registration is for.
+#[derive(Debug, Clone, Copy)]
+struct To {
+    vendor: bool,
+    partner: bool,
+}
+
+const VENDOR: To = To {
+    vendor: true,
+    partner: false,
+};
+const PARTNER: To = To {
+    vendor: false,
+    partner: true,
+};
+const BOTH: To = To {
+    vendor: true,
+    partner: true,
+};
+
+/// An alert about one registration, as data: the kind, for whom, the values the event adds
+/// to the registration's own, and the actions it offers. What [`Alerts::alerts_of`] makes
+/// of most events; the registration's facts come from the fold.
+struct AboutRegistration {
+    id: RegistrationId,
+    kind: &'static str,
+    to: To,
+    fields: Vec<(&'static str, String)>,
+    offers: &'static [&'static str],
+}
+
+/// The alert an event about a registration makes, if it makes one. Internal notes make
+/// none; a partner's note goes to the channel team, the vendor's to the partner.
+fn about_registration(event: &Event) -> Option<AboutRegistration> {
+    let about = |id: &RegistrationId, kind, to, fields, offers| {
+        Some(AboutRegistration {
+            id: *id,
+            kind,
+            to,
+            fields,
+            offers,
+        })
+    };
+    const DECIDE: &[&str] = &["approve_registration", "decline_registration"];
+    match event {
+        Event::ApprovalSlaBreached {
+            registration_id,
+            due_at,
+            ..
+        } => about(
+            registration_id,
+            "approval_sla_breached",
+            VENDOR,
+            vec![("decision_due", due_at.to_rfc3339())],
+            DECIDE,
+        ),
+        Event::ExtensionRequested {
+            registration_id,
+            reason,
+            ..
+        } => about(
+            registration_id,
+            "extension_requested",
+            VENDOR,
+            vec![("reason", reason.clone())],
+            &[],
+        ),
+        Event::RegistrationApproved {
+            registration_id,
+            expires_at,
+            ..
+        } => about(
+            registration_id,
+            "registration_approved",
+            PARTNER,
+            vec![("protected_until", expires_at.to_rfc3339())],
+            &["set_next_step"],
+        ),
+        Event::RegistrationDeclined {
+            registration_id,
+            reason_code,
+            rationale,
+            ..
+        } => about(
+            registration_id,
+            "registration_declined",
+            PARTNER,
+            vec![("reason", format!("{reason_code}: {rationale}"))],
+            &[],
+        ),
+        Event::MoreInformationRequested {
+            registration_id,
+            question,
+            ..
+        } => about(
+            registration_id,
+            "more_information_requested",
+            PARTNER,
+            vec![("question", question.clone())],
+            &[],
+        ),
+        Event::ExpiryReminderSent {
+            registration_id,
+            expires_at,
+            ..
+        } => about(
+            registration_id,
+            "protection_expiring",
+            PARTNER,
+            vec![("protected_until", expires_at.to_rfc3339())],
+            &["request_extension"],
+        ),
+        Event::ProtectionExpired {
+            registration_id, ..
+        } => about(registration_id, "protection_expired", PARTNER, vec![], &[]),
+        Event::ProtectionExtended {
+            registration_id,
+            expires_at,
+            ..
+        } => about(
+            registration_id,
+            "extension_granted",
+            PARTNER,
+            vec![("protected_until", expires_at.to_rfc3339())],
+            &[],
+        ),
+        Event::StageAdvanced {
+            registration_id,
+            to_stage,
+            ..
+        } => about(
+            registration_id,
+            "stage_changed",
+            BOTH,
+            vec![("stage", to_stage.clone())],
+            &[],
+        ),
+        Event::NextStepOverdue {
+            registration_id,
+            due_on,
+            ..
+        } => about(
+            registration_id,
+            "next_step_overdue",
+            PARTNER,
+            vec![("due", due_on.to_string())],
+            &["set_next_step"],
+        ),
+        Event::NoteAdded {
+            registration_id,
+            text,
+            visibility: NoteVisibility::Partner,
+            from_partner,
+            ..
+        } => about(
+            registration_id,
+            "note_added",
+            if *from_partner { VENDOR } else { PARTNER },
+            vec![("note", text.clone())],
+            &[],
+        ),
+        _ => None,
+    }
+}
+
+fn announcement_fields(
+    title: &str,
+    text: &str,
+    acknowledge_by: Option<DateTime<Utc>>,
+) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("title".to_string(), title.to_string()),
+        ("text".to_string(), text.to_string()),
+        (
+            "acknowledge_by".to_string(),
+            acknowledge_by.map(|d| d.to_rfc3339()).unwrap_or_default(),
+        ),
+    ])
 }
 
 fn registration_fields(r: &Tracked, id: RegistrationId) -> BTreeMap<String, String> {
@@ -767,4 +785,148 @@ fn partner_parties(parties: &[ConflictParty]) -> Vec<PartnerId> {
     out.sort();
     out.dedup();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use dealreg_domain::ids::NoteId;
+    use dealreg_domain::values::{ConflictKind, Contact, RegisteredCustomer};
+    use dealreg_domain::{AccountKey, ConflictId, DealKind, Money};
+
+    fn at() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0)
+            .single()
+            .unwrap_or_default()
+    }
+
+    fn submitted(id: RegistrationId, partner: PartnerId) -> Event {
+        let customer = RegisteredCustomer {
+            company: "Acme".into(),
+            domain: "acme.com".into(),
+            contact: ContactOnRecord::Clear(Contact {
+                name: "Dana".into(),
+                email: "dana@acme.com".into(),
+                phone: None,
+            }),
+            region: None,
+            vertical: None,
+        };
+        Event::RegistrationSubmitted {
+            account: AccountKey("acme.com".into()),
+            registration_id: id,
+            partner_id: partner,
+            customer,
+            product_line: "analytics".into(),
+            motion: Motion::Reseller,
+            kind: DealKind::NewBusiness,
+            estimated_amount: Money::new(100, "EUR").unwrap_or_else(|e| panic!("{e}")),
+            expected_close: at().date_naive(),
+            proof_of_work: "workshop".into(),
+            certified: true,
+            incumbent: false,
+            approval_due_at: at() + Duration::hours(48),
+            intro_due_at: None,
+            policy_version: 1,
+            at: at(),
+        }
+    }
+
+    fn note(
+        id: RegistrationId,
+        partner: PartnerId,
+        visibility: NoteVisibility,
+        from_partner: bool,
+    ) -> Event {
+        Event::NoteAdded {
+            account: AccountKey("acme.com".into()),
+            registration_id: id,
+            partner_id: partner,
+            note_id: NoteId(uuid::Uuid::now_v7()),
+            text: "a note".into(),
+            visibility,
+            by: "someone".into(),
+            from_partner,
+            at: at(),
+        }
+    }
+
+    #[test]
+    fn a_note_goes_to_the_other_side_and_an_internal_one_nowhere() {
+        let (id, partner) = (
+            RegistrationId(uuid::Uuid::now_v7()),
+            PartnerId(uuid::Uuid::now_v7()),
+        );
+        let mut fold = Alerts::new(Duration::hours(12));
+        fold.apply("e1", &submitted(id, partner));
+        let to = |alerts: Vec<Alert>| alerts.into_iter().map(|a| a.audience).collect::<Vec<_>>();
+        assert_eq!(
+            to(fold.apply("e2", &note(id, partner, NoteVisibility::Partner, true))),
+            vec![AlertAudience::ChannelManagers]
+        );
+        assert_eq!(
+            to(fold.apply("e3", &note(id, partner, NoteVisibility::Partner, false))),
+            vec![AlertAudience::Partner(partner)]
+        );
+        assert!(fold
+            .apply("e4", &note(id, partner, NoteVisibility::Internal, false))
+            .is_empty());
+    }
+
+    #[test]
+    fn a_partner_in_a_conflict_is_told_of_its_own_claim_only() {
+        let (a, b) = (
+            PartnerId(uuid::Uuid::now_v7()),
+            PartnerId(uuid::Uuid::now_v7()),
+        );
+        let (ra, rb) = (
+            RegistrationId(uuid::Uuid::now_v7()),
+            RegistrationId(uuid::Uuid::now_v7()),
+        );
+        let mut fold = Alerts::new(Duration::hours(12));
+        let conflict = Event::ConflictDetected {
+            account: AccountKey("acme.com".into()),
+            conflict_id: ConflictId("acme.com/analytics/1".into()),
+            kind: ConflictKind::Horizontal,
+            product_line: "analytics".into(),
+            parties: vec![
+                ConflictParty::Registration {
+                    registration_id: ra,
+                    partner_id: a,
+                },
+                ConflictParty::Registration {
+                    registration_id: rb,
+                    partner_id: b,
+                },
+            ],
+            reasons: vec![format!("{a} and {b} both registered")],
+            acknowledge_by: at() + Duration::hours(24),
+            resolution_plan_by: None,
+            policy_version: 1,
+            at: at(),
+        };
+        let alerts = fold.apply("e1", &conflict);
+        assert_eq!(alerts.len(), 3, "the channel team and each partner");
+        for alert in alerts
+            .iter()
+            .filter(|x| x.audience != AlertAudience::ChannelManagers)
+        {
+            let text = serde_json::to_string(&alert.fields).unwrap_or_default();
+            assert!(
+                !text.contains(&a.to_string()) && !text.contains(&b.to_string()),
+                "{text}"
+            );
+            assert!(
+                !text.contains(&ra.to_string()) && !text.contains(&rb.to_string()),
+                "{text}"
+            );
+        }
+        // Ids are stable: the same event read again makes the same alerts.
+        let again = Alerts::new(Duration::hours(12)).apply("e1", &conflict);
+        assert_eq!(
+            alerts.iter().map(|a| &a.id).collect::<Vec<_>>(),
+            again.iter().map(|a| &a.id).collect::<Vec<_>>()
+        );
+    }
 }

@@ -1045,18 +1045,27 @@ pub async fn run<S: EventStore>(
     }
     loop {
         let result = notifier.lock().await.round(Utc::now()).await;
-        match result {
+        let busy = match result {
             Ok(round) if round.queued > 0 || round.sent > 0 => {
                 tracing::info!(
                     events = round.events,
                     queued = round.queued,
                     sent = round.sent,
                     "alerts"
-                )
+                );
+                // A full batch sent: more may be due now; go on without waiting.
+                round.sent >= SEND_BATCH
             }
-            Ok(_) => {}
+            Ok(_) => false,
             Err(e) => {
-                tracing::warn!(error = %e, "the notifier's round failed; trying again next round")
+                tracing::warn!(error = %e, "the notifier's round failed; trying again next round");
+                false
+            }
+        };
+        if busy {
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tokio::task::yield_now() => continue,
             }
         }
         tokio::select! {
