@@ -980,3 +980,104 @@ async fn two_serve_processes_send_each_alert_once_when_the_sender_is_killed() {
     assert_eq!(ids.len(), n, "one message per submission");
     assert!(got.len() <= n + 1, "{} received for {n}", got.len());
 }
+
+/// An SMTP server that stops answering without closing its connections (SIGSTOP): the
+/// notifier's sends time out, the messages wait in the outbox (no dead letter, nothing
+/// lost), and once the server answers again each arrives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_smtp_server_delays_alerts_and_loses_none() {
+    let nats = NatsServer::start(None);
+    let client = async_nats::connect(&nats.url).await.expect("connect");
+    let smtp = SmtpServer::start().expect("aiosmtpd starts (run scripts/setup)");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = dir.path().join("program.db");
+    let config = dir.path().join("notify.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "from_name = \"Channel Team\"\nfrom_address = \"channel@vendor.example\"\n\n[smtp]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\n",
+            smtp.port()
+        ),
+    )
+    .expect("write notifier settings");
+    let args = [
+        "--notify-config",
+        config.to_str().expect("utf-8"),
+        "--notify-every",
+        "1",
+    ];
+    let mut serve = Serve::start(
+        &store,
+        &nats.url,
+        &args,
+        &[],
+        dir.path().join("serve.log"),
+        &client,
+    )
+    .await;
+    let partner = Uuid::now_v7();
+    let mut lines = vec![
+        line(
+            cm(),
+            json!({ "type": "onboard_partner", "partner_id": partner, "name": "Northwind Resellers",
+                          "motions": ["reseller"], "tier": "gold", "territories": [], "capacity": 50 }),
+        ),
+        line(
+            cm(),
+            json!({ "type": "certify_partner", "partner_id": partner, "product_line": "analytics",
+                          "expires_on": (chrono::Utc::now() + chrono::Duration::days(365)).date_naive().to_string() }),
+        ),
+        line(
+            cm(),
+            subscribe(None, "casey", "Casey Manager", "casey@vendor.example", None),
+        ),
+    ];
+    smtp.sigstop().expect("SIGSTOP aiosmtpd");
+    let n = 5;
+    for i in 0..n {
+        lines.push(line(
+            partner_user(partner, "ana"),
+            submit(Uuid::now_v7(), partner, &format!("f{i}.example")),
+        ));
+    }
+    ok(&apply(&store, dir.path(), &lines));
+    // Past the carrier's 10-second timeout: the first send failed transiently.
+    let status = || -> Value {
+        let out = dealreg(
+            &store,
+            &["alerts", "--config", config.to_str().expect("utf-8")],
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !serve
+        .log_text()
+        .contains("an alert could not be sent; trying again")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no send timed out: {}",
+            serve.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let waiting = status();
+    assert_eq!(waiting["waiting"], n, "{waiting}");
+    assert_eq!(waiting["dead_letters"], json!([]), "{waiting}");
+    smtp.sigcont().expect("SIGCONT aiosmtpd");
+    let got = wait_for_mail(&smtp, "every alert after the thaw", |m| {
+        m.iter()
+            .filter(|m| m.kind == "registration_submitted")
+            .count()
+            >= n
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    serve.terminate();
+    let ids: BTreeSet<&str> = got.iter().map(|m| m.message_id.as_str()).collect();
+    assert_eq!(ids.len(), n);
+    let after = mails(&smtp);
+    assert!(after.len() <= n + 1, "{} received for {n}", after.len());
+    let done = status();
+    assert_eq!(done["waiting"], 0, "{done}");
+    assert_eq!(done["sent"], n, "{done}");
+}

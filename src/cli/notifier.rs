@@ -709,7 +709,13 @@ impl<S: EventStore> Notifier<S> {
         let due = self.state.due(now.timestamp(), SEND_BATCH)?;
         let mut sent = 0;
         let mut digests: BTreeMap<DigestOf, Vec<(String, Waiting)>> = BTreeMap::new();
+        // A carrier that failed transiently (a server down or frozen, Slack's 429) is not
+        // tried again this round: one timeout a round, not one a message.
+        let mut resting: Vec<Channel> = Vec::new();
         for (id, waiting, _, attempts) in due {
+            if resting.contains(&waiting.channel) {
+                continue;
+            }
             if waiting.digest {
                 digests
                     .entry((
@@ -730,7 +736,12 @@ impl<S: EventStore> Notifier<S> {
                 Ok(false) => self
                     .state
                     .mark_sent(std::slice::from_ref(&id), now.timestamp())?,
-                Err(error) => self.failed(&id, &waiting.alert.kind, error, attempts, now)?,
+                Err(error) => {
+                    if error.is_transient() {
+                        resting.push(waiting.channel);
+                    }
+                    self.failed(&id, &waiting.alert.kind, error, attempts, now)?
+                }
             }
         }
         for ((partner, user, _), items) in digests {
