@@ -148,8 +148,9 @@ pub struct PartnerRow {
     pub next_step: Option<String>,
     pub protection: ProtectionStatus,
     pub protection_expires_at: Option<DateTime<Utc>>,
-    /// The partner-visible notes on the deal (`<author>: <text>`), to its owner only.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// The partner-visible notes on the deal (`<author>: <text>`), to its owner only;
+    /// absent when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
     /// When the won deal renews (absent before a win, and for wins recorded without one).
     #[serde(skip_serializing_if = "Option::is_none")]

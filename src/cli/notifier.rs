@@ -39,6 +39,11 @@ use uuid::Uuid;
 /// Messages sent per round at most.
 const SEND_BATCH: usize = 200;
 
+/// Attempts after which a message that keeps failing transiently (an untrusted
+/// certificate, a server down for good) goes to the dead letters: with the backoff
+/// doubling from 5 s to an hour, about 21 hours.
+const GIVE_UP_AFTER: i64 = 30;
+
 /// The notifier's settings (a TOML file; docs/NOTIFICATIONS.md). Secrets are named by the
 /// environment variable that holds them, never written in the file.
 #[derive(Debug, Clone, Deserialize)]
@@ -796,6 +801,16 @@ impl<S: EventStore> Notifier<S> {
         now: DateTime<Utc>,
     ) -> Result<(), String> {
         match error {
+            // Tried for about a day (backoff doubling to an hour): a person must look.
+            CarrierError::Transient { reason, .. } if attempts + 1 >= GIVE_UP_AFTER => {
+                tracing::warn!(message = %id, kind, %reason, attempts = attempts + 1, "an alert could not be sent for a day; kept in the dead letters");
+                self.state.dead_letter(
+                    id,
+                    kind,
+                    &format!("gave up after {} attempts: {reason}", attempts + 1),
+                    now.timestamp(),
+                )
+            }
             CarrierError::Transient {
                 reason,
                 retry_after,
