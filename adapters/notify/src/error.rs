@@ -40,4 +40,28 @@ impl CarrierError {
     pub fn is_transient(&self) -> bool {
         matches!(self, CarrierError::Transient { .. })
     }
+
+    /// The same error with each of `words` (a recipient's address and name: personal
+    /// data, which an SMTP server's answer often quotes) replaced by `<recipient>`, so
+    /// that neither logs nor dead letters keep them.
+    pub fn without(self, words: &[&str]) -> Self {
+        let scrub = |mut reason: String| {
+            for word in words.iter().filter(|w| !w.trim().is_empty()) {
+                reason = reason.replace(word, "<recipient>");
+            }
+            reason
+        };
+        match self {
+            CarrierError::Transient {
+                reason,
+                retry_after,
+            } => CarrierError::Transient {
+                reason: scrub(reason),
+                retry_after,
+            },
+            CarrierError::Permanent { reason } => CarrierError::Permanent {
+                reason: scrub(reason),
+            },
+        }
+    }
 }

@@ -153,7 +153,10 @@ impl SmtpCarrier {
     /// aiosmtpd on loopback against 3 ms from Python's smtplib to the same server
     /// (benches/README.md, `notifier`).
     pub async fn send(&self, email: &Email) -> Result<(), CarrierError> {
-        let message = build_message(email)?;
+        let recipient: Vec<&str> = std::iter::once(email.to.address.as_str())
+            .chain(email.to.name.as_deref())
+            .collect();
+        let message = build_message(email).map_err(|e| e.without(&recipient))?;
         let sent = match &self.session {
             Some(session) => tokio::time::timeout(self.timeout, session.send(&message)).await,
             None => {
@@ -186,7 +189,8 @@ impl SmtpCarrier {
                     SessionFailure::Connect(error) => {
                         CarrierError::transient(format!("cannot reach the SMTP server: {error}"))
                     }
-                };
+                }
+                .without(&recipient);
                 tracing::warn!(message_id = %email.message_id, error = %classified, "e-mail not sent");
                 Err(classified)
             }

@@ -180,6 +180,11 @@ async fn an_invalid_address_is_permanent_before_any_connection() {
     bad.to.address = "not an address".into();
     let error = carrier.send(&bad).await.unwrap_err();
     assert!(matches!(error, CarrierError::Permanent { .. }), "{error:?}");
+    // The recipient's address is personal data: the error (logged, kept as a dead
+    // letter) names it only as <recipient>.
+    let shown = error.to_string();
+    assert!(!shown.contains("not an address"), "{shown}");
+    assert!(shown.contains("<recipient>"), "{shown}");
 }
 
 #[test]
