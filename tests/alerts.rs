@@ -233,6 +233,38 @@ fn history(store: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// A reseller partner of the program, gold, certified in `analytics` for a year: its
+/// `onboard_partner` and `certify_partner` lines, by the channel manager.
+fn reseller(partner: Uuid, name: &str, capacity: u32) -> Vec<Value> {
+    vec![
+        line(
+            cm(),
+            json!({ "type": "onboard_partner", "partner_id": partner, "name": name,
+                    "motions": ["reseller"], "tier": "gold", "territories": [], "capacity": capacity }),
+        ),
+        line(
+            cm(),
+            json!({ "type": "certify_partner", "partner_id": partner, "product_line": "analytics",
+                    "expires_on": (chrono::Utc::now() + chrono::Duration::days(365)).date_naive().to_string() }),
+        ),
+    ]
+}
+
+/// The notifier's settings for e-mail to `smtp` only, with `extra` settings lines; their
+/// path, in `dir`.
+fn notifier_settings(dir: &Path, smtp: &SmtpServer, extra: &str) -> PathBuf {
+    let config = dir.join("notify.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "from_name = \"Channel Team\"\nfrom_address = \"channel@vendor.example\"\n{extra}\n[smtp]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\n",
+            smtp.port()
+        ),
+    )
+    .expect("write notifier settings");
+    config
+}
+
 fn files_under(dir: &Path, skip: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
         let path = entry.path();
@@ -325,48 +357,35 @@ api_base = "{}"
 
     // The program: two partners, their people and a channel manager subscribed.
     let (northwind, contoso) = (Uuid::now_v7(), Uuid::now_v7());
-    let onboard = |id: Uuid, name: &str| {
-        json!({ "type": "onboard_partner", "partner_id": id, "name": name, "motions": ["reseller"],
-                "tier": "gold", "territories": [], "capacity": 100 })
-    };
-    let certify = |id: Uuid| {
-        json!({ "type": "certify_partner", "partner_id": id, "product_line": "analytics",
-                "expires_on": (chrono::Utc::now() + chrono::Duration::days(365)).date_naive().to_string() })
-    };
-    ok(&apply(
-        &store,
-        dir.path(),
-        &[
-            line(cm(), onboard(northwind, "Northwind Resellers")),
-            line(cm(), onboard(contoso, "Contoso Partners")),
-            line(cm(), certify(northwind)),
-            line(cm(), certify(contoso)),
-            line(
-                cm(),
-                subscribe(
-                    None,
-                    "casey",
-                    "Casey Manager",
-                    "casey@vendor.example",
-                    Some("C0CHANNEL"),
-                ),
+    let mut program = reseller(northwind, "Northwind Resellers", 100);
+    program.extend(reseller(contoso, "Contoso Partners", 100));
+    program.extend([
+        line(
+            cm(),
+            subscribe(
+                None,
+                "casey",
+                "Casey Manager",
+                "casey@vendor.example",
+                Some("C0CHANNEL"),
             ),
-            line(
-                partner_user(northwind, "ana"),
-                subscribe(
-                    Some(northwind),
-                    "ana",
-                    "Ana Silva",
-                    "ana@northwind.example",
-                    None,
-                ),
+        ),
+        line(
+            partner_user(northwind, "ana"),
+            subscribe(
+                Some(northwind),
+                "ana",
+                "Ana Silva",
+                "ana@northwind.example",
+                None,
             ),
-            line(
-                partner_user(contoso, "bo"),
-                subscribe(Some(contoso), "bo", "Bo Berg", "bo@contoso.example", None),
-            ),
-        ],
-    ));
+        ),
+        line(
+            partner_user(contoso, "bo"),
+            subscribe(Some(contoso), "bo", "Bo Berg", "bo@contoso.example", None),
+        ),
+    ]);
+    ok(&apply(&store, dir.path(), &program));
 
     // An announcement of the policy in force, for Northwind, to acknowledge.
     let announcement = Uuid::now_v7();
@@ -788,15 +807,7 @@ async fn the_demo_programs_alerts_arrive_once_each_across_a_sigkill() {
         ));
     }
     ok(&apply(&store, dir.path(), &lines));
-    let config = dir.path().join("notify.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "from_name = \"Channel Team\"\nfrom_address = \"channel@vendor.example\"\nbackfill = true\n\n[smtp]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\n",
-            smtp.port()
-        ),
-    )
-    .expect("write notifier settings");
+    let config = notifier_settings(dir.path(), &smtp, "backfill = true\n");
     let args = [
         "--notify-config",
         config.to_str().expect("utf-8"),
@@ -896,15 +907,7 @@ async fn two_serve_processes_send_each_alert_once_when_the_sender_is_killed() {
     let smtp = SmtpServer::start().expect("aiosmtpd starts (run scripts/setup)");
     let dir = tempfile::tempdir().expect("temp dir");
     let store = dir.path().join("program.db");
-    let config = dir.path().join("notify.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "from_name = \"Channel Team\"\nfrom_address = \"channel@vendor.example\"\n\n[smtp]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\n",
-            smtp.port()
-        ),
-    )
-    .expect("write notifier settings");
+    let config = notifier_settings(dir.path(), &smtp, "");
     let args = [
         "--notify-config",
         config.to_str().expect("utf-8"),
@@ -930,22 +933,11 @@ async fn two_serve_processes_send_each_alert_once_when_the_sender_is_killed() {
     )
     .await;
     let partner = Uuid::now_v7();
-    let mut lines = vec![
-        line(
-            cm(),
-            json!({ "type": "onboard_partner", "partner_id": partner, "name": "Northwind Resellers",
-                          "motions": ["reseller"], "tier": "gold", "territories": [], "capacity": 500 }),
-        ),
-        line(
-            cm(),
-            json!({ "type": "certify_partner", "partner_id": partner, "product_line": "analytics",
-                          "expires_on": (chrono::Utc::now() + chrono::Duration::days(365)).date_naive().to_string() }),
-        ),
-        line(
-            cm(),
-            subscribe(None, "casey", "Casey Manager", "casey@vendor.example", None),
-        ),
-    ];
+    let mut lines = reseller(partner, "Northwind Resellers", 500);
+    lines.push(line(
+        cm(),
+        subscribe(None, "casey", "Casey Manager", "casey@vendor.example", None),
+    ));
     let n = 300;
     for i in 0..n {
         lines.push(line(
@@ -991,15 +983,7 @@ async fn a_frozen_smtp_server_delays_alerts_and_loses_none() {
     let smtp = SmtpServer::start().expect("aiosmtpd starts (run scripts/setup)");
     let dir = tempfile::tempdir().expect("temp dir");
     let store = dir.path().join("program.db");
-    let config = dir.path().join("notify.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "from_name = \"Channel Team\"\nfrom_address = \"channel@vendor.example\"\n\n[smtp]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\n",
-            smtp.port()
-        ),
-    )
-    .expect("write notifier settings");
+    let config = notifier_settings(dir.path(), &smtp, "");
     let args = [
         "--notify-config",
         config.to_str().expect("utf-8"),
@@ -1016,22 +1000,11 @@ async fn a_frozen_smtp_server_delays_alerts_and_loses_none() {
     )
     .await;
     let partner = Uuid::now_v7();
-    let mut lines = vec![
-        line(
-            cm(),
-            json!({ "type": "onboard_partner", "partner_id": partner, "name": "Northwind Resellers",
-                          "motions": ["reseller"], "tier": "gold", "territories": [], "capacity": 50 }),
-        ),
-        line(
-            cm(),
-            json!({ "type": "certify_partner", "partner_id": partner, "product_line": "analytics",
-                          "expires_on": (chrono::Utc::now() + chrono::Duration::days(365)).date_naive().to_string() }),
-        ),
-        line(
-            cm(),
-            subscribe(None, "casey", "Casey Manager", "casey@vendor.example", None),
-        ),
-    ];
+    let mut lines = reseller(partner, "Northwind Resellers", 50);
+    lines.push(line(
+        cm(),
+        subscribe(None, "casey", "Casey Manager", "casey@vendor.example", None),
+    ));
     smtp.sigstop().expect("SIGSTOP aiosmtpd");
     let n = 5;
     for i in 0..n {

@@ -33,26 +33,10 @@ impl ProgramState {
     pub fn evolve(&mut self, event: &Event) {
         match event {
             Event::PolicyAdopted { policy, .. } => self.policy = Some(policy.clone()),
-            Event::AnnouncementPublished {
-                announcement_id,
-                title,
-                policy_version,
-                audience,
-                acknowledge_by,
-                at,
-                ..
-            } => {
-                self.announcements.insert(
-                    *announcement_id,
-                    Announcement {
-                        id: *announcement_id,
-                        title: title.clone(),
-                        policy_version: *policy_version,
-                        audience: audience.clone(),
-                        acknowledge_by: *acknowledge_by,
-                        published_at: *at,
-                    },
-                );
+            Event::AnnouncementPublished { .. } => {
+                if let Some(announcement) = Announcement::published(event) {
+                    self.announcements.insert(announcement.id, announcement);
+                }
             }
             _ => {}
         }
@@ -114,3 +98,30 @@ pub struct Announcement {
 
 /// The announcements of the program, by id.
 pub type Announcements = BTreeMap<AnnouncementId, Announcement>;
+
+impl Announcement {
+    /// The announcement an `announcement_published` event records (`None` for any other
+    /// event): one reading for the program's fold and every view that keeps them.
+    pub fn published(event: &Event) -> Option<Announcement> {
+        let Event::AnnouncementPublished {
+            announcement_id,
+            title,
+            policy_version,
+            audience,
+            acknowledge_by,
+            at,
+            ..
+        } = event
+        else {
+            return None;
+        };
+        Some(Announcement {
+            id: *announcement_id,
+            title: title.clone(),
+            policy_version: *policy_version,
+            audience: audience.clone(),
+            acknowledge_by: *acknowledge_by,
+            published_at: *at,
+        })
+    }
+}

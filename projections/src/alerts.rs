@@ -15,10 +15,12 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
 use dealreg_domain::announcement::reaches_partner;
+use dealreg_domain::ids::AnnouncementId;
+use dealreg_domain::program::Announcement;
 use dealreg_domain::values::{
-    Audience, ConflictParty, ConflictSla, ContactOnRecord, NoteVisibility, QuietHours,
+    ConflictParty, ConflictSla, ContactOnRecord, NoteVisibility, QuietHours,
 };
-use dealreg_domain::{Event, Motion, PartnerId, PartnerState, RegistrationId, Tier};
+use dealreg_domain::{Event, PartnerId, PartnerState, RegistrationId};
 use serde::{Deserialize, Serialize};
 
 /// Who an alert is for.
@@ -90,11 +92,36 @@ struct Tracked {
     pending: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Announced {
-    title: String,
-    acknowledge_by: Option<DateTime<Utc>>,
-    audience: Audience,
+impl Tracked {
+    /// The registration a `registration_submitted` event records, pending (`None` for any
+    /// other event).
+    fn submitted(event: &Event) -> Option<(RegistrationId, Tracked)> {
+        let Event::RegistrationSubmitted {
+            account,
+            registration_id,
+            partner_id,
+            customer,
+            product_line,
+            estimated_amount,
+            approval_due_at,
+            ..
+        } = event
+        else {
+            return None;
+        };
+        Some((
+            *registration_id,
+            Tracked {
+                account: account.to_string(),
+                partner_id: *partner_id,
+                company: customer.company.clone(),
+                product_line: product_line.clone(),
+                amount: estimated_amount.to_string(),
+                approval_due_at: *approval_due_at,
+                pending: true,
+            },
+        ))
+    }
 }
 
 /// The notifier's fold.
@@ -102,7 +129,7 @@ struct Announced {
 pub struct Alerts {
     registrations: BTreeMap<RegistrationId, Tracked>,
     partners: BTreeMap<PartnerId, PartnerState>,
-    announcements: BTreeMap<String, Announced>,
+    announcements: BTreeMap<AnnouncementId, Announcement>,
     subscribers: BTreeMap<(Option<PartnerId>, String), Subscriber>,
     /// How long before its approval is due a pending registration is announced as due.
     approval_lead: Duration,
@@ -131,11 +158,6 @@ impl Alerts {
     /// The subscriber `(partner, user)`.
     pub fn subscriber(&self, partner: Option<PartnerId>, user: &str) -> Option<&Subscriber> {
         self.subscribers.get(&(partner, user.to_string()))
-    }
-
-    /// Every subscriber (the notifier opens their contacts to check a reply's sender).
-    pub fn subscribers(&self) -> impl Iterator<Item = &Subscriber> {
-        self.subscribers.values()
     }
 
     /// Approvals coming due within the lead time at `now`: one alert per registration and
@@ -179,28 +201,10 @@ impl Alerts {
             | Event::PartnerTierChanged { partner_id, .. } => {
                 self.partners.entry(*partner_id).or_default().evolve(event);
             }
-            Event::RegistrationSubmitted {
-                account,
-                registration_id,
-                partner_id,
-                customer,
-                product_line,
-                estimated_amount,
-                approval_due_at,
-                ..
-            } => {
-                self.registrations.insert(
-                    *registration_id,
-                    Tracked {
-                        account: account.to_string(),
-                        partner_id: *partner_id,
-                        company: customer.company.clone(),
-                        product_line: product_line.clone(),
-                        amount: estimated_amount.to_string(),
-                        approval_due_at: *approval_due_at,
-                        pending: true,
-                    },
-                );
+            Event::RegistrationSubmitted { .. } => {
+                if let Some((id, registration)) = Tracked::submitted(event) {
+                    self.registrations.insert(id, registration);
+                }
             }
             Event::RegistrationApproved {
                 registration_id, ..
@@ -237,21 +241,10 @@ impl Alerts {
                     r.partner_id = *to;
                 }
             }
-            Event::AnnouncementPublished {
-                announcement_id,
-                title,
-                acknowledge_by,
-                audience,
-                ..
-            } => {
-                self.announcements.insert(
-                    announcement_id.to_string(),
-                    Announced {
-                        title: title.clone(),
-                        acknowledge_by: *acknowledge_by,
-                        audience: audience.clone(),
-                    },
-                );
+            Event::AnnouncementPublished { .. } => {
+                if let Some(announcement) = Announcement::published(event) {
+                    self.announcements.insert(announcement.id, announcement);
+                }
             }
             Event::AlertSubscriptionSet {
                 partner_id,
@@ -337,36 +330,21 @@ impl Alerts {
         }
         let mut out = Vec::new();
         match event {
-            Event::RegistrationSubmitted {
-                account,
-                registration_id,
-                partner_id,
-                customer,
-                product_line,
-                estimated_amount,
-                approval_due_at,
-                ..
-            } => {
+            Event::RegistrationSubmitted { .. } => {
                 // Folded after its alerts: the registration is described from the event.
-                let r = Tracked {
-                    account: account.to_string(),
-                    partner_id: *partner_id,
-                    company: customer.company.clone(),
-                    product_line: product_line.clone(),
-                    amount: estimated_amount.to_string(),
-                    approval_due_at: *approval_due_at,
-                    pending: true,
+                let Some((registration_id, r)) = Tracked::submitted(event) else {
+                    return out;
                 };
-                let mut fields = registration_fields(&r, *registration_id);
-                fields.insert("partner".into(), self.partner_name(*partner_id));
-                fields.insert("decision_due".into(), approval_due_at.to_rfc3339());
-                let offers = decision_offers(&r, *registration_id);
+                let mut fields = registration_fields(&r, registration_id);
+                fields.insert("partner".into(), self.partner_name(r.partner_id));
+                fields.insert("decision_due".into(), r.approval_due_at.to_rfc3339());
+                let offers = decision_offers(&r, registration_id);
                 out.push(alert(
                     "registration_submitted",
                     AlertAudience::ChannelManagers,
                     fields,
                     offers,
-                    Some((r.account, *registration_id)),
+                    Some((r.account, registration_id)),
                 ));
             }
             Event::ConflictDetected {
@@ -517,7 +495,7 @@ impl Alerts {
                 acknowledge_by,
                 ..
             } => {
-                if let Some(a) = self.announcements.get(&announcement_id.to_string()) {
+                if let Some(a) = self.announcements.get(announcement_id) {
                     let fields = announcement_fields(&a.title, "", Some(*acknowledge_by));
                     let offers = vec![announcement_offer(
                         *partner_id,
@@ -543,14 +521,6 @@ impl Alerts {
             .map(|p| p.name.clone())
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| format!("partner {id}"))
-    }
-
-    /// Test support: the partner facts the fold keeps (tier and motions decide the
-    /// audience of an announcement).
-    pub fn partner_facts(&self, id: PartnerId) -> Option<(Tier, Vec<Motion>)> {
-        self.partners
-            .get(&id)
-            .map(|p| (p.tier(), p.motions.clone()))
     }
 }
 
@@ -793,7 +763,7 @@ mod tests {
     use chrono::TimeZone;
     use dealreg_domain::ids::NoteId;
     use dealreg_domain::values::{ConflictKind, Contact, RegisteredCustomer};
-    use dealreg_domain::{AccountKey, ConflictId, DealKind, Money};
+    use dealreg_domain::{AccountKey, ConflictId, DealKind, Money, Motion};
 
     fn at() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0)

@@ -368,27 +368,11 @@ impl Projection for Deadlines {
             self.policy = Some(policy.clone());
             return;
         }
-        if let Event::AnnouncementPublished {
-            announcement_id,
-            title,
-            policy_version,
-            audience,
-            acknowledge_by: Some(acknowledge_by),
-            at,
-            ..
-        } = event
-        {
-            self.announcements.insert(
-                *announcement_id,
-                Announcement {
-                    id: *announcement_id,
-                    title: title.clone(),
-                    policy_version: *policy_version,
-                    audience: audience.clone(),
-                    acknowledge_by: Some(*acknowledge_by),
-                    published_at: *at,
-                },
-            );
+        if let Some(announcement) = Announcement::published(event) {
+            // Only those that ask for an acknowledgement are chased.
+            if announcement.acknowledge_by.is_some() {
+                self.announcements.insert(announcement.id, announcement);
+            }
             return;
         }
         if let dealreg_domain::Boundary::Partner(id) = event.boundary() {

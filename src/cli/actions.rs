@@ -26,9 +26,8 @@ use dealreg_domain::{Actor, Command, PartnerId, RegistrationId};
 use dealreg_engine::{CommandEnvelope, Engine, PartnerError};
 use dealreg_events::EventStore;
 use dealreg_vault::KeyVault;
-use sha2::{Digest, Sha256};
 
-use super::notifier::{open_contact, NotifierState};
+use super::notifier::{derived_uuid, open_contact, NotifierState};
 
 /// The reason codes a decline link offers.
 const DECLINE_CODES: &[&str] = &[
@@ -289,10 +288,7 @@ impl<S: EventStore, C: Clock> ReplyNotes<S, C> {
             return self.keep_aside(&reply.raw, "the reply has no new text");
         }
         // The same message delivered twice is the same note.
-        let digest = Sha256::digest(&reply.raw);
-        let mut bytes = [0u8; 16];
-        bytes.copy_from_slice(&digest[..16]);
-        let note_id = NoteId(uuid::Builder::from_custom_bytes(bytes).into_uuid());
+        let note_id = NoteId(derived_uuid(b"", &reply.raw));
         let registration_id: RegistrationId = match target.registration_id.parse() {
             Ok(id) => id,
             Err(_) => {

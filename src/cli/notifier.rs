@@ -481,13 +481,20 @@ fn stable_id(parts: &[&str]) -> String {
 /// A UUID made from a stable id (the link's idempotency key, the reply address's id): the
 /// same message gets the same link however often it is rendered.
 fn uuid_of(id: &str, what: &str) -> Uuid {
+    derived_uuid(what.as_bytes(), id.as_bytes())
+}
+
+/// A UUID derived from `prefix` and `bytes` (the first 16 bytes of their SHA-256): the same
+/// input, the same id, for ids that must survive a retry (links, reply addresses, the note
+/// an e-mail reply becomes).
+pub fn derived_uuid(prefix: &[u8], bytes: &[u8]) -> Uuid {
     let mut h = Sha256::new();
-    h.update(what.as_bytes());
-    h.update(id.as_bytes());
+    h.update(prefix);
+    h.update(bytes);
     let digest = h.finalize();
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(id).into_uuid()
 }
 
 /// When a message for `subscriber` made at `at` may go: after quiet hours, or at the next
