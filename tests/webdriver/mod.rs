@@ -403,21 +403,36 @@ impl Browser {
     /// would, bypassing the browser's own constraint checks (`required`, `min`) so the
     /// server's validation is what answers; waits for the next page's load.
     pub fn submit(&self, element: &Element) -> Result<()> {
-        let before = self.execute(
-            "return document.readyState + '|' + performance.timeOrigin;",
-            vec![],
-        )?;
+        let before = self.document()?;
         self.execute(
             "const e = arguments[0]; const f = e.form || e.closest('form') || e; \
              HTMLFormElement.prototype.submit.call(f);",
             vec![element.to_arg()],
         )?;
-        self.wait_until("the submitted form's answer to load", || {
+        self.wait_for_next_document(&before, "the submitted form's answer")
+    }
+
+    /// Clicks an element that leads to another page (a link, a form's button) and waits
+    /// until that page has loaded: the driver's click may return before a form's POST has
+    /// even started, so `click` alone races with the next read.
+    pub fn click_to_load(&self, element: &Element) -> Result<()> {
+        let before = self.document()?;
+        self.click(element)?;
+        self.wait_for_next_document(&before, "the page a click leads to")
+    }
+
+    /// Which document is loaded: its time origin, unique per page load.
+    fn document(&self) -> Result<Value> {
+        self.execute("return String(performance.timeOrigin);", vec![])
+    }
+
+    fn wait_for_next_document(&self, before: &Value, what: &str) -> Result<()> {
+        self.wait_until(what, || {
             let now = self.execute(
-                "return document.readyState + '|' + performance.timeOrigin;",
+                "return document.readyState === 'complete' ? String(performance.timeOrigin) : null;",
                 vec![],
             )?;
-            Ok(now != before && now.as_str().is_some_and(|s| s.starts_with("complete|")))
+            Ok(!now.is_null() && now != *before)
         })
     }
 
@@ -452,11 +467,39 @@ impl Browser {
         base64_decode(&text).ok_or_else(|| Error::Other("the screenshot is not base64".into()))
     }
 
-    /// Saves a screenshot as `target/screenshots/<test>-<page>.png` (beside the workspace's
+    /// A PNG of the whole page, beyond the viewport (Chromium's DevTools command through
+    /// chromedriver's `goog/cdp/execute`), at most 6000 CSS pixels tall.
+    pub fn full_page_png(&self) -> Result<Vec<u8>> {
+        let metrics = self.command(
+            "POST",
+            "/goog/cdp/execute",
+            Some(&json!({ "cmd": "Page.getLayoutMetrics", "params": {} })),
+        )?;
+        let size = &metrics["cssContentSize"];
+        let (width, height) = (
+            size["width"].as_f64().unwrap_or(1280.0).ceil(),
+            size["height"].as_f64().unwrap_or(1600.0).ceil().min(6000.0),
+        );
+        let shot = self.command(
+            "POST",
+            "/goog/cdp/execute",
+            Some(&json!({ "cmd": "Page.captureScreenshot", "params": {
+                "format": "png",
+                "captureBeyondViewport": true,
+                "clip": { "x": 0, "y": 0, "width": width, "height": height, "scale": 1 }
+            }})),
+        )?;
+        let text = shot["data"]
+            .as_str()
+            .ok_or_else(|| Error::Other(format!("a full-page screenshot without data: {shot}")))?;
+        base64_decode(text).ok_or_else(|| Error::Other("the screenshot is not base64".into()))
+    }
+
+    /// Saves a screenshot of the whole page as `target/screenshots/<test>-<page>.png` (beside the workspace's
     /// Cargo.toml), and also in `docs/screenshots/` when DEALREG_SAVE_SCREENSHOTS=1.
     /// Returns the path under target/.
     pub fn screenshot(&self, test: &str, page: &str) -> Result<PathBuf> {
-        let png = self.screenshot_png()?;
+        let png = self.full_page_png()?;
         if !png.starts_with(b"\x89PNG\r\n\x1a\n") {
             return Err(Error::Other(format!(
                 "the screenshot of {test}-{page} is not a PNG"
