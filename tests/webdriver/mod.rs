@@ -122,7 +122,19 @@ impl Browser {
         Browser::start_with(Timeouts::default())
     }
 
+    /// Like [`Browser::start`] with other timeouts. A driver that did not start (its port
+    /// taken between choosing and binding it) is tried once more on another port.
     pub fn start_with(timeouts: Timeouts) -> Result<Browser> {
+        match Browser::start_once(timeouts) {
+            Err(Error::Start(first)) => Browser::start_once(timeouts).map_err(|e| match e {
+                Error::Start(then) => Error::Start(format!("{first}; tried again: {then}")),
+                other => other,
+            }),
+            other => other,
+        }
+    }
+
+    fn start_once(timeouts: Timeouts) -> Result<Browser> {
         for tool in [CHROMIUM, CHROMEDRIVER] {
             if !Path::new(tool).exists() {
                 return Err(Error::Missing(tool.to_string()));
