@@ -166,6 +166,12 @@ enum Job {
     /// Serve commands, queries and view feeds over NATS (see docs/NATS.md) until SIGTERM,
     /// then drain. The store is created when missing.
     Serve(Box<cli::serve::ServeArgs>),
+    /// The users of the pages (`serve --http --users FILE`) and partners' signed page
+    /// links (docs/PAGES.md).
+    Users {
+        #[command(subcommand)]
+        job: cli::users::UsersJob,
+    },
     /// Show a read model, brought up to date from its checkpoint first (or as it stood
     /// at `--as-of`, folded from the log in memory).
     View {
@@ -286,6 +292,7 @@ fn main() -> ExitCode {
             Job::Replay { as_of, view, out } => cli::replay::run(&store, as_of, view, out).await,
             Job::Serve(args) => cli::serve::run(&store, *args).await,
             Job::Crm { job } => cli::crm::run(&store, job).await,
+            Job::Users { job } => cli::users::run(job),
         }
     });
     match outcome {

@@ -11,12 +11,14 @@ pub mod forget;
 pub mod history;
 pub mod nats_access;
 pub mod notifier;
+pub mod pages;
 pub mod portable;
 pub mod rebuild;
 pub mod replay;
 pub mod serve;
 pub mod store;
 pub mod timekeeper;
+pub mod users;
 pub mod verify;
 pub mod view;
 

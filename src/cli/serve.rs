@@ -89,10 +89,18 @@ pub struct ServeArgs {
     /// Seconds between the notifier's rounds.
     #[arg(long, default_value_t = 2, requires = "notify_config")]
     notify_every: u64,
-    /// Serve the alerts' signed action links here (e.g. 127.0.0.1:8080); the notifier's
-    /// `links_base` is how people reach it.
-    #[arg(long, requires = "notify_config")]
+    /// Serve the pages here (e.g. 127.0.0.1:8080; docs/PAGES.md): the channel team's
+    /// dashboard, partners' pages and registration form, and, with --notify-config, the
+    /// alerts' signed action links (the notifier's `links_base` is how people reach it).
+    #[arg(long)]
     http: Option<SocketAddr>,
+    /// The users file of the pages (`dealreg users add`); partner links are signed with
+    /// `<FILE>.key`, created beside it when missing.
+    #[arg(long, requires = "http")]
+    users: Option<PathBuf>,
+    /// Mark the pages' cookies `Secure` (the pages are reached over HTTPS via a proxy).
+    #[arg(long, requires = "http")]
+    secure_cookies: bool,
     /// Receive e-mail replies to alerts here (SMTP; e.g. 127.0.0.1:2525, behind the MX of
     /// the notifier's `reply_domain`): each becomes a note on its registration.
     #[arg(long, requires = "notify_config")]
@@ -163,7 +171,7 @@ async fn alerts_beside_serve<S: dealreg_events::EventStore, C: dealreg_clock::Cl
     config_path: &std::path::Path,
     engine: Arc<Engine<S, C>>,
     every: Duration,
-    http: Option<SocketAddr>,
+    links: Option<tokio::net::TcpListener>,
     smtp_inbound: Option<SocketAddr>,
 ) -> Result<Duty, String> {
     use super::notifier::{Notifier, NotifyConfig};
@@ -175,10 +183,7 @@ async fn alerts_beside_serve<S: dealreg_events::EventStore, C: dealreg_clock::Cl
     let key = notifier.link_key();
     let state = Arc::clone(&notifier.state);
     let clock: dealreg_actions::Clock = Arc::new(chrono::Utc::now);
-    if let Some(addr) = http {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| format!("--http {addr}: {e}"))?;
+    if let Some(listener) = links {
         let runner = Arc::new(super::actions::LinkActions {
             engine: Arc::clone(&engine),
         });
@@ -189,7 +194,6 @@ async fn alerts_beside_serve<S: dealreg_events::EventStore, C: dealreg_clock::Cl
             Arc::clone(&clock),
             std::future::pending::<()>(),
         ));
-        eprintln!("dealreg serve: action links on http://{addr}");
     }
     if let Some(addr) = smtp_inbound {
         let listener = tokio::net::TcpListener::bind(addr)
@@ -340,6 +344,44 @@ pub async fn run(spec: &super::store::StoreSpec, args: ServeArgs) -> Result<Exit
             sign_on_interval(store.clone(), key.clone(), out.clone(), every, stop)
         }));
     }
+    // The pages' listener; the action links' own server listens on loopback behind it
+    // (the pages hand it `/a/...`), so one address serves both.
+    let pages_listener = match args.http {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("--http {addr}: {e}"))?,
+        ),
+        None => None,
+    };
+    let (links_listener, links_addr) = match (&pages_listener, &args.notify_config) {
+        (Some(_), Some(_)) => {
+            let inner = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .map_err(|e| format!("cannot listen for the action links on loopback: {e}"))?;
+            let addr = inner.local_addr().map_err(|e| e.to_string())?;
+            (Some(inner), Some(addr))
+        }
+        _ => (None, None),
+    };
+    if let (Some(listener), Some(addr)) = (pages_listener, args.http) {
+        let pages = super::pages::Pages::new(
+            Arc::clone(&engine),
+            spec.clone(),
+            args.users.clone(),
+            args.secure_cookies,
+            links_addr,
+        )?;
+        tokio::spawn(super::pages::serve_pages(
+            listener,
+            Arc::new(pages),
+            std::future::pending::<()>(),
+        ));
+        eprintln!("dealreg serve: pages on http://{addr}");
+        if links_addr.is_some() {
+            eprintln!("dealreg serve: action links on http://{addr}");
+        }
+    }
     if let Some(path) = &args.notify_config {
         duties.push(
             alerts_beside_serve(
@@ -347,7 +389,7 @@ pub async fn run(spec: &super::store::StoreSpec, args: ServeArgs) -> Result<Exit
                 path,
                 Arc::clone(&engine),
                 Duration::from_secs(args.notify_every.max(1)),
-                args.http,
+                links_listener,
                 args.smtp_inbound,
             )
             .await?,
