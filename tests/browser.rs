@@ -467,7 +467,6 @@ fn fill_form(browser: &Browser, valid: &BTreeMap<&str, String>, overrides: &[(&s
 /// the views' JSON; the partner's page; the registration form's refusals beside their
 /// fields and a registration that goes through; a screenshot of each page.
 #[test]
-#[ignore = "waiting for the pages: `dealreg users add` and `serve --http --users` are not committed yet (passes against the work tree's src/cli/pages)"]
 fn the_pages_in_a_real_browser() {
     let t0 = Instant::now();
     let dir = tempfile::tempdir().expect("temp dir");
