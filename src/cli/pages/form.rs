@@ -350,7 +350,13 @@ pub(super) async fn status<S: EventStore, C: Clock>(
             "Approved: protected until {}.",
             row.protection_expires_at.map(when).unwrap_or_default()
         ),
-        "declined" => "Declined. Your channel manager's reason is in the notes below, or in the e-mail you were sent; you may appeal.".to_string(),
+        "declined" => match appeal_until(pages, &row.account, id, me).await {
+            Some(until) => format!(
+                "Declined. You may appeal until {} (ask your channel manager); notes on the deal are below.",
+                when(until)
+            ),
+            None => "Declined. Notes on the deal are below.".to_string(),
+        },
         other => format!("Status: {other}."),
     };
     let notes: String = row
@@ -384,6 +390,30 @@ pub(super) async fn status<S: EventStore, C: Clock>(
         Some((&seen.session.user, &seen.session.csrf)),
         &body,
     )
+}
+
+/// Until when the partner may appeal its declined registration: the account's state, read
+/// through the engine, for a registration of this partner only. (The decline's reason is
+/// not partner-safe in the engine's partner reply, which carries only the appeal window.)
+async fn appeal_until<S: EventStore, C: Clock>(
+    pages: &Pages<S, C>,
+    account: &dealreg_domain::AccountKey,
+    id: RegistrationId,
+    me: dealreg_domain::PartnerId,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    let loaded = pages
+        .engine
+        .load(&dealreg_domain::Boundary::Account(account.clone()))
+        .await
+        .ok()?;
+    let dealreg_domain::decision::State::Account(state) = &loaded.state else {
+        return None;
+    };
+    state
+        .registrations
+        .get(&id)
+        .filter(|r| r.partner_id == me)
+        .and_then(|r| r.appeal_until)
 }
 
 #[cfg(test)]
