@@ -78,3 +78,41 @@ pub async fn register_and_approve<S: EventStore + Clone>(
     }
     events
 }
+
+/// Writes a log of about `target` events through the engine on `store`: 256 partners, then
+/// registrations submitted and approved, 128 at a time (3 events each). The large log the
+/// rebuild and what-if benches read.
+#[allow(dead_code)] // the other benches load the engine their own way
+pub async fn fill<S: EventStore + Clone>(store: S, target: usize) {
+    let engine = Arc::new(
+        Engine::open(store, ControlledClock::starting_at(start()), None)
+            .await
+            .unwrap_or_else(|e| panic!("engine: {e}")),
+    );
+    let partners = onboard_partners(&engine, 256).await;
+    let registrations = target / 3 + 1;
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(128));
+    let mut tasks = Vec::new();
+    for n in 0..registrations {
+        let permit = Arc::clone(&semaphore)
+            .acquire_owned()
+            .await
+            .unwrap_or_else(|e| panic!("semaphore: {e}"));
+        let engine = Arc::clone(&engine);
+        let partner = partners[n % partners.len()];
+        tasks.push(tokio::spawn(async move {
+            let _permit = permit;
+            register_and_approve(engine, partner, n).await
+        }));
+        if tasks.len() >= 4096 {
+            for task in tasks.drain(..) {
+                task.await
+                    .unwrap_or_else(|e| panic!("a command of the log failed: {e}"));
+            }
+        }
+    }
+    for task in tasks {
+        task.await
+            .unwrap_or_else(|e| panic!("a command of the log failed: {e}"));
+    }
+}

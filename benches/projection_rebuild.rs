@@ -35,13 +35,10 @@ mod cpu;
 #[path = "load.rs"]
 mod load;
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use dealreg_clock::ControlledClock;
 use dealreg_domain::Event;
 use dealreg_engine::decode_event;
-use dealreg_engine::Engine;
 use dealreg_events::{EventStore, LogPages, Position};
 use dealreg_host::runner::{rebuild, CatchUp};
 use dealreg_projections::pipeline::Pipeline;
@@ -70,43 +67,7 @@ fn main() {
         .unwrap_or_else(|e| panic!("head: {e}"))
         .commit() as usize;
     if present < target {
-        runtime.block_on(async {
-            let engine = Arc::new(
-                Engine::open(
-                    store.clone(),
-                    ControlledClock::starting_at(load::start()),
-                    None,
-                )
-                .await
-                .unwrap_or_else(|e| panic!("engine: {e}")),
-            );
-            let partners = load::onboard_partners(&engine, 256).await;
-            let registrations = target / 3 + 1;
-            let semaphore = Arc::new(tokio::sync::Semaphore::new(128));
-            let mut tasks = Vec::new();
-            for n in 0..registrations {
-                let permit = Arc::clone(&semaphore)
-                    .acquire_owned()
-                    .await
-                    .unwrap_or_else(|e| panic!("semaphore: {e}"));
-                let engine = Arc::clone(&engine);
-                let partner = partners[n % partners.len()];
-                tasks.push(tokio::spawn(async move {
-                    let _permit = permit;
-                    load::register_and_approve(engine, partner, n).await
-                }));
-                if tasks.len() >= 4096 {
-                    for task in tasks.drain(..) {
-                        task.await
-                            .unwrap_or_else(|e| panic!("a command of the log failed: {e}"));
-                    }
-                }
-            }
-            for task in tasks {
-                task.await
-                    .unwrap_or_else(|e| panic!("a command of the log failed: {e}"));
-            }
-        });
+        runtime.block_on(load::fill(store.clone(), target));
     }
     let events = runtime
         .block_on(store.last_position())

@@ -181,6 +181,10 @@ enum Job {
         #[command(subcommand)]
         what: cli::view::ViewKind,
     },
+    /// The recorded history decided again under a draft policy, in a scratch store
+    /// (nothing is written to this one): what would have come out otherwise
+    /// (docs/WHAT-IF.md).
+    WhatIf(cli::what_if::WhatIfArgs),
     /// Every view as it stood at a position or a time, folded from the log in memory
     /// (nothing is written): one view with --view, all of them as one JSON document else.
     Replay {
@@ -290,6 +294,7 @@ fn main() -> ExitCode {
                 cli::view::run(&store, what, as_of.unwrap_or(cli::view::AsOf::Now)).await
             }
             Job::Replay { as_of, view, out } => cli::replay::run(&store, as_of, view, out).await,
+            Job::WhatIf(args) => cli::what_if::run(&store, args).await,
             Job::Serve(args) => cli::serve::run(&store, *args).await,
             Job::Crm { job } => cli::crm::run(&store, job).await,
             Job::Users { job } => cli::users::run(job),

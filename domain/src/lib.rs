@@ -31,6 +31,7 @@ pub mod partner;
 pub mod policy;
 pub mod position;
 pub mod program;
+pub mod redaction;
 mod registration;
 pub mod route;
 pub mod stages;

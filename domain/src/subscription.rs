@@ -71,12 +71,7 @@ pub(crate) fn decide(
         return Err(field("name", "is required"));
     }
     let email = c.email.trim();
-    let valid_email = email
-        .split_once('@')
-        .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
-        && !email.contains(char::is_whitespace)
-        && email.len() <= 254;
-    if !valid_email {
+    if !is_recipient_email(email) {
         return Err(field("email", "is not an e-mail address"));
     }
     if let Some(unknown) = c.alerts.iter().find(|a| !ALERT_KINDS.contains(&a.as_str())) {
@@ -117,4 +112,15 @@ pub(crate) fn decide(
         digest: c.digest,
         at: now,
     }])
+}
+
+/// An address a subscription accepts: one with a local part and a dotted domain, no
+/// spaces, at most 254 characters.
+pub(crate) fn is_recipient_email(email: &str) -> bool {
+    let email = email.trim();
+    email
+        .split_once('@')
+        .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
+        && !email.contains(char::is_whitespace)
+        && email.len() <= 254
 }

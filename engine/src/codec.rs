@@ -45,6 +45,12 @@ pub struct EventMetadata {
     pub policy_version: u32,
     /// The clock adapter's time when the command was decided.
     pub decided_at: DateTime<Utc>,
+    /// The command itself, its personal data replaced by placeholders of the same shape
+    /// ([`dealreg_domain::redaction`]), on the first event the command wrote on its own
+    /// stream only: what `dealreg what-if` decides again under a draft policy. Absent in
+    /// events written before the engine kept it, and on the other events of a command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_body: Option<serde_json::Value>,
 }
 
 /// One step of the chain: lifts a payload of `event_type` (or of every type, `"*"`) from

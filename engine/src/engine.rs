@@ -612,6 +612,7 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
         let bookkeeping = EventMetadata {
             idempotency_key: None,
             fingerprint: None,
+            command_body: None,
             ..metadata.clone()
         };
         let no_keys = HashMap::new();
@@ -735,6 +736,7 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
         let bookkeeping = EventMetadata {
             idempotency_key: None,
             fingerprint: None,
+            command_body: None,
             ..metadata.clone()
         };
         let new_events = encode(events, &bookkeeping, &HashMap::new(), || {
@@ -1003,6 +1005,7 @@ impl Pending {
             idempotency_key: key,
             policy_version,
             decided_at: now,
+            command_body: serde_json::to_value(self.envelope.command.redacted()).ok(),
         }
     }
 
@@ -1039,10 +1042,20 @@ fn encode(
     keys: &HashMap<String, PersonKey>,
     mut event_id: impl FnMut() -> Uuid,
 ) -> Result<Vec<NewEvent>, EngineError> {
-    let metadata_bytes =
+    // The command's body rides on its first event only; the others carry the rest.
+    let first_bytes =
         serde_json::to_vec(metadata).map_err(|e| EngineError::Encode(e.to_string()))?;
+    let metadata_bytes = if metadata.command_body.is_some() && events.len() > 1 {
+        let rest = EventMetadata {
+            command_body: None,
+            ..metadata.clone()
+        };
+        serde_json::to_vec(&rest).map_err(|e| EngineError::Encode(e.to_string()))?
+    } else {
+        first_bytes.clone()
+    };
     let mut new_events = Vec::with_capacity(events.len());
-    for event in events {
+    for (n, event) in events.iter().enumerate() {
         let event_id = event_id();
         // A contact is stored sealed (the clear one stays in memory, for the reply).
         let data = match personal::sealed_for_storage(event, keys, event_id)
@@ -1056,7 +1069,11 @@ fn encode(
             event_id,
             event_type: event.event_type().to_string(),
             data,
-            metadata: metadata_bytes.clone(),
+            metadata: if n == 0 {
+                first_bytes.clone()
+            } else {
+                metadata_bytes.clone()
+            },
         });
     }
     Ok(new_events)

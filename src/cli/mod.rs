@@ -21,6 +21,7 @@ pub mod timekeeper;
 pub mod users;
 pub mod verify;
 pub mod view;
+pub mod what_if;
 
 /// A one-line progress bar on stderr for a long read of the log (`dealreg rebuild`,
 /// `dealreg replay`): `doing`, then how far by position. Positions grow with the log on

@@ -19,6 +19,7 @@ mod protection;
 mod renewals;
 mod review;
 mod submission;
+pub(crate) use submission::{is_email, is_phone};
 
 use crate::account::AccountState;
 use crate::context::Context;

@@ -18,7 +18,7 @@ use crate::policy::{OutsideTerritory, RenewalClaims};
 use crate::values::{ConflictKind, ConflictParty};
 
 /// A plausible e-mail address: one `@`, a non-empty local part, a dotted domain, no spaces.
-fn is_email(raw: &str) -> bool {
+pub(crate) fn is_email(raw: &str) -> bool {
     let raw = raw.trim();
     match raw.split_once('@') {
         Some((local, domain)) => {
@@ -34,7 +34,7 @@ fn is_email(raw: &str) -> bool {
 
 /// A phone number as people write one: digits with `+`, spaces, `-`, `.` and parentheses,
 /// 5 to 20 digits in all. Only its shape is checked; no number is dialled.
-fn is_phone(raw: &str) -> bool {
+pub(crate) fn is_phone(raw: &str) -> bool {
     let digits = raw.chars().filter(char::is_ascii_digit).count();
     (5..=20).contains(&digits)
         && raw
