@@ -879,3 +879,87 @@ fn the_pages_in_a_real_browser() {
         t0.elapsed()
     );
 }
+
+/// The what-if report as a page (`dealreg what-if --format html`) in the browser: the
+/// demo under a draft with 60-day protection; each section's count equals the JSON
+/// report's list, the protection table holds a row per protection that ends earlier,
+/// and a screenshot is taken.
+#[test]
+fn the_what_if_page_in_a_real_browser() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = dir.path().join("demo.db");
+    dealreg(&store, &["demo"]);
+    let draft = dir.path().join("draft.toml");
+    let text = include_str!("../domain/policy/default.toml")
+        .replace("version = 1", "version = 2")
+        .replace(
+            "name = \"Default partner program\"",
+            "name = \"Sixty days\"",
+        )
+        .replace("default_days = 90", "default_days = 60")
+        .replace(
+            "reseller = 90, marketplace = 90, services = 90, tech_isv = 90",
+            "reseller = 60, marketplace = 60, services = 60, tech_isv = 60",
+        );
+    std::fs::write(&draft, text).expect("write the draft");
+    let draft = draft.to_str().expect("utf-8");
+    let report: Value = serde_json::from_str(&dealreg(
+        &store,
+        &["what-if", "--policy", draft, "--format", "json"],
+    ))
+    .expect("the JSON report");
+    let page = dir.path().join("what-if.html");
+    dealreg(
+        &store,
+        &[
+            "what-if",
+            "--policy",
+            draft,
+            "--format",
+            "html",
+            "--out",
+            page.to_str().expect("utf-8"),
+        ],
+    );
+    let browser = started("the what-if page");
+    browser
+        .goto(&format!("file://{}", page.display()))
+        .expect("open the page");
+    assert!(browser
+        .title()
+        .expect("title")
+        .contains("What if: Sixty days"));
+    let d = &report["differences"];
+    let expected = [
+        report["decided_otherwise"].as_array().map_or(0, Vec::len),
+        d["protected_otherwise"].as_array().map_or(0, Vec::len),
+        d["declined_otherwise"].as_array().map_or(0, Vec::len),
+        d["status_otherwise"].as_array().map_or(0, Vec::len),
+        d["protection_expiry"].as_array().map_or(0, Vec::len),
+        d["commission"].as_array().map_or(0, Vec::len),
+        d["conflicts_raised"].as_array().map_or(0, Vec::len),
+        d["conflicts_avoided"].as_array().map_or(0, Vec::len),
+        d["sla_breaches_raised"].as_array().map_or(0, Vec::len),
+        d["sla_breaches_avoided"].as_array().map_or(0, Vec::len),
+    ];
+    assert!(expected[4] > 0, "the draft ends protections earlier");
+    for (n, count) in expected.iter().enumerate() {
+        let section = browser
+            .find(&format!("section[data-section=\"{n}\"]"))
+            .unwrap_or_else(|e| panic!("section {n}: {e}"));
+        assert_eq!(
+            browser.attr(&section, "data-count").expect("count"),
+            Some(count.to_string()),
+            "section {n}"
+        );
+        let rows = browser
+            .find_all_in(&section, "tbody tr")
+            .expect("the section's rows");
+        assert_eq!(rows.len(), *count, "rows of section {n}");
+    }
+    // The window only: the page is as long as its 88-row table.
+    browser
+        .screenshot_window("what-if", "report")
+        .expect("screenshot");
+    browser.quit().expect("quit");
+}

@@ -512,6 +512,16 @@ impl Browser {
     /// Returns the path under target/.
     pub fn screenshot(&self, test: &str, page: &str) -> Result<PathBuf> {
         let png = self.full_page_png()?;
+        Self::save(test, page, &png)
+    }
+
+    /// As [`Browser::screenshot`], of the window only: for a page too long to keep whole.
+    pub fn screenshot_window(&self, test: &str, page: &str) -> Result<PathBuf> {
+        let png = self.screenshot_png()?;
+        Self::save(test, page, &png)
+    }
+
+    fn save(test: &str, page: &str, png: &[u8]) -> Result<PathBuf> {
         if !png.starts_with(b"\x89PNG\r\n\x1a\n") {
             return Err(Error::Other(format!(
                 "the screenshot of {test}-{page} is not a PNG"
@@ -525,7 +535,7 @@ impl Browser {
         }
         for dir in &dirs {
             std::fs::create_dir_all(dir)
-                .and_then(|()| std::fs::write(dir.join(&name), &png))
+                .and_then(|()| std::fs::write(dir.join(&name), png))
                 .map_err(|e| Error::Other(format!("writing {}: {e}", dir.join(&name).display())))?;
         }
         Ok(dirs.swap_remove(0).join(name))
