@@ -587,6 +587,15 @@ async fn pages_show_each_their_own_and_refuse_what_they_should() {
         "{}",
         refused.body
     );
+    // The refusal names the field as the form labels it, not by the command's field.
+    assert!(
+        refused
+            .body
+            .contains("data-error-for=\"contact_email\">Customer contact&#39;s e-mail "),
+        "{}",
+        refused.body
+    );
+    assert!(!refused.body.contains("`customer.contact.email`"));
     seen.push(refused);
     let unparsable = http(
         addr,
@@ -721,4 +730,46 @@ async fn pages_show_each_their_own_and_refuse_what_they_should() {
     }
     assert!(dashboard.body.contains("data-chart=\"sla-weekly\""));
     assert!(dashboard.body.contains("data-chart=\"revenue-by-motion\""));
+
+    // The header names the role in people's words.
+    assert!(
+        dashboard.body.contains("<span>cm (channel manager)</span>"),
+        "{}",
+        dashboard.body
+    );
+    assert!(!dashboard.body.contains("ChannelManager"));
+    // Won revenue by partner: a bar per won figure with its raw value, the labels
+    // readable (slanted, the full name in a tooltip), the scale's top in money.
+    let chart = |name: &str| {
+        let from = dashboard
+            .body
+            .find(&format!("data-chart=\"{name}\""))
+            .unwrap_or_else(|| panic!("chart {name}"));
+        let to = from
+            + dashboard.body[from..]
+                .find("</svg>")
+                .expect("the chart's end");
+        dashboard.body[from..to].to_string()
+    };
+    let partners = chart("revenue-by-partner");
+    let won = figures(&dashboard.body, "won");
+    assert!(won.len() > 4, "{won:?}");
+    for cell in &won {
+        let value = cell.get("value").expect("a value");
+        assert!(
+            partners.contains(&format!("data-value=\"{value}\"")),
+            "no bar of {value}"
+        );
+    }
+    assert_eq!(partners.matches("rotate(-30").count(), won.len());
+    for chart in [partners, chart("revenue-by-motion")] {
+        let top = chart
+            .split("data-axis=\"top\">")
+            .nth(1)
+            .and_then(|t| t.split('<').next())
+            .expect("the top of the scale");
+        assert!(top.ends_with(" USD"), "{top}");
+        assert!(top.contains(','), "{top}");
+    }
+    assert!(chart("sla-weekly").contains("data-axis=\"top\">100 %<"));
 }

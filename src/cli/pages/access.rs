@@ -42,6 +42,17 @@ impl std::str::FromStr for Role {
 }
 
 impl Role {
+    /// The role in people's words, as the pages' header shows it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Role::ChannelManager => "channel manager",
+            Role::RevOps => "RevOps",
+            Role::Auditor => "auditor",
+            Role::DirectSales => "direct sales",
+            Role::Partner => "partner",
+        }
+    }
+
     fn vendor_role(self) -> Option<VendorRole> {
         Some(match self {
             Role::ChannelManager => VendorRole::ChannelManager,

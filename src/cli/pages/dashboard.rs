@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::{Duration, Utc};
 use dealreg_clock::Clock;
-use dealreg_domain::money::Currency;
+use dealreg_domain::money::{format_minor, Currency};
 use dealreg_events::EventStore;
 use dealreg_projections::conflicts::{ConflictFlags, FlagStatus};
 use dealreg_projections::ledger::Ledger;
@@ -26,7 +26,7 @@ pub(super) async fn page<S: EventStore, C: Clock>(pages: &Pages<S, C>, seen: &Se
             StatusCode::OK,
             "Partner program",
             Some((
-                &format!("{} ({:?})", seen.session.user, seen.session.role),
+                &format!("{} ({})", seen.session.user, seen.session.role.label()),
                 &seen.session.csrf,
             )),
             &body,
@@ -217,7 +217,7 @@ fn sla_section(
             figure("sla-decisions", metrics.decisions, "", &metrics.decisions.to_string()),
             figure("sla-on-time", metrics.decisions_on_time, "", &metrics.decisions_on_time.to_string()),
             figure("sla-compliance-bps", value, "", &overall),
-            svg::line("sla-weekly", "Approval SLA compliance per week", &data, 10_000),
+            svg::line("sla-weekly", "Approval SLA compliance per week", &data, 10_000, percent),
         ),
     )
 }
@@ -226,6 +226,7 @@ fn revenue_section(metrics: &ProgramMetrics, program: &Program) -> String {
     let report = metrics.report();
     let mut rows = String::new();
     let mut by_motion = Vec::new();
+    let mut motion_currencies = Vec::new();
     for (motion, m) in &report.motions {
         for (credit, sums) in [
             ("sourced", &m.sourced_minor),
@@ -242,6 +243,7 @@ fn revenue_section(metrics: &ProgramMetrics, program: &Program) -> String {
                     escape(motion.as_str()),
                     figure(credit, sum, &at, &money(*sum, currency))
                 ));
+                motion_currencies.push((*sum, currency.clone()));
                 by_motion.push(Datum {
                     label: format!("{} {credit} {currency}", motion.as_str()),
                     value: *sum,
@@ -251,6 +253,7 @@ fn revenue_section(metrics: &ProgramMetrics, program: &Program) -> String {
         }
     }
     let mut by_partner = Vec::new();
+    let mut partner_currencies = Vec::new();
     let mut partner_rows = String::new();
     for (id, figures) in program.report().partners {
         for (currency, sum) in &figures.won_minor {
@@ -268,6 +271,7 @@ fn revenue_section(metrics: &ProgramMetrics, program: &Program) -> String {
                     &money(*sum, currency)
                 )
             ));
+            partner_currencies.push((*sum, currency.clone()));
             by_partner.push(Datum {
                 label: format!("{} {currency}", figures.name),
                 value: *sum,
@@ -281,12 +285,33 @@ fn revenue_section(metrics: &ProgramMetrics, program: &Program) -> String {
         &format!(
             "<h3>By motion</h3>{}{}<h3>Won revenue by partner</h3>{}{}\
              <p class=\"note\">The views split sourced and influenced shares by motion; per partner they hold the won revenue of its registrations.</p>",
-            svg::bars("revenue-by-motion", "Sourced and influenced revenue by motion", &by_motion),
+            svg::bars("revenue-by-motion", "Sourced and influenced revenue by motion", &by_motion, |max| amount_axis(max, &motion_currencies)),
             table(&["Motion", "Credit", "Amount"], &rows, "No won deal yet."),
-            svg::bars("revenue-by-partner", "Won revenue by partner", &by_partner),
+            svg::bars("revenue-by-partner", "Won revenue by partner", &by_partner, |max| amount_axis(max, &partner_currencies)),
             table(&["Partner", "Won"], &partner_rows, "No won deal yet."),
         ),
     )
+}
+
+/// The top of an amount chart's scale (`max` minor units) in whole units of the currency
+/// of its largest bar: `2,138,000 USD`. (`bars` is the chart's values with their
+/// currencies.)
+fn amount_axis(max: i128, bars: &[(i128, Currency)]) -> String {
+    let Some((_, currency)) = bars.iter().max_by_key(|(v, _)| *v) else {
+        return max.to_string();
+    };
+    let scale = 10i128.pow(currency.exponent());
+    let whole = (max + scale / 2) / scale;
+    format!("{} {currency}", format_minor(whole, 0))
+}
+
+/// The top of a basis-point scale in percent: `100 %`, `37.5 %`.
+fn percent(bps: i128) -> String {
+    if bps % 100 == 0 {
+        format!("{} %", bps / 100)
+    } else {
+        format!("{:.1} %", bps as f64 / 100.0)
+    }
 }
 
 fn commissions_section(

@@ -117,6 +117,56 @@ fn form_field(field: &str) -> Option<&'static str> {
     })
 }
 
+/// The form's fields and their labels, as the form shows them.
+const LABELS: &[(&str, &str)] = &[
+    ("customer_name", "Customer company"),
+    ("customer_domain", "Customer web domain (e.g. acme.com)"),
+    ("contact_name", "Customer contact's name"),
+    ("contact_email", "Customer contact's e-mail"),
+    ("contact_phone", "Customer contact's phone (optional)"),
+    ("region", "Customer region (optional)"),
+    ("vertical", "Customer vertical (optional)"),
+    ("product_line", "Product line"),
+    ("motion", "Motion"),
+    ("amount", "Estimated amount"),
+    ("currency", "Currency"),
+    ("expected_close", "Expected close"),
+    ("proof_of_work", "Proof of work"),
+    ("kind", "Kind"),
+];
+
+/// The label of form field `name` as the form shows it.
+fn label(name: &str) -> &'static str {
+    LABELS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or("", |(_, l)| l)
+}
+
+/// An engine message in the form's words: each backticked command field it quotes
+/// (`` `expected_close` is in the past ``) becomes the label of the form field it is read
+/// from, without the label's hint in parentheses ("Expected close is in the past").
+/// Anything else in backticks (a product line, an unknown field) is left as it is.
+fn in_words(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(open) = rest.find('`') {
+        let quoted = &rest[open + 1..];
+        let Some(close) = quoted.find('`') else {
+            break;
+        };
+        let name = &quoted[..close];
+        out.push_str(&rest[..open]);
+        match form_field(name.strip_prefix("command.").unwrap_or(name)) {
+            Some(field) => out.push_str(label(field).split(" (").next().unwrap_or_default()),
+            None => out.push_str(&rest[open..open + close + 2]),
+        }
+        rest = &quoted[close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The command the form stands for, and what could not be read (by field).
 fn command_of(
     form: &BTreeMap<String, String>,
@@ -255,19 +305,20 @@ fn render(
     let error = |name: &str| match errors.get(name) {
         Some(message) => format!(
             "<p class=\"error\" id=\"error-{name}\" data-error-for=\"{name}\">{}</p>",
-            escape(message)
+            escape(&in_words(message))
         ),
         None => String::new(),
     };
-    let input = |name: &str, label: &str, kind: &str, required: bool| {
+    let input = |name: &str, kind: &str, required: bool| {
         format!(
-            "<label for=\"{name}\">{label}</label><input id=\"{name}\" name=\"{name}\" type=\"{kind}\" value=\"{}\"{}>{}",
+            "<label for=\"{name}\">{}</label><input id=\"{name}\" name=\"{name}\" type=\"{kind}\" value=\"{}\"{}>{}",
+            escape(label(name)),
             value(name),
             if required { " required" } else { "" },
             error(name)
         )
     };
-    let select = |name: &str, label: &str, options: &[&str]| {
+    let select = |name: &str, options: &[&str]| {
         let chosen = values.get(name).map(String::as_str).unwrap_or("");
         let opts: String = options
             .iter()
@@ -280,7 +331,8 @@ fn render(
             })
             .collect();
         format!(
-            "<label for=\"{name}\">{label}</label><select id=\"{name}\" name=\"{name}\" required>{opts}</select>{}",
+            "<label for=\"{name}\">{}</label><select id=\"{name}\" name=\"{name}\" required>{opts}</select>{}",
+            escape(label(name)),
             error(name)
         )
     };
@@ -290,27 +342,28 @@ fn render(
          <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
          <input type=\"hidden\" name=\"registration_id\" value=\"{}\">\
          {}{}{}{}{}{}{}{}{}{}{}{}{}\
-         <label for=\"proof_of_work\">Proof of work</label><textarea id=\"proof_of_work\" name=\"proof_of_work\" rows=\"4\" cols=\"60\" required>{}</textarea>{}\
+         <label for=\"proof_of_work\">{}</label><textarea id=\"proof_of_work\" name=\"proof_of_work\" rows=\"4\" cols=\"60\" required>{}</textarea>{}\
          {}<p><button type=\"submit\">Register</button></p></form>",
         error("form"),
         escape(&seen.session.csrf),
         value("registration_id"),
-        input("customer_name", "Customer company", "text", true),
-        input("customer_domain", "Customer web domain (e.g. acme.com)", "text", true),
-        input("contact_name", "Customer contact's name", "text", true),
-        input("contact_email", "Customer contact's e-mail", "email", true),
-        input("contact_phone", "Customer contact's phone (optional)", "tel", false),
-        input("region", "Customer region (optional)", "text", false),
-        input("vertical", "Customer vertical (optional)", "text", false),
-        input("product_line", "Product line", "text", true),
-        select("motion", "Motion", &motions),
-        input("amount", "Estimated amount", "text", true),
-        input("currency", "Currency", "text", true),
-        input("expected_close", "Expected close", "date", true),
+        input("customer_name", "text", true),
+        input("customer_domain", "text", true),
+        input("contact_name", "text", true),
+        input("contact_email", "email", true),
+        input("contact_phone", "tel", false),
+        input("region", "text", false),
+        input("vertical", "text", false),
+        input("product_line", "text", true),
+        select("motion", &motions),
+        input("amount", "text", true),
+        input("currency", "text", true),
+        input("expected_close", "date", true),
         "",
+        escape(label("proof_of_work")),
         value("proof_of_work"),
         error("proof_of_work"),
-        select("kind", "Kind", &["new_business", "renewal", "expansion"]),
+        select("kind", &["new_business", "renewal", "expansion"]),
     );
     layout::page(
         status,
@@ -428,5 +481,37 @@ mod tests {
         assert_eq!(minor_units("1.234", 2), None);
         assert_eq!(minor_units("abc", 2), None);
         assert_eq!(minor_units("", 2), None);
+    }
+
+    #[test]
+    fn refusals_name_the_fields_as_the_form_labels_them() {
+        assert_eq!(
+            in_words("`expected_close` is in the past"),
+            "Expected close is in the past"
+        );
+        assert_eq!(
+            in_words("`estimated_amount` must be a positive amount, not 0.00"),
+            "Estimated amount must be a positive amount, not 0.00"
+        );
+        assert_eq!(
+            in_words("`customer.contact.email` is not an e-mail address"),
+            "Customer contact's e-mail is not an e-mail address"
+        );
+        // The label's hint in parentheses is left out; a decoding error's path is read too.
+        assert_eq!(
+            in_words("`customer.domain` is required"),
+            "Customer web domain is required"
+        );
+        assert_eq!(
+            in_words("`command.estimated_amount.amount_minor`: invalid type"),
+            "Estimated amount: invalid type"
+        );
+        // Not a field: a product line the engine quotes, and an unclosed backtick.
+        assert_eq!(
+            in_words("`security` renews on 2026-09-01"),
+            "`security` renews on 2026-09-01"
+        );
+        assert_eq!(in_words("odd ` mark"), "odd ` mark");
+        assert_eq!(in_words("no field"), "no field");
     }
 }

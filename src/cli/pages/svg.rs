@@ -8,9 +8,13 @@ use super::layout::escape;
 
 const WIDTH: f64 = 640.0;
 const HEIGHT: f64 = 220.0;
-const LEFT: f64 = 60.0;
 const BOTTOM: f64 = 40.0;
 const TOP: f64 = 14.0;
+/// About how wide one character of the 11 px labels is.
+const CHAR: f64 = 7.0;
+/// The longest label (in characters) drawn slanted under a bar; the full one is in its
+/// `<title>`.
+const SLANTED: usize = 24;
 
 /// One bar or point: its label and its raw value (minor units, a count, basis points).
 pub struct Datum {
@@ -20,9 +24,41 @@ pub struct Datum {
     pub shown: String,
 }
 
-fn open(name: &str, title: &str) -> String {
+/// A chart's margins: room on the left for the top of the scale in its unit, and at the
+/// bottom for the labels (more when they are slanted).
+struct Frame {
+    left: f64,
+    bottom: f64,
+    height: f64,
+}
+
+impl Frame {
+    fn new(top_label: &str, bottom: f64) -> Frame {
+        let left = (top_label.chars().count() as f64 * CHAR + 10.0).max(40.0);
+        Frame {
+            left,
+            bottom,
+            height: HEIGHT - BOTTOM + bottom,
+        }
+    }
+
+    /// The y of the axis.
+    fn base(&self) -> f64 {
+        self.height - self.bottom
+    }
+
+    /// The height in pixels of `value` on a scale topped by `max`.
+    fn scaled(&self, value: i128, max: i128) -> f64 {
+        if max <= 0 {
+            return 0.0;
+        }
+        (value.max(0) as f64 / max as f64) * (self.base() - TOP)
+    }
+}
+
+fn open(name: &str, title: &str, height: f64) -> String {
     format!(
-        "<svg data-chart=\"{}\" role=\"img\" aria-label=\"{}\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" width=\"{WIDTH}\" height=\"{HEIGHT}\" xmlns=\"http://www.w3.org/2000/svg\">",
+        "<svg data-chart=\"{}\" role=\"img\" aria-label=\"{}\" viewBox=\"0 0 {WIDTH} {height}\" width=\"{WIDTH}\" height=\"{height}\" xmlns=\"http://www.w3.org/2000/svg\">",
         escape(name),
         escape(title)
     )
@@ -31,83 +67,122 @@ fn open(name: &str, title: &str) -> String {
 fn empty(name: &str, title: &str) -> String {
     format!(
         "{}<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" class=\"empty\">no data yet</text></svg>",
-        open(name, title),
+        open(name, title, HEIGHT),
         WIDTH / 2.0,
         HEIGHT / 2.0
     )
 }
 
-fn axes(max: i128) -> String {
-    let base = HEIGHT - BOTTOM;
+/// The axes, with the top of the scale in the chart's unit (`top_label`) and a faint line
+/// across at that height.
+fn axes(frame: &Frame, top_label: &str) -> String {
+    let (left, base) = (frame.left, frame.base());
     format!(
-        "<line x1=\"{LEFT}\" y1=\"{TOP}\" x2=\"{LEFT}\" y2=\"{base}\" stroke=\"#888\"/>\
-         <line x1=\"{LEFT}\" y1=\"{base}\" x2=\"{WIDTH}\" y2=\"{base}\" stroke=\"#888\"/>\
-         <text x=\"{}\" y=\"{}\" text-anchor=\"end\">{max}</text><text x=\"{}\" y=\"{base}\" text-anchor=\"end\">0</text>",
-        LEFT - 4.0,
-        TOP + 8.0,
-        LEFT - 4.0
+        "<line x1=\"{left}\" y1=\"{TOP}\" x2=\"{left}\" y2=\"{base}\" stroke=\"#888\"/>\
+         <line x1=\"{left}\" y1=\"{base}\" x2=\"{WIDTH}\" y2=\"{base}\" stroke=\"#888\"/>\
+         <line x1=\"{left}\" y1=\"{TOP}\" x2=\"{WIDTH}\" y2=\"{TOP}\" stroke=\"#e3e6ea\"/>\
+         <text x=\"{}\" y=\"{}\" text-anchor=\"end\" data-axis=\"top\">{}</text><text x=\"{}\" y=\"{base}\" text-anchor=\"end\">0</text>",
+        left - 4.0,
+        TOP + 4.0,
+        escape(top_label),
+        left - 4.0
     )
 }
 
-/// The height in pixels of `value` on a scale topped by `max`.
-fn scaled(value: i128, max: i128) -> f64 {
-    if max <= 0 {
-        return 0.0;
-    }
-    (value.max(0) as f64 / max as f64) * (HEIGHT - BOTTOM - TOP)
-}
-
-/// A bar chart; with no data, a visible "no data yet" and no `data-value`.
-pub fn bars(name: &str, title: &str, data: &[Datum]) -> String {
+/// A bar chart; with no data, a visible "no data yet" and no `data-value`. `unit` prints
+/// the top of the scale (a raw number) in the chart's unit, e.g. `138,000 USD`.
+///
+/// Labels that do not fit under their bar are slanted (-30°) and cut to [`SLANTED`]
+/// characters, the full label in their `<title>`.
+pub fn bars(name: &str, title: &str, data: &[Datum], unit: impl Fn(i128) -> String) -> String {
     if data.is_empty() {
         return empty(name, title);
     }
     let max = data.iter().map(|d| d.value).max().unwrap_or(0).max(1);
-    let slot = (WIDTH - LEFT - 10.0) / data.len() as f64;
+    let top_label = unit(max);
+    let longest = data
+        .iter()
+        .map(|d| d.label.chars().count())
+        .max()
+        .unwrap_or(0);
+    let mut frame = Frame::new(&top_label, BOTTOM);
+    let mut slot = (WIDTH - frame.left - 10.0) / data.len() as f64;
+    // Where the first bar starts: after the axis, and when the labels are slanted, far
+    // enough right that the first one does not run off the left edge.
+    let mut start = frame.left + 5.0;
+    let slanted = longest as f64 * CHAR > slot - 4.0;
+    if slanted {
+        let length = |d: &Datum| d.label.chars().count().min(SLANTED) as f64 * CHAR;
+        // The vertical extent of the longest slanted label: sin 30° of its length.
+        let drop = longest.min(SLANTED) as f64 * CHAR * 0.5 + 24.0;
+        frame = Frame::new(&top_label, drop.max(BOTTOM));
+        // Its horizontal extent: cos 30°.
+        let reach = length(&data[0]) * 0.87 + 10.0;
+        start += (reach - (start + slot / 2.0)).max(0.0);
+        slot = (WIDTH - start - 5.0) / data.len() as f64;
+    }
     let width = (slot * 0.7).max(2.0);
-    let mut out = open(name, title);
-    out.push_str(&axes(max));
+    let mut out = open(name, title, frame.height);
+    out.push_str(&axes(&frame, &top_label));
     for (i, d) in data.iter().enumerate() {
-        let h = scaled(d.value, max);
-        let x = LEFT + 5.0 + slot * i as f64 + (slot - width) / 2.0;
-        let y = HEIGHT - BOTTOM - h;
+        let h = frame.scaled(d.value, max);
+        let x = start + slot * i as f64 + (slot - width) / 2.0;
+        let y = frame.base() - h;
         out.push_str(&format!(
-            "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{width:.1}\" height=\"{h:.1}\" fill=\"#3b6ea5\" data-label=\"{}\" data-value=\"{}\"><title>{}: {}</title></rect>\
-             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
+            "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{width:.1}\" height=\"{h:.1}\" fill=\"#3b6ea5\" data-label=\"{}\" data-value=\"{}\"><title>{}: {}</title></rect>",
             escape(&d.label),
             d.value,
             escape(&d.label),
             escape(&d.shown),
-            x + width / 2.0,
-            HEIGHT - BOTTOM + 14.0,
-            escape(&short(&d.label)),
         ));
+        let (cx, ty) = (x + width / 2.0, frame.base() + 14.0);
+        if slanted {
+            out.push_str(&format!(
+                "<text x=\"{cx:.1}\" y=\"{ty:.1}\" text-anchor=\"end\" transform=\"rotate(-30 {cx:.1} {ty:.1})\"><title>{}</title>{}</text>",
+                escape(&d.label),
+                escape(&cut(&d.label, SLANTED)),
+            ));
+        } else {
+            out.push_str(&format!(
+                "<text x=\"{cx:.1}\" y=\"{ty:.1}\" text-anchor=\"middle\">{}</text>",
+                escape(&d.label),
+            ));
+        }
     }
     out.push_str("</svg>");
     out
 }
 
 /// A line chart of points in order; with no data, a visible "no data yet".
-pub fn line(name: &str, title: &str, data: &[Datum], max: i128) -> String {
+/// `unit` prints the top of the scale in the chart's unit, e.g. `100 %`.
+pub fn line(
+    name: &str,
+    title: &str,
+    data: &[Datum],
+    max: i128,
+    unit: impl Fn(i128) -> String,
+) -> String {
     if data.is_empty() {
         return empty(name, title);
     }
     let max = max
         .max(data.iter().map(|d| d.value).max().unwrap_or(0))
         .max(1);
+    let top_label = unit(max);
+    let frame = Frame::new(&top_label, BOTTOM);
     let step = if data.len() > 1 {
-        (WIDTH - LEFT - 20.0) / (data.len() - 1) as f64
+        (WIDTH - frame.left - 50.0) / (data.len() - 1) as f64
     } else {
         0.0
     };
     let point = |i: usize, v: i128| {
         (
-            LEFT + 10.0 + step * i as f64,
-            HEIGHT - BOTTOM - scaled(v, max),
+            frame.left + 10.0 + step * i as f64,
+            frame.base() - frame.scaled(v, max),
         )
     };
-    let mut out = open(name, title);
-    out.push_str(&axes(max));
+    let mut out = open(name, title, frame.height);
+    out.push_str(&axes(&frame, &top_label));
     let path: Vec<String> = data
         .iter()
         .enumerate()
@@ -132,8 +207,8 @@ pub fn line(name: &str, title: &str, data: &[Datum], max: i128) -> String {
         if data.len() <= 12 || i % (data.len() / 6).max(1) == 0 {
             out.push_str(&format!(
                 "<text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
-                HEIGHT - BOTTOM + 14.0,
-                escape(&short(&d.label))
+                frame.base() + 14.0,
+                escape(&cut(&d.label, 14))
             ));
         }
     }
@@ -141,12 +216,13 @@ pub fn line(name: &str, title: &str, data: &[Datum], max: i128) -> String {
     out
 }
 
-/// An axis label short enough to sit under a bar.
-fn short(label: &str) -> String {
-    let mut s: String = label.chars().take(14).collect();
-    if label.chars().count() > 14 {
-        s.push('…');
+/// `label` cut to `n` characters, with an ellipsis when it was longer.
+fn cut(label: &str, n: usize) -> String {
+    if label.chars().count() <= n {
+        return label.to_string();
     }
+    let mut s: String = label.chars().take(n.saturating_sub(1)).collect();
+    s.push('…');
     s
 }
 
@@ -156,7 +232,7 @@ mod tests {
 
     #[test]
     fn an_empty_chart_says_so_and_carries_no_values() {
-        let svg = bars("x", "X", &[]);
+        let svg = bars("x", "X", &[], |m| m.to_string());
         assert!(svg.contains("no data yet"));
         assert!(!svg.contains("data-value"));
     }
@@ -171,8 +247,44 @@ mod tests {
                 value: 144_840,
                 shown: "1,448.40 USD".into(),
             }],
+            |_| "1,448 USD".into(),
         );
         assert!(svg.contains("data-value=\"144840\""));
         assert!(!svg.contains("<b>"));
+    }
+
+    #[test]
+    fn many_long_labels_are_slanted_and_cut_with_the_full_name_kept() {
+        let data: Vec<Datum> = (0..8)
+            .map(|i| Datum {
+                label: format!("Adatum Managed Services Number {i} USD"),
+                value: 1_000 * (i + 1),
+                shown: String::new(),
+            })
+            .collect();
+        let svg = bars("x", "X", &data, |m| format!("{m} units"));
+        assert_eq!(svg.matches("rotate(-30").count(), 8);
+        for d in &data {
+            assert!(svg.contains(&format!("data-value=\"{}\"", d.value)));
+            assert!(svg.contains(&format!("<title>{}</title>", d.label)));
+        }
+        assert!(svg.contains("Adatum Managed Services…<"));
+        assert!(svg.contains(">8000 units</text>"));
+        assert!(!svg.contains(">8000</text>"));
+
+        // Few short labels fit under their bars, upright.
+        let svg = bars("x", "X", &data[..2], |m| m.to_string());
+        assert!(!svg.contains("rotate("));
+    }
+
+    #[test]
+    fn the_line_chart_prints_the_top_of_its_scale_in_its_unit() {
+        let data = [Datum {
+            label: "2026-01-05".into(),
+            value: 9_000,
+            shown: String::new(),
+        }];
+        let svg = line("x", "X", &data, 10_000, |m| format!("{} %", m / 100));
+        assert!(svg.contains(">100 %</text>"));
     }
 }
