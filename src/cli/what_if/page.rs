@@ -65,7 +65,7 @@ fn sections(report: &Report) -> Vec<Section> {
                 .iter()
                 .map(|c| {
                     vec![
-                        c.at.to_rfc3339(),
+                        c.at.format("%Y-%m-%d %H:%M UTC").to_string(),
                         c.command.clone(),
                         c.actor.clone(),
                         c.registration_id.clone().unwrap_or_default(),

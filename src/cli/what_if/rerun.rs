@@ -283,13 +283,24 @@ impl Rerun {
             self.decided_otherwise.push(DecidedOtherwise {
                 at: recorded.decided_at,
                 command: recorded.name.clone(),
-                actor: recorded.actor.label(),
+                actor: self.who(&recorded.actor),
                 registration_id: recorded.body.as_deref().and_then(registration_of),
                 was: recorded.verdict.word(),
                 now: now.word(),
             });
         }
         Ok(())
+    }
+
+    /// Who sent a command, in people's words: a partner by its name.
+    fn who(&self, actor: &Actor) -> String {
+        match actor {
+            Actor::Partner { partner_id, user } => match self.outcome.partners.get(partner_id) {
+                Some(name) => format!("{name} ({user})"),
+                None => actor.label(),
+            },
+            other => other.label(),
+        }
     }
 
     pub fn count_replaced(&mut self) {
