@@ -28,13 +28,19 @@ mod allocator;
 #[allow(dead_code)]
 mod load;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+#[path = "cpu.rs"]
+mod cpu;
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dealreg_clock::ControlledClock;
 use dealreg_engine::Engine;
-use dealreg_events::{EventStore, ExpectedVersion, NewEvent};
+use dealreg_events::{
+    Appended, Capabilities, EventStore, ExpectedVersion, LogStream, NewEvent, Position,
+    RecordedEvent, StoreError, StreamAppend, StreamTip,
+};
 use dealreg_nats::metrics::Metrics;
 use dealreg_nats::service::{ServeOptions, Stores};
 use dealreg_nats_testkit::{ClusterOptions, NatsCluster, NatsServer};
@@ -44,6 +50,176 @@ use dealreg_vault::KeyVault;
 use futures_util::StreamExt;
 use serde_json::json;
 use uuid::Uuid;
+
+/// The store calls the engine and the views make, by kind: what a command costs the
+/// store, whatever the backend does inside each call.
+#[derive(Default)]
+struct Calls {
+    read_stream: AtomicU64,
+    append: AtomicU64,
+    append_streams: AtomicU64,
+    read_all: AtomicU64,
+}
+
+impl Calls {
+    fn snapshot(&self) -> [u64; 4] {
+        [
+            self.read_stream.load(Ordering::Relaxed),
+            self.append.load(Ordering::Relaxed),
+            self.append_streams.load(Ordering::Relaxed),
+            self.read_all.load(Ordering::Relaxed),
+        ]
+    }
+}
+
+/// `S` with its calls counted.
+#[derive(Clone)]
+struct Counted<S> {
+    inner: S,
+    calls: Arc<Calls>,
+}
+
+impl<S: EventStore> EventStore for Counted<S> {
+    fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> impl std::future::Future<Output = Result<Appended, StoreError>> + Send {
+        self.calls.append.fetch_add(1, Ordering::Relaxed);
+        self.inner.append(stream, expected, events)
+    }
+
+    fn read_stream(
+        &self,
+        stream: &str,
+        after: Option<&StreamTip>,
+        max: usize,
+    ) -> impl std::future::Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send {
+        self.calls.read_stream.fetch_add(1, Ordering::Relaxed);
+        self.inner.read_stream(stream, after, max)
+    }
+
+    fn read_all(
+        &self,
+        after: Position,
+        max: usize,
+    ) -> impl std::future::Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send {
+        self.calls.read_all.fetch_add(1, Ordering::Relaxed);
+        self.inner.read_all(after, max)
+    }
+
+    fn subscribe_all(&self, after: Position) -> LogStream {
+        self.inner.subscribe_all(after)
+    }
+
+    fn last_position(
+        &self,
+    ) -> impl std::future::Future<Output = Result<Position, StoreError>> + Send {
+        self.inner.last_position()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    fn append_streams(
+        &self,
+        appends: Vec<StreamAppend>,
+    ) -> impl std::future::Future<Output = Result<Vec<Appended>, StoreError>> + Send {
+        self.calls.append_streams.fetch_add(1, Ordering::Relaxed);
+        self.inner.append_streams(appends)
+    }
+}
+
+/// A nats-server of the run: its PID (for its CPU) and monitoring URL (for its message
+/// counts).
+struct Server {
+    pid: Option<u32>,
+    monitor: String,
+}
+
+/// `/varz` of a server, by a plain HTTP GET on loopback.
+fn varz(monitor: &str) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let address = monitor.trim_start_matches("http://").trim_end_matches('/');
+    let Ok(mut stream) = std::net::TcpStream::connect(address) else {
+        return serde_json::Value::Null;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = write!(stream, "GET /varz HTTP/1.0\r\nHost: {address}\r\n\r\n");
+    let mut text = String::new();
+    let _ = stream.read_to_string(&mut text);
+    text.split_once("\r\n\r\n")
+        .and_then(|(_, body)| serde_json::from_str(body).ok())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// What the processes had spent and the servers had carried at one moment.
+struct Spent {
+    own_cpu: f64,
+    server_cpu: Vec<f64>,
+    server_msgs: Vec<f64>,
+    calls: [u64; 4],
+}
+
+impl Spent {
+    fn now(servers: &[Server], calls: &Calls) -> Spent {
+        Spent {
+            own_cpu: cpu::cpu_seconds("self"),
+            server_cpu: servers
+                .iter()
+                .map(|s| s.pid.map_or(0.0, |p| cpu::cpu_seconds(&p.to_string())))
+                .collect(),
+            server_msgs: servers
+                .iter()
+                .map(|s| {
+                    let v = varz(&s.monitor);
+                    v["in_msgs"].as_f64().unwrap_or(0.0) + v["out_msgs"].as_f64().unwrap_or(0.0)
+                })
+                .collect(),
+            calls: calls.snapshot(),
+        }
+    }
+}
+
+/// Per command, over a phase of `commands`: store calls, CPU of each process, messages
+/// through each server.
+struct PerCommand {
+    reads: f64,
+    appends: f64,
+    multi_appends: f64,
+    view_reads: f64,
+    own_cpu_ms: f64,
+    server_cpu_ms: Vec<f64>,
+    server_msgs: Vec<f64>,
+}
+
+impl PerCommand {
+    fn between(before: &Spent, after: &Spent, commands: usize) -> PerCommand {
+        let n = commands.max(1) as f64;
+        let call = |i: usize| (after.calls[i] - before.calls[i]) as f64 / n;
+        PerCommand {
+            reads: call(0),
+            appends: call(1),
+            multi_appends: call(2),
+            view_reads: call(3),
+            own_cpu_ms: (after.own_cpu - before.own_cpu) * 1000.0 / n,
+            server_cpu_ms: after
+                .server_cpu
+                .iter()
+                .zip(&before.server_cpu)
+                .map(|(a, b)| (a - b) * 1000.0 / n)
+                .collect(),
+            server_msgs: after
+                .server_msgs
+                .iter()
+                .zip(&before.server_msgs)
+                .map(|(a, b)| (a - b) / n)
+                .collect(),
+        }
+    }
+}
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -268,14 +444,19 @@ fn submission(partner: Uuid, n: usize, tag: &str) -> serde_json::Value {
 /// Submissions over NATS to `dealreg_nats::serve` running on `store` with its views in
 /// `views` (folded beside the commands, feeds published, as `dealreg serve` runs).
 async fn commands_over_nats<S: EventStore + Clone>(
-    url: &str,
+    (url, servers): (&str, &[Server]),
     store: S,
     vault: Arc<dyn KeyVault>,
     views: SqliteCheckpoints,
     count: usize,
     in_flight: usize,
     tag: &str,
-) -> f64 {
+) -> (f64, PerCommand) {
+    let calls = Arc::new(Calls::default());
+    let store = Counted {
+        inner: store,
+        calls: Arc::clone(&calls),
+    };
     let partner_count = env_usize("DEALREG_BENCH_PARTNERS", 512).max(1);
     let engine = Arc::new(
         Engine::open(
@@ -327,6 +508,7 @@ async fn commands_over_nats<S: EventStore + Clone>(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let tag = tag.to_string();
+    let before = Spent::now(servers, &calls);
     let rate = drive(count, in_flight, move |n| {
         let (client, partners, tag) = (client.clone(), Arc::clone(&partners), tag.clone());
         async move {
@@ -347,12 +529,13 @@ async fn commands_over_nats<S: EventStore + Clone>(
         }
     })
     .await;
+    let after = Spent::now(servers, &calls);
     let _ = stop.send(());
     match service.await {
         Ok(Ok(())) => {}
         other => panic!("the service did not drain: {other:?}"),
     }
-    rate
+    (rate, PerCommand::between(&before, &after, count))
 }
 
 async fn jetstream(urls: &[String], replicas: usize, monitor: &str) -> JetStreamStore {
@@ -399,6 +582,7 @@ struct Row {
     append_floor: f64,
     commands: f64,
     echo: f64,
+    per_command: PerCommand,
 }
 
 fn main() {
@@ -428,8 +612,20 @@ fn main() {
             dealreg_store_sqlite::SqliteVault::open(&served, dealreg_vault::KeyMaterial::Random)
                 .unwrap_or_else(|e| panic!("vault: {e}")),
         );
-        let over_nats =
-            commands_over_nats(node.url(), store, vault, views, commands, in_flight, "sq").await;
+        let one_node = [Server {
+            pid: node.pid(),
+            monitor: node.monitor_url().to_string(),
+        }];
+        let (over_nats, per_command) = commands_over_nats(
+            (node.url(), &one_node),
+            store,
+            vault,
+            views,
+            commands,
+            in_flight,
+            "sq",
+        )
+        .await;
         let echo = echo_floor(node.url(), commands, in_flight).await;
         rows.push(Row {
             backend: "SQLite (WAL, synchronous=FULL)",
@@ -437,6 +633,7 @@ fn main() {
             append_floor: floor,
             commands: over_nats,
             echo,
+            per_command,
         });
 
         let urls = vec![node.url().to_string()];
@@ -446,8 +643,16 @@ fn main() {
         let views = SqliteCheckpoints::open_file(dir.path().join("js1-views.db"), store.identity())
             .unwrap_or_else(|e| panic!("views: {e}"));
         let vault = jetstream_vault(node.url(), 1).await;
-        let over_nats =
-            commands_over_nats(node.url(), store, vault, views, commands, in_flight, "j1").await;
+        let (over_nats, per_command) = commands_over_nats(
+            (node.url(), &one_node),
+            store,
+            vault,
+            views,
+            commands,
+            in_flight,
+            "j1",
+        )
+        .await;
         let echo = echo_floor(node.url(), commands, in_flight).await;
         rows.push(Row {
             backend: "JetStream, 1 node, sync always",
@@ -455,6 +660,7 @@ fn main() {
             append_floor: floor,
             commands: over_nats,
             echo,
+            per_command,
         });
     });
 
@@ -467,8 +673,14 @@ fn main() {
         let views = SqliteCheckpoints::open_file(dir.path().join("js3-views.db"), store.identity())
             .unwrap_or_else(|e| panic!("views: {e}"));
         let vault = jetstream_vault(&cluster.urls(), 3).await;
-        let over_nats = commands_over_nats(
-            &cluster.urls(),
+        let nodes: Vec<Server> = (0..3)
+            .map(|i| Server {
+                pid: cluster.pid(i),
+                monitor: cluster.monitor_url(i).to_string(),
+            })
+            .collect();
+        let (over_nats, per_command) = commands_over_nats(
+            (&cluster.urls(), &nodes),
             store,
             vault,
             views,
@@ -484,6 +696,7 @@ fn main() {
             append_floor: floor,
             commands: over_nats,
             echo,
+            per_command,
         });
     });
     drop(cluster);
@@ -514,6 +727,32 @@ fn main() {
                 r.commands / sqlite.commands
             );
         }
+    }
+
+    println!("per submission (the commands phase): store calls of the engine (reads of a stream, appends, multi-stream appends) and of the views (log pages read); CPU ms of this process (engine, views, clients) and of each nats-server; messages in + out through each server (/varz)");
+    println!(
+        "{:<32} | {:>6} {:>7} {:>6} {:>6} | {:>8} {:>20} | {:>20}",
+        "backend", "reads", "appends", "multi", "views", "self ms", "servers ms", "server msgs"
+    );
+    for r in &rows {
+        let p = &r.per_command;
+        let list = |v: &[f64], digits: usize| {
+            v.iter()
+                .map(|x| format!("{x:.digits$}"))
+                .collect::<Vec<_>>()
+                .join("/")
+        };
+        println!(
+            "{:<32} | {:>6.2} {:>7.2} {:>6.2} {:>6.2} | {:>8.3} {:>20} | {:>20}",
+            r.backend,
+            p.reads,
+            p.appends,
+            p.multi_appends,
+            p.view_reads,
+            p.own_cpu_ms,
+            list(&p.server_cpu_ms, 3),
+            list(&p.server_msgs, 1)
+        );
     }
 
     if subjects > 0 {

@@ -45,7 +45,8 @@ pub use boundary::Boundary;
 pub use command::Command;
 pub use context::{Context, Partners};
 pub use decision::{
-    decide, evolve, partners_needed, CapacityWork, Decision, SlotRelease, SlotTake, State,
+    decide, evolve, partner_written, partners_needed, CapacityWork, Decision, SlotRelease,
+    SlotTake, State,
 };
 pub use error::{DomainError, RejectionCode};
 pub use event::Event;

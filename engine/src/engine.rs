@@ -33,8 +33,8 @@ use chrono::{DateTime, Utc};
 use dealreg_clock::{Clock, IdSource, SharedIds, TimeOrderedIds};
 use dealreg_domain::command::AdoptPolicy;
 use dealreg_domain::{
-    decide, evolve, partners_needed, Actor, Boundary, Command, Context, Decision, DomainError,
-    Event, PartnerId, Partners, Policy, ProgramState, State,
+    decide, evolve, partner_written, partners_needed, Actor, Boundary, Command, Context, Decision,
+    DomainError, Event, PartnerId, Partners, Policy, ProgramState, State,
 };
 use dealreg_events::{EventStore, NewEvent, StoreError, StreamAppend, StreamRevision, StreamTip};
 use dealreg_vault::{KeyMaterial, KeyVault, MemoryVault, PersonKey, VaultError};
@@ -478,12 +478,17 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
             self.state_of(boundary, true, fresh(boundary)).await?.0
         };
         let mut partners: BTreeMap<PartnerId, Arc<Loaded>> = BTreeMap::new();
+        // The partner an accepted command writes in the same append as its own events is
+        // checked at its exact tip by that append: it may come from the cache at any age.
+        let written = partner_written(&command.envelope.command)
+            .filter(|_| self.store.capabilities().capacity_in_one_append);
         for partner_id in partners_needed(&primary.state, &command.envelope.command) {
             let partner = Boundary::Partner(partner_id);
             let loaded = if partner == *boundary {
                 Arc::clone(&primary)
             } else {
-                let (loaded, read_now) = self.state_of(&partner, false, fresh(&partner)).await?;
+                let own = written == Some(partner_id);
+                let (loaded, read_now) = self.state_of(&partner, own, fresh(&partner)).await?;
                 if !read_now {
                     cached_reads.push(partner.stream_name());
                 }
