@@ -5,7 +5,8 @@
 //! reads them changes. Every event's metadata records the `schema` its payload was written
 //! in; [`decode_event`] reads it and, for an older schema, lifts the payload one version at
 //! a time (each step keyed by event type and the version it lifts from) until it has the
-//! shape this build decodes. Payloads of the current schema decode directly.
+//! shape this build decodes. Payloads of the current schema decode directly, without serde's
+//! buffering of internally tagged enums ([`decode_current`], issue 36).
 
 use chrono::{DateTime, Utc};
 use dealreg_domain::ids::normalise_product_line;
@@ -14,6 +15,11 @@ use dealreg_events::RecordedEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
+
+mod fields;
+mod tag_first;
+
+pub use tag_first::{decode_buffered, decode_current};
 
 /// Payload encoding of events written by this build.
 ///
@@ -143,8 +149,7 @@ fn schema_of(metadata: &[u8]) -> Result<u32, String> {
 pub fn decode_event(recorded: &RecordedEvent) -> Result<Event, DecodeError> {
     let schema = schema_of(&recorded.metadata).map_err(|e| undecodable(recorded, e))?;
     if schema == EVENT_SCHEMA_VERSION {
-        return serde_json::from_slice::<Event>(&recorded.data)
-            .map_err(|e| undecodable(recorded, e.to_string()));
+        return decode_current(&recorded.data).map_err(|e| undecodable(recorded, e.to_string()));
     }
     if schema > EVENT_SCHEMA_VERSION || schema == 0 {
         return Err(undecodable(

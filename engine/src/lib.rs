@@ -18,7 +18,9 @@ pub mod personal;
 pub mod reply;
 
 pub use answer::ReplyLine;
-pub use codec::{decode_event, DecodeError, EventMetadata, EVENT_SCHEMA_VERSION};
+pub use codec::{
+    decode_buffered, decode_current, decode_event, DecodeError, EventMetadata, EVENT_SCHEMA_VERSION,
+};
 pub use engine::{Engine, EngineError, Executed};
 pub use envelope::{Address, CommandEnvelope, InputError, InputErrorCode};
 pub use partner_reply::{PartnerError, PartnerEvent, PartnerReply};
