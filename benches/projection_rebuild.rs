@@ -4,7 +4,10 @@
 //! - the plain scan: one SQLite statement over the `events` table, each payload decoded
 //!   into an `Event` with serde, nothing else (what any reader of the file pays);
 //! - the read-and-decode floor: the same events read through the store's trait (pages of
-//!   the log) and decoded through the upcaster chain, as every projection reads them.
+//!   the log) and decoded through the upcaster chain, as every projection reads them;
+//!   beside it the same floor with serde's buffered decoder of the internally tagged
+//!   `Event` (`floor-buffered`, the decoder before issue 36), the reference of the
+//!   tag-first decoder's gain in the same run.
 //!
 //! - the I/O floor (issue 22): the read-and-decode floor AND the rows the rebuild wrote
 //!   (the view's rows, same keys, scopes and bytes, and its feed outbox entries) written
@@ -19,8 +22,8 @@
 //! Run: `cargo bench --bench projection_rebuild` (env `DEALREG_BENCH_EVENTS`, default
 //! 1_000_000; `DEALREG_BENCH_STORE=path` keeps the log in that file and reuses it when it
 //! already holds enough events, for profiling runs; `DEALREG_BENCH_ONLY=<phase>` runs one
-//! phase alone after the fill, to profile it: scan, floor, replay, fold, one-save,
-//! rebuild). Each phase prints its wall and CPU seconds: on 2 cores a phase whose CPU
+//! phase alone after the fill, to profile it: scan, floor, floor-buffered, replay, fold,
+//! one-save, rebuild). Each phase prints its wall and CPU seconds: on 2 cores a phase whose CPU
 //! is near twice its wall time has no idle core left to hide work in. The log is
 //! written through the engine (partners submit, the channel manager approves; 3 events
 //! per registration), so it is a real log, not a synthetic table.
@@ -38,8 +41,8 @@ mod load;
 use std::time::Instant;
 
 use dealreg_domain::Event;
-use dealreg_engine::decode_event;
-use dealreg_events::{EventStore, LogPages, Position};
+use dealreg_engine::{decode_buffered, decode_event, EVENT_SCHEMA_VERSION};
+use dealreg_events::{EventStore, LogPages, Position, RecordedEvent};
 use dealreg_host::runner::{rebuild, CatchUp};
 use dealreg_projections::pipeline::Pipeline;
 use dealreg_store_sqlite::{SqliteCheckpoints, SqliteStore};
@@ -91,6 +94,7 @@ fn main() {
     // full tables beside its fold, as `dealreg rebuild` over built views does.
     let scan = measure(|| Phase::Scan.run(&log));
     let floor = measure(|| Phase::Floor.run(&log));
+    let floor_buffered = measure(|| Phase::FloorBuffered.run(&log));
     let replay = measure(|| Phase::Replay.run(&log));
     let replay_2 = measure(|| Phase::Replay2.run(&log));
     let fold = measure(|| Phase::Fold.run(&log));
@@ -125,6 +129,11 @@ fn main() {
     println!(
         "  floor  : read through the store + decode        {:>10.0} events/s ({floor})",
         per_s(&floor)
+    );
+    println!(
+        "  floor (buffered decoder): the same, serde's buffered decode {:>5.0} events/s ({floor_buffered}); floor ÷ this = {:.3}",
+        per_s(&floor_buffered),
+        floor_buffered.wall / floor.wall
     );
     println!("  the pipeline view alone:");
     println!(
@@ -424,6 +433,9 @@ enum Phase {
     Scan,
     /// Every event read through the store's trait and decoded through the upcaster chain.
     Floor,
+    /// The same read, each current-schema payload decoded by serde's buffered decoder of
+    /// the internally tagged `Event` (the decoder before issue 36): the floor's reference.
+    FloorBuffered,
     /// The same read and decode, folding the four replayed views at once on the reader's
     /// task, in memory, nothing saved.
     Replay,
@@ -447,6 +459,7 @@ impl Phase {
         match name {
             "scan" => Phase::Scan,
             "floor" => Phase::Floor,
+            "floor-buffered" => Phase::FloorBuffered,
             "replay" => Phase::Replay,
             "replay-2" => Phase::Replay2,
             "fold" => Phase::Fold,
@@ -456,7 +469,7 @@ impl Phase {
             "rebuild-all-1" => Phase::RebuildAll(1),
             "rebuild-all-2" => Phase::RebuildAll(2),
             other => panic!(
-                "DEALREG_BENCH_ONLY={other}: say scan, floor, replay, replay-2, fold, one-save, rebuild-on-task, rebuild, rebuild-all-1 or rebuild-all-2"
+                "DEALREG_BENCH_ONLY={other}: say scan, floor, floor-buffered, replay, replay-2, fold, one-save, rebuild-on-task, rebuild, rebuild-all-1 or rebuild-all-2"
             ),
         }
     }
@@ -465,7 +478,8 @@ impl Phase {
     fn run(self, log: &Log<'_>) -> Instant {
         match self {
             Phase::Scan => scan(log),
-            Phase::Floor => log.runtime.block_on(floor(log)),
+            Phase::Floor => log.runtime.block_on(floor(log, decode_event)),
+            Phase::FloorBuffered => log.runtime.block_on(floor(log, decode_event_buffered)),
             Phase::Replay => log.runtime.block_on(replay(log)),
             Phase::Replay2 => log.runtime.block_on(replay_on_threads(log, 2)),
             Phase::Fold | Phase::OneSave | Phase::RebuildOnTask => {
@@ -678,7 +692,16 @@ fn scan(log: &Log<'_>) -> Instant {
 /// Reads every event through the store's trait (pages of the log, as every projection
 /// reads them), decodes it through the upcaster chain and hands it to `fold`; returns
 /// how many it read.
-async fn each_event(log: &Log<'_>, mut fold: impl FnMut(Position, &Event)) -> u64 {
+async fn each_event(log: &Log<'_>, fold: impl FnMut(Position, &Event)) -> u64 {
+    each_event_by(log, decode_event, fold).await
+}
+
+/// [`each_event`] with another decoder.
+async fn each_event_by<E: std::fmt::Display>(
+    log: &Log<'_>,
+    decode: impl Fn(&RecordedEvent) -> Result<Event, E>,
+    mut fold: impl FnMut(Position, &Event),
+) -> u64 {
     let mut pages = LogPages::new(log.store, Position::ORIGIN)
         .await
         .unwrap_or_else(|e| panic!("read the head: {e}"));
@@ -689,7 +712,7 @@ async fn each_event(log: &Log<'_>, mut fold: impl FnMut(Position, &Event)) -> u6
         .unwrap_or_else(|e| panic!("read: {e}"))
     {
         for recorded in &page {
-            let event = decode_event(recorded).unwrap_or_else(|e| panic!("decode: {e}"));
+            let event = decode(recorded).unwrap_or_else(|e| panic!("decode: {e}"));
             fold(recorded.position, &event);
             decoded += 1;
         }
@@ -697,9 +720,25 @@ async fn each_event(log: &Log<'_>, mut fold: impl FnMut(Position, &Event)) -> u6
     decoded
 }
 
-async fn floor(log: &Log<'_>) -> Instant {
+/// `decode_event` as it was before issue 36: a current-schema payload (the metadata's
+/// `{"schema":N,` prefix, as the engine reads it) decoded by serde's buffered decoder;
+/// anything else through the upcaster chain.
+fn decode_event_buffered(recorded: &RecordedEvent) -> Result<Event, String> {
+    static CURRENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let current = CURRENT.get_or_init(|| format!("{{\"schema\":{EVENT_SCHEMA_VERSION},"));
+    if recorded.metadata.starts_with(current.as_bytes()) {
+        decode_buffered(&recorded.data).map_err(|e| e.to_string())
+    } else {
+        decode_event(recorded).map_err(|e| e.to_string())
+    }
+}
+
+async fn floor<E: std::fmt::Display>(
+    log: &Log<'_>,
+    decode: impl Fn(&RecordedEvent) -> Result<Event, E>,
+) -> Instant {
     let started = Instant::now();
-    let decoded = each_event(log, |_, _| {}).await;
+    let decoded = each_event_by(log, decode, |_, _| {}).await;
     assert_eq!(decoded, log.events, "every event decodes");
     started
 }
