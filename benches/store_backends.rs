@@ -100,6 +100,16 @@ impl<S: EventStore> EventStore for Counted<S> {
         self.inner.read_stream(stream, after, max)
     }
 
+    fn read_stream_to_append(
+        &self,
+        stream: &str,
+        after: Option<&StreamTip>,
+        max: usize,
+    ) -> impl std::future::Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send {
+        self.calls.read_stream.fetch_add(1, Ordering::Relaxed);
+        self.inner.read_stream_to_append(stream, after, max)
+    }
+
     fn read_all(
         &self,
         after: Position,

@@ -273,7 +273,7 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
                 }
             }
         }
-        Ok((self.load(boundary).await?, true))
+        Ok((self.load_from(boundary, own && !fresh).await?, true))
     }
 
     /// Reads one line of input (any interface) and always answers with a line: the engine's
@@ -766,14 +766,37 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
     /// Folds a boundary's stream forward from the cached state (or from the start), and
     /// keeps the result in the cache.
     pub async fn load(&self, boundary: &Boundary) -> Result<Arc<Loaded>, EngineError> {
+        self.load_from(boundary, false).await
+    }
+
+    /// [`Engine::load`]; `to_append`: the decision appends to this stream at the tip read
+    /// (its own boundary, or the partner whose slot it writes), so a lagging replica's
+    /// answer will do ([`EventStore::read_stream_to_append`]): the append at a stale tip
+    /// fails and the stream is read again with `to_append` false.
+    async fn load_from(
+        &self,
+        boundary: &Boundary,
+        to_append: bool,
+    ) -> Result<Arc<Loaded>, EngineError> {
         let stream = boundary.stream_name();
         let cached = self.states.get(&stream);
         let after = cached.as_ref().and_then(|c| c.tip.clone());
         let checked_at = Instant::now();
-        let mut page = self
-            .store
-            .read_stream(&stream, after.as_ref(), READ_PAGE)
-            .await?;
+        let read = |after: Option<StreamTip>| {
+            let stream = stream.clone();
+            async move {
+                if to_append {
+                    self.store
+                        .read_stream_to_append(&stream, after.as_ref(), READ_PAGE)
+                        .await
+                } else {
+                    self.store
+                        .read_stream(&stream, after.as_ref(), READ_PAGE)
+                        .await
+                }
+            }
+        };
+        let mut page = read(after).await?;
         let mut loaded = match cached {
             Some(cached) => Arc::unwrap_or_clone(cached),
             None => Loaded::initial(boundary),
@@ -788,10 +811,7 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
             if !full {
                 break;
             }
-            page = self
-                .store
-                .read_stream(&stream, loaded.tip.as_ref(), READ_PAGE)
-                .await?;
+            page = read(loaded.tip.clone()).await?;
         }
         let loaded = Arc::new(loaded);
         self.states.put(&stream, Arc::clone(&loaded));

@@ -388,6 +388,19 @@ impl EventStore for Log {
         }
     }
 
+    async fn read_stream_to_append(
+        &self,
+        stream: &str,
+        after: Option<&StreamTip>,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        match self {
+            Log::Sqlite(s) => s.read_stream_to_append(stream, after, max).await,
+            Log::JetStream(s) => s.read_stream_to_append(stream, after, max).await,
+            Log::Kurrent(s) => s.read_stream_to_append(stream, after, max).await,
+        }
+    }
+
     async fn read_all(
         &self,
         after: Position,

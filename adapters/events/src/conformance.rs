@@ -34,6 +34,48 @@ where
     invalid_appends_are_refused(make().await).await;
     stream_names_come_back_as_written(make().await).await;
     several_streams_at_once_only_where_offered(make().await).await;
+    a_read_to_append_is_a_prefix_and_its_tip_appends(make().await).await;
+}
+
+/// [`EventStore::read_stream_to_append`] may lag, never invent or reorder: what it gives
+/// is a prefix of what [`EventStore::read_stream`] gives, and an append at its tip either
+/// lands or is refused as `WrongExpectedVersion` (a stale tip), never anything else.
+pub async fn a_read_to_append_is_a_prefix_and_its_tip_appends<S: EventStore>(store: S) {
+    let stream = "account-prefix.example";
+    for n in 0..5 {
+        store
+            .append(stream, ExpectedVersion::Any, vec![event("e", n)])
+            .await
+            .expect("append");
+    }
+    let full = store.read_stream(stream, None, 100).await.expect("read");
+    let quick = store
+        .read_stream_to_append(stream, None, 100)
+        .await
+        .expect("read to append");
+    assert!(
+        quick.len() <= full.len(),
+        "a read to append invented events"
+    );
+    for (a, b) in quick.iter().zip(&full) {
+        assert_eq!((a.event_id, a.revision), (b.event_id, b.revision));
+    }
+    let expected = match quick.last() {
+        Some(last) => ExpectedVersion::Exact(StreamTip::of(last)),
+        None => ExpectedVersion::NoStream,
+    };
+    match store.append(stream, expected, vec![event("e", 5)]).await {
+        Ok(_) => assert_eq!(quick.len(), full.len(), "an append at a stale tip landed"),
+        Err(StoreError::WrongExpectedVersion { .. }) => {
+            assert!(quick.len() < full.len(), "a current tip was refused")
+        }
+        Err(other) => panic!("an append at a read's tip failed otherwise: {other}"),
+    }
+    assert!(store
+        .read_stream_to_append("account-none.example", None, 10)
+        .await
+        .expect("an absent stream")
+        .is_empty());
 }
 
 /// Runs the cases of the optional atomic append to several streams

@@ -245,6 +245,21 @@ pub trait EventStore: Clone + Send + Sync + 'static {
         max: usize,
     ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
 
+    /// [`EventStore::read_stream`] for a decision that appends to `stream` at the exact tip
+    /// this read gives. A backend may answer from a copy that has not seen the newest
+    /// events yet (saving the round trip that asks the stream's leader): an append at a
+    /// stale tip is refused (`WrongExpectedVersion`), and the caller reads again with
+    /// [`EventStore::read_stream`] before it decides again. Never use it for a stream that
+    /// is only read. By default the same as `read_stream`.
+    fn read_stream_to_append(
+        &self,
+        stream: &str,
+        after: Option<&StreamTip>,
+        max: usize,
+    ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send {
+        self.read_stream(stream, after, max)
+    }
+
     /// Reads up to `max` events whose position is after `after`, in position order.
     fn read_all(
         &self,
