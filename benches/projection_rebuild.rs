@@ -95,6 +95,7 @@ fn main() {
     let scan = measure(|| Phase::Scan.run(&log));
     let floor = measure(|| Phase::Floor.run(&log));
     let floor_buffered = measure(|| Phase::FloorBuffered.run(&log));
+    let agreed = runtime.block_on(both_decoders_agree(&log));
     let replay = measure(|| Phase::Replay.run(&log));
     let replay_2 = measure(|| Phase::Replay2.run(&log));
     let fold = measure(|| Phase::Fold.run(&log));
@@ -135,6 +136,7 @@ fn main() {
         per_s(&floor_buffered),
         floor_buffered.wall / floor.wall
     );
+    println!("           (untimed: the two decoders gave the same event for all {agreed} events)");
     println!("  the pipeline view alone:");
     println!(
         "  io floor: read + decode + the same rows written  {:>10.0} events/s ({io_floor_pipeline}; {} rows, {} outbox entries, {:.1} MB of row bytes)",
@@ -731,6 +733,30 @@ fn decode_event_buffered(recorded: &RecordedEvent) -> Result<Event, String> {
     } else {
         decode_event(recorded).map_err(|e| e.to_string())
     }
+}
+
+/// Untimed: every event of the log decoded by both decoders, the same event by each
+/// (issue 36's check over the bench log); returns how many.
+async fn both_decoders_agree(log: &Log<'_>) -> u64 {
+    let agreed = each_event_by(
+        log,
+        |recorded| {
+            let new = decode_event(recorded).map_err(|e| e.to_string())?;
+            let old = decode_event_buffered(recorded)?;
+            if new == old {
+                Ok(new)
+            } else {
+                Err(format!(
+                    "the decoders disagree at {:?}: {new:?} against {old:?}",
+                    recorded.position
+                ))
+            }
+        },
+        |_, _| {},
+    )
+    .await;
+    assert_eq!(agreed, log.events, "both decoders read every event");
+    agreed
 }
 
 async fn floor<E: std::fmt::Display>(
