@@ -18,7 +18,8 @@
 //! `cargo bench --bench store_backends`; knobs: DEALREG_BENCH_APPENDS (default 4000),
 //! DEALREG_BENCH_STORE_COMMANDS (default 2000), DEALREG_BENCH_IN_FLIGHT (default 64),
 //! DEALREG_BENCH_PARTNERS (submitting partners, default 512), DEALREG_BENCH_SUBJECTS
-//! (default 0: skipped).
+//! (default 0: skipped), DEALREG_BENCH_VIEWS (`off`: no views folded beside the commands,
+//! as `serve --no-views`: the command path alone).
 
 /// The allocator and its settings, as in the `dealreg` binary.
 #[path = "../src/allocator.rs"]
@@ -497,6 +498,9 @@ async fn commands_over_nats<S: EventStore + Clone>(
         ServeOptions {
             holder,
             tick: Duration::from_secs(3600),
+            // DEALREG_BENCH_VIEWS=off: the command path alone (`serve --no-views`), to see
+            // what the views and their feed cost each backend.
+            views: std::env::var("DEALREG_BENCH_VIEWS").as_deref() != Ok("off"),
             ..ServeOptions::default()
         },
         Arc::new(Metrics::default()),

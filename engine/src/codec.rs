@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 mod fields;
 mod tag_first;
+mod time;
 
 pub use tag_first::{decode_buffered, decode_current};
 

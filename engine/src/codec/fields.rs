@@ -38,6 +38,7 @@ use serde::{Deserialize, Serialize};
 pub(super) enum EventFields {
     PolicyAdopted {
         policy: Policy,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
 
@@ -48,6 +49,7 @@ pub(super) enum EventFields {
         tier: Tier,
         territories: Vec<Territory>,
         capacity: u32,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     PartnerTierChanged {
@@ -55,40 +57,47 @@ pub(super) enum EventFields {
         from: Tier,
         to: Tier,
         reason: String,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     PartnerCertified {
         partner_id: PartnerId,
         product_line: String,
         expires_on: NaiveDate,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     PartnerTerritoriesSet {
         partner_id: PartnerId,
         territories: Vec<Territory>,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     PartnerCapacitySet {
         partner_id: PartnerId,
         capacity: u32,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     PartnerOffboarded {
         partner_id: PartnerId,
         reason: String,
         open_registrations: Vec<OpenSlot>,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     CommissionPaidOut {
         partner_id: PartnerId,
         amount: Money,
         reference: String,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     CapacitySlotTaken {
         partner_id: PartnerId,
         registration_id: RegistrationId,
         account: AccountKey,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     CapacitySlotReleased {
@@ -97,6 +106,7 @@ pub(super) enum EventFields {
         account: AccountKey,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         slot: Option<u64>,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     CapacitySlotLapsed {
@@ -104,6 +114,7 @@ pub(super) enum EventFields {
         registration_id: RegistrationId,
         partner_id: PartnerId,
         slot: u64,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
 
@@ -120,10 +131,16 @@ pub(super) enum EventFields {
         proof_of_work: String,
         certified: bool,
         incumbent: bool,
+        #[serde(deserialize_with = "super::time::utc")]
         approval_due_at: DateTime<Utc>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "super::time::utc_opt"
+        )]
         intro_due_at: Option<DateTime<Utc>>,
         policy_version: u32,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     ConflictDetected {
@@ -133,10 +150,16 @@ pub(super) enum EventFields {
         product_line: String,
         parties: Vec<ConflictParty>,
         reasons: Vec<String>,
+        #[serde(deserialize_with = "super::time::utc")]
         acknowledge_by: DateTime<Utc>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "super::time::utc_opt"
+        )]
         resolution_plan_by: Option<DateTime<Utc>>,
         policy_version: u32,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     RegistrationApproved {
@@ -145,8 +168,10 @@ pub(super) enum EventFields {
         partner_id: PartnerId,
         rationale: String,
         protection_days: u32,
+        #[serde(deserialize_with = "super::time::utc")]
         expires_at: DateTime<Utc>,
         policy_version: u32,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     RegistrationDeclined {
@@ -155,8 +180,10 @@ pub(super) enum EventFields {
         partner_id: PartnerId,
         reason_code: String,
         rationale: String,
+        #[serde(deserialize_with = "super::time::utc")]
         appeal_until: DateTime<Utc>,
         policy_version: u32,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     ProtectionExtended {
@@ -165,9 +192,11 @@ pub(super) enum EventFields {
         partner_id: PartnerId,
         extension_number: u32,
         days: u32,
+        #[serde(deserialize_with = "super::time::utc")]
         expires_at: DateTime<Utc>,
         reason: String,
         policy_version: u32,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     RegistrationWithdrawn {
@@ -175,46 +204,57 @@ pub(super) enum EventFields {
         registration_id: RegistrationId,
         partner_id: PartnerId,
         reason: String,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     ProtectionExpired {
         account: AccountKey,
         registration_id: RegistrationId,
         partner_id: PartnerId,
+        #[serde(deserialize_with = "super::time::utc")]
         expired_at: DateTime<Utc>,
         policy_version: u32,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     ExpiryReminderSent {
         account: AccountKey,
         registration_id: RegistrationId,
         partner_id: PartnerId,
+        #[serde(deserialize_with = "super::time::utc")]
         expires_at: DateTime<Utc>,
         policy_version: u32,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     RegistrationFlaggedInactive {
         account: AccountKey,
         registration_id: RegistrationId,
         partner_id: PartnerId,
+        #[serde(deserialize_with = "super::time::utc")]
         last_touch: DateTime<Utc>,
         policy_version: u32,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     ApprovalSlaBreached {
         account: AccountKey,
         registration_id: RegistrationId,
         partner_id: PartnerId,
+        #[serde(deserialize_with = "super::time::utc")]
         due_at: DateTime<Utc>,
         policy_version: u32,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     ReferralSlaBreached {
         account: AccountKey,
         registration_id: RegistrationId,
         partner_id: PartnerId,
+        #[serde(deserialize_with = "super::time::utc")]
         due_at: DateTime<Utc>,
         policy_version: u32,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     AppealFiled {
@@ -222,6 +262,7 @@ pub(super) enum EventFields {
         registration_id: RegistrationId,
         partner_id: PartnerId,
         evidence: String,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     AppealDecided {
@@ -230,8 +271,10 @@ pub(super) enum EventFields {
         partner_id: PartnerId,
         upheld: bool,
         rationale: String,
+        #[serde(default, deserialize_with = "super::time::utc_opt")]
         approval_due_at: Option<DateTime<Utc>>,
         policy_version: u32,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     StageAdvanced {
@@ -242,6 +285,7 @@ pub(super) enum EventFields {
         to_stage: String,
         evidence: StageEvidence,
         policy_version: u32,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     SourcingPartnerSet {
@@ -251,6 +295,7 @@ pub(super) enum EventFields {
         previous: Option<PartnerId>,
         actor: String,
         reason: String,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     InfluencerAdded {
@@ -260,6 +305,7 @@ pub(super) enum EventFields {
         percent: u32,
         actor: String,
         reason: String,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     InfluencerRemoved {
@@ -268,6 +314,7 @@ pub(super) enum EventFields {
         partner_id: PartnerId,
         actor: String,
         reason: String,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     DealWon {
@@ -283,6 +330,7 @@ pub(super) enum EventFields {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         order_reference: Option<String>,
         policy_version: u32,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     RenewalOwnershipReviewDue {
@@ -291,6 +339,7 @@ pub(super) enum EventFields {
         owner: Option<PartnerId>,
         renewal_date: NaiveDate,
         policy_version: u32,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     DealLost {
@@ -299,6 +348,7 @@ pub(super) enum EventFields {
         partner_id: PartnerId,
         reason: String,
         policy_version: u32,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     RevenueReversed {
@@ -306,6 +356,7 @@ pub(super) enum EventFields {
         registration_id: RegistrationId,
         amount: Money,
         reason: String,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     RegistrationReleased {
@@ -313,6 +364,7 @@ pub(super) enum EventFields {
         registration_id: RegistrationId,
         partner_id: PartnerId,
         reason: String,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     DirectOpportunityRecorded {
@@ -321,6 +373,7 @@ pub(super) enum EventFields {
         owner: String,
         product_line: String,
         amount: Money,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     ConflictAcknowledged {
@@ -328,14 +381,17 @@ pub(super) enum EventFields {
         conflict_id: ConflictId,
         by: String,
         note: String,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     ConflictSlaBreached {
         account: AccountKey,
         conflict_id: ConflictId,
         sla: ConflictSla,
+        #[serde(deserialize_with = "super::time::utc")]
         due_at: DateTime<Utc>,
         policy_version: u32,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     ConflictResolutionPlanRecorded {
@@ -345,6 +401,7 @@ pub(super) enum EventFields {
         steps: Vec<String>,
         resolve_by: NaiveDate,
         by: String,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     ConflictResolved {
@@ -352,6 +409,7 @@ pub(super) enum EventFields {
         conflict_id: ConflictId,
         winner: Option<RegistrationId>,
         rationale: String,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     RenewalOwnershipConfirmed {
@@ -360,6 +418,7 @@ pub(super) enum EventFields {
         partner_id: PartnerId,
         renewal_date: NaiveDate,
         policy_version: u32,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     RenewalOwnershipReassigned {
@@ -368,12 +427,14 @@ pub(super) enum EventFields {
         from: Option<PartnerId>,
         to: PartnerId,
         reason: String,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     ConflictClosed {
         account: AccountKey,
         conflict_id: ConflictId,
         reason: String,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     NamedAccountAssigned {
@@ -382,6 +443,7 @@ pub(super) enum EventFields {
         previous: Option<PartnerId>,
         exclusive: bool,
         reason: String,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     RegistrationReassigned {
@@ -391,6 +453,7 @@ pub(super) enum EventFields {
         to: PartnerId,
         reason: String,
         policy_version: u32,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
 
@@ -403,6 +466,7 @@ pub(super) enum EventFields {
         visibility: NoteVisibility,
         by: String,
         from_partner: bool,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     NextStepSet {
@@ -412,6 +476,7 @@ pub(super) enum EventFields {
         text: String,
         due_on: NaiveDate,
         by: String,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     NextStepOverdue {
@@ -419,6 +484,7 @@ pub(super) enum EventFields {
         registration_id: RegistrationId,
         partner_id: PartnerId,
         due_on: NaiveDate,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     ExtensionRequested {
@@ -426,6 +492,7 @@ pub(super) enum EventFields {
         registration_id: RegistrationId,
         partner_id: PartnerId,
         reason: String,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     MoreInformationRequested {
@@ -433,6 +500,7 @@ pub(super) enum EventFields {
         registration_id: RegistrationId,
         partner_id: PartnerId,
         question: String,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
 
@@ -443,26 +511,35 @@ pub(super) enum EventFields {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         policy_version: Option<u32>,
         audience: Audience,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "super::time::utc_opt"
+        )]
         acknowledge_by: Option<DateTime<Utc>>,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     AnnouncementRead {
         partner_id: PartnerId,
         announcement_id: AnnouncementId,
         by: String,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     AnnouncementAcknowledged {
         partner_id: PartnerId,
         announcement_id: AnnouncementId,
         by: String,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     AnnouncementChased {
         partner_id: PartnerId,
         announcement_id: AnnouncementId,
+        #[serde(deserialize_with = "super::time::utc")]
         acknowledge_by: DateTime<Utc>,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
     AlertSubscriptionSet {
@@ -477,6 +554,7 @@ pub(super) enum EventFields {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         quiet_hours: Option<QuietHours>,
         digest: bool,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
 
@@ -486,6 +564,7 @@ pub(super) enum EventFields {
         code: RejectionCode,
         message: String,
         details: serde_json::Value,
+        #[serde(deserialize_with = "super::time::utc")]
         at: DateTime<Utc>,
     },
 }

@@ -33,7 +33,13 @@ pub fn decode_current(data: &[u8]) -> Result<Event, serde_json::Error> {
     if !data.starts_with(TAG_FIRST) {
         return decode_buffered(data);
     }
-    let mut de = serde_json::Deserializer::from_slice(data);
+    // The payload checked as UTF-8 once, whole (a fast scan of ASCII text), so each string
+    // inside it is not checked again on its own, as a slice reader does. Not UTF-8: the
+    // buffered decoder says why, as it always did.
+    let Ok(text) = std::str::from_utf8(data) else {
+        return decode_buffered(data);
+    };
+    let mut de = serde_json::Deserializer::from_str(text);
     let event = (&mut de).deserialize_map(TagThenFields)?;
     de.end()?;
     Ok(event)
