@@ -64,9 +64,10 @@ pub fn partners_needed(state: &State, command: &Command) -> Vec<PartnerId> {
 
 /// The partner whose stream an accepted `command` writes, at the exact tip its decision
 /// read: a submission's capacity slot. Declared here so the engine need not re-derive it:
-/// where the slot is appended with the account's events, a stale read of that partner
-/// cannot be acted on (the append at the old tip is refused and the command decided
-/// again), so the engine may take that partner from its cache at any age.
+/// the slot is appended at the partner's tip as read (with the account's events, or held
+/// just before them), so a stale read of that partner cannot be acted on (the append at
+/// the old tip is refused and the command decided again), and the engine may take that
+/// partner from its cache at any age.
 pub fn partner_written(command: &Command) -> Option<PartnerId> {
     match command {
         Command::SubmitRegistration(c) => Some(c.partner_id),

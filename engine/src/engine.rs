@@ -478,10 +478,10 @@ impl<S: EventStore + Clone, C: Clock> Engine<S, C> {
             self.state_of(boundary, true, fresh(boundary)).await?.0
         };
         let mut partners: BTreeMap<PartnerId, Arc<Loaded>> = BTreeMap::new();
-        // The partner an accepted command writes in the same append as its own events is
-        // checked at its exact tip by that append: it may come from the cache at any age.
-        let written = partner_written(&command.envelope.command)
-            .filter(|_| self.store.capabilities().capacity_in_one_append);
+        // The partner an accepted command writes (its slot, in the same append as the
+        // account's events or held just before them) is appended to at the exact tip it
+        // was read at: it may come from the cache at any age.
+        let written = partner_written(&command.envelope.command);
         for partner_id in partners_needed(&primary.state, &command.envelope.command) {
             let partner = Boundary::Partner(partner_id);
             let loaded = if partner == *boundary {
