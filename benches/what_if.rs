@@ -17,6 +17,11 @@
 //!
 //! Run: `cargo bench --bench what_if`.
 
+/// The allocator and its settings, as in the `dealreg` binary (the bench process only
+/// writes the log; the jobs measured are the binary itself).
+#[path = "../src/allocator.rs"]
+mod allocator;
+
 #[path = "cpu.rs"]
 mod cpu;
 #[path = "load.rs"]
@@ -71,6 +76,7 @@ fn timed(args: &[&str]) -> (f64, f64, Vec<u8>) {
 }
 
 fn main() {
+    allocator::tune();
     let target: usize = std::env::var("DEALREG_BENCH_EVENTS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -342,6 +342,36 @@ impl JetStreamStore {
         }
     }
 
+    /// Up to `max` events of `stream` after `after`, read by `reader`.
+    async fn read_stream_with(
+        &self,
+        reader: Reader<'_>,
+        stream: &str,
+        after: Option<&StreamTip>,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let Some(subject) = self.inner.subjects.of(stream) else {
+            return Ok(Vec::new());
+        };
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let start = match after {
+            None => 1,
+            Some(tip) => match tip.position.sequence() {
+                Some(sequence) => sequence + 1,
+                None => {
+                    return Err(StoreError::Backend(format!(
+                        "the tip of `{stream}` to read after is at position {}, which is no JetStream sequence; pass a tip this store gave",
+                        tip.position
+                    )))
+                }
+            },
+        };
+        let stored = reader.read(&subject, start, max).await?;
+        stored.iter().map(|s| self.decode_stored(s)).collect()
+    }
+
     /// An event from a stored message.
     fn decode(
         &self,
@@ -790,26 +820,8 @@ impl EventStore for JetStreamStore {
         after: Option<&StreamTip>,
         max: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let Some(subject) = self.inner.subjects.of(stream) else {
-            return Ok(Vec::new());
-        };
-        if max == 0 {
-            return Ok(Vec::new());
-        }
-        let start = match after {
-            None => 1,
-            Some(tip) => match tip.position.sequence() {
-                Some(sequence) => sequence + 1,
-                None => {
-                    return Err(StoreError::Backend(format!(
-                        "the tip of `{stream}` to read after is at position {}, which is no JetStream sequence; pass a tip this store gave",
-                        tip.position
-                    )))
-                }
-            },
-        };
-        let stored = self.reader().read(&subject, start, max).await?;
-        stored.iter().map(|s| self.decode_stored(s)).collect()
+        self.read_stream_with(self.reader(), stream, after, max)
+            .await
     }
 
     /// A replica's answer is taken as it is: the engine appends at the tip it read, so
@@ -821,26 +833,8 @@ impl EventStore for JetStreamStore {
         after: Option<&StreamTip>,
         max: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let Some(subject) = self.inner.subjects.of(stream) else {
-            return Ok(Vec::new());
-        };
-        if max == 0 {
-            return Ok(Vec::new());
-        }
-        let start = match after {
-            None => 1,
-            Some(tip) => match tip.position.sequence() {
-                Some(sequence) => sequence + 1,
-                None => {
-                    return Err(StoreError::Backend(format!(
-                        "the tip of `{stream}` to read after is at position {}, which is no JetStream sequence; pass a tip this store gave",
-                        tip.position
-                    )))
-                }
-            },
-        };
-        let stored = self.replica_reader().read(&subject, start, max).await?;
-        stored.iter().map(|s| self.decode_stored(s)).collect()
+        self.read_stream_with(self.replica_reader(), stream, after, max)
+            .await
     }
 
     async fn read_all(
