@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
+use dealreg_domain::money::Currency;
 use dealreg_domain::{Event, PartnerId, Position, RegistrationId};
 use dealreg_projections::ledger::{EntryKind, Ledger};
 use dealreg_projections::Projection;
@@ -202,11 +203,11 @@ impl Outcome {
     }
 
     /// Commission by partner and currency.
-    pub fn commission(&self) -> BTreeMap<(PartnerId, String), Commission> {
-        let mut out: BTreeMap<(PartnerId, String), Commission> = BTreeMap::new();
+    pub fn commission(&self) -> BTreeMap<(PartnerId, Currency), Commission> {
+        let mut out: BTreeMap<(PartnerId, Currency), Commission> = BTreeMap::new();
         for entry in self.ledger.entries() {
             let c = out
-                .entry((entry.partner_id, entry.currency.to_string()))
+                .entry((entry.partner_id, entry.currency.clone()))
                 .or_default();
             let amount = i128::from(entry.amount_minor);
             if entry.kind != EntryKind::Payout {
@@ -258,7 +259,7 @@ pub struct ExpiryChange {
 pub struct CommissionChange {
     pub partner_id: PartnerId,
     pub partner: String,
-    pub currency: String,
+    pub currency: Currency,
     pub was_earned_minor: i128,
     pub now_earned_minor: i128,
     pub earned_difference_minor: i128,
@@ -350,7 +351,7 @@ pub fn compare(was: &Outcome, now: &Outcome) -> Differences {
     d.sla_breaches_raised = now.breaches.difference(&was.breaches).cloned().collect();
     d.sla_breaches_avoided = was.breaches.difference(&now.breaches).cloned().collect();
     let (cw, cn) = (was.commission(), now.commission());
-    let keys: BTreeSet<&(PartnerId, String)> = cw.keys().chain(cn.keys()).collect();
+    let keys: BTreeSet<&(PartnerId, Currency)> = cw.keys().chain(cn.keys()).collect();
     for key in keys {
         let x = cw.get(key).copied().unwrap_or_default();
         let y = cn.get(key).copied().unwrap_or_default();

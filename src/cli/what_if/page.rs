@@ -3,19 +3,17 @@
 
 use std::fmt::Write;
 
+use dealreg_actions::escape_html as escape;
 use dealreg_domain::money::{format_minor, Currency};
 
 use super::Report;
 
 /// `minor` units of `currency` as people write them (`USD 1,448.40`).
-fn money(minor: i128, currency: &str) -> String {
-    let exponent = Currency::try_from(currency.to_string())
-        .map(|c| c.exponent())
-        .unwrap_or(2);
-    format!("{currency} {}", format_minor(minor, exponent))
+fn money(minor: i128, currency: &Currency) -> String {
+    format!("{currency} {}", format_minor(minor, currency.exponent()))
 }
 
-fn signed(minor: i128, currency: &str) -> String {
+fn signed(minor: i128, currency: &Currency) -> String {
     if minor > 0 {
         format!("+{}", money(minor, currency))
     } else {
@@ -129,7 +127,7 @@ fn sections(report: &Report) -> Vec<Section> {
                 .map(|c| {
                     vec![
                         c.partner.clone(),
-                        c.currency.clone(),
+                        c.currency.to_string(),
                         money(c.was_earned_minor, &c.currency),
                         money(c.now_earned_minor, &c.currency),
                         signed(c.earned_difference_minor, &c.currency),
@@ -258,21 +256,6 @@ pub fn text(report: &Report) -> String {
         );
         for row in rows {
             let _ = writeln!(out, "  {}", line(row));
-        }
-    }
-    out
-}
-
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
         }
     }
     out

@@ -145,10 +145,15 @@ impl Rerun {
             .execute(envelope)
             .await
             .map_err(|e| format!("the scratch log refused a write: {e}"))?;
-        self.fold(&executed.reply.events);
-        let mut follow: Vec<CommandEnvelope> = executed
-            .reply
-            .events
+        self.fold_and_follow(&executed.reply.events).await?;
+        Ok(executed)
+    }
+
+    /// Folds `events` and runs the follow-ups they imply (and theirs), each counted as
+    /// derived: what the reactor would do on the scratch log.
+    async fn fold_and_follow(&mut self, events: &[PositionedEvent]) -> Result<(), String> {
+        self.fold(events);
+        let mut follow: Vec<CommandEnvelope> = events
             .iter()
             .flat_map(|e| reactor::follow_ups(&e.event))
             .collect();
@@ -167,7 +172,7 @@ impl Rerun {
                     .flat_map(|e| reactor::follow_ups(&e.event)),
             );
         }
-        Ok(executed)
+        Ok(())
     }
 
     /// Issues every deadline of the scratch log that falls due up to `until`, each at
@@ -196,17 +201,7 @@ impl Rerun {
                 if self.issued.insert(key(&deadline)) {
                     self.coverage.derived_issued += 1;
                 }
-                self.fold(&executed.reply.events);
-                let follow: Vec<CommandEnvelope> = executed
-                    .reply
-                    .events
-                    .iter()
-                    .flat_map(|e| reactor::follow_ups(&e.event))
-                    .collect();
-                for next in follow {
-                    self.execute(next).await?;
-                    self.coverage.derived_issued += 1;
-                }
+                self.fold_and_follow(&executed.reply.events).await?;
             }
         }
         self.checked_until = Some(until);
